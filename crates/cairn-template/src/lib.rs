@@ -9,5 +9,17 @@
 //! (callers inject both), or prints.
 
 pub mod diagnostic;
+pub mod environment;
+pub mod expr;
+pub mod functions;
+pub mod loader;
+pub mod model;
 pub mod node;
+pub mod params;
 pub mod source;
+pub mod value;
+
+pub use diagnostic::{Code, Diagnostic, Diagnostics};
+pub use loader::{LoadError, LoadOptions, Loaded, load};
+pub use source::{FileId, Sources, Span};
+pub use value::Value;

@@ -1,0 +1,16 @@
+//! cairn's engine.
+//!
+//! Owns: the resource model (portable type schemas), the dependency graph,
+//! and the evaluation of a loaded template into desired resource instances
+//! with unknowns tracked. Plan, apply, the journal and the `Provider` trait
+//! build on this.
+//!
+//! Never: names SQLite, AWS or a terminal; prints; reads the environment.
+
+pub mod check;
+pub mod evaluate;
+pub mod graph;
+pub mod schema;
+pub mod validate;
+
+pub use evaluate::{Desired, DesiredResource, Instance, InstanceKey, KnownAttributes, NoAttributes, evaluate};

@@ -1,0 +1,395 @@
+//! The template function library: ARM-style functions and filters for
+//! minijinja.
+//!
+//! Every function is registered under a snake_case name by [`register`]; the
+//! ones that read naturally as filters are registered as filters too, so both
+//! `{{ base64(x) }}` and `{{ x | base64 }}` work. [`FUNCTION_NAMES`] lists
+//! every name registered here (functions and filters) for "did you mean"
+//! suggestions.
+//!
+//! Families, one module each:
+//!
+//! * [`arm`]: `unique_string`, `guid` (byte-for-byte the same results as ARM's
+//!   `uniqueString` and `guid`).
+//! * [`net`]: `cidr_subnet`, `cidr_host` (Terraform's `cidrsubnet` and
+//!   `cidrhost`), `parse_cidr` (ARM's `parseCidr`).
+//! * [`text`]: `base64`, `base64_decode`, `to_json`, `from_json`, `format`,
+//!   `pad_left`, `replace`, `split`, `join`, `substring`.
+//! * [`collections`]: `range`, `union`, `intersection`, `coalesce`,
+//!   `contains`.
+//! * [`time`]: `date_time_add`, `utc_now`.
+//! * [`files`]: `file`.
+//!
+//! Notes on names shared with minijinja's builtins:
+//!
+//! * `range` replaces minijinja's builtin `range` function with ARM's
+//!   `range(start, count)`. `range(n)` with one argument still means
+//!   `0, 1, ..., n-1`, as in Jinja, but `range(a, b)` means *`b` numbers
+//!   starting at `a`* (ARM), not *`a` up to `b`* (Jinja), and there is no step.
+//! * The `replace` and `join` filters stay minijinja's builtins: for the ARM
+//!   call shapes (`s | replace(old, new)`, `list | join(sep)`) they give the
+//!   same results, and they also keep the builtin extras (`count=`,
+//!   `attribute=`). The `replace` and `join` *functions* are ours.
+//! * The `split` filter is ours and a superset of the builtin: a list of
+//!   delimiters splits on any of them (ARM); no delimiter, or a `maxsplits`
+//!   argument, falls back to the builtin behaviour.
+//!
+//! Errors are `minijinja::Error`s of kind `InvalidOperation` (or
+//! `MissingArgument` / `TooManyArguments`) whose message names the function
+//! and says what was wrong. No function panics on any input.
+
+pub mod arm;
+pub mod collections;
+pub mod files;
+pub mod net;
+pub mod text;
+pub mod time;
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind};
+
+/// What the function library needs from its caller.
+#[derive(Debug, Clone)]
+pub struct FunctionContext {
+    /// The directory `file('path')` reads relative to (the template's
+    /// directory). Paths may not leave it.
+    pub base_dir: PathBuf,
+    /// The clock `utc_now()` reads; the library never reads the system clock.
+    pub now: ::time::OffsetDateTime,
+    /// Whether `utc_now` is available at all. ARM allows `utcNow` only in
+    /// parameter defaults, so callers turn this on only while evaluating
+    /// those.
+    pub allow_utc_now: bool,
+}
+
+/// Every name [`register`] may add, functions and filters, sorted.
+///
+/// `utc_now` is listed even though it is registered only when
+/// [`FunctionContext::allow_utc_now`] is set, so that a suggestion can point
+/// at it (and the caller can explain where it is allowed).
+pub const FUNCTION_NAMES: &[&str] = &[
+    "base64",
+    "base64_decode",
+    "cidr_host",
+    "cidr_subnet",
+    "coalesce",
+    "contains",
+    "date_time_add",
+    "file",
+    "format",
+    "from_json",
+    "guid",
+    "intersection",
+    "join",
+    "pad_left",
+    "parse_cidr",
+    "range",
+    "replace",
+    "split",
+    "substring",
+    "to_json",
+    "union",
+    "unique_string",
+    "utc_now",
+];
+
+/// Registers the whole function library (functions and filters) on `env`.
+pub fn register(env: &mut Environment<'static>, ctx: &FunctionContext) {
+    // arm
+    env.add_function("unique_string", arm::unique_string);
+    env.add_filter("unique_string", arm::unique_string);
+    env.add_function("guid", arm::guid);
+
+    // net
+    env.add_function("cidr_subnet", net::cidr_subnet);
+    env.add_function("cidr_host", net::cidr_host);
+    env.add_function("parse_cidr", net::parse_cidr);
+
+    // text
+    env.add_function("base64", text::base64);
+    env.add_filter("base64", text::base64);
+    env.add_function("base64_decode", text::base64_decode);
+    env.add_filter("base64_decode", text::base64_decode);
+    env.add_function("to_json", text::to_json);
+    env.add_filter("to_json", text::to_json);
+    env.add_function("from_json", text::from_json);
+    env.add_filter("from_json", text::from_json);
+    env.add_function("format", text::format);
+    env.add_function("pad_left", text::pad_left);
+    env.add_filter("pad_left", text::pad_left);
+    env.add_function("replace", text::replace);
+    env.add_function("split", text::split);
+    env.add_filter("split", text::split_filter);
+    env.add_function("join", text::join);
+    env.add_function("substring", text::substring);
+    env.add_filter("substring", text::substring);
+
+    // collections
+    env.add_function("range", collections::range);
+    env.add_function("union", collections::union);
+    env.add_function("intersection", collections::intersection);
+    env.add_function("coalesce", collections::coalesce);
+    env.add_function("contains", collections::contains);
+
+    // time
+    env.add_function("date_time_add", time::date_time_add);
+    if ctx.allow_utc_now {
+        let now = ctx.now;
+        env.add_function("utc_now", move |format: Option<Value>| {
+            time::utc_now(now, format)
+        });
+    }
+
+    // files
+    let base_dir = ctx.base_dir.clone();
+    env.add_function("file", move |path: Value| files::file(&base_dir, path));
+}
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the families.
+
+/// An `InvalidOperation` error with the given message.
+pub(crate) fn invalid(msg: impl Into<Cow<'static, str>>) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg)
+}
+
+/// A short, user-facing name for a value's type.
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value.kind() {
+        ValueKind::Undefined => "undefined",
+        ValueKind::None => "none",
+        ValueKind::Bool => "bool",
+        ValueKind::Number if value.is_integer() => "int",
+        ValueKind::Number => "number",
+        ValueKind::String => "string",
+        ValueKind::Bytes => "bytes",
+        ValueKind::Seq | ValueKind::Iterable => "list",
+        ValueKind::Map => "map",
+        _ => "object",
+    }
+}
+
+/// The error for an argument of the wrong type.
+pub(crate) fn wrong_type(func: &str, what: &str, expected: &str, got: &Value) -> Error {
+    if got.is_undefined() {
+        invalid(format!("{func}(): {what} is undefined (expected {expected})"))
+    } else {
+        invalid(format!(
+            "{func}(): {what} must be {expected}, got {}",
+            type_name(got)
+        ))
+    }
+}
+
+/// The argument as a string slice, or a clear error.
+pub(crate) fn expect_str<'a>(func: &str, what: &str, value: &'a Value) -> Result<&'a str, Error> {
+    match value.kind() {
+        ValueKind::String => value
+            .as_str()
+            .ok_or_else(|| wrong_type(func, what, "a string", value)),
+        _ => Err(wrong_type(func, what, "a string", value)),
+    }
+}
+
+/// The argument as an integer, or a clear error. Floats with an integral
+/// value (`3.0`) are accepted; fractions are not.
+pub(crate) fn expect_int(func: &str, what: &str, value: &Value) -> Result<i128, Error> {
+    if value.kind() != ValueKind::Number {
+        return Err(wrong_type(func, what, "an integer", value));
+    }
+    if let Ok(v) = i128::try_from(value.clone()) {
+        return Ok(v);
+    }
+    if let Ok(v) = u128::try_from(value.clone()) {
+        // Only values above i128::MAX get here.
+        return Err(invalid(format!(
+            "{func}(): {what} {v} is too large"
+        )));
+    }
+    if let Ok(f) = f64::try_from(value.clone()) {
+        if f.is_finite() && f.fract() == 0.0 {
+            // Integral but outside i64 (otherwise try_from above succeeded).
+            if f.abs() < 1.7e38 {
+                // `as` saturates; the bound keeps it exact enough and in range.
+                return Ok(f as i128);
+            }
+            return Err(invalid(format!("{func}(): {what} {f} is too large")));
+        }
+        return Err(invalid(format!(
+            "{func}(): {what} must be an integer, got {f}"
+        )));
+    }
+    Err(wrong_type(func, what, "an integer", value))
+}
+
+/// Whether the value is a list (a sequence or another iterable that is not a
+/// map or string).
+pub(crate) fn is_list(value: &Value) -> bool {
+    matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable)
+}
+
+/// Whether the value is a map.
+pub(crate) fn is_map(value: &Value) -> bool {
+    value.kind() == ValueKind::Map
+}
+
+/// The items of a list value.
+pub(crate) fn list_items(func: &str, what: &str, value: &Value) -> Result<Vec<Value>, Error> {
+    if !is_list(value) {
+        return Err(wrong_type(func, what, "a list", value));
+    }
+    let iter = value
+        .try_iter()
+        .map_err(|_| wrong_type(func, what, "a list", value))?;
+    Ok(iter.collect())
+}
+
+/// The key/value pairs of a map value, in order.
+pub(crate) fn map_pairs(func: &str, what: &str, value: &Value) -> Result<Vec<(Value, Value)>, Error> {
+    if !is_map(value) {
+        return Err(wrong_type(func, what, "a map", value));
+    }
+    let keys = value
+        .try_iter()
+        .map_err(|_| wrong_type(func, what, "a map", value))?;
+    let mut pairs = Vec::new();
+    for key in keys {
+        let item = value.get_item(&key).unwrap_or_default();
+        pairs.push((key, item));
+    }
+    Ok(pairs)
+}
+
+/// The ordinal ("1st", "2nd", ...) of a 0-based argument index, for messages.
+pub(crate) fn ordinal(index: usize) -> String {
+    let n = index + 1;
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// An environment with the library registered, `utc_now` allowed, the
+    /// clock at 2024-03-05T17:53:18Z and `base_dir` as given.
+    pub fn env_with(base_dir: PathBuf, allow_utc_now: bool) -> Environment<'static> {
+        let mut env = Environment::new();
+        let ctx = FunctionContext {
+            base_dir,
+            now: ::time::macros::datetime!(2024-03-05 17:53:18 UTC),
+            allow_utc_now,
+        };
+        register(&mut env, &ctx);
+        env
+    }
+
+    pub fn env() -> Environment<'static> {
+        env_with(std::env::temp_dir(), true)
+    }
+
+    /// Evaluates an expression, returning its value.
+    pub fn eval(expr: &str) -> Result<Value, Error> {
+        let env = env();
+        let e = env.compile_expression(expr)?;
+        e.eval(())
+    }
+
+    /// Evaluates an expression that must succeed; returns its JSON form.
+    pub fn json(expr: &str) -> String {
+        let v = eval(expr).unwrap_or_else(|e| panic!("{expr}: {e:#}"));
+        serde_json::to_string(&v).expect("serializable")
+    }
+
+    /// Renders a template that must succeed.
+    pub fn render(tmpl: &str) -> String {
+        let env = env();
+        env.render_str(tmpl, ())
+            .unwrap_or_else(|e| panic!("{tmpl}: {e:#}"))
+    }
+
+    /// Evaluates an expression that must fail; returns the error message.
+    pub fn err(expr: &str) -> String {
+        match eval(expr) {
+            Ok(v) => panic!("{expr}: expected an error, got {v:?}"),
+            Err(e) => e.detail().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn function_names_are_sorted_and_registered() {
+        let mut sorted = FUNCTION_NAMES.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, FUNCTION_NAMES);
+        let env = env();
+        for name in FUNCTION_NAMES {
+            let is_fn = env.globals().any(|(k, _)| k == *name);
+            assert!(is_fn, "{name} is not registered as a function");
+        }
+    }
+
+    #[test]
+    fn utc_now_only_when_allowed() {
+        let env = env_with(std::env::temp_dir(), false);
+        assert!(!env.globals().any(|(k, _)| k == "utc_now"));
+        let e = env.compile_expression("utc_now()").unwrap();
+        assert!(e.eval(()).is_err());
+    }
+
+    #[test]
+    fn filters_work() {
+        assert_eq!(render("{{ 'hi' | base64 }}"), "aGk=");
+        assert_eq!(render("{{ 'aGk=' | base64_decode }}"), "hi");
+        assert_eq!(render("{{ 'aaa' | unique_string }}"), "zavj67f3en4hc");
+        assert_eq!(render("{{ 'a-b' | replace('-', '_') }}"), "a_b");
+        assert_eq!(render("{{ ['a', 'b'] | join(',') }}"), "a,b");
+        assert_eq!(render("{{ 'a,b;c' | split([',', ';']) | length }}"), "3");
+        assert_eq!(render("{{ 'a b  c' | split | length }}"), "3");
+        assert_eq!(render("{{ 'a,b,c' | split(',', 1) | length }}"), "2");
+        assert_eq!(render("{{ '7' | pad_left(3, '0') }}"), "007");
+        assert_eq!(render("{{ 'hello' | substring(1, 3) }}"), "ell");
+        assert_eq!(render("{{ {'a': 1} | to_json }}"), r#"{"a":1}"#);
+        assert_eq!(render("{{ ('[1,2]' | from_json)[1] }}"), "2");
+    }
+
+    #[test]
+    fn ordinals() {
+        assert_eq!(ordinal(0), "1st");
+        assert_eq!(ordinal(1), "2nd");
+        assert_eq!(ordinal(2), "3rd");
+        assert_eq!(ordinal(3), "4th");
+        assert_eq!(ordinal(10), "11th");
+        assert_eq!(ordinal(20), "21st");
+    }
+
+    #[test]
+    fn expect_int_edges() {
+        assert_eq!(expect_int("f", "x", &Value::from(3.0)).unwrap(), 3);
+        assert!(expect_int("f", "x", &Value::from(3.5)).is_err());
+        assert!(expect_int("f", "x", &Value::from(f64::NAN)).is_err());
+        assert!(expect_int("f", "x", &Value::from(f64::INFINITY)).is_err());
+        assert!(expect_int("f", "x", &Value::from(1e300)).is_err());
+        assert!(expect_int("f", "x", &Value::from("3")).is_err());
+        assert!(expect_int("f", "x", &Value::from(u128::MAX)).is_err());
+        assert_eq!(
+            expect_int("f", "x", &Value::from(i128::MIN)).unwrap(),
+            i128::MIN
+        );
+        assert!(expect_int("f", "x", &Value::UNDEFINED).is_err());
+    }
+}

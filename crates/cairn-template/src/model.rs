@@ -1,0 +1,345 @@
+//! The document model: what a `cairn.yaml` declares, with spans, before any
+//! expression is evaluated.
+
+use indexmap::IndexMap;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
+use crate::node::{Node, NodeKind};
+use crate::params::{ParamDecl, parse_param_decl};
+use crate::source::{FileId, Span};
+
+pub const TEMPLATE_KEYS: &[&str] = &["cairn", "description", "parameters", "variables", "resources", "outputs"];
+pub const RESOURCE_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "properties",
+    "count",
+    "for_each",
+    "condition",
+    "depends_on",
+    "lifecycle",
+    "tags",
+    "aws",
+    "local",
+];
+pub const LIFECYCLE_KEYS: &[&str] = &["prevent_destroy", "create_before_destroy", "ignore_changes"];
+pub const OUTPUT_KEYS: &[&str] = &["value", "description", "secret"];
+/// Names a resource, variable or parameter may not take: they are scope names.
+pub const RESERVED: &[&str] = &["params", "vars", "deployment", "index", "each", "self", "true", "false", "none", "null"];
+/// Target blocks a resource may carry.
+pub const TARGET_BLOCKS: &[&str] = &["aws", "local"];
+
+/// A name as written, with where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub file: FileId,
+    pub version_span: Option<Span>,
+    pub description: Option<String>,
+    pub parameters: IndexMap<String, ParamDecl>,
+    pub variables: IndexMap<String, (Name, Node)>,
+    pub resources: IndexMap<String, ResourceDecl>,
+    pub outputs: IndexMap<String, OutputDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceDecl {
+    pub name: Name,
+    pub kind: Name,
+    pub description: Option<String>,
+    pub properties: Option<Node>,
+    pub count: Option<Node>,
+    pub for_each: Option<Node>,
+    pub condition: Option<Node>,
+    pub depends_on: Vec<Name>,
+    pub lifecycle: Lifecycle,
+    pub tags: Option<Node>,
+    /// Target-only fields, by target name (`aws: {...}`).
+    pub target_blocks: IndexMap<String, Node>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lifecycle {
+    pub prevent_destroy: Option<Node>,
+    pub create_before_destroy: Option<Node>,
+    pub ignore_changes: Option<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputDecl {
+    pub name: Name,
+    pub value: Node,
+    pub description: Option<String>,
+    pub secret: bool,
+}
+
+/// Reads a template document; reports every problem found, not just the first.
+pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
+    let mut d = Diagnostics::default();
+    let mut t = Template {
+        file: root.span.file,
+        version_span: None,
+        description: None,
+        parameters: IndexMap::new(),
+        variables: IndexMap::new(),
+        resources: IndexMap::new(),
+        outputs: IndexMap::new(),
+    };
+    let Some(entries) = expect_map(root, "the template", &mut d) else {
+        return Err(d);
+    };
+    for (k, v) in entries {
+        let Some(key) = key_name(k, &mut d) else { continue };
+        match key.as_str() {
+            "cairn" => {
+                t.version_span = Some(v.span);
+                if v.kind != NodeKind::Int(1) {
+                    d.push(
+                        Diagnostic::new(Code::Type, "unsupported template version")
+                            .at(v.span, "expected `1`")
+                            .help("this cairn reads templates with `cairn: 1`"),
+                    );
+                }
+            }
+            "description" => t.description = expect_string(v, &mut d),
+            "parameters" => {
+                for (name, node) in named_entries(v, "parameters", &mut d) {
+                    if let Some(p) = parse_param_decl(name.clone(), node, &mut d) {
+                        t.parameters.insert(name.text, p);
+                    }
+                }
+            }
+            "variables" => {
+                for (name, node) in named_entries(v, "variables", &mut d) {
+                    t.variables.insert(name.text.clone(), (name, node.clone()));
+                }
+            }
+            "resources" => {
+                for (name, node) in named_entries(v, "resources", &mut d) {
+                    if let Some(r) = parse_resource(name.clone(), node, &mut d) {
+                        t.resources.insert(name.text, r);
+                    }
+                }
+            }
+            "outputs" => {
+                for (name, node) in named_entries(v, "outputs", &mut d) {
+                    t.outputs.insert(name.text.clone(), parse_output(name, node, &mut d));
+                }
+            }
+            other => d.push(unknown_key(k, other, "a template", TEMPLATE_KEYS)),
+        }
+    }
+    if t.version_span.is_none() && !entries.is_empty() {
+        // Optional, but a typo such as `cairm: 1` was reported above.
+    }
+    d.into_result(t)
+}
+
+fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<ResourceDecl> {
+    let entries = expect_map(node, "a resource", d)?;
+    let mut kind: Option<Name> = None;
+    let mut r = ResourceDecl {
+        name: name.clone(),
+        kind: Name {
+            text: String::new(),
+            span: name.span,
+        },
+        description: None,
+        properties: None,
+        count: None,
+        for_each: None,
+        condition: None,
+        depends_on: Vec::new(),
+        lifecycle: Lifecycle::default(),
+        tags: None,
+        target_blocks: IndexMap::new(),
+        span: node.span,
+    };
+    for (k, v) in entries {
+        let Some(key) = key_name(k, d) else { continue };
+        match key.as_str() {
+            "type" => {
+                kind = expect_string(v, d).map(|text| Name { text, span: v.span });
+            }
+            "description" => r.description = expect_string(v, d),
+            "properties" => {
+                if expect_map(v, "`properties`", d).is_some() {
+                    r.properties = Some(v.clone());
+                }
+            }
+            "count" => r.count = Some(v.clone()),
+            "for_each" => r.for_each = Some(v.clone()),
+            "condition" => r.condition = Some(v.clone()),
+            "depends_on" => match &v.kind {
+                NodeKind::Seq(items) => {
+                    for item in items {
+                        if let Some(text) = expect_string(item, d) {
+                            r.depends_on.push(Name { text, span: item.span });
+                        }
+                    }
+                }
+                NodeKind::Str(s, _) => r.depends_on.push(Name {
+                    text: s.clone(),
+                    span: v.span,
+                }),
+                _ => d.push(type_error(v, "a list of resource names")),
+            },
+            "lifecycle" => {
+                if let Some(lc) = expect_map(v, "`lifecycle`", d) {
+                    for (lk, lv) in lc {
+                        match lk.key_str() {
+                            Some("prevent_destroy") => r.lifecycle.prevent_destroy = Some(lv.clone()),
+                            Some("create_before_destroy") => r.lifecycle.create_before_destroy = Some(lv.clone()),
+                            Some("ignore_changes") => r.lifecycle.ignore_changes = Some(lv.clone()),
+                            _ => d.push(unknown_key(lk, &lk.scalar_text(), "`lifecycle`", LIFECYCLE_KEYS)),
+                        }
+                    }
+                }
+            }
+            "tags" => r.tags = Some(v.clone()),
+            t if TARGET_BLOCKS.contains(&t) => {
+                if expect_map(v, "a target block", d).is_some() {
+                    r.target_blocks.insert(t.to_string(), v.clone());
+                }
+            }
+            other => d.push(unknown_key(k, other, "a resource", RESOURCE_KEYS)),
+        }
+    }
+    if let (Some(c), Some(f)) = (&r.count, &r.for_each) {
+        d.push(
+            Diagnostic::new(Code::Count, format!("resource `{}` has both `count` and `for_each`", name.text))
+                .at(f.span, "`for_each` here")
+                .also(c.span, "`count` here")
+                .help("use one of them: `count` for N alike copies, `for_each` for one copy per key"),
+        );
+    }
+    match kind {
+        Some(k) => r.kind = k,
+        None => {
+            d.push(
+                Diagnostic::new(Code::MissingKey, format!("resource `{}` has no `type`", name.text))
+                    .at(name.span, "this resource")
+                    .help("add `type: server` (or network, subnet, load_balancer, ...)"),
+            );
+            return None;
+        }
+    }
+    Some(r)
+}
+
+fn parse_output(name: Name, node: &Node, d: &mut Diagnostics) -> OutputDecl {
+    // `name: value` or `name: {value: ..., secret: true, description: ...}`.
+    let long_form = node
+        .as_map()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, _)| k.key_str().is_some_and(|k| OUTPUT_KEYS.contains(&k))));
+    if long_form && node.get("value").is_some() {
+        let mut secret = false;
+        if let Some(s) = node.get("secret") {
+            match s.kind {
+                NodeKind::Bool(b) => secret = b,
+                _ => d.push(type_error(s, "true or false")),
+            }
+        }
+        let description = node.get("description").and_then(|n| expect_string(n, d));
+        return OutputDecl {
+            name,
+            value: node.get("value").cloned().unwrap_or_else(|| node.clone()),
+            description,
+            secret,
+        };
+    }
+    OutputDecl {
+        name,
+        value: node.clone(),
+        description: None,
+        secret: false,
+    }
+}
+
+/// The entries of a named section (`resources:`), with names checked.
+fn named_entries<'n>(node: &'n Node, section: &str, d: &mut Diagnostics) -> Vec<(Name, &'n Node)> {
+    if node.kind == NodeKind::Null {
+        return Vec::new();
+    }
+    let Some(entries) = expect_map(node, &format!("`{section}`"), d) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let Some(text) = key_name(k, d) else { continue };
+        if !is_identifier(&text) {
+            d.push(
+                Diagnostic::new(Code::Type, format!("`{text}` is not a valid name"))
+                    .at(k.span, "names are letters, digits and `_`, starting with a letter or `_`")
+                    .help("expressions refer to names like `{{ web_subnet.id }}`, so `-` and `.` cannot be used"),
+            );
+            continue;
+        }
+        if RESERVED.contains(&text.as_str()) {
+            d.push(
+                Diagnostic::new(Code::Type, format!("`{text}` is a reserved name"))
+                    .at(k.span, "reserved for expressions")
+                    .help(format!("reserved names: {}", RESERVED.join(", "))),
+            );
+            continue;
+        }
+        out.push((Name { text, span: k.span }, v));
+    }
+    out
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub(crate) fn key_name(k: &Node, d: &mut Diagnostics) -> Option<String> {
+    match &k.kind {
+        NodeKind::Str(s, _) => Some(s.clone()),
+        _ => {
+            d.push(Diagnostic::new(Code::Type, "keys must be strings").at(k.span, format!("this key is {}", k.type_name())));
+            None
+        }
+    }
+}
+
+pub(crate) fn expect_map<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> Option<&'n [(Node, Node)]> {
+    match &node.kind {
+        NodeKind::Map(m) => Some(m),
+        _ => {
+            d.push(
+                Diagnostic::new(Code::Type, format!("{what} must be a map"))
+                    .at(node.span, format!("expected a map, found {}", node.type_name())),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn expect_string(node: &Node, d: &mut Diagnostics) -> Option<String> {
+    match &node.kind {
+        NodeKind::Str(s, _) => Some(s.clone()),
+        _ => {
+            d.push(type_error(node, "a string"));
+            None
+        }
+    }
+}
+
+pub(crate) fn type_error(node: &Node, expected: &str) -> Diagnostic {
+    Diagnostic::new(Code::Type, format!("expected {expected}, found {}", node.type_name()))
+        .at(node.span, format!("expected {expected}"))
+}
+
+pub(crate) fn unknown_key(k: &Node, name: &str, within: &str, allowed: &[&str]) -> Diagnostic {
+    Diagnostic::new(Code::UnknownKey, format!("unknown key `{name}` in {within}"))
+        .at(k.span, "not a known key")
+        .maybe_help(did_you_mean(name, allowed))
+}

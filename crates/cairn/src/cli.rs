@@ -1,0 +1,96 @@
+//! Command-line arguments. Environment variable names are declared here once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const ENV_PARAM_PREFIX: &str = "CAIRN_PARAM_";
+pub const ENV_NO_COLOR: &str = "NO_COLOR";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Build infrastructure from a template and operate it, in one binary",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Output format (default: table on a terminal, json otherwise)
+    #[arg(short = 'o', long = "output", global = true, value_enum)]
+    pub output: Option<Format>,
+    /// JMESPath query applied to the result before it is printed
+    #[arg(long, global = true, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Never use colour (also: NO_COLOR)
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// More logging on stderr (-v, -vv, -vvv)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+    Tsv,
+    None,
+}
+
+/// Which template, environment and parameter values a command works on.
+#[derive(Debug, Args, Clone)]
+pub struct TemplateArgs {
+    /// Directory holding cairn.yaml (or cairn.json)
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Environment: reads env/<ENV>.yaml (default: dev, on the local target)
+    #[arg(short = 'e', long = "env")]
+    pub env: Option<String>,
+    /// Set a parameter (repeatable); CAIRN_PARAM_<NAME> overrides it
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Read parameter values from a YAML or JSON file (repeatable)
+    #[arg(long = "param-file", value_name = "FILE")]
+    pub param_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a template, type-check parameters and properties, resolve the graph
+    Validate(TemplateArgs),
+    /// Evaluate one expression in a template's context (like `terraform console`)
+    Eval {
+        /// The expression, e.g. "unique_string('aaa')" or "cidr_subnet(net.cidr, 8, 1)"
+        expr: String,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+    /// Print the dependency graph of a template's resources
+    Graph {
+        #[command(flatten)]
+        template: TemplateArgs,
+        /// Graph language (used unless -o asks for data)
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}

@@ -1,0 +1,40 @@
+//! One module per command; each turns arguments into a library call and
+//! hands the JSON result to [`crate::output`].
+
+mod eval;
+mod graph;
+mod validate;
+
+use cairn_template::LoadOptions;
+
+use crate::cli::{Cli, Command, ENV_PARAM_PREFIX, TemplateArgs};
+use crate::report::{CliError, Status};
+
+pub fn run(cli: &Cli) -> Result<Status, CliError> {
+    match &cli.command {
+        Command::Validate(t) => validate::run(t, &cli.global),
+        Command::Eval { expr, template } => eval::run(expr, template, &cli.global),
+        Command::Graph { template, format } => graph::run(template, *format, &cli.global),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "cairn", &mut std::io::stdout());
+            Ok(Status::Success)
+        }
+    }
+}
+
+/// Load options from the arguments, the `CAIRN_PARAM_*` variables and the clock.
+pub fn load_options(t: &TemplateArgs) -> LoadOptions {
+    let mut opts = LoadOptions::new(&t.dir);
+    opts.env = t.env.clone();
+    opts.params = t.params.clone();
+    opts.param_files = t.param_files.clone();
+    let mut env_params: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PARAM_PREFIX) && k.len() > ENV_PARAM_PREFIX.len())
+        .collect();
+    env_params.sort();
+    opts.env_params = env_params;
+    opts.now = time::OffsetDateTime::now_utc();
+    opts
+}

@@ -1,0 +1,105 @@
+//! Exit codes, errors and how they are shown. Exit codes live here only.
+
+use std::io::IsTerminal;
+
+use cairn_template::diagnostic::Rendered;
+use cairn_template::{Diagnostics, Sources};
+
+/// Process exit codes (the design's CLI section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    Success = 0,
+    Failure = 1,
+    /// Usage or template error.
+    Usage = 2,
+    /// `plan --detailed-exitcode` found changes.
+    Changes = 3,
+}
+
+#[derive(Debug)]
+pub enum CliError {
+    /// A template problem: rendered with source snippets, exit 2.
+    Template { sources: Sources, diagnostics: Diagnostics },
+    /// Bad arguments or a bad query, exit 2.
+    Usage(String),
+    /// Anything else, exit 1.
+    Failure(anyhow::Error),
+}
+
+impl CliError {
+    pub fn status(&self) -> Status {
+        match self {
+            CliError::Template { .. } | CliError::Usage(_) => Status::Usage,
+            CliError::Failure(_) => Status::Failure,
+        }
+    }
+}
+
+impl From<cairn_template::LoadError> for CliError {
+    fn from(e: cairn_template::LoadError) -> Self {
+        CliError::Template {
+            sources: e.sources,
+            diagnostics: e.diagnostics,
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        CliError::Failure(e)
+    }
+}
+
+pub fn use_color(no_color_flag: bool) -> bool {
+    !no_color_flag
+        && std::env::var_os(crate::cli::ENV_NO_COLOR).is_none_or(|v| v.is_empty())
+        && std::io::stderr().is_terminal()
+}
+
+/// The full text of a template error, as printed on stderr.
+pub fn render_diagnostics(sources: &Sources, diagnostics: &Diagnostics, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    for d in diagnostics.iter() {
+        let rendered = Rendered::new(d, sources);
+        let _ = handler.render_report(&mut out, &rendered);
+        out.push('\n');
+    }
+    let n = diagnostics.len();
+    out.push_str(&format!(
+        "error: {n} problem{} found\n",
+        if n == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+pub fn print_error(e: &CliError, color: bool) {
+    match e {
+        CliError::Template { sources, diagnostics } => {
+            eprint!("{}", render_diagnostics(sources, diagnostics, color));
+        }
+        CliError::Usage(msg) => eprintln!("error: {msg}"),
+        CliError::Failure(err) => eprintln!("error: {err:#}"),
+    }
+}
+
+pub fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
