@@ -3,37 +3,61 @@
 
 use indexmap::IndexMap;
 
+use cairn_template::Span;
 use cairn_template::Value;
 use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
-use cairn_template::Span;
 use cairn_template::node::Node;
 
 use crate::schema::{Prop, PropType, ResourceSchema, parse_duration_ms};
 
 /// Problems visible without evaluating anything: unknown and missing keys.
-pub fn check_keys(schema: &ResourceSchema, resource: &str, props: Option<&Node>, at: Span, d: &mut Diagnostics) {
+pub fn check_keys(
+    schema: &ResourceSchema,
+    resource: &str,
+    props: Option<&Node>,
+    at: Span,
+    d: &mut Diagnostics,
+) {
     let entries = props.and_then(Node::as_map).unwrap_or_default();
-    check_object_keys(schema.properties, &format!("resource `{resource}` ({})", schema.kind), entries, at, d);
+    check_object_keys(
+        schema.properties,
+        &format!("resource `{resource}` ({})", schema.kind),
+        entries,
+        at,
+        d,
+    );
 }
 
-fn check_object_keys(fields: &[Prop], within: &str, entries: &[(Node, Node)], at: Span, d: &mut Diagnostics) {
+fn check_object_keys(
+    fields: &[Prop],
+    within: &str,
+    entries: &[(Node, Node)],
+    at: Span,
+    d: &mut Diagnostics,
+) {
     let names: Vec<&str> = fields.iter().map(|p| p.name).collect();
     for (k, _) in entries {
         let key = k.scalar_text();
         if !names.contains(&key.as_str()) {
             d.push(
-                Diagnostic::new(Code::UnknownProperty, format!("unknown property `{key}` in {within}"))
-                    .at(k.span, "not a property of this type")
-                    .maybe_help(did_you_mean(&key, &names)),
+                Diagnostic::new(
+                    Code::UnknownProperty,
+                    format!("unknown property `{key}` in {within}"),
+                )
+                .at(k.span, "not a property of this type")
+                .maybe_help(did_you_mean(&key, &names)),
             );
         }
     }
     for p in fields.iter().filter(|p| p.required) {
         if !entries.iter().any(|(k, _)| k.key_str() == Some(p.name)) {
             d.push(
-                Diagnostic::new(Code::MissingProperty, format!("missing required property `{}` in {within}", p.name))
-                    .at(at, format!("`{}` is required here", p.name))
-                    .help(format!("`{}` takes {}", p.name, p.ty.describe())),
+                Diagnostic::new(
+                    Code::MissingProperty,
+                    format!("missing required property `{}` in {within}", p.name),
+                )
+                .at(at, format!("`{}` is required here", p.name))
+                .help(format!("`{}` takes {}", p.name, p.ty.describe())),
             );
         }
     }
@@ -48,9 +72,16 @@ pub fn check_value(ty: &PropType, path: &str, v: &Value, node: &Node, d: &mut Di
     }
     let bad = |d: &mut Diagnostics, detail: Option<String>| {
         d.push(
-            Diagnostic::new(Code::Type, format!("`{path}` expects {}, found {}", ty.describe(), v.type_name()))
-                .at(node.span, format!("expected {}", ty.describe()))
-                .maybe_help(detail),
+            Diagnostic::new(
+                Code::Type,
+                format!(
+                    "`{path}` expects {}, found {}",
+                    ty.describe(),
+                    v.type_name()
+                ),
+            )
+            .at(node.span, format!("expected {}", ty.describe()))
+            .maybe_help(detail),
         );
     };
     match ty {
@@ -80,18 +111,20 @@ pub fn check_value(ty: &PropType, path: &str, v: &Value, node: &Node, d: &mut Di
             Value::Str(s) if parse_duration_ms(s).is_some() => {}
             _ => bad(d, None),
         },
-        PropType::Cidr => match v {
-            Value::Str(s) => {
-                if let Err(e) = s.parse::<ipnet::IpNet>() {
-                    d.push(
+        PropType::Cidr => {
+            match v {
+                Value::Str(s) => {
+                    if let Err(e) = s.parse::<ipnet::IpNet>() {
+                        d.push(
                         Diagnostic::new(Code::Type, format!("`{path}` is not a valid network: `{s}`"))
                             .at(node.span, format!("{e}"))
                             .help("write a network in CIDR notation such as `10.0.0.0/16` or `fd00::/64`"),
                     );
+                    }
                 }
+                _ => bad(d, None),
             }
-            _ => bad(d, None),
-        },
+        }
         PropType::Enum(allowed) => match v {
             Value::Str(s) if allowed.contains(&s.as_str()) => {}
             Value::Str(s) => {
@@ -131,9 +164,12 @@ pub fn check_value(ty: &PropType, path: &str, v: &Value, node: &Node, d: &mut Di
                     let names: Vec<&str> = fields.iter().map(|p| p.name).collect();
                     for k in m.keys().filter(|k| !names.contains(&k.as_str())) {
                         d.push(
-                            Diagnostic::new(Code::UnknownProperty, format!("unknown property `{k}` in `{path}`"))
-                                .at(node.span, "made by this expression")
-                                .maybe_help(did_you_mean(k, &names)),
+                            Diagnostic::new(
+                                Code::UnknownProperty,
+                                format!("unknown property `{k}` in `{path}`"),
+                            )
+                            .at(node.span, "made by this expression")
+                            .maybe_help(did_you_mean(k, &names)),
                         );
                     }
                 }
@@ -164,7 +200,10 @@ pub fn check_value(ty: &PropType, path: &str, v: &Value, node: &Node, d: &mut Di
 }
 
 /// Properties with every schema property present: given, default, or null.
-pub fn with_defaults(schema: &ResourceSchema, props: IndexMap<String, Value>) -> IndexMap<String, Value> {
+pub fn with_defaults(
+    schema: &ResourceSchema,
+    props: IndexMap<String, Value>,
+) -> IndexMap<String, Value> {
     fill_object(schema.properties, props)
 }
 
@@ -188,7 +227,9 @@ fn fill_object(fields: &[Prop], mut given: IndexMap<String, Value>) -> IndexMap<
 fn fill(ty: &PropType, v: Value) -> Value {
     match (ty, v) {
         (PropType::Object(fields), Value::Map(m)) => Value::Map(fill_object(fields, m)),
-        (PropType::List(inner), Value::List(items)) => Value::List(items.into_iter().map(|i| fill(inner, i)).collect()),
+        (PropType::List(inner), Value::List(items)) => {
+            Value::List(items.into_iter().map(|i| fill(inner, i)).collect())
+        }
         (PropType::Either(_, obj @ PropType::Object(_)), Value::Map(m)) => fill(obj, Value::Map(m)),
         (_, v) => v,
     }
@@ -209,7 +250,13 @@ mod tests {
     fn unknown_property_suggests_the_nearest_name() {
         let n = node("type: network\nproperties: {cidr: 10.0.0.0/16, internt: true}\n");
         let mut d = Diagnostics::default();
-        check_keys(portable("network").unwrap(), "net", n.get("properties"), n.span, &mut d);
+        check_keys(
+            portable("network").unwrap(),
+            "net",
+            n.get("properties"),
+            n.span,
+            &mut d,
+        );
         assert_eq!(d.len(), 1);
         assert_eq!(d.0[0].code, Code::UnknownProperty);
         assert_eq!(d.0[0].help.as_deref(), Some("did you mean `internet`?"));
@@ -219,8 +266,20 @@ mod tests {
     fn wrong_types_and_bad_cidrs_are_reported() {
         let n = node("v: 10.0.0/33\n");
         let mut d = Diagnostics::default();
-        check_value(&PropType::Cidr, "cidr", &Value::Str("10.0.0/33".into()), n.get("v").unwrap(), &mut d);
-        check_value(&PropType::Int, "port", &Value::Str("80".into()), n.get("v").unwrap(), &mut d);
+        check_value(
+            &PropType::Cidr,
+            "cidr",
+            &Value::Str("10.0.0/33".into()),
+            n.get("v").unwrap(),
+            &mut d,
+        );
+        check_value(
+            &PropType::Int,
+            "port",
+            &Value::Str("80".into()),
+            n.get("v").unwrap(),
+            &mut d,
+        );
         assert_eq!(d.len(), 2);
     }
 
@@ -229,12 +288,20 @@ mod tests {
         let schema = portable("load_balancer").unwrap();
         let props = IndexMap::from([(
             "health_check".to_string(),
-            Value::Map(IndexMap::from([("path".to_string(), Value::Str("/healthz".into()))])),
+            Value::Map(IndexMap::from([(
+                "path".to_string(),
+                Value::Str("/healthz".into()),
+            )])),
         )]);
         let filled = with_defaults(schema, props);
-        let Value::Map(hc) = &filled["health_check"] else { panic!() };
+        let Value::Map(hc) = &filled["health_check"] else {
+            panic!()
+        };
         assert_eq!(hc["path"], Value::Str("/healthz".into()));
         assert_eq!(hc["interval"], Value::Str("5s".into()));
-        assert_eq!(filled["algorithm"], Value::Str("weighted_round_robin".into()));
+        assert_eq!(
+            filled["algorithm"],
+            Value::Str("weighted_round_robin".into())
+        );
     }
 }

@@ -225,7 +225,9 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
             }
             DeclKind::Resource => {
                 let decl = &template.resources[&id.name];
-                let Some(schema) = schemas.get(id.name.as_str()) else { continue };
+                let Some(schema) = schemas.get(id.name.as_str()) else {
+                    continue;
+                };
                 let depends_on = resource_dependencies(&graph, id);
                 let r = evaluate_resource(&mut cx, &mut session, decl, schema, depends_on, known);
                 resources.insert(id.name.clone(), r);
@@ -282,7 +284,8 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
 fn unknown_type(r: &ResourceDecl) -> Diagnostic {
     let kinds = portable_kinds();
     let kind = &r.kind.text;
-    let mut d = Diagnostic::new(Code::UnknownType, format!("unknown resource type `{kind}`")).at(r.kind.span, "not a resource type");
+    let mut d = Diagnostic::new(Code::UnknownType, format!("unknown resource type `{kind}`"))
+        .at(r.kind.span, "not a resource type");
     if let Some(target) = kind.split_once('.').map(|(t, _)| t) {
         d = d.help(format!(
             "`{target}.*` types are target-specific; this cairn knows the portable types: {}",
@@ -357,7 +360,10 @@ fn build_graph<'a>(
             _ => (None, None),
         };
         for r in refs {
-            let in_expansion = count_node.into_iter().chain(each_node).any(|n| contains(n.span, r.span));
+            let in_expansion = count_node
+                .into_iter()
+                .chain(each_node)
+                .any(|n| contains(n.span, r.span));
             if let Some(target) = check_reference(cx, ev, schemas, mode, in_expansion, &r) {
                 g.depend(&id, &target, r.span);
             }
@@ -369,9 +375,12 @@ fn build_graph<'a>(
                 } else {
                     let names: Vec<&str> = t.resources.keys().map(String::as_str).collect();
                     cx.d.push(
-                        Diagnostic::new(Code::UnknownReference, format!("`depends_on` names an unknown resource `{}`", dep.text))
-                            .at(dep.span, "no resource has this name")
-                            .maybe_help(did_you_mean(&dep.text, &names)),
+                        Diagnostic::new(
+                            Code::UnknownReference,
+                            format!("`depends_on` names an unknown resource `{}`", dep.text),
+                        )
+                        .at(dep.span, "no resource has this name")
+                        .maybe_help(did_you_mean(&dep.text, &names)),
                     );
                 }
             }
@@ -396,9 +405,12 @@ fn check_reference(
     let t = cx.template;
     let attr = r.attr.as_deref();
     let unknown_attr = |what: &str, name: &str, candidates: &[&str]| {
-        Diagnostic::new(Code::UnknownAttribute, format!("{what} has no attribute `{name}`"))
-            .at(r.span, "no such attribute")
-            .maybe_help(did_you_mean(name, candidates))
+        Diagnostic::new(
+            Code::UnknownAttribute,
+            format!("{what} has no attribute `{name}`"),
+        )
+        .at(r.span, "no such attribute")
+        .maybe_help(did_you_mean(name, candidates))
     };
     match r.root.as_str() {
         "params" => {
@@ -438,7 +450,11 @@ fn check_reference(
             None
         }
         "index" | "each" => {
-            let needed = if r.root == "index" { Mode::Count } else { Mode::ForEach };
+            let needed = if r.root == "index" {
+                Mode::Count
+            } else {
+                Mode::ForEach
+            };
             if mode != needed || in_expansion {
                 let (what, key) = if needed == Mode::Count {
                     ("`index`", "`count`")
@@ -446,9 +462,14 @@ fn check_reference(
                     ("`each`", "`for_each`")
                 };
                 cx.d.push(
-                    Diagnostic::new(Code::UnknownReference, format!("{what} is only defined inside a resource with {key}"))
-                        .at(r.span, "not defined here")
-                        .help(format!("add {key} to the resource, or refer to a specific value")),
+                    Diagnostic::new(
+                        Code::UnknownReference,
+                        format!("{what} is only defined inside a resource with {key}"),
+                    )
+                    .at(r.span, "not defined here")
+                    .help(format!(
+                        "add {key} to the resource, or refer to a specific value"
+                    )),
                 );
             } else if r.root == "each" {
                 if let Some(a) = attr {
@@ -463,8 +484,16 @@ fn check_reference(
             let decl = &t.resources[name];
             if let (Some(a), Some(schema)) = (attr, schemas.get(name)) {
                 if decl.count.is_some() || decl.for_each.is_some() {
-                    let how = if decl.count.is_some() { "a list (it has `count`)" } else { "a map (it has `for_each`)" };
-                    let example = if decl.count.is_some() { format!("{name}[0].{a}") } else { format!("{name}['key'].{a}") };
+                    let how = if decl.count.is_some() {
+                        "a list (it has `count`)"
+                    } else {
+                        "a map (it has `for_each`)"
+                    };
+                    let example = if decl.count.is_some() {
+                        format!("{name}[0].{a}")
+                    } else {
+                        format!("{name}['key'].{a}")
+                    };
                     cx.d.push(
                         Diagnostic::new(Code::UnknownAttribute, format!("`{name}` is {how}, not a single resource"))
                             .at(r.span, "a collection of instances")
@@ -473,7 +502,11 @@ fn check_reference(
                             )),
                     );
                 } else if !schema.readable_names().contains(&a) {
-                    cx.d.push(unknown_attr(&format!("resource `{name}` ({})", schema.kind), a, &schema.readable_names()));
+                    cx.d.push(unknown_attr(
+                        &format!("resource `{name}` ({})", schema.kind),
+                        a,
+                        &schema.readable_names(),
+                    ));
                 }
             }
             Some(DeclId::resource(name))
@@ -494,10 +527,9 @@ fn check_reference(
             } else {
                 Diagnostic::new(Code::UnknownReference, format!("unknown name `{name}`"))
                     .at(r.span, "not a resource, parameter or variable")
-                    .maybe_help(
-                        did_you_mean(name, &candidates)
-                            .or_else(|| Some("use `params.NAME`, `vars.NAME`, or a resource's name".to_string())),
-                    )
+                    .maybe_help(did_you_mean(name, &candidates).or_else(|| {
+                        Some("use `params.NAME`, `vars.NAME`, or a resource's name".to_string())
+                    }))
             };
             cx.d.push(d);
             None
@@ -591,8 +623,11 @@ fn evaluate_resource<'a>(
                 Some(b) => b,
                 None => {
                     cx.d.push(
-                        Diagnostic::new(Code::Type, format!("`condition` must be true or false, found {}", v.type_name()))
-                            .at(node.span, "expected true or false"),
+                        Diagnostic::new(
+                            Code::Type,
+                            format!("`condition` must be true or false, found {}", v.type_name()),
+                        )
+                        .at(node.span, "expected true or false"),
                     );
                     false
                 }
@@ -608,13 +643,24 @@ fn evaluate_resource<'a>(
                 match v.unmarked() {
                     Value::Int(n) if *n >= 0 => {
                         for i in 0..*n {
-                            keys.push((InstanceKey::Index(i), format!("{name}[{i}]"), Some(Mj::from(i)), None));
+                            keys.push((
+                                InstanceKey::Index(i),
+                                format!("{name}[{i}]"),
+                                Some(Mj::from(i)),
+                                None,
+                            ));
                         }
                     }
                     other => cx.d.push(
-                        Diagnostic::new(Code::Count, format!("`count` must be a non-negative integer, found {}", describe(other)))
-                            .at(node.span, "expected 0, 1, 2, ...")
-                            .help("for one instance per key of a map or list, use `for_each`"),
+                        Diagnostic::new(
+                            Code::Count,
+                            format!(
+                                "`count` must be a non-negative integer, found {}",
+                                describe(other)
+                            ),
+                        )
+                        .at(node.span, "expected 0, 1, 2, ...")
+                        .help("for one instance per key of a map or list, use `for_each`"),
                     ),
                 }
             }
@@ -623,8 +669,16 @@ fn evaluate_resource<'a>(
                 match v.unmarked() {
                     Value::Map(m) => {
                         for (k, val) in m {
-                            let each = Mj::from_pairs([("key", Mj::from(k.as_str())), ("value", to_mj(val))]);
-                            keys.push((InstanceKey::Key(k.clone()), format!("{name}[{k:?}]"), None, Some(each)));
+                            let each = Mj::from_pairs([
+                                ("key", Mj::from(k.as_str())),
+                                ("value", to_mj(val)),
+                            ]);
+                            keys.push((
+                                InstanceKey::Key(k.clone()),
+                                format!("{name}[{k:?}]"),
+                                None,
+                                Some(each),
+                            ));
                         }
                     }
                     Value::List(items) if items.iter().all(|i| matches!(i, Value::Str(_))) => {
@@ -634,14 +688,28 @@ fn evaluate_resource<'a>(
                             if !seen.insert(k.clone()) {
                                 continue;
                             }
-                            let each = Mj::from_pairs([("key", Mj::from(k.as_str())), ("value", Mj::from(k.as_str()))]);
-                            keys.push((InstanceKey::Key(k.clone()), format!("{name}[{k:?}]"), None, Some(each)));
+                            let each = Mj::from_pairs([
+                                ("key", Mj::from(k.as_str())),
+                                ("value", Mj::from(k.as_str())),
+                            ]);
+                            keys.push((
+                                InstanceKey::Key(k.clone()),
+                                format!("{name}[{k:?}]"),
+                                None,
+                                Some(each),
+                            ));
                         }
                     }
                     other => cx.d.push(
-                        Diagnostic::new(Code::ForEach, format!("`for_each` needs a map or a list of strings, found {}", describe(other)))
-                            .at(node.span, "not a collection of keys")
-                            .help("for N alike instances, use `count`"),
+                        Diagnostic::new(
+                            Code::ForEach,
+                            format!(
+                                "`for_each` needs a map or a list of strings, found {}",
+                                describe(other)
+                            ),
+                        )
+                        .at(node.span, "not a collection of keys")
+                        .help("for N alike instances, use `count`"),
                     ),
                 }
             }
@@ -676,8 +744,14 @@ fn evaluate_resource<'a>(
             .map(|(k, v)| (k.clone(), Value::Str(v.clone())))
             .collect();
         for (node, value) in [
-            (decl.tags.as_ref(), decl.tags.as_ref().map(|n| session.eval(n, &scope))),
-            (props_node.get("tags"), properties.shift_remove("tags").map(Ok)),
+            (
+                decl.tags.as_ref(),
+                decl.tags.as_ref().map(|n| session.eval(n, &scope)),
+            ),
+            (
+                props_node.get("tags"),
+                properties.shift_remove("tags").map(Ok),
+            ),
         ] {
             match value {
                 Some(Ok(Value::Map(m))) => {
@@ -696,15 +770,21 @@ fn evaluate_resource<'a>(
                 Some(Ok(other)) => {
                     if let Some(n) = node {
                         cx.d.push(
-                            Diagnostic::new(Code::Type, format!("`tags` must be a map, found {}", other.type_name()))
-                                .at(n.span, "expected a map of strings"),
+                            Diagnostic::new(
+                                Code::Type,
+                                format!("`tags` must be a map, found {}", other.type_name()),
+                            )
+                            .at(n.span, "expected a map of strings"),
                         );
                     }
                 }
                 Some(Err(e)) => cx.d.push(e),
             }
         }
-        tags.insert("cairn:deployment".into(), Value::Str(cx.loaded.deployment.name.clone()));
+        tags.insert(
+            "cairn:deployment".into(),
+            Value::Str(cx.loaded.deployment.name.clone()),
+        );
         tags.insert("cairn:resource".into(), Value::Str(address.clone()));
         if !schema.taggable {
             tags.clear();
@@ -760,16 +840,27 @@ fn evaluate_lifecycle<'a>(
 ) -> LifecycleValues {
     let mut lc = LifecycleValues::default();
     for (node, slot, what) in [
-        (&decl.lifecycle.prevent_destroy, &mut lc.prevent_destroy, "`prevent_destroy`"),
-        (&decl.lifecycle.create_before_destroy, &mut lc.create_before_destroy, "`create_before_destroy`"),
+        (
+            &decl.lifecycle.prevent_destroy,
+            &mut lc.prevent_destroy,
+            "`prevent_destroy`",
+        ),
+        (
+            &decl.lifecycle.create_before_destroy,
+            &mut lc.create_before_destroy,
+            "`create_before_destroy`",
+        ),
     ] {
         if let Some(node) = node {
             if let Some(v) = eval_known(cx, session, node, scope, what) {
                 match v.as_bool() {
                     Some(b) => *slot = b,
                     None => cx.d.push(
-                        Diagnostic::new(Code::Type, format!("{what} must be true or false, found {}", v.type_name()))
-                            .at(node.span, "expected true or false"),
+                        Diagnostic::new(
+                            Code::Type,
+                            format!("{what} must be true or false, found {}", v.type_name()),
+                        )
+                        .at(node.span, "expected true or false"),
                     ),
                 }
             }
@@ -783,22 +874,36 @@ fn evaluate_lifecycle<'a>(
                     for (i, item) in items.iter().enumerate() {
                         let at = node.as_seq().and_then(|s| s.get(i)).unwrap_or(node);
                         match item.as_str() {
-                            Some(p) if names.contains(&p) || p == "tags" => lc.ignore_changes.push(p.to_string()),
+                            Some(p) if names.contains(&p) || p == "tags" => {
+                                lc.ignore_changes.push(p.to_string())
+                            }
                             Some(p) => cx.d.push(
-                                Diagnostic::new(Code::UnknownProperty, format!("`ignore_changes` names an unknown property `{p}`"))
-                                    .at(at.span, "not a property of this type")
-                                    .maybe_help(did_you_mean(p, &names)),
+                                Diagnostic::new(
+                                    Code::UnknownProperty,
+                                    format!("`ignore_changes` names an unknown property `{p}`"),
+                                )
+                                .at(at.span, "not a property of this type")
+                                .maybe_help(did_you_mean(p, &names)),
                             ),
                             None => cx.d.push(
-                                Diagnostic::new(Code::Type, "`ignore_changes` lists property names")
-                                    .at(at.span, "expected a property name"),
+                                Diagnostic::new(
+                                    Code::Type,
+                                    "`ignore_changes` lists property names",
+                                )
+                                .at(at.span, "expected a property name"),
                             ),
                         }
                     }
                 }
                 other => cx.d.push(
-                    Diagnostic::new(Code::Type, format!("`ignore_changes` must be a list of property names, found {}", other.type_name()))
-                        .at(node.span, "expected a list"),
+                    Diagnostic::new(
+                        Code::Type,
+                        format!(
+                            "`ignore_changes` must be a list of property names, found {}",
+                            other.type_name()
+                        ),
+                    )
+                    .at(node.span, "expected a list"),
                 ),
             }
         }
@@ -808,7 +913,12 @@ fn evaluate_lifecycle<'a>(
 
 /// Makes a resource's instances visible to later expressions: properties,
 /// tags and computed attributes (unknown until the target reports them).
-fn publish(cx: &Ctx<'_>, r: &DesiredResource, schema: &ResourceSchema, known: &dyn KnownAttributes) {
+fn publish(
+    cx: &Ctx<'_>,
+    r: &DesiredResource,
+    schema: &ResourceSchema,
+    known: &dyn KnownAttributes,
+) {
     let object = |i: &Instance| -> Value {
         let mut m = i.properties.clone();
         m.insert("tags".into(), Value::Map(i.tags.clone()));
@@ -818,7 +928,11 @@ fn publish(cx: &Ctx<'_>, r: &DesiredResource, schema: &ResourceSchema, known: &d
                 .as_ref()
                 .and_then(|k| k.get(a.name).cloned())
                 .unwrap_or(Value::Unknown);
-            let v = if a.sensitive { Value::Sensitive(Box::new(v)) } else { v };
+            let v = if a.sensitive {
+                Value::Sensitive(Box::new(v))
+            } else {
+                v
+            };
             m.insert(a.name.to_string(), v);
         }
         Value::Map(m)

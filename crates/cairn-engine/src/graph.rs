@@ -7,8 +7,8 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
-use cairn_template::diagnostic::{Code, Diagnostic};
 use cairn_template::Span;
+use cairn_template::diagnostic::{Code, Diagnostic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,7 +97,11 @@ impl DeclGraph {
     /// or one diagnostic per cycle.
     pub fn order(&self) -> Result<Vec<DeclId>, Vec<Diagnostic>> {
         match toposort(&self.graph, None) {
-            Ok(order) => Ok(order.into_iter().rev().map(|ix| self.graph[ix].clone()).collect()),
+            Ok(order) => Ok(order
+                .into_iter()
+                .rev()
+                .map(|ix| self.graph[ix].clone())
+                .collect()),
             Err(_) => Err(self.cycles()),
         }
     }
@@ -126,7 +130,12 @@ impl DeclGraph {
                     .filter(|e| members.contains(&petgraph::visit::EdgeRef::target(e)))
                     .map(|e| (petgraph::visit::EdgeRef::target(&e), *e.weight()))
                     .collect();
-                next.sort_by_key(|(ix, _)| (!path.contains(ix) && *ix != start, self.spans[&self.graph[*ix]].start));
+                next.sort_by_key(|(ix, _)| {
+                    (
+                        !path.contains(ix) && *ix != start,
+                        self.spans[&self.graph[*ix]].start,
+                    )
+                });
                 // Prefer closing the loop at the start, else an unvisited member.
                 let pick = next
                     .iter()
@@ -145,12 +154,19 @@ impl DeclGraph {
             let names: Vec<String> = path.iter().map(|ix| self.graph[*ix].display()).collect();
             let mut chain = names.clone();
             chain.push(names[0].clone());
-            let mut d = Diagnostic::new(Code::Cycle, format!("dependency cycle: {}", chain.join(" -> ")));
+            let mut d = Diagnostic::new(
+                Code::Cycle,
+                format!("dependency cycle: {}", chain.join(" -> ")),
+            );
             for (i, span) in edges.iter().enumerate() {
                 let from = &names[i];
                 let to = &chain[i + 1];
                 let label = format!("{from} depends on {to} here");
-                d = if i == 0 { d.at(*span, label) } else { d.also(*span, label) };
+                d = if i == 0 {
+                    d.at(*span, label)
+                } else {
+                    d.also(*span, label)
+                };
             }
             out.push(d.help("break the cycle: remove one of these references, or pass the value in as a parameter"));
         }
@@ -174,7 +190,10 @@ mod tests {
         g.add(DeclId::resource("net"), span(0));
         g.depend(&DeclId::resource("web"), &DeclId::resource("net"), span(12));
         let order = g.order().unwrap();
-        assert_eq!(order, vec![DeclId::resource("net"), DeclId::resource("web")]);
+        assert_eq!(
+            order,
+            vec![DeclId::resource("net"), DeclId::resource("web")]
+        );
     }
 
     #[test]
@@ -197,6 +216,9 @@ mod tests {
         let mut g = DeclGraph::default();
         g.add(DeclId::resource("a"), span(0));
         g.depend(&DeclId::resource("a"), &DeclId::resource("a"), span(3));
-        assert_eq!(g.order().unwrap_err()[0].message, "dependency cycle: a -> a");
+        assert_eq!(
+            g.order().unwrap_err()[0].message,
+            "dependency cycle: a -> a"
+        );
     }
 }

@@ -13,4 +13,6 @@ pub mod graph;
 pub mod schema;
 pub mod validate;
 
-pub use evaluate::{Desired, DesiredResource, Instance, InstanceKey, KnownAttributes, NoAttributes, evaluate};
+pub use evaluate::{
+    Desired, DesiredResource, Instance, InstanceKey, KnownAttributes, NoAttributes, evaluate,
+};

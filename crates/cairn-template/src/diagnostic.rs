@@ -186,14 +186,25 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
-/// The closest candidate to a misspelt name, when it is close enough to help.
+/// The closest candidate to a misspelt name, when it is close enough to help:
+/// a small edit distance (typos, swapped letters) first, then similarity.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+    let candidates: Vec<&'a str> = candidates.into_iter().collect();
+    let max_edits = (name.chars().count() / 3).max(1);
+    let by_edits = candidates
+        .iter()
+        .map(|c| (strsim::osa_distance(name, c), *c))
+        .filter(|(d, _)| *d <= max_edits)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c);
+    by_edits.or_else(|| {
+        candidates
+            .iter()
+            .map(|c| (strsim::jaro_winkler(name, c), *c))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, c)| c)
+    })
 }
 
 /// "did you mean `x`?" or a list of what is allowed, whichever helps more.

@@ -10,7 +10,16 @@ use crate::node::Node;
 use crate::params::{Origin, ParamInput};
 use crate::source::{FileId, Span};
 
-pub const ENV_KEYS: &[&str] = &["target", "region", "deployment", "description", "parameters", "tags", "aws", "local"];
+pub const ENV_KEYS: &[&str] = &[
+    "target",
+    "region",
+    "deployment",
+    "description",
+    "parameters",
+    "tags",
+    "aws",
+    "local",
+];
 pub const TARGETS: &[&str] = &["local", "aws"];
 pub const DEFAULT_ENV: &str = "dev";
 pub const DEFAULT_TARGET: &str = "local";
@@ -58,7 +67,9 @@ pub fn parse_environment(name: &str, root: &Node) -> Result<Environment, Diagnos
         return Err(d);
     };
     for (k, v) in entries {
-        let Some(key) = key_name(k, &mut d) else { continue };
+        let Some(key) = key_name(k, &mut d) else {
+            continue;
+        };
         match key.as_str() {
             "target" => {
                 if let Some(t) = expect_string(v, &mut d) {
@@ -96,7 +107,9 @@ pub fn parse_environment(name: &str, root: &Node) -> Result<Environment, Diagnos
             "tags" => {
                 if let Some(tags) = expect_map(v, "`tags`", &mut d) {
                     for (tk, tv) in tags {
-                        if let (Some(tk), Some(tv)) = (key_name(tk, &mut d), scalar_string(tv, &mut d)) {
+                        if let (Some(tk), Some(tv)) =
+                            (key_name(tk, &mut d), scalar_string(tv, &mut d))
+                        {
                             env.tags.insert(tk, tv);
                         }
                     }
@@ -116,9 +129,9 @@ pub fn parse_environment(name: &str, root: &Node) -> Result<Environment, Diagnos
 fn scalar_string(n: &Node, d: &mut Diagnostics) -> Option<String> {
     match &n.kind {
         crate::node::NodeKind::Str(s, _) => Some(s.clone()),
-        crate::node::NodeKind::Int(_) | crate::node::NodeKind::Float(_) | crate::node::NodeKind::Bool(_) => {
-            Some(n.scalar_text())
-        }
+        crate::node::NodeKind::Int(_)
+        | crate::node::NodeKind::Float(_)
+        | crate::node::NodeKind::Bool(_) => Some(n.scalar_text()),
         _ => {
             d.push(crate::model::type_error(n, "a string"));
             None

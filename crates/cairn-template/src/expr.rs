@@ -81,6 +81,14 @@ impl Object for UnknownObj {
         mark(MARK_UNKNOWN);
         true
     }
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        mark(MARK_UNKNOWN);
+        Enumerator::NonEnumerable
+    }
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        mark(MARK_UNKNOWN);
+        None
+    }
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         mark(MARK_UNKNOWN);
         f.write_str(UNKNOWN_TEXT)
@@ -101,7 +109,11 @@ pub struct Tracked {
 
 impl Object for Tracked {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        if self.seq { ObjectRepr::Seq } else { ObjectRepr::Map }
+        if self.seq {
+            ObjectRepr::Seq
+        } else {
+            ObjectRepr::Map
+        }
     }
     fn get_value(self: &Arc<Self>, key: &Mj) -> Option<Mj> {
         let (v, marks) = self.entries.get(key)?;
@@ -141,7 +153,10 @@ fn to_mj_marked(v: &Value) -> (Mj, u8) {
         Value::List(items) => {
             let conv: Vec<(Mj, u8)> = items.iter().map(to_mj_marked).collect();
             if conv.iter().all(|(_, m)| *m == 0) {
-                (Mj::from(conv.into_iter().map(|(v, _)| v).collect::<Vec<_>>()), 0)
+                (
+                    Mj::from(conv.into_iter().map(|(v, _)| v).collect::<Vec<_>>()),
+                    0,
+                )
             } else {
                 let entries = conv
                     .into_iter()
@@ -152,12 +167,25 @@ fn to_mj_marked(v: &Value) -> (Mj, u8) {
             }
         }
         Value::Map(map) => {
-            let conv: Vec<(&String, (Mj, u8))> = map.iter().map(|(k, v)| (k, to_mj_marked(v))).collect();
+            let conv: Vec<(&String, (Mj, u8))> =
+                map.iter().map(|(k, v)| (k, to_mj_marked(v))).collect();
             if conv.iter().all(|(_, (_, m))| *m == 0) {
-                (Mj::from_pairs(conv.into_iter().map(|(k, (v, _))| (k.as_str(), v))), 0)
+                (
+                    Mj::from_pairs(conv.into_iter().map(|(k, (v, _))| (k.as_str(), v))),
+                    0,
+                )
             } else {
-                let entries = conv.into_iter().map(|(k, e)| (Mj::from(k.as_str()), e)).collect();
-                (Mj::from_object(Tracked { entries, seq: false }), 0)
+                let entries = conv
+                    .into_iter()
+                    .map(|(k, e)| (Mj::from(k.as_str()), e))
+                    .collect();
+                (
+                    Mj::from_object(Tracked {
+                        entries,
+                        seq: false,
+                    }),
+                    0,
+                )
             }
         }
     }
@@ -176,8 +204,14 @@ pub fn from_mj(v: &Mj) -> Value {
             _ => f64::try_from(v.clone()).map_or(Value::Null, Value::Float),
         },
         ValueKind::String => Value::Str(v.as_str().unwrap_or_default().to_string()),
-        ValueKind::Bytes => Value::Str(String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned()),
-        ValueKind::Seq | ValueKind::Iterable => Value::List(v.try_iter().map(|it| it.map(|x| from_mj(&x)).collect()).unwrap_or_default()),
+        ValueKind::Bytes => {
+            Value::Str(String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned())
+        }
+        ValueKind::Seq | ValueKind::Iterable => Value::List(
+            v.try_iter()
+                .map(|it| it.map(|x| from_mj(&x)).collect())
+                .unwrap_or_default(),
+        ),
         ValueKind::Map => {
             let mut out = IndexMap::new();
             if let Ok(keys) = v.try_iter() {
@@ -215,13 +249,19 @@ impl Evaluator {
         // Templates produce values, not HTML.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         // user_data scripts end with a newline that must survive rendering.
-        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
             env.set_syntax(syntax);
         }
         functions::register(&mut env, ctx);
         env.add_function("secret", |name: String| -> Result<Mj, minijinja::Error> {
             if name.is_empty() {
-                return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "secret() needs a name"));
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    "secret() needs a name",
+                ));
             }
             // Resolved at apply time by the target; never rendered into a plan.
             mark(MARK_UNKNOWN | MARK_SENSITIVE);
@@ -233,7 +273,10 @@ impl Evaluator {
         if ctx.allow_utc_now && !function_names.contains(&"utc_now") {
             function_names.push("utc_now");
         }
-        Evaluator { env, function_names }
+        Evaluator {
+            env,
+            function_names,
+        }
     }
 
     pub fn function_names(&self) -> &[&'static str] {
@@ -306,8 +349,14 @@ impl<'a> Session<'a> {
                     .entry(inner)
                     .or_insert_with(|| env.compile_expression(inner).map_err(|_| offset));
                 match compiled {
-                    Ok(expr) => expr.eval(scope.clone()).map(|v| from_mj(&v)).map_err(|e| (e, offset)),
-                    Err(off) => Err((env.compile_expression(inner).err().unwrap_or_else(internal), *off)),
+                    Ok(expr) => expr
+                        .eval(scope.clone())
+                        .map(|v| from_mj(&v))
+                        .map_err(|e| (e, offset)),
+                    Err(off) => Err((
+                        env.compile_expression(inner).err().unwrap_or_else(internal),
+                        *off,
+                    )),
                 }
             }
             Piece::Template => {
@@ -318,18 +367,34 @@ impl<'a> Session<'a> {
                     .or_insert_with(|| env.template_from_str(s).map_err(|_| 0));
                 match compiled {
                     Ok(t) => t.render(scope.clone()).map(Value::Str).map_err(|e| (e, 0)),
-                    Err(off) => Err((env.template_from_str(s).err().unwrap_or_else(internal), *off)),
+                    Err(off) => Err((
+                        env.template_from_str(s).err().unwrap_or_else(internal),
+                        *off,
+                    )),
                 }
             }
         };
         let marks = MARKS.with(|m| m.replace(0));
         match result {
             Ok(v) => {
-                let v = if marks & MARK_UNKNOWN != 0 { Value::Unknown } else { v };
+                let v = if marks & MARK_UNKNOWN != 0 {
+                    Value::Unknown
+                } else {
+                    v
+                };
                 Ok(if marks & MARK_SENSITIVE != 0 {
                     Value::Sensitive(Box::new(v))
                 } else {
                     v
+                })
+            }
+            // An operation that failed on a value known only after apply
+            // (`net.id | length`) has an unknown result, not an error yet.
+            Err((e, _)) if marks & MARK_UNKNOWN != 0 && e.kind() != ErrorKind::SyntaxError => {
+                Ok(if marks & MARK_SENSITIVE != 0 {
+                    Value::Sensitive(Box::new(Value::Unknown))
+                } else {
+                    Value::Unknown
                 })
             }
             Err((e, offset)) => Err(self.error(node, s, offset, &e)),
@@ -337,16 +402,27 @@ impl<'a> Session<'a> {
     }
 
     /// Every name the strings in a node refer to (including called functions).
-    pub fn references(&mut self, node: &'a Node, out: &mut Vec<Reference>) -> Result<(), Diagnostic> {
+    pub fn references(
+        &mut self,
+        node: &'a Node,
+        out: &mut Vec<Reference>,
+    ) -> Result<(), Diagnostic> {
         match &node.kind {
             NodeKind::Str(s, _) => self.str_references(node, s, out),
             NodeKind::Seq(items) => items.iter().try_for_each(|n| self.references(n, out)),
-            NodeKind::Map(entries) => entries.iter().try_for_each(|(_, v)| self.references(v, out)),
+            NodeKind::Map(entries) => entries
+                .iter()
+                .try_for_each(|(_, v)| self.references(v, out)),
             _ => Ok(()),
         }
     }
 
-    fn str_references(&mut self, node: &'a Node, s: &'a str, out: &mut Vec<Reference>) -> Result<(), Diagnostic> {
+    fn str_references(
+        &mut self,
+        node: &'a Node,
+        s: &'a str,
+        out: &mut Vec<Reference>,
+    ) -> Result<(), Diagnostic> {
         let names = match self.refs.get(s) {
             Some(n) => n.clone(),
             None => {
@@ -396,7 +472,11 @@ impl<'a> Session<'a> {
         let found = find_word(s, &full).or_else(|| find_word(s, root));
         match found {
             Some(at) => {
-                let len = if find_word(s, &full).is_some() { full.len() } else { root.len() };
+                let len = if find_word(s, &full).is_some() {
+                    full.len()
+                } else {
+                    root.len()
+                };
                 let called = s[at + len..].trim_start().starts_with('(');
                 (self.span_in(node, s, at, len), called)
             }
@@ -426,7 +506,10 @@ impl<'a> Session<'a> {
                     None => break,
                 }
             }
-            if let Some(i) = raw[from..].find(needle).or_else(|| raw.find(needle).map(|i| i.wrapping_sub(from))) {
+            if let Some(i) = raw[from..]
+                .find(needle)
+                .or_else(|| raw.find(needle).map(|i| i.wrapping_sub(from)))
+            {
                 let at = from.wrapping_add(i);
                 return node.span.sub(at, len);
             }
@@ -436,30 +519,51 @@ impl<'a> Session<'a> {
 
     fn error(&self, node: &Node, s: &str, offset: usize, e: &minijinja::Error) -> Diagnostic {
         let span = match e.range() {
-            Some(r) => self.span_in(node, s, offset + r.start, r.end.saturating_sub(r.start).max(1)),
+            Some(r) => self.span_in(
+                node,
+                s,
+                offset + r.start,
+                r.end.saturating_sub(r.start).max(1),
+            ),
             None => node.span,
         };
-        let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+        let detail = e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.kind().to_string());
         match e.kind() {
-            ErrorKind::SyntaxError => Diagnostic::new(Code::Expression, format!("expression syntax error: {detail}"))
-                .at(span, "here")
-                .help("expressions use Jinja syntax, e.g. `{{ net.id }}` or `{{ params.count + 1 }}`"),
+            ErrorKind::SyntaxError => Diagnostic::new(
+                Code::Expression,
+                format!("expression syntax error: {detail}"),
+            )
+            .at(span, "here")
+            .help("expressions use Jinja syntax, e.g. `{{ net.id }}` or `{{ params.count + 1 }}`"),
             ErrorKind::UnknownFunction | ErrorKind::UnknownFilter | ErrorKind::UnknownTest => {
                 let name = detail.split_whitespace().next().unwrap_or("").to_string();
-                Diagnostic::new(Code::UnknownFunction, format!("unknown function or filter `{name}`"))
-                    .at(span, "not a known function")
-                    .maybe_help(did_you_mean(&name, self.ev.function_names()))
+                Diagnostic::new(
+                    Code::UnknownFunction,
+                    format!("unknown function or filter `{name}`"),
+                )
+                .at(span, "not a known function")
+                .maybe_help(did_you_mean(&name, self.ev.function_names()))
             }
-            ErrorKind::UndefinedError => Diagnostic::new(Code::UnknownAttribute, "the expression reads a value that does not exist")
-                .at(span, "undefined here")
-                .help("check the attribute or key name; `cairn eval` shows what a name holds"),
-            _ => Diagnostic::new(Code::Expression, format!("expression failed: {detail}")).at(span, "while evaluating this"),
+            ErrorKind::UndefinedError => Diagnostic::new(
+                Code::UnknownAttribute,
+                "the expression reads a value that does not exist",
+            )
+            .at(span, "undefined here")
+            .help("check the attribute or key name; `cairn eval` shows what a name holds"),
+            _ => Diagnostic::new(Code::Expression, format!("expression failed: {detail}"))
+                .at(span, "while evaluating this"),
         }
     }
 }
 
 fn internal() -> minijinja::Error {
-    minijinja::Error::new(ErrorKind::InvalidOperation, "compilation failed once and then succeeded")
+    minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        "compilation failed once and then succeeded",
+    )
 }
 
 /// `a.b.c` paths as (root, first attribute).
@@ -467,14 +571,21 @@ fn split_paths(set: std::collections::HashSet<String>) -> Vec<(String, Option<St
     let mut v: Vec<(String, Option<String>)> = set
         .into_iter()
         .map(|p| match p.split_once('.') {
-            Some((root, rest)) => (root.to_string(), Some(rest.split('.').next().unwrap_or(rest).to_string())),
+            Some((root, rest)) => (
+                root.to_string(),
+                Some(rest.split('.').next().unwrap_or(rest).to_string()),
+            ),
             None => (p, None),
         })
         .collect();
     v.sort();
     v.dedup();
     // `a` and `a.b` both appear when nested paths are requested; keep the precise one.
-    let with_attr: Vec<String> = v.iter().filter(|(_, a)| a.is_some()).map(|(r, _)| r.clone()).collect();
+    let with_attr: Vec<String> = v
+        .iter()
+        .filter(|(_, a)| a.is_some())
+        .map(|(r, _)| r.clone())
+        .collect();
     v.retain(|(r, a)| a.is_some() || !with_attr.contains(r));
     v
 }
@@ -488,7 +599,10 @@ fn find_word(hay: &str, word: &str) -> Option<usize> {
         let before = hay[..at].chars().next_back();
         let after = hay[at + word.len()..].chars().next();
         let quoted = before.is_some_and(|c| c == '\'' || c == '"');
-        if !before.is_some_and(|c| is_ident(c) || c == '.') && !after.is_some_and(is_ident) && !quoted {
+        if !before.is_some_and(|c| is_ident(c) || c == '.')
+            && !after.is_some_and(is_ident)
+            && !quoted
+        {
             return Some(at);
         }
         from = at + word.len().max(1);

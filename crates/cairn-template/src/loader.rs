@@ -100,8 +100,9 @@ fn display_name(path: &Path) -> String {
 
 /// Reads and parses one YAML or JSON file into the source map.
 pub fn read_document(sources: &mut Sources, path: &Path) -> Result<(FileId, Node), Diagnostic> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::new(Code::Io, format!("cannot read {}: {e}", display_name(path))))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::new(Code::Io, format!("cannot read {}: {e}", display_name(path)))
+    })?;
     let id = sources.add(display_name(path), path, text.as_str());
     let node = if path.extension().is_some_and(|e| e == "json") {
         parse_json(id, &text)?
@@ -117,16 +118,22 @@ pub fn template_path(dir: &Path) -> Result<PathBuf, Diagnostic> {
         return Ok(dir.to_path_buf());
     }
     if !dir.is_dir() {
-        return Err(Diagnostic::new(Code::Io, format!("{} is not a directory", display_name(dir)))
-            .help("give the directory that holds cairn.yaml"));
+        return Err(Diagnostic::new(
+            Code::Io,
+            format!("{} is not a directory", display_name(dir)),
+        )
+        .help("give the directory that holds cairn.yaml"));
     }
     TEMPLATE_FILES
         .iter()
         .map(|f| dir.join(f))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            Diagnostic::new(Code::Io, format!("no cairn.yaml or cairn.json in {}", display_name(dir)))
-                .help("create one, or give the template's directory as an argument")
+            Diagnostic::new(
+                Code::Io,
+                format!("no cairn.yaml or cairn.json in {}", display_name(dir)),
+            )
+            .help("create one, or give the template's directory as an argument")
         })
 }
 
@@ -134,7 +141,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut sources = Sources::default();
     match load_into(&mut sources, opts) {
         Ok(parts) => Ok(parts.finish(sources)),
-        Err(diagnostics) => Err(LoadError { sources, diagnostics }),
+        Err(diagnostics) => Err(LoadError {
+            sources,
+            diagnostics,
+        }),
     }
 }
 
@@ -163,7 +173,9 @@ impl Parts {
 
 fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnostics> {
     let path = template_path(&opts.dir)?;
-    let dir = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let (_, root) = read_document(sources, &path)?;
     let template = parse_template(&root)?;
 
@@ -182,6 +194,16 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         }
     }
     for (var, value) in &opts.env_params {
+        // A shell may export CAIRN_PARAM_* for several templates; like
+        // Terraform's TF_VAR_*, those this template does not declare are ignored.
+        let suffix = var.strip_prefix("CAIRN_PARAM_").unwrap_or(var);
+        if !template
+            .parameters
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(suffix))
+        {
+            continue;
+        }
         match env_var_input(sources, var, value, &template.parameters) {
             Ok(i) => inputs.push(i),
             Err(e) => d.push(e),
@@ -196,7 +218,10 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "cairn".to_string());
     let deployment = Deployment {
-        name: env.deployment.clone().unwrap_or_else(|| format!("{dir_name}-{}", env.name)),
+        name: env
+            .deployment
+            .clone()
+            .unwrap_or_else(|| format!("{dir_name}-{}", env.name)),
         env: env.name.clone(),
         target: env.target.clone(),
     };
@@ -209,13 +234,19 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         allow_utc_now: true,
     };
     let ev = Evaluator::new(&defaults_ctx);
-    let names = StaticNames(IndexMap::from([("deployment".to_string(), to_mj(&deployment.to_value()))]));
+    let names = StaticNames(IndexMap::from([(
+        "deployment".to_string(),
+        to_mj(&deployment.to_value()),
+    )]));
     let scope = Scope::value(std::sync::Arc::new(names), None, None);
     let params = {
         let mut session = ev.session(sources);
-        resolve(&template.parameters, &inputs, &opts.generated, &mut |node| {
-            session.eval(node, &scope)
-        })?
+        resolve(
+            &template.parameters,
+            &inputs,
+            &opts.generated,
+            &mut |node| session.eval(node, &scope),
+        )?
     };
     Ok(Parts {
         functions: FunctionContext {
@@ -231,7 +262,12 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
     })
 }
 
-fn load_environment(sources: &mut Sources, dir: &Path, name: &str, explicit: bool) -> Result<Environment, Diagnostics> {
+fn load_environment(
+    sources: &mut Sources,
+    dir: &Path,
+    name: &str,
+    explicit: bool,
+) -> Result<Environment, Diagnostics> {
     let env_dir = dir.join("env");
     let found = ["yaml", "yml", "json"]
         .iter()
@@ -259,13 +295,19 @@ fn load_environment(sources: &mut Sources, dir: &Path, name: &str, explicit: boo
                 .collect();
             known.sort();
             let help = if known.is_empty() {
-                format!("create {}", display_name(&env_dir.join(format!("{name}.yaml"))))
+                format!(
+                    "create {}",
+                    display_name(&env_dir.join(format!("{name}.yaml")))
+                )
             } else {
                 format!("environments here: {}", known.join(", "))
             };
-            Err(Diagnostic::new(Code::Environment, format!("no environment file for `{name}`"))
-                .help(help)
-                .into())
+            Err(Diagnostic::new(
+                Code::Environment,
+                format!("no environment file for `{name}`"),
+            )
+            .help(help)
+            .into())
         }
     }
 }
@@ -300,7 +342,12 @@ fn param_file_inputs(sources: &mut Sources, path: &Path) -> Result<Vec<ParamInpu
 
 /// A value from outside any file: textual parameters take the text as it
 /// is, others parse it as YAML (`-p count=3`, `-p 'tags={a: b}'`).
-fn text_value(file: FileId, text: &str, at: usize, decl: Option<&ParamDecl>) -> Result<Node, Diagnostic> {
+fn text_value(
+    file: FileId,
+    text: &str,
+    at: usize,
+    decl: Option<&ParamDecl>,
+) -> Result<Node, Diagnostic> {
     let raw = &text[at..];
     if decl.is_none_or(|d| d.ty.is_textual()) {
         return Ok(Node {
@@ -320,8 +367,11 @@ fn command_line_input(
 ) -> Result<ParamInput, Diagnostic> {
     let file = sources.add("command line (-p)", Path::new("-p"), arg);
     let Some((name, _)) = arg.split_once('=') else {
-        return Err(Diagnostic::new(Code::Syntax, format!("`-p {arg}` is not of the form NAME=VALUE"))
-            .at(Span::new(file, 0, arg.len()), "expected NAME=VALUE"));
+        return Err(Diagnostic::new(
+            Code::Syntax,
+            format!("`-p {arg}` is not of the form NAME=VALUE"),
+        )
+        .at(Span::new(file, 0, arg.len()), "expected NAME=VALUE"));
     };
     let value = text_value(file, arg, name.len() + 1, decls.get(name))?;
     Ok(ParamInput {

@@ -8,7 +8,14 @@ use crate::node::{Node, NodeKind};
 use crate::params::{ParamDecl, parse_param_decl};
 use crate::source::{FileId, Span};
 
-pub const TEMPLATE_KEYS: &[&str] = &["cairn", "description", "parameters", "variables", "resources", "outputs"];
+pub const TEMPLATE_KEYS: &[&str] = &[
+    "cairn",
+    "description",
+    "parameters",
+    "variables",
+    "resources",
+    "outputs",
+];
 pub const RESOURCE_KEYS: &[&str] = &[
     "type",
     "description",
@@ -25,7 +32,18 @@ pub const RESOURCE_KEYS: &[&str] = &[
 pub const LIFECYCLE_KEYS: &[&str] = &["prevent_destroy", "create_before_destroy", "ignore_changes"];
 pub const OUTPUT_KEYS: &[&str] = &["value", "description", "secret"];
 /// Names a resource, variable or parameter may not take: they are scope names.
-pub const RESERVED: &[&str] = &["params", "vars", "deployment", "index", "each", "self", "true", "false", "none", "null"];
+pub const RESERVED: &[&str] = &[
+    "params",
+    "vars",
+    "deployment",
+    "index",
+    "each",
+    "self",
+    "true",
+    "false",
+    "none",
+    "null",
+];
 /// Target blocks a resource may carry.
 pub const TARGET_BLOCKS: &[&str] = &["aws", "local"];
 
@@ -95,7 +113,9 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
         return Err(d);
     };
     for (k, v) in entries {
-        let Some(key) = key_name(k, &mut d) else { continue };
+        let Some(key) = key_name(k, &mut d) else {
+            continue;
+        };
         match key.as_str() {
             "cairn" => {
                 t.version_span = Some(v.span);
@@ -129,7 +149,8 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
             }
             "outputs" => {
                 for (name, node) in named_entries(v, "outputs", &mut d) {
-                    t.outputs.insert(name.text.clone(), parse_output(name, node, &mut d));
+                    t.outputs
+                        .insert(name.text.clone(), parse_output(name, node, &mut d));
                 }
             }
             other => d.push(unknown_key(k, other, "a template", TEMPLATE_KEYS)),
@@ -180,7 +201,10 @@ fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<Resour
                 NodeKind::Seq(items) => {
                     for item in items {
                         if let Some(text) = expect_string(item, d) {
-                            r.depends_on.push(Name { text, span: item.span });
+                            r.depends_on.push(Name {
+                                text,
+                                span: item.span,
+                            });
                         }
                     }
                 }
@@ -194,10 +218,19 @@ fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<Resour
                 if let Some(lc) = expect_map(v, "`lifecycle`", d) {
                     for (lk, lv) in lc {
                         match lk.key_str() {
-                            Some("prevent_destroy") => r.lifecycle.prevent_destroy = Some(lv.clone()),
-                            Some("create_before_destroy") => r.lifecycle.create_before_destroy = Some(lv.clone()),
+                            Some("prevent_destroy") => {
+                                r.lifecycle.prevent_destroy = Some(lv.clone())
+                            }
+                            Some("create_before_destroy") => {
+                                r.lifecycle.create_before_destroy = Some(lv.clone())
+                            }
                             Some("ignore_changes") => r.lifecycle.ignore_changes = Some(lv.clone()),
-                            _ => d.push(unknown_key(lk, &lk.scalar_text(), "`lifecycle`", LIFECYCLE_KEYS)),
+                            _ => d.push(unknown_key(
+                                lk,
+                                &lk.scalar_text(),
+                                "`lifecycle`",
+                                LIFECYCLE_KEYS,
+                            )),
                         }
                     }
                 }
@@ -213,19 +246,25 @@ fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<Resour
     }
     if let (Some(c), Some(f)) = (&r.count, &r.for_each) {
         d.push(
-            Diagnostic::new(Code::Count, format!("resource `{}` has both `count` and `for_each`", name.text))
-                .at(f.span, "`for_each` here")
-                .also(c.span, "`count` here")
-                .help("use one of them: `count` for N alike copies, `for_each` for one copy per key"),
+            Diagnostic::new(
+                Code::Count,
+                format!("resource `{}` has both `count` and `for_each`", name.text),
+            )
+            .at(f.span, "`for_each` here")
+            .also(c.span, "`count` here")
+            .help("use one of them: `count` for N alike copies, `for_each` for one copy per key"),
         );
     }
     match kind {
         Some(k) => r.kind = k,
         None => {
             d.push(
-                Diagnostic::new(Code::MissingKey, format!("resource `{}` has no `type`", name.text))
-                    .at(name.span, "this resource")
-                    .help("add `type: server` (or network, subnet, load_balancer, ...)"),
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!("resource `{}` has no `type`", name.text),
+                )
+                .at(name.span, "this resource")
+                .help("add `type: server` (or network, subnet, load_balancer, ...)"),
             );
             return None;
         }
@@ -235,9 +274,11 @@ fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<Resour
 
 fn parse_output(name: Name, node: &Node, d: &mut Diagnostics) -> OutputDecl {
     // `name: value` or `name: {value: ..., secret: true, description: ...}`.
-    let long_form = node
-        .as_map()
-        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, _)| k.key_str().is_some_and(|k| OUTPUT_KEYS.contains(&k))));
+    let long_form = node.as_map().is_some_and(|m| {
+        !m.is_empty()
+            && m.iter()
+                .all(|(k, _)| k.key_str().is_some_and(|k| OUTPUT_KEYS.contains(&k)))
+    });
     if long_form && node.get("value").is_some() {
         let mut secret = false;
         if let Some(s) = node.get("secret") {
@@ -296,7 +337,9 @@ fn named_entries<'n>(node: &'n Node, section: &str, d: &mut Diagnostics) -> Vec<
 
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -304,19 +347,28 @@ pub(crate) fn key_name(k: &Node, d: &mut Diagnostics) -> Option<String> {
     match &k.kind {
         NodeKind::Str(s, _) => Some(s.clone()),
         _ => {
-            d.push(Diagnostic::new(Code::Type, "keys must be strings").at(k.span, format!("this key is {}", k.type_name())));
+            d.push(
+                Diagnostic::new(Code::Type, "keys must be strings")
+                    .at(k.span, format!("this key is {}", k.type_name())),
+            );
             None
         }
     }
 }
 
-pub(crate) fn expect_map<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> Option<&'n [(Node, Node)]> {
+pub(crate) fn expect_map<'n>(
+    node: &'n Node,
+    what: &str,
+    d: &mut Diagnostics,
+) -> Option<&'n [(Node, Node)]> {
     match &node.kind {
         NodeKind::Map(m) => Some(m),
         _ => {
             d.push(
-                Diagnostic::new(Code::Type, format!("{what} must be a map"))
-                    .at(node.span, format!("expected a map, found {}", node.type_name())),
+                Diagnostic::new(Code::Type, format!("{what} must be a map")).at(
+                    node.span,
+                    format!("expected a map, found {}", node.type_name()),
+                ),
             );
             None
         }
@@ -334,12 +386,18 @@ pub(crate) fn expect_string(node: &Node, d: &mut Diagnostics) -> Option<String> 
 }
 
 pub(crate) fn type_error(node: &Node, expected: &str) -> Diagnostic {
-    Diagnostic::new(Code::Type, format!("expected {expected}, found {}", node.type_name()))
-        .at(node.span, format!("expected {expected}"))
+    Diagnostic::new(
+        Code::Type,
+        format!("expected {expected}, found {}", node.type_name()),
+    )
+    .at(node.span, format!("expected {expected}"))
 }
 
 pub(crate) fn unknown_key(k: &Node, name: &str, within: &str, allowed: &[&str]) -> Diagnostic {
-    Diagnostic::new(Code::UnknownKey, format!("unknown key `{name}` in {within}"))
-        .at(k.span, "not a known key")
-        .maybe_help(did_you_mean(name, allowed))
+    Diagnostic::new(
+        Code::UnknownKey,
+        format!("unknown key `{name}` in {within}"),
+    )
+    .at(k.span, "not a known key")
+    .maybe_help(did_you_mean(name, allowed))
 }

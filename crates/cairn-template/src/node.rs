@@ -134,8 +134,9 @@ pub fn parse_yaml(file: FileId, text: &str) -> Result<Node, Diagnostic> {
     if let Err(e) = parser.load(&mut builder, true) {
         let at = offsets.byte(e.marker().index());
         let span = Span::new(file, at, next_char_end(text, at));
-        return Err(Diagnostic::new(Code::Syntax, format!("invalid YAML: {}", e.info()))
-            .at(span, "here"));
+        return Err(
+            Diagnostic::new(Code::Syntax, format!("invalid YAML: {}", e.info())).at(span, "here"),
+        );
     }
     if let Some(err) = builder.error {
         return Err(err);
@@ -156,9 +157,11 @@ pub fn parse_yaml(file: FileId, text: &str) -> Result<Node, Diagnostic> {
             }
             Ok(doc)
         }
-        _ => Err(Diagnostic::new(Code::Syntax, "a template file holds one YAML document")
-            .at(docs[1].span, "a second document starts here")
-            .help("remove the `---` separator, or split the documents into separate files")),
+        _ => Err(
+            Diagnostic::new(Code::Syntax, "a template file holds one YAML document")
+                .at(docs[1].span, "a second document starts here")
+                .help("remove the `---` separator, or split the documents into separate files"),
+        ),
     }
 }
 
@@ -179,7 +182,11 @@ fn line_col_to_offset(text: &str, line: usize, col: usize) -> usize {
     let mut offset = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            let col_bytes: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+            let col_bytes: usize = l
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
             return (offset + col_bytes).min(text.len());
         }
         offset += l.len();
@@ -203,7 +210,8 @@ struct CharOffsets {
 
 impl CharOffsets {
     fn new(text: &str) -> CharOffsets {
-        let table = (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i as u32).collect());
+        let table =
+            (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i as u32).collect());
         CharOffsets {
             table,
             len: text.len(),
@@ -265,7 +273,9 @@ impl Builder<'_> {
                                 )
                                 .at(node.span, "this key is already defined")
                                 .also(first.span, "first defined here")
-                                .help("each key may appear only once in a map; remove or rename one"),
+                                .help(
+                                    "each key may appear only once in a map; remove or rename one",
+                                ),
                             );
                         }
                     }
@@ -281,7 +291,11 @@ impl Builder<'_> {
         let rest = &self.text[start.min(self.text.len())..];
         let end = match style {
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
-                let quote = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
+                let quote = if style == TScalarStyle::SingleQuoted {
+                    '\''
+                } else {
+                    '"'
+                };
                 let mut chars = rest.char_indices().skip(1);
                 let mut end = rest.len();
                 while let Some((i, c)) = chars.next() {
@@ -324,7 +338,9 @@ impl Builder<'_> {
                     let next = line[i + c.len_utf8()..].chars().next();
                     let stop = match c {
                         ',' | ']' | '}' if in_flow => true,
-                        ':' => next.is_none_or(|n| n == ' ' || n == '\t' || (in_flow && ",]}".contains(n))),
+                        ':' => next.is_none_or(|n| {
+                            n == ' ' || n == '\t' || (in_flow && ",]}".contains(n))
+                        }),
                         '#' => i > 0 && line[..i].ends_with([' ', '\t']),
                         _ => false,
                     };
@@ -482,7 +498,8 @@ mod tests {
 
     #[test]
     fn spans_cover_whole_scalars() {
-        let text = "net:\n  cidr: \"10.0.0.0/16\"  # c\n  name: web server\n  f: {a: x y, b: 'q'}\n";
+        let text =
+            "net:\n  cidr: \"10.0.0.0/16\"  # c\n  name: web server\n  f: {a: x y, b: 'q'}\n";
         let n = parse(text).unwrap();
         let net = n.get("net").unwrap();
         let span = |k: &str| {
@@ -517,7 +534,10 @@ mod tests {
         let n = parse(text).unwrap();
         let s = n.get("a").unwrap().get("s").unwrap();
         assert_eq!(s.as_str(), Some("one\ntwo\n"));
-        assert_eq!(&text[s.span.start as usize..s.span.end as usize], "one\n    two");
+        assert_eq!(
+            &text[s.span.start as usize..s.span.end as usize],
+            "one\n    two"
+        );
     }
 
     #[test]
@@ -532,7 +552,10 @@ mod tests {
     #[test]
     fn empty_document_is_an_empty_map() {
         assert_eq!(parse("").unwrap().kind, NodeKind::Map(vec![]));
-        assert_eq!(parse("# only a comment\n").unwrap().kind, NodeKind::Map(vec![]));
+        assert_eq!(
+            parse("# only a comment\n").unwrap().kind,
+            NodeKind::Map(vec![])
+        );
     }
 
     #[test]

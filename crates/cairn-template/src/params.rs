@@ -173,8 +173,14 @@ pub(crate) fn parse_param_decl(name: Name, node: &Node, d: &mut Diagnostics) -> 
                     match Regex::new(&format!("^(?:{s})$")) {
                         Ok(re) => p.pattern = Some((re, v.span)),
                         Err(e) => d.push(
-                            Diagnostic::new(Code::Type, "invalid regular expression")
-                                .at(v.span, e.to_string().lines().last().unwrap_or("invalid").to_string()),
+                            Diagnostic::new(Code::Type, "invalid regular expression").at(
+                                v.span,
+                                e.to_string()
+                                    .lines()
+                                    .last()
+                                    .unwrap_or("invalid")
+                                    .to_string(),
+                            ),
                         ),
                     }
                 }
@@ -186,11 +192,20 @@ pub(crate) fn parse_param_decl(name: Name, node: &Node, d: &mut Diagnostics) -> 
                     let mut special = false;
                     for (gk, gv) in g {
                         match (gk.key_str(), &gv.kind) {
-                            (Some("length"), NodeKind::Int(n)) if (8..=4096).contains(n) => length = *n as usize,
-                            (Some("length"), _) => d.push(type_error(gv, "an integer from 8 to 4096")),
+                            (Some("length"), NodeKind::Int(n)) if (8..=4096).contains(n) => {
+                                length = *n as usize
+                            }
+                            (Some("length"), _) => {
+                                d.push(type_error(gv, "an integer from 8 to 4096"))
+                            }
                             (Some("special"), NodeKind::Bool(b)) => special = *b,
                             (Some("special"), _) => d.push(type_error(gv, "true or false")),
-                            _ => d.push(unknown_key(gk, &gk.scalar_text(), "`generate`", &["length", "special"])),
+                            _ => d.push(unknown_key(
+                                gk,
+                                &gk.scalar_text(),
+                                "`generate`",
+                                &["length", "special"],
+                            )),
                         }
                     }
                     if length == 0 && g.iter().all(|(k, _)| k.key_str() != Some("length")) {
@@ -210,9 +225,15 @@ pub(crate) fn parse_param_decl(name: Name, node: &Node, d: &mut Diagnostics) -> 
         Some(t) => t,
         None => {
             d.push(
-                Diagnostic::new(Code::MissingKey, format!("parameter `{}` has no `type`", name.text))
-                    .at(name.span, "this parameter")
-                    .help(format!("add `type:` with one of {}", PARAM_TYPES.join(", "))),
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!("parameter `{}` has no `type`", name.text),
+                )
+                .at(name.span, "this parameter")
+                .help(format!(
+                    "add `type:` with one of {}",
+                    PARAM_TYPES.join(", ")
+                )),
             );
             ParamType::String
         }
@@ -279,9 +300,12 @@ pub fn resolve<'n>(
     for input in inputs {
         if !decls.contains_key(&input.name) {
             d.push(
-                Diagnostic::new(Code::UnknownParameter, format!("unknown parameter `{}`", input.name))
-                    .at(input.name_span, "the template declares no such parameter")
-                    .maybe_help(did_you_mean(&input.name, &names)),
+                Diagnostic::new(
+                    Code::UnknownParameter,
+                    format!("unknown parameter `{}`", input.name),
+                )
+                .at(input.name_span, "the template declares no such parameter")
+                .maybe_help(did_you_mean(&input.name, &names)),
             );
         }
     }
@@ -292,7 +316,10 @@ pub fn resolve<'n>(
             Some(input) => (node_value(&input.value), input.value.span, input.origin),
             None => match (&decl.default, generated.get(name)) {
                 (_, Some(secret)) => {
-                    out.values.insert(name.clone(), Value::Sensitive(Box::new(Value::Str(secret.clone()))));
+                    out.values.insert(
+                        name.clone(),
+                        Value::Sensitive(Box::new(Value::Str(secret.clone()))),
+                    );
                     out.origins.insert(name.clone(), Origin::Generated);
                     continue;
                 }
@@ -304,7 +331,8 @@ pub fn resolve<'n>(
                     }
                 },
                 (None, None) if decl.generate.is_some() => {
-                    out.values.insert(name.clone(), Value::Sensitive(Box::new(Value::Unknown)));
+                    out.values
+                        .insert(name.clone(), Value::Sensitive(Box::new(Value::Unknown)));
                     out.origins.insert(name.clone(), Origin::Generated);
                     out.to_generate.push(name.clone());
                     continue;
@@ -342,7 +370,11 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     let name = &decl.name.text;
     let secret = decl.ty == ParamType::Secret;
     if !value.is_known() {
-        return Ok(if secret { Value::Sensitive(Box::new(value)) } else { value });
+        return Ok(if secret {
+            Value::Sensitive(Box::new(value))
+        } else {
+            value
+        });
     }
     let plain = value.unmarked().clone();
     let type_ok = matches!(
@@ -361,18 +393,31 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     };
     if !type_ok {
         let mut e = fail(
-            format!("parameter `{name}` expects {}, found {}", decl.ty.expected(), plain.type_name()),
+            format!(
+                "parameter `{name}` expects {}, found {}",
+                decl.ty.expected(),
+                plain.type_name()
+            ),
             format!("expected {}", decl.ty.expected()),
         );
         e.code = Code::Type;
         return Err(e);
     }
     if let Some(allowed) = &decl.allowed {
-        let list: Vec<serde_json::Value> = allowed.as_seq().unwrap_or_default().iter().map(Node::to_json).collect();
+        let list: Vec<serde_json::Value> = allowed
+            .as_seq()
+            .unwrap_or_default()
+            .iter()
+            .map(Node::to_json)
+            .collect();
         let j = plain.to_json_revealed().unwrap_or_default();
         if !list.contains(&j) {
             let shown: Vec<String> = list.iter().map(|v| v.to_string()).collect();
-            let got = if secret { String::new() } else { format!(" {j}") };
+            let got = if secret {
+                String::new()
+            } else {
+                format!(" {j}")
+            };
             return Err(fail(
                 format!("value{got} is not allowed for parameter `{name}`"),
                 "not one of the allowed values".into(),
@@ -389,14 +434,20 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     if let Some(n) = number {
         if let Some((min, mspan)) = decl.min {
             if n < min {
-                return Err(fail(format!("parameter `{name}` must be at least {min}, got {n}"), format!("less than {min}"))
-                    .also(mspan, "minimum"));
+                return Err(fail(
+                    format!("parameter `{name}` must be at least {min}, got {n}"),
+                    format!("less than {min}"),
+                )
+                .also(mspan, "minimum"));
             }
         }
         if let Some((max, mspan)) = decl.max {
             if n > max {
-                return Err(fail(format!("parameter `{name}` must be at most {max}, got {n}"), format!("more than {max}"))
-                    .also(mspan, "maximum"));
+                return Err(fail(
+                    format!("parameter `{name}` must be at most {max}, got {n}"),
+                    format!("more than {max}"),
+                )
+                .also(mspan, "maximum"));
             }
         }
     }
@@ -428,7 +479,10 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     }
     if let (Some((re, pspan)), Value::Str(s)) = (&decl.pattern, &plain) {
         if !re.is_match(s) {
-            let pat = re.as_str().trim_start_matches("^(?:").trim_end_matches(")$");
+            let pat = re
+                .as_str()
+                .trim_start_matches("^(?:")
+                .trim_end_matches(")$");
             return Err(fail(
                 format!("parameter `{name}` does not match the pattern `{pat}`"),
                 "does not match".into(),
@@ -436,5 +490,9 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
             .also(*pspan, "pattern"));
         }
     }
-    Ok(if secret { Value::Sensitive(Box::new(plain)) } else { plain })
+    Ok(if secret {
+        Value::Sensitive(Box::new(plain))
+    } else {
+        plain
+    })
 }

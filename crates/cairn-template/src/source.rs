@@ -75,7 +75,12 @@ pub struct Sources {
 }
 
 impl Sources {
-    pub fn add(&mut self, name: impl Into<String>, path: &Path, text: impl Into<Arc<str>>) -> FileId {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        path: &Path,
+        text: impl Into<Arc<str>>,
+    ) -> FileId {
         let id = FileId(self.files.len() as u32);
         self.files.push(SourceFile {
             name: name.into(),

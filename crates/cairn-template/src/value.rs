@@ -35,7 +35,11 @@ impl Value {
             },
             J::String(s) => Value::Str(s.clone()),
             J::Array(a) => Value::List(a.iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
+            J::Object(o) => Value::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 
@@ -49,7 +53,11 @@ impl Value {
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
-            Value::List(l) => J::Array(l.iter().map(Value::to_json_revealed).collect::<Option<_>>()?),
+            Value::List(l) => J::Array(
+                l.iter()
+                    .map(Value::to_json_revealed)
+                    .collect::<Option<_>>()?,
+            ),
             Value::Map(m) => J::Object(
                 m.iter()
                     .map(|(k, v)| Some((k.clone(), v.to_json_revealed()?)))
@@ -163,7 +171,10 @@ mod tests {
     #[test]
     fn secrets_never_serialize() {
         let v = Value::Map(IndexMap::from([
-            ("a".to_string(), Value::Sensitive(Box::new(Value::Str("hunter2".into())))),
+            (
+                "a".to_string(),
+                Value::Sensitive(Box::new(Value::Str("hunter2".into()))),
+            ),
             ("b".to_string(), Value::Unknown),
         ]));
         let text = serde_json::to_string(&v).unwrap();

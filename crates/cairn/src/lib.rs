@@ -24,7 +24,11 @@ where
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { Status::Usage as u8 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                Status::Usage as u8
+            } else {
+                0
+            });
         }
     };
     report::init_tracing(cli.global.verbose);

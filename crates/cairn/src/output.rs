@@ -25,7 +25,8 @@ pub fn default_format(explicit: Option<Format>) -> Format {
 
 pub fn apply_query(value: J, query: Option<&str>) -> Result<J, CliError> {
     let Some(q) = query else { return Ok(value) };
-    let expr = jmespath::compile(q).map_err(|e| CliError::Usage(format!("invalid --query: {e}")))?;
+    let expr =
+        jmespath::compile(q).map_err(|e| CliError::Usage(format!("invalid --query: {e}")))?;
     let data = jmespath::Variable::from_json(&value.to_string())
         .map_err(|e| CliError::Usage(format!("cannot query this result: {e}")))?;
     let result = expr
@@ -98,8 +99,10 @@ fn tsv(value: &J) -> String {
 fn new_table() -> Table {
     let mut t = Table::new();
     // Header, a rule under it, and rows: what az and kubectl users expect.
-    const STYLE: TableStyle = TableStyle::new().header_separator(LineStyle::none().fill('-').junction(' '));
-    t.load_style(STYLE).set_content_arrangement(ContentArrangement::Disabled);
+    const STYLE: TableStyle =
+        TableStyle::new().header_separator(LineStyle::none().fill('-').junction(' '));
+    t.load_style(STYLE)
+        .set_content_arrangement(ContentArrangement::Disabled);
     t
 }
 
@@ -142,7 +145,9 @@ fn header(key: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -162,7 +167,10 @@ mod tests {
 
     #[test]
     fn bad_query_is_a_usage_error() {
-        assert!(matches!(apply_query(json!({}), Some("[?")), Err(CliError::Usage(_))));
+        assert!(matches!(
+            apply_query(json!({}), Some("[?")),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]

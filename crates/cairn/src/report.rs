@@ -20,7 +20,10 @@ pub enum Status {
 #[derive(Debug)]
 pub enum CliError {
     /// A template problem: rendered with source snippets, exit 2.
-    Template { sources: Sources, diagnostics: Diagnostics },
+    Template {
+        sources: Sources,
+        diagnostics: Diagnostics,
+    },
     /// Bad arguments or a bad query, exit 2.
     Usage(String),
     /// Anything else, exit 1.
@@ -81,7 +84,10 @@ pub fn render_diagnostics(sources: &Sources, diagnostics: &Diagnostics, color: b
 
 pub fn print_error(e: &CliError, color: bool) {
     match e {
-        CliError::Template { sources, diagnostics } => {
+        CliError::Template {
+            sources,
+            diagnostics,
+        } => {
             eprint!("{}", render_diagnostics(sources, diagnostics, color));
         }
         CliError::Usage(msg) => eprintln!("error: {msg}"),
@@ -96,7 +102,8 @@ pub fn init_tracing(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

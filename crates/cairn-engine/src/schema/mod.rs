@@ -41,7 +41,13 @@ impl PropType {
             PropType::Duration => "a duration such as `30s` or `2m`".into(),
             PropType::Cidr => "a network in CIDR notation such as `10.0.0.0/16`".into(),
             PropType::Ref => "a resource id such as `{{ net.id }}`".into(),
-            PropType::Enum(v) => format!("one of {}", v.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")),
+            PropType::Enum(v) => format!(
+                "one of {}",
+                v.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             PropType::List(t) => format!("a list of {}", plural(&t.describe())),
             PropType::Map(t) => format!("a map of {}", plural(&t.describe())),
             PropType::Object(_) => "a map".into(),
@@ -52,7 +58,10 @@ impl PropType {
 }
 
 fn plural(s: &str) -> String {
-    let s = s.strip_prefix("an ").or_else(|| s.strip_prefix("a ")).unwrap_or(s);
+    let s = s
+        .strip_prefix("an ")
+        .or_else(|| s.strip_prefix("a "))
+        .unwrap_or(s);
     match s {
         "true or false" => "booleans".into(),
         "map" => "maps".into(),
@@ -180,7 +189,11 @@ mod tests {
             assert!(s.attribute("id").is_some(), "{kind} has no id");
             for p in s.properties {
                 if let Some(d) = p.default {
-                    assert!(serde_json::from_str::<serde_json::Value>(d).is_ok(), "{kind}.{} default", p.name);
+                    assert!(
+                        serde_json::from_str::<serde_json::Value>(d).is_ok(),
+                        "{kind}.{} default",
+                        p.name
+                    );
                 }
             }
         }
@@ -189,7 +202,12 @@ mod tests {
     #[test]
     fn computed_attributes_match_across_targets() {
         assert!(portable("server").unwrap().attribute("address").is_some());
-        assert!(portable("server").unwrap().attribute("private_ip").is_some());
+        assert!(
+            portable("server")
+                .unwrap()
+                .attribute("private_ip")
+                .is_some()
+        );
         for a in ["address", "port", "dns_name"] {
             assert!(portable("load_balancer").unwrap().attribute(a).is_some());
         }
@@ -201,7 +219,11 @@ mod tests {
 
     #[test]
     fn data_holding_types() {
-        let holding: Vec<_> = PORTABLE.iter().filter(|s| s.data_holding).map(|s| s.kind).collect();
+        let holding: Vec<_> = PORTABLE
+            .iter()
+            .filter(|s| s.data_holding)
+            .map(|s| s.kind)
+            .collect();
         assert_eq!(holding, ["database", "bucket", "secret", "volume"]);
     }
 

@@ -56,8 +56,10 @@ const fn secret_attr(name: &'static str, description: &'static str) -> Attr {
 }
 
 const ID: Attr = attr("id", "the target's identifier");
-const NAME: Prop = prop("name", T::String).doc("display name; derived from the deployment when omitted");
-const TAGS: Prop = prop("tags", T::Map(&T::String)).doc("extra tags, merged with the resource's and the environment's");
+const NAME: Prop =
+    prop("name", T::String).doc("display name; derived from the deployment when omitted");
+const TAGS: Prop = prop("tags", T::Map(&T::String))
+    .doc("extra tags, merged with the resource's and the environment's");
 
 const PROTOCOLS: &[&str] = &["tcp", "udp", "icmp", "all"];
 const RULE: &[Prop] = &[
@@ -75,12 +77,18 @@ const LISTEN: &[Prop] = &[
 ];
 
 const HEALTH_CHECK: &[Prop] = &[
-    prop("path", T::String).default("\"/\"").doc("HTTP path (http listeners)"),
+    prop("path", T::String)
+        .default("\"/\"")
+        .doc("HTTP path (http listeners)"),
     prop("port", T::Int).doc("defaults to the backend port"),
     prop("interval", T::Duration).default("\"5s\""),
     prop("timeout", T::Duration).default("\"2s\""),
-    prop("healthy", T::Int).default("2").doc("consecutive passes before a backend is put in"),
-    prop("unhealthy", T::Int).default("2").doc("consecutive failures before a backend is taken out"),
+    prop("healthy", T::Int)
+        .default("2")
+        .doc("consecutive passes before a backend is put in"),
+    prop("unhealthy", T::Int)
+        .default("2")
+        .doc("consecutive failures before a backend is taken out"),
 ];
 
 const BACKEND: &[Prop] = &[
@@ -98,7 +106,9 @@ pub const PORTABLE: &[ResourceSchema] = &[
         properties: &[
             NAME,
             prop("cidr", T::Cidr).required().force_new(),
-            prop("internet", T::Bool).default("false").doc("internet gateway and public route table (aws)"),
+            prop("internet", T::Bool)
+                .default("false")
+                .doc("internet gateway and public route table (aws)"),
             TAGS,
         ],
         attributes: &[ID],
@@ -112,7 +122,9 @@ pub const PORTABLE: &[ResourceSchema] = &[
             NAME,
             prop("network", T::Ref).required().force_new(),
             prop("cidr", T::Cidr).required().force_new(),
-            prop("zone", T::String).force_new().doc("availability zone (aws)"),
+            prop("zone", T::String)
+                .force_new()
+                .doc("availability zone (aws)"),
             prop("public", T::Bool).default("false"),
             TAGS,
         ],
@@ -128,7 +140,8 @@ pub const PORTABLE: &[ResourceSchema] = &[
             prop("network", T::Ref).required().force_new(),
             prop("description", T::String).force_new(),
             prop("ingress", T::List(&T::Object(RULE))).default("[]"),
-            prop("egress", T::List(&T::Object(RULE))).default("[{\"protocol\": \"all\", \"to\": \"0.0.0.0/0\"}]"),
+            prop("egress", T::List(&T::Object(RULE)))
+                .default("[{\"protocol\": \"all\", \"to\": \"0.0.0.0/0\"}]"),
             TAGS,
         ],
         attributes: &[ID],
@@ -140,21 +153,34 @@ pub const PORTABLE: &[ResourceSchema] = &[
         description: "a server; locally a supervised sandbox on its own loopback address, on aws an EC2 instance",
         properties: &[
             NAME,
-            prop("image", T::String).required().force_new().doc("image name (debian-12) or an image resource's id"),
-            prop("size", T::Enum(&["nano", "micro", "small", "medium", "large", "xlarge"]))
-                .default("\"small\"")
-                .force_new(),
+            prop("image", T::String)
+                .required()
+                .force_new()
+                .doc("image name (debian-12) or an image resource's id"),
+            prop(
+                "size",
+                T::Enum(&["nano", "micro", "small", "medium", "large", "xlarge"]),
+            )
+            .default("\"small\"")
+            .force_new(),
             prop("subnet", T::Ref).required().force_new(),
             prop("firewalls", T::List(&T::Ref)).default("[]"),
             prop("key_pair", T::Ref).force_new(),
-            prop("user_data", T::String).force_new().doc(CLOUD_CONFIG_NOTE),
-            prop("address", T::String).force_new().doc("a fixed private address instead of the next free one"),
+            prop("user_data", T::String)
+                .force_new()
+                .doc(CLOUD_CONFIG_NOTE),
+            prop("address", T::String)
+                .force_new()
+                .doc("a fixed private address instead of the next free one"),
             prop("volumes", T::List(&T::Ref)).default("[]"),
             TAGS,
         ],
         attributes: &[
             ID,
-            attr("address", "the address clients use (public when there is one)"),
+            attr(
+                "address",
+                "the address clients use (public when there is one)",
+            ),
             attr("private_ip", "the address inside its subnet"),
             attr("public_ip", "the public address, when one is attached"),
         ],
@@ -164,7 +190,11 @@ pub const PORTABLE: &[ResourceSchema] = &[
     ResourceSchema {
         kind: "ip_address",
         description: "a stable address; on aws an Elastic IP",
-        properties: &[NAME, prop("server", T::Ref).doc("the server to associate it with"), TAGS],
+        properties: &[
+            NAME,
+            prop("server", T::Ref).doc("the server to associate it with"),
+            TAGS,
+        ],
         attributes: &[ID, attr("address", "the address")],
         data_holding: false,
         taggable: true,
@@ -175,10 +205,17 @@ pub const PORTABLE: &[ResourceSchema] = &[
         properties: &[
             NAME,
             prop("listen", T::Object(LISTEN)).required().force_new(),
-            prop("algorithm", T::Enum(&["weighted_round_robin", "round_robin", "least_connections"]))
-                .default("\"weighted_round_robin\""),
+            prop(
+                "algorithm",
+                T::Enum(&["weighted_round_robin", "round_robin", "least_connections"]),
+            )
+            .default("\"weighted_round_robin\""),
             prop("health_check", T::Object(HEALTH_CHECK)).default("{}"),
-            prop("backends", T::List(&T::Either(&T::String, &T::Object(BACKEND)))).default("[]"),
+            prop(
+                "backends",
+                T::List(&T::Either(&T::String, &T::Object(BACKEND))),
+            )
+            .default("[]"),
             prop("backend_port", T::Int).required(),
             prop("subnets", T::List(&T::Ref)).default("[]").force_new(),
             prop("firewalls", T::List(&T::Ref)).default("[]"),
@@ -189,7 +226,10 @@ pub const PORTABLE: &[ResourceSchema] = &[
         attributes: &[
             ID,
             attr("address", "the address it listens on"),
-            attr("port", "the port it listens on (a low port maps to a free high one locally when not root)"),
+            attr(
+                "port",
+                "the port it listens on (a low port maps to a free high one locally when not root)",
+            ),
             attr("dns_name", "its DNS name"),
         ],
         data_holding: false,
@@ -212,10 +252,16 @@ pub const PORTABLE: &[ResourceSchema] = &[
         description: "a record set in a DNS zone",
         properties: &[
             prop("zone", T::Ref).required().force_new(),
-            prop("name", T::String).required().force_new().doc("relative to the zone; `@` for the apex"),
-            prop("type", T::Enum(&["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SRV", "CAA"]))
+            prop("name", T::String)
                 .required()
-                .force_new(),
+                .force_new()
+                .doc("relative to the zone; `@` for the apex"),
+            prop(
+                "type",
+                T::Enum(&["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SRV", "CAA"]),
+            )
+            .required()
+            .force_new(),
             prop("ttl", T::Int).default("300"),
             prop("values", T::List(&T::String)).required(),
         ],
@@ -228,11 +274,16 @@ pub const PORTABLE: &[ResourceSchema] = &[
         description: "a managed database; locally a PostgreSQL cluster, on aws RDS",
         properties: &[
             NAME,
-            prop("engine", T::Enum(&["postgres"])).required().force_new(),
+            prop("engine", T::Enum(&["postgres"]))
+                .required()
+                .force_new(),
             prop("version", T::String).force_new(),
             prop("size", T::Enum(&["micro", "small", "medium", "large"])).default("\"small\""),
             prop("storage_gb", T::Int).default("10"),
-            prop("database", T::String).default("\"app\"").force_new().doc("the database created for the owner"),
+            prop("database", T::String)
+                .default("\"app\"")
+                .force_new()
+                .doc("the database created for the owner"),
             prop("owner", T::String).default("\"app\"").force_new(),
             prop("owner_password", T::String).required().sensitive(),
             prop("subnets", T::List(&T::Ref)).default("[]").force_new(),
@@ -279,14 +330,19 @@ pub const PORTABLE: &[ResourceSchema] = &[
         description: "an ed25519 key pair; the private key is a secret output",
         properties: &[
             prop("name", T::String).required().force_new(),
-            prop("public_key", T::String).force_new().doc("an OpenSSH public key to import instead of generating one"),
+            prop("public_key", T::String)
+                .force_new()
+                .doc("an OpenSSH public key to import instead of generating one"),
             TAGS,
         ],
         attributes: &[
             ID,
             attr("public_key", "the OpenSSH public key"),
             attr("fingerprint", "SHA256 fingerprint"),
-            secret_attr("private_key", "the OpenSSH private key (only for generated keys)"),
+            secret_attr(
+                "private_key",
+                "the OpenSSH private key (only for generated keys)",
+            ),
         ],
         data_holding: false,
         taggable: true,
@@ -297,7 +353,9 @@ pub const PORTABLE: &[ResourceSchema] = &[
         properties: &[
             NAME,
             prop("size_gb", T::Int).required(),
-            prop("snapshot", T::Ref).force_new().doc("start from this snapshot"),
+            prop("snapshot", T::Ref)
+                .force_new()
+                .doc("start from this snapshot"),
             prop("zone", T::String).force_new(),
             TAGS,
         ],

@@ -44,7 +44,10 @@ fn net() -> IndexMap<String, Value> {
 #[test]
 fn single_expression_keeps_its_type() {
     assert_eq!(eval("v: '{{ 1 + 2 }}'"), Value::Int(3));
-    assert_eq!(eval("v: '{{ [1, 2] }}'"), Value::List(vec![Value::Int(1), Value::Int(2)]));
+    assert_eq!(
+        eval("v: '{{ [1, 2] }}'"),
+        Value::List(vec![Value::Int(1), Value::Int(2)])
+    );
     assert_eq!(eval("v: '{{ index }}'"), Value::Int(2));
     assert_eq!(eval("v: '{{ 1.5 }}'"), Value::Float(1.5));
     assert_eq!(eval("v: '{{ true }}'"), Value::Bool(true));
@@ -58,8 +61,14 @@ fn mixed_text_renders_to_a_string() {
 
 #[test]
 fn unknown_attributes_make_the_result_unknown() {
-    assert_eq!(eval_with("v: '{{ net.id }}'", net()).unwrap(), Value::Unknown);
-    assert_eq!(eval_with("v: 'x-{{ net.id }}'", net()).unwrap(), Value::Unknown);
+    assert_eq!(
+        eval_with("v: '{{ net.id }}'", net()).unwrap(),
+        Value::Unknown
+    );
+    assert_eq!(
+        eval_with("v: 'x-{{ net.id }}'", net()).unwrap(),
+        Value::Unknown
+    );
     assert_eq!(
         eval_with("v: '{{ net.cidr }}'", net()).unwrap(),
         Value::Str("10.0.0.0/16".into())
@@ -76,7 +85,10 @@ fn secrets_taint_what_they_touch() {
         )])),
     )]);
     let v = eval_with("v: 'pw={{ params.pw }}'", names).unwrap();
-    assert_eq!(v, Value::Sensitive(Box::new(Value::Str("pw=hunter2".into()))));
+    assert_eq!(
+        v,
+        Value::Sensitive(Box::new(Value::Str("pw=hunter2".into())))
+    );
 }
 
 #[test]
@@ -102,10 +114,15 @@ fn references_are_extracted_with_spans() {
     let ev = Evaluator::new(&ctx());
     let mut session = ev.session(&sources);
     let mut refs = Vec::new();
-    session.references(node.get("v").unwrap(), &mut refs).unwrap();
+    session
+        .references(node.get("v").unwrap(), &mut refs)
+        .unwrap();
     let net = refs.iter().find(|r| r.root == "net").unwrap();
     assert_eq!(net.attr.as_deref(), Some("id"));
-    assert_eq!(&yaml[net.span.start as usize..net.span.end as usize], "net.id");
+    assert_eq!(
+        &yaml[net.span.start as usize..net.span.end as usize],
+        "net.id"
+    );
     assert!(refs.iter().any(|r| r.root == "web" && r.attr.is_none()));
 }
 

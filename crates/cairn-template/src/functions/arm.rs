@@ -144,7 +144,11 @@ fn string_args<'a>(func: &str, args: &'a [Value]) -> Result<Vec<&'a str>, Error>
             invalid(format!(
                 "{} (ARM's {} accepts only strings; convert with `| string`)",
                 e.detail().unwrap_or_default(),
-                if func == "guid" { "guid" } else { "uniqueString" },
+                if func == "guid" {
+                    "guid"
+                } else {
+                    "uniqueString"
+                },
             ))
         })
 }
@@ -312,10 +316,16 @@ mod tests {
         assert!(err("unique_string()").contains("at least one string argument"));
         assert!(err("guid()").contains("at least one string argument"));
         let e = err("unique_string('a', 1)");
-        assert!(e.contains("the 2nd argument must be a string, got int"), "{e}");
+        assert!(
+            e.contains("the 2nd argument must be a string, got int"),
+            "{e}"
+        );
         assert!(e.contains("uniqueString"), "{e}");
         let e = err("guid(none)");
-        assert!(e.contains("guid(): the 1st argument must be a string, got none"), "{e}");
+        assert!(
+            e.contains("guid(): the 1st argument must be a string, got none"),
+            "{e}"
+        );
         let e = err("unique_string(nope)");
         assert!(e.contains("is undefined"), "{e}");
         let e = err("unique_string(['a'])");

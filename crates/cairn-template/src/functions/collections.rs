@@ -5,7 +5,9 @@ use indexmap::{IndexMap, IndexSet};
 use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
-use super::{expect_int, invalid, is_list, is_map, list_items, map_pairs, ordinal, type_name, wrong_type};
+use super::{
+    expect_int, invalid, is_list, is_map, list_items, map_pairs, ordinal, type_name, wrong_type,
+};
 
 /// The most numbers `range` makes (ARM's limit).
 pub const MAX_RANGE_COUNT: i128 = 10_000;
@@ -48,7 +50,7 @@ pub fn range(args: Rest<Value>) -> Result<Vec<i64>, Error> {
             "{F}(): the count {count} is larger than the limit of {MAX_RANGE_COUNT}"
         )));
     }
-    let end = start + count;
+    let end = start.saturating_add(count);
     if start < i128::from(i64::MIN) || end > i128::from(i64::MAX) {
         return Err(invalid(format!(
             "{F}(): the range from {start} with {count} numbers does not fit in 64-bit integers"
@@ -79,7 +81,12 @@ fn shape(func: &str, args: &[Value]) -> Result<Shape, Error> {
     } else if is_map(first) {
         Shape::Maps
     } else {
-        return Err(wrong_type(func, "the 1st argument", "a list or a map", first));
+        return Err(wrong_type(
+            func,
+            "the 1st argument",
+            "a list or a map",
+            first,
+        ));
     };
     for (i, arg) in args.iter().enumerate().skip(1) {
         let ok = match shape {
@@ -92,7 +99,12 @@ fn shape(func: &str, args: &[Value]) -> Result<Shape, Error> {
             } else {
                 "a map (like the 1st argument)"
             };
-            return Err(wrong_type(func, &format!("the {} argument", ordinal(i)), expected, arg));
+            return Err(wrong_type(
+                func,
+                &format!("the {} argument", ordinal(i)),
+                expected,
+                arg,
+            ));
         }
     }
     Ok(shape)
@@ -288,6 +300,14 @@ mod tests {
         assert!(err("range()").contains("needs a start index and a count"));
         assert!(err("range('a', 1)").contains("the start index must be an integer, got string"));
         assert!(err("range(1, 1.5)").contains("must be an integer"));
+        // Extreme values fail cleanly instead of overflowing.
+        let huge = |start: i128| {
+            super::range(minijinja::value::Rest(vec![start.into(), 1.into()]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(huge(i128::MAX).contains("does not fit"));
+        assert!(huge(i128::MIN).contains("does not fit"));
     }
 
     #[test]
@@ -304,7 +324,9 @@ mod tests {
     fn union_maps() {
         // ARM docs example.
         assert_eq!(
-            json("union({'one': 'a', 'two': 'b', 'three': 'c1'}, {'three': 'c2', 'four': 'd', 'five': 'e'})"),
+            json(
+                "union({'one': 'a', 'two': 'b', 'three': 'c1'}, {'three': 'c2', 'four': 'd', 'five': 'e'})"
+            ),
             r#"{"one":"a","two":"b","three":"c2","four":"d","five":"e"}"#
         );
         // Nested maps merge; nested lists are replaced.
@@ -322,9 +344,17 @@ mod tests {
     #[test]
     fn union_errors() {
         assert!(err("union([1])").contains("needs at least two"));
-        assert!(err("union([1], {'a': 1})").contains("the 2nd argument must be a list (like the 1st argument), got map"));
-        assert!(err("union({'a': 1}, [1])").contains("must be a map (like the 1st argument), got list"));
-        assert!(err("union('ab', 'cd')").contains("the 1st argument must be a list or a map, got string"));
+        assert!(
+            err("union([1], {'a': 1})")
+                .contains("the 2nd argument must be a list (like the 1st argument), got map")
+        );
+        assert!(
+            err("union({'a': 1}, [1])").contains("must be a map (like the 1st argument), got list")
+        );
+        assert!(
+            err("union('ab', 'cd')")
+                .contains("the 1st argument must be a list or a map, got string")
+        );
         assert!(err("union([1], nope)").contains("undefined"));
     }
 
@@ -338,7 +368,9 @@ mod tests {
         assert_eq!(json("intersection([1], [2])"), "[]");
         // ARM docs example.
         assert_eq!(
-            json("intersection({'one': 'a', 'two': 'b', 'three': 'c'}, {'one': 'a', 'two': 'z', 'three': 'c'})"),
+            json(
+                "intersection({'one': 'a', 'two': 'b', 'three': 'c'}, {'one': 'a', 'two': 'z', 'three': 'c'})"
+            ),
             r#"{"one":"a","three":"c"}"#
         );
         assert!(err("intersection([1])").contains("needs at least two"));
@@ -372,7 +404,10 @@ mod tests {
         assert_eq!(json("contains([1, 2], 2)"), "true");
         assert_eq!(json("contains([[1], 2], [1])"), "true");
         assert_eq!(json("contains([], 1)"), "false");
-        assert!(err("contains(1, 1)").contains("the container must be a string, a list or a map, got int"));
+        assert!(
+            err("contains(1, 1)")
+                .contains("the container must be a string, a list or a map, got int")
+        );
         assert!(err("contains(none, 1)").contains("got none"));
         assert!(err("contains('a', [1])").contains("must be a string or a number, got list"));
         assert!(err("contains('a', nope)").contains("undefined"));

@@ -156,11 +156,19 @@ mod tests {
         let e = read(&dir, "../a.txt").unwrap_err();
         assert!(e.contains(r#"file("../a.txt")"#), "{e}");
         assert!(e.contains("outside the template's directory"), "{e}");
-        assert!(read(&dir, "sub/../../a.txt").unwrap_err().contains("outside"));
+        assert!(
+            read(&dir, "sub/../../a.txt")
+                .unwrap_err()
+                .contains("outside")
+        );
         let e = read(&dir, "/etc/passwd").unwrap_err();
         assert!(e.contains(r#"file("/etc/passwd")"#), "{e}");
         assert!(e.contains("absolute paths are not allowed"), "{e}");
-        assert!(read(&dir, "\\\\server\\share").unwrap_err().contains("absolute"));
+        assert!(
+            read(&dir, "\\\\server\\share")
+                .unwrap_err()
+                .contains("absolute")
+        );
         assert!(read(&dir, "C:\\x").unwrap_err().contains("absolute"));
         assert!(read(&dir, "").unwrap_err().contains("empty"));
         assert!(read(&dir, ".").unwrap_err().contains("directory itself"));
@@ -194,7 +202,11 @@ mod tests {
         std::fs::write(dir.join("bin"), [0xff, 0xfe, 0x00]).unwrap();
         assert!(read(&dir, "bin").unwrap_err().contains("not UTF-8"));
         let e = file(&dir, Value::from(3)).unwrap_err();
-        assert!(e.detail().unwrap().contains("file(): the path must be a string, got int"));
+        assert!(
+            e.detail()
+                .unwrap()
+                .contains("file(): the path must be a string, got int")
+        );
         let e = read(&dir.join("does-not-exist"), "a.txt").unwrap_err();
         assert!(e.contains("cannot resolve the template directory"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

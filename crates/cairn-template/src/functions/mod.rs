@@ -9,16 +9,16 @@
 //!
 //! Families, one module each:
 //!
-//! * [`arm`]: `unique_string`, `guid` (byte-for-byte the same results as ARM's
+//! * [`arm`] has `unique_string`, `guid` (byte-for-byte the same results as ARM's
 //!   `uniqueString` and `guid`).
-//! * [`net`]: `cidr_subnet`, `cidr_host` (Terraform's `cidrsubnet` and
+//! * [`net`] has `cidr_subnet`, `cidr_host` (Terraform's `cidrsubnet` and
 //!   `cidrhost`), `parse_cidr` (ARM's `parseCidr`).
-//! * [`text`]: `base64`, `base64_decode`, `to_json`, `from_json`, `format`,
+//! * [`text`] has `base64`, `base64_decode`, `to_json`, `from_json`, `format`,
 //!   `pad_left`, `replace`, `split`, `join`, `substring`.
-//! * [`collections`]: `range`, `union`, `intersection`, `coalesce`,
+//! * [`collections`] has `range`, `union`, `intersection`, `coalesce`,
 //!   `contains`.
-//! * [`time`]: `date_time_add`, `utc_now`.
-//! * [`files`]: `file`.
+//! * [`time`] has `date_time_add`, `utc_now`.
+//! * [`files`] has `file`.
 //!
 //! Notes on names shared with minijinja's builtins:
 //!
@@ -175,7 +175,9 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 /// The error for an argument of the wrong type.
 pub(crate) fn wrong_type(func: &str, what: &str, expected: &str, got: &Value) -> Error {
     if got.is_undefined() {
-        invalid(format!("{func}(): {what} is undefined (expected {expected})"))
+        invalid(format!(
+            "{func}(): {what} is undefined (expected {expected})"
+        ))
     } else {
         invalid(format!(
             "{func}(): {what} must be {expected}, got {}",
@@ -205,9 +207,7 @@ pub(crate) fn expect_int(func: &str, what: &str, value: &Value) -> Result<i128, 
     }
     if let Ok(v) = u128::try_from(value.clone()) {
         // Only values above i128::MAX get here.
-        return Err(invalid(format!(
-            "{func}(): {what} {v} is too large"
-        )));
+        return Err(invalid(format!("{func}(): {what} {v} is too large")));
     }
     if let Ok(f) = f64::try_from(value.clone()) {
         if f.is_finite() && f.fract() == 0.0 {
@@ -248,7 +248,11 @@ pub(crate) fn list_items(func: &str, what: &str, value: &Value) -> Result<Vec<Va
 }
 
 /// The key/value pairs of a map value, in order.
-pub(crate) fn map_pairs(func: &str, what: &str, value: &Value) -> Result<Vec<(Value, Value)>, Error> {
+pub(crate) fn map_pairs(
+    func: &str,
+    what: &str,
+    value: &Value,
+) -> Result<Vec<(Value, Value)>, Error> {
     if !is_map(value) {
         return Err(wrong_type(func, what, "a map", value));
     }
@@ -365,6 +369,53 @@ mod tests {
         assert_eq!(render("{{ 'hello' | substring(1, 3) }}"), "ell");
         assert_eq!(render("{{ {'a': 1} | to_json }}"), r#"{"a":1}"#);
         assert_eq!(render("{{ ('[1,2]' | from_json)[1] }}"), "2");
+    }
+
+    proptest::proptest! {
+        // No function panics, whatever it is given.
+        #[test]
+        fn never_panics_on_strings(s in ".{0,40}", t in "[-+PTYMWDHS0-9.:/a-fx%{}, ]{0,24}") {
+            let sv = Value::from(s.as_str());
+            let tv = Value::from(t.as_str());
+            let _ = net::parse_prefix("f", &s);
+            let _ = net::parse_prefix("f", &t);
+            let _ = net::cidr_host(tv.clone(), Value::from(-1));
+            let _ = time::parse_timestamp(&s);
+            let _ = time::parse_timestamp(&t);
+            let _ = time::parse_duration(&s);
+            let _ = time::parse_duration(&t);
+            let now = ::time::macros::datetime!(2024-03-05 17:53:18 UTC);
+            let _ = time::format_dotnet(now, &s);
+            let _ = time::format_dotnet(now, &t);
+            let _ = time::date_time_add(sv.clone(), tv.clone(), Some(tv.clone()));
+            let _ = text::format(sv.clone(), minijinja::value::Rest(vec![Value::from(1.5), tv.clone()]));
+            let _ = text::format(tv.clone(), minijinja::value::Rest(vec![Value::from(-3), sv.clone()]));
+            let _ = text::split(sv.clone(), tv.clone());
+            let _ = text::base64_decode(sv.clone());
+            let _ = text::from_json(sv.clone());
+            let _ = text::pad_left(sv.clone(), Value::from(5), Some(tv.clone()));
+            let _ = arm::unique_string(minijinja::value::Rest(vec![sv.clone(), tv.clone()]));
+            let _ = collections::contains(sv.clone(), tv.clone());
+        }
+
+        #[test]
+        fn never_panics_on_numbers(a in proptest::num::i64::ANY, b in proptest::num::i64::ANY, c in proptest::num::i64::ANY) {
+            for prefix in ["10.0.0.0/8", "0.0.0.0/0", "fe80::/48", "::/0", "::ffff:10.0.0.0/104", "1.2.3.4/32"] {
+                let _ = net::cidr_subnet(prefix.into(), a.into(), b.into());
+                let _ = net::cidr_host(prefix.into(), c.into());
+            }
+            let _ = collections::range(minijinja::value::Rest(vec![a.into(), b.into()]));
+            let _ = text::substring("hello".into(), a.into(), Some(b.into()));
+            let _ = text::pad_left("x".into(), c.into(), None);
+            let _ = text::format(
+                Value::from("{0:D5}{0:N3}{0:X}{0:P1}{0:E2}{0:F0}"),
+                minijinja::value::Rest(vec![Value::from(a)]),
+            );
+            let _ = text::format(
+                Value::from("{0:N3}{0:P1}{0:E2}{0:F0}{0,-9}"),
+                minijinja::value::Rest(vec![Value::from(f64::from_bits(b as u64))]),
+            );
+        }
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub struct Prefix {
 
 /// A mask of the lowest `n` bits (`n` up to 128).
 fn low_bits(n: u32) -> u128 {
-    if n >= 128 { u128::MAX } else { (1u128 << n) - 1 }
+    if n >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << n) - 1
+    }
 }
 
 impl Prefix {
@@ -90,7 +94,10 @@ fn parse_ipv4(s: &str) -> Option<u32> {
     let mut parts = 0;
     for part in s.split('.') {
         parts += 1;
-        if parts > 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
+        if parts > 4
+            || part.is_empty()
+            || part.len() > 3
+            || !part.bytes().all(|b| b.is_ascii_digit())
         {
             return None;
         }
@@ -121,7 +128,9 @@ pub fn parse_prefix(func: &str, s: &str) -> Result<Prefix, Error> {
     if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("the prefix length must be a number"));
     }
-    let len: u8 = len.parse().map_err(|_| bad("the prefix length is too large"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| bad("the prefix length is too large"))?;
     if len > bits {
         return Err(bad(&format!(
             "the prefix length {len} is larger than {bits}, the size of an IPv{} address",
@@ -145,7 +154,7 @@ pub fn cidr_subnet(prefix: Value, newbits: Value, netnum: Value) -> Result<Strin
             "{F}(): newbits must not be negative, got {newbits}"
         )));
     }
-    let new_len = i128::from(p.len) + newbits;
+    let new_len = i128::from(p.len).saturating_add(newbits);
     if new_len > i128::from(p.bits) {
         return Err(invalid(format!(
             "{F}(): insufficient address space to extend prefix of {} by {newbits}",
@@ -212,10 +221,7 @@ pub fn parse_cidr(cidr: Value) -> Result<Value, Error> {
     } else {
         (p.network, p.last())
     };
-    let mut pairs = vec![
-        ("network", addr(p.network)),
-        ("netmask", addr(p.netmask())),
-    ];
+    let mut pairs = vec![("network", addr(p.network)), ("netmask", addr(p.netmask()))];
     if p.bits == 32 {
         pairs.push(("broadcast", addr(p.last())));
     }
@@ -273,11 +279,20 @@ mod tests {
     fn cidrsubnet_edges() {
         assert_eq!(subnet("10.1.2.3/16", 8, 5).unwrap(), "10.1.5.0/24");
         assert_eq!(subnet("10.0.0.0/8", 0, 0).unwrap(), "10.0.0.0/8");
-        assert_eq!(subnet("0.0.0.0/0", 32, 4294967295).unwrap(), "255.255.255.255/32");
+        assert_eq!(
+            subnet("0.0.0.0/0", 32, 4294967295).unwrap(),
+            "255.255.255.255/32"
+        );
         assert_eq!(subnet("::/0", 0, 0).unwrap(), "::/0");
         assert_eq!(subnet("::/0", 128, 1).unwrap(), "::1/128");
-        assert_eq!(subnet("::/0", 64, i64::MAX).unwrap(), "7fff:ffff:ffff:ffff::/64");
-        assert_eq!(subnet("10.0.0.0/8", 24, 0xffffff).unwrap(), "10.255.255.255/32");
+        assert_eq!(
+            subnet("::/0", 64, i64::MAX).unwrap(),
+            "7fff:ffff:ffff:ffff::/64"
+        );
+        assert_eq!(
+            subnet("10.0.0.0/8", 24, 0xffffff).unwrap(),
+            "10.255.255.255/32"
+        );
         assert_eq!(
             cidr_subnet("::/0".into(), 128.into(), Value::from(i128::MAX)).unwrap(),
             "7fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"
@@ -302,10 +317,28 @@ mod tests {
             subnet("10.0.0.0/16", -1, 0).unwrap_err(),
             "cidr_subnet(): newbits must not be negative, got -1"
         );
-        assert!(subnet("10.0.0.0/16", i64::MAX, 0).unwrap_err().contains("insufficient"));
-        assert!(subnet("10.0.0.0/16", i64::MIN, 0).unwrap_err().contains("negative"));
+        assert!(
+            subnet("10.0.0.0/16", i64::MAX, 0)
+                .unwrap_err()
+                .contains("insufficient")
+        );
+        assert!(
+            subnet("10.0.0.0/16", i64::MIN, 0)
+                .unwrap_err()
+                .contains("negative")
+        );
         assert!(subnet("::/0", 129, 0).unwrap_err().contains("insufficient"));
-        assert!(subnet("fe80::/48", 200, 1).unwrap_err().contains("insufficient"));
+        assert!(
+            cidr_subnet("10.0.0.0/8".into(), Value::from(i128::MAX), 0.into())
+                .unwrap_err()
+                .to_string()
+                .contains("insufficient")
+        );
+        assert!(
+            subnet("fe80::/48", 200, 1)
+                .unwrap_err()
+                .contains("insufficient")
+        );
         let e = subnet("10.0.0.0", 8, 1).unwrap_err();
         assert!(e.contains(r#"invalid CIDR prefix "10.0.0.0""#), "{e}");
         let e = subnet("10.0.0.0/33", 1, 1).unwrap_err();
@@ -313,9 +346,24 @@ mod tests {
         let e = subnet("fe80::/129", 1, 1).unwrap_err();
         assert!(e.contains("larger than 128"), "{e}");
         for bad in [
-            "", "/", "/8", "10.0.0/8", "10.0.0.0.0/8", "10..0.0/8", "10.0.0.0/", "10.0.0.0/-1",
-            "10.0.0.0/+8", "10.0.0.0/1000", "10.0.0.0/8/8", "1000.0.0.0/8", "10.0.0.a/8",
-            "fe80::zz/64", "fe80::1%eth0/64", " 10.0.0.0/8", "10.0.0.0/8 ", "::ffff:1.2.3/100",
+            "",
+            "/",
+            "/8",
+            "10.0.0/8",
+            "10.0.0.0.0/8",
+            "10..0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/+8",
+            "10.0.0.0/1000",
+            "10.0.0.0/8/8",
+            "1000.0.0.0/8",
+            "10.0.0.a/8",
+            "fe80::zz/64",
+            "fe80::1%eth0/64",
+            " 10.0.0.0/8",
+            "10.0.0.0/8 ",
+            "::ffff:1.2.3/100",
         ] {
             assert!(subnet(bad, 1, 0).is_err(), "{bad:?} should be rejected");
         }
@@ -358,7 +406,10 @@ mod tests {
         assert_eq!(host("10.0.0.0/32", 0).unwrap(), "10.0.0.0");
         assert_eq!(host("10.0.0.0/32", -1).unwrap(), "10.0.0.0");
         assert_eq!(host("fd00::/64", -1).unwrap(), "fd00::ffff:ffff:ffff:ffff");
-        assert_eq!(host("::/0", -1).unwrap(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(
+            host("::/0", -1).unwrap(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
         assert_eq!(
             cidr_host("::/0".into(), Value::from(i128::MIN)).unwrap(),
             "8000::"
@@ -417,7 +468,10 @@ mod tests {
         let e = err("parse_cidr('10.0.0.0')");
         assert!(e.contains("parse_cidr(): invalid CIDR prefix"), "{e}");
         let e = err("parse_cidr(10)");
-        assert!(e.contains("parse_cidr(): cidr must be a string, got int"), "{e}");
+        assert!(
+            e.contains("parse_cidr(): cidr must be a string, got int"),
+            "{e}"
+        );
     }
 
     #[test]

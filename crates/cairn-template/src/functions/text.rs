@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::Error;
+use minijinja::value::{Rest, Value, ValueKind};
 
 use super::{expect_int, expect_str, invalid, is_list, list_items, ordinal, type_name, wrong_type};
 
@@ -44,8 +44,11 @@ pub fn to_json(value: Value) -> Result<String, Error> {
     if value.is_undefined() {
         return Err(invalid("to_json(): the value is undefined"));
     }
-    serde_json::to_string(&value)
-        .map_err(|e| invalid(format!("to_json(): the value cannot be written as JSON: {e}")))
+    serde_json::to_string(&value).map_err(|e| {
+        invalid(format!(
+            "to_json(): the value cannot be written as JSON: {e}"
+        ))
+    })
 }
 
 /// `from_json(text)`: parses JSON text into a value.
@@ -78,7 +81,9 @@ fn delimiters(func: &str, delimiter: &Value) -> Result<Vec<String>, Error> {
             })
             .collect()
     } else if delimiter.kind() == ValueKind::String {
-        Ok(vec![expect_str(func, "the delimiter", delimiter)?.to_owned()])
+        Ok(vec![
+            expect_str(func, "the delimiter", delimiter)?.to_owned(),
+        ])
     } else {
         Err(wrong_type(
             func,
@@ -209,7 +214,7 @@ pub fn substring(s: Value, start: Value, length: Option<Value>) -> Result<String
             "{F}(): the length must not be negative, got {length}"
         )));
     }
-    if start + length > chars {
+    if length > chars - start {
         return Err(invalid(format!(
             "{F}(): the index and length must refer to a location within the string: \
              start {start} + length {length} is beyond the end of the string (length {chars})"
@@ -225,7 +230,11 @@ pub fn substring(s: Value, start: Value, length: Option<Value>) -> Result<String
 /// `pad_left(value, total_length, pad_char=' ')`: `value` (a string or a
 /// number) padded on the left with `pad_char` to `total_length` characters,
 /// like ARM's `padLeft`. A longer value is returned unchanged.
-pub fn pad_left(value: Value, total_length: Value, pad_char: Option<Value>) -> Result<String, Error> {
+pub fn pad_left(
+    value: Value,
+    total_length: Value,
+    pad_char: Option<Value>,
+) -> Result<String, Error> {
     const F: &str = "pad_left";
     let s = match value.kind() {
         ValueKind::String => value.as_str().unwrap_or_default().to_owned(),
@@ -367,14 +376,18 @@ fn parse_format_item(inner: &str, pos: usize) -> Result<FormatItem<'_>, Error> {
     if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("expected an argument number such as {0}"));
     }
-    let index: usize = index.parse().map_err(|_| bad("the argument number is too large"))?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| bad("the argument number is too large"))?;
     let alignment = match alignment {
         None => 0,
         Some(a) => {
             let a = a.trim();
             let digits = a.strip_prefix('-').unwrap_or(a);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad("the alignment must be an integer such as {0,8} or {0,-8}"));
+                return Err(bad(
+                    "the alignment must be an integer such as {0,8} or {0,-8}",
+                ));
             }
             let a: i64 = a.parse().map_err(|_| bad("the alignment is too large"))?;
             if a.unsigned_abs() > MAX_PAD_LENGTH as u64 {
@@ -413,10 +426,10 @@ fn as_num(value: &Value) -> Option<Num> {
     if value.kind() != ValueKind::Number {
         return None;
     }
-    if value.is_integer() {
-        if let Ok(i) = i128::try_from(value.clone()) {
-            return Some(Num::Int(i));
-        }
+    if value.is_integer()
+        && let Ok(i) = i128::try_from(value.clone())
+    {
+        return Some(Num::Int(i));
     }
     f64::try_from(value.clone()).ok().map(Num::Float)
 }
@@ -453,7 +466,11 @@ fn float_general(f: f64) -> String {
         if let Some((mantissa, exp)) = s.split_once('e') {
             let exp: i32 = exp.parse().unwrap_or(0);
             let sign = if exp < 0 { '-' } else { '+' };
-            let digits = if exp.abs() < 10 { 2 } else { 2.max(exp.abs().to_string().len()) };
+            let digits = if exp.abs() < 10 {
+                2
+            } else {
+                2.max(exp.abs().to_string().len())
+            };
             return format!("{mantissa}E{sign}{:0digits$}", exp.abs());
         }
     }
@@ -537,10 +554,10 @@ fn format_value(value: &Value, spec: &str) -> Result<String, Error> {
         ))
     };
     let (letter, prec) = parse_spec(spec_trimmed).ok_or_else(unsupported)?;
-    if let Num::Float(f) = num {
-        if !f.is_finite() {
-            return plain(value);
-        }
+    if let Num::Float(f) = num
+        && !f.is_finite()
+    {
+        return plain(value);
     }
     let integer_only = |letter: char| {
         invalid(format!(
@@ -568,7 +585,11 @@ fn format_value(value: &Value, spec: &str) -> Result<String, Error> {
                 Ok(v) if v < 0 => format!("{:x}", v as u64),
                 _ => format!("{:x}", i),
             };
-            let hex = if letter == 'X' { hex.to_uppercase() } else { hex };
+            let hex = if letter == 'X' {
+                hex.to_uppercase()
+            } else {
+                hex
+            };
             let width = prec.unwrap_or(0);
             format!("{hex:0>width$}")
         }
@@ -609,7 +630,10 @@ mod tests {
 
     #[test]
     fn base64_round_trip() {
-        assert_eq!(json("base64('one, two, three')"), r#""b25lLCB0d28sIHRocmVl""#);
+        assert_eq!(
+            json("base64('one, two, three')"),
+            r#""b25lLCB0d28sIHRocmVl""#
+        );
         assert_eq!(
             json("base64_decode('b25lLCB0d28sIHRocmVl')"),
             r#""one, two, three""#
@@ -709,7 +733,9 @@ mod tests {
 
     #[test]
     fn format_errors() {
-        assert!(err("format('{0}')").contains("refers to argument 0, but only 0 arguments were given"));
+        assert!(
+            err("format('{0}')").contains("refers to argument 0, but only 0 arguments were given")
+        );
         assert!(err("format('{1}', 'a')").contains("only 1 argument was given"));
         assert!(err("format('{0')").contains("unclosed '{' at position 0"));
         assert!(err("format('a}b')").contains("unexpected '}' at position 1"));
@@ -764,7 +790,10 @@ mod tests {
 
     #[test]
     fn split_cases() {
-        assert_eq!(json("split('one,two,three', ',')"), r#"["one","two","three"]"#);
+        assert_eq!(
+            json("split('one,two,three', ',')"),
+            r#"["one","two","three"]"#
+        );
         assert_eq!(
             json("split('one;two,three', [',', ';'])"),
             r#"["one","two","three"]"#
@@ -816,6 +845,8 @@ mod tests {
         assert!(err("substring('hello', 1, -1)").contains("the length must not be negative"));
         assert!(err("substring('hello', 'a')").contains("the start index must be an integer"));
         assert!(err("substring(5, 1)").contains("the string must be a string"));
+        let huge = substring("abc".into(), 1.into(), Some(Value::from(i128::MAX))).unwrap_err();
+        assert!(huge.to_string().contains("beyond the end"));
         assert!(
             err("substring('hello', 9223372036854775807, 9223372036854775807)")
                 .contains("beyond the end")

@@ -36,7 +36,8 @@ pub fn utc_now(now: OffsetDateTime, format: Option<Value>) -> Result<String, Err
         Some(v) if v.is_none() => DEFAULT_UTC_NOW_FORMAT,
         Some(v) => expect_str(F, "the format", v)?,
     };
-    format_dotnet(now.to_offset(UtcOffset::UTC), format).map_err(|e| invalid(format!("{F}(): {e}")))
+    let now = to_utc(now).map_err(|e| invalid(format!("{F}(): {e}")))?;
+    format_dotnet(now, format).map_err(|e| invalid(format!("{F}(): {e}")))
 }
 
 /// `date_time_add(base, duration, format=None)`: `base` plus an ISO 8601
@@ -64,6 +65,12 @@ pub fn date_time_add(base: Value, duration: Value, format: Option<Value>) -> Res
         None => Ok(iso(result)),
         Some(f) => format_dotnet(result, f).map_err(|e| invalid(format!("{F}(): {e}"))),
     }
+}
+
+/// The same instant in UTC, or an error at the edges of the supported range.
+fn to_utc(dt: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    dt.checked_to_offset(UtcOffset::UTC)
+        .ok_or_else(|| "the time is outside the supported range of dates in UTC".to_string())
 }
 
 /// ISO 8601 / RFC 3339 text: `Z` for UTC, fractional seconds only when
@@ -168,8 +175,12 @@ pub fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
         .ok()
         .and_then(|m| Month::try_from(m).ok())
         .ok_or_else(|| format!("month {month} does not exist"))?;
-    let date = Date::from_calendar_date(year, month, day as u8)
-        .map_err(|_| format!("{year:04}-{:02}-{day:02} is not a valid date", u8::from(month)))?;
+    let date = Date::from_calendar_date(year, month, day as u8).map_err(|_| {
+        format!(
+            "{year:04}-{:02}-{day:02} is not a valid date",
+            u8::from(month)
+        )
+    })?;
 
     let mut time = Time::MIDNIGHT;
     if matches!(c.peek(), Some(b'T' | b't' | b' ')) {
@@ -179,7 +190,11 @@ pub fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
         let minute = c.digits(2, "minute")?;
         let mut second = 0;
         let mut nanos = 0;
-        let has_seconds = if colon { c.eat(b':') } else { c.digits_ahead(2) };
+        let has_seconds = if colon {
+            c.eat(b':')
+        } else {
+            c.digits_ahead(2)
+        };
         if has_seconds {
             second = c.digits(2, "second")?;
             if c.eat(b'.') || c.eat(b',') {
@@ -192,7 +207,9 @@ pub fn parse_timestamp(s: &str) -> Result<OffsetDateTime, String> {
                     return Err("expected digits after the decimal point".into());
                 }
                 let padded: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-                nanos = padded.parse::<u32>().map_err(|_| "invalid fraction".to_string())?;
+                nanos = padded
+                    .parse::<u32>()
+                    .map_err(|_| "invalid fraction".to_string())?;
             }
         }
         time = Time::from_hms_nano(hour as u8, minute as u8, second as u8, nanos)
@@ -411,7 +428,7 @@ pub fn format_dotnet(dt: OffsetDateTime, fmt: &str) -> Result<String, String> {
                  U, Y); use %{c} for the custom specifier alone"
             )
         })?;
-        let dt = if utc { dt.to_offset(UtcOffset::UTC) } else { dt };
+        let dt = if utc { to_utc(dt)? } else { dt };
         return format_custom(dt, pattern);
     }
     format_custom(dt, fmt)
@@ -543,7 +560,9 @@ fn format_custom(dt: OffsetDateTime, fmt: &str) -> Result<String, String> {
             '%' => {
                 // `%d` is the custom specifier `d` on its own.
                 if chars.get(i + 1).is_none_or(|n| *n == '%') {
-                    return Err(format!("{fmt:?} has a '%' that is not followed by a specifier"));
+                    return Err(format!(
+                        "{fmt:?} has a '%' that is not followed by a specifier"
+                    ));
                 }
                 i += 1;
                 continue;
@@ -614,14 +633,21 @@ mod tests {
             add("2024-03-05T17:53:18.1234567Z", "PT0S"),
             "2024-03-05T17:53:18.1234567Z"
         );
-        assert_eq!(add(" 2024-03-05T00:00:00z ", "PT0S"), "2024-03-05T00:00:00Z");
+        assert_eq!(
+            add(" 2024-03-05T00:00:00z ", "PT0S"),
+            "2024-03-05T00:00:00Z"
+        );
     }
 
     #[test]
     fn date_time_add_formats() {
         let f = |fmt: &str| {
-            date_time_add("2024-03-05T07:03:08.25Z".into(), "P0D".into(), Some(fmt.into()))
-                .unwrap_or_else(|e| panic!("{fmt}: {e:#}"))
+            date_time_add(
+                "2024-03-05T07:03:08.25Z".into(),
+                "P0D".into(),
+                Some(fmt.into()),
+            )
+            .unwrap_or_else(|e| panic!("{fmt}: {e:#}"))
         };
         assert_eq!(f("yyyy-MM-dd"), "2024-03-05");
         assert_eq!(f("d"), "03/05/2024");
@@ -648,7 +674,12 @@ mod tests {
         assert_eq!(f("\\y\\e\\s"), "yes");
         assert_eq!(f("yyyyMMddTHHmmssZ"), "20240305T070308Z");
         assert_eq!(f(""), "2024-03-05T07:03:08.25Z");
-        let whole = date_time_add("2024-03-05T15:00:00Z".into(), "P0D".into(), Some("HH:mm:ss.FFF t".into())).unwrap();
+        let whole = date_time_add(
+            "2024-03-05T15:00:00Z".into(),
+            "P0D".into(),
+            Some("HH:mm:ss.FFF t".into()),
+        )
+        .unwrap();
         assert_eq!(whole, "15:00:00 P");
     }
 
@@ -682,12 +713,28 @@ mod tests {
         assert!(e("2024-03-05", "P99999999999999999999Y").contains("too large"));
         assert!(e("2024-03-05", "P9999999999D").contains("outside the supported range"));
         assert!(e("2024-03-05", "-P9999999999D").contains("outside the supported range"));
+        let edge = date_time_add(
+            "9999-12-31T23:00:00-05:00".into(),
+            "P0D".into(),
+            Some("u".into()),
+        )
+        .unwrap_err();
+        assert!(
+            edge.detail()
+                .unwrap()
+                .contains("outside the supported range")
+        );
         assert!(err("date_time_add(1, 'P1D')").contains("the base time must be a string, got int"));
         assert!(err("date_time_add('2024-03-05', none)").contains("the duration must be a string"));
-        assert!(err("date_time_add('2024-03-05', 'P1D', 'Q')").contains("not a standard date format"));
+        assert!(
+            err("date_time_add('2024-03-05', 'P1D', 'Q')").contains("not a standard date format")
+        );
         assert!(err("date_time_add('2024-03-05', 'P1D', 'yyyy \\'x')").contains("unclosed"));
         assert!(err("date_time_add('2024-03-05', 'P1D', 'ffffffff')").contains("more than 7"));
-        assert!(err("date_time_add('2024-03-05', 'P1D', 'yyyy%')").contains("not followed by a specifier"));
+        assert!(
+            err("date_time_add('2024-03-05', 'P1D', 'yyyy%')")
+                .contains("not followed by a specifier")
+        );
         assert!(err("date_time_add('2024-03-05', 'P1D', 'yyyy\\\\')").contains("lone backslash"));
     }
 
@@ -706,5 +753,7 @@ mod tests {
         // A non-UTC clock is shown in UTC.
         let now = ::time::macros::datetime!(2024-03-05 19:53:18 +02:00);
         assert_eq!(utc_now(now, None).unwrap(), "20240305T175318Z");
+        let edge = ::time::macros::datetime!(9999-12-31 23:00:00 -05:00);
+        assert!(utc_now(edge, None).is_err());
     }
 }

@@ -17,21 +17,22 @@ use crate::report::{CliError, Status};
 
 pub fn run(expr: &str, t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
     let has_template = template_path(&t.dir).is_ok();
-    let (mut sources, names, functions): (Sources, Arc<dyn NameLookup>, FunctionContext) = if has_template {
-        let loaded = cairn_template::load(&super::load_options(t))?;
-        let (_, desired) = validate(&loaded).map_err(|diagnostics| CliError::Template {
-            sources: loaded.sources.clone(),
-            diagnostics,
-        })?;
-        (loaded.sources, desired.scope, loaded.functions)
-    } else {
-        let ctx = FunctionContext {
-            base_dir: t.dir.clone(),
-            now: time::OffsetDateTime::now_utc(),
-            allow_utc_now: false,
+    let (mut sources, names, functions): (Sources, Arc<dyn NameLookup>, FunctionContext) =
+        if has_template {
+            let loaded = cairn_template::load(&super::load_options(t))?;
+            let (_, desired) = validate(&loaded).map_err(|diagnostics| CliError::Template {
+                sources: loaded.sources.clone(),
+                diagnostics,
+            })?;
+            (loaded.sources, desired.scope, loaded.functions)
+        } else {
+            let ctx = FunctionContext {
+                base_dir: t.dir.clone(),
+                now: time::OffsetDateTime::now_utc(),
+                allow_utc_now: false,
+            };
+            (Sources::default(), Arc::new(StaticNames::default()), ctx)
         };
-        (Sources::default(), Arc::new(StaticNames::default()), ctx)
-    };
     let file = sources.add("<expression>", Path::new("<expression>"), expr);
     let node = Node {
         kind: NodeKind::Str(format!("{{{{ {expr} }}}}"), Style::Plain),

@@ -57,7 +57,10 @@ pub fn run(t: &TemplateArgs, format: GraphFormat, global: &GlobalArgs) -> Result
             .collect(),
     };
     if global.output.is_some() || global.query.is_some() {
-        emit(serde_json::to_value(&graph).map_err(anyhow::Error::from)?, global)?;
+        emit(
+            serde_json::to_value(&graph).map_err(anyhow::Error::from)?,
+            global,
+        )?;
     } else {
         let text = match format {
             GraphFormat::Dot => dot(&graph),
@@ -71,8 +74,15 @@ pub fn run(t: &TemplateArgs, format: GraphFormat, global: &GlobalArgs) -> Result
 fn dot(g: &ResourceGraph) -> String {
     let mut s = String::from("digraph cairn {\n  rankdir = \"BT\";\n  node [shape = box];\n");
     for n in &g.nodes {
-        let count = if n.instances == 1 { String::new() } else { format!(" ×{}", n.instances) };
-        s.push_str(&format!("  \"{}\" [label = \"{}\\n({}{count})\"];\n", n.name, n.name, n.kind));
+        let count = if n.instances == 1 {
+            String::new()
+        } else {
+            format!(" ×{}", n.instances)
+        };
+        s.push_str(&format!(
+            "  \"{}\" [label = \"{}\\n({}{count})\"];\n",
+            n.name, n.name, n.kind
+        ));
     }
     for e in &g.edges {
         s.push_str(&format!("  \"{}\" -> \"{}\";\n", e.from, e.to));
@@ -84,8 +94,15 @@ fn dot(g: &ResourceGraph) -> String {
 fn mermaid(g: &ResourceGraph) -> String {
     let mut s = String::from("flowchart BT\n");
     for n in &g.nodes {
-        let count = if n.instances == 1 { String::new() } else { format!(" ×{}", n.instances) };
-        s.push_str(&format!("  {}[\"{} ({}{count})\"]\n", n.name, n.name, n.kind));
+        let count = if n.instances == 1 {
+            String::new()
+        } else {
+            format!(" ×{}", n.instances)
+        };
+        s.push_str(&format!(
+            "  {}[\"{} ({}{count})\"]\n",
+            n.name, n.name, n.kind
+        ));
     }
     for e in &g.edges {
         s.push_str(&format!("  {} --> {}\n", e.from, e.to));

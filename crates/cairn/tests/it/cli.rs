@@ -1,0 +1,140 @@
+//! Commands and the output options every command shares.
+
+use crate::cairn;
+
+#[test]
+fn eval_unique_string_matches_arm() {
+    let out = cairn(&["eval", "unique_string('aaa')", "-o", "table"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "zavj67f3en4hc\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn eval_in_a_template_context() {
+    let out = cairn(&[
+        "eval",
+        "cidr_subnet(net.cidr, 8, 1)",
+        "../../examples/webapp",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.stdout.trim(), "\"10.20.1.0/24\"", "{}", out.stderr);
+    let out = cairn(&[
+        "eval",
+        "web | length",
+        "../../examples/webapp",
+        "-p",
+        "web_count=3",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+    let out = cairn(&["eval", "lb.address", "../../examples/webapp", "-o", "json"]);
+    assert_eq!(out.stdout.trim(), "\"(known after apply)\"");
+    let out = cairn(&[
+        "eval",
+        "params.db_password",
+        "../../examples/webapp",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.stdout.trim(), "\"(secret)\"");
+}
+
+#[test]
+fn eval_errors_are_template_errors() {
+    let out = cairn(&["eval", "nosuch_fn(1)"]);
+    assert_eq!(out.code, 2);
+    insta::assert_snapshot!(out.snapshot());
+}
+
+#[test]
+fn every_output_format_for_validate() {
+    for format in ["json", "yaml", "table", "tsv", "none"] {
+        let out = cairn(&[
+            "validate",
+            "../../examples/webapp",
+            "-o",
+            format,
+            "--query",
+            "{deployment: deployment, instances: instances, target: target}",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        insta::assert_snapshot!(format!("validate_{format}"), out.stdout);
+    }
+}
+
+#[test]
+fn query_errors_are_usage_errors() {
+    let out = cairn(&["validate", "../../examples/webapp", "--query", "[?"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("invalid --query"), "{}", out.stderr);
+}
+
+#[test]
+fn graph_formats() {
+    let dot = cairn(&["graph", "../../examples/webapp"]);
+    assert_eq!(dot.code, 0, "{}", dot.stderr);
+    insta::assert_snapshot!("graph_dot", dot.stdout);
+    let mermaid = cairn(&["graph", "../../examples/webapp", "--format", "mermaid"]);
+    insta::assert_snapshot!("graph_mermaid", mermaid.stdout);
+    let json = cairn(&[
+        "graph",
+        "../../examples/webapp",
+        "-o",
+        "json",
+        "--query",
+        "edges[?from=='web'].to",
+    ]);
+    let deps: Vec<String> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(deps, ["deployer", "web_fw", "web_subnet"]);
+}
+
+#[test]
+fn parameter_priority_rises_from_default_to_environment_variable() {
+    let dir = "../../examples/webapp";
+    let q = ["-o", "json", "--query", "parameters.web_count"];
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("CAIRN_PARAM_WEB_COUNT");
+        if let Some(v) = env {
+            cmd.env("CAIRN_PARAM_WEB_COUNT", v);
+        }
+        let out = cmd
+            .arg("validate")
+            .arg(dir)
+            .args(extra)
+            .args(q)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // env/dev.yaml says 2; test says 3.
+    assert_eq!(run(&[], None), "2");
+    assert_eq!(run(&["-e", "test"], None), "3");
+    let file = std::env::temp_dir().join(format!("cairn-params-{}.yaml", std::process::id()));
+    std::fs::write(&file, "web_count: 5\n").unwrap();
+    let file_s = file.to_str().unwrap();
+    assert_eq!(run(&["--param-file", file_s], None), "5");
+    assert_eq!(
+        run(&["--param-file", file_s, "-p", "web_count=7"], None),
+        "7"
+    );
+    assert_eq!(
+        run(&["--param-file", file_s, "-p", "web_count=7"], Some("9")),
+        "9"
+    );
+    std::fs::remove_file(file).ok();
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = cairn(&["completions", "bash"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("cairn"));
+}

@@ -1,0 +1,58 @@
+//! The CLI's integration tests: one binary, a module per area.
+
+mod cli;
+mod errors;
+mod examples;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs the real `cairn` binary in the crate directory with a clean
+/// environment: no `CAIRN_*` from the developer's shell, no colour.
+pub fn cairn(args: &[&str]) -> Output {
+    cairn_env(args, &[])
+}
+
+/// Like [`cairn`], with extra environment variables.
+pub fn cairn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1")
+        .envs(vars.iter().copied())
+        .args(args);
+    let out = cmd.output().expect("cairn runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code, stdout and stderr, as a snapshot holds them.
+    pub fn snapshot(&self) -> String {
+        format!(
+            "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+}
