@@ -266,7 +266,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     // Keep the template's order for people; evaluation used the graph's.
     let mut ordered = IndexMap::new();
     for name in template.resources.keys() {
-        if let Some(r) = resources.shift_remove(name) {
+        if let Some(r) = resources.swap_remove(name) {
             ordered.insert(name.clone(), r);
         }
     }
@@ -414,8 +414,8 @@ fn check_reference(
     };
     match r.root.as_str() {
         "params" => {
-            if let Some(a) = attr {
-                if !t.parameters.contains_key(a) {
+            if let Some(a) = attr
+                && !t.parameters.contains_key(a) {
                     let names: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
                     cx.d.push(
                         Diagnostic::new(Code::UnknownReference, format!("unknown parameter `{a}`"))
@@ -423,7 +423,6 @@ fn check_reference(
                             .maybe_help(did_you_mean(a, &names)),
                     );
                 }
-            }
             None
         }
         "vars" => {
@@ -471,13 +470,11 @@ fn check_reference(
                         "add {key} to the resource, or refer to a specific value"
                     )),
                 );
-            } else if r.root == "each" {
-                if let Some(a) = attr {
-                    if a != "key" && a != "value" {
+            } else if r.root == "each"
+                && let Some(a) = attr
+                    && a != "key" && a != "value" {
                         cx.d.push(unknown_attr("`each`", a, &["key", "value"]));
                     }
-                }
-            }
             None
         }
         name if t.resources.contains_key(name) => {
@@ -755,15 +752,14 @@ fn evaluate_resource<'a>(
         ] {
             match value {
                 Some(Ok(Value::Map(m))) => {
-                    if m.values().any(Value::is_sensitive) {
-                        if let Some(n) = node {
+                    if m.values().any(Value::is_sensitive)
+                        && let Some(n) = node {
                             cx.d.push(
                                 Diagnostic::new(Code::SecretExposed, "tags would print a secret")
                                     .at(n.span, "derived from a secret")
                                     .help("tags are visible to anyone who can list resources; keep secrets out of them"),
                             );
                         }
-                    }
                     tags.extend(m);
                 }
                 Some(Ok(Value::Null)) | None => {}
@@ -851,8 +847,8 @@ fn evaluate_lifecycle<'a>(
             "`create_before_destroy`",
         ),
     ] {
-        if let Some(node) = node {
-            if let Some(v) = eval_known(cx, session, node, scope, what) {
+        if let Some(node) = node
+            && let Some(v) = eval_known(cx, session, node, scope, what) {
                 match v.as_bool() {
                     Some(b) => *slot = b,
                     None => cx.d.push(
@@ -864,10 +860,9 @@ fn evaluate_lifecycle<'a>(
                     ),
                 }
             }
-        }
     }
-    if let Some(node) = &decl.lifecycle.ignore_changes {
-        if let Some(v) = eval_known(cx, session, node, scope, "`ignore_changes`") {
+    if let Some(node) = &decl.lifecycle.ignore_changes
+        && let Some(v) = eval_known(cx, session, node, scope, "`ignore_changes`") {
             let names = schema.property_names();
             match v.unmarked() {
                 Value::List(items) => {
@@ -907,7 +902,6 @@ fn evaluate_lifecycle<'a>(
                 ),
             }
         }
-    }
     lc
 }
 

@@ -208,7 +208,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// "did you mean `x`?" or a list of what is allowed, whichever helps more.
-pub fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<String> {
+pub fn did_you_mean(name: &str, candidates: &[&str]) -> Option<String> {
     if let Some(s) = suggest(name, candidates.iter().copied()) {
         return Some(format!("did you mean `{s}`?"));
     }

@@ -299,6 +299,9 @@ impl Evaluator {
     }
 }
 
+/// A dotted name an expression reads: root and first attribute (`net`, `id`).
+type Path = (String, Option<String>);
+
 /// A compile error is kept as the offset only; it is compiled again to
 /// report it (errors are rare, and minijinja errors are not `Clone`).
 type Compiled<T> = Result<T, usize>;
@@ -308,7 +311,7 @@ pub struct Session<'a> {
     sources: &'a Sources,
     exprs: HashMap<&'a str, Compiled<Expression<'a, 'a>>>,
     templates: HashMap<&'a str, Compiled<minijinja::Template<'a, 'a>>>,
-    refs: HashMap<&'a str, Arc<Vec<(String, Option<String>)>>>,
+    refs: HashMap<&'a str, Arc<Vec<Path>>>,
 }
 
 impl<'a> Session<'a> {
@@ -426,7 +429,7 @@ impl<'a> Session<'a> {
         let names = match self.refs.get(s) {
             Some(n) => n.clone(),
             None => {
-                let names: Vec<(String, Option<String>)> = match classify(s) {
+                let names: Vec<Path> = match classify(s) {
                     Piece::Literal => Vec::new(),
                     Piece::Expr(inner) => {
                         let offset = inner.as_ptr() as usize - s.as_ptr() as usize;
@@ -567,8 +570,8 @@ fn internal() -> minijinja::Error {
 }
 
 /// `a.b.c` paths as (root, first attribute).
-fn split_paths(set: std::collections::HashSet<String>) -> Vec<(String, Option<String>)> {
-    let mut v: Vec<(String, Option<String>)> = set
+fn split_paths(set: std::collections::HashSet<String>) -> Vec<Path> {
+    let mut v: Vec<Path> = set
         .into_iter()
         .map(|p| match p.split_once('.') {
             Some((root, rest)) => (

@@ -237,6 +237,8 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
+        /// Key text to its index in `entries`: duplicate detection in O(1).
+        seen: HashMap<String, usize>,
     },
 }
 
@@ -261,11 +263,20 @@ impl Builder<'_> {
             Some(Frame::Map {
                 entries,
                 pending_key,
+                seen,
                 ..
             }) => match pending_key.take() {
                 None => {
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.kind == node.kind) {
-                        if self.error.is_none() {
+                    let dup = match seen.entry(node.scalar_text()) {
+                        std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(entries.len());
+                            None
+                        }
+                    };
+                    if let Some((first, _)) = dup.and_then(|i| entries.get(i))
+                        && first.kind == node.kind
+                        && self.error.is_none() {
                             self.error = Some(
                                 Diagnostic::new(
                                     Code::DuplicateKey,
@@ -278,7 +289,6 @@ impl Builder<'_> {
                                 ),
                             );
                         }
-                    }
                     *pending_key = Some(node);
                 }
                 Some(key) => entries.push((key, node)),
@@ -390,6 +400,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 anchor,
                 entries: Vec::new(),
                 pending_key: None,
+                seen: HashMap::new(),
             }),
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(frame) = self.stack.pop() else {
@@ -451,16 +462,14 @@ fn resolve_scalar(value: String, style: TScalarStyle, tag: Option<&str>) -> Node
         ".nan" | ".NaN" | ".NAN" => return NodeKind::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = value.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
+    if let Some(hex) = value.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16) {
             return NodeKind::Int(i);
         }
-    }
-    if let Some(oct) = value.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
+    if let Some(oct) = value.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8) {
             return NodeKind::Int(i);
         }
-    }
     let looks_numeric = value
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))

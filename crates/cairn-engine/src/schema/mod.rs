@@ -159,7 +159,7 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         (s, 1000)
     };
     let n: f64 = num.trim().parse().ok()?;
-    (n.is_finite() && n >= 0.0).then(|| (n * mult as f64) as u64)
+    (n.is_finite() && n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 #[cfg(test)]
