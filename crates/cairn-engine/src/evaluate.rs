@@ -415,14 +415,15 @@ fn check_reference(
     match r.root.as_str() {
         "params" => {
             if let Some(a) = attr
-                && !t.parameters.contains_key(a) {
-                    let names: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
-                    cx.d.push(
-                        Diagnostic::new(Code::UnknownReference, format!("unknown parameter `{a}`"))
-                            .at(r.span, "not declared under `parameters`")
-                            .maybe_help(did_you_mean(a, &names)),
-                    );
-                }
+                && !t.parameters.contains_key(a)
+            {
+                let names: Vec<&str> = t.parameters.keys().map(String::as_str).collect();
+                cx.d.push(
+                    Diagnostic::new(Code::UnknownReference, format!("unknown parameter `{a}`"))
+                        .at(r.span, "not declared under `parameters`")
+                        .maybe_help(did_you_mean(a, &names)),
+                );
+            }
             None
         }
         "vars" => {
@@ -472,9 +473,11 @@ fn check_reference(
                 );
             } else if r.root == "each"
                 && let Some(a) = attr
-                    && a != "key" && a != "value" {
-                        cx.d.push(unknown_attr("`each`", a, &["key", "value"]));
-                    }
+                && a != "key"
+                && a != "value"
+            {
+                cx.d.push(unknown_attr("`each`", a, &["key", "value"]));
+            }
             None
         }
         name if t.resources.contains_key(name) => {
@@ -753,13 +756,14 @@ fn evaluate_resource<'a>(
             match value {
                 Some(Ok(Value::Map(m))) => {
                     if m.values().any(Value::is_sensitive)
-                        && let Some(n) = node {
-                            cx.d.push(
+                        && let Some(n) = node
+                    {
+                        cx.d.push(
                                 Diagnostic::new(Code::SecretExposed, "tags would print a secret")
                                     .at(n.span, "derived from a secret")
                                     .help("tags are visible to anyone who can list resources; keep secrets out of them"),
                             );
-                        }
+                    }
                     tags.extend(m);
                 }
                 Some(Ok(Value::Null)) | None => {}
@@ -848,60 +852,59 @@ fn evaluate_lifecycle<'a>(
         ),
     ] {
         if let Some(node) = node
-            && let Some(v) = eval_known(cx, session, node, scope, what) {
-                match v.as_bool() {
-                    Some(b) => *slot = b,
-                    None => cx.d.push(
-                        Diagnostic::new(
-                            Code::Type,
-                            format!("{what} must be true or false, found {}", v.type_name()),
-                        )
-                        .at(node.span, "expected true or false"),
-                    ),
-                }
-            }
-    }
-    if let Some(node) = &decl.lifecycle.ignore_changes
-        && let Some(v) = eval_known(cx, session, node, scope, "`ignore_changes`") {
-            let names = schema.property_names();
-            match v.unmarked() {
-                Value::List(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let at = node.as_seq().and_then(|s| s.get(i)).unwrap_or(node);
-                        match item.as_str() {
-                            Some(p) if names.contains(&p) || p == "tags" => {
-                                lc.ignore_changes.push(p.to_string())
-                            }
-                            Some(p) => cx.d.push(
-                                Diagnostic::new(
-                                    Code::UnknownProperty,
-                                    format!("`ignore_changes` names an unknown property `{p}`"),
-                                )
-                                .at(at.span, "not a property of this type")
-                                .maybe_help(did_you_mean(p, &names)),
-                            ),
-                            None => cx.d.push(
-                                Diagnostic::new(
-                                    Code::Type,
-                                    "`ignore_changes` lists property names",
-                                )
-                                .at(at.span, "expected a property name"),
-                            ),
-                        }
-                    }
-                }
-                other => cx.d.push(
+            && let Some(v) = eval_known(cx, session, node, scope, what)
+        {
+            match v.as_bool() {
+                Some(b) => *slot = b,
+                None => cx.d.push(
                     Diagnostic::new(
                         Code::Type,
-                        format!(
-                            "`ignore_changes` must be a list of property names, found {}",
-                            other.type_name()
-                        ),
+                        format!("{what} must be true or false, found {}", v.type_name()),
                     )
-                    .at(node.span, "expected a list"),
+                    .at(node.span, "expected true or false"),
                 ),
             }
         }
+    }
+    if let Some(node) = &decl.lifecycle.ignore_changes
+        && let Some(v) = eval_known(cx, session, node, scope, "`ignore_changes`")
+    {
+        let names = schema.property_names();
+        match v.unmarked() {
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = node.as_seq().and_then(|s| s.get(i)).unwrap_or(node);
+                    match item.as_str() {
+                        Some(p) if names.contains(&p) || p == "tags" => {
+                            lc.ignore_changes.push(p.to_string())
+                        }
+                        Some(p) => cx.d.push(
+                            Diagnostic::new(
+                                Code::UnknownProperty,
+                                format!("`ignore_changes` names an unknown property `{p}`"),
+                            )
+                            .at(at.span, "not a property of this type")
+                            .maybe_help(did_you_mean(p, &names)),
+                        ),
+                        None => cx.d.push(
+                            Diagnostic::new(Code::Type, "`ignore_changes` lists property names")
+                                .at(at.span, "expected a property name"),
+                        ),
+                    }
+                }
+            }
+            other => cx.d.push(
+                Diagnostic::new(
+                    Code::Type,
+                    format!(
+                        "`ignore_changes` must be a list of property names, found {}",
+                        other.type_name()
+                    ),
+                )
+                .at(node.span, "expected a list"),
+            ),
+        }
+    }
     lc
 }
 

@@ -74,9 +74,10 @@ impl DeclGraph {
     /// `from` depends on `to`; `span` is where `from` refers to `to`.
     pub fn depend(&mut self, from: &DeclId, to: &DeclId, span: Span) {
         if let (Some(&a), Some(&b)) = (self.index.get(from), self.index.get(to))
-            && !self.graph.contains_edge(a, b) {
-                self.graph.add_edge(a, b, span);
-            }
+            && !self.graph.contains_edge(a, b)
+        {
+            self.graph.add_edge(a, b, span);
+        }
     }
 
     pub fn dependencies(&self, id: &DeclId) -> Vec<&DeclId> {

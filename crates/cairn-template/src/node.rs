@@ -276,19 +276,18 @@ impl Builder<'_> {
                     };
                     if let Some((first, _)) = dup.and_then(|i| entries.get(i))
                         && first.kind == node.kind
-                        && self.error.is_none() {
-                            self.error = Some(
-                                Diagnostic::new(
-                                    Code::DuplicateKey,
-                                    format!("duplicate key `{}`", node.scalar_text()),
-                                )
-                                .at(node.span, "this key is already defined")
-                                .also(first.span, "first defined here")
-                                .help(
-                                    "each key may appear only once in a map; remove or rename one",
-                                ),
-                            );
-                        }
+                        && self.error.is_none()
+                    {
+                        self.error = Some(
+                            Diagnostic::new(
+                                Code::DuplicateKey,
+                                format!("duplicate key `{}`", node.scalar_text()),
+                            )
+                            .at(node.span, "this key is already defined")
+                            .also(first.span, "first defined here")
+                            .help("each key may appear only once in a map; remove or rename one"),
+                        );
+                    }
                     *pending_key = Some(node);
                 }
                 Some(key) => entries.push((key, node)),
@@ -463,13 +462,15 @@ fn resolve_scalar(value: String, style: TScalarStyle, tag: Option<&str>) -> Node
         _ => {}
     }
     if let Some(hex) = value.strip_prefix("0x")
-        && let Ok(i) = i64::from_str_radix(hex, 16) {
-            return NodeKind::Int(i);
-        }
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return NodeKind::Int(i);
+    }
     if let Some(oct) = value.strip_prefix("0o")
-        && let Ok(i) = i64::from_str_radix(oct, 8) {
-            return NodeKind::Int(i);
-        }
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return NodeKind::Int(i);
+    }
     let looks_numeric = value
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))

@@ -239,13 +239,14 @@ pub(crate) fn parse_param_decl(name: Name, node: &Node, d: &mut Diagnostics) -> 
         }
     };
     if let Some(g) = &p.generate
-        && p.ty != ParamType::Secret {
-            d.push(
-                Diagnostic::new(Code::Type, "only secret parameters can be generated")
-                    .at(g.span, "`generate` here")
-                    .help("declare the parameter with `type: secret`"),
-            );
-        }
+        && p.ty != ParamType::Secret
+    {
+        d.push(
+            Diagnostic::new(Code::Type, "only secret parameters can be generated")
+                .at(g.span, "`generate` here")
+                .help("declare the parameter with `type: secret`"),
+        );
+    }
     (d.len() == before).then_some(p)
 }
 
@@ -432,21 +433,23 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     };
     if let Some(n) = number {
         if let Some((min, mspan)) = decl.min
-            && n < min {
-                return Err(fail(
-                    format!("parameter `{name}` must be at least {min}, got {n}"),
-                    format!("less than {min}"),
-                )
-                .also(mspan, "minimum"));
-            }
+            && n < min
+        {
+            return Err(fail(
+                format!("parameter `{name}` must be at least {min}, got {n}"),
+                format!("less than {min}"),
+            )
+            .also(mspan, "minimum"));
+        }
         if let Some((max, mspan)) = decl.max
-            && n > max {
-                return Err(fail(
-                    format!("parameter `{name}` must be at most {max}, got {n}"),
-                    format!("more than {max}"),
-                )
-                .also(mspan, "maximum"));
-            }
+            && n > max
+        {
+            return Err(fail(
+                format!("parameter `{name}` must be at most {max}, got {n}"),
+                format!("more than {max}"),
+            )
+            .also(mspan, "maximum"));
+        }
     }
     let length = match &plain {
         Value::Str(s) => Some(s.chars().count()),
@@ -456,34 +459,37 @@ pub fn check(decl: &ParamDecl, value: Value, span: Span) -> Result<Value, Diagno
     };
     if let Some(len) = length {
         if let Some((min, mspan)) = decl.min_length
-            && len < min {
-                return Err(fail(
-                    format!("parameter `{name}` must have a length of at least {min}, got {len}"),
-                    "too short".into(),
-                )
-                .also(mspan, "minimum length"));
-            }
+            && len < min
+        {
+            return Err(fail(
+                format!("parameter `{name}` must have a length of at least {min}, got {len}"),
+                "too short".into(),
+            )
+            .also(mspan, "minimum length"));
+        }
         if let Some((max, mspan)) = decl.max_length
-            && len > max {
-                return Err(fail(
-                    format!("parameter `{name}` must have a length of at most {max}, got {len}"),
-                    "too long".into(),
-                )
-                .also(mspan, "maximum length"));
-            }
+            && len > max
+        {
+            return Err(fail(
+                format!("parameter `{name}` must have a length of at most {max}, got {len}"),
+                "too long".into(),
+            )
+            .also(mspan, "maximum length"));
+        }
     }
     if let (Some((re, pspan)), Value::Str(s)) = (&decl.pattern, &plain)
-        && !re.is_match(s) {
-            let pat = re
-                .as_str()
-                .trim_start_matches("^(?:")
-                .trim_end_matches(")$");
-            return Err(fail(
-                format!("parameter `{name}` does not match the pattern `{pat}`"),
-                "does not match".into(),
-            )
-            .also(*pspan, "pattern"));
-        }
+        && !re.is_match(s)
+    {
+        let pat = re
+            .as_str()
+            .trim_start_matches("^(?:")
+            .trim_end_matches(")$");
+        return Err(fail(
+            format!("parameter `{name}` does not match the pattern `{pat}`"),
+            "does not match".into(),
+        )
+        .also(*pspan, "pattern"));
+    }
     Ok(if secret {
         Value::Sensitive(Box::new(plain))
     } else {

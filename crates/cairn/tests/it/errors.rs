@@ -2,7 +2,6 @@
 //! Each fixture directory holds a template and, optionally, an `args` file
 //! with extra arguments for `cairn validate`.
 
-
 use crate::cairn;
 
 #[test]
