@@ -11,6 +11,7 @@ pub mod check;
 pub mod evaluate;
 pub mod graph;
 pub mod schema;
+pub mod store;
 pub mod validate;
 
 pub use evaluate::{
