@@ -7,11 +7,17 @@
 //!
 //! Never: names SQLite, AWS or a terminal; prints; reads the environment.
 
+pub mod apply;
 pub mod check;
 pub mod evaluate;
 pub mod graph;
+pub mod plan;
+pub mod provider;
+pub mod recover;
+pub mod retry;
 pub mod schema;
 pub mod store;
+pub mod testing;
 pub mod validate;
 
 pub use evaluate::{

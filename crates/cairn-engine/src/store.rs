@@ -125,7 +125,10 @@ pub struct RunRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("deployment {deployment} is locked by {} for `{}` since {} (expires {})", lease.owner, lease.operation, lease.acquired_at, lease.expires_at)]
-    Locked { deployment: String, lease: Box<Lease> },
+    Locked {
+        deployment: String,
+        lease: Box<Lease>,
+    },
     #[error("the lease of {deployment} is no longer held by this run")]
     LeaseLost { deployment: String },
     #[error("no run {serial} in the history of {deployment}")]
@@ -161,7 +164,13 @@ pub trait StateStore: Send + Sync {
         ttl: Duration,
         now: Timestamp,
     ) -> StoreResult<Lease>;
-    fn renew_lease(&self, deployment: &str, run_id: &str, ttl: Duration, now: Timestamp) -> StoreResult<Lease>;
+    fn renew_lease(
+        &self,
+        deployment: &str,
+        run_id: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease>;
     fn release_lease(&self, deployment: &str, run_id: &str) -> StoreResult<()>;
     fn lease(&self, deployment: &str) -> StoreResult<Option<Lease>>;
     /// Removes any lease; returns the one removed.
@@ -191,5 +200,8 @@ pub trait StateStore: Send + Sync {
         public: &serde_json::Value,
         secrets: &BTreeMap<String, serde_json::Value>,
     ) -> StoreResult<()>;
-    fn outputs(&self, deployment: &str) -> StoreResult<(serde_json::Value, BTreeMap<String, serde_json::Value>)>;
+    fn outputs(
+        &self,
+        deployment: &str,
+    ) -> StoreResult<(serde_json::Value, BTreeMap<String, serde_json::Value>)>;
 }

@@ -1,0 +1,145 @@
+//! The provider interface: what a target (local, aws, and later others)
+//! implements. Methods take a request struct and return a response, so new
+//! fields break no one. Retries, backoff and deadlines are the engine's;
+//! a provider reports what kind of failure it saw.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::ResourceSchema;
+
+pub type Json = serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub deployment: String,
+    pub address: String,
+    pub kind: String,
+    /// Desired properties with defaults filled and secrets revealed.
+    pub properties: Json,
+    pub tags: BTreeMap<String, String>,
+    /// Target-only fields (`aws: {...}`) for this provider.
+    pub target: Option<Json>,
+    /// The idempotency token (client token or deterministic name): a retried
+    /// or interrupted create with the same token must not make a second one.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    pub id: String,
+    /// Computed attributes (`address`, `endpoint`, ...), `id` included.
+    pub attributes: Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub deployment: String,
+    pub address: String,
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    /// Properties as the target reports them now (for drift).
+    pub properties: Json,
+    pub attributes: Json,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateRequest {
+    pub deployment: String,
+    pub address: String,
+    pub kind: String,
+    pub id: String,
+    pub prior: Json,
+    pub properties: Json,
+    pub tags: BTreeMap<String, String>,
+    /// Top-level properties that changed.
+    pub changed: Vec<String>,
+    pub token: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeleteRequest {
+    pub deployment: String,
+    pub address: String,
+    pub kind: String,
+    pub id: String,
+    pub properties: Json,
+    pub token: String,
+}
+
+/// Recovery: what did an interrupted create with this token leave behind?
+#[derive(Debug, Clone)]
+pub struct FindRequest {
+    pub deployment: String,
+    pub address: String,
+    pub kind: String,
+    pub token: String,
+}
+
+/// A live resource carrying a deployment's tags (for `--prune` and orphan search).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listed {
+    pub kind: String,
+    pub id: String,
+    /// The `cairn:resource` tag: which address it was made for.
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// A network fault or 5xx: worth retrying.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Slow down; retry after the given time when the target said.
+    #[error("throttled: {message}")]
+    Throttled {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request clashes with something that exists (a name, an address).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Retrying will not help.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Transient(_) | ProviderError::Throttled { .. }
+        )
+    }
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    /// `local`, `aws`, ...
+    fn name(&self) -> &str;
+
+    /// The schema of a type this provider implements (portable or its own).
+    fn schema(&self, kind: &str) -> Option<&'static ResourceSchema>;
+
+    /// Creates and waits until the resource is ready.
+    async fn create(&self, req: CreateRequest) -> ProviderResult<Created>;
+    /// None when the resource no longer exists.
+    async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>>;
+    /// Updates in place; returns the new attributes.
+    async fn update(&self, req: UpdateRequest) -> ProviderResult<Json>;
+    /// Deleting something already gone succeeds.
+    async fn delete(&self, req: DeleteRequest) -> ProviderResult<()>;
+    async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>>;
+    async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>>;
+}
