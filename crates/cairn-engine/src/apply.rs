@@ -186,7 +186,7 @@ pub async fn apply(
     cx: &RunContext,
     plan: &Plan,
     prior: &[ResourceRecord],
-    evaluate: &mut dyn FnMut(&dyn KnownAttributes) -> Result<Desired, Diagnostics>,
+    evaluate: &mut (dyn FnMut(&dyn KnownAttributes) -> Result<Desired, Diagnostics> + Send),
 ) -> ApplyReport {
     let started = Instant::now();
     let nodes: Vec<&ResourceChange> = plan

@@ -23,3 +23,6 @@ pub mod validate;
 pub use evaluate::{
     Desired, DesiredResource, Instance, InstanceKey, KnownAttributes, NoAttributes, evaluate,
 };
+
+#[cfg(test)]
+mod tests;

@@ -146,7 +146,9 @@ impl KnownAttributes for StateAttributes<'_> {
 /// Plans until stable: a replaced resource's attributes become unknown for
 /// what depends on it, which can turn more updates into replaces.
 pub fn plan_with(
-    evaluate: &mut dyn FnMut(&dyn KnownAttributes) -> Result<Desired, cairn_template::Diagnostics>,
+    evaluate: &mut (
+             dyn FnMut(&dyn KnownAttributes) -> Result<Desired, cairn_template::Diagnostics> + Send
+         ),
     prior: &[ResourceRecord],
     state_serial: i64,
     opts: &PlanOptions,
@@ -258,13 +260,22 @@ pub fn plan(
         });
     }
     let changes = limit(changes, opts, &mut errors);
+    // The template's lifecycle wins over the record's: adding
+    // `prevent_destroy` protects a resource from then on.
+    let template_protects: BTreeSet<&str> = desired
+        .instances()
+        .filter(|i| i.lifecycle.prevent_destroy)
+        .map(|i| i.address.as_str())
+        .collect();
     for c in &changes {
         let destroys = matches!(c.action, Action::Delete | Action::Replace);
         if !destroys {
             continue;
         }
         let rec = by_address.get(c.address.as_str());
-        if c.action == Action::Delete && rec.is_some_and(|r| r.prevent_destroy) {
+        let protected = template_protects.contains(c.address.as_str())
+            || rec.is_some_and(|r| r.prevent_destroy);
+        if c.action == Action::Delete && protected {
             errors.push(PlanError::PreventDestroy {
                 address: c.address.clone(),
                 verb: "delete",

@@ -1,0 +1,399 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{World, fast_retries};
+use crate::apply::{ApplyOptions, OnFailure, Status};
+use crate::plan::{Action, PlanError, PlanFailure, PlanOptions};
+use crate::store::StateStore;
+
+/// 34 resources with 12 servers: a network, 4 subnets, a firewall, N servers, a load
+/// balancer, a zone, per-server DNS records, a database and a bucket.
+const TEMPLATE: &str = r#"
+cairn: 1
+parameters:
+  web_count: {type: int, default: 12}
+  image: {type: string, default: debian-12}
+  db_password: {type: secret, default: "correct horse battery staple"}
+resources:
+  net:
+    type: network
+    properties: {cidr: 10.20.0.0/16}
+  subnet:
+    type: subnet
+    count: 4
+    properties: {network: "{{ net.id }}", cidr: "{{ cidr_subnet(net.cidr, 8, index) }}"}
+  fw:
+    type: firewall
+    properties:
+      network: "{{ net.id }}"
+      ingress: [{protocol: tcp, port: 80, from: 0.0.0.0/0}]
+  web:
+    type: server
+    count: "{{ params.web_count }}"
+    lifecycle: {create_before_destroy: true}
+    properties:
+      image: "{{ params.image }}"
+      subnet: "{{ subnet[index % 4].id }}"
+      firewalls: ["{{ fw.id }}"]
+  lb:
+    type: load_balancer
+    properties:
+      listen: {protocol: http, port: 80}
+      backends: "{{ web | map(attribute='address') | list }}"
+      backend_port: 8080
+  zone:
+    type: dns_zone
+    properties: {name: example.test}
+  www:
+    type: dns_record
+    count: "{{ params.web_count }}"
+    properties: {zone: "{{ zone.id }}", name: "web{{ index }}", type: A, values: ["{{ web[index].address }}"]}
+  db:
+    type: database
+    properties: {engine: postgres, owner_password: "{{ params.db_password }}"}
+  assets:
+    type: bucket
+    properties: {versioning: true}
+"#;
+
+fn count(report: &crate::apply::ApplyReport, status: Status) -> usize {
+    report
+        .resources
+        .iter()
+        .filter(|r| r.status == status)
+        .count()
+}
+
+#[tokio::test]
+async fn up_creates_everything_and_a_second_plan_is_empty() {
+    let w = World::new(TEMPLATE);
+    let (plan, report) = w.up(&[], fast_retries()).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(plan.summary.create, 34);
+    assert_eq!(report.counts.created, 34);
+    w.assert_state_matches_reality();
+    let again = w.plan(&[], &PlanOptions::default()).unwrap();
+    assert!(
+        !again.has_changes(),
+        "{:?}",
+        again
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .collect::<Vec<_>>()
+    );
+    // Inputs used attributes of what was created before them.
+    let lb = w
+        .provider
+        .inventory()
+        .into_values()
+        .find(|r| r.kind == "load_balancer")
+        .unwrap();
+    assert_eq!(lb.properties["backends"].as_array().unwrap().len(), 12);
+    assert!(
+        lb.properties["backends"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("10.9.")
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_kept_apart_in_records() {
+    let w = World::new(TEMPLATE);
+    w.up(&[], fast_retries()).await;
+    let db = w
+        .store
+        .resources(&w.deployment())
+        .unwrap()
+        .into_iter()
+        .find(|r| r.address == "db")
+        .unwrap();
+    assert!(db.properties.get("owner_password").is_none());
+    assert_eq!(
+        db.secrets["properties.owner_password"],
+        "correct horse battery staple"
+    );
+    let plan = w
+        .plan(&["db_password=another one"], &PlanOptions::default())
+        .unwrap();
+    let change = plan.changes.iter().find(|c| c.address == "db").unwrap();
+    assert_eq!(change.action, Action::Update);
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(
+        !text.contains("another one") && !text.contains("correct horse"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn scaling_updates_dependents_and_deletes_the_rest() {
+    let w = World::new(TEMPLATE);
+    w.up(&[], fast_retries()).await;
+    let (plan, report) = w.up(&["web_count=3"], fast_retries()).await;
+    assert!(report.ok);
+    assert_eq!(plan.summary.delete, 18);
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.address == "lb" && c.action == Action::Update)
+    );
+    w.assert_state_matches_reality();
+    assert_eq!(
+        w.provider
+            .inventory()
+            .values()
+            .filter(|r| r.kind == "server")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_force_new_change_replaces_and_names_the_property() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let plan = w
+        .plan(&["web_count=2", "image=debian-13"], &PlanOptions::default())
+        .unwrap();
+    let web0 = plan.changes.iter().find(|c| c.address == "web[0]").unwrap();
+    assert_eq!(web0.action, Action::Replace);
+    assert_eq!(web0.replace_because, ["image"]);
+    // The replacement's address is unknown until it exists, so dependents update.
+    let www0 = plan.changes.iter().find(|c| c.address == "www[0]").unwrap();
+    assert_eq!(www0.action, Action::Update);
+    let (_, report) = w
+        .up(&["web_count=2", "image=debian-13"], fast_retries())
+        .await;
+    assert!(report.ok);
+    w.assert_state_matches_reality();
+    assert!(
+        w.plan(&["web_count=2", "image=debian-13"], &PlanOptions::default())
+            .unwrap()
+            .summary
+            .create
+            == 0
+    );
+}
+
+#[tokio::test]
+async fn a_failure_rolls_back_to_the_previous_deployment() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let before = w.provider.inventory();
+    w.provider
+        .fail_create
+        .lock()
+        .unwrap()
+        .insert("web[4]".into());
+    let (_, report) = w.up(&["web_count=6"], fast_retries()).await;
+    assert!(!report.ok);
+    assert!(report.rolled_back, "{report:?}");
+    assert_eq!(count(&report, Status::Failed), 1);
+    w.assert_state_matches_reality();
+    let after = w.provider.inventory();
+    let kinds = |m: &std::collections::BTreeMap<String, crate::testing::FakeResource>| {
+        let mut v: Vec<(String, String)> = m
+            .values()
+            .map(|r| (r.address.clone(), r.properties.to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        kinds(&before),
+        kinds(&after),
+        "the cloud is not as after the previous run"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_with_keep_leaves_what_succeeded() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    w.provider
+        .fail_create
+        .lock()
+        .unwrap()
+        .insert("web[4]".into());
+    let opts = ApplyOptions {
+        on_failure: OnFailure::Keep,
+        ..fast_retries()
+    };
+    let (_, report) = w.up(&["web_count=6"], opts).await;
+    assert!(!report.ok && !report.rolled_back);
+    w.assert_state_matches_reality();
+    let servers = w
+        .provider
+        .inventory()
+        .values()
+        .filter(|r| r.kind == "server")
+        .count();
+    assert!((2..6).contains(&servers), "{servers}");
+    // The next run without the fault converges.
+    w.provider.fail_create.lock().unwrap().clear();
+    let (_, report) = w.up(&["web_count=6"], fast_retries()).await;
+    assert!(report.ok);
+    w.assert_state_matches_reality();
+}
+
+#[tokio::test]
+async fn throttling_is_retried() {
+    let w = World::new(TEMPLATE);
+    w.provider.throttle_next.store(10, Ordering::SeqCst);
+    let (_, report) = w.up(&["web_count=1"], fast_retries()).await;
+    assert!(report.ok, "{report:?}");
+    w.assert_state_matches_reality();
+}
+
+#[tokio::test]
+async fn deleting_data_needs_permission_and_prevent_destroy_refuses() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=1"], fast_retries()).await;
+    let destroy = PlanOptions {
+        destroy: true,
+        ..PlanOptions::default()
+    };
+    match w.plan(&["web_count=1"], &destroy) {
+        Err(PlanFailure::Refused(errs)) => {
+            assert!(
+                errs.iter()
+                    .any(|e| matches!(e, PlanError::DataLoss { address, .. } if address == "db"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let allowed = PlanOptions {
+        allow_data_loss: true,
+        ..destroy.clone()
+    };
+    assert_eq!(
+        w.plan(&["web_count=1"], &allowed).unwrap().summary.delete,
+        1 + 4 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    );
+    w.write(&TEMPLATE.replace(
+        "  db:\n    type: database\n",
+        "  db:\n    type: database\n    lifecycle: {prevent_destroy: true}\n",
+    ));
+    w.up(&["web_count=1"], fast_retries()).await;
+    match w.plan(&["web_count=1"], &allowed) {
+        Err(PlanFailure::Refused(errs)) => assert!(
+            errs.iter()
+                .any(|e| matches!(e, PlanError::PreventDestroy { .. }))
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn target_and_exclude_limit_the_plan() {
+    let w = World::new(TEMPLATE);
+    let only_lb = PlanOptions {
+        targets: vec!["lb".into()],
+        ..PlanOptions::default()
+    };
+    let plan = w.plan(&["web_count=2"], &only_lb).unwrap();
+    let mut names: Vec<&str> = plan.changes.iter().map(|c| c.resource.as_str()).collect();
+    names.dedup();
+    assert_eq!(names, ["net", "subnet", "fw", "web", "lb"]);
+    let no_web = PlanOptions {
+        excludes: vec!["web".into()],
+        ..PlanOptions::default()
+    };
+    let plan = w.plan(&["web_count=2"], &no_web).unwrap();
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| !["web", "lb", "www"].contains(&c.resource.as_str()))
+    );
+    let one = PlanOptions {
+        targets: vec!["web[1]".into()],
+        ..PlanOptions::default()
+    };
+    let plan = w.plan(&["web_count=2"], &one).unwrap();
+    assert!(plan.changes.iter().any(|c| c.address == "web[1]"));
+    assert!(!plan.changes.iter().any(|c| c.address == "web[0]"));
+    let bad = PlanOptions {
+        targets: vec!["nope".into()],
+        ..PlanOptions::default()
+    };
+    assert!(matches!(w.plan(&[], &bad), Err(PlanFailure::Refused(_))));
+}
+
+/// Kill the run at random moments; the next run converges with no orphans
+/// and no duplicates, checked against the fake cloud's own inventory.
+/// A kill is a dropped runtime: every task stops at once, as in `kill -9`
+/// (a task's `abort()` would let in-flight calls go on).
+#[test]
+fn killed_runs_converge_without_orphans_or_duplicates() {
+    let trials = 60;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let mut killed_mid_run = 0;
+    for trial in 0..trials {
+        let w = std::sync::Arc::new(World::new(TEMPLATE));
+        // Sometimes kill a first deployment, sometimes a scale-down or a
+        // replacement of an existing one.
+        let setup = next() % 3;
+        if setup > 0 {
+            let (_, r) = runtime().block_on(w.up(&["web_count=6"], fast_retries()));
+            assert!(r.ok);
+        }
+        let params: Vec<&str> = match setup {
+            0 => vec!["web_count=6"],
+            1 => vec!["web_count=2"],
+            _ => vec!["web_count=6", "image=debian-13"],
+        };
+        *w.provider.latency.lock().unwrap() = Duration::from_millis(3);
+        let kill_after = Duration::from_micros(next() % 30_000);
+        let rt = runtime();
+        let finished = rt.block_on(async {
+            tokio::select! {
+                _ = w.up(&params, fast_retries()) => true,
+                _ = tokio::time::sleep(kill_after) => false,
+            }
+        });
+        drop(rt);
+        if !finished {
+            killed_mid_run += 1;
+        }
+        // The next run recovers and converges.
+        *w.provider.latency.lock().unwrap() = Duration::ZERO;
+        let (_, report) = runtime().block_on(w.up(&params, fast_retries()));
+        assert!(report.ok, "trial {trial}: {report:?}");
+        w.assert_state_matches_reality();
+        assert!(
+            !w.plan(&params, &PlanOptions::default())
+                .unwrap()
+                .has_changes(),
+            "trial {trial}: not converged"
+        );
+        let expected_servers = if setup == 1 { 2 } else { 6 };
+        assert_eq!(
+            w.provider
+                .inventory()
+                .values()
+                .filter(|r| r.kind == "server")
+                .count(),
+            expected_servers,
+            "trial {trial}"
+        );
+        assert!(w.store.open_journal(&w.deployment()).unwrap().is_empty());
+    }
+    assert!(
+        killed_mid_run >= trials / 2,
+        "only {killed_mid_run} runs were killed before finishing"
+    );
+}
