@@ -15,6 +15,7 @@ pub mod plan;
 pub mod provider;
 pub mod recover;
 pub mod retry;
+pub mod run;
 pub mod schema;
 pub mod store;
 pub mod testing;

@@ -90,6 +90,11 @@ impl Sources {
         id
     }
 
+    /// Every file, in the order read.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
     }

@@ -1,5 +1,6 @@
 //! Engine runs end to end over the fake cloud and the in-memory store.
 
+mod commands;
 mod runs;
 
 use std::path::PathBuf;

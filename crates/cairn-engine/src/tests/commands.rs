@@ -1,0 +1,274 @@
+//! Whole commands through `run::up`: leases, generated secrets, history,
+//! outputs, refresh, stale plans.
+
+use std::time::Duration;
+
+use cairn_template::LoadOptions;
+
+use super::{World, fast_retries};
+use crate::plan::PlanOptions;
+use crate::run::{RunError, RunOptions, RunOutcome, up};
+use crate::store::{Owner, StateStore, StoreError};
+
+const TEMPLATE: &str = r#"
+cairn: 1
+parameters:
+  db_password: {type: secret, generate: {length: 24}}
+  count: {type: int, default: 2}
+resources:
+  net:
+    type: network
+    properties: {cidr: 10.1.0.0/16}
+  sub:
+    type: subnet
+    properties: {network: "{{ net.id }}", cidr: 10.1.1.0/24}
+  web:
+    type: server
+    count: "{{ params.count }}"
+    properties: {image: debian-12, subnet: "{{ sub.id }}"}
+  db:
+    type: database
+    properties: {engine: postgres, owner_password: "{{ params.db_password }}"}
+  keys:
+    type: key_pair
+    properties: {name: admin}
+outputs:
+  first_web: "{{ web[0].address }}"
+  db_url: {value: "postgres://app:{{ params.db_password }}@{{ db.endpoint }}/app", secret: true}
+  admin_key: {value: "{{ keys.private_key }}", secret: true}
+"#;
+
+fn owner(pid: u32) -> Owner {
+    Owner {
+        user: "alice".into(),
+        host: "laptop".into(),
+        pid,
+    }
+}
+
+fn options(command: &str) -> RunOptions {
+    RunOptions {
+        command: command.into(),
+        plan: PlanOptions::default(),
+        refresh: true,
+        owner: owner(42),
+        lease_ttl: Duration::from_secs(30),
+        expect_serial: None,
+    }
+}
+
+fn load_opts(w: &World, params: &[&str]) -> LoadOptions {
+    let mut o = LoadOptions::new(&w.dir);
+    o.params = params.iter().map(|s| s.to_string()).collect();
+    o
+}
+
+#[tokio::test]
+async fn a_generated_secret_is_stable_and_never_recorded_in_clear() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let RunOutcome::Applied {
+        report,
+        outputs,
+        serial,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert!(report.ok);
+    assert_eq!(serial, 1);
+    let secret = w.store.generated_secrets(&cx.deployment).unwrap()["db_password"].clone();
+    assert_eq!(secret.len(), 24);
+    // The database got the generated value.
+    let db = w
+        .provider
+        .inventory()
+        .into_values()
+        .find(|r| r.kind == "database")
+        .unwrap();
+    assert_eq!(db.properties["owner_password"], secret.as_str());
+    // Nothing printable holds it: outputs, history, plan.
+    assert_eq!(outputs["db_url"], "(secret)");
+    assert!(outputs["first_web"].as_str().unwrap().starts_with("10.9."));
+    let history = serde_json::to_string(&w.store.runs(&cx.deployment).unwrap()).unwrap();
+    assert!(!history.contains(&secret), "history leaks the secret");
+    let (_, secrets) = w.store.outputs(&cx.deployment).unwrap();
+    assert!(secrets["db_url"].as_str().unwrap().contains(&secret));
+    assert!(
+        secrets["admin_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("private_key-")
+    );
+    // A second run keeps the same secret and changes nothing.
+    let cx2 = w.context(fast_retries());
+    let (outcome, _) = up(&cx2, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::NoChanges { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        w.store.generated_secrets(&cx.deployment).unwrap()["db_password"],
+        secret
+    );
+}
+
+#[tokio::test]
+async fn a_second_run_fails_fast_naming_the_owner_and_an_expired_lease_is_taken_over() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    // Another run holds the lease (it was killed: nothing renews it).
+    w.store
+        .acquire_lease(
+            &cx.deployment,
+            &owner(7),
+            "other-run",
+            "up",
+            Duration::from_secs(30),
+            (cx.clock)(),
+        )
+        .unwrap();
+    let err = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap_err();
+    match &err {
+        RunError::Store(StoreError::Locked { lease, .. }) => assert_eq!(lease.owner.pid, 7),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("alice@laptop (pid 7)"), "{err}");
+    // Later than the expiry, the lease is taken over.
+    let mut later = w.context(fast_retries());
+    later.clock = std::sync::Arc::new(|| 1_700_000_000 + 31);
+    let (outcome, _) = up(&later, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RunOutcome::Applied { .. }));
+    assert!(
+        w.store.lease(&cx.deployment).unwrap().is_none(),
+        "the lease is released"
+    );
+}
+
+#[tokio::test]
+async fn declining_changes_nothing_and_a_stale_plan_is_refused() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| false)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RunOutcome::Declined { .. }));
+    assert!(w.provider.inventory().is_empty());
+    let mut stale = options("apply");
+    stale.expect_serial = Some(99);
+    let err = up(&cx, &load_opts(&w, &[]), &stale, &mut |_| true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunError::StalePlan {
+                expected: 99,
+                found: 0
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_forgets_what_was_deleted_behind_our_back_and_recreates_it() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let web1 = w
+        .provider
+        .inventory()
+        .into_iter()
+        .find(|(_, r)| r.address == "web[1]")
+        .unwrap()
+        .0;
+    use crate::provider::{DeleteRequest, Provider};
+    w.provider
+        .delete(DeleteRequest {
+            deployment: cx.deployment.clone(),
+            address: "web[1]".into(),
+            kind: "server".into(),
+            id: web1,
+            properties: serde_json::Value::Null,
+            token: "by hand".into(),
+        })
+        .await
+        .unwrap();
+    let cx2 = w.context(fast_retries());
+    let (outcome, _) = up(&cx2, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let RunOutcome::Applied { plan, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(plan.summary.create, 1);
+    w.assert_state_matches_reality();
+}
+
+#[tokio::test]
+async fn history_records_every_run_and_destroy_empties_the_cloud() {
+    let w = World::new(TEMPLATE);
+    up(
+        &w.context(fast_retries()),
+        &load_opts(&w, &[]),
+        &options("up"),
+        &mut |_| true,
+    )
+    .await
+    .unwrap();
+    up(
+        &w.context(fast_retries()),
+        &load_opts(&w, &["count=3"]),
+        &options("up"),
+        &mut |_| true,
+    )
+    .await
+    .unwrap();
+    let mut destroy = options("destroy");
+    destroy.plan = PlanOptions {
+        destroy: true,
+        allow_data_loss: true,
+        ..PlanOptions::default()
+    };
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &["count=3"]), &destroy, &mut |_| true)
+        .await
+        .unwrap();
+    assert!(w.provider.inventory().is_empty());
+    let runs = w.store.runs(&cx.deployment).unwrap();
+    let summary: Vec<(i64, &str, &str)> = runs
+        .iter()
+        .map(|r| (r.serial, r.command.as_str(), r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "up", "succeeded"),
+            (2, "up", "succeeded"),
+            (3, "destroy", "succeeded")
+        ]
+    );
+    assert_eq!(runs[1].parameters["count"], 3);
+    assert_eq!(runs[1].parameters["db_password"], "(secret)");
+    assert!(
+        runs[0]
+            .template_files
+            .values()
+            .next()
+            .unwrap()
+            .contains("generate: {length: 24}")
+    );
+}
