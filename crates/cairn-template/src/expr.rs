@@ -490,7 +490,7 @@ impl<'a> Session<'a> {
     /// The source span of `s[offset..offset+len]`, where `s` is the value of `node`.
     pub fn span_in(&self, node: &Node, s: &str, offset: usize, len: usize) -> Span {
         let offset = offset.min(s.len());
-        let len = len.min(s.len() - offset);
+        let len = s.ceil_char_boundary(offset + len.min(s.len() - offset)) - offset;
         let needle = &s[offset..offset + len];
         let raw = self.sources.text(node.span);
         let quoted = matches!(node.kind, NodeKind::Str(_, Style::Quoted));
