@@ -239,12 +239,13 @@ async fn run_leased(
     }
     let serial = cx.store.serial(&cx.deployment)?;
     if let Some(expected) = opts.expect_serial
-        && expected != serial {
-            return Err(RunError::StalePlan {
-                expected,
-                found: serial,
-            });
-        }
+        && expected != serial
+    {
+        return Err(RunError::StalePlan {
+            expected,
+            found: serial,
+        });
+    }
     let prior = cx.store.resources(&cx.deployment)?;
     let l = loaded.clone();
     let (plan, _) = plan_with(&mut move |k| evaluate(&l, k), &prior, serial, &opts.plan).map_err(

@@ -261,8 +261,13 @@ impl StateStore for MemoryStore {
     }
     fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()> {
         let mut m = self.m.lock().unwrap();
-        m.resources.remove(&(deployment.into(), address.into()));
-        *m.serials.entry(deployment.into()).or_default() += 1;
+        // Only a real removal moves the serial (a saved plan stays valid).
+        if m.resources
+            .remove(&(deployment.into(), address.into()))
+            .is_some()
+        {
+            *m.serials.entry(deployment.into()).or_default() += 1;
+        }
         Ok(())
     }
     fn serial(&self, deployment: &str) -> StoreResult<i64> {

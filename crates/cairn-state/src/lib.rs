@@ -1,0 +1,35 @@
+//! cairn's state store on SQLite.
+//!
+//! Owns: the state file (deployments and their resources, the serial that
+//! moves with them, leases, the journal, the history of runs, generated
+//! secrets, outputs), its schema migrations, and the encryption at rest of
+//! every secret value. Implements the engine's [`StateStore`] as
+//! [`SqliteStore`].
+//!
+//! Invariants:
+//! - every method is one transaction; writes are `BEGIN IMMEDIATE`, so a
+//!   read-then-write (a lease, a run serial) is atomic across processes;
+//! - secrets are sealed (XChaCha20-Poly1305) before SQLite sees them, bound
+//!   to their row, so neither the database nor its WAL ever holds one in
+//!   clear: a stolen state file reveals none of them.
+//!
+//! Never: reads environment variables or the clock (the CLI picks the key
+//! file and the engine passes `now`), prints.
+//!
+//! [`StateStore`]: cairn_engine::store::StateStore
+
+mod columns;
+mod error;
+mod history;
+mod journal;
+mod key;
+mod lease;
+mod resources;
+mod schema;
+mod seal;
+mod store;
+mod values;
+
+pub use key::{KEY_LEN, KeySource};
+pub use schema::SCHEMA_VERSION;
+pub use store::SqliteStore;
