@@ -213,19 +213,7 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         return Err(d);
     }
 
-    let dir_name = std::fs::canonicalize(&dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "cairn".to_string());
-    let deployment = Deployment {
-        name: env
-            .deployment
-            .clone()
-            .unwrap_or_else(|| format!("{dir_name}-{}", env.name)),
-        env: env.name.clone(),
-        target: env.target.clone(),
-    };
-
+    let deployment = deployment_of(&dir, &env);
     // Parameter defaults may call functions (utc_now only here, as in ARM)
     // and read `deployment`, but not other parameters or resources.
     let defaults_ctx = FunctionContext {
@@ -259,6 +247,45 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         env,
         params,
         deployment,
+    })
+}
+
+fn deployment_of(dir: &Path, env: &Environment) -> Deployment {
+    let dir_name = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "cairn".to_string());
+    Deployment {
+        name: env
+            .deployment
+            .clone()
+            .unwrap_or_else(|| format!("{dir_name}-{}", env.name)),
+        env: env.name.clone(),
+        target: env.target.clone(),
+    }
+}
+
+/// The deployment a directory and environment name, reading only the
+/// environment file: commands that read the state (`list`, `history`, ...)
+/// work even when the template would not evaluate.
+pub fn locate_deployment(
+    dir: &Path,
+    env: Option<&str>,
+) -> Result<(PathBuf, Deployment), LoadError> {
+    let mut sources = Sources::default();
+    let found = (|| -> Result<(PathBuf, Deployment), Diagnostics> {
+        let path = template_path(dir)?;
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let name = env.unwrap_or(DEFAULT_ENV);
+        let environment = load_environment(&mut sources, &dir, name, env.is_some())?;
+        let deployment = deployment_of(&dir, &environment);
+        Ok((dir, deployment))
+    })();
+    found.map_err(|diagnostics| LoadError {
+        sources,
+        diagnostics,
     })
 }
 

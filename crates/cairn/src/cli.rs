@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const ENV_PARAM_PREFIX: &str = "CAIRN_PARAM_";
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
+pub const ENV_STATE: &str = "CAIRN_STATE";
+pub const ENV_KEY_FILE: &str = "CAIRN_KEY_FILE";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,9 @@ pub struct GlobalArgs {
     /// Never use colour (also: NO_COLOR)
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// State store: `sqlite:PATH` or a path (default: .cairn/state.db beside the template)
+    #[arg(long, global = true, env = ENV_STATE, value_name = "URL")]
+    pub state: Option<String>,
     /// More logging on stderr (-v, -vv, -vvv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -82,6 +87,34 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
+    /// The deployment's resources, one line each
+    List(TemplateArgs),
+    /// The deployment's resources in full (secrets shown as `(secret)`)
+    Show {
+        #[command(flatten)]
+        template: TemplateArgs,
+        /// Only this resource (`web[0]`, `lb`)
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// The deployment's outputs, or one of them
+    Output {
+        /// The output's name (all outputs when omitted)
+        #[arg(long)]
+        name: Option<String>,
+        /// Reveal secret outputs (they are printed in clear)
+        #[arg(long)]
+        secret: bool,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+    /// Every run of the deployment: who, when, what, outcome
+    History(TemplateArgs),
+    /// Show or break the deployment's lease
+    Lock {
+        #[command(subcommand)]
+        action: LockAction,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -93,4 +126,12 @@ pub enum Command {
 pub enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Who holds the lease, since when, until when
+    Show(TemplateArgs),
+    /// Remove the lease (when its holder is known to be dead)
+    Break(TemplateArgs),
 }

@@ -3,6 +3,7 @@
 
 mod eval;
 mod graph;
+mod state;
 mod validate;
 
 use cairn_template::LoadOptions;
@@ -15,6 +16,17 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Validate(t) => validate::run(t, &cli.global),
         Command::Eval { expr, template } => eval::run(expr, template, &cli.global),
         Command::Graph { template, format } => graph::run(template, *format, &cli.global),
+        Command::List(t) => state::list(t, &cli.global),
+        Command::Show { template, address } => {
+            state::show(template, address.as_deref(), &cli.global)
+        }
+        Command::Output {
+            name,
+            secret,
+            template,
+        } => state::output(template, name.as_deref(), *secret, &cli.global),
+        Command::History(t) => state::history(t, &cli.global),
+        Command::Lock { action } => state::lock(action, &cli.global),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

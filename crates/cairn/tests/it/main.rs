@@ -3,6 +3,7 @@
 mod cli;
 mod errors;
 mod examples;
+mod state;
 
 use std::path::Path;
 use std::process::Command;
