@@ -1,0 +1,499 @@
+//! The local cloud: every portable type made real on this machine, behind
+//! the engine's `Provider` trait. The daemon serves it over its control
+//! API; tests drive it in-process.
+
+mod addresses;
+mod model;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cairn_engine::provider::*;
+use cairn_engine::schema::{ResourceSchema, portable};
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::supervisor::{ServerSpec, Supervisor};
+pub use model::{CloudState, LocalResource};
+
+/// Where the local cloud keeps everything.
+#[derive(Debug, Clone)]
+pub struct LocalDirs {
+    pub root: PathBuf,
+}
+
+impl LocalDirs {
+    pub fn new(root: impl Into<PathBuf>) -> LocalDirs {
+        LocalDirs { root: root.into() }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root.join("cloud.json")
+    }
+    pub fn of(&self, kind: &str, id: &str) -> PathBuf {
+        self.root.join(format!("{kind}s")).join(id)
+    }
+}
+
+pub struct Cloud {
+    dirs: LocalDirs,
+    state: Mutex<CloudState>,
+    servers: Supervisor,
+    /// Put first on every server's PATH (where the `cairn` binary is).
+    path: Vec<PathBuf>,
+    /// How long a server's init must stay up to count as ready.
+    pub settle: Duration,
+}
+
+fn permanent(msg: impl Into<String>) -> ProviderError {
+    ProviderError::Permanent(msg.into())
+}
+
+fn prop<'a>(p: &'a Json, name: &str) -> Option<&'a Json> {
+    p.get(name).filter(|v| !v.is_null())
+}
+
+fn prop_str<'a>(p: &'a Json, name: &str) -> Option<&'a str> {
+    prop(p, name).and_then(Json::as_str)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    std::fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            bytes += copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+impl Cloud {
+    /// Opens (or creates) the local cloud in `dirs` and brings back every
+    /// server it had.
+    pub fn open(dirs: LocalDirs, path: Vec<PathBuf>) -> Result<Cloud, String> {
+        std::fs::create_dir_all(&dirs.root)
+            .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
+        let state = CloudState::load(&dirs.state())?;
+        let cloud = Cloud {
+            dirs,
+            state: Mutex::new(state),
+            servers: Supervisor::new(),
+            path,
+            settle: Duration::from_millis(300),
+        };
+        Ok(cloud)
+    }
+
+    /// Starts the processes of every recorded server (after a restart).
+    pub fn restore(&self) -> Vec<String> {
+        let servers: Vec<LocalResource> = self.lock().of_kind("server").cloned().collect();
+        let mut problems = Vec::new();
+        for r in servers {
+            if let Err(e) = self.servers.start(self.server_spec(&r)) {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.servers
+    }
+
+    pub fn snapshot(&self) -> CloudState {
+        self.lock().clone()
+    }
+
+    /// Stops every process the cloud runs (the resources stay recorded).
+    pub async fn shutdown(&self) {
+        self.servers.stop_all(Duration::from_secs(5)).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CloudState> {
+        self.state.lock().expect("cloud state lock")
+    }
+
+    fn save(&self, state: &CloudState) -> ProviderResult<()> {
+        state
+            .save(&self.dirs.state())
+            .map_err(ProviderError::Transient)
+    }
+
+    fn server_spec(&self, r: &LocalResource) -> ServerSpec {
+        ServerSpec {
+            name: r.id.clone(),
+            address: r.ip.unwrap_or(Ipv4Addr::LOCALHOST),
+            sandbox: self.dirs.of("server", &r.id),
+            user_data: prop_str(&r.properties, "user_data")
+                .unwrap_or_default()
+                .to_string(),
+            path: self.path.clone(),
+        }
+    }
+
+    fn get(&self, id: &str, kind: &str) -> ProviderResult<LocalResource> {
+        self.lock()
+            .resources
+            .get(id)
+            .filter(|r| r.kind == kind)
+            .cloned()
+            .ok_or_else(|| permanent(format!("there is no {kind} {id} in the local cloud")))
+    }
+
+    fn network_of(&self, p: &Json) -> ProviderResult<(LocalResource, IpNet)> {
+        let id = prop_str(p, "network").ok_or_else(|| permanent("`network` is required"))?;
+        let net = self.get(id, "network")?;
+        let cidr = parse_cidr(prop_str(&net.properties, "cidr").unwrap_or_default())?;
+        Ok((net, cidr))
+    }
+
+    /// Validates and computes the attributes of a new resource; the record
+    /// is written by the caller.
+    async fn make(
+        &self,
+        id: &str,
+        req: &CreateRequest,
+    ) -> ProviderResult<(Json, Option<Ipv4Addr>)> {
+        let p = &req.properties;
+        match req.kind.as_str() {
+            "network" => {
+                let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
+                let st = self.lock();
+                for other in st
+                    .of_kind("network")
+                    .filter(|n| n.deployment == req.deployment)
+                {
+                    let o = parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
+                    if overlaps(&cidr, &o) {
+                        return Err(ProviderError::Conflict(format!(
+                            "network {cidr} overlaps {o} of {} ({})",
+                            other.address, other.id
+                        )));
+                    }
+                }
+                Ok((json!({"id": id}), None))
+            }
+            "subnet" => {
+                let (net, net_cidr) = self.network_of(p)?;
+                let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
+                if !net_cidr.contains(&cidr) {
+                    return Err(permanent(format!(
+                        "subnet {cidr} is not inside its network {net_cidr} ({})",
+                        net.address
+                    )));
+                }
+                let st = self.lock();
+                for other in st
+                    .of_kind("subnet")
+                    .filter(|s| prop_str(&s.properties, "network") == Some(&net.id))
+                {
+                    let o = parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
+                    if overlaps(&cidr, &o) {
+                        return Err(ProviderError::Conflict(format!(
+                            "subnet {cidr} overlaps {o} of {} ({})",
+                            other.address, other.id
+                        )));
+                    }
+                }
+                Ok((json!({"id": id}), None))
+            }
+            "firewall" => {
+                self.network_of(p)?;
+                Ok((json!({"id": id}), None))
+            }
+            "ip_address" => {
+                let ip = {
+                    let st = self.lock();
+                    addresses::allocate(st.used_ips().map(|(ip, _)| ip))
+                }
+                .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?;
+                Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
+            }
+            "server" => self.make_server(id, req).await,
+            "bucket" => {
+                let dir = self.dirs.of("bucket", id);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| permanent(format!("bucket {id}: {e}")))?;
+                Ok((
+                    json!({"id": id, "url": format!("file://{}", dir.display())}),
+                    None,
+                ))
+            }
+            "volume" => {
+                let dir = self.dirs.of("volume", id);
+                if let Some(snap) = prop_str(p, "snapshot") {
+                    let s = self.get(snap, "snapshot")?;
+                    copy_tree(&self.dirs.of("snapshot", &s.id), &dir)
+                        .map_err(|e| permanent(format!("volume {id}: {e}")))?;
+                } else {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| permanent(format!("volume {id}: {e}")))?;
+                }
+                Ok((json!({"id": id, "path": dir.display().to_string()}), None))
+            }
+            "snapshot" => {
+                let vol_id =
+                    prop_str(p, "volume").ok_or_else(|| permanent("`volume` is required"))?;
+                let vol = self.get(vol_id, "volume")?;
+                copy_tree(
+                    &self.dirs.of("volume", &vol.id),
+                    &self.dirs.of("snapshot", id),
+                )
+                .map_err(|e| permanent(format!("snapshot {id}: {e}")))?;
+                Ok((
+                    json!({"id": id, "size_gb": prop(&vol.properties, "size_gb").cloned().unwrap_or(Json::Null)}),
+                    None,
+                ))
+            }
+            "image" => {
+                let server_id =
+                    prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;
+                let server = self.get(server_id, "server")?;
+                copy_tree(
+                    &self.dirs.of("server", &server.id),
+                    &self.dirs.of("image", id),
+                )
+                .map_err(|e| permanent(format!("image {id}: {e}")))?;
+                // The image starts clean: its source's log is not part of it.
+                let _ = std::fs::remove_file(self.dirs.of("image", id).join("console.log"));
+                Ok((json!({"id": id}), None))
+            }
+            other => Err(permanent(format!(
+                "the local target does not make `{other}` resources in this build"
+            ))),
+        }
+    }
+
+    async fn make_server(
+        &self,
+        id: &str,
+        req: &CreateRequest,
+    ) -> ProviderResult<(Json, Option<Ipv4Addr>)> {
+        let p = &req.properties;
+        let subnet_id = prop_str(p, "subnet").ok_or_else(|| permanent("`subnet` is required"))?;
+        let subnet = self.get(subnet_id, "subnet")?;
+        let subnet_cidr = parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?;
+        let ip = {
+            let st = self.lock();
+            match prop_str(p, "address") {
+                Some(fixed) => {
+                    let ip: Ipv4Addr = fixed.parse().map_err(|_| {
+                        permanent(format!("`address` {fixed} is not an IPv4 address"))
+                    })?;
+                    addresses::valid_fixed(ip).map_err(permanent)?;
+                    if let Some((_, owner)) = st.used_ips().find(|(used, _)| *used == ip) {
+                        return Err(ProviderError::Conflict(format!(
+                            "address {ip} is already used by {} ({})",
+                            owner.address, owner.id
+                        )));
+                    }
+                    ip
+                }
+                None => addresses::allocate(st.used_ips().map(|(ip, _)| ip))
+                    .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?,
+            }
+        };
+        // The address inside its subnet, as a cloud would give: the first
+        // host after those clouds reserve that no other server has.
+        let private_ip = {
+            let st = self.lock();
+            let taken: Vec<String> = st
+                .of_kind("server")
+                .filter_map(|s| {
+                    s.attributes
+                        .get("private_ip")
+                        .and_then(Json::as_str)
+                        .map(str::to_string)
+                })
+                .collect();
+            subnet_cidr
+                .hosts()
+                .skip(3)
+                .map(|h| h.to_string())
+                .find(|h| !taken.contains(h))
+                .unwrap_or_default()
+        };
+        let sandbox = self.dirs.of("server", id);
+        if let Some(image) = prop_str(p, "image").filter(|i| i.starts_with("image-")) {
+            let img = self.get(image, "image")?;
+            copy_tree(&self.dirs.of("image", &img.id), &sandbox)
+                .map_err(|e| permanent(format!("server {id}: {e}")))?;
+        }
+        let spec = ServerSpec {
+            name: id.to_string(),
+            address: ip,
+            sandbox: sandbox.clone(),
+            user_data: prop_str(p, "user_data").unwrap_or_default().to_string(),
+            path: self.path.clone(),
+        };
+        self.servers
+            .start(spec)
+            .map_err(|e| permanent(e.to_string()))?;
+        if let Err(e) = self
+            .servers
+            .wait_ready(id, self.settle, Duration::from_secs(30))
+            .await
+        {
+            // Nothing half-made stays behind: no process, no sandbox.
+            let _ = self.servers.stop(id, Duration::from_secs(2)).await;
+            let _ = std::fs::remove_dir_all(&sandbox);
+            return Err(permanent(e.to_string()));
+        }
+        Ok((
+            json!({"id": id, "address": ip.to_string(), "private_ip": private_ip, "public_ip": Json::Null}),
+            Some(ip),
+        ))
+    }
+
+    async fn unmake(&self, r: &LocalResource) -> ProviderResult<()> {
+        match r.kind.as_str() {
+            "server" => {
+                let _ = self.servers.stop(&r.id, Duration::from_secs(5)).await;
+                remove_dir(&self.dirs.of("server", &r.id))
+            }
+            "bucket" | "volume" | "snapshot" | "image" => remove_dir(&self.dirs.of(&r.kind, &r.id)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) -> ProviderResult<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ProviderError::Transient(format!(
+            "cannot remove {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+fn parse_cidr(s: &str) -> ProviderResult<IpNet> {
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .map_err(|_| permanent(format!("`{s}` is not a network in CIDR notation")))
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+#[async_trait::async_trait]
+impl Provider for Cloud {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {
+        portable(kind)
+    }
+
+    async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
+        if let Some(r) = self.lock().by_token(&req.token).cloned() {
+            return Ok(Created {
+                id: r.id,
+                attributes: r.attributes,
+            });
+        }
+        let id = self.lock().new_id(&req.kind);
+        let (attributes, ip) = self.make(&id, &req).await?;
+        let record = LocalResource {
+            id: id.clone(),
+            kind: req.kind.clone(),
+            deployment: req.deployment.clone(),
+            address: req.address.clone(),
+            token: req.token.clone(),
+            properties: req.properties.clone(),
+            attributes: attributes.clone(),
+            tags: req.tags.clone(),
+            ip,
+        };
+        let mut st = self.lock();
+        st.resources.insert(id.clone(), record);
+        let snapshot = st.clone();
+        drop(st);
+        self.save(&snapshot)?;
+        Ok(Created { id, attributes })
+    }
+
+    async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>> {
+        Ok(self.lock().resources.get(&req.id).map(|r| Observed {
+            properties: r.properties.clone(),
+            attributes: r.attributes.clone(),
+            tags: r.tags.clone(),
+        }))
+    }
+
+    async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
+        let mut st = self.lock();
+        let r = st
+            .resources
+            .get_mut(&req.id)
+            .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
+        // Every property of the local types that can change in place is
+        // bookkeeping (rules, flags, sizes): record it.
+        r.properties = req.properties;
+        r.tags = req.tags;
+        let attributes = r.attributes.clone();
+        let snapshot = st.clone();
+        drop(st);
+        self.save(&snapshot)?;
+        Ok(attributes)
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
+        let r = self
+            .lock()
+            .resources
+            .get(&req.id)
+            .cloned()
+            .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
+        self.unmake(&r).await?;
+        let mut st = self.lock();
+        st.resources.remove(&req.id);
+        let snapshot = st.clone();
+        drop(st);
+        self.save(&snapshot)
+    }
+
+    async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {
+        Ok(self.lock().by_token(&req.token).map(|r| Created {
+            id: r.id.clone(),
+            attributes: r.attributes.clone(),
+        }))
+    }
+
+    async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>> {
+        Ok(self
+            .lock()
+            .resources
+            .values()
+            .filter(|r| r.deployment == deployment)
+            .map(|r| Listed {
+                kind: r.kind.clone(),
+                id: r.id.clone(),
+                address: Some(r.address.clone()),
+            })
+            .collect())
+    }
+}
+
+/// Resources by id, for `cairn local status`.
+pub fn inventory(state: &CloudState) -> BTreeMap<String, (String, String, Option<Ipv4Addr>)> {
+    state
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), (r.kind.clone(), r.address.clone(), r.ip)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! What the local cloud holds, persisted as one JSON document written
+//! atomically after every change, so a restart (or a crash of the daemon)
+//! brings back every resource at the same address.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalResource {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub deployment: String,
+    /// The cairn address it was made for (`web[0]`).
+    pub address: String,
+    /// The idempotency token of the create that made it.
+    pub token: String,
+    pub properties: Json,
+    pub attributes: Json,
+    pub tags: BTreeMap<String, String>,
+    /// The loopback address it owns, if any.
+    pub ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CloudState {
+    pub next_id: u64,
+    pub resources: BTreeMap<String, LocalResource>,
+}
+
+impl CloudState {
+    pub fn load(path: &Path) -> Result<CloudState, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CloudState::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Write to a temporary file, then rename: a crash leaves the old or
+    /// the new document, never half of one.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    }
+
+    pub fn new_id(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("{}-{:05}", kind.replace('_', "-"), self.next_id)
+    }
+
+    pub fn by_token(&self, token: &str) -> Option<&LocalResource> {
+        self.resources.values().find(|r| r.token == token)
+    }
+
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a LocalResource> + 'a {
+        self.resources.values().filter(move |r| r.kind == kind)
+    }
+
+    pub fn used_ips(&self) -> impl Iterator<Item = (Ipv4Addr, &LocalResource)> {
+        self.resources
+            .values()
+            .filter_map(|r| r.ip.map(|ip| (ip, r)))
+    }
+}

@@ -1,0 +1,287 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+
+struct Fixture {
+    root: PathBuf,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn fixture(name: &str) -> (Fixture, Cloud) {
+    let root = std::env::temp_dir().join(format!("cairn-cloud-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let cloud = Cloud::open(LocalDirs::new(&root), vec![]).unwrap();
+    (Fixture { root }, cloud)
+}
+
+fn req(kind: &str, address: &str, properties: Json) -> CreateRequest {
+    CreateRequest {
+        deployment: "d".into(),
+        address: address.into(),
+        kind: kind.into(),
+        properties,
+        tags: BTreeMap::from([("cairn:deployment".into(), "d".into())]),
+        target: None,
+        token: format!("tok-{address}"),
+    }
+}
+
+async fn network(cloud: &Cloud) -> (String, String) {
+    let net = cloud
+        .create(req("network", "net", json!({"cidr": "10.20.0.0/16"})))
+        .await
+        .unwrap();
+    let sub = cloud
+        .create(req(
+            "subnet",
+            "sub",
+            json!({"network": net.id, "cidr": "10.20.1.0/24"}),
+        ))
+        .await
+        .unwrap();
+    (net.id, sub.id)
+}
+
+#[tokio::test]
+async fn address_blocks_are_checked_for_containment_and_overlap() {
+    let (_f, cloud) = fixture("blocks");
+    let (net, _) = network(&cloud).await;
+    let outside = cloud
+        .create(req(
+            "subnet",
+            "bad",
+            json!({"network": net, "cidr": "10.99.0.0/24"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        outside.to_string().contains("not inside its network"),
+        "{outside}"
+    );
+    let overlap = cloud
+        .create(req(
+            "subnet",
+            "dup",
+            json!({"network": net, "cidr": "10.20.1.128/25"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(overlap, ProviderError::Conflict(_)), "{overlap}");
+    let net2 = cloud
+        .create(req("network", "net2", json!({"cidr": "10.20.128.0/17"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(net2, ProviderError::Conflict(_)));
+}
+
+/// A free port on an address, for a test server.
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+#[tokio::test]
+async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_restart() {
+    let (f, cloud) = fixture("server");
+    let (_, sub) = network(&cloud).await;
+    let port = free_port("127.42.0.2");
+    let user_data = format!(
+        "#!/bin/sh\necho hi from $CAIRN_ADDRESS > hello.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+    );
+    let web = cloud
+        .create(req(
+            "server",
+            "web[0]",
+            json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
+        ))
+        .await
+        .unwrap();
+    let ip = web.attributes["address"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("127.42."), "{ip}");
+    assert_eq!(web.attributes["private_ip"], "10.20.1.4");
+    // The process binds its own address, so a short wait for it to listen.
+    let mut body = None;
+    for _ in 0..100 {
+        body = get(&format!("{ip}:{port}")).await;
+        if body.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(body.unwrap().contains(&format!("hi from {ip}")));
+    // Idempotent per token.
+    let again = cloud
+        .create(req(
+            "server",
+            "web[0]",
+            json!({"image": "debian-12", "subnet": sub, "user_data": "x"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.id, web.id);
+
+    // Stop the cloud (as `cairn local stop`), open it again: same address.
+    cloud.shutdown().await;
+    assert!(
+        get(&format!("{ip}:{port}")).await.is_none(),
+        "still serving after shutdown"
+    );
+    drop(cloud);
+    let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
+    assert!(cloud.restore().is_empty());
+    let mut back = None;
+    for _ in 0..100 {
+        back = get(&format!("{ip}:{port}")).await;
+        if back.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        back.is_some(),
+        "the server did not come back at {ip}:{port}"
+    );
+    cloud
+        .delete(DeleteRequest {
+            deployment: "d".into(),
+            address: "web[0]".into(),
+            kind: "server".into(),
+            id: web.id.clone(),
+            properties: Json::Null,
+            token: "del".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !cloud.dirs.of("server", &web.id).exists(),
+        "the sandbox remains"
+    );
+    assert!(get(&format!("{ip}:{port}")).await.is_none());
+}
+
+#[tokio::test]
+async fn bad_servers_are_clear_errors_and_leave_nothing_behind() {
+    let (_f, cloud) = fixture("bad");
+    let (_, sub) = network(&cloud).await;
+    let quits = cloud
+        .create(req(
+            "server",
+            "quits",
+            json!({"image": "debian-12", "subnet": sub, "user_data": "echo 'cannot find app.conf' >&2; exit 1"}),
+        ))
+        .await
+        .unwrap_err();
+    let text = quits.to_string();
+    assert!(
+        text.contains("did not become ready") && text.contains("cannot find app.conf"),
+        "{text}"
+    );
+    assert!(cloud.snapshot().of_kind("server").next().is_none());
+    assert!(
+        std::fs::read_dir(cloud.dirs.root.join("servers")).map_or(true, |mut d| d.next().is_none())
+    );
+
+    let ok = cloud
+        .create(req(
+            "server",
+            "a",
+            json!({"image": "debian-12", "subnet": sub, "address": "127.43.0.9", "user_data": "exec sleep 30"}),
+        ))
+        .await
+        .unwrap();
+    let clash = cloud
+        .create(req(
+            "server",
+            "b",
+            json!({"image": "debian-12", "subnet": sub, "address": "127.43.0.9", "user_data": "exec sleep 30"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(clash, ProviderError::Conflict(ref m) if m.contains("already used by a")),
+        "{clash}"
+    );
+    cloud
+        .delete(DeleteRequest {
+            deployment: "d".into(),
+            address: "a".into(),
+            kind: "server".into(),
+            id: ok.id,
+            properties: Json::Null,
+            token: "del".into(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn volumes_snapshots_and_images_are_copies() {
+    let (_f, cloud) = fixture("copies");
+    let (_, sub) = network(&cloud).await;
+    let vol = cloud
+        .create(req("volume", "vol", json!({"size_gb": 1})))
+        .await
+        .unwrap();
+    let path = PathBuf::from(vol.attributes["path"].as_str().unwrap());
+    std::fs::write(path.join("data.txt"), "v1").unwrap();
+    let snap = cloud
+        .create(req("snapshot", "snap", json!({"volume": vol.id})))
+        .await
+        .unwrap();
+    std::fs::write(path.join("data.txt"), "v2").unwrap();
+    let restored = cloud
+        .create(req(
+            "volume",
+            "vol2",
+            json!({"size_gb": 1, "snapshot": snap.id}),
+        ))
+        .await
+        .unwrap();
+    let p2 = PathBuf::from(restored.attributes["path"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(p2.join("data.txt")).unwrap(), "v1");
+
+    let base = cloud
+        .create(req(
+            "server",
+            "base",
+            json!({"image": "debian-12", "subnet": sub, "user_data": "echo baked > baked.txt; exec sleep 30"}),
+        ))
+        .await
+        .unwrap();
+    let image = cloud
+        .create(req("image", "img", json!({"server": base.id})))
+        .await
+        .unwrap();
+    let from_image = cloud
+        .create(req(
+            "server",
+            "child",
+            json!({"image": image.id, "subnet": sub, "user_data": "exec sleep 30"}),
+        ))
+        .await
+        .unwrap();
+    let sandbox = cloud.dirs.of("server", &from_image.id);
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("baked.txt")).unwrap(),
+        "baked\n"
+    );
+    cloud.shutdown().await;
+}
