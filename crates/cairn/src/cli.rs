@@ -115,6 +115,11 @@ pub enum Command {
         #[command(subcommand)]
         action: LockAction,
     },
+    /// Small tools for servers and tests
+    Util {
+        #[command(subcommand)]
+        tool: UtilTool,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -134,4 +139,18 @@ pub enum LockAction {
     Show(TemplateArgs),
     /// Remove the lease (when its holder is known to be dead)
     Break(TemplateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UtilTool {
+    /// A tiny HTTP server answering every request with TEXT
+    HttpEcho {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "hello")]
+        text: String,
+        /// Address to listen on (default: $CAIRN_ADDRESS, else 127.0.0.1)
+        #[arg(long, env = "CAIRN_ADDRESS", default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+    },
 }

@@ -27,6 +27,27 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         } => state::output(template, name.as_deref(), *secret, &cli.global),
         Command::History(t) => state::history(t, &cli.global),
         Command::Lock { action } => state::lock(action, &cli.global),
+        Command::Util {
+            tool:
+                crate::cli::UtilTool::HttpEcho {
+                    port,
+                    text,
+                    address,
+                },
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)?;
+            rt.block_on(cairn_local::echo::run(
+                std::net::SocketAddr::new(*address, *port),
+                text.clone(),
+            ))
+            .map_err(|e| {
+                CliError::Failure(anyhow::anyhow!("http-echo on {address}:{port}: {e}"))
+            })?;
+            Ok(Status::Success)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

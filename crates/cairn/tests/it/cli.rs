@@ -138,3 +138,41 @@ fn completions_are_generated() {
     assert_eq!(out.code, 0);
     assert!(out.stdout.contains("cairn"));
 }
+
+#[test]
+fn http_echo_serves_its_text_on_the_address_it_is_given() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "util",
+            "http-echo",
+            "--port",
+            &port.to_string(),
+            "--text",
+            "hello from 0",
+        ])
+        .env("CAIRN_ADDRESS", "127.0.0.1")
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            s.read_to_string(&mut body).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    // SIGTERM stops it cleanly.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert!(body.ends_with("hello from 0\n"), "{body}");
+    assert!(status.success(), "{status:?}");
+}
