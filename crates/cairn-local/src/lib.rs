@@ -6,5 +6,6 @@
 //! Never: listens on anything but loopback.
 
 pub mod cloud;
+pub mod dns;
 pub mod echo;
 pub mod supervisor;
