@@ -16,6 +16,7 @@ use cairn_engine::schema::{ResourceSchema, portable};
 use ipnet::IpNet;
 use serde_json::json;
 
+use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use model::{CloudState, LocalResource};
 
@@ -41,6 +42,8 @@ pub struct Cloud {
     dirs: LocalDirs,
     state: Mutex<CloudState>,
     servers: Supervisor,
+    /// Every zone, served by the daemon's DNS server.
+    zones: Zones,
     /// Put first on every server's PATH (where the `cairn` binary is).
     path: Vec<PathBuf>,
     /// How long a server's init must stay up to count as ready.
@@ -86,16 +89,42 @@ impl Cloud {
             dirs,
             state: Mutex::new(state),
             servers: Supervisor::new(),
+            zones: Zones::new(),
             path,
             settle: Duration::from_millis(300),
         };
         Ok(cloud)
     }
 
-    /// Starts the processes of every recorded server (after a restart).
+    /// Brings back what the recorded resources run: zones and their
+    /// records, then the servers' processes (after a restart).
     pub fn restore(&self) -> Vec<String> {
-        let servers: Vec<LocalResource> = self.lock().of_kind("server").cloned().collect();
+        let (zones, records, servers): (
+            Vec<LocalResource>,
+            Vec<LocalResource>,
+            Vec<LocalResource>,
+        ) = {
+            let st = self.lock();
+            (
+                st.of_kind("dns_zone").cloned().collect(),
+                st.of_kind("dns_record").cloned().collect(),
+                st.of_kind("server").cloned().collect(),
+            )
+        };
         let mut problems = Vec::new();
+        for z in &zones {
+            if let Err(e) = self
+                .zones
+                .upsert_zone(prop_str(&z.properties, "name").unwrap_or_default())
+            {
+                problems.push(format!("{}: {e}", z.id));
+            }
+        }
+        for r in &records {
+            if let Err(e) = self.put_record(&r.properties) {
+                problems.push(format!("{}: {e}", r.id));
+            }
+        }
         for r in servers {
             if let Err(e) = self.servers.start(self.server_spec(&r)) {
                 problems.push(e.to_string());
@@ -106,6 +135,49 @@ impl Cloud {
 
     pub fn supervisor(&self) -> &Supervisor {
         &self.servers
+    }
+
+    pub fn zones(&self) -> &Zones {
+        &self.zones
+    }
+
+    /// The zone name of a `dns_record`'s `zone` (an id).
+    fn zone_name(&self, p: &Json) -> ProviderResult<String> {
+        let id = prop_str(p, "zone").ok_or_else(|| permanent("`zone` is required"))?;
+        let zone = self.get(id, "dns_zone")?;
+        Ok(prop_str(&zone.properties, "name")
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    fn record_set(p: &Json) -> ProviderResult<RecordSet> {
+        let rtype: RecordType = prop_str(p, "type")
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: crate::dns::DnsError| permanent(e.to_string()))?;
+        Ok(RecordSet {
+            name: prop_str(p, "name").unwrap_or("@").to_string(),
+            rtype,
+            ttl: prop(p, "ttl").and_then(Json::as_u64).unwrap_or(300) as u32,
+            values: prop(p, "values")
+                .and_then(Json::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    fn put_record(&self, p: &Json) -> ProviderResult<String> {
+        let zone = self.zone_name(p)?;
+        let set = Self::record_set(p)?;
+        let fqdn = record_fqdn(&zone, &set.name).map_err(|e| permanent(e.to_string()))?;
+        self.zones
+            .upsert_record(&zone, set)
+            .map_err(|e| permanent(e.to_string()))?;
+        Ok(fqdn)
     }
 
     pub fn snapshot(&self) -> CloudState {
@@ -218,6 +290,26 @@ impl Cloud {
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
             "server" => self.make_server(id, req).await,
+            "dns_zone" => {
+                let name = prop_str(p, "name").unwrap_or_default();
+                let clash = self.lock().of_kind("dns_zone").any(|z| {
+                    prop_str(&z.properties, "name").map(|n| n.trim_end_matches('.'))
+                        == Some(name.trim_end_matches('.'))
+                });
+                if clash {
+                    return Err(ProviderError::Conflict(format!(
+                        "the zone {name} already exists in the local cloud"
+                    )));
+                }
+                self.zones
+                    .upsert_zone(name)
+                    .map_err(|e| permanent(e.to_string()))?;
+                Ok((json!({"id": id, "name_servers": ["localhost."]}), None))
+            }
+            "dns_record" => {
+                let fqdn = self.put_record(p)?;
+                Ok((json!({"id": id, "fqdn": fqdn}), None))
+            }
             "bucket" => {
                 let dir = self.dirs.of("bucket", id);
                 std::fs::create_dir_all(&dir)
@@ -360,6 +452,21 @@ impl Cloud {
                 remove_dir(&self.dirs.of("server", &r.id))
             }
             "bucket" | "volume" | "snapshot" | "image" => remove_dir(&self.dirs.of(&r.kind, &r.id)),
+            "dns_zone" => {
+                let _ = self
+                    .zones
+                    .remove_zone(prop_str(&r.properties, "name").unwrap_or_default());
+                Ok(())
+            }
+            "dns_record" => {
+                if let (Ok(zone), Ok(set)) = (
+                    self.zone_name(&r.properties),
+                    Self::record_set(&r.properties),
+                ) {
+                    let _ = self.zones.remove_record(&zone, &set.name, set.rtype);
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -433,6 +540,9 @@ impl Provider for Cloud {
     }
 
     async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
+        if req.kind == "dns_record" {
+            self.put_record(&req.properties)?;
+        }
         let mut st = self.lock();
         let r = st
             .resources
