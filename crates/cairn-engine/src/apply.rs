@@ -674,7 +674,14 @@ async fn create(
     Ok(record)
 }
 
-async fn delete(cx: &RunContext, r: &ResourceRecord, op_name: &str) -> Result<(), String> {
+/// Deletes a resource at the target, journaled; the caller updates the
+/// state and then closes the entry.
+async fn journaled_delete(
+    cx: &RunContext,
+    r: &ResourceRecord,
+    op_name: &str,
+    written: Option<i64>,
+) -> Result<Closing, String> {
     let token = token(&cx.deployment, &r.address, &cx.run_id, op_name);
     let req = DeleteRequest {
         deployment: cx.deployment.clone(),
@@ -684,28 +691,34 @@ async fn delete(cx: &RunContext, r: &ResourceRecord, op_name: &str) -> Result<()
         properties: revealed_properties(r),
         token: token.clone(),
     };
-    let r_unit = journaled(
-        cx,
-        Intent {
-            address: &r.address,
-            kind: &r.kind,
-            op: JournalOp::Delete,
-            token: &token,
-            id: Some(&r.id),
-            written: None,
-        },
-        || {
-            let req = req.clone();
-            async move {
-                match cx.provider.delete(req).await {
-                    Err(ProviderError::NotFound(_)) => Ok(()),
-                    other => other,
-                }
-            }
-        },
-    )
+    let intent = Intent {
+        address: &r.address,
+        kind: &r.kind,
+        op: JournalOp::Delete,
+        token: &token,
+        id: Some(&r.id),
+        written,
+    };
+    let ((), closing) = journaled(cx, intent, || {
+        delete_if_present(cx.provider.as_ref(), req.clone())
+    })
     .await?;
-    let ((), closing) = r_unit;
+    Ok(closing)
+}
+
+/// Deleting what is already gone is done, not an error.
+pub async fn delete_if_present(
+    provider: &dyn Provider,
+    req: DeleteRequest,
+) -> Result<(), ProviderError> {
+    match provider.delete(req).await {
+        Err(ProviderError::NotFound(_)) => Ok(()),
+        other => other,
+    }
+}
+
+async fn delete(cx: &RunContext, r: &ResourceRecord, op_name: &str) -> Result<(), String> {
+    let closing = journaled_delete(cx, r, op_name, None).await?;
     cx.store
         .delete_resource(&cx.deployment, &r.address)
         .map_err(|e| e.to_string())?;
@@ -924,44 +937,11 @@ async fn delete_old(
     old: &ResourceRecord,
     written: Option<i64>,
 ) -> Result<(), String> {
-    let token = token(
-        &cx.deployment,
-        &old.address,
-        &cx.run_id,
-        "replace-delete-old",
-    );
-    let req = DeleteRequest {
-        deployment: cx.deployment.clone(),
-        address: old.address.clone(),
-        kind: old.kind.clone(),
-        id: old.id.clone(),
-        properties: revealed_properties(old),
-        token: token.clone(),
-    };
-    let ((), closing) = journaled(
-        cx,
-        Intent {
-            address: &old.address,
-            kind: &old.kind,
-            op: JournalOp::Delete,
-            token: &token,
-            id: Some(&old.id),
-            written,
-        },
-        || {
-            let req = req.clone();
-            async move {
-                match cx.provider.delete(req).await {
-                    Err(ProviderError::NotFound(_)) => Ok(()),
-                    other => other,
-                }
-            }
-        },
-    )
-    .await?;
     // The old resource was no longer in the state (its address now names
     // the replacement), so there is nothing to write before closing.
-    closing.close(cx)
+    journaled_delete(cx, old, "replace-delete-old", written)
+        .await?
+        .close(cx)
 }
 
 /// Returns one step to its `before`.

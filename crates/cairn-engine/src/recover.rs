@@ -139,15 +139,7 @@ async fn delete_orphan(
     };
     crate::retry::with_retries(
         &cx.options.retry,
-        || {
-            let req = req.clone();
-            async move {
-                match cx.provider.delete(req).await {
-                    Err(ProviderError::NotFound(_)) => Ok(()),
-                    other => other,
-                }
-            }
-        },
+        || crate::apply::delete_if_present(cx.provider.as_ref(), req.clone()),
         |_, _, _| {},
     )
     .await
