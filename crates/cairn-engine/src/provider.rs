@@ -12,7 +12,7 @@ use crate::schema::ResourceSchema;
 
 pub type Json = serde_json::Value;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateRequest {
     pub deployment: String,
     pub address: String,
@@ -34,7 +34,7 @@ pub struct Created {
     pub attributes: Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadRequest {
     pub deployment: String,
     pub address: String,
@@ -50,7 +50,7 @@ pub struct Observed {
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpdateRequest {
     pub deployment: String,
     pub address: String,
@@ -64,7 +64,7 @@ pub struct UpdateRequest {
     pub token: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeleteRequest {
     pub deployment: String,
     pub address: String,
@@ -75,7 +75,7 @@ pub struct DeleteRequest {
 }
 
 /// Recovery: what did an interrupted create with this token leave behind?
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FindRequest {
     pub deployment: String,
     pub address: String,
@@ -92,7 +92,8 @@ pub struct Listed {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum ProviderError {
     /// A network fault or 5xx: worth retrying.
     #[error("transient: {0}")]
@@ -142,4 +143,24 @@ pub trait Provider: Send + Sync {
     async fn delete(&self, req: DeleteRequest) -> ProviderResult<()>;
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>>;
     async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_the_wire() {
+        for e in [
+            ProviderError::Transient("reset".into()),
+            ProviderError::Throttled {
+                retry_after: Some(Duration::from_millis(1500)),
+                message: "slow down".into(),
+            },
+            ProviderError::Conflict("address in use".into()),
+        ] {
+            let text = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<ProviderError>(&text).unwrap(), e);
+        }
+    }
 }

@@ -6,6 +6,9 @@
 //! Never: listens on anything but loopback.
 
 pub mod cloud;
+pub mod daemon;
 pub mod dns;
 pub mod echo;
+pub mod lb;
+pub mod postgres;
 pub mod supervisor;

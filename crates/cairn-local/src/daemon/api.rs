@@ -1,0 +1,176 @@
+//! The control API: `POST /v1/{create,read,update,delete,find,list}` with
+//! the provider's request as JSON, `GET /v1/status`. Every request must
+//! carry `Authorization: Bearer <token>`; anything else is refused.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use cairn_engine::provider::{Provider, ProviderError, ProviderResult};
+
+use crate::cloud::Cloud;
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: impl Serialize) -> Reply {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("a JSON response is valid")
+}
+
+fn outcome<T: Serialize>(r: ProviderResult<T>) -> Reply {
+    match r {
+        Ok(v) => reply(StatusCode::OK, serde_json::json!({ "ok": v })),
+        Err(e) => reply(StatusCode::OK, serde_json::json!({ "err": e })),
+    }
+}
+
+async fn body<T: DeserializeOwned>(req: Request<hyper::body::Incoming>) -> Result<T, Reply> {
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| {
+            reply(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
+}
+
+async fn handle(req: Request<hyper::body::Incoming>, cloud: Arc<Cloud>, token: Arc<str>) -> Reply {
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+    if !authorized {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "the local cloud needs the token from its directory",
+        );
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    macro_rules! call {
+        ($method:ident) => {
+            match body(req).await {
+                Ok(r) => outcome(cloud.$method(r).await),
+                Err(e) => e,
+            }
+        };
+    }
+    match (method, path.as_str()) {
+        (Method::GET, "/v1/status") => reply(StatusCode::OK, status(&cloud)),
+        (Method::POST, "/v1/create") => call!(create),
+        (Method::POST, "/v1/read") => call!(read),
+        (Method::POST, "/v1/update") => call!(update),
+        (Method::POST, "/v1/delete") => call!(delete),
+        (Method::POST, "/v1/find") => call!(find),
+        (Method::POST, "/v1/list") => match body::<String>(req).await {
+            Ok(d) => outcome(cloud.list(&d).await),
+            Err(e) => e,
+        },
+        _ => reply(StatusCode::NOT_FOUND, format!("no such endpoint {path}")),
+    }
+}
+
+/// Everything `cairn local status` shows.
+pub fn status(cloud: &Cloud) -> serde_json::Value {
+    let state = cloud.snapshot();
+    let servers = cloud.supervisor().status();
+    let resources: Vec<serde_json::Value> = state
+        .resources
+        .values()
+        .map(|r| {
+            let server = servers.iter().find(|s| s.name == r.id);
+            serde_json::json!({
+                "id": r.id,
+                "type": r.kind,
+                "deployment": r.deployment,
+                "address": r.address,
+                "ip": r.ip,
+                "health": match (r.kind.as_str(), server) {
+                    ("server", Some(s)) => serde_json::to_value(s.state).unwrap_or_default(),
+                    ("server", None) => "not running".into(),
+                    _ => "ok".into(),
+                },
+                "restarts": server.map(|s| s.restarts),
+            })
+        })
+        .collect();
+    serde_json::json!({ "resources": resources, "servers": servers })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    cloud: Arc<Cloud>,
+    token: String,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let token: Arc<str> = token.into();
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted.map_err(|e| e.to_string())?,
+        };
+        let (cloud, token, stop) = (cloud.clone(), token.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let service = service_fn(move |req| {
+                let (cloud, token) = (cloud.clone(), token.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, cloud, token).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    while conns.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// For the client: turns a reply body into the provider's result.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ProviderResult<T> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Envelope<T> {
+        Ok(T),
+        Err(ProviderError),
+    }
+    match serde_json::from_slice::<Envelope<T>>(bytes) {
+        Ok(Envelope::Ok(v)) => Ok(v),
+        Ok(Envelope::Err(e)) => Err(e),
+        Err(e) => Err(ProviderError::Transient(format!(
+            "bad answer from the local cloud: {e}"
+        ))),
+    }
+}

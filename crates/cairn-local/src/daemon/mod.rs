@@ -1,0 +1,121 @@
+//! The local cloud's daemon: it owns the [`Cloud`], serves DNS for its zones,
+//! and answers a control API on loopback that only holders of the token in
+//! its directory may use. `cairn local start` runs it in the background.
+
+mod api;
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::cloud::{Cloud, LocalDirs};
+
+/// What a running daemon publishes in its directory (`daemon.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub pid: u32,
+    pub api: SocketAddr,
+    pub dns: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub dirs: LocalDirs,
+    /// Where DNS is served (default 127.0.0.1:8053; 5353 belongs to mDNS).
+    pub dns: SocketAddr,
+    /// Put first on every server's PATH (the directory of `cairn`).
+    pub path: Vec<PathBuf>,
+}
+
+pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
+
+pub fn published_path(dirs: &LocalDirs) -> PathBuf {
+    dirs.root.join("daemon.json")
+}
+
+pub fn token_path(dirs: &LocalDirs) -> PathBuf {
+    dirs.root.join("token")
+}
+
+/// A fresh random token, written 0600 before anything listens.
+fn write_token(dirs: &LocalDirs) -> Result<String, String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    getrandom_fill(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = token_path(dirs);
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(token.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(token)
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> Result<(), String> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| format!("no randomness for the daemon's token: {e}"))
+}
+
+/// Runs the daemon until `shutdown` is cancelled: restores the cloud, binds
+/// DNS and the API (loopback only), publishes where they are, serves.
+pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<(), String> {
+    if !config.dns.ip().is_loopback() {
+        return Err(format!("DNS address {} is not on loopback", config.dns));
+    }
+    let cloud = Arc::new(Cloud::open(config.dirs.clone(), config.path.clone())?);
+    for problem in cloud.restore() {
+        tracing::error!("restoring the local cloud: {problem}");
+    }
+    let udp = UdpSocket::bind(config.dns).await.map_err(|e| {
+        format!(
+            "cannot serve DNS on {} (udp): {e}; is another program using it?",
+            config.dns
+        )
+    })?;
+    let tcp = TcpListener::bind(config.dns)
+        .await
+        .map_err(|e| format!("cannot serve DNS on {} (tcp): {e}", config.dns))?;
+    let dns_addr = udp.local_addr().map_err(|e| e.to_string())?;
+    let api = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    let token = write_token(&config.dirs)?;
+    let published = Published {
+        pid: std::process::id(),
+        api: api_addr,
+        dns: dns_addr,
+    };
+    let text = serde_json::to_vec(&published).map_err(|e| e.to_string())?;
+    let tmp = published_path(&config.dirs).with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, published_path(&config.dirs)).map_err(|e| e.to_string())?;
+    tracing::info!("local cloud: api {api_addr}, dns {dns_addr}");
+
+    let dns = tokio::spawn(crate::dns::serve(
+        udp,
+        tcp,
+        cloud.zones().clone(),
+        shutdown.clone(),
+    ));
+    let served = api::serve(api, cloud.clone(), token, shutdown.clone()).await;
+    let _ = dns.await;
+    cloud.shutdown().await;
+    let _ = std::fs::remove_file(published_path(&config.dirs));
+    served
+}
+
+#[cfg(test)]
+mod tests;

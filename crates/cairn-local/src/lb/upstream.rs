@@ -1,0 +1,195 @@
+//! One backend as the balancer sees it while running: health, in-flight
+//! count, idle HTTP connections, and the two signals of removal (`retire`: no
+//! new work; `kill`: cut what is left).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hyper::client::conn::http1::SendRequest;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::proxy::RequestBody;
+
+/// Idle keep-alive connections kept per backend; more are closed.
+const MAX_IDLE: usize = 32;
+
+pub(super) struct Upstream {
+    /// Unique per balancer: a backend removed and added again is a new one.
+    pub id: u64,
+    pub addr: SocketAddr,
+    healthy: AtomicBool,
+    counters: Mutex<Counters>,
+    in_flight: AtomicUsize,
+    /// Woken when `in_flight` drops to 0.
+    idle: Notify,
+    /// Removed by an update: picked no more, connections not kept.
+    retired: AtomicBool,
+    /// Cancelled when the drain ends: whatever still runs is cut.
+    kill: CancellationToken,
+    pool: Mutex<Pool>,
+}
+
+#[derive(Default)]
+struct Counters {
+    ok: u32,
+    fail: u32,
+    /// Whether any check ever passed: the first pass puts a new backend in
+    /// at once, later returns need `healthy` passes in a row.
+    passed_once: bool,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<SendRequest<RequestBody>>,
+    closed: bool,
+}
+
+impl Upstream {
+    /// `healthy` is false when health checks are on: a backend takes no
+    /// traffic before its first passing check.
+    pub fn new(id: u64, addr: SocketAddr, healthy: bool) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            addr,
+            healthy: AtomicBool::new(healthy),
+            counters: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            retired: AtomicBool::new(false),
+            kill: CancellationToken::new(),
+            pool: Mutex::default(),
+        })
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// (consecutive passes, consecutive failures).
+    pub fn streaks(&self) -> (u32, u32) {
+        let c = lock(&self.counters);
+        (c.ok, c.fail)
+    }
+
+    /// Records a probe (or a failed connection attempt) and moves the
+    /// backend in or out when a threshold is crossed.
+    pub fn record(&self, passed: bool, healthy_after: u32, unhealthy_after: u32, detail: &str) {
+        let mut c = lock(&self.counters);
+        if passed {
+            c.ok = c.ok.saturating_add(1);
+            c.fail = 0;
+            let first = !std::mem::replace(&mut c.passed_once, true);
+            if !self.is_healthy() && (first || c.ok >= healthy_after) {
+                self.healthy.store(true, Ordering::Release);
+                tracing::info!(backend = %self.addr, passes = c.ok, "backend is up");
+            }
+        } else {
+            c.fail = c.fail.saturating_add(1);
+            c.ok = 0;
+            if self.is_healthy() && c.fail >= unhealthy_after {
+                self.healthy.store(false, Ordering::Release);
+                tracing::warn!(backend = %self.addr, failures = c.fail, "backend is down: {detail}");
+            }
+        }
+    }
+
+    /// Health checks were turned off: every backend is healthy.
+    pub fn assume_healthy(&self) {
+        self.healthy.store(true, Ordering::Release);
+    }
+
+    /// Removed from the configuration: no new work, no kept connections.
+    /// The caller holds the table lock, so no pick can race with this.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let mut pool = lock(&self.pool);
+        pool.closed = true;
+        pool.idle.clear();
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Cuts everything still running to this backend.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    pub fn killed(&self) -> WaitForCancellationFutureOwned {
+        self.kill.clone().cancelled_owned()
+    }
+
+    /// Waits until nothing is in flight or `deadline` passes; true when idle.
+    pub async fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a drop to 0 in between is seen.
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return self.in_flight() == 0,
+            }
+        }
+    }
+
+    /// A kept connection, if any is still open.
+    pub fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+        let mut pool = lock(&self.pool);
+        while let Some(sender) = pool.idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last exchange completed.
+    pub fn put_idle(&self, sender: SendRequest<RequestBody>) {
+        let mut pool = lock(&self.pool);
+        if !pool.closed && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
+            pool.idle.push(sender);
+        }
+    }
+}
+
+/// One request (HTTP) or connection (TCP) to a backend; counted while alive.
+/// Created only under the table lock, by a pick, so a backend that an update
+/// removed gains none.
+pub(super) struct InFlight(Arc<Upstream>);
+
+impl InFlight {
+    pub fn new(up: Arc<Upstream>) -> Self {
+        up.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(up)
+    }
+
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A poisoned lock only means another task panicked mid-update of plain
+/// counters; the data is still usable.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
