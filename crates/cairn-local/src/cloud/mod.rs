@@ -4,8 +4,9 @@
 
 mod addresses;
 mod model;
+mod services;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,6 +45,8 @@ pub struct Cloud {
     servers: Supervisor,
     /// Every zone, served by the daemon's DNS server.
     zones: Zones,
+    /// The running load balancers, by resource id.
+    lbs: Mutex<HashMap<String, services::RunningLb>>,
     /// Put first on every server's PATH (where the `cairn` binary is).
     path: Vec<PathBuf>,
     /// How long a server's init must stay up to count as ready.
@@ -90,6 +93,7 @@ impl Cloud {
             state: Mutex::new(state),
             servers: Supervisor::new(),
             zones: Zones::new(),
+            lbs: Mutex::new(HashMap::new()),
             path,
             settle: Duration::from_millis(300),
         };
@@ -98,17 +102,16 @@ impl Cloud {
 
     /// Brings back what the recorded resources run: zones and their
     /// records, then the servers' processes (after a restart).
-    pub fn restore(&self) -> Vec<String> {
-        let (zones, records, servers): (
-            Vec<LocalResource>,
-            Vec<LocalResource>,
-            Vec<LocalResource>,
-        ) = {
+    pub async fn restore(&self) -> Vec<String> {
+        let (zones, records, servers, lbs, databases) = {
             let st = self.lock();
+            let of = |k: &str| -> Vec<LocalResource> { st.of_kind(k).cloned().collect() };
             (
-                st.of_kind("dns_zone").cloned().collect(),
-                st.of_kind("dns_record").cloned().collect(),
-                st.of_kind("server").cloned().collect(),
+                of("dns_zone"),
+                of("dns_record"),
+                of("server"),
+                of("load_balancer"),
+                of("database"),
             )
         };
         let mut problems = Vec::new();
@@ -128,6 +131,28 @@ impl Cloud {
         for r in servers {
             if let Err(e) = self.servers.start(self.server_spec(&r)) {
                 problems.push(e.to_string());
+            }
+        }
+        for r in databases {
+            if let Err(e) = self
+                .start_database(&r.id, r.ip.unwrap_or(Ipv4Addr::LOCALHOST), &r.properties)
+                .await
+            {
+                problems.push(format!("{}: {e}", r.id));
+            }
+        }
+        for r in lbs {
+            let port = r.attributes.get("port").and_then(Json::as_u64).unwrap_or(0) as u16;
+            if let Err(e) = self
+                .start_lb(
+                    &r.id,
+                    r.ip.unwrap_or(Ipv4Addr::LOCALHOST),
+                    port,
+                    &r.properties,
+                )
+                .await
+            {
+                problems.push(format!("{}: {e}", r.id));
             }
         }
         problems
@@ -184,9 +209,30 @@ impl Cloud {
         self.lock().clone()
     }
 
-    /// Stops every process the cloud runs (the resources stay recorded).
+    /// Stops everything the cloud runs (the resources stay recorded).
     pub async fn shutdown(&self) {
+        let lbs: Vec<String> = self.lbs.lock().expect("lbs lock").keys().cloned().collect();
+        for id in lbs {
+            self.stop_lb(&id).await;
+        }
+        let databases: Vec<LocalResource> = self.lock().of_kind("database").cloned().collect();
+        for db in databases {
+            if let Err(e) = self.stop_database(&db, false).await {
+                tracing::warn!("stopping {}: {e}", db.id);
+            }
+        }
         self.servers.stop_all(Duration::from_secs(5)).await;
+    }
+
+    /// The backends' health of a load balancer, for `cairn local status`.
+    pub fn load_balancer_status(&self, id: &str) -> Option<Json> {
+        self.lb_status(id)
+    }
+
+    fn allocate_ip(&self) -> ProviderResult<Ipv4Addr> {
+        let st = self.lock();
+        addresses::allocate(st.used_ips().map(|(ip, _)| ip))
+            .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CloudState> {
@@ -310,6 +356,36 @@ impl Cloud {
                 let fqdn = self.put_record(p)?;
                 Ok((json!({"id": id, "fqdn": fqdn}), None))
             }
+            "load_balancer" => {
+                let ip = self.allocate_ip()?;
+                let wanted = prop(p, "listen")
+                    .and_then(|l| l.get("port"))
+                    .and_then(Json::as_u64)
+                    .unwrap_or(80) as u16;
+                let port = self.start_lb(id, ip, wanted, p).await?;
+                Ok((
+                    json!({"id": id, "address": ip.to_string(), "port": port, "dns_name": format!("{id}.lb.cairn.local")}),
+                    Some(ip),
+                ))
+            }
+            "database" => {
+                let ip = self.allocate_ip()?;
+                if let Err(e) = self.start_database(id, ip, p).await {
+                    // Nothing half-made: no cluster directory stays behind.
+                    let _ = remove_dir(&self.dirs.of("database", id));
+                    return Err(e);
+                }
+                Ok((
+                    json!({"id": id, "endpoint": format!("{ip}:5432"), "address": ip.to_string(), "port": 5432}),
+                    Some(ip),
+                ))
+            }
+            "key_pair" => {
+                let mut a = services::key_pair(p)?;
+                a["id"] = json!(id);
+                Ok((a, None))
+            }
+            "secret" => Ok((json!({"id": id, "version": "1"}), None)),
             "bucket" => {
                 let dir = self.dirs.of("bucket", id);
                 std::fs::create_dir_all(&dir)
@@ -452,6 +528,11 @@ impl Cloud {
                 remove_dir(&self.dirs.of("server", &r.id))
             }
             "bucket" | "volume" | "snapshot" | "image" => remove_dir(&self.dirs.of(&r.kind, &r.id)),
+            "load_balancer" => {
+                self.stop_lb(&r.id).await;
+                Ok(())
+            }
+            "database" => self.stop_database(r, true).await,
             "dns_zone" => {
                 let _ = self
                     .zones
@@ -540,8 +621,12 @@ impl Provider for Cloud {
     }
 
     async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
-        if req.kind == "dns_record" {
-            self.put_record(&req.properties)?;
+        match req.kind.as_str() {
+            "dns_record" => {
+                self.put_record(&req.properties)?;
+            }
+            "load_balancer" => self.update_lb(&req.id, &req.properties)?,
+            _ => {}
         }
         let mut st = self.lock();
         let r = st

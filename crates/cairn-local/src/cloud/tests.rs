@@ -146,7 +146,7 @@ async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_r
     );
     drop(cloud);
     let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
-    assert!(cloud.restore().is_empty());
+    assert!(cloud.restore().await.is_empty());
     let mut back = None;
     for _ in 0..100 {
         back = get(&format!("{ip}:{port}")).await;
@@ -351,7 +351,7 @@ async fn zones_and_records_follow_the_resources_and_come_back_after_a_restart() 
             .flatten()
             .is_none()
     );
-    assert!(cloud.restore().is_empty());
+    assert!(cloud.restore().await.is_empty());
     let back = cloud
         .zones()
         .record("example.test", "www", RecordType::A)
@@ -376,5 +376,184 @@ async fn zones_and_records_follow_the_resources_and_come_back_after_a_restart() 
             .ok()
             .flatten()
             .is_none()
+    );
+}
+
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+#[tokio::test]
+async fn a_load_balancer_spreads_requests_over_real_servers() {
+    let (_f, cloud) = fixture("lb");
+    let (_, sub) = network(&cloud).await;
+    let port = free_port("127.0.0.1");
+    let mut addrs = Vec::new();
+    for i in 0..2 {
+        let user_data = format!(
+            "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+        );
+        let s = cloud
+            .create(req(
+                "server",
+                &format!("web[{i}]"),
+                json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
+            ))
+            .await
+            .unwrap();
+        addrs.push(s.attributes["address"].as_str().unwrap().to_string());
+    }
+    let lb = cloud
+        .create(req(
+            "load_balancer",
+            "lb",
+            json!({
+                "listen": {"protocol": "http", "port": 8080},
+                "backends": addrs,
+                "backend_port": port,
+                "health_check": {"path": "/who.txt", "interval": "100ms", "timeout": "90ms", "healthy": 1, "unhealthy": 2},
+            }),
+        ))
+        .await
+        .unwrap();
+    let front = format!(
+        "{}:{}",
+        lb.attributes["address"].as_str().unwrap(),
+        lb.attributes["port"]
+    );
+    // Both backends pass their first checks, then traffic alternates.
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..200 {
+        if let Some(r) = http_get(&front, "/who.txt").await {
+            if let Some(who) = r.lines().last().filter(|l| l.starts_with("web-")) {
+                *seen.entry(who.to_string()).or_default() += 1;
+            }
+        }
+        if seen.values().sum::<usize>() >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.values().all(|n| *n >= 15), "{seen:?}");
+    cloud.shutdown().await;
+    assert!(
+        http_get(&front, "/who.txt").await.is_none(),
+        "the load balancer still answers after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_database_is_a_real_postgres_that_the_owner_can_log_in_to() {
+    let (_f, cloud) = fixture("db");
+    let db = cloud
+        .create(req(
+            "database",
+            "db",
+            json!({"engine": "postgres", "owner": "app", "owner_password": "pa55 'word", "database": "app"}),
+        ))
+        .await
+        .unwrap();
+    let host = db.attributes["address"].as_str().unwrap().to_string();
+    assert_eq!(db.attributes["endpoint"], format!("{host}:5432"));
+    let psql = crate::postgres::find_binaries().unwrap().psql;
+    let out = std::process::Command::new(&psql)
+        .args([
+            "-h",
+            &host,
+            "-p",
+            "5432",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-tAc",
+            "select current_user",
+        ])
+        .env("PGPASSWORD", "pa55 'word")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "app",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = cloud.dirs.of("database", &db.id);
+    cloud
+        .delete(DeleteRequest {
+            deployment: "d".into(),
+            address: "db".into(),
+            kind: "database".into(),
+            id: db.id,
+            properties: Json::Null,
+            token: "x".into(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !dir.exists(),
+        "the database directory remains: {:?}",
+        std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+}
+
+#[tokio::test]
+async fn key_pairs_are_ed25519_in_openssh_form() {
+    let (_f, cloud) = fixture("keys");
+    let k = cloud
+        .create(req("key_pair", "k", json!({"name": "deployer"})))
+        .await
+        .unwrap();
+    assert!(
+        k.attributes["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    assert!(
+        k.attributes["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    assert!(
+        k.attributes["private_key"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN OPENSSH PRIVATE KEY")
+    );
+    let public = k.attributes["public_key"].as_str().unwrap().to_string();
+    let imported = cloud
+        .create(req(
+            "key_pair",
+            "k2",
+            json!({"name": "x", "public_key": public}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        imported.attributes["fingerprint"],
+        k.attributes["fingerprint"]
+    );
+    assert!(imported.attributes["private_key"].is_null());
+    let bad = cloud
+        .create(req(
+            "key_pair",
+            "k3",
+            json!({"name": "x", "public_key": "ssh-rsa nope"}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("not an OpenSSH public key"),
+        "{bad}"
     );
 }

@@ -75,7 +75,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         return Err(format!("DNS address {} is not on loopback", config.dns));
     }
     let cloud = Arc::new(Cloud::open(config.dirs.clone(), config.path.clone())?);
-    for problem in cloud.restore() {
+    for problem in cloud.restore().await {
         tracing::error!("restoring the local cloud: {problem}");
     }
     let udp = UdpSocket::bind(config.dns).await.map_err(|e| {

@@ -1,0 +1,237 @@
+//! The resources that run something besides a server's process: load
+//! balancers (a proxy task each), databases (a PostgreSQL cluster each),
+//! and key pairs (generated ed25519 keys).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use cairn_engine::provider::{Json, ProviderError, ProviderResult};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cloud, LocalResource, permanent, prop, prop_str};
+use crate::lb::{LbConfig, LoadBalancer};
+use crate::postgres::{Cluster, ClusterSpec};
+
+pub struct RunningLb {
+    pub lb: LoadBalancer,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The balancer's settings from the resource's properties.
+pub fn lb_config(p: &Json) -> ProviderResult<LbConfig> {
+    let backend_port = prop(p, "backend_port").and_then(Json::as_u64).unwrap_or(80);
+    let mut backends = Vec::new();
+    for b in prop(p, "backends")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (address, weight, port) = match b {
+            Json::String(a) => (a.clone(), 1, backend_port),
+            Json::Object(_) => (
+                prop_str(b, "address").unwrap_or_default().to_string(),
+                prop(b, "weight").and_then(Json::as_u64).unwrap_or(1),
+                prop(b, "port")
+                    .and_then(Json::as_u64)
+                    .unwrap_or(backend_port),
+            ),
+            _ => continue,
+        };
+        let ip: Ipv4Addr = address
+            .parse()
+            .map_err(|_| permanent(format!("backend `{address}` is not an IPv4 address")))?;
+        backends.push(json!({"addr": format!("{ip}:{port}"), "weight": weight}));
+    }
+    let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
+    let mut health = serde_json::Map::new();
+    for key in [
+        "path",
+        "interval",
+        "timeout",
+        "healthy",
+        "unhealthy",
+        "port",
+    ] {
+        if let Some(v) = prop(&hc, key) {
+            let v = match v {
+                // A number of seconds, as the schema allows for durations.
+                Json::Number(n) if key == "interval" || key == "timeout" => {
+                    Json::String(format!("{n}s"))
+                }
+                other => other.clone(),
+            };
+            health.insert(key.into(), v);
+        }
+    }
+    let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
+    let config = json!({
+        "protocol": prop_str(&listen, "protocol").unwrap_or("http"),
+        "algorithm": prop_str(p, "algorithm").unwrap_or("weighted_round_robin"),
+        "backends": backends,
+        "health": Json::Object(health),
+        "drain_timeout": prop(p, "drain_timeout").cloned().unwrap_or(json!("10s")),
+    });
+    let config: LbConfig = serde_json::from_value(config)
+        .map_err(|e| permanent(format!("load balancer settings: {e}")))?;
+    if let Err(errors) = config.validate() {
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(permanent(format!(
+            "load balancer settings: {}",
+            text.join("; ")
+        )));
+    }
+    Ok(config)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+impl Cloud {
+    /// Binds the listener and starts proxying. A port below 1024 maps to a
+    /// free high port when cairn is not root (the `port` attribute says which).
+    pub(super) async fn start_lb(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        wanted: u16,
+        p: &Json,
+    ) -> ProviderResult<u16> {
+        let config = lb_config(p)?;
+        let port = if wanted < 1024 && !is_root() {
+            0
+        } else {
+            wanted
+        };
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, port)))
+            .await
+            .map_err(|e| {
+                ProviderError::Conflict(format!("load balancer cannot listen on {ip}:{port}: {e}"))
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| permanent(e.to_string()))?
+            .port();
+        let lb = LoadBalancer::new(config);
+        let cancel = CancellationToken::new();
+        let (lb2, stop) = (lb.clone(), cancel.clone());
+        let task = tokio::spawn(async move { lb2.serve(listener, stop).await });
+        self.lbs
+            .lock()
+            .expect("lbs lock")
+            .insert(id.to_string(), RunningLb { lb, cancel, task });
+        Ok(port)
+    }
+
+    pub(super) fn update_lb(&self, id: &str, p: &Json) -> ProviderResult<()> {
+        let config = lb_config(p)?;
+        if let Some(r) = self.lbs.lock().expect("lbs lock").get(id) {
+            r.lb.update(config);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn stop_lb(&self, id: &str) {
+        let running = self.lbs.lock().expect("lbs lock").remove(id);
+        if let Some(r) = running {
+            r.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(15), r.task).await;
+        }
+    }
+
+    pub(super) fn lb_status(&self, id: &str) -> Option<Json> {
+        self.lbs
+            .lock()
+            .expect("lbs lock")
+            .get(id)
+            .map(|r| serde_json::to_value(r.lb.status()).unwrap_or_default())
+    }
+
+    fn cluster_spec(&self, id: &str, ip: Ipv4Addr, p: &Json) -> ClusterSpec {
+        ClusterSpec {
+            data_dir: self.dirs.of("database", id).join("data"),
+            socket_dir: self.dirs.of("database", id).join("socket"),
+            address: ip,
+            port: 5432,
+            owner: prop_str(p, "owner").unwrap_or("app").to_string(),
+            password: prop_str(p, "owner_password")
+                .unwrap_or_default()
+                .to_string(),
+            database: prop_str(p, "database").unwrap_or("app").to_string(),
+        }
+    }
+
+    /// initdb (first time) and start; ready when the owner can log in.
+    pub(super) async fn start_database(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        p: &Json,
+    ) -> ProviderResult<()> {
+        let mut cluster =
+            Cluster::new(self.cluster_spec(id, ip, p)).map_err(|e| permanent(e.to_string()))?;
+        cluster.init().await.map_err(|e| permanent(e.to_string()))?;
+        cluster
+            .start()
+            .await
+            .map_err(|e| permanent(e.to_string()))?;
+        Ok(())
+    }
+
+    pub(super) async fn stop_database(
+        &self,
+        r: &LocalResource,
+        destroy: bool,
+    ) -> ProviderResult<()> {
+        let ip = r.ip.unwrap_or(Ipv4Addr::LOCALHOST);
+        let mut cluster = Cluster::new(self.cluster_spec(&r.id, ip, &r.properties))
+            .map_err(|e| permanent(e.to_string()))?;
+        if destroy {
+            cluster
+                .destroy()
+                .await
+                .map_err(|e| ProviderError::Transient(e.to_string()))?;
+            super::remove_dir(&self.dirs.of("database", &r.id))
+        } else {
+            cluster
+                .stop()
+                .await
+                .map(|_| ())
+                .map_err(|e| ProviderError::Transient(e.to_string()))
+        }
+    }
+}
+
+/// A new ed25519 key pair (or an imported public key): attributes with the
+/// OpenSSH public key, its fingerprint, and the private key (secret).
+pub fn key_pair(p: &Json) -> ProviderResult<Json> {
+    use ssh_key::private::{Ed25519Keypair, KeypairData};
+    use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
+    if let Some(given) = prop_str(p, "public_key") {
+        let public = PublicKey::from_openssh(given)
+            .map_err(|e| permanent(format!("`public_key` is not an OpenSSH public key: {e}")))?;
+        return Ok(json!({
+            "public_key": given.trim(),
+            "fingerprint": public.fingerprint(HashAlg::Sha256).to_string(),
+            "private_key": Json::Null,
+        }));
+    }
+    let mut seed = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(|e| permanent(e.to_string()))?,
+        &mut seed,
+    )
+    .map_err(|e| permanent(format!("no randomness for a key: {e}")))?;
+    let pair = Ed25519Keypair::from_seed(&seed);
+    let comment = prop_str(p, "name").unwrap_or("cairn");
+    let private = PrivateKey::new(KeypairData::Ed25519(pair), comment)
+        .map_err(|e| permanent(e.to_string()))?;
+    let public = private.public_key();
+    Ok(json!({
+        "public_key": public.to_openssh().map_err(|e| permanent(e.to_string()))?,
+        "fingerprint": public.fingerprint(HashAlg::Sha256).to_string(),
+        "private_key": private.to_openssh(LineEnding::LF).map_err(|e| permanent(e.to_string()))?.to_string(),
+    }))
+}
