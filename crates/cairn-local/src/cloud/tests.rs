@@ -431,10 +431,10 @@ async fn a_load_balancer_spreads_requests_over_real_servers() {
     // Both backends pass their first checks, then traffic alternates.
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..200 {
-        if let Some(r) = http_get(&front, "/who.txt").await {
-            if let Some(who) = r.lines().last().filter(|l| l.starts_with("web-")) {
-                *seen.entry(who.to_string()).or_default() += 1;
-            }
+        if let Some(r) = http_get(&front, "/who.txt").await
+            && let Some(who) = r.lines().last().filter(|l| l.starts_with("web-"))
+        {
+            *seen.entry(who.to_string()).or_default() += 1;
         }
         if seen.values().sum::<usize>() >= 40 {
             break;
