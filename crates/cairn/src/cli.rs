@@ -87,6 +87,37 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
+    /// Show what `up` would change
+    Plan {
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+        /// Exit 3 when there are changes, 0 when none
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Plan, confirm, apply: make the deployment match the template
+    Up {
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        change: ChangeArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Delete every resource of the deployment
+    Destroy {
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// The embedded local cloud
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
     /// The deployment's resources, one line each
     List(TemplateArgs),
     /// The deployment's resources in full (secrets shown as `(secret)`)
@@ -152,5 +183,65 @@ pub enum UtilTool {
         /// Address to listen on (default: $CAIRN_ADDRESS, else 127.0.0.1)
         #[arg(long, env = "CAIRN_ADDRESS", default_value = "127.0.0.1")]
         address: std::net::IpAddr,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ChangeArgs {
+    /// Only this resource and what it needs (repeatable)
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Not this resource, nor what depends on it (repeatable)
+    #[arg(long = "exclude", value_name = "NAME")]
+    pub excludes: Vec<String>,
+    /// Do not read the live resources before planning
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How many resources change at once
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+    /// What to do when a change fails
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub on_failure: OnFailureArg,
+    /// Allow deleting resources that hold data (databases, volumes, buckets, secrets)
+    #[arg(long)]
+    pub allow_data_loss: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    Rollback,
+    Keep,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalAction {
+    /// Start the local cloud in the background (if it is not running)
+    Start {
+        /// Where DNS is served
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns: std::net::SocketAddr,
+    },
+    /// Stop the local cloud (its resources come back at the next start)
+    Stop,
+    /// Servers, load balancers, zones and databases, with their health
+    Status,
+    /// A server's console log
+    Logs {
+        /// The server's id or its address in a deployment (`web[0]`)
+        server: String,
+    },
+    /// Run the local cloud in the foreground (what `start` runs)
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns: std::net::SocketAddr,
     },
 }

@@ -229,10 +229,35 @@ impl Cloud {
         self.lb_status(id)
     }
 
-    fn allocate_ip(&self) -> ProviderResult<Ipv4Addr> {
-        let st = self.lock();
-        addresses::allocate(st.used_ips().map(|(ip, _)| ip))
-            .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))
+    /// The next free address, or the fixed one asked for, reserved until
+    /// the create that asked for it is recorded or fails (see `create`):
+    /// parallel creates never get the same address.
+    fn allocate_ip(&self, id: &str) -> ProviderResult<Ipv4Addr> {
+        self.reserve_ip(id, None)
+    }
+
+    fn reserve_ip(&self, id: &str, fixed: Option<Ipv4Addr>) -> ProviderResult<Ipv4Addr> {
+        let mut st = self.lock();
+        let ip = match fixed {
+            Some(ip) => {
+                if let Some((_, owner)) = st.used_ips().find(|(used, _)| *used == ip) {
+                    return Err(ProviderError::Conflict(format!(
+                        "address {ip} is already used by {} ({})",
+                        owner.address, owner.id
+                    )));
+                }
+                if st.reserved.contains_key(&ip) {
+                    return Err(ProviderError::Conflict(format!(
+                        "address {ip} is being given to another resource right now"
+                    )));
+                }
+                ip
+            }
+            None => addresses::allocate(st.taken_ips())
+                .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?,
+        };
+        st.reserved.insert(ip, id.to_string());
+        Ok(ip)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CloudState> {
@@ -328,11 +353,7 @@ impl Cloud {
                 Ok((json!({"id": id}), None))
             }
             "ip_address" => {
-                let ip = {
-                    let st = self.lock();
-                    addresses::allocate(st.used_ips().map(|(ip, _)| ip))
-                }
-                .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?;
+                let ip = self.allocate_ip(id)?;
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
             "server" => self.make_server(id, req).await,
@@ -357,7 +378,7 @@ impl Cloud {
                 Ok((json!({"id": id, "fqdn": fqdn}), None))
             }
             "load_balancer" => {
-                let ip = self.allocate_ip()?;
+                let ip = self.allocate_ip(id)?;
                 let wanted = prop(p, "listen")
                     .and_then(|l| l.get("port"))
                     .and_then(Json::as_u64)
@@ -369,7 +390,7 @@ impl Cloud {
                 ))
             }
             "database" => {
-                let ip = self.allocate_ip()?;
+                let ip = self.allocate_ip(id)?;
                 if let Err(e) = self.start_database(id, ip, p).await {
                     // Nothing half-made: no cluster directory stays behind.
                     let _ = remove_dir(&self.dirs.of("database", id));
@@ -449,26 +470,17 @@ impl Cloud {
         let subnet_id = prop_str(p, "subnet").ok_or_else(|| permanent("`subnet` is required"))?;
         let subnet = self.get(subnet_id, "subnet")?;
         let subnet_cidr = parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?;
-        let ip = {
-            let st = self.lock();
-            match prop_str(p, "address") {
-                Some(fixed) => {
-                    let ip: Ipv4Addr = fixed.parse().map_err(|_| {
-                        permanent(format!("`address` {fixed} is not an IPv4 address"))
-                    })?;
-                    addresses::valid_fixed(ip).map_err(permanent)?;
-                    if let Some((_, owner)) = st.used_ips().find(|(used, _)| *used == ip) {
-                        return Err(ProviderError::Conflict(format!(
-                            "address {ip} is already used by {} ({})",
-                            owner.address, owner.id
-                        )));
-                    }
-                    ip
-                }
-                None => addresses::allocate(st.used_ips().map(|(ip, _)| ip))
-                    .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?,
+        let fixed = match prop_str(p, "address") {
+            Some(fixed) => {
+                let ip: Ipv4Addr = fixed
+                    .parse()
+                    .map_err(|_| permanent(format!("`address` {fixed} is not an IPv4 address")))?;
+                addresses::valid_fixed(ip).map_err(permanent)?;
+                Some(ip)
             }
+            None => None,
         };
+        let ip = self.reserve_ip(id, fixed)?;
         // The address inside its subnet, as a cloud would give: the first
         // host after those clouds reserve that no other server has.
         let private_ip = {
@@ -592,7 +604,10 @@ impl Provider for Cloud {
             });
         }
         let id = self.lock().new_id(&req.kind);
-        let (attributes, ip) = self.make(&id, &req).await?;
+        let made = self.make(&id, &req).await;
+        // Recorded below or failed: either way the reservation ends.
+        self.lock().reserved.retain(|_, owner| *owner != id);
+        let (attributes, ip) = made?;
         let record = LocalResource {
             id: id.clone(),
             kind: req.kind.clone(),

@@ -30,6 +30,10 @@ pub struct LocalResource {
 pub struct CloudState {
     pub next_id: u64,
     pub resources: BTreeMap<String, LocalResource>,
+    /// Addresses handed out to creates still under way: parallel creates
+    /// must not get the same one before either is recorded.
+    #[serde(skip)]
+    pub reserved: BTreeMap<Ipv4Addr, String>,
 }
 
 impl CloudState {
@@ -68,5 +72,12 @@ impl CloudState {
         self.resources
             .values()
             .filter_map(|r| r.ip.map(|ip| (ip, r)))
+    }
+
+    /// Every address taken: recorded or reserved.
+    pub fn taken_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.used_ips()
+            .map(|(ip, _)| ip)
+            .chain(self.reserved.keys().copied())
     }
 }

@@ -1,8 +1,10 @@
 //! One module per command; each turns arguments into a library call and
 //! hands the JSON result to [`crate::output`].
 
+mod deploy;
 mod eval;
 mod graph;
+mod local;
 mod state;
 mod validate;
 
@@ -16,6 +18,25 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Validate(t) => validate::run(t, &cli.global),
         Command::Eval { expr, template } => eval::run(expr, template, &cli.global),
         Command::Graph { template, format } => graph::run(template, *format, &cli.global),
+        Command::Plan {
+            template,
+            change,
+            detailed_exitcode,
+        } => deploy::plan(template, change, *detailed_exitcode, &cli.global),
+        Command::Up {
+            template,
+            change,
+            apply,
+        } => deploy::up(template, change, apply, false, &cli.global),
+        Command::Destroy { template, apply } => {
+            let change = crate::cli::ChangeArgs {
+                targets: vec![],
+                excludes: vec![],
+                no_refresh: false,
+            };
+            deploy::up(template, &change, apply, true, &cli.global)
+        }
+        Command::Local { action } => local::run(action, &cli.global),
         Command::List(t) => state::list(t, &cli.global),
         Command::Show { template, address } => {
             state::show(template, address.as_deref(), &cli.global)
