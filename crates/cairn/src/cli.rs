@@ -127,6 +127,9 @@ pub enum Command {
         /// Only this resource (`web[0]`, `lb`)
         #[arg(long)]
         address: Option<String>,
+        /// Reveal secret values (they are printed in clear)
+        #[arg(long)]
+        secret: bool,
     },
     /// The deployment's outputs, or one of them
     Output {

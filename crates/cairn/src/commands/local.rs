@@ -12,6 +12,15 @@ use crate::output::emit;
 use crate::report::{CliError, Status};
 
 pub const ENV_LOCAL_DIR: &str = "CAIRN_LOCAL_DIR";
+pub const ENV_LOCAL_DNS: &str = "CAIRN_LOCAL_DNS";
+
+/// Where a daemon that `up` starts serves DNS: `CAIRN_LOCAL_DNS`, else 127.0.0.1:8053.
+pub fn dns_address() -> Result<std::net::SocketAddr, CliError> {
+    let text = std::env::var(ENV_LOCAL_DNS)
+        .unwrap_or_else(|_| cairn_local::daemon::DEFAULT_DNS.to_string());
+    text.parse()
+        .map_err(|_| CliError::Usage(format!("{ENV_LOCAL_DNS}={text} is not an address:port")))
+}
 
 /// `CAIRN_LOCAL_DIR`, else `~/.local/share/cairn/local`.
 pub fn local_dirs() -> Result<LocalDirs, CliError> {

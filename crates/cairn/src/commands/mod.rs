@@ -38,9 +38,11 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         }
         Command::Local { action } => local::run(action, &cli.global),
         Command::List(t) => state::list(t, &cli.global),
-        Command::Show { template, address } => {
-            state::show(template, address.as_deref(), &cli.global)
-        }
+        Command::Show {
+            template,
+            address,
+            secret,
+        } => state::show(template, address.as_deref(), *secret, &cli.global),
         Command::Output {
             name,
             secret,

@@ -84,6 +84,7 @@ pub fn list(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
 pub fn show(
     t: &TemplateArgs,
     address: Option<&str>,
+    reveal: bool,
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
     let o = open(t, global)?;
@@ -94,14 +95,19 @@ pub fn show(
         }
         let mut properties = r.properties.clone();
         let mut attributes = r.attributes.clone();
-        for path in r.secrets.keys() {
+        for (path, value) in &r.secrets {
             let (target, name) = match path.split_once('.') {
                 Some(("properties", n)) => (&mut properties, n),
                 Some(("attributes", n)) => (&mut attributes, n),
                 _ => continue,
             };
             if let J::Object(m) = target {
-                m.insert(name.to_string(), J::String("(secret)".into()));
+                let shown = if reveal {
+                    value.clone()
+                } else {
+                    J::String("(secret)".into())
+                };
+                m.insert(name.to_string(), shown);
             }
         }
         rows.push(json!({

@@ -3,6 +3,7 @@
 mod cli;
 mod errors;
 mod examples;
+mod local;
 mod state;
 
 use std::path::Path;

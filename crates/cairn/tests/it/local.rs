@@ -1,0 +1,195 @@
+//! The main job end to end on the local target, through the real binary:
+//! `cairn up examples/webapp --yes`, HTTP through the load balancer, DNS,
+//! PostgreSQL with the generated password, then `destroy` leaves nothing.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::{Output, cairn_env};
+
+struct Local {
+    root: PathBuf,
+    dns_port: u16,
+}
+
+impl Local {
+    fn new(name: &str) -> Local {
+        let root = std::env::temp_dir().join(format!("cairn-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Local { root, dns_port }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let local = self.root.join("local");
+        let key = self.root.join("key");
+        let state = self.root.join("state.db");
+        let dns = format!("127.0.0.1:{}", self.dns_port);
+        cairn_env(
+            args,
+            &[
+                ("CAIRN_LOCAL_DIR", local.to_str().unwrap()),
+                ("CAIRN_KEY_FILE", key.to_str().unwrap()),
+                ("CAIRN_STATE", state.to_str().unwrap()),
+                ("CAIRN_LOCAL_DNS", dns.as_str()),
+            ],
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.run(&all);
+        assert_eq!(out.code, 0, "{args:?}:\n{}", out.stderr);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", out.stdout))
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.run(&["local", "stop", "-o", "none"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn get(addr: &str) -> Option<String> {
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+const WEBAPP: &str = "../../examples/webapp";
+
+#[test]
+fn up_serves_the_webapp_and_destroy_leaves_nothing() {
+    let l = Local::new("webapp");
+    let up = l.json(&["up", WEBAPP, "--yes"]);
+    assert_eq!(up["result"], "applied", "{up}");
+    assert_eq!(up["counts"]["created"], 10);
+
+    // HTTP through the load balancer answers from every web server.
+    let lb = l.json(&["show", WEBAPP, "--address", "lb"]);
+    let front = format!(
+        "{}:{}",
+        lb["attributes"]["address"].as_str().unwrap(),
+        lb["attributes"]["port"]
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 && Instant::now() < deadline {
+        if let Some(body) = get(&front)
+            && let Some(line) = body.lines().last().filter(|l| l.starts_with("hello from"))
+        {
+            seen.insert(line.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen.len(), 2, "answers through {front}: {seen:?}");
+
+    // DNS: www.example.test is the load balancer's address, TTL 60.
+    let dig = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &l.dns_port.to_string(),
+            "www.example.test",
+            "A",
+            "+noall",
+            "+answer",
+        ])
+        .output()
+        .expect("dig is installed by scripts/install-deps");
+    let answer = String::from_utf8_lossy(&dig.stdout);
+    assert!(
+        answer.contains(&format!(
+            "60\tIN\tA\t{}",
+            lb["attributes"]["address"].as_str().unwrap()
+        )),
+        "{answer}"
+    );
+
+    // PostgreSQL answers the owner with the generated password, read explicitly.
+    let db = l.json(&["show", WEBAPP, "--address", "db", "--secret"]);
+    let password = db["properties"]["owner_password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(password.len(), 24);
+    let shown = l.json(&["show", WEBAPP, "--address", "db"]);
+    assert_eq!(shown["properties"]["owner_password"], "(secret)");
+    let psql = cairn_local::postgres::find_binaries().unwrap().psql;
+    let host = db["attributes"]["address"].as_str().unwrap().to_string();
+    let q = std::process::Command::new(psql)
+        .args([
+            "-h",
+            &host,
+            "-p",
+            "5432",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-tAc",
+            "select current_user",
+        ])
+        .env("PGPASSWORD", &password)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&q.stdout).trim(),
+        "app",
+        "{}",
+        String::from_utf8_lossy(&q.stderr)
+    );
+
+    // A second up changes nothing.
+    assert_eq!(l.json(&["up", WEBAPP, "--yes"])["result"], "no_changes");
+
+    // Without --allow-data-loss the database is protected.
+    let refused = l.run(&["destroy", WEBAPP, "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-data-loss"),
+        "{}",
+        refused.stderr
+    );
+
+    let destroyed = l.json(&["destroy", WEBAPP, "--yes", "--allow-data-loss"]);
+    assert_eq!(destroyed["counts"]["deleted"], 10, "{destroyed}");
+    assert!(get(&front).is_none(), "the load balancer still answers");
+    assert!(
+        std::net::TcpStream::connect((host.as_str(), 5432)).is_err(),
+        "PostgreSQL still listens"
+    );
+    let status = l.json(&["local", "status"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(0), "{status}");
+    let servers = l.root.join("local/servers");
+    assert!(
+        std::fs::read_dir(&servers).map_or(true, |mut d| d.next().is_none()),
+        "a sandbox remains"
+    );
+    let dbs = l.root.join("local/databases");
+    assert!(
+        std::fs::read_dir(&dbs).map_or(true, |mut d| d.next().is_none()),
+        "a data directory remains"
+    );
+}
+
+#[test]
+fn up_refuses_without_a_terminal_or_yes() {
+    let l = Local::new("noyes");
+    let out = l.run(&["up", WEBAPP]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+}
