@@ -71,7 +71,7 @@ pub fn resource(address: &str, secret: &str) -> ResourceRecord {
         kind: "database".into(),
         id: format!("db-{address}"),
         properties: json!({"engine": "postgres", "size": {"cpu": 2, "disk_gb": 20}}),
-        attributes: json!({"endpoint": "10.1.0.5:5432", "ready": true}),
+        attributes: json!({"endpoint": "127.42.0.5:5432", "ready": true}),
         secrets: BTreeMap::from([
             ("properties.owner_password".into(), json!(secret)),
             ("attributes.ca".into(), json!({"pem": secret, "n": 1})),

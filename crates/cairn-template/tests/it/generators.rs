@@ -164,41 +164,23 @@ const FILTERS: &[&str] = &[
     "no_such_filter",
 ];
 
-/// Functions, cairn's and minijinja's, and some that do not exist.
-const FUNCTIONS: &[&str] = &[
-    "base64",
-    "base64_decode",
-    "cidr_host",
-    "cidr_subnet",
-    "coalesce",
-    "contains",
-    "date_time_add",
-    "file",
-    "format",
-    "from_json",
-    "guid",
-    "intersection",
-    "join",
-    "pad_left",
-    "parse_cidr",
-    "range",
-    "replace",
-    "split",
-    "substring",
-    "to_json",
-    "union",
-    "unique_string",
-    "utc_now",
-    "secret",
-    "dict",
-    "namespace",
-    "debug",
-    "cycler",
-    "joiner",
-    "lipsum",
-    "uniq_string",
-    "params",
-];
+/// Functions, cairn's (from the library's own list, so new ones are
+/// generated too) and minijinja's, and some that do not exist.
+fn functions() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = cairn_template::functions::FUNCTION_NAMES.to_vec();
+    v.extend([
+        "secret",
+        "dict",
+        "namespace",
+        "debug",
+        "cycler",
+        "joiner",
+        "lipsum",
+        "uniq_string",
+        "params",
+    ]);
+    v
+}
 
 /// Bits of syntax that break expressions in interesting ways.
 const JUNK: &[&str] = &[
@@ -224,9 +206,9 @@ pub fn expr() -> BoxedStrategy<String> {
             1 => (select(&["not ", "-", "+"][..]), inner.clone())
                 .prop_map(|(op, a)| format!("{op}{a}")),
             3 => (inner.clone(), select(FILTERS)).prop_map(|(a, f)| format!("{a} | {f}")),
-            3 => (select(FUNCTIONS), prop::collection::vec(inner.clone(), 0..4))
+            3 => (select(functions()), prop::collection::vec(inner.clone(), 0..4))
                 .prop_map(|(f, args)| format!("{f}({})", args.join(", "))),
-            1 => (select(FUNCTIONS), "[a-z]{1,6}", inner.clone())
+            1 => (select(functions()), "[a-z]{1,6}", inner.clone())
                 .prop_map(|(f, k, v)| format!("{f}({k}={v})")),
             2 => (inner.clone(), "[a-z_]{1,7}").prop_map(|(a, attr)| format!("{a}.{attr}")),
             2 => (inner.clone(), inner.clone()).prop_map(|(a, i)| format!("{a}[{i}]")),
