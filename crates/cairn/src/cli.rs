@@ -246,5 +246,8 @@ pub enum LocalAction {
     Daemon {
         #[arg(long, default_value = "127.0.0.1:8053")]
         dns: std::net::SocketAddr,
+        /// A new cloud's addresses come from 127.POOL.0.0/16
+        #[arg(long, env = "CAIRN_LOCAL_POOL", default_value_t = 42)]
+        pool: u8,
     },
 }

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::supervisor::{ServerSpec, Supervisor};
+pub use addresses::DEFAULT_POOL;
 pub use model::{CloudState, LocalResource};
 
 /// Where the local cloud keeps everything.
@@ -85,9 +86,19 @@ impl Cloud {
     /// Opens (or creates) the local cloud in `dirs` and brings back every
     /// server it had.
     pub fn open(dirs: LocalDirs, path: Vec<PathBuf>) -> Result<Cloud, String> {
+        Cloud::open_with_pool(dirs, path, DEFAULT_POOL)
+    }
+
+    /// Opens a cloud; a new one takes its addresses from 127.`pool`.0.0/16,
+    /// an existing one keeps the block it was made with.
+    pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
-        let state = CloudState::load(&dirs.state())?;
+        let mut state = CloudState::load(&dirs.state())?;
+        if !(1..=254).contains(&pool) {
+            return Err(format!("address pool 127.{pool}.0.0/16 cannot be used"));
+        }
+        state.pool.get_or_insert(pool);
         let cloud = Cloud {
             dirs,
             state: Mutex::new(state),
@@ -253,8 +264,10 @@ impl Cloud {
                 }
                 ip
             }
-            None => addresses::allocate(st.taken_ips())
-                .ok_or_else(|| permanent("no loopback address left in 127.42.0.0/16"))?,
+            None => addresses::allocate(st.pool.unwrap_or(DEFAULT_POOL), st.taken_ips())
+                .ok_or_else(|| {
+                    permanent("no loopback address left in this local cloud's 127.x.0.0/16 block")
+                })?,
         };
         st.reserved.insert(ip, id.to_string());
         Ok(ip)

@@ -28,6 +28,10 @@ pub struct LocalResource {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CloudState {
+    /// The second octet of this cloud's addresses (127.P.0.0/16), chosen
+    /// when the cloud is first made and kept so that restarts keep addresses.
+    #[serde(default)]
+    pub pool: Option<u8>,
     pub next_id: u64,
     pub resources: BTreeMap<String, LocalResource>,
     /// Addresses handed out to creates still under way: parallel creates

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use super::*;
 
+static NEXT_POOL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 struct Fixture {
     root: PathBuf,
 }
@@ -16,7 +18,9 @@ impl Drop for Fixture {
 fn fixture(name: &str) -> (Fixture, Cloud) {
     let root = std::env::temp_dir().join(format!("cairn-cloud-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let cloud = Cloud::open(LocalDirs::new(&root), vec![]).unwrap();
+    // Each test's cloud has its own address block: tests run in parallel.
+    let pool = 100 + (NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 100) as u8;
+    let cloud = Cloud::open_with_pool(LocalDirs::new(&root), vec![], pool).unwrap();
     (Fixture { root }, cloud)
 }
 
@@ -102,7 +106,7 @@ async fn get(addr: &str) -> Option<String> {
 async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_restart() {
     let (f, cloud) = fixture("server");
     let (_, sub) = network(&cloud).await;
-    let port = free_port("127.42.0.2");
+    let port = free_port("127.0.0.1");
     let user_data = format!(
         "#!/bin/sh\necho hi from $CAIRN_ADDRESS > hello.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
     );
@@ -115,7 +119,7 @@ async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_r
         .await
         .unwrap();
     let ip = web.attributes["address"].as_str().unwrap().to_string();
-    assert!(ip.starts_with("127.42."), "{ip}");
+    assert!(ip.starts_with("127.1"), "{ip}");
     assert_eq!(web.attributes["private_ip"], "10.20.1.4");
     // The process binds its own address, so a short wait for it to listen.
     let mut body = None;

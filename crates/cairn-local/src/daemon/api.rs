@@ -113,6 +113,7 @@ pub fn status(cloud: &Cloud) -> serde_json::Value {
                     _ => "ok".into(),
                 },
                 "restarts": server.map(|s| s.restarts),
+                "pid": server.and_then(|s| s.pid),
             })
         })
         .collect();

@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     pub dns: SocketAddr,
     /// Put first on every server's PATH (the directory of `cairn`).
     pub path: Vec<PathBuf>,
+    /// The address block of a new cloud: 127.`pool`.0.0/16.
+    pub pool: u8,
 }
 
 pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
@@ -74,7 +76,11 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     if !config.dns.ip().is_loopback() {
         return Err(format!("DNS address {} is not on loopback", config.dns));
     }
-    let cloud = Arc::new(Cloud::open(config.dirs.clone(), config.path.clone())?);
+    let cloud = Arc::new(Cloud::open_with_pool(
+        config.dirs.clone(),
+        config.path.clone(),
+        config.pool,
+    )?);
     for problem in cloud.restore().await {
         tracing::error!("restoring the local cloud: {problem}");
     }

@@ -26,6 +26,7 @@ async fn start(
         dirs: dirs.clone(),
         dns: "127.0.0.1:0".parse().unwrap(),
         path: vec![],
+        pool: 44,
     };
     let task = tokio::spawn(run(config, shutdown.clone()));
     for _ in 0..200 {

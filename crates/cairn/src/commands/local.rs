@@ -95,10 +95,11 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
     let dirs = local_dirs()?;
     let rt = runtime()?;
     match action {
-        LocalAction::Daemon { dns } => {
+        LocalAction::Daemon { dns, pool } => {
             let config = DaemonConfig {
                 dirs,
                 dns: *dns,
+                pool: *pool,
                 path: std::env::current_exe()
                     .ok()
                     .and_then(|e| e.parent().map(PathBuf::from))

@@ -11,7 +11,11 @@ use crate::{Output, cairn_env};
 struct Local {
     root: PathBuf,
     dns_port: u16,
+    /// Each test's local cloud has its own address block (tests run in parallel).
+    pool: String,
 }
+
+static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(60);
 
 impl Local {
     fn new(name: &str) -> Local {
@@ -23,7 +27,14 @@ impl Local {
             .local_addr()
             .unwrap()
             .port();
-        Local { root, dns_port }
+        let pool = NEXT_POOL
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .to_string();
+        Local {
+            root,
+            dns_port,
+            pool,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -38,6 +49,7 @@ impl Local {
                 ("CAIRN_KEY_FILE", key.to_str().unwrap()),
                 ("CAIRN_STATE", state.to_str().unwrap()),
                 ("CAIRN_LOCAL_DNS", dns.as_str()),
+                ("CAIRN_LOCAL_POOL", self.pool.as_str()),
             ],
         )
     }
@@ -192,4 +204,76 @@ fn up_refuses_without_a_terminal_or_yes() {
     let out = l.run(&["up", WEBAPP]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+}
+
+fn server_row(l: &Local, address: &str) -> serde_json::Value {
+    let status = l.json(&["local", "status"]);
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+        .unwrap_or_else(|| panic!("{address} not in {status}"))
+}
+
+/// Kill a web server's process: it is back within 5 s, and once the load
+/// balancer's health checks have seen it (two intervals of 2 s), a bounded
+/// client loop through the load balancer sees no failed request.
+#[test]
+fn a_killed_web_server_comes_back_and_the_load_balancer_routes_around_it() {
+    let l = Local::new("heal");
+    assert_eq!(l.json(&["up", WEBAPP, "--yes"])["result"], "applied");
+    let lb = l.json(&["show", WEBAPP, "--address", "lb"]);
+    let front = format!(
+        "{}:{}",
+        lb["attributes"]["address"].as_str().unwrap(),
+        lb["attributes"]["port"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&front).is_none_or(|b| !b.contains("hello from")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let before = server_row(&l, "web[0]");
+    let pid = before["pid"].as_i64().unwrap();
+    let killed_at = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+
+    // A bounded client loop: 10 s, at most 1,000 requests.
+    let (mut failed_after_window, mut total) = (0, 0);
+    let mut back_after = None;
+    while killed_at.elapsed() < Duration::from_secs(10) && total < 1000 {
+        let ok = get(&front)
+            .is_some_and(|b| b.starts_with("HTTP/1.1 200") || b.starts_with("HTTP/1.0 200"));
+        total += 1;
+        if !ok && killed_at.elapsed() > Duration::from_secs(4) {
+            failed_after_window += 1;
+        }
+        if back_after.is_none() && total % 10 == 0 {
+            let row = server_row(&l, "web[0]");
+            if row["pid"].as_i64().is_some_and(|p| p != pid) && row["health"] == "running" {
+                back_after = Some(killed_at.elapsed());
+                assert_eq!(row["restarts"], 1);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let back = back_after.expect("web[0] was not restarted within 10 s");
+    assert!(back < Duration::from_secs(5), "back after {back:?}");
+    assert_eq!(
+        failed_after_window, 0,
+        "{failed_after_window} of {total} requests failed after the health-check window"
+    );
+    let _ = l.run(&[
+        "destroy",
+        WEBAPP,
+        "--yes",
+        "--allow-data-loss",
+        "-o",
+        "none",
+    ]);
 }
