@@ -405,7 +405,13 @@ fn apply_step_to(records: &mut HashMap<String, ResourceRecord>, address: &str, s
 }
 
 /// Node `i` waits for: (creates, updates, replaces) the nodes of resources it
-/// depends on; (deletes) the deletes and replaces of what depends on it.
+/// depends on; (deletes) the deletes, replaces and updates of what depends
+/// on it, so that a load balancer stops using a server before it goes.
+#[cfg(test)]
+pub(crate) fn dependencies_for_tests(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
+    dependencies(nodes)
+}
+
 fn dependencies(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
     let mut by_resource: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -421,7 +427,7 @@ fn dependencies(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
                     .enumerate()
                     .filter(|(j, m)| {
                         *j != i
-                            && matches!(m.action, Action::Delete | Action::Replace)
+                            && matches!(m.action, Action::Delete | Action::Replace | Action::Update)
                             && m.depends_on.iter().any(|d| d == &n.resource)
                     })
                     .map(|(j, _)| j)

@@ -397,3 +397,29 @@ fn killed_runs_converge_without_orphans_or_duplicates() {
         "only {killed_mid_run} runs were killed before finishing"
     );
 }
+
+#[test]
+fn deletes_wait_for_the_updates_of_what_used_them() {
+    use crate::plan::ResourceChange;
+    let change = |address: &str, resource: &str, action: Action, deps: &[&str]| ResourceChange {
+        address: address.into(),
+        resource: resource.into(),
+        kind: "server".into(),
+        action,
+        id: None,
+        diff: vec![],
+        replace_because: vec![],
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+        data_holding: false,
+        create_before_destroy: false,
+    };
+    let web2 = change("web[2]", "web", Action::Delete, &[]);
+    let lb = change("lb", "lb", Action::Update, &["web"]);
+    let deps = crate::apply::dependencies_for_tests(&[&web2, &lb]);
+    assert_eq!(
+        deps[0],
+        vec![1],
+        "web[2] is deleted only after lb stops using it"
+    );
+    assert!(deps[1].is_empty());
+}

@@ -277,3 +277,75 @@ fn a_killed_web_server_comes_back_and_the_load_balancer_routes_around_it() {
         "none",
     ]);
 }
+
+/// `web_count` 2 → 4 → 1 while a bounded client loop runs through the load
+/// balancer: no request fails during the changes.
+#[test]
+fn scaling_under_load_fails_no_request() {
+    let l = Local::new("scale");
+    assert_eq!(
+        l.json(&["up", WEBAPP, "--yes", "-p", "web_count=2"])["result"],
+        "applied"
+    );
+    let lb = l.json(&["show", WEBAPP, "--address", "lb"]);
+    let front = format!(
+        "{}:{}",
+        lb["attributes"]["address"].as_str().unwrap(),
+        lb["attributes"]["port"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&front).is_none_or(|b| !b.contains("hello from")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, front2) = (stop.clone(), front.clone());
+    // Bounded: until told to stop, at most 60 s and 20,000 requests.
+    let client = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (mut ok, mut failed) = (0u32, 0u32);
+        let mut seen = std::collections::BTreeSet::new();
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst)
+            && started.elapsed() < Duration::from_secs(60)
+            && ok + failed < 20_000
+        {
+            match get(&front2) {
+                Some(b) if b.starts_with("HTTP/1.1 200") || b.starts_with("HTTP/1.0 200") => {
+                    ok += 1;
+                    if let Some(line) = b.lines().last() {
+                        seen.insert(line.to_string());
+                    }
+                }
+                _ => failed += 1,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (ok, failed, seen)
+    });
+    for count in ["4", "1"] {
+        let r = l.json(&["up", WEBAPP, "--yes", "-p", &format!("web_count={count}")]);
+        assert_eq!(r["result"], "applied", "{r}");
+        // Long enough for new backends to pass their checks.
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed, seen) = client.join().unwrap();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed while scaling",
+        ok + failed
+    );
+    assert!(
+        seen.contains("hello from 3"),
+        "the scaled-up servers never answered: {seen:?}"
+    );
+    let _ = l.run(&[
+        "destroy",
+        WEBAPP,
+        "--yes",
+        "--allow-data-loss",
+        "-o",
+        "none",
+    ]);
+}
