@@ -94,6 +94,13 @@ impl Cloud {
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
+        // cloud.json holds the values resources were made with, database
+        // passwords among them: only this user may read the directory.
+        std::fs::set_permissions(
+            &dirs.root,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .map_err(|e| format!("cannot protect {}: {e}", dirs.root.display()))?;
         let mut state = CloudState::load(&dirs.state())?;
         if !(1..=254).contains(&pool) {
             return Err(format!("address pool 127.{pool}.0.0/16 cannot be used"));

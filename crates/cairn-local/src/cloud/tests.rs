@@ -561,3 +561,58 @@ async fn key_pairs_are_ed25519_in_openssh_form() {
         "{bad}"
     );
 }
+
+#[tokio::test]
+async fn only_its_user_can_read_the_cloud() {
+    use std::os::unix::fs::PermissionsExt;
+    let (f, cloud) = fixture("perms");
+    cloud
+        .create(req("network", "net", json!({"cidr": "10.1.0.0/16"})))
+        .await
+        .unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&f.root), 0o700);
+    assert_eq!(mode(&f.root.join("cloud.json")), 0o600);
+}
+
+#[tokio::test]
+async fn a_database_answers_again_after_the_cloud_restarts() {
+    let (f, cloud) = fixture("db-restart");
+    let db = cloud
+        .create(req("database", "db", json!({"engine": "postgres", "owner": "app", "owner_password": "pw-1234", "database": "app"})))
+        .await
+        .unwrap();
+    let host = db.attributes["address"].as_str().unwrap().to_string();
+    let psql = crate::postgres::find_binaries().unwrap().psql;
+    let query = |sql: &str| {
+        let out = std::process::Command::new(&psql)
+            .args([
+                "-h", &host, "-p", "5432", "-U", "app", "-d", "app", "-tAc", sql,
+            ])
+            .env("PGPASSWORD", "pw-1234")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    query("create table kept (v int); insert into kept values (7)");
+    cloud.shutdown().await;
+    assert!(
+        std::net::TcpStream::connect((host.as_str(), 5432)).is_err(),
+        "still listening after shutdown"
+    );
+    drop(cloud);
+    let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
+    assert!(cloud.restore().await.is_empty());
+    assert_eq!(query("select v from kept"), "7");
+    cloud
+        .delete(DeleteRequest {
+            deployment: "d".into(),
+            address: "db".into(),
+            kind: "database".into(),
+            id: db.id,
+            properties: Json::Null,
+            token: "x".into(),
+        })
+        .await
+        .unwrap();
+}
