@@ -5,7 +5,8 @@
 //! template files hold no secret values, so nothing here is sealed.
 
 use cairn_engine::store::{RunRecord, StoreError, StoreResult};
-use rusqlite::{Connection, Row, params};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, Row, params, params_from_iter};
 
 use crate::columns::{from_json, owner, to_json};
 use crate::error::Context;
@@ -43,6 +44,31 @@ fn from_row(row: &Row<'_>) -> StoreResult<RunRecord> {
 /// Stores `run` as the next serial of its deployment (its own `serial` is
 /// ignored) and returns that serial. Inside the write transaction, so two
 /// runs beginning at once get two serials.
+/// The values of a run's row in column order (serial and deployment first):
+/// one list for inserting and for overwriting, so the two cannot drift.
+fn run_values(serial: i64, deployment: &str, run: &RunRecord) -> StoreResult<Vec<Sql>> {
+    Ok(vec![
+        Sql::Integer(serial),
+        Sql::Text(deployment.to_string()),
+        Sql::Text(run.run_id.clone()),
+        Sql::Text(run.command.clone()),
+        Sql::Text(run.owner.user.clone()),
+        Sql::Text(run.owner.host.clone()),
+        Sql::Integer(i64::from(run.owner.pid)),
+        Sql::Text(run.environment.clone()),
+        Sql::Text(run.target.clone()),
+        Sql::Integer(run.started_at),
+        run.finished_at.map_or(Sql::Null, Sql::Integer),
+        Sql::Text(run.template_digest.clone()),
+        Sql::Text(to_json(&run.template_files, "run template files")?),
+        Sql::Text(to_json(&run.parameters, "run parameters")?),
+        Sql::Text(to_json(&run.plan, "run plan")?),
+        Sql::Text(run.outcome.clone()),
+        run.duration_ms.map_or(Sql::Null, Sql::Integer),
+        Sql::Text(to_json(&run.outputs, "run outputs")?),
+    ])
+}
+
 pub(crate) fn begin(conn: &Connection, run: &RunRecord) -> StoreResult<i64> {
     ensure_deployment(conn, &run.deployment)?;
     let serial: i64 = conn
@@ -57,26 +83,7 @@ pub(crate) fn begin(conn: &Connection, run: &RunRecord) -> StoreResult<i64> {
             "INSERT INTO runs ({COLUMNS})
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ),
-        params![
-            serial,
-            run.deployment,
-            run.run_id,
-            run.command,
-            run.owner.user,
-            run.owner.host,
-            run.owner.pid,
-            run.environment,
-            run.target,
-            run.started_at,
-            run.finished_at,
-            run.template_digest,
-            to_json(&run.template_files, "run template files")?,
-            to_json(&run.parameters, "run parameters")?,
-            to_json(&run.plan, "run plan")?,
-            run.outcome,
-            run.duration_ms,
-            to_json(&run.outputs, "run outputs")?,
-        ],
+        params_from_iter(run_values(serial, &run.deployment, run)?),
     )
     .ctx("recording the run")?;
     Ok(serial)
@@ -96,27 +103,8 @@ pub(crate) fn finish(
                  owner_pid = ?7, environment = ?8, target = ?9, started_at = ?10,
                  finished_at = ?11, template_digest = ?12, template_files = ?13,
                  parameters = ?14, plan = ?15, outcome = ?16, duration_ms = ?17, outputs = ?18
-             WHERE deployment = ?1 AND serial = ?2",
-            params![
-                deployment,
-                serial,
-                run.run_id,
-                run.command,
-                run.owner.user,
-                run.owner.host,
-                run.owner.pid,
-                run.environment,
-                run.target,
-                run.started_at,
-                run.finished_at,
-                run.template_digest,
-                to_json(&run.template_files, "run template files")?,
-                to_json(&run.parameters, "run parameters")?,
-                to_json(&run.plan, "run plan")?,
-                run.outcome,
-                run.duration_ms,
-                to_json(&run.outputs, "run outputs")?,
-            ],
+             WHERE serial = ?1 AND deployment = ?2",
+            params_from_iter(run_values(serial, deployment, run)?),
         )
         .ctx("finishing the run")?;
     if updated == 0 {

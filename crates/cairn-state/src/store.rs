@@ -123,13 +123,7 @@ impl SqliteStore {
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(what)?;
-        let out = f(&tx)?;
-        tx.commit().ctx(what)?;
-        Ok(out)
+        self.transaction(TransactionBehavior::Immediate, what, f)
     }
 
     /// One read transaction: a consistent snapshot across its statements.
@@ -138,10 +132,17 @@ impl SqliteStore {
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
+        self.transaction(TransactionBehavior::Deferred, what, f)
+    }
+
+    fn transaction<T>(
+        &self,
+        behavior: TransactionBehavior,
+        what: &str,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .ctx(what)?;
+        let tx = conn.transaction_with_behavior(behavior).ctx(what)?;
         let out = f(&tx)?;
         tx.commit().ctx(what)?;
         Ok(out)
