@@ -731,6 +731,39 @@ async fn delete(cx: &RunContext, r: &ResourceRecord, op_name: &str) -> Result<()
     closing.close(cx)
 }
 
+/// Updates a resource at the target in place, journaled; the caller
+/// records the result and then closes the entry.
+async fn journaled_update(
+    cx: &RunContext,
+    current: &ResourceRecord,
+    properties: Json,
+    tags: BTreeMap<String, String>,
+    change: &ResourceChange,
+    op_name: &str,
+) -> Result<(Json, Closing), String> {
+    let token = token(&cx.deployment, &current.address, &cx.run_id, op_name);
+    let req = UpdateRequest {
+        deployment: cx.deployment.clone(),
+        address: current.address.clone(),
+        kind: current.kind.clone(),
+        id: current.id.clone(),
+        prior: revealed_properties(current),
+        properties,
+        tags,
+        changed: change.diff.iter().map(|d| d.path.clone()).collect(),
+        token: token.clone(),
+    };
+    let intent = Intent {
+        address: &current.address,
+        kind: &current.kind,
+        op: JournalOp::Update,
+        token: &token,
+        id: Some(&current.id),
+        written: None,
+    };
+    journaled(cx, intent, || cx.provider.update(req.clone())).await
+}
+
 async fn update(
     cx: &RunContext,
     before: &ResourceRecord,
@@ -738,29 +771,13 @@ async fn update(
     schema: &ResourceSchema,
     change: &ResourceChange,
 ) -> Result<ResourceRecord, String> {
-    let token = token(&cx.deployment, &instance.address, &cx.run_id, "update");
-    let req = UpdateRequest {
-        deployment: cx.deployment.clone(),
-        address: instance.address.clone(),
-        kind: instance.kind.clone(),
-        id: before.id.clone(),
-        prior: revealed_properties(before),
-        properties: instance_properties(instance)?,
-        tags: tags_of(instance),
-        changed: change.diff.iter().map(|d| d.path.clone()).collect(),
-        token: token.clone(),
-    };
-    let (attributes, closing) = journaled(
+    let (attributes, closing) = journaled_update(
         cx,
-        Intent {
-            address: &instance.address,
-            kind: &instance.kind,
-            op: JournalOp::Update,
-            token: &token,
-            id: Some(&before.id),
-            written: None,
-        },
-        || cx.provider.update(req.clone()),
+        before,
+        instance_properties(instance)?,
+        tags_of(instance),
+        change,
+        "update",
     )
     .await?;
     let mut merged = before.attributes.clone();
@@ -955,34 +972,13 @@ async fn undo_step(cx: &RunContext, change: &ResourceChange, step: &Step) -> Res
     match (&step.before, &step.after) {
         (None, Some(after)) => delete(cx, after, "rollback-delete").await,
         (Some(before), Some(after)) if before.id == after.id => {
-            let token = token(
-                &cx.deployment,
-                &after.address,
-                &cx.run_id,
-                "rollback-update",
-            );
-            let req = UpdateRequest {
-                deployment: cx.deployment.clone(),
-                address: after.address.clone(),
-                kind: after.kind.clone(),
-                id: after.id.clone(),
-                prior: revealed_properties(after),
-                properties: revealed_properties(before),
-                tags: before.tags.clone(),
-                changed: change.diff.iter().map(|d| d.path.clone()).collect(),
-                token: token.clone(),
-            };
-            let (_, closing) = journaled(
+            let (_, closing) = journaled_update(
                 cx,
-                Intent {
-                    address: &after.address,
-                    kind: &after.kind,
-                    op: JournalOp::Update,
-                    token: &token,
-                    id: Some(&after.id),
-                    written: None,
-                },
-                || cx.provider.update(req.clone()),
+                after,
+                revealed_properties(before),
+                before.tags.clone(),
+                change,
+                "rollback-update",
             )
             .await?;
             cx.store

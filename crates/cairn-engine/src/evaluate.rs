@@ -121,8 +121,9 @@ impl KnownAttributes for NoAttributes {
 struct Names {
     params: Mj,
     deployment: Mj,
-    /// Kept as values (not minijinja's) so unknown and secret marks survive.
-    vars: RwLock<IndexMap<String, Value>>,
+    /// Every variable evaluated so far, converted once per variable (not
+    /// once per read: `vars.prefix` is read by every instance).
+    vars: RwLock<Mj>,
     resources: RwLock<HashMap<String, Mj>>,
 }
 
@@ -131,10 +132,7 @@ impl NameLookup for Names {
         match name {
             "params" => Some(self.params.clone()),
             "deployment" => Some(self.deployment.clone()),
-            "vars" => {
-                let vars = self.vars.read().ok()?;
-                Some(to_mj(&Value::Map(vars.clone())))
-            }
+            "vars" => self.vars.read().ok().map(|v| v.clone()),
             _ => self.resources.read().ok()?.get(name).cloned(),
         }
     }
@@ -163,7 +161,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     let names = Arc::new(Names {
         params: to_mj(&Value::Map(loaded.params.values.clone())),
         deployment: to_mj(&loaded.deployment.to_value()),
-        vars: RwLock::new(IndexMap::new()),
+        vars: RwLock::new(to_mj(&Value::Map(IndexMap::new()))),
         resources: RwLock::new(HashMap::new()),
     });
     let mut cx = Ctx {
@@ -218,10 +216,11 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
                         Value::Unknown
                     }
                 };
-                if let Ok(mut vars) = cx.names.vars.write() {
-                    vars.insert(id.name.clone(), v.clone());
-                }
                 variables.insert(id.name.clone(), v);
+                // Kept converted from our values, so unknown and secret marks survive.
+                if let Ok(mut vars) = cx.names.vars.write() {
+                    *vars = to_mj(&Value::Map(variables.clone()));
+                }
             }
             DeclKind::Resource => {
                 let decl = &template.resources[&id.name];
@@ -511,12 +510,8 @@ fn check_reference(
             }
             Some(DeclId::resource(name))
         }
-        name if ev.is_function(name) => {
-            if !r.called {
-                // A function used as a value is harmless; nothing to depend on.
-            }
-            None
-        }
+        // A function, called or used as a value: nothing to depend on.
+        name if ev.is_function(name) => None,
         name => {
             let mut candidates: Vec<&str> = SCOPE_NAMES.to_vec();
             candidates.extend(t.resources.keys().map(String::as_str));
