@@ -11,4 +11,5 @@ pub mod dns;
 pub mod echo;
 pub mod lb;
 pub mod postgres;
+pub mod random;
 pub mod supervisor;

@@ -31,6 +31,11 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// A failure (exit 1) with this message.
+    pub fn failure(e: impl std::fmt::Display) -> CliError {
+        CliError::Failure(anyhow::anyhow!("{e}"))
+    }
+
     pub fn status(&self) -> Status {
         match self {
             CliError::Template { .. } | CliError::Usage(_) => Status::Usage,

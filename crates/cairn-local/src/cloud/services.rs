@@ -219,11 +219,7 @@ pub fn key_pair(p: &Json) -> ProviderResult<Json> {
         }));
     }
     let mut seed = [0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").map_err(|e| permanent(e.to_string()))?,
-        &mut seed,
-    )
-    .map_err(|e| permanent(format!("no randomness for a key: {e}")))?;
+    getrandom::fill(&mut seed).map_err(|e| permanent(format!("no randomness for a key: {e}")))?;
     let pair = Ed25519Keypair::from_seed(&seed);
     let comment = prop_str(p, "name").unwrap_or("cairn");
     let private = PrivateKey::new(KeypairData::Ed25519(pair), comment)

@@ -24,6 +24,21 @@ fn fixture(name: &str) -> (Fixture, Cloud) {
     (Fixture { root }, cloud)
 }
 
+/// Deletes a resource and expects it to work.
+async fn remove(cloud: &Cloud, kind: &str, id: impl Into<String>) {
+    cloud
+        .delete(DeleteRequest {
+            deployment: "d".into(),
+            address: kind.into(),
+            kind: kind.into(),
+            id: id.into(),
+            properties: Json::Null,
+            token: "delete".into(),
+        })
+        .await
+        .unwrap();
+}
+
 fn req(kind: &str, address: &str, properties: Json) -> CreateRequest {
     CreateRequest {
         deployment: "d".into(),
@@ -163,17 +178,7 @@ async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_r
         back.is_some(),
         "the server did not come back at {ip}:{port}"
     );
-    cloud
-        .delete(DeleteRequest {
-            deployment: "d".into(),
-            address: "web[0]".into(),
-            kind: "server".into(),
-            id: web.id.clone(),
-            properties: Json::Null,
-            token: "del".into(),
-        })
-        .await
-        .unwrap();
+    remove(&cloud, "server", web.id.clone()).await;
     assert!(
         !cloud.dirs.of("server", &web.id).exists(),
         "the sandbox remains"
@@ -223,17 +228,7 @@ async fn bad_servers_are_clear_errors_and_leave_nothing_behind() {
         matches!(clash, ProviderError::Conflict(ref m) if m.contains("already used by a")),
         "{clash}"
     );
-    cloud
-        .delete(DeleteRequest {
-            deployment: "d".into(),
-            address: "a".into(),
-            kind: "server".into(),
-            id: ok.id,
-            properties: Json::Null,
-            token: "del".into(),
-        })
-        .await
-        .unwrap();
+    remove(&cloud, "server", ok.id).await;
 }
 
 #[tokio::test]
@@ -362,17 +357,7 @@ async fn zones_and_records_follow_the_resources_and_come_back_after_a_restart() 
         .unwrap()
         .unwrap();
     assert_eq!(back.values, ["127.42.0.10"]);
-    cloud
-        .delete(DeleteRequest {
-            deployment: "d".into(),
-            address: "www".into(),
-            kind: "dns_record".into(),
-            id: www.id,
-            properties: Json::Null,
-            token: "x".into(),
-        })
-        .await
-        .unwrap();
+    remove(&cloud, "dns_record", www.id).await;
     assert!(
         cloud
             .zones()
@@ -491,17 +476,7 @@ async fn a_database_is_a_real_postgres_that_the_owner_can_log_in_to() {
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = cloud.dirs.of("database", &db.id);
-    cloud
-        .delete(DeleteRequest {
-            deployment: "d".into(),
-            address: "db".into(),
-            kind: "database".into(),
-            id: db.id,
-            properties: Json::Null,
-            token: "x".into(),
-        })
-        .await
-        .unwrap();
+    remove(&cloud, "database", db.id).await;
     assert!(
         !dir.exists(),
         "the database directory remains: {:?}",
@@ -604,15 +579,5 @@ async fn a_database_answers_again_after_the_cloud_restarts() {
     let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
     assert!(cloud.restore().await.is_empty());
     assert_eq!(query("select v from kept"), "7");
-    cloud
-        .delete(DeleteRequest {
-            deployment: "d".into(),
-            address: "db".into(),
-            kind: "database".into(),
-            id: db.id,
-            properties: Json::Null,
-            token: "x".into(),
-        })
-        .await
-        .unwrap();
+    remove(&cloud, "database", db.id).await;
 }

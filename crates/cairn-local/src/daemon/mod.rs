@@ -48,9 +48,8 @@ pub fn token_path(dirs: &LocalDirs) -> PathBuf {
 fn write_token(dirs: &LocalDirs) -> Result<String, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = [0u8; 32];
-    getrandom_fill(&mut bytes)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token =
+        crate::random::hex(32).map_err(|e| format!("no randomness for the daemon's token: {e}"))?;
     let path = token_path(dirs);
     let _ = std::fs::remove_file(&path);
     let mut f = std::fs::OpenOptions::new()
@@ -61,13 +60,6 @@ fn write_token(dirs: &LocalDirs) -> Result<String, String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(token.as_bytes()).map_err(|e| e.to_string())?;
     Ok(token)
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> Result<(), String> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .map_err(|e| format!("no randomness for the daemon's token: {e}"))
 }
 
 /// Runs the daemon until `shutdown` is cancelled: restores the cloud, binds

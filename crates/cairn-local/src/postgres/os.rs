@@ -299,12 +299,10 @@ pub fn signal(pid: u32, sig: nix::sys::signal::Signal) -> Result<(), PgError> {
     }
 }
 
-/// Reads up to `n` bytes of randomness from the kernel.
+/// `n` random bytes from the operating system, as hex.
 pub fn random_hex(n: usize) -> Result<String, PgError> {
-    use std::io::Read;
     let mut bytes = vec![0u8; n];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| PgError::io("read /dev/urandom", e))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| PgError::io("drawing random bytes", std::io::Error::other(e.to_string())))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -18,10 +18,6 @@ use crate::cli::{ApplyArgs, ChangeArgs, GlobalArgs, OnFailureArg, TemplateArgs};
 use crate::output::emit;
 use crate::report::{CliError, Status};
 
-fn failure(e: impl std::fmt::Display) -> CliError {
-    CliError::Failure(anyhow::anyhow!("{e}"))
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,7 +120,7 @@ async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Target, CliErro
     };
     let path = state_path(global, &dir)?;
     let store = SqliteStore::open(&path, key_source()?)
-        .map_err(|e| failure(format!("opening the state {}: {e}", path.display())))?;
+        .map_err(|e| CliError::failure(format!("opening the state {}: {e}", path.display())))?;
     Ok(Target {
         provider,
         store: Arc::new(store),
@@ -147,19 +143,22 @@ pub fn plan(
     detailed: bool,
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
-    let rt = tokio::runtime::Runtime::new().map_err(failure)?;
+    let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
     let plan = rt.block_on(async {
         let tg = target(t, global).await?;
         let mut opts = super::load_options(t);
         opts.generated = tg
             .store
             .generated_secrets(&tg.deployment)
-            .map_err(failure)?
+            .map_err(CliError::failure)?
             .into_iter()
             .collect();
         let loaded = cairn_template::load(&opts)?;
-        let prior = tg.store.resources(&tg.deployment).map_err(failure)?;
-        let serial = tg.store.serial(&tg.deployment).map_err(failure)?;
+        let prior = tg
+            .store
+            .resources(&tg.deployment)
+            .map_err(CliError::failure)?;
+        let serial = tg.store.serial(&tg.deployment).map_err(CliError::failure)?;
         plan_with(
             &mut |k| evaluate(&loaded, k),
             &prior,
@@ -181,7 +180,10 @@ pub fn plan(
     })?;
     let (plan, _) = plan;
     let changes = plan.has_changes();
-    emit(serde_json::to_value(&plan).map_err(failure)?, global)?;
+    emit(
+        serde_json::to_value(&plan).map_err(CliError::failure)?,
+        global,
+    )?;
     Ok(if detailed && changes {
         Status::Changes
     } else {
@@ -203,11 +205,11 @@ pub fn up(
             if destroy { "destroy" } else { "up" }
         )));
     }
-    let rt = tokio::runtime::Runtime::new().map_err(failure)?;
+    let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
     rt.block_on(async {
         let tg = target(t, global).await?;
         let mut run_id = [0u8; 8];
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut run_id));
+        getrandom::fill(&mut run_id).map_err(|e| CliError::failure(format!("no randomness for a run id: {e}")))?;
         let cx = RunContext {
             deployment: tg.deployment.clone(),
             run_id: run_id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -251,7 +253,7 @@ pub fn up(
         let (outcome, reconciled) = run_up(&cx, &load, &opts, &mut confirm).await.map_err(|e| match e {
             RunError::Template { sources, diagnostics } => CliError::Template { sources, diagnostics },
             RunError::Refused(errs) => CliError::Usage(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
-            other => failure(other),
+            other => CliError::failure(other),
         })?;
         for r in &reconciled {
             eprintln!("recovered {} ({:?}): {}", r.address, r.op, r.finding);

@@ -37,15 +37,11 @@ pub fn local_dirs() -> Result<LocalDirs, CliError> {
     ))
 }
 
-fn failure(e: impl std::fmt::Display) -> CliError {
-    CliError::Failure(anyhow::anyhow!("{e}"))
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(failure)
+        .map_err(CliError::failure)
 }
 
 /// Connects to the running daemon, starting it first when needed.
@@ -56,22 +52,22 @@ pub async fn ensure_started(
     if let Ok(c) = LocalClient::connect(dirs).await {
         return Ok(c);
     }
-    std::fs::create_dir_all(&dirs.root).map_err(failure)?;
+    std::fs::create_dir_all(&dirs.root).map_err(CliError::failure)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dirs.root.join("daemon.log"))
-        .map_err(failure)?;
-    let exe = std::env::current_exe().map_err(failure)?;
+        .map_err(CliError::failure)?;
+    let exe = std::env::current_exe().map_err(CliError::failure)?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["local", "daemon", "--dns", &dns.to_string()])
         .env(ENV_LOCAL_DIR, &dirs.root)
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(failure)?)
+        .stdout(log.try_clone().map_err(CliError::failure)?)
         .stderr(log);
     // Its own process group: a Ctrl-C at this terminal does not reach it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(failure)?;
+    let mut child = cmd.spawn().map_err(CliError::failure)?;
     for _ in 0..300 {
         if let Ok(c) = LocalClient::connect(dirs).await {
             return Ok(c);
@@ -79,14 +75,14 @@ pub async fn ensure_started(
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(dirs.root.join("daemon.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            return Err(failure(format!(
+            return Err(CliError::failure(format!(
                 "the local cloud exited at start ({status}); its log says:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(failure(
+    Err(CliError::failure(
         "the local cloud did not start within 15 s (see daemon.log in its directory)",
     ))
 }
@@ -124,7 +120,7 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
                 });
                 cairn_local::daemon::run(config, shutdown).await
             })
-            .map_err(failure)?;
+            .map_err(CliError::failure)?;
             Ok(Status::Success)
         }
         LocalAction::Start { dns } => {
@@ -160,22 +156,23 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
         LocalAction::Status => {
             let status = rt.block_on(async {
                 match LocalClient::connect(&dirs).await {
-                    Ok(c) => c.status().await.map_err(failure),
-                    Err(e) => Err(failure(e)),
+                    Ok(c) => c.status().await.map_err(CliError::failure),
+                    Err(e) => Err(CliError::failure(e)),
                 }
             })?;
             emit(status["resources"].clone(), global)?;
             Ok(Status::Success)
         }
         LocalAction::Logs { server } => {
-            let state = cairn_local::cloud::CloudState::load(&dirs.state()).map_err(failure)?;
+            let state =
+                cairn_local::cloud::CloudState::load(&dirs.state()).map_err(CliError::failure)?;
             let r = state
                 .of_kind("server")
                 .find(|r| r.id == *server || r.address == *server)
                 .ok_or_else(|| CliError::Usage(format!("no server {server} in the local cloud")))?;
             let log = cairn_local::supervisor::log_path(&dirs.of("server", &r.id));
             let text = std::fs::read_to_string(&log)
-                .map_err(|e| failure(format!("{}: {e}", log.display())))?;
+                .map_err(|e| CliError::failure(format!("{}: {e}", log.display())))?;
             print!("{text}");
             Ok(Status::Success)
         }

@@ -64,16 +64,12 @@ pub fn open(t: &TemplateArgs, global: &GlobalArgs) -> Result<Opened, CliError> {
     })
 }
 
-fn failure(e: impl std::fmt::Display) -> CliError {
-    CliError::Failure(anyhow::anyhow!("{e}"))
-}
-
 pub fn list(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
     let o = open(t, global)?;
     let rows: Vec<J> = o
         .store
         .resources(&o.deployment)
-        .map_err(failure)?
+        .map_err(CliError::failure)?
         .iter()
         .map(|r| json!({"address": r.address, "type": r.kind, "id": r.id}))
         .collect();
@@ -89,7 +85,11 @@ pub fn show(
 ) -> Result<Status, CliError> {
     let o = open(t, global)?;
     let mut rows = Vec::new();
-    for r in o.store.resources(&o.deployment).map_err(failure)? {
+    for r in o
+        .store
+        .resources(&o.deployment)
+        .map_err(CliError::failure)?
+    {
         if address.is_some_and(|a| a != r.address) {
             continue;
         }
@@ -140,7 +140,7 @@ pub fn output(
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
     let o = open(t, global)?;
-    let (public, secrets) = o.store.outputs(&o.deployment).map_err(failure)?;
+    let (public, secrets) = o.store.outputs(&o.deployment).map_err(CliError::failure)?;
     let mut all = match public {
         J::Object(m) => m,
         _ => serde_json::Map::new(),
@@ -170,7 +170,7 @@ pub fn history(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError
     let rows: Vec<J> = o
         .store
         .runs(&o.deployment)
-        .map_err(failure)?
+        .map_err(CliError::failure)?
         .iter()
         .map(|r| {
             let summary = r.plan.get("summary").cloned().unwrap_or(J::Null);
@@ -199,9 +199,11 @@ pub fn lock(action: &LockAction, global: &GlobalArgs) -> Result<Status, CliError
     };
     let o = open(t, global)?;
     let lease = if breaking {
-        o.store.break_lease(&o.deployment).map_err(failure)?
+        o.store
+            .break_lease(&o.deployment)
+            .map_err(CliError::failure)?
     } else {
-        o.store.lease(&o.deployment).map_err(failure)?
+        o.store.lease(&o.deployment).map_err(CliError::failure)?
     };
     let value = match lease {
         None => json!({"deployment": o.deployment, "locked": false}),
