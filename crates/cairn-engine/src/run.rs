@@ -19,7 +19,7 @@ use crate::evaluate::evaluate;
 use crate::plan::{Plan, PlanError, PlanFailure, PlanOptions, plan_with};
 use crate::provider::{Json, ReadRequest};
 use crate::recover::{Reconciled, reconcile};
-use crate::store::{Owner, RunRecord, StoreError};
+use crate::store::{Owner, ResourceRecord, RunRecord, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -31,6 +31,11 @@ pub struct RunOptions {
     pub lease_ttl: Duration,
     /// Refuse unless the state's serial is still this (a saved plan).
     pub expect_serial: Option<i64>,
+    /// Refuse unless planning again gives these changes (a saved plan).
+    pub expect_changes: Option<Vec<crate::plan::ResourceChange>>,
+    /// Also delete live resources tagged for the deployment that the state
+    /// does not know.
+    pub prune: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +68,10 @@ pub enum RunError {
         "the state changed since the plan was made (serial {expected}, now {found}); plan again"
     )]
     StalePlan { expected: i64, found: i64 },
+    #[error(
+        "planning again gives other changes than the saved plan (the template, its inputs or the live resources changed); plan again"
+    )]
+    PlanChanged,
     #[error("{0}")]
     Provider(String),
 }
@@ -139,9 +148,53 @@ fn snapshot(loaded: &Loaded) -> (BTreeMap<String, String>, String) {
     (files, digest)
 }
 
-/// Refreshes recorded attributes from the target; forgets what is gone.
-async fn refresh(cx: &RunContext) -> Result<(), RunError> {
-    for mut r in cx.store.resources(&cx.deployment)? {
+/// A recorded resource as the target has it now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drift {
+    pub address: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub status: DriftStatus,
+    /// The properties (and `tags.NAME`) whose live value differs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<PropertyDrift>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftStatus {
+    Changed,
+    /// Gone from the target.
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PropertyDrift {
+    pub path: String,
+    /// As cairn last applied it.
+    pub recorded: Json,
+    /// As the target reports it now.
+    pub actual: Json,
+}
+
+/// The records as the target has them now, and what moved.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Refreshed records of what still exists.
+    pub records: Vec<ResourceRecord>,
+    /// Addresses of records whose resource is gone.
+    pub gone: Vec<String>,
+    pub drift: Vec<Drift>,
+}
+
+/// Reads every record's resource from the target. Live attributes replace
+/// recorded ones; a property or tag changed behind cairn's back replaces the
+/// recorded value too, so the plan that follows puts it back. Secret values
+/// are neither compared nor reported.
+pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Observed, RunError> {
+    let mut out = Observed::default();
+    for mut r in records {
         let read = cx
             .provider
             .read(ReadRequest {
@@ -151,29 +204,201 @@ async fn refresh(cx: &RunContext) -> Result<(), RunError> {
                 id: r.id.clone(),
             })
             .await;
-        match read {
-            Ok(Some(o)) => {
-                if let (Json::Object(a), Json::Object(new)) = (&mut r.attributes, o.attributes) {
-                    for (k, v) in new {
-                        if !r.secrets.contains_key(&format!("attributes.{k}")) {
-                            a.insert(k, v);
-                        }
-                    }
-                }
-                cx.store.put_resource(&cx.deployment, &r)?;
-            }
+        let live = match read {
+            Ok(Some(o)) => o,
             Ok(None) | Err(crate::provider::ProviderError::NotFound(_)) => {
-                tracing::warn!(
-                    "{} ({}) no longer exists; it leaves the state",
-                    r.address,
-                    r.id
-                );
-                cx.store.delete_resource(&cx.deployment, &r.address)?;
+                out.drift.push(Drift {
+                    address: r.address.clone(),
+                    kind: r.kind.clone(),
+                    id: r.id.clone(),
+                    status: DriftStatus::Deleted,
+                    properties: Vec::new(),
+                });
+                out.gone.push(r.address);
+                continue;
             }
-            Err(e) => return Err(RunError::Provider(format!("refreshing {}: {e}", r.address))),
+            Err(e) => return Err(RunError::Provider(format!("reading {}: {e}", r.address))),
+        };
+        if let (Json::Object(a), Json::Object(new)) = (&mut r.attributes, live.attributes) {
+            for (k, v) in new {
+                if !r.secrets.contains_key(&format!("attributes.{k}")) {
+                    a.insert(k, v);
+                }
+            }
+        }
+        let mut moved = Vec::new();
+        if let (Json::Object(recorded), Json::Object(actual)) = (&mut r.properties, live.properties)
+        {
+            // Only what cairn recorded: a target may report more than the
+            // template can say, and that is not drift.
+            for (k, before) in recorded.iter_mut() {
+                if r.secrets.contains_key(&format!("properties.{k}")) {
+                    continue;
+                }
+                let now = actual.get(k).cloned().unwrap_or(Json::Null);
+                if *before != now {
+                    moved.push(PropertyDrift {
+                        path: k.clone(),
+                        recorded: std::mem::replace(before, now.clone()),
+                        actual: now,
+                    });
+                }
+            }
+        }
+        // A target that reports no tags (or cannot tag this type) says nothing about them.
+        if !live.tags.is_empty() {
+            let recorded: Vec<(String, String)> =
+                r.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for (k, before) in recorded {
+                let now = live.tags.get(&k);
+                if now != Some(&before) {
+                    moved.push(PropertyDrift {
+                        path: format!("tags.{k}"),
+                        recorded: Json::String(before),
+                        actual: now.map_or(Json::Null, |v| Json::String(v.clone())),
+                    });
+                    match now {
+                        Some(v) => r.tags.insert(k, v.clone()),
+                        None => r.tags.remove(&k),
+                    };
+                }
+            }
+        }
+        if !moved.is_empty() {
+            out.drift.push(Drift {
+                address: r.address.clone(),
+                kind: r.kind.clone(),
+                id: r.id.clone(),
+                status: DriftStatus::Changed,
+                properties: moved,
+            });
+        }
+        out.records.push(r);
+    }
+    Ok(out)
+}
+
+/// Refreshes the state from the target: live values are written, what is
+/// gone is forgotten. Needs the lease.
+async fn refresh(cx: &RunContext) -> Result<(), RunError> {
+    let before = cx.store.resources(&cx.deployment)?;
+    let observed = observe(cx, before.clone()).await?;
+    for address in &observed.gone {
+        tracing::warn!("{address} no longer exists; it leaves the state");
+        cx.store.delete_resource(&cx.deployment, address)?;
+    }
+    for r in &observed.records {
+        if before.iter().any(|b| b.address == r.address && b != r) {
+            cx.store.put_resource(&cx.deployment, r)?;
         }
     }
     Ok(())
+}
+
+/// Live resources tagged for this deployment that the state does not know
+/// (left by a crash before the journal could say, or made by hand with the
+/// tags), as records to delete. Ordered so that what usually contains
+/// others (networks, zones) goes after what it contains.
+async fn orphans(
+    cx: &RunContext,
+    known: &[ResourceRecord],
+) -> Result<Vec<ResourceRecord>, RunError> {
+    let listed = cx
+        .provider
+        .list(&cx.deployment)
+        .await
+        .map_err(|e| RunError::Provider(format!("listing the deployment's resources: {e}")))?;
+    fn rank(kind: &str) -> u8 {
+        match kind {
+            "load_balancer" | "dns_record" | "ip_address" | "snapshot" | "image" => 4,
+            "server" | "database" => 3,
+            "firewall" | "volume" | "key_pair" => 2,
+            "subnet" => 1,
+            _ => 0,
+        }
+    }
+    let mut found: Vec<ResourceRecord> = listed
+        .into_iter()
+        .filter(|l| !known.iter().any(|r| r.id == l.id && r.kind == l.kind))
+        .map(|l| ResourceRecord {
+            address: format!("orphan:{}:{}", l.kind, l.id),
+            data_holding: crate::schema::portable(&l.kind).is_some_and(|s| s.data_holding),
+            kind: l.kind,
+            id: l.id,
+            properties: Json::Object(Default::default()),
+            attributes: Json::Object(Default::default()),
+            secrets: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            depends_on: Vec::new(),
+            prevent_destroy: false,
+            create_before_destroy: false,
+        })
+        .collect();
+    let names: Vec<(String, u8)> = found
+        .iter()
+        .map(|r| (r.address.clone(), rank(&r.kind)))
+        .collect();
+    for r in &mut found {
+        let mine = rank(&r.kind);
+        // The engine deletes dependents first: a server "depends on" the
+        // orphaned network it may sit in.
+        r.depends_on = names
+            .iter()
+            .filter(|(_, other)| *other < mine)
+            .map(|(a, _)| a.clone())
+            .collect();
+    }
+    Ok(found)
+}
+
+fn plan_loaded(
+    loaded: &Arc<Loaded>,
+    prior: &[ResourceRecord],
+    serial: i64,
+    opts: &PlanOptions,
+) -> Result<Plan, RunError> {
+    let l = loaded.clone();
+    plan_with(&mut move |k| evaluate(&l, k), prior, serial, opts)
+        .map(|(plan, _)| plan)
+        .map_err(|e| match e {
+            PlanFailure::Template(diagnostics) => RunError::Template {
+                sources: loaded.sources.clone(),
+                diagnostics,
+            },
+            PlanFailure::Refused(errs) => RunError::Refused(errs),
+        })
+}
+
+/// `cairn plan`: what `up` would do, without the lease and without writing
+/// anything. The refresh (when asked) happens in memory.
+pub async fn plan(
+    cx: &RunContext,
+    load_opts: &LoadOptions,
+    opts: &RunOptions,
+) -> Result<Plan, RunError> {
+    let mut load_opts = load_opts.clone();
+    load_opts.generated = cx
+        .store
+        .generated_secrets(&cx.deployment)?
+        .into_iter()
+        .collect();
+    let loaded = Arc::new(load(&load_opts)?);
+    let serial = cx.store.serial(&cx.deployment)?;
+    let mut prior = cx.store.resources(&cx.deployment)?;
+    if opts.refresh {
+        prior = observe(cx, prior).await?.records;
+    }
+    if opts.prune {
+        let found = orphans(cx, &prior).await?;
+        prior.extend(found);
+    }
+    plan_loaded(&loaded, &prior, serial, &opts.plan)
+}
+
+/// `cairn drift`: every recorded resource against the target, read only.
+pub async fn drift(cx: &RunContext) -> Result<Vec<Drift>, RunError> {
+    let records = cx.store.resources(&cx.deployment)?;
+    Ok(observe(cx, records).await?.drift)
 }
 
 /// Renews the lease until dropped.
@@ -234,29 +459,28 @@ async fn run_leased(
 ) -> Result<(RunOutcome, Vec<Reconciled>), RunError> {
     let reconciled = reconcile(cx).await.map_err(RunError::Provider)?;
     let loaded = Arc::new(load_with_secrets(cx, load_opts)?);
+    // A saved plan was made against this serial; the refresh below may move it.
+    if let Some(expected) = opts.expect_serial {
+        let found = cx.store.serial(&cx.deployment)?;
+        if expected != found {
+            return Err(RunError::StalePlan { expected, found });
+        }
+    }
     if opts.refresh {
         refresh(cx).await?;
     }
     let serial = cx.store.serial(&cx.deployment)?;
-    if let Some(expected) = opts.expect_serial
-        && expected != serial
-    {
-        return Err(RunError::StalePlan {
-            expected,
-            found: serial,
-        });
+    let mut prior = cx.store.resources(&cx.deployment)?;
+    if opts.prune {
+        let found = orphans(cx, &prior).await?;
+        prior.extend(found);
     }
-    let prior = cx.store.resources(&cx.deployment)?;
-    let l = loaded.clone();
-    let (plan, _) = plan_with(&mut move |k| evaluate(&l, k), &prior, serial, &opts.plan).map_err(
-        |e| match e {
-            PlanFailure::Template(diagnostics) => RunError::Template {
-                sources: loaded.sources.clone(),
-                diagnostics,
-            },
-            PlanFailure::Refused(errs) => RunError::Refused(errs),
-        },
-    )?;
+    let plan = plan_loaded(&loaded, &prior, serial, &opts.plan)?;
+    if let Some(saved) = &opts.expect_changes
+        && *saved != plan.changes
+    {
+        return Err(RunError::PlanChanged);
+    }
     if !plan.has_changes() {
         return Ok((RunOutcome::NoChanges { plan }, reconciled));
     }

@@ -54,6 +54,8 @@ fn options(command: &str) -> RunOptions {
         owner: owner(42),
         lease_ttl: Duration::from_secs(30),
         expect_serial: None,
+        expect_changes: None,
+        prune: false,
     }
 }
 
@@ -271,4 +273,236 @@ async fn history_records_every_run_and_destroy_empties_the_cloud() {
             .unwrap()
             .contains("generate: {length: 24}")
     );
+}
+
+fn id_of(w: &World, address: &str) -> String {
+    w.provider
+        .inventory()
+        .into_iter()
+        .find(|(_, r)| r.address == address)
+        .unwrap_or_else(|| panic!("{address} is not in the cloud"))
+        .0
+}
+
+#[tokio::test]
+async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() {
+    use crate::run::{DriftStatus, drift, plan};
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    assert!(
+        drift(&cx).await.unwrap().is_empty(),
+        "no drift right after up"
+    );
+    let web0 = id_of(&w, "web[0]");
+    w.provider
+        .tamper(&web0, "firewalls", serde_json::json!(["fw-by-hand"]));
+
+    let found = drift(&cx).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].address, "web[0]");
+    assert_eq!(found[0].status, DriftStatus::Changed);
+    assert_eq!(found[0].properties.len(), 1);
+    let p = &found[0].properties[0];
+    assert_eq!(p.path, "firewalls");
+    assert_eq!(p.recorded, serde_json::json!([]));
+    assert_eq!(p.actual, serde_json::json!(["fw-by-hand"]));
+
+    // `plan` shows the repair and writes nothing.
+    let serial = w.store.serial(&cx.deployment).unwrap();
+    let shown = plan(&cx, &load_opts(&w, &[]), &options("plan"))
+        .await
+        .unwrap();
+    assert_eq!(shown.summary.update, 1, "{shown:?}");
+    let change = shown
+        .changes
+        .iter()
+        .find(|c| c.address == "web[0]")
+        .unwrap();
+    assert_eq!(change.diff[0].path, "firewalls");
+    assert_eq!(w.store.serial(&cx.deployment).unwrap(), serial);
+    // Without refresh the plan sees only the state: nothing to do.
+    let mut blind = options("plan");
+    blind.refresh = false;
+    let shown = plan(&cx, &load_opts(&w, &[]), &blind).await.unwrap();
+    assert!(!shown.has_changes());
+
+    // `up` puts it back.
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let RunOutcome::Applied { report, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(report.counts.updated, 1);
+    assert_eq!(
+        w.provider.inventory()[&web0].properties["firewalls"],
+        serde_json::json!([])
+    );
+    assert!(drift(&cx).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn drift_reports_a_deleted_resource() {
+    use crate::provider::{DeleteRequest, Provider};
+    use crate::run::{DriftStatus, drift};
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let keys = id_of(&w, "keys");
+    w.provider
+        .delete(DeleteRequest {
+            deployment: cx.deployment.clone(),
+            address: "keys".into(),
+            kind: "key_pair".into(),
+            id: keys.clone(),
+            properties: serde_json::Value::Null,
+            token: "by hand".into(),
+        })
+        .await
+        .unwrap();
+    let found = drift(&cx).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (
+            found[0].address.as_str(),
+            found[0].id.as_str(),
+            found[0].status
+        ),
+        ("keys", keys.as_str(), DriftStatus::Deleted)
+    );
+    // Drift only reads: the state still has it.
+    assert!(
+        w.store
+            .resources(&cx.deployment)
+            .unwrap()
+            .iter()
+            .any(|r| r.address == "keys")
+    );
+}
+
+#[tokio::test]
+async fn prune_deletes_live_resources_tagged_for_the_deployment_that_the_state_does_not_know() {
+    use crate::provider::{CreateRequest, Provider};
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let make = |deployment: &str, kind: &str, token: &str| CreateRequest {
+        deployment: deployment.to_string(),
+        address: "lost".into(),
+        kind: kind.into(),
+        properties: serde_json::json!({"cidr": "10.7.0.0/16", "image": "x", "subnet": "y"}),
+        tags: [
+            ("cairn:deployment".to_string(), deployment.to_string()),
+            ("cairn:resource".to_string(), "web[9]".to_string()),
+        ]
+        .into(),
+        target: None,
+        token: token.into(),
+    };
+    // Left by a run that died before its journal could tell: a network and
+    // a server in it. And one of another deployment, which must stay.
+    let lost_net = w
+        .provider
+        .create(make(&cx.deployment, "network", "lost-1"))
+        .await
+        .unwrap()
+        .id;
+    let lost_web = w
+        .provider
+        .create(make(&cx.deployment, "server", "lost-2"))
+        .await
+        .unwrap()
+        .id;
+    let other = w
+        .provider
+        .create(make("someone-else", "network", "other-1"))
+        .await
+        .unwrap()
+        .id;
+
+    // Without --prune they are not cairn's business.
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RunOutcome::NoChanges { .. }),
+        "{outcome:?}"
+    );
+    assert!(w.provider.inventory().contains_key(&lost_web));
+
+    let mut prune = options("up");
+    prune.prune = true;
+    let shown = crate::run::plan(&cx, &load_opts(&w, &[]), &prune)
+        .await
+        .unwrap();
+    assert_eq!(shown.summary.delete, 2, "{shown:?}");
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &prune, &mut |_| true)
+        .await
+        .unwrap();
+    let RunOutcome::Applied { report, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.counts.deleted, 2);
+    let inventory = w.provider.inventory();
+    assert!(!inventory.contains_key(&lost_net));
+    assert!(!inventory.contains_key(&lost_web));
+    assert!(
+        inventory.contains_key(&other),
+        "another deployment's resource stays"
+    );
+    w.provider
+        .delete(crate::provider::DeleteRequest {
+            deployment: "someone-else".into(),
+            address: "lost".into(),
+            kind: "network".into(),
+            id: other,
+            properties: serde_json::Value::Null,
+            token: "by hand".into(),
+        })
+        .await
+        .unwrap();
+    w.assert_state_matches_reality();
+}
+
+#[tokio::test]
+async fn a_saved_plan_applies_only_while_planning_again_gives_the_same_changes() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    let saved = crate::run::plan(&cx, &load_opts(&w, &[]), &options("plan"))
+        .await
+        .unwrap();
+    assert_eq!(saved.summary.create, 6);
+
+    // Other inputs since: refused, nothing made.
+    let mut apply = options("apply");
+    apply.expect_serial = Some(saved.state_serial);
+    apply.expect_changes = Some(saved.changes.clone());
+    let err = up(&cx, &load_opts(&w, &["count=3"]), &apply, &mut |_| true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::PlanChanged), "{err:?}");
+    assert!(w.provider.inventory().is_empty());
+
+    // The same inputs: applied as saved.
+    let (outcome, _) = up(&cx, &load_opts(&w, &[]), &apply, &mut |_| true)
+        .await
+        .unwrap();
+    let RunOutcome::Applied { report, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(report.counts.created, 6);
+
+    // Once applied, the state moved on: the same file is refused.
+    let err = up(&cx, &load_opts(&w, &[]), &apply, &mut |_| true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::StalePlan { .. }), "{err:?}");
 }
