@@ -42,15 +42,15 @@ pub struct ResourceChange {
     #[serde(rename = "type")]
     pub kind: String,
     pub action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<PropertyDiff>,
     /// The force-new properties that make this a replace.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace_because: Vec<String>,
     /// Resource names this one depends on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
     pub data_holding: bool,
     pub create_before_destroy: bool,

@@ -8,6 +8,7 @@ pub const ENV_PARAM_PREFIX: &str = "CAIRN_PARAM_";
 pub const ENV_NO_COLOR: &str = "NO_COLOR";
 pub const ENV_STATE: &str = "CAIRN_STATE";
 pub const ENV_KEY_FILE: &str = "CAIRN_KEY_FILE";
+pub const ENV_LEASE_TTL: &str = "CAIRN_LEASE_TTL";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Output format (default: table on a terminal, json otherwise)
     #[arg(short = 'o', long = "output", global = true, value_enum)]
@@ -96,6 +97,53 @@ pub enum Command {
         /// Exit 3 when there are changes, 0 when none
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Save the plan for `cairn apply FILE` (secret `-p` values are not written)
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply a plan saved by `plan --out`, refusing if the state or the plan moved
+    Apply {
+        /// The saved plan
+        file: PathBuf,
+        /// Secret parameters the plan file does not hold (repeatable)
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Return the deployment to what an earlier successful run made
+    Rollback {
+        #[command(flatten)]
+        template: TemplateArgs,
+        /// The run to return to (see `cairn history`)
+        #[arg(long, value_name = "N")]
+        to: i64,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Compare every resource with what the target has now, property by property
+    Drift {
+        #[command(flatten)]
+        template: TemplateArgs,
+        /// Exit 3 when something drifted, 0 when nothing did
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Adopt an existing resource into the state (and the template, with --write)
+    Import {
+        /// Its type (`bucket`, `server`, ...)
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        /// Its id on the target
+        id: String,
+        /// The name it gets in the template
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+        /// Add the resource to the template file as well as printing it
+        #[arg(long)]
+        write: bool,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// Plan, confirm, apply: make the deployment match the template
     Up {
@@ -112,6 +160,9 @@ pub enum Command {
         template: TemplateArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Also delete live resources tagged for this deployment that the state does not know
+        #[arg(long)]
+        prune: bool,
     },
     /// The embedded local cloud
     Local {
@@ -200,6 +251,9 @@ pub struct ChangeArgs {
     /// Do not read the live resources before planning
     #[arg(long)]
     pub no_refresh: bool,
+    /// Also delete live resources tagged for this deployment that the state does not know
+    #[arg(long)]
+    pub prune: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -216,6 +270,9 @@ pub struct ApplyArgs {
     /// Allow deleting resources that hold data (databases, volumes, buckets, secrets)
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// Seconds a run's lease lasts without a heartbeat (a killed run blocks others this long)
+    #[arg(long, env = ENV_LEASE_TTL, default_value_t = 30, hide = true)]
+    pub lease_ttl: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@
 mod deploy;
 mod eval;
 mod graph;
+mod import;
 mod local;
 mod state;
 mod validate;
@@ -22,17 +23,50 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             template,
             change,
             detailed_exitcode,
-        } => deploy::plan(template, change, *detailed_exitcode, &cli.global),
+            out,
+        } => deploy::plan(
+            template,
+            change,
+            *detailed_exitcode,
+            out.as_deref(),
+            &cli.global,
+        ),
+        Command::Apply {
+            file,
+            params,
+            apply,
+        } => deploy::apply_saved(file, params, apply, &cli.global),
+        Command::Rollback {
+            template,
+            to,
+            apply,
+        } => deploy::rollback(template, *to, apply, &cli.global),
+        Command::Drift {
+            template,
+            detailed_exitcode,
+        } => deploy::drift(template, *detailed_exitcode, &cli.global),
+        Command::Import {
+            kind,
+            id,
+            name,
+            write,
+            template,
+        } => import::run(template, kind, id, name, *write, &cli.global),
         Command::Up {
             template,
             change,
             apply,
         } => deploy::up(template, change, apply, false, &cli.global),
-        Command::Destroy { template, apply } => {
+        Command::Destroy {
+            template,
+            apply,
+            prune,
+        } => {
             let change = crate::cli::ChangeArgs {
                 targets: vec![],
                 excludes: vec![],
                 no_refresh: false,
+                prune: *prune,
             };
             deploy::up(template, &change, apply, true, &cli.global)
         }

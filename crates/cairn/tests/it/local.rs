@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Output, cairn_env};
 
-struct Local {
-    root: PathBuf,
-    dns_port: u16,
+pub(crate) struct Local {
+    pub(crate) root: PathBuf,
+    pub(crate) dns_port: u16,
     /// Each test's local cloud has its own address block (tests run in parallel).
     pool: String,
 }
@@ -18,7 +18,7 @@ struct Local {
 static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(60);
 
 impl Local {
-    fn new(name: &str) -> Local {
+    pub(crate) fn new(name: &str) -> Local {
         let root = std::env::temp_dir().join(format!("cairn-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
@@ -37,24 +37,25 @@ impl Local {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let local = self.root.join("local");
-        let key = self.root.join("key");
-        let state = self.root.join("state.db");
-        let dns = format!("127.0.0.1:{}", self.dns_port);
-        cairn_env(
-            args,
-            &[
-                ("CAIRN_LOCAL_DIR", local.to_str().unwrap()),
-                ("CAIRN_KEY_FILE", key.to_str().unwrap()),
-                ("CAIRN_STATE", state.to_str().unwrap()),
-                ("CAIRN_LOCAL_DNS", dns.as_str()),
-                ("CAIRN_LOCAL_POOL", self.pool.as_str()),
-            ],
-        )
+    /// The environment that points cairn at this test's cloud and state.
+    pub(crate) fn vars(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &str| self.root.join(p).to_str().unwrap().to_string();
+        vec![
+            ("CAIRN_LOCAL_DIR", path("local")),
+            ("CAIRN_KEY_FILE", path("key")),
+            ("CAIRN_STATE", path("state.db")),
+            ("CAIRN_LOCAL_DNS", format!("127.0.0.1:{}", self.dns_port)),
+            ("CAIRN_LOCAL_POOL", self.pool.clone()),
+        ]
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        let vars = self.vars();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        cairn_env(args, &vars)
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.run(&all);

@@ -3,6 +3,7 @@
 mod cli;
 mod errors;
 mod examples;
+mod lifecycle;
 mod local;
 mod state;
 
@@ -17,6 +18,16 @@ pub fn cairn(args: &[&str]) -> Output {
 
 /// Like [`cairn`], with extra environment variables.
 pub fn cairn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let out = command(args, vars).output().expect("cairn runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The `cairn` command [`cairn_env`] runs, for tests that spawn and signal it.
+pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     for (k, _) in std::env::vars() {
@@ -27,12 +38,7 @@ pub fn cairn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     cmd.env("NO_COLOR", "1")
         .envs(vars.iter().copied())
         .args(args);
-    let out = cmd.output().expect("cairn runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd
 }
 
 pub struct Output {

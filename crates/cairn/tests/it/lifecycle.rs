@@ -1,0 +1,627 @@
+//! A deployment's life after the first `up`, through the real binary on the
+//! local target: drift and its repair, import, saved plans, rollback,
+//! `--prune`, one run at a time, and `cairn up` killed with SIGKILL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cairn_engine::provider::{CreateRequest, Listed, Provider, UpdateRequest};
+use cairn_local::cloud::LocalDirs;
+use cairn_local::daemon::client::LocalClient;
+use serde_json::{Value as J, json};
+
+use crate::local::Local;
+
+const SITE: &str = r#"cairn: 1
+parameters:
+  ttl: {type: int, default: 60}
+resources:
+  zone:
+    type: dns_zone
+    properties: {name: life.test}
+  www:
+    type: dns_record
+    properties: {zone: "{{ zone.id }}", name: www, type: A, ttl: "{{ params.ttl }}", values: [10.1.2.3]}
+  logs:
+    type: bucket
+"#;
+
+/// A template directory of this test's own.
+fn site(l: &Local, text: &str) -> PathBuf {
+    let dir = l.root.join("site");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cairn.yaml"), text).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The local cloud's own API, as another user of it (or a console) would call it.
+fn cloud<T>(l: &Local, f: impl AsyncFnOnce(LocalClient) -> T) -> T {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let c = LocalClient::connect(&LocalDirs::new(l.root.join("local")))
+            .await
+            .expect("the local cloud runs");
+        f(c).await
+    })
+}
+
+/// The TTL and value dig reads for `name`.
+fn dig(l: &Local, name: &str) -> String {
+    let out = std::process::Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &l.dns_port.to_string(),
+            name,
+            "A",
+            "+noall",
+            "+answer",
+        ])
+        .output()
+        .expect("dig is installed by scripts/install-deps");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn deployment_of(dir: &Path) -> String {
+    format!("{}-dev", dir.file_name().unwrap().to_str().unwrap())
+}
+
+#[test]
+fn drift_names_the_changed_property_and_up_puts_it_back() {
+    let l = Local::new("drift");
+    let dir = site(&l, SITE);
+    assert_eq!(l.json(&["up", s(&dir), "--yes"])["result"], "applied");
+    let clean = l.run(&["drift", s(&dir), "--detailed-exitcode", "-o", "json"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert_eq!(clean.stdout.trim(), "[]");
+
+    // Someone changes the record's TTL through the cloud's own API.
+    let www = l.json(&["show", s(&dir), "--address", "www"]);
+    let id = www["id"].as_str().unwrap().to_string();
+    let mut changed = www["properties"].clone();
+    changed["ttl"] = json!(300);
+    cloud(&l, async |c| {
+        c.update(UpdateRequest {
+            deployment: deployment_of(&dir),
+            address: "www".into(),
+            kind: "dns_record".into(),
+            id: id.clone(),
+            prior: www["properties"].clone(),
+            properties: changed,
+            tags: BTreeMap::new(),
+            changed: vec!["ttl".into()],
+            token: "by-hand".into(),
+        })
+        .await
+        .unwrap()
+    });
+    assert!(dig(&l, "www.life.test").contains("300\tIN\tA\t10.1.2.3"));
+
+    let drift = l.run(&["drift", s(&dir), "--detailed-exitcode", "-o", "json"]);
+    assert_eq!(drift.code, 3, "{}", drift.stderr);
+    assert!(
+        drift.stderr.contains("www.ttl: 60 -> 300"),
+        "{}",
+        drift.stderr
+    );
+    let report: J = serde_json::from_str(&drift.stdout).unwrap();
+    assert_eq!(
+        report,
+        json!([{"address": "www", "type": "dns_record", "id": id, "status": "changed",
+                "properties": [{"path": "ttl", "recorded": 60, "actual": 300}]}])
+    );
+    // `drift` only reads: the state still says 60.
+    assert_eq!(
+        l.json(&["show", s(&dir), "--address", "www"])["properties"]["ttl"],
+        60
+    );
+
+    // `plan` shows the repair; `up` makes it.
+    let plan = l.json(&["plan", s(&dir)]);
+    assert_eq!(plan["summary"]["update"], 1, "{plan}");
+    let up = l.json(&["up", s(&dir), "--yes"]);
+    assert_eq!(up["counts"]["updated"], 1, "{up}");
+    assert!(dig(&l, "www.life.test").contains("60\tIN\tA\t10.1.2.3"));
+    let after = l.run(&["drift", s(&dir), "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
+}
+
+#[test]
+fn import_adopts_a_bucket_made_elsewhere_and_writes_yaml_that_plans_clean() {
+    let l = Local::new("import");
+    let dir = site(&l, SITE);
+    assert_eq!(l.json(&["up", s(&dir), "--yes"])["result"], "applied");
+    let made = cloud(&l, async |c| {
+        c.create(CreateRequest {
+            deployment: "someone-else".into(),
+            address: "assets".into(),
+            kind: "bucket".into(),
+            properties: json!({"name": "team-assets", "versioning": true, "public": false}),
+            tags: BTreeMap::new(),
+            target: None,
+            token: "made-by-hand".into(),
+        })
+        .await
+        .unwrap()
+    });
+
+    // A name in use, an unknown type and a missing id are refused; nothing changes.
+    let taken = l.run(&["import", "bucket", &made.id, "--as", "logs", s(&dir)]);
+    assert_eq!(taken.code, 2, "{}", taken.stderr);
+    assert!(
+        taken.stderr.contains("already has logs"),
+        "{}",
+        taken.stderr
+    );
+    let bad_type = l.run(&["import", "bukket", &made.id, "--as", "assets", s(&dir)]);
+    assert_eq!(bad_type.code, 2);
+    assert!(bad_type.stderr.contains("`bukket` is not a resource type"));
+    let missing = l.run(&["import", "bucket", "bkt-nope", "--as", "assets", s(&dir)]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no bucket with id bkt-nope"),
+        "{}",
+        missing.stderr
+    );
+    assert_eq!(l.json(&["list", s(&dir)]).as_array().unwrap().len(), 3);
+
+    let out = l.json(&[
+        "import",
+        "bucket",
+        &made.id,
+        "--as",
+        "assets",
+        "--write",
+        s(&dir),
+    ]);
+    assert_eq!(out["id"], made.id.as_str());
+    let text = std::fs::read_to_string(dir.join("cairn.yaml")).unwrap();
+    assert!(
+        text.ends_with("  assets:\n    type: bucket\n    properties:\n      name: team-assets\n      versioning: true\n"),
+        "{text}"
+    );
+    let valid = l.run(&["validate", s(&dir)]);
+    assert_eq!(valid.code, 0, "{}", valid.stderr);
+
+    // The state has it; the only change left is tagging it as this
+    // deployment's, and after that nothing.
+    let list = l.json(&["list", s(&dir)]);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["address"] == "assets")
+    );
+    let plan = l.json(&["plan", s(&dir)]);
+    let changes: Vec<&J> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no_op")
+        .collect();
+    assert_eq!(changes.len(), 1, "{plan}");
+    assert_eq!(changes[0]["address"], "assets");
+    assert_eq!(changes[0]["action"], "update");
+    assert_eq!(changes[0]["diff"][0]["path"], "tags");
+    assert_eq!(changes[0]["diff"].as_array().unwrap().len(), 1);
+    l.json(&["up", s(&dir), "--yes"]);
+    let again = l.run(&["plan", s(&dir), "--detailed-exitcode", "-o", "none"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let history = l.json(&["history", s(&dir)]);
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["command"] == "import"),
+        "{history}"
+    );
+}
+
+#[test]
+fn a_saved_plan_applies_once_and_is_refused_when_the_state_moved() {
+    let l = Local::new("saved");
+    let dir = site(&l, SITE);
+    let plan_file = l.root.join("release.plan");
+    let planned = l.json(&["plan", s(&dir), "--out", s(&plan_file)]);
+    assert_eq!(planned["summary"]["create"], 3);
+    // Planning created nothing.
+    assert_eq!(l.json(&["list", s(&dir)]), json!([]));
+
+    let applied = l.json(&["apply", s(&plan_file)]);
+    assert_eq!(applied["counts"]["created"], 3, "{applied}");
+    let again = l.run(&["apply", s(&plan_file)]);
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("the state changed since the plan was made"),
+        "{}",
+        again.stderr
+    );
+
+    // A plan made, then someone else's `up` moves the state: refused, and
+    // the other run's change stays.
+    l.json(&["plan", s(&dir), "-p", "ttl=120", "--out", s(&plan_file)]);
+    l.json(&["up", s(&dir), "-p", "ttl=90", "--yes"]);
+    let stale = l.run(&["apply", s(&plan_file)]);
+    assert_eq!(stale.code, 1);
+    assert!(dig(&l, "www.life.test").contains("90\tIN\tA"));
+
+    // The template edited after the plan: planning again differs, refused.
+    l.json(&["plan", s(&dir), "-p", "ttl=120", "--out", s(&plan_file)]);
+    std::fs::write(dir.join("cairn.yaml"), SITE.replace("10.1.2.3", "10.1.2.4")).unwrap();
+    let moved = l.run(&["apply", s(&plan_file)]);
+    assert_eq!(moved.code, 1);
+    assert!(
+        moved.stderr.contains("other changes than the saved plan"),
+        "{}",
+        moved.stderr
+    );
+    assert!(dig(&l, "www.life.test").contains("90\tIN\tA\t10.1.2.3"));
+
+    let garbage = l.root.join("not-a-plan");
+    std::fs::write(&garbage, "{\"hello\": 1}").unwrap();
+    let bad = l.run(&["apply", s(&garbage)]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains("is not a plan saved by `cairn plan --out`"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn rollback_returns_to_the_template_and_values_of_an_earlier_run() {
+    let l = Local::new("rollback");
+    let dir = site(&l, SITE);
+    l.json(&["up", s(&dir), "--yes"]);
+    // Run 2: another record and another TTL.
+    let more = format!(
+        "{SITE}  api:\n    type: dns_record\n    properties: {{zone: \"{{{{ zone.id }}}}\", name: api, type: A, ttl: 30, values: [10.1.2.9]}}\n"
+    );
+    std::fs::write(dir.join("cairn.yaml"), &more).unwrap();
+    l.json(&["up", s(&dir), "-p", "ttl=300", "--yes"]);
+    assert!(dig(&l, "api.life.test").contains("10.1.2.9"));
+    assert!(dig(&l, "www.life.test").contains("300\tIN\tA"));
+
+    let nothing = l.run(&["rollback", s(&dir), "--to", "9", "--yes"]);
+    assert_eq!(nothing.code, 2);
+    assert!(nothing.stderr.contains("no run 9"), "{}", nothing.stderr);
+
+    let back = l.json(&["rollback", s(&dir), "--to", "1", "--yes"]);
+    assert_eq!(back["result"], "applied", "{back}");
+    assert_eq!(back["counts"]["deleted"], 1);
+    assert_eq!(back["counts"]["updated"], 1);
+    assert_eq!(dig(&l, "api.life.test"), "");
+    assert!(dig(&l, "www.life.test").contains("60\tIN\tA\t10.1.2.3"));
+    let history = l.json(&["history", s(&dir)]);
+    let commands: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(commands, ["up", "up", "rollback"], "{history}");
+    // The file on disk is untouched: the next `up` goes forward again.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cairn.yaml")).unwrap(),
+        more
+    );
+}
+
+fn inventory(l: &Local, deployment: &str) -> Vec<Listed> {
+    cloud(l, async |c| c.list(deployment).await.unwrap())
+}
+
+#[test]
+fn prune_deletes_what_is_tagged_for_the_deployment_but_not_in_its_state() {
+    let l = Local::new("prune");
+    let dir = site(&l, SITE);
+    l.json(&["up", s(&dir), "--yes"]);
+    let deployment = deployment_of(&dir);
+    let lost = cloud(&l, async |c| {
+        c.create(CreateRequest {
+            deployment: deployment.clone(),
+            address: "old".into(),
+            kind: "bucket".into(),
+            properties: json!({"name": "left-behind"}),
+            tags: [
+                ("cairn:deployment".to_string(), deployment.clone()),
+                ("cairn:resource".to_string(), "old".to_string()),
+            ]
+            .into(),
+            target: None,
+            token: "crashed-run".into(),
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(inventory(&l, &deployment).len(), 4);
+    let plain = l.json(&["up", s(&dir), "--yes"]);
+    assert_eq!(plain["result"], "no_changes");
+    // A bucket holds data: pruning it needs the same consent as deleting it.
+    let refused = l.run(&["up", s(&dir), "--prune", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-data-loss"),
+        "{}",
+        refused.stderr
+    );
+    let pruned = l.json(&["up", s(&dir), "--prune", "--allow-data-loss", "--yes"]);
+    assert_eq!(pruned["counts"]["deleted"], 1, "{pruned}");
+    let left: Vec<String> = inventory(&l, &deployment)
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left.len(), 3);
+    assert!(!left.contains(&lost.id));
+}
+
+/// Many resources of cheap types and two servers: the template the
+/// concurrency and kill tests run.
+const FLEET: &str = r#"cairn: 1
+parameters:
+  n: {type: int, default: 4}
+  ttl: {type: int, default: 60}
+resources:
+  net:
+    type: network
+    properties: {cidr: 10.60.0.0/16}
+  sub:
+    type: subnet
+    count: 2
+    properties: {network: "{{ net.id }}", cidr: "{{ cidr_subnet(net.cidr, 8, index) }}"}
+  fw:
+    type: firewall
+    properties:
+      network: "{{ net.id }}"
+      ingress: [{protocol: tcp, port: 8080, from: 127.0.0.0/8}]
+  zone:
+    type: dns_zone
+    properties: {name: fleet.test}
+  rec:
+    type: dns_record
+    count: "{{ params.n * 2 }}"
+    properties: {zone: "{{ zone.id }}", name: "h{{ index }}", type: A, ttl: "{{ params.ttl }}", values: ["10.0.0.{{ index + 1 }}"]}
+  box:
+    type: bucket
+    count: "{{ params.n }}"
+  token:
+    type: secret
+    count: "{{ params.n }}"
+    properties: {value: "token-{{ index }}-{{ params.ttl }}"}
+  keys:
+    type: key_pair
+    count: 2
+    properties: {name: "fleet-{{ index }}"}
+  ip:
+    type: ip_address
+    count: "{{ params.n }}"
+  vol:
+    type: volume
+    count: "{{ params.n }}"
+    properties: {size_gb: 1}
+  web:
+    type: server
+    count: 2
+    properties:
+      image: debian-12
+      subnet: "{{ sub[0].id }}"
+      firewalls: ["{{ fw.id }}"]
+      user_data: |
+        #!/bin/sh
+        exec cairn util http-echo --port 8080 --text "web {{ index }}"
+"#;
+
+/// The deployment's resources on the target against its state: nothing
+/// live that the state does not know, nothing known that is not live, and
+/// no address made twice.
+fn assert_converged(l: &Local, dir: &Path, trial: usize) {
+    let deployment = deployment_of(dir);
+    let live = inventory(l, &deployment);
+    let state: BTreeSet<String> = l
+        .json(&["list", s(dir)])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let live_ids: BTreeSet<String> = live.iter().map(|r| r.id.clone()).collect();
+    let orphans: Vec<&String> = live_ids.difference(&state).collect();
+    let missing: Vec<&String> = state.difference(&live_ids).collect();
+    assert!(orphans.is_empty(), "trial {trial}: orphans {orphans:?}");
+    assert!(
+        missing.is_empty(),
+        "trial {trial}: in state, not live {missing:?}"
+    );
+    let mut per_address: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &live {
+        *per_address
+            .entry(r.address.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_address.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "trial {trial}: duplicates {twice:?}");
+}
+
+fn spawn_up(l: &Local, dir: &Path, extra: &[&str], lease_ttl: &str) -> std::process::Child {
+    let mut args = vec!["up", s(dir), "--yes", "-o", "json"];
+    args.extend(extra);
+    let mut vars = l.vars();
+    vars.push(("CAIRN_LEASE_TTL", lease_ttl.to_string()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::command(&args, &vars)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cairn starts")
+}
+
+/// Waits for a child that was killed or ran to its end, so no zombie stays.
+fn reap(mut child: std::process::Child) -> std::process::Output {
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
+    let l = Local::new("concurrent");
+    let dir = site(&l, FLEET);
+    assert_eq!(l.json(&["local", "start"])["running"], true);
+
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            let started = Instant::now();
+            (spawn_up(&l, &dir, &[], "30"), started)
+        })
+        .collect();
+    let mut finished = Vec::new();
+    for (child, started) in children {
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        finished.push((pid, out, started.elapsed()));
+    }
+    let winners: Vec<_> = finished
+        .iter()
+        .filter(|(_, o, _)| o.status.success())
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one runs");
+    let (winner_pid, _, winner_took) = winners[0];
+    for (pid, out, took) in finished.iter().filter(|(_, o, _)| !o.status.success()) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{pid}: {err}");
+        assert!(
+            err.contains("is locked by") && err.contains(&format!("(pid {winner_pid})")),
+            "{pid} names the owner: {err}"
+        );
+        // They fail fast rather than wait for the lease.
+        assert!(
+            took < winner_took,
+            "{pid} took {took:?}, the run {winner_took:?}"
+        );
+    }
+    assert_converged(&l, &dir, 0);
+
+    // The owner is killed holding the lease: the next run is refused until
+    // the lease expires, then takes it over and finishes the work.
+    let child = spawn_up(&l, &dir, &["-p", "n=6"], "3");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while l.json(&["lock", "show", s(&dir)])["locked"] != true {
+        assert!(Instant::now() < deadline, "the run never took the lease");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed_pid = child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    reap(child);
+    let blocked = l.run(&["up", s(&dir), "-p", "n=6", "--yes"]);
+    assert_eq!(blocked.code, 1, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains(&format!("(pid {killed_pid})")),
+        "{}",
+        blocked.stderr
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let taken_over = loop {
+        let out = l.run(&["up", s(&dir), "-p", "n=6", "--yes", "-o", "json"]);
+        if out.code == 0 {
+            break out;
+        }
+        assert!(out.stderr.contains("is locked by"), "{}", out.stderr);
+        assert!(Instant::now() < deadline, "the lease never expired");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let v: J = serde_json::from_str(&taken_over.stdout).unwrap();
+    assert!(
+        v["result"] == "applied" || v["result"] == "no_changes",
+        "{v}"
+    );
+    assert_converged(&l, &dir, 1);
+    assert_eq!(
+        l.json(&["up", s(&dir), "-p", "n=6", "--yes"])["result"],
+        "no_changes"
+    );
+    l.json(&[
+        "destroy",
+        s(&dir),
+        "-p",
+        "n=6",
+        "--yes",
+        "--allow-data-loss",
+    ]);
+    assert!(inventory(&l, &deployment_of(&dir)).is_empty());
+}
+
+/// A small deterministic generator: the trials are random but repeatable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[test]
+fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
+    const TRIALS: usize = 50;
+    let l = Local::new("kill9");
+    let dir = site(&l, FLEET);
+    // How long a full run of the fleet takes here sets the kill window.
+    let t = Instant::now();
+    assert_eq!(l.json(&["up", s(&dir), "--yes"])["result"], "applied");
+    let window = (t.elapsed().as_millis() as u64).clamp(200, 5_000);
+    let mut rng = Lcg(0x5eed_0000 + std::process::id() as u64);
+    let mut killed_mid_run = 0;
+    for trial in 1..=TRIALS {
+        // Each trial changes something: counts go up and down, values change.
+        let n = format!("n={}", 2 + rng.below(5));
+        let ttl = format!("ttl={}", 60 + rng.below(3) * 30);
+        let child = spawn_up(&l, &dir, &["-p", &n, "-p", &ttl], "30");
+        std::thread::sleep(Duration::from_millis(rng.below(window)));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let out = reap(child);
+        if out.status.code().is_none() {
+            killed_mid_run += 1;
+            // The holder is known dead: what an operator does.
+            l.run(&["lock", "break", s(&dir)]);
+        }
+        // The rerun converges...
+        let rerun = l.run(&["up", s(&dir), "-p", &n, "-p", &ttl, "--yes", "-o", "json"]);
+        assert_eq!(rerun.code, 0, "trial {trial}: {}", rerun.stderr);
+        assert_converged(&l, &dir, trial);
+        // ...and leaves nothing more to do.
+        let again = l.run(&[
+            "plan",
+            s(&dir),
+            "-p",
+            &n,
+            "-p",
+            &ttl,
+            "--detailed-exitcode",
+            "-o",
+            "none",
+        ]);
+        assert_eq!(again.code, 0, "trial {trial}: {}", again.stderr);
+    }
+    eprintln!("{killed_mid_run} of {TRIALS} runs were killed before they ended");
+    assert!(
+        killed_mid_run >= TRIALS / 2,
+        "only {killed_mid_run} kills landed mid-run"
+    );
+    l.json(&["destroy", s(&dir), "--yes", "--allow-data-loss"]);
+    assert!(inventory(&l, &deployment_of(&dir)).is_empty());
+}
