@@ -657,3 +657,77 @@ fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
     l.json(&["destroy", s(&dir), "--yes", "--allow-data-loss"]);
     assert!(inventory(&l, &deployment_of(&dir)).is_empty());
 }
+
+#[test]
+fn no_secret_value_reaches_logs_plans_history_or_the_state_file() {
+    const TOKEN: &str = "tok-3f9a81c2e7d54b06";
+    let l = Local::new("secrets");
+    let dir = site(
+        &l,
+        r#"cairn: 1
+parameters:
+  api_token: {type: secret}
+  pw: {type: secret, generate: {length: 24}}
+resources:
+  token:
+    type: secret
+    properties: {value: "{{ params.api_token }}"}
+  pw_store:
+    type: secret
+    properties: {value: "{{ params.pw }}"}
+  keys:
+    type: key_pair
+    properties: {name: admin}
+outputs:
+  pw: {value: "{{ params.pw }}", secret: true}
+  key: {value: "{{ keys.private_key }}", secret: true}
+"#,
+    );
+    let plan_file = l.root.join("secret.plan");
+    let token_arg = format!("api_token={TOKEN}");
+    let mut seen = String::new();
+    for args in [
+        vec![
+            "plan",
+            s(&dir),
+            "-vvv",
+            "-p",
+            &token_arg,
+            "--out",
+            s(&plan_file),
+        ],
+        vec!["up", s(&dir), "-vvv", "-p", &token_arg, "--yes"],
+        vec!["plan", s(&dir), "-vvv", "-p", &token_arg],
+        vec!["drift", s(&dir), "-vvv"],
+        vec!["history", s(&dir), "-vvv"],
+        vec!["show", s(&dir), "-vvv"],
+        vec!["output", s(&dir), "-vvv"],
+        vec!["list", s(&dir), "-vvv"],
+    ] {
+        let out = l.run(&args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        seen.push_str(&out.stdout);
+        seen.push_str(&out.stderr);
+    }
+    // The values exist, and cairn gives them when asked explicitly.
+    let revealed = l.json(&["output", s(&dir), "--secret"]);
+    let pw = revealed["pw"].as_str().unwrap().to_string();
+    let key = revealed["key"].as_str().unwrap().to_string();
+    assert_eq!(pw.len(), 24);
+    assert!(key.contains("PRIVATE KEY"), "{key}");
+    let key_line = key.lines().nth(1).unwrap().to_string();
+    let shown = l.json(&["show", s(&dir), "--address", "token", "--secret"]);
+    assert_eq!(shown["properties"]["value"], TOKEN);
+
+    seen.push_str(&std::fs::read_to_string(&plan_file).unwrap());
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        if let Ok(bytes) = std::fs::read(l.root.join(f)) {
+            seen.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    for secret in [TOKEN, pw.as_str(), key_line.as_str()] {
+        assert!(!seen.contains(secret), "a secret leaked: {secret}");
+    }
+    assert!(seen.contains("(secret)"), "secrets are shown as (secret)");
+    assert!(seen.contains("DEBUG"), "-vvv logs");
+}
