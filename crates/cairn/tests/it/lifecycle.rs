@@ -731,3 +731,62 @@ outputs:
     assert!(seen.contains("(secret)"), "secrets are shown as (secret)");
     assert!(seen.contains("DEBUG"), "-vvv logs");
 }
+
+#[test]
+fn a_failed_up_rolls_back_to_the_last_good_run_or_keeps_what_succeeded() {
+    let l = Local::new("onfailure");
+    let dir = site(&l, SITE);
+    l.json(&["up", s(&dir), "--yes"]);
+    let before = l.json(&["list", s(&dir)]);
+    // The next version changes the TTL and adds a server that dies at once.
+    let broken = format!(
+        "{SITE}  net:\n    type: network\n    properties: {{cidr: 10.70.0.0/16}}\n  sub:\n    type: subnet\n    properties: {{network: \"{{{{ net.id }}}}\", cidr: 10.70.1.0/24}}\n  bad:\n    type: server\n    depends_on: [www]\n    properties: {{image: debian-12, subnet: \"{{{{ sub.id }}}}\", user_data: \"#!/bin/sh\\nexit 3\\n\"}}\n"
+    );
+    std::fs::write(dir.join("cairn.yaml"), &broken).unwrap();
+
+    let failed = l.run(&["up", s(&dir), "-p", "ttl=300", "--yes", "-o", "json"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let v: J = serde_json::from_str(&failed.stdout).unwrap();
+    assert_eq!(v["result"], "rolled_back", "{v}");
+    let bad = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "bad")
+        .unwrap();
+    assert_eq!(bad["status"], "failed", "{v}");
+    // Exactly as after the last good run: same resources, the old TTL.
+    assert_eq!(l.json(&["list", s(&dir)]), before);
+    assert!(dig(&l, "www.life.test").contains("60\tIN\tA"));
+    assert_converged(&l, &dir, 0);
+
+    let kept = l.run(&[
+        "up",
+        s(&dir),
+        "-p",
+        "ttl=300",
+        "--on-failure",
+        "keep",
+        "--yes",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(kept.code, 1, "{}", kept.stderr);
+    let v: J = serde_json::from_str(&kept.stdout).unwrap();
+    assert_eq!(v["result"], "failed", "{v}");
+    // What succeeded stays, the server that failed is not there, and the
+    // state says exactly that.
+    assert!(dig(&l, "www.life.test").contains("300\tIN\tA"));
+    let listed = l.json(&["list", s(&dir)]);
+    let addresses: BTreeSet<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert!(
+        addresses.contains("sub") && !addresses.contains("bad"),
+        "{listed}"
+    );
+    assert_converged(&l, &dir, 1);
+}
