@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use super::state::{key_source, state_path};
+use crate::cli::Format;
 use crate::cli::{ApplyArgs, ChangeArgs, GlobalArgs, OnFailureArg, TemplateArgs};
-use crate::output::emit;
+use crate::output::{default_format, emit};
 use crate::report::{CliError, Status};
 
 pub(super) fn now() -> i64 {
@@ -79,8 +80,20 @@ fn sign(a: Action) -> &'static str {
     }
 }
 
-/// The plan as people read it, on stderr before a confirmation.
+/// The plan as people read it: each change with its property diff
+/// (secrets as `(secret)`, unknowns as `(known after apply)`), then a count.
 fn describe(plan: &Plan) -> String {
+    let show = |v: &Option<serde_json::Value>| match v {
+        None => "null".to_string(),
+        // The markers read as words, not as string values.
+        Some(serde_json::Value::String(t))
+            if t == cairn_template::value::UNKNOWN_TEXT
+                || t == cairn_template::value::SECRET_TEXT =>
+        {
+            t.clone()
+        }
+        Some(v) => v.to_string(),
+    };
     let mut s = String::new();
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         s.push_str(&format!("  {} {} ({})", sign(c.action), c.address, c.kind));
@@ -91,6 +104,18 @@ fn describe(plan: &Plan) -> String {
             ));
         }
         s.push('\n');
+        for d in &c.diff {
+            let line = match c.action {
+                Action::Create => format!("{}: {}", d.path, show(&d.after)),
+                _ => format!("{}: {} -> {}", d.path, show(&d.before), show(&d.after)),
+            };
+            let forces = if d.force_new {
+                "  (forces replacement)"
+            } else {
+                ""
+            };
+            s.push_str(&format!("      {line}{forces}\n"));
+        }
     }
     let m = &plan.summary;
     s.push_str(&format!(
@@ -300,10 +325,16 @@ pub fn plan(
         );
     }
     let changes = plan.has_changes();
-    emit(
-        serde_json::to_value(&plan).map_err(CliError::failure)?,
-        global,
-    )?;
+    // On a terminal (or with -o table) the plan reads like a diff; data
+    // formats and --query get the plan itself.
+    if global.query.is_none() && default_format(global.output) == Format::Table {
+        print!("{}", describe(&plan));
+    } else {
+        emit(
+            serde_json::to_value(&plan).map_err(CliError::failure)?,
+            global,
+        )?;
+    }
     Ok(if detailed && changes {
         Status::Changes
     } else {

@@ -22,11 +22,7 @@ impl Local {
         let root = std::env::temp_dir().join(format!("cairn-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let dns_port = free_dns_port();
         let pool = NEXT_POOL
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             .to_string();
@@ -63,6 +59,24 @@ impl Local {
         serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", out.stdout))
     }
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1, below Linux's ephemeral
+/// range (32768-60999): a port from that range can be taken by any
+/// outgoing connection between this check and the daemon's bind.
+fn free_dns_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let start = std::process::id() % 10_000;
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = 20_000 + ((start + n * 7) % 12_000) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port for DNS between 20000 and 32000");
 }
 
 impl Drop for Local {
