@@ -3,6 +3,7 @@
 mod cli;
 mod errors;
 mod examples;
+mod fault_proxy;
 mod lifecycle;
 mod local;
 mod state;
