@@ -193,17 +193,9 @@ pub struct Observed {
 /// recorded value too, so the plan that follows puts it back. Secret values
 /// are neither compared nor reported.
 pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Observed, RunError> {
+    let reads = read_all(cx, &records).await;
     let mut out = Observed::default();
-    for mut r in records {
-        let read = cx
-            .provider
-            .read(ReadRequest {
-                deployment: cx.deployment.clone(),
-                address: r.address.clone(),
-                kind: r.kind.clone(),
-                id: r.id.clone(),
-            })
-            .await;
+    for (mut r, read) in records.into_iter().zip(reads) {
         let live = match read {
             Ok(Some(o)) => o,
             Ok(None) | Err(crate::provider::ProviderError::NotFound(_)) => {
@@ -278,6 +270,51 @@ pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Ob
     Ok(out)
 }
 
+/// Reads every record's resource, as many at once as the apply's
+/// parallelism allows, each with the apply's retries; results in order.
+async fn read_all(
+    cx: &RunContext,
+    records: &[ResourceRecord],
+) -> Vec<crate::provider::ProviderResult<Option<crate::provider::Observed>>> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(cx.options.parallelism.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    for (i, r) in records.iter().enumerate() {
+        let (provider, limit, policy) =
+            (cx.provider.clone(), limit.clone(), cx.options.retry.clone());
+        let req = ReadRequest {
+            deployment: cx.deployment.clone(),
+            address: r.address.clone(),
+            kind: r.kind.clone(),
+            id: r.id.clone(),
+        };
+        running.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let read = crate::retry::with_retries(
+                &policy,
+                || provider.read(req.clone()),
+                |attempt, delay, e| {
+                    tracing::debug!(
+                        "reading {}: retry {attempt} in {delay:?} ({e})",
+                        req.address
+                    )
+                },
+            )
+            .await;
+            (i, read)
+        });
+    }
+    let mut out: Vec<_> = (0..records.len())
+        .map(|_| Err(crate::provider::ProviderError::Transient("not read".into())))
+        .collect();
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((i, read)) => out[i] = read,
+            Err(e) => tracing::error!("a read task failed: {e}"),
+        }
+    }
+    out
+}
+
 /// Refreshes the state from the target: live values are written, what is
 /// gone is forgotten. Needs the lease.
 async fn refresh(cx: &RunContext) -> Result<(), RunError> {
@@ -303,11 +340,13 @@ async fn orphans(
     cx: &RunContext,
     known: &[ResourceRecord],
 ) -> Result<Vec<ResourceRecord>, RunError> {
-    let listed = cx
-        .provider
-        .list(&cx.deployment)
-        .await
-        .map_err(|e| RunError::Provider(format!("listing the deployment's resources: {e}")))?;
+    let listed = crate::retry::with_retries(
+        &cx.options.retry,
+        || cx.provider.list(&cx.deployment),
+        |attempt, delay, e| tracing::debug!("listing: retry {attempt} in {delay:?} ({e})"),
+    )
+    .await
+    .map_err(|e| RunError::Provider(format!("listing the deployment's resources: {e}")))?;
     fn rank(kind: &str) -> u8 {
         match kind {
             "load_balancer" | "dns_record" | "ip_address" | "snapshot" | "image" => 4,

@@ -506,3 +506,16 @@ async fn a_saved_plan_applies_only_while_planning_again_gives_the_same_changes()
         .unwrap_err();
     assert!(matches!(err, RunError::StalePlan { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn refresh_reads_are_retried_when_throttled() {
+    use std::sync::atomic::Ordering;
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    w.provider.throttle_next.store(4, Ordering::SeqCst);
+    assert!(crate::run::drift(&cx).await.unwrap().is_empty());
+    assert_eq!(w.provider.throttle_next.load(Ordering::SeqCst), 0);
+}
