@@ -106,15 +106,21 @@ pub fn generate_secret(length: usize, special: bool) -> Result<String, String> {
     Ok(out)
 }
 
-/// Loads the template with this deployment's generated secrets, creating
-/// and storing those that do not exist yet.
-pub fn load_with_secrets(cx: &RunContext, opts: &LoadOptions) -> Result<Loaded, RunError> {
+/// The load options with the secrets earlier runs generated.
+fn with_generated(cx: &RunContext, opts: &LoadOptions) -> Result<LoadOptions, RunError> {
     let mut opts = opts.clone();
     opts.generated = cx
         .store
         .generated_secrets(&cx.deployment)?
         .into_iter()
         .collect();
+    Ok(opts)
+}
+
+/// Loads the template with this deployment's generated secrets, creating
+/// and storing those that do not exist yet.
+pub fn load_with_secrets(cx: &RunContext, opts: &LoadOptions) -> Result<Loaded, RunError> {
+    let mut opts = with_generated(cx, opts)?;
     let loaded = load(&opts)?;
     if loaded.params.to_generate.is_empty() {
         return Ok(loaded);
@@ -415,13 +421,8 @@ pub async fn plan(
     load_opts: &LoadOptions,
     opts: &RunOptions,
 ) -> Result<Plan, RunError> {
-    let mut load_opts = load_opts.clone();
-    load_opts.generated = cx
-        .store
-        .generated_secrets(&cx.deployment)?
-        .into_iter()
-        .collect();
-    let loaded = Arc::new(load(&load_opts)?);
+    // Secrets not generated yet stay unknown: a plan writes nothing.
+    let loaded = Arc::new(load(&with_generated(cx, load_opts)?)?);
     let serial = cx.store.serial(&cx.deployment)?;
     let mut prior = cx.store.resources(&cx.deployment)?;
     if opts.refresh {

@@ -255,11 +255,7 @@ async fn forward(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
+    let body = whole(body).await?;
     let stream = tokio::net::TcpStream::connect(upstream).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -272,12 +268,15 @@ async fn forward(
         .await
         .map_err(std::io::Error::other)?;
     let (parts, body) = answer.into_parts();
-    let body = body
+    Ok(Response::from_parts(parts, Full::new(whole(body).await?)))
+}
+
+async fn whole(body: Incoming) -> Result<Bytes, std::io::Error> {
+    Ok(body
         .collect()
         .await
         .map_err(std::io::Error::other)?
-        .to_bytes();
-    Ok(Response::from_parts(parts, Full::new(body)))
+        .to_bytes())
 }
 
 /// The proxy itself, against a tiny upstream of the test's own.
