@@ -23,6 +23,9 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// `aws: {endpoint_url: ...}`: instead of AWS_ENDPOINT_URL.
     pub endpoint_url: Option<String>,
+    /// Credentials given in code (tests against moto); `None` uses the
+    /// standard chain. Debug output of `Credentials` redacts the secret.
+    pub credentials: Option<aws_sdk_ec2::config::Credentials>,
 }
 
 impl AwsSettings {
@@ -93,6 +96,9 @@ impl Clients {
         }
         if let Some(p) = &settings.profile {
             loader = loader.profile_name(p);
+        }
+        if let Some(c) = &settings.credentials {
+            loader = loader.credentials_provider(c.clone());
         }
         if let Some(e) = &settings.endpoint_url {
             loader = loader.endpoint_url(e);

@@ -390,18 +390,11 @@ impl AwsProvider {
             BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
         };
         let versioning = prop_bool(p, "versioning");
-        let current = self
-            .c
-            .s3
-            .get_bucket_versioning()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(|e| classify("GetBucketVersioning", e))?;
-        let on = current.status() == Some(&BucketVersioningStatus::Enabled);
+        let current = self.versioning(name).await?;
+        let on = current == Some(BucketVersioningStatus::Enabled);
         // A bucket that never had versioning stays unversioned: S3 can only
         // suspend versioning once enabled, never return to "never".
-        if versioning != on && (versioning || current.status().is_some()) {
+        if versioning != on && (versioning || current.is_some()) {
             self.c
                 .s3
                 .put_bucket_versioning()
@@ -436,6 +429,41 @@ impl AwsProvider {
             .await
             .map_err(|e| classify("PutPublicAccessBlock", e))?;
         Ok(())
+    }
+
+    /// The bucket's versioning status; `None` when it was never set.
+    async fn versioning(
+        &self,
+        name: &str,
+    ) -> ProviderResult<Option<aws_sdk_s3::types::BucketVersioningStatus>> {
+        use aws_sdk_s3::types::BucketVersioningStatus;
+        match self.c.s3.get_bucket_versioning().bucket(name).send().await {
+            Ok(o) => Ok(o.status().cloned()),
+            // moto answers with a `GetBucketVersioningResponse` root where
+            // S3 has `VersioningConfiguration`, which the SDK refuses to
+            // parse: the status is read from the body itself then.
+            Err(e)
+                if e.raw_response()
+                    .and_then(|r| r.body().bytes())
+                    .is_some_and(|b| {
+                        String::from_utf8_lossy(b).contains("<GetBucketVersioningResponse")
+                    }) =>
+            {
+                let body = e
+                    .raw_response()
+                    .and_then(|r| r.body().bytes())
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Ok(if body.contains("<Status>Enabled</Status>") {
+                    Some(BucketVersioningStatus::Enabled)
+                } else if body.contains("<Status>Suspended</Status>") {
+                    Some(BucketVersioningStatus::Suspended)
+                } else {
+                    None
+                })
+            }
+            Err(e) => Err(classify("GetBucketVersioning", e)),
+        }
     }
 
     pub(crate) async fn bucket_tags(&self, name: &str) -> ProviderResult<BTreeMap<String, String>> {
@@ -502,14 +530,7 @@ impl AwsProvider {
             }
             Err(e) => return Err(e),
         }
-        let versioning = self
-            .c
-            .s3
-            .get_bucket_versioning()
-            .bucket(name)
-            .send()
-            .await
-            .map_err(|e| classify("GetBucketVersioning", e))?;
+        let versioning = self.versioning(name).await?;
         let block = self
             .c
             .s3
@@ -534,7 +555,7 @@ impl AwsProvider {
         p.insert("name".into(), json!(name));
         p.insert(
             "versioning".into(),
-            json!(versioning.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)),
+            json!(versioning == Some(aws_sdk_s3::types::BucketVersioningStatus::Enabled)),
         );
         p.insert("public".into(), json!(public));
         Ok(Some(Observed {
