@@ -79,7 +79,13 @@ pub fn classify<E>(what: &str, err: SdkError<E, HttpResponse>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = format!("{what}: {}", DisplayErrorContext(&err));
+    // The service's own code and message when it sent them (short and
+    // what a user can act on), the whole error chain otherwise.
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(msg)) => format!("{what}: {code}: {msg}"),
+        (Some(code), None) => format!("{what}: {code}"),
+        _ => format!("{what}: {}", DisplayErrorContext(&err)),
+    };
     match &err {
         // The request never got an answer: the network, a timeout, a reset.
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {

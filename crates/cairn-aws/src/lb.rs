@@ -47,6 +47,24 @@ fn backends(p: &Json) -> Vec<(String, i32)> {
         .collect()
 }
 
+/// ELB checks at most every 5 s (the local balancer checks faster): a
+/// shorter interval in the template becomes 5 s on aws.
+fn interval(hc: &Json) -> i32 {
+    prop_secs(hc, "interval").unwrap_or(5).clamp(5, 300)
+}
+
+/// ELB wants the timeout shorter than the interval and at least 2 s.
+fn timeout(hc: &Json) -> i32 {
+    prop_secs(hc, "timeout")
+        .unwrap_or(2)
+        .clamp(2, interval(hc) - 1)
+}
+
+/// ELB counts between 2 and 10 checks.
+fn threshold(n: i64) -> i32 {
+    n.clamp(2, 10) as i32
+}
+
 fn secs(n: Option<i32>) -> Json {
     n.map_or(Json::Null, |n| json!(format!("{n}s")))
 }
@@ -235,10 +253,10 @@ impl AwsProvider {
             .health_check_protocol(protocol)
             .set_health_check_path(http.then(|| prop_str(&hc, "path").unwrap_or("/").to_string()))
             .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-            .set_health_check_interval_seconds(prop_secs(&hc, "interval"))
-            .set_health_check_timeout_seconds(prop_secs(&hc, "timeout"))
-            .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(|n| n as i32))
-            .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(|n| n as i32))
+            .set_health_check_interval_seconds(Some(interval(&hc)))
+            .set_health_check_timeout_seconds(Some(timeout(&hc)))
+            .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
+            .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
             .set_tags(Some(elb_tags(tags)))
             .send()
             .await
@@ -611,10 +629,10 @@ impl AwsProvider {
                 .target_group_arn(&tg)
                 .set_health_check_path(prop_str(&hc, "path").map(str::to_string))
                 .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-                .set_health_check_interval_seconds(prop_secs(&hc, "interval"))
-                .set_health_check_timeout_seconds(prop_secs(&hc, "timeout"))
-                .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(|n| n as i32))
-                .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(|n| n as i32))
+                .set_health_check_interval_seconds(Some(interval(&hc)))
+                .set_health_check_timeout_seconds(Some(timeout(&hc)))
+                .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
+                .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
                 .send()
                 .await
                 .map_err(|e| classify("ModifyTargetGroup", e))?;
