@@ -57,6 +57,10 @@ pub struct Deployment {
     pub name: String,
     pub env: String,
     pub target: String,
+    /// The environment file's `region` (targets that have regions).
+    pub region: Option<String>,
+    /// The environment's settings block for its target (`aws: {...}`).
+    pub settings: Option<serde_json::Value>,
 }
 
 impl Deployment {
@@ -279,6 +283,8 @@ fn deployment_of(dir: &Path, env: &Environment) -> Deployment {
             .unwrap_or_else(|| format!("{dir_name}-{}", env.name)),
         env: env.name.clone(),
         target: env.target.clone(),
+        region: env.region.clone(),
+        settings: env.settings.get(&env.target).cloned(),
     }
 }
 

@@ -143,6 +143,25 @@ pub(super) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Targ
             let dirs = super::local::local_dirs()?;
             Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?).await?)
         }
+        #[cfg(feature = "aws")]
+        "aws" => {
+            let settings = cairn_aws::AwsSettings::from_environment(
+                deployment.region.as_deref(),
+                deployment.settings.as_ref(),
+            )
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+            Arc::new(
+                cairn_aws::AwsProvider::connect(&settings)
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+            )
+        }
+        #[cfg(not(feature = "aws"))]
+        "aws" => {
+            return Err(CliError::Usage(
+                "this build of cairn has no aws target (built without the `aws` feature)".into(),
+            ));
+        }
         other => {
             return Err(CliError::Usage(format!(
                 "the `{other}` target is not part of this build of cairn yet; `local` is"

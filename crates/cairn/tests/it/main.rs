@@ -1,5 +1,7 @@
 //! The CLI's integration tests: one binary, a module per area.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod cli;
 mod errors;
 mod examples;

@@ -1,0 +1,778 @@
+//! load_balancer → an ALB (`listen.protocol: http`) or NLB (`tcp`), one
+//! target group with the health check, one listener forwarding to it, and
+//! the backends registered as instance targets. Backends are addresses in
+//! the template (`web[*].address`), so each is resolved to the instance
+//! that has it. Without `subnets`, the balancer goes into the backends'
+//! subnets.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, LoadBalancer, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
+    LoadBalancerTypeEnum, ProtocolEnum, Tag, TargetDescription, TargetGroup, TargetGroupAttribute,
+    TargetTypeEnum,
+};
+use cairn_engine::provider::*;
+use serde_json::json;
+
+use crate::AwsProvider;
+use crate::ec2::filter;
+use crate::error::{classify, gone};
+use crate::model::*;
+
+/// ELB names: at most 32 characters.
+const NAME_MAX: usize = 32;
+
+fn elb_tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
+    map.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// (address, port) of each backend.
+fn backends(p: &Json) -> Vec<(String, i32)> {
+    let default_port = prop_i64(p, "backend_port").unwrap_or(80) as i32;
+    prop(p, "backends")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|b| match b {
+            Json::String(a) => Some((a.clone(), default_port)),
+            Json::Object(_) => Some((
+                prop_str(b, "address")?.to_string(),
+                prop_i64(b, "port").map_or(default_port, |p| p as i32),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// ELB checks at most every 5 s (the local balancer checks faster): a
+/// shorter interval in the template becomes 5 s on aws.
+fn interval(hc: &Json) -> i32 {
+    prop_secs(hc, "interval").unwrap_or(5).clamp(5, 300)
+}
+
+/// ELB wants the timeout shorter than the interval and at least 2 s.
+fn timeout(hc: &Json) -> i32 {
+    prop_secs(hc, "timeout")
+        .unwrap_or(2)
+        .clamp(2, interval(hc) - 1)
+}
+
+/// ELB counts between 2 and 10 checks.
+fn threshold(n: i64) -> i32 {
+    n.clamp(2, 10) as i32
+}
+
+fn secs(n: Option<i32>) -> Json {
+    n.map_or(Json::Null, |n| json!(format!("{n}s")))
+}
+
+impl AwsProvider {
+    /// The instance that has this address (private first, then public).
+    async fn instance_with(&self, address: &str) -> ProviderResult<(String, String, String)> {
+        for key in ["private-ip-address", "ip-address"] {
+            let out = self
+                .c
+                .ec2
+                .describe_instances()
+                .filters(filter(key, address))
+                .filters(filter("instance-state-name", "running"))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeInstances", e))?;
+            if let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() {
+                return Ok((
+                    i.instance_id().unwrap_or_default().to_string(),
+                    i.subnet_id().unwrap_or_default().to_string(),
+                    i.private_ip_address().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        Err(permanent(format!(
+            "backend `{address}` is not the address of a running instance in {}",
+            self.c.region
+        )))
+    }
+
+    async fn targets(&self, p: &Json) -> ProviderResult<Vec<(String, i32, String)>> {
+        let mut out = Vec::new();
+        for (addr, port) in backends(p) {
+            let (id, subnet, _) = self.instance_with(&addr).await?;
+            out.push((id, port, subnet));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn create_load_balancer(&self, req: &CreateRequest) -> ProviderResult<Json> {
+        let p = &req.properties;
+        let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
+        let http = prop_str(&listen, "protocol").unwrap_or("http") == "http";
+        let port = prop_i64(&listen, "port").unwrap_or(80) as i32;
+        let targets = self.targets(p).await?;
+        let mut subnets = prop_strs(p, "subnets");
+        if subnets.is_empty() {
+            for (_, _, s) in &targets {
+                if !subnets.contains(s) {
+                    subnets.push(s.clone());
+                }
+            }
+        }
+        if subnets.is_empty() {
+            return Err(permanent(
+                "a load balancer on aws needs `subnets` (or backends to take them from)",
+            ));
+        }
+        let vpc = self
+            .c
+            .ec2
+            .describe_subnets()
+            .subnet_ids(&subnets[0])
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSubnets", e))?
+            .subnets()
+            .first()
+            .and_then(|s| s.vpc_id())
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::NotFound(format!("subnet {}", subnets[0])))?;
+        let tags = create_tags(&req.tags, &req.token);
+        // Names derived from the token: a retried create asks for the same
+        // names, which ELB answers with what exists instead of a second.
+        let name = prop_str(p, "name")
+            .map(str::to_string)
+            .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, NAME_MAX));
+        let tg_name = derived_name(
+            &req.deployment,
+            &format!("{}-tg", req.address),
+            &req.token,
+            NAME_MAX,
+        );
+        let tg = self.target_group(&tg_name, http, &vpc, p, &tags).await?;
+        let lb_type = if http {
+            LoadBalancerTypeEnum::Application
+        } else {
+            LoadBalancerTypeEnum::Network
+        };
+        let out = self
+            .c
+            .elb
+            .create_load_balancer()
+            .name(&name)
+            .r#type(lb_type)
+            .set_subnets(Some(subnets))
+            .set_security_groups(Some(prop_strs(p, "firewalls")).filter(|f| !f.is_empty()))
+            .scheme(if prop_bool(p, "internal") {
+                LoadBalancerSchemeEnum::Internal
+            } else {
+                LoadBalancerSchemeEnum::InternetFacing
+            })
+            .set_tags(Some(elb_tags(&tags)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateLoadBalancer", e))?;
+        let lb = out
+            .load_balancers()
+            .first()
+            .ok_or_else(|| permanent("CreateLoadBalancer returned nothing"))?;
+        let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+        let listeners = self
+            .c
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeListeners", e))?;
+        if listeners.listeners().is_empty() {
+            self.c
+                .elb
+                .create_listener()
+                .load_balancer_arn(&arn)
+                .protocol(if http {
+                    ProtocolEnum::Http
+                } else {
+                    ProtocolEnum::Tcp
+                })
+                .port(port)
+                .default_actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .target_group_arn(&tg)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("CreateListener", e))?;
+        }
+        self.register(&tg, &targets).await?;
+        let lb = self.wait_active(&arn).await?;
+        Ok(lb_attributes(&lb, port))
+    }
+
+    /// The target group with this name, made when missing.
+    async fn target_group(
+        &self,
+        name: &str,
+        http: bool,
+        vpc: &str,
+        p: &Json,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<String> {
+        let existing = self
+            .c
+            .elb
+            .describe_target_groups()
+            .names(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetGroups", e));
+        if let Some(arn) = gone(existing)?.and_then(|o| {
+            o.target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn().map(str::to_string))
+        }) {
+            return Ok(arn);
+        }
+        let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
+        let protocol = if http {
+            ProtocolEnum::Http
+        } else {
+            ProtocolEnum::Tcp
+        };
+        let out = self
+            .c
+            .elb
+            .create_target_group()
+            .name(name)
+            .protocol(protocol.clone())
+            .port(prop_i64(p, "backend_port").unwrap_or(80) as i32)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_protocol(protocol)
+            .set_health_check_path(http.then(|| prop_str(&hc, "path").unwrap_or("/").to_string()))
+            .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
+            .set_health_check_interval_seconds(Some(interval(&hc)))
+            .set_health_check_timeout_seconds(Some(timeout(&hc)))
+            .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
+            .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
+            .set_tags(Some(elb_tags(tags)))
+            .send()
+            .await
+            .map_err(|e| classify("CreateTargetGroup", e))?;
+        let arn = out
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .ok_or_else(|| permanent("CreateTargetGroup returned nothing"))?
+            .to_string();
+        self.set_target_group_attributes(&arn, p).await?;
+        Ok(arn)
+    }
+
+    async fn set_target_group_attributes(&self, arn: &str, p: &Json) -> ProviderResult<()> {
+        let mut attrs = vec![];
+        if let Some(d) = prop_secs(p, "drain_timeout") {
+            attrs.push(
+                TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(d.to_string())
+                    .build(),
+            );
+        }
+        if prop_str(p, "algorithm") == Some("least_connections")
+            && prop(p, "listen").and_then(|l| prop_str(l, "protocol")) != Some("tcp")
+        {
+            attrs.push(
+                TargetGroupAttribute::builder()
+                    .key("load_balancing.algorithm.type")
+                    .value("least_outstanding_requests")
+                    .build(),
+            );
+        }
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        self.c
+            .elb
+            .modify_target_group_attributes()
+            .target_group_arn(arn)
+            .set_attributes(Some(attrs))
+            .send()
+            .await
+            .map_err(|e| classify("ModifyTargetGroupAttributes", e))?;
+        Ok(())
+    }
+
+    async fn register(&self, tg: &str, targets: &[(String, i32, String)]) -> ProviderResult<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        self.c
+            .elb
+            .register_targets()
+            .target_group_arn(tg)
+            .set_targets(Some(
+                targets
+                    .iter()
+                    .map(|(id, port, _)| TargetDescription::builder().id(id).port(*port).build())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| classify("RegisterTargets", e))?;
+        Ok(())
+    }
+
+    async fn load_balancer(&self, arn: &str) -> ProviderResult<Option<LoadBalancer>> {
+        let out = self
+            .c
+            .elb
+            .describe_load_balancers()
+            .load_balancer_arns(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeLoadBalancers", e));
+        Ok(gone(out)?.and_then(|o| o.load_balancers().first().cloned()))
+    }
+
+    async fn wait_active(&self, arn: &str) -> ProviderResult<LoadBalancer> {
+        wait_for("the load balancer", self.waits.load_balancer, || async {
+            let Some(lb) = self.load_balancer(arn).await? else {
+                return Ok(None);
+            };
+            match lb.state().and_then(|s| s.code()) {
+                Some(LoadBalancerStateEnum::Active) => Ok(Some(lb)),
+                Some(LoadBalancerStateEnum::Failed) => Err(permanent(format!(
+                    "load balancer {arn} failed: {}",
+                    lb.state()
+                        .and_then(|s| s.reason())
+                        .unwrap_or("no reason given")
+                ))),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn target_groups_of(&self, arn: &str) -> ProviderResult<Vec<TargetGroup>> {
+        let out = self
+            .c
+            .elb
+            .describe_target_groups()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetGroups", e));
+        Ok(gone(out)?
+            .map(|o| o.target_groups().to_vec())
+            .unwrap_or_default())
+    }
+
+    /// The registered targets: (instance id, port, health state).
+    pub async fn target_health(&self, tg: &str) -> ProviderResult<Vec<(String, i32, String)>> {
+        let out = self
+            .c
+            .elb
+            .describe_target_health()
+            .target_group_arn(tg)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetHealth", e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .map(|d| {
+                (
+                    d.target()
+                        .and_then(|t| t.id())
+                        .unwrap_or_default()
+                        .to_string(),
+                    d.target().and_then(|t| t.port()).unwrap_or_default(),
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    pub(crate) async fn find_load_balancer(&self, token: &str) -> ProviderResult<Option<String>> {
+        for (arn, tags) in self.tagged_load_balancers().await? {
+            if tags.get(TOKEN_TAG).map(String::as_str) == Some(token) {
+                return Ok(Some(arn));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every load balancer with its tags.
+    pub(crate) async fn tagged_load_balancers(
+        &self,
+    ) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
+        let mut arns = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .c
+                .elb
+                .describe_load_balancers()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeLoadBalancers", e))?;
+            arns.extend(
+                page.load_balancers()
+                    .iter()
+                    .filter_map(|l| l.load_balancer_arn().map(str::to_string)),
+            );
+            match page.next_marker() {
+                Some(m) => marker = Some(m.to_string()),
+                None => break,
+            }
+        }
+        let mut out = Vec::new();
+        // DescribeTags takes at most 20 resources.
+        for chunk in arns.chunks(20) {
+            let tags = self
+                .c
+                .elb
+                .describe_tags()
+                .set_resource_arns(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTags", e))?;
+            for d in tags.tag_descriptions() {
+                let map = d
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect();
+                out.push((d.resource_arn().unwrap_or_default().to_string(), map));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn read_load_balancer(&self, arn: &str) -> ProviderResult<Option<Observed>> {
+        let Some(lb) = self.load_balancer(arn).await? else {
+            return Ok(None);
+        };
+        let listeners = self
+            .c
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeListeners", e))?;
+        let listener = listeners.listeners().first();
+        let port = listener.and_then(|l| l.port()).unwrap_or_default();
+        let protocol = match listener.and_then(|l| l.protocol()) {
+            Some(ProtocolEnum::Tcp) => "tcp",
+            _ => "http",
+        };
+        let tgs = self.target_groups_of(arn).await?;
+        let tg = tgs.first();
+        let mut p = blank("load_balancer");
+        p.insert("name".into(), json!(lb.load_balancer_name()));
+        p.insert("listen".into(), json!({"protocol": protocol, "port": port}));
+        p.insert("algorithm".into(), json!("weighted_round_robin"));
+        p.insert(
+            "internal".into(),
+            json!(lb.scheme() == Some(&LoadBalancerSchemeEnum::Internal)),
+        );
+        p.insert(
+            "subnets".into(),
+            json!(
+                lb.availability_zones()
+                    .iter()
+                    .filter_map(|z| z.subnet_id())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        p.insert("firewalls".into(), json!(lb.security_groups()));
+        if let Some(tg) = tg {
+            let tg_arn = tg.target_group_arn().unwrap_or_default();
+            let backend_port = tg.port().unwrap_or_default();
+            p.insert("backend_port".into(), json!(backend_port));
+            p.insert(
+                "health_check".into(),
+                json!({
+                    "path": tg.health_check_path(),
+                    "port": tg.health_check_port().and_then(|p| p.parse::<i64>().ok()),
+                    "interval": secs(tg.health_check_interval_seconds()),
+                    "timeout": secs(tg.health_check_timeout_seconds()),
+                    "healthy": tg.healthy_threshold_count(),
+                    "unhealthy": tg.unhealthy_threshold_count(),
+                }),
+            );
+            let attrs = self
+                .c
+                .elb
+                .describe_target_group_attributes()
+                .target_group_arn(tg_arn)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetGroupAttributes", e))?;
+            for a in attrs.attributes() {
+                match (a.key(), a.value()) {
+                    (Some("deregistration_delay.timeout_seconds"), Some(v)) => {
+                        p.insert("drain_timeout".into(), json!(format!("{v}s")));
+                    }
+                    (Some("load_balancing.algorithm.type"), Some("least_outstanding_requests")) => {
+                        p.insert("algorithm".into(), json!("least_connections"));
+                    }
+                    _ => {}
+                }
+            }
+            let mut list = Vec::new();
+            for (id, tport, _) in self.target_health(tg_arn).await? {
+                let ip = self.instance_private_ip(&id).await?.unwrap_or(id.clone());
+                list.push(if tport == backend_port {
+                    json!(ip)
+                } else {
+                    json!({"address": ip, "weight": 1, "port": tport})
+                });
+            }
+            p.insert("backends".into(), Json::Array(list));
+        }
+        let tags = self.tagged_load_balancers_one(arn).await?;
+        Ok(Some(Observed {
+            properties: Json::Object(p),
+            attributes: lb_attributes(&lb, port),
+            tags,
+        }))
+    }
+
+    async fn tagged_load_balancers_one(
+        &self,
+        arn: &str,
+    ) -> ProviderResult<BTreeMap<String, String>> {
+        let out = self
+            .c
+            .elb
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTags", e))?;
+        Ok(out
+            .tag_descriptions()
+            .iter()
+            .flat_map(|d| d.tags())
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect())
+    }
+
+    async fn instance_private_ip(&self, id: &str) -> ProviderResult<Option<String>> {
+        let out = self
+            .c
+            .ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeInstances", e));
+        Ok(gone(out)?.and_then(|o| {
+            o.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.private_ip_address().map(str::to_string))
+        }))
+    }
+
+    pub(crate) async fn update_load_balancer(&self, req: &UpdateRequest) -> ProviderResult<Json> {
+        let p = &req.properties;
+        let lb = self
+            .load_balancer(&req.id)
+            .await?
+            .ok_or_else(|| ProviderError::NotFound(format!("load balancer {}", req.id)))?;
+        let tg = self
+            .target_groups_of(&req.id)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|t| t.target_group_arn().map(str::to_string))
+            .ok_or_else(|| permanent(format!("load balancer {} has no target group", req.id)))?;
+        if req
+            .changed
+            .iter()
+            .any(|c| c == "backends" || c == "backend_port")
+        {
+            let want = self.targets(p).await?;
+            let have = self.target_health(&tg).await?;
+            let stale: Vec<TargetDescription> = have
+                .iter()
+                .filter(|(id, port, _)| !want.iter().any(|(w, wp, _)| w == id && wp == port))
+                .map(|(id, port, _)| TargetDescription::builder().id(id).port(*port).build())
+                .collect();
+            if !stale.is_empty() {
+                self.c
+                    .elb
+                    .deregister_targets()
+                    .target_group_arn(&tg)
+                    .set_targets(Some(stale))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DeregisterTargets", e))?;
+            }
+            self.register(&tg, &want).await?;
+        }
+        if req.changed.iter().any(|c| c == "health_check") {
+            let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
+            self.c
+                .elb
+                .modify_target_group()
+                .target_group_arn(&tg)
+                .set_health_check_path(prop_str(&hc, "path").map(str::to_string))
+                .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
+                .set_health_check_interval_seconds(Some(interval(&hc)))
+                .set_health_check_timeout_seconds(Some(timeout(&hc)))
+                .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
+                .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
+                .send()
+                .await
+                .map_err(|e| classify("ModifyTargetGroup", e))?;
+        }
+        if req
+            .changed
+            .iter()
+            .any(|c| c == "drain_timeout" || c == "algorithm")
+        {
+            self.set_target_group_attributes(&tg, p).await?;
+        }
+        if req.changed.iter().any(|c| c == "firewalls") {
+            self.c
+                .elb
+                .set_security_groups()
+                .load_balancer_arn(&req.id)
+                .set_security_groups(Some(prop_strs(p, "firewalls")))
+                .send()
+                .await
+                .map_err(|e| classify("SetSecurityGroups", e))?;
+        }
+        let current = self.tagged_load_balancers_one(&req.id).await?;
+        let remove: Vec<String> = current
+            .keys()
+            .filter(|k| *k != TOKEN_TAG && !req.tags.contains_key(*k))
+            .cloned()
+            .collect();
+        if !remove.is_empty() {
+            self.c
+                .elb
+                .remove_tags()
+                .resource_arns(&req.id)
+                .set_tag_keys(Some(remove))
+                .send()
+                .await
+                .map_err(|e| classify("RemoveTags", e))?;
+        }
+        if !req.tags.is_empty() {
+            self.c
+                .elb
+                .add_tags()
+                .resource_arns(&req.id)
+                .set_tags(Some(elb_tags(&req.tags)))
+                .send()
+                .await
+                .map_err(|e| classify("AddTags", e))?;
+        }
+        let port = prop(p, "listen")
+            .and_then(|l| prop_i64(l, "port"))
+            .unwrap_or(80) as i32;
+        Ok(lb_attributes(&lb, port))
+    }
+
+    pub(crate) async fn delete_load_balancer(&self, arn: &str) -> ProviderResult<()> {
+        let tgs = self.target_groups_of(arn).await?;
+        let r = self
+            .c
+            .elb
+            .delete_load_balancer()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteLoadBalancer", e));
+        gone(r)?;
+        wait_for(
+            "the load balancer to go",
+            self.waits.load_balancer,
+            || async { Ok(self.load_balancer(arn).await?.is_none().then_some(())) },
+        )
+        .await?;
+        // A target group can go only once no balancer uses it.
+        for tg in tgs {
+            let Some(tg_arn) = tg.target_group_arn() else {
+                continue;
+            };
+            let r = self
+                .c
+                .elb
+                .delete_target_group()
+                .target_group_arn(tg_arn)
+                .send()
+                .await
+                .map_err(|e| classify("DeleteTargetGroup", e));
+            match gone(r) {
+                Ok(_) => {}
+                Err(ProviderError::Conflict(m)) => return Err(ProviderError::Transient(m)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// On aws a balancer has no fixed address: its DNS name is what clients
+/// (and an alias record) use, so `address` is that name.
+fn lb_attributes(lb: &LoadBalancer, port: i32) -> Json {
+    json!({
+        "id": lb.load_balancer_arn(),
+        "address": lb.dns_name(),
+        "port": port,
+        "dns_name": lb.dns_name(),
+    })
+}
+
+impl AwsProvider {
+    /// (DNS name, canonical hosted zone) of the balancer with this DNS
+    /// name, for an alias record.
+    pub(crate) async fn load_balancer_zone(&self, dns: &str) -> ProviderResult<(String, String)> {
+        let want = dns.trim_end_matches('.').to_ascii_lowercase();
+        let mut marker = None;
+        loop {
+            let page = self
+                .c
+                .elb
+                .describe_load_balancers()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeLoadBalancers", e))?;
+            if let Some(lb) = page
+                .load_balancers()
+                .iter()
+                .find(|l| l.dns_name().map(|d| d.to_ascii_lowercase()) == Some(want.clone()))
+            {
+                return Ok((
+                    lb.dns_name().unwrap_or_default().to_string(),
+                    lb.canonical_hosted_zone_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                ));
+            }
+            match page.next_marker() {
+                Some(m) => marker = Some(m.to_string()),
+                None => {
+                    return Err(permanent(format!(
+                        "`{dns}` is neither an address nor the DNS name of a load balancer in {}",
+                        self.c.region
+                    )));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The `Provider` implementation: one dispatch per type, `find` by the
+//! token tag (or what stands for it), `list` by the deployment tag.
+
+use std::time::Duration;
+
+use cairn_engine::provider::*;
+use cairn_engine::schema::{ResourceSchema, portable};
+use serde_json::json;
+
+use crate::config::{AwsSettings, Clients};
+use crate::ec2::by_tag;
+use crate::error::{AwsError, classify};
+use crate::model::*;
+
+/// How long each kind of create or delete may take before it counts as
+/// failed (the engine then rolls back or reports).
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    pub short: Duration,
+    pub instance: Duration,
+    pub load_balancer: Duration,
+    pub database: Duration,
+    pub image: Duration,
+}
+
+impl Default for Waits {
+    fn default() -> Waits {
+        Waits {
+            short: Duration::from_secs(120),
+            instance: Duration::from_secs(600),
+            load_balancer: Duration::from_secs(900),
+            database: Duration::from_secs(2400),
+            image: Duration::from_secs(1800),
+        }
+    }
+}
+
+pub struct AwsProvider {
+    pub(crate) c: Clients,
+    pub(crate) waits: Waits,
+}
+
+const KINDS: &[&str] = &[
+    "network",
+    "subnet",
+    "firewall",
+    "server",
+    "ip_address",
+    "load_balancer",
+    "dns_zone",
+    "dns_record",
+    "database",
+    "bucket",
+    "secret",
+    "key_pair",
+    "volume",
+    "snapshot",
+    "image",
+];
+
+impl AwsProvider {
+    pub async fn connect(settings: &AwsSettings) -> Result<AwsProvider, AwsError> {
+        Ok(AwsProvider {
+            c: Clients::load(settings).await?,
+            waits: Waits::default(),
+        })
+    }
+
+    pub fn with_waits(mut self, waits: Waits) -> AwsProvider {
+        self.waits = waits;
+        self
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.c
+    }
+
+    fn unsupported(kind: &str) -> ProviderError {
+        permanent(format!("the aws target does not make `{kind}` resources"))
+    }
+
+    /// The id an earlier create with this token left, if any.
+    async fn find_id(&self, kind: &str, token: &str) -> ProviderResult<Option<String>> {
+        let tag = by_tag(TOKEN_TAG, token);
+        let ec2 = &self.c.ec2;
+        Ok(match kind {
+            "network" => ec2
+                .describe_vpcs()
+                .filters(tag)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeVpcs", e))?
+                .vpcs()
+                .first()
+                .and_then(|v| v.vpc_id())
+                .map(str::to_string),
+            "subnet" => ec2
+                .describe_subnets()
+                .filters(tag)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeSubnets", e))?
+                .subnets()
+                .first()
+                .and_then(|v| v.subnet_id())
+                .map(str::to_string),
+            "firewall" => ec2
+                .describe_security_groups()
+                .filters(tag)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeSecurityGroups", e))?
+                .security_groups()
+                .first()
+                .and_then(|v| v.group_id())
+                .map(str::to_string),
+            "server" => self
+                .instance_by_token(token)
+                .await?
+                .and_then(|i| i.instance_id().map(str::to_string)),
+            "ip_address" => ec2
+                .describe_addresses()
+                .filters(tag)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeAddresses", e))?
+                .addresses()
+                .first()
+                .and_then(|v| v.allocation_id())
+                .map(str::to_string),
+            "key_pair" => self.find_key_pair(token).await?,
+            "volume" | "snapshot" | "image" => self.find_storage(kind, token).await?,
+            "load_balancer" => self.find_load_balancer(token).await?,
+            "dns_zone" => self.find_zone(token).await?,
+            // UPSERT of the same record set is idempotent: a retried create
+            // cannot make a second one, so there is nothing to recover.
+            "dns_record" => None,
+            "database" => self.find_database(token).await?,
+            "bucket" => self.find_bucket(token).await?,
+            "secret" => self.find_secret(token).await?,
+            other => return Err(Self::unsupported(other)),
+        })
+    }
+
+    async fn read_kind(
+        &self,
+        kind: &str,
+        id: &str,
+        req: &ReadRequest,
+    ) -> ProviderResult<Option<Observed>> {
+        match kind {
+            "network" => self.read_network(id).await,
+            "subnet" => self.read_subnet(id).await,
+            "firewall" => self.read_firewall(id).await,
+            "server" => self.read_server(id).await,
+            "ip_address" => self.read_ip_address(id).await,
+            "key_pair" => self.read_key_pair(id).await,
+            "volume" => self.read_volume(id).await,
+            "snapshot" => self.read_snapshot(id).await,
+            "image" => self.read_image(id).await,
+            "load_balancer" => self.read_load_balancer(id).await,
+            "dns_zone" => self.read_zone(id).await,
+            "dns_record" => self.read_record(id).await,
+            "database" => self.read_database(id).await,
+            "bucket" => self.read_bucket(id, req).await,
+            "secret" => self.read_secret(id).await,
+            other => Err(Self::unsupported(other)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &str {
+        "aws"
+    }
+
+    fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {
+        portable(kind)
+    }
+
+    async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
+        tracing::debug!(address = %req.address, kind = %req.kind, token = %req.token, "create");
+        // Every kind first looks for what an earlier attempt with this
+        // token made, so a retried create adopts it instead of making two.
+        // A server, a load balancer and a database do it themselves, and finish what
+        // the earlier attempt left half done (waiting, listener, targets).
+        if req.kind != "server"
+            && req.kind != "load_balancer"
+            && req.kind != "database"
+            && let Some(id) = self.find_id(&req.kind, &req.token).await?
+        {
+            tracing::info!(address = %req.address, %id, "adopting what an earlier attempt made");
+            return self
+                .finish_found(&req.kind, &req.deployment, &req.address, id)
+                .await;
+        }
+        let attributes = match req.kind.as_str() {
+            "network" => self.create_network(&req).await?,
+            "subnet" => self.create_subnet(&req).await?,
+            "firewall" => self.create_firewall(&req).await?,
+            "server" => self.create_server(&req).await?,
+            "ip_address" => self.create_ip_address(&req).await?,
+            "key_pair" => self.create_key_pair(&req).await?,
+            "volume" => self.create_volume(&req).await?,
+            "snapshot" => self.create_snapshot(&req).await?,
+            "image" => self.create_image(&req).await?,
+            "load_balancer" => self.create_load_balancer(&req).await?,
+            "dns_zone" => self.create_zone(&req).await?,
+            "dns_record" => self.create_record(&req).await?,
+            "database" => self.create_database(&req).await?,
+            "bucket" => self.create_bucket(&req).await?,
+            "secret" => self.create_secret(&req).await?,
+            other => return Err(Self::unsupported(other)),
+        };
+        let id = attributes["id"]
+            .as_str()
+            .ok_or_else(|| permanent(format!("{}: the create returned no id", req.address)))?
+            .to_string();
+        Ok(Created { id, attributes })
+    }
+
+    async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>> {
+        self.read_kind(&req.kind, &req.id, &req).await
+    }
+
+    async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
+        match req.kind.as_str() {
+            "network" => self.update_network(&req).await,
+            "subnet" => self.update_subnet(&req).await,
+            "firewall" => self.update_firewall(&req).await,
+            "server" => self.update_server(&req).await,
+            "ip_address" => self.update_ip_address(&req).await,
+            "key_pair" => self.update_key_pair(&req).await,
+            "volume" | "snapshot" | "image" => self.update_storage(&req).await,
+            "load_balancer" => self.update_load_balancer(&req).await,
+            "dns_zone" => self.update_zone(&req).await,
+            "dns_record" => self.create_record_upsert(&req.properties).await,
+            "database" => self.update_database(&req).await,
+            "bucket" => self.update_bucket(&req).await,
+            "secret" => self.update_secret(&req).await,
+            other => Err(Self::unsupported(other)),
+        }
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
+        tracing::debug!(address = %req.address, kind = %req.kind, id = %req.id, "delete");
+        match req.kind.as_str() {
+            "network" => self.delete_network(&req.id).await,
+            "subnet" => self.delete_subnet(&req.id).await,
+            "firewall" => self.delete_firewall(&req.id).await,
+            "server" => self.delete_server(&req.id).await,
+            "ip_address" => self.delete_ip_address(&req.id).await,
+            "key_pair" => self.delete_key_pair(&req.id).await,
+            "volume" => self.delete_volume(&req.id).await,
+            "snapshot" => self.delete_snapshot(&req.id).await,
+            "image" => self.delete_image(&req.id).await,
+            "load_balancer" => self.delete_load_balancer(&req.id).await,
+            "dns_zone" => self.delete_zone(&req.id).await,
+            "dns_record" => self.delete_record(&req.id).await,
+            "database" => self.delete_database(&req.id).await,
+            "bucket" => self.delete_bucket(&req.id).await,
+            "secret" => self.delete_secret(&req.id).await,
+            other => Err(Self::unsupported(other)),
+        }
+    }
+
+    async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {
+        match self.find_id(&req.kind, &req.token).await? {
+            Some(id) => self
+                .finish_found(&req.kind, &req.deployment, &req.address, id)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>> {
+        self.list_deployment(deployment).await
+    }
+}
+
+impl AwsProvider {
+    /// What `find` returns for a found id: its attributes as `read` sees
+    /// them (for a server, after it is running).
+    async fn finish_found(
+        &self,
+        kind: &str,
+        deployment: &str,
+        address: &str,
+        id: String,
+    ) -> ProviderResult<Created> {
+        let req = ReadRequest {
+            deployment: deployment.into(),
+            address: address.into(),
+            kind: kind.into(),
+            id: id.clone(),
+        };
+        let attributes = match self.read_kind(kind, &id, &req).await? {
+            Some(o) => o.attributes,
+            None => json!({"id": id}),
+        };
+        Ok(Created { id, attributes })
+    }
+
+    pub fn kinds() -> &'static [&'static str] {
+        KINDS
+    }
+}

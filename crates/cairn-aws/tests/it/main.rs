@@ -1,0 +1,5 @@
+//! The aws provider against a real moto server on loopback: each test
+//! starts its own moto on a free port and its guard stops it.
+
+mod moto;
+mod provider;

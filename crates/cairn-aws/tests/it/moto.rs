@@ -1,0 +1,79 @@
+//! A moto server for one test: started by `moto-up.sh` on a free loopback
+//! port, stopped by `moto-down.sh` when the guard drops (even on panic).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cairn_aws::{AwsProvider, AwsSettings, Waits};
+
+pub struct Moto {
+    pub port: u16,
+    pub url: String,
+}
+
+/// Where the peers' scripts are: `MOTO_PEERS`, or `shared/peers` beside
+/// the checkout (as the design says).
+fn peers() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_PEERS") {
+        return PathBuf::from(p);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // crates/cairn-aws → the checkout → its parent holds `shared`.
+    manifest.join("../../../shared/peers")
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().unwrap().port()
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let out = Command::new(peers().join("moto-up.sh"))
+            .arg(port.to_string())
+            .output()
+            .expect("run moto-up.sh");
+        assert!(
+            out.status.success(),
+            "moto-up.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "moto at {url}");
+        Moto { port, url }
+    }
+
+    pub fn settings(&self) -> AwsSettings {
+        AwsSettings {
+            region: Some("us-east-1".into()),
+            profile: None,
+            endpoint_url: Some(self.url.clone()),
+            credentials: Some(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            )),
+        }
+    }
+
+    pub async fn provider(&self) -> AwsProvider {
+        let short = std::time::Duration::from_secs(60);
+        AwsProvider::connect(&self.settings())
+            .await
+            .expect("clients")
+            .with_waits(Waits {
+                short,
+                instance: short,
+                load_balancer: short,
+                database: short,
+                image: short,
+            })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new(peers().join("moto-down.sh"))
+            .arg(self.port.to_string())
+            .output();
+    }
+}

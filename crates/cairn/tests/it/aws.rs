@@ -1,0 +1,410 @@
+//! `cairn up examples/webapp -e aws` against a real moto server, read back
+//! through the SDK; a second `up` plans nothing; `destroy` leaves nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::{Output, cairn_env, repo_root};
+
+/// A moto server on a free loopback port, stopped when dropped.
+struct Moto {
+    port: u16,
+    url: String,
+    root: PathBuf,
+}
+
+fn peers() -> PathBuf {
+    std::env::var_os("MOTO_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/peers"))
+}
+
+impl Moto {
+    fn start(name: &str) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = Command::new(peers().join("moto-up.sh"))
+            .arg(port.to_string())
+            .output()
+            .expect("moto-up.sh runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let root = std::env::temp_dir().join(format!("cairn-aws-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Moto {
+            port,
+            url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            root,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let key = self.root.join("key");
+        let state = self.root.join("state.db");
+        cairn_env(
+            args,
+            &[
+                ("CAIRN_KEY_FILE", key.to_str().unwrap()),
+                ("CAIRN_STATE", state.to_str().unwrap()),
+                ("AWS_ENDPOINT_URL", self.url.as_str()),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+                ("AWS_SESSION_TOKEN", "testing"),
+                // No shared profile of the developer's may leak in.
+                ("AWS_CONFIG_FILE", "/dev/null"),
+                ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new(peers().join("moto-down.sh"))
+            .arg(self.port.to_string())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn ok(out: &Output) {
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+}
+
+const DEPLOYMENT: &str = "webapp-aws";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
+    let moto = Moto::start("webapp");
+    let dir = "../../examples/webapp";
+    let started = Instant::now();
+    ok(&moto.run(&["up", dir, "-e", "aws", "--yes"]));
+    eprintln!("up of the webapp on moto took {:?}", started.elapsed());
+
+    // Read it back with the SDK, not through cairn.
+    let clients = cairn_aws::Clients::load(&cairn_aws::AwsSettings {
+        region: Some("us-east-1".into()),
+        profile: None,
+        endpoint_url: Some(moto.url.clone()),
+        credentials: Some(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        )),
+    })
+    .await
+    .unwrap();
+    let ec2 = &clients.ec2;
+    let by_deployment = || {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag:cairn:deployment")
+            .values(DEPLOYMENT)
+            .build()
+    };
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vpcs.vpcs().len(), 1);
+    assert_eq!(vpcs.vpcs()[0].cidr_block(), Some("10.20.0.0/16"));
+    let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subnets.subnets().len(), 1);
+    assert_eq!(subnets.subnets()[0].cidr_block(), Some("10.20.1.0/24"));
+    assert_eq!(subnets.subnets()[0].vpc_id(), Some(vpc.as_str()));
+
+    let groups = ec2
+        .describe_security_groups()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.security_groups().len(), 1);
+    let sg = &groups.security_groups()[0];
+    let mut ports: Vec<(i32, String)> = sg
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            p.ip_ranges()
+                .iter()
+                .map(|r| (p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()))
+        })
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            (22, "203.0.113.0/24".to_string()),
+            (80, "0.0.0.0/0".to_string())
+        ]
+    );
+
+    let instances: Vec<_> = ec2
+        .describe_instances()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    let mut ids = Vec::new();
+    for i in &instances {
+        assert_eq!(
+            i.state().and_then(|s| s.name()),
+            Some(&aws_sdk_ec2::types::InstanceStateName::Running)
+        );
+        assert_eq!(i.key_name().map(|k| k.ends_with("-deployer")), Some(true));
+        assert_eq!(i.security_groups()[0].group_id(), sg.group_id());
+        let tags: std::collections::BTreeMap<_, _> = i
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap(), t.value().unwrap()))
+            .collect();
+        assert_eq!(tags["role"], "web");
+        assert_eq!(tags["team"], "web");
+        assert!(tags["cairn:resource"].starts_with("web["));
+        let ud = ec2
+            .describe_instance_attribute()
+            .instance_id(i.instance_id().unwrap())
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        let ud = ud.user_data().and_then(|v| v.value()).unwrap();
+        let text = base64_decode::decode(ud);
+        assert!(text.contains("http-echo --port 8080"), "{text}");
+        ids.push(i.instance_id().unwrap().to_string());
+    }
+
+    let elb = &clients.elb;
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    assert_eq!(lbs.load_balancers().len(), 1);
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(
+        lb.r#type(),
+        Some(&aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Application)
+    );
+    let tgs = elb
+        .describe_target_groups()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(tg.port(), Some(8080));
+    // The template's 2 s is below ELB's 5 s minimum.
+    assert_eq!(tg.health_check_interval_seconds(), Some(5));
+    let health = elb
+        .describe_target_health()
+        .target_group_arn(tg.target_group_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut registered: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| {
+            assert_eq!(
+                d.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str()),
+                Some("healthy"),
+                "moto reports registered running instances as healthy"
+            );
+            d.target().and_then(|t| t.id()).unwrap().to_string()
+        })
+        .collect();
+    registered.sort();
+    ids.sort();
+    assert_eq!(registered, ids);
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(lb.load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listeners.listeners()[0].port(), Some(80));
+
+    let r53 = &clients.route53;
+    let zones = r53.list_hosted_zones().send().await.unwrap();
+    let zone = zones
+        .hosted_zones()
+        .iter()
+        .find(|z| z.name() == "example.test.")
+        .expect("the zone");
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone.id())
+        .send()
+        .await
+        .unwrap();
+    let www = sets
+        .resource_record_sets()
+        .iter()
+        .find(|s| s.name() == "www.example.test.")
+        .expect("the www record");
+    let alias = www.alias_target().expect("an alias to the load balancer");
+    assert_eq!(
+        alias.dns_name().trim_end_matches('.'),
+        lb.dns_name().unwrap().trim_end_matches('.')
+    );
+
+    let rds = &clients.rds;
+    let dbs = rds.describe_db_instances().send().await.unwrap();
+    assert_eq!(dbs.db_instances().len(), 1);
+    assert_eq!(
+        dbs.db_instances()[0].db_instance_status(),
+        Some("available")
+    );
+    assert_eq!(dbs.db_instances()[0].engine(), Some("postgres"));
+
+    let outputs = moto.run(&["output", dir, "-e", "aws", "-o", "json"]);
+    ok(&outputs);
+    assert!(outputs.stdout.contains(":5432"), "{}", outputs.stdout);
+
+    // Nothing changed: a second up plans nothing.
+    let again = moto.run(&["plan", dir, "-e", "aws", "--detailed-exitcode"]);
+    assert_eq!(
+        again.code,
+        0,
+        "a second plan finds changes: {}",
+        again.snapshot()
+    );
+    ok(&moto.run(&["up", dir, "-e", "aws", "--yes"]));
+    let instances_after: usize = ec2
+        .describe_instances()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .map(|r| r.instances().len())
+        .sum();
+    assert_eq!(instances_after, 2);
+
+    ok(&moto.run(&["destroy", dir, "-e", "aws", "--yes", "--allow-data-loss"]));
+    assert!(
+        ec2.describe_vpcs()
+            .filters(by_deployment())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_subnets()
+            .filters(by_deployment())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_security_groups()
+            .filters(by_deployment())
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_key_pairs()
+            .filters(by_deployment())
+            .send()
+            .await
+            .unwrap()
+            .key_pairs()
+            .is_empty()
+    );
+    let live = ec2
+        .describe_instances()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap()
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .filter(|i| {
+            i.state().and_then(|s| s.name())
+                != Some(&aws_sdk_ec2::types::InstanceStateName::Terminated)
+        })
+        .count();
+    assert_eq!(live, 0);
+    assert!(
+        elb.describe_load_balancers()
+            .send()
+            .await
+            .unwrap()
+            .load_balancers()
+            .is_empty()
+    );
+    assert!(
+        elb.describe_target_groups()
+            .send()
+            .await
+            .unwrap()
+            .target_groups()
+            .is_empty()
+    );
+    assert!(
+        r53.list_hosted_zones()
+            .send()
+            .await
+            .unwrap()
+            .hosted_zones()
+            .is_empty()
+    );
+    assert!(
+        rds.describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .is_empty()
+    );
+}
+
+/// Base64 without another dependency: user data is small.
+mod base64_decode {
+    pub fn decode(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = Vec::new();
+        for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+            let Some(v) = A.iter().position(|a| *a == c) else {
+                continue;
+            };
+            bits = (bits << 6) | v as u32;
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((bits >> n) as u8);
+                bits &= (1 << n) - 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
