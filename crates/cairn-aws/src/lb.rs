@@ -47,22 +47,45 @@ fn backends(p: &Json) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// ELB checks at most every 5 s (the local balancer checks faster): a
-/// shorter interval in the template becomes 5 s on aws.
-fn interval(hc: &Json) -> i32 {
-    prop_secs(hc, "interval").unwrap_or(5).clamp(5, 300)
+/// The health check as ELB takes it. ELB checks every 5 to 300 s, wants
+/// the timeout shorter than the interval, and counts 2 to 10 checks; a
+/// template asking for something else is refused rather than bent, because
+/// a silently different value would show as drift forever.
+struct HealthCheck {
+    interval: i32,
+    timeout: i32,
+    healthy: Option<i32>,
+    unhealthy: Option<i32>,
 }
 
-/// ELB wants the timeout shorter than the interval and at least 2 s.
-fn timeout(hc: &Json) -> i32 {
-    prop_secs(hc, "timeout")
-        .unwrap_or(2)
-        .clamp(2, interval(hc) - 1)
-}
-
-/// ELB counts between 2 and 10 checks.
-fn threshold(n: i64) -> i32 {
-    n.clamp(2, 10) as i32
+fn health_check(hc: &Json) -> ProviderResult<HealthCheck> {
+    let interval = prop_secs(hc, "interval").unwrap_or(30);
+    if !(5..=300).contains(&interval) {
+        return Err(permanent(format!(
+            "health_check.interval {interval}s: ELB checks every 5s to 300s (on aws, ask for 5s or more)"
+        )));
+    }
+    let timeout = prop_secs(hc, "timeout").unwrap_or(5.min(interval - 1));
+    if !(2..interval).contains(&timeout) {
+        return Err(permanent(format!(
+            "health_check.timeout {timeout}s: ELB wants 2s or more and less than the interval ({interval}s)"
+        )));
+    }
+    let count = |key: &str| -> ProviderResult<Option<i32>> {
+        match prop_i64(hc, key) {
+            None => Ok(None),
+            Some(n @ 2..=10) => Ok(Some(n as i32)),
+            Some(n) => Err(permanent(format!(
+                "health_check.{key} {n}: ELB counts 2 to 10 checks"
+            ))),
+        }
+    };
+    Ok(HealthCheck {
+        interval,
+        timeout,
+        healthy: count("healthy")?,
+        unhealthy: count("unhealthy")?,
+    })
 }
 
 fn secs(n: Option<i32>) -> Json {
@@ -107,6 +130,8 @@ impl AwsProvider {
 
     pub(crate) async fn create_load_balancer(&self, req: &CreateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
+        // Refused before anything is made.
+        health_check(prop(p, "health_check").unwrap_or(&json!({})))?;
         let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
         let http = prop_str(&listen, "protocol").unwrap_or("http") == "http";
         let port = prop_i64(&listen, "port").unwrap_or(80) as i32;
@@ -236,6 +261,7 @@ impl AwsProvider {
             return Ok(arn);
         }
         let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
+        let checks = health_check(&hc)?;
         let protocol = if http {
             ProtocolEnum::Http
         } else {
@@ -253,10 +279,10 @@ impl AwsProvider {
             .health_check_protocol(protocol)
             .set_health_check_path(http.then(|| prop_str(&hc, "path").unwrap_or("/").to_string()))
             .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-            .set_health_check_interval_seconds(Some(interval(&hc)))
-            .set_health_check_timeout_seconds(Some(timeout(&hc)))
-            .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
-            .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
+            .set_health_check_interval_seconds(Some(checks.interval))
+            .set_health_check_timeout_seconds(Some(checks.timeout))
+            .set_healthy_threshold_count(checks.healthy)
+            .set_unhealthy_threshold_count(checks.unhealthy)
             .set_tags(Some(elb_tags(tags)))
             .send()
             .await
@@ -623,16 +649,17 @@ impl AwsProvider {
         }
         if req.changed.iter().any(|c| c == "health_check") {
             let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
+            let checks = health_check(&hc)?;
             self.c
                 .elb
                 .modify_target_group()
                 .target_group_arn(&tg)
                 .set_health_check_path(prop_str(&hc, "path").map(str::to_string))
                 .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-                .set_health_check_interval_seconds(Some(interval(&hc)))
-                .set_health_check_timeout_seconds(Some(timeout(&hc)))
-                .set_healthy_threshold_count(prop_i64(&hc, "healthy").map(threshold))
-                .set_unhealthy_threshold_count(prop_i64(&hc, "unhealthy").map(threshold))
+                .set_health_check_interval_seconds(Some(checks.interval))
+                .set_health_check_timeout_seconds(Some(checks.timeout))
+                .set_healthy_threshold_count(checks.healthy)
+                .set_unhealthy_threshold_count(checks.unhealthy)
                 .send()
                 .await
                 .map_err(|e| classify("ModifyTargetGroup", e))?;

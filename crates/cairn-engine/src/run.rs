@@ -229,18 +229,27 @@ pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Ob
         {
             // Only what cairn recorded: a target may report more than the
             // template can say, and that is not drift.
+            let schema = crate::schema::portable(&r.kind);
             for (k, before) in recorded.iter_mut() {
                 if r.secrets.contains_key(&format!("properties.{k}")) {
                     continue;
                 }
-                let now = actual.get(k).cloned().unwrap_or(Json::Null);
-                if *before != now {
-                    moved.push(PropertyDrift {
-                        path: k.clone(),
-                        recorded: std::mem::replace(before, now.clone()),
-                        actual: now,
-                    });
+                // A target that does not report a property says nothing about it.
+                let Some(now) = actual.get(k).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                let prop = schema.and_then(|s| s.property(k));
+                let left_to_target = prop.is_some_and(|p| {
+                    p.chosen && (before.is_null() || p.default_value().as_ref() == Some(before))
+                });
+                if left_to_target || same_value(before, now) {
+                    continue;
                 }
+                moved.push(PropertyDrift {
+                    path: k.clone(),
+                    recorded: std::mem::replace(before, now.clone()),
+                    actual: now.clone(),
+                });
             }
         }
         // A target that reports no tags (or cannot tag this type) says nothing about them.
@@ -274,6 +283,33 @@ pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Ob
         out.records.push(r);
     }
     Ok(out)
+}
+
+/// Equal as a target means it: lists compare as multisets, because targets
+/// report rules, addresses and members in an order of their own.
+fn same_value(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Array(x), Json::Array(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let mut unused: Vec<&Json> = y.iter().collect();
+            x.iter()
+                .all(|v| match unused.iter().position(|w| same_value(v, w)) {
+                    Some(i) => {
+                        unused.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                })
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Reads every record's resource, as many at once as the apply's

@@ -83,6 +83,10 @@ pub struct Prop {
     pub force_new: bool,
     /// Holds a secret: shown as `(secret)`, stored encrypted.
     pub sensitive: bool,
+    /// Left unset (or at its default), the target chooses the value (a
+    /// generated name, an availability zone, the default security group);
+    /// what it chose is not drift.
+    pub chosen: bool,
     pub description: &'static str,
 }
 

@@ -12,6 +12,7 @@ const fn prop(name: &'static str, ty: T) -> Prop {
         default: None,
         force_new: false,
         sensitive: false,
+        chosen: false,
         description: "",
     }
 }
@@ -31,6 +32,10 @@ impl Prop {
     }
     const fn sensitive(mut self) -> Prop {
         self.sensitive = true;
+        self
+    }
+    const fn chosen(mut self) -> Prop {
+        self.chosen = true;
         self
     }
     const fn doc(mut self, d: &'static str) -> Prop {
@@ -56,8 +61,9 @@ const fn secret_attr(name: &'static str, description: &'static str) -> Attr {
 }
 
 const ID: Attr = attr("id", "the target's identifier");
-const NAME: Prop =
-    prop("name", T::String).doc("display name; derived from the deployment when omitted");
+const NAME: Prop = prop("name", T::String)
+    .chosen()
+    .doc("display name; derived from the deployment when omitted");
 const TAGS: Prop = prop("tags", T::Map(&T::String))
     .doc("extra tags, merged with the resource's and the environment's");
 
@@ -124,6 +130,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
             prop("cidr", T::Cidr).required().force_new(),
             prop("zone", T::String)
                 .force_new()
+                .chosen()
                 .doc("availability zone (aws)"),
             prop("public", T::Bool).default("false"),
             TAGS,
@@ -138,7 +145,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
         properties: &[
             NAME,
             prop("network", T::Ref).required().force_new(),
-            prop("description", T::String).force_new(),
+            prop("description", T::String).force_new().chosen(),
             prop("ingress", T::List(&T::Object(RULE))).default("[]"),
             prop("egress", T::List(&T::Object(RULE)))
                 .default("[{\"protocol\": \"all\", \"to\": \"0.0.0.0/0\"}]"),
@@ -164,7 +171,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
             .default("\"small\"")
             .force_new(),
             prop("subnet", T::Ref).required().force_new(),
-            prop("firewalls", T::List(&T::Ref)).default("[]"),
+            prop("firewalls", T::List(&T::Ref)).default("[]").chosen(),
             prop("key_pair", T::Ref).force_new(),
             prop("user_data", T::String)
                 .force_new()
@@ -217,8 +224,11 @@ pub const PORTABLE: &[ResourceSchema] = &[
             )
             .default("[]"),
             prop("backend_port", T::Int).required(),
-            prop("subnets", T::List(&T::Ref)).default("[]").force_new(),
-            prop("firewalls", T::List(&T::Ref)).default("[]"),
+            prop("subnets", T::List(&T::Ref))
+                .default("[]")
+                .force_new()
+                .chosen(),
+            prop("firewalls", T::List(&T::Ref)).default("[]").chosen(),
             prop("drain_timeout", T::Duration).default("\"10s\""),
             prop("internal", T::Bool).default("false").force_new(),
             TAGS,
@@ -277,7 +287,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
             prop("engine", T::Enum(&["postgres"]))
                 .required()
                 .force_new(),
-            prop("version", T::String).force_new(),
+            prop("version", T::String).force_new().chosen(),
             prop("size", T::Enum(&["micro", "small", "medium", "large"])).default("\"small\""),
             prop("storage_gb", T::Int).default("10"),
             prop("database", T::String)
@@ -286,8 +296,11 @@ pub const PORTABLE: &[ResourceSchema] = &[
                 .doc("the database created for the owner"),
             prop("owner", T::String).default("\"app\"").force_new(),
             prop("owner_password", T::String).required().sensitive(),
-            prop("subnets", T::List(&T::Ref)).default("[]").force_new(),
-            prop("firewalls", T::List(&T::Ref)).default("[]"),
+            prop("subnets", T::List(&T::Ref))
+                .default("[]")
+                .force_new()
+                .chosen(),
+            prop("firewalls", T::List(&T::Ref)).default("[]").chosen(),
             TAGS,
         ],
         attributes: &[
@@ -356,7 +369,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
             prop("snapshot", T::Ref)
                 .force_new()
                 .doc("start from this snapshot"),
-            prop("zone", T::String).force_new(),
+            prop("zone", T::String).force_new().chosen(),
             TAGS,
         ],
         attributes: &[ID, attr("path", "where it is mounted (local)")],

@@ -8,10 +8,10 @@ use std::time::Instant;
 use crate::{Output, cairn_env, repo_root};
 
 /// A moto server on a free loopback port, stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     port: u16,
-    url: String,
-    root: PathBuf,
+    pub(crate) url: String,
+    pub(crate) root: PathBuf,
 }
 
 fn peers() -> PathBuf {
@@ -21,7 +21,7 @@ fn peers() -> PathBuf {
 }
 
 impl Moto {
-    fn start(name: &str) -> Moto {
+    pub(crate) fn start(name: &str) -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -46,24 +46,46 @@ impl Moto {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let key = self.root.join("key");
-        let state = self.root.join("state.db");
-        cairn_env(
-            args,
-            &[
-                ("CAIRN_KEY_FILE", key.to_str().unwrap()),
-                ("CAIRN_STATE", state.to_str().unwrap()),
-                ("AWS_ENDPOINT_URL", self.url.as_str()),
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("AWS_SESSION_TOKEN", "testing"),
-                // No shared profile of the developer's may leak in.
-                ("AWS_CONFIG_FILE", "/dev/null"),
-                ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-            ],
-        )
+    /// The environment that points cairn at `endpoint` (moto, or a proxy
+    /// in front of it) with this test's own state.
+    pub(crate) fn vars(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        let path = |p: &str| self.root.join(p).to_str().unwrap().to_string();
+        vec![
+            ("CAIRN_KEY_FILE", path("key")),
+            ("CAIRN_STATE", path("state.db")),
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_SESSION_TOKEN", "testing".into()),
+            // No shared profile of the developer's may leak in.
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.run_via(&self.url, args)
+    }
+
+    pub(crate) fn run_via(&self, endpoint: &str, args: &[&str]) -> Output {
+        let vars = self.vars(endpoint);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        cairn_env(args, &vars)
+    }
+
+    /// SDK clients straight to moto, not through cairn.
+    pub(crate) async fn clients(&self) -> cairn_aws::Clients {
+        cairn_aws::Clients::load(&cairn_aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            profile: None,
+            endpoint_url: Some(self.url.clone()),
+            credentials: Some(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            )),
+        })
+        .await
+        .unwrap()
     }
 }
 
@@ -91,16 +113,7 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
     eprintln!("up of the webapp on moto took {:?}", started.elapsed());
 
     // Read it back with the SDK, not through cairn.
-    let clients = cairn_aws::Clients::load(&cairn_aws::AwsSettings {
-        region: Some("us-east-1".into()),
-        profile: None,
-        endpoint_url: Some(moto.url.clone()),
-        credentials: Some(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        )),
-    })
-    .await
-    .unwrap();
+    let clients = moto.clients().await;
     let ec2 = &clients.ec2;
     let by_deployment = || {
         aws_sdk_ec2::types::Filter::builder()

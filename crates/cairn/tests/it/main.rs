@@ -1,7 +1,10 @@
 //! The CLI's integration tests: one binary, a module per area.
 
 #[cfg(feature = "aws")]
+#[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "aws")]
+mod aws_ops;
 mod cli;
 mod errors;
 mod examples;
