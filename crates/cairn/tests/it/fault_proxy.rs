@@ -84,18 +84,15 @@ impl Shared {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     pub counts: Arc<Counts>,
-    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FaultProxy {
     /// Starts on 127.0.0.1 (a free port) in front of `upstream`, faulting
-    /// `per_mille` of the requests.
+    /// `per_mille` of the requests. It runs on a thread of its own, so
+    /// async and blocking tests alike can use it.
     pub fn start(upstream: SocketAddr, per_mille: u64, seed: u64) -> FaultProxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let counts = Arc::new(Counts::default());
         let shared = Arc::new(Shared {
             upstream,
@@ -103,39 +100,57 @@ impl FaultProxy {
             rng: Mutex::new(seed),
             counts: counts.clone(),
         });
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        runtime.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, addr) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                bound.send(listener.local_addr().unwrap()).unwrap();
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
                         let shared = shared.clone();
-                        async move { handle(&shared, req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| {
+                                let shared = shared.clone();
+                                async move { handle(&shared, req).await }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
         });
         FaultProxy {
-            addr,
+            addr: addr.recv().unwrap(),
             counts,
-            runtime: Some(runtime),
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
