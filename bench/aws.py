@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Benchmark the aws target on a fresh moto server: `cairn up` and `destroy`
+of bench/aws-scale at n=1 (11 resources) and n=10 (74), wall time, API calls
+(counted from moto's request log) and calls/s; then the same topology done
+one call at a time by bench/aws_sequential.py, and the ratio.
+
+Usage: bench/aws.py [N ...]    (default: 1 10)
+Needs a release build (cargo build --release -p cairn) or CAIRN_BIN.
+Starts and stops its own moto (../shared/peers/moto-up.sh) on loopback.
+"""
+import json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CAIRN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
+PEERS = os.environ.get("MOTO_PEERS", os.path.join(ROOT, "..", "shared", "peers"))
+PORT = os.environ.get("BENCH_MOTO_PORT", "5093")
+STATE = os.environ.get("MOTO_STATE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-run"))
+LOG = os.path.join(STATE, f"moto-{PORT}.log")
+VENV_PY = os.path.join(os.environ.get("MOTO_VENV", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-venv")), "bin", "python")
+REQUEST = re.compile(r'"(GET|POST|PUT|DELETE|HEAD) ')
+
+
+def calls_so_far():
+    with open(LOG, errors="replace") as f:
+        return sum(1 for line in f if REQUEST.search(line))
+
+
+def reset(endpoint):
+    urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset", method="POST"), timeout=30)
+
+
+def timed(args, env):
+    before = calls_so_far()
+    t = time.time()
+    out = subprocess.run(args, env=env, capture_output=True, text=True)
+    took = time.time() - t
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
+    return took, calls_so_far() - before, out.stdout
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [1, 10]
+    endpoint = subprocess.run([os.path.join(PEERS, "moto-up.sh"), PORT], capture_output=True, text=True, check=True).stdout.strip()
+    work = tempfile.mkdtemp(prefix="cairn-bench-aws-")
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
+               CAIRN_STATE=os.path.join(work, "state.db"), CAIRN_KEY_FILE=os.path.join(work, "key"), NO_COLOR="1")
+    template = os.path.join(ROOT, "bench", "aws-scale")
+    rows = []
+    try:
+        for n in sizes:
+            reset(endpoint)
+            up_s, up_calls, out = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
+            resources = json.loads(out)["counts"]["created"]
+            down_s, down_calls, _ = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
+            reset(endpoint)
+            seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), endpoint, str(n)],
+                                            capture_output=True, text=True, check=True).stdout)
+            rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq))
+    finally:
+        subprocess.run([os.path.join(PEERS, "moto-down.sh"), PORT], capture_output=True)
+    print(f"cairn {CAIRN} against moto at {endpoint} (fresh state per size)")
+    print("| n | resources | cairn up | calls | calls/s | cairn destroy | calls | one call at a time (up + down) | calls | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, res, up_s, up_c, down_s, down_c, seq in rows:
+        total, seq_total = up_s + down_s, seq["up_s"] + seq["down_s"]
+        print(f"| {n} | {res} | {up_s:.2f} s | {up_c} | {up_c / up_s:.0f} | {down_s:.2f} s | {down_c} | "
+              f"{seq['up_s']:.2f} + {seq['down_s']:.2f} s | {seq['calls']} | {seq_total / total:.2f}x |")
+
+
+main()
