@@ -633,3 +633,22 @@ async fn run_leased(
         reconciled,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::same_value;
+    use serde_json::json;
+
+    #[test]
+    fn lists_compare_as_multisets_and_objects_by_key() {
+        assert!(same_value(&json!([1, 2, 2]), &json!([2, 1, 2])));
+        assert!(!same_value(&json!([1, 2, 2]), &json!([2, 1, 1])));
+        assert!(!same_value(&json!([1, 2]), &json!([1, 2, 3])));
+        assert!(same_value(
+            &json!([{"port": 80, "from": ["a", "b"]}, {"port": 22}]),
+            &json!([{"port": 22}, {"from": ["b", "a"], "port": 80}])
+        ));
+        assert!(!same_value(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+        assert!(!same_value(&json!("1"), &json!(1)));
+    }
+}

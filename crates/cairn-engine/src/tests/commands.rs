@@ -298,7 +298,7 @@ async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() 
     );
     let web0 = id_of(&w, "web[0]");
     w.provider
-        .tamper(&web0, "firewalls", serde_json::json!(["fw-by-hand"]));
+        .tamper(&web0, "volumes", serde_json::json!(["vol-by-hand"]));
 
     let found = drift(&cx).await.unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
@@ -306,9 +306,9 @@ async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() 
     assert_eq!(found[0].status, DriftStatus::Changed);
     assert_eq!(found[0].properties.len(), 1);
     let p = &found[0].properties[0];
-    assert_eq!(p.path, "firewalls");
+    assert_eq!(p.path, "volumes");
     assert_eq!(p.recorded, serde_json::json!([]));
-    assert_eq!(p.actual, serde_json::json!(["fw-by-hand"]));
+    assert_eq!(p.actual, serde_json::json!(["vol-by-hand"]));
 
     // `plan` shows the repair and writes nothing.
     let serial = w.store.serial(&cx.deployment).unwrap();
@@ -321,7 +321,7 @@ async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() 
         .iter()
         .find(|c| c.address == "web[0]")
         .unwrap();
-    assert_eq!(change.diff[0].path, "firewalls");
+    assert_eq!(change.diff[0].path, "volumes");
     assert_eq!(w.store.serial(&cx.deployment).unwrap(), serial);
     // Without refresh the plan sees only the state: nothing to do.
     let mut blind = options("plan");
@@ -338,7 +338,7 @@ async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() 
     };
     assert_eq!(report.counts.updated, 1);
     assert_eq!(
-        w.provider.inventory()[&web0].properties["firewalls"],
+        w.provider.inventory()[&web0].properties["volumes"],
         serde_json::json!([])
     );
     assert!(drift(&cx).await.unwrap().is_empty());
@@ -518,4 +518,27 @@ async fn refresh_reads_are_retried_when_throttled() {
     w.provider.throttle_next.store(4, Ordering::SeqCst);
     assert!(crate::run::drift(&cx).await.unwrap().is_empty());
     assert_eq!(w.provider.throttle_next.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn what_the_target_chose_or_does_not_report_is_not_drift() {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let web0 = id_of(&w, "web[0]");
+    // The template left `name` unset: the target's choice is its own.
+    w.provider
+        .tamper(&web0, "name", serde_json::json!("ip-10-0-0-7"));
+    // A target that reports no user_data says nothing about it.
+    w.provider
+        .tamper(&web0, "user_data", serde_json::Value::Null);
+    assert!(crate::run::drift(&cx).await.unwrap().is_empty());
+    // A set value that changed is drift.
+    w.provider
+        .tamper(&web0, "size", serde_json::json!("xlarge"));
+    let found = crate::run::drift(&cx).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].properties[0].path, "size");
 }
