@@ -3,6 +3,7 @@
 //! API; tests drive it in-process.
 
 mod addresses;
+mod firewall;
 mod model;
 mod services;
 
@@ -370,6 +371,7 @@ impl Cloud {
             }
             "firewall" => {
                 self.network_of(p)?;
+                firewall::check_rules(&self.lock(), p).map_err(permanent)?;
                 Ok((json!({"id": id}), None))
             }
             "ip_address" => {
@@ -398,6 +400,7 @@ impl Cloud {
                 Ok((json!({"id": id, "fqdn": fqdn}), None))
             }
             "load_balancer" => {
+                Self::check_access(&self.lock(), p)?;
                 let ip = self.allocate_ip(id)?;
                 let wanted = prop(p, "listen")
                     .and_then(|l| l.get("port"))
@@ -644,6 +647,7 @@ impl Provider for Cloud {
         let snapshot = st.clone();
         drop(st);
         self.save(&snapshot)?;
+        self.refresh_access();
         Ok(Created { id, attributes })
     }
 
@@ -661,6 +665,9 @@ impl Provider for Cloud {
                 self.put_record(&req.properties)?;
             }
             "load_balancer" => self.update_lb(&req.id, &req.properties)?,
+            "firewall" => {
+                firewall::check_rules(&self.lock(), &req.properties).map_err(permanent)?
+            }
             _ => {}
         }
         let mut st = self.lock();
@@ -676,6 +683,7 @@ impl Provider for Cloud {
         let snapshot = st.clone();
         drop(st);
         self.save(&snapshot)?;
+        self.refresh_access();
         Ok(attributes)
     }
 
@@ -691,7 +699,9 @@ impl Provider for Cloud {
         st.resources.remove(&req.id);
         let snapshot = st.clone();
         drop(st);
-        self.save(&snapshot)
+        self.save(&snapshot)?;
+        self.refresh_access();
+        Ok(())
     }
 
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {

@@ -581,3 +581,153 @@ async fn a_database_answers_again_after_the_cloud_restarts() {
     assert_eq!(query("select v from kept"), "7");
     remove(&cloud, "database", db.id).await;
 }
+
+/// `GET path` from a chosen loopback source address, as a server on its
+/// own address would connect.
+async fn http_get_from(source: &str, addr: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))?;
+    let mut s = socket.connect(addr.parse().unwrap()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
+    let (_f, cloud) = fixture("lb-fw");
+    let (net, sub) = network(&cloud).await;
+    let port = free_port("127.0.0.1");
+    let clients = cloud
+        .create(req(
+            "firewall",
+            "clients_fw",
+            json!({"network": net, "ingress": []}),
+        ))
+        .await
+        .unwrap();
+    let web = cloud
+        .create(req(
+            "server",
+            "web",
+            json!({"image": "debian-12", "subnet": sub, "user_data": format!(
+                "echo web > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+            )}),
+        ))
+        .await
+        .unwrap();
+    let client = cloud
+        .create(req(
+            "server",
+            "client",
+            json!({"image": "debian-12", "subnet": sub, "firewalls": [clients.id], "user_data": "exec sleep 60"}),
+        ))
+        .await
+        .unwrap();
+    let client_ip = client.attributes["address"].as_str().unwrap().to_string();
+    let mut fw_props = json!({"network": net, "ingress": [
+        {"protocol": "tcp", "port": 8080, "from": clients.id},
+        {"protocol": "tcp", "port": 22, "from": "127.0.0.1/32"},
+    ]});
+    let lb_fw = cloud
+        .create(req("firewall", "lb_fw", fw_props.clone()))
+        .await
+        .unwrap();
+    let lb = cloud
+        .create(req(
+            "load_balancer",
+            "lb",
+            json!({
+                "listen": {"protocol": "http", "port": 8080},
+                "backends": [web.attributes["address"]],
+                "backend_port": port,
+                "firewalls": [lb_fw.id],
+                "health_check": {"path": "/who.txt", "interval": "100ms", "timeout": "90ms", "healthy": 1, "unhealthy": 2},
+            }),
+        ))
+        .await
+        .unwrap();
+    let front = format!(
+        "{}:{}",
+        lb.attributes["address"].as_str().unwrap(),
+        lb.attributes["port"]
+    );
+
+    // From the client's address (a member of the source firewall): served.
+    let mut served = false;
+    for _ in 0..100 {
+        if http_get_from(&client_ip, &front, "/who.txt")
+            .await
+            .is_ok_and(|r| r.ends_with("web\n"))
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "the allowed client was never served by {front}");
+    // From 127.0.0.1 (only allowed on port 22): refused.
+    let refused = http_get_from("127.0.0.1", &front, "/who.txt").await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // A rule added in place applies to the next connection.
+    fw_props["ingress"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"protocol": "tcp", "ports": "8000-8100", "from": "127.0.0.1"}));
+    cloud
+        .update(UpdateRequest {
+            deployment: "d".into(),
+            address: "lb_fw".into(),
+            kind: "firewall".into(),
+            id: lb_fw.id.clone(),
+            prior: Json::Null,
+            properties: fw_props,
+            tags: BTreeMap::new(),
+            changed: vec!["ingress".into()],
+            token: "update".into(),
+        })
+        .await
+        .unwrap();
+    let now = http_get_from("127.0.0.1", &front, "/who.txt")
+        .await
+        .unwrap();
+    assert!(now.ends_with("web\n"), "{now}");
+
+    // The client leaves: its address is no longer a source.
+    remove(&cloud, "server", client.id).await;
+    let gone = http_get_from(&client_ip, &front, "/who.txt").await;
+    assert!(gone.is_err(), "{gone:?}");
+
+    // Firewalls that do not exist, or rules that make no sense, are refused.
+    let missing = cloud
+        .create(req(
+            "load_balancer",
+            "lb2",
+            json!({"listen": {"port": 8081}, "backend_port": port, "firewalls": ["firewall-99999"]}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("no firewall firewall-99999"),
+        "{missing}"
+    );
+    let bad = cloud
+        .create(req(
+            "firewall",
+            "bad_fw",
+            json!({"network": net, "ingress": [{"port": 80, "from": "somewhere"}]}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("ingress rule 1: `somewhere` is neither"),
+        "{bad}"
+    );
+    assert_eq!(cloud.snapshot().of_kind("load_balancer").count(), 1);
+    cloud.shutdown().await;
+}
