@@ -5,6 +5,7 @@
 mod addresses;
 mod firewall;
 mod model;
+mod seal;
 mod services;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,10 @@ impl LocalDirs {
     pub fn state(&self) -> PathBuf {
         self.root.join("cloud.json")
     }
+    /// The key that seals cloud.json's secret values.
+    pub fn key(&self) -> PathBuf {
+        self.root.join("cloud.key")
+    }
     pub fn of(&self, kind: &str, id: &str) -> PathBuf {
         self.root.join(format!("{kind}s")).join(id)
     }
@@ -44,6 +49,7 @@ impl LocalDirs {
 pub struct Cloud {
     dirs: LocalDirs,
     state: Mutex<CloudState>,
+    sealer: seal::Sealer,
     servers: Supervisor,
     /// Every zone, served by the daemon's DNS server.
     zones: Zones,
@@ -95,14 +101,18 @@ impl Cloud {
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
-        // cloud.json holds the values resources were made with, database
-        // passwords among them: only this user may read the directory.
+        // cloud.json holds the values resources were made with (secret ones
+        // sealed, with the key beside it): only this user may read the
+        // directory.
         std::fs::set_permissions(
             &dirs.root,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .map_err(|e| format!("cannot protect {}: {e}", dirs.root.display()))?;
         let mut state = CloudState::load(&dirs.state())?;
+        let sealer =
+            seal::Sealer::load(&dirs.key(), state.sealed.is_empty()).map_err(|e| e.to_string())?;
+        sealer.unseal(&mut state).map_err(|e| e.to_string())?;
         if !(1..=254).contains(&pool) {
             return Err(format!("address pool 127.{pool}.0.0/16 cannot be used"));
         }
@@ -110,6 +120,7 @@ impl Cloud {
         let cloud = Cloud {
             dirs,
             state: Mutex::new(state),
+            sealer,
             servers: Supervisor::new(),
             zones: Zones::new(),
             lbs: Mutex::new(HashMap::new()),
@@ -286,7 +297,9 @@ impl Cloud {
     }
 
     fn save(&self, state: &CloudState) -> ProviderResult<()> {
-        state
+        self.sealer
+            .seal(state)
+            .map_err(|e| permanent(e.to_string()))?
             .save(&self.dirs.state())
             .map_err(ProviderError::Transient)
     }

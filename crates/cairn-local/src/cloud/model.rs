@@ -38,6 +38,10 @@ pub struct CloudState {
     /// must not get the same one before either is recorded.
     #[serde(skip)]
     pub reserved: BTreeMap<Ipv4Addr, String>,
+    /// On disk only: each resource's sensitive values, sealed (see
+    /// `seal`). Empty in memory, where the values are back in place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed: BTreeMap<String, String>,
 }
 
 impl CloudState {
