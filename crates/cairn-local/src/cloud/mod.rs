@@ -188,6 +188,11 @@ impl Cloud {
         problems
     }
 
+    /// The second octet of this cloud's addresses: 127.`pool`.0.0/16.
+    pub fn pool(&self) -> u8 {
+        self.lock().pool.unwrap_or(DEFAULT_POOL)
+    }
+
     pub fn supervisor(&self) -> &Supervisor {
         &self.servers
     }
