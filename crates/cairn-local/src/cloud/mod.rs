@@ -682,7 +682,7 @@ impl Provider for Cloud {
             "dns_record" => {
                 self.put_record(&req.properties)?;
             }
-            "load_balancer" => self.update_lb(&req.id, &req.properties)?,
+            "load_balancer" => self.update_lb(&req.id, &req.properties).await?,
             "firewall" => {
                 firewall::check_rules(&self.lock(), &req.properties).map_err(permanent)?
             }

@@ -132,13 +132,59 @@ impl Cloud {
         Ok(port)
     }
 
-    pub(super) fn update_lb(&self, id: &str, p: &Json) -> ProviderResult<()> {
+    /// Applies new settings. Backends change make-before-break: when some
+    /// leave and others join, the newcomers are added first and those
+    /// leaving stay in until every newcomer passes its health check (or a
+    /// few intervals pass), so replacing every server behind a balancer
+    /// never leaves it with no healthy backend for a moment.
+    pub(super) async fn update_lb(&self, id: &str, p: &Json) -> ProviderResult<()> {
         let config = lb_config(p)?;
         let access = Self::check_access(&self.lock(), p)?;
-        if let Some(r) = self.lbs.lock().expect("lbs lock").get(id) {
-            r.lb.update(config);
-            r.lb.set_access(access);
+        let Some(lb) = self
+            .lbs
+            .lock()
+            .expect("lbs lock")
+            .get(id)
+            .map(|r| r.lb.clone())
+        else {
+            return Ok(());
+        };
+        lb.set_access(access);
+        let current = lb.config();
+        let has = |list: &[crate::lb::Backend], b: &crate::lb::Backend| {
+            list.iter().any(|x| x.addr == b.addr)
+        };
+        let joining: Vec<SocketAddr> = config
+            .backends
+            .iter()
+            .filter(|b| !has(&current.backends, b))
+            .map(|b| b.addr)
+            .collect();
+        let leaving: Vec<crate::lb::Backend> = current
+            .backends
+            .iter()
+            .filter(|b| !has(&config.backends, b))
+            .cloned()
+            .collect();
+        if !joining.is_empty() && !leaving.is_empty() && config.health.enabled() {
+            let mut bridge = config.clone();
+            bridge.backends.extend(leaving);
+            lb.update(bridge);
+            let h = &config.health;
+            let patience = (h.interval * 2 + h.timeout).min(Duration::from_secs(30));
+            let deadline = tokio::time::Instant::now() + patience;
+            while tokio::time::Instant::now() < deadline {
+                let status = lb.status();
+                let ready = joining
+                    .iter()
+                    .all(|a| status.iter().any(|s| s.addr == *a && s.healthy));
+                if ready {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
+        lb.update(config);
         Ok(())
     }
 
