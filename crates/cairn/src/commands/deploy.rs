@@ -110,7 +110,7 @@ async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Target, CliErro
     let provider: Arc<dyn Provider> = match deployment.target.as_str() {
         "local" => {
             let dirs = super::local::local_dirs()?;
-            Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?).await?)
+            Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?, None).await?)
         }
         other => {
             return Err(CliError::Usage(format!(
