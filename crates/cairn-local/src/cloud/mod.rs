@@ -525,8 +525,8 @@ impl Cloud {
         // The address inside its subnet, as a cloud would give: the first
         // host after those clouds reserve that no other server has.
         let private_ip = {
-            let st = self.lock();
-            let taken: Vec<String> = st
+            let mut st = self.lock();
+            let taken: std::collections::HashSet<String> = st
                 .of_kind("server")
                 .filter_map(|s| {
                     s.attributes
@@ -534,13 +534,16 @@ impl Cloud {
                         .and_then(Json::as_str)
                         .map(str::to_string)
                 })
+                .chain(st.reserved_private.keys().cloned())
                 .collect();
-            subnet_cidr
+            let ip = subnet_cidr
                 .hosts()
                 .skip(3)
                 .map(|h| h.to_string())
                 .find(|h| !taken.contains(h))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            st.reserved_private.insert(ip.clone(), id.to_string());
+            ip
         };
         let sandbox = self.dirs.of("server", id);
         if let Some(image) = prop_str(p, "image").filter(|i| i.starts_with("image-")) {
@@ -646,9 +649,13 @@ impl Provider for Cloud {
         }
         let id = self.lock().new_id(&req.kind);
         let made = self.make(&id, &req).await;
-        // Recorded below or failed: either way the reservation ends.
-        self.lock().reserved.retain(|_, owner| *owner != id);
-        let (attributes, ip) = made?;
+        let (attributes, ip) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.lock().release(&id);
+                return Err(e);
+            }
+        };
         let record = LocalResource {
             id: id.clone(),
             kind: req.kind.clone(),
@@ -661,6 +668,9 @@ impl Provider for Cloud {
             ip,
         };
         let mut st = self.lock();
+        // The reservation ends under the same lock that records the
+        // address: in between, a parallel create could be given it too.
+        st.release(&id);
         st.resources.insert(id.clone(), record);
         let snapshot = st.clone();
         drop(st);

@@ -786,3 +786,43 @@ async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
     assert_eq!(cloud.snapshot().of_kind("load_balancer").count(), 1);
     cloud.shutdown().await;
 }
+
+/// Many servers made at once (as `up` does, 32 in parallel) never share an
+/// address or a private address.
+#[tokio::test]
+async fn parallel_creates_get_distinct_addresses() {
+    let (_f, mut cloud) = fixture("parallel");
+    cloud.settle = Duration::from_millis(20);
+    let cloud = std::sync::Arc::new(cloud);
+    let (_, sub) = network(&cloud).await;
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let (cloud, sub) = (cloud.clone(), sub.clone());
+        creates.spawn(async move {
+            cloud
+                .create(req(
+                    "server",
+                    &format!("web[{i}]"),
+                    json!({"image": "debian-12", "subnet": sub, "user_data": "exec sleep 60"}),
+                ))
+                .await
+                .unwrap()
+        });
+    }
+    let mut addresses = std::collections::HashSet::new();
+    let mut private = std::collections::HashSet::new();
+    while let Some(made) = creates.join_next().await {
+        let made = made.unwrap();
+        assert!(
+            addresses.insert(made.attributes["address"].to_string()),
+            "{made:?}"
+        );
+        assert!(
+            private.insert(made.attributes["private_ip"].to_string()),
+            "{made:?}"
+        );
+    }
+    assert_eq!(addresses.len(), 48);
+    assert!(cloud.snapshot().reserved.is_empty() && cloud.snapshot().reserved_private.is_empty());
+    cloud.shutdown().await;
+}
