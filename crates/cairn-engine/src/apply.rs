@@ -160,6 +160,25 @@ struct NodeResult {
     step: Step,
     error: Option<String>,
     elapsed: Duration,
+    /// A create-before-destroy replacement's old half, to delete later,
+    /// with its journaled delete intent.
+    deferred: Option<i64>,
+    /// The result of deleting an old half, not of the node itself.
+    old_half: bool,
+}
+
+/// The old half of a create-before-destroy replacement. It stays until
+/// what depends on the resource has been updated to use the new half (a
+/// load balancer's backends), like Terraform's deposed objects, so that
+/// dependents never point at something already gone.
+#[derive(Debug, Clone)]
+enum OldHalf {
+    None,
+    /// Not recorded in the state (the address names the new half); its
+    /// delete is journaled under this intent.
+    Waiting(Box<ResourceRecord>, i64),
+    Deleting,
+    Gone,
 }
 
 /// A token that names one intended create: stable across retries and
@@ -195,6 +214,8 @@ pub async fn apply(
         .filter(|c| c.action != Action::NoOp)
         .collect();
     let deps = dependencies(&nodes);
+    let users = users(&nodes);
+    let mut old_halves = vec![OldHalf::None; nodes.len()];
     let mut state = vec![NodeState::Pending; nodes.len()];
     let mut records: HashMap<String, ResourceRecord> = prior
         .iter()
@@ -211,7 +232,16 @@ pub async fn apply(
             let ready: Vec<usize> = (0..nodes.len())
                 .filter(|&i| {
                     state[i] == NodeState::Pending
-                        && deps[i].iter().all(|&d| state[d] == NodeState::Done)
+                        && deps[i].iter().all(|&d| {
+                            // A delete also waits for the old halves of what
+                            // used it (see `OldHalf`).
+                            state[d] == NodeState::Done
+                                && (nodes[i].action != Action::Delete
+                                    || !matches!(
+                                        old_halves[d],
+                                        OldHalf::Waiting(..) | OldHalf::Deleting
+                                    ))
+                        })
                 })
                 .collect();
             if !ready.is_empty() {
@@ -259,17 +289,48 @@ pub async fn apply(
                         running.spawn(async move {
                             let _permit = permit.acquire_owned().await;
                             let t = Instant::now();
-                            let (step, error) =
+                            let (step, error, deferred) =
                                 run_node(&cx2, &change, instance.as_ref(), before).await;
                             NodeResult {
                                 index: i,
                                 step,
                                 error,
                                 elapsed: t.elapsed(),
+                                deferred,
+                                old_half: false,
                             }
                         });
                     }
                 }
+            }
+            for i in 0..nodes.len() {
+                let ready = matches!(old_halves[i], OldHalf::Waiting(..))
+                    && users[i].iter().all(|&m| state[m] == NodeState::Done);
+                if !ready {
+                    continue;
+                }
+                let OldHalf::Waiting(old, intent) =
+                    std::mem::replace(&mut old_halves[i], OldHalf::Deleting)
+                else {
+                    continue;
+                };
+                let (cx2, permit) = (cx.clone(), limit.clone());
+                running.spawn(async move {
+                    let _permit = permit.acquire_owned().await;
+                    let t = Instant::now();
+                    let error = delete_old(&cx2, &old, Some(intent)).await.err();
+                    NodeResult {
+                        index: i,
+                        step: Step {
+                            before: None,
+                            after: None,
+                        },
+                        error,
+                        elapsed: t.elapsed(),
+                        deferred: None,
+                        old_half: true,
+                    }
+                });
             }
         }
         let Some(joined) = running.join_next().await else {
@@ -285,7 +346,26 @@ pub async fn apply(
             }
         };
         let change = nodes[r.index];
+        if r.old_half {
+            old_halves[r.index] = OldHalf::Gone;
+            if let Some(err) = r.error {
+                // As before the split: the new half stays recorded and the
+                // old one is left to the journal's recovery.
+                failed = true;
+                state[r.index] = NodeState::Failed;
+                cx.observer.on_event(&ApplyEvent::Failed {
+                    address: change.address.clone(),
+                    action: change.action,
+                    error: err.clone(),
+                });
+                results[r.index] = Some(result(change, Status::Failed, Some(err), r.elapsed));
+            }
+            continue;
+        }
         apply_step_to(&mut records, &change.address, &r.step);
+        if let (Some(intent), Some(old)) = (r.deferred, &r.step.before) {
+            old_halves[r.index] = OldHalf::Waiting(Box::new(old.clone()), intent);
+        }
         if let Some(err) = r.error {
             failed = true;
             state[r.index] = NodeState::Failed;
@@ -320,7 +400,10 @@ pub async fn apply(
             cx.observer.on_event(&ApplyEvent::RollingBack {
                 address: change.address.clone(),
             });
-            let undo = undo_step(cx, change, step).await;
+            let undo = match std::mem::replace(&mut old_halves[*i], OldHalf::Gone) {
+                OldHalf::Waiting(old, intent) => undo_early_replace(cx, *old, intent, step).await,
+                _ => undo_step(cx, change, step).await,
+            };
             if let Some(r) = results[*i].as_mut() {
                 match undo {
                     Ok(()) => {
@@ -334,6 +417,20 @@ pub async fn apply(
                         rolled_back = false;
                     }
                 }
+            }
+        }
+    }
+
+    // Kept (or a failed rollback): old halves still waiting are recorded
+    // nowhere, so they go now rather than be left to the next run.
+    for (i, half) in old_halves.iter_mut().enumerate() {
+        if let OldHalf::Waiting(old, intent) = std::mem::replace(half, OldHalf::Gone)
+            && let Err(e) = delete_old(cx, &old, Some(intent)).await
+        {
+            failed = true;
+            if let Some(r) = results[i].as_mut() {
+                r.status = Status::Failed;
+                r.error = Some(e);
             }
         }
     }
@@ -410,6 +507,27 @@ fn apply_step_to(records: &mut HashMap<String, ResourceRecord>, address: &str, s
 #[cfg(test)]
 pub(crate) fn dependencies_for_tests(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
     dependencies(nodes)
+}
+
+/// For each node, the creates, updates and replaces of resources that
+/// depend on it: what must use a replacement before its old half goes.
+fn users(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, m)| {
+                    *j != i
+                        && m.action != Action::Delete
+                        && m.depends_on.iter().any(|d| d == &n.resource)
+                })
+                .map(|(j, _)| j)
+                .collect()
+        })
+        .collect()
 }
 
 fn dependencies(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
@@ -808,7 +926,7 @@ async fn run_node(
     change: &ResourceChange,
     instance: Option<&Instance>,
     before: Option<ResourceRecord>,
-) -> (Step, Option<String>) {
+) -> (Step, Option<String>, Option<i64>) {
     let schema = portable(&change.kind).or_else(|| cx.provider.schema(&change.kind));
     let unchanged = Step {
         before: before.clone(),
@@ -818,13 +936,14 @@ async fn run_node(
         return (
             unchanged,
             Some(format!("no schema for type {}", change.kind)),
+            None,
         );
     };
     match change.action {
-        Action::NoOp => (unchanged, None),
+        Action::NoOp => (unchanged, None, None),
         Action::Delete => {
             let Some(b) = &before else {
-                return (unchanged, None);
+                return (unchanged, None, None);
             };
             match delete(cx, b, "delete").await {
                 Ok(()) => (
@@ -833,8 +952,9 @@ async fn run_node(
                         after: None,
                     },
                     None,
+                    None,
                 ),
-                Err(e) => (unchanged, Some(e)),
+                Err(e) => (unchanged, Some(e), None),
             }
         }
         Action::Create | Action::Update | Action::Replace => {
@@ -842,6 +962,7 @@ async fn run_node(
                 return (
                     unchanged,
                     Some(format!("{} is no longer in the template", change.address)),
+                    None,
                 );
             };
             match (change.action, &before) {
@@ -852,43 +973,36 @@ async fn run_node(
                             after: Some(r),
                         },
                         None,
+                        None,
                     ),
-                    Err(e) => (unchanged, Some(e)),
+                    Err(e) => (unchanged, Some(e), None),
                 },
                 (Action::Replace, Some(b)) if change.create_before_destroy => {
                     // Journal the old one's delete first: once the new one is
                     // recorded at this address, only the journal knows the old.
                     let intent = match old_delete_intent(cx, b) {
                         Ok(seq) => seq,
-                        Err(e) => return (unchanged, Some(e)),
+                        Err(e) => return (unchanged, Some(e), None),
                     };
                     match create(cx, instance, schema, &change.depends_on, "replace").await {
                         Err(e) => {
                             let _ = cx.store.close_journal(intent, &not_attempted(cx));
-                            (unchanged, Some(e))
+                            (unchanged, Some(e), None)
                         }
-                        Ok(new) => match delete_old(cx, b, Some(intent)).await {
-                            Ok(()) => (
-                                Step {
-                                    before,
-                                    after: Some(new),
-                                },
-                                None,
-                            ),
-                            // The new one exists and is recorded; the old one
-                            // is still there and no longer recorded.
-                            Err(e) => (
-                                Step {
-                                    before,
-                                    after: Some(new),
-                                },
-                                Some(e),
-                            ),
-                        },
+                        // The old half goes once what uses it has moved on
+                        // (see `OldHalf`).
+                        Ok(new) => (
+                            Step {
+                                before,
+                                after: Some(new),
+                            },
+                            None,
+                            Some(intent),
+                        ),
                     }
                 }
                 (Action::Replace, Some(b)) => match delete(cx, b, "replace-delete").await {
-                    Err(e) => (unchanged, Some(e)),
+                    Err(e) => (unchanged, Some(e), None),
                     Ok(()) => {
                         match create(cx, instance, schema, &change.depends_on, "replace").await {
                             Ok(new) => (
@@ -897,6 +1011,7 @@ async fn run_node(
                                     after: Some(new),
                                 },
                                 None,
+                                None,
                             ),
                             Err(e) => (
                                 Step {
@@ -904,6 +1019,7 @@ async fn run_node(
                                     after: None,
                                 },
                                 Some(e),
+                                None,
                             ),
                         }
                     }
@@ -915,8 +1031,9 @@ async fn run_node(
                             after: Some(r),
                         },
                         None,
+                        None,
                     ),
-                    Err(e) => (unchanged, Some(e)),
+                    Err(e) => (unchanged, Some(e), None),
                 },
             }
         }
@@ -965,6 +1082,26 @@ async fn delete_old(
     journaled_delete(cx, old, "replace-delete-old", written)
         .await?
         .close(cx)
+}
+
+/// Rolls back a create-before-destroy replacement whose old half was not
+/// deleted yet: the new half goes, and the old one, still there, is
+/// recorded at its address again.
+async fn undo_early_replace(
+    cx: &RunContext,
+    old: ResourceRecord,
+    intent: i64,
+    step: &Step,
+) -> Result<(), String> {
+    if let Some(new) = &step.after {
+        delete(cx, new, "rollback-delete").await?;
+    }
+    cx.store
+        .put_resource(&cx.deployment, &old)
+        .map_err(|e| e.to_string())?;
+    cx.store
+        .close_journal(intent, &not_attempted(cx))
+        .map_err(|e| e.to_string())
 }
 
 /// Returns one step to its `before`.

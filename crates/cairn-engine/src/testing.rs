@@ -32,6 +32,9 @@ pub struct FakeProvider {
     pub throttle_next: AtomicU64,
     /// Every call takes this long (so a test can kill a run mid-call).
     pub latency: Mutex<Duration>,
+    /// Every change made, in order: `create web[0] server-3`,
+    /// `update lb load_balancer-2`, `delete web[0] server-1`.
+    pub changes: Mutex<Vec<String>>,
 }
 
 impl FakeProvider {
@@ -51,6 +54,13 @@ impl FakeProvider {
         {
             m.insert(property.to_string(), value);
         }
+    }
+
+    fn log(&self, op: &str, address: &str, id: &str) {
+        self.changes
+            .lock()
+            .unwrap()
+            .push(format!("{op} {address} {id}"));
     }
 
     async fn call(&self) -> ProviderResult<()> {
@@ -124,6 +134,7 @@ impl Provider for FakeProvider {
         }
         let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         let id = format!("{}-{n}", req.kind);
+        self.log("create", &req.address, &id);
         cloud.insert(
             id.clone(),
             FakeResource {
@@ -166,6 +177,7 @@ impl Provider for FakeProvider {
             .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
         r.properties = req.properties;
         r.tags = req.tags;
+        self.log("update", &req.address, &req.id);
         let n = req
             .id
             .rsplit('-')
@@ -178,7 +190,10 @@ impl Provider for FakeProvider {
     async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
         self.call().await?;
         match self.cloud.lock().unwrap().remove(&req.id) {
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.log("delete", &req.address, &req.id);
+                Ok(())
+            }
             None => Err(ProviderError::NotFound(req.id)),
         }
     }

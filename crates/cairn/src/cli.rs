@@ -286,8 +286,12 @@ pub enum LocalAction {
     /// Start the local cloud in the background (if it is not running)
     Start {
         /// Where DNS is served
-        #[arg(long, default_value = "127.0.0.1:8053")]
+        #[arg(long, env = "CAIRN_LOCAL_DNS", default_value = "127.0.0.1:8053")]
         dns: std::net::SocketAddr,
+        /// A new cloud's addresses come from 127.POOL.0.0/16 (default 42);
+        /// one cloud per pool on a machine
+        #[arg(long, env = "CAIRN_LOCAL_POOL")]
+        pool: Option<u8>,
     },
     /// Stop the local cloud (its resources come back at the next start)
     Stop,

@@ -423,3 +423,65 @@ fn deletes_wait_for_the_updates_of_what_used_them() {
     );
     assert!(deps[1].is_empty());
 }
+
+/// With `create_before_destroy`, the old servers go only after the load
+/// balancer (which uses them) has been updated to the new ones.
+#[tokio::test]
+async fn create_before_destroy_deletes_old_halves_after_their_users_moved() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    w.provider.changes.lock().unwrap().clear();
+    let (_, report) = w
+        .up(&["web_count=2", "image=debian-13"], fast_retries())
+        .await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.counts.replaced, 2);
+    w.assert_state_matches_reality();
+    let changes = w.provider.changes.lock().unwrap().clone();
+    let at = |prefix: &str| {
+        changes
+            .iter()
+            .position(|c| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {changes:?}"))
+    };
+    let lb = at("update lb ");
+    for i in 0..2 {
+        assert!(at(&format!("create web[{i}] ")) < lb, "{changes:?}");
+        assert!(at(&format!("delete web[{i}] ")) > lb, "{changes:?}");
+    }
+}
+
+/// A failure before the old halves went: the rollback deletes the new
+/// servers and keeps the old ones (the same ids, never recreated).
+#[tokio::test]
+async fn a_rollback_before_the_old_halves_went_keeps_them() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let before = w.provider.inventory();
+    // web[2]'s create fails; the load balancer waits for it, so the old
+    // halves of web[0] and web[1] are still waiting when the run fails.
+    w.provider
+        .fail_create
+        .lock()
+        .unwrap()
+        .insert("web[2]".into());
+    let (_, report) = w
+        .up(&["web_count=3", "image=debian-13"], fast_retries())
+        .await;
+    assert!(!report.ok && report.rolled_back, "{report:?}");
+    w.assert_state_matches_reality();
+    let ids = |m: &std::collections::BTreeMap<String, crate::testing::FakeResource>| {
+        m.keys().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&w.provider.inventory()), ids(&before));
+    assert!(
+        w.store.journal().iter().all(|e| e.outcome.is_some()),
+        "an open journal entry remains"
+    );
+    w.provider.fail_create.lock().unwrap().clear();
+    let (_, report) = w
+        .up(&["web_count=3", "image=debian-13"], fast_retries())
+        .await;
+    assert!(report.ok, "{report:?}");
+    w.assert_state_matches_reality();
+}

@@ -3,7 +3,9 @@
 //! API; tests drive it in-process.
 
 mod addresses;
+mod firewall;
 mod model;
+mod seal;
 mod services;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,10 @@ impl LocalDirs {
     pub fn state(&self) -> PathBuf {
         self.root.join("cloud.json")
     }
+    /// The key that seals cloud.json's secret values.
+    pub fn key(&self) -> PathBuf {
+        self.root.join("cloud.key")
+    }
     pub fn of(&self, kind: &str, id: &str) -> PathBuf {
         self.root.join(format!("{kind}s")).join(id)
     }
@@ -43,6 +49,7 @@ impl LocalDirs {
 pub struct Cloud {
     dirs: LocalDirs,
     state: Mutex<CloudState>,
+    sealer: seal::Sealer,
     servers: Supervisor,
     /// Every zone, served by the daemon's DNS server.
     zones: Zones,
@@ -94,14 +101,18 @@ impl Cloud {
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
-        // cloud.json holds the values resources were made with, database
-        // passwords among them: only this user may read the directory.
+        // cloud.json holds the values resources were made with (secret ones
+        // sealed, with the key beside it): only this user may read the
+        // directory.
         std::fs::set_permissions(
             &dirs.root,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .map_err(|e| format!("cannot protect {}: {e}", dirs.root.display()))?;
         let mut state = CloudState::load(&dirs.state())?;
+        let sealer =
+            seal::Sealer::load(&dirs.key(), state.sealed.is_empty()).map_err(|e| e.to_string())?;
+        sealer.unseal(&mut state).map_err(|e| e.to_string())?;
         if !(1..=254).contains(&pool) {
             return Err(format!("address pool 127.{pool}.0.0/16 cannot be used"));
         }
@@ -109,6 +120,7 @@ impl Cloud {
         let cloud = Cloud {
             dirs,
             state: Mutex::new(state),
+            sealer,
             servers: Supervisor::new(),
             zones: Zones::new(),
             lbs: Mutex::new(HashMap::new()),
@@ -174,6 +186,11 @@ impl Cloud {
             }
         }
         problems
+    }
+
+    /// The second octet of this cloud's addresses: 127.`pool`.0.0/16.
+    pub fn pool(&self) -> u8 {
+        self.lock().pool.unwrap_or(DEFAULT_POOL)
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -285,7 +302,9 @@ impl Cloud {
     }
 
     fn save(&self, state: &CloudState) -> ProviderResult<()> {
-        state
+        self.sealer
+            .seal(state)
+            .map_err(|e| permanent(e.to_string()))?
             .save(&self.dirs.state())
             .map_err(ProviderError::Transient)
     }
@@ -370,6 +389,7 @@ impl Cloud {
             }
             "firewall" => {
                 self.network_of(p)?;
+                firewall::check_rules(&self.lock(), p).map_err(permanent)?;
                 Ok((json!({"id": id}), None))
             }
             "ip_address" => {
@@ -398,6 +418,7 @@ impl Cloud {
                 Ok((json!({"id": id, "fqdn": fqdn}), None))
             }
             "load_balancer" => {
+                Self::check_access(&self.lock(), p)?;
                 let ip = self.allocate_ip(id)?;
                 let wanted = prop(p, "listen")
                     .and_then(|l| l.get("port"))
@@ -504,8 +525,8 @@ impl Cloud {
         // The address inside its subnet, as a cloud would give: the first
         // host after those clouds reserve that no other server has.
         let private_ip = {
-            let st = self.lock();
-            let taken: Vec<String> = st
+            let mut st = self.lock();
+            let taken: std::collections::HashSet<String> = st
                 .of_kind("server")
                 .filter_map(|s| {
                     s.attributes
@@ -513,13 +534,16 @@ impl Cloud {
                         .and_then(Json::as_str)
                         .map(str::to_string)
                 })
+                .chain(st.reserved_private.keys().cloned())
                 .collect();
-            subnet_cidr
+            let ip = subnet_cidr
                 .hosts()
                 .skip(3)
                 .map(|h| h.to_string())
                 .find(|h| !taken.contains(h))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            st.reserved_private.insert(ip.clone(), id.to_string());
+            ip
         };
         let sandbox = self.dirs.of("server", id);
         if let Some(image) = prop_str(p, "image").filter(|i| i.starts_with("image-")) {
@@ -625,9 +649,13 @@ impl Provider for Cloud {
         }
         let id = self.lock().new_id(&req.kind);
         let made = self.make(&id, &req).await;
-        // Recorded below or failed: either way the reservation ends.
-        self.lock().reserved.retain(|_, owner| *owner != id);
-        let (attributes, ip) = made?;
+        let (attributes, ip) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.lock().release(&id);
+                return Err(e);
+            }
+        };
         let record = LocalResource {
             id: id.clone(),
             kind: req.kind.clone(),
@@ -640,10 +668,14 @@ impl Provider for Cloud {
             ip,
         };
         let mut st = self.lock();
+        // The reservation ends under the same lock that records the
+        // address: in between, a parallel create could be given it too.
+        st.release(&id);
         st.resources.insert(id.clone(), record);
         let snapshot = st.clone();
         drop(st);
         self.save(&snapshot)?;
+        self.refresh_access();
         Ok(Created { id, attributes })
     }
 
@@ -660,7 +692,10 @@ impl Provider for Cloud {
             "dns_record" => {
                 self.put_record(&req.properties)?;
             }
-            "load_balancer" => self.update_lb(&req.id, &req.properties)?,
+            "load_balancer" => self.update_lb(&req.id, &req.properties).await?,
+            "firewall" => {
+                firewall::check_rules(&self.lock(), &req.properties).map_err(permanent)?
+            }
             _ => {}
         }
         let mut st = self.lock();
@@ -676,6 +711,7 @@ impl Provider for Cloud {
         let snapshot = st.clone();
         drop(st);
         self.save(&snapshot)?;
+        self.refresh_access();
         Ok(attributes)
     }
 
@@ -691,7 +727,9 @@ impl Provider for Cloud {
         st.resources.remove(&req.id);
         let snapshot = st.clone();
         drop(st);
-        self.save(&snapshot)
+        self.save(&snapshot)?;
+        self.refresh_access();
+        Ok(())
     }
 
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {

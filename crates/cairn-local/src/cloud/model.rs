@@ -38,6 +38,13 @@ pub struct CloudState {
     /// must not get the same one before either is recorded.
     #[serde(skip)]
     pub reserved: BTreeMap<Ipv4Addr, String>,
+    /// The same for servers' addresses inside their subnets.
+    #[serde(skip)]
+    pub reserved_private: BTreeMap<String, String>,
+    /// On disk only: each resource's sensitive values, sealed (see
+    /// `seal`). Empty in memory, where the values are back in place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed: BTreeMap<String, String>,
 }
 
 impl CloudState {
@@ -69,6 +76,12 @@ impl CloudState {
                 .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    }
+
+    /// Ends the reservations a create made (it is recorded or it failed).
+    pub fn release(&mut self, id: &str) {
+        self.reserved.retain(|_, owner| owner != id);
+        self.reserved_private.retain(|_, owner| owner != id);
     }
 
     pub fn new_id(&mut self, kind: &str) -> String {

@@ -9,7 +9,7 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cloud, LocalResource, permanent, prop, prop_str};
+use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop, prop_str};
 use crate::lb::{LbConfig, LoadBalancer};
 use crate::postgres::{Cluster, ClusterSpec};
 
@@ -115,6 +115,13 @@ impl Cloud {
             .map_err(|e| permanent(e.to_string()))?
             .port();
         let lb = LoadBalancer::new(config);
+        // Set before the first accept: a restored balancer is never open
+        // for a moment to sources its firewalls refuse.
+        let (access, problems) = firewall::lb_access(&self.lock(), p);
+        for problem in problems {
+            tracing::warn!("load balancer {id}: {problem}");
+        }
+        lb.set_access(access);
         let cancel = CancellationToken::new();
         let (lb2, stop) = (lb.clone(), cancel.clone());
         let task = tokio::spawn(async move { lb2.serve(listener, stop).await });
@@ -125,12 +132,90 @@ impl Cloud {
         Ok(port)
     }
 
-    pub(super) fn update_lb(&self, id: &str, p: &Json) -> ProviderResult<()> {
+    /// Applies new settings. Backends change make-before-break: when some
+    /// leave and others join, the newcomers are added first and those
+    /// leaving stay in until every newcomer passes its health check (or a
+    /// few intervals pass), so replacing every server behind a balancer
+    /// never leaves it with no healthy backend for a moment.
+    pub(super) async fn update_lb(&self, id: &str, p: &Json) -> ProviderResult<()> {
         let config = lb_config(p)?;
-        if let Some(r) = self.lbs.lock().expect("lbs lock").get(id) {
-            r.lb.update(config);
+        let access = Self::check_access(&self.lock(), p)?;
+        let Some(lb) = self
+            .lbs
+            .lock()
+            .expect("lbs lock")
+            .get(id)
+            .map(|r| r.lb.clone())
+        else {
+            return Ok(());
+        };
+        lb.set_access(access);
+        let current = lb.config();
+        let has = |list: &[crate::lb::Backend], b: &crate::lb::Backend| {
+            list.iter().any(|x| x.addr == b.addr)
+        };
+        let joining: Vec<SocketAddr> = config
+            .backends
+            .iter()
+            .filter(|b| !has(&current.backends, b))
+            .map(|b| b.addr)
+            .collect();
+        let leaving: Vec<crate::lb::Backend> = current
+            .backends
+            .iter()
+            .filter(|b| !has(&config.backends, b))
+            .cloned()
+            .collect();
+        if !joining.is_empty() && !leaving.is_empty() && config.health.enabled() {
+            let mut bridge = config.clone();
+            bridge.backends.extend(leaving);
+            lb.update(bridge);
+            let h = &config.health;
+            let patience = (h.interval * 2 + h.timeout).min(Duration::from_secs(30));
+            let deadline = tokio::time::Instant::now() + patience;
+            while tokio::time::Instant::now() < deadline {
+                let status = lb.status();
+                let ready = joining
+                    .iter()
+                    .all(|a| status.iter().any(|s| s.addr == *a && s.healthy));
+                if ready {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
+        lb.update(config);
         Ok(())
+    }
+
+    /// The sources a load balancer being made or changed lets in; a
+    /// firewall it names that does not resolve is the caller's mistake.
+    pub(super) fn check_access(state: &CloudState, p: &Json) -> ProviderResult<crate::lb::Access> {
+        let (access, problems) = firewall::lb_access(state, p);
+        if problems.is_empty() {
+            Ok(access)
+        } else {
+            Err(permanent(format!(
+                "load balancer firewalls: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// Brings every running balancer's access in line with the state: a
+    /// firewall's rules changed, or a server joined or left a firewall that
+    /// a rule names as its source. Both locks are held (state, then
+    /// balancers: the only nesting of the two) so that of two changes
+    /// racing, the later state is the one applied.
+    pub(super) fn refresh_access(&self) {
+        let state = self.lock();
+        let lbs = self.lbs.lock().expect("lbs lock");
+        for (id, running) in lbs.iter() {
+            if let Some(r) = state.resources.get(id) {
+                let (access, _) = firewall::lb_access(&state, &r.properties);
+                running.lb.set_access(access);
+            }
+        }
     }
 
     pub(super) async fn stop_lb(&self, id: &str) {

@@ -548,6 +548,59 @@ async fn only_its_user_can_read_the_cloud() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&f.root), 0o700);
     assert_eq!(mode(&f.root.join("cloud.json")), 0o600);
+    assert_eq!(mode(&f.root.join("cloud.key")), 0o600);
+}
+
+#[tokio::test]
+async fn secret_values_are_sealed_on_disk_and_back_after_a_restart() {
+    let (f, cloud) = fixture("sealed");
+    let secret = cloud
+        .create(req(
+            "secret",
+            "api_token",
+            json!({"name": "api", "value": "tok-9f8e7d-visible-nowhere"}),
+        ))
+        .await
+        .unwrap();
+    let key = cloud
+        .create(req("key_pair", "deployer", json!({"name": "deployer"})))
+        .await
+        .unwrap();
+    let private = key.attributes["private_key"].as_str().unwrap().to_string();
+    let on_disk = std::fs::read_to_string(f.root.join("cloud.json")).unwrap();
+    assert!(!on_disk.contains("tok-9f8e7d"), "{on_disk}");
+    assert!(!on_disk.contains("PRIVATE KEY"), "{on_disk}");
+    assert!(on_disk.contains(key.attributes["public_key"].as_str().unwrap()));
+    drop(cloud);
+
+    let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
+    let read = |id: &str, kind: &str| ReadRequest {
+        deployment: "d".into(),
+        address: kind.into(),
+        kind: kind.into(),
+        id: id.into(),
+    };
+    let s = cloud
+        .read(read(&secret.id, "secret"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.properties["value"], "tok-9f8e7d-visible-nowhere");
+    let k = cloud
+        .read(read(&key.id, "key_pair"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(k.attributes["private_key"], private.as_str());
+    drop(cloud);
+
+    // Without its key the cloud does not open (rather than losing values).
+    std::fs::rename(f.root.join("cloud.key"), f.root.join("moved.key")).unwrap();
+    let err = Cloud::open(LocalDirs::new(&f.root), vec![]).err().unwrap();
+    assert!(
+        err.contains("cloud.key") && err.contains("restore it"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -570,6 +623,8 @@ async fn a_database_answers_again_after_the_cloud_restarts() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     query("create table kept (v int); insert into kept values (7)");
+    let on_disk = std::fs::read_to_string(f.root.join("cloud.json")).unwrap();
+    assert!(!on_disk.contains("pw-1234"), "{on_disk}");
     cloud.shutdown().await;
     assert!(
         std::net::TcpStream::connect((host.as_str(), 5432)).is_err(),
@@ -580,4 +635,194 @@ async fn a_database_answers_again_after_the_cloud_restarts() {
     assert!(cloud.restore().await.is_empty());
     assert_eq!(query("select v from kept"), "7");
     remove(&cloud, "database", db.id).await;
+}
+
+/// `GET path` from a chosen loopback source address, as a server on its
+/// own address would connect.
+async fn http_get_from(source: &str, addr: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))?;
+    let mut s = socket.connect(addr.parse().unwrap()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
+    let (_f, cloud) = fixture("lb-fw");
+    let (net, sub) = network(&cloud).await;
+    let port = free_port("127.0.0.1");
+    let clients = cloud
+        .create(req(
+            "firewall",
+            "clients_fw",
+            json!({"network": net, "ingress": []}),
+        ))
+        .await
+        .unwrap();
+    let web = cloud
+        .create(req(
+            "server",
+            "web",
+            json!({"image": "debian-12", "subnet": sub, "user_data": format!(
+                "echo web > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+            )}),
+        ))
+        .await
+        .unwrap();
+    let client = cloud
+        .create(req(
+            "server",
+            "client",
+            json!({"image": "debian-12", "subnet": sub, "firewalls": [clients.id], "user_data": "exec sleep 60"}),
+        ))
+        .await
+        .unwrap();
+    let client_ip = client.attributes["address"].as_str().unwrap().to_string();
+    let mut fw_props = json!({"network": net, "ingress": [
+        {"protocol": "tcp", "port": 8080, "from": clients.id},
+        {"protocol": "tcp", "port": 22, "from": "127.0.0.1/32"},
+    ]});
+    let lb_fw = cloud
+        .create(req("firewall", "lb_fw", fw_props.clone()))
+        .await
+        .unwrap();
+    let lb = cloud
+        .create(req(
+            "load_balancer",
+            "lb",
+            json!({
+                "listen": {"protocol": "http", "port": 8080},
+                "backends": [web.attributes["address"]],
+                "backend_port": port,
+                "firewalls": [lb_fw.id],
+                "health_check": {"path": "/who.txt", "interval": "100ms", "timeout": "90ms", "healthy": 1, "unhealthy": 2},
+            }),
+        ))
+        .await
+        .unwrap();
+    let front = format!(
+        "{}:{}",
+        lb.attributes["address"].as_str().unwrap(),
+        lb.attributes["port"]
+    );
+
+    // From the client's address (a member of the source firewall): served.
+    let mut served = false;
+    for _ in 0..100 {
+        if http_get_from(&client_ip, &front, "/who.txt")
+            .await
+            .is_ok_and(|r| r.ends_with("web\n"))
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "the allowed client was never served by {front}");
+    // From 127.0.0.1 (only allowed on port 22): refused.
+    let refused = http_get_from("127.0.0.1", &front, "/who.txt").await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // A rule added in place applies to the next connection.
+    fw_props["ingress"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"protocol": "tcp", "ports": "8000-8100", "from": "127.0.0.1"}));
+    cloud
+        .update(UpdateRequest {
+            deployment: "d".into(),
+            address: "lb_fw".into(),
+            kind: "firewall".into(),
+            id: lb_fw.id.clone(),
+            prior: Json::Null,
+            properties: fw_props,
+            tags: BTreeMap::new(),
+            changed: vec!["ingress".into()],
+            token: "update".into(),
+        })
+        .await
+        .unwrap();
+    let now = http_get_from("127.0.0.1", &front, "/who.txt")
+        .await
+        .unwrap();
+    assert!(now.ends_with("web\n"), "{now}");
+
+    // The client leaves: its address is no longer a source.
+    remove(&cloud, "server", client.id).await;
+    let gone = http_get_from(&client_ip, &front, "/who.txt").await;
+    assert!(gone.is_err(), "{gone:?}");
+
+    // Firewalls that do not exist, or rules that make no sense, are refused.
+    let missing = cloud
+        .create(req(
+            "load_balancer",
+            "lb2",
+            json!({"listen": {"port": 8081}, "backend_port": port, "firewalls": ["firewall-99999"]}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("no firewall firewall-99999"),
+        "{missing}"
+    );
+    let bad = cloud
+        .create(req(
+            "firewall",
+            "bad_fw",
+            json!({"network": net, "ingress": [{"port": 80, "from": "somewhere"}]}),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("ingress rule 1: `somewhere` is neither"),
+        "{bad}"
+    );
+    assert_eq!(cloud.snapshot().of_kind("load_balancer").count(), 1);
+    cloud.shutdown().await;
+}
+
+/// Many servers made at once (as `up` does, 32 in parallel) never share an
+/// address or a private address.
+#[tokio::test]
+async fn parallel_creates_get_distinct_addresses() {
+    let (_f, mut cloud) = fixture("parallel");
+    cloud.settle = Duration::from_millis(20);
+    let cloud = std::sync::Arc::new(cloud);
+    let (_, sub) = network(&cloud).await;
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..48 {
+        let (cloud, sub) = (cloud.clone(), sub.clone());
+        creates.spawn(async move {
+            cloud
+                .create(req(
+                    "server",
+                    &format!("web[{i}]"),
+                    json!({"image": "debian-12", "subnet": sub, "user_data": "exec sleep 60"}),
+                ))
+                .await
+                .unwrap()
+        });
+    }
+    let mut addresses = std::collections::HashSet::new();
+    let mut private = std::collections::HashSet::new();
+    while let Some(made) = creates.join_next().await {
+        let made = made.unwrap();
+        assert!(
+            addresses.insert(made.attributes["address"].to_string()),
+            "{made:?}"
+        );
+        assert!(
+            private.insert(made.attributes["private_ip"].to_string()),
+            "{made:?}"
+        );
+    }
+    assert_eq!(addresses.len(), 48);
+    assert!(cloud.snapshot().reserved.is_empty() && cloud.snapshot().reserved_private.is_empty());
+    cloud.shutdown().await;
 }

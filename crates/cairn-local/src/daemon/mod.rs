@@ -4,6 +4,7 @@
 
 mod api;
 pub mod client;
+pub mod pool;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,8 +63,9 @@ fn write_token(dirs: &LocalDirs) -> Result<String, String> {
     Ok(token)
 }
 
-/// Runs the daemon until `shutdown` is cancelled: restores the cloud, binds
-/// DNS and the API (loopback only), publishes where they are, serves.
+/// Runs the daemon until `shutdown` is cancelled: claims the cloud's address
+/// pool, binds DNS and the API (loopback only), restores the cloud,
+/// publishes where they are, serves.
 pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<(), String> {
     if !config.dns.ip().is_loopback() {
         return Err(format!("DNS address {} is not on loopback", config.dns));
@@ -73,9 +75,9 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         config.path.clone(),
         config.pool,
     )?);
-    for problem in cloud.restore().await {
-        tracing::error!("restoring the local cloud: {problem}");
-    }
+    // Everything that can refuse to start comes before the restore, so a
+    // refusal leaves no process of this cloud running.
+    let claim = pool::claim(cloud.pool()).await.map_err(|e| e.to_string())?;
     let udp = UdpSocket::bind(config.dns).await.map_err(|e| {
         format!(
             "cannot serve DNS on {} (udp): {e}; is another program using it?",
@@ -90,6 +92,15 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         .await
         .map_err(|e| e.to_string())?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    for problem in cloud.restore().await {
+        tracing::error!("restoring the local cloud: {problem}");
+    }
+    let holder = format!(
+        "the local cloud in {}, pid {}",
+        config.dirs.root.display(),
+        std::process::id()
+    );
+    let claimed = tokio::spawn(pool::serve(claim, holder, shutdown.clone()));
     let token = write_token(&config.dirs)?;
     let published = Published {
         pid: std::process::id(),
@@ -111,6 +122,8 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     let served = api::serve(api, cloud.clone(), token, shutdown.clone()).await;
     let _ = dns.await;
     cloud.shutdown().await;
+    // The block is free again only once nothing of this cloud runs on it.
+    drop(claimed.await);
     let _ = std::fs::remove_file(published_path(&config.dirs));
     served
 }

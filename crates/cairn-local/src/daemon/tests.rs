@@ -16,6 +16,7 @@ fn dirs(name: &str) -> LocalDirs {
 
 async fn start(
     dirs: &LocalDirs,
+    pool: u8,
 ) -> (
     CancellationToken,
     tokio::task::JoinHandle<Result<(), String>>,
@@ -26,7 +27,7 @@ async fn start(
         dirs: dirs.clone(),
         dns: "127.0.0.1:0".parse().unwrap(),
         path: vec![],
-        pool: 44,
+        pool,
     };
     let task = tokio::spawn(run(config, shutdown.clone()));
     for _ in 0..200 {
@@ -53,7 +54,7 @@ fn create(kind: &str, address: &str, properties: serde_json::Value) -> CreateReq
 #[tokio::test]
 async fn the_api_needs_the_token_and_serves_the_provider() {
     let d = dirs("api");
-    let (shutdown, task, client) = start(&d).await;
+    let (shutdown, task, client) = start(&d, 44).await;
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(token_path(&d)).unwrap().permissions(),
     );
@@ -124,10 +125,43 @@ async fn the_api_needs_the_token_and_serves_the_provider() {
 
     // Started again, it has everything, and a new token.
     let old_token = std::fs::read_to_string(token_path(&d)).unwrap();
-    let (shutdown, task, client) = start(&d).await;
+    let (shutdown, task, client) = start(&d, 44).await;
     assert_ne!(std::fs::read_to_string(token_path(&d)).unwrap(), old_token);
     assert_eq!(client.list("d").await.unwrap().len(), 3);
     shutdown.cancel();
     task.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&d.root);
+}
+
+#[tokio::test]
+async fn a_second_cloud_on_the_same_pool_is_refused_and_names_the_first() {
+    let first = dirs("pool-a");
+    let second = dirs("pool-b");
+    let (shutdown, task, _client) = start(&first, 45).await;
+    let refused = run(
+        DaemonConfig {
+            dirs: second.clone(),
+            dns: "127.0.0.1:0".parse().unwrap(),
+            path: vec![],
+            pool: 45,
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("127.45.0.0/16 is in use by another local cloud")
+            && refused.contains(&first.root.display().to_string()),
+        "{refused}"
+    );
+    assert!(!published_path(&second).exists());
+
+    // Once the first has stopped, the block is free.
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let (shutdown, task, _client) = start(&second, 45).await;
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&first.root);
+    let _ = std::fs::remove_dir_all(&second.root);
 }

@@ -22,6 +22,9 @@
 //!   is retried once on another backend when it had no body or is a small
 //!   `GET`/`HEAD`/`OPTIONS` (buffered to replay), and answers 502 otherwise.
 //!   No healthy backend at all: 503.
+//! - **Access.** `set_access` limits which sources may connect (the
+//!   resource's firewalls); a refused client is reset before any backend is
+//!   picked. See `access`.
 //! - **Shutdown.** Cancel the token given to `serve`: it stops accepting,
 //!   lets open requests finish (idle keep-alive connections close) up to
 //!   `drain_timeout`, cuts the rest and returns. Every task (connections,
@@ -31,6 +34,7 @@
 //! Never: decides where it listens (the caller binds the listener, on
 //! loopback), or spawns a task it does not join.
 
+mod access;
 mod bench;
 mod config;
 mod health;
@@ -57,6 +61,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use access::Access;
 pub use bench::{BenchReport, bench_requests};
 pub use config::{Algorithm, Backend, ConfigError, HealthCheck, LbConfig, Protocol};
 
@@ -98,6 +103,9 @@ pub(super) struct Shared {
     drivers: Mutex<JoinSet<()>>,
     serving: AtomicBool,
     next_id: AtomicU64,
+    /// Checked on every accept; apart from the table so that an accept
+    /// never waits on a backend update.
+    access: Mutex<Access>,
 }
 
 struct Table {
@@ -138,6 +146,7 @@ impl LoadBalancer {
             drivers: Mutex::new(JoinSet::new()),
             serving: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            access: Mutex::new(Access::Open),
         });
         let lb = Self { shared };
         lb.update(config);
@@ -200,6 +209,16 @@ impl LoadBalancer {
             tracing::info!(added, kept, removed, "load balancer backends updated");
         }
         self.shared.changed.notify_one();
+    }
+
+    /// Which sources may connect from now on (connections already open
+    /// stay, as with a cloud's stateful firewall).
+    pub fn set_access(&self, access: Access) {
+        *lock(&self.shared.access) = access;
+    }
+
+    pub fn access(&self) -> Access {
+        lock(&self.shared.access).clone()
     }
 
     /// The current configuration (normalized).
@@ -312,6 +331,13 @@ impl LoadBalancer {
         peer: SocketAddr,
         stop: &CancellationToken,
     ) {
+        if !lock(&self.shared.access).allows(peer.ip()) {
+            tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
+            // A reset, not an orderly close: the client learns at once that
+            // it was refused rather than reading an empty answer.
+            let _ = stream.set_zero_linger();
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let shared = self.shared.clone();
         let protocol = lock(&shared.table).config.protocol;

@@ -884,3 +884,80 @@ async fn benchmark_reports_throughput() {
     lb.stop().await;
     a.stop().await;
 }
+
+/// `GET /` from a chosen loopback source address (as a server on its own
+/// 127.P.x.y address would connect), the whole answer as text.
+async fn get_from(source: &str, addr: SocketAddr) -> std::io::Result<String> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source.parse().unwrap(), 0))?;
+    let mut stream = socket.connect(addr).await?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut out = String::new();
+    timeout(Duration::from_secs(3), stream.read_to_string(&mut out))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn firewalls_refuse_sources_they_do_not_allow() {
+    let a = http_backend("a").await;
+    let mut cfg = config(&[(a.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start(cfg).await;
+    let allowed = "127.0.0.1";
+    let other = "127.77.0.9";
+
+    lb.lb
+        .set_access(Access::Only(vec!["127.0.0.1/32".parse().unwrap()]));
+    let answer = get_from(allowed, lb.addr).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let refused = get_from(other, lb.addr).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{refused:?}"
+    );
+
+    // Rules that match no source refuse everyone; a keep-alive connection
+    // opened before the change runs on.
+    let mut kept = Client::new(lb.addr);
+    assert_eq!(kept.request(Method::GET, "/", "").await.unwrap().0, 200);
+    lb.lb.set_access(Access::Only(vec![]));
+    assert!(get_from(allowed, lb.addr).await.is_err());
+    assert_eq!(kept.request(Method::GET, "/", "").await.unwrap().0, 200);
+
+    lb.lb.set_access(Access::Open);
+    let answer = get_from(other, lb.addr).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+
+    // The same check guards the TCP splice.
+    let t = tcp_backend("t").await;
+    let mut cfg = config(&[(t.addr, 1)]);
+    cfg.protocol = Protocol::Tcp;
+    cfg.health = HealthCheck::off();
+    let tcp = start(cfg).await;
+    tcp.lb
+        .set_access(Access::Only(vec!["127.0.0.1/32".parse().unwrap()]));
+    let greeting = |source: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source.parse().unwrap(), 0))?;
+        let mut stream = BufReader::new(socket.connect(tcp.addr).await?);
+        let mut line = String::new();
+        timeout(Duration::from_secs(3), stream.read_line(&mut line))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        Ok::<_, std::io::Error>(line)
+    };
+    let refused = greeting(other).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{refused:?}"
+    );
+    assert_eq!(greeting(allowed).await.unwrap(), "t\n");
+
+    drop(kept);
+    tcp.stop().await;
+    t.stop().await;
+    lb.stop().await;
+    a.stop().await;
+}

@@ -141,7 +141,7 @@ pub(super) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Targ
     let provider: Arc<dyn Provider> = match deployment.target.as_str() {
         "local" => {
             let dirs = super::local::local_dirs()?;
-            Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?).await?)
+            Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?, None).await?)
         }
         #[cfg(feature = "aws")]
         "aws" => {

@@ -13,6 +13,7 @@ use crate::report::{CliError, Status};
 
 pub const ENV_LOCAL_DIR: &str = "CAIRN_LOCAL_DIR";
 pub const ENV_LOCAL_DNS: &str = "CAIRN_LOCAL_DNS";
+pub const ENV_LOCAL_POOL: &str = "CAIRN_LOCAL_POOL";
 
 /// Where a daemon that `up` starts serves DNS: `CAIRN_LOCAL_DNS`, else 127.0.0.1:8053.
 pub fn dns_address() -> Result<std::net::SocketAddr, CliError> {
@@ -48,6 +49,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub async fn ensure_started(
     dirs: &LocalDirs,
     dns: std::net::SocketAddr,
+    pool: Option<u8>,
 ) -> Result<LocalClient, CliError> {
     if let Ok(c) = LocalClient::connect(dirs).await {
         return Ok(c);
@@ -62,6 +64,7 @@ pub async fn ensure_started(
     let mut cmd = std::process::Command::new(exe);
     cmd.args(["local", "daemon", "--dns", &dns.to_string()])
         .env(ENV_LOCAL_DIR, &dirs.root)
+        .envs(pool.map(|p| (ENV_LOCAL_POOL, p.to_string())))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(CliError::failure)?)
         .stderr(log);
@@ -123,8 +126,8 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             .map_err(CliError::failure)?;
             Ok(Status::Success)
         }
-        LocalAction::Start { dns } => {
-            let c = rt.block_on(ensure_started(&dirs, *dns))?;
+        LocalAction::Start { dns, pool } => {
+            let c = rt.block_on(ensure_started(&dirs, *dns, *pool))?;
             emit(
                 serde_json::json!({"running": true, "pid": c.published.pid, "api": c.published.api, "dns": c.published.dns}),
                 global,

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Output, cairn_env};
 
+mod faults;
+mod lb;
+
 pub(crate) struct Local {
     pub(crate) root: PathBuf,
     pub(crate) dns_port: u16,
@@ -15,7 +18,13 @@ pub(crate) struct Local {
     pool: String,
 }
 
-static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(60);
+static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// This run's first pool: from the pid, so that two test runs on one machine
+/// (other checkouts) rarely ask for the same blocks.
+fn first_pool() -> u8 {
+    64 + (std::process::id() % 8) as u8 * 20
+}
 
 impl Local {
     pub(crate) fn new(name: &str) -> Local {
@@ -23,8 +32,7 @@ impl Local {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let dns_port = free_dns_port();
-        let pool = NEXT_POOL
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        let pool = (first_pool() + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
             .to_string();
         Local {
             root,
@@ -77,6 +85,77 @@ fn free_dns_port() -> u16 {
         }
     }
     panic!("no free port for DNS between 20000 and 32000");
+}
+
+impl Local {
+    /// Writes a template of the test's own into its directory.
+    fn template(&self, name: &str, yaml: &str) -> String {
+        let dir = self.root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("cairn.yaml"), yaml).unwrap();
+        dir.to_str().unwrap().to_string()
+    }
+
+    /// The `address:port` of a deployed load balancer.
+    fn front(&self, template: &str, address: &str) -> String {
+        let lb = self.json(&["show", template, "--address", address]);
+        format!(
+            "{}:{}",
+            lb["attributes"]["address"].as_str().unwrap(),
+            lb["attributes"]["port"]
+        )
+    }
+
+    /// An address of this test's pool that nothing is given (the pool hands
+    /// out addresses from 127.P.0.2 up).
+    fn spare_address(&self, last: u8) -> String {
+        format!("127.{}.250.{last}", self.pool)
+    }
+
+    fn destroy(&self, template: &str) {
+        let out = self.run(&[
+            "destroy",
+            template,
+            "--yes",
+            "--allow-data-loss",
+            "-o",
+            "none",
+        ]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+}
+
+/// Waits (at most `limit`) until `front` answers 200 with a body holding `text`.
+fn wait_serving(front: &str, text: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while get(front).is_none_or(|b| !(ok(&b) && b.contains(text))) {
+        assert!(Instant::now() < deadline, "{front} never answered {text:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ok(answer: &str) -> bool {
+    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+}
+
+/// `GET /` from a chosen loopback source address, as a server on its own
+/// address connects: the answer, or the error (a refused source is reset).
+fn get_from(source: &str, addr: &str) -> std::io::Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))?;
+        let mut s = socket.connect(addr.parse().unwrap()).await?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+        Ok(out)
+    })
 }
 
 impl Drop for Local {

@@ -1,0 +1,240 @@
+//! Firewall rules on the local target: checked when a firewall is made or
+//! changed, and enforced on the listeners the cloud owns (load balancers).
+//! Servers listen on their own sockets; holding them to their rules needs
+//! network namespaces, so for them the rules are kept and reported only.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use cairn_engine::provider::Json;
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{CloudState, prop, prop_str};
+use crate::lb::Access;
+
+/// Checks every rule of a firewall's properties: ports, protocol, and that
+/// each `from`/`to` is a CIDR block or a firewall of this cloud.
+pub fn check_rules(state: &CloudState, p: &Json) -> Result<(), String> {
+    for (list, peer) in [("ingress", "from"), ("egress", "to")] {
+        for (i, rule) in rules(p, list).enumerate() {
+            let at = format!("{list} rule {}", i + 1);
+            ports(rule).map_err(|e| format!("{at}: {e}"))?;
+            match prop_str(rule, peer) {
+                // Like a security group: a rule names where traffic may come
+                // from; "anywhere" is said with 0.0.0.0/0.
+                None => {
+                    return Err(format!(
+                        "{at} needs `{peer}`: a CIDR block (0.0.0.0/0 for anywhere) or a firewall's id"
+                    ));
+                }
+                Some(s) => {
+                    sources(state, s).map_err(|e| format!("{at}: {e}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Who may connect to a load balancer listening on `listen.port` (the port
+/// the template asked for, which rules name even when a low port was mapped
+/// to a high one): every source of an ingress rule of its firewalls that
+/// covers TCP on that port. No firewalls: everyone.
+///
+/// A rule whose source no longer resolves (a firewall deleted under it)
+/// lets nobody in and is reported in the second value, so the caller can
+/// refuse it when the load balancer itself is being made or changed.
+pub fn lb_access(state: &CloudState, lb: &Json) -> (Access, Vec<String>) {
+    let ids: Vec<&str> = prop(lb, "firewalls")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect();
+    if ids.is_empty() {
+        return (Access::Open, Vec::new());
+    }
+    let port = prop(lb, "listen")
+        .and_then(|l| prop(l, "port"))
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    let (mut allowed, mut problems) = (Vec::new(), Vec::new());
+    for id in ids {
+        let Some(fw) = state.resources.get(id).filter(|r| r.kind == "firewall") else {
+            problems.push(format!("there is no firewall {id} in the local cloud"));
+            continue;
+        };
+        for rule in rules(&fw.properties, "ingress") {
+            let protocol = prop_str(rule, "protocol").unwrap_or("tcp");
+            let covers = matches!(protocol, "tcp" | "all")
+                && ports(rule).is_ok_and(|(lo, hi)| (lo..=hi).contains(&port));
+            if !covers {
+                continue;
+            }
+            match sources(state, prop_str(rule, "from").unwrap_or_default()) {
+                Ok(nets) => allowed.extend(nets),
+                Err(e) => problems.push(format!("{} ({id}): {e}", fw.address)),
+            }
+        }
+    }
+    (Access::Only(allowed), problems)
+}
+
+fn rules<'a>(p: &'a Json, list: &str) -> impl Iterator<Item = &'a Json> {
+    prop(p, list).and_then(Json::as_array).into_iter().flatten()
+}
+
+/// The rule's port range: `port`, `ports` ("8000-8100" or "443"), or every
+/// port when it names neither.
+fn ports(rule: &Json) -> Result<(u64, u64), String> {
+    if let Some(port) = prop(rule, "port") {
+        return port
+            .as_u64()
+            .filter(|p| *p <= 65535)
+            .map(|p| (p, p))
+            .ok_or_else(|| format!("`port` {port} is not a port number"));
+    }
+    let Some(range) = prop_str(rule, "ports") else {
+        return Ok((0, 65535));
+    };
+    let bad = || format!("`ports` {range:?} is not a port or a range such as 8000-8100");
+    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo.into(), hi.into()))
+}
+
+/// A rule's source: a CIDR block, or a firewall's id meaning every address
+/// of the resources it is attached to (a source security group).
+fn sources(state: &CloudState, s: &str) -> Result<Vec<IpNet>, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(vec![net.trunc()]);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(vec![IpNet::from(ip)]);
+    }
+    if state.resources.get(s).is_some_and(|r| r.kind == "firewall") {
+        return Ok(state
+            .resources
+            .values()
+            .filter(|r| {
+                prop(&r.properties, "firewalls")
+                    .and_then(Json::as_array)
+                    .is_some_and(|fws| fws.iter().any(|f| f.as_str() == Some(s)))
+            })
+            .filter_map(|r| r.ip)
+            .map(|ip: Ipv4Addr| IpNet::V4(Ipv4Net::from(ip)))
+            .collect());
+    }
+    Err(format!(
+        "`{s}` is neither a CIDR block nor a firewall of this local cloud"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::cloud::LocalResource;
+
+    fn put(state: &mut CloudState, id: &str, kind: &str, p: Json, ip: Option<&str>) {
+        state.resources.insert(
+            id.into(),
+            LocalResource {
+                id: id.into(),
+                kind: kind.into(),
+                deployment: "d".into(),
+                address: id.into(),
+                token: id.into(),
+                properties: p,
+                attributes: json!({}),
+                tags: BTreeMap::new(),
+                ip: ip.map(|i| i.parse().unwrap()),
+            },
+        );
+    }
+
+    fn lb(firewalls: &[&str]) -> Json {
+        json!({"listen": {"protocol": "http", "port": 80}, "firewalls": firewalls})
+    }
+
+    fn allows(access: &Access, ip: &str) -> bool {
+        access.allows(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn rules_pick_sources_by_protocol_port_and_firewall() {
+        let mut st = CloudState::default();
+        put(
+            &mut st,
+            "fw-clients",
+            "firewall",
+            json!({"ingress": []}),
+            None,
+        );
+        put(
+            &mut st,
+            "client",
+            "server",
+            json!({"firewalls": ["fw-clients"]}),
+            Some("127.61.0.5"),
+        );
+        put(
+            &mut st,
+            "fw-lb",
+            "firewall",
+            json!({"ingress": [
+                {"protocol": "tcp", "port": 80, "from": "fw-clients"},
+                {"protocol": "tcp", "ports": "79-81", "from": "127.0.0.2/32"},
+                {"protocol": "tcp", "port": 22, "from": "127.0.0.1/32"},
+                {"protocol": "udp", "port": 80, "from": "127.0.0.3/32"},
+                {"protocol": "all", "from": "127.0.0.4"},
+            ]}),
+            None,
+        );
+        let (access, problems) = lb_access(&st, &lb(&["fw-lb"]));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(allows(&access, "127.61.0.5"));
+        assert!(allows(&access, "127.0.0.2"));
+        assert!(allows(&access, "127.0.0.4"));
+        assert!(!allows(&access, "127.0.0.1"), "port 22 only");
+        assert!(!allows(&access, "127.0.0.3"), "udp only");
+        assert!(!allows(&access, "127.61.0.6"));
+
+        assert_eq!(lb_access(&st, &lb(&[])).0, Access::Open);
+        let (gone, problems) = lb_access(&st, &lb(&["fw-gone"]));
+        assert_eq!(gone, Access::Only(vec![]));
+        assert_eq!(
+            problems,
+            ["there is no firewall fw-gone in the local cloud"]
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_where_they_are() {
+        let st = CloudState::default();
+        let check = |rules: Json| check_rules(&st, &json!({"ingress": rules})).unwrap_err();
+        assert!(check(json!([{"port": 80}])).contains("ingress rule 1 needs `from`"));
+        assert!(
+            check(json!([{"from": "0.0.0.0/0"}, {"ports": "90-80", "from": "0.0.0.0/0"}]))
+                .starts_with("ingress rule 2: `ports` \"90-80\"")
+        );
+        assert!(
+            check(json!([{"from": "fw-nope"}])).contains("neither a CIDR block nor a firewall")
+        );
+        let egress = check_rules(&st, &json!({"egress": [{"to": "x/33"}]})).unwrap_err();
+        assert!(egress.starts_with("egress rule 1"), "{egress}");
+        assert!(
+            check_rules(
+                &st,
+                &json!({"ingress": [{"port": 80, "from": "0.0.0.0/0"}]})
+            )
+            .is_ok()
+        );
+    }
+}
