@@ -180,28 +180,55 @@ impl AwsProvider {
         } else {
             LoadBalancerTypeEnum::Network
         };
-        let out = self
+        // An earlier attempt whose answer was lost may have made it: ELB
+        // names are unique per region, so look before making (moto, unlike
+        // ELB, would make a second with the same name).
+        let existing = match self
             .c
             .elb
-            .create_load_balancer()
-            .name(&name)
-            .r#type(lb_type)
-            .set_subnets(Some(subnets))
-            .set_security_groups(Some(prop_strs(p, "firewalls")).filter(|f| !f.is_empty()))
-            .scheme(if prop_bool(p, "internal") {
-                LoadBalancerSchemeEnum::Internal
-            } else {
-                LoadBalancerSchemeEnum::InternetFacing
-            })
-            .set_tags(Some(elb_tags(&tags)))
+            .describe_load_balancers()
+            .names(&name)
             .send()
             .await
-            .map_err(|e| classify("CreateLoadBalancer", e))?;
-        let lb = out
-            .load_balancers()
-            .first()
-            .ok_or_else(|| permanent("CreateLoadBalancer returned nothing"))?;
-        let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+        {
+            Ok(out) => out
+                .load_balancers()
+                .first()
+                .and_then(|l| l.load_balancer_arn())
+                .map(str::to_string),
+            Err(e) => match classify("DescribeLoadBalancers", e) {
+                ProviderError::NotFound(_) => None,
+                other => return Err(other),
+            },
+        };
+        let arn = match existing {
+            Some(arn) => arn,
+            None => {
+                let out = self
+                    .c
+                    .elb
+                    .create_load_balancer()
+                    .name(&name)
+                    .r#type(lb_type)
+                    .set_subnets(Some(subnets))
+                    .set_security_groups(Some(prop_strs(p, "firewalls")).filter(|f| !f.is_empty()))
+                    .scheme(if prop_bool(p, "internal") {
+                        LoadBalancerSchemeEnum::Internal
+                    } else {
+                        LoadBalancerSchemeEnum::InternetFacing
+                    })
+                    .set_tags(Some(elb_tags(&tags)))
+                    .send()
+                    .await
+                    .map_err(|e| classify("CreateLoadBalancer", e))?;
+                out.load_balancers()
+                    .first()
+                    .ok_or_else(|| permanent("CreateLoadBalancer returned nothing"))?
+                    .load_balancer_arn()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
         let listeners = self
             .c
             .elb
