@@ -81,9 +81,10 @@ impl Clients {
             ))
             .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
+            .http_client(crate::read_retry::ReadRetrying::new(http))
             // One attempt: the engine retries with its own backoff, deadline
-            // and journal; SDK retries underneath would multiply them.
+            // and journal; SDK retries underneath would repeat creates.
+            // Reads alone are retried underneath (`read_retry`).
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .timeout_config(
                 TimeoutConfig::builder()

@@ -285,6 +285,8 @@ impl AwsProvider {
                 .first()
                 .and_then(|t| t.target_group_arn().map(str::to_string))
         }) {
+            // Made by an earlier attempt that may have died before this step.
+            self.set_target_group_attributes(&arn, p).await?;
             return Ok(arn);
         }
         let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
@@ -486,6 +488,14 @@ impl AwsProvider {
                 None => break,
             }
         }
+        self.elb_tags_of(&arns).await
+    }
+
+    /// The tags of load balancers or target groups, by ARN.
+    async fn elb_tags_of(
+        &self,
+        arns: &[String],
+    ) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
         let mut out = Vec::new();
         // DescribeTags takes at most 20 resources.
         for chunk in arns.chunks(20) {
@@ -507,6 +517,50 @@ impl AwsProvider {
             }
         }
         Ok(out)
+    }
+
+    /// Target groups made for this deployment's resource that no balancer
+    /// but `arn` (the one being deleted) uses: what a delete interrupted
+    /// after its balancer went left behind (they can no longer be found
+    /// through the balancer, and moto keeps listing the deleted balancer).
+    async fn unused_target_groups(
+        &self,
+        arn: &str,
+        deployment: &str,
+        address: &str,
+    ) -> ProviderResult<Vec<String>> {
+        let mut unused = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .c
+                .elb
+                .describe_target_groups()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetGroups", e))?;
+            unused.extend(
+                page.target_groups()
+                    .iter()
+                    .filter(|t| t.load_balancer_arns().iter().all(|a| a == arn))
+                    .filter_map(|t| t.target_group_arn().map(str::to_string)),
+            );
+            match page.next_marker() {
+                Some(m) => marker = Some(m.to_string()),
+                None => break,
+            }
+        }
+        Ok(self
+            .elb_tags_of(&unused)
+            .await?
+            .into_iter()
+            .filter(|(_, tags)| {
+                tags.get(DEPLOYMENT_TAG).map(String::as_str) == Some(deployment)
+                    && tags.get(RESOURCE_TAG).map(String::as_str) == Some(address)
+            })
+            .map(|(arn, _)| arn)
+            .collect())
     }
 
     pub(crate) async fn read_load_balancer(&self, arn: &str) -> ProviderResult<Option<Observed>> {
@@ -740,8 +794,14 @@ impl AwsProvider {
         Ok(lb_attributes(&lb, port))
     }
 
-    pub(crate) async fn delete_load_balancer(&self, arn: &str) -> ProviderResult<()> {
-        let tgs = self.target_groups_of(arn).await?;
+    pub(crate) async fn delete_load_balancer(&self, req: &DeleteRequest) -> ProviderResult<()> {
+        let arn = req.id.as_str();
+        let mut tgs: Vec<String> = self
+            .target_groups_of(arn)
+            .await?
+            .iter()
+            .filter_map(|t| t.target_group_arn().map(str::to_string))
+            .collect();
         let r = self
             .c
             .elb
@@ -757,11 +817,18 @@ impl AwsProvider {
             || async { Ok(self.load_balancer(arn).await?.is_none().then_some(())) },
         )
         .await?;
+        // A retried delete finds the balancer gone and its groups no longer
+        // attached to it: look for them by their tags.
+        for tg in self
+            .unused_target_groups(arn, &req.deployment, &req.address)
+            .await?
+        {
+            if !tgs.contains(&tg) {
+                tgs.push(tg);
+            }
+        }
         // A target group can go only once no balancer uses it.
-        for tg in tgs {
-            let Some(tg_arn) = tg.target_group_arn() else {
-                continue;
-            };
+        for tg_arn in &tgs {
             let r = self
                 .c
                 .elb

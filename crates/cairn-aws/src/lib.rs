@@ -19,6 +19,7 @@ mod lb;
 mod model;
 mod network;
 mod provider;
+mod read_retry;
 mod storage;
 
 pub use config::{AwsSettings, Clients};

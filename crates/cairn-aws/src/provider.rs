@@ -191,6 +191,7 @@ impl Provider for AwsProvider {
             && let Some(id) = self.find_id(&req.kind, &req.token).await?
         {
             tracing::info!(address = %req.address, %id, "adopting what an earlier attempt made");
+            self.finish_steps(&req, &id).await?;
             return self
                 .finish_found(&req.kind, &req.deployment, &req.address, id)
                 .await;
@@ -255,7 +256,7 @@ impl Provider for AwsProvider {
             "volume" => self.delete_volume(&req.id).await,
             "snapshot" => self.delete_snapshot(&req.id).await,
             "image" => self.delete_image(&req.id).await,
-            "load_balancer" => self.delete_load_balancer(&req.id).await,
+            "load_balancer" => self.delete_load_balancer(&req).await,
             "dns_zone" => self.delete_zone(&req.id).await,
             "dns_record" => self.delete_record(&req.id).await,
             "database" => self.delete_database(&req.id).await,
@@ -283,6 +284,52 @@ impl Provider for AwsProvider {
 impl AwsProvider {
     /// What `find` returns for a found id: its attributes as `read` sees
     /// them (for a server, after it is running).
+    /// An earlier attempt may have died between its steps (a security
+    /// group made but its rules not yet set, a VPC without its gateway):
+    /// what differs from the request and can change in place is updated.
+    async fn finish_steps(&self, req: &CreateRequest, id: &str) -> ProviderResult<()> {
+        let read = ReadRequest {
+            deployment: req.deployment.clone(),
+            address: req.address.clone(),
+            kind: req.kind.clone(),
+            id: id.to_string(),
+        };
+        let Some(live) = self.read_kind(&req.kind, id, &read).await? else {
+            return Ok(());
+        };
+        let schema = portable(&req.kind);
+        let changed: Vec<String> = req
+            .properties
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, want)| {
+                let in_place = schema
+                    .and_then(|s| s.property(k))
+                    .is_some_and(|p| !p.force_new && !p.sensitive);
+                in_place && !want.is_null() && live.properties.get(k.as_str()) != Some(want)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(address = %req.address, ?changed, "finishing what an earlier attempt began");
+        self.update(UpdateRequest {
+            deployment: req.deployment.clone(),
+            address: req.address.clone(),
+            kind: req.kind.clone(),
+            id: id.to_string(),
+            prior: live.properties,
+            properties: req.properties.clone(),
+            tags: req.tags.clone(),
+            changed,
+            token: req.token.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn finish_found(
         &self,
         kind: &str,

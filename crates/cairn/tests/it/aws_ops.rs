@@ -360,7 +360,12 @@ async fn import_on_aws_adopts_an_instance_and_a_bucket_and_writes_their_yaml() {
 async fn with_a_fifth_of_the_calls_faulted_up_and_destroy_still_end_right() {
     let moto = Moto::start("faults");
     let upstream: std::net::SocketAddr = moto.url.trim_start_matches("http://").parse().unwrap();
-    let proxy = FaultProxy::start(upstream, 200, 0x00fa_0175);
+    // FAULT_SEED repeats (or varies) the draw.
+    let seed = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00fa_0175);
+    let proxy = FaultProxy::start(upstream, 200, seed);
     let via = format!("http://{}", proxy.addr);
 
     let up = moto.run_via(&via, &["up", WEBAPP, "-e", "aws", "--yes", "-o", "json"]);
