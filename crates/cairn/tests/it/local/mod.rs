@@ -31,11 +31,14 @@ impl Local {
         let root = std::env::temp_dir().join(format!("cairn-e2e-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // DNS serves UDP and TCP on one port: free for both right now.
+        let dns_port = loop {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let pool = (first_pool() + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
             .to_string();
         Local {
