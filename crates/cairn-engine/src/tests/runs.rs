@@ -485,3 +485,34 @@ async fn a_rollback_before_the_old_halves_went_keeps_them() {
     assert!(report.ok, "{report:?}");
     w.assert_state_matches_reality();
 }
+
+/// The same failure with `--on-failure keep`: the new servers stay, and the
+/// old halves, recorded nowhere, are deleted rather than left as orphans.
+#[tokio::test]
+async fn keep_after_a_failure_deletes_the_waiting_old_halves() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let before = w.provider.inventory();
+    w.provider
+        .fail_create
+        .lock()
+        .unwrap()
+        .insert("web[2]".into());
+    let opts = ApplyOptions {
+        on_failure: OnFailure::Keep,
+        ..fast_retries()
+    };
+    let (_, report) = w.up(&["web_count=3", "image=debian-13"], opts).await;
+    assert!(!report.ok && !report.rolled_back, "{report:?}");
+    w.assert_state_matches_reality();
+    let old_servers: Vec<&String> = before
+        .iter()
+        .filter(|(_, r)| r.kind == "server")
+        .map(|(id, _)| id)
+        .collect();
+    let now = w.provider.inventory();
+    assert!(
+        old_servers.iter().all(|id| !now.contains_key(*id)),
+        "an old server remains: {old_servers:?}"
+    );
+}

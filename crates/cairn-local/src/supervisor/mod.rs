@@ -296,6 +296,23 @@ fn kill_group(pid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid as i32), signal);
 }
 
+/// Starts the init. A script written a moment ago can be busy (ETXTBSY):
+/// a process another thread forks at that moment holds the script's write
+/// descriptor until it execs. That clears within milliseconds, so a few
+/// quick retries, rather than a failed server (seen at 200 parallel creates).
+async fn spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn supervise(
     spec: ServerSpec,
     prepared: Prepared,
@@ -333,14 +350,20 @@ async fn supervise(
             .process_group(0)
             .kill_on_drop(false);
         let started = tokio::time::Instant::now();
-        let mut child = match cmd.spawn() {
+        let mut child = match spawn(&mut cmd).await {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(
-                    "server {}: cannot start {}: {e}",
-                    spec.name,
-                    prepared.program.display()
-                );
+                let why = format!("cannot start {}: {e}", prepared.program.display());
+                tracing::error!("server {}: {why}", spec.name);
+                // In its console log too, where `wait_ready` and
+                // `cairn local logs` look for why it is not up.
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(log_path(&spec.sandbox))
+                {
+                    use std::io::Write;
+                    let _ = writeln!(f, "cairn: {why}");
+                }
                 record(&status, |s| {
                     s.state = State::Backoff;
                     Event::Exited {

@@ -182,3 +182,22 @@ fn backoff_grows_and_is_capped() {
 }
 
 use std::os::unix::fs::PermissionsExt;
+
+#[tokio::test]
+async fn an_init_that_cannot_start_is_not_ready_and_says_why() {
+    let sup = Supervisor::new();
+    let s = spec("noexec", "#!/nonexistent/interpreter\nsleep 30\n");
+    let dir = s.sandbox.clone();
+    sup.start(s).unwrap();
+    let err = sup
+        .wait_ready("noexec", Duration::from_millis(100), Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot start") && err.contains("No such file"),
+        "{err}"
+    );
+    sup.stop_all(Duration::from_secs(2)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
