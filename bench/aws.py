@@ -5,10 +5,13 @@ of bench/aws-scale at n=1 (11 resources) and n=10 (74), wall time, API calls
 one call at a time by bench/aws_sequential.py, and the ratio.
 
 Usage: bench/aws.py [N ...]    (default: 1 10)
+BENCH_LATENCY_MS=50 puts a loopback proxy in front of moto that holds every
+call that long, as a region's API endpoint does; moto itself answers in a
+few milliseconds, one call at a time, which hides what parallelism buys.
 Needs a release build (cargo build --release -p cairn) or CAIRN_BIN.
 Starts and stops its own moto (../shared/peers/moto-up.sh) on loopback.
 """
-import json, os, re, subprocess, sys, tempfile, time, urllib.request
+import http.client, http.server, json, os, re, subprocess, sys, tempfile, threading, time, urllib.parse, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAIRN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
@@ -29,6 +32,46 @@ def reset(endpoint):
     urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset", method="POST"), timeout=30)
 
 
+def latency_proxy(upstream, delay):
+    """A threaded loopback proxy that forwards each request after `delay` s."""
+    target = urllib.parse.urlparse(upstream)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def forward(self):
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            time.sleep(delay)
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            conn.request(self.command, self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for k, v in answer.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def warm(endpoint):
+    """moto loads each service on its first call (about a second): pay that
+    before timing, for cairn and the baseline alike."""
+    subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), endpoint, "0"], check=True, capture_output=True)
+
+
 def timed(args, env):
     before = calls_so_far()
     t = time.time()
@@ -43,7 +86,9 @@ def main():
     sizes = [int(a) for a in sys.argv[1:]] or [1, 10]
     endpoint = subprocess.run([os.path.join(PEERS, "moto-up.sh"), PORT], capture_output=True, text=True, check=True).stdout.strip()
     work = tempfile.mkdtemp(prefix="cairn-bench-aws-")
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    latency = float(os.environ.get("BENCH_LATENCY_MS", "0")) / 1000
+    proxy, via = (latency_proxy(endpoint, latency) if latency else (None, endpoint))
+    env = dict(os.environ, AWS_ENDPOINT_URL=via, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
                CAIRN_STATE=os.path.join(work, "state.db"), CAIRN_KEY_FILE=os.path.join(work, "key"), NO_COLOR="1")
     template = os.path.join(ROOT, "bench", "aws-scale")
@@ -51,16 +96,20 @@ def main():
     try:
         for n in sizes:
             reset(endpoint)
+            warm(endpoint)
             up_s, up_calls, out = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
             resources = json.loads(out)["counts"]["created"]
             down_s, down_calls, _ = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
             reset(endpoint)
-            seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), endpoint, str(n)],
+            warm(endpoint)
+            seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), via, str(n)],
                                             capture_output=True, text=True, check=True).stdout)
             rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq))
     finally:
+        if proxy:
+            proxy.shutdown()
         subprocess.run([os.path.join(PEERS, "moto-down.sh"), PORT], capture_output=True)
-    print(f"cairn {CAIRN} against moto at {endpoint} (fresh state per size)")
+    print(f"cairn {CAIRN} against moto at {endpoint}, {latency * 1000:.0f} ms added per call (fresh state per size)")
     print("| n | resources | cairn up | calls | calls/s | cairn destroy | calls | one call at a time (up + down) | calls | ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, res, up_s, up_c, down_s, down_c, seq in rows:

@@ -5,6 +5,8 @@ down one AWS call at a time with boto3, the way a hand-written script does it
 
 Usage: aws_sequential.py ENDPOINT N
 Prints one JSON line: {"n", "resources", "up_s", "down_s", "calls"}.
+N=0 only warms moto up (one read per service: moto loads a service's
+backend on its first call, which takes about a second).
 Run with the python of moto's virtualenv (it has boto3); talks only to ENDPOINT.
 """
 import json, sys, time
@@ -127,6 +129,12 @@ def down(m):
     ec2.delete_internet_gateway(InternetGatewayId=m["igw"])
     ec2.delete_vpc(VpcId=m["vpc"])
 
+
+if N == 0:
+    ec2.describe_vpcs(); elb.describe_load_balancers(); r53.list_hosted_zones()
+    s3.list_buckets(); sm.list_secrets(); client("rds").describe_db_instances()
+    print("{}")
+    sys.exit(0)
 
 t0 = time.time()
 made, resources = up()
