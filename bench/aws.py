@@ -16,6 +16,8 @@ import http.client, http.server, json, os, re, subprocess, sys, tempfile, thread
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAIRN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
 PEERS = os.environ.get("MOTO_PEERS", os.path.join(ROOT, "..", "shared", "peers"))
+if not os.path.exists(os.path.join(PEERS, "moto-up.sh")):
+    PEERS = os.path.join(ROOT, "scripts", "peers")  # the project's copy
 PORT = os.environ.get("BENCH_MOTO_PORT", "5093")
 STATE = os.environ.get("MOTO_STATE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-run"))
 LOG = os.path.join(STATE, f"moto-{PORT}.log")

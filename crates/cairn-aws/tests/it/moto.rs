@@ -11,15 +11,20 @@ pub struct Moto {
     pub url: String,
 }
 
-/// Where the peers' scripts are: `MOTO_PEERS`, or `shared/peers` beside
-/// the checkout (as the design says).
+/// Where the peers' scripts are: `MOTO_PEERS`, else `shared/peers` beside
+/// the checkout (as the design says), else the project's copy.
 fn peers() -> PathBuf {
     if let Some(p) = std::env::var_os("MOTO_PEERS") {
         return PathBuf::from(p);
     }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // crates/cairn-aws → the checkout → its parent holds `shared`.
-    manifest.join("../../../shared/peers")
+    // crates/cairn-aws → the checkout.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shared = root.join("../shared/peers");
+    if shared.join("moto-up.sh").is_file() {
+        shared
+    } else {
+        root.join("scripts/peers")
+    }
 }
 
 fn free_port() -> u16 {

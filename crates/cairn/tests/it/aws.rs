@@ -14,10 +14,18 @@ pub(crate) struct Moto {
     pub(crate) root: PathBuf,
 }
 
+/// `MOTO_PEERS`, else `shared/peers` beside the checkout, else the
+/// project's copy (a CI machine may have only the project).
 fn peers() -> PathBuf {
-    std::env::var_os("MOTO_PEERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/peers"))
+    if let Some(p) = std::env::var_os("MOTO_PEERS") {
+        return PathBuf::from(p);
+    }
+    let shared = repo_root().join("../shared/peers");
+    if shared.join("moto-up.sh").is_file() {
+        shared
+    } else {
+        repo_root().join("scripts/peers")
+    }
 }
 
 impl Moto {
