@@ -325,6 +325,7 @@ impl AwsProvider {
             tags: req.tags.clone(),
             changed,
             token: req.token.clone(),
+            sensitive: Vec::new(),
         })
         .await
         .map(|_| ())

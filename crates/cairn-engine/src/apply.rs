@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use cairn_template::value::SECRET_TEXT;
 use cairn_template::{Diagnostics, Value};
 
 use crate::evaluate::{Desired, Instance, KnownAttributes};
@@ -615,6 +616,15 @@ fn tags_of(instance: &Instance) -> BTreeMap<String, String> {
 }
 
 /// A record's properties with its secret ones put back, for a provider.
+/// The record's properties kept as secrets.
+fn secret_property_names(r: &ResourceRecord) -> Vec<String> {
+    r.secrets
+        .keys()
+        .filter_map(|path| path.strip_prefix("properties."))
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn revealed_properties(r: &ResourceRecord) -> Json {
     let mut p = match &r.properties {
         Json::Object(o) => o.clone(),
@@ -770,6 +780,12 @@ async fn create(
             .get(cx.provider.name())
             .and_then(Value::to_json_revealed),
         token: token.clone(),
+        sensitive: instance
+            .properties
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .map(|(k, _)| k.clone())
+            .collect(),
     };
     let (created, closing) = journaled(
         cx,
@@ -870,6 +886,19 @@ async fn journaled_update(
         tags,
         changed: change.diff.iter().map(|d| d.path.clone()).collect(),
         token: token.clone(),
+        // What was secret stays sealed; what became secret is shown so in the diff.
+        sensitive: secret_property_names(current)
+            .into_iter()
+            .chain(
+                change
+                    .diff
+                    .iter()
+                    .filter(|d| d.after.as_ref().and_then(Json::as_str) == Some(SECRET_TEXT))
+                    .map(|d| d.path.clone()),
+            )
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
     };
     let intent = Intent {
         address: &current.address,
@@ -1154,6 +1183,7 @@ async fn recreate(cx: &RunContext, before: &ResourceRecord) -> Result<ResourceRe
         tags: before.tags.clone(),
         target: None,
         token: token.clone(),
+        sensitive: secret_property_names(before),
     };
     let (created, closing) = journaled(
         cx,

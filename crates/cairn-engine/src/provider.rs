@@ -25,6 +25,11 @@ pub struct CreateRequest {
     /// The idempotency token (client token or deterministic name): a retried
     /// or interrupted create with the same token must not make a second one.
     pub token: String,
+    /// Top-level properties whose value is a secret or derived from one
+    /// (a `user_data` holding a password): a target that keeps its own
+    /// record of properties must not keep these in clear.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +67,9 @@ pub struct UpdateRequest {
     /// Top-level properties that changed.
     pub changed: Vec<String>,
     pub token: String,
+    /// As in [`CreateRequest::sensitive`], for the new properties.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

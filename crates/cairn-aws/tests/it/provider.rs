@@ -25,6 +25,7 @@ fn req(kind: &str, address: &str, token: &str, properties: Json) -> CreateReques
         tags: tags("d", address),
         target: None,
         token: token.into(),
+        sensitive: Vec::new(),
     }
 }
 
@@ -197,6 +198,7 @@ async fn a_rule_added_behind_cairns_back_is_read_and_removed_by_update() {
         tags: tags("d", "web_fw"),
         changed: vec!["ingress".into()],
         token: "t-fw-update".into(),
+        sensitive: Vec::new(),
     })
     .await
     .unwrap();

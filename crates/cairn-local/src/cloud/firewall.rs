@@ -155,6 +155,7 @@ mod tests {
                 attributes: json!({}),
                 tags: BTreeMap::new(),
                 ip: ip.map(|i| i.parse().unwrap()),
+                sensitive: Vec::new(),
             },
         );
     }

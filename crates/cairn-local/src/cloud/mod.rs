@@ -666,6 +666,7 @@ impl Provider for Cloud {
             attributes: attributes.clone(),
             tags: req.tags.clone(),
             ip,
+            sensitive: req.sensitive.clone(),
         };
         let mut st = self.lock();
         // The reservation ends under the same lock that records the
@@ -707,6 +708,7 @@ impl Provider for Cloud {
         // bookkeeping (rules, flags, sizes): record it.
         r.properties = req.properties;
         r.tags = req.tags;
+        r.sensitive = req.sensitive;
         let attributes = r.attributes.clone();
         let snapshot = st.clone();
         drop(st);

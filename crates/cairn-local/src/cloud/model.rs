@@ -24,6 +24,10 @@ pub struct LocalResource {
     pub tags: BTreeMap<String, String>,
     /// The loopback address it owns, if any.
     pub ip: Option<Ipv4Addr>,
+    /// Properties that hold or derive from a secret in this template (the
+    /// engine says which), sealed on disk like the schema's own secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -189,27 +189,37 @@ fn take_sensitive(r: &mut LocalResource) -> Json {
         return json!({});
     };
     let mut taken = serde_json::Map::new();
-    let props = schema
+    // The schema's secrets, and what this template made secret.
+    let mut props: Vec<String> = schema
         .properties
         .iter()
         .filter(|p| p.sensitive)
-        .map(|p| p.name);
+        .map(|p| p.name.to_string())
+        .collect();
+    props.extend(
+        r.sensitive
+            .iter()
+            .filter(|n| !props.contains(n))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let attrs = schema
         .attributes
         .iter()
         .filter(|a| a.sensitive)
-        .map(|a| a.name);
+        .map(|a| a.name.to_string())
+        .collect::<Vec<_>>();
     for (section, names, from) in [
-        ("properties", props.collect::<Vec<_>>(), &mut r.properties),
-        ("attributes", attrs.collect::<Vec<_>>(), &mut r.attributes),
+        ("properties", props, &mut r.properties),
+        ("attributes", attrs, &mut r.attributes),
     ] {
         let Some(obj) = from.as_object_mut() else {
             continue;
         };
         let mut out = serde_json::Map::new();
         for name in names {
-            if let Some(v) = obj.remove(name).filter(|v| !v.is_null()) {
-                out.insert(name.to_string(), v);
+            if let Some(v) = obj.remove(&name).filter(|v| !v.is_null()) {
+                out.insert(name, v);
             }
         }
         if !out.is_empty() {
@@ -247,6 +257,7 @@ mod tests {
             attributes,
             tags: BTreeMap::new(),
             ip: None,
+            sensitive: Vec::new(),
         }
     }
 
@@ -304,6 +315,28 @@ mod tests {
         again.unseal(&mut back).unwrap();
         assert_eq!(back.resources, st.resources);
         assert!(back.sealed.is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn properties_the_template_made_secret_are_sealed_too() {
+        let d = dir("derived");
+        let sealer = Sealer::load(&d.join("cloud.key"), true).unwrap();
+        let mut st = CloudState::default();
+        let mut server = resource(
+            "server-4",
+            "server",
+            json!({"image": "debian-12", "user_data": "#!/bin/sh\nexport PGPASSWORD=derived-s3cret\n"}),
+            json!({"id": "server-4"}),
+        );
+        server.sensitive = vec!["user_data".into()];
+        st.resources.insert(server.id.clone(), server);
+        let text = serde_json::to_string(&sealer.seal(&st).unwrap()).unwrap();
+        assert!(!text.contains("derived-s3cret"), "{text}");
+        assert!(text.contains("debian-12"), "the rest stays readable");
+        let mut back: CloudState = serde_json::from_str(&text).unwrap();
+        sealer.unseal(&mut back).unwrap();
+        assert_eq!(back.resources, st.resources);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -48,6 +48,7 @@ fn req(kind: &str, address: &str, properties: Json) -> CreateRequest {
         tags: BTreeMap::from([("cairn:deployment".into(), "d".into())]),
         target: None,
         token: format!("tok-{address}"),
+        sensitive: Vec::new(),
     }
 }
 
@@ -337,6 +338,7 @@ async fn zones_and_records_follow_the_resources_and_come_back_after_a_restart() 
             tags: BTreeMap::new(),
             changed: vec!["values".into()],
             token: "u".into(),
+            sensitive: Vec::new(),
         })
         .await
         .unwrap();
@@ -744,6 +746,7 @@ async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
             tags: BTreeMap::new(),
             changed: vec!["ingress".into()],
             token: "update".into(),
+            sensitive: Vec::new(),
         })
         .await
         .unwrap();

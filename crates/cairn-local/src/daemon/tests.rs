@@ -48,6 +48,7 @@ fn create(kind: &str, address: &str, properties: serde_json::Value) -> CreateReq
         tags: BTreeMap::new(),
         target: None,
         token: format!("t-{address}"),
+        sensitive: Vec::new(),
     }
 }
 

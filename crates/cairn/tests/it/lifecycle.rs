@@ -95,6 +95,7 @@ fn drift_names_the_changed_property_and_up_puts_it_back() {
             tags: BTreeMap::new(),
             changed: vec!["ttl".into()],
             token: "by-hand".into(),
+            sensitive: Vec::new(),
         })
         .await
         .unwrap()
@@ -144,6 +145,7 @@ fn import_adopts_a_bucket_made_elsewhere_and_writes_yaml_that_plans_clean() {
             tags: BTreeMap::new(),
             target: None,
             token: "made-by-hand".into(),
+            sensitive: Vec::new(),
         })
         .await
         .unwrap()
@@ -338,6 +340,7 @@ fn prune_deletes_what_is_tagged_for_the_deployment_but_not_in_its_state() {
             .into(),
             target: None,
             token: "crashed-run".into(),
+            sensitive: Vec::new(),
         })
         .await
         .unwrap()
@@ -664,7 +667,7 @@ fn no_secret_value_reaches_logs_plans_history_or_the_state_file() {
     let l = Local::new("secrets");
     let dir = site(
         &l,
-        r#"cairn: 1
+        r##"cairn: 1
 parameters:
   api_token: {type: secret}
   pw: {type: secret, generate: {length: 24}}
@@ -678,10 +681,22 @@ resources:
   keys:
     type: key_pair
     properties: {name: admin}
+  net:
+    type: network
+    properties: {cidr: 10.80.0.0/16}
+  sub:
+    type: subnet
+    properties: {network: "{{ net.id }}", cidr: 10.80.1.0/24}
+  app:
+    type: server
+    properties:
+      image: debian-12
+      subnet: "{{ sub.id }}"
+      user_data: "#!/bin/sh\nexport API_TOKEN={{ params.api_token }}\nexec sleep 600\n"
 outputs:
   pw: {value: "{{ params.pw }}", secret: true}
   key: {value: "{{ keys.private_key }}", secret: true}
-"#,
+"##,
     );
     let plan_file = l.root.join("secret.plan");
     let token_arg = format!("api_token={TOKEN}");
@@ -720,6 +735,11 @@ outputs:
     assert_eq!(shown["properties"]["value"], TOKEN);
 
     seen.push_str(&std::fs::read_to_string(&plan_file).unwrap());
+    // The local cloud's own record too: a user_data built from the token
+    // is sealed there like the schema's secrets.
+    let cloud_json = std::fs::read_to_string(l.root.join("local/cloud.json")).unwrap();
+    assert!(cloud_json.contains("debian-12"), "{cloud_json}");
+    seen.push_str(&cloud_json);
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         if let Ok(bytes) = std::fs::read(l.root.join(f)) {
             seen.push_str(&String::from_utf8_lossy(&bytes));
