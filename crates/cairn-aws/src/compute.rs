@@ -123,7 +123,7 @@ impl AwsProvider {
             })
     }
 
-    async fn instance(&self, id: &str) -> ProviderResult<Option<Instance>> {
+    pub(crate) async fn instance(&self, id: &str) -> ProviderResult<Option<Instance>> {
         let out = self
             .c
             .ec2

@@ -463,31 +463,42 @@ impl AwsProvider {
         Ok(None)
     }
 
+    /// Every load balancer in the region, all pages.
+    async fn all_load_balancers(&self) -> ProviderResult<Vec<LoadBalancer>> {
+        self.c
+            .elb
+            .describe_load_balancers()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("DescribeLoadBalancers", e))
+    }
+
+    /// Every target group in the region, all pages.
+    async fn all_target_groups(&self) -> ProviderResult<Vec<TargetGroup>> {
+        self.c
+            .elb
+            .describe_target_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("DescribeTargetGroups", e))
+    }
+
     /// Every load balancer with its tags.
     pub(crate) async fn tagged_load_balancers(
         &self,
     ) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
-        let mut arns = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = self
-                .c
-                .elb
-                .describe_load_balancers()
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| classify("DescribeLoadBalancers", e))?;
-            arns.extend(
-                page.load_balancers()
-                    .iter()
-                    .filter_map(|l| l.load_balancer_arn().map(str::to_string)),
-            );
-            match page.next_marker() {
-                Some(m) => marker = Some(m.to_string()),
-                None => break,
-            }
-        }
+        let arns: Vec<String> = self
+            .all_load_balancers()
+            .await?
+            .iter()
+            .filter_map(|l| l.load_balancer_arn().map(str::to_string))
+            .collect();
         self.elb_tags_of(&arns).await
     }
 
@@ -529,28 +540,13 @@ impl AwsProvider {
         deployment: &str,
         address: &str,
     ) -> ProviderResult<Vec<String>> {
-        let mut unused = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = self
-                .c
-                .elb
-                .describe_target_groups()
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| classify("DescribeTargetGroups", e))?;
-            unused.extend(
-                page.target_groups()
-                    .iter()
-                    .filter(|t| t.load_balancer_arns().iter().all(|a| a == arn))
-                    .filter_map(|t| t.target_group_arn().map(str::to_string)),
-            );
-            match page.next_marker() {
-                Some(m) => marker = Some(m.to_string()),
-                None => break,
-            }
-        }
+        let unused: Vec<String> = self
+            .all_target_groups()
+            .await?
+            .iter()
+            .filter(|t| t.load_balancer_arns().iter().all(|a| a == arn))
+            .filter_map(|t| t.target_group_arn().map(str::to_string))
+            .collect();
         Ok(self
             .elb_tags_of(&unused)
             .await?
@@ -675,20 +671,10 @@ impl AwsProvider {
     }
 
     async fn instance_private_ip(&self, id: &str) -> ProviderResult<Option<String>> {
-        let out = self
-            .c
-            .ec2
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeInstances", e));
-        Ok(gone(out)?.and_then(|o| {
-            o.reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find_map(|i| i.private_ip_address().map(str::to_string))
-        }))
+        Ok(self
+            .instance(id)
+            .await?
+            .and_then(|i| i.private_ip_address().map(str::to_string)))
     }
 
     pub(crate) async fn update_load_balancer(&self, req: &UpdateRequest) -> ProviderResult<Json> {
@@ -863,37 +849,21 @@ impl AwsProvider {
     /// name, for an alias record.
     pub(crate) async fn load_balancer_zone(&self, dns: &str) -> ProviderResult<(String, String)> {
         let want = dns.trim_end_matches('.').to_ascii_lowercase();
-        let mut marker = None;
-        loop {
-            let page = self
-                .c
-                .elb
-                .describe_load_balancers()
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| classify("DescribeLoadBalancers", e))?;
-            if let Some(lb) = page
-                .load_balancers()
-                .iter()
-                .find(|l| l.dns_name().map(|d| d.to_ascii_lowercase()) == Some(want.clone()))
-            {
-                return Ok((
-                    lb.dns_name().unwrap_or_default().to_string(),
-                    lb.canonical_hosted_zone_id()
-                        .unwrap_or_default()
-                        .to_string(),
-                ));
-            }
-            match page.next_marker() {
-                Some(m) => marker = Some(m.to_string()),
-                None => {
-                    return Err(permanent(format!(
-                        "`{dns}` is neither an address nor the DNS name of a load balancer in {}",
-                        self.c.region
-                    )));
-                }
-            }
-        }
+        let lbs = self.all_load_balancers().await?;
+        let lb = lbs
+            .iter()
+            .find(|l| l.dns_name().map(|d| d.to_ascii_lowercase()) == Some(want.clone()))
+            .ok_or_else(|| {
+                permanent(format!(
+                    "`{dns}` is neither an address nor the DNS name of a load balancer in {}",
+                    self.c.region
+                ))
+            })?;
+        Ok((
+            lb.dns_name().unwrap_or_default().to_string(),
+            lb.canonical_hosted_zone_id()
+                .unwrap_or_default()
+                .to_string(),
+        ))
     }
 }

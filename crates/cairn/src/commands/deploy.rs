@@ -401,7 +401,7 @@ pub fn apply_saved(
         params: saved.params.iter().chain(params).cloned().collect(),
         param_files: saved.param_files.clone(),
     };
-    let mut global_for_plan = GlobalArgs { ..global.clone() };
+    let mut global_for_plan = global.clone();
     if global_for_plan.state.is_none() {
         global_for_plan.state = Some(saved.state.display().to_string());
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as J;
 
+use crate::Lcg;
 use crate::aws::Moto;
 use crate::fault_proxy::FaultProxy;
 
@@ -418,19 +419,6 @@ async fn with_a_fifth_of_the_calls_faulted_up_and_destroy_still_end_right() {
         left.values().all(BTreeSet::is_empty),
         "left behind: {left:?}"
     );
-}
-
-/// Small deterministic generator: random trials that can be repeated.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

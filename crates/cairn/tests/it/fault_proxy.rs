@@ -60,17 +60,13 @@ struct Shared {
     upstream: SocketAddr,
     /// Faults per thousand requests.
     rate: u64,
-    rng: Mutex<u64>,
+    rng: Mutex<crate::Lcg>,
     counts: Arc<Counts>,
 }
 
 impl Shared {
     fn draw(&self, below: u64) -> u64 {
-        let mut s = self.rng.lock().unwrap();
-        *s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*s >> 33) % below
+        self.rng.lock().unwrap().below(below)
     }
 
     fn pick(&self) -> Option<Fault> {
@@ -97,7 +93,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             rate: per_mille,
-            rng: Mutex::new(seed),
+            rng: Mutex::new(crate::Lcg(seed)),
             counts: counts.clone(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,6 +11,7 @@ use cairn_local::cloud::LocalDirs;
 use cairn_local::daemon::client::LocalClient;
 use serde_json::{Value as J, json};
 
+use crate::Lcg;
 use crate::local::Local;
 
 const SITE: &str = r#"cairn: 1
@@ -576,19 +577,6 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
         "--allow-data-loss",
     ]);
     assert!(inventory(&l, &deployment_of(&dir)).is_empty());
-}
-
-/// A small deterministic generator: the trials are random but repeatable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[test]

@@ -47,6 +47,20 @@ pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// A small deterministic generator: random trials (and injected faults)
+/// that a seed repeats.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
 pub struct Output {
     pub code: i32,
     pub stdout: String,
