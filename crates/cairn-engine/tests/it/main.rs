@@ -487,6 +487,12 @@ fn generated_templates_reach_the_engine() {
 fn the_examples_validate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     for example in ["webapp", "secrets", "static-sites"] {
+        // Say why when an example does not load (this once failed in a
+        // full workspace run and never alone).
+        if let Err(e) = load(&LoadOptions::new(root.join(example))) {
+            let why: Vec<&str> = e.diagnostics.iter().map(|d| d.message.as_str()).collect();
+            panic!("{example} does not load: {why:?}");
+        }
         assert_eq!(check_dir(&root.join(example)), Reached::Valid, "{example}");
     }
 }
