@@ -302,9 +302,10 @@ impl Evaluator {
 /// A dotted name an expression reads: root and first attribute (`net`, `id`).
 type Path = (String, Option<String>);
 
-/// A compile error is kept as the offset only; it is compiled again to
-/// report it (errors are rare, and minijinja errors are not `Clone`).
-type Compiled<T> = Result<T, usize>;
+/// A compiled expression or template, or the fact that it does not compile.
+/// The error is made again to report it, at the offset of that use (errors
+/// are rare, and minijinja errors are not `Clone`).
+type Compiled<T> = Result<T, ()>;
 
 pub struct Session<'a> {
     ev: &'a Evaluator,
@@ -347,18 +348,20 @@ impl<'a> Session<'a> {
             Piece::Expr(inner) => {
                 let offset = inner.as_ptr() as usize - s.as_ptr() as usize;
                 let env = &self.ev.env;
+                // The cache is keyed by the expression alone: the same
+                // expression sits at other offsets in other strings.
                 let compiled = self
                     .exprs
                     .entry(inner)
-                    .or_insert_with(|| env.compile_expression(inner).map_err(|_| offset));
+                    .or_insert_with(|| env.compile_expression(inner).map_err(|_| ()));
                 match compiled {
                     Ok(expr) => expr
                         .eval(scope.clone())
                         .map(|v| from_mj(&v))
                         .map_err(|e| (e, offset)),
-                    Err(off) => Err((
+                    Err(()) => Err((
                         env.compile_expression(inner).err().unwrap_or_else(internal),
-                        *off,
+                        offset,
                     )),
                 }
             }
@@ -367,13 +370,10 @@ impl<'a> Session<'a> {
                 let compiled = self
                     .templates
                     .entry(s)
-                    .or_insert_with(|| env.template_from_str(s).map_err(|_| 0));
+                    .or_insert_with(|| env.template_from_str(s).map_err(|_| ()));
                 match compiled {
                     Ok(t) => t.render(scope.clone()).map(Value::Str).map_err(|e| (e, 0)),
-                    Err(off) => Err((
-                        env.template_from_str(s).err().unwrap_or_else(internal),
-                        *off,
-                    )),
+                    Err(()) => Err((env.template_from_str(s).err().unwrap_or_else(internal), 0)),
                 }
             }
         };
@@ -489,7 +489,8 @@ impl<'a> Session<'a> {
 
     /// The source span of `s[offset..offset+len]`, where `s` is the value of `node`.
     pub fn span_in(&self, node: &Node, s: &str, offset: usize, len: usize) -> Span {
-        let offset = offset.min(s.len());
+        // Offsets from minijinja may fall inside a multi-byte character.
+        let offset = s.floor_char_boundary(offset.min(s.len()));
         let len = s.ceil_char_boundary(offset + len.min(s.len() - offset)) - offset;
         let needle = &s[offset..offset + len];
         let raw = self.sources.text(node.span);

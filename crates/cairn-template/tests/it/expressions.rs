@@ -88,6 +88,31 @@ proptest! {
     }
 }
 
+/// One session caches compiled expressions by their text; an error in the
+/// same expression after leading blanks sits at another offset, and its
+/// error must point there.
+#[test]
+fn the_same_bad_expression_at_two_offsets() {
+    let mut sources = Sources::default();
+    let text = "a: ' {{ self[é] }}'\nb: '{{ self[é] }}'\n";
+    let id = sources.add("t.yaml", Path::new("t.yaml"), text);
+    let root = parse_yaml(id, text).expect("parses");
+    let ev = Evaluator::new(&function_context());
+    let mut session = ev.session(&sources);
+    let scope = scope();
+    for key in ["a", "b"] {
+        let node = root.get(key).expect("key");
+        let d = session.eval(node, &scope).expect_err("a syntax error");
+        check_diagnostic(&sources, &d);
+        let span = d.span().expect("a span");
+        let line = &text[span.start as usize..];
+        assert!(
+            line.starts_with('é') || line.starts_with(']'),
+            "{key}: {line:?}"
+        );
+    }
+}
+
 #[test]
 fn edge_cases() {
     for value in [
@@ -97,6 +122,8 @@ fn edge_cases() {
         "{{ é }}",
         "{{ ¡ }}",
         "{{params[é] | length}}",
+        "{{ self[é] }}",
+        "{{ net[é] }}",
         "é{{ x }}",
         "{{ 'é' ~ 1 + }}",
         "{{ 1 +\n }}",
