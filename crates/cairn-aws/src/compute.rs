@@ -69,14 +69,15 @@ fn size_of(instance_type: &str) -> String {
         .to_string()
 }
 
-/// The attributes of an instance, as on the local target: `address` is
-/// the public address when there is one.
+/// The attributes of an instance, as on the local target: `address` is the
+/// one its neighbours reach it at, which an Elastic IP associated later
+/// does not change (load balancer backends built from it stay put).
 pub fn server_attributes(i: &Instance) -> Json {
     let private = i.private_ip_address();
     let public = i.public_ip_address();
     json!({
         "id": i.instance_id(),
-        "address": public.or(private),
+        "address": private.or(public),
         "private_ip": private,
         "public_ip": public,
     })

@@ -186,7 +186,7 @@ pub const PORTABLE: &[ResourceSchema] = &[
             ID,
             attr(
                 "address",
-                "the address clients use (public when there is one)",
+                "the address its neighbours reach it at (on aws the private one)",
             ),
             attr("private_ip", "the address inside its subnet"),
             attr("public_ip", "the public address, when one is attached"),

@@ -1,7 +1,10 @@
 //! Firewall rules on the local target: checked when a firewall is made or
-//! changed, and enforced on the listeners the cloud owns (load balancers).
-//! Servers listen on their own sockets; holding them to their rules needs
-//! network namespaces, so for them the rules are kept and reported only.
+//! changed, and enforced on the listeners the cloud owns: load balancers,
+//! and the public addresses (`ip_address`) that forward to servers.
+//! A server's own address is reached directly on loopback; holding that to
+//! its rules would need network namespaces, so there the rules apply only
+//! to what comes in through its public address, as on a cloud where the
+//! security group guards the way in from outside.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -35,28 +38,47 @@ pub fn check_rules(state: &CloudState, p: &Json) -> Result<(), String> {
     Ok(())
 }
 
-/// Who may connect to a load balancer listening on `listen.port` (the port
-/// the template asked for, which rules name even when a low port was mapped
-/// to a high one): every source of an ingress rule of its firewalls that
-/// covers TCP on that port. No firewalls: everyone.
+/// The ingress rules of a set of firewalls that cover TCP, by port range,
+/// with their sources resolved to address blocks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Ingress {
+    /// No firewall is attached: everyone, on every port.
+    #[default]
+    Open,
+    Rules(Vec<(u64, u64, Vec<IpNet>)>),
+}
+
+impl Ingress {
+    /// Who may connect on `port`.
+    pub fn access(&self, port: u64) -> Access {
+        match self {
+            Ingress::Open => Access::Open,
+            Ingress::Rules(rules) => Access::Only(
+                rules
+                    .iter()
+                    .filter(|(lo, hi, _)| (*lo..=*hi).contains(&port))
+                    .flat_map(|(_, _, nets)| nets.iter().copied())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The TCP ingress of the firewalls a resource names in `firewalls`.
 ///
 /// A rule whose source no longer resolves (a firewall deleted under it)
 /// lets nobody in and is reported in the second value, so the caller can
-/// refuse it when the load balancer itself is being made or changed.
-pub fn lb_access(state: &CloudState, lb: &Json) -> (Access, Vec<String>) {
-    let ids: Vec<&str> = prop(lb, "firewalls")
+/// refuse it when the resource itself is being made or changed.
+pub fn ingress(state: &CloudState, resource: &Json) -> (Ingress, Vec<String>) {
+    let ids: Vec<&str> = prop(resource, "firewalls")
         .and_then(Json::as_array)
         .into_iter()
         .flatten()
         .filter_map(Json::as_str)
         .collect();
     if ids.is_empty() {
-        return (Access::Open, Vec::new());
+        return (Ingress::Open, Vec::new());
     }
-    let port = prop(lb, "listen")
-        .and_then(|l| prop(l, "port"))
-        .and_then(Json::as_u64)
-        .unwrap_or(0);
     let (mut allowed, mut problems) = (Vec::new(), Vec::new());
     for id in ids {
         let Some(fw) = state.resources.get(id).filter(|r| r.kind == "firewall") else {
@@ -65,18 +87,29 @@ pub fn lb_access(state: &CloudState, lb: &Json) -> (Access, Vec<String>) {
         };
         for rule in rules(&fw.properties, "ingress") {
             let protocol = prop_str(rule, "protocol").unwrap_or("tcp");
-            let covers = matches!(protocol, "tcp" | "all")
-                && ports(rule).is_ok_and(|(lo, hi)| (lo..=hi).contains(&port));
-            if !covers {
+            let Ok((lo, hi)) = ports(rule) else { continue };
+            if !matches!(protocol, "tcp" | "all") {
                 continue;
             }
             match sources(state, prop_str(rule, "from").unwrap_or_default()) {
-                Ok(nets) => allowed.extend(nets),
+                Ok(nets) => allowed.push((lo, hi, nets)),
                 Err(e) => problems.push(format!("{} ({id}): {e}", fw.address)),
             }
         }
     }
-    (Access::Only(allowed), problems)
+    (Ingress::Rules(allowed), problems)
+}
+
+/// Who may connect to a load balancer listening on `listen.port` (the port
+/// the template asked for, which rules name even when a low port was mapped
+/// to a high one).
+pub fn lb_access(state: &CloudState, lb: &Json) -> (Access, Vec<String>) {
+    let port = prop(lb, "listen")
+        .and_then(|l| prop(l, "port"))
+        .and_then(Json::as_u64)
+        .unwrap_or(0);
+    let (ingress, problems) = ingress(state, lb);
+    (ingress.access(port), problems)
 }
 
 fn rules<'a>(p: &'a Json, list: &str) -> impl Iterator<Item = &'a Json> {

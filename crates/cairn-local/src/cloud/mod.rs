@@ -5,6 +5,7 @@
 mod addresses;
 mod firewall;
 mod model;
+mod public;
 mod seal;
 mod services;
 
@@ -55,6 +56,8 @@ pub struct Cloud {
     zones: Zones,
     /// The running load balancers, by resource id.
     lbs: Mutex<HashMap<String, services::RunningLb>>,
+    /// The public addresses associated with servers, by resource id.
+    publics: Mutex<HashMap<String, public::PublicAddress>>,
     /// Put first on every server's PATH (where the `cairn` binary is).
     path: Vec<PathBuf>,
     /// How long a server's init must stay up to count as ready.
@@ -124,6 +127,7 @@ impl Cloud {
             servers: Supervisor::new(),
             zones: Zones::new(),
             lbs: Mutex::new(HashMap::new()),
+            publics: Mutex::new(HashMap::new()),
             path,
             settle: Duration::from_millis(300),
         };
@@ -133,7 +137,7 @@ impl Cloud {
     /// Brings back what the recorded resources run: zones and their
     /// records, then the servers' processes (after a restart).
     pub async fn restore(&self) -> Vec<String> {
-        let (zones, records, servers, lbs, databases) = {
+        let (zones, records, servers, lbs, databases, publics) = {
             let st = self.lock();
             let of = |k: &str| -> Vec<LocalResource> { st.of_kind(k).cloned().collect() };
             (
@@ -142,6 +146,7 @@ impl Cloud {
                 of("server"),
                 of("load_balancer"),
                 of("database"),
+                of("ip_address"),
             )
         };
         let mut problems = Vec::new();
@@ -182,6 +187,12 @@ impl Cloud {
                 )
                 .await
             {
+                problems.push(format!("{}: {e}", r.id));
+            }
+        }
+        for r in publics {
+            let ip = r.ip.unwrap_or(Ipv4Addr::LOCALHOST);
+            if let Err(e) = self.associate(&r.id, ip, &r.properties).await {
                 problems.push(format!("{}: {e}", r.id));
             }
         }
@@ -246,6 +257,16 @@ impl Cloud {
 
     /// Stops everything the cloud runs (the resources stay recorded).
     pub async fn shutdown(&self) {
+        let publics: Vec<String> = self
+            .publics
+            .lock()
+            .expect("publics lock")
+            .keys()
+            .cloned()
+            .collect();
+        for id in publics {
+            self.disassociate(&id).await;
+        }
         let lbs: Vec<String> = self.lbs.lock().expect("lbs lock").keys().cloned().collect();
         for id in lbs {
             self.stop_lb(&id).await;
@@ -394,6 +415,7 @@ impl Cloud {
             }
             "ip_address" => {
                 let ip = self.allocate_ip(id)?;
+                self.associate(id, ip, p).await?;
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
             "server" => self.make_server(id, req).await,
@@ -588,6 +610,10 @@ impl Cloud {
                 self.stop_lb(&r.id).await;
                 Ok(())
             }
+            "ip_address" => {
+                self.disassociate(&r.id).await;
+                Ok(())
+            }
             "database" => self.stop_database(r, true).await,
             "dns_zone" => {
                 let _ = self
@@ -681,10 +707,20 @@ impl Provider for Cloud {
     }
 
     async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>> {
-        Ok(self.lock().resources.get(&req.id).map(|r| Observed {
-            properties: r.properties.clone(),
-            attributes: r.attributes.clone(),
-            tags: r.tags.clone(),
+        let st = self.lock();
+        Ok(st.resources.get(&req.id).map(|r| {
+            let mut attributes = r.attributes.clone();
+            if r.kind == "server"
+                && let Some(a) = attributes.as_object_mut()
+            {
+                let public = public::public_ip_of(&st, &r.id);
+                a.insert("public_ip".into(), json!(public.map(|ip| ip.to_string())));
+            }
+            Observed {
+                properties: r.properties.clone(),
+                attributes,
+                tags: r.tags.clone(),
+            }
         }))
     }
 
@@ -694,6 +730,11 @@ impl Provider for Cloud {
                 self.put_record(&req.properties)?;
             }
             "load_balancer" => self.update_lb(&req.id, &req.properties).await?,
+            "ip_address" => {
+                let ip = self.get(&req.id, "ip_address")?.ip;
+                let ip = ip.ok_or_else(|| permanent(format!("{} has no address", req.id)))?;
+                self.associate(&req.id, ip, &req.properties).await?
+            }
             "firewall" => {
                 firewall::check_rules(&self.lock(), &req.properties).map_err(permanent)?
             }

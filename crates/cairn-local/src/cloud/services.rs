@@ -216,6 +216,8 @@ impl Cloud {
                 running.lb.set_access(access);
             }
         }
+        drop(lbs);
+        self.refresh_public_access(&state);
     }
 
     pub(super) async fn stop_lb(&self, id: &str) {

@@ -154,23 +154,45 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(groups.security_groups().len(), 1);
-    let sg = &groups.security_groups()[0];
-    let mut ports: Vec<(i32, String)> = sg
-        .ip_permissions()
-        .iter()
-        .flat_map(|p| {
-            p.ip_ranges()
-                .iter()
-                .map(|r| (p.from_port().unwrap(), r.cidr_ip().unwrap().to_string()))
-        })
-        .collect();
-    ports.sort();
+    assert_eq!(groups.security_groups().len(), 2);
+    let group_of = |address: &str| {
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| {
+                g.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("cairn:resource") && t.value() == Some(address))
+            })
+            .unwrap_or_else(|| panic!("no security group for {address}"))
+    };
+    // (port, source) of every rule: a CIDR block or another group.
+    let rules = |g: &aws_sdk_ec2::types::SecurityGroup| {
+        let mut out: Vec<(i32, String)> = g
+            .ip_permissions()
+            .iter()
+            .flat_map(|p| {
+                let port = p.from_port().unwrap();
+                p.ip_ranges()
+                    .iter()
+                    .map(move |r| (port, r.cidr_ip().unwrap().to_string()))
+                    .chain(
+                        p.user_id_group_pairs()
+                            .iter()
+                            .map(move |u| (port, u.group_id().unwrap().to_string())),
+                    )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let (lb_sg, sg) = (group_of("lb_fw"), group_of("web_fw"));
+    assert_eq!(rules(lb_sg), [(80, "0.0.0.0/0".to_string())]);
     assert_eq!(
-        ports,
+        rules(sg),
         [
             (22, "203.0.113.0/24".to_string()),
-            (80, "0.0.0.0/0".to_string())
+            (8080, lb_sg.group_id().unwrap().to_string())
         ]
     );
 
@@ -186,6 +208,7 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
         .collect();
     assert_eq!(instances.len(), 2);
     let mut ids = Vec::new();
+    let mut first = None;
     for i in &instances {
         assert_eq!(
             i.state().and_then(|s| s.name()),
@@ -211,13 +234,53 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
         let ud = ud.user_data().and_then(|v| v.value()).unwrap();
         let text = base64_decode::decode(ud);
         assert!(text.contains("http-echo --port 8080"), "{text}");
+        if tags["cairn:resource"] == "web[0]" {
+            first = i.instance_id().map(str::to_string);
+        }
         ids.push(i.instance_id().unwrap().to_string());
     }
+
+    // The network reaches the internet: a gateway and a default route.
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(igws.internet_gateways().len(), 1);
+    let igw = &igws.internet_gateways()[0];
+    assert_eq!(igw.attachments()[0].vpc_id(), Some(vpc.as_str()));
+    let igw_id = igw.internet_gateway_id().unwrap();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tables.route_tables().iter().any(|t| t
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == Some(igw_id))),
+        "no default route to the gateway: {tables:?}"
+    );
+
+    // The Elastic IP is associated with the first web server.
+    let addresses = ec2
+        .describe_addresses()
+        .filters(by_deployment())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(addresses.addresses().len(), 1);
+    assert_eq!(addresses.addresses()[0].instance_id(), first.as_deref());
 
     let elb = &clients.elb;
     let lbs = elb.describe_load_balancers().send().await.unwrap();
     assert_eq!(lbs.load_balancers().len(), 1);
     let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.security_groups(), [lb_sg.group_id().unwrap()]);
     assert_eq!(
         lb.r#type(),
         Some(&aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum::Application)
@@ -299,6 +362,65 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
     let outputs = moto.run(&["output", dir, "-e", "aws", "-o", "json"]);
     ok(&outputs);
     assert!(outputs.stdout.contains(":5432"), "{}", outputs.stdout);
+    let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout).unwrap();
+    assert_eq!(
+        outputs["admin_address"].as_str(),
+        addresses.addresses()[0].public_ip()
+    );
+
+    // The bucket, and the secret holding the generated value.
+    let assets = moto.run(&[
+        "show",
+        dir,
+        "-e",
+        "aws",
+        "--address",
+        "assets",
+        "-o",
+        "json",
+    ]);
+    ok(&assets);
+    let assets: serde_json::Value = serde_json::from_str(&assets.stdout).unwrap();
+    let bucket = assets["id"].as_str().unwrap();
+    // (moto answers GetBucketVersioning with a root the SDK refuses, so
+    // the bucket is checked by its tags.)
+    let tagging = clients
+        .s3
+        .get_bucket_tagging()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tagging
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == "cairn:deployment" && t.value() == DEPLOYMENT),
+        "{tagging:?}"
+    );
+    let key = moto.run(&[
+        "show",
+        dir,
+        "-e",
+        "aws",
+        "--address",
+        "session_key",
+        "--secret",
+        "-o",
+        "json",
+    ]);
+    ok(&key);
+    let key: serde_json::Value = serde_json::from_str(&key.stdout).unwrap();
+    let stored = clients
+        .secrets
+        .get_secret_value()
+        .secret_id(key["id"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let value = key["properties"]["value"].as_str().unwrap();
+    assert_eq!(value.len(), 32, "the generated session secret");
+    assert_eq!(stored.secret_string(), Some(value));
 
     // Nothing changed: a second up plans nothing.
     let again = moto.run(&["plan", dir, "-e", "aws", "--detailed-exitcode"]);
@@ -405,6 +527,53 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
             .db_instances()
             .is_empty()
     );
+    for (what, gone) in [
+        (
+            "internet gateways",
+            ec2.describe_internet_gateways()
+                .filters(by_deployment())
+                .send()
+                .await
+                .unwrap()
+                .internet_gateways()
+                .is_empty(),
+        ),
+        (
+            "addresses",
+            ec2.describe_addresses()
+                .filters(by_deployment())
+                .send()
+                .await
+                .unwrap()
+                .addresses()
+                .is_empty(),
+        ),
+        (
+            "buckets",
+            clients
+                .s3
+                .list_buckets()
+                .send()
+                .await
+                .unwrap()
+                .buckets()
+                .is_empty(),
+        ),
+        (
+            "secrets",
+            clients
+                .secrets
+                .list_secrets()
+                .send()
+                .await
+                .unwrap()
+                .secret_list()
+                .iter()
+                .all(|s| s.deleted_date().is_some()),
+        ),
+    ] {
+        assert!(gone, "{what} remain after destroy");
+    }
 }
 
 /// Base64 without another dependency: user data is small.

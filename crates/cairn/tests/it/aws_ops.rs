@@ -373,7 +373,7 @@ async fn with_a_fifth_of_the_calls_faulted_up_and_destroy_still_end_right() {
     eprintln!("up through the fault proxy: {}", proxy.counts.summary());
     let v = json(&up);
     assert_eq!(v["result"], "applied", "{v}");
-    assert_eq!(v["counts"]["created"], 10, "{v}");
+    assert_eq!(v["counts"]["created"], 14, "{v}");
     assert!(up.stderr.is_empty() || !up.stderr.contains("panicked"));
     assert_converged(&moto, "after up").await;
     let faulted_up = proxy

@@ -10,6 +10,7 @@ use crate::{Output, cairn_env};
 
 mod faults;
 mod lb;
+mod public;
 
 pub(crate) struct Local {
     pub(crate) root: PathBuf,
@@ -89,7 +90,7 @@ fn free_dns_port() -> u16 {
 
 impl Local {
     /// Writes a template of the test's own into its directory.
-    fn template(&self, name: &str, yaml: &str) -> String {
+    pub(crate) fn template(&self, name: &str, yaml: &str) -> String {
         let dir = self.root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cairn.yaml"), yaml).unwrap();
@@ -108,7 +109,7 @@ impl Local {
 
     /// An address of this test's pool that nothing is given (the pool hands
     /// out addresses from 127.P.0.2 up).
-    fn spare_address(&self, last: u8) -> String {
+    pub(crate) fn spare_address(&self, last: u8) -> String {
         format!("127.{}.250.{last}", self.pool)
     }
 
@@ -134,13 +135,13 @@ fn wait_serving(front: &str, text: &str, limit: Duration) {
     }
 }
 
-fn ok(answer: &str) -> bool {
+pub(crate) fn ok(answer: &str) -> bool {
     answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
 
 /// `GET /` from a chosen loopback source address, as a server on its own
 /// address connects: the answer, or the error (a refused source is reset).
-fn get_from(source: &str, addr: &str) -> std::io::Result<String> {
+pub(crate) fn get_from(source: &str, addr: &str) -> std::io::Result<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -182,7 +183,7 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     let l = Local::new("webapp");
     let up = l.json(&["up", WEBAPP, "--yes"]);
     assert_eq!(up["result"], "applied", "{up}");
-    assert_eq!(up["counts"]["created"], 10);
+    assert_eq!(up["counts"]["created"], 14);
 
     // HTTP through the load balancer answers from every web server.
     let lb = l.json(&["show", WEBAPP, "--address", "lb"]);
@@ -259,8 +260,19 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
         String::from_utf8_lossy(&q.stderr)
     );
 
+    // The first web server's public address: its firewall takes port 8080
+    // from the load balancer only, so this client is reset.
+    let outputs = l.json(&["output", WEBAPP]);
+    let admin = outputs["admin_address"].as_str().unwrap().to_string();
+    assert!(
+        get(&format!("{admin}:8080")).is_none_or(|b| b.is_empty()),
+        "the web firewall let 127.0.0.1 in through {admin}"
+    );
+
     // A second up changes nothing.
     assert_eq!(l.json(&["up", WEBAPP, "--yes"])["result"], "no_changes");
+    let web0 = l.json(&["show", WEBAPP, "--address", "web[0]"]);
+    assert_eq!(web0["attributes"]["public_ip"], admin.as_str(), "{web0}");
 
     // Without --allow-data-loss the database is protected.
     let refused = l.run(&["destroy", WEBAPP, "--yes"]);
@@ -272,7 +284,7 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     );
 
     let destroyed = l.json(&["destroy", WEBAPP, "--yes", "--allow-data-loss"]);
-    assert_eq!(destroyed["counts"]["deleted"], 10, "{destroyed}");
+    assert_eq!(destroyed["counts"]["deleted"], 14, "{destroyed}");
     assert!(get(&front).is_none(), "the load balancer still answers");
     assert!(
         std::net::TcpStream::connect((host.as_str(), 5432)).is_err(),
