@@ -492,7 +492,7 @@ impl AwsProvider {
         let tags = tag_map(a.tags());
         let mut p = blank("ip_address");
         p.insert("name".into(), json!(tags.get("Name")));
-        p.insert("server".into(), json!(a.instance_id()));
+        p.insert("server".into(), json!(associated(a.instance_id())));
         Ok(Some(Observed {
             properties: Json::Object(p),
             attributes: json!({"id": id, "address": a.public_ip()}),
@@ -508,8 +508,8 @@ impl AwsProvider {
             .next()
             .ok_or_else(|| ProviderError::NotFound(format!("address {}", req.id)))?;
         let want = prop_str(&req.properties, "server");
-        if current.instance_id() != want {
-            if let Some(assoc) = current.association_id() {
+        if associated(current.instance_id()) != want {
+            if let Some(assoc) = associated(current.association_id()) {
                 self.c
                     .ec2
                     .disassociate_address()
@@ -709,6 +709,12 @@ fn key_material(p: &Json) -> ProviderResult<Json> {
         "fingerprint": fingerprint(&public),
         "private_key": private.to_openssh(LineEnding::LF).map_err(|e| permanent(e.to_string()))?.to_string(),
     }))
+}
+
+/// An address's instance or association id: moto (and EC2 in some answers)
+/// gives an empty string rather than none once it is disassociated.
+fn associated(id: Option<&str>) -> Option<&str> {
+    id.filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

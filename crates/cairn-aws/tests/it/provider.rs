@@ -398,3 +398,98 @@ async fn data_and_keys_round_trip_and_everything_is_listed_then_deleted() {
     }
     assert!(p.list("d").await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_elastic_ip_moves_between_servers_and_is_released() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let (_, sub) = network(&p).await;
+    let props = json!({"image": "ami-1e749f67", "size": "small", "subnet": sub, "firewalls": []});
+    let a = p
+        .create(req("server", "web[0]", "t-a", props.clone()))
+        .await
+        .unwrap();
+    let b = p
+        .create(req("server", "web[1]", "t-b", props))
+        .await
+        .unwrap();
+    let ip = p
+        .create(req(
+            "ip_address",
+            "admin_ip",
+            "t-ip",
+            json!({"name": null, "server": a.id}),
+        ))
+        .await
+        .unwrap();
+    let address = ip.attributes["address"].as_str().unwrap().to_string();
+    let server_of = |id: &str| {
+        let p = &p;
+        let id = id.to_string();
+        async move {
+            p.read(read_req("ip_address", &id))
+                .await
+                .unwrap()
+                .unwrap()
+                .properties["server"]
+                .clone()
+        }
+    };
+    assert_eq!(server_of(&ip.id).await, json!(a.id));
+    // The server keeps its private address as `address`: its neighbours'
+    // view of it does not move when an Elastic IP arrives.
+    let seen = p.read(read_req("server", &a.id)).await.unwrap().unwrap();
+    assert_eq!(seen.attributes["address"], a.attributes["private_ip"]);
+    assert_eq!(seen.attributes["public_ip"], address.as_str());
+
+    let update = |prior: Json, server: Json| UpdateRequest {
+        deployment: "d".into(),
+        address: "admin_ip".into(),
+        kind: "ip_address".into(),
+        id: ip.id.clone(),
+        prior,
+        properties: json!({"name": null, "server": server}),
+        tags: tags("d", "admin_ip"),
+        changed: vec!["server".into()],
+        token: "t-ip-u".into(),
+        sensitive: Vec::new(),
+    };
+    let moved = p
+        .update(update(json!({"server": a.id}), json!(b.id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        moved["address"],
+        address.as_str(),
+        "the same public address"
+    );
+    assert_eq!(server_of(&ip.id).await, json!(b.id));
+    // (The subnet gives public addresses: the first server is back to one
+    // of its own.)
+    let seen = p.read(read_req("server", &a.id)).await.unwrap().unwrap();
+    assert_ne!(seen.attributes["public_ip"], address.as_str());
+
+    p.update(update(json!({"server": b.id}), Json::Null))
+        .await
+        .unwrap();
+    assert_eq!(server_of(&ip.id).await, Json::Null);
+
+    let del = DeleteRequest {
+        deployment: "d".into(),
+        address: "admin_ip".into(),
+        kind: "ip_address".into(),
+        id: ip.id.clone(),
+        properties: Json::Null,
+        token: "t-ip-d".into(),
+    };
+    p.delete(del.clone()).await.unwrap();
+    p.delete(del).await.unwrap();
+    assert!(
+        p.read(read_req("ip_address", &ip.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let left = p.clients().ec2.describe_addresses().send().await.unwrap();
+    assert!(left.addresses().is_empty(), "{left:?}");
+}
