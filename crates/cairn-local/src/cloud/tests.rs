@@ -829,3 +829,95 @@ async fn parallel_creates_get_distinct_addresses() {
     assert!(cloud.snapshot().reserved.is_empty() && cloud.snapshot().reserved_private.is_empty());
     cloud.shutdown().await;
 }
+
+/// Waits (at most 5 s) until `addr` serves `/who.txt` with `text`.
+async fn serves(addr: &str, text: &str) -> bool {
+    for _ in 0..100 {
+        if http_get(addr, "/who.txt")
+            .await
+            .is_some_and(|r| r.contains(text))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_public_address_moves_to_another_server_and_stops_when_deleted() {
+    let (_f, cloud) = fixture("public");
+    let (_, sub) = network(&cloud).await;
+    let port = free_port("127.0.0.1");
+    let mut servers = Vec::new();
+    for i in 0..2 {
+        let user_data = format!(
+            "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+        );
+        let s = cloud
+            .create(req(
+                "server",
+                &format!("web[{i}]"),
+                json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
+            ))
+            .await
+            .unwrap();
+        servers.push(s.id);
+    }
+    let ip = cloud
+        .create(req("ip_address", "pub", json!({"server": servers[0]})))
+        .await
+        .unwrap();
+    let public = format!("{}:{port}", ip.attributes["address"].as_str().unwrap());
+    assert!(
+        serves(&public, "web-0").await,
+        "{public} never served web-0"
+    );
+    let read = |id: String| {
+        let cloud = &cloud;
+        async move {
+            cloud
+                .read(ReadRequest {
+                    deployment: "d".into(),
+                    address: "web".into(),
+                    kind: "server".into(),
+                    id,
+                })
+                .await
+                .unwrap()
+                .unwrap()
+                .attributes["public_ip"]
+                .clone()
+        }
+    };
+    assert_eq!(read(servers[0].clone()).await, ip.attributes["address"]);
+
+    cloud
+        .update(UpdateRequest {
+            deployment: "d".into(),
+            address: "pub".into(),
+            kind: "ip_address".into(),
+            id: ip.id.clone(),
+            prior: json!({"server": servers[0]}),
+            properties: json!({"server": servers[1]}),
+            tags: BTreeMap::new(),
+            changed: vec!["server".into()],
+            token: "u".into(),
+            sensitive: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        serves(&public, "web-1").await,
+        "{public} never moved to web-1"
+    );
+    assert_eq!(read(servers[0].clone()).await, Json::Null);
+    assert_eq!(read(servers[1].clone()).await, ip.attributes["address"]);
+
+    remove(&cloud, "ip_address", ip.id.clone()).await;
+    assert!(
+        http_get(&public, "/who.txt").await.is_none(),
+        "{public} still answers after its delete"
+    );
+    cloud.shutdown().await;
+}
