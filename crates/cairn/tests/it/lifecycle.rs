@@ -373,6 +373,7 @@ const FLEET: &str = r#"cairn: 1
 parameters:
   n: {type: int, default: 4}
   ttl: {type: int, default: 60}
+  web_count: {type: int, default: 2}
 resources:
   net:
     type: network
@@ -413,7 +414,7 @@ resources:
     properties: {size_gb: 1}
   web:
     type: server
-    count: 2
+    count: "{{ params.web_count }}"
     properties:
       image: debian-12
       subnet: "{{ sub[0].id }}"
@@ -482,7 +483,9 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     let children: Vec<_> = (0..10)
         .map(|_| {
             let started = Instant::now();
-            (spawn_up(&l, &dir, &[], "30"), started)
+            // One resource at a time: the run outlasts the refusals by a
+            // wide margin even when ten processes share two busy cores.
+            (spawn_up(&l, &dir, &["--parallelism", "1"], "30"), started)
         })
         .collect();
     // Each child is waited for on a thread of its own, so that its time is
@@ -528,9 +531,20 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
 
     // The owner is killed holding the lease: the next run is refused until
     // the lease expires, then takes it over and finishes the work.
-    let child = spawn_up(&l, &dir, &["-p", "n=6"], "3");
+    // Four more servers one at a time: each must stay up 300 ms to count
+    // as made, so the run holds the lease for over a second, long enough
+    // to be seen holding it even on a busy machine.
+    let slow = ["-p", "n=6", "-p", "web_count=6", "--parallelism", "1"];
+    let mut child = spawn_up(&l, &dir, &slow, "3");
     let deadline = Instant::now() + Duration::from_secs(20);
     while l.json(&["lock", "show", s(&dir)])["locked"] != true {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = reap(child);
+            panic!(
+                "the run ended before it was seen holding the lease: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         assert!(Instant::now() < deadline, "the run never took the lease");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -541,7 +555,7 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     )
     .unwrap();
     reap(child);
-    let blocked = l.run(&["up", s(&dir), "-p", "n=6", "--yes"]);
+    let blocked = l.run(&["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"]);
     assert_eq!(blocked.code, 1, "{}", blocked.stderr);
     assert!(
         blocked.stderr.contains(&format!("(pid {killed_pid})")),
@@ -550,7 +564,17 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let taken_over = loop {
-        let out = l.run(&["up", s(&dir), "-p", "n=6", "--yes", "-o", "json"]);
+        let out = l.run(&[
+            "up",
+            s(&dir),
+            "-p",
+            "n=6",
+            "-p",
+            "web_count=6",
+            "--yes",
+            "-o",
+            "json",
+        ]);
         if out.code == 0 {
             break out;
         }
@@ -565,7 +589,7 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     );
     assert_converged(&l, &dir, 1);
     assert_eq!(
-        l.json(&["up", s(&dir), "-p", "n=6", "--yes"])["result"],
+        l.json(&["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"])["result"],
         "no_changes"
     );
     l.json(&[
@@ -573,6 +597,8 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
         s(&dir),
         "-p",
         "n=6",
+        "-p",
+        "web_count=6",
         "--yes",
         "--allow-data-loss",
     ]);
