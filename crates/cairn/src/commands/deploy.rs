@@ -92,7 +92,7 @@ fn describe(plan: &Plan) -> String {
         {
             t.clone()
         }
-        Some(v) => v.to_string(),
+        Some(v) => without_nulls(v).to_string(),
     };
     let mut s = String::new();
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
@@ -123,6 +123,22 @@ fn describe(plan: &Plan) -> String {
         m.create, m.update, m.replace, m.delete
     ));
     s
+}
+
+/// A value with its objects' unset members left out: a firewall rule reads
+/// `{"protocol":"tcp","port":80,"from":"0.0.0.0/0"}`, not every default.
+fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
 }
 
 pub(super) struct Target {

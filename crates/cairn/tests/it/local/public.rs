@@ -57,7 +57,12 @@ fn a_public_address_forwards_to_its_server_through_its_firewall() {
     let dir = template(&l);
     let allowed = l.spare_address(7);
     let from = format!("from={allowed}/32");
-    let up = l.json(&["up", &dir, "--yes", "-p", &from]);
+    let out = l.run(&["up", &dir, "--yes", "-p", &from, "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The plan people read leaves a rule's unset members out.
+    let rule = format!(r#"ingress: [{{"protocol":"tcp","port":8080,"from":"{allowed}/32"}}]"#);
+    assert!(out.stderr.contains(&rule), "{}", out.stderr);
+    let up: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(up["result"], "applied", "{up}");
     let public = up["outputs"]["public"].as_str().unwrap().to_string();
     let front = format!("{public}:8080");
