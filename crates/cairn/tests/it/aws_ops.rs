@@ -493,3 +493,104 @@ async fn cairn_up_on_aws_killed_at_random_moments_leaves_no_orphan_or_duplicate(
         "left behind: {left:?}"
     );
 }
+
+/// Credentials come the standard way (here a shared credentials file and
+/// `AWS_PROFILE`, with no key in the environment) and are never printed,
+/// logged at any verbosity or written into the state.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_from_a_shared_profile_are_used_and_never_printed_or_stored() {
+    const KEY_ID: &str = "AKIACAIRNPROFILE7Q3Z";
+    const SECRET: &str = "cairnProfileSecret/7f3a9c1e5b2d4f6a8c0e2b4d6f8a0c2e";
+    let moto = Moto::start("profile");
+    let dir = moto.root.join("profiled");
+    std::fs::create_dir_all(dir.join("env")).unwrap();
+    std::fs::write(dir.join("env/aws.yaml"), "target: aws\nregion: us-east-1\n").unwrap();
+    std::fs::write(
+        dir.join("cairn.yaml"),
+        "cairn: 1\nresources:\n  net:\n    type: network\n    properties: {cidr: 10.41.0.0/16}\n  assets:\n    type: bucket\n",
+    )
+    .unwrap();
+    let credentials = moto.root.join("credentials");
+    std::fs::write(
+        &credentials,
+        format!("[cairn-test]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let mut vars: Vec<(&str, String)> = moto
+        .vars(&moto.url)
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.starts_with("AWS_SHARED") && !k.contains("_KEY") && *k != "AWS_SESSION_TOKEN"
+        })
+        .collect();
+    vars.push(("AWS_PROFILE", "cairn-test".into()));
+    vars.push((
+        "AWS_SHARED_CREDENTIALS_FILE",
+        credentials.to_str().unwrap().into(),
+    ));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = dir.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = crate::command(args, &vars)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let mut said = String::new();
+    for args in [
+        &["up", d, "-e", "aws", "--yes", "-vvv"][..],
+        &["plan", d, "-e", "aws", "-vvv"],
+        &["drift", d, "-e", "aws", "-vvv"],
+        &[
+            "show",
+            d,
+            "-e",
+            "aws",
+            "--address",
+            "assets",
+            "--secret",
+            "-vvv",
+        ],
+        &["history", d, "-e", "aws", "-vvv"],
+        &[
+            "destroy",
+            d,
+            "-e",
+            "aws",
+            "--yes",
+            "--allow-data-loss",
+            "-vvv",
+        ],
+    ] {
+        said.push_str(&run(args));
+    }
+    assert!(said.contains("DEBUG"), "-vvv logs nothing: {said}");
+    assert!(!said.contains(SECRET), "the secret key was printed");
+    let state = moto.root.join("state.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", state.display()));
+        if let Ok(bytes) = std::fs::read(&file) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(SECRET),
+                "{} holds the secret key",
+                file.display()
+            );
+            assert!(
+                !text.contains(KEY_ID),
+                "{} holds the key id",
+                file.display()
+            );
+        }
+    }
+    assert!(state.exists(), "the runs used this test's state");
+}
