@@ -602,6 +602,9 @@ impl Cloud {
     async fn unmake(&self, r: &LocalResource) -> ProviderResult<()> {
         match r.kind.as_str() {
             "server" => {
+                if let Some(ip) = r.ip {
+                    self.disassociate_server(ip).await;
+                }
                 let _ = self.servers.stop(&r.id, Duration::from_secs(5)).await;
                 remove_dir(&self.dirs.of("server", &r.id))
             }

@@ -128,7 +128,11 @@ async fn serve(
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => continue,
+                // Out of descriptors, say: wait rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
@@ -206,6 +210,22 @@ impl Cloud {
                 .insert(id.to_string(), started);
         }
         Ok(())
+    }
+
+    /// Stops the public addresses that forward to a server being deleted:
+    /// its address may be handed to another server next.
+    pub(super) async fn disassociate_server(&self, server: Ipv4Addr) {
+        let ids: Vec<String> = self
+            .publics
+            .lock()
+            .expect("publics lock")
+            .iter()
+            .filter(|(_, p)| p.server == server)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.disassociate(&id).await;
+        }
     }
 
     pub(super) async fn disassociate(&self, id: &str) {

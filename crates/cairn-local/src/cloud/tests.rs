@@ -845,11 +845,11 @@ async fn serves(addr: &str, text: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_public_address_moves_to_another_server_and_stops_when_deleted() {
+async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_itself() {
     let (_f, cloud) = fixture("public");
     let (_, sub) = network(&cloud).await;
     let port = free_port("127.0.0.1");
-    let mut servers = Vec::new();
+    let (mut servers, mut addresses) = (Vec::new(), Vec::new());
     for i in 0..2 {
         let user_data = format!(
             "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
@@ -862,6 +862,7 @@ async fn a_public_address_moves_to_another_server_and_stops_when_deleted() {
             ))
             .await
             .unwrap();
+        addresses.push(s.attributes["address"].clone());
         servers.push(s.id);
     }
     let ip = cloud
@@ -914,6 +915,55 @@ async fn a_public_address_moves_to_another_server_and_stops_when_deleted() {
     assert_eq!(read(servers[0].clone()).await, Json::Null);
     assert_eq!(read(servers[1].clone()).await, ip.attributes["address"]);
 
+    // Its server is deleted: the address stops forwarding, even when the
+    // server's own address is handed to the next server made.
+    remove(&cloud, "server", servers[1].clone()).await;
+    let user_data = format!(
+        "echo web-2 > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+    );
+    let next = cloud
+        .create(req(
+            "server",
+            "web[2]",
+            json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.attributes["address"], addresses[1],
+        "the address is reused"
+    );
+    let next_addr = format!("{}:{port}", addresses[1].as_str().unwrap());
+    assert!(
+        serves(&next_addr, "web-2").await,
+        "the new server never served"
+    );
+    for _ in 0..10 {
+        let answer = http_get(&public, "/who.txt").await;
+        assert!(
+            answer.as_deref().is_none_or(|a| !a.contains("web-2")),
+            "{public} forwards to the server that took the old address"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Back on the first server, then deleted itself.
+    let back = UpdateRequest {
+        deployment: "d".into(),
+        address: "pub".into(),
+        kind: "ip_address".into(),
+        id: ip.id.clone(),
+        prior: json!({"server": servers[1]}),
+        properties: json!({"server": servers[0]}),
+        tags: BTreeMap::new(),
+        changed: vec!["server".into()],
+        token: "u2".into(),
+        sensitive: Vec::new(),
+    };
+    cloud.update(back).await.unwrap();
+    assert!(
+        serves(&public, "web-0").await,
+        "{public} never came back to web-0"
+    );
     remove(&cloud, "ip_address", ip.id.clone()).await;
     assert!(
         http_get(&public, "/who.txt").await.is_none(),
