@@ -381,6 +381,21 @@ async fn http_get(addr: &str, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// A server `web[i]` that serves `who.txt` ("web-i") over HTTP on `port`.
+async fn who_server(cloud: &Cloud, sub: &str, port: u16, i: usize) -> Created {
+    let user_data = format!(
+        "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
+    );
+    cloud
+        .create(req(
+            "server",
+            &format!("web[{i}]"),
+            json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
+        ))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_load_balancer_spreads_requests_over_real_servers() {
     let (_f, cloud) = fixture("lb");
@@ -388,17 +403,7 @@ async fn a_load_balancer_spreads_requests_over_real_servers() {
     let port = free_port("127.0.0.1");
     let mut addrs = Vec::new();
     for i in 0..2 {
-        let user_data = format!(
-            "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
-        );
-        let s = cloud
-            .create(req(
-                "server",
-                &format!("web[{i}]"),
-                json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
-            ))
-            .await
-            .unwrap();
+        let s = who_server(&cloud, &sub, port, i).await;
         addrs.push(s.attributes["address"].as_str().unwrap().to_string());
     }
     let lb = cloud
@@ -851,17 +856,7 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
     let port = free_port("127.0.0.1");
     let (mut servers, mut addresses) = (Vec::new(), Vec::new());
     for i in 0..2 {
-        let user_data = format!(
-            "echo web-{i} > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
-        );
-        let s = cloud
-            .create(req(
-                "server",
-                &format!("web[{i}]"),
-                json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
-            ))
-            .await
-            .unwrap();
+        let s = who_server(&cloud, &sub, port, i).await;
         addresses.push(s.attributes["address"].clone());
         servers.push(s.id);
     }
@@ -918,17 +913,7 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
     // Its server is deleted: the address stops forwarding, even when the
     // server's own address is handed to the next server made.
     remove(&cloud, "server", servers[1].clone()).await;
-    let user_data = format!(
-        "echo web-2 > who.txt\nexec python3 -m http.server --bind \"$CAIRN_ADDRESS\" {port}\n"
-    );
-    let next = cloud
-        .create(req(
-            "server",
-            "web[2]",
-            json!({"image": "debian-12", "subnet": sub, "user_data": user_data}),
-        ))
-        .await
-        .unwrap();
+    let next = who_server(&cloud, &sub, port, 2).await;
     assert_eq!(
         next.attributes["address"], addresses[1],
         "the address is reused"
