@@ -68,8 +68,9 @@ def peak_rss_mb(pid):
     return float("nan")
 
 
-def bench(n, pool):
-    d = tempfile.mkdtemp(prefix=f"cairn-bench-up-{n}-")
+def cloud_env(d, pool):
+    """The environment of a fresh local cloud and state under `d`, with its
+    own DNS port and address pool, and none of the caller's CAIRN_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env.update({
         "CAIRN_LOCAL_DIR": os.path.join(d, "local"),
@@ -79,6 +80,12 @@ def bench(n, pool):
         "CAIRN_LOCAL_POOL": str(pool),
         "NO_COLOR": "1",
     })
+    return env
+
+
+def bench(n, pool):
+    d = tempfile.mkdtemp(prefix=f"cairn-bench-up-{n}-")
+    env = cloud_env(d, pool)
     tdir = os.path.join(d, "t")
     os.makedirs(tdir)
     with open(os.path.join(tdir, "cairn.yaml"), "w") as f:

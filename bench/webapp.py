@@ -14,7 +14,7 @@ the first 200 (polled every 10 ms once `up` has returned): min, median, max.
 import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from up import CAIRN, ROOT, free_port  # noqa: E402
+from up import CAIRN, ROOT, cloud_env  # noqa: E402
 
 WEBAPP = os.path.join(ROOT, "examples", "webapp")
 
@@ -35,15 +35,7 @@ def first_200(url, started, limit=30.0):
 
 def run(extra, pool):
     d = tempfile.mkdtemp(prefix="cairn-bench-webapp-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
-    env.update({
-        "CAIRN_LOCAL_DIR": os.path.join(d, "local"),
-        "CAIRN_STATE": os.path.join(d, "state.db"),
-        "CAIRN_KEY_FILE": os.path.join(d, "key"),
-        "CAIRN_LOCAL_DNS": f"127.0.0.1:{free_port()}",
-        "CAIRN_LOCAL_POOL": str(pool),
-        "NO_COLOR": "1",
-    })
+    env = cloud_env(d, pool)
 
     def cairn(*args):
         p = subprocess.run([CAIRN, *args, "-o", "json"], capture_output=True, text=True,

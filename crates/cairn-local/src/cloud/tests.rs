@@ -888,19 +888,21 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
     };
     assert_eq!(read(servers[0].clone()).await, ip.attributes["address"]);
 
+    // The engine's update of the address's `server`.
+    let move_to = |from: &str, to: &str| UpdateRequest {
+        deployment: "d".into(),
+        address: "pub".into(),
+        kind: "ip_address".into(),
+        id: ip.id.clone(),
+        prior: json!({"server": from}),
+        properties: json!({"server": to}),
+        tags: BTreeMap::new(),
+        changed: vec!["server".into()],
+        token: format!("move-to-{to}"),
+        sensitive: Vec::new(),
+    };
     cloud
-        .update(UpdateRequest {
-            deployment: "d".into(),
-            address: "pub".into(),
-            kind: "ip_address".into(),
-            id: ip.id.clone(),
-            prior: json!({"server": servers[0]}),
-            properties: json!({"server": servers[1]}),
-            tags: BTreeMap::new(),
-            changed: vec!["server".into()],
-            token: "u".into(),
-            sensitive: Vec::new(),
-        })
+        .update(move_to(&servers[0], &servers[1]))
         .await
         .unwrap();
     assert!(
@@ -932,19 +934,10 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Back on the first server, then deleted itself.
-    let back = UpdateRequest {
-        deployment: "d".into(),
-        address: "pub".into(),
-        kind: "ip_address".into(),
-        id: ip.id.clone(),
-        prior: json!({"server": servers[1]}),
-        properties: json!({"server": servers[0]}),
-        tags: BTreeMap::new(),
-        changed: vec!["server".into()],
-        token: "u2".into(),
-        sensitive: Vec::new(),
-    };
-    cloud.update(back).await.unwrap();
+    cloud
+        .update(move_to(&servers[1], &servers[0]))
+        .await
+        .unwrap();
     assert!(
         serves(&public, "web-0").await,
         "{public} never came back to web-0"

@@ -555,7 +555,9 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     )
     .unwrap();
     reap(child);
-    let blocked = l.run(&["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"]);
+    // The killed run's parameters, as its owner would run it again.
+    let up_six = ["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"];
+    let blocked = l.run(&up_six);
     assert_eq!(blocked.code, 1, "{}", blocked.stderr);
     assert!(
         blocked.stderr.contains(&format!("(pid {killed_pid})")),
@@ -564,17 +566,7 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let taken_over = loop {
-        let out = l.run(&[
-            "up",
-            s(&dir),
-            "-p",
-            "n=6",
-            "-p",
-            "web_count=6",
-            "--yes",
-            "-o",
-            "json",
-        ]);
+        let out = l.run(&[&up_six[..], &["-o", "json"]].concat());
         if out.code == 0 {
             break out;
         }
@@ -588,20 +580,8 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
         "{v}"
     );
     assert_converged(&l, &dir, 1);
-    assert_eq!(
-        l.json(&["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"])["result"],
-        "no_changes"
-    );
-    l.json(&[
-        "destroy",
-        s(&dir),
-        "-p",
-        "n=6",
-        "-p",
-        "web_count=6",
-        "--yes",
-        "--allow-data-loss",
-    ]);
+    assert_eq!(l.json(&up_six)["result"], "no_changes");
+    l.json(&[&["destroy"], &up_six[1..], &["--allow-data-loss"]].concat());
     assert!(inventory(&l, &deployment_of(&dir)).is_empty());
 }
 
