@@ -146,6 +146,10 @@ impl AwsProvider {
                 out.extend(listed("load_balancer", Some(&arn), &tags));
             }
         }
+        // Listed under its balancer's type, whose delete knows a group.
+        for (arn, tags) in self.orphan_target_groups(deployment).await? {
+            out.extend(listed("load_balancer", Some(&arn), &tags));
+        }
         for (id, ..) in self.zones().await? {
             let Some(tags) = gone(self.zone_tags(&id).await)? else {
                 continue;

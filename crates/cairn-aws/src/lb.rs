@@ -530,6 +530,28 @@ impl AwsProvider {
         Ok(out)
     }
 
+    /// Target groups of this deployment that no balancer uses: what a
+    /// create interrupted between making its group and its balancer left
+    /// behind, with their tags.
+    pub(crate) async fn orphan_target_groups(
+        &self,
+        deployment: &str,
+    ) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
+        let unused: Vec<String> = self
+            .all_target_groups()
+            .await?
+            .iter()
+            .filter(|t| t.load_balancer_arns().is_empty())
+            .filter_map(|t| t.target_group_arn().map(str::to_string))
+            .collect();
+        Ok(self
+            .elb_tags_of(&unused)
+            .await?
+            .into_iter()
+            .filter(|(_, tags)| tags.get(DEPLOYMENT_TAG).map(String::as_str) == Some(deployment))
+            .collect())
+    }
+
     /// Target groups made for this deployment's resource that no balancer
     /// but `arn` (the one being deleted) uses: what a delete interrupted
     /// after its balancer went left behind (they can no longer be found
@@ -782,6 +804,19 @@ impl AwsProvider {
 
     pub(crate) async fn delete_load_balancer(&self, req: &DeleteRequest) -> ProviderResult<()> {
         let arn = req.id.as_str();
+        // An orphaned target group, listed under its balancer's type.
+        if arn.contains(":targetgroup/") {
+            let r = self
+                .c
+                .elb
+                .delete_target_group()
+                .target_group_arn(arn)
+                .send()
+                .await
+                .map_err(|e| classify("DeleteTargetGroup", e));
+            gone(r)?;
+            return Ok(());
+        }
         let mut tgs: Vec<String> = self
             .target_groups_of(arn)
             .await?

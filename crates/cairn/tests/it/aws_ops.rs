@@ -245,6 +245,73 @@ async fn drift_on_aws_shows_a_rule_added_behind_cairns_back_and_up_removes_it() 
     assert!(!ports.contains(&Some(5432)), "{ports:?}");
     let after = moto.run(&["drift", WEBAPP, "-e", "aws", "--detailed-exitcode"]);
     assert_eq!(after.code, 0, "{}", after.snapshot());
+
+    // --prune finds nothing of a clean deployment: its balancer's target
+    // group is in use, not an orphan.
+    let clean = moto.run(&[
+        "plan",
+        WEBAPP,
+        "-e",
+        "aws",
+        "--prune",
+        "--detailed-exitcode",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(clean.code, 0, "{}", clean.snapshot());
+    // A target group left by a balancer's create interrupted before the
+    // balancer was made: tagged for the deployment, used by nothing.
+    let vpc = json(&moto.run(&[
+        "show",
+        WEBAPP,
+        "-e",
+        "aws",
+        "--address",
+        "net",
+        "-o",
+        "json",
+    ]));
+    let orphan = c
+        .elb
+        .create_target_group()
+        .name("webapp-aws-lb-orphan")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc["id"].as_str().unwrap())
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("cairn:deployment")
+                .value("webapp-aws")
+                .build(),
+        )
+        .tags(
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key("cairn:resource")
+                .value("lb")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let orphan = orphan.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let pruned = json(&moto.run(&["up", WEBAPP, "-e", "aws", "--yes", "--prune", "-o", "json"]));
+    assert_eq!(pruned["counts"]["deleted"], 1, "{pruned}");
+    assert_eq!(
+        pruned["resources"][0]["address"],
+        format!("orphan:load_balancer:{orphan}"),
+        "{pruned}"
+    );
+    let groups = c.elb.describe_target_groups().send().await.unwrap();
+    let left: Vec<&str> = groups
+        .target_groups()
+        .iter()
+        .filter_map(|t| t.target_group_arn())
+        .collect();
+    assert_eq!(left.len(), 1, "the balancer's own group stays: {left:?}");
+    assert!(!left.contains(&orphan.as_str()), "{left:?}");
     json(&moto.run(&[
         "destroy",
         WEBAPP,
