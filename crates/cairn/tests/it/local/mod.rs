@@ -283,6 +283,25 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
         refused.stderr
     );
 
+    // What the deployment runs, to look for after the destroy: its
+    // processes and the addresses it listens on.
+    let before = l.json(&["local", "status"]);
+    let before = before.as_array().unwrap();
+    let pids: Vec<u64> = before.iter().filter_map(|r| r["pid"].as_u64()).collect();
+    let ips: Vec<std::net::Ipv4Addr> = before
+        .iter()
+        .filter_map(|r| r["ip"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{before:?}");
+    assert!(ips.len() >= 5, "{before:?}");
+    assert!(
+        listening(&ips).len() >= 4,
+        "servers, load balancer and database listen: {:?}",
+        listening(&ips)
+    );
+    let sandboxes = [l.root.join("local/servers"), l.root.join("local/databases")];
+    assert!(!processes_under(&sandboxes).is_empty(), "PostgreSQL runs");
+
     let destroyed = l.json(&["destroy", WEBAPP, "--yes", "--allow-data-loss"]);
     assert_eq!(destroyed["counts"]["deleted"], 14, "{destroyed}");
     assert!(get(&front).is_none(), "the load balancer still answers");
@@ -302,6 +321,42 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
         std::fs::read_dir(&dbs).map_or(true, |mut d| d.next().is_none()),
         "a data directory remains"
     );
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "server process {pid} remains"
+        );
+    }
+    assert_eq!(processes_under(&sandboxes), Vec::<String>::new());
+    assert_eq!(listening(&ips), Vec::<String>::new());
+}
+
+/// Listening TCP sockets on any of `ips`.
+fn listening(ips: &[std::net::Ipv4Addr]) -> Vec<String> {
+    procfs::net::tcp()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.state == procfs::net::TcpState::Listen)
+        .filter(|e| ips.iter().any(|ip| e.local_address.ip() == *ip))
+        .map(|e| e.local_address.to_string())
+        .collect()
+}
+
+/// Processes whose command line or working directory is under one of
+/// `dirs` (a server's sandbox, a database's data directory).
+fn processes_under(dirs: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in procfs::process::all_processes().unwrap().flatten() {
+        let cmdline = p.cmdline().unwrap_or_default().join(" ");
+        let cwd = p.cwd().unwrap_or_default();
+        if dirs
+            .iter()
+            .any(|d| cwd.starts_with(d) || cmdline.contains(d.to_str().unwrap()))
+        {
+            found.push(format!("{} {cmdline}", p.pid));
+        }
+    }
+    found
 }
 
 #[test]
