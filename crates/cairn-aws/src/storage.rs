@@ -218,6 +218,10 @@ impl AwsProvider {
             .map(str::to_string)
             .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, 128));
         let tags = with_name(&create_tags(&req.tags, &req.token), prop_str(p, "name"));
+        // Only the image carries the deployment's tags: its snapshots so
+        // tagged would be listed as snapshots of the deployment that its
+        // state does not hold, and `--prune` would take them for orphans.
+        // Deleting the image deletes them.
         let out = self
             .c
             .ec2
@@ -226,7 +230,6 @@ impl AwsProvider {
             .name(name)
             .no_reboot(true)
             .tag_specifications(spec(ResourceType::Image, &tags))
-            .tag_specifications(spec(ResourceType::Snapshot, &tags))
             .send()
             .await
             .map_err(|e| classify("CreateImage", e))?;

@@ -493,3 +493,172 @@ async fn an_elastic_ip_moves_between_servers_and_is_released() {
     let left = p.clients().ec2.describe_addresses().send().await.unwrap();
     assert!(left.addresses().is_empty(), "{left:?}");
 }
+
+/// EBS and AMIs: a volume, a snapshot of it, a volume made from that
+/// snapshot, an image of a server and a server started from the image;
+/// each read back, listed for the deployment and deleted (twice: a
+/// retried delete of what is gone succeeds).
+#[tokio::test(flavor = "multi_thread")]
+async fn volumes_snapshots_and_images_round_trip() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let (_, sub) = network(&p).await;
+
+    let vol = p
+        .create(req(
+            "volume",
+            "data",
+            "t-vol",
+            json!({"name": null, "size_gb": 8, "snapshot": null, "zone": null}),
+        ))
+        .await
+        .unwrap();
+    let seen = p.read(read_req("volume", &vol.id)).await.unwrap().unwrap();
+    assert_eq!(seen.properties["size_gb"], 8);
+    assert!(
+        seen.properties["zone"]
+            .as_str()
+            .is_some_and(|z| z.starts_with("us-east-1"))
+    );
+    assert_eq!(seen.tags["cairn:deployment"], "d");
+
+    let snap = p
+        .create(req(
+            "snapshot",
+            "backup",
+            "t-snap",
+            json!({"name": null, "volume": vol.id}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(snap.attributes["size_gb"], 8);
+    let again = p
+        .create(req(
+            "snapshot",
+            "backup",
+            "t-snap",
+            json!({"name": null, "volume": vol.id}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.id, snap.id, "a retried snapshot adopts the first");
+    let seen = p
+        .read(read_req("snapshot", &snap.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.properties["volume"], json!(vol.id));
+
+    let restored = p
+        .create(req(
+            "volume",
+            "restored",
+            "t-restored",
+            json!({"name": null, "size_gb": 8, "snapshot": snap.id, "zone": null}),
+        ))
+        .await
+        .unwrap();
+    let seen = p
+        .read(read_req("volume", &restored.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.properties["snapshot"], json!(snap.id));
+
+    let server = p
+        .create(req(
+            "server",
+            "golden",
+            "t-golden",
+            json!({"image": "ami-1e749f67", "size": "small", "subnet": sub, "firewalls": []}),
+        ))
+        .await
+        .unwrap();
+    let image = p
+        .create(req(
+            "image",
+            "golden_image",
+            "t-image",
+            json!({"name": "golden-1", "server": server.id}),
+        ))
+        .await
+        .unwrap();
+    assert!(image.id.starts_with("ami-"), "{}", image.id);
+    let seen = p.read(read_req("image", &image.id)).await.unwrap().unwrap();
+    assert_eq!(seen.properties["name"], "golden-1");
+    let from_image = p
+        .create(req(
+            "server",
+            "clone",
+            "t-clone",
+            json!({"image": image.id, "size": "small", "subnet": sub, "firewalls": []}),
+        ))
+        .await
+        .unwrap();
+    let instance = p
+        .clients()
+        .ec2
+        .describe_instances()
+        .instance_ids(&from_image.id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        instance.reservations()[0].instances()[0].image_id(),
+        Some(image.id.as_str())
+    );
+
+    let mut listed: Vec<(String, String)> = p
+        .list("d")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.kind, l.id))
+        .collect();
+    listed.sort();
+    for (kind, id) in [
+        ("image", &image.id),
+        ("snapshot", &snap.id),
+        ("volume", &vol.id),
+        ("volume", &restored.id),
+    ] {
+        assert!(
+            listed.contains(&(kind.to_string(), id.clone())),
+            "{kind} {id} not listed: {listed:?}"
+        );
+    }
+
+    // The image's own snapshots are not the deployment's to list: `--prune`
+    // would take them for orphans.
+    let snapshots: Vec<&String> = listed
+        .iter()
+        .filter(|(k, _)| k == "snapshot")
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(snapshots, [&snap.id]);
+
+    // Dependents first, as the engine deletes.
+    for (kind, id) in [
+        ("server", &from_image.id),
+        ("image", &image.id),
+        ("server", &server.id),
+        ("volume", &restored.id),
+        ("snapshot", &snap.id),
+        ("volume", &vol.id),
+    ] {
+        let del = DeleteRequest {
+            deployment: "d".into(),
+            address: kind.into(),
+            kind: kind.into(),
+            id: id.clone(),
+            properties: Json::Null,
+            token: format!("del-{id}"),
+        };
+        p.delete(del.clone()).await.unwrap();
+        p.delete(del).await.unwrap();
+        assert!(
+            p.read(read_req(kind, id)).await.unwrap().is_none(),
+            "{kind} {id} still reads after its delete"
+        );
+    }
+}
