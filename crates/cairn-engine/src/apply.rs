@@ -17,6 +17,7 @@ use cairn_template::value::SECRET_TEXT;
 use cairn_template::{Diagnostics, Value};
 
 use crate::evaluate::{Desired, Instance, KnownAttributes};
+use crate::fence::Fence;
 use crate::plan::{Action, Plan, ResourceChange, StateAttributes};
 use crate::provider::{
     CreateRequest, Created, DeleteRequest, Json, Provider, ProviderError, UpdateRequest,
@@ -135,6 +136,9 @@ pub struct ApplyReport {
     pub counts: Counts,
     pub elapsed_ms: u64,
     pub resources: Vec<ResourceResult>,
+    /// Why the run stopped starting steps: it lost the deployment's lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_lost: Option<String>,
 }
 
 /// Everything a run needs besides the plan.
@@ -147,6 +151,8 @@ pub struct RunContext {
     pub observer: Arc<dyn Observer>,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     pub options: ApplyOptions,
+    /// Armed while the run holds the lease: no step starts once it is lost.
+    pub fence: Fence,
 }
 
 /// The net effect of one node: before and after, for the state and rollback.
@@ -166,6 +172,25 @@ struct NodeResult {
     deferred: Option<i64>,
     /// The result of deleting an old half, not of the node itself.
     old_half: bool,
+    /// Not started: the lease was lost while the node waited its turn.
+    not_started: Option<String>,
+}
+
+impl NodeResult {
+    fn not_started(index: usize, reason: String, old_half: bool) -> NodeResult {
+        NodeResult {
+            index,
+            step: Step {
+                before: None,
+                after: None,
+            },
+            error: None,
+            elapsed: Duration::ZERO,
+            deferred: None,
+            old_half,
+            not_started: Some(reason),
+        }
+    }
 }
 
 /// The old half of a create-before-destroy replacement. It stays until
@@ -184,11 +209,20 @@ enum OldHalf {
 
 /// A token that names one intended create: stable across retries and
 /// recorded in the journal before the call.
+///
+/// `cairn-` and the first 16 hex digits of SHA-256 over
+/// `cairn-token-v1`, the deployment, the address, the run id and the
+/// operation, each followed by a NUL byte. The input is fixed here (not a
+/// hasher whose algorithm may change with the Rust release), so a run
+/// recovered by a later cairn finds what an earlier one made.
 pub fn token(deployment: &str, address: &str, run_id: &str, op: &str) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    (deployment, address, run_id, op).hash(&mut h);
-    format!("cairn-{:016x}", h.finish())
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in ["cairn-token-v1", deployment, address, run_id, op] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format!("cairn-{}", hex::encode(&h.finalize()[..8]))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +263,9 @@ pub async fn apply(
     let mut running: JoinSet<NodeResult> = JoinSet::new();
 
     loop {
+        if !failed && cx.fence.lost().is_some() {
+            failed = true;
+        }
         if !failed {
             let ready: Vec<usize> = (0..nodes.len())
                 .filter(|&i| {
@@ -289,6 +326,11 @@ pub async fn apply(
                         let permit = limit.clone();
                         running.spawn(async move {
                             let _permit = permit.acquire_owned().await;
+                            if let Err(reason) =
+                                cx2.fence.check(&*cx2.store, &cx2.deployment, &cx2.run_id)
+                            {
+                                return NodeResult::not_started(i, reason, false);
+                            }
                             let t = Instant::now();
                             let (step, error, deferred) =
                                 run_node(&cx2, &change, instance.as_ref(), before).await;
@@ -299,6 +341,7 @@ pub async fn apply(
                                 elapsed: t.elapsed(),
                                 deferred,
                                 old_half: false,
+                                not_started: None,
                             }
                         });
                     }
@@ -318,6 +361,10 @@ pub async fn apply(
                 let (cx2, permit) = (cx.clone(), limit.clone());
                 running.spawn(async move {
                     let _permit = permit.acquire_owned().await;
+                    if let Err(reason) = cx2.fence.check(&*cx2.store, &cx2.deployment, &cx2.run_id)
+                    {
+                        return NodeResult::not_started(i, reason, true);
+                    }
                     let t = Instant::now();
                     let error = delete_old(&cx2, &old, Some(intent)).await.err();
                     NodeResult {
@@ -330,6 +377,7 @@ pub async fn apply(
                         elapsed: t.elapsed(),
                         deferred: None,
                         old_half: true,
+                        not_started: None,
                     }
                 });
             }
@@ -347,6 +395,18 @@ pub async fn apply(
             }
         };
         let change = nodes[r.index];
+        if let Some(reason) = r.not_started {
+            // Left as it was: the next holder of the lease plans it again.
+            failed = true;
+            if r.old_half {
+                // Its delete intent stays open in the journal.
+                old_halves[r.index] = OldHalf::Gone;
+            } else {
+                state[r.index] = NodeState::Failed;
+                results[r.index] = Some(result(change, Status::Skipped, Some(reason), r.elapsed));
+            }
+            continue;
+        }
         if r.old_half {
             old_halves[r.index] = OldHalf::Gone;
             if let Some(err) = r.error {
@@ -393,8 +453,11 @@ pub async fn apply(
         }
     }
 
+    // A run that lost the lease calls the provider no more, not even to
+    // roll back: the journal and the state say what it did.
+    let lease_lost = cx.fence.lost();
     let mut rolled_back = false;
-    if failed && cx.options.on_failure == OnFailure::Rollback {
+    if failed && lease_lost.is_none() && cx.options.on_failure == OnFailure::Rollback {
         rolled_back = true;
         for (i, step) in done_steps.iter().rev() {
             let change = nodes[*i];
@@ -425,6 +488,9 @@ pub async fn apply(
     // Kept (or a failed rollback): old halves still waiting are recorded
     // nowhere, so they go now rather than be left to the next run.
     for (i, half) in old_halves.iter_mut().enumerate() {
+        if lease_lost.is_some() {
+            break;
+        }
         if let OldHalf::Waiting(old, intent) = std::mem::replace(half, OldHalf::Gone)
             && let Err(e) = delete_old(cx, &old, Some(intent)).await
         {
@@ -462,6 +528,7 @@ pub async fn apply(
         counts,
         elapsed_ms: started.elapsed().as_millis() as u64,
         resources,
+        lease_lost,
     }
 }
 
@@ -706,6 +773,15 @@ where
         })
     })
     .await;
+    // A run that lost the lease while the call was in flight records
+    // nothing: the new holder may already have reconciled this entry, and
+    // a late write would overwrite what it decided. The entry stays open
+    // for it unless it was closed already.
+    if let Err(reason) = cx.fence.check(&*cx.store, &cx.deployment, &cx.run_id) {
+        return Err(format!(
+            "{reason}; what this call did is left to the journal for the next holder"
+        ));
+    }
     let outcome = JournalOutcome {
         ok: r.is_ok(),
         id: r.as_ref().ok().and_then(JournalId::journal_id),

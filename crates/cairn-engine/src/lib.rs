@@ -10,7 +10,9 @@
 pub mod apply;
 pub mod check;
 pub mod evaluate;
+pub mod fence;
 pub mod graph;
+pub mod holder;
 pub mod plan;
 pub mod provider;
 pub mod recover;

@@ -16,6 +16,7 @@ use cairn_template::{Diagnostics, LoadError, LoadOptions, Loaded, Sources, Value
 
 use crate::apply::{ApplyReport, RunContext, apply};
 use crate::evaluate::evaluate;
+use crate::fence::Fence;
 use crate::plan::{Plan, PlanError, PlanFailure, PlanOptions, plan_with};
 use crate::provider::{Json, ReadRequest};
 use crate::recover::{Reconciled, reconcile};
@@ -36,6 +37,10 @@ pub struct RunOptions {
     /// Also delete live resources tagged for the deployment that the state
     /// does not know.
     pub prune: bool,
+    /// Whether a lease's holder is known to be gone (on this host, its
+    /// process no longer runs): its lease is taken over at once instead of
+    /// at its expiry. The CLI passes [`crate::holder::holder_is_gone`].
+    pub holder_gone: fn(&Owner) -> bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +79,12 @@ pub enum RunError {
     PlanChanged,
     #[error("{0}")]
     Provider(String),
+    /// The run lost its lease and stopped; `report` says what it did.
+    #[error("{reason}")]
+    LeaseLost {
+        reason: String,
+        report: Box<ApplyReport>,
+    },
 }
 
 impl From<LoadError> for RunError {
@@ -494,17 +505,14 @@ pub async fn up(
     confirm: &mut (dyn FnMut(&Plan) -> bool + Send),
 ) -> Result<(RunOutcome, Vec<Reconciled>), RunError> {
     let started = Instant::now();
-    let now = (cx.clock)();
-    cx.store.acquire_lease(
-        &cx.deployment,
-        &opts.owner,
-        &cx.run_id,
-        &opts.command,
-        opts.lease_ttl,
-        now,
-    )?;
+    take_lease(cx, opts)?;
+    let cx = &RunContext {
+        fence: Fence::armed(),
+        ..cx.clone()
+    };
     let _heartbeat = {
         let store = cx.store.clone();
+        let fence = cx.fence.clone();
         let (deployment, run_id, ttl, clock) = (
             cx.deployment.clone(),
             cx.run_id.clone(),
@@ -515,7 +523,9 @@ pub async fn up(
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 if let Err(e) = store.renew_lease(&deployment, &run_id, ttl, clock()) {
-                    tracing::error!("lost the lease of {deployment}: {e}");
+                    let reason = format!("lost the lease of {deployment} ({e}): this run stopped");
+                    tracing::error!("{reason}");
+                    fence.lose(reason);
                     return;
                 }
             }
@@ -524,6 +534,42 @@ pub async fn up(
     let result = run_leased(cx, load_opts, opts, confirm, started).await;
     let _ = cx.store.release_lease(&cx.deployment, &cx.run_id);
     result
+}
+
+/// Takes the deployment's lease: free, expired, or held by a run whose
+/// process is known to be gone (see [`crate::holder`]). A lease whose
+/// holder may be alive, or lives on another host, is refused until it
+/// expires.
+fn take_lease(cx: &RunContext, opts: &RunOptions) -> Result<(), RunError> {
+    let now = (cx.clock)();
+    let held = match cx.store.acquire_lease(
+        &cx.deployment,
+        &opts.owner,
+        &cx.run_id,
+        &opts.command,
+        opts.lease_ttl,
+        now,
+    ) {
+        Ok(_) => return Ok(()),
+        Err(StoreError::Locked { lease, .. }) if (opts.holder_gone)(&lease.owner) => lease,
+        Err(e) => return Err(e.into()),
+    };
+    tracing::warn!(
+        deployment = %cx.deployment,
+        old_owner = %held.owner,
+        old_run = %held.run_id,
+        "taking over the lease at once: its holder's process is gone",
+    );
+    cx.store.take_over_lease(
+        &cx.deployment,
+        &held.run_id,
+        &opts.owner,
+        &cx.run_id,
+        &opts.command,
+        opts.lease_ttl,
+        now,
+    )?;
+    Ok(())
 }
 
 async fn run_leased(
@@ -610,7 +656,10 @@ async fn run_leased(
         }
     }
     let public = Json::Object(public);
-    cx.store.put_outputs(&cx.deployment, &public, &secret)?;
+    // The outputs are the lease holder's to write.
+    if report.lease_lost.is_none() {
+        cx.store.put_outputs(&cx.deployment, &public, &secret)?;
+    }
     run.finished_at = Some((cx.clock)());
     run.duration_ms = Some(started.elapsed().as_millis() as i64);
     run.outcome = if report.ok {
@@ -621,8 +670,17 @@ async fn run_leased(
         "failed"
     }
     .into();
+    if report.lease_lost.is_some() {
+        run.outcome = "lease_lost".into();
+    }
     run.outputs = public.clone();
     cx.store.finish_run(&cx.deployment, serial_no, &run)?;
+    if let Some(reason) = report.lease_lost.clone() {
+        return Err(RunError::LeaseLost {
+            reason,
+            report: Box::new(report),
+        });
+    }
     Ok((
         RunOutcome::Applied {
             serial: serial_no,

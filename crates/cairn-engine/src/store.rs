@@ -41,6 +41,12 @@ pub struct Owner {
     pub user: String,
     pub host: String,
     pub pid: u32,
+    /// Which process this is, as seen from its own kernel (see
+    /// [`crate::holder`]): a later run on the same host tells from it that
+    /// the holder is gone, without waiting for the lease to expire. `None`
+    /// from a cairn that did not record it, or a platform without `/proc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
 }
 
 impl std::fmt::Display for Owner {
@@ -124,10 +130,18 @@ pub struct RunRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("deployment {deployment} is locked by {} for `{}` since {} (expires {})", lease.owner, lease.operation, lease.acquired_at, lease.expires_at)]
+    #[error(
+        "deployment {deployment} is locked by {} for `{}` since {} (expires {})",
+        lease.owner,
+        lease.operation,
+        crate::holder::utc(lease.acquired_at),
+        crate::holder::relative(lease.expires_at, *now)
+    )]
     Locked {
         deployment: String,
         lease: Box<Lease>,
+        /// When the lease was found held, for "expires in 28 s".
+        now: Timestamp,
     },
     #[error("the lease of {deployment} is no longer held by this run")]
     LeaseLost { deployment: String },
@@ -173,6 +187,20 @@ pub trait StateStore: Send + Sync {
     ) -> StoreResult<Lease>;
     fn release_lease(&self, deployment: &str, run_id: &str) -> StoreResult<()>;
     fn lease(&self, deployment: &str) -> StoreResult<Option<Lease>>;
+    /// Takes the lease from the run `from_run_id`, whose holder is known to
+    /// be gone, in one transaction: refused (`Locked`) when the lease is no
+    /// longer that run's (someone else took it first).
+    #[allow(clippy::too_many_arguments)]
+    fn take_over_lease(
+        &self,
+        deployment: &str,
+        from_run_id: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease>;
     /// Removes any lease; returns the one removed.
     fn break_lease(&self, deployment: &str) -> StoreResult<Option<Lease>>;
 

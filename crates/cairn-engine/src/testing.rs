@@ -318,6 +318,38 @@ impl StateStore for MemoryStore {
             return Err(StoreError::Locked {
                 deployment: deployment.into(),
                 lease: Box::new(l.clone()),
+                now,
+            });
+        }
+        let lease = Lease {
+            deployment: deployment.into(),
+            owner: owner.clone(),
+            run_id: run_id.into(),
+            operation: operation.into(),
+            acquired_at: now,
+            expires_at: now + ttl.as_secs() as i64,
+        };
+        m.leases.insert(deployment.into(), lease.clone());
+        Ok(lease)
+    }
+    fn take_over_lease(
+        &self,
+        deployment: &str,
+        from_run_id: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        let mut m = self.m.lock().unwrap();
+        if let Some(l) = m.leases.get(deployment)
+            && l.run_id != from_run_id
+        {
+            return Err(StoreError::Locked {
+                deployment: deployment.into(),
+                lease: Box::new(l.clone()),
+                now,
             });
         }
         let lease = Lease {

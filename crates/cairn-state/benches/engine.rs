@@ -82,6 +82,7 @@ fn main() {
             observer: Arc::new(Silent),
             clock: Arc::new(|| 1_700_000_000),
             options: ApplyOptions::default(),
+            fence: Default::default(),
         };
         let loaded = load(&LoadOptions::new(&dir)).unwrap();
         let (plan, _) = plan_with(

@@ -21,5 +21,6 @@ pub(crate) fn owner(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<O
         user: row.get(first)?,
         host: row.get(first + 1)?,
         pid: row.get(first + 2)?,
+        process: None,
     })
 }

@@ -167,6 +167,7 @@ mod tests {
                 user: "ann".into(),
                 host: "box".into(),
                 pid: 7,
+                process: None,
             },
             environment: "dev".into(),
             target: "local".into(),

@@ -16,14 +16,18 @@ use crate::resources::ensure_deployment;
 
 pub(crate) fn get(conn: &Connection, deployment: &str) -> StoreResult<Option<Lease>> {
     conn.query_row(
-        "SELECT run_id, owner_user, owner_host, owner_pid, operation, acquired_at, expires_at
+        "SELECT run_id, owner_user, owner_host, owner_pid, operation, acquired_at, expires_at,
+                owner_process
          FROM leases WHERE deployment = ?1",
         [deployment],
         |row| {
             Ok(Lease {
                 deployment: deployment.into(),
                 run_id: row.get(0)?,
-                owner: owner(row, 1)?,
+                owner: Owner {
+                    process: row.get(7)?,
+                    ..owner(row, 1)?
+                },
                 operation: row.get(4)?,
                 acquired_at: row.get(5)?,
                 expires_at: row.get(6)?,
@@ -46,8 +50,8 @@ fn write(conn: &Connection, lease: &Lease) -> StoreResult<()> {
     conn.execute(
         "INSERT OR REPLACE INTO leases
              (deployment, run_id, owner_user, owner_host, owner_pid, operation,
-              acquired_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+              acquired_at, expires_at, owner_process)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             lease.deployment,
             lease.run_id,
@@ -57,6 +61,7 @@ fn write(conn: &Connection, lease: &Lease) -> StoreResult<()> {
             lease.operation,
             lease.acquired_at,
             lease.expires_at,
+            lease.owner.process,
         ],
     )
     .ctx("writing the lease")?;
@@ -81,6 +86,7 @@ pub(crate) fn acquire(
             return Err(StoreError::Locked {
                 deployment: deployment.into(),
                 lease: Box::new(held),
+                now,
             });
         }
         tracing::warn!(
@@ -92,6 +98,42 @@ pub(crate) fn acquire(
             new_owner = %owner,
             "taking over an expired lease: its holder stopped renewing it",
         );
+    }
+    ensure_deployment(conn, deployment)?;
+    let lease = Lease {
+        deployment: deployment.into(),
+        owner: owner.clone(),
+        run_id: run_id.into(),
+        operation: operation.into(),
+        acquired_at: now,
+        expires_at: expiry(now, ttl),
+    };
+    write(conn, &lease)?;
+    Ok(lease)
+}
+
+/// Takes the lease from `from_run_id`, whose holder the caller found gone.
+/// Under the write lock: if another run took it first, that one stays.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn take_over(
+    conn: &Connection,
+    deployment: &str,
+    from_run_id: &str,
+    owner: &Owner,
+    run_id: &str,
+    operation: &str,
+    ttl: Duration,
+    now: Timestamp,
+) -> StoreResult<Lease> {
+    if let Some(held) = get(conn, deployment)?
+        && held.run_id != from_run_id
+        && held.run_id != run_id
+    {
+        return Err(StoreError::Locked {
+            deployment: deployment.into(),
+            lease: Box::new(held),
+            now,
+        });
     }
     ensure_deployment(conn, deployment)?;
     let lease = Lease {
@@ -160,6 +202,7 @@ mod tests {
             user: user.into(),
             host: "box".into(),
             pid: 42,
+            process: None,
         }
     }
 
@@ -223,7 +266,9 @@ mod tests {
         )
         .unwrap();
         match s.acquire_lease("prod", &owner("bob"), "run-2", "destroy", HOUR, 1059) {
-            Err(StoreError::Locked { deployment, lease }) => {
+            Err(StoreError::Locked {
+                deployment, lease, ..
+            }) => {
                 assert_eq!(deployment, "prod");
                 assert_eq!(lease.owner, owner("ann"));
                 assert_eq!(lease.run_id, "run-1");
@@ -262,6 +307,33 @@ mod tests {
             s.renew_lease("staging", "run-1", HOUR, 1050),
             Err(StoreError::LeaseLost { .. })
         ));
+    }
+
+    #[test]
+    fn a_holder_process_round_trips_and_take_over_is_one_winner() {
+        let s = store();
+        let dead = Owner {
+            process: Some("boot:pid:[1]:77".into()),
+            ..owner("ann")
+        };
+        s.acquire_lease("prod", &dead, "run-1", "up", HOUR, 1000)
+            .unwrap();
+        assert_eq!(s.lease("prod").unwrap().unwrap().owner, dead);
+        let taken = s
+            .take_over_lease("prod", "run-1", &owner("bob"), "run-2", "up", HOUR, 1001)
+            .unwrap();
+        assert_eq!((taken.run_id.as_str(), taken.acquired_at), ("run-2", 1001));
+        // A second taker that also saw run-1 finds run-2 there and stops.
+        match s.take_over_lease("prod", "run-1", &owner("cat"), "run-3", "up", HOUR, 1001) {
+            Err(StoreError::Locked { lease, now, .. }) => {
+                assert_eq!((lease.run_id.as_str(), now), ("run-2", 1001));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        // Taking over a lease that is already free just takes it.
+        s.release_lease("prod", "run-2").unwrap();
+        s.take_over_lease("prod", "run-2", &owner("cat"), "run-3", "up", HOUR, 1002)
+            .unwrap();
     }
 
     #[test]

@@ -108,8 +108,13 @@ CREATE TABLE outputs (
 ) STRICT;
 ";
 
+/// The lease holder's process identity (`cairn_engine::holder`): a run on
+/// the same host takes over a dead holder's lease at once. NULL in leases
+/// written before it, which then wait for their expiry as before.
+const V2: &str = "ALTER TABLE leases ADD COLUMN owner_process TEXT;";
+
 /// Applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -226,6 +231,22 @@ mod tests {
         // Again: nothing to do, and no "table already exists".
         migrate(&mut conn).unwrap();
         assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_schema_1_lease_survives_the_migration_without_a_holder_process() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO deployments (name) VALUES ('prod');
+             INSERT INTO leases VALUES ('prod', 'run-1', 'ann', 'box', 42, 'up', 10, 40);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+        let lease = crate::lease::get(&conn, "prod").unwrap().unwrap();
+        assert_eq!((lease.owner.pid, lease.owner.process), (42, None));
     }
 
     #[test]

@@ -216,6 +216,30 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn take_over_lease(
+        &self,
+        deployment: &str,
+        from_run_id: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        self.write("taking over the lease", |tx| {
+            lease::take_over(
+                tx,
+                deployment,
+                from_run_id,
+                owner,
+                run_id,
+                operation,
+                ttl,
+                now,
+            )
+        })
+    }
+
     fn renew_lease(
         &self,
         deployment: &str,

@@ -43,6 +43,7 @@ fn owner(pid: u32) -> Owner {
         user: "alice".into(),
         host: "laptop".into(),
         pid,
+        process: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn options(command: &str) -> RunOptions {
         expect_serial: None,
         expect_changes: None,
         prune: false,
+        holder_gone: |_| false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Engine runs end to end over the fake cloud and the in-memory store.
 
 mod commands;
+mod lease;
 mod runs;
 
 use std::path::PathBuf;
@@ -66,6 +67,7 @@ impl World {
             observer: Arc::new(Silent),
             clock: Arc::new(|| 1_700_000_000),
             options,
+            fence: Default::default(),
         }
     }
 

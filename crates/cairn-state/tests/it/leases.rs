@@ -23,12 +23,15 @@ fn assert_one_winner(results: &[Result<Lease, StoreError>]) -> Lease {
     for result in results {
         match result {
             Ok(lease) => assert_eq!(lease, &winner),
-            Err(StoreError::Locked { deployment, lease }) => {
+            Err(StoreError::Locked {
+                deployment, lease, ..
+            }) => {
                 assert_eq!(deployment, "prod");
                 assert_eq!(**lease, winner, "Locked names someone else than the holder");
                 let message = StoreError::Locked {
                     deployment: deployment.clone(),
                     lease: lease.clone(),
+                    now: NOW,
                 }
                 .to_string();
                 assert!(message.contains(&winner.owner.to_string()), "{message}");
@@ -86,6 +89,7 @@ fn lease_child_process() {
         user: format!("proc{index}"),
         host: "build-host".into(),
         pid: std::process::id(),
+        process: None,
     };
     let result = store.acquire_lease("prod", &who, &format!("run-{index}"), "up", HOUR, NOW);
     // One line the parent parses: the outcome as JSON.
@@ -172,6 +176,7 @@ fn ten_processes_race_for_a_lease_and_one_wins() {
                 Err(StoreError::Locked {
                     deployment: "prod".into(),
                     lease: Box::new(serde_json::from_value(lease.clone()).unwrap()),
+                    now: NOW,
                 })
             } else {
                 Err(StoreError::Storage(value["error"].to_string()))

@@ -62,6 +62,7 @@ pub fn owner(user: &str) -> Owner {
         user: user.into(),
         host: "build-host".into(),
         pid: 4242,
+        process: None,
     }
 }
 

@@ -34,6 +34,7 @@ pub(super) fn owner() -> Owner {
         user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
         host,
         pid: std::process::id(),
+        process: cairn_engine::holder::this_process(),
     }
 }
 
@@ -225,6 +226,7 @@ fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliErro
             Arc::new(cairn_engine::apply::Silent)
         },
         clock: Arc::new(now),
+        fence: Default::default(),
         options: match apply {
             Some(a) => ApplyOptions {
                 parallelism: a.parallelism.max(1),
@@ -254,6 +256,7 @@ fn run_options(
         expect_serial: None,
         expect_changes: None,
         prune: change.prune,
+        holder_gone: cairn_engine::holder::holder_is_gone,
     }
 }
 

@@ -529,13 +529,14 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     eprintln!("the nine refused runs took at most {slowest:?}; the run {winner_took:?}");
     assert_converged(&l, &dir, 0);
 
-    // The owner is killed holding the lease: the next run is refused until
-    // the lease expires, then takes it over and finishes the work.
+    // The owner is killed holding the lease. It ran on this machine and its
+    // process is gone, so the next run takes the lease over at once (no
+    // wait for the expiry) and finishes the work.
     // Four more servers one at a time: each must stay up 300 ms to count
     // as made, so the run holds the lease for over a second, long enough
     // to be seen holding it even on a busy machine.
     let slow = ["-p", "n=6", "-p", "web_count=6", "--parallelism", "1"];
-    let mut child = spawn_up(&l, &dir, &slow, "3");
+    let mut child = spawn_up(&l, &dir, &slow, "30");
     let deadline = Instant::now() + Duration::from_secs(20);
     while l.json(&["lock", "show", s(&dir)])["locked"] != true {
         if let Ok(Some(_)) = child.try_wait() {
@@ -557,23 +558,8 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
     reap(child);
     // The killed run's parameters, as its owner would run it again.
     let up_six = ["up", s(&dir), "-p", "n=6", "-p", "web_count=6", "--yes"];
-    let blocked = l.run(&up_six);
-    assert_eq!(blocked.code, 1, "{}", blocked.stderr);
-    assert!(
-        blocked.stderr.contains(&format!("(pid {killed_pid})")),
-        "{}",
-        blocked.stderr
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let taken_over = loop {
-        let out = l.run(&[&up_six[..], &["-o", "json"]].concat());
-        if out.code == 0 {
-            break out;
-        }
-        assert!(out.stderr.contains("is locked by"), "{}", out.stderr);
-        assert!(Instant::now() < deadline, "the lease never expired");
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let taken_over = l.run(&[&up_six[..], &["-o", "json"]].concat());
+    assert_eq!(taken_over.code, 0, "{}", taken_over.stderr);
     let v: J = serde_json::from_str(&taken_over.stdout).unwrap();
     assert!(
         v["result"] == "applied" || v["result"] == "no_changes",
@@ -612,8 +598,9 @@ fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
         if out.status.code().is_none() {
             kills += 1;
             window = window * 21 / 20;
-            // The holder is known dead: what an operator does.
-            if l.json(&["lock", "break", s(&dir)])["broken"] == true {
+            // No `lock break`: the rerun below takes a dead holder's lease
+            // over at once, as a CI job retried at once would.
+            if l.json(&["lock", "show", s(&dir)])["locked"] == true {
                 holding_lease += 1;
             }
         } else {

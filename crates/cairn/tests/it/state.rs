@@ -62,6 +62,7 @@ fn fixture(name: &str) -> Fixture {
         user: "alice".into(),
         host: "laptop".into(),
         pid: 4242,
+        process: None,
     };
     store
         .begin_run(&RunRecord {
