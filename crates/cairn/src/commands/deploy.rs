@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use super::state::{key_source, state_path};
 use crate::cli::Format;
 use crate::cli::{ApplyArgs, ChangeArgs, GlobalArgs, OnFailureArg, TemplateArgs};
+use crate::output::cell::duration;
 use crate::output::{default_format, emit};
 use crate::report::{CliError, Status};
 
@@ -51,9 +52,9 @@ impl Observer for Progress {
                 elapsed_ms,
             } => {
                 format!(
-                    "  {} {address} done in {:.1}s",
+                    "  {} {address} done in {}",
                     sign(*action),
-                    *elapsed_ms as f64 / 1000.0
+                    duration(*elapsed_ms)
                 )
             }
             ApplyEvent::Retrying {
@@ -597,14 +598,14 @@ fn execute(
             } => {
                 let c = &report.counts;
                 eprintln!(
-                    "{}: {} created, {} updated, {} replaced, {} deleted, {} failed in {:.1}s{}",
+                    "{}: {} created, {} updated, {} replaced, {} deleted, {} failed in {}{}",
                     if report.ok { "Done" } else { "Failed" },
                     c.created,
                     c.updated,
                     c.replaced,
                     c.deleted,
                     c.failed,
-                    report.elapsed_ms as f64 / 1000.0,
+                    duration(report.elapsed_ms),
                     if report.rolled_back {
                         "; rolled back to the previous deployment"
                     } else {

@@ -24,7 +24,10 @@ impl Drop for Fixture {
 const SECRET: &str = "s3cr3t-pa55-word";
 
 fn fixture(name: &str) -> Fixture {
-    let dir = std::env::temp_dir().join(format!("cairn-cli-state-{name}-{}", std::process::id()));
+    // The pid padded to its widest (7 digits), so a table that shows the
+    // deployment's name keeps its widths from run to run.
+    let dir =
+        std::env::temp_dir().join(format!("cairn-cli-state-{name}-{:07}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cairn.yaml"), "cairn: 1\nresources: {}\n").unwrap();
@@ -98,11 +101,15 @@ fn fixture(name: &str) -> Fixture {
 }
 
 fn run(f: &Fixture, args: &[&str]) -> crate::Output {
+    run_as(f, args, "json")
+}
+
+fn run_as(f: &Fixture, args: &[&str], format: &str) -> crate::Output {
     let dir = f.dir.to_str().unwrap().to_string();
     let state = f.dir.join("state.db").to_str().unwrap().to_string();
     let key = f.dir.join("key").to_str().unwrap().to_string();
     let mut all: Vec<&str> = args.to_vec();
-    all.extend([dir.as_str(), "--state", state.as_str(), "-o", "json"]);
+    all.extend([dir.as_str(), "--state", state.as_str(), "-o", format]);
     cairn_env(&all, &[("CAIRN_KEY_FILE", key.as_str())])
 }
 
@@ -164,4 +171,69 @@ fn a_wrong_key_is_a_clear_failure() {
     );
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("key"), "{}", out.stderr);
+}
+
+/// A table as the binary prints it (never with epoch seconds in it), with
+/// what changes per run made fixed: the test's pid in the deployment's name
+/// and how far off the lease's expiry is (the clock is live here; the exact
+/// words are unit-tested in `output::cell`).
+fn table(f: &Fixture, args: &[&str]) -> String {
+    let out = run_as(f, args, "table");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let epoch = regex::Regex::new(r"\b\d{10}\b").unwrap();
+    assert!(
+        !epoch.is_match(&out.stdout),
+        "no epoch seconds:\n{}",
+        out.stdout
+    );
+    let pid = regex::Regex::new(r"-\d{7}-dev").unwrap();
+    let away = regex::Regex::new(r"\((in \d+ [a-z]+|\d+ [a-z]+ ago)\)").unwrap();
+    let text = pid.replace_all(&out.stdout, "-[pid--]-dev");
+    away.replace_all(&text, "([relative])").into_owned()
+}
+
+#[test]
+fn tables_show_times_durations_and_summaries_as_people_read_them() {
+    let f = fixture("table");
+    let time = regex::Regex::new(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z").unwrap();
+    let history = table(&f, &["history"]);
+    let lock = table(&f, &["lock", "show"]);
+    assert!(time.is_match(&history), "{history}");
+    assert!(time.is_match(&lock), "{lock}");
+    insta::assert_snapshot!("history_table", history);
+    insta::assert_snapshot!("lock_show_table", lock);
+    insta::assert_snapshot!("show_table", table(&f, &["show"]));
+    insta::assert_snapshot!("output_table", table(&f, &["output"]));
+
+    let history = run_as(&f, &["history"], "table").stdout;
+    assert!(history.contains("1 created"), "{history}");
+    assert!(history.contains("3.0 s"), "{history}");
+    assert!(history.contains("2023-11-14 22:13:20Z"), "{history}");
+    let lock = run_as(&f, &["lock", "show"], "table").stdout;
+    // Acquired at 4,000,000,000 for 600 s: decades from now.
+    assert!(
+        lock.contains("2096-10-02 07:16:40Z (in "),
+        "the expiry says how far off it is:\n{lock}"
+    );
+
+    // No times in a list: only the shape is the az one.
+    let list = run_as(&f, &["list"], "table");
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    insta::assert_snapshot!("list_table", list.stdout);
+}
+
+#[test]
+fn machine_formats_keep_epoch_seconds_and_milliseconds() {
+    let f = fixture("machine");
+    let json = run_as(&f, &["history"], "json").stdout;
+    let runs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(runs[0]["started_at"], 1_700_000_000);
+    assert_eq!(runs[0]["duration_ms"], 3000);
+    assert_eq!(runs[0]["changes"], json!({"create": 1}));
+    let yaml = run_as(&f, &["lock", "show"], "yaml").stdout;
+    assert!(yaml.contains("acquired_at: 4000000000"), "{yaml}");
+    assert!(yaml.contains("expires_at: 4000000600"), "{yaml}");
+    let tsv = run_as(&f, &["history"], "tsv").stdout;
+    assert!(tsv.contains("\t1700000000\t"), "{tsv}");
+    assert!(tsv.contains("\t3000\t"), "{tsv}");
 }
