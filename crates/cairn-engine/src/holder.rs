@@ -8,10 +8,8 @@
 //! A later run that sees the same boot id and pid namespace is on the same
 //! host, where `/proc` answers for certain whether that very process still
 //! runs. Anywhere else the lease still waits for its expiry.
-//!
-//! Also the human forms of times that messages show.
 
-use crate::store::{Owner, Timestamp};
+use crate::store::Owner;
 
 /// This process's identity, `BOOT_ID:PID_NAMESPACE:START_TICKS`, or `None`
 /// where `/proc` does not tell.
@@ -85,37 +83,6 @@ fn is_gone(
     ticks_of(pid) != Some(ticks)
 }
 
-/// `2026-12-04 23:24:39Z`: a timestamp as people read it.
-pub fn utc(t: Timestamp) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(FORMAT).ok())
-        .unwrap_or_else(|| t.to_string())
-}
-
-/// "in 28 s", "3 min ago": a moment relative to `now`.
-pub fn relative(t: Timestamp, now: Timestamp) -> String {
-    let d = t.saturating_sub(now);
-    let span = span(d.unsigned_abs());
-    match d {
-        0 => "now".into(),
-        d if d > 0 => format!("in {span}"),
-        _ => format!("{span} ago"),
-    }
-}
-
-/// A number of seconds in the largest unit that keeps it readable.
-fn span(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 2 * 3600 => format!("{} min", s / 60),
-        s if s < 2 * 86_400 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86_400),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,16 +130,5 @@ mod tests {
             process: None,
         };
         assert!(!holder_is_gone(&nobody));
-    }
-
-    #[test]
-    fn times_read_as_people_read_them() {
-        assert_eq!(utc(1_796_426_709), "2026-12-04 23:25:09Z");
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(relative(130, 102), "in 28 s");
-        assert_eq!(relative(100, 100), "now");
-        assert_eq!(relative(100, 400), "5 min ago");
-        assert_eq!(relative(100_000, 100), "in 27 h");
-        assert_eq!(relative(0, 864_000), "10 days ago");
     }
 }

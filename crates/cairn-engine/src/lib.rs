@@ -21,6 +21,7 @@ pub mod run;
 pub mod schema;
 pub mod store;
 pub mod testing;
+pub mod timefmt;
 pub mod validate;
 
 pub use evaluate::{

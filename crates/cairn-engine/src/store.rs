@@ -134,8 +134,8 @@ pub enum StoreError {
         "deployment {deployment} is locked by {} for `{}` since {} (expires {})",
         lease.owner,
         lease.operation,
-        crate::holder::utc(lease.acquired_at),
-        crate::holder::relative(lease.expires_at, *now)
+        crate::timefmt::utc(lease.acquired_at),
+        crate::timefmt::relative(lease.expires_at, *now)
     )]
     Locked {
         deployment: String,

@@ -17,7 +17,6 @@
 
 use serde_json::Value as J;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
 /// Epoch seconds, as the state stores times. The CLI passes the real clock;
 /// tests pin it, since a deadline reads relative to it.
@@ -92,31 +91,14 @@ pub fn cell(key: Option<&str>, value: &J, now: Now) -> String {
 
 /// `2026-12-04 23:24:39Z`; `None` outside the years the calendar handles.
 fn utc(epoch: i64) -> Option<String> {
-    let t = OffsetDateTime::from_unix_timestamp(epoch).ok()?;
-    t.format(format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second]Z"
-    ))
-    .ok()
+    OffsetDateTime::from_unix_timestamp(epoch)
+        .is_ok()
+        .then(|| cairn_engine::timefmt::utc(epoch))
 }
 
 /// `in 28 s`, `28 s ago`, `now`.
 fn relative(at: i64, now: Now) -> String {
-    let delta = at.saturating_sub(now);
-    match delta.signum() {
-        1 => format!("in {}", span(delta.unsigned_abs())),
-        -1 => format!("{} ago", span(delta.unsigned_abs())),
-        _ => "now".into(),
-    }
-}
-
-/// A span of seconds in the largest unit that keeps two digits of sense.
-fn span(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 120 * 60 => format!("{} min", s / 60),
-        s if s < 48 * 3600 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    }
+    cairn_engine::timefmt::relative(at, now)
 }
 
 /// `340 ms`, `1.2 s`, `2 min 5 s`, `1 h 3 min`: tables and progress
@@ -254,15 +236,6 @@ mod tests {
             c("expires_at", json!(NOW + 3 * 86_400)),
             "2026-12-07 23:24:39Z (in 3 d)"
         );
-    }
-
-    #[test]
-    fn spans_change_unit_past_two_of_the_next() {
-        assert_eq!(span(119), "119 s");
-        assert_eq!(span(120), "2 min");
-        assert_eq!(span(7199), "119 min");
-        assert_eq!(span(7200), "2 h");
-        assert_eq!(span(48 * 3600), "2 d");
     }
 
     #[test]
