@@ -6,6 +6,7 @@ mod addresses;
 mod firewall;
 mod model;
 mod public;
+mod record;
 mod seal;
 mod services;
 
@@ -24,6 +25,7 @@ use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use addresses::DEFAULT_POOL;
 pub use model::{CloudState, LocalResource};
+pub use record::read_resources;
 
 /// Where the local cloud keeps everything.
 #[derive(Debug, Clone)]
@@ -35,10 +37,15 @@ impl LocalDirs {
     pub fn new(root: impl Into<PathBuf>) -> LocalDirs {
         LocalDirs { root: root.into() }
     }
+    /// The cloud's record of its resources (see `record`).
     pub fn state(&self) -> PathBuf {
+        self.root.join("cloud.db")
+    }
+    /// Where an earlier cairn kept that record, migrated on first open.
+    fn legacy_state(&self) -> PathBuf {
         self.root.join("cloud.json")
     }
-    /// The key that seals cloud.json's secret values.
+    /// The key that seals the record's secret values.
     pub fn key(&self) -> PathBuf {
         self.root.join("cloud.key")
     }
@@ -50,7 +57,7 @@ impl LocalDirs {
 pub struct Cloud {
     dirs: LocalDirs,
     state: Mutex<CloudState>,
-    sealer: seal::Sealer,
+    record: record::CloudRecord,
     servers: Supervisor,
     /// Every zone, served by the daemon's DNS server.
     zones: Zones,
@@ -104,7 +111,7 @@ impl Cloud {
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
-        // cloud.json holds the values resources were made with (secret ones
+        // The record holds the values resources were made with (secret ones
         // sealed, with the key beside it): only this user may read the
         // directory.
         std::fs::set_permissions(
@@ -112,18 +119,19 @@ impl Cloud {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .map_err(|e| format!("cannot protect {}: {e}", dirs.root.display()))?;
-        let mut state = CloudState::load(&dirs.state())?;
-        let sealer =
-            seal::Sealer::load(&dirs.key(), state.sealed.is_empty()).map_err(|e| e.to_string())?;
-        sealer.unseal(&mut state).map_err(|e| e.to_string())?;
         if !(1..=254).contains(&pool) {
             return Err(format!("address pool 127.{pool}.0.0/16 cannot be used"));
         }
-        state.pool.get_or_insert(pool);
+        let (record, mut state) =
+            record::CloudRecord::open(&dirs.state(), &dirs.legacy_state(), &dirs.key())?;
+        if state.pool.is_none() {
+            record.set_pool(pool)?;
+            state.pool = Some(pool);
+        }
         let cloud = Cloud {
             dirs,
             state: Mutex::new(state),
-            sealer,
+            record,
             servers: Supervisor::new(),
             zones: Zones::new(),
             lbs: Mutex::new(HashMap::new()),
@@ -322,11 +330,10 @@ impl Cloud {
         self.state.lock().expect("cloud state lock")
     }
 
-    fn save(&self, state: &CloudState) -> ProviderResult<()> {
-        self.sealer
-            .seal(state)
-            .map_err(|e| permanent(e.to_string()))?
-            .save(&self.dirs.state())
+    /// Records a resource made or changed: one row, one transaction.
+    fn save(&self, r: &LocalResource, next_id: u64) -> ProviderResult<()> {
+        self.record
+            .put(r, next_id)
             .map_err(ProviderError::Transient)
     }
 
@@ -701,10 +708,10 @@ impl Provider for Cloud {
         // The reservation ends under the same lock that records the
         // address: in between, a parallel create could be given it too.
         st.release(&id);
-        st.resources.insert(id.clone(), record);
-        let snapshot = st.clone();
+        st.resources.insert(id.clone(), record.clone());
+        let next_id = st.next_id;
         drop(st);
-        self.save(&snapshot)?;
+        self.save(&record, next_id)?;
         self.refresh_access();
         Ok(Created { id, attributes })
     }
@@ -754,9 +761,10 @@ impl Provider for Cloud {
         r.tags = req.tags;
         r.sensitive = req.sensitive;
         let attributes = r.attributes.clone();
-        let snapshot = st.clone();
+        let changed = r.clone();
+        let next_id = st.next_id;
         drop(st);
-        self.save(&snapshot)?;
+        self.save(&changed, next_id)?;
         self.refresh_access();
         Ok(attributes)
     }
@@ -769,11 +777,10 @@ impl Provider for Cloud {
             .cloned()
             .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
         self.unmake(&r).await?;
-        let mut st = self.lock();
-        st.resources.remove(&req.id);
-        let snapshot = st.clone();
-        drop(st);
-        self.save(&snapshot)?;
+        self.lock().resources.remove(&req.id);
+        self.record
+            .remove(&req.id)
+            .map_err(ProviderError::Transient)?;
         self.refresh_access();
         Ok(())
     }

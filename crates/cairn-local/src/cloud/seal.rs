@@ -1,4 +1,4 @@
-//! Secret values in the cloud's own record (`cloud.json`): every property
+//! Secret values in the cloud's own record (`cloud.db`, see `record`): every property
 //! and attribute its type's schema marks sensitive (a secret's value, a
 //! database's owner password, a key pair's private key) is taken out of
 //! the resource and kept sealed beside it, XChaCha20-Poly1305 as the state
@@ -32,7 +32,7 @@ pub enum SealError {
     #[error("the local cloud's key {path}: {why}")]
     Key { path: PathBuf, why: String },
     #[error(
-        "the sealed values of {id} in cloud.json do not open with {key}: \
+        "the sealed values of {id} in the cloud's record do not open with {key}: \
          it was made with another key, or altered"
     )]
     Open { id: String, key: PathBuf },
@@ -61,7 +61,7 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
                 let mut key = [0u8; KEY_LEN];
                 getrandom::fill(&mut key).map_err(|e| fail(format!("no randomness: {e}")))?;
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(key);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -75,7 +75,8 @@ impl Sealer {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(fail(
-                    "is missing, and cloud.json holds values sealed with it: restore it".into(),
+                    "is missing, and the cloud's record holds values sealed with it: restore it"
+                        .into(),
                 ));
             }
             Err(e) => return Err(fail(format!("cannot read it: {e}"))),
@@ -92,9 +93,9 @@ impl Sealer {
         let mut out = state.clone();
         out.sealed.clear();
         for r in out.resources.values_mut() {
-            let taken = take_sensitive(r);
-            if taken != json!({}) {
-                let blob = self.seal_one(r, &taken)?;
+            let (bare, blob) = self.seal_resource(r)?;
+            *r = bare;
+            if let Some(blob) = blob {
                 out.sealed.insert(r.id.clone(), blob);
             }
         }
@@ -105,43 +106,63 @@ impl Sealer {
     pub fn unseal(&self, state: &mut CloudState) -> Result<(), SealError> {
         for (id, blob) in std::mem::take(&mut state.sealed) {
             // A blob of a resource that is gone is nothing to restore.
-            let Some(r) = state.resources.get_mut(&id) else {
-                continue;
-            };
-            let open = || SealError::Open {
-                id: id.clone(),
-                key: self.path.clone(),
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&blob)
-                .map_err(|_| open())?;
-            if bytes.len() < 1 + NONCE_LEN || bytes[0] != FORMAT {
-                return Err(open());
+            if let Some(r) = state.resources.get_mut(&id) {
+                self.unseal_resource(r, &blob)?;
             }
-            let nonce = XNonce::try_from(&bytes[1..1 + NONCE_LEN]).map_err(|_| open())?;
-            let aad = associated_data(r);
-            let plain = self
-                .cipher
-                .decrypt(
-                    &nonce,
-                    Payload {
-                        msg: &bytes[1 + NONCE_LEN..],
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| open())?;
-            let values: Json = serde_json::from_slice(&plain).map_err(|_| open())?;
-            for (section, target) in [
-                ("properties", &mut r.properties),
-                ("attributes", &mut r.attributes),
-            ] {
-                if let (Some(from), Some(into)) = (
-                    values.get(section).and_then(Json::as_object),
-                    target.as_object_mut(),
-                ) {
-                    for (k, v) in from {
-                        into.insert(k.clone(), v.clone());
-                    }
+        }
+        Ok(())
+    }
+
+    /// One resource as it goes to disk: without its sensitive values, and
+    /// those values sealed for it (`None` when it has none).
+    pub fn seal_resource(
+        &self,
+        r: &LocalResource,
+    ) -> Result<(LocalResource, Option<String>), SealError> {
+        let mut bare = r.clone();
+        let taken = take_sensitive(&mut bare);
+        if taken == json!({}) {
+            return Ok((bare, None));
+        }
+        let blob = self.seal_one(&bare, &taken)?;
+        Ok((bare, Some(blob)))
+    }
+
+    /// Puts a resource's sealed values back in place.
+    pub fn unseal_resource(&self, r: &mut LocalResource, blob: &str) -> Result<(), SealError> {
+        let open = || SealError::Open {
+            id: r.id.clone(),
+            key: self.path.clone(),
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .map_err(|_| open())?;
+        if bytes.len() < 1 + NONCE_LEN || bytes[0] != FORMAT {
+            return Err(open());
+        }
+        let nonce = XNonce::try_from(&bytes[1..1 + NONCE_LEN]).map_err(|_| open())?;
+        let aad = associated_data(r);
+        let plain = self
+            .cipher
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &bytes[1 + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| open())?;
+        let values: Json = serde_json::from_slice(&plain).map_err(|_| open())?;
+        for (section, target) in [
+            ("properties", &mut r.properties),
+            ("attributes", &mut r.attributes),
+        ] {
+            if let (Some(from), Some(into)) = (
+                values.get(section).and_then(Json::as_object),
+                target.as_object_mut(),
+            ) {
+                for (k, v) in from {
+                    into.insert(k.clone(), v.clone());
                 }
             }
         }
@@ -230,13 +251,8 @@ fn take_sensitive(r: &mut LocalResource) -> Json {
 }
 
 fn parse_hex(text: &str) -> Option<[u8; KEY_LEN]> {
-    if text.len() != 2 * KEY_LEN || !text.is_ascii() {
-        return None;
-    }
     let mut key = [0u8; KEY_LEN];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut key).ok()?;
     Some(key)
 }
 

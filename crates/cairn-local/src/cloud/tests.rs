@@ -554,7 +554,7 @@ async fn only_its_user_can_read_the_cloud() {
         .unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&f.root), 0o700);
-    assert_eq!(mode(&f.root.join("cloud.json")), 0o600);
+    assert_eq!(mode(&f.root.join("cloud.db")), 0o600);
     assert_eq!(mode(&f.root.join("cloud.key")), 0o600);
 }
 
@@ -574,7 +574,11 @@ async fn secret_values_are_sealed_on_disk_and_back_after_a_restart() {
         .await
         .unwrap();
     let private = key.attributes["private_key"].as_str().unwrap().to_string();
-    let on_disk = std::fs::read_to_string(f.root.join("cloud.json")).unwrap();
+    let on_disk = ["cloud.db", "cloud.db-wal"]
+        .iter()
+        .filter_map(|name| std::fs::read(f.root.join(name)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect::<String>();
     assert!(!on_disk.contains("tok-9f8e7d"), "{on_disk}");
     assert!(!on_disk.contains("PRIVATE KEY"), "{on_disk}");
     assert!(on_disk.contains(key.attributes["public_key"].as_str().unwrap()));
@@ -630,7 +634,11 @@ async fn a_database_answers_again_after_the_cloud_restarts() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     query("create table kept (v int); insert into kept values (7)");
-    let on_disk = std::fs::read_to_string(f.root.join("cloud.json")).unwrap();
+    let on_disk = ["cloud.db", "cloud.db-wal"]
+        .iter()
+        .filter_map(|name| std::fs::read(f.root.join(name)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect::<String>();
     assert!(!on_disk.contains("pw-1234"), "{on_disk}");
     cloud.shutdown().await;
     assert!(

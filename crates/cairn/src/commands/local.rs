@@ -167,10 +167,11 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             Ok(Status::Success)
         }
         LocalAction::Logs { server } => {
-            let state =
-                cairn_local::cloud::CloudState::load(&dirs.state()).map_err(CliError::failure)?;
-            let r = state
-                .of_kind("server")
+            let resources =
+                cairn_local::cloud::read_resources(&dirs.state()).map_err(CliError::failure)?;
+            let r = resources
+                .iter()
+                .filter(|r| r.kind == "server")
                 .find(|r| r.id == *server || r.address == *server)
                 .ok_or_else(|| CliError::Usage(format!("no server {server} in the local cloud")))?;
             let log = cairn_local::supervisor::log_path(&dirs.of("server", &r.id));

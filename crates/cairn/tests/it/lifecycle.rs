@@ -732,7 +732,11 @@ outputs:
     seen.push_str(&std::fs::read_to_string(&plan_file).unwrap());
     // The local cloud's own record too: a user_data built from the token
     // is sealed there like the schema's secrets.
-    let cloud_json = std::fs::read_to_string(l.root.join("local/cloud.json")).unwrap();
+    let cloud_json = ["cloud.db", "cloud.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(l.root.join("local").join(f)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect::<String>();
     assert!(cloud_json.contains("debian-12"), "{cloud_json}");
     seen.push_str(&cloud_json);
     for f in ["state.db", "state.db-wal", "state.db-shm"] {

@@ -155,10 +155,14 @@ fn local_stop_and_start_bring_everything_back_at_the_same_addresses() {
         .unwrap()
         .to_string();
     let db_host = db["attributes"]["address"].as_str().unwrap().to_string();
-    let cloud_json = std::fs::read_to_string(l.root.join("local/cloud.json")).unwrap();
+    let cloud_json = ["cloud.db", "cloud.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(l.root.join("local").join(f)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect::<String>();
     assert!(
         !cloud_json.contains(&password),
-        "the database password is in cloud.json in clear"
+        "the database password is in the cloud's record in clear"
     );
     let lb_ip = front.split(':').next().unwrap().to_string();
 
