@@ -258,7 +258,7 @@ fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
         .open(db);
     let conn = Connection::open(db)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::{Local, WEBAPP, get, ok, wait_serving};
+use crate::command;
 
 /// `up` fails with exit code 1 and `expected` in its message; afterwards
 /// the deployment has no resource, the cloud runs nothing, and no sandbox
@@ -269,4 +270,87 @@ fn a_second_cloud_on_the_same_pool_is_refused() {
 
     first.json(&["local", "stop"]);
     assert_eq!(second.json(&["local", "start"])["running"], true);
+}
+
+/// The daemon killed with SIGKILL in the middle of an `up`: every resource
+/// the run recorded as made (its provider call answered) is still in the
+/// cloud after a restart, and the next `up` converges with no orphan.
+#[test]
+fn a_daemon_killed_mid_up_loses_nothing_a_call_reported_done() {
+    let l = Local::new("daemonkill");
+    let t = l.template(
+        "records",
+        r#"
+cairn: 1
+resources:
+  zone: {type: dns_zone, properties: {name: kill.test}}
+  rec:
+    type: dns_record
+    count: 800
+    properties:
+      zone: "{{ zone.id }}"
+      name: "host-{{ index }}"
+      type: A
+      values: ["10.1.{{ index // 250 }}.{{ index % 250 + 1 }}"]
+"#,
+    );
+    let started = l.json(&["local", "start"]);
+    let daemon = nix::unistd::Pid::from_raw(started["pid"].as_i64().unwrap() as i32);
+    let vars = l.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut up = command(&["up", &t, "--yes", "-o", "none"], &vars)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the run has recorded some records and before it is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let made = l.json(&["list", &t]).as_array().map_or(0, Vec::len);
+        if made >= 40 {
+            assert!(
+                made < 801,
+                "the run ended before the daemon could be killed"
+            );
+            break;
+        }
+        assert!(up.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(std::time::Instant::now() < deadline, "the run made nothing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGKILL).unwrap();
+    // The run retries calls to a daemon that is gone: stop it too.
+    let _ = up.kill();
+    let _ = up.wait();
+    let recorded = l.json(&["list", &t]);
+    let recorded = recorded.as_array().unwrap().clone();
+    assert!(recorded.len() >= 40, "{}", recorded.len());
+
+    // Back up: the daemon's record has every one the run recorded.
+    assert_eq!(l.json(&["local", "start"])["running"], true);
+    let status = l.json(&["local", "status"]);
+    let ids: std::collections::HashSet<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    for r in &recorded {
+        let id = r["id"].as_str().unwrap();
+        assert!(
+            ids.contains(id),
+            "{} ({id}) is gone from the cloud",
+            r["address"]
+        );
+    }
+    // The rerun takes the dead run's lease at once and converges, and a
+    // plan that also looks for orphans finds nothing.
+    let rerun = l.run(&["up", &t, "--yes", "-o", "json"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert_eq!(l.json(&["list", &t]).as_array().map(Vec::len), Some(801));
+    let again = l.run(&["plan", &t, "--prune", "--detailed-exitcode", "-o", "none"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let status = l.json(&["local", "status"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(801), "no duplicate");
+    l.destroy(&t);
 }
