@@ -375,6 +375,13 @@ async fn two_servers_are_small_hosts_end_to_end() {
     let (cloud, net) = cloud_with_network(&mut g, "e2e", 1).await;
     let dir = std::env::temp_dir().join(format!("cairn-hosts-{}", std::process::id()));
     g.dirs.push(dir.clone());
+    // The containers' shared parent cgroup, removed after them (undo runs
+    // in reverse).
+    for d in super::runtime::cgroup_dirs(&cloud.netns, "x").unwrap() {
+        if d.ends_with(&cloud.netns) {
+            g.undo(&["rmdir", &d.display().to_string()]);
+        }
+    }
     let mut servers = Vec::new();
     let mut nets = Vec::new();
     for (name, n) in [("web0", 10), ("web1", 11)] {
@@ -387,11 +394,6 @@ async fn two_servers_are_small_hosts_end_to_end() {
         g.undo(&["runc", "delete", "-f", &srv.spec().id]);
         nets.push(snet);
         servers.push(srv);
-    }
-    for d in super::runtime::cgroup_dirs(&cloud.netns, "x").unwrap() {
-        if d.ends_with(&cloud.netns) {
-            g.undo(&["rmdir", &d.display().to_string()]);
-        }
     }
     let (web0, web1) = (&servers[0], &servers[1]);
     let web0_addr = host(&net, 10);
@@ -647,4 +649,88 @@ async fn two_servers_are_small_hosts_end_to_end() {
         assert!(!d.exists(), "cgroup {} remains", d.display());
     }
     assert!(!dir.join("web0").exists());
+}
+
+/// A built debian-12, without building one: the default cache's if it has
+/// it, else the prototype's image (/var/cache/cairn-proto/images/debian-12)
+/// seen through a temporary cache whose entry links to it (nothing copied).
+fn built_debian_12(tmp: &Path) -> Option<image::Image> {
+    if let Some(found) = image::ImageCache::default_root().and_then(|root| {
+        image::ImageCache::new(root)
+            .lookup("debian-12")
+            .ok()
+            .flatten()
+    }) {
+        return Some(found);
+    }
+    let proto = Path::new("/var/cache/cairn-proto/images/debian-12");
+    if !proto.join("usr/sbin/sshd").is_file() {
+        return None;
+    }
+    let cache = image::ImageCache::new(tmp);
+    let entry = cache.dir(&image::DEBIAN_12);
+    std::fs::create_dir_all(&entry).ok()?;
+    std::os::unix::fs::symlink(proto, entry.join("rootfs")).ok()?;
+    std::fs::write(entry.join("image.json"), "{\"name\": \"debian-12\"}\n").ok()?;
+    cache.lookup("debian-12").ok().flatten()
+}
+
+/// A server on the real debian-12 image: its own distribution, python3
+/// with json, sshd, and no host key from the image.
+#[tokio::test]
+async fn a_server_runs_on_debian_12_when_the_image_is_built() {
+    skip_unless_ready!();
+    let _machine = MACHINE.lock().await;
+    let mut g = Guard::default();
+    let dir = std::env::temp_dir().join(format!("cairn-deb-{}", std::process::id()));
+    g.dirs.push(dir.clone());
+    let Some(debian) = built_debian_12(&dir.join("images")) else {
+        eprintln!(
+            "skipped: no debian-12 image built on this machine (cairn builds it on first use)"
+        );
+        return;
+    };
+    let (cloud, net) = cloud_with_network(&mut g, "deb", 4).await;
+    let s = cloud.server_net(&net, "deb0", host(&net, 10)).unwrap();
+    g.undo(&["ip", "netns", "del", &s.netns]);
+    let snet = cloud
+        .add_server(&net, "deb0", host(&net, 10))
+        .await
+        .unwrap();
+    let mut spec = server(&dir, &cloud, "deb0", snet.netns_path())
+        .spec()
+        .clone();
+    spec.image = debian.root.clone();
+    let srv = Server::new(spec).unwrap();
+    for d in super::runtime::cgroup_dirs(&cloud.netns, "x").unwrap() {
+        if d.ends_with(&cloud.netns) {
+            g.undo(&["rmdir", &d.display().to_string()]);
+        }
+    }
+    g.undo(&["umount", &srv.rootfs().display().to_string()]);
+    g.undo(&["runc", "delete", "-f", &srv.spec().id]);
+    let t = Instant::now();
+    srv.start().await.unwrap();
+    eprintln!("start on debian-12: {} ms", t.elapsed().as_millis());
+    assert_eq!(exec(&srv, &["hostname"]).await.stdout.trim(), "deb0");
+    let version = exec(&srv, &["cat", "/etc/debian_version"]).await;
+    assert!(version.stdout.starts_with("12."), "{version:?}");
+    let py = exec(
+        &srv,
+        &["python3", "-c", "import json, http.server; print('ok')"],
+    )
+    .await;
+    assert_eq!(py.stdout.trim(), "ok", "{py:?}");
+    assert_eq!(exec(&srv, &["test", "-x", "/usr/sbin/sshd"]).await.code, 0);
+    let keys = exec(
+        &srv,
+        &["sh", "-c", "ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l"],
+    )
+    .await;
+    assert_eq!(keys.stdout.trim(), "0", "the image carries no host key");
+    srv.destroy().await.unwrap();
+    cloud.remove_server(&snet).await.unwrap();
+    cloud.remove_network(&net).await.unwrap();
+    cloud.down().await.unwrap();
+    network::release_cidr(net.cidr).await.unwrap();
 }
