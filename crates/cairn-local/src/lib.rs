@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod daemon;
 pub mod dns;
 pub mod echo;
+pub mod host;
 pub mod lb;
 pub mod postgres;
 pub mod random;

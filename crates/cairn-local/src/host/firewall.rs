@@ -1,0 +1,355 @@
+//! Firewalls as kernel rules: one nftables `inet` table in the cloud's
+//! network namespace, rendered from the servers' ingress rules by a pure
+//! function and always replaced whole (`nft -f -` is one transaction), so a
+//! rule change applies at the next connection and never half.
+//!
+//! Every packet to a server crosses the cloud namespace's `forward` hook:
+//! routed from the machine's link, or bridged from a server on the same
+//! bridge (br_netfilter is on in the namespace and on each bridge; without
+//! it bridged traffic would bypass the rules). A `bridge`-family table is no
+//! alternative on these kernels: without NF_CONNTRACK_BRIDGE it has no
+//! `ct state`. A refused source gets `admin-prohibited` at once (no
+//! connection, no timeout).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::HostError;
+use super::command::Cmd;
+
+/// The table's name in the cloud namespace (one per namespace).
+pub const TABLE: &str = "cairn";
+
+/// A rule's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP, on a port or range (or every port).
+    Tcp,
+    /// UDP, on a port or range (or every port).
+    Udp,
+    /// ICMP (no ports).
+    Icmp,
+    /// Everything (no ports).
+    All,
+}
+
+/// Where a rule lets traffic come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A block (0.0.0.0/0 for anywhere).
+    Cidr(Ipv4Net),
+    /// The servers that are members of firewall `name`.
+    Members(String),
+}
+
+/// One ingress rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingress {
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its port range (both ends included); `None` for every port.
+    pub ports: Option<(u16, u16)>,
+    /// Who may connect.
+    pub from: Source,
+}
+
+/// What reaches a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// No firewall attached: everything.
+    Open,
+    /// Only what these rules allow (the union of its firewalls' rules).
+    Only(Vec<Ingress>),
+}
+
+/// A server as the firewall sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRules {
+    /// Its name (in comments and chain names).
+    pub name: String,
+    /// Every address it is reached at.
+    pub addresses: Vec<Ipv4Addr>,
+    /// What may reach it.
+    pub policy: Policy,
+}
+
+/// Everything the cloud namespace's table is made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The addresses of each firewall's members, by firewall name.
+    pub members: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// The servers.
+    pub servers: Vec<ServerRules>,
+    /// The cloud's network blocks: an address in them with no server
+    /// behind it is refused too.
+    pub networks: Vec<Ipv4Net>,
+}
+
+/// A name as an nft identifier: letters, digits and `_`.
+fn ident(prefix: &str, i: usize, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}{i}_{clean}")
+}
+
+fn list<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The nft script that replaces the table (idempotent: it makes the table,
+/// deletes it and defines it anew, all in one transaction).
+pub fn render(rules: &Ruleset) -> Result<String, HostError> {
+    let set_names: BTreeMap<&str, String> = rules
+        .members
+        .keys()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), ident("f", i, name)))
+        .collect();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
+    );
+    for (name, addrs) in &rules.members {
+        let _ = writeln!(
+            s,
+            "\tset {} {{\n\t\ttype ipv4_addr",
+            set_names[name.as_str()]
+        );
+        if !addrs.is_empty() {
+            let _ = writeln!(s, "\t\telements = {{ {} }}", list(addrs));
+        }
+        s.push_str("\t}\n");
+    }
+    s.push_str(
+        "\tchain forward {\n\
+         \t\ttype filter hook forward priority filter; policy accept;\n\
+         \t\tct state established,related accept\n\
+         \t\tct state invalid drop\n",
+    );
+    let mut verdicts = Vec::new();
+    let mut chains = String::new();
+    for (i, server) in rules.servers.iter().enumerate() {
+        let verdict = match &server.policy {
+            Policy::Open => "accept".to_string(),
+            Policy::Only(ingress) => {
+                let chain = ident("s", i, &server.name);
+                let _ = writeln!(chains, "\tchain {chain} {{");
+                for rule in ingress {
+                    let _ = writeln!(
+                        chains,
+                        "\t\t{}",
+                        render_rule(rule, &set_names, &server.name)?
+                    );
+                }
+                chains.push_str("\t\treject with icmpx type admin-prohibited\n\t}\n");
+                format!("jump {chain}")
+            }
+        };
+        verdicts.extend(server.addresses.iter().map(|a| format!("{a} : {verdict}")));
+    }
+    if !verdicts.is_empty() {
+        let _ = writeln!(s, "\t\tip daddr vmap {{ {} }}", verdicts.join(", "));
+    }
+    if !rules.networks.is_empty() {
+        let _ = writeln!(
+            s,
+            "\t\tip daddr {{ {} }} reject with icmpx type admin-prohibited",
+            list(&rules.networks)
+        );
+    }
+    s.push_str("\t}\n");
+    s.push_str(&chains);
+    s.push_str("}\n");
+    Ok(s)
+}
+
+fn render_rule(
+    rule: &Ingress,
+    sets: &BTreeMap<&str, String>,
+    server: &str,
+) -> Result<String, HostError> {
+    let invalid = |reason: String| HostError::InvalidName {
+        what: "firewall rule",
+        name: format!("{rule:?} of server {server}"),
+        reason,
+    };
+    let proto = match rule.protocol {
+        Protocol::Tcp => Some("tcp"),
+        Protocol::Udp => Some("udp"),
+        Protocol::Icmp | Protocol::All => None,
+    };
+    let mut parts = Vec::new();
+    match (proto, rule.ports) {
+        (Some(_), Some((lo, hi))) if lo > hi => {
+            return Err(invalid(format!("port range {lo}-{hi} is backwards")));
+        }
+        (Some(p), Some((lo, hi))) if lo == hi => parts.push(format!("{p} dport {lo}")),
+        (Some(p), Some((lo, hi))) => parts.push(format!("{p} dport {lo}-{hi}")),
+        (Some(p), None) => parts.push(format!("meta l4proto {p}")),
+        (None, Some(_)) => return Err(invalid("ports only go with tcp or udp".into())),
+        (None, None) if rule.protocol == Protocol::Icmp => parts.push("meta l4proto icmp".into()),
+        (None, None) => {}
+    }
+    match &rule.from {
+        Source::Cidr(net) if net.prefix_len() == 0 => {}
+        Source::Cidr(net) => parts.push(format!("ip saddr {}", net.trunc())),
+        Source::Members(name) => {
+            let set = sets
+                .get(name.as_str())
+                .ok_or_else(|| invalid(format!("no firewall `{name}` to take members from")))?;
+            parts.push(format!("ip saddr @{set}"));
+        }
+    }
+    parts.push("accept".into());
+    Ok(parts.join(" "))
+}
+
+/// Replaces the table in namespace `netns` with `rules`, atomically.
+pub async fn apply(netns: &str, rules: &Ruleset) -> Result<(), HostError> {
+    let script = render(rules)?;
+    Cmd::in_netns(netns, "nft")
+        .args(["-f", "-"])
+        .stdin(script)
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Removes the table from namespace `netns` (it also goes with the
+/// namespace).
+pub async fn remove(netns: &str) -> Result<(), HostError> {
+    let cmd = Cmd::in_netns(netns, "nft").args(["delete", "table", "inet", TABLE]);
+    let out = cmd.output().await?;
+    if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("No such file") {
+        return Ok(());
+    }
+    cmd.check(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_small_ruleset_renders_exactly() {
+        let rules = Ruleset {
+            members: BTreeMap::from([
+                ("web".to_string(), vec![ip("10.20.1.10"), ip("10.20.1.11")]),
+                ("empty".to_string(), vec![]),
+            ]),
+            servers: vec![
+                ServerRules {
+                    name: "web[0]".into(),
+                    addresses: vec![ip("10.20.1.10")],
+                    policy: Policy::Only(vec![
+                        Ingress {
+                            protocol: Protocol::Tcp,
+                            ports: Some((8080, 8080)),
+                            from: Source::Members("web".into()),
+                        },
+                        Ingress {
+                            protocol: Protocol::Tcp,
+                            ports: Some((22, 22)),
+                            from: Source::Cidr("169.254.77.1/32".parse().unwrap()),
+                        },
+                        Ingress {
+                            protocol: Protocol::Udp,
+                            ports: Some((5000, 5100)),
+                            from: Source::Cidr("0.0.0.0/0".parse().unwrap()),
+                        },
+                        Ingress {
+                            protocol: Protocol::Icmp,
+                            ports: None,
+                            from: Source::Cidr("10.20.0.0/16".parse().unwrap()),
+                        },
+                    ]),
+                },
+                ServerRules {
+                    name: "bastion".into(),
+                    addresses: vec![ip("10.20.1.20")],
+                    policy: Policy::Open,
+                },
+            ],
+            networks: vec!["10.20.1.0/24".parse().unwrap()],
+        };
+        assert_eq!(
+            render(&rules).unwrap(),
+            "table inet cairn
+delete table inet cairn
+table inet cairn {
+\tset f0_empty {
+\t\ttype ipv4_addr
+\t}
+\tset f1_web {
+\t\ttype ipv4_addr
+\t\telements = { 10.20.1.10, 10.20.1.11 }
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tct state established,related accept
+\t\tct state invalid drop
+\t\tip daddr vmap { 10.20.1.10 : jump s0_web_0_, 10.20.1.20 : accept }
+\t\tip daddr { 10.20.1.0/24 } reject with icmpx type admin-prohibited
+\t}
+\tchain s0_web_0_ {
+\t\ttcp dport 8080 ip saddr @f1_web accept
+\t\ttcp dport 22 ip saddr 169.254.77.1/32 accept
+\t\tudp dport 5000-5100 accept
+\t\tmeta l4proto icmp ip saddr 10.20.0.0/16 accept
+\t\treject with icmpx type admin-prohibited
+\t}
+}
+"
+        );
+    }
+
+    #[test]
+    fn a_rule_naming_an_unknown_firewall_or_bad_ports_is_refused() {
+        let server = |rule| Ruleset {
+            servers: vec![ServerRules {
+                name: "a".into(),
+                addresses: vec![ip("10.0.0.2")],
+                policy: Policy::Only(vec![rule]),
+            }],
+            ..Ruleset::default()
+        };
+        let err = render(&server(Ingress {
+            protocol: Protocol::Tcp,
+            ports: None,
+            from: Source::Members("db".into()),
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("no firewall `db`"), "{err}");
+        let err = render(&server(Ingress {
+            protocol: Protocol::Icmp,
+            ports: Some((1, 2)),
+            from: Source::Cidr("0.0.0.0/0".parse().unwrap()),
+        }))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("ports only go with tcp or udp"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_servers_is_an_empty_forward_chain() {
+        let text = render(&Ruleset::default()).unwrap();
+        assert!(!text.contains("vmap"));
+        assert!(text.ends_with("\t}\n}\n"));
+    }
+}
