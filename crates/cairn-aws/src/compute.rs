@@ -181,7 +181,11 @@ impl AwsProvider {
         // RunInstances takes a client token, but a retry after the token's
         // window or against an endpoint that ignores it (moto does) would
         // make a second instance: the token tag is checked first.
-        let id = match self.instance_by_token(&req.token).await? {
+        let earlier = match req.may_exist {
+            true => self.instance_by_token(&req.token).await?,
+            false => None,
+        };
+        let id = match earlier {
             Some(i) => {
                 tracing::info!(address = %req.address, id = ?i.instance_id(), "adopting the instance of an earlier attempt");
                 i.instance_id().unwrap_or_default().to_string()

@@ -174,7 +174,9 @@ impl AwsProvider {
             &req.token,
             NAME_MAX,
         );
-        let tg = self.target_group(&tg_name, http, &vpc, p, &tags).await?;
+        let tg = self
+            .target_group(&tg_name, http, &vpc, p, &tags, req.may_exist)
+            .await?;
         let lb_type = if http {
             LoadBalancerTypeEnum::Application
         } else {
@@ -183,20 +185,25 @@ impl AwsProvider {
         // An earlier attempt whose answer was lost may have made it: ELB
         // names are unique per region, so look before making (moto, unlike
         // ELB, would make a second with the same name).
-        let existing = match self
-            .c
-            .elb
-            .describe_load_balancers()
-            .names(&name)
-            .send()
-            .await
-        {
-            Ok(out) => out
+        let looked = match req.may_exist {
+            true => Some(
+                self.c
+                    .elb
+                    .describe_load_balancers()
+                    .names(&name)
+                    .send()
+                    .await,
+            ),
+            false => None,
+        };
+        let existing = match looked {
+            None => None,
+            Some(Ok(out)) => out
                 .load_balancers()
                 .first()
                 .and_then(|l| l.load_balancer_arn())
                 .map(str::to_string),
-            Err(e) => match classify("DescribeLoadBalancers", e) {
+            Some(Err(e)) => match classify("DescribeLoadBalancers", e) {
                 ProviderError::NotFound(_) => None,
                 other => return Err(other),
             },
@@ -271,15 +278,19 @@ impl AwsProvider {
         vpc: &str,
         p: &Json,
         tags: &BTreeMap<String, String>,
+        may_exist: bool,
     ) -> ProviderResult<String> {
-        let existing = self
-            .c
-            .elb
-            .describe_target_groups()
-            .names(name)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeTargetGroups", e));
+        let existing = match may_exist {
+            true => self
+                .c
+                .elb
+                .describe_target_groups()
+                .names(name)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTargetGroups", e)),
+            false => Err(ProviderError::NotFound(name.to_string())),
+        };
         if let Some(arn) = gone(existing)?.and_then(|o| {
             o.target_groups()
                 .first()

@@ -185,7 +185,8 @@ impl Provider for AwsProvider {
         // token made, so a retried create adopts it instead of making two.
         // A server, a load balancer and a database do it themselves, and finish what
         // the earlier attempt left half done (waiting, listener, targets).
-        if req.kind != "server"
+        if req.may_exist
+            && req.kind != "server"
             && req.kind != "load_balancer"
             && req.kind != "database"
             && let Some(id) = self.find_id(&req.kind, &req.token).await?

@@ -862,7 +862,9 @@ async fn create(
             .filter(|(_, v)| v.is_sensitive())
             .map(|(k, _)| k.clone())
             .collect(),
+        may_exist: false,
     };
+    let attempts = std::sync::atomic::AtomicU32::new(0);
     let (created, closing) = journaled(
         cx,
         Intent {
@@ -873,7 +875,12 @@ async fn create(
             id: None,
             written: None,
         },
-        || cx.provider.create(req.clone()),
+        || {
+            // Only a retry of this call can find an earlier attempt's work.
+            let mut req = req.clone();
+            req.may_exist = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
+            cx.provider.create(req)
+        },
     )
     .await?;
     let record = record_for(
@@ -1260,6 +1267,7 @@ async fn recreate(cx: &RunContext, before: &ResourceRecord) -> Result<ResourceRe
         target: None,
         token: token.clone(),
         sensitive: secret_property_names(before),
+        may_exist: true,
     };
     let (created, closing) = journaled(
         cx,

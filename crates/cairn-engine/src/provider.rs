@@ -30,6 +30,17 @@ pub struct CreateRequest {
     /// record of properties must not keep these in clear.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive: Vec<String>,
+    /// Whether an earlier call with this token may have made the resource:
+    /// a retried call (the answer to the first was lost), or a recovered
+    /// intent. A run's first call with a fresh token cannot have, so a
+    /// target skips its look-up for an earlier attempt (one call less per
+    /// create). Absent on the wire: assume it may.
+    #[serde(default = "earlier_attempt_possible")]
+    pub may_exist: bool,
+}
+
+fn earlier_attempt_possible() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

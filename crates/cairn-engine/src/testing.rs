@@ -35,6 +35,9 @@ pub struct FakeProvider {
     /// Every change made, in order: `create web[0] server-3`,
     /// `update lb load_balancer-2`, `delete web[0] server-1`.
     pub changes: Mutex<Vec<String>>,
+    /// Every create call as it came: the address and whether the engine
+    /// said an earlier attempt may exist.
+    pub create_calls: Mutex<Vec<(String, bool)>>,
 }
 
 impl FakeProvider {
@@ -113,6 +116,10 @@ impl Provider for FakeProvider {
     }
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
+        self.create_calls
+            .lock()
+            .unwrap()
+            .push((req.address.clone(), req.may_exist));
         self.call().await?;
         if self.fail_create.lock().unwrap().contains(&req.address) {
             return Err(ProviderError::Permanent(format!(

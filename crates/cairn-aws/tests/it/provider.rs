@@ -26,6 +26,7 @@ fn req(kind: &str, address: &str, token: &str, properties: Json) -> CreateReques
         target: None,
         token: token.into(),
         sensitive: Vec::new(),
+        may_exist: true,
     }
 }
 

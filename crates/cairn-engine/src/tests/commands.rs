@@ -408,6 +408,7 @@ async fn prune_deletes_live_resources_tagged_for_the_deployment_that_the_state_d
         target: None,
         token: token.into(),
         sensitive: Vec::new(),
+        may_exist: true,
     };
     // Left by a run that died before its journal could tell: a network and
     // a server in it. And one of another deployment, which must stay.

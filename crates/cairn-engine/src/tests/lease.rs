@@ -1,5 +1,6 @@
 //! The lease as a fence: a run that loses it stops calling the provider,
-//! a dead holder's lease is taken over at once, tokens are stable.
+//! a dead holder's lease is taken over at once, tokens are stable, and
+//! only a retried create looks for what an earlier attempt made.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,5 +340,30 @@ fn tokens_are_sha256_of_a_documented_input_and_never_change() {
     assert_ne!(
         token("ab", "c", "r", "create"),
         token("a", "bc", "r", "create")
+    );
+}
+
+#[tokio::test]
+async fn only_a_retried_create_looks_for_an_earlier_attempt() {
+    let w = World::new(
+        "cairn: 1\nresources:\n  zone: {type: dns_zone, properties: {name: a.test}}\n",
+    );
+    // The first call is throttled (its answer never came): the retry may
+    // find what it made.
+    w.provider
+        .throttle_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let (outcome, _) = up(
+        &w.context(fast_retries()),
+        &LoadOptions::new(&w.dir),
+        &options(|_| false),
+        &mut |_| true,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, RunOutcome::Applied { .. }), "{outcome:?}");
+    assert_eq!(
+        *w.provider.create_calls.lock().unwrap(),
+        [("zone".to_string(), false), ("zone".to_string(), true)]
     );
 }

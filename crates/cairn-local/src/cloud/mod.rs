@@ -677,7 +677,10 @@ impl Provider for Cloud {
     }
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
-        if let Some(r) = self.lock().by_token(&req.token).cloned() {
+        // A first attempt cannot find an earlier one: skip the scan.
+        if req.may_exist
+            && let Some(r) = self.lock().by_token(&req.token).cloned()
+        {
             return Ok(Created {
                 id: r.id,
                 attributes: r.attributes,

@@ -49,6 +49,7 @@ fn req(kind: &str, address: &str, properties: Json) -> CreateRequest {
         target: None,
         token: format!("tok-{address}"),
         sensitive: Vec::new(),
+        may_exist: true,
     }
 }
 

@@ -49,6 +49,7 @@ fn create(kind: &str, address: &str, properties: serde_json::Value) -> CreateReq
         target: None,
         token: format!("t-{address}"),
         sensitive: Vec::new(),
+        may_exist: true,
     }
 }
 

@@ -147,6 +147,7 @@ fn import_adopts_a_bucket_made_elsewhere_and_writes_yaml_that_plans_clean() {
             target: None,
             token: "made-by-hand".into(),
             sensitive: Vec::new(),
+            may_exist: true,
         })
         .await
         .unwrap()
@@ -342,6 +343,7 @@ fn prune_deletes_what_is_tagged_for_the_deployment_but_not_in_its_state() {
             target: None,
             token: "crashed-run".into(),
             sensitive: Vec::new(),
+            may_exist: true,
         })
         .await
         .unwrap()
