@@ -416,12 +416,10 @@ mod tests {
         );
         std::fs::write(dir.join(MARKER), "{}").unwrap();
         let mut lines = Vec::new();
-        let t = Instant::now();
         let image = cache
             .resolve("debian-12", &mut |l: &str| lines.push(l.to_string()))
             .await
             .unwrap();
-        assert!(t.elapsed().as_millis() < 100, "a cache hit is instant");
         assert_eq!(image.root, dir.join("rootfs"));
         assert!(lines.is_empty(), "a cache hit builds nothing: {lines:?}");
         std::fs::remove_dir_all(&root).unwrap();
@@ -460,10 +458,13 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with("ssh_host_"))
             .collect();
         assert!(keys.is_empty(), "the image carries no host keys");
-        let t = Instant::now();
-        let again = cache.resolve("debian-12", &mut |_: &str| {}).await.unwrap();
+        let mut rebuilt = 0usize;
+        let again = cache
+            .resolve("debian-12", &mut |_: &str| rebuilt += 1)
+            .await
+            .unwrap();
         assert_eq!(again, image);
-        assert!(t.elapsed().as_millis() < 100);
+        assert_eq!(rebuilt, 0, "the second resolve is a cache hit");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -509,18 +509,15 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
         .collect();
     assert_eq!(winners.len(), 1, "exactly one runs");
     let (winner_pid, _, winner_took) = winners[0];
-    for (pid, out, took) in finished.iter().filter(|(_, o, _)| !o.status.success()) {
+    for (pid, out, _) in finished.iter().filter(|(_, o, _)| !o.status.success()) {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{pid}: {err}");
         assert!(
             err.contains("is locked by") && err.contains(&format!("(pid {winner_pid})")),
             "{pid} names the owner: {err}"
         );
-        // They fail fast rather than wait for the lease.
-        assert!(
-            took < winner_took,
-            "{pid} took {took:?}, the run {winner_took:?}"
-        );
+        // Refused, not queued: a run that waited for the lease would have
+        // taken it after the winner and succeeded.
     }
     let slowest = finished
         .iter()
