@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""The local load balancer against nginx and HAProxy, same backends, same run.
+
+A fresh local cloud gets two servers (`cairn util http-echo`, each a real
+process on its own loopback address) behind a cairn load balancer at 3:1
+weights; nginx and HAProxy (Debian's packages, installed here if missing)
+are configured in front of the very same two backends, also at 3:1. wrk
+(2 threads, 64 connections, 10 s each) then measures each front:
+keep-alive, and with `Connection: close`. Printed per front: requests/s,
+p50 and p99 latency, non-2xx/socket errors, and cairn's ratio to the better
+peer; then the weighted split of 400 sequential requests (300/100 expected).
+
+Usage: bench/lb_peers.py [SECONDS]    (default 10)
+Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204).
+Everything listens on loopback; every server it starts is stopped at the end.
+"""
+import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from up import CAIRN, cloud_env, free_port  # noqa: E402
+
+TEMPLATE = """cairn: 1
+resources:
+  net: {type: network, properties: {cidr: 10.60.0.0/16}}
+  sub: {type: subnet, properties: {network: "{{ net.id }}", cidr: 10.60.1.0/24}}
+  web:
+    type: server
+    count: 2
+    properties:
+      image: debian-12
+      subnet: "{{ sub.id }}"
+      user_data: "exec cairn util http-echo --port 8080 --text web{{ index }}"
+  lb:
+    type: load_balancer
+    properties:
+      listen: {protocol: http, port: 80}
+      algorithm: weighted_round_robin
+      health_check: {path: /, interval: 5s}
+      backends:
+        - {address: "{{ web[0].address }}", weight: 3}
+        - {address: "{{ web[1].address }}", weight: 1}
+      backend_port: 8080
+"""
+
+
+def need(*tools):
+    missing = [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        pkgs = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy"}
+        subprocess.run(["apt-get", "install", "-y", "-q", *[pkgs[m] for m in missing]], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def wait_port(host, port, limit=10):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {host}:{port}")
+
+
+def nginx_conf(d, port, backends):
+    servers = "\n".join(f"    server {b} weight={w};" for b, w in backends)
+    conf = f"""worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream app {{
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def haproxy_conf(d, port, backends):
+    servers = "\n".join(f"  server s{i} {b} weight {w}" for i, (b, w) in enumerate(backends))
+    conf = f"""global
+  nbthread 2
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:{port}
+  default_backend app
+backend app
+  balance roundrobin
+{servers}
+"""
+    path = os.path.join(d, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def wrk(url, seconds, close):
+    args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "--timeout", "5s", url]
+    if close:
+        args[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return rps, pct(50), pct(99), errors
+
+
+def split(url, n=400):
+    counts = {}
+    for _ in range(n):
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read().decode().strip()
+        counts[body] = counts.get(body, 0) + 1
+    return "/".join(f"{counts.get(k, 0)}" for k in sorted(counts))
+
+
+def main():
+    seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    if not os.path.exists(CAIRN):
+        sys.exit(f"{CAIRN} missing: run `cargo build --release -p cairn` first")
+    need("wrk", "nginx", "haproxy")
+    d = tempfile.mkdtemp(prefix="cairn-bench-lb-")
+    env = cloud_env(d, int(os.environ.get("BENCH_POOL", "204")))
+    tdir = os.path.join(d, "t")
+    os.makedirs(tdir)
+    with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
+        f.write(TEMPLATE)
+    procs = []
+
+    def cairn(*args):
+        p = subprocess.run([CAIRN, *args], capture_output=True, text=True, env=env, timeout=300)
+        if p.returncode != 0:
+            raise SystemExit(f"cairn {' '.join(args)} failed:\n{p.stderr[-2000:]}")
+        return p.stdout
+
+    try:
+        cairn("up", tdir, "--yes", "-o", "none")
+        show = lambda a: json.loads(cairn("show", tdir, "--address", a, "-o", "json"))
+        lb = show("lb")["attributes"]
+        fronts = {"cairn": f"http://{lb['address']}:{lb['port']}/"}
+        webs = [f"{show(f'web[{i}]')['attributes']['address']}:8080" for i in range(2)]
+        backends = [(webs[0], 3), (webs[1], 1)]
+        nport, hport = free_port(), free_port()
+        procs.append(subprocess.Popen(["nginx", "-c", nginx_conf(d, nport, backends), "-g", "daemon off;"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(["haproxy", "-f", haproxy_conf(d, hport, backends), "-db"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port("127.0.0.1", nport)
+        wait_port("127.0.0.1", hport)
+        fronts["nginx"] = f"http://127.0.0.1:{nport}/"
+        fronts["haproxy"] = f"http://127.0.0.1:{hport}/"
+        for url in fronts.values():
+            u = urllib.parse.urlparse(url)
+            wait_port(u.hostname, u.port)
+        print(f"{'mode':<11} {'front':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for close in (False, True):
+            mode = "close" if close else "keep-alive"
+            results = {}
+            for name, url in fronts.items():
+                results[name] = wrk(url, seconds, close)
+                rps, p50, p99, errs = results[name]
+                print(f"{mode:<11} {name:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errs:>7}", flush=True)
+            best = max(results["nginx"][0], results["haproxy"][0])
+            print(f"{mode:<11} cairn / better peer: {results['cairn'][0] / best:.2f}x", flush=True)
+        print("split of 400 requests at 3:1 (web0/web1):")
+        for name, url in fronts.items():
+            print(f"  {name:<8} {split(url)}", flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run([CAIRN, "destroy", tdir, "--yes", "-o", "none"], env=env, capture_output=True, timeout=120)
+        subprocess.run([CAIRN, "local", "stop", "-o", "none"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
