@@ -324,7 +324,8 @@ impl AwsProvider {
                 .policy_arn(arn)
                 .send()
                 .await
-                .map_err(|e| classify("AttachRolePolicy", e))?;
+                .map_err(|e| classify("AttachRolePolicy", e))
+                .map_err(missing_is_permanent)?;
         }
         Ok(())
     }
@@ -616,7 +617,8 @@ impl AwsProvider {
                 .role_name(role)
                 .send()
                 .await
-                .map_err(|e| classify("AddRoleToInstanceProfile", e))?;
+                .map_err(|e| classify("AddRoleToInstanceProfile", e))
+                .map_err(missing_is_permanent)?;
         }
         Ok(())
     }
@@ -814,6 +816,16 @@ impl AwsProvider {
             }
         }
         Ok(out)
+    }
+}
+
+/// A policy or role named in the template that IAM does not have: not the
+/// resource being changed gone (which `NotFound` would tell the engine),
+/// but a wrong name that retrying will not fix.
+fn missing_is_permanent(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::NotFound(m) => ProviderError::Permanent(m),
+        other => other,
     }
 }
 
