@@ -1037,7 +1037,7 @@ resources:
     fn a_target_specific_type_is_refused_by_another_target_at_its_type() {
         let dir = dir(ROLE_TEMPLATE);
         let (loaded, r) = evaluate_in(&dir, "dev");
-        let d = r.err().expect("dev deploys to local: refused");
+        let d = r.expect_err("dev deploys to local: refused");
         let found: Vec<String> = d
             .iter()
             .map(|d| {
@@ -1096,7 +1096,7 @@ resources:
             "cairn: 1\nresources:\n  r:\n    type: aws.iam_role\n    properties:\n      assume_role_policy: {}\n      managed_policy: []\n",
         );
         let (_, r) = evaluate_in(&dir, "aws");
-        let d = r.err().expect("refused");
+        let d = r.expect_err("refused");
         let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(
             messages,
@@ -1113,7 +1113,7 @@ resources:
             "cairn: 1\nresources:\n  r:\n    type: aws.iam_role\n    properties:\n      assume_role_policy: '[1]'\n      managed_policies: [7]\n",
         );
         let (loaded, r) = evaluate_in(&dir, "aws");
-        let d = r.err().expect("refused");
+        let d = r.expect_err("refused");
         let found: Vec<String> = d
             .iter()
             .map(|d| {
@@ -1142,7 +1142,7 @@ resources:
     fn unknown_target_types_are_suggested() {
         let dir = dir("cairn: 1\nresources:\n  r:\n    type: aws.iam_rol\n");
         let (_, r) = evaluate_in(&dir, "aws");
-        let d = r.err().expect("refused");
+        let d = r.expect_err("refused");
         assert_eq!(d.0[0].help.as_deref(), Some("did you mean `aws.iam_role`?"));
         let dir2 = self::dir("cairn: 1\nresources:\n  r:\n    type: aws.route_table\n");
         let (_, r) = evaluate_in(&dir2, "aws");
