@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{Instance, InstanceStateName, InstanceType, ResourceType};
+use aws_sdk_ec2::types::{
+    IamInstanceProfileSpecification, Instance, InstanceStateName, InstanceType, ResourceType,
+};
 use base64::Engine as _;
 use cairn_engine::provider::*;
 use serde_json::json;
@@ -75,12 +77,32 @@ fn size_of(instance_type: &str) -> String {
 pub fn server_attributes(i: &Instance) -> Json {
     let private = i.private_ip_address();
     let public = i.public_ip_address();
-    json!({
+    let mut a = json!({
         "id": i.instance_id(),
         "address": private.or(public),
         "private_ip": private,
         "public_ip": public,
-    })
+    });
+    // The `aws: {iam_instance_profile}` it runs with, by name (EC2 reports
+    // the ARN: `arn:aws:iam::ACCOUNT:instance-profile/PATH/NAME`).
+    if let Some(arn) = i.iam_instance_profile().and_then(|p| p.arn()) {
+        a["iam_instance_profile"] = json!(arn.rsplit('/').next().unwrap_or(arn));
+    }
+    a
+}
+
+/// IAM is eventually consistent: an instance profile made seconds ago may
+/// not be visible to EC2 yet ("Invalid IAM Instance Profile name"), which
+/// EC2 reports as a bad parameter. It is worth retrying.
+fn profile_not_yet_visible(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Permanent(m)
+            if m.contains("IAM Instance Profile") || m.contains("iamInstanceProfile") =>
+        {
+            ProviderError::Transient(m)
+        }
+        other => other,
+    }
 }
 
 /// Devices for attached volumes, in the order the template lists them.
@@ -213,6 +235,12 @@ impl AwsProvider {
         tags.insert(IMAGE_TAG.into(), image_name.into());
         let user_data = prop_str(p, "user_data")
             .map(|u| base64::engine::general_purpose::STANDARD.encode(u.as_bytes()));
+        // `aws: {iam_instance_profile: NAME}`: the role its programs act as.
+        let profile = prop_str(&target, "iam_instance_profile").map(|name| {
+            IamInstanceProfileSpecification::builder()
+                .name(name)
+                .build()
+        });
         let out = self
             .c
             .ec2
@@ -226,6 +254,7 @@ impl AwsProvider {
             .set_key_name(prop_str(p, "key_pair").map(str::to_string))
             .set_user_data(user_data)
             .set_private_ip_address(prop_str(p, "address").map(str::to_string))
+            .set_iam_instance_profile(profile)
             .client_token(&req.token)
             .tag_specifications(spec(ResourceType::Instance, &tags))
             .tag_specifications(spec(
@@ -234,7 +263,8 @@ impl AwsProvider {
             ))
             .send()
             .await
-            .map_err(|e| classify("RunInstances", e))?;
+            .map_err(|e| classify("RunInstances", e))
+            .map_err(profile_not_yet_visible)?;
         out.instances()
             .first()
             .and_then(|i| i.instance_id())

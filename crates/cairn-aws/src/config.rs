@@ -63,6 +63,10 @@ impl AwsSettings {
 pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// IAM is global: one endpoint whatever the region (the SDK resolves
+    /// it and signs for us-east-1); `AWS_ENDPOINT_URL` replaces it as for
+    /// the others, which is what moto needs.
+    pub iam: aws_sdk_iam::Client,
     pub route53: aws_sdk_route53::Client,
     pub rds: aws_sdk_rds::Client,
     pub s3: aws_sdk_s3::Client,
@@ -117,6 +121,7 @@ impl Clients {
         Ok(Clients {
             ec2: aws_sdk_ec2::Client::new(&conf),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&conf),
+            iam: aws_sdk_iam::Client::new(&conf),
             route53: aws_sdk_route53::Client::new(&conf),
             rds: aws_sdk_rds::Client::new(&conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),

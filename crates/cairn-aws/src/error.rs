@@ -38,6 +38,8 @@ const CONFLICT: &[&str] = &[
     "InvalidKeyPair.Duplicate",
     "InvalidPermission.Duplicate",
     "DependencyViolation",
+    // IAM: a role still in a profile or with policies, a profile with a role.
+    "DeleteConflict",
     "ResourceInUse",
     "ResourceInUseException",
     "ResourceExistsException",
@@ -72,6 +74,8 @@ const TRANSIENT: &[&str] = &[
     "RequestTimeoutException",
     "InsufficientInstanceCapacity",
     "IDPCommunicationError",
+    // IAM: another change to the same entity is under way.
+    "ConcurrentModification",
 ];
 
 /// Classifies a failed call. `what` says which call, for the message.

@@ -207,6 +207,7 @@ impl AwsProvider {
                 out.extend(listed("secret", s.arn(), &tags));
             }
         }
+        out.extend(self.list_iam(deployment).await?);
         Ok(out)
     }
 }

@@ -14,6 +14,7 @@ mod dns;
 mod ec2;
 mod error;
 mod firewall;
+mod iam;
 mod inventory;
 mod lb;
 mod model;

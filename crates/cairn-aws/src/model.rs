@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_engine::provider::{Json, ProviderError, ProviderResult};
-use cairn_engine::schema::portable;
+use cairn_engine::schema::lookup;
 use sha2::{Digest, Sha256};
 
 /// The tag that names the create that made a resource: `find` looks for it.
@@ -62,7 +62,7 @@ pub fn prop_secs(p: &Json, name: &str) -> Option<i32> {
 /// all keys present, `null` where unset. `read` fills this in, so a
 /// property-by-property comparison with the state lines up.
 pub fn blank(kind: &str) -> serde_json::Map<String, Json> {
-    portable(kind)
+    lookup(kind)
         .map(|s| {
             s.properties
                 .iter()

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use cairn_engine::provider::*;
-use cairn_engine::schema::{ResourceSchema, portable};
+use cairn_engine::schema::{ResourceSchema, lookup, portable, target_of};
 use serde_json::json;
 
 use crate::config::{AwsSettings, Clients};
 use crate::ec2::by_tag;
 use crate::error::{AwsError, classify};
+use crate::iam::{PROFILE, ROLE};
 use crate::model::*;
 
 /// How long each kind of create or delete may take before it counts as
@@ -56,6 +57,8 @@ const KINDS: &[&str] = &[
     "volume",
     "snapshot",
     "image",
+    ROLE,
+    PROFILE,
 ];
 
 impl AwsProvider {
@@ -138,6 +141,7 @@ impl AwsProvider {
             "database" => self.find_database(token).await?,
             "bucket" => self.find_bucket(token).await?,
             "secret" => self.find_secret(token).await?,
+            ROLE | PROFILE => self.find_iam(kind, token, None).await?,
             other => return Err(Self::unsupported(other)),
         })
     }
@@ -164,6 +168,8 @@ impl AwsProvider {
             "database" => self.read_database(id).await,
             "bucket" => self.read_bucket(id, req).await,
             "secret" => self.read_secret(id).await,
+            ROLE => self.read_role(id).await,
+            PROFILE => self.read_instance_profile(id).await,
             other => Err(Self::unsupported(other)),
         }
     }
@@ -176,7 +182,8 @@ impl Provider for AwsProvider {
     }
 
     fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {
-        portable(kind)
+        // The portable types and aws's own, not another target's.
+        portable(kind).or_else(|| lookup(kind).filter(|_| target_of(kind) == Some("aws")))
     }
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
@@ -185,10 +192,14 @@ impl Provider for AwsProvider {
         // token made, so a retried create adopts it instead of making two.
         // A server, a load balancer and a database do it themselves, and finish what
         // the earlier attempt left half done (waiting, listener, targets).
+        // IAM names what it makes, so a retried role or profile meets its
+        // name taken, and adopts it when the token tag is ours.
         if req.may_exist
             && req.kind != "server"
             && req.kind != "load_balancer"
             && req.kind != "database"
+            && req.kind != ROLE
+            && req.kind != PROFILE
             && let Some(id) = self.find_id(&req.kind, &req.token).await?
         {
             tracing::info!(address = %req.address, %id, "adopting what an earlier attempt made");
@@ -213,6 +224,8 @@ impl Provider for AwsProvider {
             "database" => self.create_database(&req).await?,
             "bucket" => self.create_bucket(&req).await?,
             "secret" => self.create_secret(&req).await?,
+            ROLE => self.create_role(&req).await?,
+            PROFILE => self.create_instance_profile(&req).await?,
             other => return Err(Self::unsupported(other)),
         };
         let id = attributes["id"]
@@ -241,6 +254,8 @@ impl Provider for AwsProvider {
             "database" => self.update_database(&req).await,
             "bucket" => self.update_bucket(&req).await,
             "secret" => self.update_secret(&req).await,
+            ROLE => self.update_role(&req).await,
+            PROFILE => self.update_instance_profile(&req).await,
             other => Err(Self::unsupported(other)),
         }
     }
@@ -263,12 +278,22 @@ impl Provider for AwsProvider {
             "database" => self.delete_database(&req.id).await,
             "bucket" => self.delete_bucket(&req.id).await,
             "secret" => self.delete_secret(&req.id).await,
+            ROLE => self.delete_role(&req.id).await,
+            PROFILE => self.delete_instance_profile(&req.id).await,
             other => Err(Self::unsupported(other)),
         }
     }
 
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {
-        match self.find_id(&req.kind, &req.token).await? {
+        let found = match req.kind.as_str() {
+            // The name derived from the token first: one call, no listing.
+            ROLE | PROFILE => {
+                self.find_iam(&req.kind, &req.token, Some((&req.deployment, &req.address)))
+                    .await?
+            }
+            _ => self.find_id(&req.kind, &req.token).await?,
+        };
+        match found {
             Some(id) => self
                 .finish_found(&req.kind, &req.deployment, &req.address, id)
                 .await
@@ -298,7 +323,7 @@ impl AwsProvider {
         let Some(live) = self.read_kind(&req.kind, id, &read).await? else {
             return Ok(());
         };
-        let schema = portable(&req.kind);
+        let schema = lookup(&req.kind);
         let changed: Vec<String> = req
             .properties
             .as_object()

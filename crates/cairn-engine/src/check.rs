@@ -8,7 +8,9 @@ use cairn_template::Value;
 use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
 use cairn_template::node::Node;
 
-use crate::schema::{Prop, PropType, ResourceSchema, parse_duration_ms};
+use crate::schema::{
+    Prop, PropType, ResourceSchema, parse_document as parse_document_text, parse_duration_ms,
+};
 
 /// Problems visible without evaluating anything: unknown and missing keys.
 pub fn check_keys(
@@ -199,6 +201,50 @@ pub fn check_value(ty: &PropType, path: &str, v: &Value, node: &Node, d: &mut Di
     }
 }
 
+/// Turns documents written as JSON text into the maps they spell (see
+/// [`Prop::document`]), reporting text that is not a JSON object where it
+/// was written. A document still unknown (built from a value known only
+/// after apply) or a secret stays as it is.
+pub fn parse_documents(
+    schema: &ResourceSchema,
+    props: &mut IndexMap<String, Value>,
+    node: &Node,
+    d: &mut Diagnostics,
+) {
+    for p in schema.properties.iter().filter(|p| p.document) {
+        let Some(v) = props.get_mut(p.name) else {
+            continue;
+        };
+        let at = node.get(p.name).unwrap_or(node);
+        match (p.ty, v) {
+            (PropType::Map(_), Value::Map(m)) => {
+                for (k, item) in m.iter_mut() {
+                    let child = at.get(k).unwrap_or(at);
+                    parse_document(&format!("{}.{k}", p.name), item, child, d);
+                }
+            }
+            (_, v) => parse_document(p.name, v, at, d),
+        }
+    }
+}
+
+fn parse_document(path: &str, v: &mut Value, node: &Node, d: &mut Diagnostics) {
+    let Value::Str(text) = v else {
+        return;
+    };
+    match parse_document_text(text) {
+        Ok(j) => *v = Value::from_json(&j),
+        Err(why) => d.push(
+            Diagnostic::new(
+                Code::Type,
+                format!("`{path}` is not a policy document: {why}"),
+            )
+            .at(node.span, "expected a map, or its JSON text")
+            .help("write the document as a YAML map, or as JSON text such as `'{\"Version\": \"2012-10-17\", \"Statement\": [...]}'`"),
+        ),
+    }
+}
+
 /// Properties with every schema property present: given, default, or null.
 pub fn with_defaults(
     schema: &ResourceSchema,
@@ -244,6 +290,53 @@ mod tests {
 
     fn node(yaml: &str) -> Node {
         parse_yaml(FileId(0), yaml).unwrap()
+    }
+
+    #[test]
+    fn policy_documents_as_text_become_maps() {
+        let schema = crate::schema::lookup("aws.iam_role").unwrap();
+        let n = node(concat!(
+            "assume_role_policy: '{\"Version\": \"2012-10-17\", \"Statement\": []}'\n",
+            "inline_policies:\n",
+            "  s3: {Version: '2012-10-17', Statement: []}\n",
+            "  logs: '{\"Version\": \"2012-10-17\"}'\n",
+            "  bad: '[1, 2]'\n",
+        ));
+        let mut props = match Value::from_json(&serde_json::json!({
+            "assume_role_policy": "{\"Version\": \"2012-10-17\", \"Statement\": []}",
+            "inline_policies": {
+                "s3": {"Version": "2012-10-17", "Statement": []},
+                "logs": "{\"Version\": \"2012-10-17\"}",
+                "bad": "[1, 2]",
+            },
+            "description": "{\"not\": \"a document\"}",
+        })) {
+            Value::Map(m) => m,
+            _ => unreachable!(),
+        };
+        let mut d = Diagnostics::default();
+        parse_documents(schema, &mut props, &n, &mut d);
+        let json = Value::Map(props).to_json_revealed().unwrap();
+        assert_eq!(json["assume_role_policy"]["Version"], "2012-10-17");
+        assert_eq!(
+            json["inline_policies"]["s3"]["Statement"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            json["inline_policies"]["logs"],
+            serde_json::json!({"Version": "2012-10-17"})
+        );
+        // Not a document property: text stays text.
+        assert!(json["description"].is_string());
+        assert_eq!(d.len(), 1, "{d}");
+        assert_eq!(
+            d.0[0].message,
+            "`inline_policies.bad` is not a policy document: a JSON list, not an object"
+        );
+        assert_eq!(
+            d.0[0].span(),
+            Some(n.get("inline_policies").unwrap().get("bad").unwrap().span)
+        );
     }
 
     #[test]

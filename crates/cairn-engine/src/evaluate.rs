@@ -10,16 +10,16 @@ use indexmap::IndexMap;
 use minijinja::value::Value as Mj;
 use serde::Serialize;
 
-use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
+use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean, suggest};
 use cairn_template::expr::{Evaluator, NameLookup, Reference, SCOPE_NAMES, Scope, Session, to_mj};
 use cairn_template::loader::{Deployment, Loaded};
 use cairn_template::model::{ResourceDecl, Template};
 use cairn_template::node::Node;
 use cairn_template::{Span, Value};
 
-use crate::check::{check_keys, check_value, with_defaults};
+use crate::check::{check_keys, check_value, parse_documents, with_defaults};
 use crate::graph::{DeclGraph, DeclId, DeclKind};
-use crate::schema::{ResourceSchema, portable, portable_kinds};
+use crate::schema::{ResourceSchema, lookup, portable_kinds, target_kinds, target_of};
 
 /// How a resource expands into instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,8 +174,13 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     // Types first: references to a resource of unknown type cannot be checked.
     let mut schemas: HashMap<&str, &'static ResourceSchema> = HashMap::new();
     for (name, r) in &template.resources {
-        match portable(&r.kind.text) {
+        match lookup(&r.kind.text) {
             Some(s) => {
+                if let Some(only) = target_of(s.kind)
+                    && only != loaded.env.target
+                {
+                    cx.d.push(target_mismatch(r, only, &loaded.env));
+                }
                 schemas.insert(name, s);
                 let at = r.properties.as_ref().map_or(r.name.span, |p| p.span);
                 check_keys(s, name, r.properties.as_ref(), at, &mut cx.d);
@@ -281,19 +286,56 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
 }
 
 fn unknown_type(r: &ResourceDecl) -> Diagnostic {
-    let kinds = portable_kinds();
     let kind = &r.kind.text;
     let mut d = Diagnostic::new(Code::UnknownType, format!("unknown resource type `{kind}`"))
         .at(r.kind.span, "not a resource type");
-    if let Some(target) = kind.split_once('.').map(|(t, _)| t) {
-        d = d.help(format!(
-            "`{target}.*` types are target-specific; this cairn knows the portable types: {}",
-            kinds.join(", ")
-        ));
+    if let Some((target, name)) = kind.split_once('.') {
+        let specific = target_kinds();
+        // Compared without the shared `aws.`, which alone would look close.
+        let siblings: Vec<&str> = specific
+            .iter()
+            .filter_map(|k| k.strip_prefix(target)?.strip_prefix('.'))
+            .collect();
+        let near = suggest(name, siblings.iter().copied());
+        let help = near.map(|n| format!("did you mean `{target}.{n}`?")).unwrap_or_else(|| {
+            format!(
+                "`{target}.*` types are target-specific; this cairn knows {}, and the portable types: {}",
+                specific
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                portable_kinds().join(", ")
+            )
+        });
+        d = d.help(help);
     } else {
+        let mut kinds = portable_kinds();
+        kinds.extend(target_kinds());
         d = d.maybe_help(did_you_mean(kind, &kinds));
     }
     d
+}
+
+/// A target-specific type in an environment of another target: the
+/// template can deploy only to that one.
+fn target_mismatch(
+    r: &ResourceDecl,
+    only: &str,
+    env: &cairn_template::environment::Environment,
+) -> Diagnostic {
+    let kind = &r.kind.text;
+    Diagnostic::new(
+        Code::TargetMismatch,
+        format!(
+            "`{kind}` deploys only to the {only} target; environment `{}` deploys to {}",
+            env.name, env.target
+        ),
+    )
+    .at(r.kind.span, format!("a type of the {only} target"))
+    .help(format!(
+        "deploy this template with an environment whose `target: {only}`, or use portable types only"
+    ))
 }
 
 /// Collects references, checks each names something real, and adds edges.
@@ -730,6 +772,8 @@ fn evaluate_resource<'a>(
                 check_value(&p.ty, p.name, v, node, &mut cx.d);
             }
         }
+        let mut props = props;
+        parse_documents(schema, &mut props, props_node, &mut cx.d);
         let mut properties = with_defaults(schema, props);
         let mut tags: IndexMap<String, Value> = cx
             .loaded
@@ -947,5 +991,167 @@ fn publish(
     };
     if let Ok(mut res) = cx.names.resources.write() {
         res.insert(r.name.clone(), to_mj(&value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_template::{LoadOptions, load};
+
+    const ROLE_TEMPLATE: &str = r#"cairn: 1
+resources:
+  app_role:
+    type: aws.iam_role
+    properties:
+      assume_role_policy: '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
+      inline_policies:
+        logs: {Version: "2012-10-17", Statement: []}
+  app_profile:
+    type: aws.iam_instance_profile
+    properties:
+      role: "{{ app_role.id }}"
+"#;
+
+    /// A template directory with `dev` (local) and `aws` environments.
+    fn dir(template: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("cairn-eval-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(dir.join("env")).unwrap();
+        std::fs::write(dir.join("cairn.yaml"), template).unwrap();
+        std::fs::write(dir.join("env/dev.yaml"), "target: local\n").unwrap();
+        std::fs::write(dir.join("env/aws.yaml"), "target: aws\nregion: us-east-1\n").unwrap();
+        dir
+    }
+
+    fn evaluate_in(dir: &std::path::Path, env: &str) -> (Loaded, Result<Desired, Diagnostics>) {
+        let mut opts = LoadOptions::new(dir);
+        opts.env = Some(env.into());
+        let loaded = load(&opts).unwrap_or_else(|e| panic!("{e}"));
+        let r = evaluate(&loaded, &NoAttributes);
+        (loaded, r)
+    }
+
+    #[test]
+    fn a_target_specific_type_is_refused_by_another_target_at_its_type() {
+        let dir = dir(ROLE_TEMPLATE);
+        let (loaded, r) = evaluate_in(&dir, "dev");
+        let d = r.expect_err("dev deploys to local: refused");
+        let found: Vec<String> = d
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {}: {}",
+                    d.code.as_str(),
+                    loaded.sources.location(d.span().unwrap()),
+                    d.message
+                )
+            })
+            .collect();
+        let file = loaded.sources.get(d.0[0].span().unwrap().file).name.clone();
+        assert!(file.ends_with("cairn.yaml"), "{file}");
+        assert_eq!(
+            found,
+            [
+                format!(
+                    "cairn::target_mismatch {file}:4:11: `aws.iam_role` deploys only to the aws target; environment `dev` deploys to local"
+                ),
+                format!(
+                    "cairn::target_mismatch {file}:10:11: `aws.iam_instance_profile` deploys only to the aws target; environment `dev` deploys to local"
+                ),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_aws_target_accepts_its_types_with_documents_as_maps() {
+        let dir = dir(ROLE_TEMPLATE);
+        let (_, r) = evaluate_in(&dir, "aws");
+        let desired = r.unwrap_or_else(|d| panic!("{d}"));
+        let role = &desired.resources["app_role"];
+        assert_eq!(role.kind, "aws.iam_role");
+        let p = Value::Map(role.instances[0].properties.clone())
+            .to_json_revealed()
+            .unwrap();
+        // The JSON text became the map it spells; defaults are filled in.
+        assert_eq!(
+            p["assume_role_policy"]["Statement"][0]["Action"],
+            "sts:AssumeRole"
+        );
+        assert_eq!(p["inline_policies"]["logs"]["Version"], "2012-10-17");
+        assert_eq!(p["managed_policies"], serde_json::json!([]));
+        assert_eq!(
+            desired.resources["app_profile"].depends_on,
+            ["app_role".to_string()]
+        );
+        assert!(role.instances[0].tags.contains_key("cairn:deployment"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn target_specific_types_have_their_property_checks() {
+        let dir = dir(
+            "cairn: 1\nresources:\n  r:\n    type: aws.iam_role\n    properties:\n      assume_role_policy: {}\n      managed_policy: []\n",
+        );
+        let (_, r) = evaluate_in(&dir, "aws");
+        let d = r.expect_err("refused");
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["unknown property `managed_policy` in resource `r` (aws.iam_role)"],
+            "{d}"
+        );
+        assert_eq!(
+            d.0[0].help.as_deref(),
+            Some("did you mean `managed_policies`?")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = self::dir(
+            "cairn: 1\nresources:\n  r:\n    type: aws.iam_role\n    properties:\n      assume_role_policy: '[1]'\n      managed_policies: [7]\n",
+        );
+        let (loaded, r) = evaluate_in(&dir, "aws");
+        let d = r.expect_err("refused");
+        let found: Vec<String> = d
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}: {}",
+                    loaded.sources.location(d.span().unwrap()),
+                    d.message
+                )
+            })
+            .collect();
+        let file = loaded.sources.get(d.0[0].span().unwrap().file).name.clone();
+        assert_eq!(
+            found,
+            [
+                format!(
+                    "{file}:6:27: `assume_role_policy` is not a policy document: a JSON list, not an object"
+                ),
+                format!("{file}:7:26: `managed_policies[0]` expects a string, found an integer"),
+            ],
+            "{d}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unknown_target_types_are_suggested() {
+        let dir = dir("cairn: 1\nresources:\n  r:\n    type: aws.iam_rol\n");
+        let (_, r) = evaluate_in(&dir, "aws");
+        let d = r.expect_err("refused");
+        assert_eq!(d.0[0].help.as_deref(), Some("did you mean `aws.iam_role`?"));
+        let dir2 = self::dir("cairn: 1\nresources:\n  r:\n    type: aws.route_table\n");
+        let (_, r) = evaluate_in(&dir2, "aws");
+        let help = r.err().unwrap().0[0].help.clone().unwrap();
+        assert!(
+            help.starts_with("`aws.*` types are target-specific; this cairn knows `aws.iam_role`, `aws.iam_instance_profile`, and the portable types: network, "),
+            "{help}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 }

@@ -12,7 +12,7 @@ use cairn_template::value::{SECRET_TEXT, UNKNOWN_TEXT};
 
 use crate::evaluate::{Desired, Instance, KnownAttributes};
 use crate::provider::Json;
-use crate::schema::{ResourceSchema, portable};
+use crate::schema::{ResourceSchema, lookup};
 use crate::store::ResourceRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -193,7 +193,7 @@ pub fn plan(
         for r in desired.resources.values() {
             for i in &r.instances {
                 seen.insert(&i.address);
-                let Some(schema) = portable(&i.kind) else {
+                let Some(schema) = lookup(&i.kind) else {
                     continue;
                 };
                 let change = match by_address.get(i.address.as_str()) {

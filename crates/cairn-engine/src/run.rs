@@ -240,7 +240,7 @@ pub async fn observe(cx: &RunContext, records: Vec<ResourceRecord>) -> Result<Ob
         {
             // Only what cairn recorded: a target may report more than the
             // template can say, and that is not drift.
-            let schema = crate::schema::portable(&r.kind);
+            let schema = crate::schema::lookup(&r.kind);
             for (k, before) in recorded.iter_mut() {
                 if r.secrets.contains_key(&format!("properties.{k}")) {
                     continue;
@@ -414,7 +414,7 @@ async fn orphans(
         .filter(|l| !known.iter().any(|r| r.id == l.id && r.kind == l.kind))
         .map(|l| ResourceRecord {
             address: format!("orphan:{}:{}", l.kind, l.id),
-            data_holding: crate::schema::portable(&l.kind).is_some_and(|s| s.data_holding),
+            data_holding: crate::schema::lookup(&l.kind).is_some_and(|s| s.data_holding),
             kind: l.kind,
             id: l.id,
             properties: Json::Object(Default::default()),

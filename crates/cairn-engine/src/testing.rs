@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::provider::*;
-use crate::schema::{ResourceSchema, portable};
+use crate::schema::{ResourceSchema, lookup};
 use crate::store::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +88,7 @@ impl FakeProvider {
     fn attributes(kind: &str, id: &str, n: u64) -> Json {
         let mut m = serde_json::Map::new();
         m.insert("id".into(), Json::String(id.into()));
-        if let Some(s) = portable(kind) {
+        if let Some(s) = lookup(kind) {
             for a in s.attributes.iter().filter(|a| a.name != "id") {
                 let v = match a.name {
                     "address" | "private_ip" | "public_ip" => {
@@ -112,7 +112,7 @@ impl Provider for FakeProvider {
     }
 
     fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {
-        portable(kind)
+        lookup(kind)
     }
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {

@@ -9,14 +9,14 @@ use serde_json::{Value as Json, json};
 
 use crate::moto::Moto;
 
-fn tags(deployment: &str, address: &str) -> BTreeMap<String, String> {
+pub(crate) fn tags(deployment: &str, address: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("cairn:deployment".into(), deployment.into()),
         ("cairn:resource".into(), address.into()),
     ])
 }
 
-fn req(kind: &str, address: &str, token: &str, properties: Json) -> CreateRequest {
+pub(crate) fn req(kind: &str, address: &str, token: &str, properties: Json) -> CreateRequest {
     CreateRequest {
         deployment: "d".into(),
         address: address.into(),
@@ -30,7 +30,7 @@ fn req(kind: &str, address: &str, token: &str, properties: Json) -> CreateReques
     }
 }
 
-fn read_req(kind: &str, id: &str) -> ReadRequest {
+pub(crate) fn read_req(kind: &str, id: &str) -> ReadRequest {
     ReadRequest {
         deployment: "d".into(),
         address: kind.into(),
@@ -40,7 +40,7 @@ fn read_req(kind: &str, id: &str) -> ReadRequest {
 }
 
 /// A VPC and a subnet to put things in.
-async fn network(p: &AwsProvider) -> (String, String) {
+pub(crate) async fn network(p: &AwsProvider) -> (String, String) {
     let net = p
         .create(req(
             "network",

@@ -1,12 +1,20 @@
 //! Resource type schemas: property names and types, required, defaults,
 //! force-new, computed attributes, and whether a type holds data. Portable
-//! types (every target implements them) live in [`portable`].
+//! types (every target implements them) live in [`portable`]; types of one
+//! target (`aws.iam_role`) in a module named after it ([`aws`]). A template
+//! that uses a target-specific type deploys only to that target.
 
 use serde::Serialize;
 
+mod aws;
 mod portable;
 
+pub use aws::AWS;
 pub use portable::PORTABLE;
+
+/// Target-specific types, by target. A type's kind starts with its
+/// target's name and a dot.
+const TARGET_SPECIFIC: &[(&str, &[ResourceSchema])] = &[("aws", AWS)];
 
 /// The type of a property value.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -87,10 +95,59 @@ pub struct Prop {
     /// generated name, an availability zone, the default security group);
     /// what it chose is not drift.
     pub chosen: bool,
+    /// Holds JSON documents (IAM policies): written as a map or as a JSON
+    /// string, and kept as the map either way, so the two spellings, and
+    /// what the target reports back, compare equal. On a `map` property
+    /// each entry is a document.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub document: bool,
     pub description: &'static str,
 }
 
+pub(crate) const fn prop(name: &'static str, ty: PropType) -> Prop {
+    Prop {
+        name,
+        ty,
+        required: false,
+        default: None,
+        force_new: false,
+        sensitive: false,
+        chosen: false,
+        document: false,
+        description: "",
+    }
+}
+
 impl Prop {
+    pub(crate) const fn required(mut self) -> Prop {
+        self.required = true;
+        self
+    }
+    pub(crate) const fn force_new(mut self) -> Prop {
+        self.force_new = true;
+        self
+    }
+    pub(crate) const fn default(mut self, json: &'static str) -> Prop {
+        self.default = Some(json);
+        self
+    }
+    pub(crate) const fn sensitive(mut self) -> Prop {
+        self.sensitive = true;
+        self
+    }
+    pub(crate) const fn chosen(mut self) -> Prop {
+        self.chosen = true;
+        self
+    }
+    pub(crate) const fn document(mut self) -> Prop {
+        self.document = true;
+        self
+    }
+    pub(crate) const fn doc(mut self, d: &'static str) -> Prop {
+        self.description = d;
+        self
+    }
+
     pub fn default_value(&self) -> Option<serde_json::Value> {
         self.default.and_then(|d| serde_json::from_str(d).ok())
     }
@@ -101,6 +158,22 @@ pub struct Attr {
     pub name: &'static str,
     pub sensitive: bool,
     pub description: &'static str,
+}
+
+pub(crate) const fn attr(name: &'static str, description: &'static str) -> Attr {
+    Attr {
+        name,
+        sensitive: false,
+        description,
+    }
+}
+
+pub(crate) const fn secret_attr(name: &'static str, description: &'static str) -> Attr {
+    Attr {
+        name,
+        sensitive: true,
+        description,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -146,6 +219,54 @@ pub fn portable(kind: &str) -> Option<&'static ResourceSchema> {
 
 pub fn portable_kinds() -> Vec<&'static str> {
     PORTABLE.iter().map(|s| s.kind).collect()
+}
+
+/// The schema of any type this cairn knows: portable or target-specific.
+/// Use this wherever "this kind's schema" is meant; [`portable`] only where
+/// the portable types alone are meant.
+pub fn lookup(kind: &str) -> Option<&'static ResourceSchema> {
+    portable(kind).or_else(|| {
+        TARGET_SPECIFIC
+            .iter()
+            .flat_map(|(_, schemas)| schemas.iter())
+            .find(|s| s.kind == kind)
+    })
+}
+
+/// The one target a target-specific type deploys to (`aws` for
+/// `aws.iam_role`); `None` for a portable type or one this cairn does not know.
+pub fn target_of(kind: &str) -> Option<&'static str> {
+    TARGET_SPECIFIC
+        .iter()
+        .find(|(_, schemas)| schemas.iter().any(|s| s.kind == kind))
+        .map(|(target, _)| *target)
+}
+
+/// Every target-specific type, `aws.iam_role` style.
+pub fn target_kinds() -> Vec<&'static str> {
+    TARGET_SPECIFIC
+        .iter()
+        .flat_map(|(_, schemas)| schemas.iter().map(|s| s.kind))
+        .collect()
+}
+
+/// Parses a document written as a JSON string (`'{"Version": ...}'`); a
+/// document must be a JSON object.
+pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(other) => Err(format!(
+            "a JSON {}, not an object",
+            match other {
+                serde_json::Value::Array(_) => "list",
+                serde_json::Value::String(_) => "string",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::Bool(_) => "boolean",
+                _ => "null",
+            }
+        )),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }
 
 /// `30s` → 30_000 ms. Accepts ms, s, m, h and a bare number of seconds.
@@ -229,6 +350,53 @@ mod tests {
             .map(|s| s.kind)
             .collect();
         assert_eq!(holding, ["database", "bucket", "secret", "volume"]);
+    }
+
+    #[test]
+    fn lookup_knows_portable_and_target_specific_types() {
+        assert_eq!(lookup("server").map(|s| s.kind), Some("server"));
+        for kind in ["aws.iam_role", "aws.iam_instance_profile"] {
+            let s = lookup(kind).unwrap_or_else(|| panic!("{kind} has no schema"));
+            assert_eq!(s.kind, kind);
+            assert!(s.attribute("id").is_some() && s.attribute("arn").is_some());
+            assert!(portable(kind).is_none(), "{kind} is not portable");
+            for p in s.properties {
+                if let Some(d) = p.default {
+                    assert!(serde_json::from_str::<serde_json::Value>(d).is_ok());
+                }
+            }
+        }
+        assert!(lookup("aws.route_table").is_none());
+        assert!(lookup("sever").is_none());
+        assert_eq!(target_kinds(), ["aws.iam_role", "aws.iam_instance_profile"]);
+    }
+
+    #[test]
+    fn target_of_names_the_one_target_of_a_specific_type() {
+        assert_eq!(target_of("aws.iam_role"), Some("aws"));
+        assert_eq!(target_of("aws.iam_instance_profile"), Some("aws"));
+        assert_eq!(target_of("server"), None);
+        assert_eq!(target_of("aws.nothing"), None);
+        assert!(
+            target_kinds()
+                .iter()
+                .all(|k| k.starts_with(&format!("{}.", target_of(k).unwrap())))
+        );
+    }
+
+    #[test]
+    fn documents_parse_to_objects_only() {
+        let d = parse_document(r#"{"Version": "2012-10-17", "Statement": []}"#).unwrap();
+        assert_eq!(d["Version"], "2012-10-17");
+        assert_eq!(
+            parse_document("[1]").unwrap_err(),
+            "a JSON list, not an object"
+        );
+        assert!(
+            parse_document("{nope")
+                .unwrap_err()
+                .starts_with("not JSON: ")
+        );
     }
 
     #[test]

@@ -2,63 +2,7 @@
 //! implement every one of them, with the same computed attributes where they
 //! mean the same thing.
 
-use super::{Attr, Prop, PropType as T, ResourceSchema};
-
-const fn prop(name: &'static str, ty: T) -> Prop {
-    Prop {
-        name,
-        ty,
-        required: false,
-        default: None,
-        force_new: false,
-        sensitive: false,
-        chosen: false,
-        description: "",
-    }
-}
-
-impl Prop {
-    const fn required(mut self) -> Prop {
-        self.required = true;
-        self
-    }
-    const fn force_new(mut self) -> Prop {
-        self.force_new = true;
-        self
-    }
-    const fn default(mut self, json: &'static str) -> Prop {
-        self.default = Some(json);
-        self
-    }
-    const fn sensitive(mut self) -> Prop {
-        self.sensitive = true;
-        self
-    }
-    const fn chosen(mut self) -> Prop {
-        self.chosen = true;
-        self
-    }
-    const fn doc(mut self, d: &'static str) -> Prop {
-        self.description = d;
-        self
-    }
-}
-
-const fn attr(name: &'static str, description: &'static str) -> Attr {
-    Attr {
-        name,
-        sensitive: false,
-        description,
-    }
-}
-
-const fn secret_attr(name: &'static str, description: &'static str) -> Attr {
-    Attr {
-        name,
-        sensitive: true,
-        description,
-    }
-}
+use super::{Attr, Prop, PropType as T, ResourceSchema, attr, prop, secret_attr};
 
 const ID: Attr = attr("id", "the target's identifier");
 const NAME: Prop = prop("name", T::String)

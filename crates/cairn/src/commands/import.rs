@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value as J, json};
 
 use cairn_engine::provider::ReadRequest;
-use cairn_engine::schema::{ResourceSchema, portable};
+use cairn_engine::schema::{ResourceSchema, lookup, target_of};
 use cairn_engine::store::{ResourceRecord, RunRecord, StateStore};
 
 use super::deploy::{now, owner, target};
@@ -32,10 +32,12 @@ pub fn run(
     write: bool,
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
-    let Some(schema) = portable(kind) else {
+    let Some(schema) = lookup(kind) else {
+        let mut kinds = cairn_engine::schema::portable_kinds();
+        kinds.extend(cairn_engine::schema::target_kinds());
         return Err(CliError::Usage(format!(
             "`{kind}` is not a resource type; types: {}",
-            cairn_engine::schema::portable_kinds().join(", ")
+            kinds.join(", ")
         )));
     };
     if !valid_name(name) {
@@ -46,6 +48,14 @@ pub fn run(
     let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
     let value = rt.block_on(async {
         let tg = target(t, global).await?;
+        if let Some(only) = target_of(schema.kind)
+            && only != tg.target
+        {
+            return Err(CliError::Usage(format!(
+                "`{}` exists only on the {only} target; this environment deploys to {}",
+                schema.kind, tg.target
+            )));
+        }
         let run_id = format!("import-{}", std::process::id());
         tg.store
             .acquire_lease(

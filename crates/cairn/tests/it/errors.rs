@@ -44,3 +44,36 @@ fn errors_point_at_file_line_and_column() {
     );
     assert!(out.stderr.contains("did you mean `internet`?"));
 }
+
+#[test]
+fn a_target_specific_type_is_refused_by_another_target_at_file_line_and_column() {
+    // The example's only environment is aws; without `-e` the implicit
+    // `dev` environment deploys to local.
+    let dir = "../../examples/aws-roles";
+    let out = cairn(&["validate", dir]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    for (at, kind) in [
+        ("cairn.yaml:23:11", "aws.iam_role"),
+        ("cairn.yaml:42:11", "aws.iam_instance_profile"),
+    ] {
+        assert!(
+            out.stderr.contains(&format!("{dir}/{at}")),
+            "{at}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!(
+                "`{kind}` deploys only to the aws target; environment `dev` deploys to local"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stderr.contains("cairn::target_mismatch"),
+        "{}",
+        out.stderr
+    );
+    let aws = cairn(&["validate", dir, "-e", "aws"]);
+    assert_eq!(aws.code, 0, "{}", aws.snapshot());
+}

@@ -4,6 +4,8 @@
 #[cfg(feature = "aws")]
 mod aws;
 #[cfg(feature = "aws")]
+mod aws_iam;
+#[cfg(feature = "aws")]
 mod aws_ops;
 mod cli;
 mod errors;
