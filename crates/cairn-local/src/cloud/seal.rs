@@ -61,7 +61,7 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
                 let mut key = [0u8; KEY_LEN];
                 getrandom::fill(&mut key).map_err(|e| fail(format!("no randomness: {e}")))?;
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(&key);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -230,13 +230,8 @@ fn take_sensitive(r: &mut LocalResource) -> Json {
 }
 
 fn parse_hex(text: &str) -> Option<[u8; KEY_LEN]> {
-    if text.len() != 2 * KEY_LEN || !text.is_ascii() {
-        return None;
-    }
     let mut key = [0u8; KEY_LEN];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut key).ok()?;
     Some(key)
 }
 
