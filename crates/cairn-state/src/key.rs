@@ -127,7 +127,7 @@ fn create_file(path: &Path) -> StoreResult<[u8; KEY_LEN]> {
     let key = generate()?;
     let written = (|| {
         let mut file = private_file_options().open(&tmp)?;
-        file.write_all(format!("{}\n", hex::encode(&key)).as_bytes())?;
+        file.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
         file.sync_all()?;
         fs::hard_link(&tmp, path)
     })();
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let key = generate().unwrap();
-        assert_eq!(parse(hex::encode(&key).as_bytes()).unwrap(), key);
+        assert_eq!(parse(hex::encode(key).as_bytes()).unwrap(), key);
         assert_ne!(generate().unwrap(), key, "two draws gave one key");
     }
 

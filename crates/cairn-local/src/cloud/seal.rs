@@ -61,7 +61,7 @@ impl Sealer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
                 let mut key = [0u8; KEY_LEN];
                 getrandom::fill(&mut key).map_err(|e| fail(format!("no randomness: {e}")))?;
-                let hex = hex::encode(&key);
+                let hex = hex::encode(key);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
