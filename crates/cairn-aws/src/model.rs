@@ -82,17 +82,13 @@ pub fn create_tags(tags: &BTreeMap<String, String>, token: &str) -> BTreeMap<Str
     all
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// The stem of a derived name: readable (deployment and address), limited

@@ -161,7 +161,7 @@ fn snapshot(loaded: &Loaded) -> (BTreeMap<String, String>, String) {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    let digest = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest = hex::encode(h.finalize());
     (files, digest)
 }
 

@@ -4,5 +4,5 @@
 pub fn hex(n: usize) -> Result<String, getrandom::Error> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }

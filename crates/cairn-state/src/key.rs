@@ -79,10 +79,7 @@ impl KeySource {
 fn parse(bytes: &[u8]) -> Result<[u8; KEY_LEN], String> {
     let text = bytes.trim_ascii();
     let mut key = [0u8; KEY_LEN];
-    if text.len() == 2 * KEY_LEN && text.iter().all(u8::is_ascii_hexdigit) {
-        for (out, pair) in key.iter_mut().zip(text.chunks_exact(2)) {
-            *out = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
-        }
+    if text.len() == 2 * KEY_LEN && hex::decode_to_slice(text, &mut key).is_ok() {
         Ok(key)
     } else if bytes.len() == KEY_LEN {
         key.copy_from_slice(bytes);
@@ -93,23 +90,6 @@ fn parse(bytes: &[u8]) -> Result<[u8; KEY_LEN], String> {
             bytes.len()
         ))
     }
-}
-
-fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => digit - b'A' + 10,
-    }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
-        .map(char::from)
-        .collect()
 }
 
 pub(crate) fn generate() -> StoreResult<[u8; KEY_LEN]> {
@@ -147,7 +127,7 @@ fn create_file(path: &Path) -> StoreResult<[u8; KEY_LEN]> {
     let key = generate()?;
     let written = (|| {
         let mut file = private_file_options().open(&tmp)?;
-        file.write_all(format!("{}\n", to_hex(&key)).as_bytes())?;
+        file.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
         file.sync_all()?;
         fs::hard_link(&tmp, path)
     })();
@@ -230,7 +210,7 @@ mod tests {
     #[test]
     fn parses_hex_with_whitespace_and_raw_bytes() {
         let key: Vec<u8> = (0u8..32).collect();
-        let hex = format!("  {}\n", to_hex(&key));
+        let hex = format!("  {}\n", hex::encode(&key));
         assert_eq!(parse(hex.as_bytes()).unwrap().as_slice(), key.as_slice());
         assert_eq!(
             parse(hex.to_uppercase().as_bytes()).unwrap().as_slice(),
@@ -252,7 +232,7 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let key = generate().unwrap();
-        assert_eq!(parse(to_hex(&key).as_bytes()).unwrap(), key);
+        assert_eq!(parse(hex::encode(key).as_bytes()).unwrap(), key);
         assert_ne!(generate().unwrap(), key, "two draws gave one key");
     }
 

@@ -3,7 +3,8 @@
 //! Owns: reading templates and environment files (YAML and JSON) into spanned
 //! nodes, the document model (parameters, variables, resources, outputs),
 //! parameter types and value resolution, expressions (minijinja) and the
-//! function library, reference extraction, and diagnostics with file:line:col.
+//! function library, reference extraction, diagnostics with file:line:col,
+//! and plain values to YAML and back (`yaml`: the one YAML stack of cairn).
 //!
 //! Never: talks to a target, reads the process environment or the clock
 //! (callers inject both), or prints.
@@ -18,6 +19,7 @@ pub mod node;
 pub mod params;
 pub mod source;
 pub mod value;
+pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
 pub use loader::{LoadError, LoadOptions, Loaded, load};

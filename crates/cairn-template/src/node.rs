@@ -120,28 +120,7 @@ impl Node {
 /// Parses a YAML document (JSON is a subset) into a node tree.
 /// An empty document is an empty map.
 pub fn parse_yaml(file: FileId, text: &str) -> Result<Node, Diagnostic> {
-    let offsets = CharOffsets::new(text);
-    let mut builder = Builder {
-        file,
-        text,
-        offsets: &offsets,
-        stack: Vec::new(),
-        anchors: HashMap::new(),
-        docs: Vec::new(),
-        error: None,
-    };
-    let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, true) {
-        let at = offsets.byte(e.marker().index());
-        let span = Span::new(file, at, next_char_end(text, at));
-        return Err(
-            Diagnostic::new(Code::Syntax, format!("invalid YAML: {}", e.info())).at(span, "here"),
-        );
-    }
-    if let Some(err) = builder.error {
-        return Err(err);
-    }
-    let mut docs = builder.docs;
+    let mut docs = parse_documents(file, text)?;
     match docs.len() {
         0 => Ok(Node {
             kind: NodeKind::Map(Vec::new()),
@@ -162,6 +141,33 @@ pub fn parse_yaml(file: FileId, text: &str) -> Result<Node, Diagnostic> {
                 .at(docs[1].span, "a second document starts here")
                 .help("remove the `---` separator, or split the documents into separate files"),
         ),
+    }
+}
+
+/// Every document of a YAML stream, scalars resolved with the core schema
+/// and duplicate keys rejected (the one YAML reader of cairn).
+pub(crate) fn parse_documents(file: FileId, text: &str) -> Result<Vec<Node>, Diagnostic> {
+    let offsets = CharOffsets::new(text);
+    let mut builder = Builder {
+        file,
+        text,
+        offsets: &offsets,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        docs: Vec::new(),
+        error: None,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        let at = offsets.byte(e.marker().index());
+        let span = Span::new(file, at, next_char_end(text, at));
+        return Err(
+            Diagnostic::new(Code::Syntax, format!("invalid YAML: {}", e.info())).at(span, "here"),
+        );
+    }
+    match builder.error {
+        Some(err) => Err(err),
+        None => Ok(builder.docs),
     }
 }
 
@@ -443,7 +449,7 @@ impl MarkedEventReceiver for Builder<'_> {
 }
 
 /// YAML 1.2 core schema for plain scalars; quoted and block scalars are strings.
-fn resolve_scalar(value: String, style: TScalarStyle, tag: Option<&str>) -> NodeKind {
+pub(crate) fn resolve_scalar(value: String, style: TScalarStyle, tag: Option<&str>) -> NodeKind {
     match style {
         TScalarStyle::Plain => {}
         TScalarStyle::Literal | TScalarStyle::Folded => return NodeKind::Str(value, Style::Block),

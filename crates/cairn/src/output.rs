@@ -49,7 +49,7 @@ pub fn render(value: &J, format: Format, now: Now) -> String {
             s.push('\n');
             s
         }
-        Format::Yaml => serde_yaml::to_string(value).unwrap_or_default(),
+        Format::Yaml => cairn_template::yaml::to_string(value),
         Format::Tsv => tsv(value),
         Format::Table => table(value, now),
     }

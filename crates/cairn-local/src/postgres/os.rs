@@ -304,5 +304,5 @@ pub fn random_hex(n: usize) -> Result<String, PgError> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes)
         .map_err(|e| PgError::io("drawing random bytes", std::io::Error::other(e.to_string())))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(bytes))
 }

@@ -13,7 +13,7 @@ pub struct Prepared {
     pub args: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct CloudConfig {
     #[serde(default)]
     write_files: Vec<WriteFile>,
@@ -23,17 +23,52 @@ struct CloudConfig {
 
 #[derive(Deserialize)]
 struct WriteFile {
-    path: String,
+    path: Text,
     #[serde(default)]
-    content: String,
-    permissions: Option<String>,
+    content: Option<Text>,
+    permissions: Option<Text>,
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RunCmd {
-    Line(String),
-    Argv(Vec<String>),
+    Line(Text),
+    Argv(Vec<Text>),
+}
+
+/// A scalar as cloud-init takes it: `[sleep, 10]` and `content: 1` are text,
+/// although YAML reads the 10 and the 1 as numbers. A number keeps its
+/// digits, so `permissions: 0644` written without quotes still means 0644
+/// (YAML 1.2 reads it as the integer 644, whose digits are the same); an
+/// unquoted `0o644`, read as 420, must be quoted, as cloud-init's docs do.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Text {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Text {
+    fn into_string(self) -> String {
+        match self {
+            Text::Str(s) => s,
+            Text::Int(i) => i.to_string(),
+            Text::Float(f) => f.to_string(),
+            Text::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// The document read with cairn's YAML reader (the core schema, like
+/// templates); a document of only the header comment holds nothing.
+fn cloud_config(user_data: &str) -> Result<CloudConfig, String> {
+    let value = cairn_template::yaml::from_str(user_data).map_err(|e| e.to_string())?;
+    if value.is_null() {
+        return Ok(CloudConfig::default());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 fn shell_quote(s: &str) -> String {
@@ -55,31 +90,30 @@ pub fn prepare(sandbox: &Path, user_data: &str) -> Result<Prepared, String> {
         .map_err(|e| format!("cannot create the sandbox {}: {e}", sandbox.display()))?;
     let script_path = sandbox.join("user-data");
     let script = if user_data.trim_start().starts_with("#cloud-config") {
-        let cc: CloudConfig = serde_yaml::from_str(user_data)
+        let cc = cloud_config(user_data)
             .map_err(|e| format!("user_data is not valid cloud-config: {e}"))?;
-        for f in &cc.write_files {
-            let target = inside(sandbox, &f.path)?;
+        for f in cc.write_files {
+            let path = f.path.into_string();
+            let target = inside(sandbox, &path)?;
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("write_files {}: {e}", f.path))?;
+                std::fs::create_dir_all(parent).map_err(|e| format!("write_files {path}: {e}"))?;
             }
-            std::fs::write(&target, &f.content)
-                .map_err(|e| format!("write_files {}: {e}", f.path))?;
-            if let Some(mode) = &f.permissions {
-                let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8).map_err(|_| {
-                    format!("write_files {}: permissions {mode} is not octal", f.path)
-                })?;
+            let content = f.content.map(Text::into_string).unwrap_or_default();
+            std::fs::write(&target, content).map_err(|e| format!("write_files {path}: {e}"))?;
+            if let Some(mode) = f.permissions.map(Text::into_string) {
+                let mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+                    .map_err(|_| format!("write_files {path}: permissions {mode} is not octal"))?;
                 std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| format!("write_files {}: {e}", f.path))?;
+                    .map_err(|e| format!("write_files {path}: {e}"))?;
             }
         }
         let mut s = String::from("#!/bin/sh\nset -e\n");
-        for c in &cc.runcmd {
+        for c in cc.runcmd {
             match c {
-                RunCmd::Line(l) => s.push_str(l),
+                RunCmd::Line(l) => s.push_str(&l.into_string()),
                 RunCmd::Argv(a) => s.push_str(
-                    &a.iter()
-                        .map(|x| shell_quote(x))
+                    &a.into_iter()
+                        .map(|x| shell_quote(&x.into_string()))
                         .collect::<Vec<_>>()
                         .join(" "),
                 ),
@@ -105,4 +139,37 @@ pub fn prepare(sandbox: &Path, user_data: &str) -> Result<Prepared, String> {
         program: script_path,
         args: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_that_yaml_reads_as_numbers_are_text() {
+        let d = std::env::temp_dir().join(format!("cairn-user-data-{}", std::process::id()));
+        let p = prepare(
+            &d,
+            "#cloud-config\nwrite_files:\n- path: /n.txt\n  content: 1\n  permissions: 0640\nruncmd:\n- [sleep, 10]\n- true\n",
+        )
+        .unwrap();
+        let script = std::fs::read_to_string(&p.program).unwrap();
+        assert_eq!(script, "#!/bin/sh\nset -e\n'sleep' '10'\ntrue\nwait\n");
+        assert_eq!(std::fs::read_to_string(d.join("n.txt")).unwrap(), "1");
+        let mode = std::fs::metadata(d.join("n.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_header_alone_is_an_empty_config_and_errors_say_where() {
+        assert!(cloud_config("#cloud-config\n").unwrap().runcmd.is_empty());
+        let e = cloud_config("#cloud-config\nruncmd: [a\n").err().unwrap();
+        assert!(e.contains("line"), "{e}");
+        let e = cloud_config("#cloud-config\nruncmd: 3\n").err().unwrap();
+        assert!(e.contains("invalid type"), "{e}");
+    }
 }

@@ -183,9 +183,7 @@ fn the_key_file_is_created_private_and_reused() {
 
     // The file's key is the one in use: the same bytes given directly open it.
     let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text.trim()[2 * i..2 * i + 2], 16).unwrap();
-    }
+    hex::decode_to_slice(text.trim(), &mut bytes).unwrap();
     let direct = SqliteStore::open(&scratch.db(), KeySource::Bytes(bytes)).unwrap();
     assert_eq!(direct.generated_secrets("prod").unwrap()["p"], SECRET);
     drop(direct);

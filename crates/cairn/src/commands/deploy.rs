@@ -212,7 +212,7 @@ fn run_id() -> Result<String, CliError> {
     let mut id = [0u8; 8];
     getrandom::fill(&mut id)
         .map_err(|e| CliError::failure(format!("no randomness for a run id: {e}")))?;
-    Ok(id.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex::encode(id))
 }
 
 fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliError> {

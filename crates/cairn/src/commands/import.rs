@@ -154,7 +154,7 @@ async fn adopt(
         prevent_destroy: false,
         create_before_destroy: false,
     };
-    let yaml = declaration(name, schema.kind, &declared, &withheld)?;
+    let yaml = declaration(name, schema.kind, &declared, &withheld);
 
     let written = if write {
         Some(write_into_template(t, name, &yaml)?)
@@ -192,20 +192,20 @@ fn declaration(
     kind: &str,
     declared: &serde_json::Map<String, J>,
     withheld: &[&str],
-) -> Result<String, CliError> {
+) -> String {
     let mut body = serde_json::Map::new();
     body.insert("type".into(), J::String(kind.into()));
     if !declared.is_empty() {
         body.insert("properties".into(), J::Object(declared.clone()));
     }
     let doc = json!({ name: body });
-    let mut text = serde_yaml::to_string(&doc).map_err(CliError::failure)?;
+    let mut text = cairn_template::yaml::to_string(&doc);
     for p in withheld {
         text.push_str(&format!(
             "# {name}.{p} is secret and was not written: set it from a secret parameter\n"
         ));
     }
-    Ok(text)
+    text
 }
 
 /// Adds the declaration under `resources:` in the template file, after
@@ -300,8 +300,9 @@ fn indent(text: &str, width: usize) -> String {
     let pad = " ".repeat(width);
     text.lines()
         .map(|l| {
+            // An empty line stays one: it may be part of a literal block.
             if l.is_empty() {
-                String::new()
+                "\n".to_string()
             } else {
                 format!("{pad}{l}\n")
             }
@@ -369,6 +370,20 @@ mod tests {
             insert_resource("cairn: 1\nresources: {}\n", DECL),
             "cairn: 1\nresources:\n  db:\n    type: bucket\n"
         );
+    }
+
+    #[test]
+    fn a_declaration_reads_back_where_it_is_inserted() {
+        let props =
+            json!({"user_data": "#!/bin/sh\necho a\n\necho b\n", "port": "8080", "on": true});
+        let decl = declaration("web", "server", props.as_object().unwrap(), &["password"]);
+        assert_eq!(
+            decl,
+            "web:\n  type: server\n  properties:\n    user_data: |\n      #!/bin/sh\n      echo a\n\n      echo b\n    port: \"8080\"\n    \"on\": true\n# web.password is secret and was not written: set it from a secret parameter\n"
+        );
+        let text = insert_resource("cairn: 1\nresources:\n  a:\n    type: bucket\n", &decl);
+        let doc = cairn_template::yaml::from_str(&text).unwrap();
+        assert_eq!(doc["resources"]["web"]["properties"], props);
     }
 
     #[test]
