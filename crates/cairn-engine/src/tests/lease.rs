@@ -345,9 +345,8 @@ fn tokens_are_sha256_of_a_documented_input_and_never_change() {
 
 #[tokio::test]
 async fn only_a_retried_create_looks_for_an_earlier_attempt() {
-    let w = World::new(
-        "cairn: 1\nresources:\n  zone: {type: dns_zone, properties: {name: a.test}}\n",
-    );
+    let w =
+        World::new("cairn: 1\nresources:\n  zone: {type: dns_zone, properties: {name: a.test}}\n");
     // The first call is throttled (its answer never came): the retry may
     // find what it made.
     w.provider
