@@ -90,7 +90,10 @@ pub struct Imported {
 #[derive(Debug)]
 pub enum ImportOutcome {
     /// In the state and the history (at this serial).
-    Recorded { imported: Imported, serial: i64 },
+    Recorded {
+        imported: Box<Imported>,
+        serial: i64,
+    },
     /// `accept` said no: nothing was recorded.
     Declined,
 }
@@ -178,7 +181,10 @@ async fn import_leased(
         .map_err(ImportError::LeaseLost)?;
     cx.store.put_resource(&cx.deployment, &imported.record)?;
     let serial = record_in_history(cx, opts, &imported.record)?;
-    Ok(ImportOutcome::Recorded { imported, serial })
+    Ok(ImportOutcome::Recorded {
+        imported: Box::new(imported),
+        serial,
+    })
 }
 
 /// Reads the resource, with the apply's retries, and splits what the

@@ -215,7 +215,7 @@ fn run_id() -> Result<String, CliError> {
     Ok(id.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliError> {
+pub(super) fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliError> {
     Ok(RunContext {
         deployment: tg.deployment.clone(),
         run_id: run_id()?,
