@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Value as J, json};
 
-use cairn_engine::import::{ImportError, ImportOptions, ImportOutcome, ImportRequest, import};
+use cairn_engine::import::{
+    ImportError, ImportOptions, ImportOutcome, ImportRequest, Imported, import,
+};
 
 use super::deploy::{context, owner, target};
 use crate::cli::{GlobalArgs, TemplateArgs};
@@ -26,11 +28,9 @@ pub fn run(
         ImportError::InvalidName(_) => CliError::Usage(format!("--as {e}")),
         other => import_error(other),
     })?;
-    // Made in `accept`, before anything is recorded: the declaration, and
-    // with --write the template it went into (or why it could not).
-    let mut yaml = None;
-    let mut written = None;
-    let mut refused = None;
+    // Made in `accept`, before anything is recorded: the declaration and,
+    // with --write, the template it went into (or why it could not).
+    let mut declared = None;
     let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
     let outcome = rt.block_on(async {
         let tg = target(t, global).await?;
@@ -42,36 +42,21 @@ pub fn run(
             environment: tg.environment.clone(),
             target: tg.target.clone(),
         };
-        let mut accept = |imported: &cairn_engine::import::Imported| {
-            let declared = declaration(name, req.kind(), &imported.declared, &imported.withheld)
-                .and_then(|text| {
-                    let path = if write {
-                        Some(write_into_template(t, name, &text)?)
-                    } else {
-                        None
-                    };
-                    Ok((text, path))
-                });
-            match declared {
-                Ok((text, path)) => {
-                    yaml = Some(text);
-                    written = path;
-                    true
-                }
-                Err(e) => {
-                    refused = Some(e);
-                    false
-                }
-            }
+        let mut accept = |imported: &Imported| {
+            let made = declare(t, name, imported, write);
+            let ok = made.is_ok();
+            declared = Some(made);
+            ok
         };
         import(&cx, &req, &opts, &mut accept)
             .await
             .map_err(import_error)
     })?;
-    let ImportOutcome::Recorded { .. } = outcome else {
-        return Err(refused.unwrap_or_else(|| CliError::failure("the import was declined")));
+    let (yaml, written) = match (outcome, declared) {
+        (ImportOutcome::Recorded { .. }, Some(Ok(made))) => made,
+        (_, Some(Err(e))) => return Err(e),
+        _ => return Err(CliError::failure("the import was declined")),
     };
-    let yaml = yaml.unwrap_or_default();
     eprintln!(
         "Imported {} {id} as {name}.{}",
         req.kind(),
@@ -94,6 +79,27 @@ pub fn run(
         global,
     )?;
     Ok(Status::Success)
+}
+
+/// The declaration's YAML, and with `write` the template file it was added to.
+fn declare(
+    t: &TemplateArgs,
+    name: &str,
+    imported: &Imported,
+    write: bool,
+) -> Result<(String, Option<PathBuf>), CliError> {
+    let yaml = declaration(
+        name,
+        &imported.record.kind,
+        &imported.declared,
+        &imported.withheld,
+    )?;
+    let written = if write {
+        Some(write_into_template(t, name, &yaml)?)
+    } else {
+        None
+    };
+    Ok((yaml, written))
 }
 
 /// Refusals of what was asked are usage errors (exit 2); the rest failures.
