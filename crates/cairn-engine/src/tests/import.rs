@@ -2,15 +2,19 @@
 //! elsewhere, under the lease, with retries, recorded through the store.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::{World, fast_retries};
+use crate::apply::RunContext;
 use crate::import::{ImportError, ImportOptions, ImportOutcome, ImportRequest, import};
-use crate::provider::{CreateRequest, Json, Provider};
+use crate::provider::*;
+use crate::schema::ResourceSchema;
 use crate::store::{Owner, StateStore};
+use crate::testing::{FakeProvider, MemoryStore};
 
 const EMPTY: &str = "cairn: 1\nresources: {}\n";
 
@@ -191,4 +195,78 @@ fn an_import_request_names_a_portable_type_and_an_identifier() {
     assert!(matches!(err, ImportError::InvalidName(_)), "{err:?}");
     let ok = ImportRequest::new("bucket", "x", "logs").unwrap();
     assert_eq!((ok.kind(), ok.id(), ok.address()), ("bucket", "x", "logs"));
+}
+
+/// The fake cloud, where the lease of the deployment is taken by another
+/// run while a read is answered.
+struct TakenDuringRead {
+    inner: Arc<FakeProvider>,
+    store: Arc<MemoryStore>,
+    deployment: String,
+}
+
+#[async_trait::async_trait]
+impl Provider for TakenDuringRead {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {
+        self.inner.schema(kind)
+    }
+    async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
+        self.inner.create(req).await
+    }
+    async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>> {
+        let read = self.inner.read(req).await;
+        self.store.break_lease(&self.deployment).unwrap();
+        let bob = Owner {
+            user: "bob".into(),
+            host: "ci-7".into(),
+            pid: 4711,
+            process: None,
+        };
+        let ttl = Duration::from_secs(30);
+        let now = 1_700_000_000;
+        self.store
+            .acquire_lease(&self.deployment, &bob, "bobs-run", "up", ttl, now)
+            .unwrap();
+        read
+    }
+    async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
+        self.inner.update(req).await
+    }
+    async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
+        self.inner.delete(req).await
+    }
+    async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {
+        self.inner.find(req).await
+    }
+    async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>> {
+        self.inner.list(deployment).await
+    }
+}
+
+#[tokio::test]
+async fn import_that_loses_its_lease_during_the_read_records_nothing() {
+    let w = World::new(EMPTY);
+    let id = made_elsewhere(&w, "bucket", json!({"name": "logs"})).await;
+    let dep = w.deployment();
+    let cx = RunContext {
+        provider: Arc::new(TakenDuringRead {
+            inner: w.provider.clone(),
+            store: w.store.clone(),
+            deployment: dep.clone(),
+        }),
+        ..w.context(fast_retries())
+    };
+    let req = ImportRequest::new("bucket", &id, "logs").unwrap();
+    let err = import(&cx, &req, &options(), &mut |_| true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImportError::LeaseLost(_)), "{err:?}");
+    assert!(err.to_string().contains("taken by bob@ci-7"), "{err}");
+    assert!(w.store.resources(&dep).unwrap().is_empty());
+    assert!(w.store.runs(&dep).unwrap().is_empty());
+    // The new holder's lease is left alone.
+    assert_eq!(w.store.lease(&dep).unwrap().unwrap().run_id, "bobs-run");
 }
