@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod fence;
 pub mod graph;
 pub mod holder;
+pub mod import;
 pub mod plan;
 pub mod provider;
 pub mod recover;

@@ -489,11 +489,31 @@ pub async fn drift(cx: &RunContext) -> Result<Vec<Drift>, RunError> {
 }
 
 /// Renews the lease until dropped.
-struct Heartbeat(tokio::task::JoinHandle<()>);
+pub(crate) struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Who takes a deployment's lease, for what and for how long.
+pub(crate) struct LeaseTerms<'a> {
+    pub command: &'a str,
+    pub owner: &'a Owner,
+    pub ttl: Duration,
+    /// See [`RunOptions::holder_gone`].
+    pub holder_gone: fn(&Owner) -> bool,
+}
+
+impl RunOptions {
+    fn lease_terms(&self) -> LeaseTerms<'_> {
+        LeaseTerms {
+            command: &self.command,
+            owner: &self.owner,
+            ttl: self.lease_ttl,
+            holder_gone: self.holder_gone,
+        }
     }
 }
 
@@ -505,18 +525,32 @@ pub async fn up(
     confirm: &mut (dyn FnMut(&Plan) -> bool + Send),
 ) -> Result<(RunOutcome, Vec<Reconciled>), RunError> {
     let started = Instant::now();
-    take_lease(cx, opts)?;
-    let cx = &RunContext {
+    let (cx, _heartbeat) = hold_lease(cx, &opts.lease_terms())?;
+    let result = run_leased(&cx, load_opts, opts, confirm, started).await;
+    let _ = cx.store.release_lease(&cx.deployment, &cx.run_id);
+    result
+}
+
+/// Takes the deployment's lease (see [`take_lease`]) and keeps it with a
+/// heartbeat until the heartbeat is dropped. The context returned is
+/// fenced: once a renewal fails, no step starts (see [`crate::fence`]).
+/// The caller releases the lease when done.
+pub(crate) fn hold_lease(
+    cx: &RunContext,
+    terms: &LeaseTerms<'_>,
+) -> Result<(RunContext, Heartbeat), StoreError> {
+    take_lease(cx, terms)?;
+    let cx = RunContext {
         fence: Fence::armed(),
         ..cx.clone()
     };
-    let _heartbeat = {
+    let heartbeat = {
         let store = cx.store.clone();
         let fence = cx.fence.clone();
         let (deployment, run_id, ttl, clock) = (
             cx.deployment.clone(),
             cx.run_id.clone(),
-            opts.lease_ttl,
+            terms.ttl,
             cx.clock.clone(),
         );
         Heartbeat(tokio::spawn(async move {
@@ -531,28 +565,26 @@ pub async fn up(
             }
         }))
     };
-    let result = run_leased(cx, load_opts, opts, confirm, started).await;
-    let _ = cx.store.release_lease(&cx.deployment, &cx.run_id);
-    result
+    Ok((cx, heartbeat))
 }
 
 /// Takes the deployment's lease: free, expired, or held by a run whose
 /// process is known to be gone (see [`crate::holder`]). A lease whose
 /// holder may be alive, or lives on another host, is refused until it
 /// expires.
-fn take_lease(cx: &RunContext, opts: &RunOptions) -> Result<(), RunError> {
+fn take_lease(cx: &RunContext, terms: &LeaseTerms<'_>) -> Result<(), StoreError> {
     let now = (cx.clock)();
     let held = match cx.store.acquire_lease(
         &cx.deployment,
-        &opts.owner,
+        terms.owner,
         &cx.run_id,
-        &opts.command,
-        opts.lease_ttl,
+        terms.command,
+        terms.ttl,
         now,
     ) {
         Ok(_) => return Ok(()),
-        Err(StoreError::Locked { lease, .. }) if (opts.holder_gone)(&lease.owner) => lease,
-        Err(e) => return Err(e.into()),
+        Err(StoreError::Locked { lease, .. }) if (terms.holder_gone)(&lease.owner) => lease,
+        Err(e) => return Err(e),
     };
     tracing::warn!(
         deployment = %cx.deployment,
@@ -563,10 +595,10 @@ fn take_lease(cx: &RunContext, opts: &RunOptions) -> Result<(), RunError> {
     cx.store.take_over_lease(
         &cx.deployment,
         &held.run_id,
-        &opts.owner,
+        terms.owner,
         &cx.run_id,
-        &opts.command,
-        opts.lease_ttl,
+        terms.command,
+        terms.ttl,
         now,
     )?;
     Ok(())

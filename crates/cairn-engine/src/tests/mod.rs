@@ -1,6 +1,7 @@
 //! Engine runs end to end over the fake cloud and the in-memory store.
 
 mod commands;
+mod import;
 mod lease;
 mod runs;
 

@@ -215,7 +215,7 @@ fn run_id() -> Result<String, CliError> {
     Ok(hex::encode(id))
 }
 
-fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliError> {
+pub(super) fn context(tg: &Target, apply: Option<&ApplyArgs>) -> Result<RunContext, CliError> {
     Ok(RunContext {
         deployment: tg.deployment.clone(),
         run_id: run_id()?,

@@ -2,27 +2,19 @@
 //! on the target into the state, and prints (or adds to the template) the
 //! YAML that declares it.
 
-use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value as J, json};
 
-use cairn_engine::provider::ReadRequest;
-use cairn_engine::schema::{ResourceSchema, lookup, target_of};
-use cairn_engine::store::{ResourceRecord, RunRecord, StateStore};
+use cairn_engine::import::{
+    ImportError, ImportOptions, ImportOutcome, ImportRequest, Imported, import,
+};
 
-use super::deploy::{now, owner, target};
+use super::deploy::{context, owner, target};
 use crate::cli::{GlobalArgs, TemplateArgs};
 use crate::output::emit;
 use crate::report::{CliError, Status};
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 pub fn run(
     t: &TemplateArgs,
@@ -32,142 +24,42 @@ pub fn run(
     write: bool,
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
-    let Some(schema) = lookup(kind) else {
-        let mut kinds = cairn_engine::schema::portable_kinds();
-        kinds.extend(cairn_engine::schema::target_kinds());
-        return Err(CliError::Usage(format!(
-            "`{kind}` is not a resource type; types: {}",
-            kinds.join(", ")
-        )));
-    };
-    if !valid_name(name) {
-        return Err(CliError::Usage(format!(
-            "--as {name}: a resource name is letters, digits and _, not starting with a digit"
-        )));
-    }
-    let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
-    let value = rt.block_on(async {
-        let tg = target(t, global).await?;
-        if let Some(only) = target_of(schema.kind)
-            && only != tg.target
-        {
-            return Err(CliError::Usage(format!(
-                "`{}` exists only on the {only} target; this environment deploys to {}",
-                schema.kind, tg.target
-            )));
-        }
-        let run_id = format!("import-{}", std::process::id());
-        tg.store
-            .acquire_lease(
-                &tg.deployment,
-                &owner(),
-                &run_id,
-                "import",
-                Duration::from_secs(30),
-                now(),
-            )
-            .map_err(CliError::failure)?;
-        let result = adopt(&tg, schema, id, name, write, t, &run_id).await;
-        let _ = tg.store.release_lease(&tg.deployment, &run_id);
-        result
+    let req = ImportRequest::new(kind, id, name).map_err(|e| match e {
+        ImportError::InvalidName(_) => CliError::Usage(format!("--as {e}")),
+        other => import_error(other),
     })?;
-    emit(value, global)?;
-    Ok(Status::Success)
-}
-
-async fn adopt(
-    tg: &super::deploy::Target,
-    schema: &'static ResourceSchema,
-    id: &str,
-    name: &str,
-    write: bool,
-    t: &TemplateArgs,
-    run_id: &str,
-) -> Result<J, CliError> {
-    let known = tg
-        .store
-        .resources(&tg.deployment)
-        .map_err(CliError::failure)?;
-    if let Some(r) = known.iter().find(|r| r.address == name || r.id == id) {
-        return Err(CliError::Usage(format!(
-            "the state of {} already has {} ({}); import adopts what cairn does not manage yet",
-            tg.deployment, r.address, r.id
-        )));
-    }
-    let live = tg
-        .provider
-        .read(ReadRequest {
-            deployment: tg.deployment.clone(),
-            address: name.to_string(),
-            kind: schema.kind.to_string(),
-            id: id.to_string(),
-        })
-        .await
-        .map_err(|e| CliError::failure(format!("reading {} {id}: {e}", schema.kind)))?
-        .ok_or_else(|| {
-            CliError::failure(format!(
-                "the {} target has no {} with id {id}",
-                tg.target, schema.kind
-            ))
-        })?;
-
-    // Split what the target reports into the record's public and secret
-    // parts, keeping only what the type declares.
-    let mut properties = serde_json::Map::new();
-    let mut secrets = BTreeMap::new();
-    let mut declared = serde_json::Map::new();
-    let mut withheld = Vec::new();
-    for p in schema.properties {
-        let v = live.properties.get(p.name).cloned().unwrap_or(J::Null);
-        if p.sensitive {
-            secrets.insert(format!("properties.{}", p.name), v);
-            withheld.push(p.name);
-            continue;
-        }
-        let default = p.default.and_then(|d| serde_json::from_str::<J>(d).ok());
-        if !v.is_null() && Some(&v) != default.as_ref() {
-            declared.insert(p.name.to_string(), v.clone());
-        }
-        properties.insert(p.name.to_string(), v);
-    }
-    let mut attributes = serde_json::Map::new();
-    if let J::Object(a) = &live.attributes {
-        for (k, v) in a {
-            if schema.attribute(k).is_some_and(|x| x.sensitive) {
-                secrets.insert(format!("attributes.{k}"), v.clone());
-            } else {
-                attributes.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    let record = ResourceRecord {
-        address: name.to_string(),
-        kind: schema.kind.to_string(),
-        id: id.to_string(),
-        properties: J::Object(properties),
-        attributes: J::Object(attributes),
-        secrets,
-        // As the target has them: the next `up` adds this deployment's tags.
-        tags: live.tags.clone(),
-        depends_on: Vec::new(),
-        data_holding: schema.data_holding,
-        prevent_destroy: false,
-        create_before_destroy: false,
+    // Made in `accept`, before anything is recorded: the declaration and,
+    // with --write, the template it went into (or why it could not).
+    let mut declared = None;
+    let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
+    let outcome = rt.block_on(async {
+        let tg = target(t, global).await?;
+        let cx = context(&tg, None)?;
+        let opts = ImportOptions {
+            owner: owner(),
+            lease_ttl: Duration::from_secs(30),
+            holder_gone: cairn_engine::holder::holder_is_gone,
+            environment: tg.environment.clone(),
+            target: tg.target.clone(),
+        };
+        let mut accept = |imported: &Imported| {
+            let made = declare(t, name, imported, write);
+            let ok = made.is_ok();
+            declared = Some(made);
+            ok
+        };
+        import(&cx, &req, &opts, &mut accept)
+            .await
+            .map_err(import_error)
+    })?;
+    let (yaml, written) = match (outcome, declared) {
+        (ImportOutcome::Recorded { .. }, Some(Ok(made))) => made,
+        (_, Some(Err(e))) => return Err(e),
+        _ => return Err(CliError::failure("the import was declined")),
     };
-    let yaml = declaration(name, schema.kind, &declared, &withheld);
-
-    let written = if write {
-        Some(write_into_template(t, name, &yaml)?)
-    } else {
-        None
-    };
-    tg.store
-        .put_resource(&tg.deployment, &record)
-        .map_err(CliError::failure)?;
-    record_in_history(tg, run_id, &record)?;
     eprintln!(
         "Imported {} {id} as {name}.{}",
-        schema.kind,
+        req.kind(),
         match &written {
             Some(path) => format!(" Added it to {}.", path.display()),
             None => " Add this to the template's resources (or import with --write):".into(),
@@ -176,13 +68,49 @@ async fn adopt(
     if written.is_none() {
         eprint!("{yaml}");
     }
-    Ok(json!({
-        "address": name,
-        "type": schema.kind,
-        "id": id,
-        "yaml": yaml,
-        "written": written.map(|p| p.display().to_string()),
-    }))
+    emit(
+        json!({
+            "address": name,
+            "type": req.kind(),
+            "id": id,
+            "yaml": yaml,
+            "written": written.map(|p| p.display().to_string()),
+        }),
+        global,
+    )?;
+    Ok(Status::Success)
+}
+
+/// The declaration's YAML, and with `write` the template file it was added to.
+fn declare(
+    t: &TemplateArgs,
+    name: &str,
+    imported: &Imported,
+    write: bool,
+) -> Result<(String, Option<PathBuf>), CliError> {
+    let yaml = declaration(
+        name,
+        &imported.record.kind,
+        &imported.declared,
+        &imported.withheld,
+    );
+    let written = if write {
+        Some(write_into_template(t, name, &yaml)?)
+    } else {
+        None
+    };
+    Ok((yaml, written))
+}
+
+/// Refusals of what was asked are usage errors (exit 2); the rest failures.
+fn import_error(e: ImportError) -> CliError {
+    match e {
+        ImportError::UnknownType(_)
+        | ImportError::TargetMismatch { .. }
+        | ImportError::InvalidName(_)
+        | ImportError::AlreadyManaged { .. } => CliError::Usage(e.to_string()),
+        other => CliError::failure(other),
+    }
 }
 
 /// The YAML that declares the resource, indented as a child of `resources:`
@@ -191,7 +119,7 @@ fn declaration(
     name: &str,
     kind: &str,
     declared: &serde_json::Map<String, J>,
-    withheld: &[&str],
+    withheld: &[String],
 ) -> String {
     let mut body = serde_json::Map::new();
     body.insert("type".into(), J::String(kind.into()));
@@ -210,11 +138,7 @@ fn declaration(
 
 /// Adds the declaration under `resources:` in the template file, after
 /// checking that the template still loads with it.
-fn write_into_template(
-    t: &TemplateArgs,
-    name: &str,
-    yaml: &str,
-) -> Result<std::path::PathBuf, CliError> {
+fn write_into_template(t: &TemplateArgs, name: &str, yaml: &str) -> Result<PathBuf, CliError> {
     let path = cairn_template::loader::template_path(&t.dir)
         .map_err(|d| CliError::Usage(d.message.clone()))?;
     if path.extension().is_some_and(|e| e == "json") {
@@ -310,37 +234,6 @@ fn indent(text: &str, width: usize) -> String {
         .collect()
 }
 
-fn record_in_history(
-    tg: &super::deploy::Target,
-    run_id: &str,
-    record: &ResourceRecord,
-) -> Result<(), CliError> {
-    let at = now();
-    let mut run = RunRecord {
-        serial: 0,
-        deployment: tg.deployment.clone(),
-        run_id: run_id.to_string(),
-        command: "import".into(),
-        owner: owner(),
-        environment: tg.environment.clone(),
-        target: tg.target.clone(),
-        started_at: at,
-        finished_at: Some(at),
-        template_digest: String::new(),
-        template_files: BTreeMap::new(),
-        parameters: json!({}),
-        plan: json!({"import": {"address": record.address, "type": record.kind, "id": record.id}}),
-        outcome: "succeeded".into(),
-        duration_ms: Some(0),
-        outputs: J::Null,
-    };
-    let serial = tg.store.begin_run(&run).map_err(CliError::failure)?;
-    run.serial = serial;
-    tg.store
-        .finish_run(&tg.deployment, serial, &run)
-        .map_err(CliError::failure)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +269,12 @@ mod tests {
     fn a_declaration_reads_back_where_it_is_inserted() {
         let props =
             json!({"user_data": "#!/bin/sh\necho a\n\necho b\n", "port": "8080", "on": true});
-        let decl = declaration("web", "server", props.as_object().unwrap(), &["password"]);
+        let decl = declaration(
+            "web",
+            "server",
+            props.as_object().unwrap(),
+            &["password".to_string()],
+        );
         assert_eq!(
             decl,
             "web:\n  type: server\n  properties:\n    user_data: |\n      #!/bin/sh\n      echo a\n\n      echo b\n    port: \"8080\"\n    \"on\": true\n# web.password is secret and was not written: set it from a secret parameter\n"
@@ -384,13 +282,5 @@ mod tests {
         let text = insert_resource("cairn: 1\nresources:\n  a:\n    type: bucket\n", &decl);
         let doc = cairn_template::yaml::from_str(&text).unwrap();
         assert_eq!(doc["resources"]["web"]["properties"], props);
-    }
-
-    #[test]
-    fn names_are_identifiers() {
-        assert!(valid_name("assets_2"));
-        assert!(!valid_name("2x"));
-        assert!(!valid_name("web[0]"));
-        assert!(!valid_name(""));
     }
 }
