@@ -173,6 +173,10 @@ pub struct Hosts {
     /// Held while the firewall table is computed and replaced, so that of
     /// two changes racing, the later state is the one applied.
     firewall: tokio::sync::Mutex<()>,
+    /// Held (shared) by every create and delete from its start until it is
+    /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
+    /// never goes down under a network or server being made.
+    shape: tokio::sync::RwLock<()>,
 }
 
 /// What `cairn local status` shows of a runc server.
@@ -194,6 +198,7 @@ impl Hosts {
             lb_sources: std::sync::Mutex::new(BTreeMap::new()),
             servers: std::sync::Mutex::new(HashMap::new()),
             firewall: tokio::sync::Mutex::new(()),
+            shape: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -623,6 +628,34 @@ impl Hosts {
         nft::apply(&cloud.netns, &rules)
             .await
             .map_err(|e| ProviderError::Transient(format!("the cloud's firewall rules: {e}")))
+    }
+
+    /// Takes the cloud namespace and link down once `state` has nothing
+    /// that lives in them (no network, server or load balancer left), so a
+    /// destroyed deployment leaves no namespace, link or table behind.
+    pub async fn down_if_idle(&self, snapshot: impl FnOnce() -> CloudState) -> ProviderResult<()> {
+        let _alone = self.shape.write().await;
+        let state = snapshot();
+        let busy = state
+            .resources
+            .values()
+            .any(|r| matches!(r.kind.as_str(), "network" | "server" | "load_balancer"));
+        if busy {
+            return Ok(());
+        }
+        let mut slot = self.net.lock().await;
+        if let Some(cloud) = slot.take() {
+            cloud
+                .down()
+                .await
+                .map_err(|e| ProviderError::Transient(format!("the cloud's namespace: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Held for a create or delete from its start until it is recorded.
+    pub async fn changing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.shape.read().await
     }
 
     /// Brings back the networks and servers of `state` after a restart,

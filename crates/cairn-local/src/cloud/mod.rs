@@ -799,6 +799,10 @@ impl Provider for Cloud {
                 attributes: r.attributes,
             });
         }
+        let changing = match &self.hosts {
+            Some(h) => Some(h.changing().await),
+            None => None,
+        };
         let id = self.lock().new_id(&req.kind);
         let made = self.make(&id, &req).await;
         let (attributes, ip) = match made {
@@ -829,6 +833,7 @@ impl Provider for Cloud {
             st.next_id
         };
         self.save(&record, next_id)?;
+        drop(changing);
         self.refresh_access();
         self.refresh_host_firewall(&req.kind).await?;
         Ok(Created { id, attributes })
@@ -896,13 +901,21 @@ impl Provider for Cloud {
             .get(&req.id)
             .cloned()
             .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
+        let changing = match &self.hosts {
+            Some(h) => Some(h.changing().await),
+            None => None,
+        };
         self.unmake(&r).await?;
         self.lock().resources.remove(&req.id);
         self.record
             .remove(&req.id)
             .map_err(ProviderError::Transient)?;
+        drop(changing);
         self.refresh_access();
         self.refresh_host_firewall(&r.kind).await?;
+        if let Some(hosts) = &self.hosts {
+            hosts.down_if_idle(|| self.snapshot()).await?;
+        }
         Ok(())
     }
 
