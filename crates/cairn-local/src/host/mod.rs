@@ -9,8 +9,9 @@
 //! `mount`, `mmdebstrap`) rather than making namespaces by hand: a
 //! well-kept runtime does that part. Needs root.
 //!
-//! Not yet wired into the cloud's `server` resource: the process-based
-//! servers in `supervisor` are still what the cloud runs.
+//! The cloud uses them for a cloud made with `runc` isolation (see
+//! `cloud::hosts`); a `process` cloud (the default) runs its servers with
+//! `supervisor`.
 //!
 //! Never: sends traffic anywhere but into namespaces it made itself; leaves
 //! a route for a cloud CIDR that points off the machine.
