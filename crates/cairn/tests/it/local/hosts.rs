@@ -288,14 +288,16 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
         first.as_millis()
     );
 
-    // Addresses from the subnet, from .10 up; a host key recorded.
+    // Addresses from the subnet, from .10 up (the two are made in
+    // parallel, either may get .10); a host key recorded.
     let web0 = c.json(&["show", &t, "--address", "web[0]"]);
+    let web1 = c.json(&["show", &t, "--address", "web[1]"]);
     let a0 = web0["attributes"]["address"].as_str().unwrap().to_string();
+    let a1 = web1["attributes"]["address"].as_str().unwrap().to_string();
     let prefix = cidr.trim_end_matches("0/24");
-    assert!(
-        a0.starts_with(prefix) && a0.ends_with(".10"),
-        "{a0} in {cidr}"
-    );
+    let mut both = [a0.clone(), a1.clone()];
+    both.sort();
+    assert_eq!(both, [format!("{prefix}10"), format!("{prefix}11")]);
     assert_eq!(web0["attributes"]["private_ip"], a0.as_str());
     let host_key = web0["attributes"]["host_key"].as_str().unwrap().to_string();
     assert!(host_key.starts_with("ssh-ed25519 "), "{host_key}");
@@ -431,6 +433,10 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
         "local", "exec", "web[0]", "--", "ip", "-4", "-o", "addr", "show", "eth0",
     ]);
     assert!(out.stdout.contains(&format!("{a0}/24")), "{}", out.stdout);
+    let out = c.run(&[
+        "local", "exec", "web[1]", "--", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(out.stdout.contains(&format!("{a1}/24")), "{}", out.stdout);
     assert!(!connects(&format!("{a0}:8080")), "the firewall is back too");
 
     // Destroy: nothing of the cloud remains on the machine.
