@@ -987,6 +987,16 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_networks_are_refused_with_the_reason() {
+        let err = v4("fd00::/64".parse().unwrap(), "network").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "network fd00::/64: servers as hosts (`runc` isolation) have IPv4 networks only"
+        );
+        assert!(v4("10.0.0.0/8".parse().unwrap(), "network").is_ok());
+    }
+
+    #[test]
     fn container_ids_are_per_cloud_directory() {
         let a = container_id(&LocalDirs::new("/nonexistent/a"), "server-00001");
         let b = container_id(&LocalDirs::new("/nonexistent/b"), "server-00001");

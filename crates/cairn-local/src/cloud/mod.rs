@@ -793,7 +793,10 @@ impl Provider for Cloud {
     }
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
-        if let Some(r) = self.lock().by_token(&req.token).cloned() {
+        let earlier = self.lock().by_token(&req.token).cloned();
+        if let Some(r) = earlier {
+            // A retry after the firewall could not be replaced: again.
+            self.refresh_host_firewall(&req.kind).await?;
             return Ok(Created {
                 id: r.id,
                 attributes: r.attributes,

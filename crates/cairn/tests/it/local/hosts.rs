@@ -439,6 +439,20 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     assert!(out.stdout.contains(&format!("{a1}/24")), "{}", out.stdout);
     assert!(!connects(&format!("{a0}:8080")), "the firewall is back too");
 
+    // A rule change applies at the next connect: web_fw opens 8080 to
+    // anyone, the machine gets through.
+    let opened = template(&cidr, "").replace(
+        "        - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n",
+        "        - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n        - {protocol: tcp, port: 8080, from: 0.0.0.0/0}\n",
+    );
+    c.local.template("hosts", &opened);
+    let out = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        connects(&format!("{a0}:8080")),
+        "the opened rule lets the machine in"
+    );
+
     // Destroy: nothing of the cloud remains on the machine.
     let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
