@@ -439,6 +439,37 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     assert!(out.stdout.contains(&format!("{a1}/24")), "{}", out.stdout);
     assert!(!connects(&format!("{a0}:8080")), "the firewall is back too");
 
+    // A daemon killed outright leaves its containers running; the next
+    // start takes them over: same servers, same files, HTTP again.
+    let published = std::fs::read_to_string(c.local.root.join("local/daemon.json")).unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&published).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon {pid} outlived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = c.run(&["local", "start", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_both(&front, Duration::from_secs(20));
+    let out = c.run(&["local", "exec", "web[0]", "--", "cat", &marker]);
+    assert_eq!(out.stdout.trim(), "kept", "{}", out.stderr);
+    let running: Vec<String> = sh("runc", &["list", "-q"])
+        .lines()
+        .filter(|l| l.starts_with(&c.netns()))
+        .map(String::from)
+        .collect();
+    assert_eq!(running.len(), 2, "one container per server: {running:?}");
+
     // A rule change applies at the next connect: web_fw opens 8080 to
     // anyone, the machine gets through.
     let opened = template(&cidr, "").replace(
