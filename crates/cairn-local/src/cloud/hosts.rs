@@ -522,8 +522,7 @@ impl Hosts {
         {
             return Some((s, n, cloud));
         }
-        let net = Network::new("any", Ipv4Net::new(r.ip?, 8).ok()?.trunc()).ok()?;
-        let names = cloud.server_net(&net, &r.id, r.ip?).ok()?;
+        let names = cloud.server_names(&r.id, Ipv4Net::from(r.ip?));
         let hostname = Self::hostname(&r.id, &r.properties);
         let server = self
             .server(&cloud, &r.id, &hostname, PathBuf::from("/"), &names)
