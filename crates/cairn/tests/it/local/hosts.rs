@@ -56,6 +56,8 @@ struct RuncCloud {
     local: Local,
     templates: Vec<String>,
     cidrs: Vec<String>,
+    /// More environment for every command (an image cache of the test's).
+    extra: Vec<(&'static str, String)>,
 }
 
 impl RuncCloud {
@@ -64,12 +66,14 @@ impl RuncCloud {
             local: Local::new(name),
             templates: Vec::new(),
             cidrs: Vec::new(),
+            extra: Vec::new(),
         }
     }
 
     fn run(&self, args: &[&str]) -> crate::Output {
         let mut vars = self.local.vars();
         vars.push(("CAIRN_LOCAL_ISOLATION", "runc".into()));
+        vars.extend(self.extra.iter().cloned());
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         crate::cairn_env(args, &vars)
     }
@@ -692,4 +696,62 @@ fn runc_isolation_names_what_the_machine_lacks_and_exec_needs_it() {
         !l.root.join("local/daemon.json").exists(),
         "no daemon started"
     );
+}
+
+/// A server on the real `debian-12` image, without building one: the
+/// prototype's image (/var/cache/cairn-proto/images/debian-12) seen
+/// through an image cache of the test's own whose entry links to it.
+/// Skipped when this machine has none.
+#[test]
+fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
+    skip_unless_ready!();
+    let proto = Path::new("/var/cache/cairn-proto/images/debian-12");
+    if !proto.join("usr/sbin/sshd").is_file() {
+        eprintln!("skipped: no debian-12 image built on this machine");
+        return;
+    }
+    let mut c = RuncCloud::new("hosts-deb");
+    let xdg = c.local.root.join("xdg");
+    let cache = cairn_local::host::image::ImageCache::new(xdg.join("cairn/images"));
+    let entry = cache.dir(&cairn_local::host::image::DEBIAN_12);
+    std::fs::create_dir_all(&entry).unwrap();
+    std::os::unix::fs::symlink(proto, entry.join("rootfs")).unwrap();
+    std::fs::write(entry.join("image.json"), "{\"name\": \"debian-12\"}\n").unwrap();
+    c.extra.push(("XDG_CACHE_HOME", xdg.display().to_string()));
+
+    let cidr = free_cidr(5);
+    let yaml = template(&cidr, "")
+        .replace("image: host", "image: debian-12")
+        .replace("count: 2", "count: 1");
+    let t = c.template("deb", &yaml, &cidr);
+    let started = Instant::now();
+    let out = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let up_took = started.elapsed();
+    let outputs = c.json(&["output", &t]);
+    let front = outputs["front"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !get(&front).is_some_and(|b| ok(&b) && b.contains("hello from 0")) {
+        assert!(Instant::now() < deadline, "no answer through {front}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "runc on debian-12: up {} ms, first 200 {} ms",
+        up_took.as_millis(),
+        started.elapsed().as_millis()
+    );
+    let out = c.run(&[
+        "local",
+        "exec",
+        "web[0]",
+        "--",
+        "cat",
+        "/etc/debian_version",
+    ]);
+    assert!(out.stdout.starts_with("12."), "{}", out.snapshot());
+    let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
+    assert_eq!(out.stdout.trim(), "web-0");
+    let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(c.leftovers(), Vec::<String>::new());
 }
