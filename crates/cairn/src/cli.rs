@@ -292,6 +292,12 @@ pub enum LocalAction {
         /// one cloud per pool on a machine
         #[arg(long, env = "CAIRN_LOCAL_POOL")]
         pool: Option<u8>,
+        /// How a new cloud runs its servers: `process` (default) or `runc`
+        /// (each server a small host: own root, hostname, processes and
+        /// network; needs root, runc and nft); a cloud keeps what it was
+        /// made with
+        #[arg(long, env = "CAIRN_LOCAL_ISOLATION")]
+        isolation: Option<cairn_local::cloud::Isolation>,
     },
     /// Stop the local cloud (its resources come back at the next start)
     Stop,
@@ -302,6 +308,15 @@ pub enum LocalAction {
         /// The server's id or its address in a deployment (`web[0]`)
         server: String,
     },
+    /// Run a command inside a server (`runc` isolation), with its output
+    /// and exit code: `cairn local exec 'web[0]' -- hostname`
+    Exec {
+        /// The server's id or its address in a deployment (`web[0]`)
+        server: String,
+        /// The command and its arguments
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Run the local cloud in the foreground (what `start` runs)
     #[command(hide = true)]
     Daemon {
@@ -310,5 +325,8 @@ pub enum LocalAction {
         /// A new cloud's addresses come from 127.POOL.0.0/16
         #[arg(long, env = "CAIRN_LOCAL_POOL", default_value_t = 42)]
         pool: u8,
+        /// How a new cloud runs its servers (`process` or `runc`)
+        #[arg(long, env = "CAIRN_LOCAL_ISOLATION")]
+        isolation: Option<cairn_local::cloud::Isolation>,
     },
 }

@@ -25,7 +25,7 @@ where
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() {
-                Status::Usage as u8
+                Status::Usage.code()
             } else {
                 0
             });
@@ -34,11 +34,11 @@ where
     report::init_tracing(cli.global.verbose);
     let color = report::use_color(cli.global.no_color);
     match commands::run(&cli) {
-        Ok(status) => ExitCode::from(status as u8),
+        Ok(status) => ExitCode::from(status.code()),
         Err(e) => {
             let status = e.status();
             report::print_error(&e, color);
-            ExitCode::from(status as u8)
+            ExitCode::from(status.code())
         }
     }
 }

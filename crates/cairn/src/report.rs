@@ -7,14 +7,29 @@ use cairn_template::{Diagnostics, Sources};
 
 /// Process exit codes (the design's CLI section).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Status {
-    Success = 0,
-    Failure = 1,
+    Success,
+    Failure,
     /// Usage or template error.
-    Usage = 2,
+    Usage,
     /// `plan --detailed-exitcode` found changes.
-    Changes = 3,
+    Changes,
+    /// The exit code of a command run inside a server (`local exec`),
+    /// passed through.
+    Exited(u8),
+}
+
+impl Status {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Success => 0,
+            Status::Failure => 1,
+            Status::Usage => 2,
+            Status::Changes => 3,
+            Status::Exited(code) => code,
+        }
+    }
 }
 
 #[derive(Debug)]

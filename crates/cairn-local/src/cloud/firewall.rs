@@ -112,13 +112,13 @@ pub fn lb_access(state: &CloudState, lb: &Json) -> (Access, Vec<String>) {
     (ingress.access(port), problems)
 }
 
-fn rules<'a>(p: &'a Json, list: &str) -> impl Iterator<Item = &'a Json> {
+pub(super) fn rules<'a>(p: &'a Json, list: &str) -> impl Iterator<Item = &'a Json> {
     prop(p, list).and_then(Json::as_array).into_iter().flatten()
 }
 
 /// The rule's port range: `port`, `ports` ("8000-8100" or "443"), or every
 /// port when it names neither.
-fn ports(rule: &Json) -> Result<(u64, u64), String> {
+pub(super) fn ports(rule: &Json) -> Result<(u64, u64), String> {
     if let Some(port) = prop(rule, "port") {
         return port
             .as_u64()

@@ -4,6 +4,7 @@
 
 mod addresses;
 mod firewall;
+mod hosts;
 mod model;
 mod public;
 mod record;
@@ -22,10 +23,12 @@ use ipnet::IpNet;
 use serde_json::json;
 
 use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
+use crate::host;
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use addresses::DEFAULT_POOL;
+pub use hosts::{Isolation, IsolationError, container_id};
 pub use model::{CloudState, LocalResource};
-pub use record::read_resources;
+pub use record::{read_isolation, read_resources};
 
 /// Where the local cloud keeps everything.
 #[derive(Debug, Clone)]
@@ -69,6 +72,11 @@ pub struct Cloud {
     path: Vec<PathBuf>,
     /// How long a server's init must stay up to count as ready.
     pub settle: Duration,
+    /// How servers run, chosen when the cloud was made.
+    isolation: Isolation,
+    /// With `runc` isolation: the cloud's namespaces, containers and
+    /// firewall table.
+    hosts: Option<hosts::Hosts>,
 }
 
 fn permanent(msg: impl Into<String>) -> ProviderError {
@@ -109,6 +117,19 @@ impl Cloud {
     /// Opens a cloud; a new one takes its addresses from 127.`pool`.0.0/16,
     /// an existing one keeps the block it was made with.
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
+        Cloud::open_with(dirs, path, pool, None)
+    }
+
+    /// Opens a cloud with the isolation asked for: a new cloud records it
+    /// (`process` when none is asked for), an existing one refuses the
+    /// other. `runc` isolation needs root, `runc` and `nft` (the error
+    /// names what is missing).
+    pub fn open_with(
+        dirs: LocalDirs,
+        path: Vec<PathBuf>,
+        pool: u8,
+        isolation: Option<Isolation>,
+    ) -> Result<Cloud, String> {
         std::fs::create_dir_all(&dirs.root)
             .map_err(|e| format!("cannot create {}: {e}", dirs.root.display()))?;
         // The record holds the values resources were made with (secret ones
@@ -124,6 +145,27 @@ impl Cloud {
         }
         let (record, mut state) =
             record::CloudRecord::open(&dirs.state(), &dirs.legacy_state(), &dirs.key())?;
+        let recorded = record.isolation()?;
+        let isolation = hosts::choose(
+            &dirs.root.display().to_string(),
+            recorded.as_deref(),
+            !state.resources.is_empty(),
+            isolation,
+        )
+        .map_err(|e| e.to_string())?;
+        let hosts = match isolation {
+            Isolation::Process => None,
+            Isolation::Runc => {
+                let images = host::image::ImageCache::new(
+                    host::image::ImageCache::default_root()
+                        .unwrap_or_else(|| dirs.root.join("images")),
+                );
+                Some(hosts::Hosts::new(&dirs, images).map_err(|e| e.to_string())?)
+            }
+        };
+        if recorded.is_none() {
+            record.set_isolation(isolation.as_str())?;
+        }
         if state.pool.is_none() {
             record.set_pool(pool)?;
             state.pool = Some(pool);
@@ -138,6 +180,8 @@ impl Cloud {
             publics: Mutex::new(HashMap::new()),
             path,
             settle: Duration::from_millis(300),
+            isolation,
+            hosts,
         };
         Ok(cloud)
     }
@@ -171,9 +215,13 @@ impl Cloud {
                 problems.push(format!("{}: {e}", r.id));
             }
         }
-        for r in servers {
-            if let Err(e) = self.servers.start(self.server_spec(&r)) {
-                problems.push(e.to_string());
+        if let Some(hosts) = &self.hosts {
+            problems.extend(hosts.restore(&self.snapshot()).await);
+        } else {
+            for r in servers {
+                if let Err(e) = self.servers.start(self.server_spec(&r)) {
+                    problems.push(e.to_string());
+                }
             }
         }
         for r in databases {
@@ -204,7 +252,36 @@ impl Cloud {
                 problems.push(format!("{}: {e}", r.id));
             }
         }
+        // Again, now that the load balancers have their source addresses.
+        if let Err(e) = self.refresh_host_firewall("load_balancer").await {
+            problems.push(e.to_string());
+        }
         problems
+    }
+
+    /// How this cloud runs its servers.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// runc's status of each server, by id (`runc` isolation; empty with
+    /// `process` isolation, where the supervisor tells).
+    pub async fn host_statuses(&self) -> HashMap<String, String> {
+        match &self.hosts {
+            Some(h) => h.statuses().await,
+            None => HashMap::new(),
+        }
+    }
+
+    /// With `runc` isolation, replaces the kernel's firewall rules after a
+    /// change of a `kind` that they depend on.
+    async fn refresh_host_firewall(&self, kind: &str) -> ProviderResult<()> {
+        match &self.hosts {
+            Some(h) if matches!(kind, "firewall" | "server" | "load_balancer" | "network") => {
+                h.apply_firewall(|| self.snapshot()).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The second octet of this cloud's addresses: 127.`pool`.0.0/16.
@@ -286,6 +363,9 @@ impl Cloud {
             }
         }
         self.servers.stop_all(Duration::from_secs(5)).await;
+        if let Some(hosts) = &self.hosts {
+            hosts.shutdown().await;
+        }
     }
 
     /// The backends' health of a load balancer, for `cairn local status`.
@@ -376,18 +456,24 @@ impl Cloud {
         match req.kind.as_str() {
             "network" => {
                 let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
-                let st = self.lock();
-                for other in st
-                    .of_kind("network")
-                    .filter(|n| n.deployment == req.deployment)
                 {
-                    let o = parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
-                    if overlaps(&cidr, &o) {
-                        return Err(ProviderError::Conflict(format!(
-                            "network {cidr} overlaps {o} of {} ({})",
-                            other.address, other.id
-                        )));
+                    let st = self.lock();
+                    for other in st
+                        .of_kind("network")
+                        .filter(|n| n.deployment == req.deployment)
+                    {
+                        let o =
+                            parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
+                        if overlaps(&cidr, &o) {
+                            return Err(ProviderError::Conflict(format!(
+                                "network {cidr} overlaps {o} of {} ({})",
+                                other.address, other.id
+                            )));
+                        }
                     }
+                }
+                if let Some(hosts) = &self.hosts {
+                    hosts.make_network(id, cidr).await?;
                 }
                 Ok((json!({"id": id}), None))
             }
@@ -425,7 +511,27 @@ impl Cloud {
                 self.associate(id, ip, p).await?;
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
-            "server" => self.make_server(id, req).await,
+            "server" => match &self.hosts {
+                Some(hosts) => {
+                    let (net, _, address) = hosts::Hosts::reserve_address(&mut self.lock(), id, p)?;
+                    let authorized = match prop_str(p, "key_pair") {
+                        Some(k) => Some(
+                            self.get(k, "key_pair")?
+                                .attributes
+                                .get("public_key")
+                                .and_then(Json::as_str)
+                                .ok_or_else(|| {
+                                    permanent(format!("key pair {k} has no public key"))
+                                })?
+                                .to_string(),
+                        ),
+                        None => None,
+                    };
+                    let attributes = hosts.make_server(id, p, &net, address, authorized).await?;
+                    Ok((attributes, Some(address)))
+                }
+                None => self.make_server(id, req).await,
+            },
             "dns_zone" => {
                 let name = prop_str(p, "name").unwrap_or_default();
                 let clash = self.lock().of_kind("dns_zone").any(|z| {
@@ -512,6 +618,9 @@ impl Cloud {
                     None,
                 ))
             }
+            "image" if self.hosts.is_some() => Err(permanent(
+                "capturing an `image` of a server is not supported with `runc` isolation yet",
+            )),
             "image" => {
                 let server_id =
                     prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;
@@ -612,9 +721,16 @@ impl Cloud {
                 if let Some(ip) = r.ip {
                     self.disassociate_server(ip).await;
                 }
+                if let Some(hosts) = &self.hosts {
+                    return hosts.remove_server(r).await;
+                }
                 let _ = self.servers.stop(&r.id, Duration::from_secs(5)).await;
                 remove_dir(&self.dirs.of("server", &r.id))
             }
+            "network" => match &self.hosts {
+                Some(hosts) => hosts.remove_network(r).await,
+                None => Ok(()),
+            },
             "bucket" | "volume" | "snapshot" | "image" => remove_dir(&self.dirs.of(&r.kind, &r.id)),
             "load_balancer" => {
                 self.stop_lb(&r.id).await;
@@ -678,14 +794,22 @@ impl Provider for Cloud {
 
     async fn create(&self, req: CreateRequest) -> ProviderResult<Created> {
         // A first attempt cannot find an earlier one: skip the scan.
-        if req.may_exist
-            && let Some(r) = self.lock().by_token(&req.token).cloned()
-        {
+        let earlier = match req.may_exist {
+            true => self.lock().by_token(&req.token).cloned(),
+            false => None,
+        };
+        if let Some(r) = earlier {
+            // A retry after the firewall could not be replaced: again.
+            self.refresh_host_firewall(&req.kind).await?;
             return Ok(Created {
                 id: r.id,
                 attributes: r.attributes,
             });
         }
+        let changing = match &self.hosts {
+            Some(h) => Some(h.changing().await),
+            None => None,
+        };
         let id = self.lock().new_id(&req.kind);
         let made = self.make(&id, &req).await;
         let (attributes, ip) = match made {
@@ -707,15 +831,18 @@ impl Provider for Cloud {
             ip,
             sensitive: req.sensitive.clone(),
         };
-        let mut st = self.lock();
-        // The reservation ends under the same lock that records the
-        // address: in between, a parallel create could be given it too.
-        st.release(&id);
-        st.resources.insert(id.clone(), record.clone());
-        let next_id = st.next_id;
-        drop(st);
+        let next_id = {
+            let mut st = self.lock();
+            // The reservation ends under the same lock that records the
+            // address: in between, a parallel create could be given it too.
+            st.release(&id);
+            st.resources.insert(id.clone(), record.clone());
+            st.next_id
+        };
         self.save(&record, next_id)?;
+        drop(changing);
         self.refresh_access();
+        self.refresh_host_firewall(&req.kind).await?;
         Ok(Created { id, attributes })
     }
 
@@ -753,22 +880,24 @@ impl Provider for Cloud {
             }
             _ => {}
         }
-        let mut st = self.lock();
-        let r = st
-            .resources
-            .get_mut(&req.id)
-            .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
-        // Every property of the local types that can change in place is
-        // bookkeeping (rules, flags, sizes): record it.
-        r.properties = req.properties;
-        r.tags = req.tags;
-        r.sensitive = req.sensitive;
-        let attributes = r.attributes.clone();
-        let changed = r.clone();
-        let next_id = st.next_id;
-        drop(st);
+        let (attributes, changed, next_id) = {
+            let mut st = self.lock();
+            let r = st
+                .resources
+                .get_mut(&req.id)
+                .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
+            // Every property of the local types that can change in place is
+            // bookkeeping (rules, flags, sizes): record it.
+            r.properties = req.properties;
+            r.tags = req.tags;
+            r.sensitive = req.sensitive;
+            let attributes = r.attributes.clone();
+            let changed = r.clone();
+            (attributes, changed, st.next_id)
+        };
         self.save(&changed, next_id)?;
         self.refresh_access();
+        self.refresh_host_firewall(&req.kind).await?;
         Ok(attributes)
     }
 
@@ -779,12 +908,21 @@ impl Provider for Cloud {
             .get(&req.id)
             .cloned()
             .ok_or_else(|| ProviderError::NotFound(req.id.clone()))?;
+        let changing = match &self.hosts {
+            Some(h) => Some(h.changing().await),
+            None => None,
+        };
         self.unmake(&r).await?;
         self.lock().resources.remove(&req.id);
         self.record
             .remove(&req.id)
             .map_err(ProviderError::Transient)?;
+        drop(changing);
         self.refresh_access();
+        self.refresh_host_firewall(&r.kind).await?;
+        if let Some(hosts) = &self.hosts {
+            hosts.down_if_idle(|| self.snapshot()).await?;
+        }
         Ok(())
     }
 

@@ -210,6 +210,20 @@ impl CloudRecord {
         Ok(())
     }
 
+    /// The cloud's isolation (`process` or `runc`), if it was recorded:
+    /// chosen once when the cloud is made (a cloud from before the choice
+    /// existed has none and is a process cloud).
+    pub fn isolation(&self) -> Result<Option<String>, String> {
+        let conn = self.conn.lock().expect("record lock");
+        meta(&conn, "isolation").map_err(|e| self.fail(e))
+    }
+
+    /// Records the cloud's isolation.
+    pub fn set_isolation(&self, isolation: &str) -> Result<(), String> {
+        let conn = self.conn.lock().expect("record lock");
+        set_meta(&conn, "isolation", isolation).map_err(|e| self.fail(e))
+    }
+
     /// The address pool, chosen once when the cloud is made.
     pub fn set_pool(&self, pool: u8) -> Result<(), String> {
         let conn = self.conn.lock().expect("record lock");
@@ -244,6 +258,35 @@ pub fn read_resources(db: &Path) -> Result<Vec<LocalResource>, String> {
         serde_json::from_str(&text).map_err(|e| fail(e.to_string()))
     })
     .collect()
+}
+
+/// The isolation recorded in the record at `db`, read without the key
+/// (`cairn local exec` and `logs` while the daemon may be stopped); `None`
+/// when there is no record or it predates the choice.
+pub fn read_isolation(db: &Path) -> Result<Option<String>, String> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    let fail = |why: String| {
+        RecordError {
+            path: db.to_path_buf(),
+            why,
+        }
+        .to_string()
+    };
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| fail(e.to_string()))?;
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+    if !has_meta {
+        return Ok(None);
+    }
+    meta(&conn, "isolation").map_err(|e| fail(e.to_string()))
 }
 
 fn open_connection(db: &Path) -> rusqlite::Result<Connection> {
@@ -333,6 +376,8 @@ mod tests {
         let (rec, state) = open(&d).unwrap();
         assert!(state.resources.is_empty());
         rec.set_pool(77).unwrap();
+        assert_eq!(rec.isolation().unwrap(), None);
+        rec.set_isolation("runc").unwrap();
         let secret = resource(
             "secret-1",
             "secret",
@@ -354,6 +399,11 @@ mod tests {
         assert_eq!(state.resources.len(), 2);
         assert_eq!(state.resources["secret-1"], secret);
         assert_eq!(state.resources["dns-zone-3"].properties["name"], "b.test");
+        assert_eq!(
+            read_isolation(&d.0.join("cloud.db")).unwrap().as_deref(),
+            Some("runc")
+        );
+        assert_eq!(read_isolation(&d.0.join("nothing.db")).unwrap(), None);
         let listed = read_resources(&d.0.join("cloud.db")).unwrap();
         assert_eq!(listed.len(), 2);
         assert!(

@@ -115,6 +115,9 @@ impl Cloud {
             .map_err(|e| permanent(e.to_string()))?
             .port();
         let lb = LoadBalancer::new(config);
+        if let Some(hosts) = &self.hosts {
+            lb.set_source(Some(hosts.lb_source(id).await?));
+        }
         // Set before the first accept: a restored balancer is never open
         // for a moment to sources its firewalls refuse.
         let (access, problems) = firewall::lb_access(&self.lock(), p);
@@ -225,6 +228,9 @@ impl Cloud {
         if let Some(r) = running {
             r.cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(15), r.task).await;
+        }
+        if let Some(hosts) = &self.hosts {
+            hosts.release_lb_source(id).await;
         }
     }
 

@@ -78,7 +78,7 @@ async fn handle(req: Request<hyper::body::Incoming>, cloud: Arc<Cloud>, token: A
         };
     }
     match (method, path.as_str()) {
-        (Method::GET, "/v1/status") => reply(StatusCode::OK, status(&cloud)),
+        (Method::GET, "/v1/status") => reply(StatusCode::OK, status(&cloud).await),
         (Method::POST, "/v1/create") => call!(create),
         (Method::POST, "/v1/read") => call!(read),
         (Method::POST, "/v1/update") => call!(update),
@@ -93,7 +93,8 @@ async fn handle(req: Request<hyper::body::Incoming>, cloud: Arc<Cloud>, token: A
 }
 
 /// Everything `cairn local status` shows.
-pub fn status(cloud: &Cloud) -> serde_json::Value {
+pub async fn status(cloud: &Cloud) -> serde_json::Value {
+    let hosts = cloud.host_statuses().await;
     let state = cloud.snapshot();
     let servers = cloud.supervisor().status();
     let resources: Vec<serde_json::Value> = state
@@ -108,6 +109,11 @@ pub fn status(cloud: &Cloud) -> serde_json::Value {
                 "address": r.address,
                 "ip": r.ip,
                 "health": match (r.kind.as_str(), server) {
+                    ("server", _) if cloud.isolation() == crate::cloud::Isolation::Runc => hosts
+                        .get(&r.id)
+                        .cloned()
+                        .unwrap_or_else(|| "not running".into())
+                        .into(),
                     ("server", Some(s)) => serde_json::to_value(s.state).unwrap_or_default(),
                     ("server", None) => "not running".into(),
                     _ => "ok".into(),
@@ -117,7 +123,11 @@ pub fn status(cloud: &Cloud) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({ "resources": resources, "servers": servers })
+    serde_json::json!({
+        "resources": resources,
+        "servers": servers,
+        "isolation": cloud.isolation().as_str(),
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

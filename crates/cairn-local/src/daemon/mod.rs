@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::cloud::{Cloud, LocalDirs};
+use crate::cloud::{Cloud, Isolation, LocalDirs};
 
 /// What a running daemon publishes in its directory (`daemon.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,9 @@ pub struct DaemonConfig {
     pub path: Vec<PathBuf>,
     /// The address block of a new cloud: 127.`pool`.0.0/16.
     pub pool: u8,
+    /// How a new cloud runs its servers; an existing one refuses the other
+    /// (`None`: whatever it was made with, `process` for a new one).
+    pub isolation: Option<Isolation>,
 }
 
 pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
@@ -70,10 +73,11 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     if !config.dns.ip().is_loopback() {
         return Err(format!("DNS address {} is not on loopback", config.dns));
     }
-    let cloud = Arc::new(Cloud::open_with_pool(
+    let cloud = Arc::new(Cloud::open_with(
         config.dirs.clone(),
         config.path.clone(),
         config.pool,
+        config.isolation,
     )?);
     // Everything that can refuse to start comes before the restore, so a
     // refusal leaves no process of this cloud running.

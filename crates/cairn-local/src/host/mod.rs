@@ -9,8 +9,9 @@
 //! `mount`, `mmdebstrap`) rather than making namespaces by hand: a
 //! well-kept runtime does that part. Needs root.
 //!
-//! Not yet wired into the cloud's `server` resource: the process-based
-//! servers in `supervisor` are still what the cloud runs.
+//! The cloud uses them for a cloud made with `runc` isolation (see
+//! `cloud::hosts`); a `process` cloud (the default) runs its servers with
+//! `supervisor`.
 //!
 //! Never: sends traffic anywhere but into namespaces it made itself; leaves
 //! a route for a cloud CIDR that points off the machine.
@@ -41,14 +42,19 @@ const TOOLS: &[(&str, &str)] = &[
 /// runtime and network tools on PATH. The error says what is missing and
 /// how to install it.
 pub fn preflight() -> Result<(), HostError> {
+    check_ready(is_root(), |tool| command::find_program(tool).is_some())
+}
+
+/// [`preflight`] for a given uid-0-ness and tool lookup.
+fn check_ready(root: bool, has: impl Fn(&str) -> bool) -> Result<(), HostError> {
     let mut missing = Vec::new();
-    if !is_root() {
+    if !root {
         missing
             .push("root (local servers as hosts need namespaces, mounts and routes)".to_string());
     }
     let mut packages = Vec::new();
     for (tool, package) in TOOLS {
-        if command::find_program(tool).is_none() {
+        if !has(tool) {
             missing.push(format!("`{tool}`"));
             if !packages.contains(package) {
                 packages.push(*package);
@@ -84,5 +90,17 @@ mod preflight_tests {
             "local servers as hosts need `runc`, `nft`; install with \
              `apt-get install runc nftables` or ./scripts/install-deps"
         );
+    }
+
+    #[test]
+    fn not_root_and_missing_tools_are_all_named() {
+        let err = check_ready(false, |t| t != "runc" && t != "nft").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("root (local servers as hosts need"), "{text}");
+        assert!(text.contains("`runc`, `nft`"), "{text}");
+        assert!(text.contains("apt-get install runc nftables"), "{text}");
+        let err = check_ready(false, |_| true).unwrap_err().to_string();
+        assert!(!err.contains("apt-get"), "nothing to install: {err}");
+        assert!(check_ready(true, |_| true).is_ok());
     }
 }

@@ -478,17 +478,23 @@ impl CloudNet {
     ) -> Result<ServerNet, HostError> {
         check_name("server name", name)?;
         net.check_address(address)?;
-        Ok(ServerNet {
+        let address =
+            Ipv4Net::new(address, net.cidr.prefix_len()).map_err(|e| HostError::InvalidName {
+                what: "address",
+                name: address.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(self.server_names(name, address))
+    }
+
+    /// The names server `name` was given with `address`, unchecked: for
+    /// removing a server that was checked when it was made.
+    pub fn server_names(&self, name: &str, address: Ipv4Net) -> ServerNet {
+        ServerNet {
             netns: format!("{}-{name}", self.netns),
             veth: format!("v{}", short_hash(&format!("{}/{name}", self.id), 6)),
-            address: Ipv4Net::new(address, net.cidr.prefix_len()).map_err(|e| {
-                HostError::InvalidName {
-                    what: "address",
-                    name: address.to_string(),
-                    reason: e.to_string(),
-                }
-            })?,
-        })
+            address,
+        }
     }
 
     /// Makes server `name`'s network namespace, plugged into `net`'s

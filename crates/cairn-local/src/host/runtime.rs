@@ -86,6 +86,10 @@ pub struct ServerSpec {
     pub cairn_binary: PathBuf,
     /// The cgroup the container goes under, relative to cairn's own.
     pub cgroup_parent: String,
+    /// More environment for the init and every `exec` (`NAME=value`), such
+    /// as `CAIRN_ADDRESS`, the server's address, where `cairn util`
+    /// commands listen by default.
+    pub env: Vec<String>,
 }
 
 /// A command's result inside a server.
@@ -192,17 +196,19 @@ impl Server {
     /// The bundle's config.json.
     pub fn config(&self) -> Json {
         let caps = CAPABILITIES;
+        let mut env = vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "HOME=/root".to_string(),
+            "LANG=C.UTF-8".to_string(),
+        ];
+        env.extend(self.spec.env.iter().cloned());
         json!({
             "ociVersion": "1.0.2-dev",
             "process": {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": [INIT_PATH],
-                "env": [
-                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME=/root",
-                    "LANG=C.UTF-8",
-                ],
+                "env": env,
                 "cwd": "/",
                 "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
                 // No rlimits: runc would set RLIMIT_NOFILE above the caller's hard
@@ -528,6 +534,7 @@ mod tests {
             netns: "/run/netns/cairn-ab12-web0".into(),
             cairn_binary: "/usr/bin/cairn".into(),
             cgroup_parent: "cairn-ab12".into(),
+            env: vec!["CAIRN_ADDRESS=10.0.0.10".into()],
         }
     }
 
@@ -537,6 +544,7 @@ mod tests {
         assert_eq!(config["hostname"], "web0");
         assert_eq!(config["root"]["path"], "/var/lib/cairn/servers/web0/rootfs");
         assert_eq!(config["process"]["terminal"], false);
+        assert_eq!(config["process"]["env"][3], "CAIRN_ADDRESS=10.0.0.10");
         assert_eq!(config["process"]["args"], json!([INIT_PATH]));
         assert!(config["process"].get("rlimits").is_none());
         let namespaces = config["linux"]["namespaces"].as_array().unwrap();

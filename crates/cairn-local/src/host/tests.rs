@@ -352,6 +352,7 @@ fn server(dir: &Path, cloud: &CloudNet, name: &str, netns: PathBuf) -> Server {
         netns,
         cairn_binary: std::env::current_exe().unwrap(),
         cgroup_parent: cloud.netns.clone(),
+        env: Vec::new(),
     })
     .unwrap()
 }

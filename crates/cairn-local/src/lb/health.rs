@@ -11,7 +11,6 @@ use hyper::Request;
 use hyper::client::conn::http1;
 use hyper::header;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::upstream::Upstream;
@@ -23,11 +22,15 @@ pub(super) async fn run(shared: Arc<Shared>, up: Arc<Upstream>) {
     while let Some((check, protocol)) = shared.health() {
         let started = Instant::now();
         let target = SocketAddr::new(up.addr.ip(), check.port.unwrap_or(up.addr.port()));
-        let outcome =
-            match tokio::time::timeout(check.timeout, probe(protocol, target, &check.path)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer within {:?}", check.timeout)),
-            };
+        let outcome = match tokio::time::timeout(
+            check.timeout,
+            probe(&shared, protocol, target, &check.path),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+        };
         match &outcome {
             Ok(()) => shared.record(&up, true, ""),
             Err(why) => {
@@ -40,8 +43,14 @@ pub(super) async fn run(shared: Arc<Shared>, up: Arc<Upstream>) {
 }
 
 /// One probe: a TCP connect, or an HTTP `GET path` answered 2xx or 3xx.
-async fn probe(protocol: Protocol, target: SocketAddr, path: &str) -> Result<(), String> {
-    let stream = TcpStream::connect(target)
+async fn probe(
+    shared: &Shared,
+    protocol: Protocol,
+    target: SocketAddr,
+    path: &str,
+) -> Result<(), String> {
+    let stream = shared
+        .connect_to(target)
         .await
         .map_err(|e| format!("connecting to {target}: {e}"))?;
     if protocol == Protocol::Tcp {

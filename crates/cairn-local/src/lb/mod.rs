@@ -106,6 +106,26 @@ pub(super) struct Shared {
     /// Checked on every accept; apart from the table so that an accept
     /// never waits on a backend update.
     access: Mutex<Access>,
+    /// The address connections to backends (proxied and health checks)
+    /// come from; `None`: whatever the kernel picks. With servers in their
+    /// own namespaces, the balancer's firewalls tell it apart from the
+    /// machine by this address.
+    source: Mutex<Option<std::net::Ipv4Addr>>,
+}
+
+impl Shared {
+    /// A connection to `addr` from the balancer's source address, if it has one.
+    pub(super) async fn connect_to(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let source = *lock(&self.source);
+        match (source, addr) {
+            (Some(ip), SocketAddr::V4(_)) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((ip, 0)))?;
+                socket.connect(addr).await
+            }
+            _ => TcpStream::connect(addr).await,
+        }
+    }
 }
 
 struct Table {
@@ -147,6 +167,7 @@ impl LoadBalancer {
             serving: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             access: Mutex::new(Access::Open),
+            source: Mutex::new(None),
         });
         let lb = Self { shared };
         lb.update(config);
@@ -215,6 +236,12 @@ impl LoadBalancer {
     /// stay, as with a cloud's stateful firewall).
     pub fn set_access(&self, access: Access) {
         *lock(&self.shared.access) = access;
+    }
+
+    /// Connections to backends come from `source` from now on (see
+    /// `Shared::source`).
+    pub fn set_source(&self, source: Option<std::net::Ipv4Addr>) {
+        *lock(&self.shared.source) = source;
     }
 
     pub fn access(&self) -> Access {
@@ -468,8 +495,7 @@ impl Shared {
     /// Connects to a backend for traffic. A refusal or timeout counts as a
     /// failed health check when checks are on.
     async fn connect(&self, up: &Upstream) -> io::Result<TcpStream> {
-        let result = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(up.addr)).await
-        {
+        let result = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_to(up.addr)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

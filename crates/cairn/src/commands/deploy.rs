@@ -159,7 +159,15 @@ pub(super) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Targ
     let provider: Arc<dyn Provider> = match deployment.target.as_str() {
         "local" => {
             let dirs = super::local::local_dirs()?;
-            Arc::new(super::local::ensure_started(&dirs, super::local::dns_address()?, None).await?)
+            Arc::new(
+                super::local::ensure_started(
+                    &dirs,
+                    super::local::dns_address()?,
+                    None,
+                    super::local::isolation_from_env()?,
+                )
+                .await?,
+            )
         }
         #[cfg(feature = "aws")]
         "aws" => {

@@ -1,9 +1,9 @@
-//! `cairn local start|stop|status|logs`: the embedded cloud's daemon.
+//! `cairn local start|stop|status|logs|exec`: the embedded cloud's daemon.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_local::cloud::LocalDirs;
+use cairn_local::cloud::{Isolation, LocalDirs, LocalResource};
 use cairn_local::daemon::client::LocalClient;
 use cairn_local::daemon::{DaemonConfig, Published, published_path};
 
@@ -14,6 +14,20 @@ use crate::report::{CliError, Status};
 pub const ENV_LOCAL_DIR: &str = "CAIRN_LOCAL_DIR";
 pub const ENV_LOCAL_DNS: &str = "CAIRN_LOCAL_DNS";
 pub const ENV_LOCAL_POOL: &str = "CAIRN_LOCAL_POOL";
+pub const ENV_LOCAL_ISOLATION: &str = "CAIRN_LOCAL_ISOLATION";
+
+/// The isolation a daemon that `up` starts gives a new cloud:
+/// `CAIRN_LOCAL_ISOLATION`, else none asked for (the cloud's own, `process`
+/// for a new one).
+pub fn isolation_from_env() -> Result<Option<Isolation>, CliError> {
+    match std::env::var(ENV_LOCAL_ISOLATION) {
+        Ok(text) if !text.is_empty() => text
+            .parse()
+            .map(Some)
+            .map_err(|e| CliError::Usage(format!("{ENV_LOCAL_ISOLATION}: {e}"))),
+        _ => Ok(None),
+    }
+}
 
 /// Where a daemon that `up` starts serves DNS: `CAIRN_LOCAL_DNS`, else 127.0.0.1:8053.
 pub fn dns_address() -> Result<std::net::SocketAddr, CliError> {
@@ -46,12 +60,37 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 /// Connects to the running daemon, starting it first when needed.
+/// A running daemon must run the isolation asked for, if one was.
 pub async fn ensure_started(
     dirs: &LocalDirs,
     dns: std::net::SocketAddr,
     pool: Option<u8>,
+    isolation: Option<Isolation>,
 ) -> Result<LocalClient, CliError> {
+    if isolation == Some(Isolation::Runc) {
+        // Said here, before a daemon is spawned to say it in its log.
+        cairn_local::host::preflight()
+            .map_err(|e| CliError::failure(format!("`runc` isolation: {e}")))?;
+    }
     if let Ok(c) = LocalClient::connect(dirs).await {
+        if let Some(asked) = isolation {
+            let status = c.status().await.map_err(CliError::failure)?;
+            let made: Isolation = status["isolation"]
+                .as_str()
+                .unwrap_or("process")
+                .parse()
+                .map_err(CliError::failure)?;
+            if made != asked {
+                return Err(CliError::failure(
+                    cairn_local::cloud::IsolationError::Mismatch {
+                        dir: dirs.root.display().to_string(),
+                        made,
+                        asked,
+                    }
+                    .to_string(),
+                ));
+            }
+        }
         return Ok(c);
     }
     std::fs::create_dir_all(&dirs.root).map_err(CliError::failure)?;
@@ -65,6 +104,7 @@ pub async fn ensure_started(
     cmd.args(["local", "daemon", "--dns", &dns.to_string()])
         .env(ENV_LOCAL_DIR, &dirs.root)
         .envs(pool.map(|p| (ENV_LOCAL_POOL, p.to_string())))
+        .envs(isolation.map(|i| (ENV_LOCAL_ISOLATION, i.to_string())))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(CliError::failure)?)
         .stderr(log);
@@ -94,11 +134,16 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
     let dirs = local_dirs()?;
     let rt = runtime()?;
     match action {
-        LocalAction::Daemon { dns, pool } => {
+        LocalAction::Daemon {
+            dns,
+            pool,
+            isolation,
+        } => {
             let config = DaemonConfig {
                 dirs,
                 dns: *dns,
                 pool: *pool,
+                isolation: *isolation,
                 path: std::env::current_exe()
                     .ok()
                     .and_then(|e| e.parent().map(PathBuf::from))
@@ -126,8 +171,12 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             .map_err(CliError::failure)?;
             Ok(Status::Success)
         }
-        LocalAction::Start { dns, pool } => {
-            let c = rt.block_on(ensure_started(&dirs, *dns, *pool))?;
+        LocalAction::Start {
+            dns,
+            pool,
+            isolation,
+        } => {
+            let c = rt.block_on(ensure_started(&dirs, *dns, *pool, *isolation))?;
             emit(
                 serde_json::json!({"running": true, "pid": c.published.pid, "api": c.published.api, "dns": c.published.dns}),
                 global,
@@ -167,18 +216,64 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             Ok(Status::Success)
         }
         LocalAction::Logs { server } => {
-            let resources =
-                cairn_local::cloud::read_resources(&dirs.state()).map_err(CliError::failure)?;
-            let r = resources
-                .iter()
-                .filter(|r| r.kind == "server")
-                .find(|r| r.id == *server || r.address == *server)
-                .ok_or_else(|| CliError::Usage(format!("no server {server} in the local cloud")))?;
-            let log = cairn_local::supervisor::log_path(&dirs.of("server", &r.id));
+            let r = find_server(&dirs, server)?;
+            let sandbox = dirs.of("server", &r.id);
+            let log = cairn_local::supervisor::log_path(&sandbox);
             let text = std::fs::read_to_string(&log)
                 .map_err(|e| CliError::failure(format!("{}: {e}", log.display())))?;
             print!("{text}");
+            // A runc server's user_data writes its own log inside the server.
+            let user_data = sandbox.join("layer/upper/var/log/cairn-user-data.log");
+            if let Ok(text) = std::fs::read_to_string(user_data) {
+                print!("{text}");
+            }
             Ok(Status::Success)
+        }
+        LocalAction::Exec { server, command } => exec(&dirs, server, command),
+    }
+}
+
+/// A server of the cloud's record by id or by its address in a deployment.
+fn find_server(dirs: &LocalDirs, server: &str) -> Result<LocalResource, CliError> {
+    let resources = cairn_local::cloud::read_resources(&dirs.state()).map_err(CliError::failure)?;
+    resources
+        .into_iter()
+        .filter(|r| r.kind == "server")
+        .find(|r| r.id == server || r.address == server)
+        .ok_or_else(|| CliError::Usage(format!("no server {server} in the local cloud")))
+}
+
+/// `cairn local exec SERVER -- CMD...`: `runc exec` in the server's
+/// container, its stdio this terminal's, its exit code ours.
+fn exec(dirs: &LocalDirs, server: &str, command: &[String]) -> Result<Status, CliError> {
+    let isolation = cairn_local::cloud::read_isolation(&dirs.state())
+        .map_err(CliError::failure)?
+        .map(|i| i.parse::<Isolation>())
+        .transpose()
+        .map_err(CliError::failure)?
+        .unwrap_or_default();
+    if isolation != Isolation::Runc {
+        return Err(CliError::Usage(format!(
+            "`cairn local exec` needs `runc` isolation: the local cloud in {} runs its servers \
+             as `{isolation}` (processes on the machine, nothing to exec into); make a cloud \
+             with `cairn local start --isolation runc` (or {ENV_LOCAL_ISOLATION}=runc) in \
+             another directory ({ENV_LOCAL_DIR})",
+            dirs.root.display()
+        )));
+    }
+    let r = find_server(dirs, server)?;
+    let id = cairn_local::cloud::container_id(dirs, &r.id);
+    let status = std::process::Command::new("runc")
+        .args(["exec", &id])
+        .args(command)
+        .status()
+        .map_err(|e| CliError::failure(format!("could not run `runc exec {id}`: {e}")))?;
+    match status.code() {
+        Some(code) => Ok(Status::Exited(u8::try_from(code).unwrap_or(1))),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            let signal = status.signal().unwrap_or(0);
+            Ok(Status::Exited(128u8.saturating_add(signal as u8)))
         }
     }
 }

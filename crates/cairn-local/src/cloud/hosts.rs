@@ -1,0 +1,1008 @@
+//! `runc` isolation: the cloud's servers as small hosts, made from the
+//! building blocks in `crate::host`.
+//!
+//! A cloud chooses its isolation once, when it is made, and keeps it in its
+//! record: `process` (a server is a supervised process on a loopback
+//! address; the default) or `runc` (a server is a container with its own
+//! namespaces, on a bridge per network in the cloud's own network
+//! namespace, behind nftables rules). The two cannot mix in one cloud: the
+//! addresses, firewalls and teardown differ.
+//!
+//! In `runc` mode a network reserves its CIDR on the machine (an
+//! `unreachable` route that stays until the network is destroyed, also
+//! while the daemon is stopped), a server gets an address of its subnet,
+//! and every change that affects the firewalls replaces the cloud
+//! namespace's nftables table. Load balancers stay in the daemon and reach
+//! backends through the machine's route into the cloud namespace, each from
+//! a source address of its own on that link so that the firewalls tell it
+//! apart from the machine itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use cairn_engine::provider::{Json, ProviderError, ProviderResult};
+use ipnet::{IpNet, Ipv4Net};
+use serde_json::json;
+
+use super::{CloudState, LocalDirs, LocalResource, firewall, permanent, prop, prop_str};
+use crate::host::command::Cmd;
+use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
+use crate::host::image::ImageCache;
+use crate::host::network::{self, CloudNet, Network, ServerNet, UNREACHABLE_METRIC};
+use crate::host::runtime::{Server, ServerSpec, USER_DATA_PATH};
+use crate::host::{HostError, preflight, ssh};
+
+/// How a cloud runs its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A supervised process on a loopback address, sharing the machine's
+    /// filesystem, processes and network stack.
+    #[default]
+    Process,
+    /// A container started by runc: its own root, hostname, processes and
+    /// network namespace, with an address of its subnet.
+    Runc,
+}
+
+impl Isolation {
+    /// The name in the record, on the command line and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::Runc => "runc",
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = IsolationError;
+
+    fn from_str(s: &str) -> Result<Isolation, IsolationError> {
+        match s {
+            "process" => Ok(Isolation::Process),
+            "runc" => Ok(Isolation::Runc),
+            other => Err(IsolationError::Unknown(other.to_string())),
+        }
+    }
+}
+
+/// Why a cloud cannot run with the isolation asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum IsolationError {
+    /// A name that is not an isolation.
+    #[error("unknown isolation `{0}`: use `process` or `runc`")]
+    Unknown(String),
+    /// The cloud was made with the other isolation.
+    #[error(
+        "the local cloud in {dir} was made with `{made}` isolation and cannot run with `{asked}`; \
+         use another directory (CAIRN_LOCAL_DIR) for a `{asked}` cloud, or destroy this one's \
+         deployments, stop it and remove {dir}"
+    )]
+    Mismatch {
+        /// The cloud's directory.
+        dir: String,
+        /// The isolation it was made with.
+        made: Isolation,
+        /// The isolation asked for.
+        asked: Isolation,
+    },
+    /// The machine cannot run `runc` servers (not root, a tool missing).
+    #[error("`runc` isolation: {0}")]
+    Host(#[from] HostError),
+}
+
+/// The isolation a cloud runs with: the recorded one, else the one asked
+/// for (a cloud with no record of it and resources already is an old
+/// process cloud). Refuses a mismatch.
+pub fn choose(
+    dir: &str,
+    recorded: Option<&str>,
+    has_resources: bool,
+    asked: Option<Isolation>,
+) -> Result<Isolation, IsolationError> {
+    let made = match recorded {
+        Some(text) => Some(text.parse()?),
+        None if has_resources => Some(Isolation::Process),
+        None => None,
+    };
+    match (made, asked) {
+        (Some(made), Some(asked)) if made != asked => Err(IsolationError::Mismatch {
+            dir: dir.to_string(),
+            made,
+            asked,
+        }),
+        (Some(made), _) => Ok(made),
+        (None, asked) => Ok(asked.unwrap_or_default()),
+    }
+}
+
+/// The id that names a cloud's kernel objects (hashed into them): its
+/// directory.
+pub fn cloud_id(dirs: &LocalDirs) -> String {
+    std::fs::canonicalize(&dirs.root)
+        .unwrap_or_else(|_| dirs.root.clone())
+        .display()
+        .to_string()
+}
+
+/// The runc container id of server `server_id` of the cloud in `dirs`
+/// (`cairn local exec` runs commands in it).
+pub fn container_id(dirs: &LocalDirs, server_id: &str) -> String {
+    let names = CloudNet::new(&cloud_id(dirs), Ipv4Net::default());
+    format!("{}-{server_id}", names.netns)
+}
+
+fn host_err(what: &str, e: HostError) -> ProviderError {
+    permanent(format!("{what}: {e}"))
+}
+
+fn v4(net: IpNet, what: &str) -> ProviderResult<Ipv4Net> {
+    match net {
+        IpNet::V4(n) => Ok(n),
+        IpNet::V6(_) => Err(permanent(format!(
+            "{what} {net}: servers as hosts (`runc` isolation) have IPv4 networks only"
+        ))),
+    }
+}
+
+/// The parts of a `runc` cloud that live outside its record: the network
+/// namespace, the load balancers' source addresses, the servers' runtime
+/// handles.
+pub struct Hosts {
+    id: String,
+    dirs: LocalDirs,
+    images: ImageCache,
+    cairn_binary: PathBuf,
+    /// The cloud namespace and its link, once up (after the first network,
+    /// or at restore).
+    net: tokio::sync::Mutex<Option<CloudNet>>,
+    /// Each load balancer's source address on the link.
+    lb_sources: std::sync::Mutex<BTreeMap<String, Ipv4Addr>>,
+    /// Each running server's container and network place.
+    servers: std::sync::Mutex<HashMap<String, (Server, ServerNet)>>,
+    /// Held while the firewall table is computed and replaced, so that of
+    /// two changes racing, the later state is the one applied.
+    firewall: tokio::sync::Mutex<()>,
+    /// Held (shared) by every create and delete from its start until it is
+    /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
+    /// never goes down under a network or server being made.
+    shape: tokio::sync::RwLock<()>,
+}
+
+/// What `cairn local status` shows of a runc server.
+pub const NOT_RUNNING: &str = "not running";
+
+impl Hosts {
+    /// The `runc` parts of the cloud in `dirs`; fails when the machine
+    /// cannot run them (see [`preflight`]).
+    pub fn new(dirs: &LocalDirs, images: ImageCache) -> Result<Hosts, IsolationError> {
+        preflight()?;
+        let cairn_binary = std::env::current_exe()
+            .map_err(|e| HostError::io("find the cairn binary to mount into servers", e))?;
+        Ok(Hosts {
+            id: cloud_id(dirs),
+            dirs: dirs.clone(),
+            images,
+            cairn_binary,
+            net: tokio::sync::Mutex::new(None),
+            lb_sources: std::sync::Mutex::new(BTreeMap::new()),
+            servers: std::sync::Mutex::new(HashMap::new()),
+            firewall: tokio::sync::Mutex::new(()),
+            shape: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// The cloud namespace and link, made when first needed. What a
+    /// daemon that died left of them is removed first.
+    async fn net(&self) -> ProviderResult<CloudNet> {
+        let mut slot = self.net.lock().await;
+        if let Some(net) = slot.as_ref() {
+            return Ok(net.clone());
+        }
+        let fail = |e| host_err("the cloud's network namespace", e);
+        CloudNet::new(&self.id, Ipv4Net::default())
+            .down()
+            .await
+            .map_err(fail)?;
+        let link = network::choose_link(&self.id).await.map_err(fail)?;
+        let net = CloudNet::new(&self.id, link);
+        net.up().await.map_err(fail)?;
+        *slot = Some(net.clone());
+        Ok(net)
+    }
+
+    /// The cloud namespace, if it is up.
+    async fn net_if_up(&self) -> Option<CloudNet> {
+        self.net.lock().await.clone()
+    }
+
+    fn network(r: &LocalResource) -> ProviderResult<Network> {
+        let cidr = v4(
+            super::parse_cidr(prop_str(&r.properties, "cidr").unwrap_or_default())?,
+            "network",
+        )?;
+        Network::new(&r.id, cidr).map_err(|e| host_err(&r.id, e))
+    }
+
+    /// A new network: its CIDR reserved on the machine (refused when it
+    /// overlaps a route of the machine), its bridge in the cloud namespace.
+    /// Nothing stays behind when it fails.
+    pub async fn make_network(&self, id: &str, cidr: IpNet) -> ProviderResult<()> {
+        let cidr = v4(cidr, "network")?;
+        let net = Network::new(id, cidr).map_err(|e| host_err(id, e))?;
+        network::reserve_cidr(net.cidr)
+            .await
+            .map_err(|e| permanent(e.to_string()))?;
+        let made = async {
+            let cloud = self.net().await?;
+            cloud
+                .add_network(&net)
+                .await
+                .map_err(|e| host_err(&format!("network {id}"), e))
+        }
+        .await;
+        if made.is_err() {
+            let _ = network::release_cidr(net.cidr).await;
+        }
+        made
+    }
+
+    /// Brings a recorded network back: its CIDR reserved again if the
+    /// route went (a reboot), its bridge made anew.
+    async fn restore_network(&self, r: &LocalResource) -> ProviderResult<()> {
+        let net = Self::network(r)?;
+        let routes = network::machine_routes()
+            .await
+            .map_err(|e| host_err(&r.id, e))?;
+        let cidr = net.cidr.to_string();
+        let reserved = routes.iter().any(|route| {
+            route.kind.as_deref() == Some("unreachable")
+                && route.dst == cidr
+                && route.metric == Some(UNREACHABLE_METRIC)
+        });
+        if !reserved {
+            network::reserve_cidr(net.cidr)
+                .await
+                .map_err(|e| host_err(&r.id, e))?;
+        }
+        let cloud = self.net().await?;
+        cloud
+            .remove_network(&net)
+            .await
+            .map_err(|e| host_err(&r.id, e))?;
+        cloud
+            .add_network(&net)
+            .await
+            .map_err(|e| host_err(&r.id, e))
+    }
+
+    /// Removes a destroyed network's bridge, route and reservation.
+    pub async fn remove_network(&self, r: &LocalResource) -> ProviderResult<()> {
+        let net = Self::network(r)?;
+        if let Some(cloud) = self.net_if_up().await {
+            cloud
+                .remove_network(&net)
+                .await
+                .map_err(|e| host_err(&r.id, e))?;
+        }
+        network::release_cidr(net.cidr)
+            .await
+            .map_err(|e| host_err(&r.id, e))
+    }
+
+    /// The network a server's subnet is in, and the subnet's block.
+    fn placement(
+        state: &CloudState,
+        p: &Json,
+    ) -> ProviderResult<(Network, Ipv4Net, LocalResource)> {
+        let subnet_id = prop_str(p, "subnet").ok_or_else(|| permanent("`subnet` is required"))?;
+        let subnet = state
+            .resources
+            .get(subnet_id)
+            .filter(|r| r.kind == "subnet")
+            .ok_or_else(|| permanent(format!("there is no subnet {subnet_id} in the local cloud")))?
+            .clone();
+        let net_id = prop_str(&subnet.properties, "network").unwrap_or_default();
+        let net = state
+            .resources
+            .get(net_id)
+            .filter(|r| r.kind == "network")
+            .ok_or_else(|| permanent(format!("there is no network {net_id} in the local cloud")))?;
+        let cidr = v4(
+            super::parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?,
+            "subnet",
+        )?;
+        Ok((Self::network(net)?, cidr, subnet))
+    }
+
+    /// Chooses a new server's address in its subnet and reserves it until
+    /// the create is recorded or fails: the `address` property when it is
+    /// a usable address of the subnet, else the first free one from the
+    /// subnet's 10th address up.
+    pub fn reserve_address(
+        state: &mut CloudState,
+        id: &str,
+        p: &Json,
+    ) -> ProviderResult<(Network, Ipv4Net, Ipv4Addr)> {
+        let (net, subnet, _) = Self::placement(state, p)?;
+        let taken: std::collections::HashSet<Ipv4Addr> = state
+            .of_kind("server")
+            .filter_map(|s| s.ip)
+            .chain(state.reserved_private.keys().filter_map(|k| k.parse().ok()))
+            .collect();
+        let address = match prop_str(p, "address") {
+            Some(text) => {
+                let ip: Ipv4Addr = text
+                    .parse()
+                    .map_err(|_| permanent(format!("`address` {text} is not an IPv4 address")))?;
+                let usable = subnet.contains(&ip)
+                    && ip != subnet.network()
+                    && ip != subnet.broadcast()
+                    && net.check_address(ip).is_ok();
+                if !usable {
+                    return Err(permanent(format!(
+                        "`address` {ip} is not a usable address of the server's subnet {subnet} \
+                         (network {}, gateway {})",
+                        net.cidr,
+                        net.gateway()
+                    )));
+                }
+                if taken.contains(&ip) {
+                    return Err(ProviderError::Conflict(format!(
+                        "address {ip} is already given to another server"
+                    )));
+                }
+                ip
+            }
+            None => subnet
+                .hosts()
+                .skip(9)
+                .find(|h| !taken.contains(h) && net.check_address(*h).is_ok())
+                .ok_or_else(|| permanent(format!("no address left in subnet {subnet}")))?,
+        };
+        state
+            .reserved_private
+            .insert(address.to_string(), id.to_string());
+        Ok((net, subnet, address))
+    }
+
+    fn hostname(r_id: &str, p: &Json) -> String {
+        prop_str(p, "name").unwrap_or(r_id).to_string()
+    }
+
+    fn server(
+        &self,
+        cloud: &CloudNet,
+        id: &str,
+        hostname: &str,
+        image: PathBuf,
+        snet: &ServerNet,
+    ) -> ProviderResult<Server> {
+        Server::new(ServerSpec {
+            id: format!("{}-{id}", cloud.netns),
+            hostname: hostname.to_string(),
+            dir: self.dirs.of("server", id),
+            image,
+            netns: snet.netns_path(),
+            cairn_binary: self.cairn_binary.clone(),
+            cgroup_parent: cloud.netns.clone(),
+            env: vec![
+                format!("CAIRN_ADDRESS={}", snet.address.addr()),
+                format!("CAIRN_SERVER={id}"),
+            ],
+        })
+        .map_err(|e| host_err(&format!("server {id}"), e))
+    }
+
+    async fn image_root(&self, p: &Json) -> ProviderResult<PathBuf> {
+        let name = prop_str(p, "image").unwrap_or(crate::host::image::HOST);
+        if name.starts_with("image-") {
+            return Err(permanent(format!(
+                "image {name}: servers from a captured `image` resource are not supported \
+                 with `runc` isolation yet; use `host` or `debian-12`"
+            )));
+        }
+        let mut progress = |line: &str| tracing::info!("image {name}: {line}");
+        self.images
+            .resolve(name, &mut progress)
+            .await
+            .map(|i| i.root)
+            .map_err(|e| permanent(e.to_string()))
+    }
+
+    /// Makes a server: its namespace and veth on its network's bridge, its
+    /// root (an overlay on its image), a host key of its own, root's
+    /// authorized key from its key pair, its `user_data`, and starts it.
+    /// Returns its attributes. Nothing stays behind when it fails.
+    pub async fn make_server(
+        &self,
+        id: &str,
+        p: &Json,
+        net: &Network,
+        address: Ipv4Addr,
+        authorized_key: Option<String>,
+    ) -> ProviderResult<Json> {
+        let image = self.image_root(p).await?;
+        let cloud = self.net().await?;
+        let hostname = Self::hostname(id, p);
+        let names = cloud
+            .server_net(net, id, address)
+            .map_err(|e| host_err(&format!("server {id}"), e))?;
+        let server = self.server(&cloud, id, &hostname, image, &names)?;
+        let snet = cloud
+            .add_server(net, id, address)
+            .await
+            .map_err(|e| host_err(&format!("server {id}"), e))?;
+        let started = async {
+            let fail = |e| host_err(&format!("server {id}"), e);
+            server.mount_root().await.map_err(fail)?;
+            let key = ssh::generate_key(&hostname).map_err(fail)?;
+            let host_key = ssh::install_host_key(&server.rootfs(), &key).map_err(fail)?;
+            if let Some(public) = &authorized_key {
+                ssh::install_authorized_key(&server.rootfs(), public).map_err(fail)?;
+            }
+            if let Some(user_data) = prop_str(p, "user_data") {
+                server
+                    .write_file(USER_DATA_PATH, user_data.as_bytes(), 0o755)
+                    .map_err(fail)?;
+            }
+            server.start().await.map_err(fail)?;
+            Ok::<_, ProviderError>(host_key)
+        }
+        .await;
+        match started {
+            Ok(host_key) => {
+                self.servers
+                    .lock()
+                    .expect("servers lock")
+                    .insert(id.to_string(), (server, snet));
+                Ok(json!({
+                    "id": id,
+                    "address": address.to_string(),
+                    "private_ip": address.to_string(),
+                    "public_ip": Json::Null,
+                    "host_key": host_key,
+                }))
+            }
+            Err(e) => {
+                let _ = server.destroy().await;
+                let _ = cloud.remove_server(&snet).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings a recorded server back on its kept layer: its namespace and
+    /// veth made anew (what a dead daemon left is removed first), the
+    /// container started again.
+    async fn restore_server(&self, state: &CloudState, r: &LocalResource) -> ProviderResult<()> {
+        let (net, _, _) = Self::placement(state, &r.properties)?;
+        let address =
+            r.ip.ok_or_else(|| permanent(format!("server {} has no recorded address", r.id)))?;
+        let image = self.image_root(&r.properties).await?;
+        let cloud = self.net().await?;
+        let fail = |e| host_err(&format!("server {}", r.id), e);
+        let names = cloud.server_net(&net, &r.id, address).map_err(fail)?;
+        let hostname = Self::hostname(&r.id, &r.properties);
+        let server = self.server(&cloud, &r.id, &hostname, image, &names)?;
+        server.stop(Duration::from_secs(2)).await.map_err(fail)?;
+        cloud.remove_server(&names).await.map_err(fail)?;
+        let snet = cloud.add_server(&net, &r.id, address).await.map_err(fail)?;
+        server.start().await.map_err(fail)?;
+        self.servers
+            .lock()
+            .expect("servers lock")
+            .insert(r.id.clone(), (server, snet));
+        Ok(())
+    }
+
+    /// The runtime handle of a recorded server (made from its record when
+    /// the daemon has none, e.g. after a failed restore).
+    async fn handle(&self, r: &LocalResource) -> Option<(Server, ServerNet, CloudNet)> {
+        let cloud = match self.net_if_up().await {
+            Some(c) => c,
+            None => CloudNet::new(&self.id, Ipv4Net::default()),
+        };
+        if let Some((s, n)) = self
+            .servers
+            .lock()
+            .expect("servers lock")
+            .get(&r.id)
+            .cloned()
+        {
+            return Some((s, n, cloud));
+        }
+        let names = cloud.server_names(&r.id, Ipv4Net::from(r.ip?));
+        let hostname = Self::hostname(&r.id, &r.properties);
+        let server = self
+            .server(&cloud, &r.id, &hostname, PathBuf::from("/"), &names)
+            .ok()?;
+        Some((server, names, cloud))
+    }
+
+    /// Removes a destroyed server: container, overlay, layer directory,
+    /// namespace and veth.
+    pub async fn remove_server(&self, r: &LocalResource) -> ProviderResult<()> {
+        let Some((server, snet, cloud)) = self.handle(r).await else {
+            return super::remove_dir(&self.dirs.of("server", &r.id));
+        };
+        let fail = |e| ProviderError::Transient(format!("removing server {}: {e}", r.id));
+        server.destroy().await.map_err(fail)?;
+        cloud.remove_server(&snet).await.map_err(fail)?;
+        self.servers.lock().expect("servers lock").remove(&r.id);
+        Ok(())
+    }
+
+    /// runc's status of each server the daemon runs (`running`, `stopped`...).
+    pub async fn statuses(&self) -> HashMap<String, String> {
+        let servers: Vec<(String, Server)> = self
+            .servers
+            .lock()
+            .expect("servers lock")
+            .iter()
+            .map(|(id, (s, _))| (id.clone(), s.clone()))
+            .collect();
+        let mut out = HashMap::new();
+        for (id, s) in servers {
+            let status = match s.state().await {
+                Ok(Some(state)) => state.status,
+                Ok(None) => NOT_RUNNING.to_string(),
+                Err(e) => format!("unknown: {e}"),
+            };
+            out.insert(id, status);
+        }
+        out
+    }
+
+    /// A source address of its own on the link for load balancer `id`
+    /// (added to the machine's end of the link), so that firewalls can
+    /// allow it and not the machine.
+    pub async fn lb_source(&self, id: &str) -> ProviderResult<Ipv4Addr> {
+        let cloud = self.net().await?;
+        let source = {
+            let mut sources = self.lb_sources.lock().expect("lb sources lock");
+            if let Some(ip) = sources.get(id) {
+                return Ok(*ip);
+            }
+            let used: Vec<Ipv4Addr> = sources.values().copied().collect();
+            let base = u32::from(cloud.link.network());
+            let ip = (10..cloud.link.hosts().count() as u32)
+                .map(|n| Ipv4Addr::from(base + n))
+                .find(|ip| !used.contains(ip))
+                .ok_or_else(|| permanent("no source address left on the cloud's link"))?;
+            sources.insert(id.to_string(), ip);
+            ip
+        };
+        let added = Cmd::new("ip")
+            .args(["addr", "replace"])
+            .arg(format!("{source}/{}", cloud.link.prefix_len()))
+            .args(["dev", &cloud.host_if])
+            .run()
+            .await;
+        if let Err(e) = added {
+            self.lb_sources.lock().expect("lb sources lock").remove(id);
+            return Err(host_err(&format!("load balancer {id}'s source address"), e));
+        }
+        Ok(source)
+    }
+
+    /// Gives back a removed load balancer's source address.
+    pub async fn release_lb_source(&self, id: &str) {
+        let Some(ip) = self.lb_sources.lock().expect("lb sources lock").remove(id) else {
+            return;
+        };
+        if let Some(cloud) = self.net_if_up().await {
+            let _ = Cmd::new("ip")
+                .args(["addr", "del"])
+                .arg(format!("{ip}/{}", cloud.link.prefix_len()))
+                .args(["dev", &cloud.host_if])
+                .output()
+                .await;
+        }
+    }
+
+    /// Replaces the cloud namespace's firewall table with the rules of
+    /// `state` (taken while holding the firewall lock, by `snapshot`).
+    pub async fn apply_firewall(
+        &self,
+        snapshot: impl FnOnce() -> CloudState,
+    ) -> ProviderResult<()> {
+        let _one = self.firewall.lock().await;
+        let Some(cloud) = self.net_if_up().await else {
+            return Ok(());
+        };
+        let state = snapshot();
+        let sources = self.lb_sources.lock().expect("lb sources lock").clone();
+        let rules = ruleset(&state, &sources);
+        nft::apply(&cloud.netns, &rules)
+            .await
+            .map_err(|e| ProviderError::Transient(format!("the cloud's firewall rules: {e}")))
+    }
+
+    /// Takes the cloud namespace and link down once `state` has nothing
+    /// that lives in them (no network, server or load balancer left), so a
+    /// destroyed deployment leaves no namespace, link or table behind.
+    pub async fn down_if_idle(&self, snapshot: impl FnOnce() -> CloudState) -> ProviderResult<()> {
+        let _alone = self.shape.write().await;
+        let state = snapshot();
+        let busy = state
+            .resources
+            .values()
+            .any(|r| matches!(r.kind.as_str(), "network" | "server" | "load_balancer"));
+        if busy {
+            return Ok(());
+        }
+        let mut slot = self.net.lock().await;
+        if let Some(cloud) = slot.take() {
+            cloud
+                .down()
+                .await
+                .map_err(|e| ProviderError::Transient(format!("the cloud's namespace: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Held for a create or delete from its start until it is recorded.
+    pub async fn changing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.shape.read().await
+    }
+
+    /// Brings back the networks and servers of `state` after a restart,
+    /// and their firewall. Problems are returned, one per resource.
+    pub async fn restore(&self, state: &CloudState) -> Vec<String> {
+        let mut problems = Vec::new();
+        let networks: Vec<&LocalResource> = state.of_kind("network").collect();
+        let servers: Vec<&LocalResource> = state.of_kind("server").collect();
+        if networks.is_empty() && servers.is_empty() {
+            return problems;
+        }
+        for r in networks {
+            if let Err(e) = self.restore_network(r).await {
+                problems.push(format!("{}: {e}", r.id));
+            }
+        }
+        // The rules first, so that no server is open for a moment.
+        if let Err(e) = self.apply_firewall(|| state.clone()).await {
+            problems.push(e.to_string());
+        }
+        for r in servers {
+            if let Err(e) = self.restore_server(state, r).await {
+                problems.push(format!("{}: {e}", r.id));
+            }
+        }
+        problems
+    }
+
+    /// Stops every server (their layers stay) and takes the cloud
+    /// namespace and link down; the networks' `unreachable` routes stay
+    /// until they are destroyed.
+    pub async fn shutdown(&self) {
+        let servers: Vec<(Server, ServerNet)> = self
+            .servers
+            .lock()
+            .expect("servers lock")
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        let cloud = self.net.lock().await.take();
+        for (server, snet) in servers {
+            if let Err(e) = server.stop(Duration::from_secs(5)).await {
+                tracing::warn!("stopping {}: {e}", server.spec().id);
+            }
+            if let Some(cloud) = &cloud
+                && let Err(e) = cloud.remove_server(&snet).await
+            {
+                tracing::warn!("removing {}'s namespace: {e}", server.spec().id);
+            }
+        }
+        if let Some(cloud) = cloud
+            && let Err(e) = cloud.down().await
+        {
+            tracing::warn!("taking the cloud's network namespace down: {e}");
+        }
+        self.lb_sources.lock().expect("lb sources lock").clear();
+    }
+}
+
+/// The nftables rules of a `runc` cloud: each server with firewalls lets
+/// in only what their ingress rules allow, by CIDR or by membership of
+/// another firewall (servers by their address, load balancers by their
+/// source address on the link); a server without firewalls is open.
+pub fn ruleset(state: &CloudState, lb_sources: &BTreeMap<String, Ipv4Addr>) -> Ruleset {
+    let firewalls_of = |r: &LocalResource| -> Vec<String> {
+        prop(&r.properties, "firewalls")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut members: BTreeMap<String, Vec<Ipv4Addr>> = state
+        .of_kind("firewall")
+        .map(|f| (f.id.clone(), Vec::new()))
+        .collect();
+    for r in state.resources.values() {
+        let address = match r.kind.as_str() {
+            "server" => r.ip,
+            "load_balancer" => lb_sources.get(&r.id).copied(),
+            _ => None,
+        };
+        let Some(address) = address else { continue };
+        for fw in firewalls_of(r) {
+            if let Some(list) = members.get_mut(&fw) {
+                list.push(address);
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    for r in state.of_kind("server") {
+        let Some(address) = r.ip else { continue };
+        let fws = firewalls_of(r);
+        let policy = if fws.is_empty() {
+            Policy::Open
+        } else {
+            let mut ingress = Vec::new();
+            for fw in fws.iter().filter_map(|id| state.resources.get(id)) {
+                for rule in firewall::rules(&fw.properties, "ingress") {
+                    if let Some(rule) = nft_rule(state, rule) {
+                        ingress.push(rule);
+                    }
+                }
+            }
+            Policy::Only(ingress)
+        };
+        servers.push(ServerRules {
+            name: r.id.clone(),
+            addresses: vec![address],
+            policy,
+        });
+    }
+    let networks = state
+        .of_kind("network")
+        .filter_map(|n| prop_str(&n.properties, "cidr"))
+        .filter_map(|c| c.parse::<Ipv4Net>().ok())
+        .map(|n| n.trunc())
+        .collect();
+    Ruleset {
+        members,
+        servers,
+        networks,
+    }
+}
+
+/// One ingress rule of a firewall as an nftables rule; `None` for a rule
+/// that lets nobody in (a source that does not resolve, an IPv6 block).
+fn nft_rule(state: &CloudState, rule: &Json) -> Option<nft::Ingress> {
+    let protocol = match prop_str(rule, "protocol").unwrap_or("tcp") {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "icmp" => Protocol::Icmp,
+        _ => Protocol::All,
+    };
+    let ports = match (protocol, firewall::ports(rule).ok()?) {
+        (Protocol::Tcp | Protocol::Udp, (0, 65535)) => None,
+        (Protocol::Tcp | Protocol::Udp, (lo, hi)) => Some((lo as u16, hi as u16)),
+        _ => None,
+    };
+    let from = prop_str(rule, "from").unwrap_or_default();
+    let from = if let Ok(net) = from.parse::<IpNet>() {
+        match net.trunc() {
+            IpNet::V4(n) => Source::Cidr(n),
+            IpNet::V6(_) => return None,
+        }
+    } else if let Ok(ip) = from.parse::<IpAddr>() {
+        match ip {
+            IpAddr::V4(a) => Source::Cidr(Ipv4Net::from(a)),
+            IpAddr::V6(_) => return None,
+        }
+    } else if state
+        .resources
+        .get(from)
+        .is_some_and(|r| r.kind == "firewall")
+    {
+        Source::Members(from.to_string())
+    } else {
+        return None;
+    };
+    Some(nft::Ingress {
+        protocol,
+        ports,
+        from,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn put(state: &mut CloudState, id: &str, kind: &str, p: Json, ip: Option<&str>) {
+        state.resources.insert(
+            id.into(),
+            LocalResource {
+                id: id.into(),
+                kind: kind.into(),
+                deployment: "d".into(),
+                address: id.into(),
+                token: id.into(),
+                properties: p,
+                attributes: json!({}),
+                tags: BTreeMap::new(),
+                ip: ip.map(|i| i.parse().unwrap()),
+                sensitive: Vec::new(),
+            },
+        );
+    }
+
+    #[test]
+    fn the_isolation_is_chosen_once_and_a_mismatch_is_refused() {
+        use Isolation::*;
+        assert_eq!(choose("/d", None, false, None).unwrap(), Process);
+        assert_eq!(choose("/d", None, false, Some(Runc)).unwrap(), Runc);
+        assert_eq!(choose("/d", Some("runc"), true, None).unwrap(), Runc);
+        assert_eq!(choose("/d", None, true, None).unwrap(), Process);
+        let err = choose("/d", Some("runc"), true, Some(Process)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the local cloud in /d was made with `runc` isolation and cannot run with `process`; \
+             use another directory (CAIRN_LOCAL_DIR) for a `process` cloud, or destroy this \
+             one's deployments, stop it and remove /d"
+        );
+        let err = choose("/d", None, true, Some(Runc)).unwrap_err();
+        assert!(err.to_string().contains("made with `process`"), "{err}");
+        let err = "docker".parse::<Isolation>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown isolation `docker`: use `process` or `runc`"
+        );
+    }
+
+    fn placed(state: &mut CloudState) {
+        put(
+            state,
+            "net",
+            "network",
+            json!({"cidr": "10.9.0.0/16"}),
+            None,
+        );
+        put(
+            state,
+            "sub",
+            "subnet",
+            json!({"network": "net", "cidr": "10.9.1.0/24"}),
+            None,
+        );
+    }
+
+    #[test]
+    fn servers_get_addresses_of_their_subnet_from_the_tenth_up() {
+        let mut st = CloudState::default();
+        placed(&mut st);
+        let p = json!({"subnet": "sub"});
+        let (net, subnet, a) = Hosts::reserve_address(&mut st, "s1", &p).unwrap();
+        assert_eq!(
+            (net.gateway(), subnet.to_string()),
+            ("10.9.0.1".parse().unwrap(), "10.9.1.0/24".into())
+        );
+        assert_eq!(a, Ipv4Addr::new(10, 9, 1, 10));
+        let (_, _, b) = Hosts::reserve_address(&mut st, "s2", &p).unwrap();
+        assert_eq!(b, Ipv4Addr::new(10, 9, 1, 11), "the first is reserved");
+        let fixed = json!({"subnet": "sub", "address": "10.9.1.99"});
+        assert_eq!(
+            Hosts::reserve_address(&mut st, "s3", &fixed).unwrap().2,
+            Ipv4Addr::new(10, 9, 1, 99)
+        );
+        let err = Hosts::reserve_address(&mut st, "s4", &fixed).unwrap_err();
+        assert!(err.to_string().contains("already given"), "{err}");
+        let outside = json!({"subnet": "sub", "address": "10.9.2.5"});
+        let err = Hosts::reserve_address(&mut st, "s5", &outside).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "`address` 10.9.2.5 is not a usable address of the server's subnet 10.9.1.0/24"
+            ),
+            "{err}"
+        );
+        let err = Hosts::reserve_address(&mut st, "s6", &json!({"subnet": "nope"})).unwrap_err();
+        assert!(err.to_string().contains("no subnet nope"), "{err}");
+    }
+
+    #[test]
+    fn firewalls_become_rules_by_cidr_and_by_membership_of_servers_and_balancers() {
+        let mut st = CloudState::default();
+        placed(&mut st);
+        put(
+            &mut st,
+            "fw-lb",
+            "firewall",
+            json!({"ingress": [{"protocol": "tcp", "port": 80, "from": "0.0.0.0/0"}]}),
+            None,
+        );
+        put(
+            &mut st,
+            "fw-web",
+            "firewall",
+            json!({"ingress": [
+                {"protocol": "tcp", "port": 8080, "from": "fw-lb"},
+                {"protocol": "tcp", "port": 22, "from": "203.0.113.0/24"},
+                {"protocol": "udp", "ports": "1000-2000", "from": "10.9.1.7"},
+                {"protocol": "tcp", "port": 9, "from": "fw-gone"},
+            ]}),
+            None,
+        );
+        put(
+            &mut st,
+            "web",
+            "server",
+            json!({"firewalls": ["fw-web"]}),
+            Some("10.9.1.10"),
+        );
+        put(&mut st, "open", "server", json!({}), Some("10.9.1.11"));
+        put(
+            &mut st,
+            "lb",
+            "load_balancer",
+            json!({"firewalls": ["fw-lb"]}),
+            Some("127.5.0.2"),
+        );
+        let sources = BTreeMap::from([("lb".to_string(), Ipv4Addr::new(169, 254, 3, 10))]);
+        let rules = ruleset(&st, &sources);
+        assert_eq!(rules.members["fw-lb"], [Ipv4Addr::new(169, 254, 3, 10)]);
+        assert_eq!(rules.members["fw-web"], [Ipv4Addr::new(10, 9, 1, 10)]);
+        assert_eq!(rules.networks, ["10.9.0.0/16".parse::<Ipv4Net>().unwrap()]);
+        let web = rules.servers.iter().find(|s| s.name == "web").unwrap();
+        let Policy::Only(ingress) = &web.policy else {
+            panic!("web has firewalls")
+        };
+        assert_eq!(
+            ingress.len(),
+            3,
+            "the rule from a deleted firewall lets nobody in"
+        );
+        assert_eq!(ingress[0].from, Source::Members("fw-lb".into()));
+        assert_eq!(ingress[0].ports, Some((8080, 8080)));
+        assert_eq!(ingress[2].protocol, Protocol::Udp);
+        assert_eq!(
+            ingress[2].from,
+            Source::Cidr("10.9.1.7/32".parse().unwrap())
+        );
+        let open = rules.servers.iter().find(|s| s.name == "open").unwrap();
+        assert_eq!(open.policy, Policy::Open);
+        let script = nft::render(&rules).unwrap();
+        assert!(script.contains("tcp dport 8080 ip saddr @"), "{script}");
+    }
+
+    #[test]
+    fn ipv6_networks_are_refused_with_the_reason() {
+        let err = v4("fd00::/64".parse().unwrap(), "network").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "network fd00::/64: servers as hosts (`runc` isolation) have IPv4 networks only"
+        );
+        assert!(v4("10.0.0.0/8".parse().unwrap(), "network").is_ok());
+    }
+
+    #[test]
+    fn container_ids_are_per_cloud_directory() {
+        let a = container_id(&LocalDirs::new("/nonexistent/a"), "server-00001");
+        let b = container_id(&LocalDirs::new("/nonexistent/b"), "server-00001");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with("cairn-") && a.ends_with("-server-00001"),
+            "{a}"
+        );
+    }
+}
