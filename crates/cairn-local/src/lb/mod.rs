@@ -117,14 +117,18 @@ impl Shared {
     /// A connection to `addr` from the balancer's source address, if it has one.
     pub(super) async fn connect_to(&self, addr: SocketAddr) -> io::Result<TcpStream> {
         let source = *lock(&self.source);
-        match (source, addr) {
+        let stream = match (source, addr) {
             (Some(ip), SocketAddr::V4(_)) => {
                 let socket = tokio::net::TcpSocket::new_v4()?;
                 socket.bind(SocketAddr::from((ip, 0)))?;
-                socket.connect(addr).await
+                socket.connect(addr).await?
             }
-            _ => TcpStream::connect(addr).await,
-        }
+            _ => TcpStream::connect(addr).await?,
+        };
+        // Requests and responses are small writes that must not wait for
+        // Nagle's algorithm to gather more.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
     }
 }
 
