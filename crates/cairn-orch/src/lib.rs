@@ -9,8 +9,8 @@
 //! named by the engine: the CLI builds typed values with it and renders
 //! them; the engine stays unaware of orchestration.
 
-// pub mod inventory;
+pub mod inventory;
 pub mod target;
 
-// pub use inventory::{Group, Host, Inventory, InventoryError};
+pub use inventory::{Group, Host, Inventory, InventoryError};
 pub use target::{Target, TargetError};

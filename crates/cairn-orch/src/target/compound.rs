@@ -14,15 +14,31 @@ use super::{Candidate, TargetError, glob, start_anchored};
 #[derive(Debug, Clone)]
 pub enum Expr {
     /// A glob on the name.
-    Glob { pattern: String, span: (usize, usize) },
+    Glob {
+        pattern: String,
+        span: (usize, usize),
+    },
     /// `E@`: a regex on the name.
-    Regex { regex: Regex, span: (usize, usize) },
+    Regex {
+        regex: Regex,
+        span: (usize, usize),
+    },
     /// `L@`: exact names.
-    List { names: Vec<String>, span: (usize, usize) },
+    List {
+        names: Vec<String>,
+        span: (usize, usize),
+    },
     /// `G@`: a grain path (`role`, `os:family`) and a value glob.
-    Grain { key: String, value: String, span: (usize, usize) },
+    Grain {
+        key: String,
+        value: String,
+        span: (usize, usize),
+    },
     /// `S@`: a network.
-    Cidr { net: IpNet, span: (usize, usize) },
+    Cidr {
+        net: IpNet,
+        span: (usize, usize),
+    },
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -287,11 +303,7 @@ impl<'a> Parser<'a> {
                     value: v.to_string(),
                     span,
                 }),
-                _ => Err(self.err(
-                    vat,
-                    value.len(),
-                    "`G@` needs key:value (`G@role:web`)",
-                )),
+                _ => Err(self.err(vat, value.len(), "`G@` needs key:value (`G@role:web`)")),
             },
             b'S' => {
                 let net = value
@@ -317,9 +329,9 @@ impl<'a> Parser<'a> {
                     _ => None,
                 };
                 let message = match what {
-                    Some(w) => format!(
-                        "`{c}@` ({w}) is not supported; use G@, E@, L@ or S@, or a glob"
-                    ),
+                    Some(w) => {
+                        format!("`{c}@` ({w}) is not supported; use G@, E@, L@ or S@, or a glob")
+                    }
                     None => format!("unknown matcher `{c}@`; use G@, E@, L@ or S@, or a glob"),
                 };
                 Err(self.err(at, 2, message))

@@ -112,7 +112,11 @@ fn parse_one(expr: &str, start: usize, piece: &str) -> Result<Pattern, TargetErr
         _ => (PatternOp::Plain, text, at),
     };
     if body.is_empty() {
-        return Err(err(at, 1, format!("`{}` needs a pattern after it", &text[..1])));
+        return Err(err(
+            at,
+            1,
+            format!("`{}` needs a pattern after it", &text[..1]),
+        ));
     }
     let span = (at, text.len());
     if let Some(re) = body.strip_prefix('~') {
@@ -167,7 +171,12 @@ fn subscript(body: &str) -> Option<SubscriptResult<'_>> {
         return Some(Ok((name, Subscript::Index(i))));
     }
     let (a, b) = inner.split_once(':').or_else(|| inner.split_once('-'))?;
-    if !a.trim().chars().chain(b.trim().chars()).all(|c| c.is_ascii_digit()) {
+    if !a
+        .trim()
+        .chars()
+        .chain(b.trim().chars())
+        .all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let start = if a.trim().is_empty() { Ok(0) } else { num(a) };
@@ -207,7 +216,10 @@ fn one<C: Candidate>(p: &Pattern, hosts: &[C]) -> Vec<bool> {
     let (test, special): (Box<dyn Fn(&str) -> bool>, bool) = match &p.kind {
         PatternKind::Regex(re) => (Box::new(|s: &str| re.is_match(s)), true),
         PatternKind::Name(n) if n == "all" || n == "*" => (Box::new(|_: &str| true), true),
-        PatternKind::Name(n) => (Box::new(move |s: &str| glob::matches(n, s)), glob::is_glob(n)),
+        PatternKind::Name(n) => (
+            Box::new(move |s: &str| glob::matches(n, s)),
+            glob::is_glob(n),
+        ),
     };
     let by_group: Vec<bool> = hosts
         .iter()

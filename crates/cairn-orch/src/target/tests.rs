@@ -41,10 +41,25 @@ fn h(name: &'static str, addr: &str, groups: &[&str], grains: J) -> H {
 /// web-1..web-4 (web; 1 and 2 also prod), db-1 (db, prod), lb (no group).
 fn fleet() -> Vec<H> {
     vec![
-        h("web-1", "10.0.0.1", &["web", "prod"], json!({"role": "web", "os": {"family": "Debian"}})),
-        h("web-2", "10.0.0.2", &["web", "prod"], json!({"role": "web", "roles": ["web", "cache"]})),
+        h(
+            "web-1",
+            "10.0.0.1",
+            &["web", "prod"],
+            json!({"role": "web", "os": {"family": "Debian"}}),
+        ),
+        h(
+            "web-2",
+            "10.0.0.2",
+            &["web", "prod"],
+            json!({"role": "web", "roles": ["web", "cache"]}),
+        ),
         h("web-3", "10.0.1.3", &["web"], json!({"role": "web"})),
-        h("web-4", "10.0.1.4", &["web"], json!({"role": "web", "port": 8080})),
+        h(
+            "web-4",
+            "10.0.1.4",
+            &["web"],
+            json!({"role": "web", "port": 8080}),
+        ),
         h("db-1", "10.0.2.1", &["db", "prod"], json!({"role": "db"})),
         h("lb", "192.168.1.1", &[], json!({})),
     ]
@@ -73,11 +88,17 @@ fn compound_forms() {
         ("G@role:web and not S@10.0.0.0/24", &["web-3", "web-4"]),
         ("not web-*", &["db-1", "lb"]),
         ("lb or db-1", &["db-1", "lb"]),
-        ("G@role:web and E@web-\\d and not L@web-2", &["web-1", "web-3", "web-4"]),
+        (
+            "G@role:web and E@web-\\d and not L@web-2",
+            &["web-1", "web-3", "web-4"],
+        ),
         // `and` binds tighter than `or`.
         ("lb or web-* and S@10.0.0.0/24", &["web-1", "web-2", "lb"]),
         ("(lb or web-*) and S@10.0.0.0/24", &["web-1", "web-2"]),
-        ("( lb or web-* ) and not ( web-1 )", &["web-2", "web-3", "web-4", "lb"]),
+        (
+            "( lb or web-* ) and not ( web-1 )",
+            &["web-2", "web-3", "web-4", "lb"],
+        ),
         ("E@web-(1|3)", &["web-1", "web-3"]),
         ("(E@web-(1|3))", &["web-1", "web-3"]),
         ("not not lb", &["lb"]),
@@ -141,7 +162,11 @@ fn errors_at_their_column() {
         ("S@banana", 3, "is not a CIDR"),
         ("G@role", 3, "`G@` needs key:value"),
         ("L@", 3, "`L@` needs names"),
-        ("web-* and lb db-1", 14, "expected `and` or `or` before `db-1`"),
+        (
+            "web-* and lb db-1",
+            14,
+            "expected `and` or `or` before `db-1`",
+        ),
         ("web-* db-*", 6, "a pattern holds no spaces"),
         ("web-* and", 10, "expected an expression at the end"),
         ("and web", 1, "expected an expression before `and`"),
