@@ -11,6 +11,7 @@ mod cli;
 mod errors;
 mod examples;
 mod fault_proxy;
+mod inventory;
 mod lifecycle;
 mod local;
 mod state;
