@@ -126,10 +126,7 @@ fn tokens(expr: &str) -> Vec<(Tok<'_>, usize)> {
             word = rest;
         }
         let mut closes = 0;
-        loop {
-            let Some(rest) = word.strip_suffix(')') else {
-                break;
-            };
+        while let Some(rest) = word.strip_suffix(')') {
             let is_matcher = word.as_bytes().get(1) == Some(&b'@');
             if is_matcher {
                 let opens = word.matches('(').count();

@@ -212,8 +212,13 @@ pub fn select<C: Candidate>(patterns: &[Pattern], hosts: &[C]) -> Vec<bool> {
     result
 }
 
+/// A test on a group or host name.
+type NameTest<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+
 fn one<C: Candidate>(p: &Pattern, hosts: &[C]) -> Vec<bool> {
-    let (test, special): (Box<dyn Fn(&str) -> bool>, bool) = match &p.kind {
+    // `special`: a glob or regex, which also looks at host names when a
+    // group matched (Ansible's `_enumerate_matches`).
+    let (test, special): (NameTest<'_>, bool) = match &p.kind {
         PatternKind::Regex(re) => (Box::new(|s: &str| re.is_match(s)), true),
         PatternKind::Name(n) if n == "all" || n == "*" => (Box::new(|_: &str| true), true),
         PatternKind::Name(n) => (
