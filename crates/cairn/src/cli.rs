@@ -200,6 +200,9 @@ pub enum Command {
         #[command(subcommand)]
         action: LockAction,
     },
+    /// The hosts to operate (a deployment's servers and Ansible inventories),
+    /// printed as Ansible's dynamic-inventory JSON
+    Inventory(InventoryArgs),
     /// Small tools for servers and tests
     Util {
         #[command(subcommand)]
@@ -216,6 +219,25 @@ pub enum Command {
 pub enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+/// `cairn inventory`: what Ansible's inventory scripts take (`--list`,
+/// `--host H`), with Ansible's `-i`.
+#[derive(Debug, Args, Clone)]
+pub struct InventoryArgs {
+    /// Print every host and group with their variables (the default)
+    #[arg(long, conflicts_with = "host")]
+    pub list: bool,
+    /// Print one host's variables, its groups' included
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// An Ansible inventory: a YAML or INI file, a directory, an executable
+    /// inventory script, or a list `web-1,web-2,` (repeatable). With -i the
+    /// deployment's servers are included only when DIR holds a template.
+    #[arg(short = 'i', long = "inventory", value_name = "PATH")]
+    pub inventory: Vec<PathBuf>,
+    #[command(flatten)]
+    pub template: TemplateArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,9 +57,15 @@ pub fn render(value: &J, format: Format, now: Now) -> String {
 
 /// Applies the query and prints the result on stdout.
 pub fn emit(value: J, global: &GlobalArgs) -> Result<(), CliError> {
+    emit_as(value, global, default_format(global.output))
+}
+
+/// Like [`emit`], in a format a command chose (its own default when `-o`
+/// is not given, e.g. JSON for `inventory`, whose JSON is a contract).
+pub fn emit_as(value: J, global: &GlobalArgs, format: Format) -> Result<(), CliError> {
     let value = apply_query(value, global.query.as_deref())?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let text = render(&value, default_format(global.output), now);
+    let text = render(&value, format, now);
     let mut out = std::io::stdout().lock();
     // A closed pipe (`cairn ... | head`) is not an error.
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {

@@ -5,6 +5,7 @@ mod deploy;
 mod eval;
 mod graph;
 mod import;
+mod inventory;
 mod local;
 mod state;
 mod validate;
@@ -84,6 +85,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         } => state::output(template, name.as_deref(), *secret, &cli.global),
         Command::History(t) => state::history(t, &cli.global),
         Command::Lock { action } => state::lock(action, &cli.global),
+        Command::Inventory(args) => inventory::run(args, &cli.global),
         Command::Util {
             tool:
                 crate::cli::UtilTool::HttpEcho {

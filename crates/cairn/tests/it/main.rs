@@ -1,5 +1,6 @@
 //! The CLI's integration tests: one binary, a module per area.
 
+mod ansible;
 #[cfg(feature = "aws")]
 #[cfg(feature = "aws")]
 mod aws;
@@ -11,6 +12,7 @@ mod cli;
 mod errors;
 mod examples;
 mod fault_proxy;
+mod inventory;
 mod lifecycle;
 mod local;
 mod state;
