@@ -11,10 +11,10 @@ Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 202).
 Prints wall times of `up`, a no-op `up` and `destroy`, records per second,
 and the daemon's peak RSS.
 """
-import json, os, shutil, subprocess, sys, tempfile, time
+import os, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from up import CAIRN, cloud_env, peak_rss_mb  # noqa: E402
+from up import CAIRN, cloud_env, peak_rss_mb, stop_cloud, timed_cairn  # noqa: E402
 
 TEMPLATE = """cairn: 1
 parameters:
@@ -41,14 +41,7 @@ def bench(n, pool):
     with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
         f.write(TEMPLATE)
 
-    def cairn(*args):
-        t0 = time.perf_counter()
-        p = subprocess.run([CAIRN, *args, "-o", "json"], capture_output=True, text=True,
-                           env=env, timeout=900)
-        dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise SystemExit(f"cairn {' '.join(args)} failed:\n" + "\n".join(p.stderr.splitlines()[-10:]))
-        return dt, json.loads(p.stdout) if p.stdout.strip() else None
+    cairn = timed_cairn(env, timeout=900)
 
     try:
         _, started = cairn("local", "start")
@@ -62,9 +55,7 @@ def bench(n, pool):
         print(f"{n:>7} {t_up:>8.2f}s {n / t_up:>8.0f}/s {t_noop:>8.2f}s {t_destroy:>8.2f}s "
               f"{n / t_destroy:>8.0f}/s {rss:>7.0f}MB", flush=True)
     finally:
-        subprocess.run([CAIRN, "local", "stop", "-o", "none"], env=env, capture_output=True,
-                       timeout=120)
-        shutil.rmtree(d, ignore_errors=True)
+        stop_cloud(env, d)
 
 
 def main():

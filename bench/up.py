@@ -83,6 +83,29 @@ def cloud_env(d, pool):
     return env
 
 
+def timed_cairn(env, timeout=600):
+    """`cairn ARGS -o json` in the cloud of `env`: (seconds, parsed output);
+    a failure ends the benchmark with cairn's own words."""
+    def cairn(*args):
+        t0 = time.perf_counter()
+        p = subprocess.run([CAIRN, *args, "-o", "json"], capture_output=True, text=True,
+                           env=env, timeout=timeout)
+        dt = time.perf_counter() - t0
+        if p.returncode != 0:
+            errors = [line.strip() for line in p.stdout.splitlines() if '"error"' in line]
+            raise SystemExit(f"cairn {' '.join(args)} failed:\n"
+                             + "\n".join(errors[:5] or p.stderr.splitlines()[-10:]))
+        return dt, json.loads(p.stdout) if p.stdout.strip() else None
+    return cairn
+
+
+def stop_cloud(env, d):
+    """Stops the benchmark's daemon and removes its directory."""
+    subprocess.run([CAIRN, "local", "stop", "-o", "none"], env=env, capture_output=True,
+                   timeout=120)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def bench(n, pool):
     d = tempfile.mkdtemp(prefix=f"cairn-bench-up-{n}-")
     env = cloud_env(d, pool)
@@ -91,16 +114,7 @@ def bench(n, pool):
     with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
         f.write(TEMPLATE)
 
-    def cairn(*args):
-        t0 = time.perf_counter()
-        p = subprocess.run([CAIRN, *args, "-o", "json"], capture_output=True, text=True,
-                           env=env, timeout=600)
-        dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            errors = [line.strip() for line in p.stdout.splitlines() if '"error"' in line]
-            raise SystemExit(f"cairn {' '.join(args)} failed:\n"
-                             + "\n".join(errors[:5] or p.stderr.splitlines()[-10:]))
-        return dt, json.loads(p.stdout) if p.stdout.strip() else None
+    cairn = timed_cairn(env)
 
     try:
         t_start, started = cairn("local", "start")
@@ -114,9 +128,7 @@ def bench(n, pool):
         print(f"{n:>6} {t_start:>7.2f}s {t_up:>7.2f}s {n / t_up:>8.0f}/s {t_noop:>8.2f}s "
               f"{t_destroy:>8.2f}s {rss:>7.0f}MB", flush=True)
     finally:
-        subprocess.run([CAIRN, "local", "stop", "-o", "none"], env=env, capture_output=True,
-                       timeout=120)
-        shutil.rmtree(d, ignore_errors=True)
+        stop_cloud(env, d)
 
 
 def main():

@@ -265,6 +265,40 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Writes `run_id`'s lease unless `refused` says the one held stays.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &self,
+        deployment: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+        refused: impl Fn(&Lease) -> bool,
+    ) -> StoreResult<Lease> {
+        let mut m = self.m.lock().unwrap();
+        if let Some(l) = m.leases.get(deployment).filter(|l| refused(l)) {
+            return Err(StoreError::Locked {
+                deployment: deployment.into(),
+                lease: Box::new(l.clone()),
+                now,
+            });
+        }
+        let lease = Lease {
+            deployment: deployment.into(),
+            owner: owner.clone(),
+            run_id: run_id.into(),
+            operation: operation.into(),
+            acquired_at: now,
+            expires_at: now + ttl.as_secs() as i64,
+        };
+        m.leases.insert(deployment.into(), lease.clone());
+        Ok(lease)
+    }
+}
+
 impl StateStore for MemoryStore {
     fn resources(&self, deployment: &str) -> StoreResult<Vec<ResourceRecord>> {
         let m = self.m.lock().unwrap();
@@ -317,27 +351,8 @@ impl StateStore for MemoryStore {
         ttl: Duration,
         now: Timestamp,
     ) -> StoreResult<Lease> {
-        let mut m = self.m.lock().unwrap();
-        if let Some(l) = m.leases.get(deployment)
-            && l.expires_at > now
-            && l.run_id != run_id
-        {
-            return Err(StoreError::Locked {
-                deployment: deployment.into(),
-                lease: Box::new(l.clone()),
-                now,
-            });
-        }
-        let lease = Lease {
-            deployment: deployment.into(),
-            owner: owner.clone(),
-            run_id: run_id.into(),
-            operation: operation.into(),
-            acquired_at: now,
-            expires_at: now + ttl.as_secs() as i64,
-        };
-        m.leases.insert(deployment.into(), lease.clone());
-        Ok(lease)
+        let held_on = |l: &Lease| l.expires_at > now && l.run_id != run_id;
+        self.hold(deployment, owner, run_id, operation, ttl, now, held_on)
     }
     fn take_over_lease(
         &self,
@@ -349,26 +364,8 @@ impl StateStore for MemoryStore {
         ttl: Duration,
         now: Timestamp,
     ) -> StoreResult<Lease> {
-        let mut m = self.m.lock().unwrap();
-        if let Some(l) = m.leases.get(deployment)
-            && l.run_id != from_run_id
-        {
-            return Err(StoreError::Locked {
-                deployment: deployment.into(),
-                lease: Box::new(l.clone()),
-                now,
-            });
-        }
-        let lease = Lease {
-            deployment: deployment.into(),
-            owner: owner.clone(),
-            run_id: run_id.into(),
-            operation: operation.into(),
-            acquired_at: now,
-            expires_at: now + ttl.as_secs() as i64,
-        };
-        m.leases.insert(deployment.into(), lease.clone());
-        Ok(lease)
+        let taken_first = |l: &Lease| l.run_id != from_run_id;
+        self.hold(deployment, owner, run_id, operation, ttl, now, taken_first)
     }
     fn renew_lease(
         &self,

@@ -68,6 +68,30 @@ fn write(conn: &Connection, lease: &Lease) -> StoreResult<()> {
     Ok(())
 }
 
+/// Writes `run_id`'s lease, from `now` for `ttl`: the caller has checked,
+/// under the write lock, that it may.
+fn hold(
+    conn: &Connection,
+    deployment: &str,
+    owner: &Owner,
+    run_id: &str,
+    operation: &str,
+    ttl: Duration,
+    now: Timestamp,
+) -> StoreResult<Lease> {
+    ensure_deployment(conn, deployment)?;
+    let lease = Lease {
+        deployment: deployment.into(),
+        owner: owner.clone(),
+        run_id: run_id.into(),
+        operation: operation.into(),
+        acquired_at: now,
+        expires_at: expiry(now, ttl),
+    };
+    write(conn, &lease)?;
+    Ok(lease)
+}
+
 /// Takes the lease when it is free, expired (`expires_at <= now`: its
 /// holder stopped renewing, so it died or hung), or already this run's.
 pub(crate) fn acquire(
@@ -99,17 +123,7 @@ pub(crate) fn acquire(
             "taking over an expired lease: its holder stopped renewing it",
         );
     }
-    ensure_deployment(conn, deployment)?;
-    let lease = Lease {
-        deployment: deployment.into(),
-        owner: owner.clone(),
-        run_id: run_id.into(),
-        operation: operation.into(),
-        acquired_at: now,
-        expires_at: expiry(now, ttl),
-    };
-    write(conn, &lease)?;
-    Ok(lease)
+    hold(conn, deployment, owner, run_id, operation, ttl, now)
 }
 
 /// Takes the lease from `from_run_id`, whose holder the caller found gone.
@@ -135,17 +149,7 @@ pub(crate) fn take_over(
             now,
         });
     }
-    ensure_deployment(conn, deployment)?;
-    let lease = Lease {
-        deployment: deployment.into(),
-        owner: owner.clone(),
-        run_id: run_id.into(),
-        operation: operation.into(),
-        acquired_at: now,
-        expires_at: expiry(now, ttl),
-    };
-    write(conn, &lease)?;
-    Ok(lease)
+    hold(conn, deployment, owner, run_id, operation, ttl, now)
 }
 
 /// Extends this run's lease. A lease that expired but that nobody took

@@ -168,30 +168,11 @@ fn sources(state: &CloudState, s: &str) -> Result<Vec<IpNet>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::json;
 
     use super::*;
-    use crate::cloud::LocalResource;
 
-    fn put(state: &mut CloudState, id: &str, kind: &str, p: Json, ip: Option<&str>) {
-        state.resources.insert(
-            id.into(),
-            LocalResource {
-                id: id.into(),
-                kind: kind.into(),
-                deployment: "d".into(),
-                address: id.into(),
-                token: id.into(),
-                properties: p,
-                attributes: json!({}),
-                tags: BTreeMap::new(),
-                ip: ip.map(|i| i.parse().unwrap()),
-                sensitive: Vec::new(),
-            },
-        );
-    }
+    use crate::cloud::model::put;
 
     fn lb(firewalls: &[&str]) -> Json {
         json!({"listen": {"protocol": "http", "port": 80}, "firewalls": firewalls})

@@ -830,23 +830,7 @@ mod tests {
 
     use super::*;
 
-    fn put(state: &mut CloudState, id: &str, kind: &str, p: Json, ip: Option<&str>) {
-        state.resources.insert(
-            id.into(),
-            LocalResource {
-                id: id.into(),
-                kind: kind.into(),
-                deployment: "d".into(),
-                address: id.into(),
-                token: id.into(),
-                properties: p,
-                attributes: json!({}),
-                tags: BTreeMap::new(),
-                ip: ip.map(|i| i.parse().unwrap()),
-                sensitive: Vec::new(),
-            },
-        );
-    }
+    use crate::cloud::model::put;
 
     #[test]
     fn the_isolation_is_chosen_once_and_a_mismatch_is_refused() {

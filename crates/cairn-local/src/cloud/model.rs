@@ -116,3 +116,24 @@ impl CloudState {
             .chain(self.reserved.keys().copied())
     }
 }
+
+/// Records a resource of deployment `d` whose address and token are its id
+/// (for the cloud's unit tests).
+#[cfg(test)]
+pub(crate) fn put(state: &mut CloudState, id: &str, kind: &str, p: Json, ip: Option<&str>) {
+    state.resources.insert(
+        id.into(),
+        LocalResource {
+            id: id.into(),
+            kind: kind.into(),
+            deployment: "d".into(),
+            address: id.into(),
+            token: id.into(),
+            properties: p,
+            attributes: serde_json::json!({}),
+            tags: BTreeMap::new(),
+            ip: ip.map(|i| i.parse().unwrap()),
+            sensitive: Vec::new(),
+        },
+    );
+}
