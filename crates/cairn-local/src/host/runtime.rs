@@ -24,11 +24,15 @@ use super::command::Cmd;
 pub const INIT_PATH: &str = "/etc/cairn/init";
 /// Where a server's `user_data` lives inside it (run once by the init).
 pub const USER_DATA_PATH: &str = "/etc/cairn/user_data";
+/// Present when the server has a key pair: only then does its init start
+/// sshd (a host key alone is not a reason to listen on port 22).
+pub const SSH_MARKER: &str = "/etc/cairn/ssh";
 /// Where the cairn binary is mounted inside every server.
 pub const CAIRN_PATH: &str = "/usr/local/bin/cairn";
 
 /// PID 1 of a server, for now: runs `user_data` once (in the background),
-/// starts sshd if the server has a host key, then waits forever, reaping
+/// starts sshd if the server has a key pair (`SSH_MARKER`) and a host key,
+/// then waits forever, reaping
 /// every orphan (`wait` in dash reaps any child). On TERM it passes TERM
 /// to everything in the server and exits when they have. cairn's own init
 /// (`cairn init` from the bind-mounted binary: supervision, restarts as
@@ -37,7 +41,7 @@ pub const INIT_SCRIPT: &str = r#"#!/bin/sh
 # PID 1 of a cairn server; written by cairn. cairn's own init replaces it.
 echo "cairn init: $(hostname) up"
 trap 'echo "cairn init: stopping"; kill -TERM -1 2>/dev/null; wait; exit 0' TERM INT
-if [ -f /etc/ssh/ssh_host_ed25519_key ] && [ -x /usr/sbin/sshd ]; then
+if [ -f /etc/cairn/ssh ] && [ -f /etc/ssh/ssh_host_ed25519_key ] && [ -x /usr/sbin/sshd ]; then
   mkdir -p /run/sshd
   /usr/sbin/sshd -D -e &
 fi

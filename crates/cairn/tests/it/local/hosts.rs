@@ -726,9 +726,12 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     c.extra.push(("XDG_CACHE_HOME", xdg.display().to_string()));
 
     let cidr = free_cidr(5);
+    // No key pair: the server must not run sshd.
     let yaml = template(&cidr, "")
         .replace("image: host", "image: debian-12")
-        .replace("count: 2", "count: 1");
+        .replace("count: 2", "count: 1")
+        .replace("      key_pair: \"{{ deployer.id }}\"\n", "");
+    assert!(!yaml.contains("key_pair: \""), "{yaml}");
     let t = c.template("deb", &yaml, &cidr);
     let started = Instant::now();
     let out = c.run(&["up", &t, "--yes", "-o", "none"]);
@@ -757,6 +760,13 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     assert!(out.stdout.starts_with("12."), "{}", out.snapshot());
     let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
     assert_eq!(out.stdout.trim(), "web-0");
+    let out = c.run(&["local", "exec", "web[0]", "--", "ps", "-eo", "comm"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("sshd"),
+        "sshd without a key pair:\n{}",
+        out.stdout
+    );
     let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(c.leftovers(), Vec::<String>::new());
