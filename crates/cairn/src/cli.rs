@@ -339,6 +339,12 @@ pub enum LocalAction {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Build a server image once (or find it in the cache), with its
+    /// progress on stderr: `cairn local image debian-12`
+    Image {
+        /// `debian-12`, or `host` (the machine's own root)
+        name: String,
+    },
     /// Run the local cloud in the foreground (what `start` runs)
     #[command(hide = true)]
     Daemon {

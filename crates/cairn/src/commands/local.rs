@@ -230,7 +230,35 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             Ok(Status::Success)
         }
         LocalAction::Exec { server, command } => exec(&dirs, server, command),
+        LocalAction::Image { name } => image(name, global),
     }
+}
+
+/// Builds (or finds) a server image in the foreground, so that the first
+/// `up` that needs it does not wait on the build inside the daemon, where
+/// its progress goes only to the daemon's log.
+fn image(name: &str, global: &GlobalArgs) -> Result<Status, CliError> {
+    use cairn_local::host::error::HostError;
+    use cairn_local::host::image::ImageCache;
+    let root = ImageCache::default_root()
+        .ok_or_else(|| CliError::failure("no cache directory: set XDG_CACHE_HOME or HOME"))?;
+    let cache = ImageCache::new(root);
+    let started = std::time::Instant::now();
+    let image = runtime()?
+        .block_on(cache.resolve(name, &mut |line: &str| eprintln!("{name}: {line}")))
+        .map_err(|e| match e {
+            HostError::UnknownImage { .. } => CliError::Usage(e.to_string()),
+            other => CliError::failure(other),
+        })?;
+    emit(
+        serde_json::json!({
+            "name": image.name,
+            "root": image.root,
+            "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        }),
+        global,
+    )?;
+    Ok(Status::Success)
 }
 
 /// A server of the cloud's record by id or by its address in a deployment.

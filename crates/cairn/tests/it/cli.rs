@@ -176,3 +176,50 @@ fn http_echo_serves_its_text_on_the_address_it_is_given() {
     assert!(body.ends_with("hello from 0\n"), "{body}");
     assert!(status.success(), "{status:?}");
 }
+
+/// `cairn local image`: an unknown name is a usage error naming the known
+/// ones; `host` is the machine's root; a built image is found in the cache
+/// without building again (no progress lines).
+#[test]
+fn local_image_finds_or_refuses_images() {
+    use crate::cairn_env;
+    let cache = std::env::temp_dir().join(format!("cairn-image-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let xdg = cache.to_str().unwrap();
+    let vars = [("XDG_CACHE_HOME", xdg)];
+
+    let out = cairn_env(&["local", "image", "debian-13"], &vars);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("debian-13") && out.stderr.contains("host, debian-12"),
+        "{}",
+        out.stderr
+    );
+
+    let out = cairn_env(&["local", "image", "host", "-o", "json"], &vars);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (v["name"].as_str(), v["root"].as_str()),
+        (Some("host"), Some("/"))
+    );
+
+    // An image already in the cache (a marker and a root): found, not built.
+    let images = cairn_local::host::image::ImageCache::new(cache.join("cairn/images"));
+    let entry = images.dir(&cairn_local::host::image::DEBIAN_12);
+    std::fs::create_dir_all(entry.join("rootfs/etc")).unwrap();
+    std::fs::write(entry.join("image.json"), "{\"name\": \"debian-12\"}\n").unwrap();
+    let out = cairn_env(&["local", "image", "debian-12", "-o", "json"], &vars);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("debian-12:"),
+        "built again: {}",
+        out.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["root"].as_str(),
+        Some(entry.join("rootfs").to_str().unwrap())
+    );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
