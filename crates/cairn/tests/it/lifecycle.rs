@@ -477,7 +477,7 @@ fn reap(mut child: std::process::Child) -> std::process::Output {
 }
 
 #[test]
-fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_after_expiry() {
+fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_at_once() {
     let l = Local::new("concurrent");
     let dir = site(&l, FLEET);
     assert_eq!(l.json(&["local", "start"])["running"], true);
