@@ -33,7 +33,7 @@ use crate::host::command::Cmd;
 use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
 use crate::host::image::ImageCache;
 use crate::host::network::{self, CloudNet, Network, ServerNet, UNREACHABLE_METRIC};
-use crate::host::runtime::{SSH_MARKER, Server, ServerSpec, USER_DATA_PATH};
+use crate::host::runtime::{Server, ServerSpec, USER_DATA_PATH};
 use crate::host::{HostError, preflight, ssh};
 
 /// How a cloud runs its servers.
@@ -450,9 +450,6 @@ impl Hosts {
             let host_key = ssh::install_host_key(&server.rootfs(), &key).map_err(fail)?;
             if let Some(public) = &authorized_key {
                 ssh::install_authorized_key(&server.rootfs(), public).map_err(fail)?;
-                server
-                    .write_file(SSH_MARKER, b"key_pair\n", 0o644)
-                    .map_err(fail)?;
             }
             if let Some(user_data) = prop_str(p, "user_data") {
                 server

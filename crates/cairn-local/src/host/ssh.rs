@@ -12,6 +12,7 @@ use ssh_key::private::{Ed25519Keypair, KeypairData};
 use ssh_key::{LineEnding, PrivateKey, PublicKey};
 
 use super::HostError;
+use super::runtime::SSH_MARKER;
 
 /// The host key's path inside a server.
 pub const HOST_KEY_PATH: &str = "etc/ssh/ssh_host_ed25519_key";
@@ -134,6 +135,13 @@ pub fn install_authorized_key(root: &Path, public_key: &str) -> Result<(), HostE
         "root/.ssh/authorized_keys",
         format!("{line}\n").as_bytes(),
         0o600,
+    )?;
+    // The init starts sshd only on a server that takes logins: this one.
+    write(
+        root,
+        SSH_MARKER.trim_start_matches('/'),
+        b"key_pair\n",
+        0o644,
     )
 }
 
