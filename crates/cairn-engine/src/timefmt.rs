@@ -1,10 +1,9 @@
 //! Times as people read them: `2026-12-04 23:24:39Z`, "in 28 s". Messages
-//! and tables use these; machine formats keep epoch seconds.
-
-use crate::store::Timestamp;
+//! and tables use these; machine formats keep epoch seconds. Times are
+//! seconds since the epoch, as the store's `Timestamp`.
 
 /// `2026-12-04 23:24:39Z`: a timestamp as people read it.
-pub fn utc(t: Timestamp) -> String {
+pub fn utc(t: i64) -> String {
     const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
         time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
     time::OffsetDateTime::from_unix_timestamp(t)
@@ -14,7 +13,7 @@ pub fn utc(t: Timestamp) -> String {
 }
 
 /// "in 28 s", "3 min ago": a moment relative to `now`.
-pub fn relative(t: Timestamp, now: Timestamp) -> String {
+pub fn relative(t: i64, now: i64) -> String {
     let d = t.saturating_sub(now);
     let span = span(d.unsigned_abs());
     match d {

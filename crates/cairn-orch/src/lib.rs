@@ -10,7 +10,7 @@
 //! them; the engine stays unaware of orchestration.
 
 pub mod inventory;
-pub mod target;
+pub mod targeting;
 
 pub use inventory::{Group, Host, Inventory, InventoryError};
-pub use target::{Target, TargetError};
+pub use targeting::{Target, TargetError};

@@ -6,8 +6,7 @@ use crate::schema::portable;
 use crate::store::ResourceRecord;
 
 use super::RunContext;
-use super::calls::{create, delete, not_attempted, update};
-use super::rollback::old_delete_intent;
+use super::calls::{create, delete, not_attempted, old_delete_intent, update};
 
 /// The net effect of one node: before and after, for the state and rollback.
 #[derive(Debug, Clone)]

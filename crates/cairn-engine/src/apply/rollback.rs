@@ -10,30 +10,7 @@ use super::record::{revealed_properties, secret_property_names};
 use crate::plan::ResourceChange;
 use crate::provider::{CreateRequest, Json};
 use crate::schema::portable;
-use crate::store::{JournalEntry, JournalOp, ResourceRecord};
-
-/// With create-before-destroy, the old resource is deleted after the new
-/// one took its address in the state.
-pub(super) fn old_delete_intent(cx: &RunContext, old: &ResourceRecord) -> Result<i64, String> {
-    let entry = JournalEntry {
-        seq: 0,
-        deployment: cx.deployment.clone(),
-        run_id: cx.run_id.clone(),
-        address: old.address.clone(),
-        kind: old.kind.clone(),
-        op: JournalOp::Delete,
-        token: token(
-            &cx.deployment,
-            &old.address,
-            &cx.run_id,
-            "replace-delete-old",
-        ),
-        id: Some(old.id.clone()),
-        started_at: (cx.clock)(),
-        outcome: None,
-    };
-    cx.store.journal_intent(&entry).map_err(|e| e.to_string())
-}
+use crate::store::{JournalOp, ResourceRecord};
 
 /// Deletes a replacement's old half, under its journaled intent when one
 /// was `written` already.

@@ -4,7 +4,7 @@
 
 mod addresses;
 mod firewall;
-mod hosts;
+mod isolation;
 mod model;
 mod public;
 mod record;
@@ -26,7 +26,7 @@ use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::host;
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use addresses::DEFAULT_POOL;
-pub use hosts::{Isolation, IsolationError, container_id};
+pub use isolation::{Isolation, IsolationError, container_id};
 pub use model::{CloudState, LocalResource};
 pub use record::{read_isolation, read_resources};
 
@@ -76,7 +76,7 @@ pub struct Cloud {
     isolation: Isolation,
     /// With `runc` isolation: the cloud's namespaces, containers and
     /// firewall table.
-    hosts: Option<hosts::Hosts>,
+    hosts: Option<isolation::Hosts>,
 }
 
 fn permanent(msg: impl Into<String>) -> ProviderError {
@@ -146,7 +146,7 @@ impl Cloud {
         let (record, mut state) =
             record::CloudRecord::open(&dirs.state(), &dirs.legacy_state(), &dirs.key())?;
         let recorded = record.isolation()?;
-        let isolation = hosts::choose(
+        let isolation = isolation::choose(
             &dirs.root.display().to_string(),
             recorded.as_deref(),
             !state.resources.is_empty(),
@@ -160,7 +160,7 @@ impl Cloud {
                     host::image::ImageCache::default_root()
                         .unwrap_or_else(|| dirs.root.join("images")),
                 );
-                Some(hosts::Hosts::new(&dirs, images).map_err(|e| e.to_string())?)
+                Some(isolation::Hosts::new(&dirs, images).map_err(|e| e.to_string())?)
             }
         };
         if recorded.is_none() {
@@ -513,7 +513,7 @@ impl Cloud {
             }
             "server" => match &self.hosts {
                 Some(hosts) => {
-                    let (net, _, address) = hosts::Hosts::reserve_address(&mut self.lock(), id, p)?;
+                    let (net, _, address) = isolation::Hosts::reserve_address(&mut self.lock(), id, p)?;
                     let authorized = match prop_str(p, "key_pair") {
                         Some(k) => Some(
                             self.get(k, "key_pair")?

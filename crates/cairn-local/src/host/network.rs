@@ -33,6 +33,11 @@ use super::command::Cmd;
 pub const UNREACHABLE_METRIC: u32 = 4000;
 const VIA_METRIC: u32 = 100;
 
+/// `ip -n NS ARGS`: a command in namespace `ns`.
+fn ip_in(ns: &str, args: &[&str]) -> Cmd {
+    Cmd::new("ip").args(["-n", ns]).args(args)
+}
+
 /// `n` bytes of the SHA-256 of `s`, as hex.
 fn short_hash(s: &str, n: usize) -> String {
     Sha256::digest(s.as_bytes())
@@ -338,10 +343,7 @@ impl CloudNet {
         let ns = self.netns.as_str();
         let prefix = self.link.prefix_len();
         Cmd::new("ip").args(["netns", "add", ns]).run().await?;
-        Cmd::new("ip")
-            .args(["-n", ns, "link", "set", "lo", "up"])
-            .run()
-            .await?;
+        ip_in(ns, &["link", "set", "lo", "up"]).run().await?;
         // br_netfilter: without it, traffic between two servers on one
         // bridge bypasses the firewall (set per bridge too).
         Cmd::in_netns(ns, "sysctl")
@@ -371,19 +373,14 @@ impl CloudNet {
             .args(["link", "set", &self.host_if, "up"])
             .run()
             .await?;
-        Cmd::new("ip")
-            .args([
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/{prefix}", self.cloud_address()),
-            ])
-            .args(["dev", &self.cloud_if])
-            .run()
-            .await?;
-        Cmd::new("ip")
-            .args(["-n", ns, "link", "set", &self.cloud_if, "up"])
+        ip_in(
+            ns,
+            &["addr", "add", &format!("{}/{prefix}", self.cloud_address())],
+        )
+        .args(["dev", &self.cloud_if])
+        .run()
+        .await?;
+        ip_in(ns, &["link", "set", &self.cloud_if, "up"])
             .run()
             .await?;
         Ok(())
@@ -412,10 +409,9 @@ impl CloudNet {
     async fn make_network(&self, net: &Network) -> Result<(), HostError> {
         let ns = self.netns.as_str();
         let bridge = net.bridge();
-        Cmd::new("ip")
-            .args([
-                "-n",
-                ns,
+        ip_in(
+            ns,
+            &[
                 "link",
                 "add",
                 &bridge,
@@ -423,19 +419,16 @@ impl CloudNet {
                 "bridge",
                 "nf_call_iptables",
                 "1",
-            ])
-            .run()
-            .await?;
-        Cmd::new("ip")
-            .args(["-n", ns, "addr", "add"])
+            ],
+        )
+        .run()
+        .await?;
+        ip_in(ns, &["addr", "add"])
             .arg(format!("{}/{}", net.gateway(), net.cidr.prefix_len()))
             .args(["dev", &bridge])
             .run()
             .await?;
-        Cmd::new("ip")
-            .args(["-n", ns, "link", "set", &bridge, "up"])
-            .run()
-            .await?;
+        ip_in(ns, &["link", "set", &bridge, "up"]).run().await?;
         Cmd::new("ip")
             .args(["route", "add"])
             .arg(net.cidr.to_string())
@@ -466,7 +459,7 @@ impl CloudNet {
                 .args(["metric", &VIA_METRIC.to_string()]),
         )
         .await?;
-        ignore_missing(Cmd::new("ip").args(["-n", &self.netns, "link", "del", &net.bridge()])).await
+        ignore_missing(ip_in(&self.netns, &["link", "del", &net.bridge()])).await
     }
 
     /// The names server `name` gets on this cloud.
@@ -520,65 +513,35 @@ impl CloudNet {
         let ns = self.netns.as_str();
         let sns = s.netns.as_str();
         Cmd::new("ip").args(["netns", "add", sns]).run().await?;
-        Cmd::new("ip")
-            .args([
-                "-n", ns, "link", "add", &s.veth, "type", "veth", "peer", "name", "eth0", "netns",
-                sns,
-            ])
+        ip_in(
+            ns,
+            &[
+                "link", "add", &s.veth, "type", "veth", "peer", "name", "eth0", "netns", sns,
+            ],
+        )
+        .run()
+        .await?;
+        ip_in(ns, &["link", "set", &s.veth, "master", &net.bridge(), "up"])
             .run()
             .await?;
-        Cmd::new("ip")
-            .args([
-                "-n",
-                ns,
-                "link",
-                "set",
-                &s.veth,
-                "master",
-                &net.bridge(),
-                "up",
-            ])
+        ip_in(sns, &["link", "set", "lo", "up"]).run().await?;
+        ip_in(sns, &["addr", "add", &s.address.to_string(), "dev", "eth0"])
             .run()
             .await?;
-        Cmd::new("ip")
-            .args(["-n", sns, "link", "set", "lo", "up"])
-            .run()
-            .await?;
-        Cmd::new("ip")
-            .args([
-                "-n",
-                sns,
-                "addr",
-                "add",
-                &s.address.to_string(),
-                "dev",
-                "eth0",
-            ])
-            .run()
-            .await?;
-        Cmd::new("ip")
-            .args(["-n", sns, "link", "set", "eth0", "up"])
-            .run()
-            .await?;
-        Cmd::new("ip")
-            .args([
-                "-n",
-                sns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &net.gateway().to_string(),
-            ])
-            .run()
-            .await?;
+        ip_in(sns, &["link", "set", "eth0", "up"]).run().await?;
+        ip_in(
+            sns,
+            &["route", "add", "default", "via", &net.gateway().to_string()],
+        )
+        .run()
+        .await?;
         Ok(())
     }
 
     /// Removes a server's veth (explicitly, for a synchronous result) and
     /// its network namespace.
     pub async fn remove_server(&self, s: &ServerNet) -> Result<(), HostError> {
-        ignore_missing(Cmd::new("ip").args(["-n", &self.netns, "link", "del", &s.veth])).await?;
+        ignore_missing(ip_in(&self.netns, &["link", "del", &s.veth])).await?;
         ignore_missing(Cmd::new("ip").args(["netns", "del", &s.netns])).await
     }
 }

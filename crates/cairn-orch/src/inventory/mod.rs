@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as J, json};
 use thiserror::Error;
 
-use crate::target::{Candidate, Target};
+use crate::targeting::{Candidate, Target};
 
 pub use vars::CONNECTION_VARS;
 
