@@ -11,10 +11,10 @@ Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 202).
 Prints wall times of `up`, a no-op `up` and `destroy`, records per second,
 and the daemon's peak RSS.
 """
-import os, sys, tempfile
+import os, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from up import CAIRN, cloud_env, peak_rss_mb, stop_cloud, timed_cairn  # noqa: E402
+from up import CAIRN, up_noop_destroy  # noqa: E402
 
 TEMPLATE = """cairn: 1
 parameters:
@@ -34,28 +34,9 @@ resources:
 
 
 def bench(n, pool):
-    d = tempfile.mkdtemp(prefix=f"cairn-bench-records-{n}-")
-    env = cloud_env(d, pool)
-    tdir = os.path.join(d, "t")
-    os.makedirs(tdir)
-    with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
-        f.write(TEMPLATE)
-
-    cairn = timed_cairn(env, timeout=900)
-
-    try:
-        _, started = cairn("local", "start")
-        t_up, up = cairn("up", tdir, "--yes", "-p", f"count={n}")
-        assert up["counts"]["created"] == n + 1, up["counts"]
-        t_noop, noop = cairn("up", tdir, "--yes", "-p", f"count={n}")
-        assert noop["result"] == "no_changes", noop["result"]
-        rss = peak_rss_mb(started["pid"])
-        t_destroy, gone = cairn("destroy", tdir, "--yes")
-        assert gone["counts"]["deleted"] == n + 1, gone["counts"]
-        print(f"{n:>7} {t_up:>8.2f}s {n / t_up:>8.0f}/s {t_noop:>8.2f}s {t_destroy:>8.2f}s "
-              f"{n / t_destroy:>8.0f}/s {rss:>7.0f}MB", flush=True)
-    finally:
-        stop_cloud(env, d)
+    t = up_noop_destroy(f"cairn-bench-records-{n}-", TEMPLATE, n, pool, made=n + 1, timeout=900)
+    print(f"{n:>7} {t['up']:>8.2f}s {n / t['up']:>8.0f}/s {t['noop']:>8.2f}s {t['destroy']:>8.2f}s "
+          f"{n / t['destroy']:>8.0f}/s {t['rss']:>7.0f}MB", flush=True)
 
 
 def main():

@@ -106,29 +106,36 @@ def stop_cloud(env, d):
     shutil.rmtree(d, ignore_errors=True)
 
 
-def bench(n, pool):
-    d = tempfile.mkdtemp(prefix=f"cairn-bench-up-{n}-")
+def up_noop_destroy(prefix, template, n, pool, made, timeout=600):
+    """A fresh cloud (its own directory, DNS port and address pool):
+    `local start`, `up -p count=N`, a no-op `up`, `destroy`, each timed,
+    and the daemon's peak RSS. `made` is how many resources `up` must
+    create and `destroy` delete. The daemon is stopped at the end."""
+    d = tempfile.mkdtemp(prefix=prefix)
     env = cloud_env(d, pool)
     tdir = os.path.join(d, "t")
     os.makedirs(tdir)
     with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
-        f.write(TEMPLATE)
-
-    cairn = timed_cairn(env)
-
+        f.write(template)
+    cairn = timed_cairn(env, timeout)
     try:
         t_start, started = cairn("local", "start")
         t_up, up = cairn("up", tdir, "--yes", "-p", f"count={n}")
-        assert up["counts"]["created"] == n + 3, up["counts"]
+        assert up["counts"]["created"] == made, up["counts"]
         t_noop, noop = cairn("up", tdir, "--yes", "-p", f"count={n}")
         assert noop["result"] == "no_changes", noop["result"]
         rss = peak_rss_mb(started["pid"])
         t_destroy, gone = cairn("destroy", tdir, "--yes")
-        assert gone["counts"]["deleted"] == n + 3, gone["counts"]
-        print(f"{n:>6} {t_start:>7.2f}s {t_up:>7.2f}s {n / t_up:>8.0f}/s {t_noop:>8.2f}s "
-              f"{t_destroy:>8.2f}s {rss:>7.0f}MB", flush=True)
+        assert gone["counts"]["deleted"] == made, gone["counts"]
+        return {"start": t_start, "up": t_up, "noop": t_noop, "destroy": t_destroy, "rss": rss}
     finally:
         stop_cloud(env, d)
+
+
+def bench(n, pool):
+    t = up_noop_destroy(f"cairn-bench-up-{n}-", TEMPLATE, n, pool, made=n + 3)
+    print(f"{n:>6} {t['start']:>7.2f}s {t['up']:>7.2f}s {n / t['up']:>8.0f}/s {t['noop']:>8.2f}s "
+          f"{t['destroy']:>8.2f}s {t['rss']:>7.0f}MB", flush=True)
 
 
 def main():
