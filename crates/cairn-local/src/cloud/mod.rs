@@ -513,7 +513,8 @@ impl Cloud {
             }
             "server" => match &self.hosts {
                 Some(hosts) => {
-                    let (net, _, address) = isolation::Hosts::reserve_address(&mut self.lock(), id, p)?;
+                    let (net, _, address) =
+                        isolation::Hosts::reserve_address(&mut self.lock(), id, p)?;
                     let authorized = match prop_str(p, "key_pair") {
                         Some(k) => Some(
                             self.get(k, "key_pair")?
