@@ -156,18 +156,7 @@ pub async fn import(
         ttl: opts.lease_ttl,
         holder_gone: opts.holder_gone,
     };
-    let (cx, _heartbeat) = hold_lease(cx, &terms)?;
-    let result = import_leased(&cx, req, opts, accept).await;
-    let _ = cx.store.release_lease(&cx.deployment, &cx.run_id);
-    result
-}
-
-async fn import_leased(
-    cx: &RunContext,
-    req: &ImportRequest,
-    opts: &ImportOptions,
-    accept: &mut (dyn FnMut(&Imported) -> bool + Send),
-) -> Result<ImportOutcome, ImportError> {
+    // Refused before the lease: nothing to hold it for.
     if let Some(only) = target_of(req.schema.kind)
         && only != opts.target
     {
@@ -177,6 +166,16 @@ async fn import_leased(
             target: opts.target.clone(),
         });
     }
+    let (cx, _lease) = hold_lease(cx, &terms)?;
+    import_leased(&cx, req, opts, accept).await
+}
+
+async fn import_leased(
+    cx: &RunContext,
+    req: &ImportRequest,
+    opts: &ImportOptions,
+    accept: &mut (dyn FnMut(&Imported) -> bool + Send),
+) -> Result<ImportOutcome, ImportError> {
     let known = cx.store.resources(&cx.deployment)?;
     if let Some(r) = known
         .iter()

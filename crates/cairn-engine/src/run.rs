@@ -488,12 +488,20 @@ pub async fn drift(cx: &RunContext) -> Result<Vec<Drift>, RunError> {
     Ok(observe(cx, records).await?.drift)
 }
 
-/// Renews the lease until dropped.
-pub(crate) struct Heartbeat(tokio::task::JoinHandle<()>);
+/// A lease held: renewed by a heartbeat until dropped, then released (a
+/// lease taken by another run meanwhile is left alone).
+pub(crate) struct LeaseHold {
+    heartbeat: tokio::task::JoinHandle<()>,
+    cx: RunContext,
+}
 
-impl Drop for Heartbeat {
+impl Drop for LeaseHold {
     fn drop(&mut self) {
-        self.0.abort();
+        self.heartbeat.abort();
+        let _ = self
+            .cx
+            .store
+            .release_lease(&self.cx.deployment, &self.cx.run_id);
     }
 }
 
@@ -525,20 +533,18 @@ pub async fn up(
     confirm: &mut (dyn FnMut(&Plan) -> bool + Send),
 ) -> Result<(RunOutcome, Vec<Reconciled>), RunError> {
     let started = Instant::now();
-    let (cx, _heartbeat) = hold_lease(cx, &opts.lease_terms())?;
-    let result = run_leased(&cx, load_opts, opts, confirm, started).await;
-    let _ = cx.store.release_lease(&cx.deployment, &cx.run_id);
-    result
+    let (cx, _lease) = hold_lease(cx, &opts.lease_terms())?;
+    run_leased(&cx, load_opts, opts, confirm, started).await
 }
 
 /// Takes the deployment's lease (see [`take_lease`]) and keeps it with a
-/// heartbeat until the heartbeat is dropped. The context returned is
-/// fenced: once a renewal fails, no step starts (see [`crate::fence`]).
-/// The caller releases the lease when done.
+/// heartbeat until the hold is dropped, which releases it. The context
+/// returned is fenced: once a renewal fails, no step starts (see
+/// [`crate::fence`]).
 pub(crate) fn hold_lease(
     cx: &RunContext,
     terms: &LeaseTerms<'_>,
-) -> Result<(RunContext, Heartbeat), StoreError> {
+) -> Result<(RunContext, LeaseHold), StoreError> {
     take_lease(cx, terms)?;
     let cx = RunContext {
         fence: Fence::armed(),
@@ -553,7 +559,7 @@ pub(crate) fn hold_lease(
             terms.ttl,
             cx.clock.clone(),
         );
-        Heartbeat(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 if let Err(e) = store.renew_lease(&deployment, &run_id, ttl, clock()) {
@@ -563,9 +569,13 @@ pub(crate) fn hold_lease(
                     return;
                 }
             }
-        }))
+        })
     };
-    Ok((cx, heartbeat))
+    let hold = LeaseHold {
+        heartbeat,
+        cx: cx.clone(),
+    };
+    Ok((cx, hold))
 }
 
 /// Takes the deployment's lease: free, expired, or held by a run whose
