@@ -10,7 +10,11 @@
 //! them; the engine stays unaware of orchestration.
 
 pub mod inventory;
+pub mod module;
+pub mod remote;
 pub mod targeting;
+pub mod transport;
 
 pub use inventory::{Group, Host, Inventory, InventoryError};
+pub use remote::{Exec, Output, Remote, TransportError};
 pub use targeting::{Target, TargetError};

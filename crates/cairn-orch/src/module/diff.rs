@@ -1,0 +1,25 @@
+//! Rendering a [`Diff`](super::Diff) for people.
+
+use super::Diff;
+
+pub fn render(d: &Diff) -> String {
+    match (&d.before, &d.after) {
+        (Some(b), Some(a)) if b.contains('\n') || a.contains('\n') => {
+            let text = similar_text(b, a);
+            format!("--- {0} (before)\n+++ {0} (after)\n{text}", d.what)
+        }
+        (b, a) => format!(
+            "{}: {} -> {}",
+            d.what,
+            b.as_deref().unwrap_or("(absent)"),
+            a.as_deref().unwrap_or("(absent)")
+        ),
+    }
+}
+
+fn similar_text(before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .to_string()
+}

@@ -1,0 +1,115 @@
+//! Modules: the units of change on a host (`cmd`, `file`, `pkg`,
+//! `service`, `user`, `group`, `git`, `archive`, `http`, `facts`).
+//!
+//! Each module is a plan-then-apply pair: it reads the host through
+//! [`Remote`] (one script), decides from what it read what would change (a
+//! pure function a test can call with a made-up reading), and, unless this
+//! is a dry run (`--check`), makes the change (one more script). What it
+//! reports is an [`Outcome`]: changed or not, a structured diff, the output
+//! of what it ran. Writes are atomic (a temporary file beside the target,
+//! then a rename), so a host that drops mid-write keeps the old file.
+//!
+//! The same modules run over SSH, through the agent and against a local
+//! shell: they know a host only as [`Remote`].
+
+use async_trait::async_trait;
+use miette::Diagnostic;
+use serde::Serialize;
+use serde_json::{Map, Value as J};
+use thiserror::Error;
+
+use crate::remote::{Remote, TransportError};
+
+/// How a module is run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunContext {
+    /// A dry run: read and plan, change nothing, report what would change.
+    pub check: bool,
+    /// Run the module's scripts as this user (`sudo -n -u`).
+    pub become_user: Option<String>,
+    /// A state this one `watch`es changed: a `service` that should run is
+    /// restarted, a `cmd` runs even if its `creates`/`unless` says it need
+    /// not (Salt's `mod_watch`). Other modules ignore it.
+    pub watch_fired: bool,
+}
+
+/// What one module did (or, in a dry run, would do) on one host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Outcome {
+    pub changed: bool,
+    /// One line for people: `wrote /etc/motd (12 bytes)`, `already running`.
+    pub summary: String,
+    pub diff: Vec<Diff>,
+    /// What the command a module ran printed (`cmd`, raw commands).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rc: Option<i32>,
+    /// Structured results (`facts`' grains, `http`'s status).
+    #[serde(skip_serializing_if = "J::is_null")]
+    pub data: J,
+}
+
+/// One changed thing: a file's content, a mode, a package's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// What changed: `/etc/motd`, `/etc/motd:mode`, `pkg:nginx`.
+    pub what: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl Diff {
+    /// A unified diff of `before` and `after` for text, or `before -> after`.
+    pub fn render(&self) -> String {
+        diff::render(self)
+    }
+}
+
+#[derive(Debug, Error, Diagnostic, Clone, PartialEq)]
+pub enum ModuleError {
+    /// Caught before any host is touched.
+    #[error("no module named `{name}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    #[diagnostic(code(cairn::orch::module_unknown))]
+    Unknown {
+        name: String,
+        suggestion: Option<String>,
+    },
+
+    /// Caught before any host is touched.
+    #[error("{module}: {message}")]
+    #[diagnostic(code(cairn::orch::module_args))]
+    BadArgs { module: String, message: String },
+
+    /// Ran, and failed on the host.
+    #[error("{module}: {message}")]
+    #[diagnostic(code(cairn::orch::module_failed))]
+    Failed {
+        module: String,
+        message: String,
+        stdout: String,
+        stderr: String,
+        rc: Option<i32>,
+    },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// A module with its arguments checked, ready to run on any number of hosts.
+#[async_trait]
+pub trait Module: Send + Sync + std::fmt::Debug {
+    /// `file`, `pkg`, ...
+    fn name(&self) -> &str;
+
+    async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError>;
+}
+
+/// Module arguments as given: `key=value` words on the command line, or a
+/// state's mapping. Values stay JSON; each module coerces (`yes`/`true`).
+pub type Args = Map<String, J>;
+
+pub mod diff;
