@@ -10,6 +10,7 @@
 //! them; the engine stays unaware of orchestration.
 
 pub mod inventory;
+pub mod job;
 pub mod module;
 pub mod remote;
 pub mod targeting;

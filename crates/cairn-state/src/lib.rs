@@ -21,6 +21,7 @@
 mod columns;
 mod error;
 mod history;
+mod jobs;
 mod journal;
 mod key;
 mod lease;

@@ -113,8 +113,35 @@ CREATE TABLE outputs (
 /// written before it, which then wait for their expiry as before.
 const V2: &str = "ALTER TABLE leases ADD COLUMN owner_process TEXT;";
 
+/// Orchestration jobs (`cairn run`, `cairn state apply`): not tied to a
+/// deployment, since a job may target hosts of several or of none (an
+/// Ansible inventory). One row per host result, so `cairn jobs show` reads
+/// one job without parsing the others.
+const V3: &str = "
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    function    TEXT NOT NULL,
+    args        TEXT NOT NULL,  -- JSON
+    check_only  INTEGER NOT NULL,
+    user        TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER
+) STRICT;
+
+CREATE TABLE job_hosts (
+    job_id   TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    host     TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    result   TEXT NOT NULL,  -- JSON: the whole host result
+    PRIMARY KEY (job_id, position)
+) STRICT;
+";
+
 /// Applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -220,6 +247,8 @@ mod tests {
             [
                 "deployments",
                 "generated_secrets",
+                "job_hosts",
+                "jobs",
                 "journal",
                 "leases",
                 "meta",

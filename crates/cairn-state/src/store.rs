@@ -118,7 +118,7 @@ impl SqliteStore {
     /// so what `f` reads cannot change before it writes (a deferred
     /// transaction would read, then fail to upgrade with SQLITE_BUSY, which
     /// the busy timeout does not retry).
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
@@ -127,7 +127,7 @@ impl SqliteStore {
     }
 
     /// One read transaction: a consistent snapshot across its statements.
-    fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,

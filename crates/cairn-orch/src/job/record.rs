@@ -1,0 +1,164 @@
+//! What a job was and what each host answered.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as J;
+
+/// A job id: the time it started, to the microsecond (Salt's JID form,
+/// `20261205031522123456`), so ids sort by time and read as one.
+pub type JobId = String;
+
+/// How one host ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Ran, and changed something.
+    Changed,
+    /// Ran, and found nothing to change.
+    Ok,
+    /// Ran, and failed (a non-zero exit, a module or state that failed).
+    Failed,
+    /// Never ran: cannot connect, key refused, host key mismatch, timed
+    /// out, connection lost.
+    Unreachable,
+    /// Not started: the job stopped at `--max-fail` first.
+    Skipped,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Changed => "changed",
+            HostStatus::Ok => "ok",
+            HostStatus::Failed => "failed",
+            HostStatus::Unreachable => "unreachable",
+            HostStatus::Skipped => "skipped",
+        }
+    }
+
+    /// What `--max-fail` counts.
+    pub fn is_failure(self) -> bool {
+        matches!(self, HostStatus::Failed | HostStatus::Unreachable)
+    }
+}
+
+/// One host's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostResult {
+    pub host: String,
+    pub status: HostStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rc: Option<i32>,
+    #[serde(default)]
+    pub stdout: String,
+    #[serde(default)]
+    pub stderr: String,
+    /// Why it failed or was unreachable, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// The module's outcome or the state report (diffs, per-state results).
+    #[serde(default, skip_serializing_if = "J::is_null")]
+    pub detail: J,
+}
+
+impl HostResult {
+    pub fn skipped(host: &str, why: &str) -> HostResult {
+        HostResult {
+            host: host.to_string(),
+            status: HostStatus::Skipped,
+            rc: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: Some(why.to_string()),
+            duration_ms: 0,
+            detail: J::Null,
+        }
+    }
+}
+
+/// Hosts by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub changed: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub unreachable: usize,
+    pub skipped: usize,
+}
+
+impl Tally {
+    pub fn of(hosts: &[HostResult]) -> Tally {
+        let mut t = Tally::default();
+        for h in hosts {
+            *match h.status {
+                HostStatus::Changed => &mut t.changed,
+                HostStatus::Ok => &mut t.ok,
+                HostStatus::Failed => &mut t.failed,
+                HostStatus::Unreachable => &mut t.unreachable,
+                HostStatus::Skipped => &mut t.skipped,
+            } += 1;
+        }
+        t
+    }
+
+    /// Whether the job as a whole failed: any host failed, was unreachable
+    /// or was not started.
+    pub fn any_failed(&self) -> bool {
+        self.failed + self.unreachable + self.skipped > 0
+    }
+}
+
+/// A whole job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    /// `run`, `state apply`.
+    pub kind: String,
+    /// The target expression as given.
+    pub target: String,
+    /// What ran: the command, the module and its arguments, the state file.
+    pub function: String,
+    #[serde(default)]
+    pub args: J,
+    pub check: bool,
+    pub user: String,
+    /// Epoch seconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub hosts: Vec<HostResult>,
+}
+
+impl JobRecord {
+    pub fn tally(&self) -> Tally {
+        Tally::of(&self.hosts)
+    }
+
+    pub fn summary(&self) -> JobSummary {
+        JobSummary {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            function: self.function.clone(),
+            user: self.user.clone(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            hosts: self.hosts.len(),
+            tally: self.tally(),
+        }
+    }
+}
+
+/// A line of `cairn jobs list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub kind: String,
+    pub target: String,
+    pub function: String,
+    pub user: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub hosts: usize,
+    #[serde(flatten)]
+    pub tally: Tally,
+}
