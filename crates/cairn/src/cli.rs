@@ -203,6 +203,19 @@ pub enum Command {
     /// The hosts to operate (a deployment's servers and Ansible inventories),
     /// printed as Ansible's dynamic-inventory JSON
     Inventory(InventoryArgs),
+    /// Run a shell command (`-- COMMAND`) or a module (`MODULE key=value...`)
+    /// on the hosts a target selects, as one job
+    Run(RunArgs),
+    /// Apply a state file (Salt SLS style) to the hosts a target selects
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+    /// The jobs `run` and `state apply` recorded, and each host's result
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+    },
     /// Small tools for servers and tests
     Util {
         #[command(subcommand)]
@@ -238,6 +251,109 @@ pub struct InventoryArgs {
     pub inventory: Vec<PathBuf>,
     #[command(flatten)]
     pub template: TemplateArgs,
+}
+
+/// Which hosts a job runs on and how cairn reaches them: what Ansible's
+/// `ansible` and Salt's `salt` take.
+#[derive(Debug, Args, Clone)]
+pub struct HostArgs {
+    /// Which hosts: a Salt compound expression (`G@role:web and not E@.*-3`)
+    /// or Ansible patterns (`web:&prod:!web-3`, `web[0:2]`)
+    pub target: String,
+    /// An Ansible inventory: a YAML or INI file, a directory, an executable
+    /// inventory script, or a list `web-1,web-2,` (repeatable)
+    #[arg(short = 'i', long = "inventory", value_name = "PATH")]
+    pub inventory: Vec<PathBuf>,
+    /// The deployment's directory: its servers are hosts (default: the
+    /// current directory, when it holds a template)
+    #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// The deployment's environment
+    #[arg(short = 'e', long = "env")]
+    pub env: Option<String>,
+    /// A known_hosts file to check host keys against, instead of
+    /// ~/.ssh/known_hosts (servers cairn made are checked against the key
+    /// it recorded)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Connect as this user (default: the inventory's, else root)
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// A private key file to authenticate with (besides the deployment's
+    /// key pairs and ssh-agent)
+    #[arg(long = "private-key", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Run as root through sudo (Ansible's become)
+    #[arg(short = 'b', long = "become")]
+    pub r#become: bool,
+    /// Run as this user through sudo (implies --become)
+    #[arg(long, value_name = "USER")]
+    pub become_user: Option<String>,
+    /// How many hosts at once
+    #[arg(short = 'f', long = "forks", default_value_t = 256)]
+    pub forks: usize,
+    /// Stop starting hosts once more than N (or P%) have failed
+    #[arg(long, value_name = "N|P%")]
+    pub max_fail: Option<cairn_orch::job::MaxFail>,
+    /// Seconds a host may take to answer a connection
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds one command may run before it is abandoned
+    #[arg(short = 'T', long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Dry run: say what would change, change nothing
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `cairn run`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hosts: HostArgs,
+    /// A module (`file`, `pkg`, `service`, `cmd`, ... or Salt's
+    /// `file.managed`), then its arguments as key=value
+    #[arg(value_name = "MODULE")]
+    pub module: Option<String>,
+    #[arg(value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    /// The shell command, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Apply a state file to the hosts a target selects
+    Apply {
+        #[command(flatten)]
+        hosts: HostArgs,
+        /// The state file (YAML with Jinja, Salt SLS style)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// A variable the state file sees as vars.NAME (repeatable)
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// The most recent jobs (the default)
+    List {
+        /// How many
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The directory whose state holds the jobs
+        #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// One job with every host's result
+    Show {
+        id: String,
+        #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

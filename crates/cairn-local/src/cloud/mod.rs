@@ -26,7 +26,7 @@ use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::host;
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use addresses::DEFAULT_POOL;
-pub use isolation::{Isolation, IsolationError, container_id};
+pub use isolation::{Isolation, IsolationError, cloud_id, container_id};
 pub use model::{CloudState, LocalResource};
 pub use record::{read_isolation, read_resources};
 

@@ -17,6 +17,7 @@
 //! a route for a cloud CIDR that points off the machine.
 
 pub mod command;
+pub mod dial;
 pub mod error;
 pub mod firewall;
 pub mod image;

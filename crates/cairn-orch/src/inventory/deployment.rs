@@ -10,12 +10,14 @@
 //!   tag says otherwise), `deployment` and `env`;
 //! - variables: `cairn_deployment`, `cairn_env`, `cairn_resource`,
 //!   `cairn_id`, and `cairn_public_address` / `cairn_host_key` when known,
-//!   so that Ansible sees them too.
+//!   so that Ansible sees them too;
+//! - private key: its key pair's, when cairn made it (kept out of every
+//!   output).
 
 use cairn_engine::store::{ResourceRecord, StateStore};
 use serde_json::{Value as J, json};
 
-use super::{Host, Inventory, InventoryError};
+use super::{Host, Inventory, InventoryError, PrivateKey};
 
 /// The hosts of one deployment's state.
 pub fn from_store(
@@ -35,9 +37,26 @@ pub fn from_store(
 pub fn from_records(deployment: &str, env: &str, records: &[ResourceRecord]) -> Inventory {
     let mut inv = Inventory::new();
     for r in records.iter().filter(|r| r.kind == "server") {
-        inv.add_host(host(deployment, env, r));
+        let mut h = host(deployment, env, r);
+        h.private_key = key_pair_of(r, records);
+        inv.add_host(h);
     }
     inv
+}
+
+/// The private key of the key pair a server names (`key_pair:` holds the
+/// key pair's id), when cairn made that key pair (an imported one has
+/// no private key in the state).
+fn key_pair_of(server: &ResourceRecord, records: &[ResourceRecord]) -> Option<PrivateKey> {
+    let id = server.properties.get("key_pair")?.as_str()?;
+    records
+        .iter()
+        .find(|r| r.kind == "key_pair" && r.id == id)?
+        .attributes
+        .get("private_key")?
+        .as_str()
+        .filter(|k| !k.is_empty())
+        .map(|k| PrivateKey(k.to_string()))
 }
 
 /// `web[0]` → `web`, `sites["blog"]` → `sites`.

@@ -38,6 +38,16 @@ use crate::targeting::{Candidate, Target};
 
 pub use vars::CONNECTION_VARS;
 
+/// A private key's text, redacted wherever it could be shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKey(pub String);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(<redacted>)")
+    }
+}
+
 /// A host: how to reach it, what it is in, what is known of it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Host {
@@ -61,6 +71,10 @@ pub struct Host {
     pub tags: Map<String, J>,
     /// The host key a deployment recorded (OpenSSH public key line).
     pub host_key: Option<String>,
+    /// The private key of a deployment server's key pair (OpenSSH PEM),
+    /// held in memory only: never printed, never in Ansible's JSON.
+    #[serde(skip)]
+    pub private_key: Option<PrivateKey>,
     /// Where it came from (files, scripts, `deployment:NAME`).
     pub sources: Vec<String>,
 }
@@ -90,7 +104,8 @@ impl Host {
             user,
             key_file,
             r#become,
-            host_key
+            host_key,
+            private_key
         );
         for g in other.groups {
             if !self.groups.contains(&g) {

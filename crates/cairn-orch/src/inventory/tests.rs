@@ -102,3 +102,30 @@ fn child_cycles_are_walked_once() {
     let h = inv.host("h").unwrap();
     assert_eq!(inv.groups_of(h), ["a", "b", "all"]);
 }
+
+#[test]
+fn a_server_gets_its_key_pairs_private_key_and_no_output_shows_it() {
+    let mut web = server("web[0]", Some("web-a"), "127.42.0.10", &[]);
+    web.properties["key_pair"] = json!("key-1");
+    let bare = server("web[1]", Some("web-b"), "127.42.0.11", &[]);
+    let key = ResourceRecord {
+        address: "deployer".into(),
+        kind: "key_pair".into(),
+        id: "key-1".into(),
+        properties: json!({"name": "deployer"}),
+        attributes: json!({"public_key": "ssh-ed25519 AAAA", "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret"}),
+        ..web.clone()
+    };
+    let inv = deployment::from_records("shop-dev", "dev", &[web, bare, key]);
+    let a = inv.host("web-a").unwrap();
+    assert!(a.private_key.as_ref().unwrap().0.contains("secret"));
+    assert!(inv.host("web-b").unwrap().private_key.is_none());
+    for shown in [
+        inv.ansible_list().to_string(),
+        inv.ansible_host("web-a").unwrap().to_string(),
+        serde_json::to_string(a).unwrap(),
+        format!("{a:?}"),
+    ] {
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -21,7 +21,7 @@ use crate::output::cell::duration;
 use crate::output::{default_format, emit};
 use crate::report::{CliError, Status};
 
-pub(super) fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

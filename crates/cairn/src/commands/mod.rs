@@ -1,13 +1,17 @@
 //! One module per command; each turns arguments into a library call and
 //! hands the JSON result to [`crate::output`].
 
+mod connect;
 mod deploy;
 mod eval;
 mod graph;
+mod hosts;
 mod import;
 mod inventory;
+mod jobs;
 mod local;
 mod state;
+mod state_files;
 mod validate;
 
 use cairn_template::LoadOptions;
@@ -86,6 +90,11 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::History(t) => state::history(t, &cli.global),
         Command::Lock { action } => state::lock(action, &cli.global),
         Command::Inventory(args) => inventory::run(args, &cli.global),
+        Command::Run(args) => jobs::run(args, &cli.global),
+        Command::State {
+            action: crate::cli::StateAction::Apply { hosts, file, vars },
+        } => jobs::state_apply(hosts, file, vars, &cli.global),
+        Command::Jobs { action } => jobs::jobs(action.as_ref(), &cli.global),
         Command::Util {
             tool:
                 crate::cli::UtilTool::HttpEcho {

@@ -1,0 +1,368 @@
+//! `cairn run`, `cairn state apply` and `cairn jobs`: a job over the hosts
+//! a target selects, recorded in the state store, printed with the shared
+//! output formats.
+//!
+//! What is printed is the job record (`-o json|yaml`, `--query`); a table
+//! shows its hosts, one row each. The exit code is 1 when any host failed,
+//! was unreachable or was not started.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_orch::job::{self, HostResult, HostStatus, JobRecord, JobStore};
+use cairn_orch::module::{self, Module, ModuleError, Outcome, RunContext};
+use cairn_orch::{Remote, Target};
+use cairn_state::SqliteStore;
+use serde_json::{Map, Value as J, json};
+
+use super::connect::Connector;
+use super::hosts;
+use super::state::{key_source, state_path};
+use crate::cli::{Format, GlobalArgs, HostArgs, JobsAction, RunArgs};
+use crate::output::{default_format, emit};
+use crate::report::{CliError, Status};
+
+/// `cairn run TARGET -- COMMAND` or `cairn run TARGET MODULE k=v...`.
+pub fn run(args: &RunArgs, global: &GlobalArgs) -> Result<Status, CliError> {
+    let (name, module_args, function) = match (&args.module, args.command.is_empty()) {
+        (None, false) => {
+            let cmd = args.command.join(" ");
+            let mut a = module::Args::new();
+            a.insert("cmd".into(), J::String(cmd.clone()));
+            ("cmd".to_string(), a, cmd)
+        }
+        (Some(m), true) => {
+            let a = module::parse_kv(&args.args).map_err(usage)?;
+            (m.clone(), a, format!("{m} {}", args.args.join(" ")).trim().to_string())
+        }
+        (Some(_), false) => {
+            return Err(CliError::Usage(
+                "give a module with its key=value arguments, or a command after `--`, not both"
+                    .into(),
+            ));
+        }
+        (None, true) => {
+            return Err(CliError::Usage(
+                "nothing to run: give a command after `--` (cairn run web -- uptime) or a module \
+                 (cairn run web file path=/etc/motd content=hi)"
+                    .into(),
+            ));
+        }
+    };
+    // Arguments are checked before any host is touched.
+    let module: Arc<dyn Module> = Arc::from(module::load(&name, &module_args).map_err(usage)?);
+    let spec = JobSpec {
+        kind: "run",
+        function,
+        args: J::Object(module_args),
+    };
+    job(&args.hosts, spec, global, move |remote, ctx, _vars| {
+        let module = module.clone();
+        async move { module_result(remote.name(), module.run(&*remote, &ctx).await) }
+    })
+}
+
+/// `cairn state apply TARGET FILE`.
+pub fn state_apply(
+    hosts: &HostArgs,
+    file: &Path,
+    vars: &[String],
+    global: &GlobalArgs,
+) -> Result<Status, CliError> {
+    super::state_files::apply(hosts, file, vars, global)
+}
+
+/// What a job runs, for its record.
+pub struct JobSpec {
+    pub kind: &'static str,
+    pub function: String,
+    pub args: J,
+}
+
+/// Selects the hosts, connects, runs `work` on each (bounded by `--forks`,
+/// stopped by `--max-fail`), records the job before and after, and prints it.
+pub fn job<W, Fut>(
+    args: &HostArgs,
+    spec: JobSpec,
+    global: &GlobalArgs,
+    work: W,
+) -> Result<Status, CliError>
+where
+    W: Fn(Arc<dyn Remote>, RunContext, Map<String, J>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HostResult> + Send + 'static,
+{
+    let target = Target::parse(&args.target).map_err(|e| CliError::Usage(e.to_string()))?;
+    let loaded = hosts::load(&args.dir, args.env.as_deref(), &args.inventory, global)?;
+    let inv = &loaded.inventory;
+    let selected: Vec<_> = inv
+        .select(&target)
+        .into_iter()
+        .map(|h| inv.connection(h))
+        .collect();
+    if selected.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no host matches `{}` (the inventory has {} host(s); see `cairn inventory`)",
+            args.target,
+            inv.hosts().count()
+        )));
+    }
+    let store = open_store(&loaded.state_dir, global)?;
+    let connector = Connector::new(args, loaded.deployment.as_ref())?;
+    let become_user = args
+        .become_user
+        .clone()
+        .or_else(|| args.r#become.then(|| "root".to_string()));
+    let mut record = JobRecord {
+        id: job_id(),
+        kind: spec.kind.to_string(),
+        target: args.target.clone(),
+        function: spec.function,
+        args: spec.args,
+        check: args.check,
+        user: std::env::var("USER").unwrap_or_else(|_| "root".into()),
+        started_at: super::deploy::now(),
+        finished_at: None,
+        hosts: vec![],
+    };
+    store.save_job(&record).map_err(CliError::failure)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::failure)?;
+    let work = Arc::new(work);
+    let check = args.check;
+    let results = runtime.block_on(async {
+        let hosts: Vec<Named> = selected
+            .iter()
+            .map(|h| Named {
+                name: h.name.clone(),
+                remote: connector.remote(h),
+                become_user: become_user
+                    .clone()
+                    .or_else(|| (h.r#become == Some(true)).then(|| "root".to_string())),
+                vars: inv.effective_vars(h),
+            })
+            .collect();
+        job::execute(
+            hosts,
+            args.forks,
+            args.max_fail,
+            |h: Named| {
+                let work = work.clone();
+                async move {
+                    let started = Instant::now();
+                    let ctx = RunContext {
+                        check,
+                        become_user: h.become_user,
+                        watch_fired: false,
+                    };
+                    let name = h.name;
+                    let mut r = work(h.remote, ctx, h.vars).await;
+                    r.host = name;
+                    r.duration_ms = started.elapsed().as_millis() as u64;
+                    r
+                }
+            },
+            |r| tracing::info!(host = %r.host, status = r.status.as_str(), "host done"),
+        )
+        .await
+    });
+    // Connections close with the runtime, before the record is written.
+    drop(runtime);
+    record.hosts = results;
+    record.finished_at = Some(super::deploy::now());
+    store.save_job(&record).map_err(CliError::failure)?;
+    print_job(&record, global)?;
+    Ok(if record.tally().any_failed() {
+        Status::Failure
+    } else {
+        Status::Success
+    })
+}
+
+/// A host for [`job::execute`], which names hosts by `AsRef<str>`.
+struct Named {
+    name: String,
+    remote: Arc<dyn Remote>,
+    become_user: Option<String>,
+    vars: Map<String, J>,
+}
+
+impl AsRef<str> for Named {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A module's answer as a host's result.
+pub fn module_result(host: &str, result: Result<Outcome, ModuleError>) -> HostResult {
+    let mut r = HostResult::skipped(host, "");
+    r.error = None;
+    match result {
+        Ok(o) => {
+            r.status = if o.changed {
+                HostStatus::Changed
+            } else {
+                HostStatus::Ok
+            };
+            r.rc = o.rc;
+            r.stdout = o.stdout.clone();
+            r.stderr = o.stderr.clone();
+            r.detail = serde_json::to_value(&o).unwrap_or(J::Null);
+        }
+        Err(ModuleError::Transport(e)) => {
+            r.status = if e.is_unreachable() {
+                HostStatus::Unreachable
+            } else {
+                HostStatus::Failed
+            };
+            r.error = Some(e.to_string());
+        }
+        Err(ModuleError::Failed {
+            message,
+            stdout,
+            stderr,
+            rc,
+            ..
+        }) => {
+            r.status = HostStatus::Failed;
+            r.error = Some(message);
+            r.stdout = stdout;
+            r.stderr = stderr;
+            r.rc = rc;
+        }
+        Err(other) => {
+            r.status = HostStatus::Failed;
+            r.error = Some(other.to_string());
+        }
+    }
+    r
+}
+
+/// The job record; on a table without `--query`, its hosts one per row
+/// (the id on stderr, so the table stays the data).
+fn print_job(record: &JobRecord, global: &GlobalArgs) -> Result<(), CliError> {
+    let format = default_format(global.output);
+    if format == Format::Table && global.query.is_none() {
+        let t = record.tally();
+        eprintln!(
+            "job {}: {} host(s): {} changed, {} ok, {} failed, {} unreachable, {} skipped{}",
+            record.id,
+            record.hosts.len(),
+            t.changed,
+            t.ok,
+            t.failed,
+            t.unreachable,
+            t.skipped,
+            if record.check { " (dry run)" } else { "" }
+        );
+        return emit(J::Array(record.hosts.iter().map(row).collect()), global);
+    }
+    emit(serde_json::to_value(record).map_err(CliError::failure)?, global)
+}
+
+/// A host's row: what people read first, the whole result in `-o json`.
+fn row(h: &HostResult) -> J {
+    let mut output = String::new();
+    if let Some(e) = &h.error {
+        output.push_str(e);
+        output.push('\n');
+    }
+    let summary = h.detail.get("summary").and_then(J::as_str).unwrap_or("");
+    let is_cmd = h.detail.get("rc").is_some();
+    if !summary.is_empty() && !is_cmd {
+        output.push_str(summary);
+        output.push('\n');
+    }
+    for s in h.detail.get("states").and_then(J::as_array).into_iter().flatten() {
+        let get = |k: &str| s.get(k).and_then(J::as_str).unwrap_or("");
+        let said = s
+            .pointer("/outcome/summary")
+            .and_then(J::as_str)
+            .or_else(|| s.get("error").and_then(J::as_str))
+            .unwrap_or("");
+        output.push_str(&format!("{}: {} {said}\n", get("id"), get("result")));
+    }
+    if let Some(diffs) = h.detail.get("diff").and_then(J::as_array) {
+        for d in diffs {
+            if let Ok(d) = serde_json::from_value::<module::Diff>(d.clone()) {
+                output.push_str(&d.render());
+                output.push('\n');
+            }
+        }
+    }
+    output.push_str(&h.stdout);
+    output.push_str(&h.stderr);
+    json!({
+        "host": h.host,
+        "status": h.status.as_str(),
+        "rc": h.rc,
+        "duration_ms": h.duration_ms,
+        "output": output.trim_end(),
+    })
+}
+
+/// `cairn jobs [list|show ID]`.
+pub fn jobs(action: Option<&JobsAction>, global: &GlobalArgs) -> Result<Status, CliError> {
+    match action {
+        None => list(Path::new("."), 20, global),
+        Some(JobsAction::List { limit, dir }) => list(dir, *limit, global),
+        Some(JobsAction::Show { id, dir }) => {
+            let store = open_store(&state_dir(dir)?, global)?;
+            let job = store
+                .job(id)
+                .map_err(CliError::failure)?
+                .ok_or_else(|| CliError::Usage(format!("no job {id} (see `cairn jobs list`)")))?;
+            print_job(&job, global)?;
+            Ok(Status::Success)
+        }
+    }
+}
+
+fn list(dir: &Path, limit: usize, global: &GlobalArgs) -> Result<Status, CliError> {
+    let store = open_store(&state_dir(dir)?, global)?;
+    let jobs = store.jobs(limit).map_err(CliError::failure)?;
+    emit(serde_json::to_value(jobs).map_err(CliError::failure)?, global)?;
+    Ok(Status::Success)
+}
+
+/// A directory holding a template stores its jobs beside its deployment's
+/// state; any other directory in its own `.cairn/state.db`.
+fn state_dir(dir: &Path) -> Result<std::path::PathBuf, CliError> {
+    match cairn_template::loader::locate_deployment(dir, None) {
+        Ok((tdir, _)) => Ok(tdir),
+        Err(_) => Ok(dir.to_path_buf()),
+    }
+}
+
+fn open_store(dir: &Path, global: &GlobalArgs) -> Result<SqliteStore, CliError> {
+    let path = state_path(global, dir)?;
+    SqliteStore::open(&path, key_source()?).map_err(|e| {
+        CliError::Failure(anyhow::anyhow!("opening the state {}: {e}", path.display()))
+    })
+}
+
+/// Salt's job id form: the start time to the microsecond, UTC.
+fn job_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
+    )
+}
+
+fn usage(e: ModuleError) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+/// How long a connection attempt may take.
+pub fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s.max(1))
+}

@@ -1,0 +1,117 @@
+//! `cairn state apply TARGET FILE`: a state file applied to each host as
+//! one job. Per host: its facts are read, the file is rendered with them
+//! and the host's variables, then its states run in order (cairn-orch's
+//! `state`).
+
+use std::path::Path;
+
+use cairn_orch::job::{HostResult, HostStatus};
+use cairn_orch::module::{self, Args, ModuleError, RunContext};
+use cairn_orch::state::{HostReport, RenderContext, StateFile, StateResult};
+use serde_json::{Map, Value as J, json};
+
+use super::jobs::{JobSpec, job, module_result};
+use crate::cli::{GlobalArgs, HostArgs};
+use crate::report::{CliError, Status};
+
+pub fn apply(
+    hosts: &HostArgs,
+    file: &Path,
+    vars: &[String],
+    global: &GlobalArgs,
+) -> Result<Status, CliError> {
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("cannot read the state file {}: {e}", file.display())))?;
+    let user_vars = module::parse_kv(vars).map_err(|e| CliError::Usage(e.to_string()))?;
+    // A file that cannot parse or names an unknown module fails here, with
+    // its place, before any host is touched (rendered with no facts: a
+    // fact that is missing renders empty, as Jinja's undefined does).
+    let probe = RenderContext::new("(check)").vars(user_vars.clone());
+    StateFile::parse(file, &source, &probe)
+        .and_then(|f| f.prepare(&module::load).map(drop))
+        .map_err(|e| CliError::Usage(render(&e)))?;
+    let spec = JobSpec {
+        kind: "state apply",
+        function: file.display().to_string(),
+        args: json!({"file": file.display().to_string(), "vars": user_vars.clone()}),
+    };
+    let path = file.to_path_buf();
+    job(hosts, spec, global, move |remote, ctx, host_vars| {
+        let (path, source, user_vars) = (path.clone(), source.clone(), user_vars.clone());
+        async move {
+            let name = remote.name().to_string();
+            let facts = match read_facts(&*remote, &ctx).await {
+                Ok(f) => f,
+                Err(e) => return module_result(&name, Err(e)),
+            };
+            let mut vars = host_vars;
+            vars.extend(user_vars);
+            let rctx = RenderContext::new(&name).facts(facts).vars(vars);
+            let file = match StateFile::parse(&path, &source, &rctx) {
+                Ok(f) => f,
+                Err(e) => return failed(&name, e.to_string()),
+            };
+            match cairn_orch::state::apply(&file, &*remote, &module::load, &ctx).await {
+                Ok(report) => host_result(&name, report),
+                Err(e) => failed(&name, e.to_string()),
+            }
+        }
+    })
+}
+
+async fn read_facts(remote: &dyn cairn_orch::Remote, ctx: &RunContext) -> Result<J, ModuleError> {
+    let facts = module::load("facts", &Args::new())?;
+    // Facts are read even in a dry run: they change nothing.
+    let read = RunContext {
+        check: false,
+        ..ctx.clone()
+    };
+    Ok(facts.run(remote, &read).await?.data)
+}
+
+fn failed(host: &str, message: String) -> HostResult {
+    HostResult {
+        status: HostStatus::Failed,
+        error: Some(message),
+        ..HostResult::skipped(host, "")
+    }
+}
+
+/// A host failed if a state failed; changed if a state changed. A host
+/// whose every failure is its connection's was unreachable.
+fn host_result(host: &str, report: HostReport) -> HostResult {
+    let failed = report.count(StateResult::Failed);
+    let status = if failed > 0 {
+        HostStatus::Failed
+    } else if report.count(StateResult::Changed) > 0 {
+        HostStatus::Changed
+    } else {
+        HostStatus::Ok
+    };
+    let error = (failed > 0).then(|| {
+        let first = report
+            .states
+            .iter()
+            .find(|s| s.result == StateResult::Failed)
+            .and_then(|s| s.error.clone().map(|e| format!("{}: {e}", s.id)))
+            .unwrap_or_default();
+        format!("{failed} state(s) failed; first: {first}")
+    });
+    HostResult {
+        status,
+        error,
+        detail: serde_json::to_value(&report).unwrap_or(J::Null),
+        ..HostResult::skipped(host, "")
+    }
+}
+
+/// A state file error with its source snippet, as template errors are shown.
+fn render(e: &cairn_orch::state::StateError) -> String {
+    let mut out = String::new();
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    if handler.render_report(&mut out, e).is_err() || out.is_empty() {
+        return e.to_string();
+    }
+    format!("{e}\n{out}")
+}
+
