@@ -1,5 +1,15 @@
 //! The ways cairn reaches a host: [`local`] runs scripts with this
 //! machine's `sh` (Ansible's `connection: local`, and the host tests
-//! run modules against).
+//! run modules against); [`ssh`] over SSH, in process, one connection per
+//! host with a channel per script, host keys checked against
+//! [`known_hosts`] files and a deployment's record.
 
+pub mod known_hosts;
 pub mod local;
+pub mod ssh;
+
+pub use known_hosts::KnownHosts;
+pub use ssh::{
+    DialFn, Dialer, HostKeyPolicy, SshAuth, SshHost, SshOptions, SshPool, SshStream, SshTarget,
+    TcpDialer,
+};

@@ -1,6 +1,8 @@
 //! cairn-orch's integration tests: one binary, a module per area.
 
 mod inventory;
+mod ssh;
+mod test_hosts;
 
 use std::path::PathBuf;
 

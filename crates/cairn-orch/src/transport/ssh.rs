@@ -1,0 +1,839 @@
+//! Hosts over SSH, in process (russh): no `ssh` binary, no ControlMaster
+//! sockets on disk.
+//!
+//! One connection per host, many channels: every [`Remote::exec`] opens a
+//! session channel on the host's one connection, so fifty scripts at once
+//! on a host cost one TCP connection, one key exchange and one
+//! authentication. The connection opens on the first exec and is kept; if
+//! it was lost, the next exec reconnects once.
+//!
+//! Host keys are checked before anything is sent: against known_hosts
+//! files and against the key a deployment recorded for the server, both
+//! when both are given. A key neither knows is refused unless the caller
+//! chose [`HostKeyPolicy::AcceptNew`] (no trust on first use by default).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{
+    Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
+};
+use russh::{ChannelMsg, Preferred, Sig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+
+use super::known_hosts::{self, KnownHosts, Verdict};
+use crate::inventory::Host;
+use crate::remote::{Exec, Output, Remote, TransportError};
+
+/// One way to prove who we are, tried in the order given.
+#[derive(Clone)]
+pub enum SshAuth {
+    /// An OpenSSH private key held in memory (a deployment's key pair);
+    /// `label` names it in messages, the key itself never is.
+    Key { pem: String, label: String },
+    /// A private key file (`~` already expanded).
+    KeyFile(PathBuf),
+    /// The ssh-agent listening on this socket (`SSH_AUTH_SOCK`).
+    Agent(PathBuf),
+}
+
+impl fmt::Debug for SshAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SshAuth::Key { label, .. } => write!(f, "Key({label})"),
+            SshAuth::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
+            SshAuth::Agent(p) => write!(f, "Agent({})", p.display()),
+        }
+    }
+}
+
+/// What to do with a host key no known_hosts line and no record names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Refuse it ([`TransportError::HostKeyUnknown`]).
+    #[default]
+    Strict,
+    /// Accept it (OpenSSH's `StrictHostKeyChecking accept-new`); a key
+    /// that contradicts a line or the record is still refused. The key
+    /// accepted is [`SshHost::host_key`], for the caller to record.
+    AcceptNew,
+}
+
+/// One host to reach over SSH.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    /// The inventory name, for messages.
+    pub name: String,
+    /// Where to connect, and the name looked up in known_hosts.
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Vec<SshAuth>,
+    /// Shared: a run parses its files once for all its hosts.
+    pub known_hosts: Arc<KnownHosts>,
+    /// The host key a deployment recorded (`TYPE BASE64 [COMMENT]`).
+    pub host_key: Option<String>,
+    pub host_key_policy: HostKeyPolicy,
+}
+
+impl SshTarget {
+    /// Port 22, no credentials, no known keys, strict.
+    pub fn new(
+        name: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+    ) -> SshTarget {
+        SshTarget {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            auth: Vec::new(),
+            known_hosts: Arc::new(KnownHosts::new()),
+            host_key: None,
+            host_key_policy: HostKeyPolicy::Strict,
+        }
+    }
+
+    /// An inventory host: its address (else its name), port (else 22),
+    /// user (else `default_user`), key file (first among the credentials,
+    /// a leading `~/` taken from `home`) and recorded host key.
+    pub fn from_host(host: &Host, default_user: &str, home: Option<&Path>) -> SshTarget {
+        let mut t = SshTarget::new(
+            host.name.clone(),
+            host.address.clone().unwrap_or_else(|| host.name.clone()),
+            host.user
+                .clone()
+                .unwrap_or_else(|| default_user.to_string()),
+        );
+        t.port = host.port.unwrap_or(22);
+        if let Some(file) = &host.key_file {
+            t.auth.push(SshAuth::KeyFile(expand_home(file, home)));
+        }
+        t.host_key = host.host_key.clone();
+        t
+    }
+
+    pub fn port(mut self, port: u16) -> SshTarget {
+        self.port = port;
+        self
+    }
+
+    pub fn auth(mut self, auth: SshAuth) -> SshTarget {
+        self.auth.push(auth);
+        self
+    }
+
+    pub fn known_hosts(mut self, known: Arc<KnownHosts>) -> SshTarget {
+        self.known_hosts = known;
+        self
+    }
+
+    pub fn host_key(mut self, line: Option<String>) -> SshTarget {
+        self.host_key = line;
+        self
+    }
+
+    pub fn host_key_policy(mut self, policy: HostKeyPolicy) -> SshTarget {
+        self.host_key_policy = policy;
+        self
+    }
+}
+
+fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// How long to wait, and how to notice a dead connection.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// For the TCP connection, and again for the handshake and
+    /// authentication.
+    pub connect_timeout: Duration,
+    /// A script's time when its [`Exec`] sets none.
+    pub command_timeout: Duration,
+    /// A keepalive after this much silence from the host; `None`: never.
+    pub keepalive_interval: Option<Duration>,
+    /// Unanswered keepalives before the connection counts as lost.
+    pub keepalive_max: usize,
+}
+
+impl Default for SshOptions {
+    fn default() -> SshOptions {
+        SshOptions {
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(300),
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 3,
+        }
+    }
+}
+
+/// A byte stream SSH can run over.
+pub trait SshStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> SshStream for T {}
+
+/// Opens the stream to a host: TCP by default; the CLI gives its own to
+/// reach servers inside a network namespace. The connect timeout is applied
+/// around it.
+#[async_trait]
+pub trait Dialer: Send + Sync {
+    async fn dial(&self, address: &str, port: u16) -> std::io::Result<Box<dyn SshStream>>;
+}
+
+/// `TcpStream::connect`, names resolved by the system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcpDialer;
+
+#[async_trait]
+impl Dialer for TcpDialer {
+    async fn dial(&self, address: &str, port: u16) -> std::io::Result<Box<dyn SshStream>> {
+        let stream = tokio::net::TcpStream::connect((address, port)).await?;
+        // Small packets (a channel open, a short script) go at once.
+        stream.set_nodelay(true)?;
+        Ok(Box::new(stream))
+    }
+}
+
+/// A closure as a dialer: `|address, port| async move { ... }`.
+pub struct DialFn<F>(pub F);
+
+#[async_trait]
+impl<F, Fut> Dialer for DialFn<F>
+where
+    F: Fn(String, u16) -> Fut + Send + Sync,
+    Fut: Future<Output = std::io::Result<Box<dyn SshStream>>> + Send,
+{
+    async fn dial(&self, address: &str, port: u16) -> std::io::Result<Box<dyn SshStream>> {
+        (self.0)(address.to_string(), port).await
+    }
+}
+
+type Handle = client::Handle<Checker>;
+
+/// A host over SSH: one connection, opened on first use, shared by every
+/// exec.
+pub struct SshHost {
+    target: SshTarget,
+    options: SshOptions,
+    dialer: Arc<dyn Dialer>,
+    state: Mutex<State>,
+    connections: AtomicUsize,
+    /// `State::attempts`, readable without the lock.
+    attempts: AtomicU64,
+    seen_key: Arc<StdMutex<Option<String>>>,
+}
+
+#[derive(Default)]
+struct State {
+    live: Option<Live>,
+    /// Bumped by every connection attempt, so that execs that waited on
+    /// a failed attempt share its error instead of each trying again (fifty
+    /// execs on a host that does not answer would wait fifty timeouts).
+    attempts: u64,
+    last_error: Option<TransportError>,
+}
+
+struct Live {
+    handle: Arc<Handle>,
+    attempt: u64,
+}
+
+impl fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshHost")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshHost {
+    pub fn new(target: SshTarget, options: SshOptions, dialer: Arc<dyn Dialer>) -> SshHost {
+        SshHost {
+            target,
+            options,
+            dialer,
+            state: Mutex::new(State::default()),
+            connections: AtomicUsize::new(0),
+            attempts: AtomicU64::new(0),
+            seen_key: Arc::new(StdMutex::new(None)),
+        }
+    }
+
+    pub fn target(&self) -> &SshTarget {
+        &self.target
+    }
+
+    /// How many connections were established so far (1 while the first
+    /// lasts).
+    pub fn connections_opened(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The key the host presented and we accepted (`TYPE BASE64`), once
+    /// connected.
+    pub fn host_key(&self) -> Option<String> {
+        self.seen_key.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// Connects now rather than on the first exec (a no-op when connected).
+    pub async fn connect(&self) -> Result<(), TransportError> {
+        self.session().await.map(|_| ())
+    }
+
+    /// Ends the connection; a later exec opens a new one.
+    pub async fn disconnect(&self) {
+        let live = self.state.lock().await.live.take();
+        if let Some(live) = live {
+            let _ = live
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
+    }
+
+    /// The live connection, or a new one. `fresh`: opened by this call.
+    async fn session(&self) -> Result<(Arc<Handle>, u64, bool), TransportError> {
+        // The attempt count before waiting: if it moved while we waited and
+        // that attempt failed, its error is ours too.
+        let before = self.attempts.load(Ordering::Acquire);
+        let mut state = self.state.lock().await;
+        if let Some(live) = &state.live
+            && !live.handle.is_closed()
+        {
+            return Ok((live.handle.clone(), live.attempt, false));
+        }
+        if state.attempts != before
+            && let Some(e) = &state.last_error
+        {
+            return Err(e.clone());
+        }
+        state.live = None;
+        state.attempts += 1;
+        let attempt = state.attempts;
+        self.attempts.store(attempt, Ordering::Release);
+        match self.open().await {
+            Ok(handle) => {
+                let handle = Arc::new(handle);
+                self.connections.fetch_add(1, Ordering::Relaxed);
+                state.live = Some(Live {
+                    handle: handle.clone(),
+                    attempt,
+                });
+                state.last_error = None;
+                Ok((handle, attempt, true))
+            }
+            Err(e) => {
+                state.last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the connection of `attempt` (lost), unless a newer one
+    /// replaced it already.
+    async fn forget(&self, attempt: u64) {
+        let mut state = self.state.lock().await;
+        if state.live.as_ref().is_some_and(|l| l.attempt == attempt) {
+            state.live = None;
+        }
+    }
+
+    fn err_unreachable(&self, reason: String) -> TransportError {
+        TransportError::Unreachable {
+            host: self.target.name.clone(),
+            reason,
+        }
+    }
+
+    fn err_dropped(&self, reason: String) -> TransportError {
+        TransportError::Dropped {
+            host: self.target.name.clone(),
+            reason,
+        }
+    }
+
+    fn err_other(&self, reason: String) -> TransportError {
+        TransportError::Other {
+            host: self.target.name.clone(),
+            reason,
+        }
+    }
+
+    fn config(&self) -> client::Config {
+        let t = &self.target;
+        // Ask first for the key types we can check, so that a host with an
+        // RSA and an ed25519 key shows the one known_hosts or the record has.
+        let mut wanted: Vec<Algorithm> = t.known_hosts.algorithms(&t.address, t.port);
+        if let Some(k) = t
+            .host_key
+            .as_deref()
+            .and_then(known_hosts::parse_public_key)
+        {
+            wanted.insert(0, k.algorithm());
+        }
+        let mut preferred = Preferred::default();
+        if !wanted.is_empty() {
+            let all = preferred.key.to_vec();
+            let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+                all.into_iter().partition(|a| {
+                    wanted
+                        .iter()
+                        .any(|w| w == a || (w.clone().is_rsa() && a.clone().is_rsa()))
+                });
+            first.extend(rest);
+            preferred.key = first.into();
+        }
+        client::Config {
+            preferred,
+            keepalive_interval: self.options.keepalive_interval,
+            keepalive_max: self.options.keepalive_max,
+            nodelay: true,
+            ..client::Config::default()
+        }
+    }
+
+    async fn open(&self) -> Result<Handle, TransportError> {
+        let t = &self.target;
+        let limit = self.options.connect_timeout;
+        let stream = match tokio::time::timeout(limit, self.dialer.dial(&t.address, t.port)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(self.err_unreachable(format!("{}:{}: {e}", t.address, t.port)));
+            }
+            Err(_) => {
+                return Err(self.err_unreachable(format!(
+                    "{}:{}: no answer to connect within {}s",
+                    t.address,
+                    t.port,
+                    limit.as_secs_f64()
+                )));
+            }
+        };
+        let checker = Checker {
+            name: t.name.clone(),
+            address: t.address.clone(),
+            port: t.port,
+            known: t.known_hosts.clone(),
+            recorded: t.host_key.clone(),
+            policy: t.host_key_policy,
+            seen: self.seen_key.clone(),
+        };
+        let handshake = async {
+            let mut handle = client::connect_stream(Arc::new(self.config()), stream, checker)
+                .await
+                .map_err(|e| match e {
+                    HandlerError::HostKey(e) => e,
+                    HandlerError::Ssh(e) => self.err_unreachable(format!("SSH handshake: {e}")),
+                })?;
+            self.authenticate(&mut handle).await?;
+            Ok::<_, TransportError>(handle)
+        };
+        match tokio::time::timeout(limit, handshake).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout {
+                host: t.name.clone(),
+                after: limit,
+            }),
+        }
+    }
+
+    async fn authenticate(&self, handle: &mut Handle) -> Result<(), TransportError> {
+        let t = &self.target;
+        let mut tried: Vec<String> = Vec::new();
+        let lost = |e: russh::Error| self.err_dropped(format!("during authentication: {e}"));
+        for auth in &t.auth {
+            match auth {
+                SshAuth::Key { pem, label } => match russh::keys::decode_secret_key(pem, None) {
+                    Ok(key) => {
+                        if self.try_key(handle, key).await.map_err(lost)? {
+                            return Ok(());
+                        }
+                        tried.push(format!("{label} (refused)"));
+                    }
+                    Err(e) => tried.push(format!("{label} (unusable: {e})")),
+                },
+                SshAuth::KeyFile(path) => {
+                    let shown = path.display();
+                    match russh::keys::load_secret_key(path, None) {
+                        Ok(key) => {
+                            if self.try_key(handle, key).await.map_err(lost)? {
+                                return Ok(());
+                            }
+                            tried.push(format!("key file {shown} (refused)"));
+                        }
+                        Err(e) => tried.push(format!("key file {shown} (unusable: {e})")),
+                    }
+                }
+                SshAuth::Agent(socket) => {
+                    let shown = socket.display();
+                    match self.try_agent(handle, socket).await {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => tried.push(format!("ssh-agent {shown} (its keys refused)")),
+                        Err(reason) => tried.push(format!("ssh-agent {shown} ({reason})")),
+                    }
+                }
+            }
+            if handle.is_closed() {
+                return Err(self.err_dropped("during authentication".into()));
+            }
+        }
+        Err(TransportError::Auth {
+            host: t.name.clone(),
+            user: t.user.clone(),
+            reason: if tried.is_empty() {
+                "no credentials given (a key, a key file or an ssh-agent)".into()
+            } else {
+                format!("tried {}", tried.join(", "))
+            },
+        })
+    }
+
+    async fn try_key(&self, handle: &mut Handle, key: PrivateKey) -> Result<bool, russh::Error> {
+        let hash = if key.algorithm().is_rsa() {
+            handle.best_supported_rsa_hash().await?.flatten()
+        } else {
+            None
+        };
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        Ok(handle
+            .authenticate_publickey(self.target.user.clone(), key)
+            .await?
+            .success())
+    }
+
+    /// `Ok(false)`: the agent's keys were all refused; `Err`: the agent
+    /// itself failed (why, for the message).
+    async fn try_agent(&self, handle: &mut Handle, socket: &Path) -> Result<bool, String> {
+        let mut agent = AgentClient::connect_uds(socket)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let identities = agent
+            .request_identities()
+            .await
+            .map_err(|e| format!("cannot list keys: {e}"))?;
+        if identities.is_empty() {
+            return Err("holds no keys".into());
+        }
+        for id in identities {
+            // Plain keys only: host certificates are not taken, and user
+            // certificates are not offered yet.
+            let AgentIdentity::PublicKey { key, .. } = id else {
+                continue;
+            };
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .flatten()
+            } else {
+                None
+            };
+            match handle
+                .authenticate_publickey_with(self.target.user.clone(), key, hash, &mut agent)
+                .await
+            {
+                Ok(r) if r.success() => return Ok(true),
+                Ok(_) => {}
+                Err(e) => return Err(format!("signing failed: {e}")),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn run(
+        &self,
+        channel: russh::Channel<client::Msg>,
+        exec: &Exec,
+        after: Duration,
+    ) -> Result<Output, TransportError> {
+        let (mut rx, tx) = channel.split();
+        let input = exec.stdin.as_deref().unwrap_or_default();
+        let work = async {
+            tx.exec(true, exec.command_line())
+                .await
+                .map_err(|e| self.err_dropped(format!("starting the command: {e}")))?;
+            // Fed beside the reading: a script that writes much before it
+            // reads its stdin would otherwise stall with us.
+            let feed = async {
+                // A script that exits without reading its stdin: not our
+                // error, its output and status tell.
+                if !input.is_empty() {
+                    let _ = tx.data(input).await;
+                }
+                let _ = tx.eof().await;
+                std::future::pending::<std::convert::Infallible>().await
+            };
+            let read = async {
+                let mut out = Output::default();
+                let mut ended = false;
+                while let Some(msg) = rx.wait().await {
+                    match msg {
+                        ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            out.stderr.extend_from_slice(&data)
+                        }
+                        ChannelMsg::ExitStatus { exit_status } => {
+                            out.status = Some(exit_status as i32);
+                            ended = true;
+                        }
+                        ChannelMsg::ExitSignal { .. } => {
+                            out.status = None;
+                            ended = true;
+                        }
+                        ChannelMsg::Failure => {
+                            return Err(self.err_other("the host refused to run a command".into()));
+                        }
+                        ChannelMsg::Close => {
+                            return if ended {
+                                Ok(out)
+                            } else {
+                                Err(self.err_other(
+                                    "the command's channel closed without an exit status".into(),
+                                ))
+                            };
+                        }
+                        _ => {}
+                    }
+                }
+                // The channel went away without a close: the connection did.
+                Err(self.err_dropped("the connection ended while the command ran".into()))
+            };
+            tokio::select! {
+                out = read => out,
+                never = feed => match never {},
+            }
+        };
+        match tokio::time::timeout(after, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                // The channel goes, the connection stays for the next exec.
+                // OpenSSH does not pass signals to a command without a
+                // terminal before 9.x everywhere; closing also ends it when
+                // it next writes.
+                let _ = tx.signal(Sig::KILL).await;
+                let _ = tx.close().await;
+                Err(TransportError::Timeout {
+                    host: self.target.name.clone(),
+                    after,
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for SshHost {
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    async fn exec(&self, exec: Exec) -> Result<Output, TransportError> {
+        let after = exec.timeout.unwrap_or(self.options.command_timeout);
+        let (handle, attempt, fresh) = self.session().await?;
+        let channel = match handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) if !fresh && (handle.is_closed() || is_lost(&e)) => {
+                // Lost since its last use (the host rebooted, a NAT
+                // forgot us): one new connection, not a retry loop.
+                tracing::debug!(host = %self.target.name, error = %e, "connection lost; reconnecting");
+                drop(handle);
+                self.forget(attempt).await;
+                let (handle, _, _) = self.session().await?;
+                handle
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| self.err_dropped(format!("opening a channel: {e}")))?
+            }
+            Err(e) if handle.is_closed() || is_lost(&e) => {
+                return Err(self.err_dropped(format!("opening a channel: {e}")));
+            }
+            Err(e) => return Err(self.err_other(format!("opening a channel: {e}"))),
+        };
+        self.run(channel, &exec, after).await
+    }
+}
+
+fn is_lost(e: &russh::Error) -> bool {
+    matches!(
+        e,
+        russh::Error::SendError
+            | russh::Error::Disconnect
+            | russh::Error::HUP
+            | russh::Error::IO(_)
+            | russh::Error::KeepaliveTimeout
+            | russh::Error::InactivityTimeout
+    )
+}
+
+/// Hands out one [`SshHost`] per inventory name, so that every part of a
+/// run shares a host's one connection.
+pub struct SshPool {
+    options: SshOptions,
+    dialer: Arc<dyn Dialer>,
+    hosts: StdMutex<HashMap<String, Arc<SshHost>>>,
+}
+
+impl SshPool {
+    pub fn new(options: SshOptions, dialer: Arc<dyn Dialer>) -> SshPool {
+        SshPool {
+            options,
+            dialer,
+            hosts: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    /// The host named `target.name`: the one handed out before if any
+    /// (its target as given then), else a new one for `target`.
+    pub fn host(&self, target: SshTarget) -> Arc<SshHost> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(target.name.clone())
+            .or_insert_with(|| {
+                Arc::new(SshHost::new(
+                    target,
+                    self.options.clone(),
+                    self.dialer.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Ends every connection.
+    pub async fn disconnect_all(&self) {
+        let hosts: Vec<Arc<SshHost>> = {
+            let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            hosts.values().cloned().collect()
+        };
+        for h in hosts {
+            h.disconnect().await;
+        }
+    }
+}
+
+impl fmt::Debug for SshPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshPool")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Judges the host key during the handshake; russh calls it once per
+/// connection.
+struct Checker {
+    name: String,
+    address: String,
+    port: u16,
+    known: Arc<KnownHosts>,
+    recorded: Option<String>,
+    policy: HostKeyPolicy,
+    seen: Arc<StdMutex<Option<String>>>,
+}
+
+/// The handler's error: a refused host key carries the full
+/// [`TransportError`] out of russh's handshake.
+#[derive(Debug)]
+enum HandlerError {
+    Ssh(russh::Error),
+    HostKey(TransportError),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> HandlerError {
+        HandlerError::Ssh(e)
+    }
+}
+
+impl Checker {
+    fn judge(&self, key: &PublicKey) -> Result<(), TransportError> {
+        let found = known_hosts::openssh_line(key);
+        let mismatch = |expected: String, expected_from: String| TransportError::HostKeyMismatch {
+            host: self.name.clone(),
+            found: found.clone(),
+            expected,
+            expected_from,
+        };
+        let mut vouched = false;
+        if let Some(line) = &self.recorded {
+            match known_hosts::parse_public_key(line) {
+                Some(rec) if rec.key_data() == key.key_data() => vouched = true,
+                Some(rec) => {
+                    return Err(mismatch(
+                        known_hosts::openssh_line(&rec),
+                        "the deployment's record".into(),
+                    ));
+                }
+                None => {
+                    return Err(TransportError::Other {
+                        host: self.name.clone(),
+                        reason: format!(
+                            "the deployment's recorded host key is not an OpenSSH public key: {line}"
+                        ),
+                    });
+                }
+            }
+        }
+        match self.known.check(&self.address, self.port, key) {
+            Verdict::Known { .. } => vouched = true,
+            Verdict::Mismatch { origin, expected } => {
+                return Err(mismatch(expected, format!("known_hosts {origin}")));
+            }
+            Verdict::Revoked { origin } => {
+                return Err(mismatch(
+                    "not this key (@revoked)".into(),
+                    format!("known_hosts {origin}"),
+                ));
+            }
+            Verdict::Unknown => {}
+        }
+        if !vouched {
+            if self.policy != HostKeyPolicy::AcceptNew {
+                return Err(TransportError::HostKeyUnknown {
+                    host: self.name.clone(),
+                    found,
+                });
+            }
+            tracing::info!(host = %self.name, key = %found, "accepting a new host key");
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(found);
+        }
+        Ok(())
+    }
+}
+
+impl client::Handler for Checker {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, HandlerError> {
+        let key = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return Err(HandlerError::HostKey(TransportError::Other {
+                    host: self.name.clone(),
+                    reason: "the host presented a certificate; cairn checks plain host keys".into(),
+                }));
+            }
+        };
+        self.judge(key).map_err(HandlerError::HostKey)?;
+        Ok(true)
+    }
+}

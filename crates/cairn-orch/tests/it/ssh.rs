@@ -1,0 +1,443 @@
+//! The SSH transport against real OpenSSH servers (`scripts/test-hosts`).
+//! Each test has its own loopback range (127.0.3X.0/24) and directory, as
+//! tests run in parallel.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_orch::transport::{
+    DialFn, HostKeyPolicy, KnownHosts, SshAuth, SshHost, SshOptions, SshPool, SshStream, SshTarget,
+    TcpDialer,
+};
+use cairn_orch::{Exec, Remote, TransportError};
+
+use crate::test_hosts::{TestHosts, connections_to};
+
+fn host(target: SshTarget) -> SshHost {
+    SshHost::new(target, SshOptions::default(), Arc::new(TcpDialer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_a_script_and_returns_stdout_stderr_and_status() {
+    let th = TestHosts::up("run", 1, "127.0.31.1");
+    let h = host(th.target("h1"));
+    let out = h
+        .exec(Exec::new(
+            "echo out; echo err >&2; printf 'it'\"'\"'s'; exit 3",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.status, Some(3));
+    assert_eq!(out.stdout_str(), "out\nit's");
+    assert_eq!(out.stderr_str(), "err\n");
+    let out = h.exec(Exec::new("id -un")).await.unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout_str(), "root\n");
+    // A script killed by a signal has no status.
+    let out = h.exec(Exec::new("kill -9 $$")).await.unwrap();
+    assert_eq!(out.status, None, "{out:?}");
+    assert_eq!(h.connections_opened(), 1);
+    assert_eq!(
+        h.host_key().as_deref(),
+        Some(
+            th.host_key("h1")
+                .rsplit_once(' ')
+                .map(|(k, _comment)| k)
+                .unwrap()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_passes_through_byte_for_byte() {
+    let th = TestHosts::up("stdin", 1, "127.0.32.1");
+    let h = host(th.target("h1"));
+    let out = h
+        .exec(Exec::new("read x; echo \"got $x\"").stdin("hello\n"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "got hello\n");
+    // More than a channel window (2 MiB) both ways, through cat.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = h.exec(Exec::new("cat").stdin(big.clone())).await.unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout.len(), big.len());
+    assert!(out.stdout == big);
+    // A script that never reads its stdin still finishes.
+    let out = h
+        .exec(Exec::new("echo done").stdin(vec![b'x'; 5_000_000]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "done\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_execs_share_one_connection() {
+    let th = TestHosts::up("fifty", 1, "127.0.33.1");
+    let addr = th.address("h1");
+    let h = Arc::new(host(th.target("h1")));
+    let started = Instant::now();
+    let runs: Vec<_> = (0..50)
+        .map(|i| {
+            let h = h.clone();
+            tokio::spawn(async move { h.exec(Exec::new(format!("sleep 1; echo {i}"))).await })
+        })
+        .collect();
+    // While the fifty sleep: count this machine's connections to the host.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let during = connections_to(&addr);
+    for (i, r) in runs.into_iter().enumerate() {
+        let out = r.await.unwrap().unwrap();
+        assert_eq!(out.stdout_str(), format!("{i}\n"));
+    }
+    let took = started.elapsed();
+    assert_eq!(during, 1, "TCP connections to {addr} while 50 execs ran");
+    assert_eq!(h.connections_opened(), 1);
+    let accepted = th.sshd_log("h1").matches("Accepted publickey").count();
+    assert_eq!(accepted, 1, "sshd log:\n{}", th.sshd_log("h1"));
+    // At once, not one after the other (fifty seconds).
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_gives_one_host_per_name() {
+    let th = TestHosts::up("pool", 2, "127.0.34.1");
+    let pool = SshPool::new(SshOptions::default(), Arc::new(TcpDialer));
+    let a = pool.host(th.target("h1"));
+    let b = pool.host(th.target("h1"));
+    let c = pool.host(th.target("h2"));
+    assert!(Arc::ptr_eq(&a, &b));
+    assert!(!Arc::ptr_eq(&a, &c));
+    let (x, y) = tokio::join!(a.exec(Exec::new("true")), b.exec(Exec::new("true")));
+    assert!(x.unwrap().success() && y.unwrap().success());
+    assert_eq!(a.connections_opened(), 1);
+    assert!(c.exec(Exec::new("true")).await.unwrap().success());
+    pool.disconnect_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_recorded_host_key_is_a_mismatch() {
+    let th = TestHosts::up("record", 2, "127.0.35.1");
+    // h2's key recorded for h1; known_hosts does not know h1 at all.
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::new()))
+        .host_key(Some(th.host_key("h2")));
+    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    match &err {
+        TransportError::HostKeyMismatch {
+            expected_from,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(expected_from, "the deployment's record");
+            assert!(th.host_key("h2").starts_with(expected.as_str()));
+            assert!(th.host_key("h1").starts_with(found.as_str()));
+        }
+        e => panic!("not a mismatch: {e}"),
+    }
+    // The right record alone is enough.
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::new()))
+        .host_key(Some(th.host_key("h1")));
+    assert!(
+        host(target)
+            .exec(Exec::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
+    // And a right record does not outvote a known_hosts line that says
+    // otherwise.
+    let known = th.dir.join("known_hosts.h2");
+    std::fs::write(
+        &known,
+        format!("{} {}\n", th.address("h1"), th.host_key("h2")),
+    )
+    .unwrap();
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::load(&[&known]).unwrap()))
+        .host_key(Some(th.host_key("h1")));
+    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::HostKeyMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_hosts_mismatch_names_the_file_and_line() {
+    let th = TestHosts::up("known", 2, "127.0.36.1");
+    let file = th.dir.join("known_hosts.wrong");
+    std::fs::write(
+        &file,
+        format!(
+            "# written by hand\n{} {}\n{} {}\n",
+            th.address("h2"),
+            th.host_key("h2"),
+            th.address("h1"),
+            th.host_key("h2"),
+        ),
+    )
+    .unwrap();
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::load(&[&file]).unwrap()));
+    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    match &err {
+        TransportError::HostKeyMismatch { expected_from, .. } => {
+            assert_eq!(expected_from, &format!("known_hosts {}:3", file.display()));
+        }
+        e => panic!("not a mismatch: {e}"),
+    }
+    assert!(err.to_string().contains(":3"), "{err}");
+
+    // The same file hashed by ssh-keygen -H, with h1's right key: accepted.
+    let hashed = th.dir.join("known_hosts.hashed");
+    std::fs::copy(th.dir.join("known_hosts"), &hashed).unwrap();
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(std::fs::read_to_string(&hashed).unwrap().starts_with("|1|"));
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::load(&[&hashed]).unwrap()));
+    assert!(
+        host(target)
+            .exec(Exec::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_host_key_is_refused_unless_accept_new() {
+    let th = TestHosts::up("unknown", 1, "127.0.37.1");
+    let target = th.target("h1").known_hosts(Arc::new(KnownHosts::new()));
+    let err = host(target.clone())
+        .exec(Exec::new("true"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TransportError::HostKeyUnknown { .. }),
+        "{err}"
+    );
+    // Nothing reached the shell: sshd saw no authentication.
+    assert!(!th.sshd_log("h1").contains("Accepted publickey"));
+
+    let h = host(target.host_key_policy(HostKeyPolicy::AcceptNew));
+    assert!(h.exec(Exec::new("true")).await.unwrap().success());
+    assert!(th.host_key("h1").starts_with(&h.host_key().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_key_is_an_auth_error_and_the_next_credential_is_tried() {
+    let th = TestHosts::up("auth", 1, "127.0.38.1");
+    let mut target = th.target("h1");
+    target.auth = vec![SshAuth::KeyFile(th.stranger_key())];
+    let err = host(target.clone())
+        .exec(Exec::new("true"))
+        .await
+        .unwrap_err();
+    match &err {
+        TransportError::Auth { user, reason, .. } => {
+            assert_eq!(user, "root");
+            assert!(reason.contains("stranger"), "{reason}");
+        }
+        e => panic!("not an auth error: {e}"),
+    }
+    // The stranger first, then the right key given in memory.
+    let pem = std::fs::read_to_string(th.client_key()).unwrap();
+    target.auth.push(SshAuth::Key {
+        pem,
+        label: "the deployment's key pair".into(),
+    });
+    let out = host(target).exec(Exec::new("echo in")).await.unwrap();
+    assert_eq!(out.stdout_str(), "in\n");
+}
+
+/// `ssh-agent -D` on a socket of our own, stopped by its pid.
+struct Agent {
+    child: Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_agent_signs_for_us() {
+    let th = TestHosts::up("agent", 1, "127.0.39.1");
+    let socket = th.dir.join("agent.sock");
+    let agent = Agent {
+        child: Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        socket,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent.socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent made no socket");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let add = Command::new("ssh-add")
+        .arg(th.client_key())
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{add:?}");
+    let mut target = th.target("h1");
+    target.auth = vec![SshAuth::Agent(agent.socket.clone())];
+    let out = host(target).exec(Exec::new("echo agent")).await.unwrap();
+    assert_eq!(out.stdout_str(), "agent\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_host_is_unreachable_at_once() {
+    let th = TestHosts::up("stopped", 1, "127.0.40.1");
+    th.kill("h1");
+    let started = Instant::now();
+    let err = host(th.target("h1"))
+        .exec(Exec::new("true"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Nobody listens there at all: also unreachable.
+    let target = SshTarget::new("nowhere", "127.0.40.250", "root");
+    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_script_times_out_and_the_connection_stays_usable() {
+    let th = TestHosts::up("timeout", 1, "127.0.41.1");
+    let h = host(th.target("h1"));
+    let started = Instant::now();
+    let mut e = Exec::new("sleep 30");
+    e.timeout = Some(Duration::from_millis(500));
+    let err = h.exec(e).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let out = h.exec(Exec::new("echo still")).await.unwrap();
+    assert_eq!(out.stdout_str(), "still\n");
+    assert_eq!(h.connections_opened(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_mid_script_is_dropped_and_the_next_exec_reconnects() {
+    let th = TestHosts::up("dropped", 1, "127.0.42.1");
+    let h = Arc::new(host(th.target("h1")));
+    let running = {
+        let h = h.clone();
+        tokio::spawn(async move { h.exec(Exec::new("sleep 30")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    tokio::task::block_in_place(|| th.kill("h1"));
+    let err = running.await.unwrap().unwrap_err();
+    assert!(matches!(err, TransportError::Dropped { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Back up: the next exec opens a new connection by itself.
+    tokio::task::block_in_place(|| th.restart(1));
+    let out = h.exec(Exec::new("echo back")).await.unwrap();
+    assert_eq!(out.stdout_str(), "back\n");
+    assert_eq!(h.connections_opened(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn become_runs_as_another_user_through_sudo() {
+    let th = TestHosts::up("become", 1, "127.0.43.1");
+    let h = host(th.target("h1"));
+    let out = h
+        .exec(
+            Exec::new("id -un; cat")
+                .become_user(Some("nobody".into()))
+                .stdin("via sudo\n"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "nobody\nvia sudo\n", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialer_gives_the_stream() {
+    let th = TestHosts::up("dialer", 1, "127.0.44.1");
+    let dials = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = dials.clone();
+    let dialer = DialFn(move |address: String, port: u16| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let s = tokio::net::TcpStream::connect((address.as_str(), port)).await?;
+            Ok(Box::new(s) as Box<dyn SshStream>)
+        }
+    });
+    let h = SshHost::new(th.target("h1"), SshOptions::default(), Arc::new(dialer));
+    assert!(h.exec(Exec::new("true")).await.unwrap().success());
+    assert!(h.exec(Exec::new("true")).await.unwrap().success());
+    assert_eq!(dials.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Connect and run `true` on many hosts at once; prints the figures.
+/// `cargo test -p cairn-orch --test it -- --ignored --nocapture many_hosts`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: starts 250 sshd"]
+async fn many_hosts_connect_and_run_true() {
+    for (n, base) in [(50usize, "127.0.50.1"), (200, "127.0.51.1")] {
+        let up = Instant::now();
+        let th = TestHosts::up(&format!("many-{n}"), n, base);
+        let up = up.elapsed();
+        let pool = SshPool::new(SshOptions::default(), Arc::new(TcpDialer));
+        let hosts: Vec<_> = (1..=n)
+            .map(|i| pool.host(th.target(&format!("h{i}"))))
+            .collect();
+        let started = Instant::now();
+        let runs: Vec<_> = hosts
+            .iter()
+            .cloned()
+            .map(|h| tokio::spawn(async move { h.exec(Exec::new("true")).await }))
+            .collect();
+        for r in runs {
+            assert!(r.await.unwrap().unwrap().success());
+        }
+        let first = started.elapsed();
+        let started = Instant::now();
+        let runs: Vec<_> = hosts
+            .iter()
+            .cloned()
+            .map(|h| tokio::spawn(async move { h.exec(Exec::new("true")).await }))
+            .collect();
+        for r in runs {
+            assert!(r.await.unwrap().unwrap().success());
+        }
+        let again = started.elapsed();
+        println!(
+            "{n} hosts: test-hosts up {:.2}s; connect + `true` on all at once {:.2}s; \
+             `true` again on the open connections {:.3}s",
+            up.as_secs_f64(),
+            first.as_secs_f64(),
+            again.as_secs_f64()
+        );
+        pool.disconnect_all().await;
+    }
+}
