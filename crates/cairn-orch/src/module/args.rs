@@ -33,7 +33,10 @@ impl<'a> ArgReader<'a> {
 
     /// The first of `names` given (aliases: Ansible's `path`, Salt's
     /// `name`); two of them at once is ambiguous.
-    fn get(&mut self, names: &[&'static str]) -> Result<Option<(&'static str, &'a J)>, ModuleError> {
+    fn get(
+        &mut self,
+        names: &[&'static str],
+    ) -> Result<Option<(&'static str, &'a J)>, ModuleError> {
         self.known.extend(names.iter().copied());
         let given: Vec<_> = names
             .iter()

@@ -73,7 +73,10 @@ impl Cmd {
     pub fn probe_script(&self) -> String {
         let mut s = self.prelude();
         if let Some(p) = &self.creates {
-            s.push_str(&format!("if [ -e {} ]; then echo creates=1; fi\n", quote(p)));
+            s.push_str(&format!(
+                "if [ -e {} ]; then echo creates=1; fi\n",
+                quote(p)
+            ));
         }
         for (key, guard) in [("unless", &self.unless), ("onlyif", &self.onlyif)] {
             if let Some(g) = guard {
@@ -129,8 +132,17 @@ impl Module for Cmd {
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
         if self.has_guards() && !ctx.watch_fired {
-            let out = host::must("cmd", "checking creates/unless/onlyif", host, ctx, self.probe_script(), None).await?;
-            if let Some(reason) = self.skip_reason(&Cmd::parse(&out.stdout_str()), ctx.watch_fired) {
+            let out = host::must(
+                "cmd",
+                "checking creates/unless/onlyif",
+                host,
+                ctx,
+                self.probe_script(),
+                None,
+            )
+            .await?;
+            if let Some(reason) = self.skip_reason(&Cmd::parse(&out.stdout_str()), ctx.watch_fired)
+            {
                 return Ok(Outcome {
                     summary: reason,
                     ..Outcome::default()
@@ -171,24 +183,65 @@ mod tests {
     #[test]
     fn guards_decide_without_a_host() {
         let c = cmd(&[("cmd", "x"), ("creates", "/a"), ("onlyif", "true")]);
-        let ran = Reading { creates_exists: false, unless_rc: None, onlyif_rc: Some(0) };
+        let ran = Reading {
+            creates_exists: false,
+            unless_rc: None,
+            onlyif_rc: Some(0),
+        };
         assert_eq!(c.skip_reason(&ran, false), None);
-        let made = Reading { creates_exists: true, ..ran.clone() };
+        let made = Reading {
+            creates_exists: true,
+            ..ran.clone()
+        };
         assert!(c.skip_reason(&made, false).unwrap().contains("/a exists"));
-        assert_eq!(c.skip_reason(&made, true), None, "a fired watch runs it anyway");
-        let not = Reading { onlyif_rc: Some(1), ..ran };
+        assert_eq!(
+            c.skip_reason(&made, true),
+            None,
+            "a fired watch runs it anyway"
+        );
+        let not = Reading {
+            onlyif_rc: Some(1),
+            ..ran
+        };
         assert!(c.skip_reason(&not, false).is_some());
         let u = cmd(&[("cmd", "x"), ("unless", "test -f /x")]);
-        assert!(u.skip_reason(&Reading { unless_rc: Some(0), ..Reading::default() }, false).is_some());
-        assert!(u.skip_reason(&Reading { unless_rc: Some(1), ..Reading::default() }, false).is_none());
+        assert!(
+            u.skip_reason(
+                &Reading {
+                    unless_rc: Some(0),
+                    ..Reading::default()
+                },
+                false
+            )
+            .is_some()
+        );
+        assert!(
+            u.skip_reason(
+                &Reading {
+                    unless_rc: Some(1),
+                    ..Reading::default()
+                },
+                false
+            )
+            .is_none()
+        );
     }
 
     #[test]
     fn scripts_are_valid_sh_and_env_names_are_checked() {
-        let c = cmd(&[("cmd", "echo $A"), ("creates", "/a b"), ("unless", "false"), ("chdir", "/tmp"), ("env", "A=1 B=x'y")]);
+        let c = cmd(&[
+            ("cmd", "echo $A"),
+            ("creates", "/a b"),
+            ("unless", "false"),
+            ("chdir", "/tmp"),
+            ("env", "A=1 B=x'y"),
+        ]);
         assert_sh(&c.probe_script());
         assert_sh(&c.apply_script());
-        assert_eq!(c.env, vec![("A".into(), "1".into()), ("B".into(), "x'y".into())]);
+        assert_eq!(
+            c.env,
+            vec![("A".into(), "1".into()), ("B".into(), "x'y".into())]
+        );
         assert!(Cmd::new(&args(&[("cmd", "x"), ("env", "1A=2")])).is_err());
         assert!(Cmd::new(&args(&[("creates", "/x")])).is_err());
     }
@@ -196,9 +249,17 @@ mod tests {
     #[tokio::test]
     async fn runs_in_chdir_with_env_and_reports_output() {
         let d = Scratch::new();
-        let o = run("cmd", &[("cmd", "echo \"$GREETING\" > out; cat out; pwd"), ("chdir", &d.s("")), ("env", "GREETING=hello")], &Default::default())
-            .await
-            .unwrap();
+        let o = run(
+            "cmd",
+            &[
+                ("cmd", "echo \"$GREETING\" > out; cat out; pwd"),
+                ("chdir", &d.s("")),
+                ("env", "GREETING=hello"),
+            ],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert!(o.changed);
         assert_eq!(o.rc, Some(0));
         assert!(o.stdout.starts_with("hello\n"), "{}", o.stdout);
@@ -208,14 +269,24 @@ mod tests {
     #[tokio::test]
     async fn creates_makes_it_idempotent() {
         let d = Scratch::new();
-        let a = [("cmd", "echo ran >> log; touch marker"), ("chdir", &d.s("")[..]), ("creates", "marker")];
+        let a = [
+            ("cmd", "echo ran >> log; touch marker"),
+            ("chdir", &d.s("")[..]),
+            ("creates", "marker"),
+        ];
         assert!(run("cmd", &a, &Default::default()).await.unwrap().changed);
         let second = run("cmd", &a, &Default::default()).await.unwrap();
         assert!(!second.changed, "{second:?}");
         assert_eq!(std::fs::read_to_string(d.path("log")).unwrap(), "ran\n");
-        let watched = RunContext { watch_fired: true, ..RunContext::default() };
+        let watched = RunContext {
+            watch_fired: true,
+            ..RunContext::default()
+        };
         assert!(run("cmd", &a, &watched).await.unwrap().changed);
-        assert_eq!(std::fs::read_to_string(d.path("log")).unwrap(), "ran\nran\n");
+        assert_eq!(
+            std::fs::read_to_string(d.path("log")).unwrap(),
+            "ran\nran\n"
+        );
     }
 
     #[tokio::test]
@@ -223,25 +294,55 @@ mod tests {
         let d = Scratch::new();
         let log = d.s("log");
         let body = format!("echo x >> {log}");
-        let o = run("cmd", &[("cmd", &body), ("unless", "true")], &Default::default()).await.unwrap();
+        let o = run(
+            "cmd",
+            &[("cmd", &body), ("unless", "true")],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert!(!o.changed);
-        let o = run("cmd", &[("cmd", &body), ("onlyif", "false")], &Default::default()).await.unwrap();
+        let o = run(
+            "cmd",
+            &[("cmd", &body), ("onlyif", "false")],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert!(!o.changed);
-        let o = run("cmd", &[("cmd", &body), ("unless", "false")], &check()).await.unwrap();
+        let o = run("cmd", &[("cmd", &body), ("unless", "false")], &check())
+            .await
+            .unwrap();
         assert!(o.changed && o.summary.starts_with("would run"));
         assert!(!d.path("log").exists(), "check mode ran nothing");
-        let o = run("cmd.run", &[("name", &body), ("onlyif", "true")], &Default::default()).await.unwrap();
+        let o = run(
+            "cmd.run",
+            &[("name", &body), ("onlyif", "true")],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
         assert!(o.changed);
         assert!(d.path("log").exists());
     }
 
     #[tokio::test]
     async fn a_failing_command_is_failed_with_its_output() {
-        let err = run("cmd", &[("cmd", "echo out; echo bad >&2; exit 4")], &Default::default())
-            .await
-            .unwrap_err();
+        let err = run(
+            "cmd",
+            &[("cmd", "echo out; echo bad >&2; exit 4")],
+            &Default::default(),
+        )
+        .await
+        .unwrap_err();
         match err {
-            ModuleError::Failed { rc, stdout, stderr, message, .. } => {
+            ModuleError::Failed {
+                rc,
+                stdout,
+                stderr,
+                message,
+                ..
+            } => {
                 assert_eq!(rc, Some(4));
                 assert_eq!(stdout, "out\n");
                 assert_eq!(stderr, "bad\n");

@@ -166,7 +166,10 @@ impl File {
         let vars = r.value(&["vars", "context", "defaults"])?;
         let mode = match r.str(&["mode"])? {
             None => None,
-            Some(m) => Some(parse_mode(&m).ok_or_else(|| r.bad(format!("`mode` must be octal like 0644, not `{m}`")))?),
+            Some(m) => Some(
+                parse_mode(&m)
+                    .ok_or_else(|| r.bad(format!("`mode` must be octal like 0644, not `{m}`")))?,
+            ),
         };
         let owner = r.str(&["owner", "user"])?;
         let group = r.str(&["group"])?;
@@ -188,7 +191,11 @@ impl File {
             // `copy src=` reads a file beside the playbook.
             Some(std::fs::read(&src).map_err(|e| r.bad(format!("cannot read source {src}: {e}")))?)
         } else if let Some(t) = template {
-            Some(render(&t, vars).map_err(|e| r.bad(format!("template: {e}")))?.into_bytes())
+            Some(
+                render(&t, vars)
+                    .map_err(|e| r.bad(format!("template: {e}")))?
+                    .into_bytes(),
+            )
         } else {
             None
         };
@@ -258,7 +265,10 @@ fi
 
     pub fn parse(stdout: &[u8]) -> Reading {
         let (head, content) = match find(stdout, CONTENT_MARK.as_bytes()) {
-            Some(at) => (&stdout[..at], Some(stdout[at + CONTENT_MARK.len()..].to_vec())),
+            Some(at) => (
+                &stdout[..at],
+                Some(stdout[at + CONTENT_MARK.len()..].to_vec()),
+            ),
             None => (stdout, None),
         };
         let m = kv(&String::from_utf8_lossy(head));
@@ -304,27 +314,43 @@ fi
             State::Absent => {
                 if !creating {
                     plan.steps.push(Step::Remove);
-                    plan.diff.push(Diff { what: p.clone(), before: Some(kind_word(now.kind).into()), after: None });
+                    plan.diff.push(Diff {
+                        what: p.clone(),
+                        before: Some(kind_word(now.kind).into()),
+                        after: None,
+                    });
                     plan.notes.push(format!("removed {p}"));
                 }
                 return Ok(plan);
             }
             State::File if creating => return Err(format!("{p} does not exist")),
-            State::File | State::Touch | State::Directory | State::Managed if now.kind == Kind::Dir && self.state != State::Directory => {
+            State::File | State::Touch | State::Directory | State::Managed
+                if now.kind == Kind::Dir && self.state != State::Directory =>
+            {
                 return Err(format!("{p} is a directory"));
             }
             State::Directory if !matches!(now.kind, Kind::Dir | Kind::Absent) => {
-                return Err(format!("{p} exists and is a {}, not a directory", kind_word(now.kind)));
+                return Err(format!(
+                    "{p} exists and is a {}, not a directory",
+                    kind_word(now.kind)
+                ));
             }
             State::Symlink if !matches!(now.kind, Kind::Link | Kind::Absent) => {
-                return Err(format!("{p} exists and is a {}; remove it first (state=absent)", kind_word(now.kind)));
+                return Err(format!(
+                    "{p} exists and is a {}; remove it first (state=absent)",
+                    kind_word(now.kind)
+                ));
             }
             _ => {}
         }
         match self.state {
             State::Directory if creating => {
                 plan.steps.push(Step::Mkdir);
-                plan.diff.push(Diff { what: p.clone(), before: None, after: Some("directory".into()) });
+                plan.diff.push(Diff {
+                    what: p.clone(),
+                    before: None,
+                    after: Some("directory".into()),
+                });
                 plan.notes.push(format!("created directory {p}"));
             }
             State::Symlink => {
@@ -346,12 +372,17 @@ fi
             State::Touch if creating => {
                 need_parent()?;
                 plan.steps.push(Step::Touch);
-                plan.diff.push(Diff { what: p.clone(), before: None, after: Some("file".into()) });
+                plan.diff.push(Diff {
+                    what: p.clone(),
+                    before: None,
+                    after: Some("file".into()),
+                });
                 plan.notes.push(format!("created {p}"));
             }
             State::Managed => {
                 let want = self.content.as_deref().unwrap_or_default();
-                let same = now.kind == Kind::File && now.sha256.as_deref() == Some(sha256_hex(want).as_str());
+                let same = now.kind == Kind::File
+                    && now.sha256.as_deref() == Some(sha256_hex(want).as_str());
                 if !same {
                     need_parent()?;
                     plan.steps.push(Step::Write);
@@ -365,7 +396,11 @@ fi
                         )),
                         (k, _) => Some(format!("({})", kind_word(k))),
                     };
-                    plan.diff.push(Diff { what: p.clone(), before, after: Some(shown(want)) });
+                    plan.diff.push(Diff {
+                        what: p.clone(),
+                        before,
+                        after: Some(shown(want)),
+                    });
                     plan.notes.push(format!("wrote {p} ({} bytes)", want.len()));
                     // The write sets mode and owner on the new file; the
                     // diff still says what they were.
@@ -400,7 +435,8 @@ fi
     }
 
     fn owner_differs(&self, now: &Reading) -> bool {
-        (self.owner.is_some() && self.owner != now.owner) || (self.group.is_some() && self.group != now.group)
+        (self.owner.is_some() && self.owner != now.owner)
+            || (self.group.is_some() && self.group != now.group)
     }
 
     fn plan_owner(&self, now: &Reading, plan: &mut Plan) {
@@ -414,13 +450,25 @@ fi
     fn attr_diffs(&self, now: &Reading, plan: &mut Plan) {
         let p = &self.path;
         if let Some(m) = self.mode.filter(|m| now.mode != Some(*m)) {
-            plan.diff.push(Diff { what: format!("{p}:mode"), before: now.mode.map(show_mode), after: Some(show_mode(m)) });
+            plan.diff.push(Diff {
+                what: format!("{p}:mode"),
+                before: now.mode.map(show_mode),
+                after: Some(show_mode(m)),
+            });
         }
         if self.owner.is_some() && self.owner != now.owner {
-            plan.diff.push(Diff { what: format!("{p}:owner"), before: now.owner.clone(), after: self.owner.clone() });
+            plan.diff.push(Diff {
+                what: format!("{p}:owner"),
+                before: now.owner.clone(),
+                after: self.owner.clone(),
+            });
         }
         if self.group.is_some() && self.group != now.group {
-            plan.diff.push(Diff { what: format!("{p}:group"), before: now.group.clone(), after: self.group.clone() });
+            plan.diff.push(Diff {
+                what: format!("{p}:group"),
+                before: now.group.clone(),
+                after: self.group.clone(),
+            });
         }
     }
 
@@ -438,7 +486,11 @@ fi
     pub fn apply_script(&self, plan: &Plan, now: &Reading) -> String {
         let mut s = format!("set -e\np={}\n", quote(&self.path));
         let dir = quote(&parent(&self.path));
-        let mkparent = if self.makedirs { format!("mkdir -p {dir}\n") } else { String::new() };
+        let mkparent = if self.makedirs {
+            format!("mkdir -p {dir}\n")
+        } else {
+            String::new()
+        };
         for step in &plan.steps {
             match step {
                 Step::Remove => s.push_str("rm -rf \"$p\"\n"),
@@ -449,7 +501,10 @@ fi
                 }
                 Step::Symlink => {
                     s.push_str(&mkparent);
-                    s.push_str(&format!("ln -sfn {} \"$p\"\n", quote(self.target.as_deref().unwrap_or(""))));
+                    s.push_str(&format!(
+                        "ln -sfn {} \"$p\"\n",
+                        quote(self.target.as_deref().unwrap_or(""))
+                    ));
                 }
                 Step::Chmod(m) => s.push_str(&format!("chmod {} \"$p\"\n", show_mode(*m))),
                 Step::Chown if self.state == State::Symlink => {
@@ -458,17 +513,25 @@ fi
                 Step::Chown => s.push_str(&format!("chown {} \"$p\"\n", self.chown_args())),
                 Step::Write => {
                     s.push_str(&mkparent);
-                    let mode = self.mode.or(now.mode.filter(|_| now.kind == Kind::File)).unwrap_or(0o644);
+                    let mode = self
+                        .mode
+                        .or(now.mode.filter(|_| now.kind == Kind::File))
+                        .unwrap_or(0o644);
                     s.push_str(&format!(
                         "t=$(mktemp {dir}/.cairn-XXXXXX)\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {} \"$t\"\n",
                         show_mode(mode)
                     ));
                     if self.owner.is_some() || self.group.is_some() {
                         s.push_str(&format!("chown {} \"$t\"\n", self.chown_args()));
-                    } else if let (Kind::File, Some(o), Some(g)) = (now.kind, &now.owner, &now.group) {
+                    } else if let (Kind::File, Some(o), Some(g)) =
+                        (now.kind, &now.owner, &now.group)
+                    {
                         // Keep the replaced file's owner; only root may, and
                         // a user replacing their own file needs not.
-                        s.push_str(&format!("chown {} \"$t\" 2>/dev/null || true\n", quote(&format!("{o}:{g}"))));
+                        s.push_str(&format!(
+                            "chown {} \"$t\" 2>/dev/null || true\n",
+                            quote(&format!("{o}:{g}"))
+                        ));
                     }
                     s.push_str("mv -f \"$t\" \"$p\"\ntrap - EXIT\n");
                 }
@@ -497,7 +560,11 @@ fn render(template: &str, vars: Option<serde_json::Value>) -> Result<String, min
     // A misspelt variable is an error, not an empty string in a config file.
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     // A config file's last newline is part of it (Jinja drops it by default).
-    env.set_syntax(minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build()?);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()?,
+    );
     let ctx = minijinja::Value::from(minijinja::value::Serde(
         vars.unwrap_or(serde_json::Value::Object(Default::default())),
     ));
@@ -511,7 +578,15 @@ impl Module for File {
     }
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
-        let out = host::must("file", "reading the path", host, ctx, self.probe_script(), None).await?;
+        let out = host::must(
+            "file",
+            "reading the path",
+            host,
+            ctx,
+            self.probe_script(),
+            None,
+        )
+        .await?;
         let now = File::parse(&out.stdout);
         let plan = self.plan(&now).map_err(|message| ModuleError::Failed {
             module: "file".into(),
@@ -529,8 +604,19 @@ impl Module for File {
             plan.notes.join(", ")
         };
         if changed && !ctx.check {
-            let stdin = plan.steps.contains(&Step::Write).then(|| self.content.clone().unwrap_or_default());
-            host::must("file", &format!("changing {}", self.path), host, ctx, self.apply_script(&plan, &now), stdin).await?;
+            let stdin = plan
+                .steps
+                .contains(&Step::Write)
+                .then(|| self.content.clone().unwrap_or_default());
+            host::must(
+                "file",
+                &format!("changing {}", self.path),
+                host,
+                ctx,
+                self.apply_script(&plan, &now),
+                stdin,
+            )
+            .await?;
         }
         Ok(Outcome {
             changed,

@@ -115,8 +115,12 @@ pub type Args = Map<String, J>;
 mod args;
 pub mod cmd;
 pub mod diff;
+pub mod facts;
 pub mod file;
 mod host;
+pub mod http;
+pub mod pkg;
+pub mod service;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -154,7 +158,11 @@ const SALT: &[(&str, &str, &[(&str, &str)])] = &[
     ("git.latest", "git", &[]),
     ("archive.extracted", "archive", &[]),
     ("http.query", "http", &[]),
-    ("http.wait_for_successful_query", "http", &[("wait", "true")]),
+    (
+        "http.wait_for_successful_query",
+        "http",
+        &[("wait", "true")],
+    ),
 ];
 
 /// Checks `args` for the module `name` (`file`, or Salt's `file.managed`)
@@ -183,9 +191,16 @@ pub fn load(name: &str, args: &Args) -> Result<Box<dyn Module>, ModuleError> {
     let args = &args;
     Ok(match module {
         "cmd" | "shell" => Box::new(cmd::Cmd::new(args)?),
+        "facts" | "setup" | "grains.items" => Box::new(facts::Facts::new(args)?),
         "file" => Box::new(file::File::new(args)?),
+        "http" => Box::new(http::Http::new(args)?),
+        "pkg" | "apt" => Box::new(pkg::Pkg::new(args)?),
+        "service" => Box::new(service::Service::new(args)?),
         _ => {
-            let candidates = MODULES.iter().chain(SALT.iter().map(|(s, _, _)| s)).copied();
+            let candidates = MODULES
+                .iter()
+                .chain(SALT.iter().map(|(s, _, _)| s))
+                .copied();
             return Err(ModuleError::Unknown {
                 name: name.to_string(),
                 suggestion: args::nearest(name, candidates),

@@ -37,7 +37,12 @@ impl Fake {
     }
 
     pub fn scripts(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|e| e.script.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.script.clone())
+            .collect()
     }
 }
 
