@@ -202,12 +202,13 @@ impl<'a> ArgReader<'a> {
     }
 }
 
-/// The candidate closest to `word`, if close enough to be a likely typo.
+/// The candidate closest to `word`, if close enough to be a likely typo:
+/// a few letters dropped, added or swapped (`mdoe`, `gdi`, `fiel`).
 pub(crate) fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
     candidates
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_string())
 }
 

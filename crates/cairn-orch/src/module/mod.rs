@@ -117,10 +117,12 @@ pub mod cmd;
 pub mod diff;
 pub mod facts;
 pub mod file;
+pub mod group;
 mod host;
 pub mod http;
 pub mod pkg;
 pub mod service;
+pub mod user;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -194,6 +196,8 @@ pub fn load(name: &str, args: &Args) -> Result<Box<dyn Module>, ModuleError> {
         "facts" | "setup" | "grains.items" => Box::new(facts::Facts::new(args)?),
         "file" => Box::new(file::File::new(args)?),
         "http" => Box::new(http::Http::new(args)?),
+        "group" => Box::new(group::Group::new(args)?),
+        "user" => Box::new(user::User::new(args)?),
         "pkg" | "apt" => Box::new(pkg::Pkg::new(args)?),
         "service" => Box::new(service::Service::new(args)?),
         _ => {
