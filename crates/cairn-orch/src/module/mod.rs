@@ -117,6 +117,7 @@ pub mod cmd;
 pub mod diff;
 pub mod facts;
 pub mod file;
+pub mod git;
 pub mod group;
 mod host;
 pub mod http;
@@ -196,6 +197,7 @@ pub fn load(name: &str, args: &Args) -> Result<Box<dyn Module>, ModuleError> {
         "facts" | "setup" | "grains.items" => Box::new(facts::Facts::new(args)?),
         "file" => Box::new(file::File::new(args)?),
         "http" => Box::new(http::Http::new(args)?),
+        "git" => Box::new(git::Git::new(args)?),
         "group" => Box::new(group::Group::new(args)?),
         "user" => Box::new(user::User::new(args)?),
         "pkg" | "apt" => Box::new(pkg::Pkg::new(args)?),
