@@ -12,6 +12,7 @@
 pub mod inventory;
 pub mod module;
 pub mod remote;
+pub mod state;
 pub mod targeting;
 pub mod transport;
 
