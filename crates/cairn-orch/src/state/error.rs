@@ -64,9 +64,17 @@ impl fmt::Display for Location {
     }
 }
 
+/// Why a state file cannot be applied (see [`StateErrorKind`]); shown as
+/// `FILE:LINE:COL: message`, with the source and labels through miette.
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct StateError(Box<Repr>);
+
+/// Boxed: errors travel through every `Result` of parsing, whose `Ok` side
+/// is small.
 #[derive(Debug, Error)]
 #[error("{}{message}", location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
-pub struct StateError {
+struct Repr {
     kind: StateErrorKind,
     message: String,
     location: Option<Location>,
@@ -83,7 +91,7 @@ pub struct StateError {
 
 impl StateError {
     pub(crate) fn read(path: &str, cause: std::io::Error) -> StateError {
-        StateError {
+        StateError(Box::new(Repr {
             kind: StateErrorKind::Read,
             message: format!("cannot read {path}: {cause}"),
             location: None,
@@ -93,7 +101,7 @@ impl StateError {
             elsewhere: Vec::new(),
             help: None,
             cause: Some(Box::new(cause)),
-        }
+        }))
     }
 
     /// An error at `range` of `source`'s rendered text.
@@ -105,10 +113,12 @@ impl StateError {
         label: impl Into<String>,
     ) -> StateError {
         let place = source.place(range);
-        StateError {
+        StateError(Box::new(Repr {
             kind,
             message: message.into(),
-            src: Some(NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml")),
+            src: Some(
+                NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml"),
+            ),
             src_name: place.name,
             labels: vec![LabeledSpan::new_primary_with_span(
                 Some(label.into()),
@@ -118,7 +128,7 @@ impl StateError {
             elsewhere: Vec::new(),
             help: None,
             cause: None,
-        }
+        }))
     }
 
     /// An error at a byte range of `source`'s text as written (before
@@ -131,10 +141,12 @@ impl StateError {
         label: impl Into<String>,
     ) -> StateError {
         let place = source.place_original(range);
-        StateError {
+        StateError(Box::new(Repr {
             kind,
             message: message.into(),
-            src: Some(NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml")),
+            src: Some(
+                NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml"),
+            ),
             src_name: place.name,
             labels: vec![LabeledSpan::new_primary_with_span(
                 Some(label.into()),
@@ -144,7 +156,7 @@ impl StateError {
             elsewhere: Vec::new(),
             help: None,
             cause: None,
-        }
+        }))
     }
 
     /// Another place that takes part (each member of a cycle).
@@ -156,17 +168,20 @@ impl StateError {
     ) -> StateError {
         let place = source.place(range);
         let label = label.into();
-        if place.name == self.src_name {
-            self.labels
+        if place.name == self.0.src_name {
+            self.0
+                .labels
                 .push(LabeledSpan::new_with_span(Some(label), place.span));
         } else {
-            self.elsewhere.push(format!("{}: {label}", place.location));
+            self.0
+                .elsewhere
+                .push(format!("{}: {label}", place.location));
         }
         self
     }
 
     pub(crate) fn help(mut self, help: impl Into<String>) -> StateError {
-        self.help = Some(help.into());
+        self.0.help = Some(help.into());
         self
     }
 
@@ -181,33 +196,33 @@ impl StateError {
         mut self,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> StateError {
-        self.cause = Some(Box::new(cause));
+        self.0.cause = Some(Box::new(cause));
         self
     }
 
     pub fn kind(&self) -> StateErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message without its location.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Where the error is; `None` only for a file that could not be read.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_ref()
+        self.0.location.as_ref()
     }
 }
 
 impl miette::Diagnostic for StateError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.kind.code()))
+        Some(Box::new(self.0.kind.code()))
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        let mut parts = self.elsewhere.clone();
-        parts.extend(self.help.clone());
+        let mut parts = self.0.elsewhere.clone();
+        parts.extend(self.0.help.clone());
         if parts.is_empty() {
             None
         } else {
@@ -216,14 +231,14 @@ impl miette::Diagnostic for StateError {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.src.as_ref().map(|s| s as &dyn miette::SourceCode)
+        self.0.src.as_ref().map(|s| s as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.labels.is_empty() {
+        if self.0.labels.is_empty() {
             None
         } else {
-            Some(Box::new(self.labels.iter().cloned()))
+            Some(Box::new(self.0.labels.iter().cloned()))
         }
     }
 }

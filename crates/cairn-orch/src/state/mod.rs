@@ -2,8 +2,8 @@
 //!
 //! A state file is Jinja rendered per host ([`RenderContext`]: `facts`,
 //! `vars`, `host`), then YAML: each top-level key is a state id mapping one
-//! `module.function` to its arguments and requisites (see [`parse`] for
-//! the shape). [`StateFile::parse`] renders, reads, resolves requisites and
+//! `module.function` to its arguments and requisites (see `parse.rs` for the
+//! shape). [`StateFile::parse`] renders, reads, resolves requisites and
 //! orders the states, reporting any mistake at the file:line:col people
 //! edit. [`StateFile::prepare`] builds every module through a [`Loader`]
 //! before any runs, and [`Prepared::apply`] runs them on one host, one at a
@@ -21,7 +21,7 @@ use crate::module::Args;
 mod apply;
 mod error;
 mod order;
-pub mod parse;
+mod parse;
 mod render;
 #[cfg(test)]
 mod tests;

@@ -78,14 +78,20 @@ fn cycle(
             "a requisite on its own state",
         );
     }
-    let mut names: Vec<&str> = members.iter().map(|&(s, _)| states[s].id.as_str()).collect();
+    let mut names: Vec<&str> = members
+        .iter()
+        .map(|&(s, _)| states[s].id.as_str())
+        .collect();
     names.push(&states[to].id);
     let mut err = StateError::at(
         StateErrorKind::Cycle,
         format!("requisite cycle: {}", names.join(" → ")),
         closing_source,
         closing.span.clone(),
-        format!("`{}` needs `{}`, which closes the cycle", states[from].id, states[to].id),
+        format!(
+            "`{}` needs `{}`, which closes the cycle",
+            states[from].id, states[to].id
+        ),
     );
     for &(s, r) in &members[..members.len() - 1] {
         err = err.also(

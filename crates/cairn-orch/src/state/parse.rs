@@ -60,7 +60,15 @@ pub(crate) struct Parsed {
 }
 
 fn range(n: &Node) -> Range<usize> {
-    n.span.start as usize..n.span.end as usize
+    // yaml-rust2 starts a block mapping at its first `:`; people read it as
+    // starting at its first key.
+    let start = match &n.kind {
+        NodeKind::Map(entries) => entries
+            .first()
+            .map_or(n.span.start, |(k, _)| k.span.start.min(n.span.start)),
+        _ => n.span.start,
+    };
+    start as usize..n.span.end as usize
 }
 
 fn shape(source: &Source, n: &Node, message: impl Into<String>, label: &str) -> StateError {
@@ -187,12 +195,7 @@ fn state(
     body: &Node,
 ) -> Result<RawState, StateError> {
     if matches!(key.kind, NodeKind::Seq(_) | NodeKind::Map(_)) {
-        return Err(shape(
-            source,
-            key,
-            "a state id is a string",
-            "not a string",
-        ));
+        return Err(shape(source, key, "a state id is a string", "not a string"));
     }
     let entries = match &body.kind {
         NodeKind::Map(entries) if !entries.is_empty() => entries,
@@ -280,7 +283,9 @@ fn state(
         NodeKind::Seq(items) => {
             for item in items {
                 match &item.kind {
-                    NodeKind::Map(pairs) if pairs.len() == 1 => arg(&pairs[0].0, &pairs[0].1, &mut args)?,
+                    NodeKind::Map(pairs) if pairs.len() == 1 => {
+                        arg(&pairs[0].0, &pairs[0].1, &mut args)?
+                    }
                     // Salt's `pkg: [installed]`: the function as a bare word.
                     NodeKind::Str(function, _) if !module.contains('.') => {
                         module = format!("{module}.{function}");
