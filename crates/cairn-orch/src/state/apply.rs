@@ -7,6 +7,8 @@
 //!   [`RunContext::watch_fired`] (Salt's `mod_watch`: a service restarts).
 //! - `onchanges`: run only if a target changed; otherwise skipped (no
 //!   changes), which counts as success for those that require this state.
+//!   A failed target skips it as a failed `require` would: what a failed
+//!   state changed is no reason to react.
 //! - `onfail`: run only if a target failed; otherwise skipped (nothing
 //!   failed), again a success.
 //!

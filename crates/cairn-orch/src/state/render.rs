@@ -98,12 +98,12 @@ impl Source {
             let o_start = line_start(&self.original, line);
             let len = end - start;
             // The same bytes up to and over the range: the range is exact.
-            let exact = r_line.get(..col + len).map(str::as_bytes)
-                == o_line.get(..col + len).map(str::as_bytes)
-                && col + len <= o_line.len();
-            let (o_from, o_len) = if exact {
+            // `get`, not slicing: a column may fall inside a character of
+            // the other line, and then the lines differ there anyway.
+            let same = |n: usize| matches!((r_line.get(..n), o_line.get(..n)), (Some(a), Some(b)) if a == b);
+            let (o_from, o_len) = if same(col + len) {
                 (o_start + col, len)
-            } else if r_line.get(..col) == o_line.get(..col) {
+            } else if same(col) {
                 // Up to the range it agrees; what follows came from an
                 // expression: underline the rest of the written line.
                 (o_start + col, o_line.len() - col.min(o_line.len()))

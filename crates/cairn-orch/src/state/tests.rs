@@ -363,6 +363,16 @@ fn include_reads_files_relative_to_the_state_file() {
     let loc = f.location("base").unwrap();
     assert!(loc.file.ends_with("base.sls") && loc.line == 1, "{loc}");
 
+    std::fs::write(
+        dir.0.join("twice.sls"),
+        "include: [common/base.sls]\nbase:\n  cmd.run: []\n",
+    )
+    .unwrap();
+    let e = StateFile::load(&dir.0.join("twice.sls"), &RenderContext::new("h1")).unwrap_err();
+    assert_eq!((e.kind(), at(&e)), (StateErrorKind::DuplicateId, (2, 1)));
+    let help = miette::Diagnostic::help(&e).unwrap().to_string();
+    assert!(help.contains("base.sls:1:1: first here"), "{help}");
+
     std::fs::write(dir.0.join("bad.sls"), "include:\n  - missing.sls\n").unwrap();
     let e = StateFile::load(&dir.0.join("bad.sls"), &RenderContext::new("h1")).unwrap_err();
     assert_eq!((e.kind(), at(&e)), (StateErrorKind::Read, (2, 5)));
@@ -727,6 +737,19 @@ async fn the_report_serializes_for_jobs_output() {
         v["states"][1]["skipped"],
         json!({"reason": "requisite_failed", "requisite": "a"})
     );
+}
+
+#[test]
+fn a_host_run_can_be_spawned_beside_others() {
+    fn send<T: Send>(_: &T) {}
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let file = ok("a:\n  test.record: []\n");
+    let loader = loader(&calls);
+    let host = LocalHost::new("h");
+    let ctx = RunContext::default();
+    send(&apply(&file, &host, &loader, &ctx));
+    let prepared = file.prepare(&loader).unwrap();
+    send(&prepared.apply(&host, &ctx));
 }
 
 // --- robustness -----------------------------------------------------------
