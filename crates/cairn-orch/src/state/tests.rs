@@ -740,6 +740,22 @@ async fn the_report_serializes_for_jobs_output() {
 }
 
 #[test]
+fn a_plain_function_is_a_loader() {
+    fn nothing(name: &str, _: &Args) -> Result<Box<dyn Module>, ModuleError> {
+        Err(ModuleError::Unknown {
+            name: name.to_string(),
+            suggestion: Some("cmd.run".into()),
+        })
+    }
+    let file = ok("a:\n  cmd.rn: []\n");
+    let e = file.prepare(&nothing).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "web.sls:2:3: state `a`: no module named `cmd.rn` (did you mean `cmd.run`?)"
+    );
+}
+
+#[test]
 fn a_host_run_can_be_spawned_beside_others() {
     fn send<T: Send>(_: &T) {}
     let calls = Arc::new(Mutex::new(Vec::new()));
