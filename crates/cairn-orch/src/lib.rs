@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod job;
 pub mod module;
 pub mod remote;
+pub mod state;
 pub mod targeting;
 pub mod transport;
 
