@@ -112,6 +112,7 @@ pub trait Module: Send + Sync + std::fmt::Debug {
 /// state's mapping. Values stay JSON; each module coerces (`yes`/`true`).
 pub type Args = Map<String, J>;
 
+pub mod archive;
 mod args;
 pub mod cmd;
 pub mod diff;
@@ -127,6 +128,8 @@ pub mod user;
 
 #[cfg(test)]
 pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use args::parse_kv;
 
@@ -193,6 +196,7 @@ pub fn load(name: &str, args: &Args) -> Result<Box<dyn Module>, ModuleError> {
     };
     let args = &args;
     Ok(match module {
+        "archive" => Box::new(archive::Archive::new(args)?),
         "cmd" | "shell" => Box::new(cmd::Cmd::new(args)?),
         "facts" | "setup" | "grains.items" => Box::new(facts::Facts::new(args)?),
         "file" => Box::new(file::File::new(args)?),
