@@ -439,10 +439,11 @@ fi
             || (self.group.is_some() && self.group != now.group)
     }
 
+    /// A path made by this plan gets the owner given; an existing one only
+    /// when its owner differs.
     fn plan_owner(&self, now: &Reading, plan: &mut Plan) {
-        if self.owner_differs(now) && now.kind != Kind::Absent {
-            plan.steps.push(Step::Chown);
-        } else if now.kind == Kind::Absent && (self.owner.is_some() || self.group.is_some()) {
+        let given = self.owner.is_some() || self.group.is_some();
+        if given && (now.kind == Kind::Absent || self.owner_differs(now)) {
             plan.steps.push(Step::Chown);
         }
     }

@@ -141,7 +141,14 @@ pub const MODULES: &[&str] = &[
 /// Salt's `module.function` names: which module, and the arguments the
 /// function stands for (Salt's `file.managed` is `file` with
 /// `state=managed`).
-const SALT: &[(&str, &str, &[(&str, &str)])] = &[
+/// (Salt's name, module, arguments it implies).
+type SaltName = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const SALT: &[SaltName] = &[
     ("file.managed", "file", &[("state", "managed")]),
     ("file.absent", "file", &[("state", "absent")]),
     ("file.directory", "file", &[("state", "directory")]),
