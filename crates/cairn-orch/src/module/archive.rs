@@ -212,13 +212,9 @@ impl Module for Archive {
         )
         .await?;
         let reading = Archive::parse(&out.stdout_str());
-        let stamp = self.plan(&reading).map_err(|message| ModuleError::Failed {
-            module: "archive".into(),
-            message,
-            stdout: String::new(),
-            stderr: String::new(),
-            rc: None,
-        })?;
+        let stamp = self
+            .plan(&reading)
+            .map_err(|message| ModuleError::refused("archive", message))?;
         let data = json!({ "source": self.source, "dest": self.dest });
         let Some(stamp) = stamp else {
             return Ok(Outcome {

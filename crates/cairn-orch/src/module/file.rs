@@ -589,13 +589,9 @@ impl Module for File {
         )
         .await?;
         let now = File::parse(&out.stdout);
-        let plan = self.plan(&now).map_err(|message| ModuleError::Failed {
-            module: "file".into(),
-            message,
-            stdout: String::new(),
-            stderr: String::new(),
-            rc: None,
-        })?;
+        let plan = self
+            .plan(&now)
+            .map_err(|message| ModuleError::refused("file", message))?;
         let changed = !plan.steps.is_empty();
         let summary = if !changed {
             format!("{} is as wanted", self.path)

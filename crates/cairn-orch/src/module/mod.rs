@@ -11,6 +11,12 @@
 //!
 //! The same modules run over SSH, through the agent and against a local
 //! shell: they know a host only as [`Remote`].
+//!
+//! [`load`] checks a module's arguments before any host is touched and
+//! takes Ansible's names (`file`, `pkg`, `path=`) as well as Salt's
+//! `module.function` ones (`file.managed`, `pkg.installed`, `name=`);
+//! [`parse_kv`] reads the CLI's `key=value` words, and [`raw`] makes a
+//! `cmd` of a raw command line.
 
 use async_trait::async_trait;
 use miette::Diagnostic;
@@ -97,6 +103,21 @@ pub enum ModuleError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Transport(#[from] TransportError),
+}
+
+impl ModuleError {
+    /// The host is in a state the module will not change on its own (a
+    /// directory where a file should go, a checkout with local edits):
+    /// failed, with no command output to show.
+    pub fn refused(module: &str, message: impl Into<String>) -> ModuleError {
+        ModuleError::Failed {
+            module: module.to_string(),
+            message: message.into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            rc: None,
+        }
+    }
 }
 
 /// A module with its arguments checked, ready to run on any number of hosts.

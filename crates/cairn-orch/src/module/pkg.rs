@@ -50,9 +50,10 @@ pub struct Plan {
 impl Pkg {
     pub fn new(args: &Args) -> Result<Pkg, ModuleError> {
         let mut r = ArgReader::new("pkg", args);
-        let names = match r.list(&["names", "pkgs"])? {
-            Some(n) => n,
-            None => r.list(&["name", "pkg"])?.unwrap_or_default(),
+        let names = match (r.list(&["names", "pkgs"])?, r.list(&["name", "pkg"])?) {
+            (Some(_), Some(_)) => return Err(r.bad("give `name` or `names`, not both")),
+            (Some(n), None) | (None, Some(n)) => n,
+            (None, None) => Vec::new(),
         };
         if names.is_empty() {
             return Err(r.bad("`name` or `names` is required"));
