@@ -1,7 +1,5 @@
 //! `load`, `parse_kv` and `raw`: what the CLI and states call.
 
-use serde_json::json;
-
 use super::testkit::{args, local};
 use super::*;
 
@@ -25,7 +23,10 @@ fn parse_kv_reads_words() {
         a["mode"], "0644",
         "stays a string: octal is the module's business"
     );
-    assert_eq!(a["names"], json!(["a", "b"]));
+    assert_eq!(
+        a["names"], "[\"a\",\"b\"]",
+        "a list only to the arguments that take one"
+    );
     assert_eq!(a["x"], "a=b");
     assert!(
         parse_kv(&words(&["path"]))
@@ -42,6 +43,32 @@ fn parse_kv_reads_words() {
     assert!(parse_kv(&words(&["=1"])).is_err());
     let a = parse_kv(&words(&["content=[not json"])).unwrap();
     assert_eq!(a["content"], "[not json");
+}
+
+#[test]
+fn command_line_lists_maps_and_json_content() {
+    let a = parse_kv(&words(&["names=[\"nginx\",\"curl\"]"])).unwrap();
+    assert_eq!(pkg::Pkg::new(&a).unwrap().names, ["nginx", "curl"]);
+    let a = parse_kv(&words(&["cmd=env", "env={\"A\":\"1\"}"])).unwrap();
+    assert_eq!(
+        cmd::Cmd::new(&a).unwrap().env,
+        [("A".to_string(), "1".to_string())]
+    );
+    let a = parse_kv(&words(&["path=/x.json", "content={\"a\": 1}"])).unwrap();
+    assert_eq!(
+        file::File::new(&a).unwrap().content.as_deref(),
+        Some(&b"{\"a\": 1}"[..])
+    );
+    let a = parse_kv(&words(&[
+        "path=/x",
+        "template=p={{ port }}",
+        "vars={\"port\":80}",
+    ]))
+    .unwrap();
+    assert_eq!(
+        file::File::new(&a).unwrap().content.as_deref(),
+        Some(&b"p=80"[..])
+    );
 }
 
 #[test]
