@@ -308,8 +308,20 @@ mod tests {
     async fn installs_once_then_nothing() {
         let m = pkg(&[("names", "nginx,curl")]);
         let host = Fake::new(&[(0, NGINX_ONLY), (0, "Setting up curl\n")]);
-        let o = m.run(&host, &RunContext::default()).await.unwrap();
+        let root = RunContext {
+            become_user: Some("root".into()),
+            ..RunContext::default()
+        };
+        let o = m.run(&host, &root).await.unwrap();
         assert!(o.changed);
+        assert!(
+            host.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|e| e.become_user.as_deref() == Some("root")),
+            "probe and apply both run as the context's user"
+        );
         let scripts = host.scripts();
         assert_eq!(scripts.len(), 2);
         assert!(scripts[0].contains("dpkg-query -W"));
