@@ -105,6 +105,8 @@ impl<'a> ArgReader<'a> {
         let Some((n, v)) = self.get(names)? else {
             return Ok(None);
         };
+        let parsed = json_in_string(v);
+        let v = parsed.as_ref().unwrap_or(v);
         let items = match v {
             J::Array(a) => a
                 .iter()
@@ -133,6 +135,8 @@ impl<'a> ArgReader<'a> {
         let Some((n, v)) = self.get(names)? else {
             return Ok(Vec::new());
         };
+        let parsed = json_in_string(v);
+        let v = parsed.as_ref().unwrap_or(v);
         let bad = || self.bad(format!("`{n}` must be a mapping (or K=V pairs), not {v}"));
         match v {
             J::Object(m) => m
@@ -156,9 +160,12 @@ impl<'a> ArgReader<'a> {
         }
     }
 
-    /// Any JSON value, unchecked (a template's `vars`).
+    /// Any JSON value, unchecked (a template's `vars`); a string holding a
+    /// JSON object or array is that value.
     pub fn value(&mut self, names: &[&'static str]) -> Result<Option<J>, ModuleError> {
-        Ok(self.get(names)?.map(|(_, v)| v.clone()))
+        Ok(self
+            .get(names)?
+            .map(|(_, v)| json_in_string(v).unwrap_or_else(|| v.clone())))
     }
 
     /// One of `choices`; the first name of each row is what the module
@@ -202,6 +209,18 @@ impl<'a> ArgReader<'a> {
     }
 }
 
+/// A command line's `names=["a","b"]` or `vars={"port":80}`: the JSON
+/// inside a string, for the arguments that take a list or a mapping. Only
+/// those look inside, so `content={"a":1}` stays the text it is.
+fn json_in_string(v: &J) -> Option<J> {
+    match v {
+        J::String(s) if s.starts_with('[') || s.starts_with('{') => serde_json::from_str(s)
+            .ok()
+            .filter(|j: &J| j.is_array() || j.is_object()),
+        _ => None,
+    }
+}
+
 /// The candidate closest to `word`, if close enough to be a likely typo:
 /// a few letters dropped, added or swapped (`mdoe`, `gdi`, `fiel`).
 pub(crate) fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
@@ -212,9 +231,9 @@ pub(crate) fn nearest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>)
         .map(|(_, c)| c.to_string())
 }
 
-/// `key=value` words from the command line. A value that reads as a JSON
-/// array or object (`names=["a","b"]`) is one; any other value is a string
-/// for the module to coerce.
+/// `key=value` words from the command line, every value a string for the
+/// module to coerce (`mode=0644` stays octal text; `names=["a","b"]` is
+/// read as a list by the arguments that take one).
 pub fn parse_kv(words: &[String]) -> Result<Args, ModuleError> {
     let bad = |message: String| ModuleError::BadArgs {
         module: "(arguments)".into(),
@@ -228,12 +247,10 @@ pub fn parse_kv(words: &[String]) -> Result<Args, ModuleError> {
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(bad(format!("`{k}` is not an argument name (in `{w}`)")));
         }
-        let value = if v.starts_with('[') || v.starts_with('{') {
-            serde_json::from_str(v).unwrap_or_else(|_| J::String(v.to_string()))
-        } else {
-            J::String(v.to_string())
-        };
-        if args.insert(k.to_string(), value).is_some() {
+        if args
+            .insert(k.to_string(), J::String(v.to_string()))
+            .is_some()
+        {
             return Err(bad(format!("`{k}` given twice")));
         }
     }

@@ -439,10 +439,11 @@ fi
             || (self.group.is_some() && self.group != now.group)
     }
 
+    /// A path made by this plan gets the owner given; an existing one only
+    /// when its owner differs.
     fn plan_owner(&self, now: &Reading, plan: &mut Plan) {
-        if self.owner_differs(now) && now.kind != Kind::Absent {
-            plan.steps.push(Step::Chown);
-        } else if now.kind == Kind::Absent && (self.owner.is_some() || self.group.is_some()) {
+        let given = self.owner.is_some() || self.group.is_some();
+        if given && (now.kind == Kind::Absent || self.owner_differs(now)) {
             plan.steps.push(Step::Chown);
         }
     }
@@ -588,13 +589,9 @@ impl Module for File {
         )
         .await?;
         let now = File::parse(&out.stdout);
-        let plan = self.plan(&now).map_err(|message| ModuleError::Failed {
-            module: "file".into(),
-            message,
-            stdout: String::new(),
-            stderr: String::new(),
-            rc: None,
-        })?;
+        let plan = self
+            .plan(&now)
+            .map_err(|message| ModuleError::refused("file", message))?;
         let changed = !plan.steps.is_empty();
         let summary = if !changed {
             format!("{} is as wanted", self.path)

@@ -207,13 +207,7 @@ impl Module for Git {
     }
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
-        let fail = |message: String| ModuleError::Failed {
-            module: "git".into(),
-            message,
-            stdout: String::new(),
-            stderr: String::new(),
-            rc: None,
-        };
+        let fail = |message: String| ModuleError::refused("git", message);
         let out = host::must(
             "git",
             &format!("asking {} for {}", self.repo, self.rev),

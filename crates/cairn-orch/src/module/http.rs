@@ -75,14 +75,19 @@ impl Http {
 i=0
 while :; do
   i=$((i + 1))
-  code=$(curl -s -o /dev/null -w '%{{http_code}}' -X {method} --max-time {timeout} {url})
+  code=$(curl -s -o /dev/null -w '%{{http_code}}' {method} --max-time {timeout} {url})
   if [ "$code" = {want} ] || [ "$i" -ge {retries} ]; then break; fi
   sleep {delay}
 done
 echo "status=$code"
 echo "attempts=$i"
 "#,
-            method = self.method,
+            // -X HEAD would wait for a body that never comes; -I does not.
+            method = if self.method == "HEAD" {
+                "-I".to_string()
+            } else {
+                format!("-X {}", self.method)
+            },
             timeout = self.timeout,
             url = quote(&self.url),
             want = self.status,

@@ -11,6 +11,12 @@
 //!
 //! The same modules run over SSH, through the agent and against a local
 //! shell: they know a host only as [`Remote`].
+//!
+//! [`load`] checks a module's arguments before any host is touched and
+//! takes Ansible's names (`file`, `pkg`, `path=`) as well as Salt's
+//! `module.function` ones (`file.managed`, `pkg.installed`, `name=`);
+//! [`parse_kv`] reads the CLI's `key=value` words, and [`raw`] makes a
+//! `cmd` of a raw command line.
 
 use async_trait::async_trait;
 use miette::Diagnostic;
@@ -99,6 +105,21 @@ pub enum ModuleError {
     Transport(#[from] TransportError),
 }
 
+impl ModuleError {
+    /// The host is in a state the module will not change on its own (a
+    /// directory where a file should go, a checkout with local edits):
+    /// failed, with no command output to show.
+    pub fn refused(module: &str, message: impl Into<String>) -> ModuleError {
+        ModuleError::Failed {
+            module: module.to_string(),
+            message: message.into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            rc: None,
+        }
+    }
+}
+
 /// A module with its arguments checked, ready to run on any number of hosts.
 #[async_trait]
 pub trait Module: Send + Sync + std::fmt::Debug {
@@ -112,6 +133,7 @@ pub trait Module: Send + Sync + std::fmt::Debug {
 /// state's mapping. Values stay JSON; each module coerces (`yes`/`true`).
 pub type Args = Map<String, J>;
 
+pub mod archive;
 mod args;
 pub mod cmd;
 pub mod diff;
@@ -127,6 +149,8 @@ pub mod user;
 
 #[cfg(test)]
 pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use args::parse_kv;
 
@@ -138,7 +162,14 @@ pub const MODULES: &[&str] = &[
 /// Salt's `module.function` names: which module, and the arguments the
 /// function stands for (Salt's `file.managed` is `file` with
 /// `state=managed`).
-const SALT: &[(&str, &str, &[(&str, &str)])] = &[
+/// (Salt's name, module, arguments it implies).
+type SaltName = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const SALT: &[SaltName] = &[
     ("file.managed", "file", &[("state", "managed")]),
     ("file.absent", "file", &[("state", "absent")]),
     ("file.directory", "file", &[("state", "directory")]),
@@ -193,6 +224,7 @@ pub fn load(name: &str, args: &Args) -> Result<Box<dyn Module>, ModuleError> {
     };
     let args = &args;
     Ok(match module {
+        "archive" => Box::new(archive::Archive::new(args)?),
         "cmd" | "shell" => Box::new(cmd::Cmd::new(args)?),
         "facts" | "setup" | "grains.items" => Box::new(facts::Facts::new(args)?),
         "file" => Box::new(file::File::new(args)?),

@@ -50,9 +50,10 @@ pub struct Plan {
 impl Pkg {
     pub fn new(args: &Args) -> Result<Pkg, ModuleError> {
         let mut r = ArgReader::new("pkg", args);
-        let names = match r.list(&["names", "pkgs"])? {
-            Some(n) => n,
-            None => r.list(&["name", "pkg"])?.unwrap_or_default(),
+        let names = match (r.list(&["names", "pkgs"])?, r.list(&["name", "pkg"])?) {
+            (Some(_), Some(_)) => return Err(r.bad("give `name` or `names`, not both")),
+            (Some(n), None) | (None, Some(n)) => n,
+            (None, None) => Vec::new(),
         };
         if names.is_empty() {
             return Err(r.bad("`name` or `names` is required"));
@@ -307,8 +308,20 @@ mod tests {
     async fn installs_once_then_nothing() {
         let m = pkg(&[("names", "nginx,curl")]);
         let host = Fake::new(&[(0, NGINX_ONLY), (0, "Setting up curl\n")]);
-        let o = m.run(&host, &RunContext::default()).await.unwrap();
+        let root = RunContext {
+            become_user: Some("root".into()),
+            ..RunContext::default()
+        };
+        let o = m.run(&host, &root).await.unwrap();
         assert!(o.changed);
+        assert!(
+            host.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|e| e.become_user.as_deref() == Some("root")),
+            "probe and apply both run as the context's user"
+        );
         let scripts = host.scripts();
         assert_eq!(scripts.len(), 2);
         assert!(scripts[0].contains("dpkg-query -W"));

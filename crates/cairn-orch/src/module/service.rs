@@ -208,13 +208,7 @@ impl Module for Service {
         let now = Service::parse(&out.stdout_str());
         let plan = self
             .plan(&now, ctx.watch_fired)
-            .map_err(|message| ModuleError::Failed {
-                module: "service".into(),
-                message,
-                stdout: String::new(),
-                stderr: String::new(),
-                rc: None,
-            })?;
+            .map_err(|message| ModuleError::refused("service", message))?;
         let mut diff = Vec::new();
         let onoff = |b: bool, yes: &str, no: &str| Some(if b { yes } else { no }.to_string());
         if plan

@@ -1,7 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::module::testkit::{Scratch, args, assert_sh, check, run};
+use crate::module::testkit::{Scratch, args, assert_sh, check, local, run};
 
 fn file(pairs: &[(&str, &str)]) -> File {
     File::new(&args(pairs)).unwrap()
@@ -378,4 +378,32 @@ async fn makedirs_and_missing_parent() {
     let a = [("path", p.as_str()), ("content", "a"), ("makedirs", "true")];
     assert!(run("file", &a, &Default::default()).await.unwrap().changed);
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "a");
+}
+
+#[tokio::test]
+async fn the_probe_sends_back_only_small_text() {
+    use crate::remote::{Exec, Remote};
+    let d = Scratch::new();
+    let big = "line of text\n".repeat(10_000);
+    std::fs::write(d.path("big"), &big).unwrap();
+    std::fs::write(d.path("small"), "small\n").unwrap();
+    let probe = |p: &str| file(&[("path", p), ("content", "x")]).probe_script();
+    let out = local().exec(Exec::new(probe(&d.s("big")))).await.unwrap();
+    assert!(
+        out.stdout.len() < 1024,
+        "{} bytes came back",
+        out.stdout.len()
+    );
+    let r = File::parse(&out.stdout);
+    assert_eq!(r.size, Some(big.len() as u64));
+    assert_eq!(
+        r.sha256.as_deref(),
+        Some(sha256_hex(big.as_bytes()).as_str())
+    );
+    assert_eq!(r.content, None);
+    let out = local().exec(Exec::new(probe(&d.s("small")))).await.unwrap();
+    assert_eq!(
+        File::parse(&out.stdout).content.as_deref(),
+        Some(&b"small\n"[..])
+    );
 }
