@@ -59,7 +59,7 @@ pub struct Outcome {
 }
 
 /// One changed thing: a file's content, a mode, a package's version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Diff {
     /// What changed: `/etc/motd`, `/etc/motd:mode`, `pkg:nginx`.
     pub what: String,

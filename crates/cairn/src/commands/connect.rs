@@ -15,13 +15,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cairn_orch::Remote;
 use cairn_orch::inventory::Host;
 use cairn_orch::transport::known_hosts::KnownHosts;
 use cairn_orch::transport::local::LocalHost;
 use cairn_orch::transport::ssh::{
     Dialer, SshAuth, SshHost, SshOptions, SshStream, SshTarget, TcpDialer,
 };
-use cairn_orch::Remote;
 use cairn_template::loader::Deployment;
 
 use super::jobs::seconds;
@@ -61,9 +61,8 @@ impl Connector {
         let cloud_netns = match deployment {
             Some(d) if d.target == "local" => {
                 let dirs = super::local::local_dirs()?;
-                let path = cairn_local::host::dial::cloud_netns_path(
-                    &cairn_local::cloud::cloud_id(&dirs),
-                );
+                let path =
+                    cairn_local::host::dial::cloud_netns_path(&cairn_local::cloud::cloud_id(&dirs));
                 path.exists().then_some(path)
             }
             _ => None,
@@ -96,8 +95,8 @@ impl Connector {
             return Arc::new(LocalHost::new(host.name.clone()).with_timeout(self.timeout));
         }
         let user = self.user.as_deref().unwrap_or("root");
-        let mut target = SshTarget::from_host(host, user, self.home.as_deref())
-            .known_hosts(self.known.clone());
+        let mut target =
+            SshTarget::from_host(host, user, self.home.as_deref()).known_hosts(self.known.clone());
         // The inventory's key file first (from_host put it there), then the
         // others in the documented order.
         let mut auth = Vec::new();

@@ -34,7 +34,11 @@ pub fn run(args: &RunArgs, global: &GlobalArgs) -> Result<Status, CliError> {
         }
         (Some(m), true) => {
             let a = module::parse_kv(&args.args).map_err(usage)?;
-            (m.clone(), a, format!("{m} {}", args.args.join(" ")).trim().to_string())
+            (
+                m.clone(),
+                a,
+                format!("{m} {}", args.args.join(" ")).trim().to_string(),
+            )
         }
         (Some(_), false) => {
             return Err(CliError::Usage(
@@ -259,7 +263,10 @@ fn print_job(record: &JobRecord, global: &GlobalArgs) -> Result<(), CliError> {
         );
         return emit(J::Array(record.hosts.iter().map(row).collect()), global);
     }
-    emit(serde_json::to_value(record).map_err(CliError::failure)?, global)
+    emit(
+        serde_json::to_value(record).map_err(CliError::failure)?,
+        global,
+    )
 }
 
 /// A host's row: what people read first, the whole result in `-o json`.
@@ -275,7 +282,13 @@ fn row(h: &HostResult) -> J {
         output.push_str(summary);
         output.push('\n');
     }
-    for s in h.detail.get("states").and_then(J::as_array).into_iter().flatten() {
+    for s in h
+        .detail
+        .get("states")
+        .and_then(J::as_array)
+        .into_iter()
+        .flatten()
+    {
         let get = |k: &str| s.get(k).and_then(J::as_str).unwrap_or("");
         let said = s
             .pointer("/outcome/summary")
@@ -283,15 +296,9 @@ fn row(h: &HostResult) -> J {
             .or_else(|| s.get("error").and_then(J::as_str))
             .unwrap_or("");
         output.push_str(&format!("{}: {} {said}\n", get("id"), get("result")));
+        push_diffs(&mut output, s.pointer("/outcome/diff"));
     }
-    if let Some(diffs) = h.detail.get("diff").and_then(J::as_array) {
-        for d in diffs {
-            if let Ok(d) = serde_json::from_value::<module::Diff>(d.clone()) {
-                output.push_str(&d.render());
-                output.push('\n');
-            }
-        }
-    }
+    push_diffs(&mut output, h.detail.get("diff"));
     output.push_str(&h.stdout);
     output.push_str(&h.stderr);
     json!({
@@ -301,6 +308,15 @@ fn row(h: &HostResult) -> J {
         "duration_ms": h.duration_ms,
         "output": output.trim_end(),
     })
+}
+
+fn push_diffs(output: &mut String, diffs: Option<&J>) {
+    for d in diffs.and_then(J::as_array).into_iter().flatten() {
+        if let Ok(d) = serde_json::from_value::<module::Diff>(d.clone()) {
+            output.push_str(&d.render());
+            output.push('\n');
+        }
+    }
 }
 
 /// `cairn jobs [list|show ID]`.
@@ -323,7 +339,10 @@ pub fn jobs(action: Option<&JobsAction>, global: &GlobalArgs) -> Result<Status, 
 fn list(dir: &Path, limit: usize, global: &GlobalArgs) -> Result<Status, CliError> {
     let store = open_store(&state_dir(dir)?, global)?;
     let jobs = store.jobs(limit).map_err(CliError::failure)?;
-    emit(serde_json::to_value(jobs).map_err(CliError::failure)?, global)?;
+    emit(
+        serde_json::to_value(jobs).map_err(CliError::failure)?,
+        global,
+    )?;
     Ok(Status::Success)
 }
 

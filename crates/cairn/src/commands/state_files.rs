@@ -7,8 +7,8 @@ use std::path::Path;
 
 use cairn_orch::job::{HostResult, HostStatus};
 use cairn_orch::module::{self, Args, ModuleError, RunContext};
-use cairn_orch::state::{HostReport, RenderContext, StateFile, StateResult};
-use serde_json::{Map, Value as J, json};
+use cairn_orch::state::{HostReport, RenderContext, StateErrorKind, StateFile, StateResult};
+use serde_json::{Value as J, json};
 
 use super::jobs::{JobSpec, job, module_result};
 use crate::cli::{GlobalArgs, HostArgs};
@@ -20,16 +20,23 @@ pub fn apply(
     vars: &[String],
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
-    let source = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("cannot read the state file {}: {e}", file.display())))?;
+    let source = std::fs::read_to_string(file).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read the state file {}: {e}",
+            file.display()
+        ))
+    })?;
     let user_vars = module::parse_kv(vars).map_err(|e| CliError::Usage(e.to_string()))?;
     // A file that cannot parse or names an unknown module fails here, with
     // its place, before any host is touched (rendered with no facts: a
     // fact that is missing renders empty, as Jinja's undefined does).
     let probe = RenderContext::new("(check)").vars(user_vars.clone());
-    StateFile::parse(file, &source, &probe)
-        .and_then(|f| f.prepare(&module::load).map(drop))
-        .map_err(|e| CliError::Usage(render(&e)))?;
+    // A file whose Jinja needs a host's facts cannot render here; each host
+    // then reports it at its place.
+    match StateFile::parse(file, &source, &probe).and_then(|f| f.prepare(&module::load).map(drop)) {
+        Err(e) if e.kind() != StateErrorKind::Render => return Err(CliError::Usage(render(&e))),
+        _ => {}
+    }
     let spec = JobSpec {
         kind: "state apply",
         function: file.display().to_string(),
@@ -108,10 +115,16 @@ fn host_result(host: &str, report: HostReport) -> HostResult {
 /// A state file error with its source snippet, as template errors are shown.
 fn render(e: &cairn_orch::state::StateError) -> String {
     let mut out = String::new();
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     if handler.render_report(&mut out, e).is_err() || out.is_empty() {
         return e.to_string();
     }
-    format!("{e}\n{out}")
+    // The first lines repeat the code and the message the caller prints.
+    let snippet: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains('×'))
+        .skip(1)
+        .collect();
+    format!("{e}\n{}", snippet.join("\n"))
 }
-
