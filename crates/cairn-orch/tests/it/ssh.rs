@@ -242,6 +242,33 @@ async fn a_known_hosts_mismatch_names_the_file_and_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_on_another_port_is_known_as_host_port() {
+    let th = TestHosts::up_on_port("port", 1, "127.0.45.1", 2222);
+    let target = th.target("h1");
+    assert_eq!(target.port, 2222);
+    let text = std::fs::read_to_string(th.dir.join("known_hosts")).unwrap();
+    assert!(text.starts_with("[127.0.45.1]:2222 "), "{text}");
+    assert!(
+        host(target)
+            .exec(Exec::new("true"))
+            .await
+            .unwrap()
+            .success()
+    );
+    // The same key under the bare address does not vouch for port 2222.
+    let bare = th.dir.join("known_hosts.bare");
+    std::fs::write(&bare, format!("127.0.45.1 {}\n", th.host_key("h1"))).unwrap();
+    let target = th
+        .target("h1")
+        .known_hosts(Arc::new(KnownHosts::load(&[&bare]).unwrap()));
+    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::HostKeyUnknown { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_host_key_is_refused_unless_accept_new() {
     let th = TestHosts::up("unknown", 1, "127.0.37.1");
     let target = th.target("h1").known_hosts(Arc::new(KnownHosts::new()));
