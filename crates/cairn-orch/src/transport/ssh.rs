@@ -334,6 +334,13 @@ impl SshHost {
         self.attempts.store(attempt, Ordering::Release);
         match self.open().await {
             Ok(handle) => {
+                tracing::debug!(
+                    host = %self.target.name,
+                    address = %self.target.address,
+                    port = self.target.port,
+                    user = %self.target.user,
+                    "SSH connection open"
+                );
                 let handle = Arc::new(handle);
                 self.connections.fetch_add(1, Ordering::Relaxed);
                 state.live = Some(Live {
