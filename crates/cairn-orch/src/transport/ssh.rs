@@ -29,7 +29,7 @@ use russh::keys::{
 };
 use russh::{ChannelMsg, Preferred, Sig};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::known_hosts::{self, KnownHosts, Verdict};
 use crate::inventory::Host;
@@ -169,6 +169,10 @@ pub struct SshOptions {
     pub keepalive_interval: Option<Duration>,
     /// Unanswered keepalives before the connection counts as lost.
     pub keepalive_max: usize,
+    /// Scripts at once on one host; more wait for a channel. OpenSSH's
+    /// sshd refuses channels past its `MaxSessions` (10 unless raised), so
+    /// more than that fails on a stock server instead of waiting.
+    pub max_channels: usize,
 }
 
 impl Default for SshOptions {
@@ -178,6 +182,7 @@ impl Default for SshOptions {
             command_timeout: Duration::from_secs(300),
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
+            max_channels: 10,
         }
     }
 }
@@ -231,6 +236,7 @@ pub struct SshHost {
     options: SshOptions,
     dialer: Arc<dyn Dialer>,
     state: Mutex<State>,
+    channels: Semaphore,
     connections: AtomicUsize,
     /// `State::attempts`, readable without the lock.
     attempts: AtomicU64,
@@ -263,6 +269,7 @@ impl fmt::Debug for SshHost {
 impl SshHost {
     pub fn new(target: SshTarget, options: SshOptions, dialer: Arc<dyn Dialer>) -> SshHost {
         SshHost {
+            channels: Semaphore::new(options.max_channels.max(1)),
             target,
             options,
             dialer,
@@ -327,6 +334,13 @@ impl SshHost {
         self.attempts.store(attempt, Ordering::Release);
         match self.open().await {
             Ok(handle) => {
+                tracing::debug!(
+                    host = %self.target.name,
+                    address = %self.target.address,
+                    port = self.target.port,
+                    user = %self.target.user,
+                    "SSH connection open"
+                );
                 let handle = Arc::new(handle);
                 self.connections.fetch_add(1, Ordering::Relaxed);
                 state.live = Some(Live {
@@ -622,9 +636,9 @@ impl SshHost {
             Ok(r) => r,
             Err(_) => {
                 // The channel goes, the connection stays for the next exec.
-                // OpenSSH does not pass signals to a command without a
-                // terminal before 9.x everywhere; closing also ends it when
-                // it next writes.
+                // The signal ends the script where sshd passes it on (OpenSSH
+                // since 7.9, to the session's first process); without it the
+                // script ends when it next writes to the closed channel.
                 let _ = tx.signal(Sig::KILL).await;
                 let _ = tx.close().await;
                 Err(TransportError::Timeout {
@@ -644,6 +658,12 @@ impl Remote for SshHost {
 
     async fn exec(&self, exec: Exec) -> Result<Output, TransportError> {
         let after = exec.timeout.unwrap_or(self.options.command_timeout);
+        // Never closed, so acquiring cannot fail; held until the script ends.
+        let _channel = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|e| self.err_other(e.to_string()))?;
         let (handle, attempt, fresh) = self.session().await?;
         let channel = match handle.channel_open_session().await {
             Ok(c) => c,

@@ -14,6 +14,7 @@ pub struct TestHosts {
     pub inventory: Inventory,
     pub known_hosts: Arc<KnownHosts>,
     base: String,
+    port: u16,
 }
 
 fn script() -> PathBuf {
@@ -41,6 +42,10 @@ impl TestHosts {
     /// `n` servers from `base` (a range no other test uses), in a scratch
     /// directory named `name`.
     pub fn up(name: &str, n: usize, base: &str) -> TestHosts {
+        TestHosts::up_on_port(name, n, base, 22)
+    }
+
+    pub fn up_on_port(name: &str, n: usize, base: &str, port: u16) -> TestHosts {
         // Named by the test, not the run: servers a killed earlier run left
         // on this range are stopped by their pid files first.
         let dir = std::env::temp_dir().join(format!("cairn-orch-test-hosts-{name}"));
@@ -56,8 +61,19 @@ impl TestHosts {
             inventory: Inventory::new(),
             known_hosts: Arc::new(KnownHosts::new()),
             base: base.to_string(),
+            port,
         };
-        run(&["up", &n.to_string(), "--dir", d, "--base", base]);
+        let port = port.to_string();
+        run(&[
+            "up",
+            &n.to_string(),
+            "--dir",
+            d,
+            "--base",
+            base,
+            "--port",
+            &port,
+        ]);
         hosts.inventory = Inventory::load(&dir.join("inventory.ini")).expect("inventory.ini");
         hosts.known_hosts = Arc::new(KnownHosts::load(&[dir.join("known_hosts")]).unwrap());
         hosts
@@ -105,6 +121,8 @@ impl TestHosts {
             self.dir.to_str().unwrap(),
             "--base",
             &self.base,
+            "--port",
+            &self.port.to_string(),
         ]);
     }
 
