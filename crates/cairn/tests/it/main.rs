@@ -15,6 +15,7 @@ mod fault_proxy;
 mod inventory;
 mod lifecycle;
 mod local;
+mod orch;
 mod state;
 
 use std::path::Path;

@@ -1,0 +1,386 @@
+//! `cairn run`, `cairn state apply` and `cairn jobs` through the binary,
+//! against real OpenSSH servers (`scripts/test-hosts`), each test on its
+//! own loopback range.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as J;
+
+#[path = "../../../cairn-orch/tests/it/test_hosts.rs"]
+#[allow(dead_code)]
+mod test_hosts;
+
+use test_hosts::TestHosts;
+
+use crate::{Output, cairn_env};
+
+/// A scratch directory holding the job state and the files hosts write.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("cairn-orch-cli-{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `cairn ARGS -i inventory --known-hosts ... --state ...`.
+fn orch(hosts: &TestHosts, scratch: &Scratch, args: &[&str]) -> Output {
+    let inv = hosts.dir.join("inventory.ini");
+    let known = hosts.dir.join("known_hosts");
+    let state = scratch.path("state.db");
+    let key = scratch.path("key");
+    let mut all: Vec<&str> = args.to_vec();
+    // Options go before a `--` command.
+    let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+    let extra = [
+        "-i",
+        inv.to_str().unwrap(),
+        "--known-hosts",
+        known.to_str().unwrap(),
+        "--state",
+        &state,
+    ];
+    all.splice(at..at, extra);
+    cairn_env(&all, &[("CAIRN_KEY_FILE", &key)])
+}
+
+/// `cairn jobs ...` on the scratch state.
+fn jobs(scratch: &Scratch, args: &[&str]) -> Output {
+    let state = scratch.path("state.db");
+    let key = scratch.path("key");
+    let mut all = args.to_vec();
+    all.extend(["--state", &state]);
+    cairn_env(&all, &[("CAIRN_KEY_FILE", &key)])
+}
+
+fn job(out: &Output) -> J {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", out.snapshot()))
+}
+
+fn statuses(job: &J) -> Vec<(String, String)> {
+    job["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap().to_string(),
+                h["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn count(job: &J, status: &str) -> usize {
+    statuses(job).iter().filter(|(_, s)| s == status).count()
+}
+
+#[test]
+fn run_a_command_and_modules_apply_states_twice_and_read_the_jobs_back() {
+    let hosts = TestHosts::up("cli-run", 4, "127.0.50.1");
+    let s = Scratch::new("run");
+
+    // A raw command on every host, each answering over its own connection.
+    let out = orch(
+        &hosts,
+        &s,
+        &[
+            "run",
+            "all",
+            "-o",
+            "json",
+            "--",
+            "id -un; echo $SSH_CONNECTION",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let j = job(&out);
+    assert_eq!(count(&j, "changed"), 4);
+    for (i, h) in j["hosts"].as_array().unwrap().iter().enumerate() {
+        let stdout = h["stdout"].as_str().unwrap();
+        assert!(stdout.starts_with("root\n"), "{stdout}");
+        // sshd saw the connection at the host's own address.
+        assert!(
+            stdout.contains(&format!("127.0.50.{} 22", i + 1)),
+            "{stdout}"
+        );
+    }
+
+    // A state file: a managed file per host and a command on its change.
+    let sls = s.path("site.sls");
+    let out_dir = s.path("out");
+    std::fs::write(
+        &sls,
+        format!(
+            "motd:\n  file.managed:\n    - name: {out_dir}/{{{{ host }}}}/motd\n    - makedirs: true\n    \
+             - content: \"hello {{{{ host }}}} ({{{{ facts.cpus }}}} cpus)\\n\"\n\
+             notify:\n  cmd.run:\n    - name: echo fired >> {out_dir}/{{{{ host }}}}/log\n    - onchanges:\n      - file: motd\n"
+        ),
+    )
+    .unwrap();
+    let first = orch(
+        &hosts,
+        &s,
+        &["state", "apply", "test_hosts", &sls, "-o", "json"],
+    );
+    assert_eq!(first.code, 0, "{}", first.snapshot());
+    assert_eq!(count(&job(&first), "changed"), 4);
+    let motd = std::fs::read_to_string(Path::new(&out_dir).join("h2/motd")).unwrap();
+    assert!(motd.starts_with("hello h2 ("), "{motd}");
+
+    // The same again changes nothing, and the command does not run again.
+    let second = orch(
+        &hosts,
+        &s,
+        &["state", "apply", "test_hosts", &sls, "-o", "json"],
+    );
+    assert_eq!(second.code, 0, "{}", second.snapshot());
+    assert_eq!(count(&job(&second), "ok"), 4, "{}", second.stdout);
+    let log = std::fs::read_to_string(Path::new(&out_dir).join("h2/log")).unwrap();
+    assert_eq!(log, "fired\n");
+
+    // A dry run on a drifted file shows the diff and changes nothing.
+    std::fs::write(Path::new(&out_dir).join("h3/motd"), "edited by hand\n").unwrap();
+    let check = orch(
+        &hosts,
+        &s,
+        &["state", "apply", "h3", &sls, "--check", "-o", "table"],
+    );
+    assert_eq!(check.code, 0, "{}", check.snapshot());
+    assert!(check.stdout.contains("-edited by hand"), "{}", check.stdout);
+    assert!(check.stdout.contains("+hello h3 ("), "{}", check.stdout);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&out_dir).join("h3/motd")).unwrap(),
+        "edited by hand\n"
+    );
+
+    // A module with key=value arguments, targeted with a Salt expression.
+    let file = s.path("out/h1/motd");
+    let out = orch(
+        &hosts,
+        &s,
+        &[
+            "run",
+            "L@h1",
+            "file",
+            &format!("path={file}"),
+            "mode=0600",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let j = job(&out);
+    assert_eq!(statuses(&j), [("h1".to_string(), "changed".to_string())]);
+    assert_eq!(j["hosts"][0]["detail"]["diff"][0]["after"], "0600");
+
+    // Every job was kept: the list has them newest first, show gives one.
+    let list = jobs(&s, &["jobs", "list", "-o", "json"]);
+    assert_eq!(list.code, 0, "{}", list.snapshot());
+    let list: J = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    assert_eq!(list[0]["id"], j["id"]);
+    assert_eq!(list[3]["kind"], "state apply");
+    let shown = jobs(
+        &s,
+        &["jobs", "show", j["id"].as_str().unwrap(), "-o", "json"],
+    );
+    assert_eq!(job(&shown), j);
+}
+
+#[test]
+fn fifty_hosts_one_killed_mid_run_one_with_a_wrong_host_key_fail_alone() {
+    let hosts = TestHosts::up("cli-fifty", 50, "127.0.51.1");
+    let s = Scratch::new("fifty");
+    // h7's known_hosts line now holds h8's key.
+    let known = hosts.dir.join("known_hosts");
+    let text = std::fs::read_to_string(&known).unwrap();
+    let h7 = hosts.host_key("h7");
+    let h8 = hosts.host_key("h8");
+    let key = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    std::fs::write(&known, text.replace(&key(&h7), &key(&h8))).unwrap();
+
+    let child = {
+        let inv = hosts.dir.join("inventory.ini");
+        let state = s.path("state.db");
+        let key = s.path("key");
+        crate::command(
+            &[
+                "run",
+                "all",
+                "-i",
+                inv.to_str().unwrap(),
+                "--known-hosts",
+                known.to_str().unwrap(),
+                "--state",
+                &state,
+                "-o",
+                "json",
+                "--",
+                "sleep 3; echo done",
+            ],
+            &[("CAIRN_KEY_FILE", &key)],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // h3 dies while its command sleeps.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    hosts.kill("h3");
+    let out = child.wait_with_output().unwrap();
+    let out = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let j = job(&out);
+    let by = |name: &str| {
+        j["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(count(&j, "changed"), 48, "{}", out.stdout);
+    let h7 = by("h7");
+    assert_eq!(h7["status"], "unreachable");
+    assert!(
+        h7["error"].as_str().unwrap().contains("HOST KEY MISMATCH"),
+        "{h7}"
+    );
+    let h3 = by("h3");
+    assert_ne!(h3["status"], "changed", "{h3}");
+    assert!(h3["error"].as_str().unwrap().contains("h3"), "{h3}");
+    assert_eq!(by("h4")["stdout"], "done\n");
+
+    // --max-fail 0, one host at a time: the first failure stops the job.
+    let out = orch(
+        &hosts,
+        &s,
+        &[
+            "run",
+            "h[0:9]",
+            "-f",
+            "1",
+            "--max-fail",
+            "0",
+            "-o",
+            "json",
+            "--",
+            "true",
+        ],
+    );
+    // `h[0:9]` is no group: a pattern must name one.
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    let out = orch(
+        &hosts,
+        &s,
+        &[
+            "run",
+            "test_hosts[0:9]",
+            "-f",
+            "1",
+            "--max-fail",
+            "0",
+            "-o",
+            "json",
+            "--",
+            "test $(echo $SSH_CONNECTION | cut -d' ' -f3) != 127.0.51.3",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let j = job(&out);
+    // h1, h2 ran; h3 is dead (unreachable): the job starts no more.
+    assert_eq!(count(&j, "changed"), 2, "{}", out.stdout);
+    assert_eq!(count(&j, "unreachable"), 1, "{}", out.stdout);
+    assert_eq!(count(&j, "skipped"), 7, "{}", out.stdout);
+}
+
+#[test]
+fn bad_input_is_refused_before_any_host_is_touched() {
+    let hosts = TestHosts::up("cli-bad", 1, "127.0.52.1");
+    let s = Scratch::new("bad");
+    let out = orch(&hosts, &s, &["run", "G@role:web and (", "--", "true"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("expr:1:"), "{}", out.stderr);
+
+    let out = orch(&hosts, &s, &["run", "all", "fiel", "path=/tmp/x"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("did you mean `file`"), "{}", out.stderr);
+
+    let out = orch(
+        &hosts,
+        &s,
+        &["run", "all", "file", "path=/tmp/x", "mdoe=0644"],
+    );
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("mode"), "{}", out.stderr);
+
+    let out = orch(&hosts, &s, &["run", "nothing-matches", "--", "true"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("no host matches"), "{}", out.stderr);
+
+    // A state file naming an unknown requisite: its place, exit 2, no job.
+    let sls = s.path("bad.sls");
+    std::fs::write(
+        &sls,
+        "a:\n  cmd.run:\n    - name: touch /tmp/never\n    - require:\n      - cmd: b\n",
+    )
+    .unwrap();
+    let out = orch(&hosts, &s, &["state", "apply", "all", &sls]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("bad.sls:5:"), "{}", out.stderr);
+    let list = jobs(&s, &["jobs", "list", "-o", "json"]);
+    assert_eq!(list.stdout.trim(), "[]", "{}", list.snapshot());
+}
+
+#[test]
+fn a_hanging_command_times_out_and_a_host_with_no_server_is_unreachable() {
+    let hosts = TestHosts::up("cli-faults", 2, "127.0.53.1");
+    let s = Scratch::new("faults");
+    hosts.kill("h2");
+    let out = orch(
+        &hosts,
+        &s,
+        &["run", "all", "-T", "1", "-o", "json", "--", "sleep 30"],
+    );
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let j = job(&out);
+    let h1 = &j["hosts"][0];
+    assert!(
+        h1["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 1s"),
+        "{h1}"
+    );
+    let h2 = &j["hosts"][1];
+    assert_eq!(h2["status"], "unreachable", "{h2}");
+    assert!(
+        h2["error"].as_str().unwrap().contains("unreachable"),
+        "{h2}"
+    );
+}
