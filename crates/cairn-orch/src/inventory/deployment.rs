@@ -49,11 +49,13 @@ pub fn from_records(deployment: &str, env: &str, records: &[ResourceRecord]) -> 
 /// no private key in the state).
 fn key_pair_of(server: &ResourceRecord, records: &[ResourceRecord]) -> Option<PrivateKey> {
     let id = server.properties.get("key_pair")?.as_str()?;
-    records
+    let pair = records
         .iter()
-        .find(|r| r.kind == "key_pair" && r.id == id)?
-        .attributes
-        .get("private_key")?
+        .find(|r| r.kind == "key_pair" && r.id == id)?;
+    // The store keeps secrets apart from the attributes.
+    pair.secrets
+        .get("attributes.private_key")
+        .or_else(|| pair.attributes.get("private_key"))?
         .as_str()
         .filter(|k| !k.is_empty())
         .map(|k| PrivateKey(k.to_string()))

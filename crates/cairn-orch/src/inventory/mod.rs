@@ -356,6 +356,7 @@ impl Inventory {
         h.tags = host.tags.clone();
         h.public_address = host.public_address.clone();
         h.host_key = host.host_key.clone();
+        h.private_key = host.private_key.clone();
         h.sources = host.sources.clone();
         h
     }

@@ -113,12 +113,18 @@ fn a_server_gets_its_key_pairs_private_key_and_no_output_shows_it() {
         kind: "key_pair".into(),
         id: "key-1".into(),
         properties: json!({"name": "deployer"}),
-        attributes: json!({"public_key": "ssh-ed25519 AAAA", "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret"}),
+        attributes: json!({"public_key": "ssh-ed25519 AAAA"}),
+        secrets: BTreeMap::from([(
+            "attributes.private_key".to_string(),
+            json!("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret"),
+        )]),
         ..web.clone()
     };
     let inv = deployment::from_records("shop-dev", "dev", &[web, bare, key]);
     let a = inv.host("web-a").unwrap();
     assert!(a.private_key.as_ref().unwrap().0.contains("secret"));
+    // What a transport is given keeps it.
+    assert_eq!(inv.connection(a).private_key, a.private_key);
     assert!(inv.host("web-b").unwrap().private_key.is_none());
     for shown in [
         inv.ansible_list().to_string(),

@@ -6,7 +6,7 @@
 //! server, `--private-key`, the inventory's `ansible_ssh_private_key_file`,
 //! the ssh-agent (`SSH_AUTH_SOCK`), then `~/.ssh/id_ed25519` and
 //! `~/.ssh/id_rsa` when they exist. Host keys: `--known-hosts FILE` (else
-//! `~/.ssh/known_hosts`), and for servers cairn made the key it recorded.
+//! `~/.ssh/known_hosts`), or for servers cairn made the key it recorded.
 //!
 //! A server of a deployment on the local target is reached from inside the
 //! cloud's network namespace at its private address (a bastion for free);
@@ -95,8 +95,13 @@ impl Connector {
             return Arc::new(LocalHost::new(host.name.clone()).with_timeout(self.timeout));
         }
         let user = self.user.as_deref().unwrap_or("root");
-        let mut target =
-            SshTarget::from_host(host, user, self.home.as_deref()).known_hosts(self.known.clone());
+        let mut target = SshTarget::from_host(host, user, self.home.as_deref());
+        // A server cairn made is checked against the key it recorded only:
+        // its private address is reused by the next deployment, so a
+        // known_hosts line for it is more often stale than right.
+        if host.host_key.is_none() {
+            target = target.known_hosts(self.known.clone());
+        }
         // The inventory's key file first (from_host put it there), then the
         // others in the documented order.
         let mut auth = Vec::new();

@@ -14,7 +14,7 @@ const FILE: &str = "tests/fixtures/inventory/hosts.ini";
 
 /// The venv's `bin/`, made with `python3 -m venv` and `pip install
 /// ansible-core` if it is not there yet; `Err` says why not.
-fn ansible_bin() -> Result<PathBuf, String> {
+pub(crate) fn ansible_bin() -> Result<PathBuf, String> {
     let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
     let venv = PathBuf::from(home).join(".cache/cairn/ansible-venv");
     let bin = venv.join("bin");

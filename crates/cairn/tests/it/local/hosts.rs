@@ -391,6 +391,12 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
         eprintln!("ssh part skipped: no sshd or ssh on this machine (./scripts/install-deps)");
     }
 
+    // Orchestration on the servers: cairn reaches them from inside the
+    // cloud, with the key pair it made, checking the host keys it recorded.
+    if Path::new("/usr/sbin/sshd").is_file() {
+        orchestrate(&c, &t, outputs["key"].as_str().unwrap());
+    }
+
     // A runc cloud refuses to be started as a process cloud.
     let mut vars = c.local.vars();
     vars.push(("CAIRN_LOCAL_ISOLATION", "process".into()));
@@ -499,6 +505,139 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
             .read_dir()
             .is_ok_and(|mut d| d.next().is_some())
     );
+}
+
+/// `cairn run` and `cairn state apply` on the deployment's servers, then
+/// real Ansible pinging them through `cairn inventory` as its inventory
+/// script.
+fn orchestrate(c: &RuncCloud, t: &str, key: &str) {
+    let job = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        // Options before a `--` command.
+        let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+        all.splice(at..at, ["-C", t, "-o", "json"]);
+        let out = c.run(&all);
+        assert_eq!(out.code, 0, "{args:?}:\n{}", out.snapshot());
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let hostnames = |j: &serde_json::Value| -> Vec<(String, String)> {
+        j["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    h["stdout"].as_str().unwrap_or("").trim().to_string(),
+                )
+            })
+            .collect()
+    };
+    // sshd may still be starting in a server that was just made.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ran = loop {
+        let out = c.run(&["run", "G@role:web", "-C", t, "-o", "json", "--", "hostname"]);
+        if out.code == 0 || Instant::now() > deadline {
+            assert_eq!(out.code, 0, "{}", out.snapshot());
+            break serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(
+        hostnames(&ran),
+        [
+            ("web-0".to_string(), "web-0".to_string()),
+            ("web-1".to_string(), "web-1".to_string())
+        ]
+    );
+
+    // A state: a config file per server and a command on its change,
+    // applied, then again with nothing to change.
+    let sls = c.local.root.join("site.sls");
+    std::fs::write(
+        &sls,
+        "site-conf:\n  file.managed:\n    - name: /etc/site.conf\n    \
+         - content: \"server {{ host }} on {{ facts.os.id }}\\n\"\n\
+         reload:\n  cmd.run:\n    - name: echo reloaded >> /var/log/site.log\n    \
+         - onchanges:\n      - file: site-conf\n",
+    )
+    .unwrap();
+    let sls = sls.to_str().unwrap();
+    let first = job(&["state", "apply", "web", sls]);
+    let statuses = |j: &serde_json::Value| -> Vec<String> {
+        j["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(statuses(&first), ["changed", "changed"], "{first}");
+    let second = job(&["state", "apply", "web", sls]);
+    assert_eq!(statuses(&second), ["ok", "ok"], "{second}");
+    let conf = job(&["run", "web-1", "--", "cat /etc/site.conf /var/log/site.log"]);
+    assert_eq!(
+        conf["hosts"][0]["stdout"].as_str().unwrap(),
+        format!("server web-1 on {}\nreloaded\n", os_id())
+    );
+    // The file is the server's, not the machine's.
+    assert!(!Path::new("/etc/site.conf").exists());
+
+    // Real Ansible, through `cairn inventory` as its inventory script.
+    let bin = match crate::ansible::ansible_bin() {
+        Ok(bin) => bin,
+        Err(why) => {
+            eprintln!("ansible part skipped: {why}");
+            return;
+        }
+    };
+    let dir = c.local.root.join("ansible");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (id, _) = ssh_files(&dir, key, "-", "-");
+    let script = dir.join("inventory.sh");
+    let mut env = String::new();
+    for (k, v) in c.local.vars() {
+        env.push_str(&format!("{k}='{v}' "));
+    }
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec env {env} '{}' inventory '{t}' \"$@\"\n",
+            env!("CARGO_BIN_EXE_cairn")
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(bin.join("ansible"))
+        .arg("-i")
+        .arg(&script)
+        .args(["all", "-m", "ping", "-u", "root", "--private-key"])
+        .arg(&id)
+        .env("ANSIBLE_HOST_KEY_CHECKING", "false")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCALHOST_WARNING", "false")
+        .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ansible ping: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("\"ping\": \"pong\"").count(), 2, "{stdout}");
+}
+
+/// This machine's os-release id (`image: host` servers share it).
+fn os_id() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("ID="))
+        .unwrap_or("")
+        .trim_matches('"')
+        .to_string()
 }
 
 fn which(program: &str) -> bool {
