@@ -112,23 +112,7 @@ impl StateError {
         range: Range<usize>,
         label: impl Into<String>,
     ) -> StateError {
-        let place = source.place(range);
-        StateError(Box::new(Repr {
-            kind,
-            message: message.into(),
-            src: Some(
-                NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml"),
-            ),
-            src_name: place.name,
-            labels: vec![LabeledSpan::new_primary_with_span(
-                Some(label.into()),
-                place.span,
-            )],
-            location: Some(place.location),
-            elsewhere: Vec::new(),
-            help: None,
-            cause: None,
-        }))
+        StateError::at_place(kind, message.into(), source.place(range), label.into())
     }
 
     /// An error at a byte range of `source`'s text as written (before
@@ -140,18 +124,28 @@ impl StateError {
         range: Range<usize>,
         label: impl Into<String>,
     ) -> StateError {
-        let place = source.place_original(range);
+        StateError::at_place(
+            kind,
+            message.into(),
+            source.place_original(range),
+            label.into(),
+        )
+    }
+
+    fn at_place(
+        kind: StateErrorKind,
+        message: String,
+        place: Place<'_>,
+        label: String,
+    ) -> StateError {
         StateError(Box::new(Repr {
             kind,
-            message: message.into(),
+            message,
             src: Some(
                 NamedSource::new(place.name.clone(), place.text.to_string()).with_language("yaml"),
             ),
             src_name: place.name,
-            labels: vec![LabeledSpan::new_primary_with_span(
-                Some(label.into()),
-                place.span,
-            )],
+            labels: vec![LabeledSpan::new_primary_with_span(Some(label), place.span)],
             location: Some(place.location),
             elsewhere: Vec::new(),
             help: None,

@@ -15,13 +15,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cairn_orch::Remote;
 use cairn_orch::inventory::Host;
 use cairn_orch::transport::known_hosts::KnownHosts;
 use cairn_orch::transport::local::LocalHost;
 use cairn_orch::transport::ssh::{
     Dialer, SshAuth, SshHost, SshOptions, SshStream, SshTarget, TcpDialer,
 };
+use cairn_orch::{Remote, TransportError};
 use cairn_template::loader::Deployment;
 
 use super::jobs::seconds;
@@ -39,6 +39,9 @@ pub struct Connector {
     /// The local cloud's namespace, for a deployment on the local target
     /// whose cloud isolates its servers.
     cloud_netns: Option<PathBuf>,
+    /// A deployment on the local target whose servers are processes on
+    /// this machine (`process` isolation): nothing to log in to.
+    local_processes: bool,
     timeout: std::time::Duration,
 }
 
@@ -58,15 +61,19 @@ impl Connector {
             .flat_map(|h| [h.join(".ssh/id_ed25519"), h.join(".ssh/id_rsa")])
             .filter(|p| p.is_file())
             .collect();
-        let cloud_netns = match deployment {
-            Some(d) if d.target == "local" => {
-                let dirs = super::local::local_dirs()?;
+        let (mut cloud_netns, mut local_processes) = (None, false);
+        if deployment.is_some_and(|d| d.target == "local") {
+            let dirs = super::local::local_dirs()?;
+            let isolation =
+                cairn_local::cloud::read_isolation(&dirs.state()).map_err(CliError::failure)?;
+            if isolation.as_deref() == Some("runc") {
                 let path =
                     cairn_local::host::dial::cloud_netns_path(&cairn_local::cloud::cloud_id(&dirs));
-                path.exists().then_some(path)
+                cloud_netns = path.exists().then_some(path);
+            } else {
+                local_processes = true;
             }
-            _ => None,
-        };
+        }
         Ok(Connector {
             known: Arc::new(known),
             options: SshOptions {
@@ -80,6 +87,7 @@ impl Connector {
             defaults,
             home,
             cloud_netns,
+            local_processes,
             timeout: seconds(args.timeout),
         })
     }
@@ -93,6 +101,16 @@ impl Connector {
             .unwrap_or("ssh");
         if connection == "local" {
             return Arc::new(LocalHost::new(host.name.clone()).with_timeout(self.timeout));
+        }
+        let from_deployment = host.sources.iter().any(|s| s.starts_with("deployment:"));
+        if from_deployment && self.local_processes {
+            return Arc::new(Unavailable {
+                name: host.name.clone(),
+                reason: "a server of the local cloud in `process` isolation is a process on \
+                         this machine, with no SSH to log in to; run the cloud with \
+                         `cairn local start --isolation runc` (servers as hosts) to operate it"
+                    .into(),
+            });
         }
         let user = self.user.as_deref().unwrap_or("root");
         let mut target = SshTarget::from_host(host, user, self.home.as_deref());
@@ -120,7 +138,6 @@ impl Connector {
         }
         auth.extend(self.defaults.iter().cloned().map(SshAuth::KeyFile));
         target.auth = auth;
-        let from_deployment = host.sources.iter().any(|s| s.starts_with("deployment:"));
         let dialer: Arc<dyn Dialer> = match (&self.cloud_netns, from_deployment) {
             (Some(ns), true) => Arc::new(NetnsDialer {
                 netns: ns.clone(),
@@ -129,6 +146,26 @@ impl Connector {
             _ => Arc::new(TcpDialer),
         };
         Arc::new(SshHost::new(target, self.options.clone(), dialer))
+    }
+}
+
+/// A host cairn knows it cannot reach, saying why, without trying.
+struct Unavailable {
+    name: String,
+    reason: String,
+}
+
+#[async_trait::async_trait]
+impl Remote for Unavailable {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn exec(&self, _: cairn_orch::Exec) -> Result<cairn_orch::Output, TransportError> {
+        Err(TransportError::Unreachable {
+            host: self.name.clone(),
+            reason: self.reason.clone(),
+        })
     }
 }
 

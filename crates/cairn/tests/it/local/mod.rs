@@ -205,6 +205,28 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     }
     assert_eq!(seen.len(), 2, "answers through {front}: {seen:?}");
 
+    // Its servers are processes here: `cairn run` says so, per host, at once.
+    let out = l.run(&[
+        "run",
+        "G@role:web",
+        "-C",
+        WEBAPP,
+        "-o",
+        "json",
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(job["hosts"].as_array().unwrap().len(), 2, "{job}");
+    for h in job["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"], "unreachable", "{h}");
+        assert!(
+            h["error"].as_str().unwrap().contains("--isolation runc"),
+            "{h}"
+        );
+    }
+
     // DNS: www.example.test is the load balancer's address, TTL 60.
     let dig = std::process::Command::new("dig")
         .args([
