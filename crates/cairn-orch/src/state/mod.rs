@@ -132,6 +132,18 @@ impl StateFile {
         Some(self.sources[s.file].place(s.id_span.clone()).location)
     }
 
+    /// Whether the Jinja of any file read (the state file and what it
+    /// includes) may look at the host's facts. When none does, the file
+    /// renders the same with or without them, includes and all, so a
+    /// caller can skip reading them.
+    pub fn uses_facts(&self) -> bool {
+        // `debug()` prints the whole context, facts included.
+        const NAMES: &[&str] = &["facts", "grains", "debug"];
+        self.sources
+            .iter()
+            .any(|s| render::may_use(&s.name, &s.original, NAMES))
+    }
+
     /// Every file read, the state file first.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.sources.iter().map(|s| s.path.as_path())

@@ -162,6 +162,20 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Whether the Jinja of `text` may look up any of `names` (a static
+/// reading: a name in a branch not taken counts). Text that does not parse
+/// may use anything.
+pub(crate) fn may_use(name: &str, text: &str, names: &[&str]) -> bool {
+    let env = environment();
+    match env.template_from_named_str(name, text) {
+        Ok(t) => {
+            let used = t.undeclared_variables(false);
+            names.iter().any(|n| used.contains(*n))
+        }
+        Err(_) => true,
+    }
+}
+
 fn render(name: &str, text: &str, ctx: &RenderContext) -> Result<String, minijinja::Error> {
     let env = environment();
     let template = env.template_from_named_str(name, text)?;

@@ -343,6 +343,40 @@ d:
 }
 
 #[test]
+fn uses_facts_reads_every_file_and_every_branch() {
+    let plain =
+        parse("a:\n  cmd.run:\n    - name: echo {{ host }} {{ vars.x | default(1) }}\n").unwrap();
+    assert!(!plain.uses_facts());
+    for text in [
+        "a:\n  cmd.run:\n    - name: echo {{ facts.os.id }}\n",
+        "a:\n  cmd.run:\n    - name: echo {{ grains['os'] }}\n",
+        // A branch not taken (facts are an empty map here) still counts.
+        "{% if facts.kernel is defined %}{% endif %}a:\n  cmd.run: []\n",
+        "a:\n  cmd.run:\n    - name: echo {{ debug() }}\n",
+    ] {
+        let f = StateFile::parse(Path::new("web.sls"), text, &RenderContext::new("web1"));
+        // Strict undefined: some fail to render without facts; those that
+        // render must still say they use them.
+        if let Ok(f) = f {
+            assert!(f.uses_facts(), "{text}");
+        }
+    }
+    let dir = TempDir::new("uses-facts");
+    std::fs::write(
+        dir.0.join("base.sls"),
+        "base:\n  cmd.run:\n    - name: echo {% if facts.os is defined %}x{% endif %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("top.sls"),
+        "include: [base.sls]\napp:\n  cmd.run: []\n",
+    )
+    .unwrap();
+    let f = StateFile::load(&dir.0.join("top.sls"), &RenderContext::new("h1")).unwrap();
+    assert!(f.uses_facts(), "an included file's use counts");
+}
+
+#[test]
 fn include_reads_files_relative_to_the_state_file() {
     let dir = TempDir::new("include");
     std::fs::create_dir_all(dir.0.join("common")).unwrap();

@@ -1,7 +1,7 @@
 //! `cairn state apply TARGET FILE`: a state file applied to each host as
-//! one job. Per host: its facts are read, the file is rendered with them
-//! and the host's variables, then its states run in order (cairn-orch's
-//! `state`).
+//! one job. Per host: its facts are read (when the file's Jinja may use
+//! them), the file is rendered with them and the host's variables, then its
+//! states run in order (cairn-orch's `state`).
 
 use std::path::Path;
 
@@ -47,16 +47,24 @@ pub fn apply(
         let (path, source, user_vars) = (path.clone(), source.clone(), user_vars.clone());
         async move {
             let name = remote.name().to_string();
-            let facts = match read_facts(&*remote, &ctx).await {
-                Ok(f) => f,
-                Err(e) => return module_result(&name, Err(e)),
-            };
             let mut vars = host_vars;
             vars.extend(user_vars);
-            let rctx = RenderContext::new(&name).facts(facts).vars(vars);
+            let rctx = RenderContext::new(&name).vars(vars);
+            // Facts cost the host a round trip and a dozen processes: they
+            // are read only for a file whose Jinja may look at them. One
+            // that does not renders the same without them.
             let file = match StateFile::parse(&path, &source, &rctx) {
-                Ok(f) => f,
-                Err(e) => return failed(&name, e.to_string()),
+                Ok(f) if !f.uses_facts() => f,
+                _ => {
+                    let facts = match read_facts(&*remote, &ctx).await {
+                        Ok(f) => f,
+                        Err(e) => return module_result(&name, Err(e)),
+                    };
+                    match StateFile::parse(&path, &source, &rctx.facts(facts)) {
+                        Ok(f) => f,
+                        Err(e) => return failed(&name, e.to_string()),
+                    }
+                }
             };
             match cairn_orch::state::apply(&file, &*remote, &module::load, &ctx).await {
                 Ok(report) => host_result(&name, report),

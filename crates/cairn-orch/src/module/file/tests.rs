@@ -402,8 +402,25 @@ async fn the_probe_sends_back_only_small_text() {
     );
     assert_eq!(r.content, None);
     let out = local().exec(Exec::new(probe(&d.s("small")))).await.unwrap();
-    assert_eq!(
-        File::parse(&out.stdout).content.as_deref(),
-        Some(&b"small\n"[..])
+    let r = File::parse(&out.stdout);
+    assert_eq!(r.content.as_deref(), Some(&b"small\n"[..]));
+    assert_eq!(r.sha256.as_deref(), Some(sha256_hex(b"small\n").as_str()));
+    assert_eq!((r.size, r.mode), (Some(6), Some(mode_of(&d.path("small")))));
+    // Small but binary: hashed, not kept for a diff.
+    std::fs::write(d.path("bin"), b"a\0b").unwrap();
+    let out = local().exec(Exec::new(probe(&d.s("bin")))).await.unwrap();
+    let r = File::parse(&out.stdout);
+    assert_eq!((r.kind, r.size, r.content), (Kind::File, Some(3), None));
+    assert_eq!(r.sha256.as_deref(), Some(sha256_hex(b"a\0b").as_str()));
+    // A directory: its mode and owner, no size.
+    let out = local()
+        .exec(Exec::new(probe(&d.root().to_string_lossy())))
+        .await
+        .unwrap();
+    let r = File::parse(&out.stdout);
+    assert_eq!((r.kind, r.size), (Kind::Dir, None));
+    assert!(
+        r.mode.is_some() && r.owner.is_some() && r.group.is_some(),
+        "{r:?}"
     );
 }
