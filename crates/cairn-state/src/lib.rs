@@ -1,4 +1,5 @@
-//! cairn's state store on SQLite.
+//! cairn's state store on SQLite ([`SqliteStore`], the default) or
+//! PostgreSQL ([`PgStore`], for teams: see [`pg`]).
 //!
 //! Owns: the state file (deployments and their resources, the serial that
 //! moves with them, leases, the journal, the history of runs, generated
@@ -25,6 +26,7 @@ mod jobs;
 mod journal;
 mod key;
 mod lease;
+pub mod pg;
 mod resources;
 mod schema;
 mod seal;
@@ -33,4 +35,5 @@ mod values;
 
 pub use key::{KEY_LEN, KeySource};
 pub use schema::SCHEMA_VERSION;
+pub use pg::{PgStore, PgUrl};
 pub use store::SqliteStore;
