@@ -28,14 +28,14 @@
 //! All tables live in the PostgreSQL schema `cairn`, so the state can share
 //! a database with other things; many deployments share one database.
 
-mod history;
+pub(crate) mod history;
 mod jobs;
-mod journal;
+pub(crate) mod journal;
 mod lease;
-mod resources;
+pub(crate) mod resources;
 mod schema;
 pub mod url;
-mod values;
+pub(crate) mod values;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -71,9 +71,7 @@ pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
              then SELECT, INSERT, UPDATE and DELETE on its tables)"
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => " (create the database first)",
-        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => {
-            " (another client held the rows too long)"
-        }
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => " (another client held the rows too long)",
         _ if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") => {
             " (is the server running and reachable?)"
         }
@@ -253,7 +251,9 @@ impl PgStore {
         let thread = std::thread::Builder::new()
             .name("cairn-state-pg".into())
             .spawn(move || worker(conn, queue))
-            .map_err(|e| StoreError::Storage(format!("starting the state connection thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Storage(format!("starting the state connection thread: {e}"))
+            })?;
         let mut store = PgStore {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -290,7 +290,11 @@ impl PgStore {
             let _ = answer.send(f(conn));
         });
         let gone = || StoreError::Storage("the state's connection thread stopped".into());
-        self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
         answered.recv().map_err(|_| {
             StoreError::Storage("the state's connection thread failed during the call".into())
         })
@@ -309,7 +313,9 @@ impl PgStore {
     /// Every journal entry of `deployment`, closed ones too, oldest first.
     pub fn journal(&self, deployment: &str) -> StoreResult<Vec<JournalEntry>> {
         let d = deployment.to_owned();
-        self.tx("reading the journal", move |tx, _| journal::list(tx, &d, false))
+        self.tx("reading the journal", move |tx, _| {
+            journal::list(tx, &d, false)
+        })
     }
 }
 
@@ -342,12 +348,16 @@ impl StateStore for PgStore {
 
     fn put_resource(&self, deployment: &str, record: &ResourceRecord) -> StoreResult<()> {
         let (d, r) = (deployment.to_owned(), record.clone());
-        self.tx("writing a resource", move |tx, s| resources::put(tx, s, &d, &r))
+        self.tx("writing a resource", move |tx, s| {
+            resources::put(tx, s, &d, &r)
+        })
     }
 
     fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()> {
         let (d, a) = (deployment.to_owned(), address.to_owned());
-        self.tx("deleting a resource", move |tx, _| resources::delete(tx, &d, &a))
+        self.tx("deleting a resource", move |tx, _| {
+            resources::delete(tx, &d, &a)
+        })
     }
 
     fn serial(&self, deployment: &str) -> StoreResult<i64> {
@@ -394,7 +404,9 @@ impl StateStore for PgStore {
 
     fn release_lease(&self, deployment: &str, run_id: &str) -> StoreResult<()> {
         let (d, r) = (deployment.to_owned(), run_id.to_owned());
-        self.tx("releasing the lease", move |tx, _| lease::release(tx, &d, &r))
+        self.tx("releasing the lease", move |tx, _| {
+            lease::release(tx, &d, &r)
+        })
     }
 
     fn lease(&self, deployment: &str) -> StoreResult<Option<Lease>> {
@@ -426,12 +438,16 @@ impl StateStore for PgStore {
 
     fn break_lease(&self, deployment: &str) -> StoreResult<Option<Lease>> {
         let d = deployment.to_owned();
-        self.tx("breaking the lease", move |tx, _| lease::force_remove(tx, &d))
+        self.tx("breaking the lease", move |tx, _| {
+            lease::force_remove(tx, &d)
+        })
     }
 
     fn journal_intent(&self, entry: &JournalEntry) -> StoreResult<i64> {
         let e = entry.clone();
-        self.tx("writing a journal intent", move |tx, _| journal::intent(tx, &e))
+        self.tx("writing a journal intent", move |tx, _| {
+            journal::intent(tx, &e)
+        })
     }
 
     fn journal_outcome(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
@@ -443,7 +459,9 @@ impl StateStore for PgStore {
 
     fn open_journal(&self, deployment: &str) -> StoreResult<Vec<JournalEntry>> {
         let d = deployment.to_owned();
-        self.tx("reading the journal", move |tx, _| journal::list(tx, &d, true))
+        self.tx("reading the journal", move |tx, _| {
+            journal::list(tx, &d, true)
+        })
     }
 
     fn close_journal(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
@@ -460,17 +478,23 @@ impl StateStore for PgStore {
 
     fn finish_run(&self, deployment: &str, serial: i64, run: &RunRecord) -> StoreResult<()> {
         let (d, r) = (deployment.to_owned(), run.clone());
-        self.tx("finishing a run", move |tx, _| history::finish(tx, &d, serial, &r))
+        self.tx("finishing a run", move |tx, _| {
+            history::finish(tx, &d, serial, &r)
+        })
     }
 
     fn runs(&self, deployment: &str) -> StoreResult<Vec<RunRecord>> {
         let d = deployment.to_owned();
-        self.tx("reading the history", move |tx, _| history::list(tx, &d, None))
+        self.tx("reading the history", move |tx, _| {
+            history::list(tx, &d, None)
+        })
     }
 
     fn run(&self, deployment: &str, serial: i64) -> StoreResult<RunRecord> {
         let d = deployment.to_owned();
-        self.tx("reading the history", move |tx, _| history::get(tx, &d, serial))
+        self.tx("reading the history", move |tx, _| {
+            history::get(tx, &d, serial)
+        })
     }
 
     fn generated_secrets(&self, deployment: &str) -> StoreResult<BTreeMap<String, String>> {
@@ -506,4 +530,15 @@ impl StateStore for PgStore {
         let d = deployment.to_owned();
         self.tx("reading outputs", move |tx, s| values::outputs(tx, s, &d))
     }
+}
+
+/// Whether the database has a row for `deployment` (`crate::transfer`).
+pub(crate) fn holds(tx: &mut Tx<'_>, deployment: &str) -> StoreResult<bool> {
+    const WHAT: &str = "looking for a deployment";
+    let row = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM deployments WHERE name = $1)",
+        &[&deployment],
+        WHAT,
+    )?;
+    col(&row, 0, WHAT)
 }

@@ -154,11 +154,7 @@ const KEY_CHECK_PLAINTEXT: &[u8] = b"cairn-state key check";
 pub(crate) fn version(tx: &mut Tx<'_>) -> StoreResult<i64> {
     const WHAT: &str = "reading the schema version";
     let exists: bool = col(
-        &tx.query_one(
-            "SELECT to_regclass('cairn.version') IS NOT NULL",
-            &[],
-            WHAT,
-        )?,
+        &tx.query_one("SELECT to_regclass('cairn.version') IS NOT NULL", &[], WHAT)?,
         0,
         WHAT,
     )?;
@@ -255,4 +251,3 @@ pub(crate) fn check_key(tx: &mut Tx<'_>, key: &KeySource, state: &str) -> StoreR
     }
     Ok(sealer)
 }
-

@@ -36,7 +36,9 @@ impl PgUrl {
         let rest = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or_else(|| "a PostgreSQL state URL starts with postgres:// or postgresql://".to_string())?;
+            .ok_or_else(|| {
+                "a PostgreSQL state URL starts with postgres:// or postgresql://".to_string()
+            })?;
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
             None => (rest, None),
@@ -62,7 +64,11 @@ impl PgUrl {
             _ => None,
         };
         let mut sslmode = SslMode::Prefer;
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
                 "sslmode" => {
@@ -312,7 +318,10 @@ mod tests {
             ("postgres://u:hunter2@h/d?sslmode=bogus", "unknown sslmode"),
             ("postgres://u:hunter2@h/d?foo=1", "unknown URL parameter"),
             ("postgres://u:hunter2@h:99999/d", "port"),
-            ("postgres://u:hun%zzter2@h/d", "malformed %-escape in the password"),
+            (
+                "postgres://u:hun%zzter2@h/d",
+                "malformed %-escape in the password",
+            ),
             ("mysql://u@h/d", "starts with postgres://"),
         ] {
             let err = PgUrl::parse(bad).unwrap_err();

@@ -83,21 +83,35 @@ fn bin_dir() -> PathBuf {
             return parent.to_path_buf();
         }
     }
-    panic!("PostgreSQL's server programs were not found: run scripts/install-postgres (or set CAIRN_PG_BIN)");
+    panic!(
+        "PostgreSQL's server programs were not found: run scripts/install-postgres (or set CAIRN_PG_BIN)"
+    );
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
-    assert!(out.status.success(), "no `postgres` user to run PostgreSQL as (root refuses): run scripts/install-postgres");
+    let out = Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no `postgres` user to run PostgreSQL as (root refuses): run scripts/install-postgres"
+    );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
@@ -122,7 +136,11 @@ impl Cluster {
         let name = format!(
             "t_{}_{}",
             test.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                .map(|c| if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                })
                 .take(40)
                 .collect::<String>(),
             N.fetch_add(1, Ordering::Relaxed)
@@ -161,7 +179,16 @@ impl Cluster {
             .command("initdb")
             .arg("-D")
             .arg(cluster.dir.join("data"))
-            .args(["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256", "-N", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-N",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("running initdb");
@@ -181,8 +208,13 @@ impl Cluster {
         match self.as_postgres {
             Some(_) => {
                 let mut c = Command::new("setpriv");
-                c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
-                    .arg(path);
+                c.args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(path);
                 c
             }
             None => Command::new(path),
@@ -204,7 +236,14 @@ impl Cluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.display()))
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -221,10 +260,20 @@ impl Cluster {
             if ready {
                 return;
             }
-            if let Some(status) = self.server.lock().unwrap().as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .server
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("postgres exited ({status}): {}", self.log_tail());
             }
-            assert!(Instant::now() < deadline, "postgres not ready after 60 s: {}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "postgres not ready after 60 s: {}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -248,8 +297,26 @@ impl Cluster {
 
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .env("PGPASSWORD", PASSWORD)
             .output()
             .expect("running psql");
@@ -266,7 +333,9 @@ impl Cluster {
         let Some(mut child) = self.server.lock().unwrap().take() else {
             return;
         };
-        let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while child.try_wait().ok().flatten().is_none() {
             if Instant::now() > deadline {
