@@ -182,3 +182,49 @@ fn deployments_share_one_database() {
     assert_eq!(store.deployments().unwrap(), ["a", "b", "c"]);
     assert_eq!(store.resources("b").unwrap()[0], resource("x", "b"));
 }
+
+/// Figures for the README: lease acquire/renew latency and a 500-resource
+/// write, SQLite against PostgreSQL on loopback. `cargo test -p cairn-state
+/// --test it figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn figures() {
+    use std::time::{Duration, Instant};
+    for place in [
+        crate::Place::sqlite("figures"),
+        crate::Place::postgres("figures"),
+    ] {
+        let s = place.open();
+        let who = crate::owner("ann");
+        let n = 200;
+        let t = Instant::now();
+        for i in 0..n {
+            s.acquire_lease("prod", &who, "r", "up", Duration::from_secs(60), i)
+                .unwrap();
+        }
+        let acquire = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for i in 0..n {
+            s.renew_lease("prod", "r", Duration::from_secs(60), i)
+                .unwrap();
+        }
+        let renew = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for i in 0..500 {
+            s.put_resource("big", &resource(&format!("r{i}"), "s"))
+                .unwrap();
+        }
+        let write = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(s.resources("big").unwrap().len(), 500);
+        let read = t.elapsed();
+        println!(
+            "{}: lease acquire {acquire:?}, renew {renew:?}; 500 resources written one transaction each in {write:?}, read back in {read:?}",
+            if place.is_postgres() {
+                "postgres"
+            } else {
+                "sqlite"
+            }
+        );
+    }
+}
