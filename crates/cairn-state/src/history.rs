@@ -78,6 +78,13 @@ pub(crate) fn begin(conn: &Connection, run: &RunRecord) -> StoreResult<i64> {
             |row| row.get(0),
         )
         .ctx("numbering the run")?;
+    insert(conn, serial, run)?;
+    Ok(serial)
+}
+
+/// Inserts `run` as run `serial` of its deployment (a copied history keeps
+/// its numbers).
+pub(crate) fn insert(conn: &Connection, serial: i64, run: &RunRecord) -> StoreResult<()> {
     conn.execute(
         &format!(
             "INSERT INTO runs ({COLUMNS})
@@ -86,7 +93,7 @@ pub(crate) fn begin(conn: &Connection, run: &RunRecord) -> StoreResult<i64> {
         params_from_iter(run_values(serial, &run.deployment, run)?),
     )
     .ctx("recording the run")?;
-    Ok(serial)
+    Ok(())
 }
 
 /// Overwrites run `serial` of `deployment` with `run` (all but its serial

@@ -11,7 +11,7 @@ use crate::resources::ensure_deployment;
 const COLUMNS: &str = "seq, deployment, run_id, address, type, op, token, target_id, started_at,
                        ok, result_id, error, finished_at";
 
-fn op_name(op: JournalOp) -> &'static str {
+pub(crate) fn op_name(op: JournalOp) -> &'static str {
     match op {
         JournalOp::Create => "create",
         JournalOp::Update => "update",
@@ -19,7 +19,7 @@ fn op_name(op: JournalOp) -> &'static str {
     }
 }
 
-fn op_from(name: &str) -> StoreResult<JournalOp> {
+pub(crate) fn op_from(name: &str) -> StoreResult<JournalOp> {
     match name {
         "create" => Ok(JournalOp::Create),
         "update" => Ok(JournalOp::Update),

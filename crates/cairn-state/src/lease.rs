@@ -39,7 +39,7 @@ pub(crate) fn get(conn: &Connection, deployment: &str) -> StoreResult<Option<Lea
 }
 
 /// `now + ttl`, a fraction of a second counting as a whole one.
-fn expiry(now: Timestamp, ttl: Duration) -> Timestamp {
+pub(crate) fn expiry(now: Timestamp, ttl: Duration) -> Timestamp {
     let secs = ttl
         .as_secs()
         .saturating_add(u64::from(ttl.subsec_nanos() > 0));
@@ -103,7 +103,21 @@ pub(crate) fn acquire(
     ttl: Duration,
     now: Timestamp,
 ) -> StoreResult<Lease> {
-    if let Some(held) = get(conn, deployment)?
+    may_acquire(get(conn, deployment)?, deployment, owner, run_id, now)?;
+    hold(conn, deployment, owner, run_id, operation, ttl, now)
+}
+
+/// Whether `run_id` may take the lease `held` (the current one, read under
+/// the write lock): free, expired, or already this run's. Shared by both
+/// stores, so that they decide alike.
+pub(crate) fn may_acquire(
+    held: Option<Lease>,
+    deployment: &str,
+    owner: &Owner,
+    run_id: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if let Some(held) = held
         && held.run_id != run_id
     {
         if held.expires_at > now {
@@ -123,7 +137,29 @@ pub(crate) fn acquire(
             "taking over an expired lease: its holder stopped renewing it",
         );
     }
-    hold(conn, deployment, owner, run_id, operation, ttl, now)
+    Ok(())
+}
+
+/// Whether `run_id` may take over `held` from `from_run_id`: only while it
+/// is still that run's (or free, or already this run's).
+pub(crate) fn may_take_over(
+    held: Option<Lease>,
+    deployment: &str,
+    from_run_id: &str,
+    run_id: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if let Some(held) = held
+        && held.run_id != from_run_id
+        && held.run_id != run_id
+    {
+        return Err(StoreError::Locked {
+            deployment: deployment.into(),
+            lease: Box::new(held),
+            now,
+        });
+    }
+    Ok(())
 }
 
 /// Takes the lease from `from_run_id`, whose holder the caller found gone.
@@ -139,16 +175,7 @@ pub(crate) fn take_over(
     ttl: Duration,
     now: Timestamp,
 ) -> StoreResult<Lease> {
-    if let Some(held) = get(conn, deployment)?
-        && held.run_id != from_run_id
-        && held.run_id != run_id
-    {
-        return Err(StoreError::Locked {
-            deployment: deployment.into(),
-            lease: Box::new(held),
-            now,
-        });
-    }
+    may_take_over(get(conn, deployment)?, deployment, from_run_id, run_id, now)?;
     hold(conn, deployment, owner, run_id, operation, ttl, now)
 }
 

@@ -1,4 +1,5 @@
-//! cairn's state store on SQLite.
+//! cairn's state store on SQLite ([`SqliteStore`], the default) or
+//! PostgreSQL ([`PgStore`], for teams: see [`pg`]).
 //!
 //! Owns: the state file (deployments and their resources, the serial that
 //! moves with them, leases, the journal, the history of runs, generated
@@ -25,12 +26,18 @@ mod jobs;
 mod journal;
 mod key;
 mod lease;
+mod location;
+pub mod pg;
 mod resources;
 mod schema;
 mod seal;
 mod store;
+mod transfer;
 mod values;
 
 pub use key::{KEY_LEN, KeySource};
+pub use location::{Location, Store};
+pub use pg::{PG_SCHEMA_VERSION, PgStore, PgUrl};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
+pub use transfer::{DeploymentDump, TableCheck, Transfer};

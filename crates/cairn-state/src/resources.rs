@@ -122,6 +122,36 @@ pub(crate) fn delete(conn: &Connection, deployment: &str, address: &str) -> Stor
     Ok(())
 }
 
+pub(crate) fn set_serial(conn: &Connection, deployment: &str, serial: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE deployments SET serial = ?2 WHERE name = ?1",
+        params![deployment, serial],
+    )
+    .ctx("setting the deployment's serial")?;
+    Ok(())
+}
+
+/// Removes everything of `deployment` (for `state migrate --force`).
+pub(crate) fn delete_deployment(conn: &Connection, deployment: &str) -> StoreResult<()> {
+    for table in [
+        "resources",
+        "leases",
+        "journal",
+        "runs",
+        "generated_secrets",
+        "outputs",
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE deployment = ?1"),
+            [deployment],
+        )
+        .ctx("removing the deployment")?;
+    }
+    conn.execute("DELETE FROM deployments WHERE name = ?1", [deployment])
+        .ctx("removing the deployment")?;
+    Ok(())
+}
+
 pub(crate) fn serial(conn: &Connection, deployment: &str) -> StoreResult<i64> {
     let serial = conn
         .query_row(

@@ -31,7 +31,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `BEGIN IMMEDIATE`, and a writer waits up to [`BUSY_TIMEOUT`] for another.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    sealer: Sealer,
+    pub(crate) sealer: Sealer,
 }
 
 impl std::fmt::Debug for SqliteStore {

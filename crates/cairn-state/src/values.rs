@@ -72,6 +72,15 @@ pub(crate) fn put_outputs(
     Ok(())
 }
 
+pub(crate) fn has_outputs(conn: &Connection, deployment: &str) -> StoreResult<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outputs WHERE deployment = ?1)",
+        [deployment],
+        |row| row.get(0),
+    )
+    .ctx("reading outputs")
+}
+
 /// A deployment that never had outputs has `null` and no secrets.
 pub(crate) fn outputs(
     conn: &Connection,

@@ -35,7 +35,8 @@ pub struct GlobalArgs {
     /// Never use colour (also: NO_COLOR)
     #[arg(long, global = true)]
     pub no_color: bool,
-    /// State store: `sqlite:PATH` or a path (default: .cairn/state.db beside the template)
+    /// State store: a path, `sqlite:PATH`, or `postgres://USER@HOST:PORT/DB?sslmode=disable`
+    /// (password from PGPASSWORD or ~/.pgpass) (default: .cairn/state.db beside the template)
     #[arg(long, global = true, env = ENV_STATE, value_name = "URL")]
     pub state: Option<String>,
     /// More logging on stderr (-v, -vv, -vvv)
@@ -170,7 +171,13 @@ pub enum Command {
         action: LocalAction,
     },
     /// The deployment's resources, one line each
-    List(TemplateArgs),
+    List {
+        #[command(flatten)]
+        template: TemplateArgs,
+        /// Instead: every deployment the state holds, with its last run
+        #[arg(long)]
+        all_deployments: bool,
+    },
     /// The deployment's resources in full (secrets shown as `(secret)`)
     Show {
         #[command(flatten)]
@@ -323,6 +330,8 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StateAction {
     /// Apply a state file to the hosts a target selects
     Apply {
@@ -334,6 +343,31 @@ pub enum StateAction {
         /// A variable the state file sees as vars.NAME (repeatable)
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+    },
+    /// Copy deployments' whole state (resources, history, journal, outputs,
+    /// secrets) from one state store to another, SQLite or PostgreSQL, and
+    /// check the copy
+    Migrate {
+        /// The state to copy from: a path, sqlite:PATH or postgres://USER@HOST:PORT/DB
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The state to copy to (created, or its schema migrated, on first use)
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The deployment to copy
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        deployment: Option<String>,
+        /// Copy every deployment the source holds
+        #[arg(long)]
+        all: bool,
+        /// Replace a deployment the target already holds
+        #[arg(long)]
+        force: bool,
     },
 }
 

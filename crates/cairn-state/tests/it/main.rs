@@ -1,20 +1,29 @@
-//! Integration tests of `SqliteStore` on real files: records, secrets at
-//! rest, leases across connections and processes, journal, history,
-//! migrations.
+//! Integration tests of the state stores: records, secrets at rest, leases
+//! across connections and processes, journal, history, migrations.
+//!
+//! One suite, two stores: the tests written with [`both_stores!`] run once
+//! on a SQLite file and once on a PostgreSQL database (a throwaway cluster
+//! from `tests/support/pg_cluster.rs`, stopped when the tests are done).
+
+#[path = "../support/pg_cluster.rs"]
+pub mod pg_cluster;
 
 mod history;
 mod journal;
 mod leases;
 mod migrations;
+mod pg;
 mod records;
 mod secrets;
+mod suite;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_engine::store::{Owner, ResourceRecord, RunRecord};
-use cairn_state::{KeySource, SqliteStore};
+use cairn_state::{KeySource, Location, PgStore, PgUrl, SqliteStore, Store};
 use serde_json::json;
 
 pub const KEY: [u8; 32] = [0x5a; 32];
@@ -51,6 +60,74 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Where a test's state lives: a SQLite file or a PostgreSQL database.
+pub enum Place {
+    Sqlite(Scratch),
+    Postgres(pg_cluster::TestDb),
+}
+
+impl Place {
+    pub fn sqlite(name: &str) -> Place {
+        Place::Sqlite(Scratch::new(name))
+    }
+
+    pub fn postgres(name: &str) -> Place {
+        Place::Postgres(pg_cluster::Cluster::database(name))
+    }
+
+    pub fn location(&self) -> Location {
+        match self {
+            Place::Sqlite(s) => Location::Sqlite(s.db()),
+            Place::Postgres(db) => Location::Postgres(PgUrl::parse(&db.url()).unwrap()),
+        }
+    }
+
+    /// A new store (a new connection) on this place.
+    pub fn open(&self) -> Box<dyn Store> {
+        self.open_with(KeySource::Bytes(KEY)).unwrap()
+    }
+
+    pub fn open_with(
+        &self,
+        key: KeySource,
+    ) -> Result<Box<dyn Store>, cairn_engine::store::StoreError> {
+        self.location().open(key)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Place::Postgres(_))
+    }
+}
+
+pub fn open_pg(db: &pg_cluster::TestDb) -> PgStore {
+    PgStore::open(&PgUrl::parse(&db.url()).unwrap(), KeySource::Bytes(KEY)).unwrap()
+}
+
+/// `both_stores! { fn name(place) { body } ... }`: a module `name` with a
+/// test `sqlite` and a test `postgres`, each running `body` with `place` a
+/// fresh [`Place`] of that kind.
+#[macro_export]
+macro_rules! both_stores {
+    ($(fn $name:ident($place:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($place: &$crate::Place) $body
+
+            #[test]
+            fn sqlite() {
+                body(&$crate::Place::sqlite(stringify!($name)));
+            }
+
+            #[test]
+            fn postgres() {
+                body(&$crate::Place::postgres(stringify!($name)));
+            }
+        }
+    )*};
 }
 
 pub fn open(db: &Path) -> SqliteStore {

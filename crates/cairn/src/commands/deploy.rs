@@ -9,12 +9,12 @@ use cairn_engine::apply::{ApplyEvent, ApplyOptions, Observer, OnFailure, RunCont
 use cairn_engine::plan::{Action, Plan, PlanOptions};
 use cairn_engine::provider::Provider;
 use cairn_engine::run::{DriftStatus, RunError, RunOptions, RunOutcome, up as run_up};
-use cairn_engine::store::{Owner, StateStore};
-use cairn_state::SqliteStore;
+use cairn_engine::store::Owner;
+use cairn_state::{Location, Store};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use super::state::{key_source, state_path};
+use super::state::{open_location, state_location};
 use crate::cli::Format;
 use crate::cli::{ApplyArgs, ChangeArgs, GlobalArgs, OnFailureArg, TemplateArgs};
 use crate::output::cell::duration;
@@ -145,9 +145,10 @@ fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
 
 pub(super) struct Target {
     pub provider: Arc<dyn Provider>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub deployment: String,
-    /// The state file, so that a saved plan can name it.
+    /// The state (a file, or a PostgreSQL URL without its password), so
+    /// that a saved plan can name it.
     pub state: PathBuf,
     /// `local`, `aws`.
     pub target: String,
@@ -194,14 +195,17 @@ pub(super) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Targ
             )));
         }
     };
-    let path = state_path(global, &dir)?;
-    let store = SqliteStore::open(&path, key_source()?)
-        .map_err(|e| CliError::failure(format!("opening the state {}: {e}", path.display())))?;
+    let location = state_location(global, &dir)?;
+    let store: Arc<dyn Store> = Arc::from(open_location(&location)?);
+    let state = match &location {
+        Location::Sqlite(path) => std::path::absolute(path).unwrap_or(path.clone()),
+        Location::Postgres(url) => PathBuf::from(url.to_string()),
+    };
     Ok(Target {
         provider,
-        store: Arc::new(store),
+        store,
         deployment: deployment.name,
-        state: std::path::absolute(&path).unwrap_or(path),
+        state,
         target: deployment.target,
         environment: deployment.env,
     })

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use cairn_engine::store::StateStore;
 use cairn_orch::Inventory;
 use cairn_orch::inventory::deployment;
-use cairn_state::SqliteStore;
+use cairn_state::Location;
 use cairn_template::loader::{Deployment, TEMPLATE_FILES, locate_deployment};
 
-use super::state::{key_source, state_path};
+use super::state::{open_location, state_location};
 use crate::cli::GlobalArgs;
 use crate::report::CliError;
 
@@ -38,12 +38,12 @@ pub fn load(
     let mut state_dir = dir.to_path_buf();
     if inventories.is_empty() || has_template || env.is_some() {
         let (tdir, d) = locate_deployment(dir, env)?;
-        let path = state_path(global, &tdir)?;
-        if path.exists() {
-            let store = SqliteStore::open(&path, key_source()?).map_err(|e| {
-                CliError::Failure(anyhow::anyhow!("opening the state {}: {e}", path.display()))
-            })?;
-            let store: &dyn StateStore = &store;
+        let location = state_location(global, &tdir)?;
+        // A SQLite state not written yet holds no servers (and is not
+        // created by listing them).
+        if !matches!(&location, Location::Sqlite(path) if !path.exists()) {
+            let store = open_location(&location)?;
+            let store: &dyn StateStore = &*store;
             inv.merge(deployment::from_store(store, &d.name, &d.env).map_err(CliError::failure)?);
         }
         state_dir = tdir;

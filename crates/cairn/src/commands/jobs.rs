@@ -10,15 +10,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_orch::job::{self, HostResult, HostStatus, JobRecord, JobStore};
+use cairn_orch::job::{self, HostResult, HostStatus, JobRecord};
 use cairn_orch::module::{self, Module, ModuleError, Outcome, RunContext};
 use cairn_orch::{Remote, Target};
-use cairn_state::SqliteStore;
+use cairn_state::Store;
 use serde_json::{Map, Value as J, json};
 
 use super::connect::Connector;
 use super::hosts;
-use super::state::{key_source, state_path};
+use super::state::{open_location, state_location};
 use crate::cli::{Format, GlobalArgs, HostArgs, JobsAction, RunArgs};
 use crate::output::{default_format, emit};
 use crate::report::{CliError, Status};
@@ -355,11 +355,8 @@ fn state_dir(dir: &Path) -> Result<std::path::PathBuf, CliError> {
     }
 }
 
-fn open_store(dir: &Path, global: &GlobalArgs) -> Result<SqliteStore, CliError> {
-    let path = state_path(global, dir)?;
-    SqliteStore::open(&path, key_source()?).map_err(|e| {
-        CliError::Failure(anyhow::anyhow!("opening the state {}: {e}", path.display()))
-    })
+fn open_store(dir: &Path, global: &GlobalArgs) -> Result<Box<dyn Store>, CliError> {
+    open_location(&state_location(global, dir)?)
 }
 
 /// Salt's job id form: the start time to the microsecond, UTC.

@@ -10,6 +10,7 @@ mod import;
 mod inventory;
 mod jobs;
 mod local;
+mod migrate;
 mod state;
 mod state_files;
 mod validate;
@@ -76,7 +77,14 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             deploy::up(template, &change, apply, true, &cli.global)
         }
         Command::Local { action } => local::run(action, &cli.global),
-        Command::List(t) => state::list(t, &cli.global),
+        Command::List {
+            template,
+            all_deployments: false,
+        } => state::list(template, &cli.global),
+        Command::List {
+            template,
+            all_deployments: true,
+        } => state::list_deployments(template, &cli.global),
         Command::Show {
             template,
             address,
@@ -94,6 +102,16 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::State {
             action: crate::cli::StateAction::Apply { hosts, file, vars },
         } => jobs::state_apply(hosts, file, vars, &cli.global),
+        Command::State {
+            action:
+                crate::cli::StateAction::Migrate {
+                    from,
+                    to,
+                    deployment,
+                    all: _,
+                    force,
+                },
+        } => migrate::migrate(from, to, deployment.as_deref(), *force, &cli.global),
         Command::Jobs { action } => jobs::jobs(action.as_ref(), &cli.global),
         Command::Util {
             tool:

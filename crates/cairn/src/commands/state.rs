@@ -4,32 +4,104 @@ use std::path::PathBuf;
 
 use serde_json::{Value as J, json};
 
-use cairn_engine::store::StateStore;
-use cairn_state::{KeySource, SqliteStore};
+use cairn_state::{KeySource, Location, Store};
 use cairn_template::loader::locate_deployment;
 
 use crate::cli::{ENV_KEY_FILE, GlobalArgs, LockAction, TemplateArgs};
 use crate::output::emit;
 use crate::report::{CliError, Status};
 
-/// Where the state lives: `--state`/`CAIRN_STATE`, else `.cairn/state.db`
-/// beside the template.
-pub fn state_path(
+/// Where the state lives: `--state`/`CAIRN_STATE` (a path, `sqlite:PATH`
+/// or `postgres://…`), else `.cairn/state.db` beside the template.
+pub fn state_location(
     global: &GlobalArgs,
     template_dir: &std::path::Path,
-) -> Result<PathBuf, CliError> {
+) -> Result<Location, CliError> {
     match global.state.as_deref() {
-        None => Ok(template_dir.join(".cairn").join("state.db")),
-        Some(url) => {
-            let path = url.strip_prefix("sqlite:").unwrap_or(url);
-            if url.contains("://") {
-                return Err(CliError::Usage(format!(
-                    "--state {url}: only SQLite state (`sqlite:PATH` or a path) is supported"
-                )));
-            }
-            Ok(PathBuf::from(path))
+        None => Ok(Location::Sqlite(
+            template_dir.join(".cairn").join("state.db"),
+        )),
+        Some(url) => parse_location(url, "--state"),
+    }
+}
+
+/// Parses a state URL and, for PostgreSQL, fills in what libpq would: the
+/// user (`PGUSER`, else `USER`) and the password (`PGPASSWORD`, else the
+/// first matching line of `PGPASSFILE` or `~/.pgpass`). The password is
+/// never printed: the location shows without it.
+pub fn parse_location(url: &str, flag: &str) -> Result<Location, CliError> {
+    let mut location = Location::parse(url).map_err(|e| {
+        // The message never holds the password; the URL shown is redacted.
+        CliError::Usage(format!("{flag} {}: {e}", redacted(url)))
+    })?;
+    if let Location::Postgres(pg) = &mut location {
+        if pg.user.is_none()
+            && let Some(user) = std::env::var("PGUSER")
+                .ok()
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|u| !u.is_empty())
+        {
+            pg.set_user(user);
+        }
+        if pg.password().is_none() {
+            let password = std::env::var("PGPASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .or_else(|| pgpass(pg));
+            pg.set_password(password);
         }
     }
+    Ok(location)
+}
+
+/// `scheme://user:PASSWORD@host` with the password replaced, for messages
+/// about a URL that did not parse.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The password `~/.pgpass` (or `PGPASSFILE`) holds for `url`. As libpq,
+/// a file that others may read is ignored, with a warning.
+fn pgpass(url: &cairn_state::PgUrl) -> Option<String> {
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    let meta = std::fs::metadata(&path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "ignoring the password file: others may read it (chmod 0600 it)"
+            );
+            return None;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(&path).ok()?;
+    cairn_state::pg::pgpass_lookup(&text, url)
+}
+
+/// Opens the state at `location`, migrating its schema on first use.
+pub fn open_location(location: &Location) -> Result<Box<dyn Store>, CliError> {
+    location
+        .open(key_source()?)
+        .map_err(|e| CliError::Failure(anyhow::anyhow!("opening the state {location}: {e}")))
 }
 
 /// `CAIRN_KEY_FILE`, else `~/.config/cairn/key`.
@@ -48,16 +120,13 @@ pub fn key_source() -> Result<KeySource, CliError> {
 }
 
 pub struct Opened {
-    pub store: SqliteStore,
+    pub store: Box<dyn Store>,
     pub deployment: String,
 }
 
 pub fn open(t: &TemplateArgs, global: &GlobalArgs) -> Result<Opened, CliError> {
     let (dir, deployment) = locate_deployment(&t.dir, t.env.as_deref())?;
-    let path = state_path(global, &dir)?;
-    let store = SqliteStore::open(&path, key_source()?).map_err(|e| {
-        CliError::Failure(anyhow::anyhow!("opening the state {}: {e}", path.display()))
-    })?;
+    let store = open_location(&state_location(global, &dir)?)?;
     Ok(Opened {
         store,
         deployment: deployment.name,
@@ -73,6 +142,37 @@ pub fn list(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
         .iter()
         .map(|r| json!({"address": r.address, "type": r.kind, "id": r.id}))
         .collect();
+    emit(J::Array(rows), global)?;
+    Ok(Status::Success)
+}
+
+/// `cairn list --all-deployments`: every deployment in the state (the one
+/// `--state` names, else the template's), with its resources and last run.
+pub fn list_deployments(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
+    let location = match global.state.as_deref() {
+        Some(url) => parse_location(url, "--state")?,
+        None => {
+            let (dir, _) = locate_deployment(&t.dir, t.env.as_deref())?;
+            state_location(global, &dir)?
+        }
+    };
+    let store = open_location(&location)?;
+    let mut rows = Vec::new();
+    for name in store.deployments().map_err(CliError::failure)? {
+        let resources = store.resources(&name).map_err(CliError::failure)?.len();
+        let last = store.runs(&name).map_err(CliError::failure)?.pop();
+        let lease = store.lease(&name).map_err(CliError::failure)?;
+        rows.push(json!({
+            "deployment": name,
+            "resources": resources,
+            "last_run": last.as_ref().map(|r| r.serial),
+            "command": last.as_ref().map(|r| r.command.clone()),
+            "outcome": last.as_ref().map(|r| r.outcome.clone()),
+            "who": last.as_ref().map(|r| format!("{}@{}", r.owner.user, r.owner.host)),
+            "started_at": last.as_ref().map(|r| r.started_at),
+            "locked_by": lease.map(|l| l.owner.to_string()),
+        }));
+    }
     emit(J::Array(rows), global)?;
     Ok(Status::Success)
 }

@@ -1,0 +1,544 @@
+//! cairn's state on PostgreSQL: [`PgStore`], the same [`StateStore`] (and
+//! cairn-orch's `JobStore`) as [`crate::SqliteStore`], for a team, its CI
+//! runners and several machines sharing one state.
+//!
+//! Layout mirrors the SQLite store, one module per table (`resources`,
+//! `lease`, `journal`, `history`, `values`, `jobs`), the schema and its
+//! migrations in `schema`, URLs and `~/.pgpass` in `url`. Secrets are sealed
+//! by [`crate::seal`] exactly as in SQLite, before PostgreSQL sees them: a
+//! database administrator reading every table sees no secret.
+//!
+//! **Sync store, async engine.** The engine calls the store's sync methods
+//! from inside a Tokio runtime, and the sync `postgres` client drives its
+//! own small runtime with `block_on`, which panics on a runtime thread (and
+//! so would dropping the client there). So the client lives on a thread of
+//! its own: each store method sends it a closure over a channel and waits
+//! for the answer. The engine's calls block the calling thread just as
+//! SQLite's do; the hop costs microseconds against a round trip to the
+//! server. The thread owns the connection, opens it again after it broke
+//! (the failed call fails; nothing is retried blindly, since a write may
+//! have committed), and closes it when the store is dropped.
+//!
+//! **Transactions.** Every method is one transaction, READ COMMITTED. What
+//! must not interleave per deployment (a lease's read-then-write, a run's
+//! serial) first locks the deployment's row (`SELECT ... FOR UPDATE`): two
+//! clients serialize there, and the second then reads what the first
+//! committed, so two can never both win a lease.
+//!
+//! All tables live in the PostgreSQL schema `cairn`, so the state can share
+//! a database with other things; many deployments share one database.
+
+pub(crate) mod history;
+mod jobs;
+pub(crate) mod journal;
+mod lease;
+pub(crate) mod resources;
+mod schema;
+pub mod url;
+pub(crate) mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cairn_engine::store::{
+    JournalEntry, JournalOutcome, Lease, Owner, ResourceRecord, RunRecord, StateStore, StoreError,
+    StoreResult, Timestamp,
+};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Statement, Transaction};
+
+use crate::key::KeySource;
+use crate::seal::Sealer;
+pub use schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
+pub use url::{PgUrl, SslMode, pgpass_lookup};
+
+/// How long a statement waits for a row another client holds locked.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Turns a PostgreSQL error into a [`StoreError`] saying what the store was
+/// doing, with a hint for the failures a user fixes.
+pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
+    use postgres::error::SqlState;
+    let hint = match e.code() {
+        Some(c) if *c == SqlState::INVALID_PASSWORD => {
+            " (check the password: in the URL, PGPASSWORD or ~/.pgpass)"
+        }
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+            " (the user needs CREATE on the database the first time, to make schema `cairn`, \
+             then SELECT, INSERT, UPDATE and DELETE on its tables)"
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => " (create the database first)",
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => " (another client held the rows too long)",
+        _ if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") => {
+            " (is the server running and reachable?)"
+        }
+        _ => "",
+    };
+    // The Display of a server error is "db error: ERROR: msg"; its detail too.
+    let detail = e
+        .as_db_error()
+        .and_then(|d| d.detail())
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    let cause = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    };
+    StoreError::Storage(format!("{what}: {cause}{detail}{hint}"))
+}
+
+pub(crate) trait PgContext<T> {
+    fn ctx(self, what: &str) -> StoreResult<T>;
+}
+
+impl<T> PgContext<T> for Result<T, postgres::Error> {
+    fn ctx(self, what: &str) -> StoreResult<T> {
+        self.map_err(|e| pg_err(what, &e))
+    }
+}
+
+/// One transaction, with the connection's prepared statements at hand.
+pub(crate) struct Tx<'a> {
+    tx: Transaction<'a>,
+    cache: &'a mut HashMap<String, Statement>,
+}
+
+impl Tx<'_> {
+    fn statement(&mut self, sql: &str, what: &str) -> StoreResult<Statement> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql).ctx(what)?;
+        self.cache.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub(crate) fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> StoreResult<u64> {
+        let s = self.statement(sql, what)?;
+        self.tx.execute(&s, params).ctx(what)
+    }
+
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> StoreResult<Vec<Row>> {
+        let s = self.statement(sql, what)?;
+        self.tx.query(&s, params).ctx(what)
+    }
+
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> StoreResult<Option<Row>> {
+        let s = self.statement(sql, what)?;
+        self.tx.query_opt(&s, params).ctx(what)
+    }
+
+    pub(crate) fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> StoreResult<Row> {
+        let s = self.statement(sql, what)?;
+        self.tx.query_one(&s, params).ctx(what)
+    }
+
+    /// Several statements without parameters (migrations).
+    pub(crate) fn batch(&mut self, sql: &str, what: &str) -> StoreResult<()> {
+        self.tx.batch_execute(sql).ctx(what)
+    }
+}
+
+/// Reads column `i` of `row`, naming `what` on a type mismatch.
+pub(crate) fn col<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+    what: &str,
+) -> StoreResult<T> {
+    row.try_get(i).ctx(what)
+}
+
+/// The connection thread's side: the client, opened (again) on demand.
+struct Conn {
+    url: PgUrl,
+    client: Option<Client>,
+    cache: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn client(&mut self) -> StoreResult<&mut Client> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            tracing::warn!(url = %self.url, "the connection to the state database broke: reconnecting");
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let what = format!("connecting to the state {}", self.url);
+            let mut client = self.url.config().connect(NoTls).ctx(&what)?;
+            client
+                .batch_execute(&format!(
+                    "SET search_path TO cairn; SET lock_timeout = '{}s';",
+                    LOCK_TIMEOUT.as_secs()
+                ))
+                .ctx(&what)?;
+            self.cache.clear();
+            self.client = Some(client);
+        }
+        // Just set when it was missing.
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Storage("no connection".into()))
+    }
+
+    fn transaction<T>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.client()?;
+        let Conn { client, cache, .. } = self;
+        let client = client
+            .as_mut()
+            .ok_or_else(|| StoreError::Storage("no connection".into()))?;
+        let tx = client.transaction().ctx(what)?;
+        let mut tx = Tx { tx, cache };
+        let out = f(&mut tx)?;
+        tx.tx.commit().ctx(what)?;
+        Ok(out)
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// The state in a PostgreSQL database (schema `cairn`).
+pub struct PgStore {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    sealer: Arc<Sealer>,
+    url: PgUrl,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates the schema (refusing one from a newer cairn), and
+    /// checks that `key` opens the secrets already sealed there.
+    pub fn open(url: &PgUrl, key: KeySource) -> StoreResult<PgStore> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let conn = Conn {
+            url: url.clone(),
+            client: None,
+            cache: HashMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("cairn-state-pg".into())
+            .spawn(move || worker(conn, queue))
+            .map_err(|e| {
+                StoreError::Storage(format!("starting the state connection thread: {e}"))
+            })?;
+        let mut store = PgStore {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            // Replaced below, once the key is checked.
+            sealer: Arc::new(Sealer::new(&[0; crate::KEY_LEN])),
+            url: url.clone(),
+        };
+        let shown = url.to_string();
+        store.call(|conn| {
+            conn.client()?;
+            schema::migrate(conn)
+        })??;
+        let sealer = store.call(move |conn| {
+            conn.transaction("checking the state's key", |tx| {
+                schema::check_key(tx, &key, &shown)
+            })
+        })??;
+        store.sealer = Arc::new(sealer);
+        Ok(store)
+    }
+
+    /// The URL, without its password.
+    pub fn url(&self) -> &PgUrl {
+        &self.url
+    }
+
+    /// Runs `f` on the connection thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> T + Send + 'static,
+    ) -> StoreResult<T> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            let _ = answer.send(f(conn));
+        });
+        let gone = || StoreError::Storage("the state's connection thread stopped".into());
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
+        answered.recv().map_err(|_| {
+            StoreError::Storage("the state's connection thread failed during the call".into())
+        })
+    }
+
+    /// One transaction on the connection thread; `f` gets the sealer.
+    pub(crate) fn tx<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Tx<'_>, &Sealer) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let sealer = Arc::clone(&self.sealer);
+        self.call(move |conn| conn.transaction(what, |tx| f(tx, &sealer)))?
+    }
+
+    /// Every journal entry of `deployment`, closed ones too, oldest first.
+    pub fn journal(&self, deployment: &str) -> StoreResult<Vec<JournalEntry>> {
+        let d = deployment.to_owned();
+        self.tx("reading the journal", move |tx, _| {
+            journal::list(tx, &d, false)
+        })
+    }
+}
+
+fn worker(mut conn: Conn, queue: mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        // A panicking call drops its answer channel (the caller gets an
+        // error) and leaves the thread serving the next ones; its
+        // transaction was rolled back when it was dropped.
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+            conn.client = None;
+        }
+    }
+    // The client closes here, on this thread, outside any runtime.
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl StateStore for PgStore {
+    fn resources(&self, deployment: &str) -> StoreResult<Vec<ResourceRecord>> {
+        let d = deployment.to_owned();
+        self.tx("reading resources", move |tx, s| resources::list(tx, s, &d))
+    }
+
+    fn put_resource(&self, deployment: &str, record: &ResourceRecord) -> StoreResult<()> {
+        let (d, r) = (deployment.to_owned(), record.clone());
+        self.tx("writing a resource", move |tx, s| {
+            resources::put(tx, s, &d, &r)
+        })
+    }
+
+    fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()> {
+        let (d, a) = (deployment.to_owned(), address.to_owned());
+        self.tx("deleting a resource", move |tx, _| {
+            resources::delete(tx, &d, &a)
+        })
+    }
+
+    fn serial(&self, deployment: &str) -> StoreResult<i64> {
+        let d = deployment.to_owned();
+        self.tx("reading the serial", move |tx, _| resources::serial(tx, &d))
+    }
+
+    fn deployments(&self) -> StoreResult<Vec<String>> {
+        self.tx("listing deployments", |tx, _| resources::deployments(tx))
+    }
+
+    fn acquire_lease(
+        &self,
+        deployment: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        let (d, o, r, op) = (
+            deployment.to_owned(),
+            owner.clone(),
+            run_id.to_owned(),
+            operation.to_owned(),
+        );
+        self.tx("acquiring the lease", move |tx, _| {
+            lease::acquire(tx, &d, &o, &r, &op, ttl, now)
+        })
+    }
+
+    fn renew_lease(
+        &self,
+        deployment: &str,
+        run_id: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        let (d, r) = (deployment.to_owned(), run_id.to_owned());
+        self.tx("renewing the lease", move |tx, _| {
+            lease::renew(tx, &d, &r, ttl, now)
+        })
+    }
+
+    fn release_lease(&self, deployment: &str, run_id: &str) -> StoreResult<()> {
+        let (d, r) = (deployment.to_owned(), run_id.to_owned());
+        self.tx("releasing the lease", move |tx, _| {
+            lease::release(tx, &d, &r)
+        })
+    }
+
+    fn lease(&self, deployment: &str) -> StoreResult<Option<Lease>> {
+        let d = deployment.to_owned();
+        self.tx("reading the lease", move |tx, _| lease::get(tx, &d))
+    }
+
+    fn take_over_lease(
+        &self,
+        deployment: &str,
+        from_run_id: &str,
+        owner: &Owner,
+        run_id: &str,
+        operation: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        let (d, from, o, r, op) = (
+            deployment.to_owned(),
+            from_run_id.to_owned(),
+            owner.clone(),
+            run_id.to_owned(),
+            operation.to_owned(),
+        );
+        self.tx("taking over the lease", move |tx, _| {
+            lease::take_over(tx, &d, &from, &o, &r, &op, ttl, now)
+        })
+    }
+
+    fn break_lease(&self, deployment: &str) -> StoreResult<Option<Lease>> {
+        let d = deployment.to_owned();
+        self.tx("breaking the lease", move |tx, _| {
+            lease::force_remove(tx, &d)
+        })
+    }
+
+    fn journal_intent(&self, entry: &JournalEntry) -> StoreResult<i64> {
+        let e = entry.clone();
+        self.tx("writing a journal intent", move |tx, _| {
+            journal::intent(tx, &e)
+        })
+    }
+
+    fn journal_outcome(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
+        let o = outcome.clone();
+        self.tx("writing a journal outcome", move |tx, _| {
+            journal::set_outcome(tx, seq, &o)
+        })
+    }
+
+    fn open_journal(&self, deployment: &str) -> StoreResult<Vec<JournalEntry>> {
+        let d = deployment.to_owned();
+        self.tx("reading the journal", move |tx, _| {
+            journal::list(tx, &d, true)
+        })
+    }
+
+    fn close_journal(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
+        let o = outcome.clone();
+        self.tx("closing a journal entry", move |tx, _| {
+            journal::set_outcome(tx, seq, &o)
+        })
+    }
+
+    fn begin_run(&self, run: &RunRecord) -> StoreResult<i64> {
+        let r = run.clone();
+        self.tx("recording a run", move |tx, _| history::begin(tx, &r))
+    }
+
+    fn finish_run(&self, deployment: &str, serial: i64, run: &RunRecord) -> StoreResult<()> {
+        let (d, r) = (deployment.to_owned(), run.clone());
+        self.tx("finishing a run", move |tx, _| {
+            history::finish(tx, &d, serial, &r)
+        })
+    }
+
+    fn runs(&self, deployment: &str) -> StoreResult<Vec<RunRecord>> {
+        let d = deployment.to_owned();
+        self.tx("reading the history", move |tx, _| {
+            history::list(tx, &d, None)
+        })
+    }
+
+    fn run(&self, deployment: &str, serial: i64) -> StoreResult<RunRecord> {
+        let d = deployment.to_owned();
+        self.tx("reading the history", move |tx, _| {
+            history::get(tx, &d, serial)
+        })
+    }
+
+    fn generated_secrets(&self, deployment: &str) -> StoreResult<BTreeMap<String, String>> {
+        let d = deployment.to_owned();
+        self.tx("reading generated secrets", move |tx, s| {
+            values::generated_secrets(tx, s, &d)
+        })
+    }
+
+    fn put_generated_secret(&self, deployment: &str, name: &str, value: &str) -> StoreResult<()> {
+        let (d, n, v) = (deployment.to_owned(), name.to_owned(), value.to_owned());
+        self.tx("writing a generated secret", move |tx, s| {
+            values::put_generated_secret(tx, s, &d, &n, &v)
+        })
+    }
+
+    fn put_outputs(
+        &self,
+        deployment: &str,
+        public: &serde_json::Value,
+        secrets: &BTreeMap<String, serde_json::Value>,
+    ) -> StoreResult<()> {
+        let (d, p, sec) = (deployment.to_owned(), public.clone(), secrets.clone());
+        self.tx("writing outputs", move |tx, s| {
+            values::put_outputs(tx, s, &d, &p, &sec)
+        })
+    }
+
+    fn outputs(
+        &self,
+        deployment: &str,
+    ) -> StoreResult<(serde_json::Value, BTreeMap<String, serde_json::Value>)> {
+        let d = deployment.to_owned();
+        self.tx("reading outputs", move |tx, s| values::outputs(tx, s, &d))
+    }
+}
+
+/// Whether the database has a row for `deployment` (`crate::transfer`).
+pub(crate) fn holds(tx: &mut Tx<'_>, deployment: &str) -> StoreResult<bool> {
+    const WHAT: &str = "looking for a deployment";
+    let row = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM deployments WHERE name = $1)",
+        &[&deployment],
+        WHAT,
+    )?;
+    col(&row, 0, WHAT)
+}

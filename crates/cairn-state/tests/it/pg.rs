@@ -1,0 +1,230 @@
+//! PostgreSQL only: what a database administrator sees, a schema from a
+//! newer cairn, the errors a user fixes (password, server, privileges), and
+//! a server restarted under an open store.
+
+use std::collections::BTreeMap;
+
+use cairn_engine::store::{StateStore, StoreError};
+use cairn_state::{KeySource, PG_SCHEMA_VERSION, PgStore, PgUrl};
+use serde_json::json;
+
+use crate::pg_cluster::{Cluster, PASSWORD, SUPERUSER};
+use crate::{KEY, open_pg, resource, run};
+
+fn open_url(url: &str) -> Result<PgStore, StoreError> {
+    PgStore::open(&PgUrl::parse(url).unwrap(), KeySource::Bytes(KEY))
+}
+
+#[test]
+fn a_dba_selecting_every_column_of_every_table_sees_no_secret() {
+    let db = Cluster::database("dba");
+    let store = open_pg(&db);
+    let secrets = ["res-secret-7f3a", "gen-secret-91bc", "out-secret-d2e4"];
+    store
+        .put_resource("prod", &resource("db", secrets[0]))
+        .unwrap();
+    store
+        .put_generated_secret("prod", "db_password", secrets[1])
+        .unwrap();
+    store
+        .put_outputs(
+            "prod",
+            &json!({"url": "https://x"}),
+            &BTreeMap::from([("token".into(), json!(secrets[2]))]),
+        )
+        .unwrap();
+    store.begin_run(&run("prod", "up")).unwrap();
+    // Every column of every table in schema cairn, as text (bytea as hex).
+    let tables = db.psql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'cairn' ORDER BY 1",
+    );
+    let tables: Vec<&str> = tables.lines().collect();
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut seen = String::new();
+    for table in &tables {
+        seen += &db.psql(&format!("SELECT t::text FROM cairn.{table} AS t"));
+        seen += &db.psql(&format!(
+            "SELECT convert_from(t::text::bytea, 'UTF8') FROM cairn.{table} AS t"
+        ));
+    }
+    assert!(
+        seen.contains("127.42.0.5:5432"),
+        "the public values are there to see"
+    );
+    for secret in secrets {
+        assert!(!seen.contains(secret), "{secret} in clear");
+        assert!(!seen.contains(&hex::encode(secret)), "{secret} in hex");
+    }
+    // And the store itself still opens them.
+    assert_eq!(
+        store.resources("prod").unwrap()[0],
+        resource("db", secrets[0])
+    );
+}
+
+#[test]
+fn a_schema_from_a_newer_cairn_is_refused_untouched() {
+    let db = Cluster::database("too_new");
+    drop(open_pg(&db));
+    db.psql(&format!(
+        "UPDATE cairn.version SET version = {}",
+        PG_SCHEMA_VERSION + 1
+    ));
+    match open_url(&db.url()) {
+        Err(StoreError::TooNew { found, known }) => {
+            assert_eq!((found, known), (PG_SCHEMA_VERSION + 1, PG_SCHEMA_VERSION));
+            let message = StoreError::TooNew { found, known }.to_string();
+            assert!(message.contains("newer than this cairn"), "{message}");
+        }
+        other => panic!("expected TooNew, got {other:?}"),
+    }
+    assert_eq!(
+        db.psql("SELECT version FROM cairn.version").trim(),
+        (PG_SCHEMA_VERSION + 1).to_string()
+    );
+}
+
+#[test]
+fn many_clients_may_create_the_schema_at_once() {
+    let db = Cluster::database("create_race");
+    let url = db.url();
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| open_url(&url).unwrap());
+        }
+    });
+    assert_eq!(
+        db.psql("SELECT version FROM cairn.version").trim(),
+        PG_SCHEMA_VERSION.to_string()
+    );
+}
+
+#[test]
+fn bad_connections_say_what_to_fix_and_never_show_the_password() {
+    let db = Cluster::database("bad_input");
+    let port = db.cluster.port();
+    let wrong = format!(
+        "postgres://{SUPERUSER}:not-the-password@127.0.0.1:{port}/{}?sslmode=disable",
+        db.name
+    );
+    let err = open_url(&wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("password authentication failed") && err.contains("PGPASSWORD"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = open_url(&format!(
+        "postgres://u:pw@127.0.0.1:{nothing}/d?sslmode=disable"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{nothing}")) && err.contains("reachable"),
+        "{err}"
+    );
+
+    let err = open_url(&format!(
+        "postgres://{SUPERUSER}:{PASSWORD}@127.0.0.1:{port}/no_such_db?sslmode=disable"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("does not exist") && err.contains("create the database"),
+        "{err}"
+    );
+
+    db.psql("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'");
+    let err = open_url(&format!(
+        "postgres://reader:reader-pw@127.0.0.1:{port}/{}?sslmode=disable",
+        db.name
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("permission denied") && err.contains("CREATE on the database"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_restarted_server_fails_the_call_in_flight_then_the_store_reconnects() {
+    let cluster = std::sync::Arc::new(Cluster::start());
+    cluster.psql("postgres", "CREATE DATABASE restart");
+    let url = cluster.url("restart");
+    let store = open_url(&url).unwrap();
+    store.put_resource("prod", &resource("a", "s")).unwrap();
+    cluster.restart();
+    // The first call may find the old connection dead: it fails cleanly...
+    let first = store.resources("prod");
+    if let Err(e) = &first {
+        assert!(e.to_string().contains("state storage"), "{e}");
+    }
+    // ...and the next one reconnects; nothing recorded was lost.
+    assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);
+    store.put_resource("prod", &resource("b", "s")).unwrap();
+    assert_eq!(store.resources("prod").unwrap().len(), 2);
+}
+
+#[test]
+fn deployments_share_one_database() {
+    let db = Cluster::database("many");
+    let store = open_pg(&db);
+    for d in ["a", "b", "c"] {
+        store.put_resource(d, &resource("x", d)).unwrap();
+        store.begin_run(&run(d, "up")).unwrap();
+    }
+    assert_eq!(store.deployments().unwrap(), ["a", "b", "c"]);
+    assert_eq!(store.resources("b").unwrap()[0], resource("x", "b"));
+}
+
+/// Figures for the README: lease acquire/renew latency and a 500-resource
+/// write, SQLite against PostgreSQL on loopback. `cargo test -p cairn-state
+/// --test it figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn figures() {
+    use std::time::{Duration, Instant};
+    for place in [
+        crate::Place::sqlite("figures"),
+        crate::Place::postgres("figures"),
+    ] {
+        let s = place.open();
+        let who = crate::owner("ann");
+        let n = 200;
+        let t = Instant::now();
+        for i in 0..n {
+            s.acquire_lease("prod", &who, "r", "up", Duration::from_secs(60), i)
+                .unwrap();
+        }
+        let acquire = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for i in 0..n {
+            s.renew_lease("prod", "r", Duration::from_secs(60), i)
+                .unwrap();
+        }
+        let renew = t.elapsed() / n as u32;
+        let t = Instant::now();
+        for i in 0..500 {
+            s.put_resource("big", &resource(&format!("r{i}"), "s"))
+                .unwrap();
+        }
+        let write = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(s.resources("big").unwrap().len(), 500);
+        let read = t.elapsed();
+        println!(
+            "{}: lease acquire {acquire:?}, renew {renew:?}; 500 resources written one transaction each in {write:?}, read back in {read:?}",
+            if place.is_postgres() {
+                "postgres"
+            } else {
+                "sqlite"
+            }
+        );
+    }
+}
