@@ -17,6 +17,9 @@ mod lifecycle;
 mod local;
 mod orch;
 mod state;
+mod state_pg;
+#[path = "../../../cairn-state/tests/support/pg_cluster.rs"]
+pub mod pg_cluster;
 
 use std::path::Path;
 use std::process::Command;

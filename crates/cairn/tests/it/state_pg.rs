@@ -1,11 +1,3 @@
-// NOT YET COMPILED: building cairn's test binary builds the AWS SDK
-// dev-dependencies (20+ minutes), which did not fit the session that wrote
-// this. To wire it in, add to main.rs:
-//     mod state_pg;
-//     #[path = "../../../cairn-state/tests/support/pg_cluster.rs"]
-//     pub mod pg_cluster;
-// The same flow was run by hand against the binary (see the branch's note).
-
 //! The state on PostgreSQL through the binary: `cairn state migrate` from
 //! SQLite to PostgreSQL and back, checked table by table; a target that
 //! holds the deployment refused without --force; `cairn list
