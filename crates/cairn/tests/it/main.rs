@@ -16,10 +16,10 @@ mod inventory;
 mod lifecycle;
 mod local;
 mod orch;
-mod state;
-mod state_pg;
 #[path = "../../../cairn-state/tests/support/pg_cluster.rs"]
 pub mod pg_cluster;
+mod state;
+mod state_pg;
 
 use std::path::Path;
 use std::process::Command;

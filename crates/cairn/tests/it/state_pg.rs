@@ -35,7 +35,12 @@ fn run(deployment: &str) -> RunRecord {
         deployment: deployment.into(),
         run_id: "r1".into(),
         command: "up".into(),
-        owner: Owner { user: "ann".into(), host: "box".into(), pid: 1, process: None },
+        owner: Owner {
+            user: "ann".into(),
+            host: "box".into(),
+            pid: 1,
+            process: None,
+        },
         environment: "dev".into(),
         target: "local".into(),
         started_at: 1_700_000_000,
@@ -64,7 +69,9 @@ fn state_migrate_sqlite_to_postgres_and_back_checks_every_table() {
             store.put_resource("prod", &record(addr)).unwrap();
         }
         store.begin_run(&run("prod")).unwrap();
-        store.put_generated_secret("prod", "db_password", "gen-secret-77").unwrap();
+        store
+            .put_generated_secret("prod", "db_password", "gen-secret-77")
+            .unwrap();
         store.put_resource("staging", &record("one")).unwrap();
     }
     let db = Cluster::database("cli_migrate");
@@ -74,7 +81,19 @@ fn state_migrate_sqlite_to_postgres_and_back_checks_every_table() {
     let sqlite_a = format!("sqlite:{}", a.display());
 
     let out = cairn_env(
-        &["-vvv", "-o", "json", "state", "migrate", "--from", &sqlite_a, "--to", &pg, "--deployment", "prod"],
+        &[
+            "-vvv",
+            "-o",
+            "json",
+            "state",
+            "migrate",
+            "--from",
+            &sqlite_a,
+            "--to",
+            &pg,
+            "--deployment",
+            "prod",
+        ],
         &env,
     );
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -82,49 +101,105 @@ fn state_migrate_sqlite_to_postgres_and_back_checks_every_table() {
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 6, "{rows:?}");
     assert!(rows.iter().all(|r| r["check"] == "same"));
-    assert_eq!(rows.iter().find(|r| r["table"] == "resources").unwrap()["rows"], 3);
-    assert!(out.stderr.contains("migrated 1 deployment"), "{}", out.stderr);
+    assert_eq!(
+        rows.iter().find(|r| r["table"] == "resources").unwrap()["rows"],
+        3
+    );
+    assert!(
+        out.stderr.contains("migrated 1 deployment"),
+        "{}",
+        out.stderr
+    );
     for text in [&out.stdout, &out.stderr] {
         assert!(!text.contains(PASSWORD), "the password was printed: {text}");
     }
 
     // Again: the target holds it now.
-    let again = cairn_env(&["state", "migrate", "--from", &sqlite_a, "--to", &pg, "--deployment", "prod"], &env);
+    let again = cairn_env(
+        &[
+            "state",
+            "migrate",
+            "--from",
+            &sqlite_a,
+            "--to",
+            &pg,
+            "--deployment",
+            "prod",
+        ],
+        &env,
+    );
     assert_eq!(again.code, 2, "{}", again.stderr);
-    assert!(again.stderr.contains("already holds deployment `prod`") && again.stderr.contains("--force"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already holds deployment `prod`")
+            && again.stderr.contains("--force"),
+        "{}",
+        again.stderr
+    );
     let forced = cairn_env(
-        &["state", "migrate", "--from", &sqlite_a, "--to", &pg, "--all", "--force"],
+        &[
+            "state", "migrate", "--from", &sqlite_a, "--to", &pg, "--all", "--force",
+        ],
         &env,
     );
     assert_eq!(forced.code, 0, "{}", forced.stderr);
-    assert!(forced.stderr.contains("migrated 2 deployments"), "{}", forced.stderr);
+    assert!(
+        forced.stderr.contains("migrated 2 deployments"),
+        "{}",
+        forced.stderr
+    );
 
     // Listed from the database, with the last run.
-    let listed = cairn_env(&["-o", "json", "list", "--all-deployments", "--state", &pg], &env);
+    let listed = cairn_env(
+        &["-o", "json", "list", "--all-deployments", "--state", &pg],
+        &env,
+    );
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(listed[0]["deployment"], "prod");
-    assert_eq!((listed[0]["resources"].clone(), listed[0]["outcome"].clone()), (json!(3), json!("succeeded")));
+    assert_eq!(
+        (listed[0]["resources"].clone(), listed[0]["outcome"].clone()),
+        (json!(3), json!("succeeded"))
+    );
     assert_eq!(listed[1]["deployment"], "staging");
 
     // And back to a new SQLite file: the same state.
     let sqlite_b = format!("sqlite:{}", b.display());
-    let back = cairn_env(&["state", "migrate", "--from", &pg, "--to", &sqlite_b, "--all"], &env);
+    let back = cairn_env(
+        &[
+            "state", "migrate", "--from", &pg, "--to", &sqlite_b, "--all",
+        ],
+        &env,
+    );
     assert_eq!(back.code, 0, "{}", back.stderr);
     let original = SqliteStore::open(&a, KeySource::File(key.clone())).unwrap();
     let copied = SqliteStore::open(&b, KeySource::File(key.clone())).unwrap();
     for d in ["prod", "staging"] {
-        assert_eq!(copied.export(d).unwrap().tables(), original.export(d).unwrap().tables());
+        assert_eq!(
+            copied.export(d).unwrap().tables(),
+            original.export(d).unwrap().tables()
+        );
     }
-    assert_eq!(copied.generated_secrets("prod").unwrap()["db_password"], "gen-secret-77");
+    assert_eq!(
+        copied.generated_secrets("prod").unwrap()["db_password"],
+        "gen-secret-77"
+    );
 
     // A wrong password is named, and not echoed.
     let wrong = cairn_env(
-        &["list", "--all-deployments", "--state", &db.url().replace(PASSWORD, "nope-pw")],
+        &[
+            "list",
+            "--all-deployments",
+            "--state",
+            &db.url().replace(PASSWORD, "nope-pw"),
+        ],
         &[("CAIRN_KEY_FILE", key_file)],
     );
     assert_eq!(wrong.code, 1, "{}", wrong.stderr);
-    assert!(wrong.stderr.contains("password authentication failed"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("password authentication failed"),
+        "{}",
+        wrong.stderr
+    );
     assert!(!wrong.stderr.contains("nope-pw"), "{}", wrong.stderr);
     let _ = std::fs::remove_dir_all(&scratch);
 }
