@@ -154,7 +154,15 @@ const KEY_CHECK_PLAINTEXT: &[u8] = b"cairn-state key check";
 pub(crate) fn version(tx: &mut Tx<'_>) -> StoreResult<i64> {
     const WHAT: &str = "reading the schema version";
     let exists: bool = col(
-        &tx.query_one("SELECT to_regclass('cairn.version') IS NOT NULL", &[], WHAT)?,
+        // A query of the catalog, not `to_regclass`: that looks names up in
+        // the backend's catalog cache, which may not yet have seen a table
+        // another client committed while this one waited for the lock.
+        &tx.query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables \
+             WHERE schemaname = 'cairn' AND tablename = 'version')",
+            &[],
+            WHAT,
+        )?,
         0,
         WHAT,
     )?;
