@@ -503,3 +503,119 @@ pub fn keys_offline(dir: &Path, action: Option<(KeyAction, &str)>) -> Result<Adm
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::tls::PinnedMaster;
+
+    async fn start() -> (tempfile::TempDir, String, oneshot::Sender<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = MasterConfig {
+            listen: addr.clone(),
+            dir: dir.path().join("m"),
+            token: None,
+            silence: Duration::from_secs(30),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve(cfg, async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..100 {
+            if admin_socket(&dir.path().join("m")).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (dir, addr, stop)
+    }
+
+    /// What a peer gets back after sending `first`: `None` when the master
+    /// closed (or the handshake failed) without a message.
+    async fn exchange(
+        addr: &str,
+        config: Arc<rustls::ClientConfig>,
+        first: &[u8],
+    ) -> Option<ToAgent> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(tls::MASTER_NAME).unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        use tokio::io::AsyncWriteExt;
+        s.write_all(first).await.ok()?;
+        s.flush().await.ok()?;
+        protocol::read(&mut s, MAX_FRAME).await.ok().flatten()
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_certificate_or_without_a_hello_is_served_nothing() {
+        let (dir, addr, _stop) = start().await;
+        let mdir = dir.path().join("m");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // No certificate: the handshake fails, nothing is read.
+        let no_cert = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedMaster::new(None)))
+            .with_no_client_auth();
+        let hello = protocol::encode(&ToMaster::Hello {
+            version: VERSION,
+            id: "x".into(),
+            token: None,
+        });
+        assert_eq!(exchange(&addr, Arc::new(no_cert), &hello).await, None);
+        // A key not accepted whose first frame is not a hello (a result, as
+        // if it were already trusted), or is too big for a hello.
+        let other = tempfile::tempdir().unwrap();
+        let id = Identity::load_or_create(other.path(), "agent", "x").unwrap();
+        let config = tls::client_config(&id, Arc::new(PinnedMaster::new(None))).unwrap();
+        let result = protocol::encode(&ToMaster::Refused {
+            job_id: "j".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(exchange(&addr, config.clone(), &result).await, None);
+        let big = protocol::encode(&ToMaster::Hello {
+            version: VERSION,
+            id: "x".repeat(MAX_HELLO),
+            token: None,
+        });
+        assert_eq!(exchange(&addr, config.clone(), &big).await, None);
+        // None of them left a key behind.
+        let AdminReply::Keys { keys } = ask(&mdir, &AdminRequest::Keys).await.unwrap() else {
+            panic!()
+        };
+        assert!(keys.is_empty(), "{keys:?}");
+        // A proper hello is recorded pending, and answered only that.
+        let reply = exchange(&addr, config, &hello).await;
+        assert!(matches!(reply, Some(ToAgent::Pending { .. })), "{reply:?}");
+        // A job for it is not sent: it is not connected.
+        let AdminReply::Result { result } = ask(
+            &mdir,
+            &AdminRequest::Run {
+                job_id: "j1".into(),
+                host: "x".into(),
+                kind: JobKind::Module {
+                    name: "cmd".into(),
+                    args: Default::default(),
+                    check: false,
+                    become_user: None,
+                },
+                timeout_ms: 1000,
+            },
+        )
+        .await
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(result.status, crate::job::HostStatus::Unreachable);
+    }
+}
