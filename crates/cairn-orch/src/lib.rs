@@ -12,6 +12,7 @@
 //! named by the engine: the CLI builds typed values with it and renders
 //! them; the engine stays unaware of orchestration.
 
+pub mod agent;
 pub mod inventory;
 pub mod job;
 pub mod module;

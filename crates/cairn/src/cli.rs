@@ -223,6 +223,19 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<JobsAction>,
     },
+    /// The master agents connect to over mutual TLS (foreground; SIGTERM
+    /// stops it)
+    Master(MasterArgs),
+    /// The agent: connects out to the master and runs the jobs it sends on
+    /// this host (foreground; SIGTERM stops it)
+    Agent(AgentArgs),
+    /// Agents' keys, as salt-key: list, accept, reject, revoke, delete
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+        #[command(flatten)]
+        master: MasterDirArg,
+    },
     /// Small tools for servers and tests
     Util {
         #[command(subcommand)]
@@ -311,6 +324,92 @@ pub struct HostArgs {
     /// Dry run: say what would change, change nothing
     #[arg(long)]
     pub check: bool,
+    /// How hosts are reached: over SSH, through their agents (the host name
+    /// is the agent id), or auto (the agent when it is connected, else SSH)
+    #[arg(long, value_enum, default_value_t = Via::Ssh)]
+    pub via: Via,
+    #[command(flatten)]
+    pub master: MasterDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    Ssh,
+    Agent,
+    Auto,
+}
+
+/// Which master the CLI talks to (through its admin socket).
+#[derive(Debug, Args, Clone)]
+pub struct MasterDirArg {
+    /// The master's directory (its keys and admin socket; default:
+    /// ~/.local/share/cairn/master)
+    #[arg(
+        long = "master-dir",
+        env = "CAIRN_MASTER_DIR",
+        value_name = "DIR",
+        global = true
+    )]
+    pub master_dir: Option<PathBuf>,
+}
+
+/// `cairn master`.
+#[derive(Debug, Args, Clone)]
+pub struct MasterArgs {
+    /// Address agents connect to
+    #[arg(long, default_value = "127.0.0.1:4506")]
+    pub listen: String,
+    /// Its state: key pair, agents' keys, admin socket (default:
+    /// ~/.local/share/cairn/master)
+    #[arg(long, env = "CAIRN_MASTER_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// A file holding a pre-shared enrolment token: agents showing it are
+    /// accepted without `cairn keys accept`
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds an agent may stay silent before it is dropped
+    #[arg(long, default_value_t = 30)]
+    pub silence: u64,
+}
+
+/// `cairn agent`.
+#[derive(Debug, Args, Clone)]
+pub struct AgentArgs {
+    /// The master's HOST:PORT
+    #[arg(long)]
+    pub master: String,
+    /// This agent's id (the host's inventory name; default: the hostname)
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Its state: key pair, pinned master key (default:
+    /// ~/.local/share/cairn/agent)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The master's key fingerprint (its DIR/master.fingerprint); without
+    /// it the first key seen is trusted and pinned
+    #[arg(long, value_name = "SHA256HEX")]
+    pub master_fingerprint: Option<String>,
+    /// A file holding the master's enrolment token
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds between heartbeats
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Every key with its status (the default)
+    List,
+    /// Accept a pending (or rejected) agent: it is served from its next
+    /// connection
+    Accept { id: String },
+    /// Reject a pending agent
+    Reject { id: String },
+    /// Revoke an accepted agent: its connection is closed at once
+    Revoke { id: String },
+    /// Forget an agent's key (a rebuilt agent then enrols again)
+    Delete { id: String },
 }
 
 /// `cairn run`.

@@ -7,9 +7,11 @@
 //! hosts it never started are reported, not dropped.
 
 mod execute;
+mod outcome;
 mod record;
 
 pub use execute::{MaxFail, execute};
+pub use outcome::{failed, module_result, state_result, unreachable};
 pub use record::{HostResult, HostStatus, JobId, JobRecord, JobSummary, Tally};
 
 use miette::Diagnostic;

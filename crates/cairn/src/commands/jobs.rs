@@ -6,11 +6,13 @@
 //! shows its hosts, one row each. The exit code is 1 when any host failed,
 //! was unreachable or was not started.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_orch::job::{self, HostResult, HostStatus, JobRecord};
+use cairn_orch::agent::{self, AdminReply, AdminRequest, JobKind};
+use cairn_orch::job::{self, HostResult, JobRecord};
 use cairn_orch::module::{self, Module, ModuleError, Outcome, RunContext};
 use cairn_orch::{Remote, Target};
 use cairn_state::Store;
@@ -19,7 +21,7 @@ use serde_json::{Map, Value as J, json};
 use super::connect::Connector;
 use super::hosts;
 use super::state::{open_location, state_location};
-use crate::cli::{Format, GlobalArgs, HostArgs, JobsAction, RunArgs};
+use crate::cli::{Format, GlobalArgs, HostArgs, JobsAction, RunArgs, Via};
 use crate::output::{default_format, emit};
 use crate::report::{CliError, Status};
 
@@ -59,12 +61,24 @@ pub fn run(args: &RunArgs, global: &GlobalArgs) -> Result<Status, CliError> {
     let spec = JobSpec {
         kind: "run",
         function,
-        args: J::Object(module_args),
+        args: J::Object(module_args.clone()),
     };
-    job(&args.hosts, spec, global, move |remote, ctx, _vars| {
-        let module = module.clone();
-        async move { module_result(remote.name(), module.run(&*remote, &ctx).await) }
-    })
+    let agent_args = module_args;
+    job(
+        &args.hosts,
+        spec,
+        global,
+        move |remote, ctx, _vars| {
+            let module = module.clone();
+            async move { module_result(remote.name(), module.run(&*remote, &ctx).await) }
+        },
+        move |ctx, _vars| JobKind::Module {
+            name: name.clone(),
+            args: agent_args.clone(),
+            check: ctx.check,
+            become_user: ctx.become_user.clone(),
+        },
+    )
 }
 
 /// `cairn state apply TARGET FILE`.
@@ -86,15 +100,23 @@ pub struct JobSpec {
 
 /// Selects the hosts, connects, runs `work` on each (bounded by `--forks`,
 /// stopped by `--max-fail`), records the job before and after, and prints it.
-pub fn job<W, Fut>(
+///
+/// A host reached through its agent (`--via agent`, or `auto` when its
+/// agent is connected) is not given to `work`: the master is asked, on its
+/// admin socket, to send the agent the job `agent_job` describes; the
+/// agent runs the same module or state code on itself and its result comes
+/// back as the same [`HostResult`].
+pub fn job<W, Fut, A>(
     args: &HostArgs,
     spec: JobSpec,
     global: &GlobalArgs,
     work: W,
+    agent_job: A,
 ) -> Result<Status, CliError>
 where
     W: Fn(Arc<dyn Remote>, RunContext, Map<String, J>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = HostResult> + Send + 'static,
+    A: Fn(&RunContext, Map<String, J>) -> JobKind + Send + Sync + 'static,
 {
     let target = Target::parse(&args.target).map_err(|e| CliError::Usage(e.to_string()))?;
     let loaded = hosts::load(&args.dir, args.env.as_deref(), &args.inventory, global)?;
@@ -134,14 +156,31 @@ where
         .enable_all()
         .build()
         .map_err(CliError::failure)?;
+    let master_dir = Arc::new(super::agents::master_dir(&args.master)?);
+    let via_agent: HashSet<String> = match args.via {
+        Via::Ssh => HashSet::new(),
+        Via::Agent | Via::Auto => {
+            match runtime.block_on(agent::ask(&master_dir, &AdminRequest::Connected)) {
+                Ok(AdminReply::Connected { ids }) if args.via == Via::Auto => {
+                    ids.into_iter().collect()
+                }
+                Ok(_) => selected.iter().map(|h| h.name.clone()).collect(),
+                Err(agent::AdminError::NotRunning(_)) if args.via == Via::Auto => HashSet::new(),
+                Err(e) => return Err(CliError::Usage(format!("--via agent: {e}"))),
+            }
+        }
+    };
     let work = Arc::new(work);
+    let agent_job = Arc::new(agent_job);
+    let job_id = record.id.clone();
+    let timeout_ms = seconds(args.timeout).as_millis() as u64;
     let check = args.check;
     let results = runtime.block_on(async {
         let hosts: Vec<Named> = selected
             .iter()
             .map(|h| Named {
                 name: h.name.clone(),
-                remote: connector.remote(h),
+                remote: (!via_agent.contains(&h.name)).then(|| connector.remote(h)),
                 become_user: become_user
                     .clone()
                     .or_else(|| (h.r#become == Some(true)).then(|| "root".to_string())),
@@ -154,6 +193,8 @@ where
             args.max_fail,
             |h: Named| {
                 let work = work.clone();
+                let agent_job = agent_job.clone();
+                let (master_dir, job_id) = (master_dir.clone(), job_id.clone());
                 async move {
                     let started = Instant::now();
                     let ctx = RunContext {
@@ -162,7 +203,24 @@ where
                         watch_fired: false,
                     };
                     let name = h.name;
-                    let mut r = work(h.remote, ctx, h.vars).await;
+                    let mut r = match h.remote {
+                        Some(remote) => work(remote, ctx, h.vars).await,
+                        None => {
+                            let req = AdminRequest::Run {
+                                job_id,
+                                host: name.clone(),
+                                kind: agent_job(&ctx, h.vars),
+                                timeout_ms,
+                            };
+                            match agent::ask(&master_dir, &req).await {
+                                Ok(AdminReply::Result { result }) => result,
+                                Ok(other) => {
+                                    job::failed(&name, format!("the master said {other:?}"))
+                                }
+                                Err(e) => job::unreachable(&name, e.to_string()),
+                            }
+                        }
+                    };
                     r.host = name;
                     r.duration_ms = started.elapsed().as_millis() as u64;
                     r
@@ -188,7 +246,8 @@ where
 /// A host for [`job::execute`], which names hosts by `AsRef<str>`.
 struct Named {
     name: String,
-    remote: Arc<dyn Remote>,
+    /// `None`: through its agent.
+    remote: Option<Arc<dyn Remote>>,
     become_user: Option<String>,
     vars: Map<String, J>,
 }
@@ -199,49 +258,9 @@ impl AsRef<str> for Named {
     }
 }
 
-/// A module's answer as a host's result.
+/// A module's answer as a host's result (shared with the agent).
 pub fn module_result(host: &str, result: Result<Outcome, ModuleError>) -> HostResult {
-    let mut r = HostResult::skipped(host, "");
-    r.error = None;
-    match result {
-        Ok(o) => {
-            r.status = if o.changed {
-                HostStatus::Changed
-            } else {
-                HostStatus::Ok
-            };
-            r.rc = o.rc;
-            r.stdout = o.stdout.clone();
-            r.stderr = o.stderr.clone();
-            r.detail = serde_json::to_value(&o).unwrap_or(J::Null);
-        }
-        Err(ModuleError::Transport(e)) => {
-            r.status = if e.is_unreachable() {
-                HostStatus::Unreachable
-            } else {
-                HostStatus::Failed
-            };
-            r.error = Some(e.to_string());
-        }
-        Err(ModuleError::Failed {
-            message,
-            stdout,
-            stderr,
-            rc,
-            ..
-        }) => {
-            r.status = HostStatus::Failed;
-            r.error = Some(message);
-            r.stdout = stdout;
-            r.stderr = stderr;
-            r.rc = rc;
-        }
-        Err(other) => {
-            r.status = HostStatus::Failed;
-            r.error = Some(other.to_string());
-        }
-    }
-    r
+    job::module_result(host, result)
 }
 
 /// The job record; on a table without `--query`, its hosts one per row

@@ -1,6 +1,7 @@
 //! One module per command; each turns arguments into a library call and
 //! hands the JSON result to [`crate::output`].
 
+mod agents;
 mod connect;
 mod deploy;
 mod eval;
@@ -113,6 +114,9 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
                 },
         } => migrate::migrate(from, to, deployment.as_deref(), *force, &cli.global),
         Command::Jobs { action } => jobs::jobs(action.as_ref(), &cli.global),
+        Command::Master(args) => agents::master(args),
+        Command::Agent(args) => agents::agent(args),
+        Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),
         Command::Util {
             tool:
                 crate::cli::UtilTool::HttpEcho {

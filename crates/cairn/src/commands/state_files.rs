@@ -5,10 +5,11 @@
 
 use std::path::Path;
 
-use cairn_orch::job::{HostResult, HostStatus};
+use cairn_orch::agent::JobKind;
+use cairn_orch::job::HostResult;
 use cairn_orch::module::{self, Args, ModuleError, RunContext};
-use cairn_orch::state::{HostReport, RenderContext, StateErrorKind, StateFile, StateResult};
-use serde_json::{Value as J, json};
+use cairn_orch::state::{HostReport, RenderContext, StateErrorKind, StateFile};
+use serde_json::{Map, Value as J, json};
 
 use super::jobs::{JobSpec, job, module_result};
 use crate::cli::{GlobalArgs, HostArgs};
@@ -43,35 +44,54 @@ pub fn apply(
         args: json!({"file": file.display().to_string(), "vars": user_vars.clone()}),
     };
     let path = file.to_path_buf();
-    job(hosts, spec, global, move |remote, ctx, host_vars| {
-        let (path, source, user_vars) = (path.clone(), source.clone(), user_vars.clone());
-        async move {
-            let name = remote.name().to_string();
-            let mut vars = host_vars;
-            vars.extend(user_vars);
-            let rctx = RenderContext::new(&name).vars(vars);
-            // Facts cost the host a round trip and a dozen processes: they
-            // are read only for a file whose Jinja may look at them. One
-            // that does not renders the same without them.
-            let file = match StateFile::parse(&path, &source, &rctx) {
-                Ok(f) if !f.uses_facts() => f,
-                _ => {
-                    let facts = match read_facts(&*remote, &ctx).await {
-                        Ok(f) => f,
-                        Err(e) => return module_result(&name, Err(e)),
-                    };
-                    match StateFile::parse(&path, &source, &rctx.facts(facts)) {
-                        Ok(f) => f,
-                        Err(e) => return failed(&name, e.to_string()),
-                    }
-                }
-            };
-            match cairn_orch::state::apply(&file, &*remote, &module::load, &ctx).await {
-                Ok(report) => host_result(&name, report),
-                Err(e) => failed(&name, e.to_string()),
-            }
+    let (agent_source, agent_vars) = (source.clone(), user_vars.clone());
+    let file_name = file.display().to_string();
+    let agent_job = move |ctx: &RunContext, host_vars: Map<String, J>| {
+        let mut vars = host_vars;
+        vars.extend(agent_vars.clone());
+        JobKind::State {
+            file_name: file_name.clone(),
+            source: agent_source.clone(),
+            vars,
+            check: ctx.check,
+            become_user: ctx.become_user.clone(),
         }
-    })
+    };
+    job(
+        hosts,
+        spec,
+        global,
+        move |remote, ctx, host_vars| {
+            let (path, source, user_vars) = (path.clone(), source.clone(), user_vars.clone());
+            async move {
+                let name = remote.name().to_string();
+                let mut vars = host_vars;
+                vars.extend(user_vars);
+                let rctx = RenderContext::new(&name).vars(vars);
+                // Facts cost the host a round trip: they are read only for a
+                // file whose Jinja may look at them. One that does not
+                // renders the same without them.
+                let file = match StateFile::parse(&path, &source, &rctx) {
+                    Ok(f) if !f.uses_facts() => f,
+                    _ => {
+                        let facts = match read_facts(&*remote, &ctx).await {
+                            Ok(f) => f,
+                            Err(e) => return module_result(&name, Err(e)),
+                        };
+                        match StateFile::parse(&path, &source, &rctx.facts(facts)) {
+                            Ok(f) => f,
+                            Err(e) => return failed(&name, e.to_string()),
+                        }
+                    }
+                };
+                match cairn_orch::state::apply(&file, &*remote, &module::load, &ctx).await {
+                    Ok(report) => host_result(&name, report),
+                    Err(e) => failed(&name, e.to_string()),
+                }
+            }
+        },
+        agent_job,
+    )
 }
 
 async fn read_facts(remote: &dyn cairn_orch::Remote, ctx: &RunContext) -> Result<J, ModuleError> {
@@ -85,39 +105,13 @@ async fn read_facts(remote: &dyn cairn_orch::Remote, ctx: &RunContext) -> Result
 }
 
 fn failed(host: &str, message: String) -> HostResult {
-    HostResult {
-        status: HostStatus::Failed,
-        error: Some(message),
-        ..HostResult::skipped(host, "")
-    }
+    cairn_orch::job::failed(host, message)
 }
 
-/// A host failed if a state failed; changed if a state changed. A host
-/// whose every failure is its connection's was unreachable.
+/// A host failed if a state failed; changed if a state changed (shared with
+/// the agent).
 fn host_result(host: &str, report: HostReport) -> HostResult {
-    let failed = report.count(StateResult::Failed);
-    let status = if failed > 0 {
-        HostStatus::Failed
-    } else if report.count(StateResult::Changed) > 0 {
-        HostStatus::Changed
-    } else {
-        HostStatus::Ok
-    };
-    let error = (failed > 0).then(|| {
-        let first = report
-            .states
-            .iter()
-            .find(|s| s.result == StateResult::Failed)
-            .and_then(|s| s.error.clone().map(|e| format!("{}: {e}", s.id)))
-            .unwrap_or_default();
-        format!("{failed} state(s) failed; first: {first}")
-    });
-    HostResult {
-        status,
-        error,
-        detail: serde_json::to_value(&report).unwrap_or(J::Null),
-        ..HostResult::skipped(host, "")
-    }
+    cairn_orch::job::state_result(host, report)
 }
 
 /// A state file error with its source snippet, as template errors are shown.

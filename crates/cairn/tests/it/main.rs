@@ -1,5 +1,6 @@
 //! The CLI's integration tests: one binary, a module per area.
 
+mod agents;
 mod ansible;
 #[cfg(feature = "aws")]
 #[cfg(feature = "aws")]

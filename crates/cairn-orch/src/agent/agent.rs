@@ -1,0 +1,451 @@
+//! `cairn agent`: connects out to the master, proves its key, heartbeats,
+//! runs the jobs it is sent on this host with the same modules and states
+//! as the SSH transport (on [`LocalHost`]), and reconnects with jitter.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::protocol::{self, JobKind, JobMessage, MAX_FRAME, ToAgent, ToMaster, VERSION, now_ms};
+use super::tls::{self, Identity, MASTER_NAME, PinnedMaster};
+use crate::job::{self, HostResult};
+use crate::module::{self, Args, RunContext};
+use crate::state::{RenderContext, StateFile};
+use crate::transport::local::LocalHost;
+
+/// How far ahead a job's expiry may be: the nonce window is kept until
+/// expiry, so an expiry years away would pin its nonce (and memory) forever.
+pub const MAX_EXPIRY_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The master's `HOST:PORT`.
+    pub master: String,
+    /// The id this agent claims (its hosts' inventory name).
+    pub id: String,
+    /// Its key pair and the pinned master fingerprint.
+    pub dir: PathBuf,
+    /// The master's key fingerprint; without it, the first one seen is
+    /// saved to `DIR/master.fingerprint` and pinned from then on.
+    pub master_fingerprint: Option<String>,
+    /// A pre-shared enrolment token the master accepts instead of an
+    /// operator's `cairn keys accept`.
+    pub token: Option<String>,
+    pub heartbeat: Duration,
+}
+
+/// Checks every job message before anything runs: for this agent, not
+/// expired, not seen before. Nonces are kept until their message expires
+/// (after which the expiry check alone refuses a replay).
+#[derive(Debug)]
+pub struct Guard {
+    id: String,
+    seen: HashMap<String, u64>,
+}
+
+impl Guard {
+    pub fn new(id: impl Into<String>) -> Guard {
+        Guard {
+            id: id.into(),
+            seen: HashMap::new(),
+        }
+    }
+
+    pub fn check(&mut self, msg: &JobMessage, now: u64) -> Result<(), String> {
+        self.seen.retain(|_, expiry| *expiry > now);
+        if msg.target != self.id {
+            return Err(format!(
+                "job {} is for `{}`, not for this agent (`{}`)",
+                msg.job_id, msg.target, self.id
+            ));
+        }
+        if msg.expires_at <= now {
+            return Err(format!(
+                "job {} expired {} ms ago",
+                msg.job_id,
+                now - msg.expires_at
+            ));
+        }
+        if msg.expires_at > now + MAX_EXPIRY_AHEAD_MS {
+            return Err(format!(
+                "job {} expires too far ahead ({} ms)",
+                msg.job_id,
+                msg.expires_at - now
+            ));
+        }
+        if msg.nonce.len() < 16 {
+            return Err(format!("job {}: nonce too short", msg.job_id));
+        }
+        if self.seen.contains_key(&msg.nonce) {
+            return Err(format!(
+                "job {}: nonce {} already seen (replay)",
+                msg.job_id, msg.nonce
+            ));
+        }
+        self.seen.insert(msg.nonce.clone(), msg.expires_at);
+        Ok(())
+    }
+}
+
+/// What the agent does with one frame from an authenticated master: a job
+/// that passes the [`Guard`] is returned to run; anything else is answered
+/// (or ignored) here, with a log line.
+pub fn handle(guard: &mut Guard, msg: ToAgent, now: u64) -> Handled {
+    match msg {
+        ToAgent::Job(job) => match guard.check(&job, now) {
+            Ok(()) => Handled::Run(job),
+            Err(reason) => {
+                tracing::warn!("refused a job message: {reason}");
+                Handled::Reply(ToMaster::Refused {
+                    job_id: job.job_id,
+                    reason,
+                })
+            }
+        },
+        other => {
+            tracing::warn!("unexpected message from the master: {other:?}");
+            Handled::Ignore
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Handled {
+    Run(JobMessage),
+    Reply(ToMaster),
+    Ignore,
+}
+
+/// Runs a job on this host, as `id`, until `deadline` (unix ms).
+pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
+    let left = Duration::from_millis(deadline.saturating_sub(now_ms()).max(1000));
+    let host = LocalHost::new(id).with_timeout(left);
+    match kind {
+        JobKind::Module {
+            name,
+            args,
+            check,
+            become_user,
+        } => {
+            let ctx = RunContext {
+                check,
+                become_user,
+                watch_fired: false,
+            };
+            match module::load(&name, &args) {
+                Ok(m) => job::module_result(id, m.run(&host, &ctx).await),
+                Err(e) => job::failed(id, e.to_string()),
+            }
+        }
+        JobKind::State {
+            file_name,
+            source,
+            vars,
+            check,
+            become_user,
+        } => {
+            let ctx = RunContext {
+                check,
+                become_user,
+                watch_fired: false,
+            };
+            // Facts are read even in a dry run: they change nothing.
+            let facts = match module::load("facts", &Args::new()) {
+                Ok(f) => f
+                    .run(
+                        &host,
+                        &RunContext {
+                            check: false,
+                            ..ctx.clone()
+                        },
+                    )
+                    .await
+                    .map(|o| o.data),
+                Err(e) => Err(e),
+            };
+            let facts = match facts {
+                Ok(f) => f,
+                Err(e) => return job::module_result(id, Err(e)),
+            };
+            let rctx = RenderContext::new(id).facts(facts).vars(vars);
+            let file = match StateFile::parse(Path::new(&file_name), &source, &rctx) {
+                Ok(f) => f,
+                Err(e) => return job::failed(id, e.to_string()),
+            };
+            match crate::state::apply(&file, &host, &module::load, &ctx).await {
+                Ok(report) => job::state_result(id, report),
+                Err(e) => job::failed(id, e.to_string()),
+            }
+        }
+    }
+}
+
+/// How a session with the master ended.
+enum End {
+    /// Served, then the connection ended.
+    Served(String),
+    Pending,
+    Refused(String),
+}
+
+/// Connects, serves, reconnects, until `shutdown` resolves.
+pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let identity = Identity::load_or_create(&cfg.dir, "agent", &cfg.id)?;
+    tracing::info!(id = %cfg.id, fingerprint = %identity.fingerprint, "agent key");
+    let pin_file = cfg.dir.join("master.fingerprint");
+    let pinned = match &cfg.master_fingerprint {
+        Some(f) => Some(f.clone()),
+        None => std::fs::read_to_string(&pin_file)
+            .ok()
+            .map(|s| s.trim().to_string()),
+    };
+    let verifier = Arc::new(PinnedMaster::new(pinned.clone()));
+    let config = tls::client_config(&identity, verifier.clone())?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let mut failures = 0u32;
+    let session = async {
+        loop {
+            let end = session(&cfg, &connector).await;
+            if pinned.is_none()
+                && let Some(seen) = verifier.seen()
+                && !pin_file.exists()
+            {
+                // Trust on first use: the key the first handshake showed
+                // is the master's from now on.
+                match std::fs::write(&pin_file, format!("{seen}\n")) {
+                    Ok(()) => tracing::warn!(
+                        fingerprint = %seen,
+                        "trusting the master's key on first use (saved to {})",
+                        pin_file.display()
+                    ),
+                    Err(e) => tracing::error!("cannot save {}: {e}", pin_file.display()),
+                }
+            }
+            let wait = match end {
+                Ok(End::Served(why)) => {
+                    tracing::warn!("connection to the master ended: {why}");
+                    failures = 0;
+                    jitter(100, 500)
+                }
+                Ok(End::Pending) => {
+                    tracing::warn!(
+                        id = %cfg.id,
+                        fingerprint = %identity.fingerprint,
+                        "the master has not accepted this agent's key yet (cairn keys accept {})",
+                        cfg.id
+                    );
+                    jitter(500, 1000)
+                }
+                Ok(End::Refused(why)) => {
+                    tracing::error!("the master refused this agent: {why}");
+                    jitter(5000, 5000)
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!("cannot reach the master at {}: {e}", cfg.master);
+                    // 200 ms doubling to 5 s, plus up to as much again.
+                    let base = (200u64 << failures.min(5)).min(5000);
+                    jitter(base, base)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    };
+    tokio::select! {
+        () = session => Ok(()),
+        () = shutdown => {
+            tracing::info!("agent stopping");
+            Ok(())
+        }
+    }
+}
+
+/// `base` plus up to `spread` milliseconds, random.
+fn jitter(base: u64, spread: u64) -> Duration {
+    let r = u64::from_str_radix(&tls::random_hex()[..8], 16).unwrap_or(0);
+    Duration::from_millis(base + r % (spread + 1))
+}
+
+async fn session(cfg: &AgentConfig, connector: &tokio_rustls::TlsConnector) -> Result<End, String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&cfg.master))
+        .await
+        .map_err(|_| "connection timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls::pki_types::ServerName::try_from(MASTER_NAME).expect("a valid name");
+    let mut tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS: {e}"))?;
+    protocol::write(
+        &mut tls,
+        &ToMaster::Hello {
+            version: VERSION,
+            id: cfg.id.clone(),
+            token: cfg.token.clone(),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let first: Option<ToAgent> =
+        tokio::time::timeout(Duration::from_secs(10), protocol::read(&mut tls, MAX_FRAME))
+            .await
+            .map_err(|_| "no answer to hello".to_string())?
+            .map_err(|e| e.to_string())?;
+    match first {
+        Some(ToAgent::Welcome { .. }) => {}
+        Some(ToAgent::Pending { .. }) => return Ok(End::Pending),
+        Some(ToAgent::Refused { reason }) => return Ok(End::Refused(reason)),
+        // A master that closes without a word: its key store refused us
+        // (or it stopped).
+        None => return Ok(End::Refused("the master closed the connection".into())),
+        Some(other) => return Err(format!("unexpected first message {other:?}")),
+    }
+    tracing::info!(master = %cfg.master, id = %cfg.id, "connected to the master");
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let (tx, mut rx) = mpsc::unbounded_channel::<ToMaster>();
+    let heartbeat = cfg.heartbeat;
+    let writer = async move {
+        let mut tick = tokio::time::interval(heartbeat);
+        tick.tick().await;
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m { Some(m) => m, None => return "agent stopping".to_string() },
+                _ = tick.tick() => ToMaster::Heartbeat,
+            };
+            if let Err(e) = protocol::write(&mut wr, &msg).await {
+                return format!("write: {e}");
+            }
+        }
+    };
+    let id = cfg.id.clone();
+    let reader = async move {
+        let mut guard = Guard::new(id.clone());
+        loop {
+            let msg: ToAgent = match protocol::read(&mut rd, MAX_FRAME).await {
+                Ok(Some(m)) => m,
+                Ok(None) => return "closed by the master".to_string(),
+                Err(e) => {
+                    tracing::warn!("bad frame from the master, closing: {e}");
+                    return format!("bad frame: {e}");
+                }
+            };
+            match handle(&mut guard, msg, now_ms()) {
+                Handled::Run(job) => {
+                    let (tx, id) = (tx.clone(), id.clone());
+                    tracing::info!(job = %job.job_id, "running a job");
+                    tokio::spawn(async move {
+                        let result = run_job(&id, job.kind, job.expires_at).await;
+                        let _ = tx.send(ToMaster::Result {
+                            job_id: job.job_id,
+                            result,
+                        });
+                    });
+                }
+                Handled::Reply(m) => {
+                    let _ = tx.send(m);
+                }
+                Handled::Ignore => {}
+            }
+        }
+    };
+    let why = tokio::select! {
+        w = writer => w,
+        w = reader => w,
+    };
+    Ok(End::Served(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(target: &str, nonce: &str, expires_at: u64, marker: &Path) -> ToAgent {
+        let mut args = Args::new();
+        args.insert("cmd".into(), format!("touch {}", marker.display()).into());
+        ToAgent::Job(JobMessage {
+            job_id: "j1".into(),
+            target: target.into(),
+            expires_at,
+            nonce: nonce.into(),
+            kind: JobKind::Module {
+                name: "cmd".into(),
+                args,
+                check: false,
+                become_user: None,
+            },
+        })
+    }
+
+    /// The agent's handler fed crafted frames: only a fresh job for this
+    /// agent runs; a replay, an expired job, a job for another agent and a
+    /// job with an absurd expiry are refused and run nothing.
+    #[tokio::test]
+    async fn replayed_expired_and_misaddressed_jobs_are_refused_and_run_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        let mut guard = Guard::new("a1");
+        let now = now_ms();
+        let nonce = "00112233445566778899aabbccddeeff";
+        let refused = |h: Handled| match h {
+            Handled::Reply(ToMaster::Refused { reason, .. }) => reason,
+            other => panic!("not refused: {other:?}"),
+        };
+        // Frames as they come off the wire.
+        let decode =
+            |m: ToAgent| -> ToAgent { protocol::decode(&protocol::encode(&m)[4..]).unwrap() };
+        let r = refused(handle(
+            &mut guard,
+            decode(job("a1", nonce, now - 1, &marker)),
+            now,
+        ));
+        assert!(r.contains("expired"), "{r}");
+        let r = refused(handle(
+            &mut guard,
+            decode(job("a2", nonce, now + 60_000, &marker)),
+            now,
+        ));
+        assert!(r.contains("not for this agent"), "{r}");
+        let r = refused(handle(
+            &mut guard,
+            decode(job("a1", nonce, now + 10 * MAX_EXPIRY_AHEAD_MS, &marker)),
+            now,
+        ));
+        assert!(r.contains("too far"), "{r}");
+        assert!(!marker.exists());
+        // The first good one runs.
+        let Handled::Run(m) = handle(
+            &mut guard,
+            decode(job("a1", nonce, now + 60_000, &marker)),
+            now,
+        ) else {
+            panic!("a good job is run");
+        };
+        let r = run_job("a1", m.kind, m.expires_at).await;
+        assert_eq!(r.status, crate::job::HostStatus::Changed, "{r:?}");
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+        // The same message again: a replay.
+        let r = refused(handle(
+            &mut guard,
+            decode(job("a1", nonce, now + 60_000, &marker)),
+            now + 5,
+        ));
+        assert!(r.contains("replay"), "{r}");
+        // After its expiry the nonce leaves the window, and the expiry
+        // check alone refuses it.
+        let later = now + 60_001;
+        let r = refused(handle(
+            &mut guard,
+            decode(job("a1", nonce, now + 60_000, &marker)),
+            later,
+        ));
+        assert!(r.contains("expired"), "{r}");
+        assert!(guard.seen.is_empty());
+        assert!(!marker.exists());
+    }
+}

@@ -1,0 +1,29 @@
+//! Agents: `cairn master` and `cairn agent` over mutual TLS (the first
+//! slice of issue 12; NATS, events and reactors come later).
+//!
+//! Trust: both ends are pinned by key fingerprint (SHA-256 of the public
+//! key), see [`tls`]. The agent makes its key pair on first start (0600)
+//! and pins the master's key (`--master-fingerprint`, else trust on first
+//! use, saved to its directory). The master records an unknown agent key
+//! pending and serves it nothing until `cairn keys accept ID` (or an
+//! enrolment token); see [`master`] for the order of checks on every
+//! connection. Every job message names the job, its target agent, an
+//! expiry and a nonce, and the agent refuses it unless all four check out
+//! ([`agent::Guard`]). Salt's CVE-2020-11651 is the lesson: no request is
+//! read from a peer whose key is not accepted, save its one small hello.
+//!
+//! Jobs run on the agent's host through the same [`crate::module`] and
+//! [`crate::state`] code as over SSH, against [`crate::transport::local`],
+//! and come back as the same [`crate::job::HostResult`]s.
+
+#[allow(clippy::module_inception)]
+pub mod agent;
+pub mod keys;
+pub mod master;
+pub mod protocol;
+pub mod tls;
+
+pub use agent::{AgentConfig, Guard};
+pub use keys::{KeyAction, KeyEntry, KeyStatus};
+pub use master::{AdminError, AdminReply, AdminRequest, MasterConfig, admin_socket, ask};
+pub use protocol::JobKind;
