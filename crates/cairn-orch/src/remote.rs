@@ -121,9 +121,16 @@ pub enum TransportError {
     )]
     HostKeyUnknown { host: String, found: String },
 
+    /// The host did not answer (connecting, the handshake, logging in).
     #[error("{host}: no answer within {}s", after.as_secs_f64())]
     #[diagnostic(code(cairn::orch::timeout))]
     Timeout { host: String, after: Duration },
+
+    /// The host answered, but a script ran past its time and was stopped:
+    /// the host was reached, so this is a failure, not `unreachable`.
+    #[error("{host}: the command ran past {}s and was stopped", after.as_secs_f64())]
+    #[diagnostic(code(cairn::orch::command_timeout))]
+    CommandTimeout { host: String, after: Duration },
 
     #[error("{host}: connection lost: {reason}")]
     #[diagnostic(code(cairn::orch::dropped))]
@@ -138,7 +145,10 @@ impl TransportError {
     /// Whether the host was never reached (Ansible's `unreachable`), as
     /// opposed to lost or refused on the way.
     pub fn is_unreachable(&self) -> bool {
-        !matches!(self, TransportError::Other { .. })
+        !matches!(
+            self,
+            TransportError::Other { .. } | TransportError::CommandTimeout { .. }
+        )
     }
 }
 

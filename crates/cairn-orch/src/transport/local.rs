@@ -66,7 +66,7 @@ impl Remote for LocalHost {
         };
         let out = tokio::time::timeout(after, run)
             .await
-            .map_err(|_| TransportError::Timeout {
+            .map_err(|_| TransportError::CommandTimeout {
                 host: self.name.clone(),
                 after,
             })?
@@ -99,6 +99,9 @@ mod tests {
     async fn a_script_that_hangs_times_out() {
         let h = LocalHost::new("here").with_timeout(Duration::from_millis(200));
         let err = h.exec(Exec::new("sleep 30")).await.unwrap_err();
-        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        assert!(
+            matches!(err, TransportError::CommandTimeout { .. }),
+            "{err}"
+        );
     }
 }

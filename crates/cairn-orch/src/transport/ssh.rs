@@ -641,7 +641,7 @@ impl SshHost {
                 // script ends when it next writes to the closed channel.
                 let _ = tx.signal(Sig::KILL).await;
                 let _ = tx.close().await;
-                Err(TransportError::Timeout {
+                Err(TransportError::CommandTimeout {
                     host: self.target.name.clone(),
                     after,
                 })

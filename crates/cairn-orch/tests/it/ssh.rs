@@ -383,7 +383,10 @@ async fn a_hanging_script_times_out_and_the_connection_stays_usable() {
     let mut e = Exec::new("sleep 30");
     e.timeout = Some(Duration::from_millis(500));
     let err = h.exec(e).await.unwrap_err();
-    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, TransportError::CommandTimeout { .. }),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     let out = h.exec(Exec::new("echo still")).await.unwrap();
     assert_eq!(out.stdout_str(), "still\n");
