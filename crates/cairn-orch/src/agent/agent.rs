@@ -13,8 +13,7 @@ use tokio::sync::mpsc;
 use super::protocol::{self, JobKind, JobMessage, MAX_FRAME, ToAgent, ToMaster, VERSION, now_ms};
 use super::tls::{self, Identity, MASTER_NAME, PinnedMaster};
 use crate::job::{self, HostResult};
-use crate::module::{self, Args, RunContext};
-use crate::state::{RenderContext, StateFile};
+use crate::module::{self, RunContext};
 use crate::transport::local::LocalHost;
 
 /// How far ahead a job's expiry may be: the nonce window is kept until
@@ -153,33 +152,7 @@ pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
                 become_user,
                 watch_fired: false,
             };
-            // Facts are read even in a dry run: they change nothing.
-            let facts = match module::load("facts", &Args::new()) {
-                Ok(f) => f
-                    .run(
-                        &host,
-                        &RunContext {
-                            check: false,
-                            ..ctx.clone()
-                        },
-                    )
-                    .await
-                    .map(|o| o.data),
-                Err(e) => Err(e),
-            };
-            let facts = match facts {
-                Ok(f) => f,
-                Err(e) => return job::module_result(id, Err(e)),
-            };
-            let rctx = RenderContext::new(id).facts(facts).vars(vars);
-            let file = match StateFile::parse(Path::new(&file_name), &source, &rctx) {
-                Ok(f) => f,
-                Err(e) => return job::failed(id, e.to_string()),
-            };
-            match crate::state::apply(&file, &host, &module::load, &ctx).await {
-                Ok(report) => job::state_result(id, report),
-                Err(e) => job::failed(id, e.to_string()),
-            }
+            job::apply_state_file(&host, Path::new(&file_name), &source, vars, &ctx).await
         }
     }
 }

@@ -11,7 +11,7 @@ mod outcome;
 mod record;
 
 pub use execute::{MaxFail, execute};
-pub use outcome::{failed, module_result, state_result, unreachable};
+pub use outcome::{apply_state_file, failed, module_result, state_result, unreachable};
 pub use record::{HostResult, HostStatus, JobId, JobRecord, JobSummary, Tally};
 
 use miette::Diagnostic;

@@ -1,11 +1,14 @@
 //! A module's or a state file's answer as a host's [`HostResult`], the same
 //! whichever transport ran it (the CLI over SSH, the agent on its host).
 
-use serde_json::Value as J;
+use std::path::Path;
+
+use serde_json::{Map, Value as J};
 
 use super::record::{HostResult, HostStatus};
-use crate::module::{ModuleError, Outcome};
-use crate::state::{HostReport, StateResult};
+use crate::module::{self, Args, ModuleError, Outcome, RunContext};
+use crate::remote::Remote;
+use crate::state::{HostReport, RenderContext, StateFile, StateResult};
 
 /// A module's answer.
 pub fn module_result(host: &str, result: Result<Outcome, ModuleError>) -> HostResult {
@@ -96,4 +99,46 @@ pub fn state_result(host: &str, report: HostReport) -> HostResult {
         detail: serde_json::to_value(&report).unwrap_or(J::Null),
         ..HostResult::skipped(host, "")
     }
+}
+
+/// Applies a state file to one host as a job does, over any transport: the
+/// file is rendered with the host's variables, and with its facts only when
+/// its Jinja may look at them (they cost the host a round trip; a file that
+/// does not use them renders the same without them), then its states run.
+pub async fn apply_state_file(
+    host: &dyn Remote,
+    path: &Path,
+    source: &str,
+    vars: Map<String, J>,
+    ctx: &RunContext,
+) -> HostResult {
+    let name = host.name().to_string();
+    let rctx = RenderContext::new(&name).vars(vars);
+    let file = match StateFile::parse(path, source, &rctx) {
+        Ok(f) if !f.uses_facts() => f,
+        _ => {
+            let facts = match read_facts(host, ctx).await {
+                Ok(f) => f,
+                Err(e) => return module_result(&name, Err(e)),
+            };
+            match StateFile::parse(path, source, &rctx.facts(facts)) {
+                Ok(f) => f,
+                Err(e) => return failed(&name, e.to_string()),
+            }
+        }
+    };
+    match crate::state::apply(&file, host, &module::load, ctx).await {
+        Ok(report) => state_result(&name, report),
+        Err(e) => failed(&name, e.to_string()),
+    }
+}
+
+/// The host's facts; read even in a dry run, since they change nothing.
+async fn read_facts(host: &dyn Remote, ctx: &RunContext) -> Result<J, ModuleError> {
+    let facts = module::load("facts", &Args::new())?;
+    let read = RunContext {
+        check: false,
+        ..ctx.clone()
+    };
+    Ok(facts.run(host, &read).await?.data)
 }

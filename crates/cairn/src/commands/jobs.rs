@@ -70,7 +70,7 @@ pub fn run(args: &RunArgs, global: &GlobalArgs) -> Result<Status, CliError> {
         global,
         move |remote, ctx, _vars| {
             let module = module.clone();
-            async move { module_result(remote.name(), module.run(&*remote, &ctx).await) }
+            async move { job::module_result(remote.name(), module.run(&*remote, &ctx).await) }
         },
         move |ctx, _vars| JobKind::Module {
             name: name.clone(),
@@ -256,11 +256,6 @@ impl AsRef<str> for Named {
     fn as_ref(&self) -> &str {
         &self.name
     }
-}
-
-/// A module's answer as a host's result (shared with the agent).
-pub fn module_result(host: &str, result: Result<Outcome, ModuleError>) -> HostResult {
-    job::module_result(host, result)
 }
 
 /// The job record; on a table without `--query`, its hosts one per row

@@ -11,7 +11,7 @@ use cairn_orch::module::{self, Args, ModuleError, RunContext};
 use cairn_orch::state::{HostReport, RenderContext, StateErrorKind, StateFile};
 use serde_json::{Map, Value as J, json};
 
-use super::jobs::{JobSpec, job, module_result};
+use super::jobs::{JobSpec, job};
 use crate::cli::{GlobalArgs, HostArgs};
 use crate::report::{CliError, Status};
 
@@ -64,54 +64,13 @@ pub fn apply(
         move |remote, ctx, host_vars| {
             let (path, source, user_vars) = (path.clone(), source.clone(), user_vars.clone());
             async move {
-                let name = remote.name().to_string();
                 let mut vars = host_vars;
                 vars.extend(user_vars);
-                let rctx = RenderContext::new(&name).vars(vars);
-                // Facts cost the host a round trip: they are read only for a
-                // file whose Jinja may look at them. One that does not
-                // renders the same without them.
-                let file = match StateFile::parse(&path, &source, &rctx) {
-                    Ok(f) if !f.uses_facts() => f,
-                    _ => {
-                        let facts = match read_facts(&*remote, &ctx).await {
-                            Ok(f) => f,
-                            Err(e) => return module_result(&name, Err(e)),
-                        };
-                        match StateFile::parse(&path, &source, &rctx.facts(facts)) {
-                            Ok(f) => f,
-                            Err(e) => return failed(&name, e.to_string()),
-                        }
-                    }
-                };
-                match cairn_orch::state::apply(&file, &*remote, &module::load, &ctx).await {
-                    Ok(report) => host_result(&name, report),
-                    Err(e) => failed(&name, e.to_string()),
-                }
+                cairn_orch::job::apply_state_file(&*remote, &path, &source, vars, &ctx).await
             }
         },
         agent_job,
     )
-}
-
-async fn read_facts(remote: &dyn cairn_orch::Remote, ctx: &RunContext) -> Result<J, ModuleError> {
-    let facts = module::load("facts", &Args::new())?;
-    // Facts are read even in a dry run: they change nothing.
-    let read = RunContext {
-        check: false,
-        ..ctx.clone()
-    };
-    Ok(facts.run(remote, &read).await?.data)
-}
-
-fn failed(host: &str, message: String) -> HostResult {
-    cairn_orch::job::failed(host, message)
-}
-
-/// A host failed if a state failed; changed if a state changed (shared with
-/// the agent).
-fn host_result(host: &str, report: HostReport) -> HostResult {
-    cairn_orch::job::state_result(host, report)
 }
 
 /// A state file error with its source snippet, as template errors are shown.
