@@ -338,7 +338,7 @@ mod tests {
     use super::*;
 
     fn job(target: &str, nonce: &str, expires_at: u64, marker: &Path) -> ToAgent {
-        let mut args = Args::new();
+        let mut args = crate::module::Args::new();
         args.insert("cmd".into(), format!("touch {}", marker.display()).into());
         ToAgent::Job(JobMessage {
             job_id: "j1".into(),
