@@ -80,16 +80,28 @@ fn hold(
     now: Timestamp,
 ) -> StoreResult<Lease> {
     ensure_deployment(conn, deployment)?;
-    let lease = Lease {
+    let lease = granted(deployment, owner, run_id, operation, ttl, now);
+    write(conn, &lease)?;
+    Ok(lease)
+}
+
+/// The lease `run_id` holds once granted at `now` for `ttl` (both stores).
+pub(crate) fn granted(
+    deployment: &str,
+    owner: &Owner,
+    run_id: &str,
+    operation: &str,
+    ttl: Duration,
+    now: Timestamp,
+) -> Lease {
+    Lease {
         deployment: deployment.into(),
         owner: owner.clone(),
         run_id: run_id.into(),
         operation: operation.into(),
         acquired_at: now,
         expires_at: expiry(now, ttl),
-    };
-    write(conn, &lease)?;
-    Ok(lease)
+    }
 }
 
 /// Takes the lease when it is free, expired (`expires_at <= now`: its

@@ -10,7 +10,7 @@ use cairn_engine::store::{Lease, Owner, StoreError, StoreResult, Timestamp};
 
 use super::resources::lock_deployment;
 use super::{Tx, col};
-use crate::lease::{expiry, may_acquire, may_take_over};
+use crate::lease::{expiry, granted, may_acquire, may_take_over};
 
 pub(crate) fn get(tx: &mut Tx<'_>, deployment: &str) -> StoreResult<Option<Lease>> {
     const WHAT: &str = "reading the lease";
@@ -78,14 +78,7 @@ fn hold(
     ttl: Duration,
     now: Timestamp,
 ) -> StoreResult<Lease> {
-    let lease = Lease {
-        deployment: deployment.into(),
-        owner: owner.clone(),
-        run_id: run_id.into(),
-        operation: operation.into(),
-        acquired_at: now,
-        expires_at: expiry(now, ttl),
-    };
+    let lease = granted(deployment, owner, run_id, operation, ttl, now);
     write(tx, &lease, now)?;
     Ok(lease)
 }
