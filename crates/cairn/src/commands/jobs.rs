@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cairn_orch::agent::{self, AdminReply, AdminRequest, JobKind};
 use cairn_orch::job::{self, HostResult, JobRecord};
-use cairn_orch::module::{self, Module, ModuleError, Outcome, RunContext};
+use cairn_orch::module::{self, Module, ModuleError, RunContext};
 use cairn_orch::{Remote, Target};
 use cairn_state::Store;
 use serde_json::{Map, Value as J, json};

@@ -6,9 +6,8 @@
 use std::path::Path;
 
 use cairn_orch::agent::JobKind;
-use cairn_orch::job::HostResult;
-use cairn_orch::module::{self, Args, ModuleError, RunContext};
-use cairn_orch::state::{HostReport, RenderContext, StateErrorKind, StateFile};
+use cairn_orch::module::{self, RunContext};
+use cairn_orch::state::{RenderContext, StateErrorKind, StateFile};
 use serde_json::{Map, Value as J, json};
 
 use super::jobs::{JobSpec, job};
