@@ -88,6 +88,9 @@ pub struct Desired {
     pub variables: IndexMap<String, Value>,
     pub resources: IndexMap<String, DesiredResource>,
     pub outputs: IndexMap<String, OutputValue>,
+    /// Each app's declaration, evaluated (`cairn release` reads it).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub apps: IndexMap<String, Value>,
     #[serde(skip)]
     pub graph: DeclGraph,
     /// The names expressions saw, for evaluating more expressions later (`cairn eval`).
@@ -209,6 +212,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     let mut variables = IndexMap::new();
     let mut resources = IndexMap::new();
     let mut outputs = IndexMap::new();
+    let mut apps = IndexMap::new();
     let scope = Scope::value(cx.names.clone(), None, None);
     for id in &order {
         match id.kind {
@@ -265,6 +269,15 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
                     Err(e) => cx.d.push(e),
                 }
             }
+            DeclKind::App => {
+                let decl = &template.apps[&id.name];
+                match session.eval(&decl.body, &scope) {
+                    Ok(value) => {
+                        apps.insert(id.name.clone(), value);
+                    }
+                    Err(e) => cx.d.push(e),
+                }
+            }
         }
     }
     // Keep the template's order for people; evaluation used the graph's.
@@ -280,6 +293,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
         variables,
         resources: ordered,
         outputs,
+        apps,
         graph,
         scope: names,
     })
@@ -356,6 +370,9 @@ fn build_graph<'a>(
     for (name, o) in &t.outputs {
         g.add(DeclId::output(name), o.name.span);
     }
+    for (name, a) in &t.apps {
+        g.add(DeclId::app(name), a.name.span);
+    }
 
     let mut items: Vec<(DeclId, Vec<&'a Node>, Mode)> = Vec::new();
     for (name, (_, node)) in &t.variables {
@@ -383,6 +400,9 @@ fn build_graph<'a>(
     }
     for (name, o) in &t.outputs {
         items.push((DeclId::output(name), vec![&o.value], Mode::Single));
+    }
+    for (name, a) in &t.apps {
+        items.push((DeclId::app(name), vec![&a.body], Mode::Single));
     }
 
     for (id, nodes, mode) in items {
@@ -587,7 +607,7 @@ fn resource_dependencies(g: &DeclGraph, id: &DeclId) -> Vec<String> {
         match d.kind {
             DeclKind::Resource => out.push(d.name.clone()),
             DeclKind::Variable => stack.extend(g.dependencies(d)),
-            DeclKind::Output => {}
+            DeclKind::Output | DeclKind::App => {}
         }
     }
     out.sort();

@@ -16,6 +16,7 @@ pub enum DeclKind {
     Variable,
     Resource,
     Output,
+    App,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -43,6 +44,12 @@ impl DeclId {
             name: name.to_string(),
         }
     }
+    pub fn app(name: &str) -> DeclId {
+        DeclId {
+            kind: DeclKind::App,
+            name: name.to_string(),
+        }
+    }
 
     /// How a person writes it in an expression.
     pub fn display(&self) -> String {
@@ -50,6 +57,7 @@ impl DeclId {
             DeclKind::Variable => format!("vars.{}", self.name),
             DeclKind::Resource => self.name.clone(),
             DeclKind::Output => format!("output {}", self.name),
+            DeclKind::App => format!("app {}", self.name),
         }
     }
 }

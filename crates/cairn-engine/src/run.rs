@@ -489,8 +489,9 @@ pub async fn drift(cx: &RunContext) -> Result<Vec<Drift>, RunError> {
 }
 
 /// A lease held: renewed by a heartbeat until dropped, then released (a
-/// lease taken by another run meanwhile is left alone).
-pub(crate) struct LeaseHold {
+/// lease taken by another run meanwhile is left alone). Commands that must
+/// not overlap a run (`cairn release`) hold it too.
+pub struct LeaseHold {
     heartbeat: tokio::task::JoinHandle<()>,
     cx: RunContext,
 }
@@ -506,7 +507,7 @@ impl Drop for LeaseHold {
 }
 
 /// Who takes a deployment's lease, for what and for how long.
-pub(crate) struct LeaseTerms<'a> {
+pub struct LeaseTerms<'a> {
     pub command: &'a str,
     pub owner: &'a Owner,
     pub ttl: Duration,
@@ -541,7 +542,7 @@ pub async fn up(
 /// heartbeat until the hold is dropped, which releases it. The context
 /// returned is fenced: once a renewal fails, no step starts (see
 /// [`crate::fence`]).
-pub(crate) fn hold_lease(
+pub fn hold_lease(
     cx: &RunContext,
     terms: &LeaseTerms<'_>,
 ) -> Result<(RunContext, LeaseHold), StoreError> {

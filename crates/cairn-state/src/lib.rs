@@ -28,6 +28,7 @@ mod key;
 mod lease;
 mod location;
 pub mod pg;
+mod releases;
 mod resources;
 mod schema;
 mod seal;

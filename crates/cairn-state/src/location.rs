@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use cairn_engine::store::{StateStore, StoreResult};
 use cairn_orch::job::JobStore;
+use cairn_release::ReleaseStore;
 
 use crate::key::KeySource;
 use crate::pg::{PgStore, PgUrl};
@@ -13,9 +14,9 @@ use crate::store::SqliteStore;
 use crate::transfer::Transfer;
 
 /// Everything the CLI asks of a state, whichever store holds it.
-pub trait Store: StateStore + JobStore + Transfer + fmt::Debug {}
+pub trait Store: StateStore + JobStore + ReleaseStore + Transfer + fmt::Debug {}
 
-impl<T: StateStore + JobStore + Transfer + fmt::Debug> Store for T {}
+impl<T: StateStore + JobStore + ReleaseStore + Transfer + fmt::Debug> Store for T {}
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {

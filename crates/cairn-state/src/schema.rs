@@ -140,8 +140,35 @@ CREATE TABLE job_hosts (
 ) STRICT;
 ";
 
+/// Releases (`cairn release`): the audit trail, across deployments, since
+/// promotion compares what ran in one environment with another. The
+/// record is kept whole as JSON; the columns beside it are what lists
+/// filter and sort by.
+const V4: &str = "
+CREATE TABLE releases (
+    id          TEXT PRIMARY KEY,
+    app         TEXT NOT NULL,
+    deployment  TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    record      TEXT NOT NULL  -- JSON: the whole release record
+) STRICT;
+CREATE INDEX releases_by_app ON releases (app, started_at);
+
+-- Keys that sign release artifacts: the public half in clear, the seed
+-- sealed with the state's key like every other secret.
+CREATE TABLE signing_keys (
+    name   TEXT PRIMARY KEY,
+    public TEXT NOT NULL,
+    sealed BLOB NOT NULL
+) STRICT;
+";
+
 /// Applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

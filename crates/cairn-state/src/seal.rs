@@ -36,6 +36,10 @@ pub(crate) enum Row<'a> {
     Outputs {
         deployment: &'a str,
     },
+    /// A release signing key's seed (`cairn artifact build`).
+    SigningKey {
+        name: &'a str,
+    },
 }
 
 impl Row<'_> {
@@ -51,6 +55,7 @@ impl Row<'_> {
             } => (b"resource", &[deployment, address]),
             Row::Generated { deployment, name } => (b"generated-secret", &[deployment, name]),
             Row::Outputs { deployment } => (b"outputs", &[deployment]),
+            Row::SigningKey { name } => (b"signing-key", &[name]),
         };
         let mut aad = vec![FORMAT];
         aad.extend_from_slice(b"cairn-state:");
@@ -76,6 +81,7 @@ impl Row<'_> {
             Row::Outputs { deployment } => {
                 format!("the secret outputs of deployment `{deployment}`")
             }
+            Row::SigningKey { name } => format!("the signing key `{name}`"),
         }
     }
 }

@@ -15,6 +15,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "variables",
     "resources",
     "outputs",
+    "apps",
 ];
 pub const RESOURCE_KEYS: &[&str] = &[
     "type",
@@ -31,6 +32,27 @@ pub const RESOURCE_KEYS: &[&str] = &[
 ];
 pub const LIFECYCLE_KEYS: &[&str] = &["prevent_destroy", "create_before_destroy", "ignore_changes"];
 pub const OUTPUT_KEYS: &[&str] = &["value", "description", "secret"];
+/// What an app (`apps:`) declares; see `cairn-release` for their meaning.
+pub const APP_KEYS: &[&str] = &[
+    "description",
+    "build",
+    "install",
+    "service",
+    "health",
+    "port",
+    "load_balancer",
+    "servers",
+    "hooks",
+    "keep",
+    "store",
+];
+/// The keys of an app's nested maps, by the key that holds them.
+pub const APP_NESTED_KEYS: &[(&str, &[&str])] = &[
+    ("build", &["command", "dir", "output"]),
+    ("service", &["command", "stop_timeout", "user"]),
+    ("health", &["path", "port", "timeout", "interval"]),
+    ("hooks", &["pre", "post"]),
+];
 /// Names a resource, variable or parameter may not take: they are scope names.
 pub const RESERVED: &[&str] = &[
     "params",
@@ -63,6 +85,16 @@ pub struct Template {
     pub variables: IndexMap<String, (Name, Node)>,
     pub resources: IndexMap<String, ResourceDecl>,
     pub outputs: IndexMap<String, OutputDecl>,
+    /// Applications released onto the deployment's servers (`cairn release`).
+    pub apps: IndexMap<String, AppDecl>,
+}
+
+/// An app as written: its keys are checked here, its values (expressions
+/// that may name resources) are evaluated with the outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppDecl {
+    pub name: Name,
+    pub body: Node,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +140,7 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
         variables: IndexMap::new(),
         resources: IndexMap::new(),
         outputs: IndexMap::new(),
+        apps: IndexMap::new(),
     };
     let Some(entries) = expect_map(root, "the template", &mut d) else {
         return Err(d);
@@ -151,6 +184,13 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
                 for (name, node) in named_entries(v, "outputs", &mut d) {
                     t.outputs
                         .insert(name.text.clone(), parse_output(name, node, &mut d));
+                }
+            }
+            "apps" => {
+                for (name, node) in named_entries(v, "apps", &mut d) {
+                    if let Some(app) = parse_app(name, node, &mut d) {
+                        t.apps.insert(app.name.text.clone(), app);
+                    }
                 }
             }
             other => d.push(unknown_key(k, other, "a template", TEMPLATE_KEYS)),
@@ -270,6 +310,51 @@ fn parse_resource(name: Name, node: &Node, d: &mut Diagnostics) -> Option<Resour
         }
     }
     Some(r)
+}
+
+fn parse_app(name: Name, node: &Node, d: &mut Diagnostics) -> Option<AppDecl> {
+    let entries = expect_map(node, "an app", d)?;
+    for (k, v) in entries {
+        let Some(key) = key_name(k, d) else { continue };
+        if !APP_KEYS.contains(&key.as_str()) {
+            d.push(unknown_key(k, &key, "an app", APP_KEYS));
+            continue;
+        }
+        let Some((_, nested)) = APP_NESTED_KEYS.iter().find(|(n, _)| *n == key) else {
+            continue;
+        };
+        // A string may be an expression that makes the map; a literal map
+        // has its keys checked now, where they are written.
+        if let Some(inner) = v.as_map() {
+            for (ik, _) in inner {
+                let Some(ikey) = key_name(ik, d) else {
+                    continue;
+                };
+                if !nested.contains(&ikey.as_str()) {
+                    d.push(unknown_key(ik, &ikey, &format!("an app's `{key}`"), nested));
+                }
+            }
+        }
+    }
+    for required in ["install", "servers"] {
+        if node.get(required).is_none() {
+            d.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!("app `{}` has no `{required}`", name.text),
+                )
+                .at(name.span, "this app")
+                .help(match required {
+                    "install" => "add `install: /srv/NAME`: releases go under it, `current` points at the live one",
+                    _ => "add `servers: G@role:web` (a target expression) or a list of server names",
+                }),
+            );
+        }
+    }
+    Some(AppDecl {
+        name,
+        body: node.clone(),
+    })
 }
 
 fn parse_output(name: Name, node: &Node, d: &mut Diagnostics) -> OutputDecl {

@@ -32,6 +32,7 @@ pub(crate) mod history;
 mod jobs;
 pub(crate) mod journal;
 mod lease;
+mod releases;
 pub(crate) mod resources;
 mod schema;
 pub mod url;

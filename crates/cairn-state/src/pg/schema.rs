@@ -138,8 +138,32 @@ CREATE TABLE cairn.job_hosts (
 );
 ";
 
+/// Releases: the audit trail of `cairn release` (see the SQLite schema's V4).
+const V2: &str = "
+CREATE TABLE cairn.releases (
+    id          text PRIMARY KEY,
+    app         text NOT NULL,
+    deployment  text NOT NULL,
+    environment text NOT NULL,
+    version     text NOT NULL,
+    digest      text NOT NULL,
+    outcome     text NOT NULL,
+    started_at  bigint NOT NULL,
+    record      text NOT NULL  -- JSON: the whole release record
+);
+CREATE INDEX releases_by_app ON cairn.releases (app, started_at);
+
+-- Keys that sign release artifacts: the public half in clear, the seed
+-- sealed with the state's key like every other secret.
+CREATE TABLE cairn.signing_keys (
+    name   text PRIMARY KEY,
+    public text NOT NULL,
+    sealed bytea NOT NULL
+);
+";
+
 /// Applied in order; `cairn.version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The PostgreSQL schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
