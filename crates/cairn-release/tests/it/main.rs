@@ -1,0 +1,3 @@
+//! cairn-release's integration tests: one binary, a module per concept.
+
+mod rollout;

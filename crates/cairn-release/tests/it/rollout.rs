@@ -1,0 +1,247 @@
+//! The rollout on a real host: this machine's shell (cairn-orch's local
+//! transport), a real service (python3's HTTP server) on a loopback port,
+//! real signals to stop it, real HTTP for the health gate.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_orch::transport::local::LocalHost;
+use cairn_release::app::AppSpec;
+use cairn_release::record::{HostOutcome, ReleaseOutcome};
+use cairn_release::rollout::{self, BatchSize, Host, Payload, Rollout, Stage};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An app serving `releases/V/index.html` on a loopback port; `health`
+/// is the path the gate asks for.
+fn app(install: &Path, port: u16, health: &str) -> AppSpec {
+    AppSpec::from_json(
+        "hello",
+        &json!({
+            "install": install.to_str().unwrap(),
+            "service": {
+                "command": "exec sh ./serve",
+                "stop_timeout": "5s",
+            },
+            "port": port,
+            "health": {"path": health, "timeout": "10s", "interval": "100ms"},
+            "servers": ["local"],
+            "keep": 2,
+        }),
+    )
+    .unwrap()
+}
+
+/// Stages version `v` the way an artifact would: a script that reads the
+/// files on stdin (a tar made here) into `releases/V`.
+fn payload(install: &Path, v: &str, tree: &[(&str, &str)]) -> Payload {
+    let dir = tempfile::tempdir().unwrap();
+    // Every release brings its own start script, as an artifact would.
+    std::fs::write(
+        dir.path().join("serve"),
+        "exec python3 -m http.server \"$PORT\" --bind \"$CAIRN_ADDRESS\"\n",
+    )
+    .unwrap();
+    for (name, body) in tree {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let tar = std::process::Command::new("tar")
+        .args(["-c", "-C"])
+        .arg(dir.path())
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    Payload {
+        version: v.into(),
+        digest: format!("digest-{v}"),
+        stage: Some(Stage {
+            script: format!(
+                "set -eu\nmkdir -p {i}/releases/.{v}\ncd {i}\ntar -x -C releases/.{v}\nmv releases/.{v} releases/{v}\n",
+                i = install.display()
+            ),
+            archive: Arc::new(tar.stdout),
+        }),
+    }
+}
+
+fn rollout(app: &AppSpec, payload: Payload, install: &Path) -> Rollout {
+    let _ = install;
+    let host = LocalHost::new("local");
+    Rollout {
+        app: app.clone(),
+        payload,
+        hosts: vec![Host {
+            name: "local".into(),
+            address: "127.0.0.1".into(),
+            remote: Arc::new(host),
+        }],
+        batch: BatchSize::Hosts(1),
+        max_fail: 0,
+        balancer: None,
+        on_event: Arc::new(|_| {}),
+    }
+}
+
+fn get(port: u16) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "2"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stop(install: &Path) {
+    // The test's own service goes with it.
+    if let Ok(pid) = std::fs::read_to_string(install.join(".cairn/service.pid")) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", pid.trim())])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = dir.path().join("srv");
+    let port = free_port();
+    let a = app(&install, port, "/index.html");
+
+    let v1 = rollout::run(rollout(
+        &a,
+        payload(&install, "v1", &[("index.html", "v1")]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.events);
+    assert_eq!(get(port), "v1");
+    assert_eq!(v1.hosts[0].from_version, None);
+
+    let v2 = rollout::run(rollout(
+        &a,
+        payload(&install, "v2", &[("index.html", "v2")]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v2.outcome, ReleaseOutcome::Succeeded, "{:?}", v2.events);
+    assert_eq!(v2.hosts[0].from_version.as_deref(), Some("v1"));
+    assert_eq!(get(port), "v2");
+    assert_eq!(
+        std::fs::read_link(install.join("current")).unwrap(),
+        Path::new("releases/v2")
+    );
+
+    // v3 has no index.html: its health check fails, the host goes back.
+    let v3 = rollout::run(rollout(
+        &a,
+        payload(&install, "v3", &[("other", "v3")]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v3.outcome, ReleaseOutcome::RolledBack, "{:?}", v3.events);
+    assert_eq!(v3.hosts[0].outcome, HostOutcome::Failed);
+    let why = v3.hosts[0].message.clone().unwrap();
+    assert!(why.starts_with("health: "), "{why}");
+    assert!(why.contains("did not answer 2xx within 10s"), "{why}");
+    assert_eq!(get(port), "v2", "back on v2, serving");
+    assert!(
+        v3.events
+            .iter()
+            .any(|e| e.step == "rollback" && e.host.as_deref() == Some("local"))
+    );
+
+    // A service that dies at once fails fast and says why, from its log.
+    let started = std::time::Instant::now();
+    let crashing = payload(
+        &install,
+        "v4",
+        &[
+            ("index.html", "v4"),
+            ("serve", "echo 'no config, giving up' >&2; exit 1\n"),
+        ],
+    );
+    let v4 = rollout::run(rollout(&a, crashing, &install)).await;
+    assert_eq!(v4.outcome, ReleaseOutcome::RolledBack, "{:#?}", v4.events);
+    let why = v4.hosts[0].message.clone().unwrap();
+    assert!(
+        why.contains("the service exited") && why.contains("no config, giving up"),
+        "{why}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "did not wait for the health timeout"
+    );
+    // Going back restarts the old command: v2 still serves.
+    assert_eq!(get(port), "v2");
+
+    // keep: 2 — the two newest (v5, v4) and the one v5 replaced (v2)
+    // stay; v1 and v3 go.
+    let v5 = rollout::run(rollout(
+        &a,
+        payload(&install, "v5", &[("index.html", "v5")]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v5.outcome, ReleaseOutcome::Succeeded, "{:?}", v5.events);
+    let mut left: Vec<String> = std::fs::read_dir(install.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["v2", "v4", "v5"]);
+    assert_eq!(get(port), "v5");
+    stop(&install);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_fails_switches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = dir.path().join("srv");
+    let port = free_port();
+    let a = app(&install, port, "/");
+    let v1 = rollout::run(rollout(
+        &a,
+        payload(&install, "v1", &[("index.html", "v1")]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded);
+    let mut bad = payload(&install, "v2", &[("index.html", "v2")]);
+    if let Some(stage) = &mut bad.stage {
+        stage.script = "echo 'signature does not verify' >&2; exit 7".into();
+    }
+    let v2 = rollout::run(rollout(&a, bad, &install)).await;
+    assert_eq!(v2.outcome, ReleaseOutcome::RolledBack);
+    assert_eq!(v2.hosts[0].outcome, HostOutcome::Failed);
+    assert_eq!(
+        v2.hosts[0].message.as_deref(),
+        Some("signature does not verify")
+    );
+    assert!(
+        !v2.events.iter().any(|e| e.step == "switch"),
+        "nothing switched"
+    );
+    assert_eq!(get(port), "v1");
+    stop(&install);
+}
+
+#[test]
+fn batch_sizes() {
+    assert_eq!(BatchSize::parse("25%").unwrap().of(20), 5);
+    assert_eq!(BatchSize::parse("25%").unwrap().of(3), 1);
+    assert_eq!(BatchSize::parse("1").unwrap().of(4), 1);
+    assert_eq!(BatchSize::parse("10").unwrap().of(4), 4);
+    for bad in ["0", "0%", "101%", "x", ""] {
+        assert!(BatchSize::parse(bad).is_err(), "{bad}");
+    }
+}
