@@ -183,6 +183,72 @@ mod tests {
         assert!(backends_of(&json!({})).is_empty());
     }
 
+    #[tokio::test]
+    async fn the_fake_drains_restores_and_refuses_like_a_target() {
+        use crate::provider::{CreateRequest, Provider, ProviderError};
+        use crate::testing::FakeProvider;
+        let fake = FakeProvider::new();
+        let lb = fake
+            .create(CreateRequest {
+                deployment: "d".into(),
+                address: "lb".into(),
+                kind: "load_balancer".into(),
+                properties: json!({"backends": ["10.0.0.4", "10.0.0.5"], "backend_port": 8080}),
+                tags: Default::default(),
+                target: None,
+                token: "t-lb".into(),
+                sensitive: Vec::new(),
+                may_exist: false,
+            })
+            .await
+            .unwrap();
+        let control = fake.backend_control().unwrap();
+        let a = BackendRef::new("10.0.0.4", 8080);
+        fake.unhealthy.lock().unwrap().insert("10.0.0.5".into());
+        let r = control
+            .drain(&lb.id, &a, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(!r.timed_out);
+        assert_eq!(
+            control.backend_state(&lb.id, &a).await,
+            Ok(BackendState::Drained)
+        );
+        control.restore(&lb.id, &a).await.unwrap();
+        assert_eq!(
+            control.backend_state(&lb.id, &a).await,
+            Ok(BackendState::Healthy)
+        );
+        let b = BackendRef::new("10.0.0.5", 8080);
+        assert_eq!(
+            control.backend_state(&lb.id, &b).await,
+            Ok(BackendState::Unhealthy)
+        );
+        assert_eq!(
+            *fake.backend_calls.lock().unwrap(),
+            [
+                format!("drain {} 10.0.0.4:8080", lb.id),
+                format!("restore {} 10.0.0.4:8080", lb.id)
+            ]
+        );
+        let wrong_port = BackendRef::new("10.0.0.4", 80);
+        assert!(matches!(
+            control.restore(&lb.id, &wrong_port).await,
+            Err(ProviderError::Permanent(_))
+        ));
+        assert!(matches!(
+            control.restore("lb-nope", &a).await,
+            Err(ProviderError::NotFound(_))
+        ));
+        fake.fail_drain.lock().unwrap().insert("10.0.0.4".into());
+        assert!(
+            control
+                .drain(&lb.id, &a, Duration::from_secs(1))
+                .await
+                .is_err()
+        );
+    }
+
     #[test]
     fn states_and_reports_cross_the_wire() {
         for s in [

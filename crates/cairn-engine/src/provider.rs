@@ -164,7 +164,7 @@ pub trait Provider: Send + Sync {
     async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>>;
 
     /// Drain and restore of load balancer backends, for rolling releases;
-    /// `None` when the target cannot (the engine's fake).
+    /// `None` when the target cannot.
     fn backend_control(&self) -> Option<&dyn crate::backend::BackendControl> {
         None
     }
