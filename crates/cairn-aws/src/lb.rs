@@ -16,6 +16,7 @@ use cairn_engine::provider::*;
 use serde_json::json;
 
 use crate::AwsProvider;
+use crate::drain::drained_targets;
 use crate::ec2::filter;
 use crate::error::{classify, gone};
 use crate::model::*;
@@ -94,7 +95,10 @@ fn secs(n: Option<i32>) -> Json {
 
 impl AwsProvider {
     /// The instance that has this address (private first, then public).
-    async fn instance_with(&self, address: &str) -> ProviderResult<(String, String, String)> {
+    pub(crate) async fn instance_with(
+        &self,
+        address: &str,
+    ) -> ProviderResult<(String, String, String)> {
         for key in ["private-ip-address", "ip-address"] {
             let out = self
                 .c
@@ -391,7 +395,7 @@ impl AwsProvider {
         Ok(())
     }
 
-    async fn load_balancer(&self, arn: &str) -> ProviderResult<Option<LoadBalancer>> {
+    pub(crate) async fn load_balancer(&self, arn: &str) -> ProviderResult<Option<LoadBalancer>> {
         let out = self
             .c
             .elb
@@ -514,7 +518,7 @@ impl AwsProvider {
     }
 
     /// The tags of load balancers or target groups, by ARN.
-    async fn elb_tags_of(
+    pub(crate) async fn elb_tags_of(
         &self,
         arns: &[String],
     ) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
@@ -664,8 +668,22 @@ impl AwsProvider {
                     _ => {}
                 }
             }
+            let mut targets: Vec<(String, i32)> = self
+                .target_health(tg_arn)
+                .await?
+                .into_iter()
+                .map(|(id, port, _)| (id, port))
+                .collect();
+            // A backend a release drained is deregistered for a while but
+            // still one of the balancer's: no drift.
+            let group_tags = self.elb_tags_of(&[tg_arn.to_string()]).await?;
+            for drained in drained_targets(group_tags.iter().flat_map(|(_, tags)| tags)) {
+                if !targets.contains(&drained) {
+                    targets.push(drained);
+                }
+            }
             let mut list = Vec::new();
-            for (id, tport, _) in self.target_health(tg_arn).await? {
+            for (id, tport) in targets {
                 let ip = self.instance_private_ip(&id).await?.unwrap_or(id.clone());
                 list.push(if tport == backend_port {
                     json!(ip)

@@ -11,6 +11,7 @@ mod compute;
 mod config;
 mod database;
 mod dns;
+mod drain;
 mod ec2;
 mod error;
 mod firewall;

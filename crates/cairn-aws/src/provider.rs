@@ -305,6 +305,10 @@ impl Provider for AwsProvider {
     async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>> {
         self.list_deployment(deployment).await
     }
+
+    fn backend_control(&self) -> Option<&dyn cairn_engine::backend::BackendControl> {
+        Some(self)
+    }
 }
 
 impl AwsProvider {

@@ -8,6 +8,7 @@
 //! Never: names SQLite, AWS or a terminal; prints; reads the environment.
 
 pub mod apply;
+pub mod backend;
 pub mod check;
 pub mod evaluate;
 pub mod fence;

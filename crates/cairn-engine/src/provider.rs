@@ -162,6 +162,12 @@ pub trait Provider: Send + Sync {
     async fn delete(&self, req: DeleteRequest) -> ProviderResult<()>;
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>>;
     async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>>;
+
+    /// Drain and restore of load balancer backends, for rolling releases;
+    /// `None` when the target cannot.
+    fn backend_control(&self) -> Option<&dyn crate::backend::BackendControl> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::backend::{BackendControl, BackendRef, BackendState, DrainReport, backends_of};
 use crate::provider::*;
 use crate::schema::{ResourceSchema, lookup};
 use crate::store::*;
@@ -38,6 +39,16 @@ pub struct FakeProvider {
     /// Every create call as it came: the address and whether the engine
     /// said an earlier attempt may exist.
     pub create_calls: Mutex<Vec<(String, bool)>>,
+    /// Backend control: every call in order, `drain lb-2 10.9.0.1:8080`,
+    /// `restore ...` (`state` calls are not logged).
+    pub backend_calls: Mutex<Vec<String>>,
+    /// Drained backends: (balancer id, `address:port`).
+    pub drained: Mutex<HashSet<(String, String)>>,
+    /// Backend addresses whose drain fails for good.
+    pub fail_drain: Mutex<HashSet<String>>,
+    /// Backend addresses the balancer's health check fails (never
+    /// `Healthy`, drained or not).
+    pub unhealthy: Mutex<HashSet<String>>,
 }
 
 impl FakeProvider {
@@ -102,6 +113,99 @@ impl FakeProvider {
             }
         }
         Json::Object(m)
+    }
+}
+
+impl FakeProvider {
+    /// `address:port` of a backend of the balancer `lb_id`, or the error a
+    /// real target gives: NotFound for the balancer, Permanent for a
+    /// backend not in its `backends`.
+    fn backend_key(&self, lb_id: &str, backend: &BackendRef) -> ProviderResult<String> {
+        let cloud = self.cloud.lock().unwrap();
+        let lb = cloud
+            .get(lb_id)
+            .filter(|r| r.kind == "load_balancer")
+            .ok_or_else(|| ProviderError::NotFound(format!("load balancer {lb_id}")))?;
+        let listed = backends_of(&lb.properties)
+            .iter()
+            .any(|b| b.address == backend.address && b.port == backend.port);
+        if !listed {
+            return Err(ProviderError::Permanent(format!(
+                "{backend} is not a backend of load balancer {lb_id}"
+            )));
+        }
+        Ok(format!("{}:{}", backend.address, backend.port))
+    }
+}
+
+/// Drains and restores at once (nothing is ever in flight), checking the
+/// balancer and the backend like a real target.
+#[async_trait::async_trait]
+impl BackendControl for FakeProvider {
+    async fn drain(
+        &self,
+        lb_id: &str,
+        backend: &BackendRef,
+        _timeout: Duration,
+    ) -> ProviderResult<DrainReport> {
+        self.call().await?;
+        let key = self.backend_key(lb_id, backend)?;
+        self.backend_calls
+            .lock()
+            .unwrap()
+            .push(format!("drain {lb_id} {key}"));
+        if self.fail_drain.lock().unwrap().contains(&backend.address) {
+            return Err(ProviderError::Permanent(format!(
+                "{key} cannot be drained here"
+            )));
+        }
+        self.drained
+            .lock()
+            .unwrap()
+            .insert((lb_id.to_string(), key));
+        Ok(DrainReport {
+            in_flight_at_start: Some(0),
+            in_flight_left: Some(0),
+            waited: Duration::ZERO,
+            timed_out: false,
+        })
+    }
+
+    async fn restore(&self, lb_id: &str, backend: &BackendRef) -> ProviderResult<()> {
+        self.call().await?;
+        let key = self.backend_key(lb_id, backend)?;
+        self.backend_calls
+            .lock()
+            .unwrap()
+            .push(format!("restore {lb_id} {key}"));
+        self.drained
+            .lock()
+            .unwrap()
+            .remove(&(lb_id.to_string(), key));
+        Ok(())
+    }
+
+    async fn backend_state(
+        &self,
+        lb_id: &str,
+        backend: &BackendRef,
+    ) -> ProviderResult<BackendState> {
+        self.call().await?;
+        let key = self.backend_key(lb_id, backend)?;
+        Ok(
+            if self
+                .drained
+                .lock()
+                .unwrap()
+                .contains(&(lb_id.to_string(), key))
+            {
+                BackendState::Drained
+            } else if self.unhealthy.lock().unwrap().contains(&backend.address) {
+                BackendState::Unhealthy
+            } else {
+                BackendState::Healthy
+            },
+        )
     }
 }
 
@@ -236,6 +340,10 @@ impl Provider for FakeProvider {
                 address: r.tags.get("cairn:resource").cloned(),
             })
             .collect())
+    }
+
+    fn backend_control(&self) -> Option<&dyn BackendControl> {
+        Some(self)
     }
 }
 

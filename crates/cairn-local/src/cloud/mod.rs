@@ -3,6 +3,7 @@
 //! API; tests drive it in-process.
 
 mod addresses;
+mod drain;
 mod firewall;
 mod isolation;
 mod model;
@@ -787,6 +788,10 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 impl Provider for Cloud {
     fn name(&self) -> &str {
         "local"
+    }
+
+    fn backend_control(&self) -> Option<&dyn cairn_engine::backend::BackendControl> {
+        Some(self)
     }
 
     fn schema(&self, kind: &str) -> Option<&'static ResourceSchema> {

@@ -1,8 +1,11 @@
 //! The control API: `POST /v1/{create,read,update,delete,find,list}` with
-//! the provider's request as JSON, `GET /v1/status`. Every request must
-//! carry `Authorization: Bearer <token>`; anything else is refused.
+//! the provider's request as JSON, `POST /v1/backend/{drain,restore,state}`
+//! with a [`BackendCall`] (drain and restore of a load balancer's backend,
+//! for releases), `GET /v1/status`. Every request must carry
+//! `Authorization: Bearer <token>`; anything else is refused.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -10,17 +13,29 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use cairn_engine::backend::{BackendControl, BackendRef};
 use cairn_engine::provider::{Provider, ProviderError, ProviderResult};
 
 use crate::cloud::Cloud;
 
 type Reply = Response<Full<Bytes>>;
+
+/// The body of the `/v1/backend/*` calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendCall {
+    /// The `load_balancer` resource's id.
+    pub lb_id: String,
+    pub backend: BackendRef,
+    /// How long a drain waits for what is in flight (drain only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
 
 fn reply(status: StatusCode, body: impl Serialize) -> Reply {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -54,7 +69,12 @@ async fn body<T: DeserializeOwned>(req: Request<hyper::body::Incoming>) -> Resul
         .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("bad request: {e}")))
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, cloud: Arc<Cloud>, token: Arc<str>) -> Reply {
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    cloud: Arc<Cloud>,
+    token: Arc<str>,
+    stop: CancellationToken,
+) -> Reply {
     let authorized = req
         .headers()
         .get("authorization")
@@ -88,9 +108,35 @@ async fn handle(req: Request<hyper::body::Incoming>, cloud: Arc<Cloud>, token: A
             Ok(d) => outcome(cloud.list(&d).await),
             Err(e) => e,
         },
+        (Method::POST, "/v1/backend/drain") => match body::<BackendCall>(req).await {
+            Ok(c) => {
+                let timeout = c.timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT);
+                // A drain may wait a while; a daemon told to stop answers
+                // it at once rather than holding its shutdown up.
+                tokio::select! {
+                    r = BackendControl::drain(&*cloud, &c.lb_id, &c.backend, timeout) => outcome(r),
+                    _ = stop.cancelled() => outcome::<()>(Err(ProviderError::Transient(
+                        "the local cloud is stopping; the backend stays drained until it stops".into(),
+                    ))),
+                }
+            }
+            Err(e) => e,
+        },
+        (Method::POST, "/v1/backend/restore") => match body::<BackendCall>(req).await {
+            Ok(c) => outcome(BackendControl::restore(&*cloud, &c.lb_id, &c.backend).await),
+            Err(e) => e,
+        },
+        (Method::POST, "/v1/backend/state") => match body::<BackendCall>(req).await {
+            Ok(c) => outcome(BackendControl::backend_state(&*cloud, &c.lb_id, &c.backend).await),
+            Err(e) => e,
+        },
         _ => reply(StatusCode::NOT_FOUND, format!("no such endpoint {path}")),
     }
 }
+
+/// A drain call that names no timeout waits this long at most (the
+/// `load_balancer` schema's default `drain_timeout`).
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything `cairn local status` shows.
 pub async fn status(cloud: &Cloud) -> serde_json::Value {
@@ -149,9 +195,12 @@ pub async fn serve(
         };
         let (cloud, token, stop) = (cloud.clone(), token.clone(), shutdown.clone());
         conns.spawn(async move {
+            let calls = stop.clone();
             let service = service_fn(move |req| {
-                let (cloud, token) = (cloud.clone(), token.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(req, cloud, token).await) }
+                let (cloud, token, stop) = (cloud.clone(), token.clone(), calls.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(req, cloud, token, stop).await)
+                }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);

@@ -8,9 +8,13 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::time::Duration;
+
+use cairn_engine::backend::{BackendControl, BackendRef, BackendState, DrainReport};
 use cairn_engine::provider::*;
 use cairn_engine::schema::{ResourceSchema, portable};
 
+use super::api::BackendCall;
 use super::{Published, published_path, token_path};
 use crate::cloud::LocalDirs;
 
@@ -132,5 +136,48 @@ impl Provider for LocalClient {
     }
     async fn list(&self, deployment: &str) -> ProviderResult<Vec<Listed>> {
         self.call("list", &deployment.to_string()).await
+    }
+    fn backend_control(&self) -> Option<&dyn BackendControl> {
+        Some(self)
+    }
+}
+
+/// Each call goes to the daemon, which holds the running balancers (and
+/// the drained marks, which a daemon restart forgets).
+#[async_trait::async_trait]
+impl BackendControl for LocalClient {
+    async fn drain(
+        &self,
+        lb_id: &str,
+        backend: &BackendRef,
+        timeout: Duration,
+    ) -> ProviderResult<DrainReport> {
+        self.call(
+            "backend/drain",
+            &backend_call(lb_id, backend, Some(timeout)),
+        )
+        .await
+    }
+
+    async fn restore(&self, lb_id: &str, backend: &BackendRef) -> ProviderResult<()> {
+        self.call("backend/restore", &backend_call(lb_id, backend, None))
+            .await
+    }
+
+    async fn backend_state(
+        &self,
+        lb_id: &str,
+        backend: &BackendRef,
+    ) -> ProviderResult<BackendState> {
+        self.call("backend/state", &backend_call(lb_id, backend, None))
+            .await
+    }
+}
+
+fn backend_call(lb_id: &str, backend: &BackendRef, timeout: Option<Duration>) -> BackendCall {
+    BackendCall {
+        lb_id: lb_id.to_string(),
+        backend: backend.clone(),
+        timeout,
     }
 }

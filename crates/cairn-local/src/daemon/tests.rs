@@ -169,3 +169,228 @@ async fn a_second_cloud_on_the_same_pool_is_refused_and_names_the_first() {
     let _ = std::fs::remove_dir_all(&first.root);
     let _ = std::fs::remove_dir_all(&second.root);
 }
+
+/// A backend for the balancer tests: answers its name, `/slow` after
+/// 400 ms; counts what reaches it (health probes aside).
+async fn named_backend(
+    name: &'static str,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let arrived = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (count, token) = (arrived.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                _ = token.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            let (count, token) = (count.clone(), token.clone());
+            conns.spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let count = count.clone();
+                        async move {
+                            match req.uri().path() {
+                                "/health" => {}
+                                "/slow" => {
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                    tokio::time::sleep(Duration::from_millis(400)).await;
+                                }
+                                _ => {
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(name)),
+                            ))
+                        }
+                    },
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = token.cancelled() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+            while conns.try_join_next().is_some() {}
+        }
+        drop(listener);
+        while conns.join_next().await.is_some() {}
+    });
+    (addr, arrived, stop, task)
+}
+
+/// `GET path` over HTTP/1.0: the body, or None on any failure.
+async fn fetch(front: std::net::SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(front).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    // Asked in HTTP/1.0, answered in HTTP/1.0.
+    head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+}
+
+#[tokio::test]
+async fn a_backend_is_drained_and_restored_through_the_api() {
+    use cairn_engine::backend::{BackendRef, BackendState};
+    use std::sync::atomic::Ordering;
+    let d = dirs("drain");
+    let (shutdown, task, client) = start(&d, 57).await;
+    let (a_addr, a_count, a_stop, a_task) = named_backend("a").await;
+    let (b_addr, _, b_stop, b_task) = named_backend("b").await;
+    let a = BackendRef::new("127.0.0.1", a_addr.port());
+    let b = BackendRef::new("127.0.0.1", b_addr.port());
+    let lb = client
+        .create(create(
+            "load_balancer",
+            "lb",
+            json!({
+                "listen": {"protocol": "http", "port": 8080},
+                "algorithm": "round_robin",
+                "backends": [
+                    {"address": "127.0.0.1", "port": a_addr.port()},
+                    {"address": "127.0.0.1", "port": b_addr.port()},
+                ],
+                "backend_port": 80,
+                "health_check": {"path": "/health", "interval": "100ms", "timeout": "90ms", "healthy": 2, "unhealthy": 2},
+            }),
+        ))
+        .await
+        .unwrap();
+    let front: std::net::SocketAddr = format!(
+        "{}:{}",
+        lb.attributes["address"].as_str().unwrap(),
+        lb.attributes["port"]
+    )
+    .parse()
+    .unwrap();
+    let control = client.backend_control().expect("the local target drains");
+    let healthy = |r: BackendRef| {
+        let lb_id = lb.id.clone();
+        async move {
+            for _ in 0..200 {
+                if control.backend_state(&lb_id, &r).await.unwrap() == BackendState::Healthy {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        }
+    };
+    assert!(healthy(a.clone()).await && healthy(b.clone()).await);
+
+    // Two slow requests per backend in flight, then a is drained: the
+    // drain returns once a's two have been answered.
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        slow.spawn(fetch(front, "/slow"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = control
+        .drain(&lb.id, &a, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(report.in_flight_at_start, Some(2), "{report:?}");
+    assert_eq!(report.in_flight_left, Some(0));
+    assert!(!report.timed_out && report.waited >= Duration::from_millis(200));
+    let mut answers = Vec::new();
+    while let Some(done) = slow.join_next().await {
+        answers.push(done.unwrap().expect("a slow request failed"));
+    }
+    answers.sort();
+    assert_eq!(answers, ["a", "a", "b", "b"]);
+    assert_eq!(
+        control.backend_state(&lb.id, &a).await.unwrap(),
+        BackendState::Drained
+    );
+    let a_before = a_count.load(Ordering::SeqCst);
+    for _ in 0..6 {
+        assert_eq!(fetch(front, "/").await.as_deref(), Some("b"));
+    }
+    assert_eq!(a_count.load(Ordering::SeqCst), a_before);
+
+    // Drain latency through the API with nothing in flight.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        control
+            .drain(&lb.id, &a, Duration::from_secs(1))
+            .await
+            .unwrap();
+        idle.push(t.elapsed());
+    }
+    idle.sort();
+    eprintln!(
+        "drain through the daemon's API, 0 in flight: median {:?}, max {:?}",
+        idle[5], idle[9]
+    );
+
+    // Errors: an unknown balancer, a backend not in it, not an address.
+    let e = control
+        .drain("lb-nope", &a, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::NotFound(m) if m.contains("lb-nope")),
+        "{e:?}"
+    );
+    let stranger = BackendRef::new("127.0.0.1", 9);
+    let e = control.restore(&lb.id, &stranger).await.unwrap_err();
+    assert_eq!(
+        e,
+        ProviderError::Permanent(format!(
+            "127.0.0.1:9 is not a backend of load balancer {}",
+            lb.id
+        ))
+    );
+    let e = control
+        .backend_state(&lb.id, &BackendRef::new("web-1", 80))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ProviderError::Permanent(m) if m.contains("not an IP address")),
+        "{e:?}"
+    );
+
+    // Restored, a is back after its health check, twice over.
+    control.restore(&lb.id, &a).await.unwrap();
+    control.restore(&lb.id, &a).await.unwrap();
+    assert!(healthy(a.clone()).await);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(fetch(front, "/").await.expect("a request failed"));
+    }
+    assert!(seen.iter().any(|s| s == "a"), "{seen:?}");
+
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+    for (stop, task) in [(a_stop, a_task), (b_stop, b_task)] {
+        stop.cancel();
+        task.await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&d.root);
+}

@@ -38,7 +38,10 @@ pub(super) async fn run(shared: Arc<Shared>, up: Arc<Upstream>) {
                 shared.record(&up, false, why);
             }
         }
-        tokio::time::sleep_until(started + check.interval).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + check.interval) => {}
+            _ = up.probe_requested() => {}
+        }
     }
 }
 

@@ -17,6 +17,15 @@
 //!   bodies, TCP connections) runs on for up to `drain_timeout`, then its
 //!   connections are cut. A backend that stays keeps its health and
 //!   connections, so an update never fails a request in flight.
+//! - **Drain on request.** `drain_backend` takes a backend that stays
+//!   configured out of rotation (a release restarting its app): picked no
+//!   more, its kept connections closed, what is in flight runs on and the
+//!   call returns once that reaches 0 or its timeout passes (nothing is cut:
+//!   the caller decides). `restore_backend` puts it back through a health
+//!   check probed at once. The mark lives in this balancer's memory only:
+//!   a balancer rebuilt (the daemon restarted) starts with none drained, so
+//!   a release restores every backend it drained. `update` keeps the mark
+//!   of a backend it keeps. See `admin`.
 //! - **Retries.** A request whose connection attempt fails was never sent,
 //!   and goes to another healthy backend. One that fails after it was sent
 //!   is retried once on another backend when it had no body or is a small
@@ -35,6 +44,7 @@
 //! loopback), or spawns a task it does not join.
 
 mod access;
+mod admin;
 mod bench;
 mod config;
 mod health;
@@ -62,6 +72,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use access::Access;
+pub use admin::UnknownBackend;
 pub use bench::{BenchReport, bench_requests};
 pub use config::{Algorithm, Backend, ConfigError, HealthCheck, LbConfig, Protocol};
 
@@ -76,7 +87,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct BackendStatus {
     pub addr: SocketAddr,
     pub weight: u32,
-    /// Receiving new traffic (always false while draining).
+    /// Receiving new traffic (always false while draining or drained).
     pub healthy: bool,
     /// HTTP requests (until their response body is sent) or TCP connections.
     pub in_flight: usize,
@@ -84,6 +95,9 @@ pub struct BackendStatus {
     pub consecutive_fail: u32,
     /// Removed by an update, with requests still in flight.
     pub draining: bool,
+    /// Drained on request (`drain_backend`) and not restored yet.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// A load balancer. Clones are handles to the same balancer.
@@ -265,11 +279,12 @@ impl LoadBalancer {
             BackendStatus {
                 addr: up.addr,
                 weight: slot.weight,
-                healthy: up.is_healthy(),
+                healthy: up.is_healthy() && !up.is_drained(),
                 in_flight: up.in_flight(),
                 consecutive_ok: ok,
                 consecutive_fail: fail,
                 draining: false,
+                drained: up.is_drained(),
             }
         });
         let draining = t.draining.iter().map(|d| {
@@ -282,6 +297,7 @@ impl LoadBalancer {
                 consecutive_ok: ok,
                 consecutive_fail: fail,
                 draining: true,
+                drained: false,
             }
         });
         current.chain(draining).collect()
@@ -472,7 +488,10 @@ impl Shared {
             config.algorithm,
             slots,
             cursor,
-            |i| upstreams[i].is_healthy() && !exclude.contains(&upstreams[i].id),
+            |i| {
+                let up = &upstreams[i];
+                up.is_healthy() && !up.is_drained() && !exclude.contains(&up.id)
+            },
             |i| upstreams[i].in_flight(),
         )?;
         Some(InFlight::new(upstreams[i].clone()))

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::bench::Client;
 use super::*;
 
+mod drain;
+
 /// The health check interval in these tests.
 const TICK: Duration = Duration::from_millis(100);
 

@@ -1,6 +1,7 @@
 //! One backend as the balancer sees it while running: health, in-flight
-//! count, idle HTTP connections, and the two signals of removal (`retire`: no
-//! new work; `kill`: cut what is left).
+//! count, idle HTTP connections, the two signals of removal (`retire`: no
+//! new work; `kill`: cut what is left), and the administrative `drained`
+//! mark of a backend that stays configured (see `admin`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,6 +28,13 @@ pub(super) struct Upstream {
     idle: Notify,
     /// Removed by an update: picked no more, connections not kept.
     retired: AtomicBool,
+    /// Drained on request (a release restarting it): picked no more,
+    /// connections not kept, until restored. Set and cleared under the
+    /// table lock, like picks.
+    drained: AtomicBool,
+    /// Asks the health check task for a probe now rather than at the next
+    /// interval (a restored backend should not wait a whole interval).
+    probe_now: Notify,
     /// Cancelled when the drain ends: whatever still runs is cut.
     kill: CancellationToken,
     pool: Mutex<Pool>,
@@ -59,6 +67,8 @@ impl Upstream {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             retired: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
+            probe_now: Notify::new(),
             kill: CancellationToken::new(),
             pool: Mutex::default(),
         })
@@ -118,6 +128,38 @@ impl Upstream {
         self.retired.load(Ordering::Acquire)
     }
 
+    /// Marks it drained (true) or not; returns the mark it had. A drained
+    /// backend's kept connections are closed, so the app behind it sees
+    /// no idle keep-alive connection while it restarts. The caller holds
+    /// the table lock, so no pick races with this.
+    pub fn set_drained(&self, drained: bool) -> bool {
+        let was = self.drained.swap(drained, Ordering::AcqRel);
+        if drained {
+            // After the mark: a `put_idle` that takes the pool lock later
+            // sees the mark, one that took it earlier is cleared here.
+            lock(&self.pool).idle.clear();
+        }
+        was
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+
+    /// Out until its next passing check, which comes at once: a restored
+    /// backend (its app just restarted) takes traffic only once the
+    /// balancer has seen it answer, as an ELB target re-registered.
+    pub fn recheck(&self) {
+        self.healthy.store(false, Ordering::Release);
+        *lock(&self.counters) = Counters::default();
+        self.probe_now.notify_one();
+    }
+
+    /// Resolves when `recheck` asks for a probe now.
+    pub async fn probe_requested(&self) {
+        self.probe_now.notified().await;
+    }
+
     /// Cuts everything still running to this backend.
     pub fn kill(&self) {
         self.kill.cancel();
@@ -158,7 +200,7 @@ impl Upstream {
     /// Keeps a connection whose last exchange completed.
     pub fn put_idle(&self, sender: SendRequest<RequestBody>) {
         let mut pool = lock(&self.pool);
-        if !pool.closed && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
+        if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
             pool.idle.push(sender);
         }
     }
