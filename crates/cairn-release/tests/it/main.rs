@@ -1,0 +1,10 @@
+//! cairn-release's integration tests: the stores (a directory, S3 on a real
+//! moto server on loopback), build then verify, and the host script run
+//! with `sh` against temporary install paths.
+
+mod build;
+mod dir_store;
+mod host_script;
+mod moto;
+mod s3_store;
+mod support;
