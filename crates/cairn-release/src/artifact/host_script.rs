@@ -287,8 +287,14 @@ existing_release() {
 }
 
 io 15 "creating $INSTALL/.incoming and $INSTALL/releases" mkdir -p "$INSTALL/.incoming" "$INSTALL/releases"
+# Staging directories of installs that died without their trap (SIGKILL,
+# a crash) end in the pid of a process that is gone: remove them. This
+# one's own name can only be such a leftover, pids being unique among the living.
+for old in "$INSTALL/.incoming/"*.*; do
+  [ -e "$old" ] || continue
+  [ -d "/proc/${old##*.}" ] || rm -rf "$old"
+done
 STAGE="$INSTALL/.incoming/$VERSION.$$"
-# A directory of this name can only be left by a dead process (pids are unique among the living).
 rm -rf "$STAGE"
 io 15 "creating $STAGE" mkdir "$STAGE"
 

@@ -14,7 +14,9 @@ pub mod verify;
 pub use build::{BuildSpec, Built, build, default_version};
 pub use manifest::{ArchiveDigest, FileEntry, Manifest};
 pub use sign::{PublicKey, Signature, SigningKey};
-pub use store::{ArtifactStore, DirStore, S3Settings, S3Store, StoredManifest, open_store};
+pub use store::{ArtifactStore, DirStore, StoredManifest, open_store};
+#[cfg(feature = "s3")]
+pub use store::{S3Settings, S3Store};
 
 /// Names of apps and versions become directory names, S3 keys and shell
 /// words on hosts, so they are kept to a set that is safe in all three.

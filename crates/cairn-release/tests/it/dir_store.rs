@@ -1,9 +1,10 @@
 use std::fs;
 use std::sync::Arc;
 
-use cairn_release::ReleaseError;
 use cairn_release::artifact::store::{PutOutcome, StoreUrl};
+use cairn_release::artifact::verify::verify_stored;
 use cairn_release::artifact::{ArtifactStore, DirStore, SigningKey, open_store};
+use cairn_release::{ReleaseError, VerifyError};
 
 use crate::support::{artifact, store_contract};
 
@@ -98,4 +99,49 @@ async fn open_store_reads_paths_and_file_urls() {
     );
     let err = open_store("ftp://x/y").await.unwrap_err();
     assert!(err.to_string().contains("ftp://x/y"), "{err}");
+}
+
+#[tokio::test]
+async fn verify_stored_finds_one_changed_byte_in_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = DirStore::new(tmp.path().join("store"));
+    let key = SigningKey::generate().unwrap();
+    let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    store
+        .put("web", "v1", &a.bytes, &a.signature, &a.archive)
+        .await
+        .unwrap();
+    let ok = verify_stored(&store, "web", "v1", &key.public(), Some(tmp.path()))
+        .await
+        .unwrap();
+    assert_eq!(ok.manifest, a.manifest);
+
+    let other = SigningKey::generate().unwrap();
+    let err = verify_stored(&store, "web", "v1", &other.public(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::Verify(VerifyError::BadSignature { .. })),
+        "{err}"
+    );
+
+    let path = tmp.path().join("store/web/v1/artifact.tar.zst");
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x80;
+    fs::write(&path, &bytes).unwrap();
+    let err = verify_stored(&store, "web", "v1", &key.public(), Some(tmp.path()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::Verify(VerifyError::ArchiveDigest { .. })),
+        "{err}"
+    );
+    // Its temporary directory is gone, failed or not.
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("cairn-verify-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

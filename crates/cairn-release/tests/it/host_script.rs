@@ -123,10 +123,20 @@ fn a_good_artifact_is_installed_and_a_second_install_is_a_no_op() {
     cairn_release::artifact::verify::verify_tree(&a.manifest, &release).unwrap();
     fs::write(release.join(".cairn-manifest.json"), &a.bytes).unwrap();
 
+    // What an install killed with SIGKILL leaves: its staging directory,
+    // named after a pid that is gone. The next install removes it.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = target.join(format!(".incoming/v0.9.{pid}"));
+    fs::create_dir_all(stale.join("tree")).unwrap();
+    fs::write(stale.join("artifact.tar.zst"), "half").unwrap();
+
     let r = install(&target, &a, &key, archive);
     assert_eq!(r.exit, InstallExit::Ok, "{}", r.stderr);
     assert_eq!(r.stdout, format!("unchanged {}\n", release.display()));
     assert_eq!(entries(&target.join("releases")), ["v1"]);
+    assert_eq!(entries(&target.join(".incoming")), Vec::<String>::new());
 }
 
 #[test]

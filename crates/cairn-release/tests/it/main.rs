@@ -5,6 +5,8 @@
 mod build;
 mod dir_store;
 mod host_script;
+#[cfg(feature = "s3")]
 mod moto;
+#[cfg(feature = "s3")]
 mod s3_store;
 mod support;

@@ -8,6 +8,7 @@
 //! but not the signature: stores hold no keys; readers verify.
 
 mod dir;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncRead;
 
 pub use dir::DirStore;
+#[cfg(feature = "s3")]
 pub use s3::{S3Settings, S3Store};
 
 use crate::artifact::manifest::Manifest;
@@ -143,8 +145,16 @@ impl StoreUrl {
 pub async fn open_store(url: &str) -> Result<Arc<dyn ArtifactStore>> {
     Ok(match StoreUrl::parse(url)? {
         StoreUrl::Dir(path) => Arc::new(DirStore::new(path)),
+        #[cfg(feature = "s3")]
         StoreUrl::S3 { bucket, prefix } => {
             Arc::new(S3Store::connect(bucket, prefix, &S3Settings::default()).await?)
+        }
+        #[cfg(not(feature = "s3"))]
+        StoreUrl::S3 { .. } => {
+            return Err(ReleaseError::StoreUrl {
+                url: url.to_string(),
+                reason: "this build of cairn has no S3 support (feature `s3`)".into(),
+            });
         }
     })
 }
@@ -170,9 +180,9 @@ async fn check_put(
     let (m, path) = (manifest.clone(), archive.to_path_buf());
     tokio::task::spawn_blocking(move || crate::artifact::verify::verify_archive(&m, &path))
         .await
-        .map_err(|e| ReleaseError::Store {
-            store: "(checking the archive)".into(),
-            reason: e.to_string(),
+        .map_err(|e| ReleaseError::Pack {
+            path: archive.to_path_buf(),
+            reason: format!("checking the archive failed: {e}"),
         })??;
     Ok(manifest)
 }
