@@ -430,3 +430,50 @@ fn a_script_beyond_one_argument_s_limit_goes_ahead_of_the_archive_on_stdin() {
     let m = Manifest::from_bytes(&a.bytes).unwrap();
     assert_eq!(m.files.len(), 3000);
 }
+
+#[test]
+fn awkward_names_long_paths_and_empty_artifacts_install() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let tree = tmp.path().join("awkward");
+    let long_dir = tree.join("d".repeat(90));
+    fs::create_dir_all(&long_dir).unwrap();
+    fs::create_dir_all(tree.join("var/empty")).unwrap();
+    let long_file = format!("{}/{}.txt", "d".repeat(90), "f".repeat(120));
+    fs::write(tree.join(&long_file), "long\n").unwrap();
+    fs::write(tree.join("it's a file $HOME `x`.txt"), "quoted\n").unwrap();
+    std::os::unix::fs::symlink("it's a file $HOME `x`.txt", tree.join("link 'q'")).unwrap();
+    let a = artifact_of(tmp.path(), &tree, "web", "v1", &key);
+    let target = tmp.path().join("srv it's");
+    let r = install(&target, &a, &key, fs::read(&a.archive).unwrap());
+    assert_eq!(r.exit, InstallExit::Ok, "{}", r.stderr);
+    let release = target.join("releases/v1");
+    assert_eq!(
+        fs::read_to_string(release.join(&long_file)).unwrap(),
+        "long\n"
+    );
+    assert_eq!(
+        fs::read_to_string(release.join("link 'q'")).unwrap(),
+        "quoted\n"
+    );
+    assert!(release.join("var/empty").is_dir());
+    // Run again: the no-op path checks the same names.
+    let r = install(&target, &a, &key, fs::read(&a.archive).unwrap());
+    assert_eq!(
+        r.stdout,
+        format!("unchanged {}\n", release.display()),
+        "{}",
+        r.stderr
+    );
+
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let e = artifact_of(tmp.path(), &empty, "web", "v2", &key);
+    assert!(e.manifest.files.is_empty());
+    let r = install(&target, &e, &key, fs::read(&e.archive).unwrap());
+    assert_eq!(r.exit, InstallExit::Ok, "{}", r.stderr);
+    assert_eq!(
+        entries(&target.join("releases/v2")),
+        [".cairn-manifest.json"]
+    );
+}
