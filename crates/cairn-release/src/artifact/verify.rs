@@ -295,6 +295,67 @@ mod tests {
         );
     }
 
+    /// A file or a symlink at a relative path.
+    #[derive(Debug, Clone)]
+    enum Node {
+        File(Vec<u8>, u32),
+        Link(String),
+    }
+
+    fn node() -> impl proptest::strategy::Strategy<Value = Node> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (proptest::collection::vec(any::<u8>(), 0..3000), prop_oneof![Just(0o644u32), Just(0o755), Just(0o600), Just(0o400)])
+                .prop_map(|(b, m)| Node::File(b, m)),
+            1 => "[a-z ]{1,12}".prop_map(Node::Link),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any tree of files and symlinks packs to the same bytes twice,
+        /// and unpacks to what its manifest says.
+        #[test]
+        fn any_tree_round_trips_and_packs_deterministically(
+            tree in proptest::collection::btree_map("[a-c]{1,3}(/[a-c_. -]{1,4}){0,2}", node(), 0..12)
+        ) {
+            use std::os::unix::fs::PermissionsExt;
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("src");
+            fs::create_dir(&src).unwrap();
+            let mut made = 0;
+            for (path, node) in &tree {
+                if path.split('/').any(|p| p.trim().is_empty() || p == "." || p == "..") {
+                    continue;
+                }
+                let full = src.join(path);
+                // A path under what is already a file, or over a directory: skip.
+                if fs::create_dir_all(full.parent().unwrap()).is_err() || full.exists() {
+                    continue;
+                }
+                match node {
+                    Node::File(bytes, mode) => {
+                        fs::write(&full, bytes).unwrap();
+                        fs::set_permissions(&full, fs::Permissions::from_mode(*mode)).unwrap();
+                    }
+                    Node::Link(target) => std::os::unix::fs::symlink(target, &full).unwrap(),
+                }
+                made += 1;
+            }
+            let m1 = pack(&src, &tmp.path().join("1"), head("v1")).unwrap();
+            let m2 = pack(&src, &tmp.path().join("2"), head("v1")).unwrap();
+            proptest::prop_assert_eq!(&m1, &m2);
+            proptest::prop_assert_eq!(fs::read(tmp.path().join("1")).unwrap(), fs::read(tmp.path().join("2")).unwrap());
+            proptest::prop_assert_eq!(m1.files.len(), made);
+            proptest::prop_assert_eq!(&Manifest::from_bytes(&m1.canonical_bytes()).unwrap(), &m1);
+            let key = SigningKey::from_seed(&[9; 32]).unwrap();
+            let bytes = m1.canonical_bytes();
+            let out = tmp.path().join("out");
+            let got = verify_and_unpack(&bytes, &key.sign(&bytes), &key.public(), &tmp.path().join("1"), &out).unwrap();
+            proptest::prop_assert_eq!(got, m1);
+        }
+    }
+
     #[test]
     fn a_changed_missing_or_extra_file_is_named() {
         let tmp = tempfile::tempdir().unwrap();
