@@ -4,21 +4,28 @@
 //!
 //! - `app`: what an app declares, typed from the template's evaluated
 //!   `apps:` entry.
+//! - `artifact`: an app built once into a versioned tar.zst with a
+//!   manifest of sha256 sums, the manifest signed with ed25519, kept in an
+//!   artifact store (a directory or an S3 bucket) where a version never
+//!   changes, and verified again wherever it is installed (here, and on
+//!   each host by a generated POSIX sh script).
 //! - `rollout`: the rolling release over cairn-orch's transports (any
-//!   [`cairn_orch::Remote`]) and a target's [`BackendControl`]: stage and
-//!   verify on every host of a batch, drain, switch `current`, restart,
+//!   [`cairn_orch::Remote`]) and the app's load balancer: stage and verify
+//!   on every host of a batch, drain, switch `current`, restart,
 //!   health-check, restore; past `max_fail` every switched host goes back.
-//! - `record`: the audit trail of releases, kept by a [`ReleaseStore`]
-//!   (the state store implements it).
+//! - `record`: the audit trail of releases and the signing keys, kept by a
+//!   [`ReleaseStore`] (the state store implements it).
 //!
-//! Never: talks to a cloud API itself (the target's provider does), or
-//! switches a host before its artifact verified there.
-//!
-//! [`BackendControl`]: cairn_engine::provider::BackendControl
+//! Never: talks to a cloud API itself (the target's provider does), decides
+//! where the signing key lives (the state seals it), prints, or switches a
+//! host before its artifact verified there.
 
 pub mod app;
+pub mod artifact;
+mod error;
 pub mod record;
 pub mod rollout;
 
 pub use app::{AppError, AppSpec};
+pub use error::{ReleaseError, Result, VerifyError};
 pub use record::{ReleaseEvent, ReleaseRecord, ReleaseStore, StoredKey};

@@ -44,9 +44,11 @@ pub struct Recipe {
 
 /// Debian 12 with what a managed host needs: sshd, python3 (the full one:
 /// python3-minimal has no `json`, which Ansible's modules import), iproute2,
-/// curl, CA certificates, ps. The hook deletes the host keys that
-/// openssh-server's postinst made (every server would share them; each gets
-/// its own in its layer), the build machine's hostname and machine-id.
+/// curl, CA certificates, ps, and zstd and openssl for releases (the install
+/// script unpacks tar.zst and checks ed25519 signatures with OpenSSL 3).
+/// The hook deletes the host keys that openssh-server's postinst made
+/// (every server would share them; each gets its own in its layer), the
+/// build machine's hostname and machine-id.
 pub const DEBIAN_12: Recipe = Recipe {
     name: "debian-12",
     suite: "bookworm",
@@ -58,6 +60,8 @@ pub const DEBIAN_12: Recipe = Recipe {
         "curl",
         "ca-certificates",
         "procps",
+        "zstd",
+        "openssl",
     ],
     customize_hooks: &[r#"rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/hostname "$1"/etc/machine-id"#],
 };
@@ -384,7 +388,7 @@ mod tests {
             DEBIAN_12.mmdebstrap_args(),
             [
                 "--variant=minbase",
-                "--include=openssh-server,python3,iproute2,curl,ca-certificates,procps",
+                "--include=openssh-server,python3,iproute2,curl,ca-certificates,procps,zstd,openssl",
                 r#"--customize-hook=rm -f "$1"/etc/ssh/ssh_host_* "$1"/etc/hostname "$1"/etc/machine-id"#,
                 "bookworm",
             ]
