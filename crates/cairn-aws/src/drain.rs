@@ -70,6 +70,18 @@ impl Health {
     }
 }
 
+fn not_a_backend(lb_id: &str, t: &Target, backend: &BackendRef) -> ProviderError {
+    // A backend found by address names its instance; one given by id
+    // already shows it.
+    let instance = match backend.server_id {
+        Some(_) => String::new(),
+        None => format!(" (instance {})", t.id),
+    };
+    permanent(format!(
+        "{backend}{instance} is not a backend of load balancer {lb_id}"
+    ))
+}
+
 /// The (instance id, port) of every target a group's tags say is drained.
 pub(crate) fn drained_targets<'a>(
     tags: impl IntoIterator<Item = (&'a String, &'a String)>,
@@ -139,14 +151,17 @@ impl AwsProvider {
     }
 
     /// Known to the balancer: registered, or drained by cairn.
-    async fn known(&self, t: &Target, h: &Health, backend: &BackendRef) -> ProviderResult<()> {
+    async fn known(
+        &self,
+        lb_id: &str,
+        t: &Target,
+        h: &Health,
+        backend: &BackendRef,
+    ) -> ProviderResult<()> {
         if h.registered() || self.tagged_drained(t).await? {
             return Ok(());
         }
-        Err(permanent(format!(
-            "{backend} ({}) is not a backend of load balancer {}",
-            t.id, t.group
-        )))
+        Err(not_a_backend(lb_id, t, backend))
     }
 }
 
@@ -161,7 +176,7 @@ impl BackendControl for AwsProvider {
         let started = Instant::now();
         let t = self.target(lb_id, backend).await?;
         let h = self.health(&t).await?;
-        self.known(&t, &h, backend).await?;
+        self.known(lb_id, &t, &h, backend).await?;
         // Tagged first: a drain interrupted after it leaves a target that
         // `restore` and `read` still know.
         self.c
@@ -219,10 +234,7 @@ impl BackendControl for AwsProvider {
         let h = self.health(&t).await?;
         let tagged = self.tagged_drained(&t).await?;
         if !h.registered() && !tagged {
-            return Err(permanent(format!(
-                "{backend} ({}) is not a backend of load balancer {}",
-                t.id, t.group
-            )));
+            return Err(not_a_backend(lb_id, &t, backend));
         }
         // Registering a registered target changes nothing, and one still
         // draining is taken back.
@@ -258,7 +270,7 @@ impl BackendControl for AwsProvider {
         let t = self.target(lb_id, backend).await?;
         let h = self.health(&t).await?;
         if !h.registered() {
-            self.known(&t, &h, backend).await?;
+            self.known(lb_id, &t, &h, backend).await?;
             return Ok(BackendState::Drained);
         }
         Ok(match &h.state {

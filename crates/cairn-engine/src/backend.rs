@@ -157,6 +157,33 @@ pub trait BackendControl: Send + Sync {
     ) -> ProviderResult<BackendState>;
 }
 
+/// Restores `backend` and waits until the balancer sends it traffic again
+/// (its own health check passed: `restore` alone does not wait), looking
+/// every `poll`. Returns how long that took; past `within` it fails with
+/// the last state seen, and the backend stays restored.
+pub async fn restore_and_wait(
+    control: &dyn BackendControl,
+    lb_id: &str,
+    backend: &BackendRef,
+    within: Duration,
+    poll: Duration,
+) -> ProviderResult<Duration> {
+    let started = tokio::time::Instant::now();
+    control.restore(lb_id, backend).await?;
+    loop {
+        let state = control.backend_state(lb_id, backend).await?;
+        if state.takes_traffic() {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= within {
+            return Err(crate::provider::ProviderError::Permanent(format!(
+                "{backend} takes no traffic {within:?} after it was put back into load balancer {lb_id} (it is {state:?})"
+            )));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +273,53 @@ mod tests {
                 .drain(&lb.id, &a, Duration::from_secs(1))
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restore_and_wait_waits_for_the_health_check_and_gives_up_in_time() {
+        use crate::provider::{CreateRequest, Provider, ProviderError};
+        use crate::testing::FakeProvider;
+        use std::sync::Arc;
+        let fake = Arc::new(FakeProvider::new());
+        let lb = fake
+            .create(CreateRequest {
+                deployment: "d".into(),
+                address: "lb".into(),
+                kind: "load_balancer".into(),
+                properties: json!({"backends": ["10.0.0.4"], "backend_port": 80}),
+                tags: Default::default(),
+                target: None,
+                token: "t-lb".into(),
+                sensitive: Vec::new(),
+                may_exist: false,
+            })
+            .await
+            .unwrap();
+        let a = BackendRef::new("10.0.0.4", 80);
+        let poll = Duration::from_millis(100);
+        fake.unhealthy.lock().unwrap().insert("10.0.0.4".into());
+        let healed = {
+            let fake = fake.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(350)).await;
+                fake.unhealthy.lock().unwrap().clear();
+            })
+        };
+        let control = fake.backend_control().unwrap();
+        let took = restore_and_wait(control, &lb.id, &a, Duration::from_secs(5), poll)
+            .await
+            .unwrap();
+        assert_eq!(took, Duration::from_millis(400));
+        healed.await.unwrap();
+
+        fake.unhealthy.lock().unwrap().insert("10.0.0.4".into());
+        let e = restore_and_wait(control, &lb.id, &a, Duration::from_secs(1), poll)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Permanent(m) if m.contains("takes no traffic 1s after") && m.contains("Unhealthy")),
+            "{e:?}"
         );
     }
 

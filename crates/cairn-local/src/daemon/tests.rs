@@ -386,6 +386,44 @@ async fn a_backend_is_drained_and_restored_through_the_api() {
     }
     assert!(seen.iter().any(|s| s == "a"), "{seen:?}");
 
+    // A drain still waiting when the daemon is told to stop is answered at
+    // once, not when its request ends.
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        slow.spawn(fetch(front, "/slow"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = {
+        let (client, lb_id, a) = (client.clone(), lb.id.clone(), a.clone());
+        tokio::spawn(async move {
+            let control = client.backend_control().unwrap();
+            control.drain(&lb_id, &a, Duration::from_secs(10)).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.cancel();
+    let answer = waiting.await.unwrap();
+    assert!(
+        matches!(&answer, Err(ProviderError::Transient(m)) if m.contains("stopping")),
+        "{answer:?}"
+    );
+    task.await.unwrap().unwrap();
+    while slow.join_next().await.is_some() {}
+
+    // The mark lives in the running balancer: a restarted daemon rebuilds
+    // it with every backend in rotation (after its first passing check).
+    let (shutdown, task, client) = start(&d, 57).await;
+    let control = client.backend_control().unwrap();
+    let mut state = None;
+    for _ in 0..200 {
+        state = Some(control.backend_state(&lb.id, &a).await.unwrap());
+        if state == Some(BackendState::Healthy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state, Some(BackendState::Healthy));
+
     shutdown.cancel();
     task.await.unwrap().unwrap();
     for (stop, task) in [(a_stop, a_task), (b_stop, b_task)] {
