@@ -223,6 +223,29 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<JobsAction>,
     },
+    /// Build an app into a signed artifact, and list, show or verify them
+    Artifact {
+        #[command(subcommand)]
+        action: ArtifactAction,
+    },
+    /// Roll a built version of an app out onto its servers, batch by batch,
+    /// behind its load balancer (or `rollback` to an earlier one)
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Release {
+        #[command(subcommand)]
+        action: Option<ReleaseAction>,
+        #[command(flatten)]
+        args: ReleaseArgs,
+    },
+    /// The releases of an app in every environment: versions, digests, who
+    /// and when
+    Releases {
+        /// Only this app
+        app: Option<String>,
+        /// The deployment's directory
+        #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// The master agents connect to over mutual TLS (foreground; SIGTERM
     /// stops it)
     Master(MasterArgs),
@@ -337,6 +360,112 @@ pub enum Via {
     Ssh,
     Agent,
     Auto,
+}
+
+/// `cairn artifact ...`.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactAction {
+    /// Run the app's build once in a clean copy of its sources, pack the
+    /// result (tar.zst), sign its manifest and store it
+    #[command(disable_version_flag = true)]
+    Build {
+        /// The app (from the template's `apps:`)
+        app: String,
+        /// The version (default: the sources' git commit, else a timestamp)
+        #[arg(long = "version", id = "artifact_version", value_name = "VERSION")]
+        version: Option<String>,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+    /// The stored versions of one app or of every app
+    List {
+        app: Option<String>,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+    /// One version's manifest: files, sizes, sha256 sums, who built it
+    Show {
+        app: String,
+        #[arg(id = "artifact_version", value_name = "VERSION")]
+        version: String,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+    /// Check one stored version: its signature, its archive, every file
+    Verify {
+        app: String,
+        #[arg(id = "artifact_version", value_name = "VERSION")]
+        version: String,
+        #[command(flatten)]
+        template: TemplateArgs,
+    },
+}
+
+/// `cairn release rollback ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReleaseAction {
+    /// Put the app's servers back on an earlier version they still have
+    Rollback {
+        app: String,
+        /// The version (default: the one before the current release)
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        #[command(flatten)]
+        args: ReleaseOptions,
+    },
+}
+
+/// `cairn release APP VERSION`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The app (from the template's `apps:`)
+    #[arg(required = true)]
+    pub app: Option<String>,
+    /// A version `cairn artifact build` stored
+    #[arg(required = true, id = "release_version", value_name = "VERSION")]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub options: ReleaseOptions,
+}
+
+/// How a release (or a rollback) goes and reaches its hosts.
+#[derive(Debug, Args, Clone)]
+pub struct ReleaseOptions {
+    /// Hosts per batch: a number (1) or a share of them (25%)
+    #[arg(long, default_value = "25%")]
+    pub batch: String,
+    /// Failed hosts tolerated; one more stops the rollout and puts every
+    /// switched host back
+    #[arg(long, default_value_t = 0)]
+    pub max_fail: usize,
+    /// Seconds to wait for a drained backend's requests in flight
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+    /// The deployment's directory
+    #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// The deployment's environment
+    #[arg(short = 'e', long = "env")]
+    pub env: Option<String>,
+    /// Set a parameter (repeatable)
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A known_hosts file (servers cairn made are checked against the key
+    /// it recorded)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Connect as this user (default: the inventory's, else root)
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// A private key file to authenticate with
+    #[arg(long = "private-key", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Seconds a host may take to answer a connection
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds one step on a host may run
+    #[arg(short = 'T', long, default_value_t = 300)]
+    pub timeout: u64,
 }
 
 /// Which master the CLI talks to (through its admin socket).

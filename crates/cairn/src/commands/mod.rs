@@ -12,6 +12,7 @@ mod inventory;
 mod jobs;
 mod local;
 mod migrate;
+mod release;
 mod state;
 mod state_files;
 mod validate;
@@ -114,6 +115,9 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
                 },
         } => migrate::migrate(from, to, deployment.as_deref(), *force, &cli.global),
         Command::Jobs { action } => jobs::jobs(action.as_ref(), &cli.global),
+        Command::Artifact { action } => release::artifact(action, &cli.global),
+        Command::Release { action, args } => release::release(action.as_ref(), args, &cli.global),
+        Command::Releases { app, dir } => release::releases(app.as_deref(), dir, &cli.global),
         Command::Master(args) => agents::master(args),
         Command::Agent(args) => agents::agent(args),
         Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),

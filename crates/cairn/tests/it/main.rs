@@ -43,7 +43,11 @@ pub fn cairn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
 
 /// The `cairn` command [`cairn_env`] runs, for tests that spawn and signal it.
 pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    // CAIRN_TEST_BIN runs the suite against another build of the binary
+    // (a release build, or a copy kept apart from a shared target dir).
+    let bin = std::env::var_os("CAIRN_TEST_BIN")
+        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_cairn")));
+    let mut cmd = Command::new(bin);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     for (k, _) in std::env::vars() {
         if k.starts_with("CAIRN_") || k == "RUST_LOG" {

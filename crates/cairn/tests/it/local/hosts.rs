@@ -16,7 +16,7 @@ use cairn_local::host::network::{overlapping_route, parse_routes};
 use super::{Local, get, ok};
 
 /// Why this machine cannot run servers as hosts, if it cannot.
-fn unready() -> Option<String> {
+pub(super) fn unready() -> Option<String> {
     cairn_local::host::preflight().err().map(|e| e.to_string())
 }
 
@@ -40,7 +40,7 @@ fn machine_routes() -> Vec<cairn_local::host::network::Route> {
 
 /// A /24 in 10.251.0.0/16 that no route of the machine overlaps, from the
 /// pid and `k` so that parallel tests and test runs rarely meet.
-fn free_cidr(k: u32) -> String {
+pub(super) fn free_cidr(k: u32) -> String {
     let routes = machine_routes();
     (0..250u32)
         .map(|i| (std::process::id() * 7 + k * 53 + i) % 250 + 1)
@@ -52,7 +52,7 @@ fn free_cidr(k: u32) -> String {
 /// A `runc` cloud of the test's own; on drop (also after a failed
 /// assertion) it destroys its deployments, stops the daemon, and removes
 /// anything of its cloud still on the machine.
-struct RuncCloud {
+pub(super) struct RuncCloud {
     local: Local,
     templates: Vec<String>,
     cidrs: Vec<String>,
@@ -61,7 +61,7 @@ struct RuncCloud {
 }
 
 impl RuncCloud {
-    fn new(name: &str) -> RuncCloud {
+    pub(super) fn new(name: &str) -> RuncCloud {
         RuncCloud {
             local: Local::new(name),
             templates: Vec::new(),
@@ -70,7 +70,7 @@ impl RuncCloud {
         }
     }
 
-    fn run(&self, args: &[&str]) -> crate::Output {
+    pub(super) fn run(&self, args: &[&str]) -> crate::Output {
         let mut vars = self.local.vars();
         vars.push(("CAIRN_LOCAL_ISOLATION", "runc".into()));
         vars.extend(self.extra.iter().cloned());
@@ -78,7 +78,7 @@ impl RuncCloud {
         crate::cairn_env(args, &vars)
     }
 
-    fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(super) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.run(&all);
@@ -87,7 +87,7 @@ impl RuncCloud {
             .unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", out.stdout))
     }
 
-    fn template(&mut self, name: &str, yaml: &str, cidr: &str) -> String {
+    pub(super) fn template(&mut self, name: &str, yaml: &str, cidr: &str) -> String {
         self.cidrs.push(cidr.to_string());
         let t = self.local.template(name, yaml);
         self.templates.push(t.clone());
@@ -106,7 +106,7 @@ impl RuncCloud {
     }
 
     /// What of this cloud is still on the machine.
-    fn leftovers(&self) -> Vec<String> {
+    pub(super) fn leftovers(&self) -> Vec<String> {
         let netns = self.netns();
         let tag = netns.trim_start_matches("cairn-").to_string();
         let mut left = Vec::new();

@@ -12,6 +12,7 @@ mod faults;
 mod hosts;
 mod lb;
 mod public;
+mod release;
 
 pub(crate) struct Local {
     pub(crate) root: PathBuf,

@@ -1,0 +1,372 @@
+//! Releases through the binary on a `runc` local cloud: the webapp's app
+//! (examples/webapp/app) built into signed artifacts and rolled out onto
+//! four servers behind the app's load balancer, in batches of one, while a
+//! bounded client loop goes through the balancer; a version whose health
+//! check fails goes back by itself; a tampered artifact is refused on the
+//! host; a rollback on request. Skipped, saying why, where servers cannot
+//! be hosts (not root, no runc or nft).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::hosts::{RuncCloud, free_cidr, unready};
+
+/// The webapp's servers and app, on a CIDR of the test's own and the
+/// machine's root as the image (`image: host`: python3 is there).
+fn template(cidr: &str, count: usize) -> String {
+    format!(
+        r#"cairn: 1
+resources:
+  net:
+    type: network
+    properties: {{cidr: {cidr}}}
+  sub:
+    type: subnet
+    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
+  lb_fw:
+    type: firewall
+    properties:
+      network: "{{{{ net.id }}}}"
+      ingress:
+        - {{protocol: tcp, port: 80, from: 0.0.0.0/0}}
+  web_fw:
+    type: firewall
+    properties:
+      network: "{{{{ net.id }}}}"
+      ingress:
+        - {{protocol: tcp, port: 8081, from: "{{{{ lb_fw.id }}}}"}}
+        - {{protocol: tcp, port: 22, from: 0.0.0.0/0}}
+  deployer:
+    type: key_pair
+    properties: {{name: deployer}}
+  web:
+    type: server
+    count: {count}
+    properties:
+      name: "web-{{{{ index }}}}"
+      image: host
+      size: small
+      subnet: "{{{{ sub.id }}}}"
+      firewalls: ["{{{{ web_fw.id }}}}"]
+      key_pair: "{{{{ deployer.id }}}}"
+      tags: {{role: web}}
+  app_lb:
+    type: load_balancer
+    properties:
+      listen: {{protocol: http, port: 80}}
+      firewalls: ["{{{{ lb_fw.id }}}}"]
+      health_check: {{path: /healthz, interval: 1s, timeout: 1s, healthy: 1, unhealthy: 2}}
+      backends: "{{{{ web | map(attribute='address') | list }}}}"
+      backend_port: 8081
+apps:
+  hello:
+    build: {{command: "mkdir -p dist && cp serve.py dist/ && echo \"$CAIRN_VERSION\" > dist/VERSION", dir: app, output: dist}}
+    install: /srv/hello
+    service: {{command: "exec python3 serve.py", stop_timeout: 5s}}
+    port: 8081
+    health: {{path: /healthz, timeout: 10s, interval: 200ms}}
+    load_balancer: "{{{{ app_lb.id }}}}"
+    servers: "G@role:web"
+    keep: 3
+outputs:
+  front: "{{{{ app_lb.address }}}}:{{{{ app_lb.port }}}}"
+"#
+    )
+}
+
+/// Copies the webapp's app next to the test's template.
+fn copy_app(dir: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/webapp/app");
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("app").join(e.file_name())).unwrap();
+    }
+}
+
+/// One HTTP/1.0 GET: the status line's code and the body.
+fn get(addr: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: app\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {text:?}"))?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((code, body))
+}
+
+/// Clients through the balancer until stopped, at most `max` requests or
+/// `limit`: what each answer was.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    answers: Arc<Mutex<Vec<Result<String, String>>>>,
+}
+
+impl Load {
+    fn start(front: &str, clients: usize, max: usize, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, answers, front) = (stop.clone(), answers.clone(), front.to_string());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                        let a = match get(&front) {
+                            Ok((200, body)) => Ok(body.trim().to_string()),
+                            Ok((code, body)) => Err(format!("{code}: {}", body.trim())),
+                            Err(e) => Err(e),
+                        };
+                        let mut all = answers.lock().unwrap();
+                        all.push(a);
+                        if all.len() >= max {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            threads,
+            answers,
+        }
+    }
+
+    fn finish(self) -> Vec<Result<String, String>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        Arc::try_unwrap(self.answers).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Versions answered, and every failure.
+fn tally(answers: &[Result<String, String>]) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let mut versions = std::collections::BTreeSet::new();
+    let mut failed = Vec::new();
+    for a in answers {
+        match a {
+            Ok(body) => {
+                versions.insert(body.split_whitespace().nth(1).unwrap_or("").to_string());
+            }
+            Err(e) => failed.push(e.clone()),
+        }
+    }
+    (versions, failed)
+}
+
+#[test]
+fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
+    if let Some(why) = unready() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = RuncCloud::new("release");
+    let cidr = free_cidr(7);
+    let t = c.template("release", &template(&cidr, 4), &cidr);
+    copy_app(Path::new(&t));
+    let up = c.run(&["up", &t, "--yes", "-o", "json"]);
+    assert_eq!(up.code, 0, "{}", up.snapshot());
+    let front = c.json(&["output", &t])["front"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for v in ["v1", "v2"] {
+        let built = c.json(&["artifact", "build", "hello", "--version", v, &t]);
+        assert_eq!(built["version"], v, "{built}");
+    }
+    // A version is immutable: the same content again is fine, other
+    // content is refused.
+    let again = c.run(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "v1",
+        &t,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let listed = c.json(&["artifact", "list", "hello", &t]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let verified = c.json(&["artifact", "verify", "hello", "v2", &t]);
+    assert_eq!(verified["verified"], true);
+
+    // sshd may still be starting in servers just made: v1 (the first
+    // release) retries until the hosts answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v1 = loop {
+        let out = c.run(&[
+            "release", "hello", "v1", "-C", &t, "--batch", "2", "-o", "json",
+        ]);
+        if out.code == 0 || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(v1.code, 0, "{}", v1.snapshot());
+
+    // v2 in batches of one under load: no request fails, every answer is
+    // v1 or v2.
+    let load = Load::start(&front, 4, 20_000, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let v2 = c.run(&[
+        "release", "hello", "v2", "-C", &t, "--batch", "1", "-o", "json",
+    ]);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = load.finish();
+    assert_eq!(v2.code, 0, "{}", v2.snapshot());
+    let record: serde_json::Value = serde_json::from_str(&v2.stdout).unwrap();
+    assert_eq!(record["outcome"], "succeeded");
+    assert_eq!(record["batches"], 4);
+    let (versions, failed) = tally(&answers);
+    eprintln!(
+        "release v2 to 4 servers in batches of 1: {} ms; {} requests through the balancer, {} failed",
+        took.as_millis(),
+        answers.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        versions.is_subset(&["v1".to_string(), "v2".to_string()].into()),
+        "{versions:?}"
+    );
+    assert!(versions.contains("v2"), "{versions:?}");
+
+    // v3's health check fails: the first batch's host goes back to v2,
+    // the rollout stops there, and no request fails meanwhile.
+    let app = Path::new(&t).join("app/serve.py");
+    let src = std::fs::read_to_string(&app).unwrap();
+    std::fs::write(
+        &app,
+        src.replace("body = b\"ok\\n\"", "self.send_error(500); return"),
+    )
+    .unwrap();
+    c.json(&["artifact", "build", "hello", "--version", "v3", &t]);
+    let load = Load::start(&front, 2, 20_000, Duration::from_secs(60));
+    let v3 = c.run(&[
+        "release", "hello", "v3", "-C", &t, "--batch", "1", "-o", "json",
+    ]);
+    let answers = load.finish();
+    assert_eq!(v3.code, 1, "{}", v3.snapshot());
+    let record: serde_json::Value = serde_json::from_str(&v3.stdout).unwrap();
+    assert_eq!(record["outcome"], "rolled_back", "{record:#}");
+    let hosts = record["hosts"].as_array().unwrap();
+    let failed_hosts: Vec<_> = hosts.iter().filter(|h| h["outcome"] == "failed").collect();
+    assert_eq!(failed_hosts.len(), 1, "{record:#}");
+    assert!(
+        failed_hosts[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer 2xx"),
+        "{record:#}"
+    );
+    assert_eq!(
+        hosts.iter().filter(|h| h["outcome"] == "skipped").count(),
+        3
+    );
+    let events = record["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["step"] == "stop"),
+        "the trail says why it stopped"
+    );
+    let (versions, failed) = tally(&answers);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(versions, ["v2".to_string()].into());
+
+    // A tampered artifact (one byte of the archive in the store) is refused
+    // on the host, before anything is switched.
+    std::fs::write(&app, &src).unwrap();
+    c.json(&["artifact", "build", "hello", "--version", "v4", &t]);
+    let archive = Path::new(&t).join(".cairn/artifacts/hello/v4/artifact.tar.zst");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&archive, bytes).unwrap();
+    let v4 = c.run(&[
+        "release", "hello", "v4", "-C", &t, "--batch", "1", "-o", "json",
+    ]);
+    assert_eq!(v4.code, 1, "{}", v4.snapshot());
+    let record: serde_json::Value = serde_json::from_str(&v4.stdout).unwrap();
+    let events = record["events"].as_array().unwrap();
+    assert!(
+        !events.iter().any(|e| e["step"] == "switch"),
+        "nothing switched: {record:#}"
+    );
+    let refused = events
+        .iter()
+        .find(|e| e["step"] == "stage" && e["ok"] == false)
+        .expect("a refused stage");
+    assert!(
+        refused["message"].as_str().unwrap().contains("checksum"),
+        "{refused}"
+    );
+    let verify = c.run(&["artifact", "verify", "hello", "v4", &t]);
+    assert_eq!(verify.code, 1, "{}", verify.stderr);
+
+    // Rollback on request: back to v1, which the hosts kept.
+    let back = c.run(&[
+        "release", "rollback", "hello", "--to", "v1", "-C", &t, "--batch", "50%", "-o", "json",
+    ]);
+    assert_eq!(back.code, 0, "{}", back.snapshot());
+    for _ in 0..8 {
+        let (code, body) = get(&front).unwrap();
+        assert_eq!(code, 200);
+        assert!(body.starts_with("hello v1 from web-"), "{body}");
+    }
+
+    // The trail: newest first, with the digests and who ran them.
+    let trail = c.json(&["releases", "hello", "-C", &t]);
+    let kinds: Vec<(&str, &str, &str)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap(),
+                r["version"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("rollback", "v1", "succeeded"),
+            ("release", "v4", "rolled_back"),
+            ("release", "v3", "rolled_back"),
+            ("release", "v2", "succeeded"),
+            ("release", "v1", "succeeded"),
+        ]
+    );
+    assert!(trail[0]["author"].as_str().unwrap().contains('@'));
+    let leftovers = {
+        let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        c.leftovers()
+    };
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
