@@ -397,14 +397,13 @@ fn roll_out(
             stage: None,
         },
         None => {
-            let key = cx.signing_key(false)?.public();
             let store = rt.block_on(cx.artifacts())?;
-            let stored = rt.block_on(store.get_manifest(app_name, version)).map_err(|e| {
-                CliError::Usage(format!(
-                    "{app_name} {version} is not in {}: {e} (see `cairn artifact list {app_name}`)",
-                    store.location()
-                ))
-            })?;
+            let stored = rt
+                .block_on(store.get_manifest(app_name, version))
+                .map_err(|e| {
+                    CliError::Usage(format!("{e} (see `cairn artifact list {app_name}`)"))
+                })?;
+            let key = cx.signing_key(false)?.public();
             verify_manifest(&stored.bytes, &stored.signature, &key).map_err(|e| {
                 CliError::failure(anyhow::anyhow!(
                     "{app_name} {version} in {}: {e}; refusing to release it",

@@ -19,6 +19,7 @@ mod local;
 mod orch;
 #[path = "../../../cairn-state/tests/support/pg_cluster.rs"]
 pub mod pg_cluster;
+mod release;
 mod state;
 mod state_pg;
 

@@ -94,6 +94,11 @@ impl RuncCloud {
         t
     }
 
+    /// Another CIDR the guard must clean up after (a second environment).
+    pub(super) fn also_cidr(&mut self, cidr: &str) {
+        self.cidrs.push(cidr.to_string());
+    }
+
     fn dirs(&self) -> LocalDirs {
         LocalDirs::new(self.local.root.join("local"))
     }

@@ -370,3 +370,93 @@ fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
     };
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn promotion_releases_the_very_artifact_from_test_to_prod() {
+    if let Some(why) = unready() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = RuncCloud::new("promote");
+    let (test_cidr, prod_cidr) = (free_cidr(11), free_cidr(13));
+    assert_ne!(test_cidr, prod_cidr);
+    // One template, two environments of the local target, one server each.
+    let t = c.template("promote", &template("\"{{ params.cidr }}\"", 1), &test_cidr);
+    c.also_cidr(&prod_cidr);
+    let t_path = Path::new(&t);
+    let yaml = std::fs::read_to_string(t_path.join("cairn.yaml")).unwrap();
+    std::fs::write(
+        t_path.join("cairn.yaml"),
+        yaml.replacen(
+            "cairn: 1\n",
+            "cairn: 1\nparameters:\n  cidr: {type: string}\n",
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(t_path.join("env")).unwrap();
+    for (env, cidr) in [("test", &test_cidr), ("prod", &prod_cidr)] {
+        std::fs::write(
+            t_path.join(format!("env/{env}.yaml")),
+            format!("target: local\nparameters:\n  cidr: {cidr}\n"),
+        )
+        .unwrap();
+    }
+    copy_app(t_path);
+    for env in ["test", "prod"] {
+        let up = c.run(&["up", &t, "-e", env, "--yes", "-o", "json"]);
+        assert_eq!(up.code, 0, "{env}: {}", up.snapshot());
+    }
+    let built = c.json(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "1.0.0",
+        &t,
+        "-e",
+        "test",
+    ]);
+    let digest = built["digest"].as_str().unwrap().to_string();
+    for env in ["test", "prod"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let out = loop {
+            let out = c.run(&[
+                "release", "hello", "1.0.0", "-C", &t, "-e", env, "-o", "json",
+            ]);
+            if out.code == 0 || Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(out.code, 0, "{env}: {}", out.snapshot());
+    }
+    let trail = c.json(&["releases", "hello", "-C", &t]);
+    let rows: Vec<(&str, &str, &str)> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "succeeded")
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap(),
+                r["digest"].as_str().unwrap(),
+                r["author"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let envs: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert!(
+        envs.contains(&"test") && envs.contains(&"prod"),
+        "{trail:#}"
+    );
+    assert!(
+        rows.iter().all(|r| r.1 == digest),
+        "one digest everywhere: {trail:#}"
+    );
+    assert!(rows.iter().all(|r| r.2.contains('@')), "{trail:#}");
+    for env in ["prod", "test"] {
+        let out = c.run(&["destroy", &t, "-e", env, "--yes", "-o", "none"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+}

@@ -1,0 +1,146 @@
+//! `cairn artifact` and `cairn release` refusing bad input through the
+//! binary, before any host or cloud is touched. The releases themselves
+//! run on a `runc` local cloud: see `local::release`.
+
+fn template(dir: &std::path::Path, apps: &str) -> String {
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/serve.sh"), "echo hi\n").unwrap();
+    std::fs::write(
+        dir.join("cairn.yaml"),
+        format!("cairn: 1\nresources:\n  deployer:\n    type: key_pair\n    properties: {{name: deployer}}\napps:\n{apps}"),
+    )
+    .unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+const HELLO: &str = "  hello:\n    build: {command: \"mkdir -p out && cp serve.sh out/\", dir: app, output: out}\n    install: /srv/hello\n    service: exec sh serve.sh\n    port: 8081\n    servers: \"G@role:web\"\n";
+
+#[test]
+fn bad_apps_and_releases_are_refused_with_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key");
+    let env = |args: &[&str]| crate::cairn_env(args, &[("CAIRN_KEY_FILE", key.to_str().unwrap())]);
+
+    // A misspelt key is a template error where it is written.
+    let t = template(
+        &tmp.path().join("typo"),
+        "  hello:\n    instal: /srv/hello\n    servers: web\n",
+    );
+    let out = env(&["validate", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("unknown key `instal` in an app"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cairn.yaml:8:5"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("app `hello` has no `install`"),
+        "{}",
+        out.stderr
+    );
+
+    // A value of the wrong kind says which and what it must be.
+    let t = template(
+        &tmp.path().join("badport"),
+        &HELLO.replace("port: 8081", "port: 99999"),
+    );
+    let out = env(&["release", "hello", "v1", "-C", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("app `hello`: `port` must be a port, 1 to 65535"),
+        "{}",
+        out.stderr
+    );
+
+    let t = template(&tmp.path().join("ok"), HELLO);
+    let out = env(&["release", "nope", "v1", "-C", &t]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("no app `nope` in the template (its apps: hello)"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env(&["release", "hello", "v9", "-C", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("hello v9 is not in the artifact store"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("cairn artifact list hello"),
+        "{}",
+        out.stderr
+    );
+
+    let out = env(&["release", "hello", "v1", "-C", &t, "--batch", "0%"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("`0%` is not a batch size"),
+        "{}",
+        out.stderr
+    );
+
+    // Built once; the same version with other content is refused, the
+    // same content again is not.
+    let built = env(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "v1",
+        &t,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(built.code, 0, "{}", built.snapshot());
+    let again = env(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "v1",
+        &t,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(again.code, 0, "{}", again.snapshot());
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["stored"], false);
+    std::fs::write(tmp.path().join("ok/app/serve.sh"), "echo changed\n").unwrap();
+    let changed = env(&["artifact", "build", "hello", "--version", "v1", &t]);
+    assert_eq!(changed.code, 1, "{}", changed.snapshot());
+    assert!(
+        changed.stderr.contains("versions are immutable"),
+        "{}",
+        changed.stderr
+    );
+
+    // A failing build names its exit code and shows its last lines.
+    let t2 = template(
+        &tmp.path().join("fails"),
+        &HELLO.replace(
+            "mkdir -p out && cp serve.sh out/",
+            "echo compiling; echo 'missing header' >&2; exit 3",
+        ),
+    );
+    let failed = env(&["artifact", "build", "hello", "--version", "v1", &t2]);
+    assert_eq!(failed.code, 1, "{}", failed.snapshot());
+    assert!(
+        failed.stderr.contains("missing header"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains('3'), "{}", failed.stderr);
+
+    // The store lists what was kept: one version, its digest.
+    let listed = env(&["artifact", "list", "hello", &t, "-o", "json"]);
+    assert_eq!(listed.code, 0, "{}", listed.snapshot());
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["version"], "v1");
+}
