@@ -153,22 +153,49 @@ fn bad_connections_say_what_to_fix_and_never_show_the_password() {
 }
 
 #[test]
-fn a_restarted_server_fails_the_call_in_flight_then_the_store_reconnects() {
+fn a_store_outlives_a_server_restart_between_calls() {
     let cluster = std::sync::Arc::new(Cluster::start());
     cluster.psql("postgres", "CREATE DATABASE restart");
-    let url = cluster.url("restart");
-    let store = open_url(&url).unwrap();
+    let store = open_url(&cluster.url("restart")).unwrap();
     store.put_resource("prod", &resource("a", "s")).unwrap();
-    cluster.restart();
-    // The first call may find the old connection dead: it fails cleanly...
-    let first = store.resources("prod");
-    if let Err(e) = &first {
-        assert!(e.to_string().contains("state storage"), "{e}");
+    for restart in [Cluster::restart, Cluster::restart_immediate] {
+        restart(&cluster);
+        // The broken connection shows at the next call's BEGIN, before any
+        // of it ran: the store opens a new one and the call succeeds.
+        assert_eq!(store.resources("prod").unwrap()[0], resource("a", "s"));
     }
-    // ...and the next one reconnects; nothing recorded was lost.
-    assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);
     store.put_resource("prod", &resource("b", "s")).unwrap();
     assert_eq!(store.resources("prod").unwrap().len(), 2);
+}
+
+#[test]
+fn a_server_that_stays_down_fails_calls_after_a_deadline_then_at_once() {
+    use std::time::{Duration, Instant};
+    let cluster = std::sync::Arc::new(Cluster::start());
+    cluster.psql("postgres", "CREATE DATABASE down");
+    let store = open_url(&cluster.url("down")).unwrap();
+    store.put_resource("prod", &resource("a", "s")).unwrap();
+    cluster.stop();
+    let t = Instant::now();
+    let err = store.resources("prod").unwrap_err().to_string();
+    let waited = t.elapsed();
+    assert!(
+        err.contains("is the server running and reachable")
+            && err.contains("did not open again within 10 s"),
+        "{err}"
+    );
+    // It waited for the server to come back, and not forever.
+    assert!(
+        (Duration::from_secs(8)..Duration::from_secs(30)).contains(&waited),
+        "{waited:?}"
+    );
+    // Having given up, the next call fails without waiting again.
+    let t = Instant::now();
+    assert!(store.lease("prod").is_err());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // And once the server is back, the store works again, nothing lost.
+    cluster.resume();
+    assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` into a fresh
 //! directory, `postgres` on 127.0.0.1 on a free port (`fsync=off`: nothing
-//! here must survive a power cut), a database per test, and the server
+//! here must survive a power cut, but a server crash must lose no commit), a database per test, and the server
 //! stopped (and its directory removed) when the last handle is dropped.
 //!
 //! Standard library only, so that any crate's tests can include it:
@@ -236,14 +236,11 @@ impl Cluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.display()))
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
+            // No fsync: nothing here must survive a power cut. But commits
+            // stay synchronous (written to the WAL before COMMIT returns, a
+            // write without fsync), so that a committed row survives the
+            // server's own crash (an immediate restart), as on a real server.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -330,11 +327,18 @@ impl Cluster {
 
     /// Stops the server (fast shutdown: clients are disconnected).
     pub fn stop(&self) {
+        self.stop_with("-INT");
+    }
+
+    /// Stops the server with `signal`, as `pg_ctl stop -m` does: `-INT`
+    /// fast (transactions rolled back, clients told), `-QUIT` immediate (no
+    /// shutdown checkpoint, crash recovery at the next start).
+    fn stop_with(&self, signal: &str) {
         let Some(mut child) = self.server.lock().unwrap().take() else {
             return;
         };
         let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while child.try_wait().ok().flatten().is_none() {
@@ -347,9 +351,22 @@ impl Cluster {
         }
     }
 
-    /// Stops and starts the server again on the same port and data.
+    /// Stops and starts the server again on the same port and data
+    /// (`pg_ctl restart -m fast`).
     pub fn restart(&self) {
         self.stop();
+        self.run_server();
+    }
+
+    /// Starts the server again after [`Cluster::stop`].
+    pub fn resume(&self) {
+        self.run_server();
+    }
+
+    /// `pg_ctl restart -m immediate`: the server quits without a shutdown
+    /// checkpoint and recovers from its WAL when it starts again.
+    pub fn restart_immediate(&self) {
+        self.stop_with("-QUIT");
         self.run_server();
     }
 }
