@@ -8,14 +8,15 @@ use cairn_engine::store::{StateStore, StoreResult};
 use cairn_orch::job::JobStore;
 
 use crate::key::KeySource;
+use crate::overview::Overview;
 use crate::pg::{PgStore, PgUrl};
 use crate::store::SqliteStore;
 use crate::transfer::Transfer;
 
 /// Everything the CLI asks of a state, whichever store holds it.
-pub trait Store: StateStore + JobStore + Transfer + fmt::Debug {}
+pub trait Store: StateStore + JobStore + Transfer + Overview + fmt::Debug {}
 
-impl<T: StateStore + JobStore + Transfer + fmt::Debug> Store for T {}
+impl<T: StateStore + JobStore + Transfer + Overview + fmt::Debug> Store for T {}
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {
