@@ -30,6 +30,8 @@ pub struct Cluster {
     port: u16,
     server: Mutex<Option<Child>>,
     as_postgres: Option<(u32, u32)>,
+    /// `-c` settings after the defaults (the last of a name wins).
+    settings: Vec<String>,
 }
 
 /// One database of a cluster, for one test. Holds the cluster up.
@@ -151,6 +153,12 @@ impl Cluster {
 
     /// A cluster of its own (for a test that stops or restarts it).
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A cluster of its own with server settings (`name=value`) over the
+    /// test defaults: a benchmark turns `fsync` back on.
+    pub fn start_with(settings: &[&str]) -> Cluster {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "cairn-pg-test-{}-{}",
@@ -169,6 +177,7 @@ impl Cluster {
             port: 0,
             server: Mutex::new(None),
             as_postgres,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         let pwfile = cluster.dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
@@ -242,6 +251,7 @@ impl Cluster {
             // server's own crash (an immediate restart), as on a real server.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
