@@ -37,6 +37,7 @@ pub(crate) mod journal;
 mod lease;
 pub(crate) mod resources;
 mod schema;
+mod tls;
 pub mod url;
 pub(crate) mod values;
 
@@ -75,6 +76,10 @@ pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => " (create the database first)",
         Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => " (another client held the rows too long)",
+        _ if e.as_db_error().is_none() && e.to_string().contains("TLS") => {
+            " (with sslmode=verify-full the server's certificate must be signed by the CA in \
+             sslrootcert and name the host in the URL; sslmode=require needs TLS enabled on the server)"
+        }
         _ if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") => {
             " (is the server running and reachable?)"
         }
@@ -86,9 +91,12 @@ pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
         .and_then(|d| d.detail())
         .map(|d| format!(" ({d})"))
         .unwrap_or_default();
-    let cause = match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+    // The driver's own Display leaves out the cause ("error performing TLS
+    // handshake", "error connecting to server"): it is what says why.
+    let cause = match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
     };
     StoreError::Storage(format!("{what}: {cause}{detail}{hint}"))
 }
@@ -184,6 +192,8 @@ const RECONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// The connection thread's side: the client, opened (again) on demand.
 struct Conn {
     url: PgUrl,
+    /// `None` for `sslmode=disable`.
+    tls: Option<tls::RustlsConnect>,
     client: Option<Client>,
     cache: HashMap<String, Statement>,
     /// Whether a connection was ever open: only then is a failed connect a
@@ -209,13 +219,19 @@ fn connection_broke(e: &postgres::Error) -> bool {
         ]
         .contains(code);
     }
-    // Refused, reset, broken pipe: an I/O error under the driver's own.
+    // Refused, reset, broken pipe: an I/O error under the driver's own. A
+    // failed TLS handshake is one too, but waiting does not mend it.
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        && !e.to_string().contains("TLS")
 }
 
 impl Conn {
     fn connect(&self) -> Result<Client, postgres::Error> {
-        let mut client = self.url.config().connect(NoTls)?;
+        let config = self.url.config();
+        let mut client = match &self.tls {
+            Some(tls) => config.connect(tls.clone())?,
+            None => config.connect(NoTls)?,
+        };
         client.batch_execute(&format!(
             "SET search_path TO cairn; SET lock_timeout = '{}s';",
             LOCK_TIMEOUT.as_secs()
@@ -336,8 +352,19 @@ impl PgStore {
     /// checks that `key` opens the secrets already sealed there.
     pub fn open(url: &PgUrl, key: KeySource) -> StoreResult<PgStore> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let tls = match (url.sslmode, &url.sslrootcert) {
+            (SslMode::Disable, _) => None,
+            (SslMode::VerifyFull, Some(root)) => Some(tls::verified(root)?),
+            (SslMode::VerifyFull, None) => {
+                return Err(StoreError::Storage(
+                    "sslmode=verify-full needs sslrootcert=PATH".into(),
+                ));
+            }
+            (SslMode::Prefer | SslMode::Require, _) => Some(tls::unverified()?),
+        };
         let conn = Conn {
             url: url.clone(),
+            tls,
             client: None,
             cache: HashMap::new(),
             opened_once: false,

@@ -255,3 +255,90 @@ fn figures() {
         );
     }
 }
+
+/// A CA (its certificate in PEM, and an issuer to sign with).
+fn make_ca(name: &str) -> (String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    (ca.pem(), ca)
+}
+
+#[test]
+fn tls_require_and_verify_full_against_a_cluster_with_its_own_ca() {
+    let (ca_pem, ca) = make_ca("cairn test CA");
+    let (other_pem, _) = make_ca("some other CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    // For the address only: connecting by the name `localhost` must fail
+    // verify-full, as a certificate for another host would.
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let cluster = std::sync::Arc::new(Cluster::start_tls(&cert.pem(), &key.serialize_pem()));
+    cluster.psql("postgres", "CREATE DATABASE tls");
+    let scratch = crate::Scratch::new("tls");
+    let (root, other) = (scratch.dir.join("root.crt"), scratch.dir.join("other.crt"));
+    std::fs::write(&root, &ca_pem).unwrap();
+    std::fs::write(&other, &other_pem).unwrap();
+    let port = cluster.port();
+    let url = |host: &str, query: &str| {
+        format!("postgres://{SUPERUSER}:{PASSWORD}@{host}:{port}/tls?{query}")
+    };
+    // The server sees TLS on the connection (pg_stat_ssl), for each mode.
+    let encrypted = |store: &PgStore| {
+        store.put_resource("prod", &resource("a", "s")).unwrap();
+        cluster
+            .psql(
+                "tls",
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+                 WHERE ssl AND application_name = 'cairn'",
+            )
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let require = open_url(&url("127.0.0.1", "sslmode=require")).unwrap();
+    assert_eq!(encrypted(&require), 1);
+    drop(require);
+    let full = open_url(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={}", root.display()),
+    ))
+    .unwrap();
+    assert_eq!(encrypted(&full), 1);
+    assert_eq!(full.resources("prod").unwrap(), [resource("a", "s")]);
+    drop(full);
+
+    // A certificate from a CA not trusted, or for another host: refused,
+    // saying what to check.
+    for (host, root, why) in [
+        ("127.0.0.1", &other, "UnknownIssuer"),
+        ("localhost", &root, "not valid for name"),
+    ] {
+        let err = open_url(&url(
+            host,
+            &format!("sslmode=verify-full&sslrootcert={}", root.display()),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TLS handshake") && err.contains(why) && err.contains("sslrootcert"),
+            "{host}: {err}"
+        );
+        assert!(!err.contains(PASSWORD), "{err}");
+    }
+    // require on a server without TLS (the shared test cluster).
+    let plain = Cluster::database("no_tls");
+    let err = open_url(&plain.url().replace("sslmode=disable", "sslmode=require"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("server does not support TLS") && err.contains("TLS enabled on the server"),
+        "{err}"
+    );
+}

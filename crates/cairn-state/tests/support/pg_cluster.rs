@@ -159,6 +159,26 @@ impl Cluster {
     /// A cluster of its own with server settings (`name=value`) over the
     /// test defaults: a benchmark turns `fsync` back on.
     pub fn start_with(settings: &[&str]) -> Cluster {
+        Cluster::start_with_files(settings, &[])
+    }
+
+    /// A cluster of its own serving TLS with `cert_pem` (the chain) and
+    /// `key_pem`, besides plain TCP.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+        Cluster::start_with_files(
+            &[
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ],
+            &[("data/server.crt", cert_pem), ("data/server.key", key_pem)],
+        )
+    }
+
+    /// `files` (path under the cluster's directory, contents) are written
+    /// after initdb, owned by the server's user and readable by it only,
+    /// as PostgreSQL demands of a private key.
+    fn start_with_files(settings: &[&str], files: &[(&str, &str)]) -> Cluster {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "cairn-pg-test-{}-{}",
@@ -207,6 +227,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        for (path, text) in files {
+            let path = cluster.dir.join(path);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some((uid, gid)) = as_postgres {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
         cluster.port = free_port();
         cluster.run_server();
         cluster
