@@ -593,6 +593,10 @@ pub(crate) fn kill_up_at_random_moments(l: &Local, kills_wanted: usize, max_tria
     let t = Instant::now();
     assert_eq!(l.json(&["up", s(&dir), "--yes"])["result"], "applied");
     let mut window = (t.elapsed().as_millis() as u64).clamp(100, 5_000);
+    // Before this, a run is still starting (on PostgreSQL, connecting takes
+    // a good part of a short run): raised by each kill that found no lease
+    // held, at most to half the window.
+    let mut floor = 0;
     let mut rng = Lcg(0x5eed_0000 + std::process::id() as u64);
     let (mut kills, mut trials, mut holding_lease, mut recovered) = (0, 0, 0, 0);
     while kills < kills_wanted && trials < max_trials {
@@ -602,7 +606,9 @@ pub(crate) fn kill_up_at_random_moments(l: &Local, kills_wanted: usize, max_tria
         let ttl = format!("ttl={}", 60 + rng.below(3) * 30);
         // Scaling down deletes buckets and volumes, which hold data.
         let child = spawn_up(l, &dir, &["-p", &n, "-p", &ttl, "--allow-data-loss"], "30");
-        std::thread::sleep(Duration::from_millis(rng.below(window)));
+        floor = floor.min(window / 2);
+        let wait = floor + rng.below(window - floor);
+        std::thread::sleep(Duration::from_millis(wait));
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let out = reap(child);
@@ -613,6 +619,8 @@ pub(crate) fn kill_up_at_random_moments(l: &Local, kills_wanted: usize, max_tria
             // over at once, as a CI job retried at once would.
             if l.json(&["lock", "show", s(&dir)])["locked"] == true {
                 holding_lease += 1;
+            } else {
+                floor = floor.max(wait);
             }
         } else {
             window = (window * 4 / 5).max(20);
