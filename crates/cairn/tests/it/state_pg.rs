@@ -440,6 +440,24 @@ fn bad_state_databases_through_the_binary_say_what_to_fix() {
     );
     assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
 
+    // TLS asked of a server that has none; verify-full without its CA.
+    let out = list(&db.url().replace("sslmode=disable", "sslmode=require"));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("server does not support TLS")
+            && out.stderr.contains("TLS enabled on the server"),
+        "{}",
+        out.stderr
+    );
+    let out = list(&db.url().replace("sslmode=disable", "sslmode=verify-full"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs sslrootcert=PATH"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+
     // A role that may connect but not create schema `cairn` the first time.
     let role = format!("r_{}", db.name);
     db.psql(&format!("CREATE ROLE {role} LOGIN PASSWORD 'role-pw'"));
