@@ -147,7 +147,10 @@ pub enum StoreError {
     LeaseLost { deployment: String },
     #[error("no run {serial} in the history of {deployment}")]
     NoSuchRun { deployment: String, serial: i64 },
-    #[error("the state is newer than this cairn (schema {found}, known {known})")]
+    #[error(
+        "the state is newer than this cairn (schema {found}, this cairn knows up to {known}): \
+         upgrade cairn to use it; an older cairn never writes to a newer schema"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("cannot decrypt secrets in the state: wrong or missing key ({0})")]
     Key(String),

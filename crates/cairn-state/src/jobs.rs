@@ -127,6 +127,79 @@ fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<Head> {
 const HEAD: &str =
     "SELECT id, kind, target, function, args, check_only, user, started_at, finished_at FROM jobs";
 
+/// Every job, oldest first, each with its hosts (`state migrate`): two
+/// queries, the hosts of all jobs read in one.
+pub(crate) fn all(tx: &Connection) -> cairn_engine::store::StoreResult<Vec<JobRecord>> {
+    const WHAT: &str = "reading every job";
+    let heads: Vec<Head> = {
+        let mut stmt = tx.prepare(&format!("{HEAD} ORDER BY id")).ctx(WHAT)?;
+        stmt.query_map([], head)
+            .ctx(WHAT)?
+            .collect::<Result<_, _>>()
+            .ctx(WHAT)?
+    };
+    let mut hosts: std::collections::HashMap<String, Vec<HostResult>> = Default::default();
+    let mut stmt = tx
+        .prepare("SELECT job_id, result FROM job_hosts ORDER BY job_id, position")
+        .ctx(WHAT)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .ctx(WHAT)?;
+    for row in rows {
+        let (id, text) = row.ctx(WHAT)?;
+        hosts
+            .entry(id)
+            .or_default()
+            .push(from_json(&text, "a host's result")?);
+    }
+    heads
+        .into_iter()
+        .map(
+            |(id, kind, target, function, args, check, user, started_at, finished_at)| {
+                Ok(JobRecord {
+                    args: from_json(&args, "job arguments")?,
+                    hosts: hosts.remove(&id).unwrap_or_default(),
+                    id,
+                    kind,
+                    target,
+                    function,
+                    check,
+                    user,
+                    started_at,
+                    finished_at,
+                })
+            },
+        )
+        .collect()
+}
+
+/// Writes `jobs` (`state migrate`), replacing those of the same id only
+/// when `replace`; else one already there refuses them all.
+pub(crate) fn import(
+    tx: &Connection,
+    jobs: &[JobRecord],
+    replace: bool,
+) -> cairn_engine::store::StoreResult<()> {
+    for job in jobs {
+        if !replace {
+            let there: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+                    [&job.id],
+                    |row| row.get(0),
+                )
+                .ctx("looking for a job")?;
+            if there {
+                return Err(crate::transfer::job_already(&job.id));
+            }
+        }
+        save(tx, job)?;
+    }
+    Ok(())
+}
+
 impl JobStore for SqliteStore {
     fn save_job(&self, job: &JobRecord) -> R<()> {
         self.write("recording a job", |tx| save(tx, job))

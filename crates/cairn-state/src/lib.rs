@@ -27,6 +27,7 @@ mod journal;
 mod key;
 mod lease;
 mod location;
+mod overview;
 pub mod pg;
 mod releases;
 mod resources;
@@ -38,7 +39,8 @@ mod values;
 
 pub use key::{KEY_LEN, KeySource};
 pub use location::{Location, Store};
+pub use overview::{DeploymentSummary, LastRun, Overview};
 pub use pg::{PG_SCHEMA_VERSION, PgStore, PgUrl};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
-pub use transfer::{DeploymentDump, TableCheck, Transfer};
+pub use transfer::{DeploymentDump, TableCheck, Transfer, job_tables};

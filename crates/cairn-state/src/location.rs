@@ -9,14 +9,15 @@ use cairn_orch::job::JobStore;
 use cairn_release::ReleaseStore;
 
 use crate::key::KeySource;
+use crate::overview::Overview;
 use crate::pg::{PgStore, PgUrl};
 use crate::store::SqliteStore;
 use crate::transfer::Transfer;
 
 /// Everything the CLI asks of a state, whichever store holds it.
-pub trait Store: StateStore + JobStore + ReleaseStore + Transfer + fmt::Debug {}
+pub trait Store: StateStore + JobStore + ReleaseStore + Transfer + Overview + fmt::Debug {}
 
-impl<T: StateStore + JobStore + ReleaseStore + Transfer + fmt::Debug> Store for T {}
+impl<T: StateStore + JobStore + ReleaseStore + Transfer + Overview + fmt::Debug> Store for T {}
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {

@@ -2,7 +2,9 @@
 //! migrate`): [`Transfer::export`] reads it in one transaction (a
 //! consistent snapshot), [`Transfer::import`] writes it in one transaction
 //! (a half-copied deployment is never visible), and [`DeploymentDump::tables`]
-//! gives per-table row counts and digests to check the copy with.
+//! gives per-table row counts and digests to check the copy with;
+//! [`job_tables`] the same for the orchestration jobs, which belong to no
+//! deployment and travel with the whole state.
 //!
 //! Secrets travel opened, in memory only, and are sealed again by the
 //! target with its key and bound to their row there: the copy works
@@ -13,15 +15,16 @@
 use std::collections::BTreeMap;
 
 use cairn_engine::store::{JournalEntry, ResourceRecord, RunRecord, StoreError, StoreResult};
+use cairn_orch::job::JobRecord;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Context;
 use crate::pg::PgStore;
-use crate::pg::{history as pg_history, journal as pg_journal};
+use crate::pg::{history as pg_history, jobs as pg_jobs, journal as pg_journal};
 use crate::pg::{resources as pg_resources, values as pg_values};
 use crate::store::SqliteStore;
-use crate::{history, journal, resources, values};
+use crate::{history, jobs, journal, resources, values};
 
 type Outputs = (serde_json::Value, BTreeMap<String, serde_json::Value>);
 
@@ -103,6 +106,41 @@ impl DeploymentDump {
     }
 }
 
+/// The `jobs` and `job_hosts` tables of `jobs` (orchestration jobs,
+/// which belong to no deployment): rows and digests, as
+/// [`DeploymentDump::tables`] gives them for a deployment.
+pub fn job_tables(jobs: &[JobRecord]) -> Vec<TableCheck> {
+    let heads: Vec<JobRecord> = jobs
+        .iter()
+        .map(|j| JobRecord {
+            hosts: Vec::new(),
+            ..j.clone()
+        })
+        .collect();
+    let hosts: Vec<_> = jobs
+        .iter()
+        .flat_map(|j| j.hosts.iter().map(move |h| (&j.id, h)))
+        .collect();
+    vec![
+        TableCheck {
+            table: "jobs",
+            rows: heads.len(),
+            digest: digest(&heads),
+        },
+        TableCheck {
+            table: "job_hosts",
+            rows: hosts.len(),
+            digest: digest(&hosts),
+        },
+    ]
+}
+
+pub(crate) fn job_already(id: &str) -> StoreError {
+    StoreError::Storage(format!(
+        "the target already holds job {id} (pass --force to replace it)"
+    ))
+}
+
 /// What `state migrate` needs from a store beyond [`StateStore`].
 ///
 /// [`StateStore`]: cairn_engine::store::StateStore
@@ -116,6 +154,11 @@ pub trait Transfer {
     fn holds(&self, deployment: &str) -> StoreResult<bool>;
     /// Every journal entry of `deployment`, closed ones too, oldest first.
     fn journal(&self, deployment: &str) -> StoreResult<Vec<JournalEntry>>;
+    /// Every orchestration job, oldest first, read in one transaction.
+    fn export_jobs(&self) -> StoreResult<Vec<JobRecord>>;
+    /// Writes `jobs` in one transaction. Refused when this store already
+    /// holds a job of the same id, unless `replace`.
+    fn import_jobs(&self, jobs: &[JobRecord], replace: bool) -> StoreResult<()>;
 }
 
 fn already(deployment: &str) -> StoreError {
@@ -180,6 +223,14 @@ impl Transfer for SqliteStore {
         self.read("looking for a deployment", |tx| {
             sqlite_holds(tx, deployment)
         })
+    }
+
+    fn export_jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        self.read("exporting jobs", |tx| jobs::all(tx))
+    }
+
+    fn import_jobs(&self, list: &[JobRecord], replace: bool) -> StoreResult<()> {
+        self.write("importing jobs", |tx| jobs::import(tx, list, replace))
     }
 }
 
@@ -251,6 +302,23 @@ impl Transfer for PgStore {
         let d = deployment.to_owned();
         self.tx("looking for a deployment", move |tx, _| {
             crate::pg::holds(tx, &d)
+        })
+    }
+
+    fn export_jobs(&self) -> StoreResult<Vec<JobRecord>> {
+        self.tx("exporting jobs", |tx, _| {
+            tx.batch(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                "exporting jobs",
+            )?;
+            pg_jobs::all(tx)
+        })
+    }
+
+    fn import_jobs(&self, list: &[JobRecord], replace: bool) -> StoreResult<()> {
+        let list = list.to_vec();
+        self.tx("importing jobs", move |tx, _| {
+            pg_jobs::import(tx, &list, replace)
         })
     }
 }

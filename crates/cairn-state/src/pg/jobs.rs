@@ -73,6 +73,60 @@ fn tally(tx: &mut Tx<'_>, id: &str) -> StoreResult<(usize, Tally)> {
     Ok((total, t))
 }
 
+/// Every job, oldest first, each with its hosts (`state migrate`).
+pub(crate) fn all(tx: &mut Tx<'_>) -> StoreResult<Vec<JobRecord>> {
+    const WHAT: &str = "reading every job";
+    let mut hosts: std::collections::HashMap<String, Vec<HostResult>> = Default::default();
+    for row in &tx.query(
+        "SELECT job_id, result FROM job_hosts ORDER BY job_id, position",
+        &[],
+        WHAT,
+    )? {
+        hosts
+            .entry(col(row, 0, WHAT)?)
+            .or_default()
+            .push(from_json(col(row, 1, WHAT)?, "a host's result")?);
+    }
+    tx.query(&format!("{HEAD} ORDER BY id"), &[], WHAT)?
+        .iter()
+        .map(|row| {
+            let id: String = col(row, 0, WHAT)?;
+            Ok(JobRecord {
+                hosts: hosts.remove(&id).unwrap_or_default(),
+                id,
+                kind: col(row, 1, WHAT)?,
+                target: col(row, 2, WHAT)?,
+                function: col(row, 3, WHAT)?,
+                args: from_json(col(row, 4, WHAT)?, "job arguments")?,
+                check: col(row, 5, WHAT)?,
+                user: col(row, 6, WHAT)?,
+                started_at: col(row, 7, WHAT)?,
+                finished_at: col(row, 8, WHAT)?,
+            })
+        })
+        .collect()
+}
+
+/// Writes `jobs` (`state migrate`), replacing those of the same id only
+/// when `replace`; else one already there refuses them all.
+pub(crate) fn import(tx: &mut Tx<'_>, jobs: &[JobRecord], replace: bool) -> StoreResult<()> {
+    const WHAT: &str = "looking for a job";
+    for job in jobs {
+        if !replace {
+            let row = tx.query_one(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)",
+                &[&job.id],
+                WHAT,
+            )?;
+            if col::<bool>(&row, 0, WHAT)? {
+                return Err(crate::transfer::job_already(&job.id));
+            }
+        }
+        save(tx, job)?;
+    }
+    Ok(())
+}
+
 impl JobStore for PgStore {
     fn save_job(&self, job: &JobRecord) -> R<()> {
         let job = job.clone();

@@ -15,9 +15,12 @@
 //! its own: each store method sends it a closure over a channel and waits
 //! for the answer. The engine's calls block the calling thread just as
 //! SQLite's do; the hop costs microseconds against a round trip to the
-//! server. The thread owns the connection, opens it again after it broke
-//! (the failed call fails; nothing is retried blindly, since a write may
-//! have committed), and closes it when the store is dropped.
+//! server. The thread owns the connection and closes it when the store is
+//! dropped. A connection that broke (the server restarted) is opened again,
+//! waiting up to `RECONNECT_DEADLINE` for the server to come back; a call
+//! whose BEGIN found it broken is begun again, since none of it ran, but a
+//! call that broke after BEGIN fails (a write may have committed): the
+//! engine's journal reconciles what it did.
 //!
 //! **Transactions.** Every method is one transaction, READ COMMITTED. What
 //! must not interleave per deployment (a lease's read-then-write, a run's
@@ -29,12 +32,13 @@
 //! a database with other things; many deployments share one database.
 
 pub(crate) mod history;
-mod jobs;
+pub(crate) mod jobs;
 pub(crate) mod journal;
 mod lease;
 mod releases;
 pub(crate) mod resources;
 mod schema;
+mod tls;
 pub mod url;
 pub(crate) mod values;
 
@@ -73,6 +77,10 @@ pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
         }
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => " (create the database first)",
         Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => " (another client held the rows too long)",
+        _ if e.as_db_error().is_none() && e.to_string().contains("TLS") => {
+            " (with sslmode=verify-full the server's certificate must be signed by the CA in \
+             sslrootcert and name the host in the URL; sslmode=require needs TLS enabled on the server)"
+        }
         _ if e.is_closed() || e.as_db_error().is_none() && e.to_string().contains("connect") => {
             " (is the server running and reachable?)"
         }
@@ -84,9 +92,12 @@ pub(crate) fn pg_err(what: &str, e: &postgres::Error) -> StoreError {
         .and_then(|d| d.detail())
         .map(|d| format!(" ({d})"))
         .unwrap_or_default();
-    let cause = match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => e.to_string(),
+    // The driver's own Display leaves out the cause ("error performing TLS
+    // handshake", "error connecting to server"): it is what says why.
+    let cause = match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {}", db.severity(), db.message()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
     };
     StoreError::Storage(format!("{what}: {cause}{detail}{hint}"))
 }
@@ -172,14 +183,63 @@ pub(crate) fn col<'a, T: postgres::types::FromSql<'a>>(
     row.try_get(i).ctx(what)
 }
 
+/// How long a store whose connection broke keeps trying to open it again
+/// (a server restarting: `pg_ctl restart` is down for a second or two)
+/// before the call fails. Once it gave up, calls try once each until a
+/// connection opens again, so a server that stays down fails every call
+/// at once rather than after this wait each.
+const RECONNECT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// The connection thread's side: the client, opened (again) on demand.
 struct Conn {
     url: PgUrl,
+    /// `None` for `sslmode=disable`.
+    tls: Option<tls::RustlsConnect>,
     client: Option<Client>,
     cache: HashMap<String, Statement>,
+    /// Whether a connection was ever open: only then is a failed connect a
+    /// server coming back (worth waiting for) rather than bad input.
+    opened_once: bool,
+    /// Whether the last reconnection ran out of time (see `RECONNECT_DEADLINE`).
+    gave_up: bool,
+}
+
+/// Whether `e` says the connection (not the statement) failed: the server
+/// went away or is shutting down or starting up. Nothing of a statement
+/// sent on such a connection after the failure was executed.
+fn connection_broke(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code);
+    }
+    // Refused, reset, broken pipe: an I/O error under the driver's own. A
+    // failed TLS handshake is one too, but waiting does not mend it.
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        && !e.to_string().contains("TLS")
 }
 
 impl Conn {
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        let config = self.url.config();
+        let mut client = match &self.tls {
+            Some(tls) => config.connect(tls.clone())?,
+            None => config.connect(NoTls)?,
+        };
+        client.batch_execute(&format!(
+            "SET search_path TO cairn; SET lock_timeout = '{}s';",
+            LOCK_TIMEOUT.as_secs()
+        ))?;
+        Ok(client)
+    }
+
     fn client(&mut self) -> StoreResult<&mut Client> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
             tracing::warn!(url = %self.url, "the connection to the state database broke: reconnecting");
@@ -187,15 +247,38 @@ impl Conn {
         }
         if self.client.is_none() {
             let what = format!("connecting to the state {}", self.url);
-            let mut client = self.url.config().connect(NoTls).ctx(&what)?;
-            client
-                .batch_execute(&format!(
-                    "SET search_path TO cairn; SET lock_timeout = '{}s';",
-                    LOCK_TIMEOUT.as_secs()
-                ))
-                .ctx(&what)?;
+            let waiting = self.opened_once && !self.gave_up;
+            let deadline = std::time::Instant::now() + RECONNECT_DEADLINE;
+            let mut pause = Duration::from_millis(50);
+            let client = loop {
+                match self.connect() {
+                    Ok(client) => break client,
+                    Err(e)
+                        if waiting
+                            && connection_broke(&e)
+                            && std::time::Instant::now() + pause < deadline =>
+                    {
+                        tracing::debug!(url = %self.url, error = %e, "the state database is not back yet");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        self.gave_up = self.opened_once;
+                        let mut err = pg_err(&what, &e);
+                        if waiting && let StoreError::Storage(text) = &mut err {
+                            text.push_str(&format!(
+                                " (the connection broke and did not open again within {} s)",
+                                RECONNECT_DEADLINE.as_secs()
+                            ));
+                        }
+                        return Err(err);
+                    }
+                }
+            };
             self.cache.clear();
             self.client = Some(client);
+            self.opened_once = true;
+            self.gave_up = false;
         }
         // Just set when it was missing.
         self.client
@@ -208,16 +291,42 @@ impl Conn {
         what: &str,
         f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        self.client()?;
-        let Conn { client, cache, .. } = self;
-        let client = client
-            .as_mut()
-            .ok_or_else(|| StoreError::Storage("no connection".into()))?;
-        let tx = client.transaction().ctx(what)?;
-        let mut tx = Tx { tx, cache };
-        let out = f(&mut tx)?;
-        tx.tx.commit().ctx(what)?;
-        Ok(out)
+        let mut f = Some(f);
+        for retried in [false, true] {
+            self.client()?;
+            // A connection that broke between two calls (the server
+            // restarted) shows only when used, and BEGIN is this call's
+            // first statement: nothing of it ran, so it is safe to open the
+            // connection again and begin once more. A failure after BEGIN
+            // is not retried: a write may have committed.
+            let broke = {
+                let Conn { client, cache, .. } = &mut *self;
+                let client = client
+                    .as_mut()
+                    .ok_or_else(|| StoreError::Storage("no connection".into()))?;
+                match client.transaction() {
+                    Ok(tx) => {
+                        let f = f
+                            .take()
+                            .ok_or_else(|| StoreError::Storage("a transaction ran twice".into()))?;
+                        let mut tx = Tx { tx, cache };
+                        let out = f(&mut tx)?;
+                        tx.tx.commit().ctx(what)?;
+                        return Ok(out);
+                    }
+                    Err(e) => e,
+                }
+            };
+            if retried || !connection_broke(&broke) {
+                return Err(pg_err(what, &broke));
+            }
+            tracing::warn!(url = %self.url, error = %broke, "the connection to the state database broke: reconnecting");
+            self.client = None;
+        }
+        Err(StoreError::Storage(format!(
+            "{what}: the connection to the state {} broke again as soon as it opened",
+            self.url
+        )))
     }
 }
 
@@ -244,10 +353,23 @@ impl PgStore {
     /// checks that `key` opens the secrets already sealed there.
     pub fn open(url: &PgUrl, key: KeySource) -> StoreResult<PgStore> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let tls = match (url.sslmode, &url.sslrootcert) {
+            (SslMode::Disable, _) => None,
+            (SslMode::VerifyFull, Some(root)) => Some(tls::verified(root)?),
+            (SslMode::VerifyFull, None) => {
+                return Err(StoreError::Storage(
+                    "sslmode=verify-full needs sslrootcert=PATH".into(),
+                ));
+            }
+            (SslMode::Prefer | SslMode::Require, _) => Some(tls::unverified()?),
+        };
         let conn = Conn {
             url: url.clone(),
+            tls,
             client: None,
             cache: HashMap::new(),
+            opened_once: false,
+            gave_up: false,
         };
         let thread = std::thread::Builder::new()
             .name("cairn-state-pg".into())

@@ -7,13 +7,27 @@
 
 use std::fmt;
 
-/// What `sslmode=` asks for. TLS itself is not built in yet: `disable` and
-/// `prefer` (which falls back to plain TCP, as libpq does when the server
-/// offers no TLS) connect; the modes that demand TLS are refused at parse.
+/// What `sslmode=` asks for, as in libpq. `prefer` uses TLS when the
+/// server offers it and plain TCP otherwise; `require` insists on TLS;
+/// neither checks the server's certificate. `verify-full` checks it against
+/// the CA in `sslrootcert=PATH`, host name included (see `pg::tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     Disable,
     Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// A PostgreSQL connection target. `Display` and `Debug` never show the
@@ -27,6 +41,8 @@ pub struct PgUrl {
     /// Defaults to the user name, as in libpq.
     pub dbname: Option<String>,
     pub sslmode: SslMode,
+    /// `sslrootcert=PATH`: the CA certificates (PEM) `verify-full` trusts.
+    pub sslrootcert: Option<std::path::PathBuf>,
 }
 
 impl PgUrl {
@@ -64,6 +80,7 @@ impl PgUrl {
             _ => None,
         };
         let mut sslmode = SslMode::Prefer;
+        let mut sslrootcert = None;
         for pair in query
             .into_iter()
             .flat_map(|q| q.split('&'))
@@ -75,11 +92,14 @@ impl PgUrl {
                     sslmode = match value {
                         "disable" => SslMode::Disable,
                         "allow" | "prefer" => SslMode::Prefer,
-                        "require" | "verify-ca" | "verify-full" => {
-                            return Err(format!(
-                                "sslmode={value}: TLS to the state database is not built into this cairn yet; \
-                                 use sslmode=disable (or prefer) on loopback or a trusted network"
-                            ));
+                        "require" => SslMode::Require,
+                        "verify-full" => SslMode::VerifyFull,
+                        "verify-ca" => {
+                            return Err(
+                                "sslmode=verify-ca is not supported: use sslmode=verify-full \
+                                 (the CA and the host name both checked)"
+                                    .to_string(),
+                            );
                         }
                         other => {
                             return Err(format!(
@@ -88,12 +108,22 @@ impl PgUrl {
                         }
                     }
                 }
+                "sslrootcert" => {
+                    sslrootcert = Some(std::path::PathBuf::from(decode(value, "sslrootcert")?));
+                }
                 other => {
                     return Err(format!(
-                        "unknown URL parameter `{other}` (only sslmode is understood)"
+                        "unknown URL parameter `{other}` (sslmode and sslrootcert are understood)"
                     ));
                 }
             }
+        }
+        if sslmode == SslMode::VerifyFull && sslrootcert.is_none() {
+            return Err(
+                "sslmode=verify-full needs sslrootcert=PATH: the CA certificate (PEM) that signed \
+                 the server's"
+                    .to_string(),
+            );
         }
         Ok(PgUrl {
             user: user.filter(|u| !u.is_empty()),
@@ -102,6 +132,7 @@ impl PgUrl {
             port: port.unwrap_or(5432),
             dbname,
             sslmode,
+            sslrootcert,
         })
     }
 
@@ -141,6 +172,7 @@ impl PgUrl {
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => postgres::config::SslMode::Disable,
                 SslMode::Prefer => postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyFull => postgres::config::SslMode::Require,
             });
         if let Some(user) = &self.user {
             config.user(user);
@@ -165,11 +197,11 @@ impl fmt::Display for PgUrl {
             write!(f, "{}", self.host)?;
         }
         write!(f, ":{}/{}", self.port, self.database())?;
-        let mode = match self.sslmode {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-        };
-        write!(f, "?sslmode={mode}")
+        write!(f, "?sslmode={}", self.sslmode.as_str())?;
+        if let Some(root) = &self.sslrootcert {
+            write!(f, "&sslrootcert={}", root.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -310,7 +342,14 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_honour_without_echoing_the_password() {
         for (bad, expect) in [
-            ("postgres://u:hunter2@h/d?sslmode=require", "not built into"),
+            (
+                "postgres://u:hunter2@h/d?sslmode=verify-full",
+                "needs sslrootcert",
+            ),
+            (
+                "postgres://u:hunter2@h/d?sslmode=verify-ca",
+                "use sslmode=verify-full",
+            ),
             ("postgres://u:hunter2@h/d?sslmode=bogus", "unknown sslmode"),
             ("postgres://u:hunter2@h/d?foo=1", "unknown URL parameter"),
             ("postgres://u:hunter2@h:99999/d", "port"),

@@ -153,22 +153,49 @@ fn bad_connections_say_what_to_fix_and_never_show_the_password() {
 }
 
 #[test]
-fn a_restarted_server_fails_the_call_in_flight_then_the_store_reconnects() {
+fn a_store_outlives_a_server_restart_between_calls() {
     let cluster = std::sync::Arc::new(Cluster::start());
     cluster.psql("postgres", "CREATE DATABASE restart");
-    let url = cluster.url("restart");
-    let store = open_url(&url).unwrap();
+    let store = open_url(&cluster.url("restart")).unwrap();
     store.put_resource("prod", &resource("a", "s")).unwrap();
-    cluster.restart();
-    // The first call may find the old connection dead: it fails cleanly...
-    let first = store.resources("prod");
-    if let Err(e) = &first {
-        assert!(e.to_string().contains("state storage"), "{e}");
+    for restart in [Cluster::restart, Cluster::restart_immediate] {
+        restart(&cluster);
+        // The broken connection shows at the next call's BEGIN, before any
+        // of it ran: the store opens a new one and the call succeeds.
+        assert_eq!(store.resources("prod").unwrap()[0], resource("a", "s"));
     }
-    // ...and the next one reconnects; nothing recorded was lost.
-    assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);
     store.put_resource("prod", &resource("b", "s")).unwrap();
     assert_eq!(store.resources("prod").unwrap().len(), 2);
+}
+
+#[test]
+fn a_server_that_stays_down_fails_calls_after_a_deadline_then_at_once() {
+    use std::time::{Duration, Instant};
+    let cluster = std::sync::Arc::new(Cluster::start());
+    cluster.psql("postgres", "CREATE DATABASE down");
+    let store = open_url(&cluster.url("down")).unwrap();
+    store.put_resource("prod", &resource("a", "s")).unwrap();
+    cluster.stop();
+    let t = Instant::now();
+    let err = store.resources("prod").unwrap_err().to_string();
+    let waited = t.elapsed();
+    assert!(
+        err.contains("is the server running and reachable")
+            && err.contains("did not open again within 10 s"),
+        "{err}"
+    );
+    // It waited for the server to come back, and not forever.
+    assert!(
+        (Duration::from_secs(8)..Duration::from_secs(30)).contains(&waited),
+        "{waited:?}"
+    );
+    // Having given up, the next call fails without waiting again.
+    let t = Instant::now();
+    assert!(store.lease("prod").is_err());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // And once the server is back, the store works again, nothing lost.
+    cluster.resume();
+    assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);
 }
 
 #[test]
@@ -227,4 +254,91 @@ fn figures() {
             }
         );
     }
+}
+
+/// A CA (its certificate in PEM, and an issuer to sign with).
+fn make_ca(name: &str) -> (String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    (ca.pem(), ca)
+}
+
+#[test]
+fn tls_require_and_verify_full_against_a_cluster_with_its_own_ca() {
+    let (ca_pem, ca) = make_ca("cairn test CA");
+    let (other_pem, _) = make_ca("some other CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    // For the address only: connecting by the name `localhost` must fail
+    // verify-full, as a certificate for another host would.
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let cluster = std::sync::Arc::new(Cluster::start_tls(&cert.pem(), &key.serialize_pem()));
+    cluster.psql("postgres", "CREATE DATABASE tls");
+    let scratch = crate::Scratch::new("tls");
+    let (root, other) = (scratch.dir.join("root.crt"), scratch.dir.join("other.crt"));
+    std::fs::write(&root, &ca_pem).unwrap();
+    std::fs::write(&other, &other_pem).unwrap();
+    let port = cluster.port();
+    let url = |host: &str, query: &str| {
+        format!("postgres://{SUPERUSER}:{PASSWORD}@{host}:{port}/tls?{query}")
+    };
+    // The server sees TLS on the connection (pg_stat_ssl), for each mode.
+    let encrypted = |store: &PgStore| {
+        store.put_resource("prod", &resource("a", "s")).unwrap();
+        cluster
+            .psql(
+                "tls",
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+                 WHERE ssl AND application_name = 'cairn'",
+            )
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let require = open_url(&url("127.0.0.1", "sslmode=require")).unwrap();
+    assert_eq!(encrypted(&require), 1);
+    drop(require);
+    let full = open_url(&url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={}", root.display()),
+    ))
+    .unwrap();
+    assert_eq!(encrypted(&full), 1);
+    assert_eq!(full.resources("prod").unwrap(), [resource("a", "s")]);
+    drop(full);
+
+    // A certificate from a CA not trusted, or for another host: refused,
+    // saying what to check.
+    for (host, root, why) in [
+        ("127.0.0.1", &other, "UnknownIssuer"),
+        ("localhost", &root, "not valid for name"),
+    ] {
+        let err = open_url(&url(
+            host,
+            &format!("sslmode=verify-full&sslrootcert={}", root.display()),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("TLS handshake") && err.contains(why) && err.contains("sslrootcert"),
+            "{host}: {err}"
+        );
+        assert!(!err.contains(PASSWORD), "{err}");
+    }
+    // require on a server without TLS (the shared test cluster).
+    let plain = Cluster::database("no_tls");
+    let err = open_url(&plain.url().replace("sslmode=disable", "sslmode=require"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("server does not support TLS") && err.contains("TLS enabled on the server"),
+        "{err}"
+    );
 }

@@ -230,3 +230,49 @@ crate::both_stores! {
         assert_eq!(place.open().generated_secrets("prod").unwrap()["p"], "v");
     }
 }
+
+crate::both_stores! {
+    fn overview_gives_each_deployment_its_count_last_run_and_holder(place) {
+        use cairn_state::LastRun;
+        let s = place.open();
+        assert_eq!(s.overview().unwrap(), []);
+        for a in ["a", "b", "c"] {
+            s.put_resource("prod", &crate::resource(a, "pw")).unwrap();
+        }
+        s.begin_run(&crate::run("prod", "up")).unwrap();
+        let mut last = crate::run("prod", "destroy");
+        last.owner = crate::owner("bob");
+        last.started_at = 1_700_000_500;
+        let serial = s.begin_run(&last).unwrap();
+        last.outcome = "failed".into();
+        s.finish_run("prod", serial, &last).unwrap();
+        s.acquire_lease("prod", &crate::owner("cid"), "r7", "up", std::time::Duration::from_secs(60), 0)
+            .unwrap();
+        // Only history; only resources; a lease alone does not list it.
+        s.begin_run(&crate::run("Zeta", "plan")).unwrap();
+        s.put_resource("alpha", &crate::resource("x", "pw")).unwrap();
+        s.acquire_lease("idle", &crate::owner("dan"), "r8", "up", std::time::Duration::from_secs(60), 0)
+            .unwrap();
+
+        let all = s.overview().unwrap();
+        let names: Vec<&str> = all.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, s.deployments().unwrap());
+        assert_eq!(names, ["Zeta", "alpha", "prod"]);
+        let prod = &all[2];
+        assert_eq!(prod.resources, 3);
+        assert_eq!(
+            prod.last_run,
+            Some(LastRun {
+                serial: 2,
+                command: "destroy".into(),
+                outcome: "failed".into(),
+                user: "bob".into(),
+                host: "build-host".into(),
+                started_at: 1_700_000_500,
+            })
+        );
+        assert_eq!(prod.locked_by, Some(crate::owner("cid")));
+        assert_eq!((all[0].resources, all[0].last_run.as_ref().map(|r| r.serial)), (0, Some(1)));
+        assert_eq!((all[1].resources, &all[1].last_run, &all[1].locked_by), (1, &None, &None));
+    }
+}

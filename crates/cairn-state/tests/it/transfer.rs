@@ -125,3 +125,79 @@ fn a_target_that_holds_the_deployment_refuses_unless_replacing() {
     t.import(&dump, true).unwrap();
     assert_eq!(t.export("prod").unwrap().tables(), dump.tables());
 }
+
+fn job(id: &str, hosts: usize) -> cairn_orch::job::JobRecord {
+    use cairn_orch::job::{HostResult, HostStatus, JobRecord};
+    JobRecord {
+        id: id.into(),
+        kind: "run".into(),
+        target: "G@role:web".into(),
+        function: "cmd uptime".into(),
+        args: json!({"cmd": "uptime", "timeout": 30, "env": {"B": "2", "A": "1"}}),
+        check: false,
+        user: "root".into(),
+        started_at: 1_796_426_679,
+        finished_at: Some(1_796_426_680),
+        hosts: (0..hosts)
+            .map(|i| HostResult {
+                status: if i % 2 == 0 {
+                    HostStatus::Changed
+                } else {
+                    HostStatus::Failed
+                },
+                stdout: format!("web-{i} up 3 days\n"),
+                detail: json!({"diff": [], "rc": i}),
+                ..HostResult::skipped(&format!("web-{i}"), "x")
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn jobs_go_to_postgres_and_back_whole_and_a_target_holding_one_refuses() {
+    use cairn_state::job_tables;
+    let sqlite = Place::sqlite("transfer-jobs");
+    let pg = Place::postgres("transfer_jobs");
+    let back = Place::sqlite("transfer-jobs-back");
+    let src = sqlite.open();
+    let jobs = [
+        job("20261205031522000001", 3),
+        job("20261205031523000001", 0),
+        job("20261205031524000001", 2),
+    ];
+    for j in &jobs {
+        src.save_job(j).unwrap();
+    }
+    let dump = src.export_jobs().unwrap();
+    assert_eq!(dump, jobs);
+    let tables = job_tables(&dump);
+    assert_eq!(
+        tables.iter().map(|t| (t.table, t.rows)).collect::<Vec<_>>(),
+        [("jobs", 3), ("job_hosts", 5)]
+    );
+
+    let target = pg.open();
+    target.import_jobs(&dump, false).unwrap();
+    let copied = target.export_jobs().unwrap();
+    assert_eq!(job_tables(&copied), tables);
+    assert_eq!(target.jobs(10).unwrap()[0].tally, jobs[2].tally());
+
+    // Again: the target holds them now, and nothing is written.
+    let mut changed = dump.clone();
+    changed[0].user = "someone-else".into();
+    let err = target.import_jobs(&changed, false).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("already holds job {}", jobs[0].id)) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(target.export_jobs().unwrap(), copied);
+    target.import_jobs(&changed, true).unwrap();
+    assert_eq!(
+        target.job(&jobs[0].id).unwrap().unwrap().user,
+        "someone-else"
+    );
+
+    let again = back.open();
+    again.import_jobs(&copied, false).unwrap();
+    assert_eq!(again.export_jobs().unwrap(), jobs);
+}

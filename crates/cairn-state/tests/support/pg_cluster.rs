@@ -1,6 +1,6 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` into a fresh
 //! directory, `postgres` on 127.0.0.1 on a free port (`fsync=off`: nothing
-//! here must survive a power cut), a database per test, and the server
+//! here must survive a power cut, but a server crash must lose no commit), a database per test, and the server
 //! stopped (and its directory removed) when the last handle is dropped.
 //!
 //! Standard library only, so that any crate's tests can include it:
@@ -30,6 +30,8 @@ pub struct Cluster {
     port: u16,
     server: Mutex<Option<Child>>,
     as_postgres: Option<(u32, u32)>,
+    /// `-c` settings after the defaults (the last of a name wins).
+    settings: Vec<String>,
 }
 
 /// One database of a cluster, for one test. Holds the cluster up.
@@ -151,6 +153,32 @@ impl Cluster {
 
     /// A cluster of its own (for a test that stops or restarts it).
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// A cluster of its own with server settings (`name=value`) over the
+    /// test defaults: a benchmark turns `fsync` back on.
+    pub fn start_with(settings: &[&str]) -> Cluster {
+        Cluster::start_with_files(settings, &[])
+    }
+
+    /// A cluster of its own serving TLS with `cert_pem` (the chain) and
+    /// `key_pem`, besides plain TCP.
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Cluster {
+        Cluster::start_with_files(
+            &[
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+            ],
+            &[("data/server.crt", cert_pem), ("data/server.key", key_pem)],
+        )
+    }
+
+    /// `files` (path under the cluster's directory, contents) are written
+    /// after initdb, owned by the server's user and readable by it only,
+    /// as PostgreSQL demands of a private key.
+    fn start_with_files(settings: &[&str], files: &[(&str, &str)]) -> Cluster {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "cairn-pg-test-{}-{}",
@@ -169,6 +197,7 @@ impl Cluster {
             port: 0,
             server: Mutex::new(None),
             as_postgres,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         let pwfile = cluster.dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
@@ -198,6 +227,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        for (path, text) in files {
+            let path = cluster.dir.join(path);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some((uid, gid)) = as_postgres {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
         cluster.port = free_port();
         cluster.run_server();
         cluster
@@ -236,15 +274,13 @@ impl Cluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", self.dir.display()))
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
+            // No fsync: nothing here must survive a power cut. But commits
+            // stay synchronous (written to the WAL before COMMIT returns, a
+            // write without fsync), so that a committed row survives the
+            // server's own crash (an immediate restart), as on a real server.
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=32MB"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -330,11 +366,18 @@ impl Cluster {
 
     /// Stops the server (fast shutdown: clients are disconnected).
     pub fn stop(&self) {
+        self.stop_with("-INT");
+    }
+
+    /// Stops the server with `signal`, as `pg_ctl stop -m` does: `-INT`
+    /// fast (transactions rolled back, clients told), `-QUIT` immediate (no
+    /// shutdown checkpoint, crash recovery at the next start).
+    fn stop_with(&self, signal: &str) {
         let Some(mut child) = self.server.lock().unwrap().take() else {
             return;
         };
         let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while child.try_wait().ok().flatten().is_none() {
@@ -347,9 +390,22 @@ impl Cluster {
         }
     }
 
-    /// Stops and starts the server again on the same port and data.
+    /// Stops and starts the server again on the same port and data
+    /// (`pg_ctl restart -m fast`).
     pub fn restart(&self) {
         self.stop();
+        self.run_server();
+    }
+
+    /// Starts the server again after [`Cluster::stop`].
+    pub fn resume(&self) {
+        self.run_server();
+    }
+
+    /// `pg_ctl restart -m immediate`: the server quits without a shutdown
+    /// checkpoint and recovers from its WAL when it starts again.
+    pub fn restart_immediate(&self) {
+        self.stop_with("-QUIT");
         self.run_server();
     }
 }

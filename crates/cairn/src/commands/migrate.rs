@@ -7,8 +7,13 @@
 //! pass first). Refused before anything is written when a deployment is
 //! leased by a run in the source, or already in the target without
 //! `--force`. The copy is read back and compared table by table (rows and
-//! a SHA-256 digest) before it is reported done.
+//! a SHA-256 digest) before it is reported done. With `--all`, the
+//! orchestration jobs (`jobs`, `job_hosts`, which belong to no deployment)
+//! are copied too, in one transaction, and checked the same way.
 
+use std::collections::HashSet;
+
+use cairn_state::{Location, TableCheck, job_tables};
 use serde_json::{Value as J, json};
 
 use crate::cli::GlobalArgs;
@@ -44,7 +49,13 @@ pub fn migrate(
         }
         None => source.deployments().map_err(CliError::failure)?,
     };
-    if names.is_empty() {
+    // Orchestration jobs belong to no deployment: they travel with the
+    // whole state (`--all`), not with one deployment.
+    let jobs = match deployment {
+        Some(_) => Vec::new(),
+        None => source.export_jobs().map_err(CliError::failure)?,
+    };
+    if names.is_empty() && jobs.is_empty() {
         return Err(CliError::Usage(format!("{from} holds no deployment")));
     }
     let now = std::time::SystemTime::now()
@@ -66,38 +77,95 @@ pub fn migrate(
             )));
         }
     }
+    if !force && !jobs.is_empty() {
+        let there: HashSet<String> = target
+            .export_jobs()
+            .map_err(CliError::failure)?
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        if let Some(job) = jobs.iter().find(|j| there.contains(&j.id)) {
+            return Err(CliError::Usage(format!(
+                "{to} already holds job {}: pass --force to replace it",
+                job.id
+            )));
+        }
+    }
     let mut rows = Vec::new();
     for name in &names {
         let dump = source.export(name).map_err(CliError::failure)?;
         target.import(&dump, force).map_err(CliError::failure)?;
         let copied = target.export(name).map_err(CliError::failure)?;
         let (want, got) = (dump.tables(), copied.tables());
-        for (w, g) in want.iter().zip(&got) {
-            if w != g {
-                return Err(CliError::failure(format!(
-                    "the copy of `{name}` in {to} differs from {from} in table {}: {} rows (digest {}) against {} rows (digest {})",
-                    w.table,
-                    g.rows,
-                    &g.digest[..16],
-                    w.rows,
-                    &w.digest[..16]
-                )));
-            }
-            rows.push(json!({
-                "deployment": name,
-                "table": w.table,
-                "rows": w.rows,
-                "digest": &w.digest[..16],
-                "check": "same",
-            }));
-        }
+        check(
+            &want,
+            &got,
+            &format!("`{name}`"),
+            &from,
+            &to,
+            Some(name),
+            &mut rows,
+        )?;
         tracing::info!(deployment = %name, from = %from, to = %to, "copied and checked");
     }
+    if !jobs.is_empty() {
+        target
+            .import_jobs(&jobs, force)
+            .map_err(CliError::failure)?;
+        let ids: HashSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+        let copied: Vec<_> = target
+            .export_jobs()
+            .map_err(CliError::failure)?
+            .into_iter()
+            .filter(|j| ids.contains(j.id.as_str()))
+            .collect();
+        let (want, got) = (job_tables(&jobs), job_tables(&copied));
+        check(&want, &got, "the jobs", &from, &to, None, &mut rows)?;
+        tracing::info!(jobs = jobs.len(), from = %from, to = %to, "copied and checked");
+    }
     emit(J::Array(rows), global)?;
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let jobs_part = match jobs.len() {
+        0 => String::new(),
+        n => format!(" and {n} job{}", plural(n)),
+    };
     eprintln!(
-        "migrated {} deployment{} from {from} to {to}: every table checked (rows and digest)",
+        "migrated {} deployment{}{jobs_part} from {from} to {to}: every table checked (rows and digest)",
         names.len(),
-        if names.len() == 1 { "" } else { "s" }
+        plural(names.len()),
     );
     Ok(Status::Success)
+}
+
+/// Compares the tables read back from the target with the source's, and
+/// adds one row per table to the command's result.
+fn check(
+    want: &[TableCheck],
+    got: &[TableCheck],
+    what: &str,
+    from: &Location,
+    to: &Location,
+    deployment: Option<&str>,
+    rows: &mut Vec<J>,
+) -> Result<(), CliError> {
+    for (w, g) in want.iter().zip(got) {
+        if w != g {
+            return Err(CliError::failure(format!(
+                "the copy of {what} in {to} differs from {from} in table {}: {} rows (digest {}) against {} rows (digest {})",
+                w.table,
+                g.rows,
+                &g.digest[..16],
+                w.rows,
+                &w.digest[..16]
+            )));
+        }
+        rows.push(json!({
+            "deployment": deployment,
+            "table": w.table,
+            "rows": w.rows,
+            "digest": &w.digest[..16],
+            "check": "same",
+        }));
+    }
+    Ok(())
 }

@@ -157,22 +157,25 @@ pub fn list_deployments(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status,
         }
     };
     let store = open_location(&location)?;
-    let mut rows = Vec::new();
-    for name in store.deployments().map_err(CliError::failure)? {
-        let resources = store.resources(&name).map_err(CliError::failure)?.len();
-        let last = store.runs(&name).map_err(CliError::failure)?.pop();
-        let lease = store.lease(&name).map_err(CliError::failure)?;
-        rows.push(json!({
-            "deployment": name,
-            "resources": resources,
-            "last_run": last.as_ref().map(|r| r.serial),
-            "command": last.as_ref().map(|r| r.command.clone()),
-            "outcome": last.as_ref().map(|r| r.outcome.clone()),
-            "who": last.as_ref().map(|r| format!("{}@{}", r.owner.user, r.owner.host)),
-            "started_at": last.as_ref().map(|r| r.started_at),
-            "locked_by": lease.map(|l| l.owner.to_string()),
-        }));
-    }
+    // One query: the last run of each deployment, not its whole history.
+    let rows: Vec<J> = store
+        .overview()
+        .map_err(CliError::failure)?
+        .into_iter()
+        .map(|d| {
+            let last = d.last_run.as_ref();
+            json!({
+                "deployment": d.name,
+                "resources": d.resources,
+                "last_run": last.map(|r| r.serial),
+                "command": last.map(|r| r.command.clone()),
+                "outcome": last.map(|r| r.outcome.clone()),
+                "who": last.map(|r| format!("{}@{}", r.user, r.host)),
+                "started_at": last.map(|r| r.started_at),
+                "locked_by": d.locked_by.map(|o| o.to_string()),
+            })
+        })
+        .collect();
     emit(J::Array(rows), global)?;
     Ok(Status::Success)
 }

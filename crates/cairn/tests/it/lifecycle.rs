@@ -29,14 +29,14 @@ resources:
 "#;
 
 /// A template directory of this test's own.
-fn site(l: &Local, text: &str) -> PathBuf {
+pub(crate) fn site(l: &Local, text: &str) -> PathBuf {
     let dir = l.root.join("site");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("cairn.yaml"), text).unwrap();
     dir
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
@@ -67,7 +67,7 @@ fn dig(l: &Local, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn deployment_of(dir: &Path) -> String {
+pub(crate) fn deployment_of(dir: &Path) -> String {
     format!("{}-dev", dir.file_name().unwrap().to_str().unwrap())
 }
 
@@ -319,7 +319,7 @@ fn rollback_returns_to_the_template_and_values_of_an_earlier_run() {
     );
 }
 
-fn inventory(l: &Local, deployment: &str) -> Vec<Listed> {
+pub(crate) fn inventory(l: &Local, deployment: &str) -> Vec<Listed> {
     cloud(l, async |c| c.list(deployment).await.unwrap())
 }
 
@@ -371,7 +371,7 @@ fn prune_deletes_what_is_tagged_for_the_deployment_but_not_in_its_state() {
 
 /// Many resources of cheap types and two servers: the template the
 /// concurrency and kill tests run.
-const FLEET: &str = r#"cairn: 1
+pub(crate) const FLEET: &str = r#"cairn: 1
 parameters:
   n: {type: int, default: 4}
   ttl: {type: int, default: 60}
@@ -429,7 +429,7 @@ resources:
 /// The deployment's resources on the target against its state: nothing
 /// live that the state does not know, nothing known that is not live, and
 /// no address made twice.
-fn assert_converged(l: &Local, dir: &Path, trial: usize) {
+pub(crate) fn assert_converged(l: &Local, dir: &Path, trial: usize) {
     let deployment = deployment_of(dir);
     let live = inventory(l, &deployment);
     let state: BTreeSet<String> = l
@@ -457,7 +457,12 @@ fn assert_converged(l: &Local, dir: &Path, trial: usize) {
     assert!(twice.is_empty(), "trial {trial}: duplicates {twice:?}");
 }
 
-fn spawn_up(l: &Local, dir: &Path, extra: &[&str], lease_ttl: &str) -> std::process::Child {
+pub(crate) fn spawn_up(
+    l: &Local,
+    dir: &Path,
+    extra: &[&str],
+    lease_ttl: &str,
+) -> std::process::Child {
     let mut args = vec!["up", s(dir), "--yes", "-o", "json"];
     args.extend(extra);
     let mut vars = l.vars();
@@ -471,7 +476,7 @@ fn spawn_up(l: &Local, dir: &Path, extra: &[&str], lease_ttl: &str) -> std::proc
 }
 
 /// Waits for a child that was killed or ran to its end, so no zombie stays.
-fn reap(mut child: std::process::Child) -> std::process::Output {
+pub(crate) fn reap(mut child: std::process::Child) -> std::process::Output {
     let _ = child.kill();
     child.wait_with_output().unwrap()
 }
@@ -572,25 +577,38 @@ fn ten_concurrent_ups_one_runs_and_a_killed_owner_is_taken_over_at_once() {
 
 #[test]
 fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
-    const KILLS: usize = 50;
-    const MAX_TRIALS: usize = 150;
     let l = Local::new("kill9");
-    let dir = site(&l, FLEET);
+    kill_up_at_random_moments(&l, 50, 150);
+}
+
+/// `cairn up` of [`FLEET`], each trial changing counts and values, killed
+/// with SIGKILL after a random wait; the rerun at once (no `lock break`)
+/// must converge with no orphan and no duplicate and leave nothing to do.
+/// Stops after `kills` kills that landed mid-run, failing past
+/// `max_trials` trials. Ends with a destroy that leaves nothing.
+pub(crate) fn kill_up_at_random_moments(l: &Local, kills_wanted: usize, max_trials: usize) {
+    let dir = site(l, FLEET);
     // How long a full run of the fleet takes here sets the first kill window;
     // it then adapts so that most kills land while the run is working.
     let t = Instant::now();
     assert_eq!(l.json(&["up", s(&dir), "--yes"])["result"], "applied");
     let mut window = (t.elapsed().as_millis() as u64).clamp(100, 5_000);
+    // Before this, a run is still starting (on PostgreSQL, connecting takes
+    // a good part of a short run): raised by each kill that found no lease
+    // held, at most to half the window.
+    let mut floor = 0;
     let mut rng = Lcg(0x5eed_0000 + std::process::id() as u64);
     let (mut kills, mut trials, mut holding_lease, mut recovered) = (0, 0, 0, 0);
-    while kills < KILLS && trials < MAX_TRIALS {
+    while kills < kills_wanted && trials < max_trials {
         trials += 1;
         // Each trial changes something: counts go up and down, values change.
         let n = format!("n={}", 2 + rng.below(5));
         let ttl = format!("ttl={}", 60 + rng.below(3) * 30);
         // Scaling down deletes buckets and volumes, which hold data.
-        let child = spawn_up(&l, &dir, &["-p", &n, "-p", &ttl, "--allow-data-loss"], "30");
-        std::thread::sleep(Duration::from_millis(rng.below(window)));
+        let child = spawn_up(l, &dir, &["-p", &n, "-p", &ttl, "--allow-data-loss"], "30");
+        floor = floor.min(window / 2);
+        let wait = floor + rng.below(window - floor);
+        std::thread::sleep(Duration::from_millis(wait));
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let out = reap(child);
@@ -601,6 +619,8 @@ fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
             // over at once, as a CI job retried at once would.
             if l.json(&["lock", "show", s(&dir)])["locked"] == true {
                 holding_lease += 1;
+            } else {
+                floor = floor.max(wait);
             }
         } else {
             window = (window * 4 / 5).max(20);
@@ -622,7 +642,7 @@ fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
         if rerun.stderr.contains("recovered ") {
             recovered += 1;
         }
-        assert_converged(&l, &dir, trials);
+        assert_converged(l, &dir, trials);
         // ...and leaves nothing more to do.
         let again = l.run(&[
             "plan",
@@ -642,17 +662,17 @@ fn cairn_up_killed_at_random_moments_converges_without_orphans_or_duplicates() {
          {recovered} reruns reconciled an interrupted journal"
     );
     assert_eq!(
-        kills, KILLS,
+        kills, kills_wanted,
         "only {kills} kills landed mid-run in {trials} trials"
     );
     // Most kills must hit a run at work, not one still starting.
     assert!(
-        holding_lease >= KILLS / 2,
+        holding_lease >= kills_wanted / 2,
         "{holding_lease} kills hit a run holding the lease"
     );
     assert!(recovered > 0, "no kill interrupted a provider call");
     l.json(&["destroy", s(&dir), "--yes", "--allow-data-loss"]);
-    assert!(inventory(&l, &deployment_of(&dir)).is_empty());
+    assert!(inventory(l, &deployment_of(&dir)).is_empty());
 }
 
 #[test]

@@ -43,11 +43,12 @@ pub fn cairn_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
 }
 
 /// The `cairn` command [`cairn_env`] runs, for tests that spawn and signal it.
+/// `CAIRN_TEST_BIN` names another binary than Cargo's: a copy kept aside
+/// when other checkouts build into the same target directory (each build
+/// replaces `target/debug/cairn` under the tests running).
 pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
-    // CAIRN_TEST_BIN runs the suite against another build of the binary
-    // (a release build, or a copy kept apart from a shared target dir).
-    let bin = std::env::var_os("CAIRN_TEST_BIN")
-        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_cairn")));
+    let bin =
+        std::env::var_os("CAIRN_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_cairn").into());
     let mut cmd = Command::new(bin);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     for (k, _) in std::env::vars() {

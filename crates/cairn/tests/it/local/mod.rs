@@ -19,6 +19,8 @@ pub(crate) struct Local {
     pub(crate) dns_port: u16,
     /// Each test's local cloud has its own address block (tests run in parallel).
     pool: String,
+    /// `CAIRN_STATE`: a file in `root` unless a test names another store.
+    state: String,
 }
 
 static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
@@ -38,10 +40,18 @@ impl Local {
         let pool = (first_pool() + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
             .to_string();
         Local {
+            state: root.join("state.db").to_str().unwrap().to_string(),
             root,
             dns_port,
             pool,
         }
+    }
+
+    /// Like [`Local::new`], with the state in `state` (a `postgres://` URL).
+    pub(crate) fn with_state(name: &str, state: String) -> Local {
+        let mut local = Local::new(name);
+        local.state = state;
+        local
     }
 
     /// The environment that points cairn at this test's cloud and state.
@@ -50,7 +60,7 @@ impl Local {
         vec![
             ("CAIRN_LOCAL_DIR", path("local")),
             ("CAIRN_KEY_FILE", path("key")),
-            ("CAIRN_STATE", path("state.db")),
+            ("CAIRN_STATE", self.state.clone()),
             ("CAIRN_LOCAL_DNS", format!("127.0.0.1:{}", self.dns_port)),
             ("CAIRN_LOCAL_POOL", self.pool.clone()),
         ]
