@@ -43,4 +43,4 @@ pub use overview::{DeploymentSummary, LastRun, Overview};
 pub use pg::{PG_SCHEMA_VERSION, PgStore, PgUrl};
 pub use schema::SCHEMA_VERSION;
 pub use store::SqliteStore;
-pub use transfer::{DeploymentDump, TableCheck, Transfer, job_tables};
+pub use transfer::{DeploymentDump, TableCheck, Transfer, digest, job_tables};

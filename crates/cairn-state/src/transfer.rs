@@ -54,7 +54,8 @@ pub struct TableCheck {
     pub digest: String,
 }
 
-fn digest<T: Serialize + ?Sized>(value: &T) -> String {
+/// SHA-256 of a value's JSON: how a copied table is compared with its source.
+pub fn digest<T: Serialize + ?Sized>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     hex::encode(Sha256::digest(&bytes))
 }

@@ -9,7 +9,9 @@
 //! `--force`. The copy is read back and compared table by table (rows and
 //! a SHA-256 digest) before it is reported done. With `--all`, the
 //! orchestration jobs (`jobs`, `job_hosts`, which belong to no deployment)
-//! are copied too, in one transaction, and checked the same way.
+//! are copied too, in one transaction, and checked the same way, and so
+//! are the release trail and the key that signs artifacts (still sealed
+//! with the same key file), so that releases stay verifiable after a move.
 
 use std::collections::HashSet;
 
@@ -91,6 +93,27 @@ pub fn migrate(
             )));
         }
     }
+    // The release trail and the signing key travel with the whole state.
+    let (releases, signing_key) = match deployment {
+        Some(_) => (Vec::new(), None),
+        None => (
+            source.releases(None).map_err(CliError::failure)?,
+            source
+                .signing_key(super::release::SIGNING_KEY)
+                .map_err(CliError::failure)?,
+        ),
+    };
+    if let Some(key) = &signing_key
+        && let Some(there) = target
+            .signing_key(super::release::SIGNING_KEY)
+            .map_err(CliError::failure)?
+        && there.public != key.public
+    {
+        return Err(CliError::Usage(format!(
+            "{to} has another key signing artifacts ({}) than {from} ({}): artifacts built with one would not verify with the other",
+            there.public, key.public
+        )));
+    }
     let mut rows = Vec::new();
     for name in &names {
         let dump = source.export(name).map_err(CliError::failure)?;
@@ -122,6 +145,41 @@ pub fn migrate(
         let (want, got) = (job_tables(&jobs), job_tables(&copied));
         check(&want, &got, "the jobs", &from, &to, None, &mut rows)?;
         tracing::info!(jobs = jobs.len(), from = %from, to = %to, "copied and checked");
+    }
+    if let Some(key) = &signing_key {
+        target
+            .put_signing_key(super::release::SIGNING_KEY, key)
+            .map_err(CliError::failure)?;
+    }
+    if !releases.is_empty() {
+        for r in releases.iter().rev() {
+            target.finish_release(r).map_err(CliError::failure)?;
+        }
+        let ids: HashSet<&str> = releases.iter().map(|r| r.id.as_str()).collect();
+        let copied: Vec<_> = target
+            .releases(None)
+            .map_err(CliError::failure)?
+            .into_iter()
+            .filter(|r| ids.contains(r.id.as_str()))
+            .collect();
+        let table = |list: &[cairn_release::ReleaseRecord]| {
+            let mut sorted: Vec<_> = list.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            vec![TableCheck {
+                table: "releases",
+                rows: sorted.len(),
+                digest: cairn_state::digest(&sorted),
+            }]
+        };
+        check(
+            &table(&releases),
+            &table(&copied),
+            "the releases",
+            &from,
+            &to,
+            None,
+            &mut rows,
+        )?;
     }
     emit(J::Array(rows), global)?;
     let plural = |n: usize| if n == 1 { "" } else { "s" };

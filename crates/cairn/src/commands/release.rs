@@ -43,7 +43,7 @@ use crate::output::emit;
 use crate::report::{CliError, Status};
 
 /// The name of the state's key that signs artifacts.
-const SIGNING_KEY: &str = "artifacts";
+pub(super) const SIGNING_KEY: &str = "artifacts";
 
 /// An app of a deployed template, with where its deployment is.
 struct AppContext {

@@ -455,6 +455,32 @@ fn promotion_releases_the_very_artifact_from_test_to_prod() {
         "one digest everywhere: {trail:#}"
     );
     assert!(rows.iter().all(|r| r.2.contains('@')), "{trail:#}");
+    // The trail and the signing key move with the state: after a migrate,
+    // the other state shows the same releases and verifies the artifact.
+    let moved = t_path.join("moved.db");
+    let (from, to) = (
+        t_path.join(".cairn/state.db").display().to_string(),
+        moved.display().to_string(),
+    );
+    let out = c.run(&[
+        "state", "migrate", "--from", &from, "--to", &to, "--all", "-o", "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let checked: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        checked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["table"] == "releases"),
+        "{checked:#}"
+    );
+    let there = c.json(&["releases", "hello", "-C", &t, "--state", &to]);
+    assert_eq!(there, trail);
+    let verified = c.json(&[
+        "artifact", "verify", "hello", "1.0.0", &t, "-e", "test", "--state", &to,
+    ]);
+    assert_eq!(verified["digest"], digest.as_str());
     for env in ["prod", "test"] {
         let out = c.run(&["destroy", &t, "-e", env, "--yes", "-o", "none"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
