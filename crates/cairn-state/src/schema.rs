@@ -280,8 +280,10 @@ mod tests {
                 "leases",
                 "meta",
                 "outputs",
+                "releases",
                 "resources",
-                "runs"
+                "runs",
+                "signing_keys"
             ]
         );
         // Again: nothing to do, and no "table already exists".

@@ -14,6 +14,7 @@ mod leases;
 mod migrations;
 mod pg;
 mod records;
+mod releases;
 mod secrets;
 mod suite;
 mod transfer;
