@@ -85,6 +85,10 @@ pub struct Rollout {
     pub balancer: Option<Arc<dyn Balancer>>,
     /// Called with every event as it happens (progress on a terminal).
     pub on_event: Arc<dyn Fn(&ReleaseEvent) + Send + Sync>,
+    /// Asked before each batch: a reason to start no more (the release
+    /// lost the deployment's lease). Hosts already switched stay as they
+    /// are: putting them back would act without the lease too.
+    pub fence: Arc<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 /// `--batch 25%` or `--batch 2`.
@@ -213,8 +217,14 @@ pub async fn run(r: Rollout) -> Finished {
         );
     }
     let mut pre_hook_done = app.hooks.pre.is_none();
+    let mut fenced = None;
     for (n, batch) in batches.iter().enumerate() {
         if stopped {
+            break;
+        }
+        if let Some(reason) = (r.fence)() {
+            trail.note(None, "stop", false, reason.clone());
+            fenced = Some(reason);
             break;
         }
         let ready: Vec<usize> = batch
@@ -366,7 +376,8 @@ pub async fn run(r: Rollout) -> Finished {
                 }
             }
         }
-    } else if let Some(post) = &app.hooks.post
+    } else if fenced.is_none()
+        && let Some(post) = &app.hooks.post
         && let Some(w) = walked.iter().find(|w| w.outcome == HostOutcome::Switched)
     {
         let h = &w.host;
@@ -391,7 +402,7 @@ pub async fn run(r: Rollout) -> Finished {
             ),
         }
     }
-    if !stopped {
+    if !stopped && fenced.is_none() {
         for w in walked.iter().filter(|w| w.outcome == HostOutcome::Switched) {
             let mut protect = vec![version.as_str()];
             protect.extend(w.from.as_deref());
@@ -411,7 +422,7 @@ pub async fn run(r: Rollout) -> Finished {
         }
     }
     let broken = walked.iter().any(|w| w.outcome == HostOutcome::Broken);
-    let outcome = if broken {
+    let outcome = if broken || fenced.is_some() {
         ReleaseOutcome::Failed
     } else if stopped {
         ReleaseOutcome::RolledBack

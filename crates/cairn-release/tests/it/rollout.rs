@@ -89,6 +89,7 @@ fn rollout(app: &AppSpec, payload: Payload, install: &Path) -> Rollout {
         max_fail: 0,
         balancer: None,
         on_event: Arc::new(|_| {}),
+        fence: Arc::new(|| None),
     }
 }
 
@@ -244,4 +245,46 @@ fn batch_sizes() {
     for bad in ["0", "0%", "101%", "x", ""] {
         assert!(BatchSize::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_lost_its_lease_starts_no_more_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = dir.path().join("srv");
+    let port = free_port();
+    let a = app(&install, port, "/");
+    let mut r = rollout(
+        &a,
+        payload(&install, "v1", &[("index.html", "v1")]),
+        &install,
+    );
+    // A second host (the same machine under another name): its batch comes
+    // after the lease is lost, so it is never touched.
+    let mut second = r.hosts[0].clone();
+    second.name = "other".into();
+    r.hosts.push(second);
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    r.fence = Arc::new(move || {
+        (count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1)
+            .then(|| "the lease of shop-prod was broken: this run stopped".to_string())
+    });
+    let done = rollout::run(r).await;
+    assert_eq!(done.outcome, ReleaseOutcome::Failed);
+    assert_eq!(done.hosts[0].outcome, HostOutcome::Switched);
+    assert_eq!(done.hosts[1].outcome, HostOutcome::Skipped);
+    assert!(
+        done.events
+            .iter()
+            .any(|e| e.step == "stop" && e.message.contains("lease of shop-prod was broken")),
+        "{:?}",
+        done.events
+    );
+    assert!(
+        !done
+            .events
+            .iter()
+            .any(|e| e.host.as_deref() == Some("other"))
+    );
+    stop(&install);
 }

@@ -478,7 +478,7 @@ fn roll_out(
         // One release (or run) of a deployment at a time.
         let run_cx = super::deploy::context(&tg, None)?;
         let owner = super::deploy::owner();
-        let (_run_cx, _lease) = hold_lease(
+        let (leased, _lease) = hold_lease(
             &run_cx,
             &LeaseTerms {
                 command: "release",
@@ -519,6 +519,12 @@ fn roll_out(
             batch,
             max_fail: o.max_fail,
             balancer,
+            fence: Arc::new(move || {
+                leased
+                    .fence
+                    .check(&*leased.store, &leased.deployment, &leased.run_id)
+                    .err()
+            }),
             on_event: Arc::new(move |e: &ReleaseEvent| {
                 if progress {
                     let mark = if e.ok { " " } else { "!" };

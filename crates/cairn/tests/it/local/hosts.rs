@@ -78,6 +78,19 @@ impl RuncCloud {
         crate::cairn_env(args, &vars)
     }
 
+    /// Starts a command without waiting for it (stdout and stderr piped).
+    pub(super) fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut vars = self.local.vars();
+        vars.push(("CAIRN_LOCAL_ISOLATION", "runc".into()));
+        vars.extend(self.extra.iter().cloned());
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::command(args, &vars)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub(super) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);

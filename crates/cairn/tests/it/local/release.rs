@@ -227,9 +227,29 @@ fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
     let load = Load::start(&front, 4, 20_000, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let v2 = c.run(&[
+    let running = c.spawn(&[
         "release", "hello", "v2", "-C", &t, "--batch", "1", "-o", "json",
     ]);
+    // A second release in the same environment meanwhile is refused,
+    // naming the one that runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.json(&["lock", "show", &t])["locked"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the release never took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = c.run(&["release", "hello", "v1", "-C", &t, "-o", "json"]);
+    assert_ne!(second.code, 0, "{}", second.snapshot());
+    assert!(second.stderr.contains("release"), "{}", second.stderr);
+    assert!(second.stderr.contains("locked"), "{}", second.stderr);
+    let v2 = running.wait_with_output().unwrap();
+    let v2 = crate::Output {
+        code: v2.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&v2.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&v2.stderr).into_owned(),
+    };
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let answers = load.finish();
