@@ -1,54 +1,13 @@
-//! A moto server for one test: started by `moto-up.sh` on a free loopback
-//! port, stopped by `moto-down.sh` when the guard drops (even on panic).
+//! The moto server of the tests (shared with the other suites that use
+//! moto) and the clients this crate's tests make on it.
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "../support/moto_server.rs"]
+mod moto_server;
 
 use cairn_aws::{AwsProvider, AwsSettings, Waits};
-
-pub struct Moto {
-    pub port: u16,
-    pub url: String,
-}
-
-/// Where the peers' scripts are: `MOTO_PEERS`, else `shared/peers` beside
-/// the checkout (as the design says), else the project's copy.
-fn peers() -> PathBuf {
-    if let Some(p) = std::env::var_os("MOTO_PEERS") {
-        return PathBuf::from(p);
-    }
-    // crates/cairn-aws → the checkout.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = root.join("../shared/peers");
-    if shared.join("moto-up.sh").is_file() {
-        shared
-    } else {
-        root.join("scripts/peers")
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().unwrap().port()
-}
+pub use moto_server::Moto;
 
 impl Moto {
-    pub fn start() -> Moto {
-        let port = free_port();
-        let out = Command::new(peers().join("moto-up.sh"))
-            .arg(port.to_string())
-            .output()
-            .expect("run moto-up.sh");
-        assert!(
-            out.status.success(),
-            "moto-up.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "moto at {url}");
-        Moto { port, url }
-    }
-
     pub fn settings(&self) -> AwsSettings {
         AwsSettings {
             region: Some("us-east-1".into()),
@@ -72,13 +31,5 @@ impl Moto {
                 database: short,
                 image: short,
             })
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = Command::new(peers().join("moto-down.sh"))
-            .arg(self.port.to_string())
-            .output();
     }
 }
