@@ -307,7 +307,15 @@ pub async fn run(r: Rollout) -> Finished {
                 }
             }
         }
-        if let Some(next) = batches.get(n + 1) {
+        let failing = walked
+            .iter()
+            .filter(|w| matches!(w.outcome, HostOutcome::Failed | HostOutcome::Broken))
+            .count();
+        // Not when this batch's staging already failed past --max-fail:
+        // the rollout stops after it, and the next batch has no turn.
+        if failing <= r.max_fail
+            && let Some(next) = batches.get(n + 1)
+        {
             // Only hosts that could be inspected: the same test the next
             // batch's own turn applies, and nothing moves them before it.
             let hosts: Vec<usize> = next

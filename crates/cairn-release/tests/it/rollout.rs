@@ -251,8 +251,9 @@ fn batch_sizes() {
 }
 
 /// A host that answers every script at once, except staging (`STAGE`,
-/// taking `stage`) and the health check (taking 300 ms, failing on the
-/// hosts named in `unhealthy`); it counts the stagings that finished.
+/// taking `stage`; failing on h1 when it takes no time) and the health
+/// check (taking 300 ms, failing on the hosts named in `unhealthy`); it
+/// counts the stagings that finished.
 struct Timed {
     name: String,
     stage: Duration,
@@ -274,6 +275,10 @@ impl Remote for Timed {
         if exec.script == "STAGE" {
             tokio::time::sleep(self.stage).await;
             self.staged.fetch_add(1, Ordering::SeqCst);
+            if self.stage == Duration::ZERO && self.name == "h1" {
+                out.status = Some(12);
+                out.stderr = b"checksum mismatch".to_vec();
+            }
         } else if exec.script.contains("did not answer 2xx") {
             tokio::time::sleep(Duration::from_millis(300)).await;
             if self.unhealthy.lock().unwrap().contains(&self.name) {
@@ -375,4 +380,26 @@ async fn a_stopped_rollout_waits_for_the_staging_ahead_and_moves_none_of_it() {
     }
     let h2 = done.hosts.iter().find(|h| h.host == "h2").unwrap();
     assert_eq!(h2.outcome, HostOutcome::RolledBack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_staging_fails_stages_nothing_ahead() {
+    let (r, staged) = timed_rollout(Duration::ZERO, &[]);
+    let done = rollout::run(r).await;
+    assert_eq!(
+        done.outcome,
+        ReleaseOutcome::RolledBack,
+        "{:#?}",
+        done.events
+    );
+    assert_eq!(staged.load(Ordering::SeqCst), 2, "{:#?}", done.events);
+    // h2 (batch 1) staged and moved, then went back; batch 2 had no turn.
+    assert!(
+        !done
+            .events
+            .iter()
+            .any(|e| matches!(e.host.as_deref(), Some("h3" | "h4"))),
+        "{:#?}",
+        done.events
+    );
 }
