@@ -9,6 +9,12 @@
 //! host already switched goes back, batch by batch (Salt's batch
 //! `max-fail` that did not stop, salt#54521, is the failure not to repeat).
 //!
+//! The next batch is staged while this one moves: copying and checking an
+//! artifact of tens of MB takes longer than a restart and a health check,
+//! and staged ahead it is off the batches' path. Nothing of it switches
+//! before its own batch; a rollout that stops leaves the next batch's
+//! hosts with the new release unpacked beside `current`, not live.
+//!
 //! A rollback on request is the same walk towards an older version that
 //! is already installed on the hosts (no artifact to stage).
 
@@ -174,10 +180,16 @@ pub async fn run(r: Rollout) -> Finished {
     };
     let app = Arc::new(r.app);
     let version = r.payload.version.clone();
-    // Where each host stands now: what a failure goes back to.
+    // Where each host stands now: what a failure goes back to. All hosts
+    // at once: one by one, the SSH handshakes alone took seconds for 20.
+    let inspected = futures_join(r.hosts.iter().map(|host| {
+        let (remote, script) = (host.remote.clone(), script::current_version(&app));
+        async move { run_script(&*remote, script, None).await }
+    }))
+    .await;
     let mut walked: Vec<Walked> = Vec::new();
-    for host in &r.hosts {
-        let from = match run_script(&*host.remote, script::current_version(&app), None).await {
+    for (host, result) in r.hosts.iter().zip(inspected) {
+        let from = match result {
             Ok(out) => Some(out.trim().to_string()).filter(|v| !v.is_empty()),
             Err(e) => {
                 trail.note(Some(&host.name), "inspect", false, e.clone());
@@ -218,6 +230,9 @@ pub async fn run(r: Rollout) -> Finished {
     }
     let mut pre_hook_done = app.hooks.pre.is_none();
     let mut fenced = None;
+    // The next batch's staging, started when this batch's hosts start
+    // moving: the hosts it was started for, and its results.
+    let mut ahead: Option<(Vec<usize>, Staging)> = None;
     for (n, batch) in batches.iter().enumerate() {
         if stopped {
             break;
@@ -247,9 +262,21 @@ pub async fn run(r: Rollout) -> Finished {
                     .join(", ")
             ),
         );
-        // Stage everywhere in the batch first: a host whose copy does not
+        // Staged everywhere in the batch first: a host whose copy does not
         // verify is failed before anything on it changed.
-        let staged = stage_batch(&app, &r.payload, &ready, &walked, &trail).await;
+        let (ready, staged) = match ahead.take() {
+            Some((hosts, handle)) => (hosts, joined(handle).await),
+            None => {
+                let staged = stage_batch(
+                    app.clone(),
+                    r.payload.clone(),
+                    hosts_of(&walked, &ready),
+                    trail.clone(),
+                )
+                .await;
+                (ready, staged)
+            }
+        };
         let mut to_switch = Vec::new();
         for (i, result) in ready.iter().zip(staged) {
             match result {
@@ -289,6 +316,30 @@ pub async fn run(r: Rollout) -> Finished {
                     break;
                 }
             }
+        }
+        let failing = walked
+            .iter()
+            .filter(|w| matches!(w.outcome, HostOutcome::Failed | HostOutcome::Broken))
+            .count();
+        // Not when this batch's staging already failed past --max-fail:
+        // the rollout stops after it, and the next batch has no turn.
+        if failing <= r.max_fail
+            && let Some(next) = batches.get(n + 1)
+        {
+            // Only hosts that could be inspected: the same test the next
+            // batch's own turn applies, and nothing moves them before it.
+            let hosts: Vec<usize> = next
+                .iter()
+                .copied()
+                .filter(|i| walked[*i].outcome == HostOutcome::Skipped)
+                .collect();
+            let handle = tokio::spawn(stage_batch(
+                app.clone(),
+                r.payload.clone(),
+                hosts_of(&walked, &hosts),
+                trail.clone(),
+            ));
+            ahead = Some((hosts, handle));
         }
         let results = futures_join(to_switch.iter().map(|&i| {
             let (app, trail, balancer) = (app.clone(), trail.clone(), r.balancer.clone());
@@ -345,6 +396,11 @@ pub async fn run(r: Rollout) -> Finished {
         }
     }
 
+    if let Some((_, handle)) = ahead.take() {
+        // A stopped rollout's staging ahead ends before the way back starts:
+        // no script of it may still run when the command exits.
+        joined(handle).await;
+    }
     if stopped {
         // Every switched host goes back, in batches of the same size.
         let switched: Vec<usize> = (0..walked.len())
@@ -403,10 +459,20 @@ pub async fn run(r: Rollout) -> Finished {
         }
     }
     if !stopped && fenced.is_none() {
-        for w in walked.iter().filter(|w| w.outcome == HostOutcome::Switched) {
+        let switched: Vec<&Walked> = walked
+            .iter()
+            .filter(|w| w.outcome == HostOutcome::Switched)
+            .collect();
+        // At once on every host, as the inspection; noted in host order.
+        let pruned = futures_join(switched.iter().map(|w| {
             let mut protect = vec![version.as_str()];
             protect.extend(w.from.as_deref());
-            match run_script(&*w.host.remote, script::prune(&app, &protect), None).await {
+            let (remote, script) = (w.host.remote.clone(), script::prune(&app, &protect));
+            async move { run_script(&*remote, script, None).await }
+        }))
+        .await;
+        for (w, result) in switched.into_iter().zip(pruned) {
+            match result {
                 Ok(out) if !out.trim().is_empty() => trail.note(
                     Some(&w.host.name),
                     "prune",
@@ -468,16 +534,29 @@ fn count(walked: &[Walked], outcome: HostOutcome) -> usize {
     walked.iter().filter(|w| w.outcome == outcome).count()
 }
 
+fn hosts_of(walked: &[Walked], indices: &[usize]) -> Vec<Host> {
+    indices.iter().map(|&i| walked[i].host.clone()).collect()
+}
+
+/// A batch's staging under way: each host's result, in order.
+type Staging = tokio::task::JoinHandle<Vec<Result<(), String>>>;
+
+/// A spawned task's result; its panic goes on.
+async fn joined<T>(handle: tokio::task::JoinHandle<T>) -> T {
+    match handle.await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Stages the payload on the batch's hosts at once.
 async fn stage_batch(
-    app: &Arc<AppSpec>,
-    payload: &Payload,
-    ready: &[usize],
-    walked: &[Walked],
-    trail: &Trail,
+    app: Arc<AppSpec>,
+    payload: Payload,
+    hosts: Vec<Host>,
+    trail: Trail,
 ) -> Vec<Result<(), String>> {
-    futures_join(ready.iter().map(|&i| {
-        let host = walked[i].host.clone();
+    futures_join(hosts.into_iter().map(|host| {
         let (trail, app, payload) = (trail.clone(), app.clone(), payload.clone());
         async move {
             let result = match &payload.stage {

@@ -4,9 +4,13 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use cairn_orch::TransportError;
+use cairn_orch::remote::{Exec, Output, Remote};
 use cairn_orch::transport::local::LocalHost;
 use cairn_release::app::AppSpec;
 use cairn_release::record::{HostOutcome, ReleaseOutcome};
@@ -280,11 +284,170 @@ async fn a_release_that_lost_its_lease_starts_no_more_batches() {
         "{:?}",
         done.events
     );
+    // Its batch may have been staged ahead (unpacked, not live); nothing
+    // on it moved.
     assert!(
         !done
             .events
             .iter()
-            .any(|e| e.host.as_deref() == Some("other"))
+            .any(|e| e.host.as_deref() == Some("other") && e.step != "stage"),
+        "{:?}",
+        done.events
     );
     stop(&install);
+}
+
+/// A host that answers every script at once, except staging (`STAGE`,
+/// taking `stage`; failing on h1 when it takes no time) and the health
+/// check (taking 300 ms, failing on the hosts named in `unhealthy`); it
+/// counts the stagings that finished.
+struct Timed {
+    name: String,
+    stage: Duration,
+    unhealthy: Arc<Mutex<Vec<String>>>,
+    staged: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Remote for Timed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn exec(&self, exec: Exec) -> Result<Output, TransportError> {
+        let mut out = Output {
+            status: Some(0),
+            ..Output::default()
+        };
+        if exec.script == "STAGE" {
+            tokio::time::sleep(self.stage).await;
+            self.staged.fetch_add(1, Ordering::SeqCst);
+            if self.stage == Duration::ZERO && self.name == "h1" {
+                out.status = Some(12);
+                out.stderr = b"checksum mismatch".to_vec();
+            }
+        } else if exec.script.contains("did not answer 2xx") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.unhealthy.lock().unwrap().contains(&self.name) {
+                out.status = Some(5);
+                out.stderr = b"did not answer 2xx".to_vec();
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn timed_rollout(stage: Duration, unhealthy: &[&str]) -> (Rollout, Arc<AtomicUsize>) {
+    let staged = Arc::new(AtomicUsize::new(0));
+    let unhealthy = Arc::new(Mutex::new(
+        unhealthy.iter().map(|h| h.to_string()).collect(),
+    ));
+    let hosts = (1..=4)
+        .map(|i| Host {
+            name: format!("h{i}"),
+            address: format!("127.0.0.{i}"),
+            remote: Arc::new(Timed {
+                name: format!("h{i}"),
+                stage,
+                unhealthy: unhealthy.clone(),
+                staged: staged.clone(),
+            }),
+        })
+        .collect();
+    let r = Rollout {
+        app: app(Path::new("/srv/timed"), 8080, "/healthz"),
+        payload: Payload {
+            version: "v2".into(),
+            digest: "d".into(),
+            stage: Some(Stage {
+                script: "STAGE".into(),
+                archive: Arc::new(vec![0; 16]),
+            }),
+        },
+        hosts,
+        batch: BatchSize::Hosts(2),
+        max_fail: 0,
+        balancer: None,
+        on_event: Arc::new(|_| {}),
+        fence: Arc::new(|| None),
+    };
+    (r, staged)
+}
+
+fn position(events: &[cairn_release::ReleaseEvent], host: &str, step: &str) -> usize {
+    events
+        .iter()
+        .position(|e| e.host.as_deref() == Some(host) && e.step == step)
+        .unwrap_or_else(|| panic!("no {step} of {host}: {events:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_staged_while_this_one_moves() {
+    let (r, staged) = timed_rollout(Duration::from_millis(50), &[]);
+    let done = rollout::run(r).await;
+    assert_eq!(
+        done.outcome,
+        ReleaseOutcome::Succeeded,
+        "{:#?}",
+        done.events
+    );
+    assert_eq!(staged.load(Ordering::SeqCst), 4);
+    let e = &done.events;
+    // Staging of h3 and h4 (batch 2) ends during batch 1's health checks,
+    // and neither moves before batch 1 is done.
+    for next in ["h3", "h4"] {
+        for this in ["h1", "h2"] {
+            assert!(position(e, next, "stage") < position(e, this, "health"));
+            assert!(position(e, next, "switch") > position(e, this, "health"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_rollout_waits_for_the_staging_ahead_and_moves_none_of_it() {
+    let (r, staged) = timed_rollout(Duration::from_millis(600), &["h1"]);
+    let done = rollout::run(r).await;
+    assert_eq!(
+        done.outcome,
+        ReleaseOutcome::RolledBack,
+        "{:#?}",
+        done.events
+    );
+    // Batch 2 was staged ahead, to its end, and nothing else of it ran.
+    assert_eq!(staged.load(Ordering::SeqCst), 4);
+    for next in ["h3", "h4"] {
+        let host = done.hosts.iter().find(|h| h.host == next).unwrap();
+        assert_eq!(host.outcome, HostOutcome::Skipped);
+        let steps: Vec<&str> = done
+            .events
+            .iter()
+            .filter(|e| e.host.as_deref() == Some(next))
+            .map(|e| e.step.as_str())
+            .collect();
+        assert_eq!(steps, ["stage"]);
+    }
+    let h2 = done.hosts.iter().find(|h| h.host == "h2").unwrap();
+    assert_eq!(h2.outcome, HostOutcome::RolledBack);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_staging_fails_stages_nothing_ahead() {
+    let (r, staged) = timed_rollout(Duration::ZERO, &[]);
+    let done = rollout::run(r).await;
+    assert_eq!(
+        done.outcome,
+        ReleaseOutcome::RolledBack,
+        "{:#?}",
+        done.events
+    );
+    assert_eq!(staged.load(Ordering::SeqCst), 2, "{:#?}", done.events);
+    // h2 (batch 1) staged and moved, then went back; batch 2 had no turn.
+    assert!(
+        !done
+            .events
+            .iter()
+            .any(|e| matches!(e.host.as_deref(), Some("h3" | "h4"))),
+        "{:#?}",
+        done.events
+    );
 }
