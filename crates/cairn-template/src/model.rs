@@ -476,12 +476,17 @@ fn parse_test(name: Name, node: &Node, d: &mut Diagnostics) -> Option<TestDecl> 
         }
     };
     if let Some((_, request)) = kinds.first() {
-        check_keys(request, format!("a `{}` test", kind.text), request_keys, d);
+        check_keys(
+            request,
+            format!("the `{}` of test `{}`", kind.text, name.text),
+            request_keys,
+            d,
+        );
     }
     match node.get("expect") {
         Some(expect) => check_keys(
             expect,
-            format!("the `expect` of a `{}` test", kind.text),
+            format!("the `expect` of test `{}`", name.text),
             expect_keys,
             d,
         ),

@@ -21,6 +21,7 @@ mod orch;
 pub mod pg_cluster;
 mod state;
 mod state_pg;
+mod test_cmd;
 
 use std::path::Path;
 use std::process::Command;
