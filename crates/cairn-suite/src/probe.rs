@@ -238,21 +238,46 @@ pub async fn sql(q: &SqlQuery, exp: &SqlExpect, limit: Duration) -> Outcome {
     if let Some(want) = &exp.rows
         && *want != rows
     {
-        return Outcome::Fail(format!("expected the rows {want:?}, got {rows:?}"));
+        return Outcome::Fail(format!(
+            "expected the rows {}, got {}",
+            show_rows(want),
+            show_rows(&rows)
+        ));
     }
     if let Some(want) = &exp.first_value {
-        let got = rows.first().and_then(|r| r.first()).cloned();
-        match got {
-            Some(got) if got == *want => {}
+        match rows.first().and_then(|r| r.first()) {
+            Some(got) if got == want => {}
             Some(got) => {
-                return Outcome::Fail(format!("expected the first value {want:?}, got {got:?}"));
+                return Outcome::Fail(format!(
+                    "expected the first value {}, got {}",
+                    show_sql(want),
+                    show_sql(got)
+                ));
             }
             None => {
-                return Outcome::Fail(format!("expected the first value {want:?}, got no rows"));
+                return Outcome::Fail(format!(
+                    "expected the first value {}, got no rows",
+                    show_sql(want)
+                ));
             }
         }
     }
     Outcome::Pass
+}
+
+/// A value as SQL people read it: quoted text, or NULL.
+fn show_sql(v: &Option<String>) -> String {
+    v.as_ref().map_or("NULL".to_string(), |t| format!("{t:?}"))
+}
+
+fn show_rows(rows: &[Vec<Option<String>>]) -> String {
+    let row = |r: &Vec<Option<String>>| {
+        format!(
+            "[{}]",
+            r.iter().map(show_sql).collect::<Vec<_>>().join(", ")
+        )
+    };
+    format!("[{}]", rows.iter().map(row).collect::<Vec<_>>().join(", "))
 }
 
 /// Runs the query with the synchronous client on a thread of its own (it
@@ -363,5 +388,90 @@ pub async fn command(
     } else {
         problems.sort();
         Outcome::Fail(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_values_read_as_sql() {
+        assert_eq!(show_sql(&Some("1".into())), "\"1\"");
+        assert_eq!(show_sql(&None), "NULL");
+        assert_eq!(
+            show_rows(&[vec![Some("a".into()), None], vec![]]),
+            "[[\"a\", NULL], []]"
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_cut_to_one_line() {
+        let body = format!("line one\nline two {}", "x".repeat(300));
+        let e = excerpt(&body);
+        assert!(e.starts_with("line one\\nline two"), "{e}");
+        assert!(e.ends_with("...") && e.chars().count() == 203, "{e}");
+    }
+
+    /// A DNS server on loopback that answers every A query with one
+    /// address, so the comparison (order, final dots, case) is checked
+    /// without a cloud; stopped by aborting its task.
+    #[tokio::test]
+    async fn dns_answers_are_compared_as_sets() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::{RData, Record, rdata::A};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            // Bounded: the test asks a few questions.
+            for _ in 0..10 {
+                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let q = Message::from_vec(&buf[..n]).unwrap();
+                let mut a = Message::response(q.metadata.id, q.metadata.op_code);
+                let name = q.queries[0].name().clone();
+                a.add_queries(q.queries.clone());
+                for ip in [[127, 0, 0, 9], [127, 0, 0, 8]] {
+                    a.add_answer(Record::from_rdata(
+                        name.clone(),
+                        60,
+                        RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
+                    ));
+                }
+                let _ = socket.send_to(&a.to_vec().unwrap(), from).await;
+            }
+        });
+        let q = DnsQuery {
+            name: "www.example.test".into(),
+            rtype: "A".into(),
+            server: None,
+        };
+        let limit = Duration::from_secs(2);
+        let exact = DnsExpect {
+            values: Some(vec!["127.0.0.8".into(), "127.0.0.9".into()]),
+            contains: None,
+        };
+        assert_eq!(dns(&q, &exact, Some(server), limit).await, Outcome::Pass);
+        let some = DnsExpect {
+            values: None,
+            contains: Some(vec!["127.0.0.9".into()]),
+        };
+        assert_eq!(dns(&q, &some, Some(server), limit).await, Outcome::Pass);
+        let wrong = DnsExpect {
+            values: Some(vec!["127.0.0.9".into()]),
+            contains: None,
+        };
+        let Outcome::Fail(why) = dns(&q, &wrong, Some(server), limit).await else {
+            panic!("a missing answer passed");
+        };
+        assert!(why.contains("expected [\"127.0.0.9\"], got"), "{why}");
+        // No server named and none given: said, not guessed.
+        let Outcome::Fail(why) = dns(&q, &exact, None, limit).await else {
+            panic!()
+        };
+        assert!(why.contains("needs a `server`"), "{why}");
+        task.abort();
     }
 }

@@ -1,8 +1,9 @@
 //! `cairn test DIR` through the real binary on a local cloud of each
 //! test's own: the webapp's tests pass and nothing is left behind; a
 //! failing expectation fails readably and still destroys; a bad `tests:`
-//! entry is a template error before anything is deployed; SIGINT in the
-//! middle destroys and exits 130.
+//! entry is a template error before anything is deployed; SIGINT (SIGTERM)
+//! in the middle destroys and exits 130 (143); `--keep-on-failure` keeps
+//! the deployment and prints the command that destroys it.
 
 use std::io::Read;
 use std::path::Path;
@@ -56,8 +57,12 @@ fn the_webapp_passes_and_nothing_is_left() {
     let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(r["result"], "passed", "{r}");
     assert_eq!(
-        (r["passed"].as_u64(), r["failed"].as_u64()),
-        (Some(3), Some(0))
+        (
+            r["passed"].as_u64(),
+            r["failed"].as_u64(),
+            r["skipped"].as_u64()
+        ),
+        (Some(3), Some(0), Some(1))
     );
     assert_eq!(r["destroyed"], true);
     let name = r["deployment"].as_str().unwrap();
@@ -68,8 +73,8 @@ fn the_webapp_passes_and_nothing_is_left() {
         .iter()
         .map(|t| t["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["http", "dns", "sql"]);
-    for t in r["tests"].as_array().unwrap() {
+    assert_eq!(kinds, ["http", "dns", "sql", "command"]);
+    for t in &r["tests"].as_array().unwrap()[..3] {
         assert_eq!(t["status"], "passed", "{t}");
         assert!(
             t["location"].as_str().unwrap().contains("cairn.yaml:"),
@@ -77,19 +82,31 @@ fn the_webapp_passes_and_nothing_is_left() {
         );
     }
     assert!(
-        out.stderr.contains("3 passed, 0 failed, 0 skipped") && out.stderr.contains("destroyed"),
+        out.stderr.contains("3 passed, 0 failed, 1 skipped") && out.stderr.contains("destroyed"),
         "{}",
         out.stderr
+    );
+    // This cloud's servers are processes: the command test cannot run, and
+    // says so rather than passing.
+    let cmd = &r["tests"][3];
+    assert_eq!(cmd["status"], "skipped", "{cmd}");
+    assert!(
+        cmd["message"]
+            .as_str()
+            .unwrap()
+            .contains("`process` isolation"),
+        "{cmd}"
     );
     eprintln!("cairn test examples/webapp took {took:?}");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert!(
-        xml.contains("tests=\"3\" failures=\"0\" errors=\"0\" skipped=\"0\""),
+        xml.contains("tests=\"4\" failures=\"0\" errors=\"0\" skipped=\"1\""),
         "{xml}"
     );
-    assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
+    assert_eq!(xml.matches("<skipped ").count(), 1, "{xml}");
 
     // Only the user's own bucket is left in the cloud, and its state is as it was.
     let left = cloud_is_empty(&l);
@@ -166,7 +183,16 @@ fn a_bad_test_entry_is_a_template_error_and_deploys_nothing() {
 
 #[test]
 fn sigint_in_the_middle_destroys_and_exits_130() {
-    let l = Local::new("ctest-int");
+    interrupted(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_in_the_middle_destroys_and_exits_143() {
+    interrupted(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+fn interrupted(signal: nix::sys::signal::Signal, code: i32) {
+    let l = Local::new(&format!("ctest-{code}"));
     // A test that never passes and waits long: the run is in its tests
     // when the signal comes.
     let dir = webapp_with(
@@ -202,11 +228,7 @@ fn sigint_in_the_middle_destroys_and_exits_130() {
     }
     // Into the tests (the HTTP one is retrying).
     std::thread::sleep(Duration::from_secs(2));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -214,7 +236,7 @@ fn sigint_in_the_middle_destroys_and_exits_130() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("cairn test did not end within 90 s of SIGINT");
+            panic!("cairn test did not end within 90 s of {signal}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -231,11 +253,58 @@ fn sigint_in_the_middle_destroys_and_exits_130() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(status.code(), Some(code), "{stderr}");
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["result"], "interrupted", "{r}");
     assert_eq!(r["destroyed"], true, "{r}");
-    assert!(stderr.contains("SIGINT: destroying"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{signal}: destroying")),
+        "{stderr}"
+    );
     assert_eq!(cloud_is_empty(&l), serde_json::json!([]));
     assert!(!work_dir(r["deployment"].as_str().unwrap()).exists());
+}
+
+#[test]
+fn keep_on_failure_keeps_it_and_says_how_to_destroy_it() {
+    let l = Local::new("ctest-keep");
+    let dir = webapp_with(
+        &l,
+        "webapp",
+        "expect: {first_value: 1}\n    timeout: 60s",
+        "expect: {first_value: 2}\n    timeout: 2s",
+    );
+    let out = l.run(&["test", &dir, "-o", "json", "--keep-on-failure"]);
+    assert_eq!(out.code, 1, "{}", out.snapshot());
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(r["destroyed"], false, "{r}");
+    let failed = &r["tests"][2];
+    assert_eq!(failed["name"], "db_answers");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected the first value \"2\", got \"1\""),
+        "{failed}"
+    );
+    assert!(!cloud_is_empty(&l).as_array().unwrap().is_empty());
+    // The command it prints destroys what it kept.
+    let name = r["deployment"].as_str().unwrap();
+    let printed = out
+        .stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("CAIRN_DEPLOYMENT="))
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(words[0], format!("CAIRN_DEPLOYMENT={name}"));
+    assert_eq!(&words[1..3], ["cairn", "destroy"], "{printed}");
+    let mut vars = l.vars();
+    vars.push(("CAIRN_DEPLOYMENT", name.to_string()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut args = words[2..].to_vec();
+    args.extend(["-o", "json"]);
+    let destroyed = crate::cairn_env(&args, &vars);
+    assert_eq!(destroyed.code, 0, "{}", destroyed.snapshot());
+    assert_eq!(cloud_is_empty(&l), serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(work_dir(name));
 }
