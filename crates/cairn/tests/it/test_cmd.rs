@@ -183,16 +183,23 @@ fn a_bad_test_entry_is_a_template_error_and_deploys_nothing() {
 
 #[test]
 fn sigint_in_the_middle_destroys_and_exits_130() {
-    interrupted(nix::sys::signal::Signal::SIGINT, 130);
+    interrupted(nix::sys::signal::Signal::SIGINT, 130, false);
+}
+
+/// While `up` is making resources: the run is dropped half-way, and the
+/// destroy (which reconciles its journal first) removes what it made.
+#[test]
+fn sigint_during_up_destroys_what_was_made() {
+    interrupted(nix::sys::signal::Signal::SIGINT, 130, true);
 }
 
 #[test]
 fn sigterm_in_the_middle_destroys_and_exits_143() {
-    interrupted(nix::sys::signal::Signal::SIGTERM, 143);
+    interrupted(nix::sys::signal::Signal::SIGTERM, 143, false);
 }
 
-fn interrupted(signal: nix::sys::signal::Signal, code: i32) {
-    let l = Local::new(&format!("ctest-{code}"));
+fn interrupted(signal: nix::sys::signal::Signal, code: i32, during_up: bool) {
+    let l = Local::new(&format!("ctest-{code}-{during_up}"));
     // A test that never passes and waits long: the run is in its tests
     // when the signal comes.
     let dir = webapp_with(
@@ -208,7 +215,9 @@ fn interrupted(signal: nix::sys::signal::Signal, code: i32) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Up means a database and a load balancer in the cloud (at most 90 s).
+    // Up means a database and a load balancer in the cloud (at most 90 s);
+    // during up, the first resource made.
+    let enough = if during_up { 1 } else { 5 };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         assert!(Instant::now() < deadline, "the deployment never came up");
@@ -220,14 +229,16 @@ fn interrupted(signal: nix::sys::signal::Signal, code: i32) {
         let up = serde_json::from_str::<serde_json::Value>(&status.stdout)
             .ok()
             .and_then(|s| s.as_array().cloned())
-            .is_some_and(|rows| rows.len() >= 5);
+            .is_some_and(|rows| rows.len() >= enough);
         if up {
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(if during_up { 20 } else { 200 }));
     }
-    // Into the tests (the HTTP one is retrying).
-    std::thread::sleep(Duration::from_secs(2));
+    if !during_up {
+        // Into the tests (the HTTP one is retrying).
+        std::thread::sleep(Duration::from_secs(2));
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
