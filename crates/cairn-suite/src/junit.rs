@@ -23,6 +23,20 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// `path:line:col` as (`path`, line); a location without numbers is all path.
+fn split_location(location: &str) -> (&str, u32) {
+    let mut parts = location.rsplitn(3, ':');
+    let (col, line, path) = (parts.next(), parts.next(), parts.next());
+    match (
+        col.map(str::parse::<u32>),
+        line.map(str::parse::<u32>),
+        path,
+    ) {
+        (Some(Ok(_)), Some(Ok(line)), Some(path)) => (path, line),
+        _ => (location, 0),
+    }
+}
+
 pub fn render(suite: &str, results: &[TestResult], elapsed_s: f64) -> String {
     let t = tally(results);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -40,12 +54,14 @@ pub fn render(suite: &str, results: &[TestResult], elapsed_s: f64) -> String {
         t.skipped
     ));
     for r in results {
+        // CI tools read `file` as a path and `line` apart.
+        let (file, line) = split_location(&r.location);
         x.push_str(&format!(
-            "    <testcase name=\"{}\" classname=\"{}.{}\" file=\"{}\" time=\"{:.3}\"",
+            "    <testcase name=\"{}\" classname=\"{}.{}\" file=\"{}\" line=\"{line}\" time=\"{:.3}\"",
             escape(&r.name),
             escape(suite),
             escape(&r.kind),
-            escape(&r.location),
+            escape(file),
             r.duration_ms as f64 / 1000.0
         ));
         let message = escape(r.message.as_deref().unwrap_or_default());
@@ -81,6 +97,15 @@ mod tests {
     }
 
     #[test]
+    fn locations_split_into_file_and_line() {
+        assert_eq!(
+            split_location("a/b:c/cairn.yaml:87:3"),
+            ("a/b:c/cairn.yaml", 87)
+        );
+        assert_eq!(split_location("cairn.yaml"), ("cairn.yaml", 0));
+    }
+
+    #[test]
     fn escapes_what_xml_cannot_hold() {
         assert_eq!(
             escape("a<b & \"c\" 'd'>"),
@@ -108,7 +133,7 @@ mod tests {
             x.contains("tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""),
             "{x}"
         );
-        assert!(x.contains("<testcase name=\"web\" classname=\"webapp.http\" file=\"cairn.yaml:3:5\" time=\"1.500\"/>"), "{x}");
+        assert!(x.contains("<testcase name=\"web\" classname=\"webapp.http\" file=\"cairn.yaml\" line=\"3\" time=\"1.500\"/>"), "{x}");
         assert!(x.contains("name=\"db&lt;1&gt;\""), "{x}");
         assert!(
             x.contains("<failure message=\"expected &quot;1&quot;, got &quot;2&quot;\""),

@@ -177,6 +177,16 @@ fn a_bad_test_entry_is_a_template_error_and_deploys_nothing() {
         "{}",
         out.stderr
     );
+    // Only the local target: an environment on aws is refused, saying so.
+    let aws = l.run(&["test", WEBAPP, "-e", "prod"]);
+    assert_eq!(aws.code, 2, "{}", aws.snapshot());
+    assert!(
+        aws.stderr.contains(
+            "`cairn test` deploys to the local target; environment `prod` deploys to aws"
+        ),
+        "{}",
+        aws.stderr
+    );
     // Nothing was started, let alone deployed.
     assert!(!l.root.join("local").exists(), "a local cloud was started");
 }
