@@ -151,7 +151,17 @@ fn a_failing_expectation_fails_readably_and_still_destroys() {
         .lines()
         .find(|l| l.starts_with("FAILED web_through_lb"))
         .unwrap_or_else(|| panic!("{}", out.stderr));
-    assert!(line.contains("webapp/cairn.yaml:87:3"), "{line}");
+    // The line `web_through_lb:` is written on, in the copy that ran.
+    let text = std::fs::read_to_string(Path::new(&dir).join("cairn.yaml")).unwrap();
+    let at = text
+        .lines()
+        .position(|l| l == "  web_through_lb:")
+        .expect("the example's HTTP test")
+        + 1;
+    assert!(
+        line.contains(&format!("webapp/cairn.yaml:{at}:3")),
+        "{line}"
+    );
     assert!(
         line.contains("expected a body containing \"goodbye from\", got \"hello from"),
         "{line}"
