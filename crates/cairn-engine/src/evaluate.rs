@@ -91,6 +91,10 @@ pub struct Desired {
     /// Each app's declaration, evaluated (`cairn release` reads it).
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub apps: IndexMap<String, Value>,
+    /// Each test's declaration, evaluated (`cairn test` reads it once the
+    /// deployment is up, when its references are known).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub tests: IndexMap<String, Value>,
     #[serde(skip)]
     pub graph: DeclGraph,
     /// The names expressions saw, for evaluating more expressions later (`cairn eval`).
@@ -213,6 +217,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     let mut resources = IndexMap::new();
     let mut outputs = IndexMap::new();
     let mut apps = IndexMap::new();
+    let mut tests = IndexMap::new();
     let scope = Scope::value(cx.names.clone(), None, None);
     for id in &order {
         match id.kind {
@@ -278,6 +283,15 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
                     Err(e) => cx.d.push(e),
                 }
             }
+            DeclKind::Test => {
+                let decl = &template.tests[&id.name];
+                match session.eval(&decl.body, &scope) {
+                    Ok(value) => {
+                        tests.insert(id.name.clone(), value);
+                    }
+                    Err(e) => cx.d.push(e),
+                }
+            }
         }
     }
     // Keep the template's order for people; evaluation used the graph's.
@@ -294,6 +308,7 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
         resources: ordered,
         outputs,
         apps,
+        tests,
         graph,
         scope: names,
     })
@@ -373,6 +388,9 @@ fn build_graph<'a>(
     for (name, a) in &t.apps {
         g.add(DeclId::app(name), a.name.span);
     }
+    for (name, test) in &t.tests {
+        g.add(DeclId::test(name), test.name.span);
+    }
 
     let mut items: Vec<(DeclId, Vec<&'a Node>, Mode)> = Vec::new();
     for (name, (_, node)) in &t.variables {
@@ -403,6 +421,9 @@ fn build_graph<'a>(
     }
     for (name, a) in &t.apps {
         items.push((DeclId::app(name), vec![&a.body], Mode::Single));
+    }
+    for (name, test) in &t.tests {
+        items.push((DeclId::test(name), vec![&test.body], Mode::Single));
     }
 
     for (id, nodes, mode) in items {
@@ -607,7 +628,7 @@ fn resource_dependencies(g: &DeclGraph, id: &DeclId) -> Vec<String> {
         match d.kind {
             DeclKind::Resource => out.push(d.name.clone()),
             DeclKind::Variable => stack.extend(g.dependencies(d)),
-            DeclKind::Output | DeclKind::App => {}
+            DeclKind::Output | DeclKind::App | DeclKind::Test => {}
         }
     }
     out.sort();

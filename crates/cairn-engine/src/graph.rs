@@ -17,6 +17,7 @@ pub enum DeclKind {
     Resource,
     Output,
     App,
+    Test,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -50,6 +51,12 @@ impl DeclId {
             name: name.to_string(),
         }
     }
+    pub fn test(name: &str) -> DeclId {
+        DeclId {
+            kind: DeclKind::Test,
+            name: name.to_string(),
+        }
+    }
 
     /// How a person writes it in an expression.
     pub fn display(&self) -> String {
@@ -58,6 +65,7 @@ impl DeclId {
             DeclKind::Resource => self.name.clone(),
             DeclKind::Output => format!("output {}", self.name),
             DeclKind::App => format!("app {}", self.name),
+            DeclKind::Test => format!("test {}", self.name),
         }
     }
 }

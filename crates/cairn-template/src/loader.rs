@@ -35,6 +35,9 @@ pub struct LoadOptions {
     /// (a rollback re-applies the document a past run recorded); the
     /// environment files still come from `dir`.
     pub template_text: Option<String>,
+    /// The deployment's name instead of the environment's (`cairn test`
+    /// deploys a throwaway copy beside the real one).
+    pub deployment: Option<String>,
 }
 
 impl LoadOptions {
@@ -48,6 +51,7 @@ impl LoadOptions {
             generated: HashMap::new(),
             now: time::OffsetDateTime::UNIX_EPOCH,
             template_text: None,
+            deployment: None,
         }
     }
 }
@@ -234,7 +238,10 @@ fn load_into(sources: &mut Sources, opts: &LoadOptions) -> Result<Parts, Diagnos
         return Err(d);
     }
 
-    let deployment = deployment_of(&dir, &env);
+    let mut deployment = deployment_of(&dir, &env);
+    if let Some(name) = &opts.deployment {
+        deployment.name = name.clone();
+    }
     // Parameter defaults may call functions (utc_now only here, as in ARM)
     // and read `deployment`, but not other parameters or resources.
     let defaults_ctx = FunctionContext {

@@ -16,6 +16,7 @@ pub const TEMPLATE_KEYS: &[&str] = &[
     "resources",
     "outputs",
     "apps",
+    "tests",
 ];
 pub const RESOURCE_KEYS: &[&str] = &[
     "type",
@@ -53,6 +54,39 @@ pub const APP_NESTED_KEYS: &[(&str, &[&str])] = &[
     ("health", &["path", "port", "timeout", "interval"]),
     ("hooks", &["pre", "post"]),
 ];
+/// What a test (`tests:`, run by `cairn test`) declares: one kind, what
+/// it expects, and how long the deployment may take to meet it.
+pub const TEST_KEYS: &[&str] = &[
+    "description",
+    "http",
+    "dns",
+    "sql",
+    "command",
+    "expect",
+    "timeout",
+    "interval",
+];
+/// Each test kind with the keys of its request and of its `expect`.
+pub const TEST_KINDS: &[(&str, &[&str], &[&str])] = &[
+    (
+        "http",
+        &["url", "lb", "path", "host", "scheme"],
+        &["status", "body_contains", "body_equals", "body_regex"],
+    ),
+    ("dns", &["name", "type", "server"], &["values", "contains"]),
+    (
+        "sql",
+        &[
+            "database", "endpoint", "user", "password", "dbname", "query",
+        ],
+        &["rows", "first_value"],
+    ),
+    (
+        "command",
+        &["hosts", "run"],
+        &["exit_code", "stdout_contains", "stdout_equals"],
+    ),
+];
 /// Names a resource, variable or parameter may not take: they are scope names.
 pub const RESERVED: &[&str] = &[
     "params",
@@ -87,6 +121,19 @@ pub struct Template {
     pub outputs: IndexMap<String, OutputDecl>,
     /// Applications released onto the deployment's servers (`cairn release`).
     pub apps: IndexMap<String, AppDecl>,
+    /// Expectations `cairn test` checks against a fresh deployment.
+    pub tests: IndexMap<String, TestDecl>,
+}
+
+/// A test as written: its keys are checked here, its values (expressions
+/// that may name resources) are evaluated with the outputs, once the
+/// deployment is up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDecl {
+    pub name: Name,
+    /// `http`, `dns`, `sql` or `command`, where it is written.
+    pub kind: Name,
+    pub body: Node,
 }
 
 /// An app as written: its keys are checked here, its values (expressions
@@ -141,6 +188,7 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
         resources: IndexMap::new(),
         outputs: IndexMap::new(),
         apps: IndexMap::new(),
+        tests: IndexMap::new(),
     };
     let Some(entries) = expect_map(root, "the template", &mut d) else {
         return Err(d);
@@ -190,6 +238,13 @@ pub fn parse_template(root: &Node) -> Result<Template, Diagnostics> {
                 for (name, node) in named_entries(v, "apps", &mut d) {
                     if let Some(app) = parse_app(name, node, &mut d) {
                         t.apps.insert(app.name.text.clone(), app);
+                    }
+                }
+            }
+            "tests" => {
+                for (name, node) in named_entries(v, "tests", &mut d) {
+                    if let Some(test) = parse_test(name, node, &mut d) {
+                        t.tests.insert(test.name.text.clone(), test);
                     }
                 }
             }
@@ -353,6 +408,103 @@ fn parse_app(name: Name, node: &Node, d: &mut Diagnostics) -> Option<AppDecl> {
     }
     Some(AppDecl {
         name,
+        body: node.clone(),
+    })
+}
+
+fn parse_test(name: Name, node: &Node, d: &mut Diagnostics) -> Option<TestDecl> {
+    let entries = expect_map(node, "a test", d)?;
+    let mut kinds: Vec<(Name, &Node)> = Vec::new();
+    for (k, v) in entries {
+        let Some(key) = key_name(k, d) else { continue };
+        if !TEST_KEYS.contains(&key.as_str()) {
+            d.push(unknown_key(k, &key, "a test", TEST_KEYS));
+            continue;
+        }
+        if TEST_KINDS.iter().any(|(kind, _, _)| *kind == key) {
+            kinds.push((
+                Name {
+                    text: key,
+                    span: k.span,
+                },
+                v,
+            ));
+        }
+    }
+    let kind = match kinds.as_slice() {
+        [] => {
+            d.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    format!("test `{}` says nothing to check", name.text),
+                )
+                .at(name.span, "this test")
+                .help("give it one of `http`, `dns`, `sql` or `command`, and an `expect`"),
+            );
+            return None;
+        }
+        [(kind, _)] => kind.clone(),
+        [(first, _), (second, _), ..] => {
+            d.push(
+                Diagnostic::new(
+                    Code::Type,
+                    format!(
+                        "test `{}` has both `{}` and `{}`",
+                        name.text, first.text, second.text
+                    ),
+                )
+                .at(second.span, "a second kind")
+                .also(first.span, "the first")
+                .help("a test checks one thing: split it into two tests"),
+            );
+            return None;
+        }
+    };
+    let (_, request_keys, expect_keys) = TEST_KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind.text)
+        .copied()?;
+    // A string may be an expression that makes the map; a literal map has
+    // its keys checked now, where they are written.
+    let check_keys = |v: &Node, within: String, allowed: &[&str], d: &mut Diagnostics| {
+        for (ik, _) in v.as_map().into_iter().flatten() {
+            if let Some(ikey) = key_name(ik, d)
+                && !allowed.contains(&ikey.as_str())
+            {
+                d.push(unknown_key(ik, &ikey, &within, allowed));
+            }
+        }
+    };
+    if let Some((_, request)) = kinds.first() {
+        check_keys(
+            request,
+            format!("the `{}` of test `{}`", kind.text, name.text),
+            request_keys,
+            d,
+        );
+    }
+    match node.get("expect") {
+        Some(expect) => check_keys(
+            expect,
+            format!("the `expect` of test `{}`", name.text),
+            expect_keys,
+            d,
+        ),
+        None => d.push(
+            Diagnostic::new(
+                Code::MissingKey,
+                format!("test `{}` has no `expect`", name.text),
+            )
+            .at(name.span, "this test")
+            .help(format!(
+                "add `expect:` with any of: {}",
+                expect_keys.join(", ")
+            )),
+        ),
+    }
+    Some(TestDecl {
+        name,
+        kind,
         body: node.clone(),
     })
 }

@@ -9,6 +9,9 @@ pub const ENV_NO_COLOR: &str = "NO_COLOR";
 pub const ENV_STATE: &str = "CAIRN_STATE";
 pub const ENV_KEY_FILE: &str = "CAIRN_KEY_FILE";
 pub const ENV_LEASE_TTL: &str = "CAIRN_LEASE_TTL";
+/// The deployment's name instead of the environment's: how a deployment
+/// kept by `cairn test --keep-on-failure` is destroyed.
+pub const ENV_DEPLOYMENT: &str = "CAIRN_DEPLOYMENT";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -165,6 +168,9 @@ pub enum Command {
         #[arg(long)]
         prune: bool,
     },
+    /// Deploy the template to a fresh local deployment, run its `tests:`,
+    /// report, and destroy everything (also on failure or Ctrl-C)
+    Test(TestArgs),
     /// The embedded local cloud
     Local {
         #[command(subcommand)]
@@ -269,6 +275,23 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `cairn test`.
+#[derive(Debug, Args, Clone)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub template: TemplateArgs,
+    /// Also write the results as JUnit XML (for CI)
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// When a test fails (or `up` does), leave the deployment up to look
+    /// at, and say how to destroy it
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// How many resources change at once
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -156,7 +156,11 @@ pub(super) struct Target {
 }
 
 pub(super) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Target, CliError> {
-    let (dir, deployment) = cairn_template::loader::locate_deployment(&t.dir, t.env.as_deref())?;
+    let (dir, mut deployment) =
+        cairn_template::loader::locate_deployment(&t.dir, t.env.as_deref())?;
+    if let Some(name) = super::deployment_override() {
+        deployment.name = name;
+    }
     let provider: Arc<dyn Provider> = match deployment.target.as_str() {
         "local" => {
             let dirs = super::local::local_dirs()?;

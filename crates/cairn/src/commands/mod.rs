@@ -15,6 +15,7 @@ mod migrate;
 mod release;
 mod state;
 mod state_files;
+mod test;
 mod validate;
 
 use cairn_template::LoadOptions;
@@ -78,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             };
             deploy::up(template, &change, apply, true, &cli.global)
         }
+        Command::Test(args) => test::run(args, &cli.global),
         Command::Local { action } => local::run(action, &cli.global),
         Command::List {
             template,
@@ -163,5 +165,14 @@ pub fn load_options(t: &TemplateArgs) -> LoadOptions {
     env_params.sort();
     opts.env_params = env_params;
     opts.now = time::OffsetDateTime::now_utc();
+    opts.deployment = deployment_override();
     opts
+}
+
+/// `CAIRN_DEPLOYMENT`, when set: the deployment's name instead of the
+/// environment's.
+pub fn deployment_override() -> Option<String> {
+    std::env::var(crate::cli::ENV_DEPLOYMENT)
+        .ok()
+        .filter(|n| !n.is_empty())
 }

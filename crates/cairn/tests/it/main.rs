@@ -22,6 +22,7 @@ pub mod pg_cluster;
 mod release;
 mod state;
 mod state_pg;
+mod test_cmd;
 
 use std::path::Path;
 use std::process::Command;

@@ -107,6 +107,11 @@ impl RuncCloud {
         t
     }
 
+    /// The state every command of this cloud uses (`CAIRN_STATE`).
+    pub(super) fn state(&self) -> String {
+        self.local.state.clone()
+    }
+
     /// Another CIDR the guard must clean up after (a second environment).
     pub(super) fn also_cidr(&mut self, cidr: &str) {
         self.cidrs.push(cidr.to_string());
@@ -927,4 +932,34 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(c.leftovers(), Vec::<String>::new());
+}
+
+/// `cairn test` on a runc cloud: its `command` test runs on both servers
+/// over SSH, as `cairn run` does, and passes (on a `process` cloud the
+/// same test is skipped, see `test_cmd`); then everything is destroyed.
+#[test]
+fn cairn_test_runs_command_tests_on_runc_servers() {
+    skip_unless_ready!();
+    let mut c = RuncCloud::new("runc-ctest");
+    let cidr = free_cidr(11);
+    let mut yaml = template(&cidr, "tags: {role: web}");
+    // sshd may still be starting in a server that was just made: retried.
+    yaml.push_str(
+        "tests:\n  hostnames:\n    command: {hosts: \"G@role:web\", run: hostname}\n    \
+         expect: {exit_code: 0, stdout_contains: web-}\n    timeout: 30s\n  \
+         through_lb:\n    http: {lb: \"{{ lb }}\", path: /}\n    \
+         expect: {body_contains: hello from}\n    timeout: 30s\n",
+    );
+    let t = c.template("ctest", &yaml, &cidr);
+    let out = c.run(&["test", &t, "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (r["passed"].as_u64(), r["skipped"].as_u64()),
+        (Some(2), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["tests"][0]["kind"], "command", "{r}");
+    assert_eq!(r["destroyed"], true, "{r}");
+    assert_eq!(c.json(&["local", "status"]), serde_json::json!([]));
 }

@@ -20,7 +20,7 @@ pub(crate) struct Local {
     /// Each test's local cloud has its own address block (tests run in parallel).
     pool: String,
     /// `CAIRN_STATE`: a file in `root` unless a test names another store.
-    state: String,
+    pub(crate) state: String,
 }
 
 static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);

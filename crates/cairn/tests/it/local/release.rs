@@ -478,10 +478,7 @@ fn promotion_releases_the_very_artifact_from_test_to_prod() {
     // The trail and the signing key move with the state: after a migrate,
     // the other state shows the same releases and verifies the artifact.
     let moved = t_path.join("moved.db");
-    let (from, to) = (
-        t_path.join(".cairn/state.db").display().to_string(),
-        moved.display().to_string(),
-    );
+    let (from, to) = (c.state(), moved.display().to_string());
     let out = c.run(&[
         "state", "migrate", "--from", &from, "--to", &to, "--all", "-o", "json",
     ]);
