@@ -192,7 +192,8 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
         rules(sg),
         [
             (22, "203.0.113.0/24".to_string()),
-            (8080, lb_sg.group_id().unwrap().to_string())
+            (8080, lb_sg.group_id().unwrap().to_string()),
+            (8081, lb_sg.group_id().unwrap().to_string())
         ]
     );
 
@@ -278,8 +279,13 @@ async fn up_of_the_webapp_on_aws_builds_everything_and_destroy_removes_it() {
 
     let elb = &clients.elb;
     let lbs = elb.describe_load_balancers().send().await.unwrap();
-    assert_eq!(lbs.load_balancers().len(), 1);
-    let lb = &lbs.load_balancers()[0];
+    // The web balancer and the app's (`app_lb`, port 8081).
+    assert_eq!(lbs.load_balancers().len(), 2);
+    let lb = lbs
+        .load_balancers()
+        .iter()
+        .find(|l| !l.load_balancer_name().unwrap_or("").contains("app-lb"))
+        .unwrap();
     assert_eq!(lb.security_groups(), [lb_sg.group_id().unwrap()]);
     assert_eq!(
         lb.r#type(),

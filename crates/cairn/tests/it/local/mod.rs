@@ -195,7 +195,7 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     let l = Local::new("webapp");
     let up = l.json(&["up", WEBAPP, "--yes"]);
     assert_eq!(up["result"], "applied", "{up}");
-    assert_eq!(up["counts"]["created"], 14);
+    assert_eq!(up["counts"]["created"], 15);
 
     // HTTP through the load balancer answers from every web server.
     let lb = l.json(&["show", WEBAPP, "--address", "lb"]);
@@ -337,7 +337,7 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     assert!(!processes_under(&sandboxes).is_empty(), "PostgreSQL runs");
 
     let destroyed = l.json(&["destroy", WEBAPP, "--yes", "--allow-data-loss"]);
-    assert_eq!(destroyed["counts"]["deleted"], 14, "{destroyed}");
+    assert_eq!(destroyed["counts"]["deleted"], 15, "{destroyed}");
     assert!(get(&front).is_none(), "the load balancer still answers");
     assert!(
         std::net::TcpStream::connect((host.as_str(), 5432)).is_err(),
