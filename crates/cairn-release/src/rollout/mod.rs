@@ -311,7 +311,6 @@ pub async fn run(r: Rollout) -> Finished {
                     );
                     walked[first].outcome = HostOutcome::Failed;
                     walked[first].message = Some(format!("pre hook failed: {e}"));
-                    failed += batch.len();
                     stopped = true;
                     break;
                 }
@@ -492,11 +491,9 @@ pub async fn run(r: Rollout) -> Finished {
         ReleaseOutcome::Failed
     } else if stopped {
         ReleaseOutcome::RolledBack
-    } else if failed > 0 {
-        // Within --max-fail: the release stands, the failed hosts stay on
-        // their previous version and say so.
-        ReleaseOutcome::Succeeded
     } else {
+        // Failed hosts within --max-fail stay on their previous version
+        // and say so; the release stands.
         ReleaseOutcome::Succeeded
     };
     trail.note(

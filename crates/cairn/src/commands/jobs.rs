@@ -374,7 +374,7 @@ fn open_store(dir: &Path, global: &GlobalArgs) -> Result<Box<dyn Store>, CliErro
 }
 
 /// Salt's job id form: the start time to the microsecond, UTC.
-fn job_id() -> String {
+pub(super) fn job_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",

@@ -687,31 +687,18 @@ impl Balancer for ProviderBalancer {
     }
 
     async fn restore(&self, b: &Backend, within: Duration) -> Result<(), String> {
-        let control = self.control()?;
-        let backend = self.backend(b);
-        control
-            .restore(&self.lb_id, &backend)
-            .await
-            .map_err(|e| e.to_string())?;
         // Back only once the balancer sends it traffic again: the next
         // batch must not drain the last hosts that take it.
-        let deadline = Instant::now() + within;
-        loop {
-            let state = control
-                .backend_state(&self.lb_id, &backend)
-                .await
-                .map_err(|e| e.to_string())?;
-            if state.takes_traffic() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "the load balancer did not take it back within {}s (it says {state:?})",
-                    within.as_secs_f64()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        cairn_engine::backend::restore_and_wait(
+            self.control()?,
+            &self.lb_id,
+            &self.backend(b),
+            within,
+            Duration::from_millis(200),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -745,18 +732,11 @@ pub fn releases(app: Option<&str>, dir: &Path, global: &GlobalArgs) -> Result<St
     Ok(Status::Success)
 }
 
+/// The job id's form (the start time to the microsecond, UTC) with a
+/// random tail: two releases may start in the same microsecond on two
+/// machines sharing one state.
 fn release_id() -> String {
-    let now = time::OffsetDateTime::now_utc();
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}-{}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        hex::encode(r)
-    )
+    format!("{}-{}", super::jobs::job_id(), hex::encode(r))
 }
