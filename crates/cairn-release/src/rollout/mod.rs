@@ -1,22 +1,25 @@
-//! The rolling release. For each batch: stage the artifact on every host
-//! of the batch (copied, verified against its signature and checksums on
-//! the host, unpacked into `releases/VERSION`; nothing switches before
-//! that succeeded), then on each host: drain it from the load balancer,
-//! switch `current`, restart the service, wait for its health check, put
-//! it back and wait until the balancer sends it traffic again. A host that
-//! fails after its switch goes back to its previous release at once, with
-//! the same steps. Past `max_fail` failed hosts the rollout stops and every
-//! host already switched goes back, batch by batch (Salt's batch
-//! `max-fail` that did not stop, salt#54521, is the failure not to repeat).
+//! The rolling release. First the artifact is staged on every host
+//! (copied, verified against its signature and checksums on the host,
+//! unpacked into `releases/VERSION`), as Capistrano uploads everywhere
+//! before any symlink moves: a host whose copy does not verify, or whose
+//! disk is full, fails before anything anywhere switched, and the batches
+//! then carry no copying. For each batch, on each host: drain it from the
+//! load balancer, switch `current`, restart the service, wait for its
+//! health check, put it back and wait until the balancer sends it traffic
+//! again. A host that fails after its switch goes back to its previous
+//! release at once, with the same steps. Past `max_fail` failed hosts the
+//! rollout stops and every host already switched goes back, batch by batch
+//! (Salt's batch `max-fail` that did not stop, salt#54521, is the failure
+//! not to repeat).
 //!
-//! The next batch is staged while this one moves: copying and checking an
-//! artifact of tens of MB takes longer than a restart and a health check,
-//! and staged ahead it is off the batches' path. Nothing of it switches
-//! before its own batch; a rollout that stops leaves the next batch's
-//! hosts with the new release unpacked beside `current`, not live.
+//! Staging runs on [`STAGE_AT_ONCE`] hosts at a time: the copies share the
+//! releasing machine's uplink and CPU (encryption), and a host's own
+//! verification is disk and CPU bound; more at once only interleaves them.
+//! A rollout that stops leaves the hosts it did not reach with the new
+//! release unpacked beside `current`, not live (pruned by a later release).
 //!
 //! A rollback on request is the same walk towards an older version that
-//! is already installed on the hosts (no artifact to stage).
+//! is already installed on the hosts (staging only checks it is there).
 
 pub mod script;
 
@@ -26,9 +29,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use cairn_orch::Remote;
 use cairn_orch::remote::Exec;
+use tokio::sync::Semaphore;
 
 use crate::app::AppSpec;
 use crate::record::{HostOutcome, HostRelease, ReleaseEvent, ReleaseOutcome};
+
+/// Hosts staged at once.
+pub const STAGE_AT_ONCE: usize = 8;
 
 /// A host the app runs on.
 #[derive(Clone)]
@@ -215,24 +222,41 @@ pub async fn run(r: Rollout) -> Finished {
         .chunks(size)
         .map(<[usize]>::to_vec)
         .collect();
-    let mut failed = walked
-        .iter()
-        .filter(|w| w.outcome == HostOutcome::Failed)
-        .count();
+    // Staged everywhere first (see the module's notes), unless too many
+    // hosts could not even be inspected.
+    let inspected_ok: Vec<usize> = (0..walked.len())
+        .filter(|i| walked[*i].outcome == HostOutcome::Skipped)
+        .collect();
+    if walked.len() - inspected_ok.len() <= r.max_fail {
+        let staged = stage(
+            app.clone(),
+            r.payload.clone(),
+            hosts_of(&walked, &inspected_ok),
+            trail.clone(),
+        )
+        .await;
+        for (i, result) in inspected_ok.iter().zip(staged) {
+            if let Err(e) = result {
+                walked[*i].outcome = HostOutcome::Failed;
+                walked[*i].message = Some(e);
+            }
+        }
+    }
+    let mut failed = count(&walked, HostOutcome::Failed);
     let mut stopped = failed > r.max_fail;
     if stopped {
         trail.note(
             None,
             "stop",
             false,
-            format!("{failed} host(s) could not be inspected"),
+            format!(
+                "{failed} host(s) could not be inspected or staged, more than --max-fail {}: nothing was switched",
+                r.max_fail
+            ),
         );
     }
     let mut pre_hook_done = app.hooks.pre.is_none();
     let mut fenced = None;
-    // The next batch's staging, started when this batch's hosts start
-    // moving: the hosts it was started for, and its results.
-    let mut ahead: Option<(Vec<usize>, Staging)> = None;
     for (n, batch) in batches.iter().enumerate() {
         if stopped {
             break;
@@ -262,31 +286,7 @@ pub async fn run(r: Rollout) -> Finished {
                     .join(", ")
             ),
         );
-        // Staged everywhere in the batch first: a host whose copy does not
-        // verify is failed before anything on it changed.
-        let (ready, staged) = match ahead.take() {
-            Some((hosts, handle)) => (hosts, joined(handle).await),
-            None => {
-                let staged = stage_batch(
-                    app.clone(),
-                    r.payload.clone(),
-                    hosts_of(&walked, &ready),
-                    trail.clone(),
-                )
-                .await;
-                (ready, staged)
-            }
-        };
-        let mut to_switch = Vec::new();
-        for (i, result) in ready.iter().zip(staged) {
-            match result {
-                Ok(()) => to_switch.push(*i),
-                Err(e) => {
-                    walked[*i].outcome = HostOutcome::Failed;
-                    walked[*i].message = Some(e);
-                }
-            }
-        }
+        let to_switch = ready;
         if !pre_hook_done && let Some(&first) = to_switch.first() {
             let h = &walked[first].host;
             let cmd = app.hooks.pre.clone().unwrap_or_default();
@@ -315,30 +315,6 @@ pub async fn run(r: Rollout) -> Finished {
                     break;
                 }
             }
-        }
-        let failing = walked
-            .iter()
-            .filter(|w| matches!(w.outcome, HostOutcome::Failed | HostOutcome::Broken))
-            .count();
-        // Not when this batch's staging already failed past --max-fail:
-        // the rollout stops after it, and the next batch has no turn.
-        if failing <= r.max_fail
-            && let Some(next) = batches.get(n + 1)
-        {
-            // Only hosts that could be inspected: the same test the next
-            // batch's own turn applies, and nothing moves them before it.
-            let hosts: Vec<usize> = next
-                .iter()
-                .copied()
-                .filter(|i| walked[*i].outcome == HostOutcome::Skipped)
-                .collect();
-            let handle = tokio::spawn(stage_batch(
-                app.clone(),
-                r.payload.clone(),
-                hosts_of(&walked, &hosts),
-                trail.clone(),
-            ));
-            ahead = Some((hosts, handle));
         }
         let results = futures_join(to_switch.iter().map(|&i| {
             let (app, trail, balancer) = (app.clone(), trail.clone(), r.balancer.clone());
@@ -395,11 +371,6 @@ pub async fn run(r: Rollout) -> Finished {
         }
     }
 
-    if let Some((_, handle)) = ahead.take() {
-        // A stopped rollout's staging ahead ends before the way back starts:
-        // no script of it may still run when the command exits.
-        joined(handle).await;
-    }
     if stopped {
         // Every switched host goes back, in batches of the same size.
         let switched: Vec<usize> = (0..walked.len())
@@ -535,27 +506,21 @@ fn hosts_of(walked: &[Walked], indices: &[usize]) -> Vec<Host> {
     indices.iter().map(|&i| walked[i].host.clone()).collect()
 }
 
-/// A batch's staging under way: each host's result, in order.
-type Staging = tokio::task::JoinHandle<Vec<Result<(), String>>>;
-
-/// A spawned task's result; its panic goes on.
-async fn joined<T>(handle: tokio::task::JoinHandle<T>) -> T {
-    match handle.await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Stages the payload on the batch's hosts at once.
-async fn stage_batch(
+/// Stages the payload on `hosts`, [`STAGE_AT_ONCE`] at a time; each
+/// host's result, in order.
+async fn stage(
     app: Arc<AppSpec>,
     payload: Payload,
     hosts: Vec<Host>,
     trail: Trail,
 ) -> Vec<Result<(), String>> {
+    let slots = Arc::new(Semaphore::new(STAGE_AT_ONCE));
     futures_join(hosts.into_iter().map(|host| {
         let (trail, app, payload) = (trail.clone(), app.clone(), payload.clone());
+        let slots = slots.clone();
         async move {
+            // Never closed, so acquiring only waits.
+            let _slot = slots.acquire_owned().await;
             let result = match &payload.stage {
                 Some(stage) => run_script(
                     &*host.remote,
