@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cairn_orch::Remote;
-use cairn_orch::remote::Exec;
+use cairn_orch::remote::{Exec, Output};
 use tokio::sync::Semaphore;
 
 use crate::app::AppSpec;
@@ -152,12 +152,27 @@ struct Trail {
     on_event: Arc<dyn Fn(&ReleaseEvent) + Send + Sync>,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl Trail {
     fn note(&self, host: Option<&str>, step: &str, ok: bool, message: impl Into<String>) {
+        self.note_at(now_ms(), host, step, ok, message)
+    }
+
+    fn note_at(
+        &self,
+        at_ms: i64,
+        host: Option<&str>,
+        step: &str,
+        ok: bool,
+        message: impl Into<String>,
+    ) {
         let e = ReleaseEvent {
-            at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            at_ms,
             host: host.map(str::to_string),
             step: step.to_string(),
             ok,
@@ -594,37 +609,60 @@ async fn move_host(
         )?;
     }
     let to = version.unwrap_or("no release");
-    step(
-        "switch",
-        run_script(&*host.remote, script::switch(app, version), None)
-            .await
-            .map(|_| format!("current -> {to}")),
-    )?;
-    step(
-        "restart",
-        run_script(&*host.remote, script::restart(app, &host.address), None)
-            .await
-            .map(|_| "service restarted".to_string()),
-    )?;
+    let mut steps = vec![
+        ("switch", format!("current -> {to}")),
+        ("restart", "service restarted".to_string()),
+    ];
+    if version.is_some() {
+        steps.push((
+            "health",
+            format!(
+                "http://{}:{}{} answers",
+                host.address, app.health.port, app.health.path
+            ),
+        ));
+    }
+    let out = exec(
+        &*host.remote,
+        script::move_to(app, version, &host.address),
+        None,
+    )
+    .await;
+    let ended = now_ms();
+    let (marks, failure) = match out {
+        Ok(out) if out.success() => (step_marks(&out.stdout_str()), None),
+        Ok(out) => (step_marks(&out.stdout_str()), Some(failure_of(&out))),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    // Each part's end on this machine's clock: the host's offsets from the
+    // script's last mark, back from when the answer came.
+    let last = marks.last().map_or(0, |(_, ms)| *ms);
+    for (i, (name, message)) in steps.iter().enumerate() {
+        match marks.get(i) {
+            Some((marked, ms)) if marked == name => {
+                trail.note_at(
+                    ended - (last - ms),
+                    Some(&host.name),
+                    name,
+                    true,
+                    message.clone(),
+                );
+            }
+            _ => match &failure {
+                Some(e) => {
+                    trail.note(Some(&host.name), name, false, e.clone());
+                    return Err(format!("{name}: {e}"));
+                }
+                // A host whose shell printed no marks but succeeded (a
+                // test double): every part is done.
+                None => trail.note(Some(&host.name), name, true, message.clone()),
+            },
+        }
+    }
     if version.is_none() {
         // Nothing runs there any more; it stays out of the balancer.
         return Ok(());
     }
-    step(
-        "health",
-        run_script(
-            &*host.remote,
-            script::health(app, &host.address),
-            Some(Vec::new()),
-        )
-        .await
-        .map(|_| {
-            format!(
-                "http://{}:{}{} answers",
-                host.address, app.health.port, app.health.path
-            )
-        }),
-    )?;
     if let Some(b) = balancer {
         step(
             "restore",
@@ -643,24 +681,47 @@ async fn run_script(
     script: String,
     stdin: Option<Vec<u8>>,
 ) -> Result<String, String> {
+    match exec(remote, script, stdin).await? {
+        out if out.success() => Ok(out.stdout_str()),
+        out => Err(failure_of(&out)),
+    }
+}
+
+/// Runs a script: its output whatever its exit, or the transport's error.
+async fn exec(
+    remote: &dyn Remote,
+    script: String,
+    stdin: Option<Vec<u8>>,
+) -> Result<Output, String> {
     let mut exec = Exec::new(script);
     exec.stdin = stdin;
-    match remote.exec(exec).await {
-        Ok(out) if out.success() => Ok(out.stdout_str()),
-        Ok(out) => {
-            let err = out.stderr_str();
-            let err = err.trim();
-            Err(if err.is_empty() {
-                format!(
-                    "exited with {}",
-                    out.status.map_or("a signal".into(), |s| s.to_string())
-                )
-            } else {
-                err.lines().collect::<Vec<_>>().join("; ")
-            })
-        }
-        Err(e) => Err(e.to_string()),
+    remote.exec(exec).await.map_err(|e| e.to_string())
+}
+
+/// A failed script's one-line reason: its stderr, else its exit.
+fn failure_of(out: &Output) -> String {
+    let err = out.stderr_str();
+    let err = err.trim();
+    if err.is_empty() {
+        format!(
+            "exited with {}",
+            out.status.map_or("a signal".into(), |s| s.to_string())
+        )
+    } else {
+        err.lines().collect::<Vec<_>>().join("; ")
     }
+}
+
+/// The `cairn-step NAME MS` lines of [`script::move_to`], in order.
+fn step_marks(stdout: &str) -> Vec<(String, i64)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix(script::STEP_MARK)?.split_whitespace();
+            let (name, ms) = (w.next()?, w.next()?.parse().ok()?);
+            Some((name.to_string(), ms))
+        })
+        .collect()
 }
 
 /// Runs futures at once and returns their results in order.

@@ -145,6 +145,17 @@ async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
     assert_eq!(v2.outcome, ReleaseOutcome::Succeeded, "{:?}", v2.events);
     assert_eq!(v2.hosts[0].from_version.as_deref(), Some("v1"));
     assert_eq!(get(port), "v2");
+    // One round trip moves the host; each part still has its event, in
+    // order and in time.
+    let moved: Vec<(&str, i64)> = v2
+        .events
+        .iter()
+        .filter(|e| matches!(e.step.as_str(), "switch" | "restart" | "health"))
+        .map(|e| (e.step.as_str(), e.at_ms))
+        .collect();
+    let steps: Vec<&str> = moved.iter().map(|m| m.0).collect();
+    assert_eq!(steps, ["switch", "restart", "health"], "{:#?}", v2.events);
+    assert!(moved.windows(2).all(|w| w[0].1 <= w[1].1), "{moved:?}");
     assert_eq!(
         std::fs::read_link(install.join("current")).unwrap(),
         Path::new("releases/v2")
@@ -391,7 +402,6 @@ fn timed_rollout(
     };
     (r, staged, peak)
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_host_is_staged_before_any_switches_a_bounded_number_at_once() {
