@@ -10,6 +10,7 @@ use crate::{Output, cairn_env};
 
 mod faults;
 mod hosts;
+mod images;
 mod internet;
 mod lb;
 mod public;
