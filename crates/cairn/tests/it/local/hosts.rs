@@ -364,7 +364,7 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     let lines: Vec<&str> = ps.stdout.lines().collect();
     assert!(lines.len() < 10, "ps sees only the server's own: {lines:?}");
     assert!(
-        lines[0].trim().starts_with("1 /bin/sh /etc/cairn/init"),
+        lines[0].trim().starts_with("1 /usr/local/bin/cairn init"),
         "{lines:?}"
     );
     assert!(
