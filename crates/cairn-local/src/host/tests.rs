@@ -481,10 +481,7 @@ async fn two_servers_are_small_hosts_end_to_end() {
     let ps = exec(web1, &["ps", "-e", "-o", "pid=,args="]).await;
     let lines: Vec<&str> = ps.stdout.lines().collect();
     assert!(lines.len() < 8, "ps sees only its own: {lines:?}");
-    assert!(
-        lines[0].trim().starts_with("1 /bin/sh -c"),
-        "{lines:?}"
-    );
+    assert!(lines[0].trim().starts_with("1 /bin/sh -c"), "{lines:?}");
 
     // The cairn binary is there, read-only.
     assert_eq!(

@@ -362,7 +362,10 @@ mod tests {
         // The socket is checked before systemd's directory.
         let probe = s.probe_script();
         let cairn = probe.find("/run/cairn/init.sock").unwrap();
-        assert!(cairn < probe.find("/run/systemd/system").unwrap(), "{probe}");
+        assert!(
+            cairn < probe.find("/run/systemd/system").unwrap(),
+            "{probe}"
+        );
         assert_sh(&probe);
 
         let host = Fake::new(&[(0, CAIRN_STOPPED), (0, "")]);
@@ -370,7 +373,10 @@ mod tests {
         assert!(o.changed);
         assert_eq!(o.summary, "started, enabled web");
         assert_eq!(o.diff[0].render(), "service:web: stopped -> running");
-        assert_eq!(o.diff[1].render(), "service:web:enabled: disabled -> enabled");
+        assert_eq!(
+            o.diff[1].render(),
+            "service:web:enabled: disabled -> enabled"
+        );
         let apply = &host.scripts()[1];
         assert_eq!(
             apply,
@@ -405,7 +411,10 @@ mod tests {
         assert!(err.to_string().contains("no service named web"), "{err}");
 
         let off = svc(&[("name", "web"), ("state", "stopped"), ("enabled", "no")]);
-        let script = off.apply_script(Init::Cairn, &[Action::Stop, Action::Disable, Action::Reload]);
+        let script = off.apply_script(
+            Init::Cairn,
+            &[Action::Stop, Action::Disable, Action::Reload],
+        );
         assert!(script.contains("\"$c\" service \"$n\" stop -o none\n"));
         assert!(script.contains("\"$c\" service \"$n\" disable -o none\n"));
         assert_sh(&script);

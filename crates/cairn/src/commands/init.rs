@@ -83,7 +83,11 @@ pub fn service(args: &ServiceArgs, global: &GlobalArgs) -> Result<Status, CliErr
         }
         Response::Service { service } => match args.action {
             Some(ServiceAction::IsEnabled) => {
-                let word = if service.enabled { "enabled" } else { "disabled" };
+                let word = if service.enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
                 crate::output::emit(json!(word), global)?;
                 Ok(if service.enabled {
                     Status::Success

@@ -28,6 +28,7 @@ macro_rules! skip_unless_ready {
         }
     };
 }
+pub(super) use skip_unless_ready;
 
 fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
@@ -105,6 +106,11 @@ impl RuncCloud {
         let t = self.local.template(name, yaml);
         self.templates.push(t.clone());
         t
+    }
+
+    /// The test's own directory (templates, state, files it writes).
+    pub(super) fn root(&self) -> &Path {
+        &self.local.root
     }
 
     /// The state every command of this cloud uses (`CAIRN_STATE`).
@@ -663,7 +669,7 @@ fn os_id() -> String {
         .to_string()
 }
 
-fn which(program: &str) -> bool {
+pub(super) fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }

@@ -13,6 +13,7 @@ mod hosts;
 mod lb;
 mod public;
 mod release;
+mod services;
 
 pub(crate) struct Local {
     pub(crate) root: PathBuf,
