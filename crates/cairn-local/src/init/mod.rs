@@ -14,6 +14,7 @@
 //! signals a process outside its own services unless it is PID 1.
 
 pub mod control;
+pub mod install;
 pub mod supervisor;
 pub mod unit;
 

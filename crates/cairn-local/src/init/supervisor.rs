@@ -22,6 +22,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use super::control::{Reply, Request, Response, ServiceError, ServiceStatus, service_name};
+use super::install;
 use super::unit::{Exec, Exit, Unit};
 
 /// At most this many starts in [`START_WINDOW`] (systemd's
@@ -29,9 +30,6 @@ use super::unit::{Exec, Exit, Unit};
 /// service is failed until it is started by hand.
 pub const START_LIMIT: usize = 5;
 pub const START_WINDOW: Duration = Duration::from_secs(10);
-
-/// The target whose wanted services start at boot.
-pub const BOOT_TARGET: &str = "multi-user.target";
 
 /// Where the supervisor finds and keeps things.
 #[derive(Debug, Clone)]
@@ -681,60 +679,17 @@ impl Supervisor {
 
     /// The services enabled for boot, by name.
     pub fn enabled_at_boot(&self) -> Vec<String> {
-        let dir = self.paths.config_dir.join(format!("{BOOT_TARGET}.wants"));
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.strip_suffix(".service").map(String::from)
-            })
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn wants_links(&self, name: &str) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.paths.config_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".wants"))
-            .map(|e| e.path().join(format!("{name}.service")))
-            .filter(|p| p.symlink_metadata().is_ok())
-            .collect()
+        install::enabled_at_boot(&self.paths.config_dir)
     }
 
     fn is_enabled(&self, name: &str) -> bool {
-        !self.wants_links(name).is_empty()
+        !install::wants_links(&self.paths.config_dir, name).is_empty()
     }
 
-    /// `systemctl enable`: a symlink to the unit file in the wants
-    /// directory of every target of its WantedBy=.
+    /// `systemctl enable` (see [`install::enable`]).
     pub fn enable(&mut self, name: &str) -> Result<(), ServiceError> {
         let unit = self.load(name)?;
-        if unit.wanted_by.is_empty() {
-            return Err(ServiceError::Failed(format!(
-                "{name} has no WantedBy= in an [Install] section, so it cannot be enabled \
-                 (add `[Install]` and `WantedBy=multi-user.target` to {})",
-                unit.path.display()
-            )));
-        }
-        for target in &unit.wanted_by {
-            let dir = self.paths.config_dir.join(format!("{target}.wants"));
-            let link = dir.join(format!("{name}.service"));
-            let failed = |e: std::io::Error| {
-                ServiceError::Failed(format!("{name}: linking {}: {e}", link.display()))
-            };
-            if std::fs::read_link(&link).is_ok_and(|t| t == unit.path) {
-                continue;
-            }
-            std::fs::create_dir_all(&dir).map_err(failed)?;
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&unit.path, &link).map_err(failed)?;
-        }
-        Ok(())
+        install::enable(&self.paths.config_dir, &unit)
     }
 
     /// `systemctl disable`: every wants symlink of the service goes.
@@ -742,22 +697,16 @@ impl Supervisor {
         if !self.builtin.contains_key(name) && self.unit_path(name).is_none() {
             self.load(name)?;
         }
-        for link in self.wants_links(name) {
-            std::fs::remove_file(&link).map_err(|e| {
-                ServiceError::Failed(format!("{name}: removing {}: {e}", link.display()))
-            })?;
-        }
-        Ok(())
+        install::disable(&self.paths.config_dir, name)
     }
 
     /// A service's status; an error if the init has never run it and no
     /// unit file has its name.
     pub fn status_known(&self, name: &str) -> Result<ServiceStatus, ServiceError> {
         if !self.services.contains_key(name) {
-            match self.load(name) {
-                Err(ServiceError::Unknown(m)) => return Err(ServiceError::Unknown(m)),
-                // A broken unit still has a status (inactive).
-                _ => {}
+            // A broken unit still has a status (inactive).
+            if let Err(ServiceError::Unknown(m)) = self.load(name) {
+                return Err(ServiceError::Unknown(m));
             }
         }
         Ok(self.status(name))
