@@ -32,8 +32,9 @@ pub const CAIRN_PATH: &str = "/usr/local/bin/cairn";
 /// `crate::init`) from the bind-mounted binary. It runs `user_data` once,
 /// sshd when the server has a key pair, and the services enabled in the
 /// server's `multi-user.target.wants`, reaps orphans and answers
-/// `cairn service` on its socket.
-pub const INIT_ARGS: &[&str] = &[CAIRN_PATH, "init"];
+/// `cairn service` on its socket. `-v`: its service events go to the
+/// console log too (`cairn local logs`).
+pub const INIT_ARGS: &[&str] = &[CAIRN_PATH, "init", "-v"];
 
 /// Where `systemctl enable` links the services that start at boot; a new
 /// server starts without the ones its image enabled (see
@@ -559,7 +560,7 @@ mod tests {
         assert_eq!(config["process"]["env"][3], "CAIRN_ADDRESS=10.0.0.10");
         assert_eq!(
             config["process"]["args"],
-            json!(["/usr/local/bin/cairn", "init"])
+            json!(["/usr/local/bin/cairn", "init", "-v"])
         );
         assert!(config["process"].get("rlimits").is_none());
         let namespaces = config["linux"]["namespaces"].as_array().unwrap();
