@@ -285,6 +285,18 @@ fn a_runc_server_supervises_services_a_state_manages() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     server.until("started at boot", |s| s["state"] == "active");
     wait_answer(&addr, "v2");
+    // The init's console: its service events, and a clean shutdown on TERM.
+    let logs = c.run(&["local", "logs", "web"]);
+    assert_eq!(logs.code, 0, "{}", logs.snapshot());
+    for line in [
+        "cairn init: web-0 up",
+        "echo: restarted",
+        "cairn init: stopping",
+        "echo: stopped",
+        "cairn init: stopped",
+    ] {
+        assert!(logs.stdout.contains(line), "{line}:\n{}", logs.stdout);
+    }
     let runs = server.exec(&["cat", "/root/user-data-runs"]);
     assert_eq!(
         runs.stdout,
