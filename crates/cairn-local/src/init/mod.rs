@@ -110,7 +110,8 @@ impl Config {
     }
 }
 
-/// Starts `user_data` unless it has run; its pid.
+/// Starts `user_data` unless it has run; its pid. A script that cannot
+/// start is done with 127, like a shell's command not found.
 fn start_user_data(u: &UserData) -> Option<u32> {
     if !u.script.is_file() || u.done.exists() {
         return None;
@@ -124,9 +125,21 @@ fn start_user_data(u: &UserData) -> Option<u32> {
         }
         let log = File::create(&u.log)?;
         let err = log.try_clone()?;
-        Command::new("/bin/sh")
-            .arg(&u.script)
-            .current_dir("/")
+        // An executable with a `#!` line runs with its interpreter, as
+        // cloud-init runs user scripts; anything else is a shell script.
+        let head = std::fs::read(&u.script)?;
+        let executable = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(&u.script)?.permissions().mode() & 0o111 != 0
+        };
+        let mut cmd = if head.starts_with(b"#!") && executable {
+            Command::new(&u.script)
+        } else {
+            let mut sh = Command::new("/bin/sh");
+            sh.arg(&u.script);
+            sh
+        };
+        cmd.current_dir("/")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

@@ -664,3 +664,31 @@ async fn user_data_runs_once_and_records_its_exit_code() {
         "a second boot does not run it again"
     );
 }
+
+#[tokio::test]
+async fn an_executable_user_data_runs_with_its_interpreter() {
+    if !Path::new("/bin/bash").is_file() {
+        eprintln!("skipped: no bash");
+        return;
+    }
+    let tmp = temp_dir("shebang");
+    let dir = tmp.path();
+    let script = dir.join("user_data");
+    // `[[` is bash's: under sh this exits 127.
+    std::fs::write(&script, "#!/bin/bash\n[[ 1 == 1 ]] && echo bash\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let done = dir.join("state/user_data.done");
+    let init = TestInit::start(dir).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done.exists() {
+        assert!(Instant::now() < deadline, "no done marker");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read_to_string(&done).unwrap(), "0\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("log/user-data.log")).unwrap(),
+        "bash\n"
+    );
+    init.stop().await;
+}
