@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dns;
 pub mod echo;
 pub mod host;
+pub mod init;
 pub mod lb;
 pub mod postgres;
 pub mod random;

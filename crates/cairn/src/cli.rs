@@ -12,6 +12,9 @@ pub const ENV_LEASE_TTL: &str = "CAIRN_LEASE_TTL";
 /// The deployment's name instead of the environment's: how a deployment
 /// kept by `cairn test --keep-on-failure` is destroyed.
 pub const ENV_DEPLOYMENT: &str = "CAIRN_DEPLOYMENT";
+/// The cairn init's control socket (`cairn service`); its place inside a
+/// server unless a test says otherwise.
+pub const ENV_INIT_SOCKET: &str = "CAIRN_INIT_SOCKET";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -265,6 +268,15 @@ pub enum Command {
         #[command(flatten)]
         master: MasterDirArg,
     },
+    /// A local server's PID 1: runs user_data, sshd and services (runc
+    /// starts it; see `cairn service`)
+    #[command(hide = true)]
+    Init,
+    /// The services of the local server this runs in, through its cairn
+    /// init: `cairn service NAME start|stop|restart|reload|status|enable|disable`
+    /// or `cairn service list`. `status` exits 0 when active, 3 when not,
+    /// 4 when there is no such service; `is-enabled` 0 or 1
+    Service(ServiceArgs),
     /// Small tools for servers and tests
     Util {
         #[command(subcommand)]
@@ -275,6 +287,30 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `cairn service`.
+#[derive(Debug, Args, Clone)]
+pub struct ServiceArgs {
+    /// The service (`NAME` or `NAME.service`), or `list`
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    #[arg(value_enum)]
+    pub action: Option<ServiceAction>,
+    #[arg(long, env = ENV_INIT_SOCKET, default_value = "/run/cairn/init.sock", hide = true)]
+    pub socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceAction {
+    Start,
+    Stop,
+    Restart,
+    Reload,
+    Status,
+    Enable,
+    Disable,
+    IsEnabled,
 }
 
 /// `cairn test`.

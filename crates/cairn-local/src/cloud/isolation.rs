@@ -443,6 +443,10 @@ impl Hosts {
             seed: root.seed,
             netns: snet.netns_path(),
             cairn_binary: self.cairn_binary.clone(),
+            init: crate::host::runtime::INIT_ARGS
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
             cgroup_parent: cloud.netns.clone(),
             env: vec![
                 format!("CAIRN_ADDRESS={}", snet.address.addr()),
@@ -563,6 +567,7 @@ impl Hosts {
         let started = async {
             let fail = |e| host_err(&format!("server {id}"), e);
             server.mount_root().await.map_err(fail)?;
+            server.mask_image_services().map_err(fail)?;
             let key = ssh::generate_key(&hostname).map_err(fail)?;
             let host_key = ssh::install_host_key(&server.rootfs(), &key).map_err(fail)?;
             if let Some(public) = &authorized_key {

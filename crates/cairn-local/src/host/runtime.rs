@@ -20,8 +20,6 @@ use tokio::process::Command;
 use super::HostError;
 use super::command::Cmd;
 
-/// Where the init script lives inside a server.
-pub const INIT_PATH: &str = "/etc/cairn/init";
 /// Where a server's `user_data` lives inside it (run once by the init).
 pub const USER_DATA_PATH: &str = "/etc/cairn/user_data";
 /// Present when the server has a key pair: only then does its init start
@@ -30,28 +28,18 @@ pub const SSH_MARKER: &str = "/etc/cairn/ssh";
 /// Where the cairn binary is mounted inside every server.
 pub const CAIRN_PATH: &str = "/usr/local/bin/cairn";
 
-/// PID 1 of a server, for now: runs `user_data` once (in the background),
-/// starts sshd if the server has a key pair (`SSH_MARKER`) and a host key,
-/// then waits forever, reaping
-/// every orphan (`wait` in dash reaps any child). On TERM it passes TERM
-/// to everything in the server and exits when they have. cairn's own init
-/// (`cairn init` from the bind-mounted binary: supervision, restarts as
-/// events, cloud-config) replaces this script next.
-pub const INIT_SCRIPT: &str = r#"#!/bin/sh
-# PID 1 of a cairn server; written by cairn. cairn's own init replaces it.
-echo "cairn init: $(hostname) up"
-trap 'echo "cairn init: stopping"; kill -TERM -1 2>/dev/null; wait; exit 0' TERM INT
-if [ -f /etc/cairn/ssh ] && [ -f /etc/ssh/ssh_host_ed25519_key ] && [ -x /usr/sbin/sshd ]; then
-  mkdir -p /run/sshd
-  /usr/sbin/sshd -D -e &
-fi
-if [ -f /etc/cairn/user_data ] && [ ! -e /var/lib/cairn/user_data.done ]; then
-  mkdir -p /var/lib/cairn
-  ( sh /etc/cairn/user_data >/var/log/cairn-user-data.log 2>&1; echo $? >/var/lib/cairn/user_data.done ) &
-fi
-sleep infinity &
-wait
-"#;
+/// PID 1 of a server: cairn's own init (`cairn init`, see
+/// `crate::init`) from the bind-mounted binary. It runs `user_data` once,
+/// sshd when the server has a key pair, and the services enabled in the
+/// server's `multi-user.target.wants`, reaps orphans and answers
+/// `cairn service` on its socket. `-v`: its service events go to the
+/// console log too (`cairn local logs`).
+pub const INIT_ARGS: &[&str] = &[CAIRN_PATH, "init", "-v"];
+
+/// Where `systemctl enable` links the services that start at boot; a new
+/// server starts without the ones its image enabled (see
+/// [`Server::mask_image_services`]).
+const BOOT_WANTS: &str = "/etc/systemd/system/multi-user.target.wants";
 
 /// Docker's default capabilities: enough for root in a server to run apt,
 /// sshd and services; no NET_ADMIN (a server cannot change its address and
@@ -93,6 +81,9 @@ pub struct ServerSpec {
     pub netns: PathBuf,
     /// The cairn binary, mounted read-only at [`CAIRN_PATH`].
     pub cairn_binary: PathBuf,
+    /// PID 1's command line: [`INIT_ARGS`] (cairn's init), or another
+    /// init where the runtime is tested without a cairn binary.
+    pub init: Vec<String>,
     /// The cgroup the container goes under, relative to cairn's own.
     pub cgroup_parent: String,
     /// More environment for the init and every `exec` (`NAME=value`), such
@@ -219,7 +210,7 @@ impl Server {
             "process": {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
-                "args": [INIT_PATH],
+                "args": self.spec.init,
                 "env": env,
                 "cwd": "/",
                 "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
@@ -331,7 +322,25 @@ impl Server {
             .map_err(|e| HostError::io(format!("chmod {}", target.display()), e))
     }
 
-    /// Starts the server: mounts its root, writes its init, hostname and
+    /// Hides the services its image enabled (the machine's own, for
+    /// `image: host`: nginx, postgresql...; the image's ssh.service) from
+    /// a new server's init, by removing the image's boot wants directory
+    /// through the overlay (the image is untouched: the removal is a
+    /// whiteout in the server's layer). A service enabled later, by
+    /// `cairn service NAME enable` or a package's postinst, starts at boot
+    /// as on any host. sshd is the init's own when the server has a key
+    /// pair. The root must be mounted.
+    pub fn mask_image_services(&self) -> Result<(), HostError> {
+        let dir = self.rootfs().join(BOOT_WANTS.trim_start_matches('/'));
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(HostError::io(format!("remove {}", dir.display()), e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts the server: mounts its root, writes its hostname and
     /// bundle, and runs it detached (`runc run -d`), stdio to the console
     /// log. If it does not start, its root is unmounted again and the error
     /// carries runc's words.
@@ -349,7 +358,6 @@ impl Server {
     }
 
     async fn run(&self) -> Result<(), HostError> {
-        self.write_file(INIT_PATH, INIT_SCRIPT.as_bytes(), 0o755)?;
         self.write_file(
             "/etc/hostname",
             format!("{}\n", self.spec.hostname).as_bytes(),
@@ -565,6 +573,7 @@ mod tests {
             seed: None,
             netns: "/run/netns/cairn-ab12-web0".into(),
             cairn_binary: "/usr/bin/cairn".into(),
+            init: INIT_ARGS.iter().map(|a| a.to_string()).collect(),
             cgroup_parent: "cairn-ab12".into(),
             env: vec!["CAIRN_ADDRESS=10.0.0.10".into()],
         }
@@ -577,7 +586,10 @@ mod tests {
         assert_eq!(config["root"]["path"], "/var/lib/cairn/servers/web0/rootfs");
         assert_eq!(config["process"]["terminal"], false);
         assert_eq!(config["process"]["env"][3], "CAIRN_ADDRESS=10.0.0.10");
-        assert_eq!(config["process"]["args"], json!([INIT_PATH]));
+        assert_eq!(
+            config["process"]["args"],
+            json!(["/usr/local/bin/cairn", "init", "-v"])
+        );
         assert!(config["process"].get("rlimits").is_none());
         let namespaces = config["linux"]["namespaces"].as_array().unwrap();
         let types: Vec<&str> = namespaces

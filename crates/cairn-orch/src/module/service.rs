@@ -1,9 +1,14 @@
 //! `service`: a service running or stopped, enabled at boot or not
 //! (Ansible's `service`, Salt's `service.running`/`service.dead`).
 //!
-//! systemd when the host booted with it (`/run/systemd/system` exists, the
-//! test systemd itself uses); otherwise the host's `service` command and
-//! `/etc/init.d` scripts, enabled through `update-rc.d` or `chkconfig`.
+//! cairn's own init when the host is a local server running it (its
+//! control socket `/run/cairn/init.sock` exists; checked first), through
+//! `cairn service` on the host; systemd when the host booted with it
+//! (`/run/systemd/system` exists, the test systemd itself uses); otherwise
+//! the host's `service` command and `/etc/init.d` scripts, enabled through
+//! `update-rc.d` or `chkconfig`. Both cairn's init and systemd read the
+//! same unit files and `enabled` is the same symlink, so one state file
+//! serves both.
 
 use async_trait::async_trait;
 
@@ -31,6 +36,8 @@ pub struct Service {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
+    /// `cairn init` (a local server's PID 1), driven with `cairn service`.
+    Cairn,
     Systemd,
     SysV,
 }
@@ -91,7 +98,18 @@ impl Service {
     pub fn probe_script(&self) -> String {
         format!(
             r#"n={n}
-if [ -d /run/systemd/system ]; then
+if [ -S /run/cairn/init.sock ]; then
+  echo init=cairn
+  c=$(command -v cairn || echo /usr/local/bin/cairn)
+  err=$("$c" service "$n" status -o none 2>&1 >/dev/null)
+  case $? in
+    0) echo exists=1; echo active=1;;
+    3) echo exists=1; echo active=0;;
+    4) echo exists=0; echo active=0;;
+    *) echo "$err" >&2; exit 1;;
+  esac
+  if "$c" service "$n" is-enabled -o none 2>/dev/null; then echo enabled=1; else echo enabled=0; fi
+elif [ -d /run/systemd/system ]; then
   echo init=systemd
   case "$(systemctl show -p LoadState --value "$n" 2>/dev/null)" in not-found|'') echo exists=0;; *) echo exists=1;; esac
   if systemctl is-active -q "$n"; then echo active=1; else echo active=0; fi
@@ -111,10 +129,10 @@ fi
         let m = kv(stdout);
         let yes = |k: &str| m.get(k).is_some_and(|v| v == "1");
         Reading {
-            init: if m.get("init").is_some_and(|v| v == "systemd") {
-                Init::Systemd
-            } else {
-                Init::SysV
+            init: match m.get("init").map(String::as_str) {
+                Some("cairn") => Init::Cairn,
+                Some("systemd") => Init::Systemd,
+                _ => Init::SysV,
             },
             exists: yes("exists"),
             active: yes("active"),
@@ -148,8 +166,17 @@ fi
 
     pub fn apply_script(&self, init: Init, plan: &[Action]) -> String {
         let mut s = format!("set -e\nn={}\n", quote(&self.name));
+        if init == Init::Cairn {
+            s.push_str("c=$(command -v cairn || echo /usr/local/bin/cairn)\n");
+        }
         for a in plan {
             let line = match (init, a) {
+                (Init::Cairn, Action::Start) => "\"$c\" service \"$n\" start -o none",
+                (Init::Cairn, Action::Stop) => "\"$c\" service \"$n\" stop -o none",
+                (Init::Cairn, Action::Restart) => "\"$c\" service \"$n\" restart -o none",
+                (Init::Cairn, Action::Reload) => "\"$c\" service \"$n\" reload -o none",
+                (Init::Cairn, Action::Enable) => "\"$c\" service \"$n\" enable -o none",
+                (Init::Cairn, Action::Disable) => "\"$c\" service \"$n\" disable -o none",
                 (Init::Systemd, Action::Start) => "systemctl start \"$n\"",
                 (Init::Systemd, Action::Stop) => "systemctl stop \"$n\"",
                 (Init::Systemd, Action::Restart) => "systemctl restart \"$n\"",
@@ -323,6 +350,74 @@ mod tests {
         let host = Fake::new(&[(0, STOPPED)]);
         assert!(s.run(&host, &check()).await.unwrap().changed);
         assert_eq!(host.scripts().len(), 1, "check runs no apply script");
+    }
+
+    const CAIRN_STOPPED: &str = "init=cairn\nexists=1\nactive=0\nenabled=0\n";
+    const CAIRN_RUNNING: &str = "init=cairn\nexists=1\nactive=1\nenabled=1\n";
+
+    #[tokio::test]
+    async fn cairn_init_hosts_use_cairn_service() {
+        let s = svc(&[("name", "web"), ("state", "running"), ("enabled", "yes")]);
+        assert_eq!(Service::parse(CAIRN_STOPPED).init, Init::Cairn);
+        // The socket is checked before systemd's directory.
+        let probe = s.probe_script();
+        let cairn = probe.find("/run/cairn/init.sock").unwrap();
+        assert!(
+            cairn < probe.find("/run/systemd/system").unwrap(),
+            "{probe}"
+        );
+        assert_sh(&probe);
+
+        let host = Fake::new(&[(0, CAIRN_STOPPED), (0, "")]);
+        let o = s.run(&host, &RunContext::default()).await.unwrap();
+        assert!(o.changed);
+        assert_eq!(o.summary, "started, enabled web");
+        assert_eq!(o.diff[0].render(), "service:web: stopped -> running");
+        assert_eq!(
+            o.diff[1].render(),
+            "service:web:enabled: disabled -> enabled"
+        );
+        let apply = &host.scripts()[1];
+        assert_eq!(
+            apply,
+            "set -e\nn=web\nc=$(command -v cairn || echo /usr/local/bin/cairn)\n\
+             \"$c\" service \"$n\" start -o none\n\"$c\" service \"$n\" enable -o none\n"
+        );
+        assert_sh(apply);
+
+        // Running and enabled: nothing to do, unless a watch fired.
+        let host = Fake::new(&[(0, CAIRN_RUNNING)]);
+        let o = s.run(&host, &RunContext::default()).await.unwrap();
+        assert!(!o.changed);
+        assert_eq!(host.scripts().len(), 1);
+        let host = Fake::new(&[(0, CAIRN_RUNNING), (0, "")]);
+        let ctx = RunContext {
+            watch_fired: true,
+            ..RunContext::default()
+        };
+        assert!(s.run(&host, &ctx).await.unwrap().changed);
+        assert!(host.scripts()[1].ends_with("\"$c\" service \"$n\" restart -o none\n"));
+
+        // --check: reported, not done.
+        let host = Fake::new(&[(0, CAIRN_STOPPED)]);
+        let o = s.run(&host, &check()).await.unwrap();
+        assert!(o.changed);
+        assert_eq!(o.summary, "would have started, enabled web");
+        assert_eq!(host.scripts().len(), 1, "check runs no apply script");
+
+        // No unit file: refused with the name.
+        let host = Fake::new(&[(0, "init=cairn\nexists=0\nactive=0\nenabled=0\n")]);
+        let err = s.run(&host, &RunContext::default()).await.unwrap_err();
+        assert!(err.to_string().contains("no service named web"), "{err}");
+
+        let off = svc(&[("name", "web"), ("state", "stopped"), ("enabled", "no")]);
+        let script = off.apply_script(
+            Init::Cairn,
+            &[Action::Stop, Action::Disable, Action::Reload],
+        );
+        assert!(script.contains("\"$c\" service \"$n\" stop -o none\n"));
+        assert!(script.contains("\"$c\" service \"$n\" disable -o none\n"));
+        assert_sh(&script);
     }
 
     #[tokio::test]

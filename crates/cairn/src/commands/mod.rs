@@ -8,6 +8,7 @@ mod eval;
 mod graph;
 mod hosts;
 mod import;
+mod init;
 mod inventory;
 mod jobs;
 mod local;
@@ -123,6 +124,8 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Master(args) => agents::master(args),
         Command::Agent(args) => agents::agent(args),
         Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),
+        Command::Init => init::init(),
+        Command::Service(args) => init::service(args, &cli.global),
         Command::Util {
             tool:
                 crate::cli::UtilTool::HttpEcho {

@@ -28,6 +28,7 @@ macro_rules! skip_unless_ready {
         }
     };
 }
+pub(super) use skip_unless_ready;
 
 fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
@@ -105,6 +106,11 @@ impl RuncCloud {
         let t = self.local.template(name, yaml);
         self.templates.push(t.clone());
         t
+    }
+
+    /// The test's own directory (templates, state, files it writes).
+    pub(super) fn root(&self) -> &Path {
+        &self.local.root
     }
 
     /// The state every command of this cloud uses (`CAIRN_STATE`).
@@ -364,7 +370,7 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     let lines: Vec<&str> = ps.stdout.lines().collect();
     assert!(lines.len() < 10, "ps sees only the server's own: {lines:?}");
     assert!(
-        lines[0].trim().starts_with("1 /bin/sh /etc/cairn/init"),
+        lines[0].trim().starts_with("1 /usr/local/bin/cairn init"),
         "{lines:?}"
     );
     assert!(
@@ -663,7 +669,7 @@ fn os_id() -> String {
         .to_string()
 }
 
-fn which(program: &str) -> bool {
+pub(super) fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }

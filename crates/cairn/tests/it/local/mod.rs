@@ -15,6 +15,7 @@ mod internet;
 mod lb;
 mod public;
 mod release;
+mod services;
 
 pub(crate) struct Local {
     pub(crate) root: PathBuf,
