@@ -671,6 +671,10 @@ pub struct ChangeArgs {
     /// Not this resource, nor what depends on it (repeatable)
     #[arg(long = "exclude", value_name = "NAME")]
     pub excludes: Vec<String>,
+    /// Replace this resource instance (`web[1]`) even though nothing about
+    /// it changed: a server broken beyond repair (repeatable)
+    #[arg(long = "replace", value_name = "ADDRESS")]
+    pub replace: Vec<String>,
     /// Do not read the live resources before planning
     #[arg(long)]
     pub no_refresh: bool,

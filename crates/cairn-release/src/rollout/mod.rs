@@ -604,6 +604,59 @@ async fn move_host(
     balancer: Option<&dyn Balancer>,
     trail: &Trail,
 ) -> Result<(), String> {
+    walk_host(app, host, Switch::To(version), balancer, trail).await
+}
+
+/// What a host's walk does to `current` before the restart.
+#[derive(Clone, Copy)]
+enum Switch<'a> {
+    /// Points it at this version (`None`: removes it).
+    To(Option<&'a str>),
+    /// Leaves it: a restart of what is live (`cairn heal`).
+    Keep,
+}
+
+/// Restarts the service on one host the way a rollout does, without
+/// switching: drain, restart, health, restore (`cairn heal`). The events
+/// go to `on_event` as they happen, and are returned.
+pub async fn restart_host(
+    app: &AppSpec,
+    host: &Host,
+    balancer: Option<&dyn Balancer>,
+    on_event: Arc<dyn Fn(&ReleaseEvent) + Send + Sync>,
+) -> (Result<(), String>, Vec<ReleaseEvent>) {
+    let trail = Trail {
+        events: Arc::new(Mutex::new(Vec::new())),
+        on_event,
+    };
+    let result = walk_host(app, host, Switch::Keep, balancer, &trail).await;
+    let events = trail.events.lock().map(|e| e.clone()).unwrap_or_default();
+    (result, events)
+}
+
+/// One try of the health check the rollout waits for after a restart (the
+/// same script, with a timeout of one interval): `Ok` when the host's
+/// service answers 2xx now, else why not (it exited, it answers badly, or
+/// the host cannot be reached).
+pub async fn probe(app: &AppSpec, host: &Host) -> Result<(), String> {
+    let mut once = app.clone();
+    once.health.timeout = once.health.interval;
+    run_script(
+        &*host.remote,
+        script::health(&once, &host.address),
+        Some(Vec::new()),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn walk_host(
+    app: &AppSpec,
+    host: &Host,
+    switch: Switch<'_>,
+    balancer: Option<&dyn Balancer>,
+    trail: &Trail,
+) -> Result<(), String> {
     let name = Some(host.name.as_str());
     let backend = Backend {
         host: host.name.clone(),
@@ -628,20 +681,22 @@ async fn move_host(
                 .map(|()| format!("{}:{} drained", backend.address, backend.port)),
         )?;
     }
-    let to = version.unwrap_or("no release");
-    step(
-        "switch",
-        run_script(&*host.remote, script::switch(app, version), None)
-            .await
-            .map(|_| format!("current -> {to}")),
-    )?;
+    if let Switch::To(version) = switch {
+        let to = version.unwrap_or("no release");
+        step(
+            "switch",
+            run_script(&*host.remote, script::switch(app, version), None)
+                .await
+                .map(|_| format!("current -> {to}")),
+        )?;
+    }
     step(
         "restart",
         run_script(&*host.remote, script::restart(app, &host.address), None)
             .await
             .map(|_| "service restarted".to_string()),
     )?;
-    if version.is_none() {
+    if matches!(switch, Switch::To(None)) {
         // Nothing runs there any more; it stays out of the balancer.
         return Ok(());
     }

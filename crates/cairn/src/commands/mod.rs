@@ -74,6 +74,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             let change = crate::cli::ChangeArgs {
                 targets: vec![],
                 excludes: vec![],
+                replace: vec![],
                 no_refresh: false,
                 prune: *prune,
             };
