@@ -153,7 +153,9 @@ impl HealStore for SqliteStore {
                 )
                 .ctx(WHAT)?;
             let rows = stmt
-                .query_map(params![app, deployment, open], |row| row.get::<_, String>(0))
+                .query_map(params![app, deployment, open], |row| {
+                    row.get::<_, String>(0)
+                })
                 .ctx(WHAT)?;
             let mut out = Vec::new();
             for text in rows {
