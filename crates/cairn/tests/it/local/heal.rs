@@ -2,10 +2,11 @@
 //! release tests' template and app: v1 on two servers behind the app's
 //! balancer; the app's service on one is killed (a real SIGKILL inside its
 //! container) and `cairn heal --once` restarts it after the grace; the
-//! other is broken so that a restart cannot help (its releases removed),
-//! and the controller (`cairn heal`, stopped by SIGTERM) replaces it: a new
-//! server id, v1 answering from it through the balancer, every step in
-//! the heal history. Skipped, saying why, where servers cannot be hosts.
+//! a pass while a release (v2) holds the lease checks nothing; the other
+//! is broken so that a restart cannot help (its releases removed), and the
+//! controller (`cairn heal`, stopped by SIGTERM) replaces it: a new server
+//! id, v2 (the release live now) answering from it through the balancer,
+//! every step in the heal history. Skipped, saying why, where servers cannot be hosts.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -111,6 +112,34 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     answers_from(&front, "web-0", "v1", Duration::from_secs(20));
     let restart_took = killed.elapsed();
 
+    // While a release (v2) holds the deployment's lease, a pass checks
+    // nothing: what a release does to servers is not for a heal to judge.
+    c.json(&["artifact", "build", "hello", "--version", "v2", &t]);
+    let release = c.spawn(&[
+        "release", "hello", "v2", "-C", &t, "--batch", "1", "-o", "json",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.json(&["lock", "show", &t])["locked"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "the release never took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rows = c.json(&["heal", "hello", "-C", &t, "--once"]);
+    assert_eq!(rows[0]["state"], "busy", "{rows:#}");
+    assert!(
+        rows[0]["message"].as_str().unwrap().contains("`release`"),
+        "{rows:#}"
+    );
+    let released = release.wait_with_output().unwrap();
+    assert_eq!(
+        released.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&released.stderr)
+    );
+
     // web-1 broken beyond a restart: its service killed and its releases
     // gone. The controller restarts it, sees that fail, and replaces it.
     let old_id = c.json(&["show", &t, "--address", "web[1]"])["id"].clone();
@@ -152,7 +181,7 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     eprintln!("the controller's log:\n{stderr}");
     eprintln!(
         "heal with grace 1 s: killed service answering again after {} ms (cron passes); \
-         broken server replaced and serving v1 after {} ms",
+         broken server replaced and serving v2 after {} ms",
         restart_took.as_millis(),
         replace_took.as_millis()
     );
@@ -170,15 +199,18 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     assert_ne!(new_id, old_id);
     assert_eq!(replaced["server_id"], old_id, "{replaced:#}");
     assert_eq!(replaced["replaced_by"], new_id, "{replaced:#}");
-    assert_eq!(replaced["version"], "v1");
+    // The release live now, not the one when the first incident opened.
+    assert_eq!(replaced["version"], "v2");
     let web1 = steps(&replaced);
     for step in [
         "failing", "restart", "replace", "stage", "switch", "health", "restore", "replaced",
     ] {
         assert!(web1.contains(&step.to_string()), "{step} missing: {web1:?}");
     }
-    answers_from(&front, "web-1", "v1", Duration::from_secs(30));
-    answers_from(&front, "web-0", "v1", Duration::from_secs(30));
+    // The release's pre hook (migrations) ran once, with the release.
+    assert!(!web1.contains(&"hook".to_string()), "{web1:?}");
+    answers_from(&front, "web-1", "v2", Duration::from_secs(30));
+    answers_from(&front, "web-0", "v2", Duration::from_secs(30));
 
     // The history: newest first, with the restart of web-0 before.
     let history = c.json(&[
@@ -206,9 +238,9 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
         Some("restarted"),
         "{web0:?}"
     );
-    // A heal is no release: the trail holds v1's release alone.
+    // A heal is no release: the trail holds v1's and v2's alone.
     let trail = c.json(&["releases", "hello", "-C", &t]);
-    assert_eq!(trail.as_array().unwrap().len(), 1, "{trail:#}");
+    assert_eq!(trail.as_array().unwrap().len(), 2, "{trail:#}");
 
     // The engine's replacement on its own: an address the state lacks.
     let bad = c.run(&["up", &t, "--replace", "web[9]", "--yes"]);
