@@ -131,7 +131,8 @@ fn row(h: &HealRecord) -> J {
         "resource": h.resource,
         "address": h.address,
         "outcome": h.outcome,
-        "failing_since": h.failing_since_ms / 1000,
+        // The first failed check: when the incident started.
+        "started_at": h.failing_since_ms / 1000,
         "finished_at": h.finished_at_ms.map(|ms| ms / 1000),
         "version": h.version,
         "server_id": h.server_id,
@@ -377,7 +378,9 @@ impl Healer {
                     "failing".into()
                 }
                 Next::Wait { .. } => {
-                    if let Some(mut r) = incident.clone() {
+                    // The latest reason, written only when it changed: a
+                    // pass every interval must not rewrite the trail.
+                    if let Some(mut r) = incident.clone().filter(|r| r.reason != reason) {
                         r.reason = reason.clone();
                         self.save(&r)?;
                     }
