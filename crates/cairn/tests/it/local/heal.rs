@@ -6,7 +6,8 @@
 //! is broken so that a restart cannot help (its releases removed), and the
 //! controller (`cairn heal`, stopped by SIGTERM) replaces it: a new server
 //! id, v2 (the release live now) answering from it through the balancer,
-//! every step in the heal history. Skipped, saying why, where servers cannot be hosts.
+//! every step in the heal history; with replacement off, a server a
+//! restart cannot fix is given up on until a release mends it. Skipped, saying why, where servers cannot be hosts.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -241,6 +242,68 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     // A heal is no release: the trail holds v1's and v2's alone.
     let trail = c.json(&["releases", "hello", "-C", &t]);
     assert_eq!(trail.as_array().unwrap().len(), 2, "{trail:#}");
+
+    // A policy without replacement: web-0 broken beyond a restart is given
+    // up on (`--once` exits 1) and left alone while it fails; a release
+    // that mends it closes the incident as recovered.
+    let yaml_path = Path::new(&t).join("cairn.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
+    std::fs::write(
+        &yaml_path,
+        yaml.replace("interval: 300ms}", "interval: 300ms, replace: false}"),
+    )
+    .unwrap();
+    let out = c.run(&["local", "exec", "web[0]", "--", "sh", "-c", &break_it]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let once = || {
+        let out = c.run(&["heal", "hello", "-C", &t, "--once", "-o", "json"]);
+        let rows: J =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.snapshot()));
+        (out.code, state_of(&rows, "web-0").to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match once() {
+            (1, s) if s == "gave_up" => break,
+            (0, s) if s == "failing" => {}
+            other => panic!("web-0: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "web-0 was never given up on");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let incident = |h: &J| -> J {
+        h.as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["host"] == "web-0")
+            .cloned()
+            .unwrap()
+    };
+    let given_up = incident(&c.json(&["heal", "hello", "-C", &t, "--history"]));
+    assert_eq!(given_up["outcome"], "gave_up", "{given_up:#}");
+    assert!(
+        given_up["events"].as_array().unwrap().last().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("`heal.replace` is off"),
+        "{given_up:#}"
+    );
+    assert_eq!(once(), (1, "gave_up".to_string()));
+    let again = incident(&c.json(&["heal", "hello", "-C", &t, "--history"]));
+    assert_eq!(again, given_up, "nothing more is tried while it fails");
+    c.json(&["artifact", "build", "hello", "--version", "v3", &t]);
+    let v3 = c.run(&["release", "hello", "v3", "-C", &t, "-o", "json"]);
+    assert_eq!(v3.code, 0, "{}", v3.snapshot());
+    assert_eq!(once(), (0, "recovered".to_string()));
+    let mended = incident(&c.json(&["heal", "hello", "-C", &t, "--history"]));
+    assert_eq!(mended["id"], given_up["id"]);
+    assert_eq!(mended["outcome"], "recovered", "{mended:#}");
+    assert_eq!(
+        steps(&mended).last().map(String::as_str),
+        Some("recovered"),
+        "{mended:#}"
+    );
+    assert_eq!(once(), (0, "healthy".to_string()));
 
     // The engine's replacement on its own: an address the state lacks.
     let bad = c.run(&["up", &t, "--replace", "web[9]", "--yes"]);
