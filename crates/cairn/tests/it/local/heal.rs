@@ -305,6 +305,34 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     );
     assert_eq!(once(), (0, "healthy".to_string()));
 
+    // The incidents move with the state.
+    let moved = Path::new(&t).join("moved.db").display().to_string();
+    let out = c.run(&[
+        "state",
+        "migrate",
+        "--from",
+        &c.state(),
+        "--to",
+        &moved,
+        "--all",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let checked: J = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        checked
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["table"] == "heals" && r["rows"] == 3),
+        "{checked:#}"
+    );
+    assert_eq!(
+        c.json(&["heal", "hello", "-C", &t, "--history", "--state", &moved]),
+        c.json(&["heal", "hello", "-C", &t, "--history"])
+    );
+
     // The engine's replacement on its own: an address the state lacks.
     let bad = c.run(&["up", &t, "--replace", "web[9]", "--yes"]);
     assert_eq!(bad.code, 2, "{}", bad.snapshot());
