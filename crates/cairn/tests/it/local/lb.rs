@@ -236,6 +236,15 @@ fn up_replace_makes_a_new_server_and_the_balancer_follows() {
     assert_eq!(id("b"), b);
     wait_serving(&l.front(&t, "lb"), "from-a", Duration::from_secs(20));
     assert_eq!(l.json(&["plan", &t])["summary"]["replace"], 0);
+    // A saved plan keeps its --replace: `apply` plans the same again.
+    let saved = std::path::Path::new(&t).join("replace-b.plan");
+    let saved = saved.to_str().unwrap();
+    let plan = l.run(&["plan", &t, "--replace", "b", "--out", saved, "-o", "none"]);
+    assert_eq!(plan.code, 0, "{}", plan.snapshot());
+    let applied = l.json(&["apply", saved]);
+    assert_eq!(applied["counts"]["replaced"], 1, "{applied}");
+    assert_ne!(id("b"), b);
+    wait_serving(&l.front(&t, "lb"), "from-b", Duration::from_secs(20));
 
     let bad = l.run(&["up", &t, "--replace", "c", "--yes"]);
     assert_eq!(bad.code, 2, "{}", bad.snapshot());
