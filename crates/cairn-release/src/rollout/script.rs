@@ -71,6 +71,8 @@ alive() {{
 
 /// Stops the service (TERM to its process group, KILL after its
 /// `stop_timeout`), then starts it from `current` when there is one.
+/// `kill -SIG -PGID` without `--`: dash's `kill` (Debian's `sh`) refuses
+/// `--`, and the group would never be signalled, only its leader.
 /// `address` is the host's address, given to the service as
 /// `CAIRN_ADDRESS` (with `PORT`, `CAIRN_APP`, `CAIRN_VERSION`).
 pub fn restart(app: &AppSpec, address: &str) -> String {
@@ -87,12 +89,12 @@ pub fn restart(app: &AppSpec, address: &str) -> String {
         r#"{prelude}if [ -f "$pidf" ]; then
   pid=$(cat "$pidf")
   if [ -n "$pid" ] && alive "$pid"; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
     i=0
     while alive "$pid" && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done
     if alive "$pid"; then
       echo "the service did not stop within {stop}s: killed" >&2
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+      kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     fi
   fi
   rm -f "$pidf"

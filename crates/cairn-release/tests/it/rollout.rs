@@ -461,9 +461,15 @@ async fn a_probe_tells_a_killed_service_and_restart_host_brings_it_back() {
     let install = dir.path().join("srv");
     let port = free_port();
     let a = app(&install, port, "/index.html");
+    // A service with a child of its own: a restart stops the whole group.
+    let child_pid = dir.path().join("child.pid");
+    let serve = format!(
+        "sleep 600 &\necho $! > {}\nexec python3 -m http.server \"$PORT\" --bind \"$CAIRN_ADDRESS\"\n",
+        child_pid.display()
+    );
     let v1 = rollout::run(rollout(
         &a,
-        payload(&install, "v1", &[("index.html", "v1")]),
+        payload(&install, "v1", &[("index.html", "v1"), ("serve", &serve)]),
         &install,
     ))
     .await;
@@ -474,6 +480,34 @@ async fn a_probe_tells_a_killed_service_and_restart_host_brings_it_back() {
         remote: Arc::new(LocalHost::new("local")),
     };
     rollout::probe(&a, &host).await.unwrap();
+    let child = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (result, _) = rollout::restart_host(&a, &host, None, Arc::new(|_| {})).await;
+    result.unwrap();
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(") ").next().unwrap_or("").starts_with('Z')
+        })
+    };
+    let mut stopped = false;
+    for _ in 0..100 {
+        stopped = gone(&child);
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stopped,
+        "the old service's child {child} outlived the restart"
+    );
+    let new_child = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_child, child);
 
     // A real SIGKILL to the service's process group.
     stop(&install);
