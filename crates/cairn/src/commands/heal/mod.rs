@@ -25,7 +25,7 @@ use cairn_engine::run::{LeaseTerms, hold_lease};
 use cairn_engine::store::StoreError;
 use cairn_orch::inventory::deployment::from_records;
 use cairn_release::heal::{Next, next};
-use cairn_release::rollout::{self, Host};
+use cairn_release::rollout::{self, Backend, Host};
 use cairn_release::{HealOutcome, HealPolicy, HealRecord, ReleaseEvent};
 use serde_json::{Value as J, json};
 
@@ -396,6 +396,11 @@ impl Healer {
                         true,
                         "it answers its health check again",
                     );
+                    // A restart that failed left it drained: mended by
+                    // someone since, it goes back into the balancer.
+                    if r.events.iter().any(|e| e.step == "drain") {
+                        self.restore(&mut r, &server.host).await?;
+                    }
                     self.save(&r)?;
                     "recovered".into()
                 }
@@ -417,6 +422,28 @@ impl Healer {
             rows.extend(self.act(to_act, &servers).await?);
         }
         Ok(rows)
+    }
+
+    /// Puts a server back into the app's balancer, noting how it went.
+    async fn restore(&self, r: &mut HealRecord, host: &Host) -> Result<(), CliError> {
+        let records = self
+            .cx
+            .store
+            .resources(self.deployment())
+            .map_err(CliError::failure)?;
+        let Some(b) = balancer(&self.tg, &self.cx.app, self.drain_timeout(), &records)? else {
+            return Ok(());
+        };
+        let backend = Backend {
+            host: host.name.clone(),
+            address: host.address.clone(),
+            port: self.cx.app.port,
+        };
+        match b.restore(&backend, self.cx.app.health.timeout).await {
+            Ok(()) => note(r, "restore", true, "back in the load balancer"),
+            Err(e) => note(r, "restore", false, e),
+        }
+        Ok(())
     }
 
     fn save(&self, r: &HealRecord) -> Result<(), CliError> {

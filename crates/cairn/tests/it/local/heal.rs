@@ -7,7 +7,8 @@
 //! controller (`cairn heal`, stopped by SIGTERM) replaces it: a new server
 //! id, v2 (the release live now) answering from it through the balancer,
 //! every step in the heal history; with replacement off, a server a
-//! restart cannot fix is given up on until a release mends it. Skipped, saying why, where servers cannot be hosts.
+//! restart cannot fix is given up on until it is mended by hand, then put
+//! back into the balancer. Skipped, saying why, where servers cannot be hosts.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -244,8 +245,9 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     assert_eq!(trail.as_array().unwrap().len(), 2, "{trail:#}");
 
     // A policy without replacement: web-0 broken beyond a restart is given
-    // up on (`--once` exits 1) and left alone while it fails; a release
-    // that mends it closes the incident as recovered.
+    // up on (`--once` exits 1) and left alone while it fails; mended by
+    // hand, its incident closes as recovered and it is back in the
+    // balancer the failed restart drained it from.
     let yaml_path = Path::new(&t).join("cairn.yaml");
     let yaml = std::fs::read_to_string(&yaml_path).unwrap();
     std::fs::write(
@@ -253,7 +255,8 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
         yaml.replace("interval: 300ms}", "interval: 300ms, replace: false}"),
     )
     .unwrap();
-    let out = c.run(&["local", "exec", "web[0]", "--", "sh", "-c", &break_it]);
+    let hide = format!("{kill}; mv /srv/hello/releases /srv/hello/releases.off");
+    let out = c.run(&["local", "exec", "web[0]", "--", "sh", "-c", &hide]);
     assert_eq!(out.code, 0, "{}", out.snapshot());
     let once = || {
         let out = c.run(&["heal", "hello", "-C", &t, "--once", "-o", "json"]);
@@ -291,18 +294,30 @@ fn heal_restarts_a_killed_service_and_replaces_a_server_a_restart_cannot_fix() {
     assert_eq!(once(), (1, "gave_up".to_string()));
     let again = incident(&c.json(&["heal", "hello", "-C", &t, "--history"]));
     assert_eq!(again, given_up, "nothing more is tried while it fails");
-    c.json(&["artifact", "build", "hello", "--version", "v3", &t]);
-    let v3 = c.run(&["release", "hello", "v3", "-C", &t, "-o", "json"]);
-    assert_eq!(v3.code, 0, "{}", v3.snapshot());
-    assert_eq!(once(), (0, "recovered".to_string()));
+    // Mended by hand: its releases back, its service started.
+    let mend = "mv /srv/hello/releases.off /srv/hello/releases && cd /srv/hello/current \
+                && { setsid python3 serve.py </dev/null >/dev/null 2>&1 & echo $! > /srv/hello/.cairn/service.pid; }";
+    let out = c.run(&["local", "exec", "web[0]", "--", "sh", "-c", mend]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match once() {
+            (0, s) if s == "recovered" => break,
+            (1, s) if s == "gave_up" => {}
+            other => panic!("web-0: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "web-0 never recovered");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let mended = incident(&c.json(&["heal", "hello", "-C", &t, "--history"]));
     assert_eq!(mended["id"], given_up["id"]);
     assert_eq!(mended["outcome"], "recovered", "{mended:#}");
     assert_eq!(
-        steps(&mended).last().map(String::as_str),
-        Some("recovered"),
+        steps(&mended)[steps(&mended).len() - 2..],
+        ["recovered".to_string(), "restore".to_string()],
         "{mended:#}"
     );
+    answers_from(&front, "web-0", "v2", Duration::from_secs(30));
     assert_eq!(once(), (0, "healthy".to_string()));
 
     // The incidents move with the state.
