@@ -18,25 +18,26 @@ shrink under zstd), its load balancer and N servers on a /24 of
   cairn release hello v2 --batch 25%    measured: its wall time, and per
                                    batch from the record's events (at_ms):
 
+    staging   the command's start to its last `stage` event: loading and
+              verifying the artifact, inspecting every host, then staging
+              every host (copy over SSH, verify, unpack; 8 at once), all
+              before the first batch
     wall      the batch's `batch` event to its last host's last step
-    stage     the batch's start to its slowest host's `stage` event
-              (copy over SSH, verify, unpack; hosts of a batch in parallel);
-              a batch staged ahead (while the one before it moved) waits
-              only for what is left of it, often nothing
+    stage     what the batch still waited for its staging (0 now that
+              every host is staged before the first batch)
     drain, switch, restart, health, restore
               per host, from its previous event to this step's event; the
               batch's figure is its slowest host's
     overhead  wall minus the drain and health time of the host that
-              finished the batch last: what is left is staging, switch,
-              restart and restore (the balancer's own health check seeing
-              the host again), the goal being under 1 s per batch
+              finished the batch last: what is left is switch, restart
+              and restore (the balancer's own health check seeing the
+              host again), the goal being under 1 s per batch
 
   plus cairn's own CPU seconds for the release and how busy the machine
   was meanwhile (every core: the servers' sshd and install scripts share
   the machine with cairn here, where real servers bring their own CPUs),
-  plus what the release spends before its first batch (load the app and
-  the artifact, verify it, connect to and inspect every host) and after
-  its last (prune old releases, write the record, exit).
+  plus what the release spends after its last batch (prune old
+  releases, write the record, exit).
 
 With --repeat R, v2..v(R+1) are each released in batches (each a new
 artifact): the figures are per release, so the noise shows.
@@ -333,8 +334,8 @@ class Cloud:
 def batches_of(record):
     """The record's batches: [(batch_at, {host: {step: at}})]. A batch's
     hosts are the ones its `batch` event names ("batch 2/4: web-5, ..."):
-    a batch may be staged ahead, while the one before it moves, so its
-    `stage` events can come before its `batch` event."""
+    every host is staged before the first batch, so `stage` events come
+    before the `batch` events."""
     out, batch_of = [], {}
     for e in record["events"]:
         if e["step"] == "batch":
@@ -384,16 +385,20 @@ def release_figures(record, started_ms, ended_ms):
     figs = [batch_figures(at, hosts) for at, hosts in bs]
     first = bs[0][0]
     last_end = max(max(h["restore"] for h in hosts.values()) for _, hosts in bs)
+    stages = [e["at_ms"] for e in record["events"] if e["step"] == "stage"]
+    # From the command's start: loading, verifying, inspecting and staging.
+    staged = max(stages) if stages else first
     return {
         "batches": figs,
-        "before": (first - started_ms) / 1000,
+        "staging": (staged - started_ms) / 1000,
         "after": (ended_ms - last_end) / 1000,
     }
 
 
 def print_release(name, wall, figs, load_at):
-    print(f"{name}: {wall:.2f} s wall ({load_at}); {figs['before']:.2f} s before the first batch "
-          f"(load, verify, inspect hosts), {figs['after']:.2f} s after the last (prune, record)")
+    print(f"{name}: {wall:.2f} s wall ({load_at}); {figs['staging']:.2f} s before the first batch "
+          f"(load, verify, inspect and stage every host), {figs['after']:.2f} s after the last "
+          f"(prune, record)")
     cols = ["wall", "stage", "drain", "switch", "restart", "health", "restore", "overhead"]
     print("  batch hosts" + "".join(f"{c:>10}" for c in cols))
     for i, f in enumerate(figs["batches"], 1):

@@ -48,10 +48,10 @@ fn backends(p: &Json) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// The health check as ELB takes it. ELB checks every 5 to 300 s, wants
-/// the timeout shorter than the interval, and counts 2 to 10 checks; a
-/// template asking for something else is refused rather than bent, because
-/// a silently different value would show as drift forever.
+/// The health check as ELB takes it. Its limits are the engine's
+/// ([`cairn_engine::schema::limits`], checked when the template is
+/// evaluated, at the value); asked again here before any call, for a
+/// properties object that did not come through a template (an import).
 struct HealthCheck {
     interval: i32,
     timeout: i32,
@@ -60,32 +60,18 @@ struct HealthCheck {
 }
 
 fn health_check(hc: &Json) -> ProviderResult<HealthCheck> {
+    let breaches =
+        cairn_engine::schema::limits::check("aws", "load_balancer", &json!({ "health_check": hc }));
+    if let Some(b) = breaches.into_iter().next() {
+        return Err(permanent(b.message));
+    }
     let interval = prop_secs(hc, "interval").unwrap_or(30);
-    if !(5..=300).contains(&interval) {
-        return Err(permanent(format!(
-            "health_check.interval {interval}s: ELB checks every 5s to 300s (on aws, ask for 5s or more)"
-        )));
-    }
-    let timeout = prop_secs(hc, "timeout").unwrap_or(5.min(interval - 1));
-    if !(2..interval).contains(&timeout) {
-        return Err(permanent(format!(
-            "health_check.timeout {timeout}s: ELB wants 2s or more and less than the interval ({interval}s)"
-        )));
-    }
-    let count = |key: &str| -> ProviderResult<Option<i32>> {
-        match prop_i64(hc, key) {
-            None => Ok(None),
-            Some(n @ 2..=10) => Ok(Some(n as i32)),
-            Some(n) => Err(permanent(format!(
-                "health_check.{key} {n}: ELB counts 2 to 10 checks"
-            ))),
-        }
-    };
+    let count = |key: &str| prop_i64(hc, key).map(|n| n as i32);
     Ok(HealthCheck {
         interval,
-        timeout,
-        healthy: count("healthy")?,
-        unhealthy: count("unhealthy")?,
+        timeout: prop_secs(hc, "timeout").unwrap_or(5.min(interval - 1)),
+        healthy: count("healthy"),
+        unhealthy: count("unhealthy"),
     })
 }
 

@@ -157,16 +157,22 @@ pub trait BackendControl: Send + Sync {
     ) -> ProviderResult<BackendState>;
 }
 
+/// The longest wait between two looks of [`restore_and_wait`].
+pub const MAX_POLL: Duration = Duration::from_secs(1);
+
 /// Restores `backend` and waits until the balancer sends it traffic again
 /// (its own health check passed: `restore` alone does not wait), looking
-/// every `poll`. Returns how long that took; past `within` it fails with
-/// the last state seen, and the backend stays restored.
+/// first after `poll`, then twice as long each time up to [`MAX_POLL`]: a
+/// local balancer probes a restored backend at once and answers within
+/// milliseconds, an ALB's check takes seconds and each look is an API
+/// call. Returns how long that took; past `within` it fails with the last
+/// state seen, and the backend stays restored.
 pub async fn restore_and_wait(
     control: &dyn BackendControl,
     lb_id: &str,
     backend: &BackendRef,
     within: Duration,
-    poll: Duration,
+    mut poll: Duration,
 ) -> ProviderResult<Duration> {
     let started = tokio::time::Instant::now();
     control.restore(lb_id, backend).await?;
@@ -180,7 +186,8 @@ pub async fn restore_and_wait(
                 "{backend} takes no traffic {within:?} after it was put back into load balancer {lb_id} (it is {state:?})"
             )));
         }
-        tokio::time::sleep(poll).await;
+        tokio::time::sleep(poll.min(within.saturating_sub(started.elapsed()))).await;
+        poll = (poll * 2).min(MAX_POLL.max(poll));
     }
 }
 
@@ -310,7 +317,8 @@ mod tests {
         let took = restore_and_wait(control, &lb.id, &a, Duration::from_secs(5), poll)
             .await
             .unwrap();
-        assert_eq!(took, Duration::from_millis(400));
+        // Looks at 0, 100, 300 (then 200 later) and 700 ms (400 later).
+        assert_eq!(took, Duration::from_millis(700));
         healed.await.unwrap();
 
         fake.unhealthy.lock().unwrap().insert("10.0.0.4".into());

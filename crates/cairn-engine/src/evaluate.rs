@@ -346,6 +346,41 @@ fn unknown_type(r: &ResourceDecl) -> Diagnostic {
     d
 }
 
+/// Values of a `kind` resource that the environment's target refuses
+/// ([`crate::schema::limits`]), each at the node it was written at (or
+/// the closest one there is, for a default).
+fn check_target_limits(
+    env: &cairn_template::environment::Environment,
+    kind: &str,
+    props: &IndexMap<String, Value>,
+    props_node: &Node,
+    d: &mut Diagnostics,
+) {
+    let json: serde_json::Map<String, serde_json::Value> = props
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.to_json_revealed()?)))
+        .collect();
+    for b in crate::schema::limits::check(&env.target, kind, &serde_json::Value::Object(json)) {
+        let mut node = props_node;
+        for key in &b.path {
+            match node.get(key) {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        d.push(
+            Diagnostic::new(
+                Code::TargetLimit,
+                format!(
+                    "{} (environment `{}` deploys to {})",
+                    b.message, env.name, env.target
+                ),
+            )
+            .at(node.span, format!("the {} target refuses this", env.target)),
+        );
+    }
+}
+
 /// A target-specific type in an environment of another target: the
 /// template can deploy only to that one.
 fn target_mismatch(
@@ -813,6 +848,7 @@ fn evaluate_resource<'a>(
                 check_value(&p.ty, p.name, v, node, &mut cx.d);
             }
         }
+        check_target_limits(&cx.loaded.env, schema.kind, &props, props_node, &mut cx.d);
         let mut props = props;
         parse_documents(schema, &mut props, props_node, &mut cx.d);
         let mut properties = with_defaults(schema, props);
@@ -1072,6 +1108,48 @@ resources:
         let loaded = load(&opts).unwrap_or_else(|e| panic!("{e}"));
         let r = evaluate(&loaded, &NoAttributes);
         (loaded, r)
+    }
+
+    #[test]
+    fn a_value_the_target_refuses_is_an_error_at_it_for_that_target_only() {
+        let dir = dir(r#"cairn: 1
+resources:
+  lb:
+    type: load_balancer
+    properties:
+      listen: {protocol: http, port: 80}
+      backend_port: 8080
+      health_check:
+        path: /healthz
+        interval: 2s
+        timeout: 1s
+"#);
+        let (_, local) = evaluate_in(&dir, "dev");
+        assert!(local.is_ok(), "the local balancer takes 2s");
+        let (loaded, r) = evaluate_in(&dir, "aws");
+        let d = r.expect_err("ELB refuses a 2s interval");
+        let found: Vec<String> = d
+            .iter()
+            .map(|d| {
+                let at = loaded.sources.location(d.span().unwrap());
+                let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
+                format!(
+                    "{} {}:{}: {}",
+                    d.code.as_str(),
+                    line_col[1],
+                    line_col[0],
+                    d.message
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "cairn::target_limit 10:19: health_check.interval 2s: ELB checks every 5s to 300s (environment `aws` deploys to aws)",
+                "cairn::target_limit 11:18: health_check.timeout 1s: ELB wants 2s or more and less than the interval (2s) (environment `aws` deploys to aws)",
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Code {
     SecretExposed,
     UnknownAtPlan,
     TargetMismatch,
+    /// A value the portable type allows and the target refuses.
+    TargetLimit,
     Environment,
 }
 
@@ -60,6 +62,7 @@ impl Code {
             Code::UnknownType => "cairn::unknown_type",
             Code::SecretExposed => "cairn::secret_exposed",
             Code::UnknownAtPlan => "cairn::unknown_at_plan",
+            Code::TargetLimit => "cairn::target_limit",
             Code::TargetMismatch => "cairn::target_mismatch",
             Code::Environment => "cairn::environment",
         }

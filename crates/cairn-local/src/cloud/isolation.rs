@@ -32,6 +32,7 @@ use super::{CloudState, LocalDirs, LocalResource, firewall, permanent, prop, pro
 use crate::host::command::Cmd;
 use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
 use crate::host::image::ImageCache;
+use crate::host::nat::{self, Nat};
 use crate::host::network::{self, CloudNet, Network, ServerNet, UNREACHABLE_METRIC};
 use crate::host::runtime::{Server, ServerSpec, USER_DATA_PATH};
 use crate::host::{HostError, preflight, ssh};
@@ -171,8 +172,9 @@ pub struct Hosts {
     /// Each running server's container and network place.
     servers: std::sync::Mutex<HashMap<String, (Server, ServerNet)>>,
     /// Held while the firewall table is computed and replaced, so that of
-    /// two changes racing, the later state is the one applied.
-    firewall: tokio::sync::Mutex<()>,
+    /// two changes racing, the later state is the one applied; it guards
+    /// the way out (slirp4netns, while a network has `internet: true`).
+    firewall: tokio::sync::Mutex<Option<Nat>>,
     /// Held (shared) by every create and delete from its start until it is
     /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
     /// never goes down under a network or server being made.
@@ -197,7 +199,7 @@ impl Hosts {
             net: tokio::sync::Mutex::new(None),
             lb_sources: std::sync::Mutex::new(BTreeMap::new()),
             servers: std::sync::Mutex::new(HashMap::new()),
-            firewall: tokio::sync::Mutex::new(()),
+            firewall: tokio::sync::Mutex::new(None),
             shape: tokio::sync::RwLock::new(()),
         })
     }
@@ -239,6 +241,7 @@ impl Hosts {
     /// Nothing stays behind when it fails.
     pub async fn make_network(&self, id: &str, cidr: IpNet) -> ProviderResult<()> {
         let cidr = v4(cidr, "network")?;
+        nat::check_free(cidr).map_err(permanent)?;
         let net = Network::new(id, cidr).map_err(|e| host_err(id, e))?;
         network::reserve_cidr(net.cidr)
             .await
@@ -617,16 +620,47 @@ impl Hosts {
         &self,
         snapshot: impl FnOnce() -> CloudState,
     ) -> ProviderResult<()> {
-        let _one = self.firewall.lock().await;
+        let mut way_out = self.firewall.lock().await;
         let Some(cloud) = self.net_if_up().await else {
             return Ok(());
         };
         let state = snapshot();
         let sources = self.lb_sources.lock().expect("lb sources lock").clone();
-        let rules = ruleset(&state, &sources);
-        nft::apply(&cloud.netns, &rules)
-            .await
-            .map_err(|e| ProviderError::Transient(format!("the cloud's firewall rules: {e}")))
+        let mut rules = ruleset(&state, &sources);
+        let apply = |rules: Ruleset| {
+            let netns = cloud.netns.clone();
+            async move {
+                nft::apply(&netns, &rules).await.map_err(|e| {
+                    ProviderError::Transient(format!("the cloud's firewall rules: {e}"))
+                })
+            }
+        };
+        if rules.internet.is_empty() {
+            // The way out goes before the rules that guard it.
+            if let Some(nat) = way_out.take() {
+                nat.stop().await;
+            }
+            return apply(rules).await;
+        }
+        // The rules first: the tap's default route must find only the
+        // networks with `internet: true` allowed out.
+        rules.way_out = Some(nat::DEVICE.to_string());
+        apply(rules).await?;
+        if way_out.is_none() {
+            let started = Nat::start(&PathBuf::from("/run/netns").join(&cloud.netns))
+                .await
+                .map_err(|e| permanent(format!("the way to the internet: {e}")))?;
+            tracing::info!(pid = ?started.pid(), "slirp4netns started for networks with internet");
+            *way_out = Some(started);
+        }
+        Ok(())
+    }
+
+    /// Stops the way out, if it runs.
+    async fn close_way_out(&self) {
+        if let Some(nat) = self.firewall.lock().await.take() {
+            nat.stop().await;
+        }
     }
 
     /// Takes the cloud namespace and link down once `state` has nothing
@@ -642,6 +676,7 @@ impl Hosts {
         if busy {
             return Ok(());
         }
+        self.close_way_out().await;
         let mut slot = self.net.lock().await;
         if let Some(cloud) = slot.take() {
             cloud
@@ -694,6 +729,7 @@ impl Hosts {
             .drain()
             .map(|(_, v)| v)
             .collect();
+        self.close_way_out().await;
         let cloud = self.net.lock().await.take();
         for (server, snet) in servers {
             if let Err(e) = server.stop(Duration::from_secs(5)).await {
@@ -774,10 +810,19 @@ pub fn ruleset(state: &CloudState, lb_sources: &BTreeMap<String, Ipv4Addr>) -> R
         .filter_map(|c| c.parse::<Ipv4Net>().ok())
         .map(|n| n.trunc())
         .collect();
+    let internet = state
+        .of_kind("network")
+        .filter(|n| prop(&n.properties, "internet").and_then(Json::as_bool) == Some(true))
+        .filter_map(|n| prop_str(&n.properties, "cidr"))
+        .filter_map(|c| c.parse::<Ipv4Net>().ok())
+        .map(|n| n.trunc())
+        .collect();
     Ruleset {
         members,
         servers,
         networks,
+        internet,
+        way_out: None,
     }
 }
 

@@ -86,6 +86,13 @@ pub struct Ruleset {
     /// The cloud's network blocks: an address in them with no server
     /// behind it is refused too.
     pub networks: Vec<Ipv4Net>,
+    /// The networks with `internet: true`: the only sources that may
+    /// leave through [`Ruleset::way_out`].
+    pub internet: Vec<Ipv4Net>,
+    /// The device towards the internet (see `nat`), when there is one:
+    /// what leaves through it is masqueraded onto its address, what comes
+    /// in through it is only answers.
+    pub way_out: Option<String>,
 }
 
 /// A name as an nft identifier: letters, digits and `_`.
@@ -136,6 +143,21 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
          \t\tct state established,related accept\n\
          \t\tct state invalid drop\n",
     );
+    if let Some(dev) = &rules.way_out {
+        let dev = quoted_device(dev)?;
+        let _ = writeln!(s, "\t\tiifname {dev} drop");
+        if !rules.internet.is_empty() {
+            let _ = writeln!(
+                s,
+                "\t\toifname {dev} ip saddr {{ {} }} accept",
+                list(&rules.internet)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\t\toifname {dev} reject with icmpx type admin-prohibited"
+        );
+    }
     let mut verdicts = Vec::new();
     let mut chains = String::new();
     for (i, server) in rules.servers.iter().enumerate() {
@@ -168,9 +190,34 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
         );
     }
     s.push_str("\t}\n");
+    if let Some(dev) = &rules.way_out {
+        let _ = writeln!(
+            s,
+            "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+             \t\toifname {} masquerade\n\t}}",
+            quoted_device(dev)?
+        );
+    }
     s.push_str(&chains);
     s.push_str("}\n");
     Ok(s)
+}
+
+/// A device name as an nft string; only what an interface name may be.
+fn quoted_device(dev: &str) -> Result<String, HostError> {
+    let ok = !dev.is_empty()
+        && dev.len() <= 15
+        && dev
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(HostError::InvalidName {
+            what: "device",
+            name: dev.to_string(),
+            reason: "use 1 to 15 letters, digits, '-', '_' or '.'".into(),
+        });
+    }
+    Ok(format!("\"{dev}\""))
 }
 
 fn render_rule(
@@ -285,6 +332,7 @@ mod tests {
                 },
             ],
             networks: vec!["10.20.1.0/24".parse().unwrap()],
+            ..Ruleset::default()
         };
         assert_eq!(
             render(&rules).unwrap(),
@@ -315,6 +363,52 @@ table inet cairn {
 }
 "
         );
+    }
+
+    #[test]
+    fn only_internet_networks_leave_through_the_way_out_masqueraded() {
+        let rules = Ruleset {
+            networks: vec!["10.20.1.0/24".parse().unwrap()],
+            internet: vec!["10.20.2.0/24".parse().unwrap()],
+            way_out: Some("tap0".into()),
+            ..Ruleset::default()
+        };
+        let text = render(&rules).unwrap();
+        let forward = "\t\tct state invalid drop
+\t\tiifname \"tap0\" drop
+\t\toifname \"tap0\" ip saddr { 10.20.2.0/24 } accept
+\t\toifname \"tap0\" reject with icmpx type admin-prohibited
+\t\tip daddr { 10.20.1.0/24 } reject";
+        assert!(text.contains(forward), "{text}");
+        assert!(
+            text.contains(
+                "\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname \"tap0\" masquerade
+\t}"
+            ),
+            "{text}"
+        );
+        // No network with internet: nothing may leave.
+        let none = render(&Ruleset {
+            internet: vec![],
+            ..rules.clone()
+        })
+        .unwrap();
+        assert!(!none.contains("accept\n\t\toifname"), "{none}");
+        assert!(none.contains("oifname \"tap0\" reject"), "{none}");
+        // No way out: no rule about one.
+        let closed = render(&Ruleset {
+            way_out: None,
+            ..rules.clone()
+        })
+        .unwrap();
+        assert!(!closed.contains("tap0") && !closed.contains("masquerade"));
+        let bad = render(&Ruleset {
+            way_out: Some("tap0\" accept #".into()),
+            ..rules
+        });
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod dial;
 pub mod error;
 pub mod firewall;
 pub mod image;
+pub mod nat;
 pub mod network;
 pub mod runtime;
 pub mod ssh;

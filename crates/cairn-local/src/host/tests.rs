@@ -298,6 +298,7 @@ async fn the_firewall_lets_in_only_what_its_rules_allow_and_changes_at_once() {
                 },
             ],
             networks: vec![net.cidr],
+            ..Ruleset::default()
         }
     };
     let t = Instant::now();
@@ -511,6 +512,7 @@ async fn two_servers_are_small_hosts_end_to_end() {
             },
         ],
         networks: vec![net.cidr],
+        ..Ruleset::default()
     };
     firewall::apply(&cloud.netns, &rules).await.unwrap();
     let target = SocketAddr::from((web0_addr, 8080));

@@ -231,6 +231,7 @@ for t in sha256sum base64 mktemp readlink head tail wc cat mv cp rm mkdir sync; 
 done
 need sed sed
 need awk mawk
+need find findutils
 
 # io CODE WHAT COMMAND...: runs COMMAND with its stderr held in memory (a
 # full disk cannot take a log file); a full disk has its own exit code.
@@ -353,8 +354,11 @@ unpack() {
 io 16 "unpacking the archive" unpack
 check_files "$STAGE/tree" 12 "checksum mismatch after unpacking"
 io 15 "keeping the manifest in the release" cp "$STAGE/manifest.json" "$STAGE/tree/@INSTALLED_MANIFEST@"
-# The files must be on disk before the name that says they are complete.
-io 15 "syncing the release to disk" sync -f "$STAGE/tree"
+# The files must be on disk before the name that says they are complete:
+# each file and directory of the release, not the whole file system
+# (`sync -f`), which also waits for every other write on the machine.
+sync_tree() { find "$STAGE/tree" -exec sync -- {} +; }
+io 15 "syncing the release to disk" sync_tree
 
 # mv -T never moves into an existing directory: if another install of this
 # version finished meanwhile, the rename fails and that install is judged.

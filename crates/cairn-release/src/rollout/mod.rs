@@ -1,22 +1,25 @@
-//! The rolling release. For each batch: stage the artifact on every host
-//! of the batch (copied, verified against its signature and checksums on
-//! the host, unpacked into `releases/VERSION`; nothing switches before
-//! that succeeded), then on each host: drain it from the load balancer,
-//! switch `current`, restart the service, wait for its health check, put
-//! it back and wait until the balancer sends it traffic again. A host that
-//! fails after its switch goes back to its previous release at once, with
-//! the same steps. Past `max_fail` failed hosts the rollout stops and every
-//! host already switched goes back, batch by batch (Salt's batch
-//! `max-fail` that did not stop, salt#54521, is the failure not to repeat).
+//! The rolling release. First the artifact is staged on every host
+//! (copied, verified against its signature and checksums on the host,
+//! unpacked into `releases/VERSION`), as Capistrano uploads everywhere
+//! before any symlink moves: a host whose copy does not verify, or whose
+//! disk is full, fails before anything anywhere switched, and the batches
+//! then carry no copying. For each batch, on each host: drain it from the
+//! load balancer, switch `current`, restart the service, wait for its
+//! health check, put it back and wait until the balancer sends it traffic
+//! again. A host that fails after its switch goes back to its previous
+//! release at once, with the same steps. Past `max_fail` failed hosts the
+//! rollout stops and every host already switched goes back, batch by batch
+//! (Salt's batch `max-fail` that did not stop, salt#54521, is the failure
+//! not to repeat).
 //!
-//! The next batch is staged while this one moves: copying and checking an
-//! artifact of tens of MB takes longer than a restart and a health check,
-//! and staged ahead it is off the batches' path. Nothing of it switches
-//! before its own batch; a rollout that stops leaves the next batch's
-//! hosts with the new release unpacked beside `current`, not live.
+//! Staging runs on [`STAGE_AT_ONCE`] hosts at a time: the copies share the
+//! releasing machine's uplink and CPU (encryption), and a host's own
+//! verification is disk and CPU bound; more at once only interleaves them.
+//! A rollout that stops leaves the hosts it did not reach with the new
+//! release unpacked beside `current`, not live (pruned by a later release).
 //!
 //! A rollback on request is the same walk towards an older version that
-//! is already installed on the hosts (no artifact to stage).
+//! is already installed on the hosts (staging only checks it is there).
 
 pub mod script;
 
@@ -25,10 +28,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cairn_orch::Remote;
-use cairn_orch::remote::Exec;
+use cairn_orch::remote::{Exec, Output};
+use tokio::sync::Semaphore;
 
 use crate::app::AppSpec;
 use crate::record::{HostOutcome, HostRelease, ReleaseEvent, ReleaseOutcome};
+
+/// Hosts staged at once.
+pub const STAGE_AT_ONCE: usize = 8;
 
 /// A host the app runs on.
 #[derive(Clone)]
@@ -145,12 +152,27 @@ struct Trail {
     on_event: Arc<dyn Fn(&ReleaseEvent) + Send + Sync>,
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl Trail {
     fn note(&self, host: Option<&str>, step: &str, ok: bool, message: impl Into<String>) {
+        self.note_at(now_ms(), host, step, ok, message)
+    }
+
+    fn note_at(
+        &self,
+        at_ms: i64,
+        host: Option<&str>,
+        step: &str,
+        ok: bool,
+        message: impl Into<String>,
+    ) {
         let e = ReleaseEvent {
-            at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            at_ms,
             host: host.map(str::to_string),
             step: step.to_string(),
             ok,
@@ -215,24 +237,41 @@ pub async fn run(r: Rollout) -> Finished {
         .chunks(size)
         .map(<[usize]>::to_vec)
         .collect();
-    let mut failed = walked
-        .iter()
-        .filter(|w| w.outcome == HostOutcome::Failed)
-        .count();
+    // Staged everywhere first (see the module's notes), unless too many
+    // hosts could not even be inspected.
+    let inspected_ok: Vec<usize> = (0..walked.len())
+        .filter(|i| walked[*i].outcome == HostOutcome::Skipped)
+        .collect();
+    if walked.len() - inspected_ok.len() <= r.max_fail {
+        let staged = stage(
+            app.clone(),
+            r.payload.clone(),
+            hosts_of(&walked, &inspected_ok),
+            trail.clone(),
+        )
+        .await;
+        for (i, result) in inspected_ok.iter().zip(staged) {
+            if let Err(e) = result {
+                walked[*i].outcome = HostOutcome::Failed;
+                walked[*i].message = Some(e);
+            }
+        }
+    }
+    let mut failed = count(&walked, HostOutcome::Failed);
     let mut stopped = failed > r.max_fail;
     if stopped {
         trail.note(
             None,
             "stop",
             false,
-            format!("{failed} host(s) could not be inspected"),
+            format!(
+                "{failed} host(s) could not be inspected or staged, more than --max-fail {}: nothing was switched",
+                r.max_fail
+            ),
         );
     }
     let mut pre_hook_done = app.hooks.pre.is_none();
     let mut fenced = None;
-    // The next batch's staging, started when this batch's hosts start
-    // moving: the hosts it was started for, and its results.
-    let mut ahead: Option<(Vec<usize>, Staging)> = None;
     for (n, batch) in batches.iter().enumerate() {
         if stopped {
             break;
@@ -262,31 +301,7 @@ pub async fn run(r: Rollout) -> Finished {
                     .join(", ")
             ),
         );
-        // Staged everywhere in the batch first: a host whose copy does not
-        // verify is failed before anything on it changed.
-        let (ready, staged) = match ahead.take() {
-            Some((hosts, handle)) => (hosts, joined(handle).await),
-            None => {
-                let staged = stage_batch(
-                    app.clone(),
-                    r.payload.clone(),
-                    hosts_of(&walked, &ready),
-                    trail.clone(),
-                )
-                .await;
-                (ready, staged)
-            }
-        };
-        let mut to_switch = Vec::new();
-        for (i, result) in ready.iter().zip(staged) {
-            match result {
-                Ok(()) => to_switch.push(*i),
-                Err(e) => {
-                    walked[*i].outcome = HostOutcome::Failed;
-                    walked[*i].message = Some(e);
-                }
-            }
-        }
+        let to_switch = ready;
         if !pre_hook_done && let Some(&first) = to_switch.first() {
             let h = &walked[first].host;
             let cmd = app.hooks.pre.clone().unwrap_or_default();
@@ -315,30 +330,6 @@ pub async fn run(r: Rollout) -> Finished {
                     break;
                 }
             }
-        }
-        let failing = walked
-            .iter()
-            .filter(|w| matches!(w.outcome, HostOutcome::Failed | HostOutcome::Broken))
-            .count();
-        // Not when this batch's staging already failed past --max-fail:
-        // the rollout stops after it, and the next batch has no turn.
-        if failing <= r.max_fail
-            && let Some(next) = batches.get(n + 1)
-        {
-            // Only hosts that could be inspected: the same test the next
-            // batch's own turn applies, and nothing moves them before it.
-            let hosts: Vec<usize> = next
-                .iter()
-                .copied()
-                .filter(|i| walked[*i].outcome == HostOutcome::Skipped)
-                .collect();
-            let handle = tokio::spawn(stage_batch(
-                app.clone(),
-                r.payload.clone(),
-                hosts_of(&walked, &hosts),
-                trail.clone(),
-            ));
-            ahead = Some((hosts, handle));
         }
         let results = futures_join(to_switch.iter().map(|&i| {
             let (app, trail, balancer) = (app.clone(), trail.clone(), r.balancer.clone());
@@ -395,11 +386,6 @@ pub async fn run(r: Rollout) -> Finished {
         }
     }
 
-    if let Some((_, handle)) = ahead.take() {
-        // A stopped rollout's staging ahead ends before the way back starts:
-        // no script of it may still run when the command exits.
-        joined(handle).await;
-    }
     if stopped {
         // Every switched host goes back, in batches of the same size.
         let switched: Vec<usize> = (0..walked.len())
@@ -535,27 +521,21 @@ fn hosts_of(walked: &[Walked], indices: &[usize]) -> Vec<Host> {
     indices.iter().map(|&i| walked[i].host.clone()).collect()
 }
 
-/// A batch's staging under way: each host's result, in order.
-type Staging = tokio::task::JoinHandle<Vec<Result<(), String>>>;
-
-/// A spawned task's result; its panic goes on.
-async fn joined<T>(handle: tokio::task::JoinHandle<T>) -> T {
-    match handle.await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
-/// Stages the payload on the batch's hosts at once.
-async fn stage_batch(
+/// Stages the payload on `hosts`, [`STAGE_AT_ONCE`] at a time; each
+/// host's result, in order.
+async fn stage(
     app: Arc<AppSpec>,
     payload: Payload,
     hosts: Vec<Host>,
     trail: Trail,
 ) -> Vec<Result<(), String>> {
+    let slots = Arc::new(Semaphore::new(STAGE_AT_ONCE));
     futures_join(hosts.into_iter().map(|host| {
         let (trail, app, payload) = (trail.clone(), app.clone(), payload.clone());
+        let slots = slots.clone();
         async move {
+            // Never closed, so acquiring only waits.
+            let _slot = slots.acquire_owned().await;
             let result = match &payload.stage {
                 Some(stage) => run_script(
                     &*host.remote,
@@ -681,40 +661,63 @@ async fn walk_host(
                 .map(|()| format!("{}:{} drained", backend.address, backend.port)),
         )?;
     }
+    let mut steps = Vec::new();
     if let Switch::To(version) = switch {
         let to = version.unwrap_or("no release");
-        step(
-            "switch",
-            run_script(&*host.remote, script::switch(app, version), None)
-                .await
-                .map(|_| format!("current -> {to}")),
-        )?;
+        steps.push(("switch", format!("current -> {to}")));
     }
-    step(
-        "restart",
-        run_script(&*host.remote, script::restart(app, &host.address), None)
-            .await
-            .map(|_| "service restarted".to_string()),
-    )?;
-    if matches!(switch, Switch::To(None)) {
-        // Nothing runs there any more; it stays out of the balancer.
-        return Ok(());
-    }
-    step(
-        "health",
-        run_script(
-            &*host.remote,
-            script::health(app, &host.address),
-            Some(Vec::new()),
-        )
-        .await
-        .map(|_| {
+    steps.push(("restart", "service restarted".to_string()));
+    // Removed (back past the first release): nothing runs to check.
+    let runs = !matches!(switch, Switch::To(None));
+    if runs {
+        steps.push((
+            "health",
             format!(
                 "http://{}:{}{} answers",
                 host.address, app.health.port, app.health.path
-            )
-        }),
-    )?;
+            ),
+        ));
+    }
+    let script = match switch {
+        Switch::To(version) => script::move_to(app, version, &host.address),
+        Switch::Keep => script::restart_in_place(app, &host.address),
+    };
+    let out = exec(&*host.remote, script, None).await;
+    let ended = now_ms();
+    let (marks, failure) = match out {
+        Ok(out) if out.success() => (step_marks(&out.stdout_str()), None),
+        Ok(out) => (step_marks(&out.stdout_str()), Some(failure_of(&out))),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    // Each part's end on this machine's clock: the host's offsets from the
+    // script's last mark, back from when the answer came.
+    let last = marks.last().map_or(0, |(_, ms)| *ms);
+    for (i, (name, message)) in steps.iter().enumerate() {
+        match marks.get(i) {
+            Some((marked, ms)) if marked == name => {
+                trail.note_at(
+                    ended - (last - ms),
+                    Some(&host.name),
+                    name,
+                    true,
+                    message.clone(),
+                );
+            }
+            _ => match &failure {
+                Some(e) => {
+                    trail.note(Some(&host.name), name, false, e.clone());
+                    return Err(format!("{name}: {e}"));
+                }
+                // A host whose shell printed no marks but succeeded (a
+                // test double): every part is done.
+                None => trail.note(Some(&host.name), name, true, message.clone()),
+            },
+        }
+    }
+    if !runs {
+        // Nothing runs there any more; it stays out of the balancer.
+        return Ok(());
+    }
     if let Some(b) = balancer {
         step(
             "restore",
@@ -733,24 +736,47 @@ async fn run_script(
     script: String,
     stdin: Option<Vec<u8>>,
 ) -> Result<String, String> {
+    match exec(remote, script, stdin).await? {
+        out if out.success() => Ok(out.stdout_str()),
+        out => Err(failure_of(&out)),
+    }
+}
+
+/// Runs a script: its output whatever its exit, or the transport's error.
+async fn exec(
+    remote: &dyn Remote,
+    script: String,
+    stdin: Option<Vec<u8>>,
+) -> Result<Output, String> {
     let mut exec = Exec::new(script);
     exec.stdin = stdin;
-    match remote.exec(exec).await {
-        Ok(out) if out.success() => Ok(out.stdout_str()),
-        Ok(out) => {
-            let err = out.stderr_str();
-            let err = err.trim();
-            Err(if err.is_empty() {
-                format!(
-                    "exited with {}",
-                    out.status.map_or("a signal".into(), |s| s.to_string())
-                )
-            } else {
-                err.lines().collect::<Vec<_>>().join("; ")
-            })
-        }
-        Err(e) => Err(e.to_string()),
+    remote.exec(exec).await.map_err(|e| e.to_string())
+}
+
+/// A failed script's one-line reason: its stderr, else its exit.
+fn failure_of(out: &Output) -> String {
+    let err = out.stderr_str();
+    let err = err.trim();
+    if err.is_empty() {
+        format!(
+            "exited with {}",
+            out.status.map_or("a signal".into(), |s| s.to_string())
+        )
+    } else {
+        err.lines().collect::<Vec<_>>().join("; ")
     }
+}
+
+/// The `cairn-step NAME MS` lines of [`script::move_to`], in order.
+fn step_marks(stdout: &str) -> Vec<(String, i64)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix(script::STEP_MARK)?.split_whitespace();
+            let (name, ms) = (w.next()?, w.next()?.parse().ok()?);
+            Some((name.to_string(), ms))
+        })
+        .collect()
 }
 
 /// Runs futures at once and returns their results in order.

@@ -1,5 +1,7 @@
 //! The scripts a release runs on a host, each one POSIX `sh` round trip
-//! through a [`cairn_orch::Remote`]. Layout under the app's install path:
+//! through a [`cairn_orch::Remote`]; moving a host (switch, restart,
+//! health) is one round trip of three parts ([`move_to`]). Layout under
+//! the app's install path:
 //!
 //! ```text
 //! INSTALL/releases/VERSION/   one directory per installed release
@@ -160,6 +162,47 @@ done
         url = quote(&url),
         timeout = h.timeout.as_secs_f64(),
     )
+}
+
+/// What [`move_to`] prints after each part that succeeded: the part's name
+/// and the milliseconds since the script started.
+pub const STEP_MARK: &str = "cairn-step";
+
+/// Moves a host to `version` in one round trip: [`switch`], [`restart`],
+/// then, unless `version` is `None`, [`health`]; each in a subshell (its
+/// `exit` ends only that part), the first to fail ends the script with its
+/// own exit code. After each part it prints `cairn-step NAME MS` (ms since
+/// the start, GNU `date`), so the caller knows which part failed and when
+/// each ended. Three round trips cost two more latencies per host, which
+/// on a loaded machine or a far network is most of a batch's overhead.
+pub fn move_to(app: &AppSpec, version: Option<&str>, address: &str) -> String {
+    parts(app, Some(version), address)
+}
+
+/// [`restart`] then [`health`] in one round trip, marked as [`move_to`]
+/// marks them, with `current` left as it is (`cairn heal`).
+pub fn restart_in_place(app: &AppSpec, address: &str) -> String {
+    parts(app, None, address)
+}
+
+/// The parts of a move: a switch to `to` when given, the restart, and the
+/// health check unless `current` is removed.
+fn parts(app: &AppSpec, to: Option<Option<&str>>, address: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(version) = to {
+        parts.push(("switch", switch(app, version)));
+    }
+    parts.push(("restart", restart(app, address)));
+    if to != Some(None) {
+        parts.push(("health", health(app, address)));
+    }
+    let mut out = format!(
+        "t0=$(date +%s%N)\nmark() {{ echo \"{STEP_MARK} $1 $(( ($(date +%s%N) - t0) / 1000000 ))\"; }}\n"
+    );
+    for (name, body) in parts {
+        out.push_str(&format!("(\n{body}) || exit $?\nmark {name}\n"));
+    }
+    out
 }
 
 /// Runs a hook in `dir` (relative to the install path) with the service's

@@ -70,7 +70,11 @@ fn payload(install: &Path, v: &str, tree: &[(&str, &str)]) -> Payload {
         digest: format!("digest-{v}"),
         stage: Some(Stage {
             script: format!(
-                "set -eu\nmkdir -p {i}/releases/.{v}\ncd {i}\ntar -x -C releases/.{v}\nmv releases/.{v} releases/{v}\n",
+                // Its own staging directory, and an install that finds the
+                // version there already is one: two hosts may share this
+                // machine's directory.
+                "set -eu\nmkdir -p {i}/releases/.{v}.$$\ncd {i}\ntar -x -C releases/.{v}.$$\n\
+                 mv -T releases/.{v}.$$ releases/{v} 2>/dev/null || {{ [ -d releases/{v} ] && rm -rf releases/.{v}.$$; }}\n",
                 i = install.display()
             ),
             archive: Arc::new(tar.stdout),
@@ -141,6 +145,17 @@ async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
     assert_eq!(v2.outcome, ReleaseOutcome::Succeeded, "{:?}", v2.events);
     assert_eq!(v2.hosts[0].from_version.as_deref(), Some("v1"));
     assert_eq!(get(port), "v2");
+    // One round trip moves the host; each part still has its event, in
+    // order and in time.
+    let moved: Vec<(&str, i64)> = v2
+        .events
+        .iter()
+        .filter(|e| matches!(e.step.as_str(), "switch" | "restart" | "health"))
+        .map(|e| (e.step.as_str(), e.at_ms))
+        .collect();
+    let steps: Vec<&str> = moved.iter().map(|m| m.0).collect();
+    assert_eq!(steps, ["switch", "restart", "health"], "{:#?}", v2.events);
+    assert!(moved.windows(2).all(|w| w[0].1 <= w[1].1), "{moved:?}");
     assert_eq!(
         std::fs::read_link(install.join("current")).unwrap(),
         Path::new("releases/v2")
@@ -274,7 +289,7 @@ async fn a_release_that_lost_its_lease_starts_no_more_batches() {
             .then(|| "the lease of shop-prod was broken: this run stopped".to_string())
     });
     let done = rollout::run(r).await;
-    assert_eq!(done.outcome, ReleaseOutcome::Failed);
+    assert_eq!(done.outcome, ReleaseOutcome::Failed, "{:#?}", done.events);
     assert_eq!(done.hosts[0].outcome, HostOutcome::Switched);
     assert_eq!(done.hosts[1].outcome, HostOutcome::Skipped);
     assert!(
@@ -284,8 +299,8 @@ async fn a_release_that_lost_its_lease_starts_no_more_batches() {
         "{:?}",
         done.events
     );
-    // Its batch may have been staged ahead (unpacked, not live); nothing
-    // on it moved.
+    // It was staged with every host (unpacked, not live); nothing on it
+    // moved.
     assert!(
         !done
             .events
@@ -300,12 +315,14 @@ async fn a_release_that_lost_its_lease_starts_no_more_batches() {
 /// A host that answers every script at once, except staging (`STAGE`,
 /// taking `stage`; failing on h1 when it takes no time) and the health
 /// check (taking 300 ms, failing on the hosts named in `unhealthy`); it
-/// counts the stagings that finished.
+/// counts the stagings that finished and the most that ran at once.
 struct Timed {
     name: String,
     stage: Duration,
     unhealthy: Arc<Mutex<Vec<String>>>,
     staged: Arc<AtomicUsize>,
+    staging: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 #[async_trait]
@@ -320,7 +337,10 @@ impl Remote for Timed {
             ..Output::default()
         };
         if exec.script == "STAGE" {
+            let now = self.staging.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.stage).await;
+            self.staging.fetch_sub(1, Ordering::SeqCst);
             self.staged.fetch_add(1, Ordering::SeqCst);
             if self.stage == Duration::ZERO && self.name == "h1" {
                 out.status = Some(12);
@@ -337,12 +357,19 @@ impl Remote for Timed {
     }
 }
 
-fn timed_rollout(stage: Duration, unhealthy: &[&str]) -> (Rollout, Arc<AtomicUsize>) {
+/// `count` timed hosts in batches of 2; the stagings finished, and the
+/// most that ran at once.
+fn timed_rollout(
+    count: usize,
+    stage: Duration,
+    unhealthy: &[&str],
+) -> (Rollout, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let staged = Arc::new(AtomicUsize::new(0));
+    let (staging, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let unhealthy = Arc::new(Mutex::new(
         unhealthy.iter().map(|h| h.to_string()).collect(),
     ));
-    let hosts = (1..=4)
+    let hosts = (1..=count)
         .map(|i| Host {
             name: format!("h{i}"),
             address: format!("127.0.0.{i}"),
@@ -351,6 +378,8 @@ fn timed_rollout(stage: Duration, unhealthy: &[&str]) -> (Rollout, Arc<AtomicUsi
                 stage,
                 unhealthy: unhealthy.clone(),
                 staged: staged.clone(),
+                staging: staging.clone(),
+                peak: peak.clone(),
             }),
         })
         .collect();
@@ -371,19 +400,13 @@ fn timed_rollout(stage: Duration, unhealthy: &[&str]) -> (Rollout, Arc<AtomicUsi
         on_event: Arc::new(|_| {}),
         fence: Arc::new(|| None),
     };
-    (r, staged)
-}
-
-fn position(events: &[cairn_release::ReleaseEvent], host: &str, step: &str) -> usize {
-    events
-        .iter()
-        .position(|e| e.host.as_deref() == Some(host) && e.step == step)
-        .unwrap_or_else(|| panic!("no {step} of {host}: {events:#?}"))
+    (r, staged, peak)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_batch_is_staged_while_this_one_moves() {
-    let (r, staged) = timed_rollout(Duration::from_millis(50), &[]);
+async fn every_host_is_staged_before_any_switches_a_bounded_number_at_once() {
+    let hosts = 2 * rollout::STAGE_AT_ONCE + 1;
+    let (r, staged, peak) = timed_rollout(hosts, Duration::from_millis(50), &[]);
     let done = rollout::run(r).await;
     assert_eq!(
         done.outcome,
@@ -391,21 +414,21 @@ async fn the_next_batch_is_staged_while_this_one_moves() {
         "{:#?}",
         done.events
     );
-    assert_eq!(staged.load(Ordering::SeqCst), 4);
+    assert_eq!(staged.load(Ordering::SeqCst), hosts);
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        (2..=rollout::STAGE_AT_ONCE).contains(&peak),
+        "{peak} stagings at once"
+    );
     let e = &done.events;
-    // Staging of h3 and h4 (batch 2) ends during batch 1's health checks,
-    // and neither moves before batch 1 is done.
-    for next in ["h3", "h4"] {
-        for this in ["h1", "h2"] {
-            assert!(position(e, next, "stage") < position(e, this, "health"));
-            assert!(position(e, next, "switch") > position(e, this, "health"));
-        }
-    }
+    let last_stage = e.iter().rposition(|e| e.step == "stage").unwrap();
+    let first_switch = e.iter().position(|e| e.step == "switch").unwrap();
+    assert!(last_stage < first_switch, "{e:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_rollout_waits_for_the_staging_ahead_and_moves_none_of_it() {
-    let (r, staged) = timed_rollout(Duration::from_millis(600), &["h1"]);
+async fn a_stopped_rollout_moves_none_of_the_hosts_it_did_not_reach() {
+    let (r, staged, _) = timed_rollout(4, Duration::from_millis(50), &["h1"]);
     let done = rollout::run(r).await;
     assert_eq!(
         done.outcome,
@@ -413,7 +436,8 @@ async fn a_stopped_rollout_waits_for_the_staging_ahead_and_moves_none_of_it() {
         "{:#?}",
         done.events
     );
-    // Batch 2 was staged ahead, to its end, and nothing else of it ran.
+    // Batch 2 was staged with the others (unpacked, not live), and nothing
+    // else of it ran.
     assert_eq!(staged.load(Ordering::SeqCst), 4);
     for next in ["h3", "h4"] {
         let host = done.hosts.iter().find(|h| h.host == next).unwrap();
@@ -431,8 +455,8 @@ async fn a_stopped_rollout_waits_for_the_staging_ahead_and_moves_none_of_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_whose_staging_fails_stages_nothing_ahead() {
-    let (r, staged) = timed_rollout(Duration::ZERO, &[]);
+async fn a_host_whose_staging_fails_stops_the_release_before_any_switch() {
+    let (r, staged, _) = timed_rollout(4, Duration::ZERO, &[]);
     let done = rollout::run(r).await;
     assert_eq!(
         done.outcome,
@@ -440,15 +464,26 @@ async fn a_batch_whose_staging_fails_stages_nothing_ahead() {
         "{:#?}",
         done.events
     );
-    assert_eq!(staged.load(Ordering::SeqCst), 2, "{:#?}", done.events);
-    // h2 (batch 1) staged and moved, then went back; batch 2 had no turn.
+    assert_eq!(staged.load(Ordering::SeqCst), 4, "{:#?}", done.events);
     assert!(
-        !done
-            .events
-            .iter()
-            .any(|e| matches!(e.host.as_deref(), Some("h3" | "h4"))),
+        !done.events.iter().any(|e| e.step == "switch"),
         "{:#?}",
         done.events
+    );
+    let stop = done.events.iter().find(|e| e.step == "stop").unwrap();
+    assert!(
+        stop.message.contains("nothing was switched"),
+        "{}",
+        stop.message
+    );
+    let h1 = done.hosts.iter().find(|h| h.host == "h1").unwrap();
+    assert_eq!(h1.outcome, HostOutcome::Failed);
+    assert_eq!(h1.message.as_deref(), Some("checksum mismatch"));
+    assert!(
+        done.hosts
+            .iter()
+            .filter(|h| h.host != "h1")
+            .all(|h| h.outcome == HostOutcome::Skipped)
     );
 }
 

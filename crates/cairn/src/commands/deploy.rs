@@ -636,6 +636,12 @@ fn execute(
                         ""
                     }
                 );
+                // Why, on stderr too: `-o none` (scripts, CI) shows no table.
+                for r in &report.resources {
+                    if let Some(e) = &r.error {
+                        eprintln!("  {} ({}): {e}", r.address, r.kind);
+                    }
+                }
                 (
                     if report.ok {
                         Status::Success

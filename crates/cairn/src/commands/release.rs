@@ -42,6 +42,9 @@ use crate::cli::{
 use crate::output::emit;
 use crate::report::{CliError, Status};
 
+/// Where artifacts go in the deployment's own bucket (`store: bucket:NAME`).
+const BUCKET_PREFIX: &str = "cairn/artifacts";
+
 /// The name of the state's key that signs artifacts.
 pub(super) const SIGNING_KEY: &str = "artifacts";
 
@@ -118,6 +121,14 @@ impl AppContext {
     /// The app's artifact store: its `store`, else `.cairn/artifacts` beside
     /// the state; a relative directory is the template directory's.
     async fn artifacts(&self) -> Result<Arc<dyn ArtifactStore>, CliError> {
+        if let Some(name) = self
+            .app
+            .store
+            .as_deref()
+            .and_then(|s| s.strip_prefix("bucket:"))
+        {
+            return self.bucket_store(name.trim()).await;
+        }
         let url = match &self.app.store {
             Some(s) if s.contains("://") || Path::new(s).is_absolute() => s.clone(),
             Some(s) => {
@@ -133,6 +144,74 @@ impl AppContext {
         open_store(&url)
             .await
             .map_err(|e| CliError::Usage(format!("artifact store `{url}`: {e}")))
+    }
+
+    /// `store: bucket:NAME`: the deployment's own bucket resource `NAME`,
+    /// under [`BUCKET_PREFIX`]: the local target's bucket directory, or the
+    /// S3 bucket on aws through the target's own settings (region,
+    /// profile, endpoint). The bucket must be deployed before a build.
+    async fn bucket_store(&self, name: &str) -> Result<Arc<dyn ArtifactStore>, CliError> {
+        let deployment = &self.deployment.name;
+        let bucket = self
+            .records
+            .iter()
+            .find(|r| r.kind == "bucket" && r.address == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.kind == "bucket")
+                    .map(|r| r.address.as_str())
+                    .collect();
+                CliError::Usage(if known.is_empty() {
+                    format!(
+                        "app `{}` keeps its artifacts in `bucket:{name}`, but deployment {deployment} has no bucket yet: deploy the template first (`cairn up`)",
+                        self.app.name
+                    )
+                } else {
+                    format!(
+                        "app `{}` keeps its artifacts in `bucket:{name}`, but deployment {deployment} has no bucket `{name}` (its buckets: {})",
+                        self.app.name,
+                        known.join(", ")
+                    )
+                })
+            })?;
+        match self.deployment.target.as_str() {
+            "local" => {
+                let dir = bucket.attributes["url"]
+                    .as_str()
+                    .and_then(|u| u.strip_prefix("file://"))
+                    .ok_or_else(|| {
+                        CliError::failure(format!(
+                            "bucket `{name}` of deployment {deployment} has no local directory in its state"
+                        ))
+                    })?;
+                let url = Path::new(dir).join(BUCKET_PREFIX).display().to_string();
+                open_store(&url)
+                    .await
+                    .map_err(|e| CliError::Usage(format!("artifact store `{url}`: {e}")))
+            }
+            #[cfg(feature = "aws")]
+            "aws" => {
+                let settings = cairn_aws::AwsSettings::from_environment(
+                    self.deployment.region.as_deref(),
+                    self.deployment.settings.as_ref(),
+                )
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+                let clients = cairn_aws::Clients::load(&settings)
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                Ok(Arc::new(artifact::store::S3Store::new(
+                    clients.s3,
+                    bucket.id.clone(),
+                    BUCKET_PREFIX,
+                )))
+            }
+            other => Err(CliError::Usage(format!(
+                "app `{}`: `bucket:` stores are not supported on target `{other}` in this build",
+                self.app.name
+            ))),
+        }
     }
 
     /// The state's signing key, made on the first build.
@@ -720,7 +799,7 @@ impl Balancer for ProviderBalancer {
             &self.lb_id,
             &self.backend(b),
             within,
-            Duration::from_millis(200),
+            Duration::from_millis(10),
         )
         .await
         .map(|_| ())

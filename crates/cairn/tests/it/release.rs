@@ -224,3 +224,111 @@ fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
     );
     assert!(out.stderr.contains("grace"), "{}", out.stderr);
 }
+
+/// `store: bucket:NAME` on aws: the artifacts go into the deployment's own
+/// S3 bucket (on moto), read back with the SDK, and verify from there.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aws_deployments_own_bucket_keeps_the_artifacts() {
+    let moto = crate::aws::Moto::start("bucket-store");
+    let dir = moto.root.join("tpl");
+    let t = template(
+        &dir,
+        &HELLO.replace("servers:", "store: \"bucket:artifacts\"\n    servers:"),
+    );
+    let yaml = std::fs::read_to_string(dir.join("cairn.yaml")).unwrap();
+    std::fs::write(
+        dir.join("cairn.yaml"),
+        yaml.replace(
+            "resources:\n",
+            "resources:\n  artifacts:\n    type: bucket\n    properties: {name: artifacts}\n",
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("env")).unwrap();
+    std::fs::write(dir.join("env/aws.yaml"), "target: aws\nregion: us-east-1\n").unwrap();
+    let run = |args: &[&str]| moto.run(args);
+
+    let out = run(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "v1",
+        &t,
+        "-e",
+        "aws",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("has no bucket yet"), "{}", out.stderr);
+
+    let up = run(&["up", &t, "-e", "aws", "--yes", "-o", "none"]);
+    assert_eq!(up.code, 0, "{}", up.snapshot());
+    let out = run(&[
+        "artifact",
+        "build",
+        "hello",
+        "--version",
+        "v1",
+        &t,
+        "-e",
+        "aws",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let bucket: serde_json::Value = serde_json::from_str(
+        &run(&[
+            "show",
+            &t,
+            "-e",
+            "aws",
+            "--address",
+            "artifacts",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    let name = bucket["id"].as_str().unwrap();
+    assert_eq!(
+        built["store"].as_str().unwrap(),
+        format!("s3://{name}/cairn/artifacts"),
+        "{built:#}"
+    );
+    let listed = moto
+        .clients()
+        .await
+        .s3
+        .list_objects_v2()
+        .bucket(name)
+        .prefix("cairn/artifacts/hello/v1/")
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with("manifest.json")),
+        "{keys:?}"
+    );
+    let out = run(&[
+        "artifact", "verify", "hello", "v1", &t, "-e", "aws", "-o", "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(out.stdout.contains(built["digest"].as_str().unwrap()));
+
+    let down = run(&[
+        "destroy",
+        &t,
+        "-e",
+        "aws",
+        "--yes",
+        "--allow-data-loss",
+        "-o",
+        "none",
+    ]);
+    assert_eq!(down.code, 0, "{}", down.snapshot());
+}

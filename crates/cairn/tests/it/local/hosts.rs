@@ -123,7 +123,7 @@ impl RuncCloud {
 
     /// The cloud's network namespace: every kernel object of the cloud has
     /// its tag in its name.
-    fn netns(&self) -> String {
+    pub(super) fn netns(&self) -> String {
         let id = cairn_local::cloud::container_id(&self.dirs(), "x");
         id.trim_end_matches("-x").to_string()
     }

@@ -506,3 +506,63 @@ fn promotion_releases_the_very_artifact_from_test_to_prod() {
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
 }
+
+/// `store: bucket:NAME`: the artifacts go into the deployment's own bucket
+/// (on the local target its directory), not beside the template; before
+/// the bucket is deployed, or naming one that is not there, the build says
+/// what to do. Needs no hosts: only the bucket.
+#[test]
+fn the_deployments_own_bucket_keeps_the_artifacts() {
+    let c = super::Local::new("bucket-store");
+    let yaml = |store: &str| {
+        format!(
+            "cairn: 1\nresources:\n  artifacts:\n    type: bucket\n    properties: {{name: artifacts}}\n\
+             apps:\n  hello:\n    build: {{command: \"mkdir -p out && cp serve.py out/\", dir: app, output: out}}\n    \
+             install: /srv/hello\n    service: exec python3 serve.py\n    port: 8081\n    servers: web\n    store: \"{store}\"\n"
+        )
+    };
+    let t = c.template("bucket", &yaml("bucket:artifacts"));
+    copy_app(Path::new(&t));
+
+    let out = c.run(&["artifact", "build", "hello", "--version", "v1", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("has no bucket yet: deploy the template first"),
+        "{}",
+        out.stderr
+    );
+
+    let up = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let built = c.json(&["artifact", "build", "hello", "--version", "v1", &t]);
+    let bucket = c.json(&["show", &t, "--address", "artifacts"]);
+    let dir = bucket["attributes"]["url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap()
+        .to_string();
+    assert!(built["store"].as_str().unwrap().contains(&dir), "{built:#}");
+    assert!(
+        Path::new(&dir)
+            .join("cairn/artifacts/hello/v1/manifest.json")
+            .is_file()
+    );
+    assert!(!Path::new(&t).join(".cairn/artifacts").exists());
+    let listed = c.json(&["artifact", "list", "hello", &t]);
+    assert_eq!(listed[0]["version"], "v1", "{listed:#}");
+    let verified = c.json(&["artifact", "verify", "hello", "v1", &t]);
+    assert_eq!(verified["digest"], built["digest"]);
+
+    std::fs::write(Path::new(&t).join("cairn.yaml"), yaml("bucket:artefacts")).unwrap();
+    let out = c.run(&["artifact", "list", "hello", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("has no bucket `artefacts` (its buckets: artifacts)"),
+        "{}",
+        out.stderr
+    );
+    c.destroy(&t);
+}
