@@ -620,9 +620,13 @@ impl Cloud {
                     None,
                 ))
             }
-            "image" if self.hosts.is_some() => Err(permanent(
-                "capturing an `image` of a server is not supported with `runc` isolation yet",
-            )),
+            "image" if let Some(hosts) = &self.hosts => {
+                let server_id =
+                    prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;
+                let server = self.get(server_id, "server")?;
+                hosts.capture_image(id, &server).await?;
+                Ok((json!({"id": id}), None))
+            }
             "image" => {
                 let server_id =
                     prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;

@@ -84,6 +84,11 @@ pub struct ServerSpec {
     pub dir: PathBuf,
     /// The image's root, below the layer.
     pub image: PathBuf,
+    /// A layer captured from another server (an `image` resource), copied
+    /// as this server's own layer when it has none yet. Copied rather than
+    /// stacked as a second lower directory: overlayfs refuses a lower
+    /// directory beneath another (ELOOP), and `image: host`'s is `/`.
+    pub seed: Option<PathBuf>,
     /// The network namespace it joins (made by `network`).
     pub netns: PathBuf,
     /// The cairn binary, mounted read-only at [`CAIRN_PATH`].
@@ -149,7 +154,10 @@ fn check_path(path: &Path) -> Result<(), HostError> {
 impl Server {
     /// A server, its paths checked.
     pub fn new(spec: ServerSpec) -> Result<Server, HostError> {
-        for p in [&spec.dir, &spec.image, &spec.netns, &spec.cairn_binary] {
+        for p in [&spec.dir, &spec.image, &spec.netns, &spec.cairn_binary]
+            .into_iter()
+            .chain(&spec.seed)
+        {
             check_path(p)?;
         }
         for (what, name) in [("container id", &spec.id), ("hostname", &spec.hostname)] {
@@ -266,6 +274,25 @@ impl Server {
     /// layer on first use. Its "source" is the container id, so
     /// /proc/mounts tells whose it is.
     pub async fn mount_root(&self) -> Result<(), HostError> {
+        if let Some(seed) = &self.spec.seed
+            && !self.upper().exists()
+        {
+            let layer = self.spec.dir.join("layer");
+            std::fs::create_dir_all(&layer)
+                .map_err(|e| HostError::io(format!("create {}", layer.display()), e))?;
+            // `cp -a`: overlay whiteouts and opaque-directory xattrs keep
+            // their meaning in the new upper directory.
+            let copying = self.spec.dir.join("layer/upper.copying");
+            let _ = std::fs::remove_dir_all(&copying);
+            Cmd::new("cp")
+                .args(["-a", "--"])
+                .arg(seed)
+                .arg(&copying)
+                .run()
+                .await?;
+            std::fs::rename(&copying, self.upper())
+                .map_err(|e| HostError::io(format!("rename {}", copying.display()), e))?;
+        }
         for dir in [self.upper(), self.work(), self.rootfs(), self.bundle()] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| HostError::io(format!("create {}", dir.display()), e))?;
@@ -535,6 +562,7 @@ mod tests {
             hostname: "web0".into(),
             dir: "/var/lib/cairn/servers/web0".into(),
             image: "/".into(),
+            seed: None,
             netns: "/run/netns/cairn-ab12-web0".into(),
             cairn_binary: "/usr/bin/cairn".into(),
             cgroup_parent: "cairn-ab12".into(),

@@ -350,6 +350,7 @@ fn server(dir: &Path, cloud: &CloudNet, name: &str, netns: PathBuf) -> Server {
         hostname: name.to_string(),
         dir: dir.join(name),
         image: PathBuf::from("/"),
+        seed: None,
         netns,
         cairn_binary: std::env::current_exe().unwrap(),
         cgroup_parent: cloud.netns.clone(),

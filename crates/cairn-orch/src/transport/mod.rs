@@ -10,6 +10,6 @@ pub mod ssh;
 
 pub use known_hosts::KnownHosts;
 pub use ssh::{
-    DialFn, Dialer, HostKeyPolicy, SshAuth, SshHost, SshOptions, SshPool, SshStream, SshTarget,
-    TcpDialer,
+    DialFn, Dialer, HostKeyPolicy, KeyPassphrase, SshAuth, SshHost, SshOptions, SshPool, SshStream,
+    SshTarget, TcpDialer,
 };

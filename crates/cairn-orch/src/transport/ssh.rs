@@ -173,6 +173,24 @@ pub struct SshOptions {
     /// sshd refuses channels past its `MaxSessions` (10 unless raised), so
     /// more than that fails on a stock server instead of waiting.
     pub max_channels: usize,
+    /// Decrypts key files ([`SshAuth::KeyFile`]) stored encrypted.
+    pub key_passphrase: Option<KeyPassphrase>,
+}
+
+/// A passphrase for encrypted key files; nothing prints it.
+#[derive(Clone)]
+pub struct KeyPassphrase(Arc<str>);
+
+impl KeyPassphrase {
+    pub fn new(passphrase: impl Into<Arc<str>>) -> KeyPassphrase {
+        KeyPassphrase(passphrase.into())
+    }
+}
+
+impl fmt::Debug for KeyPassphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyPassphrase(..)")
+    }
 }
 
 impl Default for SshOptions {
@@ -183,6 +201,7 @@ impl Default for SshOptions {
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
             max_channels: 10,
+            key_passphrase: None,
         }
     }
 }
@@ -482,13 +501,21 @@ impl SshHost {
                 },
                 SshAuth::KeyFile(path) => {
                     let shown = path.display();
-                    match russh::keys::load_secret_key(path, None) {
+                    let passphrase = self.options.key_passphrase.as_ref().map(|p| &*p.0);
+                    match russh::keys::load_secret_key(path, passphrase) {
                         Ok(key) => {
                             if self.try_key(handle, key).await.map_err(lost)? {
                                 return Ok(());
                             }
                             tried.push(format!("key file {shown} (refused)"));
                         }
+                        Err(russh::keys::Error::KeyIsEncrypted) => tried.push(format!(
+                            "key file {shown} (encrypted, and no passphrase was given: set \
+                             CAIRN_SSH_KEY_PASSPHRASE, or load it into ssh-agent with `ssh-add {shown}`)"
+                        )),
+                        Err(e) if passphrase.is_some() => tried.push(format!(
+                            "key file {shown} (not decrypted with the passphrase given: {e})"
+                        )),
                         Err(e) => tried.push(format!("key file {shown} (unusable: {e})")),
                     }
                 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_orch::transport::{
-    DialFn, HostKeyPolicy, KnownHosts, SshAuth, SshHost, SshOptions, SshPool, SshStream, SshTarget,
-    TcpDialer,
+    DialFn, HostKeyPolicy, KeyPassphrase, KnownHosts, SshAuth, SshHost, SshOptions, SshPool,
+    SshStream, SshTarget, TcpDialer,
 };
 use cairn_orch::{Exec, Remote, TransportError};
 
@@ -515,4 +515,50 @@ async fn many_hosts_connect_and_run_true() {
         );
         pool.disconnect_all().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_key_file_needs_its_passphrase() {
+    let th = TestHosts::up("passphrase", 1, "127.0.47.1");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    std::fs::copy(th.client_key(), &key).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "open sesame", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut target = th.target("h1");
+    target.auth = vec![SshAuth::KeyFile(key.clone())];
+    let with = |passphrase: Option<&str>| SshOptions {
+        key_passphrase: passphrase.map(KeyPassphrase::new),
+        ..SshOptions::default()
+    };
+    let run = |options: SshOptions| {
+        let h = SshHost::new(target.clone(), options, Arc::new(TcpDialer));
+        async move { h.exec(Exec::new("echo in")).await }
+    };
+    let reason = |e: TransportError| match e {
+        TransportError::Auth { reason, .. } => reason,
+        e => panic!("not an auth error: {e}"),
+    };
+    let none = reason(run(with(None)).await.unwrap_err());
+    assert!(
+        none.contains("encrypted, and no passphrase was given") && none.contains("ssh-add"),
+        "{none}"
+    );
+    let wrong = reason(run(with(Some("nope"))).await.unwrap_err());
+    assert!(
+        wrong.contains("not decrypted with the passphrase given"),
+        "{wrong}"
+    );
+    let out = run(with(Some("open sesame"))).await.unwrap();
+    assert_eq!(out.stdout_str(), "in\n");
+    // The options print without it.
+    assert!(!format!("{:?}", with(Some("open sesame"))).contains("sesame"));
 }

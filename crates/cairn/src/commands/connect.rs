@@ -19,7 +19,7 @@ use cairn_orch::inventory::Host;
 use cairn_orch::transport::known_hosts::KnownHosts;
 use cairn_orch::transport::local::LocalHost;
 use cairn_orch::transport::ssh::{
-    Dialer, SshAuth, SshHost, SshOptions, SshStream, SshTarget, TcpDialer,
+    Dialer, KeyPassphrase, SshAuth, SshHost, SshOptions, SshStream, SshTarget, TcpDialer,
 };
 use cairn_orch::{Remote, TransportError};
 use cairn_template::loader::Deployment;
@@ -79,6 +79,12 @@ impl Connector {
             options: SshOptions {
                 connect_timeout: seconds(args.connect_timeout),
                 command_timeout: seconds(args.timeout),
+                // As ssh-agent holds them for OpenSSH: never an argument
+                // (other users see those in `ps`), never printed.
+                key_passphrase: std::env::var("CAIRN_SSH_KEY_PASSPHRASE")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    .map(KeyPassphrase::new),
                 ..SshOptions::default()
             },
             user: args.user.clone(),

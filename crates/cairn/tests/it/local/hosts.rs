@@ -117,7 +117,7 @@ impl RuncCloud {
         self.cidrs.push(cidr.to_string());
     }
 
-    fn dirs(&self) -> LocalDirs {
+    pub(super) fn dirs(&self) -> LocalDirs {
         LocalDirs::new(self.local.root.join("local"))
     }
 
@@ -738,11 +738,11 @@ fn runc_bad_input_is_refused_with_nothing_half_made() {
         out.stdout
     );
 
-    // Images captured from servers are not there yet in `runc` isolation:
-    // a server from one, and capturing one, are refused.
+    // A server from an image this cloud never captured.
     let cidr4 = free_cidr(4);
-    let small = |server: &str, extra: &str| {
-        format!(
+    let t = c.template(
+        "from-image",
+        &format!(
             r#"cairn: 1
 resources:
   net:
@@ -753,30 +753,16 @@ resources:
     properties: {{network: "{{{{ net.id }}}}", cidr: {cidr4}}}
   web:
     type: server
-    properties: {{name: web, image: {server}, size: small, subnet: "{{{{ sub.id }}}}"}}
-{extra}"#
-        )
-    };
-    let t = c.template("from-image", &small("image-00042", ""), &cidr4);
-    let out = c.run(&["up", &t, "--yes", "-o", "json"]);
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stdout.contains(
-            "image image-00042: servers from a captured `image` resource are not supported \
-             with `runc` isolation yet"
+    properties: {{name: web, image: image-00042, size: small, subnet: "{{{{ sub.id }}}}"}}
+"#
         ),
-        "{}",
-        out.stdout
+        &cidr4,
     );
-    let capture =
-        "  snap:\n    type: image\n    properties: {server: \"{{ web.id }}\", name: snap}\n";
-    let t = c.template("capture", &small("host", capture), &cidr4);
     let out = c.run(&["up", &t, "--yes", "-o", "json"]);
     assert_ne!(out.code, 0);
     assert!(
-        out.stdout.contains(
-            "capturing an `image` of a server is not supported with `runc` isolation yet"
-        ),
+        out.stdout
+            .contains("image image-00042: no such image in this cloud"),
         "{}",
         out.stdout
     );

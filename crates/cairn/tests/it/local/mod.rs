@@ -11,6 +11,7 @@ use crate::{Output, cairn_env};
 mod faults;
 mod heal;
 mod hosts;
+mod images;
 mod internet;
 mod lb;
 mod public;
