@@ -49,6 +49,10 @@ pub struct ResourceChange {
     /// The force-new properties that make this a replace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replace_because: Vec<String>,
+    /// Replaced because `--replace` named it (a server that is broken
+    /// beyond repair), whatever its properties say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_requested: bool,
     /// Resource names this one depends on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
@@ -89,6 +93,9 @@ pub struct PlanOptions {
     /// Plan to delete everything (`destroy`).
     pub destroy: bool,
     pub allow_data_loss: bool,
+    /// Addresses to replace even though nothing about them changed
+    /// (`--replace web[1]`, Terraform's `-replace`).
+    pub replace: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -99,6 +106,10 @@ pub enum PlanError {
     DataLoss { address: String, kind: String },
     #[error("--target/--exclude names `{0}`, which is not a resource of this template or state")]
     UnknownTarget(String),
+    #[error(
+        "--replace names `{address}`, which is not a resource in this deployment's state{hint}"
+    )]
+    UnknownReplace { address: String, hint: String },
 }
 
 /// Attributes from the state, with those of resources that will be replaced
@@ -205,13 +216,15 @@ pub fn plan(
                         id: None,
                         diff: create_diff(i),
                         replace_because: Vec::new(),
+                        replace_requested: false,
                         depends_on: r.depends_on.clone(),
                         data_holding: schema.data_holding,
                         create_before_destroy: i.lifecycle.create_before_destroy,
                     },
                     Some(rec) => {
                         let (diff, replace_because) = compare(schema, i, rec);
-                        let action = if !replace_because.is_empty() {
+                        let replace_requested = opts.replace.contains(&i.address);
+                        let action = if !replace_because.is_empty() || replace_requested {
                             Action::Replace
                         } else if diff.is_empty() {
                             Action::NoOp
@@ -232,6 +245,7 @@ pub fn plan(
                             id: Some(rec.id.clone()),
                             diff,
                             replace_because,
+                            replace_requested,
                             depends_on: r.depends_on.clone(),
                             data_holding: schema.data_holding,
                             create_before_destroy: i.lifecycle.create_before_destroy,
@@ -254,11 +268,13 @@ pub fn plan(
             id: Some(rec.id.clone()),
             diff: Vec::new(),
             replace_because: Vec::new(),
+            replace_requested: false,
             depends_on: rec.depends_on.clone(),
             data_holding: rec.data_holding,
             create_before_destroy: false,
         });
     }
+    check_replace(opts, &changes, &mut errors);
     let changes = limit(changes, opts, &mut errors);
     // The template's lifecycle wins over the record's: adding
     // `prevent_destroy` protects a resource from then on.
@@ -307,6 +323,38 @@ pub fn plan(
         changes,
         summary,
     })
+}
+
+/// Every `--replace` address must be a recorded instance the template
+/// keeps: replacing one it deletes, or one not made yet, is a mistake.
+fn check_replace(opts: &PlanOptions, changes: &[ResourceChange], errors: &mut Vec<PlanError>) {
+    for address in &opts.replace {
+        match changes.iter().find(|c| &c.address == address) {
+            Some(c) if c.action == Action::Replace => {}
+            Some(c) => errors.push(PlanError::UnknownReplace {
+                address: address.clone(),
+                hint: match c.action {
+                    Action::Create => " (it is not made yet: `cairn up` creates it)".into(),
+                    _ => " (the template no longer declares it: `cairn up` deletes it)".into(),
+                },
+            }),
+            None => {
+                let instances: Vec<&str> = changes
+                    .iter()
+                    .filter(|c| c.resource == *address && c.id.is_some())
+                    .map(|c| c.address.as_str())
+                    .collect();
+                errors.push(PlanError::UnknownReplace {
+                    address: address.clone(),
+                    hint: if instances.is_empty() {
+                        " (see `cairn state list`)".into()
+                    } else {
+                        format!(": name one instance, {}", instances.join(", "))
+                    },
+                });
+            }
+        }
+    }
 }
 
 /// `web[0]` → `web`.

@@ -538,6 +538,19 @@ pub async fn up(
     run_leased(&cx, load_opts, opts, confirm, started).await
 }
 
+/// [`up`] for a caller that holds the deployment's lease already: `cx` is
+/// the fenced context [`hold_lease`] returned. `cairn heal` replaces a
+/// server inside the lease it took to act, so that no release starts
+/// between the replacement and the install on the new server.
+pub async fn up_leased(
+    cx: &RunContext,
+    load_opts: &LoadOptions,
+    opts: &RunOptions,
+    confirm: &mut (dyn FnMut(&Plan) -> bool + Send),
+) -> Result<(RunOutcome, Vec<Reconciled>), RunError> {
+    run_leased(cx, load_opts, opts, confirm, Instant::now()).await
+}
+
 /// Takes the deployment's lease (see [`take_lease`]) and keeps it with a
 /// heartbeat until the hold is dropped, which releases it. The context
 /// returned is fenced: once a renewal fails, no step starts (see

@@ -14,6 +14,7 @@
 //!     servers: "G@role:web"              # a target expression, or a list of names
 //!     hooks: {pre: "./migrate", post: "echo done"}
 //!     keep: 5
+//!     heal: {grace: 30s, restart: true, replace: true, interval: 5s}
 //! ```
 
 use std::time::Duration;
@@ -58,6 +59,18 @@ pub struct HealthDecl {
     pub interval: Duration,
 }
 
+/// How `cairn heal` treats a server whose health check fails: after
+/// `grace` of failing it is restarted (when `restart`), and if it still
+/// fails, replaced by the engine (when `replace`). Checked every
+/// `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealPolicy {
+    pub grace: Duration,
+    pub interval: Duration,
+    pub restart: bool,
+    pub replace: bool,
+}
+
 /// Where the app runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Servers {
@@ -93,6 +106,8 @@ pub struct AppSpec {
     pub keep: usize,
     /// The artifact store (`file:PATH`, a path, `s3://bucket/prefix`).
     pub store: Option<String>,
+    /// Self-healing (`cairn heal`); none when the app declares no `heal`.
+    pub heal: Option<HealPolicy>,
 }
 
 impl AppSpec {
@@ -256,6 +271,40 @@ impl AppSpec {
             },
             Some(_) => return Err(err("keep", "must be a whole number from 2 to 100")),
         };
+        let heal = match map.get("heal") {
+            None | Some(J::Null) => None,
+            Some(J::Object(h)) => {
+                if matches!(map.get("health"), None | Some(J::Null)) {
+                    return Err(err(
+                        "heal",
+                        "needs a `health` check to judge servers by (health: {path, port, timeout})",
+                    ));
+                }
+                let flag = |k: &str| match h.get(k) {
+                    None | Some(J::Null) => Ok(true),
+                    Some(J::Bool(b)) => Ok(*b),
+                    Some(_) => Err(err(&format!("heal.{k}"), "must be true or false")),
+                };
+                let interval = duration(h.get("interval"), Duration::from_secs(5))
+                    .map_err(|p| err("heal.interval", &p))?;
+                if interval < Duration::from_millis(100) {
+                    return Err(err("heal.interval", "must be at least 100ms"));
+                }
+                Some(HealPolicy {
+                    grace: duration(h.get("grace"), Duration::from_secs(30))
+                        .map_err(|p| err("heal.grace", &p))?,
+                    interval,
+                    restart: flag("restart")?,
+                    replace: flag("replace")?,
+                })
+            }
+            Some(_) => {
+                return Err(err(
+                    "heal",
+                    "must be a map {grace, restart, replace, interval}",
+                ));
+            }
+        };
         Ok(AppSpec {
             name: name.to_string(),
             description: string("description")?,
@@ -269,6 +318,7 @@ impl AppSpec {
             hooks,
             keep,
             store: string("store")?,
+            heal,
         })
     }
 }
@@ -328,6 +378,64 @@ mod tests {
         assert_eq!(app.keep, 5);
         assert_eq!(app.build.unwrap().dir, ".");
         assert_eq!(app.servers, Servers::Target("G@role:web".into()));
+        assert_eq!(app.heal, None);
+    }
+
+    #[test]
+    fn a_heal_policy_has_defaults_and_needs_a_health_check() {
+        let base = json!({"install": "/srv/a", "service": "x", "port": 80, "servers": ["a"],
+                          "health": {"path": "/healthz"}});
+        let with = |heal: J| {
+            let mut m = base.clone();
+            m["heal"] = heal;
+            AppSpec::from_json("a", &m)
+        };
+        assert_eq!(
+            with(json!({})).unwrap().heal,
+            Some(HealPolicy {
+                grace: Duration::from_secs(30),
+                interval: Duration::from_secs(5),
+                restart: true,
+                replace: true,
+            })
+        );
+        let p = with(json!({"grace": "2s", "interval": "500ms", "replace": false}))
+            .unwrap()
+            .heal
+            .unwrap();
+        assert_eq!(
+            (p.grace, p.interval, p.restart, p.replace),
+            (
+                Duration::from_secs(2),
+                Duration::from_millis(500),
+                true,
+                false
+            )
+        );
+        let bad = |heal: J| with(heal).unwrap_err().to_string();
+        assert_eq!(
+            bad(json!({"grace": "soon"})),
+            "app `a`: `heal.grace` must be a duration such as 30s or 500ms, not `soon`"
+        );
+        assert_eq!(
+            bad(json!({"restart": "yes"})),
+            "app `a`: `heal.restart` must be true or false"
+        );
+        assert_eq!(
+            bad(json!({"interval": "10ms"})),
+            "app `a`: `heal.interval` must be at least 100ms"
+        );
+        assert_eq!(
+            bad(json!(true)),
+            "app `a`: `heal` must be a map {grace, restart, replace, interval}"
+        );
+        let mut no_health = base.clone();
+        no_health.as_object_mut().unwrap().remove("health");
+        no_health["heal"] = json!({});
+        assert_eq!(
+            AppSpec::from_json("a", &no_health).unwrap_err().to_string(),
+            "app `a`: `heal` needs a `health` check to judge servers by (health: {path, port, timeout})"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //!   [`cairn_orch::Remote`]) and the app's load balancer: stage and verify
 //!   on every host of a batch, drain, switch `current`, restart,
 //!   health-check, restore; past `max_fail` every switched host goes back.
+//! - `heal`: self-healing's incidents (a server failing its health check,
+//!   restarted, replaced) and the decision of each pass; `cairn heal`
+//!   acts on it with `rollout`'s restart and install.
 //! - `record`: the audit trail of releases and the signing keys, kept by a
 //!   [`ReleaseStore`] (the state store implements it).
 //!
@@ -23,9 +26,11 @@
 pub mod app;
 pub mod artifact;
 mod error;
+pub mod heal;
 pub mod record;
 pub mod rollout;
 
-pub use app::{AppError, AppSpec};
+pub use app::{AppError, AppSpec, HealPolicy};
 pub use error::{ReleaseError, Result, VerifyError};
+pub use heal::{HealOutcome, HealRecord, HealStore};
 pub use record::{ReleaseEvent, ReleaseRecord, ReleaseStore, StoredKey};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cairn_engine::store::{StateStore, StoreResult};
 use cairn_orch::job::JobStore;
-use cairn_release::ReleaseStore;
+use cairn_release::{HealStore, ReleaseStore};
 
 use crate::key::KeySource;
 use crate::overview::Overview;
@@ -15,9 +15,15 @@ use crate::store::SqliteStore;
 use crate::transfer::Transfer;
 
 /// Everything the CLI asks of a state, whichever store holds it.
-pub trait Store: StateStore + JobStore + ReleaseStore + Transfer + Overview + fmt::Debug {}
+pub trait Store:
+    StateStore + JobStore + ReleaseStore + HealStore + Transfer + Overview + fmt::Debug
+{
+}
 
-impl<T: StateStore + JobStore + ReleaseStore + Transfer + Overview + fmt::Debug> Store for T {}
+impl<T: StateStore + JobStore + ReleaseStore + HealStore + Transfer + Overview + fmt::Debug> Store
+    for T
+{
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {

@@ -1,7 +1,10 @@
 //! The `releases` table: cairn-release's [`ReleaseStore`], the audit trail
 //! of `cairn release`. A record is written when a release starts and
 //! replaced when it ends, so a killed release still shows as `running`.
+//! Beside it, `heals`: cairn-release's [`HealStore`], the incidents of
+//! `cairn heal`.
 
+use cairn_release::heal::{HealRecord, HealStore};
 use cairn_release::record::{ReleaseRecord, ReleaseStore, ReleaseStoreError, StoredKey};
 use rusqlite::{OptionalExtension, params};
 
@@ -109,5 +112,57 @@ impl ReleaseStore for SqliteStore {
         .map_err(err)?;
         self.signing_key(name)?
             .ok_or_else(|| err(format!("the signing key `{name}` vanished")))
+    }
+}
+
+impl HealStore for SqliteStore {
+    fn put_heal(&self, r: &HealRecord) -> R<()> {
+        const WHAT: &str = "recording a heal";
+        self.write(WHAT, |tx| {
+            tx.execute(
+                "INSERT INTO heals (id, app, deployment, host, outcome, open, failing_since, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,
+                     open = excluded.open, record = excluded.record",
+                params![
+                    r.id,
+                    r.app,
+                    r.deployment,
+                    r.host,
+                    r.outcome.as_str(),
+                    r.is_open(),
+                    r.failing_since_ms,
+                    to_json(r, "a heal record")?,
+                ],
+            )
+            .ctx(WHAT)?;
+            Ok(())
+        })
+        .map_err(err)
+    }
+
+    fn heals(&self, app: Option<&str>, deployment: Option<&str>, open: bool) -> R<Vec<HealRecord>> {
+        const WHAT: &str = "listing heals";
+        self.read(WHAT, |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT record FROM heals
+                     WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR deployment = ?2)
+                       AND (NOT ?3 OR open)
+                     ORDER BY failing_since DESC, rowid DESC",
+                )
+                .ctx(WHAT)?;
+            let rows = stmt
+                .query_map(params![app, deployment, open], |row| {
+                    row.get::<_, String>(0)
+                })
+                .ctx(WHAT)?;
+            let mut out = Vec::new();
+            for text in rows {
+                out.push(from_json(&text.ctx(WHAT)?, "a heal record")?);
+            }
+            Ok(out)
+        })
+        .map_err(err)
     }
 }

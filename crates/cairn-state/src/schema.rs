@@ -167,8 +167,26 @@ CREATE TABLE signing_keys (
 ) STRICT;
 ";
 
+/// Heal incidents (`cairn heal`): a server failing its health check, from
+/// the first failed check to its end. Kept whole as JSON; the columns are
+/// what a pass looks up (the open incidents of an app in a deployment) and
+/// what the history sorts by.
+const V5: &str = "
+CREATE TABLE heals (
+    id              TEXT PRIMARY KEY,
+    app             TEXT NOT NULL,
+    deployment      TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    outcome         TEXT NOT NULL,
+    open            INTEGER NOT NULL,
+    failing_since   INTEGER NOT NULL,  -- ms since the epoch
+    record          TEXT NOT NULL      -- JSON: the whole incident
+) STRICT;
+CREATE INDEX heals_by_app ON heals (app, deployment, open, failing_since);
+";
+
 /// Applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -274,6 +292,7 @@ mod tests {
             [
                 "deployments",
                 "generated_secrets",
+                "heals",
                 "job_hosts",
                 "jobs",
                 "journal",
@@ -305,6 +324,31 @@ mod tests {
         assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
         let lease = crate::lease::get(&conn, "prod").unwrap().unwrap();
         assert_eq!((lease.owner.pid, lease.owner.process), (42, None));
+    }
+
+    #[test]
+    fn a_schema_4_state_keeps_its_releases_and_gains_heals() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in [V1, V2, V3, V4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO releases VALUES ('r1', 'web', 'd-prod', 'prod', 'v1', 'ab', 'succeeded', 10, '{}');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(version(&conn).unwrap(), SCHEMA_VERSION);
+        let kept: String = conn
+            .query_row("SELECT version FROM releases WHERE id = 'r1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept, "v1");
+        let heals: i64 = conn
+            .query_row("SELECT count(*) FROM heals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(heals, 0);
     }
 
     #[test]

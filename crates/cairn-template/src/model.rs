@@ -46,6 +46,7 @@ pub const APP_KEYS: &[&str] = &[
     "hooks",
     "keep",
     "store",
+    "heal",
 ];
 /// The keys of an app's nested maps, by the key that holds them.
 pub const APP_NESTED_KEYS: &[(&str, &[&str])] = &[
@@ -53,6 +54,7 @@ pub const APP_NESTED_KEYS: &[(&str, &[&str])] = &[
     ("service", &["command", "stop_timeout", "user"]),
     ("health", &["path", "port", "timeout", "interval"]),
     ("hooks", &["pre", "post"]),
+    ("heal", &["grace", "restart", "replace", "interval"]),
 ];
 /// What a test (`tests:`, run by `cairn test`) declares: one kind, what
 /// it expects, and how long the deployment may take to meet it.
@@ -405,6 +407,20 @@ fn parse_app(name: Name, node: &Node, d: &mut Diagnostics) -> Option<AppDecl> {
                 }),
             );
         }
+    }
+    // A server is healed by what its health check says: the default check
+    // (`GET /` on the port) is too weak a judge to restart or replace by.
+    if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("heal"))
+        && node.get("health").is_none()
+    {
+        d.push(
+            Diagnostic::new(
+                Code::MissingKey,
+                format!("app `{}` has `heal` but no `health`", name.text),
+            )
+            .at(k.span, "healing needs a health check")
+            .help("add `health: {path: /healthz, timeout: 10s}`: a server failing it longer than `heal.grace` is restarted, then replaced"),
+        );
     }
     Some(AppDecl {
         name,

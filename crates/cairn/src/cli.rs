@@ -255,6 +255,10 @@ pub enum Command {
         #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// Watch an app's servers: one failing its health check past the app's
+    /// `heal.grace` is restarted, then replaced by the engine if that does
+    /// not help (foreground until SIGTERM or Ctrl-C; `--once` for cron)
+    Heal(HealArgs),
     /// The master agents connect to over mutual TLS (foreground; SIGTERM
     /// stops it)
     Master(MasterArgs),
@@ -527,6 +531,47 @@ pub struct ReleaseOptions {
     pub timeout: u64,
 }
 
+/// `cairn heal APP`.
+#[derive(Debug, Args, Clone)]
+pub struct HealArgs {
+    /// The app (from the template's `apps:`; its `heal:` says how)
+    pub app: String,
+    /// One pass, then exit (for cron); exits 1 while a server is given up on
+    #[arg(long)]
+    pub once: bool,
+    /// Instead: the app's heal incidents in this environment, newest first
+    #[arg(long, conflicts_with = "once")]
+    pub history: bool,
+    /// The deployment's directory
+    #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// The deployment's environment
+    #[arg(short = 'e', long = "env")]
+    pub env: Option<String>,
+    /// Set a parameter (repeatable)
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A known_hosts file (servers cairn made are checked against the key
+    /// it recorded)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Connect as this user (default: the inventory's, else root)
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// A private key file to authenticate with
+    #[arg(long = "private-key", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Seconds a host may take to answer a connection
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Seconds one step on a host may run
+    #[arg(short = 'T', long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Seconds to wait for a drained backend's requests in flight
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+}
+
 /// Which master the CLI talks to (through its admin socket).
 #[derive(Debug, Args, Clone)]
 pub struct MasterDirArg {
@@ -707,6 +752,10 @@ pub struct ChangeArgs {
     /// Not this resource, nor what depends on it (repeatable)
     #[arg(long = "exclude", value_name = "NAME")]
     pub excludes: Vec<String>,
+    /// Replace this resource instance (`web[1]`) even though nothing about
+    /// it changed: a server broken beyond repair (repeatable)
+    #[arg(long = "replace", value_name = "ADDRESS")]
+    pub replace: Vec<String>,
     /// Do not read the live resources before planning
     #[arg(long)]
     pub no_refresh: bool,

@@ -84,6 +84,16 @@ impl World {
 
     /// Reconciles the journal, plans and applies, like `cairn up --yes`.
     pub async fn up(&self, params: &[&str], options: ApplyOptions) -> (Plan, ApplyReport) {
+        self.up_with(params, options, &PlanOptions::default()).await
+    }
+
+    /// [`World::up`] with plan options (`--replace`, `--target`).
+    pub async fn up_with(
+        &self,
+        params: &[&str],
+        options: ApplyOptions,
+        plan_options: &PlanOptions,
+    ) -> (Plan, ApplyReport) {
         let cx = self.context(options);
         reconcile(&cx).await.expect("journal reconciles");
         let mut lo = LoadOptions::new(&self.dir);
@@ -91,13 +101,8 @@ impl World {
         let loaded = load(&lo).expect("template loads");
         let prior = self.store.resources(&cx.deployment).unwrap();
         let serial = self.store.serial(&cx.deployment).unwrap();
-        let (plan, _) = plan_with(
-            &mut |k| evaluate(&loaded, k),
-            &prior,
-            serial,
-            &PlanOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("plan failed: {e:?}"));
+        let (plan, _) = plan_with(&mut |k| evaluate(&loaded, k), &prior, serial, plan_options)
+            .unwrap_or_else(|e| panic!("plan failed: {e:?}"));
         let report = apply(&cx, &plan, &prior, &mut |k| evaluate(&loaded, k)).await;
         (plan, report)
     }

@@ -409,6 +409,7 @@ fn deletes_wait_for_the_updates_of_what_used_them() {
         id: None,
         diff: vec![],
         replace_because: vec![],
+        replace_requested: false,
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         data_holding: false,
         create_before_destroy: false,
@@ -515,4 +516,104 @@ async fn keep_after_a_failure_deletes_the_waiting_old_halves() {
         old_servers.iter().all(|id| !now.contains_key(*id)),
         "an old server remains: {old_servers:?}"
     );
+}
+
+/// `--replace web[1]`: a new server where nothing changed, what uses its
+/// address follows it, the other servers stay; a data-holding resource
+/// still needs permission; an address the state does not have is refused
+/// with what to name instead.
+#[tokio::test]
+async fn replace_makes_a_new_instance_and_what_uses_it_follows() {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let before = w.store.resources(&w.deployment()).unwrap();
+    let id_of = |records: &[crate::store::ResourceRecord], a: &str| {
+        records.iter().find(|r| r.address == a).unwrap().id.clone()
+    };
+    let replace = |addresses: &[&str]| PlanOptions {
+        replace: addresses.iter().map(|a| a.to_string()).collect(),
+        ..PlanOptions::default()
+    };
+    let plan = w.plan(&["web_count=2"], &replace(&["web[1]"])).unwrap();
+    let action = |a: &str| plan.changes.iter().find(|c| c.address == a).unwrap();
+    assert_eq!(action("web[1]").action, Action::Replace);
+    assert!(action("web[1]").replace_requested);
+    assert!(action("web[1]").replace_because.is_empty());
+    assert_eq!(action("web[0]").action, Action::NoOp);
+    assert_eq!(action("lb").action, Action::Update);
+    assert_eq!(action("www[1]").action, Action::Update);
+    assert_eq!(
+        (
+            plan.summary.replace,
+            plan.summary.create,
+            plan.summary.delete
+        ),
+        (1, 0, 0)
+    );
+
+    let (_, report) = w
+        .up_with(&["web_count=2"], fast_retries(), &replace(&["web[1]"]))
+        .await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.counts.replaced, 1);
+    let after = w.store.resources(&w.deployment()).unwrap();
+    assert_ne!(id_of(&before, "web[1]"), id_of(&after, "web[1]"));
+    assert_eq!(id_of(&before, "web[0]"), id_of(&after, "web[0]"));
+    let new_address = after
+        .iter()
+        .find(|r| r.address == "web[1]")
+        .unwrap()
+        .attributes["address"]
+        .clone();
+    let lb = w
+        .provider
+        .inventory()
+        .into_values()
+        .find(|r| r.kind == "load_balancer")
+        .unwrap();
+    assert!(
+        lb.properties["backends"]
+            .as_array()
+            .unwrap()
+            .contains(&new_address),
+        "{lb:?}"
+    );
+    w.assert_state_matches_reality();
+    assert!(
+        !w.plan(&["web_count=2"], &PlanOptions::default())
+            .unwrap()
+            .has_changes()
+    );
+
+    // Refused: what the state does not hold, a whole resource, what the
+    // template deletes, and data without --allow-data-loss.
+    let refused = |opts: &PlanOptions, params: &[&str]| match w.plan(params, opts) {
+        Err(PlanFailure::Refused(errs)) => errs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(&replace(&["web[7]"]), &["web_count=2"]),
+        [
+            "--replace names `web[7]`, which is not a resource in this deployment's state (see `cairn state list`)"
+        ]
+    );
+    assert_eq!(
+        refused(&replace(&["web"]), &["web_count=2"]),
+        [
+            "--replace names `web`, which is not a resource in this deployment's state: name one instance, web[0], web[1]"
+        ]
+    );
+    assert_eq!(
+        refused(&replace(&["web[1]"]), &["web_count=1"]),
+        [
+            "--replace names `web[1]`, which is not a resource in this deployment's state (the template no longer declares it: `cairn up` deletes it)"
+        ]
+    );
+    assert_eq!(
+        refused(&replace(&["web[2]"]), &["web_count=3"]),
+        [
+            "--replace names `web[2]`, which is not a resource in this deployment's state (it is not made yet: `cairn up` creates it)"
+        ]
+    );
+    assert!(refused(&replace(&["db"]), &["web_count=2"])[0].contains("needs --allow-data-loss"));
 }

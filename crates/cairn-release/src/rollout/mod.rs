@@ -584,6 +584,59 @@ async fn move_host(
     balancer: Option<&dyn Balancer>,
     trail: &Trail,
 ) -> Result<(), String> {
+    walk_host(app, host, Switch::To(version), balancer, trail).await
+}
+
+/// What a host's walk does to `current` before the restart.
+#[derive(Clone, Copy)]
+enum Switch<'a> {
+    /// Points it at this version (`None`: removes it).
+    To(Option<&'a str>),
+    /// Leaves it: a restart of what is live (`cairn heal`).
+    Keep,
+}
+
+/// Restarts the service on one host the way a rollout does, without
+/// switching: drain, restart, health, restore (`cairn heal`). The events
+/// go to `on_event` as they happen, and are returned.
+pub async fn restart_host(
+    app: &AppSpec,
+    host: &Host,
+    balancer: Option<&dyn Balancer>,
+    on_event: Arc<dyn Fn(&ReleaseEvent) + Send + Sync>,
+) -> (Result<(), String>, Vec<ReleaseEvent>) {
+    let trail = Trail {
+        events: Arc::new(Mutex::new(Vec::new())),
+        on_event,
+    };
+    let result = walk_host(app, host, Switch::Keep, balancer, &trail).await;
+    let events = trail.events.lock().map(|e| e.clone()).unwrap_or_default();
+    (result, events)
+}
+
+/// One try of the health check the rollout waits for after a restart (the
+/// same script, with a timeout of one interval): `Ok` when the host's
+/// service answers 2xx now, else why not (it exited, it answers badly, or
+/// the host cannot be reached).
+pub async fn probe(app: &AppSpec, host: &Host) -> Result<(), String> {
+    let mut once = app.clone();
+    once.health.timeout = once.health.interval;
+    run_script(
+        &*host.remote,
+        script::health(&once, &host.address),
+        Some(Vec::new()),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn walk_host(
+    app: &AppSpec,
+    host: &Host,
+    switch: Switch<'_>,
+    balancer: Option<&dyn Balancer>,
+    trail: &Trail,
+) -> Result<(), String> {
     let name = Some(host.name.as_str());
     let backend = Backend {
         host: host.name.clone(),
@@ -608,12 +661,15 @@ async fn move_host(
                 .map(|()| format!("{}:{} drained", backend.address, backend.port)),
         )?;
     }
-    let to = version.unwrap_or("no release");
-    let mut steps = vec![
-        ("switch", format!("current -> {to}")),
-        ("restart", "service restarted".to_string()),
-    ];
-    if version.is_some() {
+    let mut steps = Vec::new();
+    if let Switch::To(version) = switch {
+        let to = version.unwrap_or("no release");
+        steps.push(("switch", format!("current -> {to}")));
+    }
+    steps.push(("restart", "service restarted".to_string()));
+    // Removed (back past the first release): nothing runs to check.
+    let runs = !matches!(switch, Switch::To(None));
+    if runs {
         steps.push((
             "health",
             format!(
@@ -622,12 +678,11 @@ async fn move_host(
             ),
         ));
     }
-    let out = exec(
-        &*host.remote,
-        script::move_to(app, version, &host.address),
-        None,
-    )
-    .await;
+    let script = match switch {
+        Switch::To(version) => script::move_to(app, version, &host.address),
+        Switch::Keep => script::restart_in_place(app, &host.address),
+    };
+    let out = exec(&*host.remote, script, None).await;
     let ended = now_ms();
     let (marks, failure) = match out {
         Ok(out) if out.success() => (step_marks(&out.stdout_str()), None),
@@ -659,7 +714,7 @@ async fn move_host(
             },
         }
     }
-    if version.is_none() {
+    if !runs {
         // Nothing runs there any more; it stays out of the balancer.
         return Ok(());
     }

@@ -73,6 +73,8 @@ alive() {{
 
 /// Stops the service (TERM to its process group, KILL after its
 /// `stop_timeout`), then starts it from `current` when there is one.
+/// `kill -SIG -PGID` without `--`: dash's `kill` (Debian's `sh`) refuses
+/// `--`, and the group would never be signalled, only its leader.
 /// `address` is the host's address, given to the service as
 /// `CAIRN_ADDRESS` (with `PORT`, `CAIRN_APP`, `CAIRN_VERSION`).
 pub fn restart(app: &AppSpec, address: &str) -> String {
@@ -89,12 +91,12 @@ pub fn restart(app: &AppSpec, address: &str) -> String {
         r#"{prelude}if [ -f "$pidf" ]; then
   pid=$(cat "$pidf")
   if [ -n "$pid" ] && alive "$pid"; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
     i=0
     while alive "$pid" && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done
     if alive "$pid"; then
       echo "the service did not stop within {stop}s: killed" >&2
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+      kill -KILL "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
     fi
   fi
   rm -f "$pidf"
@@ -174,11 +176,24 @@ pub const STEP_MARK: &str = "cairn-step";
 /// each ended. Three round trips cost two more latencies per host, which
 /// on a loaded machine or a far network is most of a batch's overhead.
 pub fn move_to(app: &AppSpec, version: Option<&str>, address: &str) -> String {
-    let mut parts = vec![
-        ("switch", switch(app, version)),
-        ("restart", restart(app, address)),
-    ];
-    if version.is_some() {
+    parts(app, Some(version), address)
+}
+
+/// [`restart`] then [`health`] in one round trip, marked as [`move_to`]
+/// marks them, with `current` left as it is (`cairn heal`).
+pub fn restart_in_place(app: &AppSpec, address: &str) -> String {
+    parts(app, None, address)
+}
+
+/// The parts of a move: a switch to `to` when given, the restart, and the
+/// health check unless `current` is removed.
+fn parts(app: &AppSpec, to: Option<Option<&str>>, address: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(version) = to {
+        parts.push(("switch", switch(app, version)));
+    }
+    parts.push(("restart", restart(app, address)));
+    if to != Some(None) {
         parts.push(("health", health(app, address)));
     }
     let mut out = format!(

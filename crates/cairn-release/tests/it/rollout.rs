@@ -486,3 +486,92 @@ async fn a_host_whose_staging_fails_stops_the_release_before_any_switch() {
             .all(|h| h.outcome == HostOutcome::Skipped)
     );
 }
+
+/// What `cairn heal` uses of the rollout: one probe tells a live service
+/// from a killed one; `restart_host` brings a killed one back without
+/// switching anything, and fails, saying why, when its release is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_tells_a_killed_service_and_restart_host_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = dir.path().join("srv");
+    let port = free_port();
+    let a = app(&install, port, "/index.html");
+    // A service with a child of its own: a restart stops the whole group.
+    let child_pid = dir.path().join("child.pid");
+    let serve = format!(
+        "sleep 600 &\necho $! > {}\nexec python3 -m http.server \"$PORT\" --bind \"$CAIRN_ADDRESS\"\n",
+        child_pid.display()
+    );
+    let v1 = rollout::run(rollout(
+        &a,
+        payload(&install, "v1", &[("index.html", "v1"), ("serve", &serve)]),
+        &install,
+    ))
+    .await;
+    assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.events);
+    let host = Host {
+        name: "local".into(),
+        address: "127.0.0.1".into(),
+        remote: Arc::new(LocalHost::new("local")),
+    };
+    rollout::probe(&a, &host).await.unwrap();
+    let child = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .to_string();
+    let (result, _) = rollout::restart_host(&a, &host, None, Arc::new(|_| {})).await;
+    result.unwrap();
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(") ").next().unwrap_or("").starts_with('Z')
+        })
+    };
+    let mut stopped = false;
+    for _ in 0..100 {
+        stopped = gone(&child);
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stopped,
+        "the old service's child {child} outlived the restart"
+    );
+    let new_child = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(new_child, child);
+
+    // A real SIGKILL to the service's process group.
+    stop(&install);
+    let mut found = Ok(());
+    for _ in 0..100 {
+        found = rollout::probe(&a, &host).await;
+        if found.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let why = found.unwrap_err();
+    assert!(why.contains("the service exited"), "{why}");
+
+    let (result, events) = rollout::restart_host(&a, &host, None, Arc::new(|_| {})).await;
+    result.unwrap();
+    let steps: Vec<&str> = events.iter().map(|e| e.step.as_str()).collect();
+    assert_eq!(steps, ["restart", "health"]);
+    assert_eq!(get(port), "v1");
+    rollout::probe(&a, &host).await.unwrap();
+
+    // Its releases gone: a restart starts nothing and says so.
+    stop(&install);
+    std::fs::remove_dir_all(install.join("releases")).unwrap();
+    let (result, _) = rollout::restart_host(&a, &host, None, Arc::new(|_| {})).await;
+    let why = result.unwrap_err();
+    assert!(
+        why.starts_with("health: the service exited before"),
+        "{why}"
+    );
+    stop(&install);
+}

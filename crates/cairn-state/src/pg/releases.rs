@@ -1,6 +1,7 @@
 //! `releases` on PostgreSQL: cairn-release's [`ReleaseStore`] (see
-//! `crate::releases`).
+//! `crate::releases`), and `heals`: its [`HealStore`].
 
+use cairn_release::heal::{HealRecord, HealStore};
 use cairn_release::record::{ReleaseRecord, ReleaseStore, ReleaseStoreError, StoredKey};
 
 use super::{PgStore, col};
@@ -103,5 +104,54 @@ impl ReleaseStore for PgStore {
         .map_err(err)?;
         self.signing_key(name)?
             .ok_or_else(|| err(format!("the signing key `{name}` vanished")))
+    }
+}
+
+impl HealStore for PgStore {
+    fn put_heal(&self, r: &HealRecord) -> R<()> {
+        let r = r.clone();
+        self.tx("recording a heal", move |tx, _| {
+            tx.execute(
+                "INSERT INTO heals (id, app, deployment, host, outcome, open, failing_since, record)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET outcome = excluded.outcome,
+                     open = excluded.open, record = excluded.record",
+                &[
+                    &r.id,
+                    &r.app,
+                    &r.deployment,
+                    &r.host,
+                    &r.outcome.as_str(),
+                    &r.is_open(),
+                    &r.failing_since_ms,
+                    &to_json(&r, "a heal record")?,
+                ],
+                "recording a heal",
+            )?;
+            Ok(())
+        })
+        .map_err(err)
+    }
+
+    fn heals(&self, app: Option<&str>, deployment: Option<&str>, open: bool) -> R<Vec<HealRecord>> {
+        let (app, deployment) = (app.map(str::to_owned), deployment.map(str::to_owned));
+        self.tx("listing heals", move |tx, _| {
+            const WHAT: &str = "listing heals";
+            let rows = tx.query(
+                "SELECT record FROM heals
+                 WHERE ($1::text IS NULL OR app = $1) AND ($2::text IS NULL OR deployment = $2)
+                   AND (NOT $3 OR open)
+                 ORDER BY failing_since DESC, id DESC",
+                &[&app, &deployment, &open],
+                WHAT,
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let text: String = col(row, 0, WHAT)?;
+                out.push(from_json(&text, "a heal record")?);
+            }
+            Ok(out)
+        })
+        .map_err(err)
     }
 }

@@ -162,8 +162,23 @@ CREATE TABLE cairn.signing_keys (
 );
 ";
 
+/// Heal incidents: `cairn heal`'s trail (see the SQLite schema's V5).
+const V3: &str = "
+CREATE TABLE cairn.heals (
+    id              text PRIMARY KEY,
+    app             text NOT NULL,
+    deployment      text NOT NULL,
+    host            text NOT NULL,
+    outcome         text NOT NULL,
+    open            boolean NOT NULL,
+    failing_since   bigint NOT NULL,  -- ms since the epoch
+    record          text NOT NULL     -- JSON: the whole incident
+);
+CREATE INDEX heals_by_app ON cairn.heals (app, deployment, open, failing_since);
+";
+
 /// Applied in order; `cairn.version` counts those applied.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The PostgreSQL schema version this cairn writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

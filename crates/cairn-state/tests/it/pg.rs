@@ -84,6 +84,27 @@ fn a_schema_from_a_newer_cairn_is_refused_untouched() {
     );
 }
 
+/// A schema 2 database (releases, no heals) gains the heals table and
+/// keeps its releases.
+#[test]
+fn a_schema_2_database_keeps_its_releases_and_gains_heals() {
+    use cairn_release::{HealStore, ReleaseStore};
+    let db = Cluster::database("from_v2");
+    drop(open_pg(&db));
+    db.psql(
+        "DROP TABLE cairn.heals; UPDATE cairn.version SET version = 2; \
+         INSERT INTO cairn.releases VALUES ('r1', 'web', 'd-prod', 'prod', 'v1', 'ab', 'succeeded', 10, \
+         '{\"id\":\"r1\",\"app\":\"web\",\"deployment\":\"d-prod\",\"environment\":\"prod\",\"kind\":\"release\",\"version\":\"v1\",\"digest\":\"ab\",\"author\":\"a@b\",\"started_at\":10,\"outcome\":\"succeeded\",\"batches\":1,\"max_fail\":0,\"hosts\":[],\"events\":[]}')",
+    );
+    let store = open_pg(&db);
+    assert_eq!(
+        db.psql("SELECT version FROM cairn.version").trim(),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(store.releases(Some("web")).unwrap()[0].version, "v1");
+    assert!(store.heals(None, None, false).unwrap().is_empty());
+}
+
 #[test]
 fn many_clients_may_create_the_schema_at_once() {
     let db = Cluster::database("create_race");

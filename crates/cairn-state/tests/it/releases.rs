@@ -71,3 +71,56 @@ crate::both_stores! {
         assert_eq!(scratch.open().signing_key("artifacts").unwrap(), Some(a));
     }
 }
+
+fn incident(id: &str, app: &str, host: &str, since: i64) -> cairn_release::HealRecord {
+    cairn_release::HealRecord {
+        id: id.into(),
+        app: app.into(),
+        deployment: "shop-prod".into(),
+        environment: "prod".into(),
+        host: host.into(),
+        resource: Some("web[0]".into()),
+        server_id: Some("srv-1".into()),
+        address: "10.0.0.4".into(),
+        version: Some("v1".into()),
+        failing_since_ms: since,
+        reason: "the service exited".into(),
+        outcome: cairn_release::HealOutcome::Failing,
+        finished_at_ms: None,
+        replaced_by: None,
+        new_address: None,
+        events: Vec::new(),
+    }
+}
+
+crate::both_stores! {
+    fn heal_incidents_are_kept_whole_and_the_open_ones_found(scratch) {
+        use cairn_release::HealOutcome;
+        let store = scratch.open();
+        let mut first = incident("h1", "web", "web-0", 1_000);
+        store.put_heal(&first).unwrap();
+        store.put_heal(&incident("h2", "web", "web-1", 2_000)).unwrap();
+        store.put_heal(&incident("h3", "api", "api-0", 3_000)).unwrap();
+        let open = |app| {
+            store.heals(Some(app), Some("shop-prod"), true).unwrap()
+                .into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        assert_eq!(open("web"), ["h2", "h1"]);
+        first.outcome = HealOutcome::Replaced;
+        first.finished_at_ms = Some(9_000);
+        first.replaced_by = Some("srv-9".into());
+        first.events = vec![ReleaseEvent {
+            at_ms: 8_000,
+            host: Some("web-0".into()),
+            step: "replaced".into(),
+            ok: true,
+            message: "web[0] is srv-9 now".into(),
+        }];
+        store.put_heal(&first).unwrap();
+        assert_eq!(open("web"), ["h2"]);
+        let all = store.heals(Some("web"), None, false).unwrap();
+        assert_eq!(all[1], first, "an incident round-trips whole, updated in place");
+        assert!(store.heals(Some("web"), Some("shop-test"), false).unwrap().is_empty());
+        assert_eq!(store.heals(None, None, false).unwrap().len(), 3);
+    }
+}

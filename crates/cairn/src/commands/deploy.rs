@@ -99,7 +99,9 @@ fn describe(plan: &Plan) -> String {
     let mut s = String::new();
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
         s.push_str(&format!("  {} {} ({})", sign(c.action), c.address, c.kind));
-        if !c.replace_because.is_empty() {
+        if c.replace_requested {
+            s.push_str("  replaced on request (--replace)");
+        } else if !c.replace_because.is_empty() {
             s.push_str(&format!(
                 "  replaced because {} changed",
                 c.replace_because.join(", ")
@@ -221,6 +223,7 @@ fn plan_options(change: &ChangeArgs, destroy: bool, allow_data_loss: bool) -> Pl
         excludes: change.excludes.clone(),
         destroy,
         allow_data_loss,
+        replace: change.replace.clone(),
     }
 }
 
@@ -310,6 +313,8 @@ struct SavedPlan {
     state: PathBuf,
     targets: Vec<String>,
     excludes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replace: Vec<String>,
     refresh: bool,
     prune: bool,
     plan: Plan,
@@ -365,6 +370,7 @@ pub fn plan(
             state: tg.state.clone(),
             targets: change.targets.clone(),
             excludes: change.excludes.clone(),
+            replace: change.replace.clone(),
             refresh: !change.no_refresh,
             prune: change.prune,
             plan: plan.clone(),
@@ -444,6 +450,7 @@ pub fn apply_saved(
     let change = ChangeArgs {
         targets: saved.targets.clone(),
         excludes: saved.excludes.clone(),
+        replace: saved.replace.clone(),
         no_refresh: !saved.refresh,
         prune: saved.prune,
     };
@@ -512,6 +519,7 @@ pub fn rollback(
     let change = ChangeArgs {
         targets: vec![],
         excludes: vec![],
+        replace: vec![],
         no_refresh: false,
         prune: false,
     };

@@ -94,13 +94,14 @@ pub fn migrate(
         }
     }
     // The release trail and the signing key travel with the whole state.
-    let (releases, signing_key) = match deployment {
-        Some(_) => (Vec::new(), None),
+    let (releases, signing_key, heals) = match deployment {
+        Some(_) => (Vec::new(), None, Vec::new()),
         None => (
             source.releases(None).map_err(CliError::failure)?,
             source
                 .signing_key(super::release::SIGNING_KEY)
                 .map_err(CliError::failure)?,
+            source.heals(None, None, false).map_err(CliError::failure)?,
         ),
     };
     if let Some(key) = &signing_key
@@ -175,6 +176,36 @@ pub fn migrate(
             &table(&releases),
             &table(&copied),
             "the releases",
+            &from,
+            &to,
+            None,
+            &mut rows,
+        )?;
+    }
+    if !heals.is_empty() {
+        for h in &heals {
+            target.put_heal(h).map_err(CliError::failure)?;
+        }
+        let ids: HashSet<&str> = heals.iter().map(|h| h.id.as_str()).collect();
+        let copied: Vec<_> = target
+            .heals(None, None, false)
+            .map_err(CliError::failure)?
+            .into_iter()
+            .filter(|h| ids.contains(h.id.as_str()))
+            .collect();
+        let table = |list: &[cairn_release::HealRecord]| {
+            let mut sorted: Vec<_> = list.iter().collect();
+            sorted.sort_by(|a, b| a.id.cmp(&b.id));
+            vec![TableCheck {
+                table: "heals",
+                rows: sorted.len(),
+                digest: cairn_state::digest(&sorted),
+            }]
+        };
+        check(
+            &table(&heals),
+            &table(&copied),
+            "the heals",
             &from,
             &to,
             None,

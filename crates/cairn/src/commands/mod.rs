@@ -6,6 +6,7 @@ mod connect;
 mod deploy;
 mod eval;
 mod graph;
+mod heal;
 mod hosts;
 mod import;
 mod init;
@@ -75,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             let change = crate::cli::ChangeArgs {
                 targets: vec![],
                 excludes: vec![],
+                replace: vec![],
                 no_refresh: false,
                 prune: *prune,
             };
@@ -121,6 +123,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Artifact { action } => release::artifact(action, &cli.global),
         Command::Release { action, args } => release::release(action.as_ref(), args, &cli.global),
         Command::Releases { app, dir } => release::releases(app.as_deref(), dir, &cli.global),
+        Command::Heal(args) => heal::heal(args, &cli.global),
         Command::Master(args) => agents::master(args),
         Command::Agent(args) => agents::agent(args),
         Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),

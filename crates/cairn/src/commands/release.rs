@@ -49,15 +49,15 @@ const BUCKET_PREFIX: &str = "cairn/artifacts";
 pub(super) const SIGNING_KEY: &str = "artifacts";
 
 /// An app of a deployed template, with where its deployment is.
-struct AppContext {
-    app: AppSpec,
-    template_dir: PathBuf,
-    deployment: cairn_template::loader::Deployment,
-    store: Arc<dyn Store>,
-    records: Vec<ResourceRecord>,
+pub(super) struct AppContext {
+    pub app: AppSpec,
+    pub template_dir: PathBuf,
+    pub deployment: cairn_template::loader::Deployment,
+    pub store: Arc<dyn Store>,
+    pub records: Vec<ResourceRecord>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,7 +67,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 /// Reads the app `name` from the template, its expressions evaluated with
 /// what the deployment's state knows (a `load_balancer: "{{ lb.id }}"`
 /// needs the deployment to be up).
-fn load_app(t: &TemplateArgs, name: &str, global: &GlobalArgs) -> Result<AppContext, CliError> {
+pub(super) fn load_app(
+    t: &TemplateArgs,
+    name: &str,
+    global: &GlobalArgs,
+) -> Result<AppContext, CliError> {
     let (template_dir, deployment) =
         cairn_template::loader::locate_deployment(&t.dir, t.env.as_deref())?;
     let location = state_location(global, &template_dir)?;
@@ -401,7 +405,7 @@ pub fn release(
     }
 }
 
-fn template_args(o: &ReleaseOptions) -> TemplateArgs {
+pub(super) fn template_args(o: &ReleaseOptions) -> TemplateArgs {
     TemplateArgs {
         dir: o.dir.clone(),
         env: o.env.clone(),
@@ -475,42 +479,7 @@ fn roll_out(
             digest: digest.clone(),
             stage: None,
         },
-        None => {
-            let store = rt.block_on(cx.artifacts())?;
-            let stored = rt
-                .block_on(store.get_manifest(app_name, version))
-                .map_err(|e| {
-                    CliError::Usage(format!("{e} (see `cairn artifact list {app_name}`)"))
-                })?;
-            let key = cx.signing_key(false)?.public();
-            verify_manifest(&stored.bytes, &stored.signature, &key).map_err(|e| {
-                CliError::failure(anyhow::anyhow!(
-                    "{app_name} {version} in {}: {e}; refusing to release it",
-                    store.location()
-                ))
-            })?;
-            let script = install_script(
-                &app.install,
-                version,
-                &stored.bytes,
-                &stored.signature,
-                &key,
-            )
-            .map_err(CliError::failure)?;
-            let archive = read_archive(&rt, &*store, app_name, version)?;
-            // The script goes first on stdin, then the archive: a manifest
-            // of many files makes a script longer than one argument may be.
-            let mut input = script.clone().into_bytes();
-            input.extend_from_slice(&archive);
-            Payload {
-                version: version.to_string(),
-                digest: stored.digest(),
-                stage: Some(Stage {
-                    script: install_command(script.len()),
-                    archive: Arc::new(input),
-                }),
-            }
-        }
+        None => rt.block_on(staged_payload(&cx, version))?,
     };
 
     // Its hosts, in the inventory's order.
@@ -537,23 +506,12 @@ fn roll_out(
     };
     let status = rt.block_on(async {
         let tg = super::deploy::target(&t, global).await?;
-        let balancer: Option<Arc<dyn Balancer>> = match &app.load_balancer {
-            None => None,
-            Some(lb_id) => {
-                if tg.provider.backend_control().is_none() {
-                    return Err(CliError::Usage(format!(
-                        "the {} target cannot drain a load balancer's backends",
-                        tg.target
-                    )));
-                }
-                Some(Arc::new(ProviderBalancer {
-                    provider: tg.provider.clone(),
-                    lb_id: lb_id.clone(),
-                    drain_timeout: Duration::from_secs(o.drain_timeout.max(1)),
-                    servers: server_ids(&cx.records),
-                }))
-            }
-        };
+        let balancer = balancer(
+            &tg,
+            &app,
+            Duration::from_secs(o.drain_timeout.max(1)),
+            &cx.records,
+        )?;
         // One release (or run) of a deployment at a time.
         let run_cx = super::deploy::context(&tg, None)?;
         let owner = super::deploy::owner();
@@ -639,22 +597,90 @@ fn roll_out(
     Ok(status)
 }
 
-fn read_archive(
-    rt: &tokio::runtime::Runtime,
-    store: &dyn ArtifactStore,
-    app: &str,
-    version: &str,
-) -> Result<Vec<u8>, CliError> {
+/// A version of the app as a rollout stages it: its manifest verified
+/// here against the state's key, then the install script and the archive
+/// that each host verifies again before unpacking.
+pub(super) async fn staged_payload(cx: &AppContext, version: &str) -> Result<Payload, CliError> {
+    let app_name = cx.app.name.as_str();
+    let store = cx.artifacts().await?;
+    let stored = store
+        .get_manifest(app_name, version)
+        .await
+        .map_err(|e| CliError::Usage(format!("{e} (see `cairn artifact list {app_name}`)")))?;
+    let key = cx.signing_key(false)?.public();
+    verify_manifest(&stored.bytes, &stored.signature, &key).map_err(|e| {
+        CliError::failure(anyhow::anyhow!(
+            "{app_name} {version} in {}: {e}; refusing to release it",
+            store.location()
+        ))
+    })?;
+    let script = install_script(
+        &cx.app.install,
+        version,
+        &stored.bytes,
+        &stored.signature,
+        &key,
+    )
+    .map_err(CliError::failure)?;
     let dir = tempfile::tempdir().map_err(CliError::failure)?;
     let path = dir.path().join("artifact.tar.zst");
-    rt.block_on(store.fetch_archive(app, version, &path))
+    store
+        .fetch_archive(app_name, version, &path)
+        .await
         .map_err(CliError::failure)?;
-    std::fs::read(&path).map_err(CliError::failure)
+    let archive = std::fs::read(&path).map_err(CliError::failure)?;
+    // The script goes first on stdin, then the archive: a manifest of many
+    // files makes a script longer than one argument may be.
+    let mut input = script.clone().into_bytes();
+    input.extend_from_slice(&archive);
+    Ok(Payload {
+        version: version.to_string(),
+        digest: stored.digest(),
+        stage: Some(Stage {
+            script: install_command(script.len()),
+            archive: Arc::new(input),
+        }),
+    })
+}
+
+/// The app's load balancer through the target's provider, when it has one.
+pub(super) fn balancer(
+    tg: &super::deploy::Target,
+    app: &AppSpec,
+    drain_timeout: Duration,
+    records: &[ResourceRecord],
+) -> Result<Option<Arc<dyn Balancer>>, CliError> {
+    let Some(lb_id) = &app.load_balancer else {
+        return Ok(None);
+    };
+    if tg.provider.backend_control().is_none() {
+        return Err(CliError::Usage(format!(
+            "the {} target cannot drain a load balancer's backends",
+            tg.target
+        )));
+    }
+    Ok(Some(Arc::new(ProviderBalancer {
+        provider: tg.provider.clone(),
+        lb_id: lb_id.clone(),
+        drain_timeout,
+        servers: server_ids(records),
+    })))
+}
+
+/// The environment's live release of the app: its newest release or
+/// rollback that succeeded.
+pub(super) fn current_release<'a>(
+    trail: &'a [ReleaseRecord],
+    environment: &str,
+) -> Option<&'a ReleaseRecord> {
+    trail
+        .iter()
+        .find(|r| r.environment == environment && r.outcome == ReleaseOutcome::Succeeded)
 }
 
 /// The app's hosts: its target expression or names, from the deployment's
 /// servers.
-fn select_hosts<'a>(
+pub(super) fn select_hosts<'a>(
     inv: &'a Inventory,
     app: &AppSpec,
 ) -> Result<Vec<&'a cairn_orch::Host>, CliError> {
@@ -686,7 +712,7 @@ fn select_hosts<'a>(
 }
 
 /// The connection options as `cairn run` takes them.
-fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
+pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
     HostArgs {
         target: match &app.servers {
             Servers::Target(t) => t.clone(),
@@ -814,7 +840,7 @@ pub fn releases(app: Option<&str>, dir: &Path, global: &GlobalArgs) -> Result<St
 /// The job id's form (the start time to the microsecond, UTC) with a
 /// random tail: two releases may start in the same microsecond on two
 /// machines sharing one state.
-fn release_id() -> String {
+pub(super) fn release_id() -> String {
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
     format!("{}-{}", super::jobs::job_id(), hex::encode(r))

@@ -331,6 +331,7 @@ fn run_options(command: &str, destroy: bool) -> RunOptions {
             excludes: vec![],
             destroy,
             allow_data_loss: true,
+            replace: vec![],
         },
         // A fresh deployment has nothing to refresh; a destroy reads what
         // is left, in case `up` stopped half-way.

@@ -145,6 +145,86 @@ fn bad_apps_and_releases_are_refused_with_what_to_fix() {
     assert_eq!(listed[0]["version"], "v1");
 }
 
+/// `cairn heal` refuses what it cannot heal, before any host is touched:
+/// an unknown app, an app without a `heal` policy, a `heal` without a
+/// `health` check (a template error where it is written), a misspelt
+/// policy key, and an app with no release in the environment yet.
+#[test]
+fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key");
+    let env = |args: &[&str]| crate::cairn_env(args, &[("CAIRN_KEY_FILE", key.to_str().unwrap())]);
+    let healthy = format!(
+        "{HELLO}    health: {{path: /healthz, timeout: 2s}}\n    heal: {{grace: 1s, interval: 200ms}}\n"
+    );
+
+    let t = template(&tmp.path().join("ok"), &healthy);
+    let out = env(&["heal", "nope", "-C", &t, "--once"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("no app `nope` in the template (its apps: hello)"),
+        "{}",
+        out.stderr
+    );
+    let out = env(&["heal", "hello", "-C", &t, "--once"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("hello has no release in `dev` yet: nothing to heal to (`cairn release hello VERSION -e dev`)"),
+        "{}",
+        out.stderr
+    );
+    // The history of an app never healed is empty, not an error.
+    let out = env(&["heal", "hello", "-C", &t, "--history", "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(out.stdout.trim(), "[]");
+
+    let t = template(&tmp.path().join("nopolicy"), HELLO);
+    let out = env(&["heal", "hello", "-C", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("app `hello` has no `heal` policy: add `heal: {grace: 30s}`"),
+        "{}",
+        out.stderr
+    );
+
+    let t = template(
+        &tmp.path().join("nohealth"),
+        &format!("{HELLO}    heal: {{grace: 1s}}\n"),
+    );
+    let out = env(&["validate", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("app `hello` has `heal` but no `health`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cairn.yaml:13:5"), "{}", out.stderr);
+    let out = env(&["heal", "hello", "-C", &t, "--once"]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("has `heal` but no `health`"),
+        "{}",
+        out.stderr
+    );
+
+    let t = template(
+        &tmp.path().join("typo"),
+        &healthy.replace("grace: 1s", "grase: 1s"),
+    );
+    let out = env(&["validate", &t]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr
+            .contains("unknown key `grase` in an app's `heal`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("grace"), "{}", out.stderr);
+}
+
 /// `store: bucket:NAME` on aws: the artifacts go into the deployment's own
 /// S3 bucket (on moto), read back with the SDK, and verify from there.
 #[tokio::test(flavor = "multi_thread")]

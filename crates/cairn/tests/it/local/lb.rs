@@ -209,3 +209,51 @@ fn replacing_servers_with_create_before_destroy_fails_no_request() {
     assert_ne!(before, after, "web[0] was not replaced");
     l.destroy(&t);
 }
+
+/// `up --replace a`: a new server where nothing changed, the balancer
+/// follows it and keeps answering from it, `b` is untouched; `plan
+/// --replace` says why; an address the state lacks is refused.
+#[test]
+fn up_replace_makes_a_new_server_and_the_balancer_follows() {
+    let l = Local::new("replace");
+    let t = l.template("replace", WEIGHTED);
+    assert_eq!(l.json(&["up", &t, "--yes"])["result"], "applied");
+    let id = |address: &str| l.json(&["show", &t, "--address", address])["id"].clone();
+    let (a, b) = (id("a"), id("b"));
+
+    let plan = l.run(&["plan", &t, "--replace", "a", "-o", "table"]);
+    assert_eq!(plan.code, 0, "{}", plan.snapshot());
+    assert!(
+        plan.stdout
+            .contains("-/+ a (server)  replaced on request (--replace)"),
+        "{}",
+        plan.stdout
+    );
+    let up = l.json(&["up", &t, "--replace", "a", "--yes"]);
+    assert_eq!(up["result"], "applied", "{up}");
+    assert_eq!(up["counts"]["replaced"], 1, "{up}");
+    assert_ne!(id("a"), a);
+    assert_eq!(id("b"), b);
+    wait_serving(&l.front(&t, "lb"), "from-a", Duration::from_secs(20));
+    assert_eq!(l.json(&["plan", &t])["summary"]["replace"], 0);
+    // A saved plan keeps its --replace: `apply` plans the same again.
+    let saved = std::path::Path::new(&t).join("replace-b.plan");
+    let saved = saved.to_str().unwrap();
+    let plan = l.run(&["plan", &t, "--replace", "b", "--out", saved, "-o", "none"]);
+    assert_eq!(plan.code, 0, "{}", plan.snapshot());
+    let applied = l.json(&["apply", saved]);
+    assert_eq!(applied["counts"]["replaced"], 1, "{applied}");
+    assert_ne!(id("b"), b);
+    wait_serving(&l.front(&t, "lb"), "from-b", Duration::from_secs(20));
+
+    let bad = l.run(&["up", &t, "--replace", "c", "--yes"]);
+    assert_eq!(bad.code, 2, "{}", bad.snapshot());
+    assert!(
+        bad.stderr.contains(
+            "--replace names `c`, which is not a resource in this deployment's state (see `cairn state list`)"
+        ),
+        "{}",
+        bad.stderr
+    );
+    l.destroy(&t);
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{Output, cairn_env};
 
 mod faults;
+mod heal;
 mod hosts;
 mod images;
 mod internet;

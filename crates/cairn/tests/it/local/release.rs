@@ -17,7 +17,7 @@ use super::hosts::{RuncCloud, free_cidr, unready};
 
 /// The webapp's servers and app, on a CIDR of the test's own and the
 /// machine's root as the image (`image: host`: python3 is there).
-fn template(cidr: &str, count: usize) -> String {
+pub(super) fn template(cidr: &str, count: usize) -> String {
     format!(
         r#"cairn: 1
 resources:
@@ -79,7 +79,7 @@ outputs:
 }
 
 /// Copies the webapp's app next to the test's template.
-fn copy_app(dir: &Path) {
+pub(super) fn copy_app(dir: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/webapp/app");
     std::fs::create_dir_all(dir.join("app")).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
@@ -88,8 +88,21 @@ fn copy_app(dir: &Path) {
     }
 }
 
+/// The first release onto servers just made: sshd may still be starting
+/// in them, so it is retried until the hosts answer (at most 20 s).
+pub(super) fn first_release(c: &RuncCloud, args: &[&str]) -> crate::Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = c.run(args);
+        if out.code == 0 || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// One HTTP/1.0 GET: the status line's code and the body.
-fn get(addr: &str) -> Result<(u16, String), String> {
+pub(super) fn get(addr: &str) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
         .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -208,18 +221,12 @@ fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
     let verified = c.json(&["artifact", "verify", "hello", "v2", &t]);
     assert_eq!(verified["verified"], true);
 
-    // sshd may still be starting in servers just made: v1 (the first
-    // release) retries until the hosts answer.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let v1 = loop {
-        let out = c.run(&[
+    let v1 = first_release(
+        &c,
+        &[
             "release", "hello", "v1", "-C", &t, "--batch", "2", "-o", "json",
-        ]);
-        if out.code == 0 || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        ],
+    );
     assert_eq!(v1.code, 0, "{}", v1.snapshot());
 
     // v2 in batches of one under load: no request fails, every answer is
@@ -439,16 +446,12 @@ fn promotion_releases_the_very_artifact_from_test_to_prod() {
     ]);
     let digest = built["digest"].as_str().unwrap().to_string();
     for env in ["test", "prod"] {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let out = loop {
-            let out = c.run(&[
+        let out = first_release(
+            &c,
+            &[
                 "release", "hello", "1.0.0", "-C", &t, "-e", env, "-o", "json",
-            ]);
-            if out.code == 0 || Instant::now() > deadline {
-                break out;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+            ],
+        );
         assert_eq!(out.code, 0, "{env}: {}", out.snapshot());
     }
     let trail = c.json(&["releases", "hello", "-C", &t]);
