@@ -44,9 +44,16 @@ pub struct BuildDecl {
 /// pid file; stopped with TERM to its process group, KILL after `stop_timeout`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceDecl {
+    /// What runs, from `current` (empty for a `unit` the host already
+    /// has, or that the release installs).
     pub command: String,
     pub stop_timeout: Duration,
     pub user: Option<String>,
+    /// A unit the host's init supervises (systemd, or cairn's own init on
+    /// a local server) instead of cairn's pid file: with `command`, cairn
+    /// writes `/etc/systemd/system/UNIT.service` for it (restarted when it
+    /// dies, enabled at boot).
+    pub unit: Option<String>,
 }
 
 /// The health gate after a restart: `GET http://ADDRESS:PORT/PATH` on the
@@ -144,13 +151,40 @@ impl AppSpec {
                 command: cmd.clone(),
                 stop_timeout: Duration::from_secs(10),
                 user: None,
+                unit: None,
             },
             Some(J::Object(s)) => {
+                let unit = match s.get("unit") {
+                    None | Some(J::Null) => None,
+                    Some(J::String(u))
+                        if !u.is_empty()
+                            && u.len() <= 64
+                            && u.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')
+                            })
+                            && !u.starts_with(['-', '.']) =>
+                    {
+                        Some(u.trim_end_matches(".service").to_string())
+                    }
+                    Some(_) => {
+                        return Err(err(
+                            "service.unit",
+                            "must be a unit name (letters, digits, `-`, `_`, `.`, `@`)",
+                        ));
+                    }
+                };
                 let command = match s.get("command") {
                     Some(J::String(c)) if !c.trim().is_empty() => c.clone(),
-                    _ => return Err(err("service.command", "is required (a shell command)")),
+                    None | Some(J::Null) if unit.is_some() => String::new(),
+                    _ => {
+                        return Err(err(
+                            "service.command",
+                            "is required (a shell command), unless `unit` names one the host has",
+                        ));
+                    }
                 };
                 ServiceDecl {
+                    unit,
                     command,
                     stop_timeout: duration(s.get("stop_timeout"), Duration::from_secs(10))
                         .map_err(|p| err("service.stop_timeout", &p))?,
@@ -165,7 +199,7 @@ impl AppSpec {
             Some(_) => {
                 return Err(err(
                     "service",
-                    "must be a command or {command, stop_timeout}",
+                    "must be a command or {command, stop_timeout, user, unit}",
                 ));
             }
         };
@@ -376,6 +410,16 @@ mod tests {
         assert_eq!(app.health.interval, Duration::from_millis(500));
         assert_eq!(app.service.stop_timeout, Duration::from_secs(10));
         assert_eq!(app.keep, 5);
+        assert_eq!(app.service.unit, None);
+        // A unit the host has: no command needed; `.service` is implied.
+        let unit = AppSpec::from_json(
+            "hello",
+            &json!({"install": "/srv/hello", "service": {"unit": "hello.service"}, "port": 8081,
+                    "servers": ["a"]}),
+        )
+        .unwrap();
+        assert_eq!(unit.service.unit.as_deref(), Some("hello"));
+        assert_eq!(unit.service.command, "");
         assert_eq!(app.build.unwrap().dir, ".");
         assert_eq!(app.servers, Servers::Target("G@role:web".into()));
         assert_eq!(app.heal, None);
@@ -453,6 +497,14 @@ mod tests {
         assert_eq!(
             bad("port", json!(70000)),
             "app `a`: `port` must be a port, 1 to 65535"
+        );
+        assert_eq!(
+            bad("service", json!({"unit": "../etc/passwd"})),
+            "app `a`: `service.unit` must be a unit name (letters, digits, `-`, `_`, `.`, `@`)"
+        );
+        assert_eq!(
+            bad("service", json!({"stop_timeout": "5s"})),
+            "app `a`: `service.command` is required (a shell command), unless `unit` names one the host has"
         );
         assert_eq!(
             bad("servers", json!([])),

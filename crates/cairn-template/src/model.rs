@@ -51,7 +51,7 @@ pub const APP_KEYS: &[&str] = &[
 /// The keys of an app's nested maps, by the key that holds them.
 pub const APP_NESTED_KEYS: &[(&str, &[&str])] = &[
     ("build", &["command", "dir", "output"]),
-    ("service", &["command", "stop_timeout", "user"]),
+    ("service", &["command", "stop_timeout", "user", "unit"]),
     ("health", &["path", "port", "timeout", "interval"]),
     ("hooks", &["pre", "post"]),
     ("heal", &["grace", "restart", "replace", "interval"]),

@@ -55,6 +55,31 @@ pub fn switch(app: &AppSpec, version: Option<&str>) -> String {
 /// Shell functions shared by the service scripts: where its pid file is,
 /// and whether a pid still runs (a zombie does not).
 fn service_prelude(app: &AppSpec) -> String {
+    let watch = match &app.service.unit {
+        // The init's word, not a pid of ours: it restarts what dies.
+        Some(unit) => format!(
+            r#"running() {{
+  if [ -S /run/cairn/init.sock ]; then cairn service {u} status >/dev/null 2>&1
+  else systemctl is-active --quiet {u}
+  fi
+}}
+show_log() {{
+  if [ -f /var/log/cairn/{u}.log ]; then tail -n 5 /var/log/cairn/{u}.log
+  else journalctl -u {u} -n 5 --no-pager 2>/dev/null
+  fi
+}}
+log="the log of unit "{u}
+"#,
+            u = quote(unit)
+        ),
+        None => r#"running() {
+  pid=$(cat "$pidf" 2>/dev/null || true)
+  [ -n "$pid" ] && alive "$pid"
+}
+show_log() { tail -n 5 "$log"; }
+"#
+        .to_string(),
+    };
     format!(
         r#"set -u
 state={install}/.cairn
@@ -66,7 +91,7 @@ alive() {{
   s=$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)
   [ "$s" != Z ]
 }}
-"#,
+{watch}"#,
         install = quote(&app.install)
     )
 }
@@ -78,6 +103,9 @@ alive() {{
 /// `address` is the host's address, given to the service as
 /// `CAIRN_ADDRESS` (with `PORT`, `CAIRN_APP`, `CAIRN_VERSION`).
 pub fn restart(app: &AppSpec, address: &str) -> String {
+    if let Some(unit) = &app.service.unit {
+        return restart_unit(app, unit, address);
+    }
     let tenths = (app.service.stop_timeout.as_millis() / 100).max(1);
     let run = match &app.service.user {
         Some(user) => format!(
@@ -119,6 +147,79 @@ echo $! >"$pidf"
     )
 }
 
+/// [`restart`] for a `unit`: with a `command`, writes the runner (the
+/// command with the release's environment, from `current`) and the unit
+/// file that starts it, then has the host's init enable and restart the
+/// unit (stop it when there is no `current`): cairn's own init on a local
+/// server (its socket), else systemd.
+fn restart_unit(app: &AppSpec, unit: &str, address: &str) -> String {
+    let install = quote(&app.install);
+    let u = quote(unit);
+    let write_unit = if app.service.command.is_empty() {
+        String::new()
+    } else {
+        let user = app
+            .service
+            .user
+            .as_ref()
+            .map(|u| format!("User={u}\n"))
+            .unwrap_or_default();
+        format!(
+            r#"runner="$state/run-service"
+cat >"$runner.new" <<'CAIRN_RUNNER'
+#!/bin/sh
+cd {install}/current || exit 1
+t=$(readlink {install}/current)
+CAIRN_APP={name} CAIRN_VERSION="${{t##*/}}" CAIRN_ADDRESS={address} PORT={port}
+export CAIRN_APP CAIRN_VERSION CAIRN_ADDRESS PORT
+exec sh -c {command}
+CAIRN_RUNNER
+chmod 755 "$runner.new" && mv -f "$runner.new" "$runner"
+unit_file=/etc/systemd/system/{u}.service
+cat >"$unit_file.new" <<CAIRN_UNIT
+# Written by cairn for app {app}: it is rewritten on every release.
+[Unit]
+Description=cairn app {app}
+
+[Service]
+ExecStart=/bin/sh $runner
+{user}TimeoutStopSec={stop}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+CAIRN_UNIT
+mv -f "$unit_file.new" "$unit_file"
+"#,
+            name = quote(&app.name),
+            address = quote(address),
+            port = app.port,
+            command = quote(&app.service.command),
+            app = app.name,
+            stop = app.service.stop_timeout.as_secs().max(1),
+        )
+    };
+    format!(
+        r#"{prelude}{write_unit}if [ -S /run/cairn/init.sock ]; then
+  ctl() {{ cairn service {u} "$1" >/dev/null; }}
+elif [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  ctl() {{ systemctl "$1" {u}; }}
+else
+  echo "unit "{u}" needs systemd or cairn's init on this host" >&2
+  exit 6
+fi
+if [ -e {install}/current ]; then
+  ctl enable && ctl restart
+else
+  ctl stop; ctl disable
+fi
+"#,
+        prelude = service_prelude(app),
+    )
+}
+
 /// Waits for `GET http://ADDRESS:PORT/PATH` to answer 2xx, up to the
 /// health timeout; fails at once when the service exited (with the end of
 /// its log, which says why).
@@ -144,10 +245,9 @@ get() {{
 i=0
 while :; do
   if err=$(get 2>&1); then exit 0; fi
-  pid=$(cat "$pidf" 2>/dev/null || true)
-  if [ -z "$pid" ] || ! alive "$pid"; then
+  if ! running; then
     echo "the service exited before $url answered; the end of $log:" >&2
-    tail -n 5 "$log" >&2
+    show_log >&2
     exit {EXIT_SERVICE_EXITED}
   fi
   i=$((i+1))

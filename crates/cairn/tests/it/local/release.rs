@@ -566,3 +566,67 @@ fn the_deployments_own_bucket_keeps_the_artifacts() {
     );
     c.destroy(&t);
 }
+
+/// `service: {command, unit}`: the app runs as a unit of the server's init
+/// (cairn's own on a local server), written by the release: it answers
+/// through the balancer, `cairn service` knows it, and when it is killed
+/// the init starts it again, with no release and no heal involved.
+#[test]
+fn an_app_as_a_unit_is_supervised_by_the_servers_init() {
+    if let Some(why) = unready() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = RuncCloud::new("release-unit");
+    let cidr = free_cidr(19);
+    let yaml = template(&cidr, 1).replace(
+        "service: {command: \"exec python3 serve.py\", stop_timeout: 5s}",
+        "service: {command: \"exec python3 serve.py\", stop_timeout: 5s, unit: hello-app}",
+    );
+    assert!(yaml.contains("unit: hello-app"));
+    let t = c.template("release-unit", &yaml, &cidr);
+    copy_app(Path::new(&t));
+    let up = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(up.code, 0, "{}", up.snapshot());
+    let front = c.json(&["output", &t])["front"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.json(&["artifact", "build", "hello", "--version", "v1", &t]);
+    let out = first_release(&c, &["release", "hello", "v1", "-C", &t, "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let (code, body) = get(&front).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.starts_with("hello v1 from web-0"), "{body}");
+
+    let exec = |args: &[&str]| {
+        let mut all = vec!["local", "exec", "web[0]", "--"];
+        all.extend(args);
+        c.run(&all)
+    };
+    let status = exec(&["cairn", "service", "hello-app", "status", "-o", "json"]);
+    assert_eq!(status.code, 0, "{}", status.snapshot());
+    let pid = |status: &crate::Output| {
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        v["pid"].as_i64().unwrap_or_else(|| panic!("no pid: {v}"))
+    };
+    let before = pid(&status);
+    let unit = exec(&["cat", "/etc/systemd/system/hello-app.service"]);
+    assert!(unit.stdout.contains("Restart=always"), "{}", unit.stdout);
+
+    let kill = exec(&["kill", "-KILL", &before.to_string()]);
+    assert_eq!(kill.code, 0, "{}", kill.snapshot());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = exec(&["cairn", "service", "hello-app", "status", "-o", "json"]);
+        if now.code == 0 && pid(&now) != before && get(&front).is_ok_and(|(c, _)| c == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never restarted: {}",
+            now.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
