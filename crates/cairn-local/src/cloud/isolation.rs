@@ -175,10 +175,46 @@ pub struct Hosts {
     /// two changes racing, the later state is the one applied; it guards
     /// the way out (slirp4netns, while a network has `internet: true`).
     firewall: tokio::sync::Mutex<Option<Nat>>,
+    /// The cloud's zones, served to servers on the link ([`Hosts::serve_dns_on_link`]).
+    zones: crate::dns::Zones,
+    /// That listener while the link is up: its stop and its task.
+    link_dns: std::sync::Mutex<
+        Option<(
+            tokio_util::sync::CancellationToken,
+            tokio::task::JoinHandle<Result<(), crate::dns::DnsError>>,
+        )>,
+    >,
     /// Held (shared) by every create and delete from its start until it is
     /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
     /// never goes down under a network or server being made.
     shape: tokio::sync::RwLock<()>,
+}
+
+/// A server's `/etc/resolv.conf`: the cloud's DNS on the link first (its
+/// zones; it refuses other names, and the resolver moves on), then the
+/// machine's own resolvers (public names, reachable from networks with
+/// `internet: true`), with short timeouts so a closed network fails fast.
+fn resolv_conf(link: Ipv4Addr, machine: &[String]) -> String {
+    let mut out = format!("# written by cairn at every start\nnameserver {link}\n");
+    for ns in machine
+        .iter()
+        .filter(|n| n.parse::<Ipv4Addr>().is_ok_and(|a| !a.is_loopback()))
+    {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    out.push_str("options timeout:2 attempts:1\n");
+    out
+}
+
+/// The machine's `nameserver` lines (loopback ones are useless in a
+/// server and left out by [`resolv_conf`]).
+fn machine_nameservers() -> Vec<String> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|a| a.trim().to_string())
+        .collect()
 }
 
 /// What a server's root is made of.
@@ -231,7 +267,11 @@ pub const NOT_RUNNING: &str = "not running";
 impl Hosts {
     /// The `runc` parts of the cloud in `dirs`; fails when the machine
     /// cannot run them (see [`preflight`]).
-    pub fn new(dirs: &LocalDirs, images: ImageCache) -> Result<Hosts, IsolationError> {
+    pub fn new(
+        dirs: &LocalDirs,
+        images: ImageCache,
+        zones: crate::dns::Zones,
+    ) -> Result<Hosts, IsolationError> {
         preflight()?;
         let cairn_binary = std::env::current_exe()
             .map_err(|e| HostError::io("find the cairn binary to mount into servers", e))?;
@@ -244,6 +284,8 @@ impl Hosts {
             lb_sources: std::sync::Mutex::new(BTreeMap::new()),
             servers: std::sync::Mutex::new(HashMap::new()),
             firewall: tokio::sync::Mutex::new(None),
+            zones,
+            link_dns: std::sync::Mutex::new(None),
             shape: tokio::sync::RwLock::new(()),
         })
     }
@@ -263,6 +305,10 @@ impl Hosts {
         let link = network::choose_link(&self.id).await.map_err(fail)?;
         let net = CloudNet::new(&self.id, link);
         net.up().await.map_err(fail)?;
+        if let Err(e) = self.serve_dns_on_link(&net).await {
+            let _ = net.down().await;
+            return Err(fail(e));
+        }
         *slot = Some(net.clone());
         Ok(net)
     }
@@ -441,6 +487,7 @@ impl Hosts {
             dir: self.dirs.of("server", id),
             image: root.image,
             seed: root.seed,
+            resolv_conf: Some(resolv_conf(cloud.host_address(), &machine_nameservers())),
             netns: snet.netns_path(),
             cairn_binary: self.cairn_binary.clone(),
             init: crate::host::runtime::INIT_ARGS
@@ -798,6 +845,7 @@ impl Hosts {
             return Ok(());
         }
         self.close_way_out().await;
+        self.stop_dns_on_link().await;
         let mut slot = self.net.lock().await;
         if let Some(cloud) = slot.take() {
             cloud
@@ -806,6 +854,44 @@ impl Hosts {
                 .map_err(|e| ProviderError::Transient(format!("the cloud's namespace: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Serves the cloud's zones to its servers at the machine's end of the
+    /// link, port 53 (a resolv.conf names no port): servers cannot reach
+    /// the machine's loopback, where the daemon's own DNS listener is.
+    async fn serve_dns_on_link(&self, cloud: &CloudNet) -> Result<(), HostError> {
+        let addr = std::net::SocketAddr::from((cloud.host_address(), 53));
+        let udp = tokio::net::UdpSocket::bind(addr)
+            .await
+            .map_err(|e| HostError::io(format!("serve DNS to servers on {addr} (udp)"), e))?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| HostError::io(format!("serve DNS to servers on {addr} (tcp)"), e))?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(crate::dns::serve(
+            udp,
+            tcp,
+            self.zones.clone(),
+            stop.clone(),
+        ));
+        if let Some((old, _)) = self
+            .link_dns
+            .lock()
+            .expect("link dns lock")
+            .replace((stop, task))
+        {
+            old.cancel();
+        }
+        Ok(())
+    }
+
+    /// Stops the DNS listener on the link, if it runs.
+    async fn stop_dns_on_link(&self) {
+        let running = self.link_dns.lock().expect("link dns lock").take();
+        if let Some((stop, task)) = running {
+            stop.cancel();
+            let _ = task.await;
+        }
     }
 
     /// Held for a create or delete from its start until it is recorded.
@@ -851,6 +937,7 @@ impl Hosts {
             .map(|(_, v)| v)
             .collect();
         self.close_way_out().await;
+        self.stop_dns_on_link().await;
         let cloud = self.net.lock().await.take();
         for (server, snet) in servers {
             if let Err(e) = server.stop(Duration::from_secs(5)).await {

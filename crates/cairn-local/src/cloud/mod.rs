@@ -154,6 +154,7 @@ impl Cloud {
             isolation,
         )
         .map_err(|e| e.to_string())?;
+        let zones = Zones::new();
         let hosts = match isolation {
             Isolation::Process => None,
             Isolation::Runc => {
@@ -161,7 +162,10 @@ impl Cloud {
                     host::image::ImageCache::default_root()
                         .unwrap_or_else(|| dirs.root.join("images")),
                 );
-                Some(isolation::Hosts::new(&dirs, images).map_err(|e| e.to_string())?)
+                Some(
+                    isolation::Hosts::new(&dirs, images, zones.clone())
+                        .map_err(|e| e.to_string())?,
+                )
             }
         };
         if recorded.is_none() {
@@ -176,7 +180,7 @@ impl Cloud {
             state: Mutex::new(state),
             record,
             servers: Supervisor::new(),
-            zones: Zones::new(),
+            zones,
             lbs: Mutex::new(HashMap::new()),
             publics: Mutex::new(HashMap::new()),
             path,

@@ -77,6 +77,9 @@ pub struct ServerSpec {
     /// stacked as a second lower directory: overlayfs refuses a lower
     /// directory beneath another (ELOOP), and `image: host`'s is `/`.
     pub seed: Option<PathBuf>,
+    /// Written as `/etc/resolv.conf` at every start (the cloud's DNS is on
+    /// the link, whose address may change when the cloud starts again).
+    pub resolv_conf: Option<String>,
     /// The network namespace it joins (made by `network`).
     pub netns: PathBuf,
     /// The cairn binary, mounted read-only at [`CAIRN_PATH`].
@@ -363,6 +366,9 @@ impl Server {
             format!("{}\n", self.spec.hostname).as_bytes(),
             0o644,
         )?;
+        if let Some(text) = &self.spec.resolv_conf {
+            self.write_file("/etc/resolv.conf", text.as_bytes(), 0o644)?;
+        }
         let config = self.bundle().join("config.json");
         std::fs::write(&config, format!("{:#}\n", self.config()))
             .map_err(|e| HostError::io(format!("write {}", config.display()), e))?;
@@ -571,6 +577,7 @@ mod tests {
             dir: "/var/lib/cairn/servers/web0".into(),
             image: "/".into(),
             seed: None,
+            resolv_conf: None,
             netns: "/run/netns/cairn-ab12-web0".into(),
             cairn_binary: "/usr/bin/cairn".into(),
             init: INIT_ARGS.iter().map(|a| a.to_string()).collect(),

@@ -368,6 +368,7 @@ fn server(dir: &Path, cloud: &CloudNet, name: &str, netns: PathBuf) -> Server {
         dir: dir.join(name),
         image: PathBuf::from("/"),
         seed: None,
+        resolv_conf: None,
         netns,
         cairn_binary: std::env::current_exe().unwrap(),
         init: ["/bin/sh", "-c", TEST_INIT]

@@ -3,6 +3,8 @@
 //! machine a test may talk to) through the cloud's NAT, servers of another
 //! network reach nothing outside, turning it on applies at once, and
 //! nothing of the NAT (no slirp4netns) outlives the networks or the daemon.
+//! And names: a server resolves the cloud's own zones through the cloud's
+//! DNS, served to it on the link.
 
 use super::hosts::{RuncCloud, free_cidr, unready};
 
@@ -157,5 +159,73 @@ fn a_network_on_the_nat_block_is_refused() {
             .contains("overlaps 100.127.255.0/24, which the local cloud keeps"),
         "{}",
         up.snapshot()
+    );
+}
+
+#[test]
+fn a_server_resolves_the_clouds_zones() {
+    if let Some(why) = unready() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = RuncCloud::new("server-dns");
+    let cidr = free_cidr(43);
+    let zone = format!("zone{}.test", std::process::id());
+    let yaml = format!(
+        r#"cairn: 1
+resources:
+  net:
+    type: network
+    properties: {{cidr: {cidr}}}
+  sub:
+    type: subnet
+    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
+  web:
+    type: server
+    properties: {{name: web, image: host, size: small, subnet: "{{{{ sub.id }}}}"}}
+  zone:
+    type: dns_zone
+    properties: {{name: {zone}}}
+  www:
+    type: dns_record
+    properties: {{zone: "{{{{ zone.id }}}}", name: www, type: A, ttl: 60, values: ["{{{{ web.address }}}}"]}}
+"#
+    );
+    let t = c.template("server-dns", &yaml, &cidr);
+    let up = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(up.code, 0, "{}", up.snapshot());
+    let address = c.json(&["show", &t, "--address", "web"])["attributes"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = format!("www.{zone}");
+    let out = c.run(&["local", "exec", "web", "--", "getent", "hosts", &name]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(
+        out.stdout.starts_with(&format!("{address} ")),
+        "{}",
+        out.snapshot()
+    );
+    // A name the zone does not have: no answer, quickly (NXDOMAIN).
+    let out = c.run(&[
+        "local",
+        "exec",
+        "web",
+        "--",
+        "getent",
+        "hosts",
+        &format!("nope.{zone}"),
+    ]);
+    assert_ne!(out.code, 0, "{}", out.snapshot());
+    // The cloud stopped and started: the link may move, resolv.conf follows.
+    for cmd in ["stop", "start"] {
+        let out = c.run(&["local", cmd, "-o", "none"]);
+        assert_eq!(out.code, 0, "{}", out.snapshot());
+    }
+    let out = c.run(&["local", "exec", "web", "--", "getent", "hosts", &name]);
+    assert!(
+        out.stdout.starts_with(&format!("{address} ")),
+        "{}",
+        out.snapshot()
     );
 }
