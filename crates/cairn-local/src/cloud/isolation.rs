@@ -178,12 +178,7 @@ pub struct Hosts {
     /// The cloud's zones, served to servers on the link ([`Hosts::serve_dns_on_link`]).
     zones: crate::dns::Zones,
     /// That listener while the link is up: its stop and its task.
-    link_dns: std::sync::Mutex<
-        Option<(
-            tokio_util::sync::CancellationToken,
-            tokio::task::JoinHandle<Result<(), crate::dns::DnsError>>,
-        )>,
-    >,
+    link_dns: std::sync::Mutex<Option<LinkDns>>,
     /// Held (shared) by every create and delete from its start until it is
     /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
     /// never goes down under a network or server being made.
@@ -216,6 +211,12 @@ fn machine_nameservers() -> Vec<String> {
         .map(|a| a.trim().to_string())
         .collect()
 }
+
+/// The DNS listener on the link: its stop, and its task.
+type LinkDns = (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), crate::dns::DnsError>>,
+);
 
 /// What a server's root is made of.
 struct ImageRoot {
