@@ -113,7 +113,11 @@ impl Watch {
     ) -> (Arc<Watch>, impl Future<Output = ()>) {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel::<PathBuf>();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = res {
+            // Reads (an open, a close without a write) change nothing; a
+            // reader polling the file must not keep the directory "busy".
+            if let Ok(e) = res
+                && !matches!(e.kind, notify::EventKind::Access(_))
+            {
                 for p in e.paths {
                     let _ = raw_tx.send(p);
                 }
@@ -168,16 +172,15 @@ impl Watch {
                 },
             );
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            if !inner.dirs.contains(&dir) {
-                match lock(&self.watcher).as_mut() {
-                    Some(w) => match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                        Ok(()) => {
-                            tracing::info!(dir = %dir.display(), "watching managed files");
-                            inner.dirs.insert(dir);
-                        }
-                        Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
-                    },
-                    None => {}
+            if !inner.dirs.contains(&dir)
+                && let Some(w) = lock(&self.watcher).as_mut()
+            {
+                match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        tracing::info!(dir = %dir.display(), "watching managed files");
+                        inner.dirs.insert(dir);
+                    }
+                    Err(e) => tracing::warn!("cannot watch {}: {e}", dir.display()),
                 }
             }
         }
@@ -197,9 +200,12 @@ impl Watch {
                     None => return,
                 }
             }
-            // Until the directory is quiet.
+            // Until the directory is quiet, or ten quiet times at most
+            // (a file written without pause is still looked at).
+            let until = tokio::time::Instant::now() + quiet * 10;
             loop {
-                match tokio::time::timeout(quiet, raw.recv()).await {
+                let wait = quiet.min(until.saturating_duration_since(tokio::time::Instant::now()));
+                match tokio::time::timeout(wait, raw.recv()).await {
                     Ok(Some(p)) => {
                         pending.insert(p);
                     }
@@ -415,12 +421,23 @@ mod tests {
         let run = tokio::spawn(run);
         let paths = [file.display().to_string()];
         watch.busy().finish(&paths, "j1", Some("motd.sls"));
-        assert_eq!(watch.paths(), [file.clone()]);
-        // Someone edits it: one event, after the burst of writes.
+        assert_eq!(watch.paths(), std::slice::from_ref(&file));
+        // Someone edits it: one event, after the burst of writes, even
+        // with a reader polling the file all along.
+        let reader = {
+            let file = file.clone();
+            tokio::spawn(async move {
+                loop {
+                    let _ = std::fs::read(&file);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
         for i in 0..5 {
             std::fs::write(&file, format!("edited {i}\n")).unwrap();
         }
         let (tag, data) = next(&mut rx).await;
+        reader.abort();
         assert_eq!(tag, "file/changed");
         assert_eq!(data["path"], file.display().to_string());
         assert_eq!(data["job"], "j1");

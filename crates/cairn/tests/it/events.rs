@@ -174,6 +174,17 @@ fn events_show_agents_and_jobs_follow_streams_and_an_oversize_event_is_refused()
     assert!(events(&fleet, "cairn/service/*/big/*").is_empty());
 }
 
+/// `cairn jobs ARGS -o json` on the fleet's state (`jobs` takes no
+/// `--master-dir`).
+fn jobs(fleet: &Fleet, args: &[&str]) -> crate::Output {
+    let state = fleet.dir.join("state.db").display().to_string();
+    let key = fleet.dir.join("key").display().to_string();
+    let mut all = vec!["jobs"];
+    all.extend(args);
+    all.extend(["-o", "json", "--state", &state]);
+    cairn_env(&all, &[("CAIRN_KEY_FILE", &key)])
+}
+
 /// A directory for the files a test gives the master (the fleet's own
 /// directory is made anew when the fleet starts).
 fn files(name: &str) -> PathBuf {
@@ -245,15 +256,15 @@ fn a_reactor_restores_an_edited_managed_file_and_restarts_a_stopped_service() {
     assert_eq!(changed[0]["tag"], "cairn/file/r1/changed");
     assert_eq!(changed[0]["data"]["path"], managed.display().to_string());
     // The reaction is a job like any: recorded, with its events marked.
-    let jobs = fleet.cairn(&["jobs", "list", "-o", "json"]);
-    let list: Vec<J> =
-        serde_json::from_str(&jobs.stdout).unwrap_or_else(|e| panic!("{e}: {}", jobs.snapshot()));
+    let listed = jobs(&fleet, &["list"]);
+    let list: Vec<J> = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", listed.snapshot()));
     let reaction = list
         .iter()
         .find(|j| j["kind"] == "reaction")
         .unwrap_or_else(|| panic!("no reaction job in {list:?}"));
     let rid = reaction["id"].as_str().unwrap();
-    let shown = fleet.cairn(&["jobs", "show", rid, "-o", "json"]);
+    let shown = jobs(&fleet, &["show", rid]);
     let shown: J = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(status(&shown, "r1").0, "changed", "{shown}");
     let own = events(&fleet, &format!("cairn/job/{rid}/**"));
