@@ -277,8 +277,11 @@ fn a_reactor_restores_an_edited_managed_file_and_restarts_a_stopped_service() {
         &fleet.services("r1"),
         &json!({"tag": "cairn/service/nginx/stopped", "pid": 7}),
     );
+    // The shell makes the file, then writes the line: wait for the line.
     let said = wait(Duration::from_secs(15), || {
-        std::fs::read_to_string(&marker).ok()
+        std::fs::read_to_string(&marker)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
     })
     .unwrap_or_else(|| panic!("not restarted:\n{}", fleet.log("master")));
     assert_eq!(said, "restarted nginx on r1\n");

@@ -272,3 +272,42 @@ async fn a_noisy_agent_is_held_to_its_rate() {
     let seen: Vec<_> = got.iter().map(|e| e.data["i"].clone()).collect();
     assert_eq!(seen, [0, 1, 2]);
 }
+
+/// Events one agent connection gets recorded a second (ring, log file,
+/// subscribers), and what `cairn events` costs on a full ring.
+/// `cargo test -p cairn-orch --release --lib bench_events -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_events_from_one_agent() {
+    use tokio::io::AsyncWriteExt;
+    let n = 20_000;
+    let (dir, addr, _stop) = start_with(|c| {
+        c.event_rate = 1e9;
+        c.event_burst = u32::MAX;
+    })
+    .await;
+    let mdir = dir.path().join("m");
+    let (_keys, config) = accepted(&addr, &mdir, "b").await;
+    let mut s = session(&addr, config, "b").await;
+    let mut frames = vec![];
+    for i in 0..n {
+        frames.extend(event_frame(
+            "file/changed",
+            serde_json::json!({"path": format!("/etc/f{i}"), "was": "absent", "now": "sha256:00"}),
+        ));
+    }
+    let start = std::time::Instant::now();
+    s.write_all(&frames).await.unwrap();
+    s.shutdown().await.unwrap();
+    drop(s);
+    until(&mdir, "cairn/agent/b/disconnected", |e| !e.is_empty()).await;
+    let took = start.elapsed();
+    let t = std::time::Instant::now();
+    let recent = recent(&mdir, "**").await;
+    eprintln!(
+        "{n} events from one agent recorded in {took:?} ({:.0}/s); `cairn events` on a ring of {} answered in {:?}",
+        n as f64 / took.as_secs_f64(),
+        recent.len(),
+        t.elapsed()
+    );
+}
