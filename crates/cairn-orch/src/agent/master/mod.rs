@@ -190,7 +190,10 @@ fn publish(hub: &Shared, event: Event) {
     if let Some(react) = &hub.react
         && let Err(e) = react.try_send(event.clone())
     {
-        tracing::warn!(tag = %event.tag, "not reacted to: the reactors are {e}");
+        tracing::warn!(tag = %event.tag, "not reacted to: the reactors' queue is {}", match e {
+            mpsc::error::TrySendError::Full(_) => "full (1,024 events behind)",
+            mpsc::error::TrySendError::Closed(_) => "closed",
+        });
     }
     events(hub).publish(event);
 }
