@@ -94,9 +94,12 @@ struct Inner {
 /// The agent's file watch (see the module documentation).
 pub struct Watch {
     inner: Mutex<Inner>,
-    /// `None` when inotify is not available: jobs still run, nothing is
-    /// watched, and the start said so.
-    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Made when the first file is managed (an agent that manages none
+    /// keeps no inotify instance and no thread); `Err` when inotify is not
+    /// available: jobs still run, nothing is watched, and a log line said
+    /// so.
+    watcher: Mutex<Option<Result<notify::RecommendedWatcher, ()>>>,
+    raw: mpsc::UnboundedSender<PathBuf>,
     out: mpsc::Sender<Outgoing>,
 }
 
@@ -111,32 +114,33 @@ impl Watch {
         out: mpsc::Sender<Outgoing>,
         debounce: Duration,
     ) -> (Arc<Watch>, impl Future<Output = ()>) {
-        let (raw_tx, raw_rx) = mpsc::unbounded_channel::<PathBuf>();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let (raw, raw_rx) = mpsc::unbounded_channel::<PathBuf>();
+        let watch = Arc::new(Watch {
+            inner: Mutex::new(Inner::default()),
+            watcher: Mutex::new(None),
+            raw,
+            out,
+        });
+        let run = watch.clone().debounce(raw_rx, debounce);
+        (watch, run)
+    }
+
+    fn watcher(&self) -> Result<notify::RecommendedWatcher, ()> {
+        let raw = self.raw.clone();
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             // Reads (an open, a close without a write) change nothing; a
             // reader polling the file must not keep the directory "busy".
             if let Ok(e) = res
                 && !matches!(e.kind, notify::EventKind::Access(_))
             {
                 for p in e.paths {
-                    let _ = raw_tx.send(p);
+                    let _ = raw.send(p);
                 }
             }
-        });
-        let watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!("cannot watch files (inotify): {e}; managed files are not watched");
-                None
-            }
-        };
-        let watch = Arc::new(Watch {
-            inner: Mutex::new(Inner::default()),
-            watcher: Mutex::new(watcher),
-            out,
-        });
-        let run = watch.clone().debounce(raw_rx, debounce);
-        (watch, run)
+        })
+        .map_err(|e| {
+            tracing::error!("cannot watch files (inotify): {e}; managed files are not watched");
+        })
     }
 
     /// Marks a job running until the guard is dropped or finished.
@@ -173,7 +177,9 @@ impl Watch {
             );
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             if !inner.dirs.contains(&dir)
-                && let Some(w) = lock(&self.watcher).as_mut()
+                && let Ok(w) = lock(&self.watcher)
+                    .get_or_insert_with(|| self.watcher())
+                    .as_mut()
             {
                 match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
                     Ok(()) => {
