@@ -47,6 +47,24 @@ pub struct AgentConfig {
     pub debounce: Duration,
 }
 
+impl AgentConfig {
+    /// The defaults of `cairn agent`: no pinned fingerprint (trust on first
+    /// use), no token, a 5 s heartbeat, the init's event file at
+    /// `/run/cairn/events.jsonl`, a 300 ms debounce.
+    pub fn new(master: impl Into<String>, id: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            master: master.into(),
+            id: id.into(),
+            dir: dir.into(),
+            master_fingerprint: None,
+            token: None,
+            heartbeat: Duration::from_secs(5),
+            service_events: Some(PathBuf::from("/run/cairn/events.jsonl")),
+            debounce: Duration::from_millis(300),
+        }
+    }
+}
+
 /// How many events wait for the master at most.
 pub const EVENT_QUEUE: usize = 1024;
 
