@@ -281,6 +281,9 @@ pub enum Command {
     /// or `cairn service list`. `status` exits 0 when active, 3 when not,
     /// 4 when there is no such service; `is-enabled` 0 or 1
     Service(ServiceArgs),
+    /// The master's events (agents, jobs, managed files, services): the
+    /// recent ones, or with --follow each new one as a JSON line
+    Events(EventsArgs),
     /// Small tools for servers and tests
     Util {
         #[command(subcommand)]
@@ -603,6 +606,29 @@ pub struct MasterArgs {
     /// Seconds an agent may stay silent before it is dropped
     #[arg(long, default_value_t = 30)]
     pub silence: u64,
+    /// A reactors file: event tag globs mapped to commands, modules or
+    /// state files to run (checked at start)
+    #[arg(long, value_name = "FILE")]
+    pub reactors: Option<PathBuf>,
+    /// Events one agent may send a second (after a burst of five times as
+    /// many); past that they are dropped
+    #[arg(long, default_value_t = 20)]
+    pub event_rate: u32,
+}
+
+/// `cairn events`.
+#[derive(Debug, Args, Clone)]
+pub struct EventsArgs {
+    /// After the recent events, print each new one as a JSON line until
+    /// interrupted
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only events whose tag matches this glob (`*` within a segment, `**`
+    /// across segments: `cairn/job/**`, `cairn/service/*/nginx/*`)
+    #[arg(long, value_name = "GLOB")]
+    pub tag: Option<String>,
+    #[command(flatten)]
+    pub master: MasterDirArg,
 }
 
 /// `cairn agent`.
@@ -628,6 +654,13 @@ pub struct AgentArgs {
     /// Seconds between heartbeats
     #[arg(long, default_value_t = 5)]
     pub heartbeat: u64,
+    /// The local init's service event file, tailed when it exists
+    #[arg(long, value_name = "FILE", default_value = "/run/cairn/events.jsonl")]
+    pub service_events: PathBuf,
+    /// Milliseconds a watched directory must be quiet before its managed
+    /// files are compared
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub debounce_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

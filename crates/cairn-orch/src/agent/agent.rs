@@ -1,6 +1,9 @@
 //! `cairn agent`: connects out to the master, proves its key, heartbeats,
 //! runs the jobs it is sent on this host with the same modules and states
 //! as the SSH transport (on [`LocalHost`]), and reconnects with jitter.
+//! It also reports events: files its jobs manage that change on disk and
+//! the init's service state changes ([`super::watch`]), queued while the
+//! master is away (bounded) and sent over the same connection.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{self, JobKind, JobMessage, MAX_FRAME, ToAgent, ToMaster, VERSION, now_ms};
 use super::tls::{self, Identity, MASTER_NAME, PinnedMaster};
+use super::watch::{self, Outgoing, Watch};
 use crate::job::{self, HostResult};
 use crate::module::{self, RunContext};
 use crate::transport::local::LocalHost;
@@ -35,7 +39,34 @@ pub struct AgentConfig {
     /// operator's `cairn keys accept`.
     pub token: Option<String>,
     pub heartbeat: Duration,
+    /// The init's service event file to tail (`/run/cairn/events.jsonl`);
+    /// `None`: none.
+    pub service_events: Option<PathBuf>,
+    /// How long a watched directory must be quiet before its changes are
+    /// looked at.
+    pub debounce: Duration,
 }
+
+impl AgentConfig {
+    /// The defaults of `cairn agent`: no pinned fingerprint (trust on first
+    /// use), no token, a 5 s heartbeat, the init's event file at
+    /// `/run/cairn/events.jsonl`, a 300 ms debounce.
+    pub fn new(master: impl Into<String>, id: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            master: master.into(),
+            id: id.into(),
+            dir: dir.into(),
+            master_fingerprint: None,
+            token: None,
+            heartbeat: Duration::from_secs(5),
+            service_events: Some(PathBuf::from("/run/cairn/events.jsonl")),
+            debounce: Duration::from_millis(300),
+        }
+    }
+}
+
+/// How many events wait for the master at most.
+pub const EVENT_QUEUE: usize = 1024;
 
 /// Checks every job message before anything runs: for this agent, not
 /// expired, not seen before. Nonces are kept until their message expires
@@ -121,6 +152,30 @@ pub enum Handled {
 
 /// Runs a job on this host, as `id`, until `deadline` (unix ms).
 pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
+    run_job_managing(id, kind, deadline).await.0
+}
+
+/// What files a job manages (the paths of its `file` modules, none in a
+/// dry run) and the state file they come from.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Manages {
+    pub paths: Vec<String>,
+    pub state: Option<String>,
+}
+
+fn is_file_module(name: &str) -> bool {
+    name == "file" || name.starts_with("file.")
+}
+
+/// The path a `file` module's arguments name.
+fn file_path(args: &module::Args) -> Option<String> {
+    ["path", "name", "dest"]
+        .iter()
+        .find_map(|k| args.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+}
+
+/// [`run_job`], and what files it manages.
+pub async fn run_job_managing(id: &str, kind: JobKind, deadline: u64) -> (HostResult, Manages) {
     let left = Duration::from_millis(deadline.saturating_sub(now_ms()).max(1000));
     let host = LocalHost::new(id).with_timeout(left);
     match kind {
@@ -130,15 +185,24 @@ pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
             check,
             become_user,
         } => {
+            let manages = Manages {
+                paths: (is_file_module(&name) && !check)
+                    .then(|| file_path(&args))
+                    .flatten()
+                    .into_iter()
+                    .collect(),
+                state: None,
+            };
             let ctx = RunContext {
                 check,
                 become_user,
                 watch_fired: false,
             };
-            match module::load(&name, &args) {
+            let r = match module::load(&name, &args) {
                 Ok(m) => job::module_result(id, m.run(&host, &ctx).await),
                 Err(e) => job::failed(id, e.to_string()),
-            }
+            };
+            (r, manages)
         }
         JobKind::State {
             file_name,
@@ -152,7 +216,37 @@ pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
                 become_user,
                 watch_fired: false,
             };
-            job::apply_state_file(&host, Path::new(&file_name), &source, vars, &ctx).await
+            // The loader sees every state's module and arguments as
+            // rendered: the file states' paths are what the file manages.
+            let seen = std::sync::Mutex::new(Vec::new());
+            let loader = |name: &str, args: &module::Args| {
+                if is_file_module(name)
+                    && let Some(p) = file_path(args)
+                {
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+                }
+                module::load(name, args)
+            };
+            let r = job::apply_state_file_with(
+                &host,
+                Path::new(&file_name),
+                &source,
+                vars,
+                &ctx,
+                &loader,
+            )
+            .await;
+            let mut paths = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+            if check {
+                paths.clear();
+            }
+            (
+                r,
+                Manages {
+                    paths,
+                    state: Some(file_name),
+                },
+            )
         }
     }
 }
@@ -179,10 +273,21 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     let verifier = Arc::new(PinnedMaster::new(pinned.clone()));
     let config = tls::client_config(&identity, verifier.clone())?;
     let connector = tokio_rustls::TlsConnector::from(config);
+    let (events_tx, events_rx) = mpsc::channel::<Outgoing>(EVENT_QUEUE);
+    let (watch, watching) = Watch::start(events_tx.clone(), cfg.debounce);
+    let services = async {
+        match &cfg.service_events {
+            Some(p) => watch::tail_services(p.clone(), events_tx, Duration::from_millis(250)).await,
+            None => std::future::pending().await,
+        }
+    };
+    // One queue across sessions: what happened while the master was away
+    // is sent when it is back.
+    let events = tokio::sync::Mutex::new(events_rx);
     let mut failures = 0u32;
     let session = async {
         loop {
-            let end = session(&cfg, &connector).await;
+            let end = session(&cfg, &connector, &watch, &events).await;
             if pinned.is_none()
                 && let Some(seen) = verifier.seen()
                 && !pin_file.exists()
@@ -230,6 +335,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
     };
     tokio::select! {
         () = session => Ok(()),
+        () = watching => Ok(()),
+        () = services => Ok(()),
         () = shutdown => {
             tracing::info!("agent stopping");
             Ok(())
@@ -243,7 +350,12 @@ fn jitter(base: u64, spread: u64) -> Duration {
     Duration::from_millis(base + r % (spread + 1))
 }
 
-async fn session(cfg: &AgentConfig, connector: &tokio_rustls::TlsConnector) -> Result<End, String> {
+async fn session(
+    cfg: &AgentConfig,
+    connector: &tokio_rustls::TlsConnector,
+    watch: &Arc<Watch>,
+    events: &tokio::sync::Mutex<mpsc::Receiver<Outgoing>>,
+) -> Result<End, String> {
     let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&cfg.master))
         .await
         .map_err(|_| "connection timed out".to_string())?
@@ -282,12 +394,14 @@ async fn session(cfg: &AgentConfig, connector: &tokio_rustls::TlsConnector) -> R
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (tx, mut rx) = mpsc::unbounded_channel::<ToMaster>();
     let heartbeat = cfg.heartbeat;
+    let mut events = events.lock().await;
     let writer = async move {
         let mut tick = tokio::time::interval(heartbeat);
         tick.tick().await;
         loop {
             let msg = tokio::select! {
                 m = rx.recv() => match m { Some(m) => m, None => return "agent stopping".to_string() },
+                Some((tag, data)) = events.recv() => ToMaster::Event { tag, data },
                 _ = tick.tick() => ToMaster::Heartbeat,
             };
             if let Err(e) = protocol::write(&mut wr, &msg).await {
@@ -296,6 +410,7 @@ async fn session(cfg: &AgentConfig, connector: &tokio_rustls::TlsConnector) -> R
         }
     };
     let id = cfg.id.clone();
+    let watch = watch.clone();
     let reader = async move {
         let mut guard = Guard::new(id.clone());
         loop {
@@ -311,8 +426,11 @@ async fn session(cfg: &AgentConfig, connector: &tokio_rustls::TlsConnector) -> R
                 Handled::Run(job) => {
                     let (tx, id) = (tx.clone(), id.clone());
                     tracing::info!(job = %job.job_id, "running a job");
+                    let busy = watch.busy();
                     tokio::spawn(async move {
-                        let result = run_job(&id, job.kind, job.expires_at).await;
+                        let (result, manages) =
+                            run_job_managing(&id, job.kind, job.expires_at).await;
+                        busy.finish(&manages.paths, &job.job_id, manages.state.as_deref());
                         let _ = tx.send(ToMaster::Result {
                             job_id: job.job_id,
                             result,

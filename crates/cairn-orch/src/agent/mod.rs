@@ -1,5 +1,5 @@
-//! Agents: `cairn master` and `cairn agent` over mutual TLS (the first
-//! slice of issue 12; NATS, events and reactors come later).
+//! Agents: `cairn master` and `cairn agent` over mutual TLS, with events
+//! ([`event`]) and reactors ([`reactor`]) (issue 12; NATS comes later).
 //!
 //! Trust: both ends are pinned by key fingerprint (SHA-256 of the public
 //! key), see [`tls`]. The agent makes its key pair on first start (0600)
@@ -18,12 +18,17 @@
 
 #[allow(clippy::module_inception)]
 pub mod agent;
+pub mod event;
 pub mod keys;
 pub mod master;
 pub mod protocol;
+pub mod reactor;
 pub mod tls;
+pub mod watch;
 
 pub use agent::{AgentConfig, Guard};
+pub use event::{Event, TagGlob};
 pub use keys::{KeyAction, KeyEntry, KeyStatus};
 pub use master::{AdminError, AdminReply, AdminRequest, MasterConfig, admin_socket, ask};
 pub use protocol::JobKind;
+pub use reactor::{ReactorError, Reactors};

@@ -65,6 +65,16 @@ pub enum ToMaster {
         job_id: String,
         result: HostResult,
     },
+    /// Something happened on the agent's host. `tag` is relative
+    /// (`file/changed`, `service/nginx/stopped`): the master makes it
+    /// `cairn/file/ID/changed` with the id the connection authenticated as
+    /// ([`super::event::agent_tag`]), checks its size and rate, and only
+    /// ever reads it from an accepted agent, after its hello.
+    Event {
+        tag: String,
+        #[serde(default)]
+        data: J,
+    },
     /// A job message the agent would not run (expired, replayed, for
     /// another agent), so the master need not wait for its timeout.
     Refused {

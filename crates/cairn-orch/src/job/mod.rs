@@ -11,8 +11,10 @@ mod outcome;
 mod record;
 
 pub use execute::{MaxFail, execute};
-pub use outcome::{apply_state_file, failed, module_result, state_result, unreachable};
-pub use record::{HostResult, HostStatus, JobId, JobRecord, JobSummary, Tally};
+pub use outcome::{
+    apply_state_file, apply_state_file_with, failed, module_result, state_result, unreachable,
+};
+pub use record::{HostResult, HostStatus, JobId, JobRecord, JobSummary, Tally, new_id};
 
 use miette::Diagnostic;
 use thiserror::Error;

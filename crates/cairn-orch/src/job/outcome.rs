@@ -8,7 +8,7 @@ use serde_json::{Map, Value as J};
 use super::record::{HostResult, HostStatus};
 use crate::module::{self, Args, ModuleError, Outcome, RunContext};
 use crate::remote::Remote;
-use crate::state::{HostReport, RenderContext, StateFile, StateResult};
+use crate::state::{HostReport, Loader, RenderContext, StateFile, StateResult};
 
 /// A module's answer.
 pub fn module_result(host: &str, result: Result<Outcome, ModuleError>) -> HostResult {
@@ -112,6 +112,19 @@ pub async fn apply_state_file(
     vars: Map<String, J>,
     ctx: &RunContext,
 ) -> HostResult {
+    apply_state_file_with(host, path, source, vars, ctx, &module::load).await
+}
+
+/// [`apply_state_file`] with the states' modules built by `loader` (the
+/// agent's notes which files its states manage).
+pub async fn apply_state_file_with(
+    host: &dyn Remote,
+    path: &Path,
+    source: &str,
+    vars: Map<String, J>,
+    ctx: &RunContext,
+    loader: &dyn Loader,
+) -> HostResult {
     let name = host.name().to_string();
     let rctx = RenderContext::new(&name).vars(vars);
     let file = match StateFile::parse(path, source, &rctx) {
@@ -127,7 +140,7 @@ pub async fn apply_state_file(
             }
         }
     };
-    match crate::state::apply(&file, host, &module::load, ctx).await {
+    match crate::state::apply(&file, host, loader, ctx).await {
         Ok(report) => state_result(&name, report),
         Err(e) => failed(&name, e.to_string()),
     }

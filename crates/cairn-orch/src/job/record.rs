@@ -162,3 +162,31 @@ pub struct JobSummary {
     #[serde(flatten)]
     pub tally: Tally,
 }
+
+/// A new job id in Salt's form (the time to the microsecond, UTC); within
+/// one process each is later than the last, so two jobs started in the same
+/// microsecond (reactions to one event) still have their own.
+pub fn new_id() -> JobId {
+    use std::sync::Mutex;
+    static LAST: Mutex<i128> = Mutex::new(0);
+    let now = time::OffsetDateTime::now_utc();
+    let mut micros = now.unix_timestamp_nanos() / 1000;
+    {
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if micros <= *last {
+            micros = *last + 1;
+        }
+        *last = micros;
+    }
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).unwrap_or(now);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}

@@ -1,14 +1,16 @@
-//! `cairn master`, `cairn agent` and `cairn keys`: thin over cairn-orch's
-//! `agent` module. The daemons run in the foreground and stop cleanly on
-//! SIGTERM or Ctrl-C.
+//! `cairn master`, `cairn agent`, `cairn keys` and `cairn events`: thin
+//! over cairn-orch's `agent` module. The daemons run in the foreground and
+//! stop cleanly on SIGTERM or Ctrl-C.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_orch::agent::{self, AdminReply, AdminRequest, KeyAction};
-use serde_json::json;
+use serde_json::{Value as J, json};
 
-use crate::cli::{AgentArgs, GlobalArgs, KeysAction, MasterArgs, MasterDirArg};
+use crate::cli::{AgentArgs, EventsArgs, GlobalArgs, KeysAction, MasterArgs, MasterDirArg};
 use crate::output::emit;
 use crate::report::{CliError, Status};
 
@@ -57,17 +59,25 @@ fn token(file: Option<&Path>) -> Result<Option<String>, CliError> {
     .transpose()
 }
 
-pub fn master(args: &MasterArgs) -> Result<Status, CliError> {
+pub fn master(args: &MasterArgs, global: &GlobalArgs) -> Result<Status, CliError> {
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => data_dir("master")?,
     };
-    let cfg = agent::MasterConfig {
-        listen: args.listen.clone(),
-        dir,
-        token: token(args.token_file.as_deref())?,
-        silence: Duration::from_secs(args.silence.max(1)),
-    };
+    let mut cfg = agent::MasterConfig::new(args.listen.clone(), dir);
+    cfg.token = token(args.token_file.as_deref())?;
+    cfg.silence = Duration::from_secs(args.silence.max(1));
+    cfg.event_rate = f64::from(args.event_rate.max(1));
+    cfg.event_burst = args.event_rate.max(1).saturating_mul(5);
+    if let Some(file) = &args.reactors {
+        // A bad file stops the master here, at FILE:LINE:COL.
+        let reactors = agent::Reactors::load(file).map_err(|e| CliError::Usage(e.to_string()))?;
+        // Reactions are jobs: recorded where `cairn run` records them.
+        let location = super::state::state_location(global, Path::new("."))?;
+        let store: Arc<dyn cairn_state::Store> = super::state::open_location(&location)?.into();
+        cfg.reactors = Some(Arc::new(reactors));
+        cfg.jobs = Some(store);
+    }
     runtime()?
         .block_on(agent::master::serve(cfg, stop_signal()))
         .map_err(|e| CliError::Failure(anyhow::anyhow!("master: {e}")))?;
@@ -92,6 +102,8 @@ pub fn agent(args: &AgentArgs) -> Result<Status, CliError> {
         master_fingerprint: args.master_fingerprint.clone(),
         token: token(args.token_file.as_deref())?,
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
+        service_events: Some(args.service_events.clone()),
+        debounce: Duration::from_millis(args.debounce_ms.max(10)),
     };
     // The agent is small: two worker threads are plenty (and keep its
     // memory down on a many-core host).
@@ -154,4 +166,71 @@ pub fn keys(
     };
     emit(value, global)?;
     Ok(Status::Success)
+}
+
+/// `cairn events [--follow] [--tag GLOB]`: the recent events in the shared
+/// output formats; following, each new one as a JSON line (flushed) until
+/// interrupted or the master stops.
+pub fn events(args: &EventsArgs, global: &GlobalArgs) -> Result<Status, CliError> {
+    if let Some(t) = &args.tag {
+        agent::TagGlob::new(t).map_err(CliError::Usage)?;
+    }
+    let dir = master_dir(&args.master)?;
+    let req = AdminRequest::Events {
+        tag: args.tag.clone(),
+        follow: args.follow,
+    };
+    let rt = runtime()?;
+    if !args.follow {
+        return match rt.block_on(agent::ask(&dir, &req)) {
+            Ok(AdminReply::Events { events }) => {
+                emit(
+                    serde_json::to_value(events).map_err(CliError::failure)?,
+                    global,
+                )?;
+                Ok(Status::Success)
+            }
+            Ok(AdminReply::Error { message }) => Err(CliError::Usage(message)),
+            Ok(other) => Err(CliError::Failure(anyhow::anyhow!(
+                "unexpected answer from the master: {other:?}"
+            ))),
+            Err(e) => Err(CliError::Usage(e.to_string())),
+        };
+    }
+    let mut out = std::io::stdout().lock();
+    let result = rt.block_on(agent::master::follow(&dir, &req, |reply| {
+        let lines: Vec<J> = match reply {
+            AdminReply::Events { events } => events
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or(J::Null))
+                .collect(),
+            AdminReply::Event { event } => vec![serde_json::to_value(event).unwrap_or(J::Null)],
+            AdminReply::Lagged { missed } => {
+                eprintln!("cairn events: fell behind, {missed} event(s) not shown (they are in the master's events.jsonl)");
+                vec![]
+            }
+            AdminReply::Error { message } => return Err(message),
+            other => return Err(format!("unexpected answer from the master: {other:?}")),
+        };
+        for l in lines {
+            let written = serde_json::to_writer(&mut out, &l)
+                .map_err(std::io::Error::from)
+                .and_then(|_| out.write_all(b"\n"))
+                .and_then(|_| out.flush());
+            if let Err(e) = written {
+                // `cairn events -f | head` closing its end is the way out.
+                return if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Ok(false)
+                } else {
+                    Err(e.to_string())
+                };
+            }
+        }
+        Ok(true)
+    }));
+    match result {
+        Ok(()) => Ok(Status::Success),
+        Err(e @ agent::AdminError::NotRunning(_)) => Err(CliError::Usage(e.to_string())),
+        Err(e) => Err(CliError::Failure(e.into())),
+    }
 }

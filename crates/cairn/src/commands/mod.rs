@@ -124,9 +124,10 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Release { action, args } => release::release(action.as_ref(), args, &cli.global),
         Command::Releases { app, dir } => release::releases(app.as_deref(), dir, &cli.global),
         Command::Heal(args) => heal::heal(args, &cli.global),
-        Command::Master(args) => agents::master(args),
+        Command::Master(args) => agents::master(args, &cli.global),
         Command::Agent(args) => agents::agent(args),
         Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),
+        Command::Events(args) => agents::events(args, &cli.global),
         Command::Init => init::init(),
         Command::Service(args) => init::service(args, &cli.global),
         Command::Util {

@@ -11,8 +11,8 @@ use serde_json::Value as J;
 
 use crate::{Output, cairn_env, command};
 
-struct Fleet {
-    dir: PathBuf,
+pub struct Fleet {
+    pub dir: PathBuf,
     addr: String,
     fingerprint: String,
     master: Child,
@@ -21,7 +21,12 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn start(name: &str, token: bool) -> Fleet {
+    pub fn start(name: &str, token: bool) -> Fleet {
+        Fleet::start_with(name, token, &[])
+    }
+
+    /// With more arguments for `cairn master` (`--reactors FILE`).
+    pub fn start_with(name: &str, token: bool, extra: &[&str]) -> Fleet {
         let dir = std::env::temp_dir().join(format!("cairn-agents-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,11 +42,24 @@ impl Fleet {
             std::fs::write(&t, "s3cret-enrolment-token\n").unwrap();
             t
         });
-        let mut args = vec!["master", "--listen", &addr, "--dir", mdir.to_str().unwrap()];
+        // The state where `cairn run` records jobs, so reactions' jobs
+        // are recorded beside them.
+        let state = dir.join("state.db").display().to_string();
+        let key = dir.join("key").display().to_string();
+        let mut args = vec![
+            "master",
+            "--listen",
+            &addr,
+            "--dir",
+            mdir.to_str().unwrap(),
+            "--state",
+            &state,
+        ];
         if let Some(t) = &token {
             args.extend(["--token-file", t.to_str().unwrap()]);
         }
-        let master = command(&args, &[("CAIRN_LOG", "info")])
+        args.extend(extra);
+        let master = command(&args, &[("CAIRN_LOG", "info"), ("CAIRN_KEY_FILE", &key)])
             .stderr(File::create(dir.join("master.log")).unwrap())
             .stdout(Stdio::null())
             .spawn()
@@ -63,12 +81,18 @@ impl Fleet {
         }
     }
 
-    fn master_dir(&self) -> String {
+    pub fn master_dir(&self) -> String {
         self.dir.join("master").display().to_string()
     }
 
-    fn agent(&mut self, id: &str) {
+    /// The file an agent tails for its init's service events.
+    pub fn services(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("services-{id}.jsonl"))
+    }
+
+    pub fn agent(&mut self, id: &str) {
         let adir = self.dir.join(format!("agent-{id}"));
+        let services = self.services(id).display().to_string();
         let mut args = vec![
             "agent",
             "--master",
@@ -81,6 +105,10 @@ impl Fleet {
             &self.fingerprint,
             "--heartbeat",
             "1",
+            "--service-events",
+            &services,
+            "--debounce-ms",
+            "100",
         ];
         let token = self.token.clone();
         if let Some(t) = &token {
@@ -105,11 +133,11 @@ impl Fleet {
         c.wait().unwrap();
     }
 
-    fn log(&self, name: &str) -> String {
+    pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
-    fn cairn(&self, args: &[&str]) -> Output {
+    pub fn cairn(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
         let md = self.master_dir();
         let state = self.dir.join("state.db").display().to_string();
@@ -120,7 +148,7 @@ impl Fleet {
     }
 
     /// `cairn run TARGET -i HOSTS --via agent -o json -- CMD`.
-    fn run(&self, target: &str, hosts: &str, cmd: &str) -> (J, Output) {
+    pub fn run(&self, target: &str, hosts: &str, cmd: &str) -> (J, Output) {
         let out = self.cairn(&[
             "run", target, "-i", hosts, "--via", "agent", "-T", "5", "-o", "json", "--", cmd,
         ]);
@@ -129,7 +157,7 @@ impl Fleet {
         (job, out)
     }
 
-    fn keys(&self) -> J {
+    pub fn keys(&self) -> J {
         let out = self.cairn(&["keys", "-o", "json"]);
         assert_eq!(out.code, 0, "{}", out.snapshot());
         serde_json::from_str(&out.stdout).unwrap()
@@ -150,7 +178,7 @@ impl Drop for Fleet {
     }
 }
 
-fn wait<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(t) = f() {
@@ -163,7 +191,7 @@ fn wait<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
-fn status(job: &J, host: &str) -> (String, String, String) {
+pub fn status(job: &J, host: &str) -> (String, String, String) {
     let h = job["hosts"]
         .as_array()
         .unwrap()
@@ -175,7 +203,7 @@ fn status(job: &J, host: &str) -> (String, String, String) {
 }
 
 /// Waits until `host`'s agent answers a job.
-fn until_served(fleet: &Fleet, host: &str, within: Duration) -> Option<Duration> {
+pub fn until_served(fleet: &Fleet, host: &str, within: Duration) -> Option<Duration> {
     let start = Instant::now();
     wait(within, || {
         let (job, _) = fleet.run(host, &format!("{host},"), "true");

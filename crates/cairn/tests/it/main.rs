@@ -11,6 +11,7 @@ mod aws_iam;
 mod aws_ops;
 mod cli;
 mod errors;
+mod events;
 mod examples;
 mod fault_proxy;
 mod inventory;

@@ -18,27 +18,39 @@
 //!    sent on this very connection. `cairn keys revoke` closes it at once.
 //!
 //! The admin socket (`DIR/admin.sock`, 0600 in the 0700 directory, and its
-//! peer's uid checked to be the directory owner's) serves `cairn keys` and
-//! the jobs of `cairn run --via agent`.
+//! peer's uid checked to be the directory owner's) serves `cairn keys`,
+//! the jobs of `cairn run --via agent` and `cairn events`.
+//!
+//! Events ([`super::event`]): the master publishes agents connecting and
+//! disconnecting and every job's start and return per host; an accepted
+//! agent's `Event` frames, in its job loop only, are checked for size
+//! ([`MAX_EVENT`]) and rate (a token bucket per connection), tagged with
+//! the connection's identity, and published. Reactors ([`super::reactor`])
+//! see every published event and run their jobs through the same dispatch
+//! as the CLI's (see [`react`]).
+
+mod react;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::event::{self, Event, EventLog, MAX_EVENT, RateLimit, TagGlob};
 use super::keys::{Admission, KeyAction, KeyEntry, KeyStore};
 use super::protocol::{
     self, JobKind, JobMessage, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION, now_ms,
 };
+use super::reactor::Reactors;
 use super::tls::{self, Identity};
-use crate::job::{self, HostResult};
+use crate::job::{self, HostResult, JobStore};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MasterConfig {
     pub listen: String,
     pub dir: PathBuf,
@@ -47,6 +59,37 @@ pub struct MasterConfig {
     pub token: Option<String>,
     /// An agent silent this long is dropped (it heartbeats more often).
     pub silence: Duration,
+    /// Events one agent may send: `event_burst` at once, then `event_rate`
+    /// a second; past that they are dropped, with a log line.
+    pub event_rate: f64,
+    pub event_burst: u32,
+    /// How many recent events `cairn events` shows; the log file
+    /// `DIR/events.jsonl` is rotated past `events_max_bytes`.
+    pub events_keep: usize,
+    pub events_max_bytes: u64,
+    /// Reactors, checked when the master starts.
+    pub reactors: Option<Arc<Reactors>>,
+    /// Where reactions' jobs are recorded (as `cairn run`'s are).
+    pub jobs: Option<Arc<dyn JobStore>>,
+}
+
+impl MasterConfig {
+    /// The defaults of `cairn master`, listening on `listen` with its state
+    /// in `dir`.
+    pub fn new(listen: impl Into<String>, dir: impl Into<PathBuf>) -> MasterConfig {
+        MasterConfig {
+            listen: listen.into(),
+            dir: dir.into(),
+            token: None,
+            silence: Duration::from_secs(30),
+            event_rate: 20.0,
+            event_burst: 100,
+            events_keep: 1000,
+            events_max_bytes: 16 << 20,
+            reactors: None,
+            jobs: None,
+        }
+    }
 }
 
 /// A request on the admin socket.
@@ -67,16 +110,45 @@ pub enum AdminRequest {
         kind: JobKind,
         timeout_ms: u64,
     },
+    /// The recent events a tag glob matches; with `follow`, then every new
+    /// one as it comes, one `Event` reply each, until the client closes.
+    Events {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AdminReply {
-    Keys { keys: Vec<KeyEntry> },
-    Key { entry: Option<KeyEntry> },
-    Connected { ids: Vec<String> },
-    Result { result: HostResult },
-    Error { message: String },
+    Keys {
+        keys: Vec<KeyEntry>,
+    },
+    Key {
+        entry: Option<KeyEntry>,
+    },
+    Connected {
+        ids: Vec<String>,
+    },
+    Result {
+        result: HostResult,
+    },
+    Events {
+        events: Vec<Event>,
+    },
+    Event {
+        event: Event,
+    },
+    /// A follower fell behind by this many events (they are in the log
+    /// file).
+    Lagged {
+        missed: u64,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// One accepted agent's live connection.
@@ -94,10 +166,36 @@ struct Registry {
     serial: u64,
 }
 
-type Shared = Arc<Mutex<Registry>>;
+/// What every task of the master shares. Lock order: `registry`, then
+/// `events`, never the other way.
+struct Hub {
+    registry: Mutex<Registry>,
+    events: Mutex<EventLog>,
+    /// Every published event goes to the reactors' task too.
+    react: Option<mpsc::Sender<Event>>,
+}
+
+type Shared = Arc<Hub>;
 
 fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Registry> {
-    r.lock().unwrap_or_else(|p| p.into_inner())
+    r.registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn events(r: &Shared) -> std::sync::MutexGuard<'_, EventLog> {
+    r.events.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records an event and hands it to the reactors.
+fn publish(hub: &Shared, event: Event) {
+    if let Some(react) = &hub.react
+        && let Err(e) = react.try_send(event.clone())
+    {
+        tracing::warn!(tag = %event.tag, "not reacted to: the reactors' queue is {}", match e {
+            mpsc::error::TrySendError::Full(_) => "full (1,024 events behind)",
+            mpsc::error::TrySendError::Closed(_) => "closed",
+        });
+    }
+    events(hub).publish(event);
 }
 
 /// The admin socket of the master whose directory is `dir`.
@@ -114,11 +212,20 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
     )
     .map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
-    let registry: Shared = Arc::new(Mutex::new(Registry {
-        keys: KeyStore::open(&cfg.dir)?,
-        conns: HashMap::new(),
-        serial: 0,
-    }));
+    let (react_tx, react_rx) = mpsc::channel(1024);
+    let registry: Shared = Arc::new(Hub {
+        registry: Mutex::new(Registry {
+            keys: KeyStore::open(&cfg.dir)?,
+            conns: HashMap::new(),
+            serial: 0,
+        }),
+        events: Mutex::new(EventLog::open(
+            &cfg.dir,
+            cfg.events_keep,
+            cfg.events_max_bytes,
+        )?),
+        react: cfg.reactors.is_some().then_some(react_tx),
+    });
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -175,9 +282,16 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
             }
         }
     };
+    let reactors = async {
+        match cfg.reactors.clone() {
+            Some(r) => react::run(registry.clone(), r, cfg.jobs.clone(), react_rx).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = agents => {}
         () = admins => {}
+        () = reactors => {}
         () = shutdown => tracing::warn!("master stopping"),
     }
     let _ = std::fs::remove_file(&sock);
@@ -301,6 +415,15 @@ async fn agent_connection(
         serial
     };
     tracing::info!(%id, "agent connected");
+    publish(
+        registry,
+        Event::master(
+            format!("cairn/agent/{id}/connected"),
+            Some(&id),
+            serde_json::json!({ "fingerprint": fingerprint }),
+        ),
+    );
+    let mut limit = RateLimit::new(cfg.event_rate, cfg.event_burst, Instant::now());
     let (mut rd, mut wr) = tokio::io::split(tls);
     let writer = async {
         while let Some(msg) = rx.recv().await {
@@ -321,6 +444,10 @@ async fn agent_connection(
                 };
             let (job_id, result) = match msg {
                 ToMaster::Heartbeat => continue,
+                ToMaster::Event { tag, data } => {
+                    agent_event(registry, &id, &mut limit, tag, data);
+                    continue;
+                }
                 ToMaster::Result { job_id, mut result } => {
                     result.host = id.clone();
                     (job_id, result)
@@ -359,7 +486,52 @@ async fn agent_connection(
     }
     drop(r);
     tracing::warn!(%id, "agent disconnected: {why}");
+    publish(
+        registry,
+        Event::master(
+            format!("cairn/agent/{id}/disconnected"),
+            Some(&id),
+            serde_json::json!({ "reason": why }),
+        ),
+    );
     Ok(())
+}
+
+/// An event an accepted agent sent: refused (with a log line) when too
+/// large, over its rate or badly tagged; else published as the agent's.
+fn agent_event(
+    hub: &Shared,
+    id: &str,
+    limit: &mut RateLimit,
+    tag: String,
+    data: serde_json::Value,
+) {
+    let size = event::event_size(&tag, &data);
+    if size > MAX_EVENT {
+        tracing::warn!(%id, "refused an event from {id}: {}", event::EventRefused::TooLarge(size));
+        return;
+    }
+    let now = Instant::now();
+    if !limit.take(now) {
+        if limit.should_log(now) {
+            tracing::warn!(%id, dropped = limit.dropped, "dropping events from {id}: over its rate");
+        }
+        return;
+    }
+    match event::agent_tag(id, &tag) {
+        Ok(tag) => publish(
+            hub,
+            Event {
+                tag,
+                time: event::now_rfc3339(),
+                source: id.to_string(),
+                host: Some(id.to_string()),
+                reaction: None,
+                data,
+            },
+        ),
+        Err(e) => tracing::warn!(%id, "refused an event from {id}: {e}"),
+    }
 }
 
 async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> Result<(), String> {
@@ -376,6 +548,9 @@ async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> R
     else {
         return Ok(());
     };
+    if let AdminRequest::Events { tag, follow } = req {
+        return react::serve_events(s, registry, tag, follow).await;
+    }
     let reply = match req {
         AdminRequest::Keys => AdminReply::Keys {
             keys: lock(registry).keys.list(),
@@ -408,21 +583,66 @@ async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> R
             kind,
             timeout_ms,
         } => AdminReply::Result {
-            result: dispatch(registry, job_id, &host, kind, timeout_ms).await,
+            result: dispatch(registry, job_id, &host, kind, timeout_ms, None).await,
         },
+        AdminRequest::Events { .. } => unreachable!("answered above"),
     };
     protocol::write(&mut s, &reply)
         .await
         .map_err(|e| e.to_string())
 }
 
-/// Sends a job to one agent and waits for its result, at most `timeout_ms`.
+/// Sends a job to one agent and waits for its result, at most `timeout_ms`;
+/// publishes `cairn/job/JID/started` when it is sent and
+/// `cairn/job/JID/ret/HOST` with its outcome. `reaction`: the job is a
+/// reaction's (its events say so, and reactors leave them alone).
 async fn dispatch(
     registry: &Shared,
     job_id: String,
     host: &str,
     kind: JobKind,
     timeout_ms: u64,
+    reaction: Option<&str>,
+) -> HostResult {
+    let function = match &kind {
+        JobKind::Module { name, .. } => name.clone(),
+        JobKind::State { file_name, .. } => format!("state.apply {file_name}"),
+    };
+    let jid = job_id.clone();
+    let result = send_job(registry, job_id, host, kind, timeout_ms, |hub| {
+        let mut e = Event::master(
+            format!("cairn/job/{jid}/started"),
+            Some(host),
+            serde_json::json!({ "host": host, "function": function }),
+        );
+        e.reaction = reaction.map(str::to_string);
+        publish(hub, e);
+    })
+    .await;
+    let mut e = Event::master(
+        format!("cairn/job/{jid}/ret/{host}"),
+        Some(host),
+        serde_json::json!({
+            "host": host,
+            "status": result.status.as_str(),
+            "rc": result.rc,
+            "error": result.error,
+            "summary": result.detail.get("summary"),
+            "duration_ms": result.duration_ms,
+        }),
+    );
+    e.reaction = reaction.map(str::to_string);
+    publish(registry, e);
+    result
+}
+
+async fn send_job(
+    registry: &Shared,
+    job_id: String,
+    host: &str,
+    kind: JobKind,
+    timeout_ms: u64,
+    sent: impl FnOnce(&Shared),
 ) -> HostResult {
     let (tx, rx) = oneshot::channel();
     {
@@ -445,6 +665,7 @@ async fn dispatch(
         }
         conn.jobs.insert(job_id.clone(), tx);
     }
+    sent(registry);
     match tokio::time::timeout(Duration::from_millis(timeout_ms), rx).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => job::unreachable(host, "agent disconnected during the job".into()),
@@ -471,19 +692,7 @@ pub enum AdminError {
 
 /// Asks the master whose directory is `dir`.
 pub async fn ask(dir: &Path, req: &AdminRequest) -> Result<AdminReply, AdminError> {
-    let sock = admin_socket(dir);
-    let mut s = match UnixStream::connect(&sock).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Err(AdminError::NotRunning(dir.to_path_buf()));
-        }
-        Err(e) => return Err(AdminError::Io(e.to_string())),
-    };
+    let mut s = connect(dir).await?;
     protocol::write(&mut s, req)
         .await
         .map_err(|e| AdminError::Io(e.to_string()))?;
@@ -491,6 +700,45 @@ pub async fn ask(dir: &Path, req: &AdminRequest) -> Result<AdminReply, AdminErro
         .await
         .map_err(|e| AdminError::Io(e.to_string()))?
         .ok_or_else(|| AdminError::Io("closed without an answer".into()))
+}
+
+/// Asks the master a request answered by many replies (`cairn events
+/// --follow`), handing each to `each` until it returns `Ok(false)`; the
+/// master closing the stream is an error (it stopped).
+pub async fn follow(
+    dir: &Path,
+    req: &AdminRequest,
+    mut each: impl FnMut(AdminReply) -> Result<bool, String>,
+) -> Result<(), AdminError> {
+    let mut s = connect(dir).await?;
+    protocol::write(&mut s, req)
+        .await
+        .map_err(|e| AdminError::Io(e.to_string()))?;
+    loop {
+        let reply: AdminReply = protocol::read(&mut s, MAX_FRAME)
+            .await
+            .map_err(|e| AdminError::Io(e.to_string()))?
+            .ok_or_else(|| AdminError::Io("the master closed the stream (it stopped)".into()))?;
+        if !each(reply).map_err(AdminError::Io)? {
+            return Ok(());
+        }
+    }
+}
+
+async fn connect(dir: &Path) -> Result<UnixStream, AdminError> {
+    let sock = admin_socket(dir);
+    match UnixStream::connect(&sock).await {
+        Ok(s) => Ok(s),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            Err(AdminError::NotRunning(dir.to_path_buf()))
+        }
+        Err(e) => Err(AdminError::Io(e.to_string())),
+    }
 }
 
 /// `cairn keys` when no master runs: the key list on disk.
@@ -505,117 +753,4 @@ pub fn keys_offline(dir: &Path, action: Option<(KeyAction, &str)>) -> Result<Adm
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::tls::PinnedMaster;
-
-    async fn start() -> (tempfile::TempDir, String, oneshot::Sender<()>) {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = MasterConfig {
-            listen: addr.clone(),
-            dir: dir.path().join("m"),
-            token: None,
-            silence: Duration::from_secs(30),
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(cfg, async {
-            let _ = stopped.await;
-        }));
-        for _ in 0..100 {
-            if admin_socket(&dir.path().join("m")).exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (dir, addr, stop)
-    }
-
-    /// What a peer gets back after sending `first`: `None` when the master
-    /// closed (or the handshake failed) without a message.
-    async fn exchange(
-        addr: &str,
-        config: Arc<rustls::ClientConfig>,
-        first: &[u8],
-    ) -> Option<ToAgent> {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from(tls::MASTER_NAME).unwrap();
-        let mut s = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .ok()?;
-        use tokio::io::AsyncWriteExt;
-        s.write_all(first).await.ok()?;
-        s.flush().await.ok()?;
-        protocol::read(&mut s, MAX_FRAME).await.ok().flatten()
-    }
-
-    #[tokio::test]
-    async fn a_client_without_a_certificate_or_without_a_hello_is_served_nothing() {
-        let (dir, addr, _stop) = start().await;
-        let mdir = dir.path().join("m");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        // No certificate: the handshake fails, nothing is read.
-        let no_cert = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedMaster::new(None)))
-            .with_no_client_auth();
-        let hello = protocol::encode(&ToMaster::Hello {
-            version: VERSION,
-            id: "x".into(),
-            token: None,
-        });
-        assert_eq!(exchange(&addr, Arc::new(no_cert), &hello).await, None);
-        // A key not accepted whose first frame is not a hello (a result, as
-        // if it were already trusted), or is too big for a hello.
-        let other = tempfile::tempdir().unwrap();
-        let id = Identity::load_or_create(other.path(), "agent", "x").unwrap();
-        let config = tls::client_config(&id, Arc::new(PinnedMaster::new(None))).unwrap();
-        let result = protocol::encode(&ToMaster::Refused {
-            job_id: "j".into(),
-            reason: "r".into(),
-        });
-        assert_eq!(exchange(&addr, config.clone(), &result).await, None);
-        let big = protocol::encode(&ToMaster::Hello {
-            version: VERSION,
-            id: "x".repeat(MAX_HELLO),
-            token: None,
-        });
-        assert_eq!(exchange(&addr, config.clone(), &big).await, None);
-        // None of them left a key behind.
-        let AdminReply::Keys { keys } = ask(&mdir, &AdminRequest::Keys).await.unwrap() else {
-            panic!()
-        };
-        assert!(keys.is_empty(), "{keys:?}");
-        // A proper hello is recorded pending, and answered only that.
-        let reply = exchange(&addr, config, &hello).await;
-        assert!(matches!(reply, Some(ToAgent::Pending { .. })), "{reply:?}");
-        // A job for it is not sent: it is not connected.
-        let AdminReply::Result { result } = ask(
-            &mdir,
-            &AdminRequest::Run {
-                job_id: "j1".into(),
-                host: "x".into(),
-                kind: JobKind::Module {
-                    name: "cmd".into(),
-                    args: Default::default(),
-                    check: false,
-                    become_user: None,
-                },
-                timeout_ms: 1000,
-            },
-        )
-        .await
-        .unwrap() else {
-            panic!()
-        };
-        assert_eq!(result.status, crate::job::HostStatus::Unreachable);
-    }
-}
+mod tests;
