@@ -104,11 +104,26 @@ pub fn run(path: &Path) -> Result<Inventory, InventoryError> {
 
 fn call(path: &Path, args: &[&str]) -> Result<J, String> {
     let shown = args.join(" ");
-    let out = Command::new(path)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run it with `{shown}`: {e}"))?;
+    let run = || {
+        Command::new(path)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    };
+    // ETXTBSY: a script written a moment ago can still be open for
+    // writing in a child another thread forked before its exec (the
+    // descriptor is close-on-exec, but not yet closed); that passes.
+    let mut result = run();
+    for _ in 0..20 {
+        match &result {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+                result = run();
+            }
+            _ => break,
+        }
+    }
+    let out = result.map_err(|e| format!("cannot run it with `{shown}`: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.trim_end().lines().rev().take(5).collect();
