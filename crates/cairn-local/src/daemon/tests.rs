@@ -31,13 +31,19 @@ async fn start(
         isolation: None,
     };
     let task = tokio::spawn(run(config, shutdown.clone()));
-    for _ in 0..200 {
+    // Bounded, and generous: a restart restores what the cloud had, and a
+    // loaded CI machine has been seen to take more than 4 s for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         if let Ok(c) = LocalClient::connect(dirs).await {
             return (shutdown, task, c);
         }
+        if task.is_finished() {
+            panic!("the daemon stopped before it served: {:?}", task.await);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the daemon did not start");
+    panic!("the daemon did not start within 30 s");
 }
 
 fn create(kind: &str, address: &str, properties: serde_json::Value) -> CreateRequest {
