@@ -212,15 +212,7 @@ impl Drop for RuncCloud {
 
 fn template(cidr: &str, server_extra: &str) -> String {
     format!(
-        r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
-  lb_fw:
+        r#"{}  lb_fw:
     type: firewall
     properties:
       network: "{{{{ net.id }}}}"
@@ -261,6 +253,23 @@ resources:
 outputs:
   front: "{{{{ lb.address }}}}:{{{{ lb.port }}}}"
   key: {{value: "{{{{ deployer.private_key }}}}", secret: true}}
+"#,
+        one_network(cidr)
+    )
+}
+
+/// The start of a runc test's template: `cairn: 1`, network `net` and
+/// its subnet `sub` on `cidr`; its resources follow.
+pub(super) fn one_network(cidr: &str) -> String {
+    format!(
+        r#"cairn: 1
+resources:
+  net:
+    type: network
+    properties: {{cidr: {cidr}}}
+  sub:
+    type: subnet
+    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
 "#
     )
 }
@@ -749,18 +758,11 @@ fn runc_bad_input_is_refused_with_nothing_half_made() {
     let t = c.template(
         "from-image",
         &format!(
-            r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr4}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr4}}}
-  web:
+            r#"{}  web:
     type: server
     properties: {{name: web, image: image-00042, size: small, subnet: "{{{{ sub.id }}}}"}}
-"#
+"#,
+            one_network(&cidr4)
         ),
         &cidr4,
     );

@@ -4,19 +4,11 @@
 //! and servers it came from can go, and servers made from it keep their
 //! files.
 
-use super::hosts::{RuncCloud, free_cidr, unready};
+use super::hosts::{RuncCloud, free_cidr, one_network, unready};
 
 fn template(cidr: &str, extra: &str) -> String {
     format!(
-        r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
-  first:
+        r#"{}  first:
     type: server
     properties:
       name: first
@@ -26,7 +18,8 @@ resources:
       user_data: |
         #!/bin/sh
         echo first > /srv/ran-user-data
-{extra}"#
+{extra}"#,
+        one_network(cidr)
     )
 }
 

@@ -6,7 +6,7 @@
 //! And names: a server resolves the cloud's own zones through the cloud's
 //! DNS, served to it on the link.
 
-use super::hosts::{RuncCloud, free_cidr, unready};
+use super::hosts::{RuncCloud, free_cidr, one_network, unready};
 
 /// The host of the machine's first Debian mirror (apt's sources).
 fn mirror() -> String {
@@ -172,15 +172,7 @@ fn a_server_resolves_the_clouds_zones() {
     let cidr = free_cidr(43);
     let zone = format!("zone{}.test", std::process::id());
     let yaml = format!(
-        r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
-  web:
+        r#"{}  web:
     type: server
     properties: {{name: web, image: host, size: small, subnet: "{{{{ sub.id }}}}"}}
   zone:
@@ -189,7 +181,8 @@ resources:
   www:
     type: dns_record
     properties: {{zone: "{{{{ zone.id }}}}", name: www, type: A, ttl: 60, values: ["{{{{ web.address }}}}"]}}
-"#
+"#,
+        one_network(&cidr)
     );
     let t = c.template("server-dns", &yaml, &cidr);
     let up = c.run(&["up", &t, "--yes", "-o", "none"]);

@@ -13,21 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::hosts::{RuncCloud, free_cidr, unready};
+use super::hosts::{RuncCloud, free_cidr, one_network, unready};
 
 /// The webapp's servers and app, on a CIDR of the test's own and the
 /// machine's root as the image (`image: host`: python3 is there).
 pub(super) fn template(cidr: &str, count: usize) -> String {
     format!(
-        r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
-  lb_fw:
+        r#"{}  lb_fw:
     type: firewall
     properties:
       network: "{{{{ net.id }}}}"
@@ -74,7 +66,8 @@ apps:
     keep: 3
 outputs:
   front: "{{{{ app_lb.address }}}}:{{{{ app_lb.port }}}}"
-"#
+"#,
+        one_network(cidr)
     )
 }
 
@@ -89,9 +82,10 @@ pub(super) fn copy_app(dir: &Path) {
 }
 
 /// The first release onto servers just made: sshd may still be starting
-/// in them, so it is retried until the hosts answer (at most 20 s).
+/// in them, so it is retried until the hosts answer (at most 60 s: with
+/// every runc test at once on two cores, 20 s was seen to run out).
 pub(super) fn first_release(c: &RuncCloud, args: &[&str]) -> crate::Output {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = c.run(args);
         if out.code == 0 || Instant::now() > deadline {

@@ -10,19 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::get;
-use super::hosts::{RuncCloud, free_cidr, skip_unless_ready, unready};
+use super::hosts::{RuncCloud, free_cidr, one_network, skip_unless_ready, unready};
 
 fn template(cidr: &str) -> String {
     format!(
-        r#"cairn: 1
-resources:
-  net:
-    type: network
-    properties: {{cidr: {cidr}}}
-  sub:
-    type: subnet
-    properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
-  fw:
+        r#"{}  fw:
     type: firewall
     properties:
       network: "{{{{ net.id }}}}"
@@ -44,7 +36,8 @@ resources:
       user_data: |
         #!/bin/sh
         echo ran >> /root/user-data-runs
-"#
+"#,
+        one_network(cidr)
     )
 }
 
