@@ -15,21 +15,9 @@ use crate::error::{classify, gone};
 use crate::model::*;
 use crate::network::dependency_is_transient;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    /// The rule key naming the other side.
-    fn peer_key(self) -> &'static str {
-        match self {
-            Direction::Ingress => "from",
-            Direction::Egress => "to",
-        }
-    }
-}
+/// Which way a rule goes; the engine reads rules the same way for every
+/// target (`cairn_engine::schema::firewall`).
+pub use cairn_engine::schema::firewall::Direction;
 
 /// One rule, one peer: the unit both sides agree on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,37 +31,22 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule as the engine reads it (and checked when the template was
+    /// evaluated), in EC2's terms: a TCP or UDP rule naming no port opens
+    /// every port.
     pub fn from_template(v: &Json, dir: Direction) -> ProviderResult<Rule> {
-        let protocol = prop_str(v, "protocol").unwrap_or("tcp").to_string();
-        let peer = prop_str(v, dir.peer_key())
-            .ok_or_else(|| {
-                permanent(format!(
-                    "a firewall rule needs `{}` (a CIDR block or a firewall's id)",
-                    dir.peer_key()
-                ))
-            })?
-            .to_string();
-        let ports = match (prop_i64(v, "port"), prop_str(v, "ports")) {
-            (Some(p), _) => Some((p as i32, p as i32)),
-            (None, Some(range)) => {
-                let (a, b) = range.split_once('-').unwrap_or((range, range));
-                let parse = |s: &str| {
-                    s.trim()
-                        .parse::<i32>()
-                        .map_err(|_| permanent(format!("`ports: {range}` is not a port range")))
-                };
-                Some((parse(a)?, parse(b)?))
-            }
-            (None, None) => match protocol.as_str() {
-                "tcp" | "udp" => Some((0, 65535)),
-                _ => None,
-            },
+        let rule = cairn_engine::schema::firewall::read_rule(dir, v)
+            .map_err(|e| permanent(format!("a firewall rule: {e}")))?;
+        let ports = match rule.ports {
+            Some(r) => Some((i32::from(r.first), i32::from(r.last))),
+            None if rule.protocol.has_ports() => Some((0, 65535)),
+            None => None,
         };
         Ok(Rule {
-            protocol,
+            protocol: rule.protocol.as_str().to_string(),
             ports,
-            peer,
-            description: prop_str(v, "description").map(str::to_string),
+            peer: rule.peer,
+            description: rule.description,
         })
     }
 

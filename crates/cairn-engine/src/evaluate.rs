@@ -361,13 +361,7 @@ fn check_target_limits(
         .filter_map(|(k, v)| Some((k.clone(), v.to_json_revealed()?)))
         .collect();
     for b in crate::schema::limits::check(&env.target, kind, &serde_json::Value::Object(json)) {
-        let mut node = props_node;
-        for key in &b.path {
-            match node.get(key) {
-                Some(n) => node = n,
-                None => break,
-            }
-        }
+        let node = node_at(props_node, &b.path);
         d.push(
             Diagnostic::new(
                 Code::TargetLimit,
@@ -377,6 +371,55 @@ fn check_target_limits(
                 ),
             )
             .at(node.span, format!("the {} target refuses this", env.target)),
+        );
+    }
+}
+
+/// The node a breach's path leads to, or the deepest one on the way (a
+/// default, or a list an expression made, has no node of its own).
+fn node_at<'n>(props_node: &'n Node, path: &[crate::schema::limits::Step]) -> &'n Node {
+    use crate::schema::limits::Step;
+    let mut node = props_node;
+    for step in path {
+        let next = match step {
+            Step::Key(k) => node.get(k),
+            Step::Index(i) => node.as_seq().and_then(|items| items.get(*i)),
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    node
+}
+
+/// A firewall's rules, checked the same way for every target
+/// ([`crate::schema::firewall`]), each fault at its rule's key.
+fn check_firewall_rules(
+    kind: &str,
+    props: &IndexMap<String, Value>,
+    props_node: &Node,
+    d: &mut Diagnostics,
+) {
+    use crate::schema::firewall::{Direction, check};
+    if kind != "firewall" {
+        return;
+    }
+    let lists: Vec<(Direction, Option<serde_json::Value>)> = Direction::BOTH
+        .iter()
+        .map(|dir| {
+            (
+                *dir,
+                props.get(dir.list()).and_then(Value::to_json_revealed),
+            )
+        })
+        .collect();
+    let lists: Vec<(Direction, Option<&serde_json::Value>)> =
+        lists.iter().map(|(dir, v)| (*dir, v.as_ref())).collect();
+    for b in check(&lists) {
+        d.push(
+            Diagnostic::new(Code::Constraint, b.message)
+                .at(node_at(props_node, &b.path).span, "this rule"),
         );
     }
 }
@@ -849,6 +892,7 @@ fn evaluate_resource<'a>(
             }
         }
         check_target_limits(&cx.loaded.env, schema.kind, &props, props_node, &mut cx.d);
+        check_firewall_rules(schema.kind, &props, props_node, &mut cx.d);
         let mut props = props;
         parse_documents(schema, &mut props, props_node, &mut cx.d);
         let mut properties = with_defaults(schema, props);

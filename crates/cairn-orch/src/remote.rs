@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use miette::Diagnostic;
 use thiserror::Error;
 
@@ -20,7 +21,7 @@ pub struct Exec {
     pub script: String,
     /// Bytes fed to the script's stdin, which is then closed. `None`: an
     /// empty stdin.
-    pub stdin: Option<Vec<u8>>,
+    pub stdin: Option<Bytes>,
     /// Run as this user through `sudo -n` (Ansible's `become`); `None`: as
     /// the user the transport connected as.
     pub become_user: Option<String>,
@@ -36,7 +37,7 @@ impl Exec {
         }
     }
 
-    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Exec {
+    pub fn stdin(mut self, bytes: impl Into<Bytes>) -> Exec {
         self.stdin = Some(bytes.into());
         self
     }

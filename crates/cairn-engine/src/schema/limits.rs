@@ -14,13 +14,39 @@ use serde_json::Value as Json;
 
 use super::parse_duration_ms;
 
-/// One value a target refuses.
+/// One value refused: by a target, or by a portable rule (see `firewall`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Breach {
-    /// Where, from the resource's properties (`["health_check", "timeout"]`).
-    pub path: Vec<&'static str>,
+    /// Where, from the resource's properties (`health_check.timeout`,
+    /// `backends[2].weight`).
+    pub path: Vec<Step>,
     /// Why, and what the target takes instead.
     pub message: String,
+}
+
+/// One step into a properties value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Key(&'static str),
+    Index(usize),
+}
+
+impl Breach {
+    /// The path as people write it: `backends[2].weight`.
+    pub fn path_text(&self) -> String {
+        let mut s = String::new();
+        for step in &self.path {
+            match step {
+                Step::Key(k) if s.is_empty() => s.push_str(k),
+                Step::Key(k) => {
+                    s.push('.');
+                    s.push_str(k);
+                }
+                Step::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        s
+    }
 }
 
 /// The breaches of target `target`'s limits by a `kind` resource whose
@@ -28,7 +54,11 @@ pub struct Breach {
 /// or null and pass).
 pub fn check(target: &str, kind: &str, props: &Json) -> Vec<Breach> {
     match (target, kind) {
-        ("aws", "load_balancer") => elb_health_check(props.get("health_check")),
+        ("aws", "load_balancer") => {
+            let mut found = elb_health_check(props.get("health_check"));
+            found.extend(elb_weights(props.get("backends")));
+            found
+        }
         _ => Vec::new(),
     }
 }
@@ -56,7 +86,7 @@ fn elb_health_check(hc: Option<&Json>) -> Vec<Breach> {
         && !(5..=300).contains(&i)
     {
         out.push(Breach {
-            path: vec!["health_check", "interval"],
+            path: vec![Step::Key("health_check"), Step::Key("interval")],
             message: format!("health_check.interval {i}s: ELB checks every 5s to 300s"),
         });
     }
@@ -65,7 +95,7 @@ fn elb_health_check(hc: Option<&Json>) -> Vec<Breach> {
         && !(2..effective).contains(&t)
     {
         out.push(Breach {
-            path: vec!["health_check", "timeout"],
+            path: vec![Step::Key("health_check"), Step::Key("timeout")],
             message: format!(
                 "health_check.timeout {t}s: ELB wants 2s or more and less than the interval ({effective}s)"
             ),
@@ -76,12 +106,34 @@ fn elb_health_check(hc: Option<&Json>) -> Vec<Breach> {
             && !(2..=10).contains(&n)
         {
             out.push(Breach {
-                path: vec!["health_check", key],
+                path: vec![Step::Key("health_check"), Step::Key(key)],
                 message: format!("health_check.{key} {n}: ELB counts 2 to 10 checks"),
             });
         }
     }
     out
+}
+
+/// An ELB target group sends every registered target an equal share: a
+/// backend weight other than 1 would be dropped, so it is refused. (Unequal
+/// shares on aws need target groups of their own, which cairn does not
+/// make.)
+fn elb_weights(backends: Option<&Json>) -> Vec<Breach> {
+    let Some(list) = backends.and_then(Json::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, b)| {
+            let w = b.get("weight")?.as_i64()?;
+            (w != 1).then(|| Breach {
+                path: vec![Step::Key("backends"), Step::Index(i), Step::Key("weight")],
+                message: format!(
+                    "backends[{i}].weight {w}: an ELB target group gives every backend an equal share (weight 1)"
+                ),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -92,7 +144,7 @@ mod tests {
     fn breaches(hc: Json) -> Vec<String> {
         check("aws", "load_balancer", &json!({ "health_check": hc }))
             .into_iter()
-            .map(|b| format!("{}: {}", b.path.join("."), b.message))
+            .map(|b| format!("{}: {}", b.path_text(), b.message))
             .collect()
     }
 
@@ -134,5 +186,21 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn elb_takes_equal_weights_only() {
+        let lb = json!({"backends": ["10.0.0.1", {"address": "10.0.0.2", "weight": 1}, {"address": "10.0.0.3", "weight": 3}]});
+        let found: Vec<String> = check("aws", "load_balancer", &lb)
+            .iter()
+            .map(|b| format!("{}: {}", b.path_text(), b.message))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "backends[2].weight: backends[2].weight 3: an ELB target group gives every backend an equal share (weight 1)"
+            ]
+        );
+        assert!(check("local", "load_balancer", &lb).is_empty());
     }
 }

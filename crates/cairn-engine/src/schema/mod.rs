@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 mod aws;
+pub mod firewall;
 pub mod limits;
 mod portable;
 

@@ -9,30 +9,21 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use cairn_engine::provider::Json;
+use cairn_engine::schema::firewall::{self as schema, Direction, PortRange, Protocol};
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{CloudState, prop, prop_str};
+use super::{CloudState, prop};
 use crate::lb::Access;
 
-/// Checks every rule of a firewall's properties: ports, protocol, and that
-/// each `from`/`to` is a CIDR block or a firewall of this cloud.
+/// Checks every rule of a firewall's properties as the engine reads them
+/// (ports, protocol, a peer: see `cairn_engine::schema::firewall`), and
+/// that each `from`/`to` is a CIDR block or a firewall of this cloud.
 pub fn check_rules(state: &CloudState, p: &Json) -> Result<(), String> {
-    for (list, peer) in [("ingress", "from"), ("egress", "to")] {
-        for (i, rule) in rules(p, list).enumerate() {
-            let at = format!("{list} rule {}", i + 1);
-            ports(rule).map_err(|e| format!("{at}: {e}"))?;
-            match prop_str(rule, peer) {
-                // Like a security group: a rule names where traffic may come
-                // from; "anywhere" is said with 0.0.0.0/0.
-                None => {
-                    return Err(format!(
-                        "{at} needs `{peer}`: a CIDR block (0.0.0.0/0 for anywhere) or a firewall's id"
-                    ));
-                }
-                Some(s) => {
-                    sources(state, s).map_err(|e| format!("{at}: {e}"))?;
-                }
-            }
+    for direction in Direction::BOTH {
+        for (i, rule) in schema::rules(p, direction).enumerate() {
+            let at = format!("{} rule {}", direction.list(), i + 1);
+            let rule = rule.map_err(|e| format!("{at}: {e}"))?;
+            sources(state, &rule.peer).map_err(|e| format!("{at}: {e}"))?;
         }
     }
     Ok(())
@@ -85,14 +76,20 @@ pub fn ingress(state: &CloudState, resource: &Json) -> (Ingress, Vec<String>) {
             problems.push(format!("there is no firewall {id} in the local cloud"));
             continue;
         };
-        for rule in rules(&fw.properties, "ingress") {
-            let protocol = prop_str(rule, "protocol").unwrap_or("tcp");
-            let Ok((lo, hi)) = ports(rule) else { continue };
-            if !matches!(protocol, "tcp" | "all") {
+        for rule in schema::rules(&fw.properties, Direction::Ingress) {
+            let rule = match rule {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("{} ({id}): {e}", fw.address));
+                    continue;
+                }
+            };
+            if !matches!(rule.protocol, Protocol::Tcp | Protocol::All) {
                 continue;
             }
-            match sources(state, prop_str(rule, "from").unwrap_or_default()) {
-                Ok(nets) => allowed.push((lo, hi, nets)),
+            let range = rule.port_range();
+            match sources(state, &rule.peer) {
+                Ok(nets) => allowed.push((range.first.into(), range.last.into(), nets)),
                 Err(e) => problems.push(format!("{} ({id}): {e}", fw.address)),
             }
         }
@@ -119,24 +116,10 @@ pub(super) fn rules<'a>(p: &'a Json, list: &str) -> impl Iterator<Item = &'a Jso
 /// The rule's port range: `port`, `ports` ("8000-8100" or "443"), or every
 /// port when it names neither.
 pub(super) fn ports(rule: &Json) -> Result<(u64, u64), String> {
-    if let Some(port) = prop(rule, "port") {
-        return port
-            .as_u64()
-            .filter(|p| *p <= 65535)
-            .map(|p| (p, p))
-            .ok_or_else(|| format!("`port` {port} is not a port number"));
-    }
-    let Some(range) = prop_str(rule, "ports") else {
-        return Ok((0, 65535));
-    };
-    let bad = || format!("`ports` {range:?} is not a port or a range such as 8000-8100");
-    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
-    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-    if lo > hi {
-        return Err(bad());
-    }
-    Ok((lo.into(), hi.into()))
+    let range = schema::ports_of(rule)
+        .map_err(|e| e.message)?
+        .unwrap_or(PortRange::ALL);
+    Ok((range.first.into(), range.last.into()))
 }
 
 /// A rule's source: a CIDR block, or a firewall's id meaning every address
@@ -234,7 +217,9 @@ mod tests {
     fn bad_rules_are_refused_with_where_they_are() {
         let st = CloudState::default();
         let check = |rules: Json| check_rules(&st, &json!({"ingress": rules})).unwrap_err();
-        assert!(check(json!([{"port": 80}])).contains("ingress rule 1 needs `from`"));
+        assert!(
+            check(json!([{"port": 80}])).contains("ingress rule 1: an ingress rule needs `from`")
+        );
         assert!(
             check(json!([{"from": "0.0.0.0/0"}, {"ports": "90-80", "from": "0.0.0.0/0"}]))
                 .starts_with("ingress rule 2: `ports` \"90-80\"")

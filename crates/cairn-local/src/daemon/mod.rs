@@ -1,9 +1,10 @@
 //! The local cloud's daemon: it owns the [`Cloud`], serves DNS for its zones,
 //! and answers a control API on loopback that only holders of the token in
-//! its directory may use. `cairn local start` runs it in the background.
+//! its directory may use. `cairn local start` runs it in the background (`launch`).
 
 mod api;
 pub mod client;
+pub mod launch;
 pub mod pool;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@
 //! replaces the old file in one step.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::args::ArgReader;
@@ -622,7 +623,7 @@ impl Module for File {
             let stdin = plan
                 .steps
                 .contains(&Step::Write)
-                .then(|| self.content.clone().unwrap_or_default());
+                .then(|| Bytes::from(self.content.clone().unwrap_or_default()));
             host::must(
                 "file",
                 &format!("changing {}", self.path),

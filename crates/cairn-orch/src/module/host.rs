@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::remote::{Exec, Output, Remote};
 
 use super::{ModuleError, RunContext};
@@ -12,7 +14,7 @@ pub(crate) async fn run(
     host: &dyn Remote,
     ctx: &RunContext,
     script: String,
-    stdin: Option<Vec<u8>>,
+    stdin: Option<Bytes>,
     timeout: Option<Duration>,
 ) -> Result<Output, ModuleError> {
     let exec = Exec {
@@ -31,7 +33,7 @@ pub(crate) async fn must(
     host: &dyn Remote,
     ctx: &RunContext,
     script: String,
-    stdin: Option<Vec<u8>>,
+    stdin: Option<Bytes>,
 ) -> Result<Output, ModuleError> {
     let out = run(host, ctx, script, stdin, None).await?;
     if out.success() {

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cairn_orch::Remote;
 use cairn_orch::remote::{Exec, Output};
 use tokio::sync::Semaphore;
@@ -82,7 +83,7 @@ pub struct Payload {
 #[derive(Clone)]
 pub struct Stage {
     pub script: String,
-    pub archive: Arc<Vec<u8>>,
+    pub archive: Bytes,
 }
 
 /// How a rollout goes.
@@ -540,7 +541,7 @@ async fn stage(
                 Some(stage) => run_script(
                     &*host.remote,
                     stage.script.clone(),
-                    Some(stage.archive.as_ref().clone()),
+                    Some(stage.archive.clone()),
                 )
                 .await
                 .map(|_| format!("{} verified and unpacked", payload.version)),
@@ -624,7 +625,7 @@ pub async fn probe(app: &AppSpec, host: &Host) -> Result<(), String> {
     run_script(
         &*host.remote,
         script::health(&once, &host.address),
-        Some(Vec::new()),
+        Some(Bytes::new()),
     )
     .await
     .map(|_| ())
@@ -734,7 +735,7 @@ async fn walk_host(
 async fn run_script(
     remote: &dyn Remote,
     script: String,
-    stdin: Option<Vec<u8>>,
+    stdin: Option<Bytes>,
 ) -> Result<String, String> {
     match exec(remote, script, stdin).await? {
         out if out.success() => Ok(out.stdout_str()),
@@ -743,11 +744,7 @@ async fn run_script(
 }
 
 /// Runs a script: its output whatever its exit, or the transport's error.
-async fn exec(
-    remote: &dyn Remote,
-    script: String,
-    stdin: Option<Vec<u8>>,
-) -> Result<Output, String> {
+async fn exec(remote: &dyn Remote, script: String, stdin: Option<Bytes>) -> Result<Output, String> {
     let mut exec = Exec::new(script);
     exec.stdin = stdin;
     remote.exec(exec).await.map_err(|e| e.to_string())

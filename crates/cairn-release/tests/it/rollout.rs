@@ -77,7 +77,7 @@ fn payload(install: &Path, v: &str, tree: &[(&str, &str)]) -> Payload {
                  mv -T releases/.{v}.$$ releases/{v} 2>/dev/null || {{ [ -d releases/{v} ] && rm -rf releases/.{v}.$$; }}\n",
                 i = install.display()
             ),
-            archive: Arc::new(tar.stdout),
+            archive: tar.stdout.into(),
         }),
     }
 }
@@ -390,7 +390,7 @@ fn timed_rollout(
             digest: "d".into(),
             stage: Some(Stage {
                 script: "STAGE".into(),
-                archive: Arc::new(vec![0; 16]),
+                archive: vec![0u8; 16].into(),
             }),
         },
         hosts,

@@ -1,11 +1,10 @@
 //! `cairn local start|stop|status|logs|exec`: the embedded cloud's daemon.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use cairn_local::cloud::{Isolation, LocalDirs, LocalResource};
 use cairn_local::daemon::client::LocalClient;
-use cairn_local::daemon::{DaemonConfig, Published, published_path};
+use cairn_local::daemon::{DaemonConfig, launch};
 
 use crate::cli::{GlobalArgs, LocalAction};
 use crate::output::emit;
@@ -67,67 +66,16 @@ pub async fn ensure_started(
     pool: Option<u8>,
     isolation: Option<Isolation>,
 ) -> Result<LocalClient, CliError> {
-    if isolation == Some(Isolation::Runc) {
-        // Said here, before a daemon is spawned to say it in its log.
-        cairn_local::host::preflight()
-            .map_err(|e| CliError::failure(format!("`runc` isolation: {e}")))?;
-    }
-    if let Ok(c) = LocalClient::connect(dirs).await {
-        if let Some(asked) = isolation {
-            let status = c.status().await.map_err(CliError::failure)?;
-            let made: Isolation = status["isolation"]
-                .as_str()
-                .unwrap_or("process")
-                .parse()
-                .map_err(CliError::failure)?;
-            if made != asked {
-                return Err(CliError::failure(
-                    cairn_local::cloud::IsolationError::Mismatch {
-                        dir: dirs.root.display().to_string(),
-                        made,
-                        asked,
-                    }
-                    .to_string(),
-                ));
-            }
-        }
-        return Ok(c);
-    }
-    std::fs::create_dir_all(&dirs.root).map_err(CliError::failure)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dirs.root.join("daemon.log"))
-        .map_err(CliError::failure)?;
     let exe = std::env::current_exe().map_err(CliError::failure)?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["local", "daemon", "--dns", &dns.to_string()])
+    let mut daemon = std::process::Command::new(exe);
+    daemon
+        .args(["local", "daemon", "--dns", &dns.to_string()])
         .env(ENV_LOCAL_DIR, &dirs.root)
         .envs(pool.map(|p| (ENV_LOCAL_POOL, p.to_string())))
-        .envs(isolation.map(|i| (ENV_LOCAL_ISOLATION, i.to_string())))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(CliError::failure)?)
-        .stderr(log);
-    // Its own process group: a Ctrl-C at this terminal does not reach it.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(CliError::failure)?;
-    for _ in 0..300 {
-        if let Ok(c) = LocalClient::connect(dirs).await {
-            return Ok(c);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(dirs.root.join("daemon.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            return Err(CliError::failure(format!(
-                "the local cloud exited at start ({status}); its log says:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(CliError::failure(
-        "the local cloud did not start within 15 s (see daemon.log in its directory)",
-    ))
+        .envs(isolation.map(|i| (ENV_LOCAL_ISOLATION, i.to_string())));
+    launch::ensure_started(dirs, isolation, daemon)
+        .await
+        .map_err(CliError::failure)
 }
 
 pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError> {
@@ -184,25 +132,11 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             Ok(Status::Success)
         }
         LocalAction::Stop => {
-            let published: Option<Published> = std::fs::read_to_string(published_path(&dirs))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            let Some(p) = published else {
-                emit(serde_json::json!({"running": false}), global)?;
-                return Ok(Status::Success);
+            let out = match launch::stop(&dirs) {
+                Some(pid) => serde_json::json!({"running": false, "stopped": pid}),
+                None => serde_json::json!({"running": false}),
             };
-            let pid = nix::unistd::Pid::from_raw(p.pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..600 {
-                if !published_path(&dirs).exists() || nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            emit(
-                serde_json::json!({"running": false, "stopped": p.pid}),
-                global,
-            )?;
+            emit(out, global)?;
             Ok(Status::Success)
         }
         LocalAction::Status => {

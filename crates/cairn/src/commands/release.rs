@@ -638,7 +638,7 @@ pub(super) async fn staged_payload(cx: &AppContext, version: &str) -> Result<Pay
         digest: stored.digest(),
         stage: Some(Stage {
             script: install_command(script.len()),
-            archive: Arc::new(input),
+            archive: input.into(),
         }),
     })
 }
