@@ -293,14 +293,8 @@ impl Cloud {
             return Ok(ip);
         };
         let address = hosts.reserve_database_address(id, wanted).await?;
-        let provisional = database_record(id, ip, p);
-        let ruled = hosts
-            .apply_firewall(|| {
-                let mut st = self.snapshot();
-                st.resources.entry(id.to_string()).or_insert(provisional);
-                st
-            })
-            .await;
+        hosts.stage_database(database_record(id, ip, p));
+        let ruled = hosts.apply_firewall(|| self.snapshot()).await;
         let served = match ruled {
             Ok(()) => {
                 hosts

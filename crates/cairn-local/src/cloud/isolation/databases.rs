@@ -130,6 +130,10 @@ impl Hosts {
             l.stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), l.task).await;
         }
+        self.staged_databases
+            .lock()
+            .expect("staged lock")
+            .remove(id);
         let address = self.link.lock().expect("link lock").databases.remove(id);
         if let (Some(address), Some(cloud)) = (address, self.net_if_up().await) {
             let _ = Cmd::in_netns(&cloud.netns, "ip")

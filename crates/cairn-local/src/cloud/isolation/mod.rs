@@ -181,6 +181,17 @@ pub struct Hosts {
     link: std::sync::Mutex<LinkAddresses>,
     /// Each database's listener in the cloud namespace.
     db_listeners: std::sync::Mutex<HashMap<String, databases::Listener>>,
+    /// The records of databases being made, until they are deleted: in
+    /// every firewall snapshot (the record's own wins once it is there),
+    /// so a database's rules are in place before it listens.
+    staged_databases: std::sync::Mutex<HashMap<String, LocalResource>>,
+    /// Firewall replacements asked for, and the last one whose changes an
+    /// applied table holds: a replacement asked for while another waited
+    /// is done by the one that takes its snapshot after both asked. With
+    /// hundreds of servers made at once, the table is replaced a few
+    /// times, not once per server (each replacement is the whole table).
+    firewall_asked: std::sync::atomic::AtomicU64,
+    firewall_done: std::sync::atomic::AtomicU64,
     /// Each running server's container and network place.
     servers: std::sync::Mutex<HashMap<String, (Server, ServerNet)>>,
     /// Held while the firewall table is computed and replaced, so that of
@@ -225,6 +236,9 @@ impl Hosts {
             net: tokio::sync::Mutex::new(None),
             link: std::sync::Mutex::new(LinkAddresses::default()),
             db_listeners: std::sync::Mutex::new(HashMap::new()),
+            staged_databases: std::sync::Mutex::new(HashMap::new()),
+            firewall_asked: std::sync::atomic::AtomicU64::new(0),
+            firewall_done: std::sync::atomic::AtomicU64::new(0),
             servers: std::sync::Mutex::new(HashMap::new()),
             firewall: tokio::sync::Mutex::new(None),
             zones,
@@ -662,11 +676,25 @@ impl Hosts {
         &self,
         snapshot: impl FnOnce() -> CloudState,
     ) -> ProviderResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Every change a caller made is recorded before it asks.
+        let ticket = self.firewall_asked.fetch_add(1, SeqCst) + 1;
         let mut way_out = self.firewall.lock().await;
+        if self.firewall_done.load(SeqCst) >= ticket {
+            return Ok(());
+        }
         let Some(cloud) = self.net_if_up().await else {
             return Ok(());
         };
-        let state = snapshot();
+        // Read before the snapshot: every ticket up to here is in it.
+        let covers = self.firewall_asked.load(SeqCst);
+        let mut state = snapshot();
+        for (id, r) in self.staged_databases.lock().expect("staged lock").iter() {
+            state
+                .resources
+                .entry(id.clone())
+                .or_insert_with(|| r.clone());
+        }
         let link = self.link.lock().expect("link lock").clone();
         let mut rules = ruleset(&state, &link);
         let apply = |rules: Ruleset| {
@@ -682,12 +710,15 @@ impl Hosts {
             if let Some(nat) = way_out.take() {
                 nat.stop().await;
             }
-            return apply(rules).await;
+            apply(rules).await?;
+            self.firewall_done.store(covers, SeqCst);
+            return Ok(());
         }
         // The rules first: the tap's default route must find only the
         // networks with `internet: true` allowed out.
         rules.way_out = Some(nat::DEVICE.to_string());
         apply(rules).await?;
+        self.firewall_done.store(covers, SeqCst);
         if way_out.is_none() {
             let started = Nat::start(&PathBuf::from("/run/netns").join(&cloud.netns))
                 .await
@@ -696,6 +727,15 @@ impl Hosts {
             *way_out = Some(started);
         }
         Ok(())
+    }
+
+    /// Puts a database being made into every firewall snapshot until it
+    /// is deleted (see [`Hosts::stop_serving_database`]).
+    pub fn stage_database(&self, record: LocalResource) {
+        self.staged_databases
+            .lock()
+            .expect("staged lock")
+            .insert(record.id.clone(), record);
     }
 
     /// Stops the way out, if it runs.
