@@ -186,6 +186,14 @@ fn runc_servers_reach_the_database_and_a_public_address_reaches_them_through_fir
         !connects_from(&c, "other", db_host, db_port),
         "a server not allowed reached the database"
     );
+    // What it sees: the kernel's admin-prohibited, at once.
+    let out = select_one(&c, Some("other"), &endpoint);
+    assert_ne!(out.code, 0, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("No route to host"),
+        "{}",
+        out.snapshot()
+    );
     assert!(!connects(&endpoint), "the machine reached the database");
 
     // web[0]'s own address on 8080: the LB gets through, the machine and
