@@ -96,8 +96,14 @@ impl Hosts {
             .copied()
             .ok_or_else(|| permanent(format!("database {id} has no address on the link")))?;
         let what = format!("database {id}'s address {address} in the cloud's namespace");
-        Cmd::in_netns(&cloud.netns, "ip")
-            .args(["addr", "replace", &format!("{address}/32")])
+        Cmd::new("ip")
+            .args([
+                "-n",
+                &cloud.netns,
+                "addr",
+                "replace",
+                &format!("{address}/32"),
+            ])
             .args(["dev", &cloud.cloud_if])
             .run()
             .await
@@ -136,8 +142,8 @@ impl Hosts {
             .remove(id);
         let address = self.link.lock().expect("link lock").databases.remove(id);
         if let (Some(address), Some(cloud)) = (address, self.net_if_up().await) {
-            let _ = Cmd::in_netns(&cloud.netns, "ip")
-                .args(["addr", "del", &format!("{address}/32")])
+            let _ = Cmd::new("ip")
+                .args(["-n", &cloud.netns, "addr", "del", &format!("{address}/32")])
                 .args(["dev", &cloud.cloud_if])
                 .output()
                 .await;
