@@ -10,6 +10,11 @@
 //! alternative on these kernels: without NF_CONNTRACK_BRIDGE it has no
 //! `ct state`. A refused source gets `admin-prohibited` at once (no
 //! connection, no timeout).
+//!
+//! The cloud's own services that listen in the cloud namespace itself (its
+//! databases, on addresses of the link) are reached at its `input` hook
+//! instead, from a server or from the machine; their rules are the same
+//! kind, in chains of their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
