@@ -230,11 +230,37 @@ impl Cloud {
             }
         }
         for r in databases {
-            if let Err(e) = self
-                .start_database(&r.id, r.ip.unwrap_or(Ipv4Addr::LOCALHOST), &r.properties)
-                .await
-            {
+            let ip = r.ip.unwrap_or(Ipv4Addr::LOCALHOST);
+            if let Err(e) = self.start_database(&r.id, ip, &r.properties).await {
                 problems.push(format!("{}: {e}", r.id));
+                continue;
+            }
+            if self.hosts.is_none() {
+                continue;
+            }
+            let had = r
+                .attributes
+                .get("address")
+                .and_then(Json::as_str)
+                .and_then(|a| a.parse().ok());
+            match self.reach_database(&r.id, ip, &r.properties, had).await {
+                // The link moved (its block was taken while the cloud was
+                // stopped): the endpoint the deployment knows is stale.
+                Ok(now) if had != Some(now) => {
+                    let endpoint = format!("{now}:{}", services::DB_PORT);
+                    problems.push(format!(
+                        "{}: the database now answers at {endpoint} (was {}): the cloud's link \
+                         moved; the next `cairn up` reads the new endpoint",
+                        r.id,
+                        had.map_or("-".to_string(), |a| a.to_string())
+                    ));
+                    self.set_attributes(
+                        &r.id,
+                        json!({"endpoint": endpoint, "address": now.to_string()}),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e}", r.id)),
             }
         }
         for r in lbs {
@@ -282,7 +308,12 @@ impl Cloud {
     /// change of a `kind` that they depend on.
     async fn refresh_host_firewall(&self, kind: &str) -> ProviderResult<()> {
         match &self.hosts {
-            Some(h) if matches!(kind, "firewall" | "server" | "load_balancer" | "network") => {
+            Some(h)
+                if matches!(
+                    kind,
+                    "firewall" | "server" | "load_balancer" | "network" | "database"
+                ) =>
+            {
                 h.apply_firewall(|| self.snapshot()).await
             }
             _ => Ok(()),
@@ -416,6 +447,25 @@ impl Cloud {
     }
 
     /// Records a resource made or changed: one row, one transaction.
+    /// Sets some attributes of a recorded resource (a warning when the
+    /// record cannot be written: it is written again at the next change).
+    fn set_attributes(&self, id: &str, set: Json) {
+        let (changed, next_id) = {
+            let mut st = self.lock();
+            let next_id = st.next_id;
+            let Some(r) = st.resources.get_mut(id) else {
+                return;
+            };
+            if let (Some(a), Some(set)) = (r.attributes.as_object_mut(), set.as_object()) {
+                a.extend(set.clone());
+            }
+            (r.clone(), next_id)
+        };
+        if let Err(e) = self.save(&changed, next_id) {
+            tracing::warn!("recording {id}'s attributes: {e}");
+        }
+    }
+
     fn save(&self, r: &LocalResource, next_id: u64) -> ProviderResult<()> {
         self.record
             .put(r, next_id)
@@ -578,8 +628,18 @@ impl Cloud {
                     let _ = remove_dir(&self.dirs.of("database", id));
                     return Err(e);
                 }
+                let address = match self.reach_database(id, ip, p, None).await {
+                    Ok(address) => address,
+                    Err(e) => {
+                        let _ = self
+                            .stop_database(&services::database_record(id, ip, p), true)
+                            .await;
+                        return Err(e);
+                    }
+                };
+                let port = services::DB_PORT;
                 Ok((
-                    json!({"id": id, "endpoint": format!("{ip}:5432"), "address": ip.to_string(), "port": 5432}),
+                    json!({"id": id, "endpoint": format!("{address}:{port}"), "address": address.to_string(), "port": port}),
                     Some(ip),
                 ))
             }

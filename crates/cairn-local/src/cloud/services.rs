@@ -13,6 +13,9 @@ use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop, prop_st
 use crate::lb::{LbConfig, LoadBalancer};
 use crate::postgres::{Cluster, ClusterSpec};
 
+/// PostgreSQL's port.
+pub const DB_PORT: u16 = 5432;
+
 pub struct RunningLb {
     pub lb: LoadBalancer,
     cancel: CancellationToken,
@@ -247,7 +250,7 @@ impl Cloud {
             data_dir: self.dirs.of("database", id).join("data"),
             socket_dir: self.dirs.of("database", id).join("socket"),
             address: ip,
-            port: 5432,
+            port: DB_PORT,
             owner: prop_str(p, "owner").unwrap_or("app").to_string(),
             password: prop_str(p, "owner_password")
                 .unwrap_or_default()
@@ -273,11 +276,47 @@ impl Cloud {
         Ok(())
     }
 
+    /// With `runc` isolation, makes database `id` (PostgreSQL on `ip`)
+    /// answer at an address of its own in the cloud namespace, which
+    /// servers and the machine reach (see `isolation::databases`), and
+    /// returns it: `wanted` when it is free (its address before a restart).
+    /// Its firewall rules are in place before it listens, so it is never
+    /// open for a moment to a source they refuse. Without `runc`, `ip`.
+    pub(super) async fn reach_database(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        p: &Json,
+        wanted: Option<Ipv4Addr>,
+    ) -> ProviderResult<Ipv4Addr> {
+        let Some(hosts) = &self.hosts else {
+            return Ok(ip);
+        };
+        let address = hosts.reserve_database_address(id, wanted).await?;
+        hosts.stage_database(database_record(id, ip, p));
+        let ruled = hosts.apply_firewall(|| self.snapshot()).await;
+        let served = match ruled {
+            Ok(()) => {
+                hosts
+                    .serve_database(id, SocketAddr::from((ip, DB_PORT)))
+                    .await
+            }
+            Err(e) => {
+                hosts.stop_serving_database(id).await;
+                Err(e)
+            }
+        };
+        served.map(|()| address)
+    }
+
     pub(super) async fn stop_database(
         &self,
         r: &LocalResource,
         destroy: bool,
     ) -> ProviderResult<()> {
+        if let Some(hosts) = &self.hosts {
+            hosts.stop_serving_database(&r.id).await;
+        }
         let ip = r.ip.unwrap_or(Ipv4Addr::LOCALHOST);
         let mut cluster = Cluster::new(self.cluster_spec(&r.id, ip, &r.properties))
             .map_err(|e| permanent(e.to_string()))?;
@@ -294,6 +333,23 @@ impl Cloud {
                 .map(|_| ())
                 .map_err(|e| ProviderError::Transient(e.to_string()))
         }
+    }
+}
+
+/// A database's record before it is made (its properties and loopback
+/// address, what its rules and its cluster need).
+pub fn database_record(id: &str, ip: Ipv4Addr, p: &Json) -> LocalResource {
+    LocalResource {
+        id: id.to_string(),
+        kind: "database".into(),
+        deployment: String::new(),
+        address: String::new(),
+        token: String::new(),
+        properties: p.clone(),
+        attributes: json!({}),
+        tags: Default::default(),
+        ip: Some(ip),
+        sensitive: Vec::new(),
     }
 }
 

@@ -20,39 +20,94 @@ pub fn cloud_netns_path(cloud_id: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(names.netns)
 }
 
+/// Runs `f` on a thread of its own that has joined the network namespace
+/// at `netns`, and returns what it made. A socket keeps the namespace it
+/// was made in, so a listener bound or a connection made there can be used
+/// from any thread afterwards; the thread ends with `f` (a blocking-pool
+/// thread would go back to the pool still in the namespace), and the
+/// caller's threads never leave the machine's namespace.
+pub async fn in_netns<T, F>(netns: &Path, f: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let netns = netns.to_path_buf();
+    tokio::task::spawn_blocking(move || -> io::Result<T> {
+        let ns = std::fs::File::open(&netns).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the network namespace {}: {e}", netns.display()),
+            )
+        })?;
+        std::thread::spawn(move || {
+            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            f()
+        })
+        .join()
+        .map_err(|_| io::Error::other("the thread in the namespace panicked"))?
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
 /// Opens a TCP connection to `addr` from inside the network namespace at
-/// `netns`. A socket keeps the namespace it was made in, so only the
-/// `connect` needs to happen there: a short-lived thread joins the
-/// namespace (a thread's namespace is its own), connects, and hands the
-/// socket back; the caller's threads never leave the machine's namespace.
+/// `netns` (see [`in_netns`]).
 pub async fn connect_in(
     netns: &Path,
     addr: SocketAddr,
     timeout: Duration,
 ) -> io::Result<tokio::net::TcpStream> {
-    let netns = netns.to_path_buf();
-    let stream = tokio::task::spawn_blocking(move || -> io::Result<TcpStream> {
-        let ns = std::fs::File::open(&netns).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("the cloud's network namespace {}: {e}", netns.display()),
-            )
-        })?;
-        // A blocking-pool thread goes back to the pool afterwards: it must
-        // not stay in the cloud's namespace, so this runs on a thread of
-        // its own that ends with the connection made.
-        std::thread::spawn(move || {
-            setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-            TcpStream::connect_timeout(&addr, timeout)
-        })
-        .join()
-        .map_err(|_| io::Error::other("the connecting thread panicked"))?
-    })
-    .await
-    .map_err(io::Error::other)??;
+    let stream = in_netns(netns, move || TcpStream::connect_timeout(&addr, timeout)).await?;
     stream.set_nonblocking(true)?;
     stream.set_nodelay(true)?;
     tokio::net::TcpStream::from_std(stream)
+}
+
+/// A TCP listener on `addr` inside the network namespace at `netns` (see
+/// [`in_netns`]); the address must be one of that namespace's.
+pub async fn listen_in(netns: &Path, addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let listener = in_netns(netns, move || std::net::TcpListener::bind(addr)).await?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+/// The TCP ports listened on in the network namespace at `netns` at
+/// `address` or at every address (0.0.0.0, and `::`, which takes IPv4
+/// too unless IPV6_V6ONLY): in a server's own namespace, unlike the
+/// machine's, a socket on every address is the server's.
+pub async fn listening_ports_in(netns: &Path, address: std::net::Ipv4Addr) -> io::Result<Vec<u16>> {
+    in_netns(netns, move || {
+        // A thread's own net directory is its namespace's (/proc/self/net
+        // would be the process leader's, the machine's).
+        let tid = nix::unistd::gettid();
+        let table =
+            procfs::process::Process::new_with_root(format!("/proc/self/task/{tid}").into())
+                .map_err(io::Error::other)?;
+        let listen = procfs::net::TcpState::Listen;
+        let mut ports: Vec<u16> = table
+            .tcp()
+            .map_err(io::Error::other)?
+            .iter()
+            .filter(|e| e.state == listen)
+            .filter(|e| {
+                e.local_address.ip() == std::net::IpAddr::V4(address)
+                    || e.local_address.ip().is_unspecified()
+            })
+            .map(|e| e.local_address.port())
+            .collect();
+        // An IPv6 table is absent when IPv6 is off.
+        if let Ok(v6) = table.tcp6() {
+            ports.extend(
+                v6.iter()
+                    .filter(|e| e.state == listen && e.local_address.ip().is_unspecified())
+                    .map(|e| e.local_address.port()),
+            );
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(ports)
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -68,6 +123,19 @@ mod tests {
         )
         .await
         .unwrap_err();
+        assert!(err.to_string().contains("cairn-no-such-namespace"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_namespace_is_named_when_listening_or_looking_up_ports() {
+        let ns = Path::new("/run/netns/cairn-no-such-namespace");
+        let err = listen_in(ns, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cairn-no-such-namespace"), "{err}");
+        let err = listening_ports_in(ns, std::net::Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("cairn-no-such-namespace"), "{err}");
     }
 

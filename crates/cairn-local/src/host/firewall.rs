@@ -10,6 +10,11 @@
 //! alternative on these kernels: without NF_CONNTRACK_BRIDGE it has no
 //! `ct state`. A refused source gets `admin-prohibited` at once (no
 //! connection, no timeout).
+//!
+//! The cloud's own services that listen in the cloud namespace itself (its
+//! databases, on addresses of the link) are reached at its `input` hook
+//! instead, from a server or from the machine; their rules are the same
+//! kind, in chains of their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,6 +88,11 @@ pub struct Ruleset {
     pub members: BTreeMap<String, Vec<Ipv4Addr>>,
     /// The servers.
     pub servers: Vec<ServerRules>,
+    /// The cloud's own services that listen in the cloud namespace itself
+    /// (databases, on addresses of the link): guarded at its `input` hook,
+    /// which every connection to them crosses, from a server or from the
+    /// machine.
+    pub services: Vec<ServerRules>,
     /// The cloud's network blocks: an address in them with no server
     /// behind it is refused too.
     pub networks: Vec<Ipv4Net>,
@@ -158,27 +168,8 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
             "\t\toifname {dev} reject with icmpx type admin-prohibited"
         );
     }
-    let mut verdicts = Vec::new();
     let mut chains = String::new();
-    for (i, server) in rules.servers.iter().enumerate() {
-        let verdict = match &server.policy {
-            Policy::Open => "accept".to_string(),
-            Policy::Only(ingress) => {
-                let chain = ident("s", i, &server.name);
-                let _ = writeln!(chains, "\tchain {chain} {{");
-                for rule in ingress {
-                    let _ = writeln!(
-                        chains,
-                        "\t\t{}",
-                        render_rule(rule, &set_names, &server.name)?
-                    );
-                }
-                chains.push_str("\t\treject with icmpx type admin-prohibited\n\t}\n");
-                format!("jump {chain}")
-            }
-        };
-        verdicts.extend(server.addresses.iter().map(|a| format!("{a} : {verdict}")));
-    }
+    let verdicts = guard(&rules.servers, "s", &set_names, &mut chains)?;
     if !verdicts.is_empty() {
         let _ = writeln!(s, "\t\tip daddr vmap {{ {} }}", verdicts.join(", "));
     }
@@ -190,6 +181,17 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
         );
     }
     s.push_str("\t}\n");
+    if !rules.services.is_empty() {
+        let verdicts = guard(&rules.services, "d", &set_names, &mut chains)?;
+        let _ = writeln!(
+            s,
+            "\tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n\
+             \t\tct state established,related accept\n\
+             \t\tct state invalid drop\n\
+             \t\tip daddr vmap {{ {} }}\n\t}}",
+            verdicts.join(", ")
+        );
+    }
     if let Some(dev) = &rules.way_out {
         let _ = writeln!(
             s,
@@ -201,6 +203,38 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
     s.push_str(&chains);
     s.push_str("}\n");
     Ok(s)
+}
+
+/// The verdict for each address of `guarded` (`accept`, or a jump to a
+/// chain of its rules that ends in a reject; the chains, named `prefix`N,
+/// are appended to `chains`).
+fn guard(
+    guarded: &[ServerRules],
+    prefix: &str,
+    set_names: &BTreeMap<&str, String>,
+    chains: &mut String,
+) -> Result<Vec<String>, HostError> {
+    let mut verdicts = Vec::new();
+    for (i, server) in guarded.iter().enumerate() {
+        let verdict = match &server.policy {
+            Policy::Open => "accept".to_string(),
+            Policy::Only(ingress) => {
+                let chain = ident(prefix, i, &server.name);
+                let _ = writeln!(chains, "\tchain {chain} {{");
+                for rule in ingress {
+                    let _ = writeln!(
+                        chains,
+                        "\t\t{}",
+                        render_rule(rule, set_names, &server.name)?
+                    );
+                }
+                chains.push_str("\t\treject with icmpx type admin-prohibited\n\t}\n");
+                format!("jump {chain}")
+            }
+        };
+        verdicts.extend(server.addresses.iter().map(|a| format!("{a} : {verdict}")));
+    }
+    Ok(verdicts)
 }
 
 /// A device name as an nft string; only what an interface name may be.
@@ -438,6 +472,53 @@ table inet cairn {
             err.to_string().contains("ports only go with tcp or udp"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn services_in_the_cloud_namespace_are_guarded_at_input() {
+        let rules = Ruleset {
+            members: BTreeMap::from([("web".to_string(), vec![ip("10.20.1.10")])]),
+            services: vec![
+                ServerRules {
+                    name: "db".into(),
+                    addresses: vec![ip("169.254.7.250")],
+                    policy: Policy::Only(vec![Ingress {
+                        protocol: Protocol::Tcp,
+                        ports: Some((5432, 5432)),
+                        from: Source::Members("web".into()),
+                    }]),
+                },
+                ServerRules {
+                    name: "open".into(),
+                    addresses: vec![ip("169.254.7.249")],
+                    policy: Policy::Open,
+                },
+            ],
+            ..Ruleset::default()
+        };
+        let text = render(&rules).unwrap();
+        assert!(
+            text.contains(
+                "\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tct state established,related accept
+\t\tct state invalid drop
+\t\tip daddr vmap { 169.254.7.250 : jump d0_db, 169.254.7.249 : accept }
+\t}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\tchain d0_db {
+\t\ttcp dport 5432 ip saddr @f0_web accept
+\t\treject with icmpx type admin-prohibited
+\t}"
+            ),
+            "{text}"
+        );
+        // No service: no input chain at all.
+        assert!(!render(&Ruleset::default()).unwrap().contains("input"));
     }
 
     #[test]

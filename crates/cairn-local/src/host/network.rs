@@ -510,28 +510,32 @@ impl CloudNet {
     }
 
     async fn make_server(&self, net: &Network, s: &ServerNet) -> Result<(), HostError> {
-        let ns = self.netns.as_str();
         let sns = s.netns.as_str();
         Cmd::new("ip").args(["netns", "add", sns]).run().await?;
-        ip_in(
-            ns,
-            &[
-                "link", "add", &s.veth, "type", "veth", "peer", "name", "eth0", "netns", sns,
+        // One `ip` per namespace (its batch mode), not one per change:
+        // with hundreds of servers made at once, each process counts.
+        let batch = |ns: &str, lines: Vec<String>| {
+            Cmd::new("ip")
+                .args(["-n", ns, "-batch", "-"])
+                .stdin(lines.join("\n") + "\n")
+        };
+        batch(
+            &self.netns,
+            vec![
+                format!("link add {} type veth peer name eth0 netns {sns}", s.veth),
+                format!("link set {} master {} up", s.veth, net.bridge()),
             ],
         )
         .run()
         .await?;
-        ip_in(ns, &["link", "set", &s.veth, "master", &net.bridge(), "up"])
-            .run()
-            .await?;
-        ip_in(sns, &["link", "set", "lo", "up"]).run().await?;
-        ip_in(sns, &["addr", "add", &s.address.to_string(), "dev", "eth0"])
-            .run()
-            .await?;
-        ip_in(sns, &["link", "set", "eth0", "up"]).run().await?;
-        ip_in(
+        batch(
             sns,
-            &["route", "add", "default", "via", &net.gateway().to_string()],
+            vec![
+                "link set lo up".into(),
+                format!("addr add {} dev eth0", s.address),
+                "link set eth0 up".into(),
+                format!("route add default via {}", net.gateway()),
+            ],
         )
         .run()
         .await?;

@@ -20,6 +20,9 @@ use tokio::process::Command;
 use super::HostError;
 use super::command::Cmd;
 
+/// Where runc, run as root without `--root`, keeps its containers' state.
+const RUNC_ROOT: &str = "/run/runc";
+
 /// Where a server's `user_data` lives inside it (run once by the init).
 pub const USER_DATA_PATH: &str = "/etc/cairn/user_data";
 /// Present when the server has a key pair: only then does its init start
@@ -373,8 +376,10 @@ impl Server {
         std::fs::write(&config, format!("{:#}\n", self.config()))
             .map_err(|e| HostError::io(format!("write {}", config.display()), e))?;
         // A container of this id that stopped without being deleted (the
-        // machine or cairn died) would block the id.
-        if self.state().await?.is_some() {
+        // machine or cairn died) would block the id. runc keeps a
+        // container's state in a directory named after it: without one,
+        // there is none, and no `runc state` process is needed to know.
+        if Path::new(RUNC_ROOT).join(&self.spec.id).exists() && self.state().await?.is_some() {
             Cmd::new("runc")
                 .args(["delete", "-f", &self.spec.id])
                 .run()

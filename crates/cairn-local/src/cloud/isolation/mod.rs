@@ -17,9 +17,9 @@
 //! a source address of its own on that link so that the firewalls tell it
 //! apart from the machine itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,20 +28,23 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
 
-use super::{CloudState, LocalDirs, LocalResource, firewall, permanent, prop, prop_str};
+use super::{CloudState, LocalDirs, LocalResource, permanent, prop_str};
 use crate::host::command::Cmd;
-use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
+use crate::host::firewall::{self as nft, Ruleset};
 use crate::host::image::ImageCache;
 use crate::host::nat::{self, Nat};
 use crate::host::network::{self, CloudNet, Network, ServerNet, UNREACHABLE_METRIC};
 use crate::host::runtime::{Server, ServerSpec, USER_DATA_PATH};
 use crate::host::{HostError, preflight, ssh};
 
+mod databases;
 mod images;
 mod names;
+mod rules;
 
 use images::ImageRoot;
 use names::{machine_nameservers, resolv_conf};
+pub use rules::{LinkAddresses, ruleset};
 
 /// How a cloud runs its servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -173,8 +176,22 @@ pub struct Hosts {
     /// The cloud namespace and its link, once up (after the first network,
     /// or at restore).
     net: tokio::sync::Mutex<Option<CloudNet>>,
-    /// Each load balancer's source address on the link.
-    lb_sources: std::sync::Mutex<BTreeMap<String, Ipv4Addr>>,
+    /// Each load balancer's source address and each database's address
+    /// on the link.
+    link: std::sync::Mutex<LinkAddresses>,
+    /// Each database's listener in the cloud namespace.
+    db_listeners: std::sync::Mutex<HashMap<String, databases::Listener>>,
+    /// The records of databases being made, until they are deleted: in
+    /// every firewall snapshot (the record's own wins once it is there),
+    /// so a database's rules are in place before it listens.
+    staged_databases: std::sync::Mutex<HashMap<String, LocalResource>>,
+    /// Firewall replacements asked for, and the last one whose changes an
+    /// applied table holds: a replacement asked for while another waited
+    /// is done by the one that takes its snapshot after both asked. With
+    /// hundreds of servers made at once, the table is replaced a few
+    /// times, not once per server (each replacement is the whole table).
+    firewall_asked: std::sync::atomic::AtomicU64,
+    firewall_done: std::sync::atomic::AtomicU64,
     /// Each running server's container and network place.
     servers: std::sync::Mutex<HashMap<String, (Server, ServerNet)>>,
     /// Held while the firewall table is computed and replaced, so that of
@@ -217,7 +234,11 @@ impl Hosts {
             images,
             cairn_binary,
             net: tokio::sync::Mutex::new(None),
-            lb_sources: std::sync::Mutex::new(BTreeMap::new()),
+            link: std::sync::Mutex::new(LinkAddresses::default()),
+            db_listeners: std::sync::Mutex::new(HashMap::new()),
+            staged_databases: std::sync::Mutex::new(HashMap::new()),
+            firewall_asked: std::sync::atomic::AtomicU64::new(0),
+            firewall_done: std::sync::atomic::AtomicU64::new(0),
             servers: std::sync::Mutex::new(HashMap::new()),
             firewall: tokio::sync::Mutex::new(None),
             zones,
@@ -565,6 +586,17 @@ impl Hosts {
         Ok(())
     }
 
+    /// How a public address reaches server `id`: its namespace and the
+    /// cloud's (their names do not change across restarts).
+    pub fn reach(&self, id: &str) -> super::public::Reach {
+        let cloud = CloudNet::new(&self.id, Ipv4Net::default());
+        let server = cloud.server_names(id, Ipv4Net::default());
+        super::public::Reach::Netns {
+            server: server.netns_path(),
+            cloud: PathBuf::from("/run/netns").join(&cloud.netns),
+        }
+    }
+
     /// runc's status of each server the daemon runs (`running`, `stopped`...).
     pub async fn statuses(&self) -> HashMap<String, String> {
         let servers: Vec<(String, Server)> = self
@@ -592,17 +624,22 @@ impl Hosts {
     pub async fn lb_source(&self, id: &str) -> ProviderResult<Ipv4Addr> {
         let cloud = self.net().await?;
         let source = {
-            let mut sources = self.lb_sources.lock().expect("lb sources lock");
-            if let Some(ip) = sources.get(id) {
+            let mut link = self.link.lock().expect("link lock");
+            if let Some(ip) = link.lb_sources.get(id) {
                 return Ok(*ip);
             }
-            let used: Vec<Ipv4Addr> = sources.values().copied().collect();
+            let used: Vec<Ipv4Addr> = link
+                .lb_sources
+                .values()
+                .chain(link.databases.values())
+                .copied()
+                .collect();
             let base = u32::from(cloud.link.network());
             let ip = (10..cloud.link.hosts().count() as u32)
                 .map(|n| Ipv4Addr::from(base + n))
                 .find(|ip| !used.contains(ip))
                 .ok_or_else(|| permanent("no source address left on the cloud's link"))?;
-            sources.insert(id.to_string(), ip);
+            link.lb_sources.insert(id.to_string(), ip);
             ip
         };
         let added = Cmd::new("ip")
@@ -612,7 +649,7 @@ impl Hosts {
             .run()
             .await;
         if let Err(e) = added {
-            self.lb_sources.lock().expect("lb sources lock").remove(id);
+            self.link.lock().expect("link lock").lb_sources.remove(id);
             return Err(host_err(&format!("load balancer {id}'s source address"), e));
         }
         Ok(source)
@@ -620,7 +657,7 @@ impl Hosts {
 
     /// Gives back a removed load balancer's source address.
     pub async fn release_lb_source(&self, id: &str) {
-        let Some(ip) = self.lb_sources.lock().expect("lb sources lock").remove(id) else {
+        let Some(ip) = self.link.lock().expect("link lock").lb_sources.remove(id) else {
             return;
         };
         if let Some(cloud) = self.net_if_up().await {
@@ -639,13 +676,27 @@ impl Hosts {
         &self,
         snapshot: impl FnOnce() -> CloudState,
     ) -> ProviderResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Every change a caller made is recorded before it asks.
+        let ticket = self.firewall_asked.fetch_add(1, SeqCst) + 1;
         let mut way_out = self.firewall.lock().await;
+        if self.firewall_done.load(SeqCst) >= ticket {
+            return Ok(());
+        }
         let Some(cloud) = self.net_if_up().await else {
             return Ok(());
         };
-        let state = snapshot();
-        let sources = self.lb_sources.lock().expect("lb sources lock").clone();
-        let mut rules = ruleset(&state, &sources);
+        // Read before the snapshot: every ticket up to here is in it.
+        let covers = self.firewall_asked.load(SeqCst);
+        let mut state = snapshot();
+        for (id, r) in self.staged_databases.lock().expect("staged lock").iter() {
+            state
+                .resources
+                .entry(id.clone())
+                .or_insert_with(|| r.clone());
+        }
+        let link = self.link.lock().expect("link lock").clone();
+        let mut rules = ruleset(&state, &link);
         let apply = |rules: Ruleset| {
             let netns = cloud.netns.clone();
             async move {
@@ -659,12 +710,15 @@ impl Hosts {
             if let Some(nat) = way_out.take() {
                 nat.stop().await;
             }
-            return apply(rules).await;
+            apply(rules).await?;
+            self.firewall_done.store(covers, SeqCst);
+            return Ok(());
         }
         // The rules first: the tap's default route must find only the
         // networks with `internet: true` allowed out.
         rules.way_out = Some(nat::DEVICE.to_string());
         apply(rules).await?;
+        self.firewall_done.store(covers, SeqCst);
         if way_out.is_none() {
             let started = Nat::start(&PathBuf::from("/run/netns").join(&cloud.netns))
                 .await
@@ -673,6 +727,15 @@ impl Hosts {
             *way_out = Some(started);
         }
         Ok(())
+    }
+
+    /// Puts a database being made into every firewall snapshot until it
+    /// is deleted (see [`Hosts::stop_serving_database`]).
+    pub fn stage_database(&self, record: LocalResource) {
+        self.staged_databases
+            .lock()
+            .expect("staged lock")
+            .insert(record.id.clone(), record);
     }
 
     /// Stops the way out, if it runs.
@@ -688,10 +751,12 @@ impl Hosts {
     pub async fn down_if_idle(&self, snapshot: impl FnOnce() -> CloudState) -> ProviderResult<()> {
         let _alone = self.shape.write().await;
         let state = snapshot();
-        let busy = state
-            .resources
-            .values()
-            .any(|r| matches!(r.kind.as_str(), "network" | "server" | "load_balancer"));
+        let busy = state.resources.values().any(|r| {
+            matches!(
+                r.kind.as_str(),
+                "network" | "server" | "load_balancer" | "database"
+            )
+        });
         if busy {
             return Ok(());
         }
@@ -751,6 +816,7 @@ impl Hosts {
             .collect();
         self.close_way_out().await;
         self.stop_dns_on_link().await;
+        self.stop_databases().await;
         let cloud = self.net.lock().await.take();
         for (server, snet) in servers {
             if let Err(e) = server.stop(Duration::from_secs(5)).await {
@@ -767,131 +833,12 @@ impl Hosts {
         {
             tracing::warn!("taking the cloud's network namespace down: {e}");
         }
-        self.lb_sources.lock().expect("lb sources lock").clear();
+        self.link.lock().expect("link lock").lb_sources.clear();
     }
-}
-
-/// The nftables rules of a `runc` cloud: each server with firewalls lets
-/// in only what their ingress rules allow, by CIDR or by membership of
-/// another firewall (servers by their address, load balancers by their
-/// source address on the link); a server without firewalls is open.
-pub fn ruleset(state: &CloudState, lb_sources: &BTreeMap<String, Ipv4Addr>) -> Ruleset {
-    let firewalls_of = |r: &LocalResource| -> Vec<String> {
-        prop(&r.properties, "firewalls")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Json::as_str)
-            .map(str::to_string)
-            .collect()
-    };
-    let mut members: BTreeMap<String, Vec<Ipv4Addr>> = state
-        .of_kind("firewall")
-        .map(|f| (f.id.clone(), Vec::new()))
-        .collect();
-    for r in state.resources.values() {
-        let address = match r.kind.as_str() {
-            "server" => r.ip,
-            "load_balancer" => lb_sources.get(&r.id).copied(),
-            _ => None,
-        };
-        let Some(address) = address else { continue };
-        for fw in firewalls_of(r) {
-            if let Some(list) = members.get_mut(&fw) {
-                list.push(address);
-            }
-        }
-    }
-    let mut servers = Vec::new();
-    for r in state.of_kind("server") {
-        let Some(address) = r.ip else { continue };
-        let fws = firewalls_of(r);
-        let policy = if fws.is_empty() {
-            Policy::Open
-        } else {
-            let mut ingress = Vec::new();
-            for fw in fws.iter().filter_map(|id| state.resources.get(id)) {
-                for rule in firewall::rules(&fw.properties, "ingress") {
-                    if let Some(rule) = nft_rule(state, rule) {
-                        ingress.push(rule);
-                    }
-                }
-            }
-            Policy::Only(ingress)
-        };
-        servers.push(ServerRules {
-            name: r.id.clone(),
-            addresses: vec![address],
-            policy,
-        });
-    }
-    let networks = state
-        .of_kind("network")
-        .filter_map(|n| prop_str(&n.properties, "cidr"))
-        .filter_map(|c| c.parse::<Ipv4Net>().ok())
-        .map(|n| n.trunc())
-        .collect();
-    let internet = state
-        .of_kind("network")
-        .filter(|n| prop(&n.properties, "internet").and_then(Json::as_bool) == Some(true))
-        .filter_map(|n| prop_str(&n.properties, "cidr"))
-        .filter_map(|c| c.parse::<Ipv4Net>().ok())
-        .map(|n| n.trunc())
-        .collect();
-    Ruleset {
-        members,
-        servers,
-        networks,
-        internet,
-        way_out: None,
-    }
-}
-
-/// One ingress rule of a firewall as an nftables rule; `None` for a rule
-/// that lets nobody in (a source that does not resolve, an IPv6 block).
-fn nft_rule(state: &CloudState, rule: &Json) -> Option<nft::Ingress> {
-    let protocol = match prop_str(rule, "protocol").unwrap_or("tcp") {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        "icmp" => Protocol::Icmp,
-        _ => Protocol::All,
-    };
-    let ports = match (protocol, firewall::ports(rule).ok()?) {
-        (Protocol::Tcp | Protocol::Udp, (0, 65535)) => None,
-        (Protocol::Tcp | Protocol::Udp, (lo, hi)) => Some((lo as u16, hi as u16)),
-        _ => None,
-    };
-    let from = prop_str(rule, "from").unwrap_or_default();
-    let from = if let Ok(net) = from.parse::<IpNet>() {
-        match net.trunc() {
-            IpNet::V4(n) => Source::Cidr(n),
-            IpNet::V6(_) => return None,
-        }
-    } else if let Ok(ip) = from.parse::<IpAddr>() {
-        match ip {
-            IpAddr::V4(a) => Source::Cidr(Ipv4Net::from(a)),
-            IpAddr::V6(_) => return None,
-        }
-    } else if state
-        .resources
-        .get(from)
-        .is_some_and(|r| r.kind == "firewall")
-    {
-        Source::Members(from.to_string())
-    } else {
-        return None;
-    };
-    Some(nft::Ingress {
-        protocol,
-        ports,
-        from,
-    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use serde_json::json;
 
     use super::*;
@@ -968,71 +915,6 @@ mod tests {
         );
         let err = Hosts::reserve_address(&mut st, "s6", &json!({"subnet": "nope"})).unwrap_err();
         assert!(err.to_string().contains("no subnet nope"), "{err}");
-    }
-
-    #[test]
-    fn firewalls_become_rules_by_cidr_and_by_membership_of_servers_and_balancers() {
-        let mut st = CloudState::default();
-        placed(&mut st);
-        put(
-            &mut st,
-            "fw-lb",
-            "firewall",
-            json!({"ingress": [{"protocol": "tcp", "port": 80, "from": "0.0.0.0/0"}]}),
-            None,
-        );
-        put(
-            &mut st,
-            "fw-web",
-            "firewall",
-            json!({"ingress": [
-                {"protocol": "tcp", "port": 8080, "from": "fw-lb"},
-                {"protocol": "tcp", "port": 22, "from": "203.0.113.0/24"},
-                {"protocol": "udp", "ports": "1000-2000", "from": "10.9.1.7"},
-                {"protocol": "tcp", "port": 9, "from": "fw-gone"},
-            ]}),
-            None,
-        );
-        put(
-            &mut st,
-            "web",
-            "server",
-            json!({"firewalls": ["fw-web"]}),
-            Some("10.9.1.10"),
-        );
-        put(&mut st, "open", "server", json!({}), Some("10.9.1.11"));
-        put(
-            &mut st,
-            "lb",
-            "load_balancer",
-            json!({"firewalls": ["fw-lb"]}),
-            Some("127.5.0.2"),
-        );
-        let sources = BTreeMap::from([("lb".to_string(), Ipv4Addr::new(169, 254, 3, 10))]);
-        let rules = ruleset(&st, &sources);
-        assert_eq!(rules.members["fw-lb"], [Ipv4Addr::new(169, 254, 3, 10)]);
-        assert_eq!(rules.members["fw-web"], [Ipv4Addr::new(10, 9, 1, 10)]);
-        assert_eq!(rules.networks, ["10.9.0.0/16".parse::<Ipv4Net>().unwrap()]);
-        let web = rules.servers.iter().find(|s| s.name == "web").unwrap();
-        let Policy::Only(ingress) = &web.policy else {
-            panic!("web has firewalls")
-        };
-        assert_eq!(
-            ingress.len(),
-            3,
-            "the rule from a deleted firewall lets nobody in"
-        );
-        assert_eq!(ingress[0].from, Source::Members("fw-lb".into()));
-        assert_eq!(ingress[0].ports, Some((8080, 8080)));
-        assert_eq!(ingress[2].protocol, Protocol::Udp);
-        assert_eq!(
-            ingress[2].from,
-            Source::Cidr("10.9.1.7/32".parse().unwrap())
-        );
-        let open = rules.servers.iter().find(|s| s.name == "open").unwrap();
-        assert_eq!(open.policy, Policy::Open);
-        let script = nft::render(&rules).unwrap();
-        assert!(script.contains("tcp dport 8080 ip saddr @"), "{script}");
     }
 
     #[test]

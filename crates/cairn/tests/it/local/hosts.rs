@@ -108,6 +108,11 @@ impl RuncCloud {
         t
     }
 
+    /// Writes template `name` anew (a change for the next `up`).
+    pub(super) fn rewrite(&self, name: &str, yaml: &str) {
+        self.local.template(name, yaml);
+    }
+
     /// The test's own directory (templates, state, files it writes).
     pub(super) fn root(&self) -> &Path {
         &self.local.root
@@ -275,7 +280,7 @@ resources:
 }
 
 /// Waits until every web server has answered through `front`.
-fn wait_both(front: &str, limit: Duration) -> Duration {
+pub(super) fn wait_both(front: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 2 {
@@ -293,13 +298,49 @@ fn wait_both(front: &str, limit: Duration) -> Duration {
     start.elapsed()
 }
 
-fn connects(addr: &str) -> bool {
+pub(super) fn connects(addr: &str) -> bool {
     std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
+}
+
+/// A real OpenSSH client's `ssh`, with the key pair's private key `id`
+/// and strict host key checking against `known`, running `command` on
+/// `root@address`; tried until it succeeds or `limit` passes (sshd may
+/// still be starting).
+pub(super) fn ssh_until(
+    id: &Path,
+    known: &Path,
+    address: &str,
+    command: &str,
+    limit: Duration,
+) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = Command::new("ssh")
+            .args(["-F", "/dev/null", "-i"])
+            .arg(id)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known.display()))
+            .arg(format!("root@{address}"))
+            .arg(command)
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The SSH client's files for `server`: the key pair's private key and a
 /// known_hosts line from its `host_key` attribute.
-fn ssh_files(dir: &Path, key: &str, address: &str, host_key: &str) -> (PathBuf, PathBuf) {
+pub(super) fn ssh_files(
+    dir: &Path,
+    key: &str,
+    address: &str,
+    host_key: &str,
+) -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir).unwrap();
     let id = dir.join("id_ed25519");
@@ -401,24 +442,7 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     if Path::new("/usr/sbin/sshd").is_file() && which("ssh") {
         let key = outputs["key"].as_str().unwrap();
         let (id, known) = ssh_files(&c.local.root.join("ssh"), key, &a0, &host_key);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let out = loop {
-            let out = Command::new("ssh")
-                .args(["-F", "/dev/null", "-i"])
-                .arg(&id)
-                .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-                .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=3"])
-                .arg("-o")
-                .arg(format!("UserKnownHostsFile={}", known.display()))
-                .arg(format!("root@{a0}"))
-                .arg("hostname")
-                .output()
-                .unwrap();
-            if out.status.success() || Instant::now() > deadline {
-                break out;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let out = ssh_until(&id, &known, &a0, "hostname", Duration::from_secs(10));
         assert!(
             out.status.success(),
             "ssh: {}",

@@ -15,6 +15,7 @@ mod images;
 mod internet;
 mod lb;
 mod public;
+mod reach;
 mod release;
 mod services;
 
