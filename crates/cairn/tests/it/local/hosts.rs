@@ -217,20 +217,7 @@ impl Drop for RuncCloud {
 
 fn template(cidr: &str, server_extra: &str) -> String {
     format!(
-        r#"{}  lb_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 80, from: 0.0.0.0/0}}
-  web_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 8080, from: "{{{{ lb_fw.id }}}}"}}
-        - {{protocol: tcp, port: 22, from: 0.0.0.0/0}}
-  deployer:
+        r#"{}{}  deployer:
     type: key_pair
     properties: {{name: deployer}}
   web:
@@ -259,7 +246,8 @@ outputs:
   front: "{{{{ lb.address }}}}:{{{{ lb.port }}}}"
   key: {{value: "{{{{ deployer.private_key }}}}", secret: true}}
 "#,
-        one_network(cidr)
+        one_network(cidr),
+        web_firewalls(8080)
     )
 }
 
@@ -275,6 +263,27 @@ resources:
   sub:
     type: subnet
     properties: {{network: "{{{{ net.id }}}}", cidr: {cidr}}}
+"#
+    )
+}
+
+/// The webapp's two firewalls: the balancer open on port 80, web servers
+/// open to the balancer on `app_port` and to anyone on 22 (SSH).
+pub(super) fn web_firewalls(app_port: u16) -> String {
+    format!(
+        r#"  lb_fw:
+    type: firewall
+    properties:
+      network: "{{{{ net.id }}}}"
+      ingress:
+        - {{protocol: tcp, port: 80, from: 0.0.0.0/0}}
+  web_fw:
+    type: firewall
+    properties:
+      network: "{{{{ net.id }}}}"
+      ingress:
+        - {{protocol: tcp, port: {app_port}, from: "{{{{ lb_fw.id }}}}"}}
+        - {{protocol: tcp, port: 22, from: 0.0.0.0/0}}
 "#
     )
 }

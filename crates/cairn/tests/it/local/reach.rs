@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::hosts::{
     RuncCloud, connects, free_cidr, one_network, skip_unless_ready, ssh_files, ssh_until, unready,
-    which,
+    web_firewalls, which,
 };
 use super::{get, ok};
 
@@ -19,20 +19,7 @@ const PASSWORD: &str = "reach-pw-1234";
 
 fn template(cidr: &str) -> String {
     format!(
-        r#"{}  lb_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 80, from: 0.0.0.0/0}}
-  web_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 8080, from: "{{{{ lb_fw.id }}}}"}}
-        - {{protocol: tcp, port: 22, from: 0.0.0.0/0}}
-  db_fw:
+        r#"{}{}  db_fw:
     type: firewall
     properties:
       network: "{{{{ net.id }}}}"
@@ -76,7 +63,8 @@ outputs:
   db: "{{{{ db.endpoint }}}}"
   key: {{value: "{{{{ deployer.private_key }}}}", secret: true}}
 "#,
-        one_network(cidr)
+        one_network(cidr),
+        web_firewalls(8080)
     )
 }
 

@@ -13,26 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::hosts::{RuncCloud, free_cidr, one_network, unready};
+use super::hosts::{RuncCloud, free_cidr, one_network, unready, web_firewalls};
 
 /// The webapp's servers and app, on a CIDR of the test's own and the
 /// machine's root as the image (`image: host`: python3 is there).
 pub(super) fn template(cidr: &str, count: usize) -> String {
     format!(
-        r#"{}  lb_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 80, from: 0.0.0.0/0}}
-  web_fw:
-    type: firewall
-    properties:
-      network: "{{{{ net.id }}}}"
-      ingress:
-        - {{protocol: tcp, port: 8081, from: "{{{{ lb_fw.id }}}}"}}
-        - {{protocol: tcp, port: 22, from: 0.0.0.0/0}}
-  deployer:
+        r#"{}{}  deployer:
     type: key_pair
     properties: {{name: deployer}}
   web:
@@ -67,7 +54,8 @@ apps:
 outputs:
   front: "{{{{ app_lb.address }}}}:{{{{ app_lb.port }}}}"
 "#,
-        one_network(cidr)
+        one_network(cidr),
+        web_firewalls(8081)
     )
 }
 
