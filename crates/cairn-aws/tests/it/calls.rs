@@ -177,13 +177,13 @@ async fn first_attempts_look_for_nothing_yet_recovery_finds_each_by_its_token() 
     want.sort();
     assert_eq!(backends, want);
     assert_eq!(l.properties["listen"]["port"], 80);
-    let b = p
+    let bk = p
         .read(read_req("bucket", &bucket.id))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(b.properties["versioning"], false);
-    assert_eq!(b.properties["public"], false);
+    assert_eq!(bk.properties["versioning"], false);
+    assert_eq!(bk.properties["public"], false);
 
     // A run killed after each call went out and before its answer was
     // journaled: the next run's recovery finds every one by its token.
