@@ -8,6 +8,9 @@ Usage: bench/aws.py [N ...]    (default: 1 10)
 BENCH_LATENCY_MS=50 puts a loopback proxy in front of moto that holds every
 call that long, as a region's API endpoint does; moto itself answers in a
 few milliseconds, one call at a time, which hides what parallelism buys.
+BENCH_BY_ACTION=1 sends every call through that proxy (with no added latency
+unless BENCH_LATENCY_MS says so) and prints cairn's calls by API action, for
+`up` and `destroy` at each size: where the calls go, not a timing.
 Needs a release build (cargo build --release -p cairn) or CAIRN_BIN.
 Starts and stops its own moto (../shared/peers/moto-up.sh) on loopback.
 """
@@ -34,8 +37,32 @@ def reset(endpoint):
     urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset", method="POST"), timeout=30)
 
 
+def action_of(method, path, headers, body):
+    """The API action of one request: `Action=` in a query-protocol body (EC2,
+    ELB, RDS, IAM), the JSON protocol's target header (Secrets Manager), or
+    the REST method and path (S3, Route 53) without ids."""
+    target = headers.get("x-amz-target")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    m = re.search(rb"(?:^|&)Action=([A-Za-z]+)", body or b"")
+    if m:
+        return m.group(1).decode()
+    url = urllib.parse.urlparse(path)
+    if url.path.startswith("/2013-04-01/"):
+        shape = "/".join(p for p in url.path.split("/")[2:] if re.fullmatch(r"[a-z]+", p))
+        return f"route53 {method} {shape}"
+    query = ",".join(sorted(k for k in urllib.parse.parse_qs(url.query, keep_blank_values=True)))
+    kind = "object" if url.path.count("/") > 1 and url.path.split("/", 2)[2] else "bucket"
+    return f"s3 {method} {kind}{'?' + query if query else ''}"
+
+
+ACTIONS = {}
+ACTIONS_LOCK = threading.Lock()
+
+
 def latency_proxy(upstream, delay):
-    """A threaded loopback proxy that forwards each request after `delay` s."""
+    """A threaded loopback proxy that forwards each request after `delay` s,
+    counting requests by action in ACTIONS."""
     target = urllib.parse.urlparse(upstream)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,7 +73,11 @@ def latency_proxy(upstream, delay):
 
         def forward(self):
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            time.sleep(delay)
+            action = action_of(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            with ACTIONS_LOCK:
+                ACTIONS[action] = ACTIONS.get(action, 0) + 1
+            if delay:
+                time.sleep(delay)
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             conn.request(self.command, self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
             answer = conn.getresponse()
@@ -76,12 +107,16 @@ def warm(endpoint):
 
 def timed(args, env):
     before = calls_so_far()
+    with ACTIONS_LOCK:
+        ACTIONS.clear()
     t = time.time()
     out = subprocess.run(args, env=env, capture_output=True, text=True)
     took = time.time() - t
     if out.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
-    return took, calls_so_far() - before, out.stdout
+    with ACTIONS_LOCK:
+        actions = dict(ACTIONS)
+    return took, calls_so_far() - before, out.stdout, actions
 
 
 def main():
@@ -89,35 +124,45 @@ def main():
     endpoint = subprocess.run([os.path.join(PEERS, "moto-up.sh"), PORT], capture_output=True, text=True, check=True).stdout.strip()
     work = tempfile.mkdtemp(prefix="cairn-bench-aws-")
     latency = float(os.environ.get("BENCH_LATENCY_MS", "0")) / 1000
-    proxy, via = (latency_proxy(endpoint, latency) if latency else (None, endpoint))
+    by_action = os.environ.get("BENCH_BY_ACTION") == "1"
+    proxy, via = (latency_proxy(endpoint, latency) if latency or by_action else (None, endpoint))
     env = dict(os.environ, AWS_ENDPOINT_URL=via, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
                CAIRN_STATE=os.path.join(work, "state.db"), CAIRN_KEY_FILE=os.path.join(work, "key"), NO_COLOR="1")
     template = os.path.join(ROOT, "bench", "aws-scale")
-    rows = []
+    rows, breakdowns = [], []
     try:
         for n in sizes:
             reset(endpoint)
             warm(endpoint)
-            up_s, up_calls, out = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
+            up_s, up_calls, out, up_actions = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
             resources = json.loads(out)["counts"]["created"]
-            down_s, down_calls, _ = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
+            down_s, down_calls, _, down_actions = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
             reset(endpoint)
             warm(endpoint)
             seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), via, str(n)],
                                             capture_output=True, text=True, check=True).stdout)
             rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq))
+            breakdowns.append((n, up_actions, down_actions))
     finally:
         if proxy:
             proxy.shutdown()
         subprocess.run([os.path.join(PEERS, "moto-down.sh"), PORT], capture_output=True)
     print(f"cairn {CAIRN} against moto at {endpoint}, {latency * 1000:.0f} ms added per call (fresh state per size)")
-    print("| n | resources | cairn up | calls | calls/s | cairn destroy | calls | one call at a time (up + down) | calls | ratio |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| n | resources | cairn up | calls | calls/s | cairn destroy | calls | calls per resource (up + destroy) "
+          "| one call at a time (up + down) | calls | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, res, up_s, up_c, down_s, down_c, seq in rows:
         total, seq_total = up_s + down_s, seq["up_s"] + seq["down_s"]
         print(f"| {n} | {res} | {up_s:.2f} s | {up_c} | {up_c / up_s:.0f} | {down_s:.2f} s | {down_c} | "
-              f"{seq['up_s']:.2f} + {seq['down_s']:.2f} s | {seq['calls']} | {seq_total / total:.2f}x |")
+              f"{up_c / res:.2f} + {down_c / res:.2f} | {seq['up_s']:.2f} + {seq['down_s']:.2f} s | {seq['calls']} | "
+              f"{seq_total / total:.2f}x |")
+    for n, up_a, down_a in breakdowns if by_action else []:
+        print(f"\ncairn's calls by action at n={n}:")
+        print("| action | up | destroy |")
+        print("|---|---:|---:|")
+        for a in sorted(set(up_a) | set(down_a), key=lambda a: -(up_a.get(a, 0) + down_a.get(a, 0))):
+            print(f"| {a} | {up_a.get(a, 0)} | {down_a.get(a, 0)} |")
 
 
 main()

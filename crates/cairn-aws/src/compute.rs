@@ -111,10 +111,19 @@ fn device(n: usize) -> String {
 }
 
 impl AwsProvider {
+    /// The AMI an image name stands for, looked up once per run however
+    /// many servers ask (the newest at the first ask).
     async fn resolve_image(&self, image: &str) -> ProviderResult<String> {
         if image.starts_with("ami-") {
             return Ok(image.to_string());
         }
+        self.shared
+            .images
+            .get_or_try(image, || self.newest_image(image))
+            .await
+    }
+
+    async fn newest_image(&self, image: &str) -> ProviderResult<String> {
         let Some((_, owner, pattern)) = IMAGES.iter().find(|(n, ..)| *n == image) else {
             let known: Vec<&str> = IMAGES.iter().map(|(n, ..)| *n).collect();
             return Err(permanent(format!(
@@ -146,29 +155,10 @@ impl AwsProvider {
             })
     }
 
+    /// The instance with this id unless terminated. Instances asked for
+    /// together (polls of many creates, a refresh) share one call.
     pub(crate) async fn instance(&self, id: &str) -> ProviderResult<Option<Instance>> {
-        let out = self
-            .c
-            .ec2
-            .describe_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeInstances", e));
-        let Some(out) = gone(out)? else {
-            return Ok(None);
-        };
-        Ok(out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find(|i| {
-                !matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(InstanceStateName::Terminated)
-                )
-            })
-            .cloned())
+        self.shared.instances.get(id).await
     }
 
     /// The live instance an earlier create with this token made.

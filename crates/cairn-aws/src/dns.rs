@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::AwsProvider;
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::shared_reads::zone_record_sets;
 
 fn zone_id(id: &str) -> &str {
     id.trim_start_matches("/hostedzone/")
@@ -246,31 +247,27 @@ impl AwsProvider {
     }
 
     async fn record_sets(&self, zone: &str) -> ProviderResult<Vec<ResourceRecordSet>> {
-        let mut out = Vec::new();
-        let mut next: Option<(String, RrType)> = None;
-        loop {
-            let mut call = self
-                .c
-                .route53
-                .list_resource_record_sets()
-                .hosted_zone_id(zone);
-            if let Some((name, t)) = next.take() {
-                call = call.start_record_name(name).start_record_type(t);
-            }
-            let page = call
-                .send()
-                .await
-                .map_err(|e| classify("ListResourceRecordSets", e))?;
-            out.extend(page.resource_record_sets().iter().cloned());
-            match (
-                page.is_truncated(),
-                page.next_record_name(),
-                page.next_record_type(),
-            ) {
-                (true, Some(n), Some(t)) => next = Some((n.to_string(), t.clone())),
-                _ => return Ok(out),
-            }
-        }
+        zone_record_sets(&self.c.route53, zone).await
+    }
+
+    /// A hosted zone's name (`example.test.`): it never changes, so it is
+    /// asked once however many records of the zone are made or read.
+    async fn zone_name(&self, zone: &str) -> ProviderResult<String> {
+        self.shared
+            .zone_names
+            .get_or_try(zone_id(zone), || async {
+                self.c
+                    .route53
+                    .get_hosted_zone()
+                    .id(zone)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetHostedZone", e))?
+                    .hosted_zone()
+                    .map(|z| z.name().to_string())
+                    .ok_or_else(|| ProviderError::NotFound(format!("hosted zone {zone}")))
+            })
+            .await
     }
 
     async fn change(&self, zone: &str, changes: Vec<Change>) -> ProviderResult<()> {
@@ -294,17 +291,7 @@ impl AwsProvider {
     /// is a load balancer's DNS name).
     async fn record_set(&self, p: &Json) -> ProviderResult<(String, ResourceRecordSet)> {
         let zone = required(p, "zone")?;
-        let zone_name = self
-            .c
-            .route53
-            .get_hosted_zone()
-            .id(zone)
-            .send()
-            .await
-            .map_err(|e| classify("GetHostedZone", e))?
-            .hosted_zone()
-            .map(|z| z.name().to_string())
-            .ok_or_else(|| ProviderError::NotFound(format!("hosted zone {zone}")))?;
+        let zone_name = self.zone_name(zone).await?;
         let name = fqdn(&zone_name, required(p, "name")?);
         let rtype = required(p, "type")?;
         let values = prop_strs(p, "values");
@@ -368,7 +355,8 @@ impl AwsProvider {
 
     async fn find_record(&self, id: &str) -> ProviderResult<Option<ResourceRecordSet>> {
         let (zone, name, rtype) = split_record_id(id)?;
-        let Some(sets) = gone(self.record_sets(zone).await)? else {
+        // Records of one zone read together share one listing.
+        let Some(sets) = self.shared.record_sets.get(zone).await? else {
             return Ok(None);
         };
         Ok(sets
@@ -381,17 +369,10 @@ impl AwsProvider {
             return Ok(None);
         };
         let (zone, name, rtype) = split_record_id(id)?;
-        let zone_name = self
-            .c
-            .route53
-            .get_hosted_zone()
-            .id(zone)
-            .send()
-            .await
-            .map_err(|e| classify("GetHostedZone", e))?
-            .hosted_zone()
-            .map(|z| dotted(z.name()))
-            .unwrap_or_default();
+        let zone_name = match gone(self.zone_name(zone).await)? {
+            Some(n) => dotted(&n),
+            None => return Ok(None),
+        };
         let relative = if dotted(name) == zone_name {
             "@".to_string()
         } else {
@@ -422,11 +403,32 @@ impl AwsProvider {
         }))
     }
 
-    pub(crate) async fn delete_record(&self, id: &str) -> ProviderResult<()> {
+    pub(crate) async fn delete_record(&self, req: &DeleteRequest) -> ProviderResult<()> {
+        let id = req.id.as_str();
+        let (zone, ..) = split_record_id(id)?;
+        // Route 53 deletes a record set given exactly as it is: the recorded
+        // properties (refreshed before a destroy) say that in one call. Only
+        // when they no longer match (changed behind cairn's back, or gone)
+        // is the zone listed for what is there.
+        if let Ok((recorded_id, set)) = self.record_set(&req.properties).await
+            && recorded_id == id
+        {
+            let delete = Change::builder()
+                .action(ChangeAction::Delete)
+                .resource_record_set(set)
+                .build()
+                .map_err(|e| permanent(e.to_string()))?;
+            match self.change(zone, vec![delete]).await {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::debug!(
+                    id,
+                    "deleting the recorded record set: {e}; listing the zone"
+                ),
+            }
+        }
         let Some(set) = self.find_record(id).await? else {
             return Ok(());
         };
-        let (zone, ..) = split_record_id(id)?;
         let r = self
             .change(
                 zone,

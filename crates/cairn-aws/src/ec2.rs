@@ -40,6 +40,14 @@ pub fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// A filter matching any of `values` (EC2 takes up to 200).
+pub fn filter_any(name: &str, values: &[String]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.to_vec()))
+        .build()
+}
+
 pub fn by_tag(key: &str, value: &str) -> Filter {
     filter(&format!("tag:{key}"), value)
 }

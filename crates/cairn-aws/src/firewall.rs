@@ -178,7 +178,14 @@ impl AwsProvider {
             .group_id()
             .ok_or_else(|| permanent("CreateSecurityGroup returned no id"))?
             .to_string();
-        self.set_rules(&id, p).await?;
+        // A new VPC security group has no ingress rule and one egress rule
+        // (everything, to 0.0.0.0/0), as EC2 documents: no need to ask.
+        let egress = Rule::from_template(
+            &json!({"protocol": "all", "to": "0.0.0.0/0"}),
+            Direction::Egress,
+        )?;
+        self.set_rules_from(&id, p, Vec::new(), vec![egress])
+            .await?;
         Ok(json!({"id": id}))
     }
 
@@ -187,18 +194,8 @@ impl AwsProvider {
         &self,
         id: &str,
     ) -> ProviderResult<Option<(Vec<Rule>, Vec<Rule>, Json)>> {
-        let out = self
-            .c
-            .ec2
-            .describe_security_groups()
-            .group_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSecurityGroups", e));
-        let Some(out) = gone(out)? else {
-            return Ok(None);
-        };
-        let Some(g) = out.security_groups().first() else {
+        // Groups read together (a refresh) share one call.
+        let Some(g) = self.shared.security_groups.get(id).await? else {
             return Ok(None);
         };
         let ingress = g
@@ -227,6 +224,17 @@ impl AwsProvider {
             .current_rules(id)
             .await?
             .ok_or_else(|| ProviderError::NotFound(format!("security group {id}")))?;
+        self.set_rules_from(id, p, cur_in, cur_out).await
+    }
+
+    /// [`Self::set_rules`] from rules known to be the group's now.
+    async fn set_rules_from(
+        &self,
+        id: &str,
+        p: &Json,
+        cur_in: Vec<Rule>,
+        cur_out: Vec<Rule>,
+    ) -> ProviderResult<()> {
         for (dir, key, current) in [
             (Direction::Ingress, "ingress", cur_in),
             (Direction::Egress, "egress", cur_out),

@@ -17,9 +17,10 @@ use serde_json::json;
 
 use crate::AwsProvider;
 use crate::drain::drained_targets;
-use crate::ec2::filter;
+use crate::ec2::{filter, filter_any};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::shared_reads::live_instances;
 
 /// ELB names: at most 32 characters.
 const NAME_MAX: usize = 32;
@@ -28,6 +29,21 @@ fn elb_tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
     map.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
+}
+
+/// The running instance behind a backend address.
+#[derive(Debug, Clone)]
+struct Backend {
+    id: String,
+    subnet: String,
+    vpc: Option<String>,
+    private_ip: String,
+}
+
+fn not_an_instance(address: &str, region: &str) -> ProviderError {
+    permanent(format!(
+        "backend `{address}` is not the address of a running instance in {region}"
+    ))
 }
 
 /// (address, port) of each backend.
@@ -85,37 +101,83 @@ impl AwsProvider {
         &self,
         address: &str,
     ) -> ProviderResult<(String, String, String)> {
-        for key in ["private-ip-address", "ip-address"] {
-            let out = self
-                .c
-                .ec2
-                .describe_instances()
-                .filters(filter(key, address))
-                .filters(filter("instance-state-name", "running"))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeInstances", e))?;
-            if let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() {
-                return Ok((
-                    i.instance_id().unwrap_or_default().to_string(),
-                    i.subnet_id().unwrap_or_default().to_string(),
-                    i.private_ip_address().unwrap_or_default().to_string(),
-                ));
-            }
-        }
-        Err(permanent(format!(
-            "backend `{address}` is not the address of a running instance in {}",
-            self.c.region
-        )))
+        let found = self.instances_with(&[address.to_string()]).await?;
+        found
+            .into_iter()
+            .next()
+            .map(|(_, i)| (i.id, i.subnet, i.private_ip))
+            .ok_or_else(|| not_an_instance(address, &self.c.region))
     }
 
-    async fn targets(&self, p: &Json) -> ProviderResult<Vec<(String, i32, String)>> {
-        let mut out = Vec::new();
-        for (addr, port) in backends(p) {
-            let (id, subnet, _) = self.instance_with(&addr).await?;
-            out.push((id, port, subnet));
+    /// The running instances that have these addresses, by address: one
+    /// call for all the private addresses, one more for those that were
+    /// not (public addresses).
+    async fn instances_with(
+        &self,
+        addresses: &[String],
+    ) -> ProviderResult<BTreeMap<String, Backend>> {
+        let mut found = BTreeMap::new();
+        for key in ["private-ip-address", "ip-address"] {
+            let missing: Vec<String> = addresses
+                .iter()
+                .filter(|a| !found.contains_key(*a))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            for chunk in missing.chunks(100) {
+                let reservations = self
+                    .c
+                    .ec2
+                    .describe_instances()
+                    .filters(filter_any(key, chunk))
+                    .filters(filter("instance-state-name", "running"))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(|e| classify("DescribeInstances", e))?;
+                for i in reservations.iter().flat_map(|r| r.instances()) {
+                    let backend = Backend {
+                        id: i.instance_id().unwrap_or_default().to_string(),
+                        subnet: i.subnet_id().unwrap_or_default().to_string(),
+                        vpc: i.vpc_id().map(str::to_string),
+                        private_ip: i.private_ip_address().unwrap_or_default().to_string(),
+                    };
+                    let address = match key {
+                        "ip-address" => i.public_ip_address(),
+                        _ => i.private_ip_address(),
+                    };
+                    if let Some(a) = address.filter(|a| chunk.iter().any(|c| c == a)) {
+                        found.entry(a.to_string()).or_insert(backend);
+                    }
+                }
+            }
         }
-        Ok(out)
+        Ok(found)
+    }
+
+    /// (instance, port, subnet) of every backend, in the template's order,
+    /// and the VPC of the first.
+    async fn targets(
+        &self,
+        p: &Json,
+    ) -> ProviderResult<(Vec<(String, i32, String)>, Option<String>)> {
+        let wanted = backends(p);
+        let addresses: Vec<String> = wanted.iter().map(|(a, _)| a.clone()).collect();
+        let found = self.instances_with(&addresses).await?;
+        let mut out = Vec::new();
+        let mut vpc = None;
+        for (addr, port) in wanted {
+            let b = found
+                .get(&addr)
+                .ok_or_else(|| not_an_instance(&addr, &self.c.region))?;
+            vpc = vpc.or(b.vpc.clone());
+            out.push((b.id.clone(), port, b.subnet.clone()));
+        }
+        Ok((out, vpc))
     }
 
     pub(crate) async fn create_load_balancer(&self, req: &CreateRequest) -> ProviderResult<Json> {
@@ -125,7 +187,7 @@ impl AwsProvider {
         let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
         let http = prop_str(&listen, "protocol").unwrap_or("http") == "http";
         let port = prop_i64(&listen, "port").unwrap_or(80) as i32;
-        let targets = self.targets(p).await?;
+        let (targets, backends_vpc) = self.targets(p).await?;
         let mut subnets = prop_strs(p, "subnets");
         if subnets.is_empty() {
             for (_, _, s) in &targets {
@@ -139,19 +201,16 @@ impl AwsProvider {
                 "a load balancer on aws needs `subnets` (or backends to take them from)",
             ));
         }
-        let vpc = self
-            .c
-            .ec2
-            .describe_subnets()
-            .subnet_ids(&subnets[0])
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSubnets", e))?
-            .subnets()
-            .first()
-            .and_then(|s| s.vpc_id())
-            .map(str::to_string)
-            .ok_or_else(|| ProviderError::NotFound(format!("subnet {}", subnets[0])))?;
+        // The backends' VPC is the balancer's (a target group takes only
+        // instances of its own VPC); without backends, the first subnet's.
+        let vpc = match backends_vpc {
+            Some(vpc) => vpc,
+            None => self
+                .subnet(&subnets[0])
+                .await?
+                .and_then(|s| s.vpc_id().map(str::to_string))
+                .ok_or_else(|| ProviderError::NotFound(format!("subnet {}", subnets[0])))?,
+        };
         let tags = create_tags(&req.tags, &req.token);
         // Names derived from the token: a retried create asks for the same
         // names, which ELB answers with what exists instead of a second.
@@ -198,8 +257,10 @@ impl AwsProvider {
                 other => return Err(other),
             },
         };
-        let arn = match existing {
-            Some(arn) => arn,
+        // A balancer just made has no listener yet; one an earlier attempt
+        // made may have.
+        let (arn, made) = match existing {
+            Some(arn) => (arn, None),
             None => {
                 let out = self
                     .c
@@ -218,23 +279,31 @@ impl AwsProvider {
                     .send()
                     .await
                     .map_err(|e| classify("CreateLoadBalancer", e))?;
-                out.load_balancers()
+                let lb = out
+                    .load_balancers()
                     .first()
                     .ok_or_else(|| permanent("CreateLoadBalancer returned nothing"))?
-                    .load_balancer_arn()
-                    .unwrap_or_default()
-                    .to_string()
+                    .clone();
+                (
+                    lb.load_balancer_arn().unwrap_or_default().to_string(),
+                    Some(lb),
+                )
             }
         };
-        let listeners = self
-            .c
-            .elb
-            .describe_listeners()
-            .load_balancer_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeListeners", e))?;
-        if listeners.listeners().is_empty() {
+        let has_listener = match made {
+            Some(_) => false,
+            None => !self
+                .c
+                .elb
+                .describe_listeners()
+                .load_balancer_arn(&arn)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeListeners", e))?
+                .listeners()
+                .is_empty(),
+        };
+        if !has_listener {
             self.c
                 .elb
                 .create_listener()
@@ -256,7 +325,14 @@ impl AwsProvider {
                 .map_err(|e| classify("CreateListener", e))?;
         }
         self.register(&tg, &targets).await?;
-        let lb = self.wait_active(&arn).await?;
+        // The create's answer may say it is active already (it rarely is on
+        // AWS, where provisioning takes minutes); otherwise poll.
+        let lb = match made
+            .filter(|lb| lb.state().and_then(|s| s.code()) == Some(&LoadBalancerStateEnum::Active))
+        {
+            Some(lb) => lb,
+            None => self.wait_active(&arn).await?,
+        };
         Ok(lb_attributes(&lb, port))
     }
 
@@ -668,9 +744,15 @@ impl AwsProvider {
                     targets.push(drained);
                 }
             }
+            // Every target's address in one call.
+            let ids: Vec<String> = targets.iter().map(|(id, _)| id.clone()).collect();
+            let live = live_instances(self.c.ec2.clone(), ids).await?;
             let mut list = Vec::new();
             for (id, tport) in targets {
-                let ip = self.instance_private_ip(&id).await?.unwrap_or(id.clone());
+                let ip = live
+                    .get(&id)
+                    .and_then(|i| i.private_ip_address())
+                    .map_or_else(|| id.clone(), str::to_string);
                 list.push(if tport == backend_port {
                     json!(ip)
                 } else {
@@ -707,13 +789,6 @@ impl AwsProvider {
             .collect())
     }
 
-    async fn instance_private_ip(&self, id: &str) -> ProviderResult<Option<String>> {
-        Ok(self
-            .instance(id)
-            .await?
-            .and_then(|i| i.private_ip_address().map(str::to_string)))
-    }
-
     pub(crate) async fn update_load_balancer(&self, req: &UpdateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
         let lb = self
@@ -732,7 +807,7 @@ impl AwsProvider {
             .iter()
             .any(|c| c == "backends" || c == "backend_port")
         {
-            let want = self.targets(p).await?;
+            let (want, _) = self.targets(p).await?;
             let have = self.target_health(&tg).await?;
             let stale: Vec<TargetDescription> = have
                 .iter()

@@ -7,6 +7,7 @@
 //! engine's policy runs), never print or store credentials, and never
 //! create twice for one idempotency token.
 
+mod batch;
 mod compute;
 mod config;
 mod database;
@@ -22,6 +23,7 @@ mod model;
 mod network;
 mod provider;
 mod read_retry;
+mod shared_reads;
 mod storage;
 
 pub use config::{AwsSettings, Clients};

@@ -1,7 +1,7 @@
 //! network → VPC (with an internet gateway and a public route table when
 //! `internet: true`), subnet → subnet, firewall → security group.
 
-use aws_sdk_ec2::types::{ResourceType, VpcState};
+use aws_sdk_ec2::types::{ResourceType, Subnet, VpcState};
 use cairn_engine::provider::*;
 use serde_json::json;
 
@@ -32,27 +32,20 @@ impl AwsProvider {
             .and_then(|v| v.vpc_id())
             .ok_or_else(|| permanent("CreateVpc returned no id"))?
             .to_string();
-        wait_for("the VPC", self.waits.short, || async {
-            let out = self
-                .c
-                .ec2
-                .describe_vpcs()
-                .vpc_ids(&id)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeVpcs", e));
-            // Eventual consistency: a new VPC may not be visible yet.
-            let out = match gone(out)? {
-                Some(o) => o,
-                None => return Ok(None),
-            };
-            Ok(out
-                .vpcs()
-                .first()
-                .filter(|v| v.state() == Some(&VpcState::Available))
-                .map(|_| ()))
-        })
-        .await?;
+        // The answer says whether it is available already; if not, poll.
+        if vpc.vpc().and_then(|v| v.state()) != Some(&VpcState::Available) {
+            wait_for("the VPC", self.waits.short, || async {
+                // Eventual consistency: a new VPC may not be visible yet.
+                Ok(self
+                    .shared
+                    .vpcs
+                    .get(&id)
+                    .await?
+                    .filter(|v| v.state() == Some(&VpcState::Available))
+                    .map(|_| ()))
+            })
+            .await?;
+        }
         if prop_bool(p, "internet") {
             self.add_internet(&id, &req.tags, &req.token).await?;
         }
@@ -187,18 +180,7 @@ impl AwsProvider {
     }
 
     pub(crate) async fn read_network(&self, id: &str) -> ProviderResult<Option<Observed>> {
-        let out = self
-            .c
-            .ec2
-            .describe_vpcs()
-            .vpc_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeVpcs", e));
-        let Some(out) = gone(out)? else {
-            return Ok(None);
-        };
-        let Some(vpc) = out.vpcs().first() else {
+        let Some(vpc) = self.shared.vpcs.get(id).await? else {
             return Ok(None);
         };
         let tags = tag_map(vpc.tags());
@@ -258,18 +240,37 @@ impl AwsProvider {
             .send()
             .await
             .map_err(|e| classify("CreateSubnet", e))?;
-        let id = out
+        let made = out
             .subnet()
-            .and_then(|s| s.subnet_id())
+            .ok_or_else(|| permanent("CreateSubnet returned no subnet"))?;
+        let id = made
+            .subnet_id()
             .ok_or_else(|| permanent("CreateSubnet returned no id"))?
             .to_string();
-        self.set_public(&id, vpc, prop_bool(p, "public")).await?;
+        let public = prop_bool(p, "public");
+        // A new subnet is on the VPC's main route table, with no table of
+        // its own; the answer says whether it gives public addresses (not
+        // by default): nothing to do for a private one.
+        if public || made.map_public_ip_on_launch() == Some(true) {
+            self.set_public(&id, vpc, public, true).await?;
+        }
         Ok(json!({"id": id}))
+    }
+
+    pub(crate) async fn subnet(&self, id: &str) -> ProviderResult<Option<Subnet>> {
+        self.shared.subnets.get(id).await
     }
 
     /// A public subnet gives its servers public addresses and routes
     /// through the network's internet gateway; a private one does neither.
-    async fn set_public(&self, subnet: &str, vpc: &str, public: bool) -> ProviderResult<()> {
+    /// A `fresh` subnet (just made) is associated with no table yet.
+    async fn set_public(
+        &self,
+        subnet: &str,
+        vpc: &str,
+        public: bool,
+        fresh: bool,
+    ) -> ProviderResult<()> {
         self.c
             .ec2
             .modify_subnet_attribute()
@@ -283,16 +284,20 @@ impl AwsProvider {
             .await
             .map_err(|e| classify("ModifySubnetAttribute", e))?;
         let tables = self.public_route_tables(vpc).await?;
-        let assoc = self
-            .c
-            .ec2
-            .describe_route_tables()
-            .filters(filter("association.subnet-id", subnet))
-            .send()
-            .await
-            .map_err(|e| classify("DescribeRouteTables", e))?;
+        let assoc = match fresh {
+            true => Vec::new(),
+            false => self
+                .c
+                .ec2
+                .describe_route_tables()
+                .filters(filter("association.subnet-id", subnet))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeRouteTables", e))?
+                .route_tables()
+                .to_vec(),
+        };
         let current: Vec<(String, String)> = assoc
-            .route_tables()
             .iter()
             .flat_map(|t| t.associations())
             .filter(|a| a.subnet_id() == Some(subnet))
@@ -336,18 +341,7 @@ impl AwsProvider {
     }
 
     pub(crate) async fn read_subnet(&self, id: &str) -> ProviderResult<Option<Observed>> {
-        let out = self
-            .c
-            .ec2
-            .describe_subnets()
-            .subnet_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeSubnets", e));
-        let Some(out) = gone(out)? else {
-            return Ok(None);
-        };
-        let Some(s) = out.subnets().first() else {
+        let Some(s) = self.subnet(id).await? else {
             return Ok(None);
         };
         let tags = tag_map(s.tags());
@@ -369,8 +363,13 @@ impl AwsProvider {
 
     pub(crate) async fn update_subnet(&self, req: &UpdateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
-        self.set_public(&req.id, required(p, "network")?, prop_bool(p, "public"))
-            .await?;
+        self.set_public(
+            &req.id,
+            required(p, "network")?,
+            prop_bool(p, "public"),
+            false,
+        )
+        .await?;
         retag(&self.c, &req.id, &with_name(&req.tags, prop_str(p, "name"))).await?;
         Ok(json!({"id": req.id}))
     }

@@ -12,6 +12,7 @@ use crate::ec2::by_tag;
 use crate::error::{AwsError, classify};
 use crate::iam::{PROFILE, ROLE};
 use crate::model::*;
+use crate::shared_reads::SharedReads;
 
 /// How long each kind of create or delete may take before it counts as
 /// failed (the engine then rolls back or reports).
@@ -39,6 +40,7 @@ impl Default for Waits {
 pub struct AwsProvider {
     pub(crate) c: Clients,
     pub(crate) waits: Waits,
+    pub(crate) shared: SharedReads,
 }
 
 const KINDS: &[&str] = &[
@@ -63,8 +65,10 @@ const KINDS: &[&str] = &[
 
 impl AwsProvider {
     pub async fn connect(settings: &AwsSettings) -> Result<AwsProvider, AwsError> {
+        let c = Clients::load(settings).await?;
         Ok(AwsProvider {
-            c: Clients::load(settings).await?,
+            shared: SharedReads::new(&c),
+            c,
             waits: Waits::default(),
         })
     }
@@ -274,7 +278,7 @@ impl Provider for AwsProvider {
             "image" => self.delete_image(&req.id).await,
             "load_balancer" => self.delete_load_balancer(&req).await,
             "dns_zone" => self.delete_zone(&req.id).await,
-            "dns_record" => self.delete_record(&req.id).await,
+            "dns_record" => self.delete_record(&req).await,
             "database" => self.delete_database(&req.id).await,
             "bucket" => self.delete_bucket(&req.id).await,
             "secret" => self.delete_secret(&req.id).await,

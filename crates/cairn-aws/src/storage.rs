@@ -355,14 +355,19 @@ impl AwsProvider {
                     .build(),
             );
         }
-        match call.send().await.map_err(|e| classify("CreateBucket", e)) {
-            Ok(_) => {}
-            Err(ProviderError::Conflict(m)) if m.contains("BucketAlreadyOwnedByYou") => {}
+        let fresh = match call.send().await.map_err(|e| classify("CreateBucket", e)) {
+            Ok(_) => true,
+            Err(ProviderError::Conflict(m)) if m.contains("BucketAlreadyOwnedByYou") => false,
             Err(e) => return Err(e),
-        }
+        };
         self.tag_bucket(&name, &create_tags(&req.tags, &req.token))
             .await?;
-        self.set_bucket(&name, p).await?;
+        // A bucket just made never had versioning.
+        let versioning = match fresh {
+            true => None,
+            false => self.versioning(&name).await?,
+        };
+        self.set_bucket(&name, p, versioning).await?;
         Ok(json!({"id": name, "url": self.bucket_url(&name)}))
     }
 
@@ -388,12 +393,18 @@ impl AwsProvider {
         Ok(())
     }
 
-    async fn set_bucket(&self, name: &str, p: &Json) -> ProviderResult<()> {
+    /// Versioning and public access as the properties say; `current` is
+    /// the bucket's versioning now.
+    async fn set_bucket(
+        &self,
+        name: &str,
+        p: &Json,
+        current: Option<aws_sdk_s3::types::BucketVersioningStatus>,
+    ) -> ProviderResult<()> {
         use aws_sdk_s3::types::{
             BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
         };
         let versioning = prop_bool(p, "versioning");
-        let current = self.versioning(name).await?;
         let on = current == Some(BucketVersioningStatus::Enabled);
         // A bucket that never had versioning stays unversioned: S3 can only
         // suspend versioning once enabled, never return to "never".
@@ -569,7 +580,8 @@ impl AwsProvider {
     }
 
     pub(crate) async fn update_bucket(&self, req: &UpdateRequest) -> ProviderResult<Json> {
-        self.set_bucket(&req.id, &req.properties).await?;
+        let current = self.versioning(&req.id).await?;
+        self.set_bucket(&req.id, &req.properties, current).await?;
         let mut tags = req.tags.clone();
         if let Some(t) = self.bucket_tags(&req.id).await?.get(TOKEN_TAG) {
             tags.insert(TOKEN_TAG.into(), t.clone());
@@ -580,8 +592,23 @@ impl AwsProvider {
 
     pub(crate) async fn delete_bucket(&self, name: &str) -> ProviderResult<()> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-        // S3 deletes only an empty bucket; the engine has already asked for
-        // `--allow-data-loss`, so every object version goes.
+        // S3 deletes only an empty bucket: most are, so the delete is tried
+        // first and the bucket emptied only when S3 says it is not.
+        let r = self
+            .c
+            .s3
+            .delete_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteBucket", e));
+        match gone(r) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains("BucketNotEmpty") => {}
+            Err(e) => return Err(e),
+        }
+        // The engine has already asked for `--allow-data-loss`, so every
+        // object version goes.
         loop {
             let out = self
                 .c

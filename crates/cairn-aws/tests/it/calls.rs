@@ -1,0 +1,405 @@
+//! Fewer calls, same guarantees: a run's first create looks for no earlier
+//! attempt, yet recovery (an intent journaled, the answer lost) finds what
+//! it made by its token; what a create knows is not read back; reads of
+//! many resources share calls and each still gets its own; deletes that
+//! try the one call first fall back when it does not fit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cairn_aws::AwsProvider;
+use cairn_engine::provider::*;
+use serde_json::{Value as Json, json};
+
+use crate::moto::Moto;
+use crate::provider::{read_req, req};
+
+/// A run's first attempt: nothing can exist yet.
+fn first(kind: &str, address: &str, token: &str, properties: Json) -> CreateRequest {
+    CreateRequest {
+        may_exist: false,
+        ..req(kind, address, token, properties)
+    }
+}
+
+async fn found(p: &AwsProvider, kind: &str, address: &str, token: &str) -> Option<Created> {
+    p.find(FindRequest {
+        deployment: "d".into(),
+        address: address.into(),
+        kind: kind.into(),
+        token: token.into(),
+    })
+    .await
+    .unwrap()
+}
+
+fn delete_req(kind: &str, id: &str, properties: Json) -> DeleteRequest {
+    DeleteRequest {
+        deployment: "d".into(),
+        address: kind.into(),
+        kind: kind.into(),
+        id: id.into(),
+        properties,
+        token: "del".into(),
+    }
+}
+
+fn server_props(subnet: &str, firewall: &str) -> Json {
+    json!({"image": "ubuntu-16.04", "size": "small", "subnet": subnet, "firewalls": [firewall], "user_data": "#!/bin/sh\necho hi\n"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_attempts_look_for_nothing_yet_recovery_finds_each_by_its_token() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let net = p
+        .create(first(
+            "network",
+            "net",
+            "r-net",
+            json!({"cidr": "10.40.0.0/16", "internet": true}),
+        ))
+        .await
+        .unwrap();
+    let sub = p
+        .create(first(
+            "subnet",
+            "sub",
+            "r-sub",
+            json!({"network": net.id, "cidr": "10.40.1.0/24"}),
+        ))
+        .await
+        .unwrap();
+    let fw = p
+        .create(first(
+            "firewall",
+            "fw",
+            "r-fw",
+            json!({
+                "network": net.id,
+                "ingress": [{"protocol": "tcp", "port": 80, "from": "0.0.0.0/0"}],
+                "egress": [{"protocol": "all", "to": "0.0.0.0/0"}],
+            }),
+        ))
+        .await
+        .unwrap();
+    // Two servers at once: their polls share calls.
+    let (a, b) = tokio::join!(
+        p.create(first(
+            "server",
+            "web[0]",
+            "r-web0",
+            server_props(&sub.id, &fw.id)
+        )),
+        p.create(first(
+            "server",
+            "web[1]",
+            "r-web1",
+            server_props(&sub.id, &fw.id)
+        )),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.id, b.id);
+    let ips = vec![
+        a.attributes["address"].as_str().unwrap().to_string(),
+        b.attributes["address"].as_str().unwrap().to_string(),
+    ];
+    let lb = p
+        .create(first(
+            "load_balancer",
+            "lb",
+            "r-lb",
+            json!({
+                "listen": {"protocol": "http", "port": 80},
+                "backends": ips,
+                "backend_port": 8080,
+                "health_check": {"path": "/", "interval": "5s"},
+                "firewalls": [fw.id],
+            }),
+        ))
+        .await
+        .unwrap();
+    let bucket = p
+        .create(first(
+            "bucket",
+            "box",
+            "r-box",
+            json!({"versioning": false, "public": false}),
+        ))
+        .await
+        .unwrap();
+    let secret = p
+        .create(first(
+            "secret",
+            "token",
+            "r-token",
+            json!({"value": "s3cr3t"}),
+        ))
+        .await
+        .unwrap();
+    let zone = p
+        .create(first(
+            "dns_zone",
+            "zone",
+            "r-zone",
+            json!({"name": "recover.test"}),
+        ))
+        .await
+        .unwrap();
+
+    // What a first attempt skipped reading is what the target holds.
+    let s = p.read(read_req("subnet", &sub.id)).await.unwrap().unwrap();
+    assert_eq!(s.properties["public"], false);
+    let f = p.read(read_req("firewall", &fw.id)).await.unwrap().unwrap();
+    let rules = |key: &str| {
+        f.properties[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["protocol"].clone(), r["port"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rules("ingress"), [(json!("tcp"), json!(80))]);
+    assert_eq!(rules("egress"), [(json!("all"), Json::Null)]);
+    let l = p
+        .read(read_req("load_balancer", &lb.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut backends: Vec<&str> = l.properties["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    backends.sort();
+    let mut want: Vec<&str> = ips.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(backends, want);
+    assert_eq!(l.properties["listen"]["port"], 80);
+    let bk = p
+        .read(read_req("bucket", &bucket.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bk.properties["versioning"], false);
+    assert_eq!(bk.properties["public"], false);
+
+    // A run killed after each call went out and before its answer was
+    // journaled: the next run's recovery finds every one by its token.
+    for (kind, address, token, made) in [
+        ("network", "net", "r-net", &net),
+        ("subnet", "sub", "r-sub", &sub),
+        ("firewall", "fw", "r-fw", &fw),
+        ("server", "web[0]", "r-web0", &a),
+        ("load_balancer", "lb", "r-lb", &lb),
+        ("bucket", "box", "r-box", &bucket),
+        ("secret", "token", "r-token", &secret),
+        ("dns_zone", "zone", "r-zone", &zone),
+    ] {
+        let got = found(&p, kind, address, token)
+            .await
+            .unwrap_or_else(|| panic!("recovery finds the {kind} made by {token}"));
+        assert_eq!(&got.id, &made.id, "{kind}");
+    }
+    assert!(found(&p, "server", "web[2]", "r-web2").await.is_none());
+
+    // A retried create (the answer to the first lost) adopts, not doubles.
+    let again = p
+        .create(req(
+            "server",
+            "web[1]",
+            "r-web1",
+            server_props(&sub.id, &fw.id),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(again.id, b.id);
+    let lb_again = p
+        .create(req(
+            "load_balancer",
+            "lb",
+            "r-lb",
+            json!({
+                "listen": {"protocol": "http", "port": 80},
+                "backends": ips,
+                "backend_port": 8080,
+                "health_check": {"path": "/", "interval": "5s"},
+                "firewalls": [fw.id],
+            }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(lb_again.id, lb.id);
+    let balancers = p
+        .clients()
+        .elb
+        .describe_load_balancers()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(balancers.load_balancers().len(), 1);
+}
+
+/// Every read at once (as a refresh does), answers in order.
+async fn read_all(p: &Arc<AwsProvider>, ids: &[String]) -> Vec<ProviderResult<Option<Observed>>> {
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (p, id) = (p.clone(), id.clone());
+        reads.spawn(async move { (i, p.read(read_req("server", &id)).await) });
+    }
+    let mut out: Vec<_> = ids.iter().map(|_| Ok(None)).collect();
+    while let Some(done) = reads.join_next().await {
+        let (i, r) = done.unwrap();
+        out[i] = r;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_servers_read_at_once_each_get_their_own_and_the_gone_read_none() {
+    let moto = Moto::start();
+    let p = Arc::new(moto.provider().await);
+    let (_, sub) = crate::provider::network(&p).await;
+    let props = json!({"image": "ami-1e749f67", "size": "small", "subnet": sub, "firewalls": []});
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let (p, props) = (p.clone(), props.clone());
+        creates.spawn(async move {
+            let address = format!("web[{i}]");
+            let made = p
+                .create(first("server", &address, &format!("m-web{i}"), props))
+                .await;
+            (i, made)
+        });
+    }
+    let mut made = vec![None; 4];
+    while let Some(done) = creates.join_next().await {
+        let (i, c) = done.unwrap();
+        made[i] = Some(c.unwrap());
+    }
+    let made: Vec<Created> = made.into_iter().map(Option::unwrap).collect();
+    let mut ids: Vec<String> = made.iter().map(|c| c.id.clone()).collect();
+    ids.push("i-0123456789abcdef0".into());
+    let seen = read_all(&p, &ids).await;
+    for (c, o) in made.iter().zip(&seen) {
+        let o = o.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(o.attributes["id"], json!(c.id));
+        assert_eq!(o.attributes["address"], c.attributes["address"]);
+    }
+    assert_eq!(seen.last().unwrap(), &Ok(None), "an id that never was");
+
+    p.delete(delete_req("server", &made[0].id, Json::Null))
+        .await
+        .unwrap();
+    let after = read_all(&p, &ids[..4]).await;
+    assert_eq!(after[0], Ok(None), "terminated is gone");
+    assert!(after[1..].iter().all(|o| matches!(o, Ok(Some(_)))));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_is_deleted_as_recorded_or_as_found_when_it_changed() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let zone = p
+        .create(first(
+            "dns_zone",
+            "zone",
+            "z",
+            json!({"name": "calls.test"}),
+        ))
+        .await
+        .unwrap();
+    let props = |values: &[&str]| json!({"zone": zone.id, "name": "www", "type": "A", "ttl": 60, "values": values});
+    let www = p
+        .create(first("dns_record", "www", "w", props(&["10.0.0.1"])))
+        .await
+        .unwrap();
+    let names = || async {
+        let out = p
+            .clients()
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone.id)
+            .send()
+            .await
+            .unwrap();
+        out.resource_record_sets()
+            .iter()
+            .filter(|s| s.r#type().as_str() == "A")
+            .map(|s| s.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names().await, ["www.calls.test."]);
+    p.delete(delete_req("dns_record", &www.id, props(&["10.0.0.1"])))
+        .await
+        .unwrap();
+    assert!(names().await.is_empty());
+
+    // Changed behind cairn's back: the recorded values no longer match.
+    let www = p
+        .create(first("dns_record", "www", "w2", props(&["10.0.0.1"])))
+        .await
+        .unwrap();
+    p.update(UpdateRequest {
+        deployment: "d".into(),
+        address: "www".into(),
+        kind: "dns_record".into(),
+        id: www.id.clone(),
+        prior: props(&["10.0.0.1"]),
+        properties: props(&["10.0.0.9", "10.0.0.8"]),
+        tags: BTreeMap::new(),
+        changed: vec!["values".into()],
+        token: "u".into(),
+        sensitive: Vec::new(),
+    })
+    .await
+    .unwrap();
+    p.delete(delete_req("dns_record", &www.id, props(&["10.0.0.1"])))
+        .await
+        .unwrap();
+    assert!(names().await.is_empty());
+    // Gone already: done.
+    p.delete(delete_req("dns_record", &www.id, props(&["10.0.0.1"])))
+        .await
+        .unwrap();
+    let r = p.read(read_req("dns_record", &www.id)).await.unwrap();
+    assert!(r.is_none());
+    p.delete(delete_req("dns_zone", &zone.id, Json::Null))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_with_objects_is_emptied_then_deleted() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let bucket = p
+        .create(first(
+            "bucket",
+            "box",
+            "b",
+            json!({"versioning": true, "public": false}),
+        ))
+        .await
+        .unwrap();
+    let s3 = &p.clients().s3;
+    for body in ["one", "two"] {
+        s3.put_object()
+            .bucket(&bucket.id)
+            .key("k")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    p.delete(delete_req("bucket", &bucket.id, Json::Null))
+        .await
+        .unwrap();
+    assert!(s3.head_bucket().bucket(&bucket.id).send().await.is_err());
+    p.delete(delete_req("bucket", &bucket.id, Json::Null))
+        .await
+        .unwrap();
+}
