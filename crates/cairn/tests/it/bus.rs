@@ -441,8 +441,12 @@ fn a_master_killed_mid_job_leaves_the_other_to_finish_it() {
     }
     // The job record in the state store is the same, once per host.
     let id = job["id"].as_str().unwrap();
-    let shown: J =
-        serde_json::from_str(&f.cairn(&["jobs", "show", id, "-o", "json"]).stdout).unwrap();
+    let shown = cairn_env(
+        &["jobs", "show", id, "-o", "json", "--state", &state],
+        &[("CAIRN_KEY_FILE", &key)],
+    );
+    assert_eq!(shown.code, 0, "{}", shown.snapshot());
+    let shown: J = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(shown["hosts"].as_array().unwrap().len(), 100);
     // It was m2 that collected: the agents were asked again.
     let asked_again = f.log("agent-b").matches("job asked again").count();
