@@ -253,7 +253,10 @@ impl BusFleet {
 
     /// Waits for a log to say `what` `count` times.
     pub fn wait_log(&self, name: &str, what: &str, count: usize) {
-        wait(Duration::from_secs(30), || {
+        // Enrolling a thousand agents (each a locked write of the key
+        // list) takes longer than anything a test waits for.
+        let within = Duration::from_secs(if count > 100 { 180 } else { 30 });
+        wait(within, || {
             (self.log(name).matches(what).count() >= count).then_some(())
         })
         .unwrap_or_else(|| {
@@ -657,7 +660,7 @@ fn bench_bus() {
         let mut f = crate::agents::Fleet::start("bench-tls", true);
         f.bench_agents("t", n);
         let md = f.master_dir();
-        wait(Duration::from_secs(120), || {
+        wait(Duration::from_secs(180), || {
             (f.log("master").matches("agent connected").count() >= n as usize).then_some(())
         })
         .expect("the agents connect");
