@@ -182,8 +182,9 @@ impl BusFleet {
             &state,
             "--token-file",
             &token,
+            // Three heartbeats of a thousand agents (every 5 s).
             "--silence",
-            "5",
+            "15",
         ];
         let key = self.dir.join("key").display().to_string();
         let child = command(&args, &[("CAIRN_LOG", "info"), ("CAIRN_KEY_FILE", &key)])
