@@ -595,6 +595,14 @@ pub struct MasterArgs {
     /// Address agents connect to
     #[arg(long, default_value = "127.0.0.1:4506")]
     pub listen: String,
+    /// Serve agents through a NATS server instead of listening
+    /// (nats://HOST:PORT): several masters sharing one --dir serve one fleet
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
+    pub bus: Option<String>,
+    /// This master's name among the fleet's on the bus (default: the
+    /// hostname); its admin socket is DIR/masters/NAME/admin.sock
+    #[arg(long, requires = "bus")]
+    pub name: Option<String>,
     /// Its state: key pair, agents' keys, admin socket (default:
     /// ~/.local/share/cairn/master)
     #[arg(long, env = "CAIRN_MASTER_DIR", value_name = "DIR")]
@@ -635,8 +643,16 @@ pub struct EventsArgs {
 #[derive(Debug, Args, Clone)]
 pub struct AgentArgs {
     /// The master's HOST:PORT
-    #[arg(long)]
-    pub master: String,
+    #[arg(long, required_unless_present = "bus", conflicts_with = "bus")]
+    pub master: Option<String>,
+    /// Meet the masters on a NATS server instead (nats://HOST:PORT); needs
+    /// --master-fingerprint
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+    /// Benchmarks and tests: run N agents in this process, ids ID-0001 to
+    /// ID-N, each with its own key in DIR/ID-0001...
+    #[arg(long, value_name = "N")]
+    pub bench: Option<u32>,
     /// This agent's id (the host's inventory name; default: the hostname)
     #[arg(long)]
     pub id: Option<String>,

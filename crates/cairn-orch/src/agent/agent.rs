@@ -45,6 +45,8 @@ pub struct AgentConfig {
     /// How long a watched directory must be quiet before its changes are
     /// looked at.
     pub debounce: Duration,
+    /// `nats://ADDR`: meet the masters on this bus instead of `master`.
+    pub bus: Option<String>,
 }
 
 impl AgentConfig {
@@ -61,6 +63,7 @@ impl AgentConfig {
             heartbeat: Duration::from_secs(5),
             service_events: Some(PathBuf::from("/run/cairn/events.jsonl")),
             debounce: Duration::from_millis(300),
+            bus: None,
         }
     }
 }
@@ -86,37 +89,48 @@ impl Guard {
     }
 
     pub fn check(&mut self, msg: &JobMessage, now: u64) -> Result<(), String> {
+        self.admit(
+            &format!("job {}", msg.job_id),
+            &msg.target,
+            msg.expires_at,
+            &msg.nonce,
+            now,
+        )
+    }
+
+    /// The checks of [`Guard::check`] on any message that names a target,
+    /// an expiry and a nonce (`what` names it in the reason).
+    pub fn admit(
+        &mut self,
+        what: &str,
+        target: &str,
+        expires_at: u64,
+        nonce: &str,
+        now: u64,
+    ) -> Result<(), String> {
         self.seen.retain(|_, expiry| *expiry > now);
-        if msg.target != self.id {
+        if target != self.id {
             return Err(format!(
-                "job {} is for `{}`, not for this agent (`{}`)",
-                msg.job_id, msg.target, self.id
+                "{what} is for `{target}`, not for this agent (`{}`)",
+                self.id
             ));
         }
-        if msg.expires_at <= now {
+        if expires_at <= now {
+            return Err(format!("{what} expired {} ms ago", now - expires_at));
+        }
+        if expires_at > now + MAX_EXPIRY_AHEAD_MS {
             return Err(format!(
-                "job {} expired {} ms ago",
-                msg.job_id,
-                now - msg.expires_at
+                "{what} expires too far ahead ({} ms)",
+                expires_at - now
             ));
         }
-        if msg.expires_at > now + MAX_EXPIRY_AHEAD_MS {
-            return Err(format!(
-                "job {} expires too far ahead ({} ms)",
-                msg.job_id,
-                msg.expires_at - now
-            ));
+        if nonce.len() < 16 {
+            return Err(format!("{what}: nonce too short"));
         }
-        if msg.nonce.len() < 16 {
-            return Err(format!("job {}: nonce too short", msg.job_id));
+        if self.seen.contains_key(nonce) {
+            return Err(format!("{what}: nonce {nonce} already seen (replay)"));
         }
-        if self.seen.contains_key(&msg.nonce) {
-            return Err(format!(
-                "job {}: nonce {} already seen (replay)",
-                msg.job_id, msg.nonce
-            ));
-        }
-        self.seen.insert(msg.nonce.clone(), msg.expires_at);
+        self.seen.insert(nonce.to_string(), expires_at);
         Ok(())
     }
 }
@@ -261,6 +275,9 @@ enum End {
 
 /// Connects, serves, reconnects, until `shutdown` resolves.
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    if let Some(url) = cfg.bus.clone() {
+        return super::bus::agent::run(&url, vec![cfg], shutdown).await;
+    }
     let identity = Identity::load_or_create(&cfg.dir, "agent", &cfg.id)?;
     tracing::info!(id = %cfg.id, fingerprint = %identity.fingerprint, "agent key");
     let pin_file = cfg.dir.join("master.fingerprint");
@@ -345,7 +362,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
 }
 
 /// `base` plus up to `spread` milliseconds, random.
-fn jitter(base: u64, spread: u64) -> Duration {
+pub(crate) fn jitter(base: u64, spread: u64) -> Duration {
     let r = u64::from_str_radix(&tls::random_hex()[..8], 16).unwrap_or(0);
     Duration::from_millis(base + r % (spread + 1))
 }

@@ -1,6 +1,13 @@
 //! The master's key list (salt-key): every agent id with the fingerprint of
 //! the key it connected with and what the operator decided about it. Kept
 //! in `DIR/keys.json` (0600, written atomically).
+//!
+//! Masters of one fleet on a bus share the directory, so the file is the
+//! one truth: every change is read, made and written under an exclusive
+//! lock on `DIR/keys.lock` (no update lost between two masters), and a
+//! master looks at the file's identity (inode, size, mtime) before each
+//! check and reads it again when it changed, so another master's revoke
+//! holds here from the next message on.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,19 +62,72 @@ pub enum Admission {
 pub struct KeyStore {
     path: PathBuf,
     entries: BTreeMap<String, KeyEntry>,
+    /// The file as last read: (inode, size, mtime in ns); `None`: absent.
+    stamp: Option<(u64, u64, i128)>,
+}
+
+fn stamp(path: &Path) -> Option<(u64, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.size(),
+        i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    ))
 }
 
 impl KeyStore {
     pub fn open(dir: &Path) -> Result<KeyStore, String> {
         let path = dir.join("keys.json");
-        let entries = match std::fs::read(&path) {
+        let mut k = KeyStore {
+            path,
+            entries: BTreeMap::new(),
+            stamp: None,
+        };
+        k.reload()?;
+        Ok(k)
+    }
+
+    fn reload(&mut self) -> Result<(), String> {
+        let path = &self.path;
+        let stamp = stamp(path);
+        self.entries = match std::fs::read(path) {
             Ok(bytes) => {
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        Ok(KeyStore { path, entries })
+        self.stamp = stamp;
+        Ok(())
+    }
+
+    /// Reads the file again if another process (a second master, `cairn
+    /// keys` while no master ran) changed it; on a read error the list
+    /// in memory stays, with a log line.
+    pub fn refresh(&mut self) {
+        if stamp(&self.path) != self.stamp
+            && let Err(e) = self.reload()
+        {
+            tracing::error!("keeping the agents' keys as they were: {e}");
+        }
+    }
+
+    /// Runs a change under the directory's lock, on the list as the file
+    /// has it now.
+    fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> Result<T, String> {
+        let lock_path = self.path.with_file_name("keys.lock");
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        self.reload()?;
+        Ok(f(self))
     }
 
     fn save(&self) -> Result<(), String> {
@@ -86,6 +146,12 @@ impl KeyStore {
         write().map_err(|e| format!("cannot write {}: {e}", self.path.display()))
     }
 
+    fn save_stamped(&mut self) -> Result<(), String> {
+        self.save()?;
+        self.stamp = stamp(&self.path);
+        Ok(())
+    }
+
     pub fn list(&self) -> Vec<KeyEntry> {
         self.entries.values().cloned().collect()
     }
@@ -101,6 +167,24 @@ impl KeyStore {
     /// An agent not accepted by fingerprint says it is `id`: record it
     /// pending, or refuse it. `auto_accept`: it showed the enrolment token.
     pub fn admit(&mut self, id: &str, fingerprint: &str, auto_accept: bool) -> Admission {
+        // Nothing to write for a key already decided: no lock taken.
+        self.refresh();
+        if let Some(e) = self.entries.get(id)
+            && e.fingerprint == fingerprint
+            && !(e.status == KeyStatus::Pending && auto_accept)
+        {
+            return self.admit_unlocked(id, fingerprint, auto_accept);
+        }
+        match self.locked(|k| k.admit_unlocked(id, fingerprint, auto_accept)) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("{e}");
+                Admission::Refused(format!("the master cannot record its key: {e}"))
+            }
+        }
+    }
+
+    fn admit_unlocked(&mut self, id: &str, fingerprint: &str, auto_accept: bool) -> Admission {
         let now = now_ms();
         let admission = match self.entries.get_mut(id) {
             Some(e) if e.fingerprint == fingerprint => match e.status {
@@ -155,7 +239,7 @@ impl KeyStore {
                 }
             }
         };
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save_stamped() {
             tracing::error!("{e}");
         }
         admission
@@ -163,6 +247,10 @@ impl KeyStore {
 
     /// Applies an operator's decision; the entry as it now is.
     pub fn apply(&mut self, id: &str, action: KeyAction) -> Result<Option<KeyEntry>, String> {
+        self.locked(|k| k.apply_unlocked(id, action))?
+    }
+
+    fn apply_unlocked(&mut self, id: &str, action: KeyAction) -> Result<Option<KeyEntry>, String> {
         let Some(e) = self.entries.get_mut(id) else {
             return Err(format!("no key for `{id}` (see `cairn keys list`)"));
         };
@@ -194,7 +282,7 @@ impl KeyStore {
                 Some(e.clone())
             }
         };
-        self.save()?;
+        self.save_stamped()?;
         Ok(out)
     }
 }
@@ -226,5 +314,30 @@ mod tests {
         k.apply("a1", KeyAction::Delete).unwrap();
         assert_eq!(k.admit("a1", "f2", true), Admission::Accepted);
         assert!(k.apply("nobody", KeyAction::Accept).is_err());
+    }
+
+    /// Two masters on one directory: each sees the other's decisions, the
+    /// one with its next check, and no change of one is lost to the other.
+    #[test]
+    fn two_stores_on_one_directory_share_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m1 = KeyStore::open(dir.path()).unwrap();
+        let mut m2 = KeyStore::open(dir.path()).unwrap();
+        assert_eq!(m1.admit("a1", "f1", false), Admission::Pending);
+        assert_eq!(m2.admit("a2", "f2", false), Admission::Pending);
+        // m2 wrote over a file m1 had read: a1 is still there.
+        m2.refresh();
+        assert_eq!(m2.list().len(), 2);
+        m2.apply("a1", KeyAction::Accept).unwrap();
+        m1.refresh();
+        assert_eq!(m1.accepted("f1"), Some("a1"));
+        m1.apply("a1", KeyAction::Revoke).unwrap();
+        m2.refresh();
+        assert_eq!(m2.accepted("f1"), None);
+        assert!(matches!(m2.admit("a1", "f1", false), Admission::Refused(_)));
+        // m1's view of a2 was stale; the lock reads the file first.
+        m1.apply("a2", KeyAction::Accept).unwrap();
+        m2.refresh();
+        assert_eq!(m2.accepted("f2"), Some("a2"));
     }
 }

@@ -1,5 +1,5 @@
 //! Agents: `cairn master` and `cairn agent` over mutual TLS, with events
-//! ([`event`]) and reactors ([`reactor`]) (issue 12; NATS comes later).
+//! ([`event`]) and reactors ([`reactor`]), over TLS or a NATS bus (issue 12).
 //!
 //! Trust: both ends are pinned by key fingerprint (SHA-256 of the public
 //! key), see [`tls`]. The agent makes its key pair on first start (0600)
@@ -9,7 +9,8 @@
 //! enrolment token); see [`master`] for the order of checks on every
 //! connection. Every job message names the job, its target agent, an
 //! expiry and a nonce, and the agent refuses it unless all four check out
-//! ([`agent::Guard`]). Salt's CVE-2020-11651 is the lesson: no request is
+//! ([`agent::Guard`]). With `--bus nats://ADDR` masters and agents meet
+//! on NATS instead, each message signed ([`seal`], [`bus`]). Salt's CVE-2020-11651 is the lesson: no request is
 //! read from a peer whose key is not accepted, save its one small hello.
 //!
 //! Jobs run on the agent's host through the same [`crate::module`] and
@@ -18,11 +19,13 @@
 
 #[allow(clippy::module_inception)]
 pub mod agent;
+pub mod bus;
 pub mod event;
 pub mod keys;
 pub mod master;
 pub mod protocol;
 pub mod reactor;
+pub mod seal;
 pub mod tls;
 pub mod watch;
 

@@ -91,6 +91,11 @@ impl Identity {
         })
     }
 
+    /// The same key, to sign bus envelopes ([`super::seal`]).
+    pub fn signer(&self) -> Result<super::seal::Signer, String> {
+        super::seal::Signer::from_pkcs8(&self.key_pkcs8)
+    }
+
     fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
     }

@@ -43,6 +43,9 @@ impl Remote for LocalHost {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(exec.command_line())
+            // The host's name as the inventory knows it (an agent's id; many
+            // agents may share a machine in a bench).
+            .env("CAIRN_HOST", &self.name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

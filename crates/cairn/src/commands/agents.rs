@@ -65,6 +65,13 @@ pub fn master(args: &MasterArgs, global: &GlobalArgs) -> Result<Status, CliError
         None => data_dir("master")?,
     };
     let mut cfg = agent::MasterConfig::new(args.listen.clone(), dir);
+    if let Some(url) = &args.bus {
+        cfg.bus = Some(url.clone());
+        cfg.name = match &args.name {
+            Some(n) => n.clone(),
+            None => hostname()?,
+        };
+    }
     cfg.token = token(args.token_file.as_deref())?;
     cfg.silence = Duration::from_secs(args.silence.max(1));
     cfg.event_rate = f64::from(args.event_rate.max(1));
@@ -84,19 +91,23 @@ pub fn master(args: &MasterArgs, global: &GlobalArgs) -> Result<Status, CliError
     Ok(Status::Success)
 }
 
+fn hostname() -> Result<String, CliError> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .map_err(|e| CliError::Usage(format!("no hostname ({e}): give --id or --name")))
+}
+
 pub fn agent(args: &AgentArgs) -> Result<Status, CliError> {
     let id = match &args.id {
         Some(id) => id.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .map_err(|e| CliError::Usage(format!("no --id, and no hostname: {e}")))?,
+        None => hostname()?,
     };
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => data_dir("agent")?,
     };
     let cfg = agent::AgentConfig {
-        master: args.master.clone(),
+        master: args.master.clone().unwrap_or_default(),
         id,
         dir,
         master_fingerprint: args.master_fingerprint.clone(),
@@ -104,7 +115,11 @@ pub fn agent(args: &AgentArgs) -> Result<Status, CliError> {
         heartbeat: Duration::from_secs(args.heartbeat.max(1)),
         service_events: Some(args.service_events.clone()),
         debounce: Duration::from_millis(args.debounce_ms.max(10)),
+        bus: args.bus.clone(),
     };
+    if let Some(n) = args.bench {
+        return bench_agents(cfg, n);
+    }
     // The agent is small: two worker threads are plenty (and keep its
     // memory down on a many-core host).
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -114,6 +129,39 @@ pub fn agent(args: &AgentArgs) -> Result<Status, CliError> {
         .map_err(CliError::failure)?;
     rt.block_on(agent::agent::run(cfg, stop_signal()))
         .map_err(|e| CliError::Failure(anyhow::anyhow!("agent: {e}")))?;
+    Ok(Status::Success)
+}
+
+/// `cairn agent --bench N`: N agents in one process (one bus connection,
+/// or N TLS connections), for benchmarks and tests of many agents on one
+/// machine; no service events (they would share the init's file).
+fn bench_agents(cfg: agent::AgentConfig, n: u32) -> Result<Status, CliError> {
+    let cfgs: Vec<agent::AgentConfig> = (1..=n.max(1))
+        .map(|i| {
+            let id = format!("{}-{i:04}", cfg.id);
+            agent::AgentConfig {
+                dir: cfg.dir.join(&id),
+                id,
+                service_events: None,
+                ..cfg.clone()
+            }
+        })
+        .collect();
+    let rt = runtime()?;
+    let result = match &cfg.bus {
+        Some(url) => rt.block_on(agent::bus::agent::run(url, cfgs, stop_signal())),
+        None => rt.block_on(async {
+            let mut all = tokio::task::JoinSet::new();
+            for c in cfgs {
+                all.spawn(agent::agent::run(c, std::future::pending::<()>()));
+            }
+            tokio::select! {
+                Some(r) = all.join_next() => r.map_err(|e| e.to_string()).and_then(|r| r),
+                () = stop_signal() => Ok(()),
+            }
+        }),
+    };
+    result.map_err(|e| CliError::Failure(anyhow::anyhow!("agent: {e}")))?;
     Ok(Status::Success)
 }
 

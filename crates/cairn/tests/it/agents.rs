@@ -127,6 +127,36 @@ impl Fleet {
         self.agents.insert(id.to_string(), child);
     }
 
+    /// `cairn agent --bench N`: agents `prefix-0001`... in one process.
+    pub fn bench_agents(&mut self, prefix: &str, n: u32) {
+        let adir = self.dir.join(format!("agent-{prefix}"));
+        let n = n.to_string();
+        let mut args = vec![
+            "agent",
+            "--master",
+            &self.addr,
+            "--id",
+            prefix,
+            "--dir",
+            adir.to_str().unwrap(),
+            "--master-fingerprint",
+            &self.fingerprint,
+            "--bench",
+            &n,
+        ];
+        let token = self.token.clone();
+        if let Some(t) = &token {
+            args.extend(["--token-file", t.to_str().unwrap()]);
+        }
+        let log = File::create(self.dir.join(format!("agent-{prefix}.log"))).unwrap();
+        let child = command(&args, &[("CAIRN_LOG", "warn")])
+            .stderr(log)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agents.insert(prefix.to_string(), child);
+    }
+
     fn kill(&mut self, id: &str) {
         let mut c = self.agents.remove(id).unwrap();
         c.kill().unwrap();

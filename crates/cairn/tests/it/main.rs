@@ -9,6 +9,7 @@ mod aws;
 mod aws_iam;
 #[cfg(feature = "aws")]
 mod aws_ops;
+mod bus;
 mod cli;
 mod errors;
 mod events;

@@ -29,6 +29,7 @@
 //! see every published event and run their jobs through the same dispatch
 //! as the CLI's (see [`react`]).
 
+mod bus;
 mod react;
 
 use std::collections::HashMap;
@@ -71,6 +72,13 @@ pub struct MasterConfig {
     pub reactors: Option<Arc<Reactors>>,
     /// Where reactions' jobs are recorded (as `cairn run`'s are).
     pub jobs: Option<Arc<dyn JobStore>>,
+    /// `nats://ADDR`: agents are served on this bus instead of `listen`
+    /// ([`super::bus`]); the directory is then shared with the fleet's
+    /// other masters.
+    pub bus: Option<String>,
+    /// This master's name among the fleet's (its result subject and its
+    /// own directory `DIR/masters/NAME`).
+    pub name: String,
 }
 
 impl MasterConfig {
@@ -88,6 +96,18 @@ impl MasterConfig {
             events_max_bytes: 16 << 20,
             reactors: None,
             jobs: None,
+            bus: None,
+            name: "master".into(),
+        }
+    }
+
+    /// Where this master keeps what is its own (admin socket, events):
+    /// the directory, or on a bus, where masters share the directory,
+    /// `DIR/masters/NAME`.
+    pub fn own_dir(&self) -> PathBuf {
+        match &self.bus {
+            None => self.dir.clone(),
+            Some(_) => self.dir.join("masters").join(&self.name),
         }
     }
 }
@@ -211,7 +231,11 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
         format!("{}\n", identity.fingerprint),
     )
     .map_err(|e| e.to_string())?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&identity)?);
+    if cfg.bus.is_some() {
+        super::bus::check_token("the master's name", &cfg.name)?;
+    }
+    let own = cfg.own_dir();
+    tls::private_dir(&own)?;
     let (react_tx, react_rx) = mpsc::channel(1024);
     let registry: Shared = Arc::new(Hub {
         registry: Mutex::new(Registry {
@@ -219,17 +243,10 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
             conns: HashMap::new(),
             serial: 0,
         }),
-        events: Mutex::new(EventLog::open(
-            &cfg.dir,
-            cfg.events_keep,
-            cfg.events_max_bytes,
-        )?),
+        events: Mutex::new(EventLog::open(&own, cfg.events_keep, cfg.events_max_bytes)?),
         react: cfg.reactors.is_some().then_some(react_tx),
     });
-    let listener = TcpListener::bind(&cfg.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
-    let sock = admin_socket(&cfg.dir);
+    let sock = admin_socket(&own);
     let _ = std::fs::remove_file(&sock);
     let admin = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
@@ -237,33 +254,11 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
     let owner = std::fs::metadata(&cfg.dir)
         .map_err(|e| e.to_string())?
         .uid();
-    tracing::warn!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        fingerprint = %identity.fingerprint,
-        admin = %sock.display(),
-        "master listening"
-    );
     let cfg = Arc::new(cfg);
-    let agents = {
-        let (registry, cfg) = (registry.clone(), cfg.clone());
-        async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::error!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let (acceptor, registry, cfg) = (acceptor.clone(), registry.clone(), cfg.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = agent_connection(tcp, &acceptor, &registry, &cfg).await {
-                        tracing::warn!(%peer, "agent connection closed: {e}");
-                    }
-                });
-            }
+    let agents = async {
+        match &cfg.bus {
+            Some(url) => bus::serve(url, &identity, registry.clone(), cfg.clone(), &sock).await,
+            None => listen(&identity, registry.clone(), cfg.clone(), &sock).await,
         }
     };
     let admins = {
@@ -288,14 +283,53 @@ pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Res
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = agents => {}
-        () = admins => {}
-        () = reactors => {}
-        () = shutdown => tracing::warn!("master stopping"),
-    }
+    let result = tokio::select! {
+        r = agents => r,
+        () = admins => Ok(()),
+        () = reactors => Ok(()),
+        () = shutdown => {
+            tracing::warn!("master stopping");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&sock);
-    Ok(())
+    result
+}
+
+/// Serves agents over mutual TLS on `cfg.listen`.
+async fn listen(
+    identity: &Identity,
+    registry: Shared,
+    cfg: Arc<MasterConfig>,
+    sock: &Path,
+) -> Result<(), String> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(identity)?);
+    let listener = TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::warn!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        fingerprint = %identity.fingerprint,
+        admin = %sock.display(),
+        "master listening"
+    );
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, registry, cfg) = (acceptor.clone(), registry.clone(), cfg.clone());
+        tokio::spawn(async move {
+            if let Err(e) = agent_connection(tcp, &acceptor, &registry, &cfg).await {
+                tracing::warn!(%peer, "agent connection closed: {e}");
+            }
+        });
+    }
 }
 
 async fn agent_connection(
@@ -690,16 +724,60 @@ pub enum AdminError {
     Io(String),
 }
 
-/// Asks the master whose directory is `dir`.
+/// The admin sockets of the masters whose directory is `dir`: its own
+/// (`DIR/admin.sock`, a master serving agents over TLS), then those of the
+/// fleet's masters on a bus (`DIR/masters/NAME/admin.sock`), by name.
+pub fn admin_sockets(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![admin_socket(dir)];
+    let mut fleet: Vec<PathBuf> = std::fs::read_dir(dir.join("masters"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| admin_socket(&e.path()))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    fleet.sort();
+    out.extend(fleet);
+    out
+}
+
+/// Asks a master whose directory is `dir`. With several (a fleet on a
+/// bus), the first that answers; one that dies before its answer is
+/// followed by the next, so a request must be safe to repeat (a job's is:
+/// an agent runs a job id once, see [`super::bus`]).
 pub async fn ask(dir: &Path, req: &AdminRequest) -> Result<AdminReply, AdminError> {
-    let mut s = connect(dir).await?;
-    protocol::write(&mut s, req)
-        .await
-        .map_err(|e| AdminError::Io(e.to_string()))?;
-    protocol::read(&mut s, MAX_FRAME)
-        .await
-        .map_err(|e| AdminError::Io(e.to_string()))?
-        .ok_or_else(|| AdminError::Io("closed without an answer".into()))
+    let mut last = AdminError::NotRunning(dir.to_path_buf());
+    for sock in admin_sockets(dir) {
+        let mut s = match connect_to(&sock).await {
+            Ok(s) => s,
+            Err(Some(e)) => {
+                last = e;
+                continue;
+            }
+            Err(None) => continue,
+        };
+        let answer = async {
+            protocol::write(&mut s, req)
+                .await
+                .map_err(|e| e.to_string())?;
+            protocol::read(&mut s, MAX_FRAME)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "closed without an answer".to_string())
+        };
+        match answer.await {
+            Ok(reply) => return Ok(reply),
+            Err(e) => {
+                tracing::warn!(
+                    "the master at {} stopped before answering ({e}); asking the next",
+                    sock.display()
+                );
+                last = AdminError::Io(format!("{}: {e}", sock.display()));
+            }
+        }
+    }
+    Err(last)
 }
 
 /// Asks the master a request answered by many replies (`cairn events
@@ -725,9 +803,22 @@ pub async fn follow(
     }
 }
 
+/// The first master of `dir` that takes a connection.
 async fn connect(dir: &Path) -> Result<UnixStream, AdminError> {
-    let sock = admin_socket(dir);
-    match UnixStream::connect(&sock).await {
+    for sock in admin_sockets(dir) {
+        match connect_to(&sock).await {
+            Ok(s) => return Ok(s),
+            Err(Some(e)) => return Err(e),
+            Err(None) => {}
+        }
+    }
+    Err(AdminError::NotRunning(dir.to_path_buf()))
+}
+
+/// `Err(None)`: no master there (no socket, or one left by a master that
+/// was killed).
+async fn connect_to(sock: &Path) -> Result<UnixStream, Option<AdminError>> {
+    match UnixStream::connect(sock).await {
         Ok(s) => Ok(s),
         Err(e)
             if matches!(
@@ -735,9 +826,9 @@ async fn connect(dir: &Path) -> Result<UnixStream, AdminError> {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            Err(AdminError::NotRunning(dir.to_path_buf()))
+            Err(None)
         }
-        Err(e) => Err(AdminError::Io(e.to_string())),
+        Err(e) => Err(Some(AdminError::Io(format!("{}: {e}", sock.display())))),
     }
 }
 
