@@ -4,11 +4,15 @@
 //! encode back to a frame that decodes to the same message; and a job
 //! message goes through the agent's guard, which must answer (run or
 //! refuse) without panicking, and refuse the same nonce the second time.
+//! On a bus the same bytes arrive inside a signed envelope: opening one
+//! must check or refuse it without panicking, and an opened body goes
+//! through the same decoders.
 
 #![no_main]
 
 use cairn_orch::agent::Guard;
 use cairn_orch::agent::protocol::{ToAgent, ToMaster, decode, encode};
+use cairn_orch::agent::seal::open;
 use libfuzzer_sys::fuzz_target;
 
 fn round_trip<T>(msg: &T)
@@ -23,6 +27,13 @@ where
 }
 
 fuzz_target!(|data: &[u8]| {
+    frame(data);
+    if let Ok(opened) = open("cairn.agent.a1.job", data) {
+        frame(opened.body.as_bytes());
+    }
+});
+
+fn frame(data: &[u8]) {
     if let Ok(msg) = decode::<ToMaster>(data) {
         round_trip(&msg);
     }
@@ -36,4 +47,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-});
+}
