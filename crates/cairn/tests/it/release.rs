@@ -227,6 +227,7 @@ fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
 
 /// `store: bucket:NAME` on aws: the artifacts go into the deployment's own
 /// S3 bucket (on moto), read back with the SDK, and verify from there.
+#[cfg(feature = "aws")]
 #[tokio::test(flavor = "multi_thread")]
 async fn an_aws_deployments_own_bucket_keeps_the_artifacts() {
     let moto = crate::aws::Moto::start("bucket-store");
