@@ -49,12 +49,7 @@ impl Hosts {
         if let Some(ip) = link.databases.get(id) {
             return Ok(*ip);
         }
-        let used: Vec<Ipv4Addr> = link
-            .lb_sources
-            .values()
-            .chain(link.databases.values())
-            .copied()
-            .collect();
+        let used = link.taken();
         let base = u32::from(cloud.link.network());
         let usable = |ip: &Ipv4Addr| {
             let n = u32::from(*ip).wrapping_sub(base);

@@ -628,12 +628,7 @@ impl Hosts {
             if let Some(ip) = link.lb_sources.get(id) {
                 return Ok(*ip);
             }
-            let used: Vec<Ipv4Addr> = link
-                .lb_sources
-                .values()
-                .chain(link.databases.values())
-                .copied()
-                .collect();
+            let used = link.taken();
             let base = u32::from(cloud.link.network());
             let ip = (10..cloud.link.hosts().count() as u32)
                 .map(|n| Ipv4Addr::from(base + n))

@@ -25,6 +25,18 @@ pub struct LinkAddresses {
     pub databases: BTreeMap<String, Ipv4Addr>,
 }
 
+impl LinkAddresses {
+    /// Every address handed out, to balancers and databases alike (both
+    /// come from the same link).
+    pub fn taken(&self) -> Vec<Ipv4Addr> {
+        self.lb_sources
+            .values()
+            .chain(self.databases.values())
+            .copied()
+            .collect()
+    }
+}
+
 /// The ids of the firewalls a resource names.
 fn firewalls_of(r: &LocalResource) -> Vec<String> {
     prop(&r.properties, "firewalls")
