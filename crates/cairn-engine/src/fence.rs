@@ -37,6 +37,12 @@ impl Fence {
         self.0.as_ref().and_then(|l| l.get().cloned())
     }
 
+    /// Whether [`Fence::check`] reads the store: the fence is armed and the
+    /// lease not known lost yet.
+    pub fn needs_check(&self) -> bool {
+        self.0.as_ref().is_some_and(|l| l.get().is_none())
+    }
+
     /// Checks, before a step, that `run_id` still holds the lease in the
     /// store. An error is the reason the run must stop.
     pub fn check(

@@ -166,6 +166,31 @@ pub trait StateStore: Send + Sync {
     fn resources(&self, deployment: &str) -> StoreResult<Vec<ResourceRecord>>;
     fn put_resource(&self, deployment: &str, record: &ResourceRecord) -> StoreResult<()>;
     fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()>;
+    /// Records a resource and closes the journal entry of the call that made
+    /// or changed it. A store that can does both in one transaction; either
+    /// way the entry is closed only once the state has the result.
+    fn put_resource_and_close(
+        &self,
+        deployment: &str,
+        record: &ResourceRecord,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        self.put_resource(deployment, record)?;
+        self.journal_outcome(seq, outcome)
+    }
+    /// Forgets a resource and closes the journal entry of the call that
+    /// deleted it, as [`StateStore::put_resource_and_close`].
+    fn delete_resource_and_close(
+        &self,
+        deployment: &str,
+        address: &str,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        self.delete_resource(deployment, address)?;
+        self.journal_outcome(seq, outcome)
+    }
     /// Increases with every change to a deployment's resources; a saved
     /// plan records it and is refused when it moved.
     fn serial(&self, deployment: &str) -> StoreResult<i64>;

@@ -8,8 +8,11 @@
 //! [`SqliteStore`].
 //!
 //! Invariants:
-//! - every method is one transaction; writes are `BEGIN IMMEDIATE`, so a
-//!   read-then-write (a lease, a run serial) is atomic across processes;
+//! - every method is one transaction, or a savepoint in one shared with
+//!   writes made at the same moment (the apply's journal and resource
+//!   writes: one flush for a group, see `group`); writes are
+//!   `BEGIN IMMEDIATE`, so a read-then-write (a lease, a run serial) is
+//!   atomic across processes;
 //! - secrets are sealed (XChaCha20-Poly1305) before SQLite sees them, bound
 //!   to their row, so neither the database nor its WAL ever holds one in
 //!   clear: a stolen state file reveals none of them.
@@ -21,6 +24,7 @@
 
 mod columns;
 mod error;
+mod group;
 mod history;
 mod jobs;
 mod journal;

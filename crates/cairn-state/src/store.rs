@@ -14,6 +14,7 @@ use cairn_engine::store::{
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 use crate::error::Context;
+use crate::group::Group;
 use crate::key::KeySource;
 use crate::seal::Sealer;
 use crate::{history, journal, lease, resources, schema, values};
@@ -32,6 +33,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     pub(crate) sealer: Sealer,
+    /// The apply's journal and resource writes, committed in groups.
+    group: Group,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -96,6 +99,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             sealer,
+            group: Group::default(),
         })
     }
 
@@ -106,7 +110,7 @@ impl SqliteStore {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock dropped its transaction, which
         // rolled back: the connection is sound.
         self.conn
@@ -133,6 +137,28 @@ impl SqliteStore {
         f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         self.transaction(TransactionBehavior::Deferred, what, f)
+    }
+
+    /// Transactions the apply's journal and resource writes have taken
+    /// since the store was opened: fewer than the writes when writes made
+    /// at the same moment shared one ([`Group`]).
+    pub fn group_commits(&self) -> u64 {
+        self.group.batches()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn group(&self) -> &Group {
+        &self.group
+    }
+
+    /// One write that may share its transaction and its flush with writes
+    /// made at the same time by other threads ([`Group`]).
+    pub(crate) fn grouped<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Connection, &Sealer) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.group.write(&self.conn, &self.sealer, what, f)
     }
 
     fn transaction<T>(
@@ -183,14 +209,46 @@ impl StateStore for SqliteStore {
     }
 
     fn put_resource(&self, deployment: &str, record: &ResourceRecord) -> StoreResult<()> {
-        self.write("writing a resource", |tx| {
-            resources::put(tx, &self.sealer, deployment, record)
+        let (deployment, record) = (deployment.to_string(), record.clone());
+        self.grouped("writing a resource", move |tx, sealer| {
+            resources::put(tx, sealer, &deployment, &record)
         })
     }
 
     fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()> {
-        self.write("deleting a resource", |tx| {
-            resources::delete(tx, deployment, address)
+        let (deployment, address) = (deployment.to_string(), address.to_string());
+        self.grouped("deleting a resource", move |tx, _| {
+            resources::delete(tx, &deployment, &address)
+        })
+    }
+
+    fn put_resource_and_close(
+        &self,
+        deployment: &str,
+        record: &ResourceRecord,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        let (deployment, record, outcome) =
+            (deployment.to_string(), record.clone(), outcome.clone());
+        self.grouped("writing a resource", move |tx, sealer| {
+            resources::put(tx, sealer, &deployment, &record)?;
+            journal::set_outcome(tx, seq, &outcome)
+        })
+    }
+
+    fn delete_resource_and_close(
+        &self,
+        deployment: &str,
+        address: &str,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        let (deployment, address, outcome) =
+            (deployment.to_string(), address.to_string(), outcome.clone());
+        self.grouped("deleting a resource", move |tx, _| {
+            resources::delete(tx, &deployment, &address)?;
+            journal::set_outcome(tx, seq, &outcome)
         })
     }
 
@@ -269,12 +327,16 @@ impl StateStore for SqliteStore {
     }
 
     fn journal_intent(&self, entry: &JournalEntry) -> StoreResult<i64> {
-        self.write("writing a journal intent", |tx| journal::intent(tx, entry))
+        let entry = entry.clone();
+        self.grouped("writing a journal intent", move |tx, _| {
+            journal::intent(tx, &entry)
+        })
     }
 
     fn journal_outcome(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
-        self.write("writing a journal outcome", |tx| {
-            journal::set_outcome(tx, seq, outcome)
+        let outcome = outcome.clone();
+        self.grouped("writing a journal outcome", move |tx, _| {
+            journal::set_outcome(tx, seq, &outcome)
         })
     }
 
@@ -285,8 +347,9 @@ impl StateStore for SqliteStore {
     }
 
     fn close_journal(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
-        self.write("closing a journal entry", |tx| {
-            journal::set_outcome(tx, seq, outcome)
+        let outcome = outcome.clone();
+        self.grouped("closing a journal entry", move |tx, _| {
+            journal::set_outcome(tx, seq, &outcome)
         })
     }
 

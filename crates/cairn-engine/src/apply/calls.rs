@@ -85,7 +85,7 @@ where
     };
     let seq = match written {
         Some(seq) => seq,
-        None => cx.store.journal_intent(&entry).map_err(|e| e.to_string())?,
+        None => cx.stored(move |s| s.journal_intent(&entry)).await?,
     };
     let observer = cx.observer.clone();
     let r = with_retries(&cx.options.retry, call, |attempt, delay, err| {
@@ -101,7 +101,7 @@ where
     // nothing: the new holder may already have reconciled this entry, and
     // a late write would overwrite what it decided. The entry stays open
     // for it unless it was closed already.
-    if let Err(reason) = cx.fence.check(&*cx.store, &cx.deployment, &cx.run_id) {
+    if let Err(reason) = cx.still_holds_lease().await {
         return Err(format!(
             "{reason}; what this call did is left to the journal for the next holder"
         ));
@@ -116,7 +116,7 @@ where
         Ok(v) => Ok((v, Closing { seq, outcome })),
         Err(e) => {
             // Nothing was done: the entry can be closed at once.
-            let _ = cx.store.journal_outcome(seq, &outcome);
+            let _ = cx.stored(move |s| s.journal_outcome(seq, &outcome)).await;
             Err(e.to_string())
         }
     }
@@ -132,10 +132,30 @@ pub(super) struct Closing {
 }
 
 impl Closing {
-    pub(super) fn close(self, cx: &RunContext) -> Result<(), String> {
-        cx.store
-            .journal_outcome(self.seq, &self.outcome)
-            .map_err(|e| e.to_string())
+    /// Closes the entry when the call changed nothing the state records.
+    pub(super) async fn close(self, cx: &RunContext) -> Result<(), String> {
+        let Closing { seq, outcome } = self;
+        cx.stored(move |s| s.journal_outcome(seq, &outcome)).await
+    }
+
+    /// Records what the call made or changed and closes its entry.
+    pub(super) async fn record(
+        self,
+        cx: &RunContext,
+        record: ResourceRecord,
+    ) -> Result<(), String> {
+        let Closing { seq, outcome } = self;
+        let deployment = cx.deployment.clone();
+        cx.stored(move |s| s.put_resource_and_close(&deployment, &record, seq, &outcome))
+            .await
+    }
+
+    /// Forgets what the call deleted and closes its entry.
+    pub(super) async fn forget(self, cx: &RunContext, address: &str) -> Result<(), String> {
+        let Closing { seq, outcome } = self;
+        let (deployment, address) = (cx.deployment.clone(), address.to_string());
+        cx.stored(move |s| s.delete_resource_and_close(&deployment, &address, seq, &outcome))
+            .await
     }
 }
 
@@ -214,10 +234,10 @@ pub(super) async fn create(
         &created.attributes,
         depends_on,
     );
-    cx.store
-        .put_resource(&cx.deployment, &record)
+    closing
+        .record(cx, record.clone())
+        .await
         .map_err(|e| format!("created {} but could not record it: {e}", created.id))?;
-    closing.close(cx)?;
     Ok(record)
 }
 
@@ -269,11 +289,10 @@ pub(super) async fn delete(
     r: &ResourceRecord,
     op_name: &str,
 ) -> Result<(), String> {
-    let closing = journaled_delete(cx, r, op_name, None).await?;
-    cx.store
-        .delete_resource(&cx.deployment, &r.address)
-        .map_err(|e| e.to_string())?;
-    closing.close(cx)
+    journaled_delete(cx, r, op_name, None)
+        .await?
+        .forget(cx, &r.address)
+        .await
 }
 
 /// Updates a resource at the target in place, journaled; the caller
@@ -352,10 +371,7 @@ pub(super) async fn update(
         }
     }
     let record = record_for(instance, schema, &before.id, &merged, &change.depends_on);
-    cx.store
-        .put_resource(&cx.deployment, &record)
-        .map_err(|e| e.to_string())?;
-    closing.close(cx)?;
+    closing.record(cx, record.clone()).await?;
     Ok(record)
 }
 
@@ -370,7 +386,10 @@ pub(super) fn not_attempted(cx: &RunContext) -> JournalOutcome {
 
 /// With create-before-destroy, the old resource is deleted after the new
 /// one took its address in the state.
-pub(super) fn old_delete_intent(cx: &RunContext, old: &ResourceRecord) -> Result<i64, String> {
+pub(super) async fn old_delete_intent(
+    cx: &RunContext,
+    old: &ResourceRecord,
+) -> Result<i64, String> {
     let entry = JournalEntry {
         seq: 0,
         deployment: cx.deployment.clone(),
@@ -388,5 +407,5 @@ pub(super) fn old_delete_intent(cx: &RunContext, old: &ResourceRecord) -> Result
         started_at: (cx.clock)(),
         outcome: None,
     };
-    cx.store.journal_intent(&entry).map_err(|e| e.to_string())
+    cx.stored(move |s| s.journal_intent(&entry)).await
 }

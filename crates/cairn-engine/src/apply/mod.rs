@@ -33,7 +33,7 @@ use crate::fence::Fence;
 use crate::plan::{Action, Plan};
 use crate::provider::Provider;
 use crate::retry::RetryPolicy;
-use crate::store::{ResourceRecord, StateStore, Timestamp};
+use crate::store::{ResourceRecord, StateStore, StoreResult, Timestamp};
 
 pub use calls::{delete_if_present, token};
 pub use record::{record_for, revealed_properties};
@@ -165,6 +165,42 @@ pub struct RunContext {
     pub options: ApplyOptions,
     /// Armed while the run holds the lease: no step starts once it is lost.
     pub fence: Fence,
+}
+
+impl RunContext {
+    /// Runs a store call on a thread of its own. A write waits for its
+    /// flush to disk; made from the async workers, it would hold one of
+    /// them (two on two cores) for that time, and the writes of steps in
+    /// flight could not wait together, which a store that commits writes
+    /// in groups needs to flush them once.
+    pub(super) async fn stored<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn StateStore) -> StoreResult<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(&*store)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("a state store call did not finish: {e}")),
+        }
+    }
+
+    /// [`Fence::check`] off the async workers (it reads the lease).
+    pub(super) async fn still_holds_lease(&self) -> Result<(), String> {
+        if !self.fence.needs_check() {
+            return self
+                .fence
+                .check(&*self.store, &self.deployment, &self.run_id);
+        }
+        let cx = self.clone();
+        match tokio::task::spawn_blocking(move || {
+            cx.fence.check(&*cx.store, &cx.deployment, &cx.run_id)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => Err(format!("the lease check did not finish: {e}")),
+        }
+    }
 }
 
 /// Applies `plan`. `evaluate` re-evaluates the template with what is known

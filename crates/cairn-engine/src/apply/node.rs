@@ -93,13 +93,14 @@ pub(super) async fn run_node(
                 (Action::Replace, Some(b)) if change.create_before_destroy => {
                     // Journal the old one's delete first: once the new one is
                     // recorded at this address, only the journal knows the old.
-                    let intent = match old_delete_intent(cx, b) {
+                    let intent = match old_delete_intent(cx, b).await {
                         Ok(seq) => seq,
                         Err(e) => return NodeOutcome::failed(unchanged, e),
                     };
                     match create(cx, instance, schema, &change.depends_on, "replace").await {
                         Err(e) => {
-                            let _ = cx.store.close_journal(intent, &not_attempted(cx));
+                            let outcome = not_attempted(cx);
+                            let _ = cx.stored(move |s| s.close_journal(intent, &outcome)).await;
                             NodeOutcome::failed(unchanged, e)
                         }
                         // The old half goes once what uses it has moved on

@@ -24,6 +24,7 @@ pub(super) async fn delete_old(
     journaled_delete(cx, old, "replace-delete-old", written)
         .await?
         .close(cx)
+        .await
 }
 
 /// Rolls back a create-before-destroy replacement whose old half was not
@@ -64,10 +65,7 @@ pub(super) async fn undo_step(
                 "rollback-update",
             )
             .await?;
-            cx.store
-                .put_resource(&cx.deployment, before)
-                .map_err(|e| e.to_string())?;
-            closing.close(cx)
+            closing.record(cx, before.clone()).await
         }
         (Some(before), after) => {
             // Replaced or deleted: make the prior resource again, then remove
@@ -133,9 +131,6 @@ async fn recreate(cx: &RunContext, before: &ResourceRecord) -> Result<ResourceRe
         }
     }
     record.attributes = Json::Object(attrs);
-    cx.store
-        .put_resource(&cx.deployment, &record)
-        .map_err(|e| e.to_string())?;
-    closing.close(cx)?;
+    closing.record(cx, record.clone()).await?;
     Ok(record)
 }

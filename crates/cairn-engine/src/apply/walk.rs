@@ -240,7 +240,7 @@ impl<'a> Walk<'a> {
         let (cx, permit) = (self.cx.clone(), self.limit.clone());
         self.running.spawn(async move {
             let _permit = permit.acquire_owned().await;
-            if let Err(reason) = cx.fence.check(&*cx.store, &cx.deployment, &cx.run_id) {
+            if let Err(reason) = cx.still_holds_lease().await {
                 return Joined {
                     index,
                     elapsed: Duration::ZERO,

@@ -483,6 +483,34 @@ impl StateStore for PgStore {
         })
     }
 
+    fn put_resource_and_close(
+        &self,
+        deployment: &str,
+        record: &ResourceRecord,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        let (d, r, o) = (deployment.to_owned(), record.clone(), outcome.clone());
+        self.tx("writing a resource", move |tx, s| {
+            resources::put(tx, s, &d, &r)?;
+            journal::set_outcome(tx, seq, &o)
+        })
+    }
+
+    fn delete_resource_and_close(
+        &self,
+        deployment: &str,
+        address: &str,
+        seq: i64,
+        outcome: &JournalOutcome,
+    ) -> StoreResult<()> {
+        let (d, a, o) = (deployment.to_owned(), address.to_owned(), outcome.clone());
+        self.tx("deleting a resource", move |tx, _| {
+            resources::delete(tx, &d, &a)?;
+            journal::set_outcome(tx, seq, &o)
+        })
+    }
+
     fn serial(&self, deployment: &str) -> StoreResult<i64> {
         let d = deployment.to_owned();
         self.tx("reading the serial", move |tx, _| resources::serial(tx, &d))
