@@ -31,6 +31,7 @@
 //! All tables live in the PostgreSQL schema `cairn`, so the state can share
 //! a database with other things; many deployments share one database.
 
+mod group;
 pub(crate) mod history;
 pub(crate) mod jobs;
 pub(crate) mod journal;
@@ -330,7 +331,13 @@ impl Conn {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+/// What the connection thread runs.
+enum Job {
+    /// Anything, in its own transaction (or none).
+    Call(Box<dyn FnOnce(&mut Conn) + Send>),
+    /// A write that shares a transaction with the writes queued next to it.
+    Write(group::Write),
+}
 
 /// The state in a PostgreSQL database (schema `cairn`).
 pub struct PgStore {
@@ -409,18 +416,40 @@ impl PgStore {
         f: impl FnOnce(&mut Conn) -> T + Send + 'static,
     ) -> StoreResult<T> {
         let (answer, answered) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Call(Box::new(move |conn| {
             let _ = answer.send(f(conn));
-        });
+        }));
+        self.send(job)?;
+        answered.recv().map_err(|_| {
+            StoreError::Storage("the state's connection thread failed during the call".into())
+        })
+    }
+
+    fn send(&self, job: Job) -> StoreResult<()> {
         let gone = || StoreError::Storage("the state's connection thread stopped".into());
         self.jobs
             .as_ref()
             .ok_or_else(gone)?
             .send(job)
-            .map_err(|_| gone())?;
+            .map_err(|_| gone())
+    }
+
+    /// One write that may share its transaction and its flush with the
+    /// writes queued beside it ([`group`]).
+    fn grouped<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Tx<'_>, &Sealer) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let sealer = Arc::clone(&self.sealer);
+        let write = group::Write::new(what, move |tx| f(tx, &sealer), answer);
+        self.send(Job::Write(write))?;
         answered.recv().map_err(|_| {
-            StoreError::Storage("the state's connection thread failed during the call".into())
-        })
+            StoreError::Storage(format!(
+                "{what}: the state's connection thread failed during the call"
+            ))
+        })?
     }
 
     /// One transaction on the connection thread; `f` gets the sealer.
@@ -443,11 +472,37 @@ impl PgStore {
 }
 
 fn worker(mut conn: Conn, queue: mpsc::Receiver<Job>) {
-    while let Ok(job) = queue.recv() {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         // A panicking call drops its answer channel (the caller gets an
         // error) and leaves the thread serving the next ones; its
         // transaction was rolled back when it was dropped.
-        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+        let ran = match job {
+            Job::Call(f) => std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut conn))),
+            Job::Write(first) => {
+                // The writes queued while the last job ran go together, up
+                // to the first job that is not one.
+                let mut batch = vec![first];
+                while let Ok(job) = queue.try_recv() {
+                    match job {
+                        Job::Write(w) => batch.push(w),
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
+                std::panic::catch_unwind(AssertUnwindSafe(|| group::run(&mut conn, batch)))
+            }
+        };
+        if ran.is_err() {
             conn.client = None;
         }
     }
@@ -471,14 +526,14 @@ impl StateStore for PgStore {
 
     fn put_resource(&self, deployment: &str, record: &ResourceRecord) -> StoreResult<()> {
         let (d, r) = (deployment.to_owned(), record.clone());
-        self.tx("writing a resource", move |tx, s| {
+        self.grouped("writing a resource", move |tx, s| {
             resources::put(tx, s, &d, &r)
         })
     }
 
     fn delete_resource(&self, deployment: &str, address: &str) -> StoreResult<()> {
         let (d, a) = (deployment.to_owned(), address.to_owned());
-        self.tx("deleting a resource", move |tx, _| {
+        self.grouped("deleting a resource", move |tx, _| {
             resources::delete(tx, &d, &a)
         })
     }
@@ -491,7 +546,7 @@ impl StateStore for PgStore {
         outcome: &JournalOutcome,
     ) -> StoreResult<()> {
         let (d, r, o) = (deployment.to_owned(), record.clone(), outcome.clone());
-        self.tx("writing a resource", move |tx, s| {
+        self.grouped("writing a resource", move |tx, s| {
             resources::put(tx, s, &d, &r)?;
             journal::set_outcome(tx, seq, &o)
         })
@@ -505,7 +560,7 @@ impl StateStore for PgStore {
         outcome: &JournalOutcome,
     ) -> StoreResult<()> {
         let (d, a, o) = (deployment.to_owned(), address.to_owned(), outcome.clone());
-        self.tx("deleting a resource", move |tx, _| {
+        self.grouped("deleting a resource", move |tx, _| {
             resources::delete(tx, &d, &a)?;
             journal::set_outcome(tx, seq, &o)
         })
@@ -596,14 +651,14 @@ impl StateStore for PgStore {
 
     fn journal_intent(&self, entry: &JournalEntry) -> StoreResult<i64> {
         let e = entry.clone();
-        self.tx("writing a journal intent", move |tx, _| {
+        self.grouped("writing a journal intent", move |tx, _| {
             journal::intent(tx, &e)
         })
     }
 
     fn journal_outcome(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
         let o = outcome.clone();
-        self.tx("writing a journal outcome", move |tx, _| {
+        self.grouped("writing a journal outcome", move |tx, _| {
             journal::set_outcome(tx, seq, &o)
         })
     }
@@ -617,7 +672,7 @@ impl StateStore for PgStore {
 
     fn close_journal(&self, seq: i64, outcome: &JournalOutcome) -> StoreResult<()> {
         let o = outcome.clone();
-        self.tx("closing a journal entry", move |tx, _| {
+        self.grouped("closing a journal entry", move |tx, _| {
             journal::set_outcome(tx, seq, &o)
         })
     }

@@ -276,3 +276,64 @@ crate::both_stores! {
         assert_eq!((all[1].resources, &all[1].last_run, &all[1].locked_by), (1, &None, &None));
     }
 }
+
+crate::both_stores! {
+    fn writes_made_at_once_each_land_once_and_a_failed_one_undoes_only_itself(place) {
+        use cairn_engine::store::{JournalEntry, JournalOp, JournalOutcome};
+        const WRITERS: usize = 24;
+        let s = place.open();
+        let outcome = JournalOutcome { ok: true, id: Some("i-1".into()), error: None, finished_at: 2 };
+        let barrier = Barrier::new(WRITERS);
+        // Every sixth writer records its resource against a journal entry
+        // that does not exist: its record must not stay, nor disturb the
+        // writes committed with it.
+        let results: Vec<Result<(), StoreError>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|i| {
+                    let (s, barrier, outcome) = (&s, &barrier, &outcome);
+                    sc.spawn(move || {
+                        barrier.wait();
+                        let entry = JournalEntry {
+                            seq: 0,
+                            deployment: "prod".into(),
+                            run_id: "r1".into(),
+                            address: format!("web[{i}]"),
+                            kind: "server".into(),
+                            op: JournalOp::Create,
+                            token: format!("t{i}"),
+                            id: None,
+                            started_at: 1,
+                            outcome: None,
+                        };
+                        let seq = s.journal_intent(&entry)?;
+                        let seq = if i % 6 == 5 { seq + 1_000_000 } else { seq };
+                        let record = crate::resource(&format!("web[{i}]"), "pw");
+                        s.put_resource_and_close("prod", &record, seq, outcome)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(()) => assert_ne!(i % 6, 5, "writer {i} should have failed"),
+                Err(e) => {
+                    assert_eq!(i % 6, 5, "writer {i}: {e}");
+                    assert!(e.to_string().contains("no journal entry"), "{e}");
+                }
+            }
+        }
+        let mut recorded: Vec<String> =
+            s.resources("prod").unwrap().into_iter().map(|r| r.address).collect();
+        recorded.sort();
+        let mut expected: Vec<String> =
+            (0..WRITERS).filter(|i| i % 6 != 5).map(|i| format!("web[{i}]")).collect();
+        expected.sort();
+        assert_eq!(recorded, expected);
+        // Each writer's intent is there once; only the failed ones are open.
+        let open: Vec<String> =
+            s.open_journal("prod").unwrap().into_iter().map(|e| e.token).collect();
+        assert_eq!(open.len(), WRITERS / 6, "{open:?}");
+        assert!(open.iter().all(|t| t[1..].parse::<usize>().unwrap() % 6 == 5), "{open:?}");
+    }
+}
