@@ -587,6 +587,11 @@ pub struct MasterDirArg {
         global = true
     )]
     pub master_dir: Option<PathBuf>,
+    /// The local cloud's master (its daemon serves it; CAIRN_LOCAL_DIR
+    /// says which cloud). `run` and `state apply` on a deployment of the
+    /// local target use it without this
+    #[arg(long = "local", global = true, conflicts_with = "master_dir")]
+    pub local: bool,
 }
 
 /// `cairn master`.

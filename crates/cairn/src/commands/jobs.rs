@@ -156,7 +156,20 @@ where
         .enable_all()
         .build()
         .map_err(CliError::failure)?;
-    let master_dir = Arc::new(super::agents::master_dir(&args.master)?);
+    let master = super::agents::master_for(
+        &args.master,
+        loaded.deployment.as_ref().map(|d| d.target.as_str()),
+    )?;
+    let master_dir = Arc::new(master.dir.clone());
+    // A server of the local cloud's deployment: its agent's id is the
+    // server's resource id (names repeat across deployments).
+    let agent_id = |h: &cairn_orch::Host| -> String {
+        let from_deployment = h.sources.iter().any(|s| s.starts_with("deployment:"));
+        match h.vars.get("cairn_id").and_then(J::as_str) {
+            Some(id) if master.local && from_deployment => id.to_string(),
+            _ => h.name.clone(),
+        }
+    };
     let via_agent: HashSet<String> = match args.via {
         Via::Ssh => HashSet::new(),
         Via::Agent | Via::Auto => {
@@ -164,9 +177,14 @@ where
                 Ok(AdminReply::Connected { ids }) if args.via == Via::Auto => {
                     ids.into_iter().collect()
                 }
-                Ok(_) => selected.iter().map(|h| h.name.clone()).collect(),
+                Ok(_) => selected.iter().map(&agent_id).collect(),
                 Err(agent::AdminError::NotRunning(_)) if args.via == Via::Auto => HashSet::new(),
-                Err(e) => return Err(CliError::Usage(format!("--via agent: {e}"))),
+                Err(e) => {
+                    return Err(CliError::Usage(format!(
+                        "--via agent: {}",
+                        super::agents::master_error(&master, e)
+                    )));
+                }
             }
         }
     };
@@ -180,7 +198,8 @@ where
             .iter()
             .map(|h| Named {
                 name: h.name.clone(),
-                remote: (!via_agent.contains(&h.name)).then(|| connector.remote(h)),
+                agent: agent_id(h),
+                remote: (!via_agent.contains(&agent_id(h))).then(|| connector.remote(h)),
                 become_user: become_user
                     .clone()
                     .or_else(|| (h.r#become == Some(true)).then(|| "root".to_string())),
@@ -208,7 +227,7 @@ where
                         None => {
                             let req = AdminRequest::Run {
                                 job_id,
-                                host: name.clone(),
+                                host: h.agent,
                                 kind: agent_job(&ctx, h.vars),
                                 timeout_ms,
                             };
@@ -246,6 +265,8 @@ where
 /// A host for [`job::execute`], which names hosts by `AsRef<str>`.
 struct Named {
     name: String,
+    /// Its agent's id (its name, or a local server's resource id).
+    agent: String,
     /// `None`: through its agent.
     remote: Option<Arc<dyn Remote>>,
     become_user: Option<String>,

@@ -732,7 +732,10 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
         timeout: o.timeout,
         check: false,
         via: Via::Ssh,
-        master: MasterDirArg { master_dir: None },
+        master: MasterDirArg {
+            master_dir: None,
+            local: false,
+        },
     }
 }
 

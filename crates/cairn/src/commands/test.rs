@@ -479,7 +479,10 @@ impl DeploymentHosts {
             timeout: 300,
             check: false,
             via: Via::Ssh,
-            master: MasterDirArg { master_dir: None },
+            master: MasterDirArg {
+                master_dir: None,
+                local: false,
+            },
         };
         let connector = Connector::new(&args, Some(deployment)).map_err(say)?;
         Ok(DeploymentHosts {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Output, cairn_env};
 
+mod agents;
 mod faults;
 mod heal;
 mod hosts;
