@@ -8,6 +8,7 @@
 //! when the machine can (skipped, saying why, otherwise), where each
 //! answer is the server's own hostname.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -47,6 +48,15 @@ resources:
 trait Cloud {
     fn cairn(&self, args: &[&str]) -> Output;
 
+    /// The test's directory, the cloud's under it.
+    fn root(&self) -> PathBuf;
+
+    /// A `runc` cloud's tag (its namespace's name), which its containers'
+    /// cgroups carry.
+    fn tag(&self) -> Option<String> {
+        None
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
@@ -61,11 +71,23 @@ impl Cloud for Local {
     fn cairn(&self, args: &[&str]) -> Output {
         self.run(args)
     }
+
+    fn root(&self) -> PathBuf {
+        self.root.clone()
+    }
 }
 
 impl Cloud for RuncCloud {
     fn cairn(&self, args: &[&str]) -> Output {
         self.run(args)
+    }
+
+    fn root(&self) -> PathBuf {
+        RuncCloud::root(self).to_path_buf()
+    }
+
+    fn tag(&self) -> Option<String> {
+        Some(self.netns())
     }
 }
 
@@ -128,14 +150,24 @@ fn keys(c: &dyn Cloud) -> Vec<(String, String)> {
     out
 }
 
-/// Processes running `cairn agent --id ID`.
-fn agent_processes(id: &str) -> Vec<i32> {
+/// Processes of cloud `c` running `cairn agent --id ID`: beside a
+/// process server (the cloud's directory in the command line) or in a
+/// runc server (in the server's container's cgroup).
+fn agent_processes(c: &dyn Cloud, id: &str) -> Vec<i32> {
+    let root = c.root();
+    let container = c.tag().map(|t| format!("{t}-{id}"));
     procfs::process::all_processes()
         .unwrap()
         .flatten()
         .filter(|p| {
             let cmd = p.cmdline().unwrap_or_default();
-            cmd.iter().any(|a| a == "agent") && cmd.windows(2).any(|w| w[0] == "--id" && w[1] == id)
+            let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid));
+            let ours = cmd.iter().any(|a| a.contains(root.to_str().unwrap()))
+                || container
+                    .as_ref()
+                    .is_some_and(|c| cgroup.is_ok_and(|g| g.contains(c.as_str())));
+            ours && cmd.iter().any(|a| a == "agent")
+                && cmd.windows(2).any(|w| w[0] == "--id" && w[1] == id)
         })
         .map(|p| p.pid)
         .collect()
@@ -184,13 +216,11 @@ fn agents_answer_without_ssh(c: &dyn Cloud, t: &str, hostnames: bool) {
 
     // One server fewer: its key is gone and its agent stopped.
     let (_, gone) = ids.iter().find(|(n, _)| n == "app-1").unwrap().clone();
-    if !hostnames {
-        assert_eq!(agent_processes(&gone).len(), 1, "{gone}'s agent runs");
-    }
+    assert_eq!(agent_processes(c, &gone).len(), 1, "{gone}'s agent runs");
     let down = c.json(&["up", t, "--yes", "-p", "app_count=1"]);
     assert_eq!(down["counts"]["deleted"], 1, "{down}");
     assert_eq!(keys(c), accepted[..1].to_vec());
-    assert_eq!(agent_processes(&gone), Vec::<i32>::new());
+    assert_eq!(agent_processes(c, &gone), Vec::<i32>::new());
     let (job, _) = until_all_answer(c, t, 1);
     assert_eq!(job["hosts"][0]["status"], "changed", "{job}");
 
@@ -217,12 +247,12 @@ fn agents_answer_without_ssh(c: &dyn Cloud, t: &str, hostnames: bool) {
     let destroyed = c.json(&["destroy", t, "--yes"]);
     assert_eq!(destroyed["counts"]["deleted"], 3, "{destroyed}");
     assert_eq!(keys(c), Vec::<(String, String)>::new());
-    assert_eq!(agent_processes(&ids[0].1), Vec::<i32>::new());
+    assert_eq!(agent_processes(c, &ids[0].1), Vec::<i32>::new());
 }
 
 #[test]
 fn process_servers_run_agents_the_cloud_enrolled() {
-    let l = Local::new("agents");
+    let l = Local::new("agents-proc");
     let t = l.template("agents", &template("10.30.0.0/16"));
     agents_answer_without_ssh(&l, &t, false);
 }
@@ -233,7 +263,7 @@ fn runc_servers_run_agents_the_cloud_enrolled() {
         eprintln!("skipped: {why}");
         return;
     }
-    let mut c = RuncCloud::new("agents");
+    let mut c = RuncCloud::new("agents-runc");
     let cidr = free_cidr(11);
     let t = c.template("agents", &template(&cidr), &cidr);
     agents_answer_without_ssh(&c, &t, true);
