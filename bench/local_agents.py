@@ -71,7 +71,8 @@ def agents(d):
             if b"agent" not in cmd or b"--master" not in cmd:
                 continue
             with open(f"/proc/{pid}/status") as f:
-                st = {l.split(":")[0]: l.split(":")[1].split()[0] for l in f if ":" in l}
+                st = {k: (v.split() or ["0"])[0] for k, v in
+                      (l.split(":", 1) for l in f if ":" in l)}
             ours = any(d.encode() in a for a in cmd) or int(st.get("PPid", 0)) in inits
             if ours:
                 out.append((int(pid), int(st.get("VmRSS", 0)), int(st.get("RssAnon", 0))))

@@ -588,9 +588,9 @@ pub struct MasterDirArg {
     )]
     pub master_dir: Option<PathBuf>,
     /// The local cloud's master (its daemon serves it; CAIRN_LOCAL_DIR
-    /// says which cloud). `run` and `state apply` on a deployment of the
-    /// local target use it without this
-    #[arg(long = "local", global = true, conflicts_with = "master_dir")]
+    /// says which cloud), instead of --master-dir. `run` and `state apply`
+    /// on a deployment of the local target use it without this
+    #[arg(long = "local", global = true)]
     pub local: bool,
 }
 

@@ -138,17 +138,16 @@ impl Agents {
             }
             let _ = tx.send(r);
         });
-        // It binds its admin socket, then its address: once both answer,
-        // it serves; an error before that is the start's.
+        // It binds its admin socket, then its address: once both are
+        // there, it serves; an error before that is the start's. Looked
+        // up in the kernel's socket table, which a probe connection (a
+        // failed handshake in the master's log) or bind (a race with the
+        // master's own) would not leave alone.
         let dir = self.inner.dir.clone();
         let listen = self.inner.listen;
         let up = async {
             for _ in 0..250 {
-                if agent::master::admin_socket(&dir).exists()
-                    && tokio::net::TcpSocket::new_v4()
-                        .and_then(|s| s.bind(listen))
-                        .is_err()
-                {
+                if agent::master::admin_socket(&dir).exists() && listening(listen) {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -282,6 +281,15 @@ impl Agents {
     }
 }
 
+/// Whether something listens on `addr` (TCP, IPv4).
+fn listening(addr: SocketAddr) -> bool {
+    procfs::net::tcp().is_ok_and(|entries| {
+        entries
+            .iter()
+            .any(|e| e.state == procfs::net::TcpState::Listen && e.local_address == addr)
+    })
+}
+
 /// A word for `sh`, quoted.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -323,6 +331,47 @@ mod tests {
             .start_process("server-00002", Ipv4Addr::new(127, 42, 0, 2))
             .unwrap();
         assert!(agents.process_pids().is_empty());
+    }
+
+    /// Served, the master answers on its admin socket and deleting a key
+    /// goes through it; an address already taken is a clear error.
+    #[tokio::test]
+    async fn the_master_serves_and_says_why_it_cannot() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = LocalDirs::new(root.path());
+        let agents = Agents::open(&dirs, 233).unwrap();
+        agents.serve().await.unwrap();
+        assert!(agents.serving());
+        assert!(listening(agents.listen()));
+        agents
+            .enrol("server-00001", &root.path().join("k"))
+            .unwrap();
+        let keys = agent::ask(&master_dir(&dirs), &AdminRequest::Keys).await;
+        assert!(
+            matches!(&keys, Ok(AdminReply::Keys { keys }) if keys.len() == 1),
+            "{keys:?}"
+        );
+        agents.forget("server-00001").await;
+        let keys = agent::ask(&master_dir(&dirs), &AdminRequest::Keys).await;
+        assert!(
+            matches!(&keys, Ok(AdminReply::Keys { keys }) if keys.is_empty()),
+            "{keys:?}"
+        );
+        agents.shutdown().await;
+        assert!(!agents.serving());
+        assert!(!listening(agents.listen()));
+
+        // Another cloud's master cannot take an address in use.
+        let taken = std::net::TcpListener::bind(master_address(234)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let blocked = Agents::open(&LocalDirs::new(other.path()), 234).unwrap();
+        let err = blocked.serve().await.unwrap_err();
+        assert!(
+            err.contains("did not start") && err.contains("127.234.0.1:4506"),
+            "{err}"
+        );
+        assert!(!blocked.serving());
+        drop(taken);
     }
 
     #[test]

@@ -32,16 +32,12 @@ pub struct MasterRef {
     pub local: bool,
 }
 
-/// `--master-dir`, else the local cloud's (`--local`, or hosts of a
-/// deployment whose `target` is `local`), else ~/.local/share/cairn/master.
+/// The local cloud's (`--local`, or without `--master-dir` for hosts of a
+/// deployment whose `target` is `local`), else `--master-dir`, else
+/// ~/.local/share/cairn/master.
 pub fn master_for(arg: &MasterDirArg, target: Option<&str>) -> Result<MasterRef, CliError> {
-    if let Some(d) = &arg.master_dir {
-        return Ok(MasterRef {
-            dir: d.clone(),
-            local: false,
-        });
-    }
-    if arg.local || target == Some("local") {
+    // `--local` over `--master-dir`, which may come from CAIRN_MASTER_DIR.
+    if arg.local || (arg.master_dir.is_none() && target == Some("local")) {
         let dirs = super::local::local_dirs()?;
         return Ok(MasterRef {
             dir: cairn_local::cloud::agents::master_dir(&dirs),
@@ -49,7 +45,10 @@ pub fn master_for(arg: &MasterDirArg, target: Option<&str>) -> Result<MasterRef,
         });
     }
     Ok(MasterRef {
-        dir: data_dir("master")?,
+        dir: match &arg.master_dir {
+            Some(d) => d.clone(),
+            None => data_dir("master")?,
+        },
         local: false,
     })
 }

@@ -237,6 +237,17 @@ fn agents_answer_without_ssh(c: &dyn Cloud, t: &str, hostnames: bool) {
         "{}",
         out.snapshot()
     );
+    let events = c.cairn(&["events", "--local"]);
+    assert_eq!(events.code, 2, "{}", events.snapshot());
+    assert!(
+        events
+            .stderr
+            .contains("the local cloud's master is not running"),
+        "{}",
+        events.snapshot()
+    );
+    // The key list is still there to read (from the master's directory).
+    assert_eq!(keys(c), accepted[..1].to_vec());
     let started = c.cairn(&["local", "start"]);
     assert_eq!(started.code, 0, "{}", started.snapshot());
     let (job, after) = until_all_answer(c, t, 1);
