@@ -414,9 +414,11 @@ pub struct HostArgs {
     #[arg(long)]
     pub check: bool,
     /// How hosts are reached: over SSH, through their agents (the host name
-    /// is the agent id), or auto (the agent when it is connected, else SSH)
-    #[arg(long, value_enum, default_value_t = Via::Ssh)]
-    pub via: Via,
+    /// is the agent id), or auto (the agent when it is connected, else SSH).
+    /// Default: auto on a deployment of the local target (its servers run
+    /// agents), else ssh
+    #[arg(long, value_enum)]
+    pub via: Option<Via>,
     #[command(flatten)]
     pub master: MasterDirArg,
 }

@@ -170,15 +170,23 @@ where
             _ => h.name.clone(),
         }
     };
-    let via_agent: HashSet<String> = match args.via {
+    // The local cloud's servers run agents: no SSH needed by default.
+    let via = args
+        .via
+        .unwrap_or(if master.local { Via::Auto } else { Via::Ssh });
+    let via_agent: HashSet<String> = match via {
         Via::Ssh => HashSet::new(),
         Via::Agent | Via::Auto => {
-            match runtime.block_on(agent::ask(&master_dir, &AdminRequest::Connected)) {
-                Ok(AdminReply::Connected { ids }) if args.via == Via::Auto => {
-                    ids.into_iter().collect()
-                }
-                Ok(_) => selected.iter().map(&agent_id).collect(),
-                Err(agent::AdminError::NotRunning(_)) if args.via == Via::Auto => HashSet::new(),
+            let wanted: HashSet<String> = selected.iter().map(&agent_id).collect();
+            let connected = match master.local {
+                // Agents of servers just made connect a moment after `up`.
+                true => runtime.block_on(local_agents_connected(&master_dir, &wanted)),
+                false => runtime.block_on(agent::ask(&master_dir, &AdminRequest::Connected)),
+            };
+            match connected {
+                Ok(AdminReply::Connected { ids }) if via == Via::Auto => ids.into_iter().collect(),
+                Ok(_) => wanted,
+                Err(agent::AdminError::NotRunning(_)) if via == Via::Auto => HashSet::new(),
                 Err(e) => {
                     return Err(CliError::Usage(format!(
                         "--via agent: {}",
@@ -260,6 +268,38 @@ where
     } else {
         Status::Success
     })
+}
+
+/// The local cloud's connected agents, once every one of `wanted` whose
+/// key the cloud accepted is among them, or after 3 s: the cloud enrols a
+/// server's agent when it makes the server, and the agent connects a
+/// moment later (about 0.1 to 0.3 s), so a `run` right after `up` would
+/// find it not there yet. A server whose agent never connects costs the
+/// 3 s once, and is then unreachable (or, with auto, reached over SSH).
+async fn local_agents_connected(
+    dir: &Path,
+    wanted: &HashSet<String>,
+) -> Result<AdminReply, agent::AdminError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let enrolled: HashSet<String> = match agent::ask(dir, &AdminRequest::Keys).await? {
+        AdminReply::Keys { keys } => keys
+            .into_iter()
+            .filter(|k| k.status == agent::KeyStatus::Accepted && wanted.contains(&k.id))
+            .map(|k| k.id)
+            .collect(),
+        _ => HashSet::new(),
+    };
+    loop {
+        let reply = agent::ask(dir, &AdminRequest::Connected).await?;
+        let all = match &reply {
+            AdminReply::Connected { ids } => enrolled.iter().all(|id| ids.contains(id)),
+            _ => true,
+        };
+        if all || Instant::now() >= deadline {
+            return Ok(reply);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// A host for [`job::execute`], which names hosts by `AsRef<str>`.

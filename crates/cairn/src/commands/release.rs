@@ -731,7 +731,7 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
         connect_timeout: o.connect_timeout,
         timeout: o.timeout,
         check: false,
-        via: Via::Ssh,
+        via: Some(Via::Ssh),
         master: MasterDirArg {
             master_dir: None,
             local: false,

@@ -478,7 +478,7 @@ impl DeploymentHosts {
             connect_timeout: 10,
             timeout: 300,
             check: false,
-            via: Via::Ssh,
+            via: Some(Via::Ssh),
             master: MasterDirArg {
                 master_dir: None,
                 local: false,

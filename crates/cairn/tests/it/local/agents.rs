@@ -202,7 +202,7 @@ fn agents_answer_without_ssh(c: &dyn Cloud, t: &str, hostnames: bool) {
     assert_eq!(keys(c), accepted);
 
     // auto takes the agents: the same answers (over SSH a process server
-    // would be unreachable, a runc one without a key pair refused).
+    // would be unreachable, a runc one without a key pair refused)...
     let (code, auto) = run_hostname(c, t, "auto");
     assert_eq!(code, 0, "{auto}");
     assert!(
@@ -213,6 +213,10 @@ fn agents_answer_without_ssh(c: &dyn Cloud, t: &str, hostnames: bool) {
             .all(|h| h["status"] == "changed"),
         "{auto}"
     );
+
+    // And so does the default on a deployment of the local target.
+    let out = c.cairn(&["run", "all", "-C", t, "-o", "json", "--", "hostname"]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
 
     // One server fewer: its key is gone and its agent stopped.
     let (_, gone) = ids.iter().find(|(n, _)| n == "app-1").unwrap().clone();

@@ -113,6 +113,8 @@ impl Server<'_> {
         let out = self.c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
@@ -199,6 +201,8 @@ fn a_runc_server_supervises_services_a_state_manages() {
         let out = c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
@@ -308,6 +312,8 @@ fn a_runc_server_supervises_services_a_state_manages() {
         let out = c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
