@@ -535,6 +535,8 @@ impl Hosts {
             Err(e) => {
                 let _ = server.destroy().await;
                 let _ = cloud.remove_server(&snet).await;
+                // Its key went with its layer.
+                self.agents.forget(id).await;
                 Err(e)
             }
         }
