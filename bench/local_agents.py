@@ -5,8 +5,9 @@ A fresh local cloud (its own directory, DNS port and address pool) with N
 servers; after `cairn up` returns, polls the cloud's master (`cairn events
 --local`) until every server's agent has connected, and prints how long
 that took, then `cairn run all --via agent -- true` on all of them, and
-each agent process's resident memory (VmRSS; RssAnon is its own, RssFile
-the binary's pages in the page cache, shared by every agent).
+each agent process's resident memory (VmRSS; RssAnon is its own, the rest
+the binary's pages in the page cache, shared by every agent), and the
+daemon's, which serves the master.
 
 Usage: bench/local_agents.py [N] [process|runc]   (default: 20 process)
 runc needs root, runc and nft (./scripts/install-deps).
@@ -119,6 +120,14 @@ def main():
                   f"(min {rss[0] / 1024:.1f}, max {rss[-1] / 1024:.1f}); RssAnon (its own) "
                   f"median {anon[len(anon) // 2] / 1024:.1f} MB; the rest is the binary's "
                   f"pages, shared")
+        try:
+            with open(os.path.join(d, "local", "daemon.json")) as f:
+                daemon = json.load(f)["pid"]
+            with open(f"/proc/{daemon}/status") as f:
+                rss = next(l.split()[1] for l in f if l.startswith("VmRSS:"))
+            print(f"the daemon (with the master in it): VmRSS {int(rss) / 1024:.1f} MB")
+        except (OSError, KeyError, StopIteration):
+            pass
         cairn("destroy", tdir, "--yes")
     finally:
         stop_cloud(env, d)
