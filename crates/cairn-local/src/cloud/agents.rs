@@ -226,12 +226,16 @@ impl Agents {
             return Ok(());
         }
         let dir = self.inner.agents_dir.join(id);
+        stop_leftover(&dir);
         self.enrol(id, &dir)?;
         let cairn = std::env::current_exe()
             .map_err(|e| format!("server {id}'s agent: no cairn binary to run: {e}"))?;
         let script = format!(
-            "#!/bin/sh\nexec {} agent --master {} --master-fingerprint {} --id {} --dir {} \
-             --service-events {}\n",
+            // Its pid (the same after `exec`) for the next daemon, should
+            // this one be killed without stopping it.
+            "#!/bin/sh\necho $$ > {}\nexec {} agent --master {} --master-fingerprint {} --id {} \
+             --dir {} --service-events {}\n",
+            quote(&dir.join(PID_FILE).to_string_lossy()),
             quote(&cairn.to_string_lossy()),
             self.inner.listen,
             self.inner.fingerprint,
@@ -278,6 +282,38 @@ impl Agents {
             stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+    }
+}
+
+/// Where a `process` agent's script writes its pid.
+const PID_FILE: &str = "agent.pid";
+
+/// Stops the agent a killed daemon left running in `dir` (its pid file,
+/// and that process's command line naming `dir`, so a pid reused by
+/// another program is left alone); its successor would otherwise take
+/// the connection from the new agent, and the new one from it, for ever.
+fn stop_leftover(dir: &Path) {
+    let Some(pid) = std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let ours = procfs::process::Process::new(pid)
+        .and_then(|p| p.cmdline())
+        .is_ok_and(|cmd| {
+            cmd.iter().any(|a| a == "agent") && cmd.iter().any(|a| Path::new(a) == dir)
+        });
+    if ours {
+        tracing::warn!(
+            pid,
+            "stopping the agent a previous daemon left in {}",
+            dir.display()
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
 }
 

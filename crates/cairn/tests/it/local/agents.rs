@@ -283,3 +283,62 @@ fn runc_servers_run_agents_the_cloud_enrolled() {
     let t = c.template("agents", &template(&cidr), &cidr);
     agents_answer_without_ssh(&c, &t, true);
 }
+
+/// A daemon killed with SIGKILL leaves its `process` agents running (and
+/// its servers, as before agents): the next start stops each agent it
+/// left (by the pid file in the agent's directory), so every server has
+/// one agent, which answers.
+#[test]
+fn a_killed_daemons_agents_are_stopped_by_the_next_start() {
+    let l = Local::new("agents-kill9");
+    let t = l.template("agents", &template("10.31.0.0/16"));
+    let up = l.json(&["up", &t, "--yes", "-p", "app_count=1"]);
+    assert_eq!(up["result"], "applied", "{up}");
+    let (_, id) = server_ids(&l, &t).remove(0);
+    until_all_answer(&l, &t, 1);
+    let old = agent_processes(&l, &id);
+    assert_eq!(old.len(), 1, "{old:?}");
+    // What the killed daemon leaves: its servers' processes, stopped by
+    // this test at the end.
+    let servers: Vec<i64> = l
+        .json(&["local", "status"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["pid"].as_i64())
+        .collect();
+    let published: Value =
+        serde_json::from_str(&std::fs::read_to_string(l.root.join("local/daemon.json")).unwrap())
+            .unwrap();
+    let daemon = published["pid"].as_i64().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &daemon.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{daemon}/stat")).exists()
+        && std::fs::read_to_string(format!("/proc/{daemon}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "the daemon outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(agent_processes(&l, &id), old, "the orphaned agent runs");
+
+    let started = l.run(&["local", "start"]);
+    assert_eq!(started.code, 0, "{}", started.snapshot());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent_processes(&l, &id).contains(&old[0]) {
+        assert!(Instant::now() < deadline, "the orphaned agent still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (job, _) = until_all_answer(&l, &t, 1);
+    assert_eq!(job["hosts"][0]["status"], "changed", "{job}");
+    assert_eq!(agent_processes(&l, &id).len(), 1);
+    for pid in servers {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}
