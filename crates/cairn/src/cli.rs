@@ -414,9 +414,11 @@ pub struct HostArgs {
     #[arg(long)]
     pub check: bool,
     /// How hosts are reached: over SSH, through their agents (the host name
-    /// is the agent id), or auto (the agent when it is connected, else SSH)
-    #[arg(long, value_enum, default_value_t = Via::Ssh)]
-    pub via: Via,
+    /// is the agent id), or auto (the agent when it is connected, else SSH).
+    /// Default: auto on a deployment of the local target (its servers run
+    /// agents), else ssh
+    #[arg(long, value_enum)]
+    pub via: Option<Via>,
     #[command(flatten)]
     pub master: MasterDirArg,
 }
@@ -587,6 +589,11 @@ pub struct MasterDirArg {
         global = true
     )]
     pub master_dir: Option<PathBuf>,
+    /// The local cloud's master (its daemon serves it; CAIRN_LOCAL_DIR
+    /// says which cloud), instead of --master-dir. `run` and `state apply`
+    /// on a deployment of the local target use it without this
+    #[arg(long = "local", global = true)]
+    pub local: bool,
 }
 
 /// `cairn master`.

@@ -3,6 +3,7 @@
 //! API; tests drive it in-process.
 
 mod addresses;
+pub mod agents;
 mod drain;
 mod firewall;
 mod isolation;
@@ -78,6 +79,8 @@ pub struct Cloud {
     /// With `runc` isolation: the cloud's namespaces, containers and
     /// firewall table.
     hosts: Option<isolation::Hosts>,
+    /// The cloud's master and its servers' agents.
+    agents: agents::Agents,
 }
 
 fn permanent(msg: impl Into<String>) -> ProviderError {
@@ -155,6 +158,7 @@ impl Cloud {
         )
         .map_err(|e| e.to_string())?;
         let zones = Zones::new();
+        let agents = agents::Agents::open(&dirs, state.pool.unwrap_or(pool))?;
         let hosts = match isolation {
             Isolation::Process => None,
             Isolation::Runc => {
@@ -163,7 +167,7 @@ impl Cloud {
                         .unwrap_or_else(|| dirs.root.join("images")),
                 );
                 Some(
-                    isolation::Hosts::new(&dirs, images, zones.clone())
+                    isolation::Hosts::new(&dirs, images, zones.clone(), agents.clone())
                         .map_err(|e| e.to_string())?,
                 )
             }
@@ -187,6 +191,7 @@ impl Cloud {
             settle: Duration::from_millis(300),
             isolation,
             hosts,
+            agents,
         };
         Ok(cloud)
     }
@@ -226,6 +231,11 @@ impl Cloud {
             for r in servers {
                 if let Err(e) = self.servers.start(self.server_spec(&r)) {
                     problems.push(e.to_string());
+                    continue;
+                }
+                let ip = r.ip.unwrap_or(Ipv4Addr::LOCALHOST);
+                if let Err(e) = self.agents.start_process(&r.id, ip) {
+                    problems.push(e);
                 }
             }
         }
@@ -288,6 +298,11 @@ impl Cloud {
             problems.push(e.to_string());
         }
         problems
+    }
+
+    /// The cloud's master and its servers' agents.
+    pub fn agents(&self) -> &agents::Agents {
+        &self.agents
     }
 
     /// How this cloud runs its servers.
@@ -402,6 +417,7 @@ impl Cloud {
         if let Some(hosts) = &self.hosts {
             hosts.shutdown().await;
         }
+        self.agents.shutdown().await;
     }
 
     /// The backends' health of a load balancer, for `cairn local status`.
@@ -779,6 +795,10 @@ impl Cloud {
             let _ = std::fs::remove_dir_all(&sandbox);
             return Err(permanent(e.to_string()));
         }
+        // The server is up without its agent, which the next start retries.
+        if let Err(e) = self.agents.start_process(id, ip) {
+            tracing::warn!("{e}");
+        }
         Ok((
             json!({"id": id, "address": ip.to_string(), "private_ip": private_ip, "public_ip": Json::Null}),
             Some(ip),
@@ -791,6 +811,9 @@ impl Cloud {
                 if let Some(ip) = r.ip {
                     self.disassociate_server(ip).await;
                 }
+                // Its key first: the master closes its connection at once.
+                self.agents.forget(&r.id).await;
+                self.agents.remove_process(&r.id).await;
                 if let Some(hosts) = &self.hosts {
                     return hosts.remove_server(r).await;
                 }

@@ -37,6 +37,9 @@ pub struct DaemonConfig {
     /// How a new cloud runs its servers; an existing one refuses the other
     /// (`None`: whatever it was made with, `process` for a new one).
     pub isolation: Option<Isolation>,
+    /// Serve the cloud's master and run an agent on every server (see
+    /// `cloud::agents`).
+    pub agents: bool,
 }
 
 pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
@@ -97,6 +100,12 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         .await
         .map_err(|e| e.to_string())?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
+    // Before the servers come back, so their agents find it.
+    if config.agents
+        && let Err(e) = cloud.agents().serve().await
+    {
+        tracing::error!("servers run without agents: {e}");
+    }
     for problem in cloud.restore().await {
         tracing::error!("restoring the local cloud: {problem}");
     }

@@ -29,6 +29,7 @@ async fn start(
         path: vec![],
         pool,
         isolation: None,
+        agents: false,
     };
     let task = tokio::spawn(run(config, shutdown.clone()));
     // Bounded, and generous: a restart restores what the cloud had, and a
@@ -154,6 +155,7 @@ async fn a_second_cloud_on_the_same_pool_is_refused_and_names_the_first() {
             path: vec![],
             pool: 45,
             isolation: None,
+            agents: false,
         },
         CancellationToken::new(),
     )

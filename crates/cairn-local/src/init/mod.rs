@@ -54,6 +54,14 @@ pub const USER_DATA_LOG: &str = "/var/log/cairn-user-data.log";
 const SSHD_UNIT: &str = "[Unit]\nDescription=OpenSSH server (the server has a key pair)\n\
 [Service]\nExecStart=/usr/sbin/sshd -D -e\nRestart=always\nRestartSec=1\n";
 
+/// The server's agent, run when the cloud enrolled it (its key is in
+/// `/var/lib/cairn/agent`) and told it where the master is (the
+/// environment the daemon gives every server at each start).
+const AGENT_UNIT: &str = "[Unit]\nDescription=cairn's agent (enrolled by the local cloud)\n\
+[Service]\nExecStart=/usr/local/bin/cairn agent --master ${CAIRN_MASTER} \
+--master-fingerprint ${CAIRN_MASTER_FINGERPRINT} --id ${CAIRN_SERVER} --dir /var/lib/cairn/agent\n\
+Restart=always\nRestartSec=1\n";
+
 /// A `user_data` script to run once.
 #[derive(Debug, Clone)]
 pub struct UserData {
@@ -70,6 +78,8 @@ pub struct Config {
     pub user_data: Option<UserData>,
     /// Run sshd as the built-in service `sshd`.
     pub sshd: bool,
+    /// Run the agent as the built-in service `cairn-agent`.
+    pub agent: bool,
     /// PID 1: reap every process, signal every process at shutdown.
     pub pid1: bool,
     /// How long what is left after the services gets after TERM.
@@ -104,6 +114,9 @@ impl Config {
                 log: USER_DATA_LOG.into(),
             }),
             sshd,
+            agent: std::env::var_os("CAIRN_MASTER").is_some()
+                && std::env::var_os("CAIRN_MASTER_FINGERPRINT").is_some()
+                && Path::new("/var/lib/cairn/agent/agent.key").is_file(),
             pid1: std::process::id() == 1,
             grace: Duration::from_secs(3),
         }
@@ -269,6 +282,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> std::io::Result
         }
         let _ = std::fs::create_dir_all("/run/sshd");
         if let Err(e) = init.sup.start("sshd", Instant::now(), false) {
+            tracing::warn!("{e}");
+        }
+    }
+    if init.config.agent {
+        let path = supervisor::builtin_path("cairn-agent");
+        match Unit::parse("cairn-agent", &path, AGENT_UNIT) {
+            Ok(u) => init.sup.add_builtin(u),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        if let Err(e) = init.sup.start("cairn-agent", Instant::now(), false) {
             tracing::warn!("{e}");
         }
     }

@@ -44,6 +44,7 @@ impl TestInit {
                 log: dir.join("log/user-data.log"),
             }),
             sshd: false,
+            agent: false,
             pid1: false,
             grace: Duration::from_secs(1),
         }

@@ -152,7 +152,10 @@ impl KeyStore {
         Ok(())
     }
 
-    pub fn list(&self) -> Vec<KeyEntry> {
+    /// The keys as the file has them now: another process (the local
+    /// cloud enrolling its servers) may have changed it.
+    pub fn list(&mut self) -> Vec<KeyEntry> {
+        self.refresh();
         self.entries.values().cloned().collect()
     }
 

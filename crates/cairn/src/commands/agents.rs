@@ -22,9 +22,46 @@ fn data_dir(name: &str) -> Result<PathBuf, CliError> {
 }
 
 pub fn master_dir(arg: &MasterDirArg) -> Result<PathBuf, CliError> {
-    match &arg.master_dir {
-        Some(d) => Ok(d.clone()),
-        None => data_dir("master"),
+    Ok(master_for(arg, None)?.dir)
+}
+
+/// Which master a command talks to.
+pub struct MasterRef {
+    pub dir: PathBuf,
+    /// The local cloud's: its agents' ids are the servers' resource ids.
+    pub local: bool,
+}
+
+/// The local cloud's (`--local`, or without `--master-dir` for hosts of a
+/// deployment whose `target` is `local`), else `--master-dir`, else
+/// ~/.local/share/cairn/master.
+pub fn master_for(arg: &MasterDirArg, target: Option<&str>) -> Result<MasterRef, CliError> {
+    // `--local` over `--master-dir`, which may come from CAIRN_MASTER_DIR.
+    if arg.local || (arg.master_dir.is_none() && target == Some("local")) {
+        let dirs = super::local::local_dirs()?;
+        return Ok(MasterRef {
+            dir: cairn_local::cloud::agents::master_dir(&dirs),
+            local: true,
+        });
+    }
+    Ok(MasterRef {
+        dir: match &arg.master_dir {
+            Some(d) => d.clone(),
+            None => data_dir("master")?,
+        },
+        local: false,
+    })
+}
+
+/// What to tell when the master does not answer.
+pub fn master_error(master: &MasterRef, e: agent::AdminError) -> String {
+    match e {
+        agent::AdminError::NotRunning(_) if master.local => format!(
+            "the local cloud's master is not running (its daemon serves it, in {}): start the \
+             cloud with `cairn local start`",
+            master.dir.display()
+        ),
+        e => e.to_string(),
     }
 }
 
@@ -223,7 +260,8 @@ pub fn events(args: &EventsArgs, global: &GlobalArgs) -> Result<Status, CliError
     if let Some(t) = &args.tag {
         agent::TagGlob::new(t).map_err(CliError::Usage)?;
     }
-    let dir = master_dir(&args.master)?;
+    let master = master_for(&args.master, None)?;
+    let dir = master.dir.clone();
     let req = AdminRequest::Events {
         tag: args.tag.clone(),
         follow: args.follow,
@@ -242,7 +280,7 @@ pub fn events(args: &EventsArgs, global: &GlobalArgs) -> Result<Status, CliError
             Ok(other) => Err(CliError::Failure(anyhow::anyhow!(
                 "unexpected answer from the master: {other:?}"
             ))),
-            Err(e) => Err(CliError::Usage(e.to_string())),
+            Err(e) => Err(CliError::Usage(master_error(&master, e))),
         };
     }
     let mut out = std::io::stdout().lock();

@@ -113,8 +113,9 @@ impl Connector {
             return Arc::new(Unavailable {
                 name: host.name.clone(),
                 reason: "a server of the local cloud in `process` isolation is a process on \
-                         this machine, with no SSH to log in to; run the cloud with \
-                         `cairn local start --isolation runc` (servers as hosts) to operate it"
+                         this machine, with no SSH to log in to; reach it through its agent \
+                         (`--via agent`), or run the cloud with `cairn local start --isolation \
+                         runc` (servers as hosts)"
                     .into(),
             });
         }

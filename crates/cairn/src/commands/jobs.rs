@@ -156,17 +156,43 @@ where
         .enable_all()
         .build()
         .map_err(CliError::failure)?;
-    let master_dir = Arc::new(super::agents::master_dir(&args.master)?);
-    let via_agent: HashSet<String> = match args.via {
+    let master = super::agents::master_for(
+        &args.master,
+        loaded.deployment.as_ref().map(|d| d.target.as_str()),
+    )?;
+    let master_dir = Arc::new(master.dir.clone());
+    // A server of the local cloud's deployment: its agent's id is the
+    // server's resource id (names repeat across deployments).
+    let agent_id = |h: &cairn_orch::Host| -> String {
+        let from_deployment = h.sources.iter().any(|s| s.starts_with("deployment:"));
+        match h.vars.get("cairn_id").and_then(J::as_str) {
+            Some(id) if master.local && from_deployment => id.to_string(),
+            _ => h.name.clone(),
+        }
+    };
+    // The local cloud's servers run agents: no SSH needed by default.
+    let via = args
+        .via
+        .unwrap_or(if master.local { Via::Auto } else { Via::Ssh });
+    let via_agent: HashSet<String> = match via {
         Via::Ssh => HashSet::new(),
         Via::Agent | Via::Auto => {
-            match runtime.block_on(agent::ask(&master_dir, &AdminRequest::Connected)) {
-                Ok(AdminReply::Connected { ids }) if args.via == Via::Auto => {
-                    ids.into_iter().collect()
+            let wanted: HashSet<String> = selected.iter().map(&agent_id).collect();
+            let connected = match master.local {
+                // Agents of servers just made connect a moment after `up`.
+                true => runtime.block_on(local_agents_connected(&master_dir, &wanted)),
+                false => runtime.block_on(agent::ask(&master_dir, &AdminRequest::Connected)),
+            };
+            match connected {
+                Ok(AdminReply::Connected { ids }) if via == Via::Auto => ids.into_iter().collect(),
+                Ok(_) => wanted,
+                Err(agent::AdminError::NotRunning(_)) if via == Via::Auto => HashSet::new(),
+                Err(e) => {
+                    return Err(CliError::Usage(format!(
+                        "--via agent: {}",
+                        super::agents::master_error(&master, e)
+                    )));
                 }
-                Ok(_) => selected.iter().map(|h| h.name.clone()).collect(),
-                Err(agent::AdminError::NotRunning(_)) if args.via == Via::Auto => HashSet::new(),
-                Err(e) => return Err(CliError::Usage(format!("--via agent: {e}"))),
             }
         }
     };
@@ -180,7 +206,8 @@ where
             .iter()
             .map(|h| Named {
                 name: h.name.clone(),
-                remote: (!via_agent.contains(&h.name)).then(|| connector.remote(h)),
+                agent: agent_id(h),
+                remote: (!via_agent.contains(&agent_id(h))).then(|| connector.remote(h)),
                 become_user: become_user
                     .clone()
                     .or_else(|| (h.r#become == Some(true)).then(|| "root".to_string())),
@@ -208,7 +235,7 @@ where
                         None => {
                             let req = AdminRequest::Run {
                                 job_id,
-                                host: name.clone(),
+                                host: h.agent,
                                 kind: agent_job(&ctx, h.vars),
                                 timeout_ms,
                             };
@@ -243,9 +270,43 @@ where
     })
 }
 
+/// The local cloud's connected agents, once every one of `wanted` whose
+/// key the cloud accepted is among them, or after 3 s: the cloud enrols a
+/// server's agent when it makes the server, and the agent connects a
+/// moment later (about 0.1 to 0.3 s), so a `run` right after `up` would
+/// find it not there yet. A server whose agent never connects costs the
+/// 3 s once, and is then unreachable (or, with auto, reached over SSH).
+async fn local_agents_connected(
+    dir: &Path,
+    wanted: &HashSet<String>,
+) -> Result<AdminReply, agent::AdminError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let enrolled: HashSet<String> = match agent::ask(dir, &AdminRequest::Keys).await? {
+        AdminReply::Keys { keys } => keys
+            .into_iter()
+            .filter(|k| k.status == agent::KeyStatus::Accepted && wanted.contains(&k.id))
+            .map(|k| k.id)
+            .collect(),
+        _ => HashSet::new(),
+    };
+    loop {
+        let reply = agent::ask(dir, &AdminRequest::Connected).await?;
+        let all = match &reply {
+            AdminReply::Connected { ids } => enrolled.iter().all(|id| ids.contains(id)),
+            _ => true,
+        };
+        if all || Instant::now() >= deadline {
+            return Ok(reply);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A host for [`job::execute`], which names hosts by `AsRef<str>`.
 struct Named {
     name: String,
+    /// Its agent's id (its name, or a local server's resource id).
+    agent: String,
     /// `None`: through its agent.
     remote: Option<Arc<dyn Remote>>,
     become_user: Option<String>,

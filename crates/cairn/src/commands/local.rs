@@ -92,6 +92,7 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
                 dns: *dns,
                 pool: *pool,
                 isolation: *isolation,
+                agents: true,
                 path: std::env::current_exe()
                     .ok()
                     .and_then(|e| e.parent().map(PathBuf::from))

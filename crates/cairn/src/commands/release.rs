@@ -731,8 +731,11 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
         connect_timeout: o.connect_timeout,
         timeout: o.timeout,
         check: false,
-        via: Via::Ssh,
-        master: MasterDirArg { master_dir: None },
+        via: Some(Via::Ssh),
+        master: MasterDirArg {
+            master_dir: None,
+            local: false,
+        },
     }
 }
 

@@ -478,8 +478,11 @@ impl DeploymentHosts {
             connect_timeout: 10,
             timeout: 300,
             check: false,
-            via: Via::Ssh,
-            master: MasterDirArg { master_dir: None },
+            via: Some(Via::Ssh),
+            master: MasterDirArg {
+                master_dir: None,
+                local: false,
+            },
         };
         let connector = Connector::new(&args, Some(deployment)).map_err(say)?;
         Ok(DeploymentHosts {

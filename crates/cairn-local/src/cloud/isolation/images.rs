@@ -19,6 +19,8 @@ const CAPTURE_LEAVES_OUT: &[&str] = &[
     "root/.ssh/authorized_keys",
     "var/lib/cairn/user_data.done",
     "var/log/cairn-user-data.log",
+    // Its agent's key: a server started from the image gets its own.
+    "var/lib/cairn/agent/agent.key",
 ];
 
 /// A captured image's record (`image.json` beside its `layer`): the

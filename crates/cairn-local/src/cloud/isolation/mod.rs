@@ -39,6 +39,7 @@ use crate::host::{HostError, preflight, ssh};
 
 mod databases;
 mod images;
+mod master;
 mod names;
 mod rules;
 
@@ -206,6 +207,10 @@ pub struct Hosts {
     /// recorded, and (exclusive) by [`Hosts::down_if_idle`]: the namespace
     /// never goes down under a network or server being made.
     shape: tokio::sync::RwLock<()>,
+    /// The cloud's master, which servers' agents reach on the link.
+    agents: super::agents::Agents,
+    /// The master's listener on the link while it is up.
+    link_master: std::sync::Mutex<Option<master::LinkMaster>>,
 }
 
 /// The DNS listener on the link: its stop, and its task.
@@ -224,6 +229,7 @@ impl Hosts {
         dirs: &LocalDirs,
         images: ImageCache,
         zones: crate::dns::Zones,
+        agents: super::agents::Agents,
     ) -> Result<Hosts, IsolationError> {
         preflight()?;
         let cairn_binary = std::env::current_exe()
@@ -244,6 +250,8 @@ impl Hosts {
             zones,
             link_dns: std::sync::Mutex::new(None),
             shape: tokio::sync::RwLock::new(()),
+            agents,
+            link_master: std::sync::Mutex::new(None),
         })
     }
 
@@ -263,6 +271,11 @@ impl Hosts {
         let net = CloudNet::new(&self.id, link);
         net.up().await.map_err(fail)?;
         if let Err(e) = self.serve_dns_on_link(&net).await {
+            let _ = net.down().await;
+            return Err(fail(e));
+        }
+        if let Err(e) = self.serve_master_on_link(&net).await {
+            self.stop_dns_on_link().await;
             let _ = net.down().await;
             return Err(fail(e));
         }
@@ -452,10 +465,13 @@ impl Hosts {
                 .map(|a| a.to_string())
                 .collect(),
             cgroup_parent: cloud.netns.clone(),
-            env: vec![
+            env: [
                 format!("CAIRN_ADDRESS={}", snet.address.addr()),
                 format!("CAIRN_SERVER={id}"),
-            ],
+            ]
+            .into_iter()
+            .chain(self.agent_env(cloud))
+            .collect(),
         })
         .map_err(|e| host_err(&format!("server {id}"), e))
     }
@@ -497,6 +513,7 @@ impl Hosts {
                     .write_file(USER_DATA_PATH, user_data.as_bytes(), 0o755)
                     .map_err(fail)?;
             }
+            self.enrol_agent(id, &server.rootfs()).map_err(permanent)?;
             server.start().await.map_err(fail)?;
             Ok::<_, ProviderError>(host_key)
         }
@@ -518,6 +535,8 @@ impl Hosts {
             Err(e) => {
                 let _ = server.destroy().await;
                 let _ = cloud.remove_server(&snet).await;
+                // Its key went with its layer.
+                self.agents.forget(id).await;
                 Err(e)
             }
         }
@@ -539,6 +558,12 @@ impl Hosts {
         server.stop(Duration::from_secs(2)).await.map_err(fail)?;
         cloud.remove_server(&names).await.map_err(fail)?;
         let snet = cloud.add_server(&net, &r.id, address).await.map_err(fail)?;
+        // Enrolled again (kept key, same entry), so that a server made
+        // before its cloud ran agents, or whose entry went, has one.
+        server.mount_root().await.map_err(fail)?;
+        if let Err(e) = self.enrol_agent(&r.id, &server.rootfs()) {
+            tracing::warn!("{e}");
+        }
         server.start().await.map_err(fail)?;
         self.servers
             .lock()
@@ -757,6 +782,7 @@ impl Hosts {
         }
         self.close_way_out().await;
         self.stop_dns_on_link().await;
+        self.stop_master_on_link().await;
         let mut slot = self.net.lock().await;
         if let Some(cloud) = slot.take() {
             cloud
@@ -811,6 +837,7 @@ impl Hosts {
             .collect();
         self.close_way_out().await;
         self.stop_dns_on_link().await;
+        self.stop_master_on_link().await;
         self.stop_databases().await;
         let cloud = self.net.lock().await.take();
         for (server, snet) in servers {

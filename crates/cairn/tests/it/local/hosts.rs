@@ -586,7 +586,8 @@ fn orchestrate(c: &RuncCloud, t: &str, key: &str) {
         let mut all = args.to_vec();
         // Options before a `--` command.
         let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
-        all.splice(at..at, ["-C", t, "-o", "json"]);
+        // Over SSH (the default on the local target is the agents).
+        all.splice(at..at, ["-C", t, "-o", "json", "--via", "ssh"]);
         let out = c.run(&all);
         assert_eq!(out.code, 0, "{args:?}:\n{}", out.snapshot());
         serde_json::from_str(&out.stdout).unwrap()
@@ -607,7 +608,18 @@ fn orchestrate(c: &RuncCloud, t: &str, key: &str) {
     // sshd may still be starting in a server that was just made.
     let deadline = Instant::now() + Duration::from_secs(15);
     let ran = loop {
-        let out = c.run(&["run", "G@role:web", "-C", t, "-o", "json", "--", "hostname"]);
+        let out = c.run(&[
+            "run",
+            "G@role:web",
+            "-C",
+            t,
+            "-o",
+            "json",
+            "--via",
+            "ssh",
+            "--",
+            "hostname",
+        ]);
         if out.code == 0 || Instant::now() > deadline {
             assert_eq!(out.code, 0, "{}", out.snapshot());
             break serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap();

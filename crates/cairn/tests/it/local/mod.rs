@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::{Output, cairn_env};
 
+mod agents;
 mod faults;
 mod heal;
 mod hosts;
@@ -221,24 +222,30 @@ fn up_serves_the_webapp_and_destroy_leaves_nothing() {
     }
     assert_eq!(seen.len(), 2, "answers through {front}: {seen:?}");
 
-    // Its servers are processes here: `cairn run` says so, per host, at once.
-    let out = l.run(&[
-        "run",
-        "G@role:web",
-        "-C",
-        WEBAPP,
-        "-o",
-        "json",
-        "--",
-        "hostname",
-    ]);
+    // Its servers are processes here, each with its agent: `cairn run`
+    // reaches them through it, with no SSH (see `agents`).
+    let run = |via: &[&str]| {
+        let mut args = vec!["run", "G@role:web", "-C", WEBAPP, "-o", "json"];
+        args.extend(via);
+        args.extend(["--", "hostname"]);
+        let out = l.run(&args);
+        let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(job["hosts"].as_array().unwrap().len(), 2, "{job}");
+        (out, job)
+    };
+    let (out, job) = run(&[]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    for h in job["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"], "changed", "{h}");
+    }
+    // Over SSH, there is nothing to log in to: it says so, per host, at once.
+    let (out, job) = run(&["--via", "ssh"]);
     assert_eq!(out.code, 1, "{}", out.snapshot());
-    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(job["hosts"].as_array().unwrap().len(), 2, "{job}");
     for h in job["hosts"].as_array().unwrap() {
         assert_eq!(h["status"], "unreachable", "{h}");
+        let error = h["error"].as_str().unwrap();
         assert!(
-            h["error"].as_str().unwrap().contains("--isolation runc"),
+            error.contains("--via agent") && error.contains("--isolation runc"),
             "{h}"
         );
     }

@@ -113,6 +113,8 @@ impl Server<'_> {
         let out = self.c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
@@ -163,7 +165,8 @@ fn a_runc_server_supervises_services_a_state_manages() {
     };
 
     // PID 1 is cairn's init; the image's enabled services (the machine's
-    // own, with `image: host`) are not started; sshd is the init's.
+    // own, with `image: host`) are not started; sshd and the agent are the
+    // init's.
     let ps = server.exec(&["ps", "-e", "-o", "pid=,args="]);
     let first = ps.stdout.lines().next().unwrap_or("").trim().to_string();
     assert!(
@@ -181,11 +184,13 @@ fn a_runc_server_supervises_services_a_state_manages() {
         .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
         .collect();
     assert!(names.contains(&("sshd", "active")), "{names:?}");
+    // And the agent the cloud enrolled (`local::agents`).
+    assert!(names.contains(&("cairn-agent", "active")), "{names:?}");
     assert!(
         names
             .iter()
-            .all(|(name, state)| *name == "sshd" || *state != "active"),
-        "only sshd runs: {names:?}"
+            .all(|(name, state)| ["sshd", "cairn-agent"].contains(name) || *state != "active"),
+        "only sshd and the agent run: {names:?}"
     );
 
     // The first apply over SSH (sshd may still be starting): changed.
@@ -196,6 +201,8 @@ fn a_runc_server_supervises_services_a_state_manages() {
         let out = c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
@@ -305,6 +312,8 @@ fn a_runc_server_supervises_services_a_state_manages() {
         let out = c.run(&[
             "state",
             "apply",
+            "--via",
+            "ssh",
             "web",
             file.to_str().unwrap(),
             "-C",
