@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value as J, json};
 
 use crate::agents::wait;
-use crate::bus::{BusFleet, host};
+use crate::bus::{BusFleet, RawNats, host};
 use crate::events::{Follower, append};
 
 fn events(f: &BusFleet, tag: &str) -> Vec<J> {
@@ -127,6 +127,13 @@ fn a_job_for_a_killed_agent_is_unreachable_at_once() {
     f.master("m1");
     f.agent("k1", None, true);
     f.wait_log("m1", "agent connected (bus)", 1);
+    let job = f.run("k1", "k1,", "true");
+    assert_eq!(host(&job, "k1")["status"], "changed", "{job}");
+    // Only the NATS server's status is news on the absent subject: a
+    // client's message there is refused and drops nothing.
+    let mut raw = RawNats::connect(f.nats.port);
+    raw.publish("cairn.master.m1.absent.k1.1", b"it is gone, believe me");
+    f.wait_log("m1", "not the server's", 1);
     let job = f.run("k1", "k1,", "true");
     assert_eq!(host(&job, "k1")["status"], "changed", "{job}");
     f.kill_agent("k1");

@@ -345,6 +345,13 @@ async fn a_batch_answers_every_host_and_refuses_what_is_not_a_job() {
     }
     let e = batch.run(AdminRequest::Keys).await.unwrap_err();
     assert!(e.to_string().contains("not a job"), "{e}");
+    // One host asked twice at once (a caller's bug): the first ask is
+    // told so, the second answered. Both are queued before the batch's
+    // task runs (this test's runtime has one thread).
+    let (x, y) = tokio::join!(batch.run(run("h3")), batch.run(run("h3")));
+    let e = x.unwrap_err();
+    assert!(e.to_string().contains("asked twice"), "{e}");
+    assert!(matches!(y, Ok(AdminReply::Result { .. })), "{y:?}");
 
     let mut s = UnixStream::connect(admin_socket(&mdir)).await.unwrap();
     protocol::write(&mut s, &AdminRequest::Batch).await.unwrap();
