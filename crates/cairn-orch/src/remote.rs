@@ -58,6 +58,20 @@ impl Exec {
             None => sh,
         }
     }
+
+    /// [`Exec::command_line`] as the arguments of a process, for a
+    /// transport that starts it itself (this machine): one `sh` for the
+    /// script, not a second one to read the line first.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = vec![];
+        if let Some(user) = &self.become_user {
+            argv.extend(["sudo", "-n", "-H", "-u"].map(String::from));
+            argv.push(user.clone());
+            argv.push("--".into());
+        }
+        argv.extend(["sh".to_string(), "-c".to_string(), self.script.clone()]);
+        argv
+    }
 }
 
 /// What a script did.
@@ -196,5 +210,10 @@ mod tests {
         let e = Exec::new("id -u").become_user(Some("root".into()));
         assert_eq!(e.command_line(), "sudo -n -H -u root -- sh -c 'id -u'");
         assert_eq!(Exec::new("id -u").command_line(), "sh -c 'id -u'");
+        assert_eq!(
+            e.argv(),
+            ["sudo", "-n", "-H", "-u", "root", "--", "sh", "-c", "id -u"]
+        );
+        assert_eq!(Exec::new("id -u").argv(), ["sh", "-c", "id -u"]);
     }
 }

@@ -160,6 +160,14 @@ impl KeyStore {
     }
 
     /// The id whose accepted key has this fingerprint.
+    /// Whether `fingerprint` is the accepted key of `id`: a lookup by id,
+    /// where [`KeyStore::accepted`] looks through every key.
+    pub fn is_accepted_as(&self, id: &str, fingerprint: &str) -> bool {
+        self.entries
+            .get(id)
+            .is_some_and(|e| e.status == KeyStatus::Accepted && e.fingerprint == fingerprint)
+    }
+
     pub fn accepted(&self, fingerprint: &str) -> Option<&str> {
         self.entries
             .values()

@@ -32,6 +32,8 @@ pub mod watch;
 pub use agent::{AgentConfig, Guard};
 pub use event::{Event, TagGlob};
 pub use keys::{KeyAction, KeyEntry, KeyStatus};
-pub use master::{AdminError, AdminReply, AdminRequest, MasterConfig, admin_socket, ask};
+pub use master::{
+    AdminError, AdminReply, AdminRequest, Batch, MasterConfig, admin_socket, ask, ask_all,
+};
 pub use protocol::JobKind;
 pub use reactor::{ReactorError, Reactors};

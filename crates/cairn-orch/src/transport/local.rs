@@ -1,4 +1,5 @@
-//! This machine as a host: every script is `sh -c` in a child process.
+//! This machine as a host: every script is `sh -c` in a child process
+//! (started straight, not through a shell that reads a command line).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -40,9 +41,9 @@ impl Remote for LocalHost {
             host: self.name.clone(),
             reason,
         };
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(exec.command_line())
+        let argv = exec.argv();
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
             // The host's name as the inventory knows it (an agent's id; many
             // agents may share a machine in a bench).
             .env("CAIRN_HOST", &self.name)
@@ -51,7 +52,7 @@ impl Remote for LocalHost {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| other(format!("cannot start sh: {e}")))?;
+            .map_err(|e| other(format!("cannot start {}: {e}", argv[0])))?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let input = exec.stdin.unwrap_or_default();
         // Written beside the wait, so a script that fills its stdout pipe

@@ -268,7 +268,8 @@ pub fn events(args: &EventsArgs, global: &GlobalArgs) -> Result<Status, CliError
     };
     let rt = runtime()?;
     if !args.follow {
-        return match rt.block_on(agent::ask(&dir, &req)) {
+        // A fleet's masters each keep their own: all of them, merged.
+        return match rt.block_on(agent::ask_all(&dir, &req)) {
             Ok(AdminReply::Events { events }) => {
                 emit(
                     serde_json::to_value(events).map_err(CliError::failure)?,

@@ -202,6 +202,8 @@ where
     let timeout_ms = seconds(args.timeout).as_millis() as u64;
     let check = args.check;
     let results = runtime.block_on(async {
+        // Every agent host of the job on one admin connection.
+        let batch = (!via_agent.is_empty()).then(|| agent::Batch::start(&master_dir));
         let hosts: Vec<Named> = selected
             .iter()
             .map(|h| Named {
@@ -221,7 +223,7 @@ where
             |h: Named| {
                 let work = work.clone();
                 let agent_job = agent_job.clone();
-                let (master_dir, job_id) = (master_dir.clone(), job_id.clone());
+                let (batch, job_id) = (batch.clone(), job_id.clone());
                 async move {
                     let started = Instant::now();
                     let ctx = RunContext {
@@ -239,7 +241,8 @@ where
                                 kind: agent_job(&ctx, h.vars),
                                 timeout_ms,
                             };
-                            match agent::ask(&master_dir, &req).await {
+                            let batch = batch.expect("a batch when a host is via its agent");
+                            match batch.run(req).await {
                                 Ok(AdminReply::Result { result }) => result,
                                 Ok(other) => {
                                     job::failed(&name, format!("the master said {other:?}"))

@@ -142,7 +142,7 @@ pub struct BusFleet {
     pub nats: NatsServer,
     pub fingerprint: String,
     masters: BTreeMap<String, Child>,
-    agents: Vec<Child>,
+    agents: Vec<(String, Child)>,
 }
 
 impl BusFleet {
@@ -239,7 +239,15 @@ impl BusFleet {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        self.agents.push(child);
+        self.agents.push((id.to_string(), child));
+    }
+
+    /// SIGKILLs the agent process `id` started.
+    pub fn kill_agent(&mut self, id: &str) {
+        let at = self.agents.iter().position(|(a, _)| a == id).unwrap();
+        let (_, mut c) = self.agents.remove(at);
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     pub fn kill_master(&mut self, name: &str) {
@@ -318,7 +326,8 @@ impl BusFleet {
 
 impl Drop for BusFleet {
     fn drop(&mut self) {
-        for c in self.agents.iter_mut().chain(self.masters.values_mut()) {
+        let agents = self.agents.iter_mut().map(|(_, c)| c);
+        for c in agents.chain(self.masters.values_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -328,7 +337,7 @@ impl Drop for BusFleet {
     }
 }
 
-fn host<'a>(job: &'a J, name: &str) -> &'a J {
+pub fn host<'a>(job: &'a J, name: &str) -> &'a J {
     job["hosts"]
         .as_array()
         .unwrap()

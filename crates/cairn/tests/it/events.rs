@@ -18,7 +18,7 @@ fn events(fleet: &Fleet, tag: &str) -> Vec<J> {
     serde_json::from_str::<Vec<J>>(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
-fn append(path: &Path, line: &J) {
+pub fn append(path: &Path, line: &J) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,16 +28,20 @@ fn append(path: &Path, line: &J) {
 }
 
 /// `cairn events --follow`, its JSON lines read on a thread.
-struct Follower {
+pub struct Follower {
     child: Child,
     lines: mpsc::Receiver<J>,
 }
 
 impl Follower {
     fn start(fleet: &Fleet, tag: &str) -> Follower {
-        let md = fleet.master_dir();
+        Follower::start_in(&fleet.master_dir(), tag)
+    }
+
+    /// On the masters of the directory `md`.
+    pub fn start_in(md: &str, tag: &str) -> Follower {
         let mut child = command(
-            &["events", "--follow", "--tag", tag, "--master-dir", &md],
+            &["events", "--follow", "--tag", tag, "--master-dir", md],
             &[],
         )
         .stdout(Stdio::piped())
@@ -59,7 +63,7 @@ impl Follower {
     }
 
     /// The lines up to the first `f` accepts (10 s at most).
-    fn until(&self, f: impl Fn(&J) -> bool) -> Vec<J> {
+    pub fn until(&self, f: impl Fn(&J) -> bool) -> Vec<J> {
         let mut seen = vec![];
         loop {
             match self.lines.recv_timeout(Duration::from_secs(10)) {

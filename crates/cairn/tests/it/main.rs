@@ -10,6 +10,7 @@ mod aws_iam;
 #[cfg(feature = "aws")]
 mod aws_ops;
 mod bus;
+mod bus_fleet;
 mod cli;
 mod errors;
 mod events;

@@ -112,13 +112,19 @@ pub async fn run(
             cfg,
         }));
     }
-    let all = futures_util::future::join_all(agents.into_iter().map(|a| async move {
-        if let Err(e) = a.clone().serve().await {
-            tracing::error!(id = %a.cfg.id, "agent stopped: {e}");
-        }
-    }));
+    // A task each: many agents in one process (a bench) check their
+    // messages' signatures on every core.
+    let mut tasks = tokio::task::JoinSet::new();
+    for a in agents {
+        tasks.spawn(async move {
+            if let Err(e) = a.clone().serve().await {
+                tracing::error!(id = %a.cfg.id, "agent stopped: {e}");
+            }
+        });
+    }
+    let all = async { while tasks.join_next().await.is_some() {} };
     tokio::select! {
-        _ = all => Err("every agent stopped".into()),
+        () = all => Err("every agent stopped".into()),
         () = shutdown => {
             tracing::info!("agent stopping");
             Ok(())

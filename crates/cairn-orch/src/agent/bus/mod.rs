@@ -29,6 +29,14 @@
 //! | `cairn.agent.ID.ctl` | a master → agent | `Refused` when its key is revoked, rejected or deleted |
 //! | `cairn.master.NAME.result` | agent → the master that sent the job | results, and jobs it refused |
 //! | `cairn.event.ID` | agent → one master (queue group) | its events, recorded and reacted to once |
+//! | `cairn.master.NAME.absent.ID.N` | the NATS server → the master | "no responders": a job found nobody subscribed to the agent's job subject |
+//!
+//! An agent that is gone (its process killed, its connection closed) is
+//! known at its next job, not after `--silence`: a master publishes each
+//! job with the reply subject `cairn.master.NAME.absent.ID.N`, to which the
+//! NATS server answers "no responders" (status 503) when nothing is
+//! subscribed to the job's subject; the master then drops the agent and
+//! answers its jobs `unreachable`. Agents never answer on that subject.
 //!
 //! A job's id is the unit of failover: when the master a CLI asked dies
 //! mid-job, the CLI asks another, which sends the job again (fresh nonce,
@@ -62,6 +70,14 @@ pub fn ctl_subject(id: &str) -> String {
 
 pub fn result_subject(master: &str) -> String {
     format!("cairn.master.{master}.result")
+}
+
+/// Where the NATS server says a job found no subscriber: the reply
+/// subject of every job a master publishes (the result goes to the one
+/// the signed body names). `serial`: the master's registration of the
+/// agent the job was sent to, so a late answer cannot drop it once back.
+pub fn absent_subject(master: &str, id: &str, serial: &str) -> String {
+    format!("cairn.master.{master}.absent.{id}.{serial}")
 }
 
 pub fn event_subject(id: &str) -> String {

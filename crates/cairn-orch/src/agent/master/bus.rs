@@ -4,7 +4,8 @@
 //! reactors are the same code: its jobs are signed and published on its
 //! job subject, its results come back on this master's result subject,
 //! and it is dropped (its jobs answered `unreachable`) when silent for
-//! `--silence` seconds or when its key stops being accepted.
+//! `--silence` seconds, when its key stops being accepted, or at once when
+//! the NATS server says nothing is subscribed to its jobs (`absent`).
 //!
 //! Every message read is checked in this order, and the first failure
 //! drops it with a log line: the envelope's signature over its subject;
@@ -22,8 +23,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{Conn, MasterConfig, Shared, agent_event, lock, publish};
 use crate::agent::bus::{
-    self, Freshness, MASTERS_GROUP, MAX_SKEW_MS, ToAgentBus, ToMasterBus, check_enrolment_proof,
-    ctl_subject, job_subject, result_subject, subject_id,
+    self, Freshness, MASTERS_GROUP, MAX_SKEW_MS, ToAgentBus, ToMasterBus, absent_subject,
+    check_enrolment_proof, ctl_subject, job_subject, result_subject, subject_id,
 };
 use crate::agent::event::{Event, RateLimit};
 use crate::agent::keys::Admission;
@@ -66,6 +67,7 @@ pub(super) async fn serve(
     let mut events = sub(client
         .queue_subscribe("cairn.event.*", MASTERS_GROUP.into())
         .await)?;
+    let mut absent = sub(client.subscribe(absent_subject(&cfg.name, "*", "*")).await)?;
     // Subscribed before anyone is told this master is up.
     client
         .flush()
@@ -94,12 +96,20 @@ pub(super) async fn serve(
     };
     let result_loop = async {
         while let Some(m) = results.next().await {
-            bus.result(m);
+            // Checking a signature is most of a result's cost: on every
+            // core, not on this loop's alone.
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.result(m) });
         }
     };
     let event_loop = async {
         while let Some(m) = events.next().await {
             bus.event(m);
+        }
+    };
+    let absent_loop = async {
+        while let Some(m) = absent.next().await {
+            bus.absent(m);
         }
     };
     let sweep = async {
@@ -113,6 +123,7 @@ pub(super) async fn serve(
         () = hello_loop => {}
         () = result_loop => {}
         () = event_loop => {}
+        () = absent_loop => {}
         () = sweep => {}
     }
     Err("the bus subscriptions ended".into())
@@ -149,7 +160,11 @@ impl Bus {
         let accepted = {
             let mut r = lock(&self.hub);
             r.keys.refresh();
-            r.keys.accepted(&opened.fingerprint).map(str::to_string)
+            if r.keys.is_accepted_as(id, &opened.fingerprint) {
+                Some(id.to_string())
+            } else {
+                r.keys.accepted(&opened.fingerprint).map(str::to_string)
+            }
         };
         let accepted = match accepted {
             Some(a) if a == id => true,
@@ -281,7 +296,7 @@ impl Bus {
             },
         );
         drop(seen);
-        tokio::spawn(self.clone().sender(id.to_string(), rx, kill));
+        tokio::spawn(self.clone().sender(id.to_string(), serial, rx, kill));
         tracing::info!(%id, "agent connected (bus)");
         publish(
             &self.hub,
@@ -298,6 +313,7 @@ impl Bus {
     async fn sender(
         self: Arc<Self>,
         id: String,
+        serial: u64,
         mut rx: mpsc::UnboundedReceiver<ToAgent>,
         kill: Arc<Notify>,
     ) {
@@ -334,7 +350,14 @@ impl Bus {
                             msg: ToAgent::Job(job),
                         };
                         let payload = self.signer.seal_json(&subject, &body);
-                        if let Err(e) = self.client.publish(subject, payload.into()).await {
+                        // The reply subject is only for the server's "no
+                        // responders" (see `absent`).
+                        let absent = absent_subject(&self.name, &id, &serial.to_string());
+                        let sent = self
+                            .client
+                            .publish_with_reply(subject, absent, payload.into())
+                            .await;
+                        if let Err(e) = sent {
                             tracing::warn!(%id, "cannot publish its job: {e}");
                         }
                     }
@@ -411,6 +434,59 @@ impl Bus {
         agent_event(&self.hub, &body.id, limit, tag, data);
     }
 
+    /// The NATS server's "no responders" to a job: nothing is subscribed
+    /// to the agent's job subject, so its process or its connection is
+    /// gone. It is dropped at once, its jobs answered `unreachable`, rather
+    /// than after `--silence`; its next hello, if it comes back, registers
+    /// it again.
+    fn absent(self: &Arc<Self>, m: async_nats::Message) {
+        let subject = m.subject.to_string();
+        let prefix = format!("cairn.master.{}.absent", self.name);
+        let Some(id) = subject_id(&subject, &prefix) else {
+            return;
+        };
+        let Some(serial) = subject
+            .rsplit('.')
+            .next()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if m.status != Some(async_nats::StatusCode::NO_RESPONDERS) {
+            // Anyone may publish here; only the server's status is news.
+            tracing::warn!("refused a message on {subject}: not the server's \"no responders\"");
+            return;
+        }
+        let why = "not on the bus: nothing is subscribed to its jobs (its process or its \
+                   connection is gone)";
+        let dropped = {
+            let mut seen = lock_map(&self.seen);
+            let mut r = lock(&self.hub);
+            match r.conns.get(id) {
+                Some(c) if c.serial == serial => {
+                    seen.remove(id);
+                    r.conns.remove(id)
+                }
+                _ => None,
+            }
+        };
+        let Some(conn) = dropped else {
+            return;
+        };
+        for (_, waiting) in conn.jobs {
+            let _ = waiting.send(job::unreachable(id, format!("agent {why}")));
+        }
+        tracing::warn!(%id, "agent disconnected: {why}");
+        publish(
+            &self.hub,
+            Event::master(
+                format!("cairn/agent/{id}/disconnected"),
+                Some(id),
+                serde_json::json!({ "reason": why }),
+            ),
+        );
+    }
+
     /// Drops the agents silent too long, and those whose key another
     /// master (or `cairn keys` offline) revoked.
     fn sweep(self: &Arc<Self>) {
@@ -421,7 +497,7 @@ impl Bus {
             let mut r = lock(&self.hub);
             r.keys.refresh();
             seen.retain(|id, s| {
-                let why = if r.keys.accepted(&s.fingerprint) != Some(id.as_str()) {
+                let why = if !r.keys.is_accepted_as(id, &s.fingerprint) {
                     Some(("its key is no longer accepted".to_string(), true))
                 } else if s.at.elapsed() > silence {
                     Some((format!("silent for {} s", silence.as_secs()), false))

@@ -30,7 +30,10 @@
 //! as the CLI's (see [`react`]).
 
 mod bus;
+mod client;
 mod react;
+
+pub use client::{AdminError, Batch, admin_sockets, ask, ask_all, follow};
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -130,6 +133,11 @@ pub enum AdminRequest {
         kind: JobKind,
         timeout_ms: u64,
     },
+    /// Many hosts' jobs on this one connection (`cairn run` on a fleet):
+    /// after it the client sends `Run` frames as it starts hosts, and the
+    /// master answers each with a `Result` (its `host` names it) as it
+    /// comes, in any order. One connection per job instead of one per host.
+    Batch,
     /// The recent events a tag glob matches; with `follow`, then every new
     /// one as it comes, one `Event` reply each, until the client closes.
     Events {
@@ -582,8 +590,12 @@ async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> R
     else {
         return Ok(());
     };
-    if let AdminRequest::Events { tag, follow } = req {
-        return react::serve_events(s, registry, tag, follow).await;
+    match req {
+        AdminRequest::Events { tag, follow } => {
+            return react::serve_events(s, registry, tag, follow).await;
+        }
+        AdminRequest::Batch => return batch(s, registry).await,
+        _ => {}
     }
     let reply = match req {
         AdminRequest::Keys => AdminReply::Keys {
@@ -619,11 +631,71 @@ async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> R
         } => AdminReply::Result {
             result: dispatch(registry, job_id, &host, kind, timeout_ms, None).await,
         },
-        AdminRequest::Events { .. } => unreachable!("answered above"),
+        AdminRequest::Events { .. } | AdminRequest::Batch => unreachable!("answered above"),
     };
     protocol::write(&mut s, &reply)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// An [`AdminRequest::Batch`] connection: every `Run` read is dispatched
+/// at once, each result written as it comes; when the client has sent
+/// everything (its end closed) and every result is written, it ends.
+async fn batch(s: UnixStream, registry: &Shared) -> Result<(), String> {
+    let (mut rd, mut wr) = s.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<AdminReply>();
+    let reader = async move {
+        loop {
+            let req: Option<AdminRequest> = match protocol::read(&mut rd, MAX_FRAME).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(AdminReply::Error {
+                        message: format!("bad frame in a batch: {e}"),
+                    });
+                    return;
+                }
+            };
+            match req {
+                Some(AdminRequest::Run {
+                    job_id,
+                    host,
+                    kind,
+                    timeout_ms,
+                }) => {
+                    let (tx, registry) = (tx.clone(), registry.clone());
+                    tokio::spawn(async move {
+                        let mut result =
+                            dispatch(&registry, job_id, &host, kind, timeout_ms, None).await;
+                        // The name the client asked for, whatever the agent said.
+                        result.host = host;
+                        let _ = tx.send(AdminReply::Result { result });
+                    });
+                }
+                Some(other) => {
+                    let _ = tx.send(AdminReply::Error {
+                        message: format!("only jobs are taken in a batch, not {other:?}"),
+                    });
+                    return;
+                }
+                None => return,
+            }
+        }
+    };
+    let writer = async move {
+        // Ends when the reader and every dispatch have dropped their senders.
+        while let Some(reply) = rx.recv().await {
+            let error = matches!(reply, AdminReply::Error { .. });
+            protocol::write(&mut wr, &reply)
+                .await
+                .map_err(|e| e.to_string())?;
+            if error {
+                break;
+            }
+        }
+        Ok(())
+    };
+    let ((), written) = tokio::join!(reader, writer);
+    written
 }
 
 /// Sends a job to one agent and waits for its result, at most `timeout_ms`;
@@ -712,123 +784,6 @@ async fn send_job(
                 format!("no answer within {}s", timeout_ms as f64 / 1000.0),
             )
         }
-    }
-}
-
-/// Why the CLI could not ask the master.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("no master is running with the directory {0} (its admin socket is not there)")]
-    NotRunning(PathBuf),
-    #[error("the master's admin socket: {0}")]
-    Io(String),
-}
-
-/// The admin sockets of the masters whose directory is `dir`: its own
-/// (`DIR/admin.sock`, a master serving agents over TLS), then those of the
-/// fleet's masters on a bus (`DIR/masters/NAME/admin.sock`), by name.
-pub fn admin_sockets(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![admin_socket(dir)];
-    let mut fleet: Vec<PathBuf> = std::fs::read_dir(dir.join("masters"))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| admin_socket(&e.path()))
-                .filter(|p| p.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    fleet.sort();
-    out.extend(fleet);
-    out
-}
-
-/// Asks a master whose directory is `dir`. With several (a fleet on a
-/// bus), the first that answers; one that dies before its answer is
-/// followed by the next, so a request must be safe to repeat (a job's is:
-/// an agent runs a job id once, see [`super::bus`]).
-pub async fn ask(dir: &Path, req: &AdminRequest) -> Result<AdminReply, AdminError> {
-    let mut last = AdminError::NotRunning(dir.to_path_buf());
-    for sock in admin_sockets(dir) {
-        let mut s = match connect_to(&sock).await {
-            Ok(s) => s,
-            Err(Some(e)) => {
-                last = e;
-                continue;
-            }
-            Err(None) => continue,
-        };
-        let answer = async {
-            protocol::write(&mut s, req)
-                .await
-                .map_err(|e| e.to_string())?;
-            protocol::read(&mut s, MAX_FRAME)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "closed without an answer".to_string())
-        };
-        match answer.await {
-            Ok(reply) => return Ok(reply),
-            Err(e) => {
-                tracing::warn!(
-                    "the master at {} stopped before answering ({e}); asking the next",
-                    sock.display()
-                );
-                last = AdminError::Io(format!("{}: {e}", sock.display()));
-            }
-        }
-    }
-    Err(last)
-}
-
-/// Asks the master a request answered by many replies (`cairn events
-/// --follow`), handing each to `each` until it returns `Ok(false)`; the
-/// master closing the stream is an error (it stopped).
-pub async fn follow(
-    dir: &Path,
-    req: &AdminRequest,
-    mut each: impl FnMut(AdminReply) -> Result<bool, String>,
-) -> Result<(), AdminError> {
-    let mut s = connect(dir).await?;
-    protocol::write(&mut s, req)
-        .await
-        .map_err(|e| AdminError::Io(e.to_string()))?;
-    loop {
-        let reply: AdminReply = protocol::read(&mut s, MAX_FRAME)
-            .await
-            .map_err(|e| AdminError::Io(e.to_string()))?
-            .ok_or_else(|| AdminError::Io("the master closed the stream (it stopped)".into()))?;
-        if !each(reply).map_err(AdminError::Io)? {
-            return Ok(());
-        }
-    }
-}
-
-/// The first master of `dir` that takes a connection.
-async fn connect(dir: &Path) -> Result<UnixStream, AdminError> {
-    for sock in admin_sockets(dir) {
-        match connect_to(&sock).await {
-            Ok(s) => return Ok(s),
-            Err(Some(e)) => return Err(e),
-            Err(None) => {}
-        }
-    }
-    Err(AdminError::NotRunning(dir.to_path_buf()))
-}
-
-/// `Err(None)`: no master there (no socket, or one left by a master that
-/// was killed).
-async fn connect_to(sock: &Path) -> Result<UnixStream, Option<AdminError>> {
-    match UnixStream::connect(sock).await {
-        Ok(s) => Ok(s),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            Err(None)
-        }
-        Err(e) => Err(Some(AdminError::Io(format!("{}: {e}", sock.display())))),
     }
 }
 

@@ -311,3 +311,58 @@ async fn bench_events_from_one_agent() {
         t.elapsed()
     );
 }
+
+/// A batch on the admin socket (`cairn run --via agent`): every host is
+/// answered under its name (agents not connected: `unreachable` at once);
+/// a frame that is not a job inside a batch is refused with an error; a
+/// batch with no master says so, and one handed something else than a
+/// job refuses it.
+#[tokio::test]
+async fn a_batch_answers_every_host_and_refuses_what_is_not_a_job() {
+    let (dir, _addr, _stop) = start().await;
+    let mdir = dir.path().join("m");
+    let run = |host: &str| AdminRequest::Run {
+        job_id: "j1".into(),
+        host: host.into(),
+        kind: JobKind::Module {
+            name: "cmd".into(),
+            args: crate::module::Args::new(),
+            check: false,
+            become_user: None,
+        },
+        timeout_ms: 5000,
+    };
+    let batch = Batch::start(&mdir);
+    let (a, b) = tokio::join!(batch.run(run("h1")), batch.run(run("h2")));
+    for (reply, host) in [(a, "h1"), (b, "h2")] {
+        match reply.unwrap() {
+            AdminReply::Result { result } => {
+                assert_eq!(result.host, host);
+                assert_eq!(result.status, job::HostStatus::Unreachable, "{result:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let e = batch.run(AdminRequest::Keys).await.unwrap_err();
+    assert!(e.to_string().contains("not a job"), "{e}");
+    // One host asked twice at once (a caller's bug): the first ask is
+    // told so, the second answered. Both are queued before the batch's
+    // task runs (this test's runtime has one thread).
+    let (x, y) = tokio::join!(batch.run(run("h3")), batch.run(run("h3")));
+    let e = x.unwrap_err();
+    assert!(e.to_string().contains("asked twice"), "{e}");
+    assert!(matches!(y, Ok(AdminReply::Result { .. })), "{y:?}");
+
+    let mut s = UnixStream::connect(admin_socket(&mdir)).await.unwrap();
+    protocol::write(&mut s, &AdminRequest::Batch).await.unwrap();
+    protocol::write(&mut s, &AdminRequest::Keys).await.unwrap();
+    let reply: AdminReply = protocol::read(&mut s, MAX_FRAME).await.unwrap().unwrap();
+    assert!(
+        matches!(&reply, AdminReply::Error { message } if message.contains("only jobs")),
+        "{reply:?}"
+    );
+
+    let nowhere = Batch::start(&dir.path().join("nowhere"));
+    let e = nowhere.run(run("h1")).await.unwrap_err();
+    assert!(matches!(e, AdminError::NotRunning(_)), "{e}");
+}
