@@ -10,6 +10,7 @@ mod isolation;
 mod model;
 mod public;
 mod record;
+mod relay;
 mod seal;
 mod services;
 

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use cairn_engine::provider::{Json, ProviderResult};
 
 use super::firewall::{self, Ingress};
+use super::relay::relay;
 use super::{Cloud, CloudState, permanent, prop_str};
 use crate::host::dial;
 
@@ -193,45 +194,19 @@ async fn serve(
     reach: Arc<Reach>,
     stop: CancellationToken,
 ) {
-    let mut conns = JoinSet::new();
-    loop {
-        let (mut inbound, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // Out of descriptors, say: wait rather than spin.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let allowed = ingress
+    let what = format!("public address port {port} to {server}");
+    let admit = move |peer: SocketAddr| {
+        ingress
             .read()
             .expect("ingress lock")
             .access(port.into())
-            .allows(peer.ip());
-        if !allowed {
-            tracing::debug!(%peer, port, "connection refused by the server's firewalls");
-            // A reset, as the load balancer does: the client learns at once.
-            let _ = inbound.set_zero_linger();
-            continue;
-        }
-        let stop = stop.clone();
+            .allows(peer.ip())
+    };
+    let dial = move || {
         let reach = reach.clone();
-        conns.spawn(async move {
-            let Ok(mut outbound) = reach.connect(SocketAddr::from((server, port))).await else {
-                let _ = inbound.set_zero_linger();
-                return;
-            };
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-            }
-        });
-    }
-    conns.shutdown().await;
+        async move { reach.connect(SocketAddr::from((server, port))).await }
+    };
+    relay(listener, stop, what, admit, dial).await
 }
 
 impl Cloud {

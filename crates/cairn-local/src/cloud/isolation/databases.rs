@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use cairn_engine::provider::ProviderResult;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use super::super::relay::relay;
 
 use super::{Hosts, host_err, permanent};
 use crate::host::command::Cmd;
@@ -164,39 +165,15 @@ impl Hosts {
 
 /// Carries every connection `listener` takes to `backend`, until `stop`.
 async fn forward(listener: TcpListener, backend: SocketAddr, stop: CancellationToken) {
-    let mut conns = JoinSet::new();
-    loop {
-        let (mut inbound, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // Out of descriptors, say: wait rather than spin.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-        };
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let mut outbound = match TcpStream::connect(backend).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%peer, %backend, "database connection not carried: {e}");
-                    let _ = inbound.set_zero_linger();
-                    return;
-                }
-            };
-            let _ = inbound.set_nodelay(true);
-            let _ = outbound.set_nodelay(true);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-            }
-        });
-    }
-    conns.shutdown().await;
+    let what = format!("the database forwarder to {backend}");
+    relay(
+        listener,
+        stop,
+        what,
+        |_| true,
+        move || TcpStream::connect(backend),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::super::agents::{AGENT_DIR, MASTER_PORT};
+use super::super::relay::relay;
 use super::{CloudNet, HostError, Hosts};
 
 /// The listener on the link: its stop and its task.
@@ -86,32 +87,13 @@ impl Hosts {
 }
 
 async fn forward(listener: TcpListener, master: SocketAddr, stop: CancellationToken) {
-    let mut carried = tokio::task::JoinSet::new();
-    loop {
-        let (mut from, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            Some(_) = carried.join_next(), if !carried.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("the master's listener on the link: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = from.set_nodelay(true);
-        carried.spawn(async move {
-            let mut to = match TcpStream::connect(master).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%peer, "cannot reach the cloud's master at {master}: {e}");
-                    return;
-                }
-            };
-            let _ = to.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut from, &mut to).await;
-        });
-    }
-    carried.abort_all();
+    let what = format!("the master's listener on the link (to {master})");
+    relay(
+        listener,
+        stop,
+        what,
+        |_| true,
+        move || TcpStream::connect(master),
+    )
+    .await
 }
