@@ -179,7 +179,7 @@ impl AwsProvider {
         let Some(z) = out.hosted_zone() else {
             return Ok(None);
         };
-        let mut p = blank("dns_zone");
+        let mut p = blank(Kind::DnsZone);
         p.insert("name".into(), json!(z.name().trim_end_matches('.')));
         p.insert(
             "private".into(),
@@ -389,7 +389,7 @@ impl AwsProvider {
                 .map(|r| r.value().to_string())
                 .collect(),
         };
-        let mut p = blank("dns_record");
+        let mut p = blank(Kind::DnsRecord);
         p.insert("zone".into(), json!(zone));
         p.insert("name".into(), json!(relative));
         p.insert("type".into(), json!(rtype));

@@ -678,7 +678,7 @@ impl AwsProvider {
         };
         let tgs = self.target_groups_of(arn).await?;
         let tg = tgs.first();
-        let mut p = blank("load_balancer");
+        let mut p = blank(Kind::LoadBalancer);
         p.insert("name".into(), json!(lb.load_balancer_name()));
         p.insert("listen".into(), json!({"protocol": protocol, "port": port}));
         p.insert("algorithm".into(), json!("weighted_round_robin"));

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_engine::provider::{Json, ProviderError, ProviderResult};
-use cairn_engine::schema::lookup;
+pub use cairn_engine::schema::Kind;
 use sha2::{Digest, Sha256};
 
 /// The tag that names the create that made a resource: `find` looks for it.
@@ -61,16 +61,13 @@ pub fn prop_secs(p: &Json, name: &str) -> Option<i32> {
 /// Every property of `kind` as the template holds them after defaults:
 /// all keys present, `null` where unset. `read` fills this in, so a
 /// property-by-property comparison with the state lines up.
-pub fn blank(kind: &str) -> serde_json::Map<String, Json> {
-    lookup(kind)
-        .map(|s| {
-            s.properties
-                .iter()
-                .filter(|p| p.name != "tags")
-                .map(|p| (p.name.to_string(), Json::Null))
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn blank(kind: Kind) -> serde_json::Map<String, Json> {
+    kind.schema()
+        .properties
+        .iter()
+        .filter(|p| p.name != "tags")
+        .map(|p| (p.name.to_string(), Json::Null))
+        .collect()
 }
 
 /// The tags a resource is created with: the engine's (deployment,
@@ -176,7 +173,7 @@ mod tests {
 
     #[test]
     fn blank_has_every_property_but_tags() {
-        let b = blank("firewall");
+        let b = blank(Kind::Firewall);
         assert!(b.contains_key("ingress") && !b.contains_key("tags"));
     }
 }

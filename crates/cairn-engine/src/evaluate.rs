@@ -19,7 +19,7 @@ use cairn_template::{Span, Value};
 
 use crate::check::{check_keys, check_value, parse_documents, with_defaults};
 use crate::graph::{DeclGraph, DeclId, DeclKind};
-use crate::schema::{ResourceSchema, lookup, portable_kinds, target_kinds, target_of};
+use crate::schema::{Kind, ResourceSchema, portable_kinds, target_kinds, target_of};
 
 /// How a resource expands into instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub struct Instance {
     pub address: String,
     pub resource: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Kind,
     pub key: InstanceKey,
     pub properties: IndexMap<String, Value>,
     pub tags: IndexMap<String, Value>,
@@ -65,7 +65,7 @@ pub struct Instance {
 pub struct DesiredResource {
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Kind,
     pub mode: Mode,
     pub data_holding: bool,
     /// Resources this one depends on, directly or through variables.
@@ -181,7 +181,8 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     // Types first: references to a resource of unknown type cannot be checked.
     let mut schemas: HashMap<&str, &'static ResourceSchema> = HashMap::new();
     for (name, r) in &template.resources {
-        match lookup(&r.kind.text) {
+        // The one place a type string becomes a kind.
+        match Kind::parse(&r.kind.text).map(Kind::schema) {
             Some(s) => {
                 if let Some(only) = target_of(s.kind)
                     && only != loaded.env.target
@@ -766,7 +767,7 @@ fn evaluate_resource<'a>(
     };
     let mut out = DesiredResource {
         name: name.to_string(),
-        kind: schema.kind.to_string(),
+        kind: Kind::of(schema),
         mode,
         data_holding: schema.data_holding,
         depends_on,
@@ -962,7 +963,7 @@ fn evaluate_resource<'a>(
         out.instances.push(Instance {
             address,
             resource: name.to_string(),
-            kind: schema.kind.to_string(),
+            kind: Kind::of(schema),
             key,
             properties,
             tags,

@@ -8,10 +8,12 @@ use serde::Serialize;
 
 mod aws;
 pub mod firewall;
+mod kind;
 pub mod limits;
 mod portable;
 
 pub use aws::AWS;
+pub use kind::{Kind, UnknownKind};
 pub use portable::PORTABLE;
 
 /// Target-specific types, by target. A type's kind starts with its
