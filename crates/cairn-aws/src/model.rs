@@ -49,15 +49,6 @@ pub fn required<'a>(p: &'a Json, name: &str) -> ProviderResult<&'a str> {
     prop_str(p, name).ok_or_else(|| permanent(format!("`{name}` is required")))
 }
 
-/// A duration property (`5s`, `2m`, or seconds) in whole seconds.
-pub fn prop_secs(p: &Json, name: &str) -> Option<i32> {
-    match prop(p, name)? {
-        Json::Number(n) => n.as_f64().map(|s| s.round() as i32),
-        Json::String(s) => cairn_engine::schema::parse_duration_ms(s).map(|ms| (ms / 1000) as i32),
-        _ => None,
-    }
-}
-
 /// Every property of `kind` as the template holds them after defaults:
 /// all keys present, `null` where unset. `read` fills this in, so a
 /// property-by-property comparison with the state lines up.

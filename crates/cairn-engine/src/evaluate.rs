@@ -394,6 +394,62 @@ fn node_at<'n>(props_node: &'n Node, path: &[crate::schema::limits::Step]) -> &'
     node
 }
 
+/// Reads the properties of a kind with a typed model
+/// ([`crate::schema::typed`]) as every target will, and reports a fault at
+/// the value it names. Values not known yet are left out and read again
+/// once they are; a fault that may come from leaving them out is not one.
+fn check_typed(
+    kind: Kind,
+    props: &IndexMap<String, Value>,
+    props_node: &Node,
+    d: &mut Diagnostics,
+) {
+    use crate::schema::typed::{At, PropError};
+    let read: fn(&serde_json::Value) -> Result<(), PropError> = match kind {
+        Kind::LoadBalancer => |p| crate::schema::balancer::LoadBalancer::read(p).map(|_| ()),
+        _ => return,
+    };
+    let mut unknown = Vec::new();
+    let json: serde_json::Map<String, serde_json::Value> = props
+        .iter()
+        .filter_map(|(k, v)| match v.to_json_revealed() {
+            Some(j) => Some((k.clone(), j)),
+            None => {
+                unknown.push(k.as_str());
+                None
+            }
+        })
+        .collect();
+    let Err(e) = read(&serde_json::Value::Object(json)) else {
+        return;
+    };
+    let about_unknown = match e.path.first() {
+        Some(At::Key(k)) => unknown.contains(&k.as_str()),
+        _ => !unknown.is_empty(),
+    };
+    if about_unknown {
+        return;
+    }
+    let mut node = props_node;
+    for step in &e.path {
+        let next = match step {
+            At::Key(k) => node.get(k),
+            At::Index(i) => node.as_seq().and_then(|items| items.get(*i)),
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    d.push(
+        Diagnostic::new(
+            Code::Constraint,
+            format!("{} `{}`: {}", kind, e.path_text(), e.message),
+        )
+        .at(node.span, "this value"),
+    );
+}
+
 /// A firewall's rules, checked the same way for every target
 /// ([`crate::schema::firewall`]), each fault at its rule's key.
 fn check_firewall_rules(
@@ -886,17 +942,24 @@ fn evaluate_resource<'a>(
                 continue;
             }
         };
+        let before = cx.d.len();
         for p in schema.properties {
             if let Some(v) = props.get(p.name) {
                 let node = props_node.get(p.name).unwrap_or(props_node);
                 check_value(&p.ty, p.name, v, node, &mut cx.d);
             }
         }
+        let shapes_fit = cx.d.len() == before;
         check_target_limits(&cx.loaded.env, schema.kind, &props, props_node, &mut cx.d);
         check_firewall_rules(schema.kind, &props, props_node, &mut cx.d);
         let mut props = props;
         parse_documents(schema, &mut props, props_node, &mut cx.d);
         let mut properties = with_defaults(schema, props);
+        if shapes_fit {
+            // What the shapes allow but the kind's model does not (a port
+            // of 0, a duration of `2x`): the same read the targets make.
+            check_typed(Kind::of(schema), &properties, props_node, &mut cx.d);
+        }
         let mut tags: IndexMap<String, Value> = cx
             .loaded
             .env

@@ -7,10 +7,12 @@
 use serde::Serialize;
 
 mod aws;
+pub mod balancer;
 pub mod firewall;
 mod kind;
 pub mod limits;
 mod portable;
+pub mod typed;
 
 pub use aws::AWS;
 pub use kind::{Kind, UnknownKind};
