@@ -407,6 +407,7 @@ fn check_typed(
     use crate::schema::typed::{At, PropError};
     let read: fn(&serde_json::Value) -> Result<(), PropError> = match kind {
         Kind::LoadBalancer => |p| crate::schema::balancer::LoadBalancer::read(p).map(|_| ()),
+        Kind::DnsRecord => |p| crate::schema::dns::DnsRecord::read(p).map(|_| ()),
         _ => return,
     };
     let mut unknown = Vec::new();
@@ -1257,6 +1258,54 @@ resources:
                 "cairn::target_limit 11:18: health_check.timeout 1s: ELB wants 2s or more and less than the interval (2s) (environment `aws` deploys to aws)",
             ]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn typed_models_refuse_a_value_at_it_and_wait_for_unknown_ones() {
+        let dir = dir(r#"cairn: 1
+resources:
+  net: {type: network, properties: {cidr: 10.0.0.0/16}}
+  sub: {type: subnet, properties: {network: "{{ net.id }}", cidr: 10.0.1.0/24}}
+  web: {type: server, count: 2, properties: {image: debian-12, subnet: "{{ sub.id }}"}}
+  lb:
+    type: load_balancer
+    properties:
+      listen: {port: 70000}
+      backends: "{{ web | map(attribute='address') | list }}"
+      backend_port: 8080
+  zone: {type: dns_zone, properties: {name: example.test}}
+  www:
+    type: dns_record
+    properties: {zone: "{{ zone.id }}", name: www, type: A, values: ["{{ lb.address }}"]}
+"#);
+        for env in ["dev", "aws"] {
+            let (loaded, r) = evaluate_in(&dir, env);
+            let d = r.expect_err("a port of 70000");
+            let found: Vec<String> = d
+                .iter()
+                .map(|d| {
+                    let at = loaded.sources.location(d.span().unwrap());
+                    let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
+                    format!(
+                        "{} {}:{}: {}",
+                        d.code.as_str(),
+                        line_col[1],
+                        line_col[0],
+                        d.message
+                    )
+                })
+                .collect();
+            // The backends and the record's zone and value are not known
+            // yet: nothing is said about them.
+            assert_eq!(
+                found,
+                [
+                    "cairn::constraint 9:22: load_balancer `listen.port`: 70000 is not a port number (1 to 65535)"
+                ],
+                "{env}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -140,6 +140,13 @@ pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         .map_err(|_| D::Error::custom(format!("{n} is not a weight: 0 (no traffic) or more")))
 }
 
+/// A DNS TTL: whole seconds, 0 or more.
+pub(crate) fn ttl<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d).map_err(|_| D::Error::custom("expected a TTL in seconds"))?;
+    u32::try_from(n)
+        .map_err(|_| D::Error::custom(format!("{n} is not a TTL: whole seconds, 0 or more")))
+}
+
 /// As [`port`], for an optional one.
 pub(crate) fn some_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     port(d).map(Some)

@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_engine::provider::*;
+use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
 use cairn_engine::schema::{Kind, ResourceSchema, portable};
 use ipnet::IpNet;
 use serde_json::json;
@@ -339,30 +340,32 @@ impl Cloud {
 
     /// The zone name of a `dns_record`'s `zone` (an id).
     fn zone_name(&self, p: &Json) -> ProviderResult<String> {
-        let id = prop_str(p, "zone").ok_or_else(|| permanent("`zone` is required"))?;
-        let zone = self.get(id, "dns_zone")?;
+        let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
+        let zone = self.get(&record.zone, "dns_zone")?;
         Ok(prop_str(&zone.properties, "name")
             .unwrap_or_default()
             .to_string())
     }
 
+    /// The record set a `dns_record`'s properties describe, read in the
+    /// engine's typed model (the one the aws target reads too).
     fn record_set(p: &Json) -> ProviderResult<RecordSet> {
-        let rtype: RecordType = prop_str(p, "type")
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: crate::dns::DnsError| permanent(e.to_string()))?;
+        use cairn_engine::schema::dns::RecordType as Portable;
+        let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
         Ok(RecordSet {
-            name: prop_str(p, "name").unwrap_or("@").to_string(),
-            rtype,
-            ttl: prop(p, "ttl").and_then(Json::as_u64).unwrap_or(300) as u32,
-            values: prop(p, "values")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            name: record.name,
+            rtype: match record.rtype {
+                Portable::A => RecordType::A,
+                Portable::Aaaa => RecordType::Aaaa,
+                Portable::Cname => RecordType::Cname,
+                Portable::Txt => RecordType::Txt,
+                Portable::Mx => RecordType::Mx,
+                Portable::Ns => RecordType::Ns,
+                Portable::Srv => RecordType::Srv,
+                Portable::Caa => RecordType::Caa,
+            },
+            ttl: record.ttl,
+            values: record.values,
         })
     }
 
