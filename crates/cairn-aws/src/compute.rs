@@ -340,7 +340,7 @@ impl AwsProvider {
             .filter(|m| m.device_name() != Some(root))
             .filter_map(|m| m.ebs().and_then(|e| e.volume_id()))
             .collect();
-        let mut p = blank("server");
+        let mut p = blank(Kind::Server);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert(
             "image".into(),
@@ -514,7 +514,7 @@ impl AwsProvider {
             return Ok(None);
         };
         let tags = tag_map(a.tags());
-        let mut p = blank("ip_address");
+        let mut p = blank(Kind::IpAddress);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert("server".into(), json!(associated(a.instance_id())));
         Ok(Some(Observed {
@@ -636,7 +636,7 @@ impl AwsProvider {
         let tags = tag_map(k.tags());
         let public = k.public_key().map(|s| s.trim().to_string());
         let generated = tags.contains_key(GENERATED_TAG);
-        let mut p = blank("key_pair");
+        let mut p = blank(Kind::KeyPair);
         p.insert("name".into(), json!(k.key_name()));
         p.insert(
             "public_key".into(),

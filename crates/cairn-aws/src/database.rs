@@ -188,7 +188,7 @@ impl AwsProvider {
             .iter()
             .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
             .collect();
-        let mut p = blank("database");
+        let mut p = blank(Kind::Database);
         p.insert("name".into(), json!(id));
         p.insert("engine".into(), json!(db.engine()));
         p.insert("version".into(), json!(db.engine_version()));

@@ -8,6 +8,7 @@ use aws_sdk_route53::types::{
     TagResourceType,
 };
 use cairn_engine::provider::*;
+use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
 use serde_json::json;
 
 use crate::AwsProvider;
@@ -179,7 +180,7 @@ impl AwsProvider {
         let Some(z) = out.hosted_zone() else {
             return Ok(None);
         };
-        let mut p = blank("dns_zone");
+        let mut p = blank(Kind::DnsZone);
         p.insert("name".into(), json!(z.name().trim_end_matches('.')));
         p.insert(
             "private".into(),
@@ -290,16 +291,18 @@ impl AwsProvider {
     /// The record set the properties describe (an alias when its one value
     /// is a load balancer's DNS name).
     async fn record_set(&self, p: &Json) -> ProviderResult<(String, ResourceRecordSet)> {
-        let zone = required(p, "zone")?;
+        // The engine's typed model, the one the local target reads too.
+        let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
+        let zone = record.zone.as_str();
         let zone_name = self.zone_name(zone).await?;
-        let name = fqdn(&zone_name, required(p, "name")?);
-        let rtype = required(p, "type")?;
-        let values = prop_strs(p, "values");
+        let name = fqdn(&zone_name, &record.name);
+        let rtype = record.rtype.as_str();
+        let values = &record.values;
         let mut set = ResourceRecordSet::builder()
             .name(&name)
             .r#type(RrType::from(rtype));
-        let alias = match (rtype, values.as_slice()) {
-            ("A" | "AAAA", [one]) if one.parse::<std::net::IpAddr>().is_err() => {
+        let alias = match values.as_slice() {
+            [one] if record.rtype.is_address() && one.parse::<std::net::IpAddr>().is_err() => {
                 Some(self.load_balancer_zone(one).await?)
             }
             _ => None,
@@ -316,8 +319,8 @@ impl AwsProvider {
                 );
             }
             None => {
-                set = set.ttl(prop_i64(p, "ttl").unwrap_or(300));
-                for v in &values {
+                set = set.ttl(i64::from(record.ttl));
+                for v in values {
                     set = set.resource_records(
                         ResourceRecord::builder()
                             .value(v)
@@ -389,7 +392,7 @@ impl AwsProvider {
                 .map(|r| r.value().to_string())
                 .collect(),
         };
-        let mut p = blank("dns_record");
+        let mut p = blank(Kind::DnsRecord);
         p.insert("zone".into(), json!(zone));
         p.insert("name".into(), json!(relative));
         p.insert("type".into(), json!(rtype));

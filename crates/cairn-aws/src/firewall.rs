@@ -315,7 +315,7 @@ impl AwsProvider {
         };
         let tags: BTreeMap<String, String> =
             serde_json::from_value(info["tags"].clone()).unwrap_or_default();
-        let mut p = blank("firewall");
+        let mut p = blank(Kind::Firewall);
         p.insert("name".into(), info["name"].clone());
         p.insert("network".into(), info["network"].clone());
         p.insert("description".into(), info["description"].clone());

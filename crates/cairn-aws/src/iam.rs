@@ -26,8 +26,8 @@ const ROLE_NAME_MAX: usize = 64;
 /// Instance profile names may be 128 long; 64 keeps them readable.
 const PROFILE_NAME_MAX: usize = 64;
 
-pub const ROLE: &str = "aws.iam_role";
-pub const PROFILE: &str = "aws.iam_instance_profile";
+pub const ROLE: Kind = Kind::AwsIamRole;
+pub const PROFILE: Kind = Kind::AwsIamInstanceProfile;
 
 fn iam_tags(map: &BTreeMap<String, String>) -> ProviderResult<Vec<Tag>> {
     map.iter()
@@ -763,7 +763,7 @@ impl AwsProvider {
     /// listing (IAM has no tag filter).
     pub(crate) async fn find_iam(
         &self,
-        kind: &str,
+        kind: Kind,
         token: &str,
         derived: Option<(&str, &str)>,
     ) -> ProviderResult<Option<String>> {
@@ -808,7 +808,7 @@ impl AwsProvider {
             for (name, tags) in all {
                 if tags.get(DEPLOYMENT_TAG).map(String::as_str) == Some(deployment) {
                     out.push(Listed {
-                        kind: kind.into(),
+                        kind,
                         id: name,
                         address: tags.get(RESOURCE_TAG).cloned(),
                     });

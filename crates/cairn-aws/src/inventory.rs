@@ -9,12 +9,12 @@ use crate::error::{classify, gone};
 use crate::model::*;
 
 fn listed(
-    kind: &str,
+    kind: Kind,
     id: Option<&str>,
     tags: &std::collections::BTreeMap<String, String>,
 ) -> Option<Listed> {
     Some(Listed {
-        kind: kind.into(),
+        kind,
         id: id?.to_string(),
         address: tags.get(RESOURCE_TAG).cloned(),
     })
@@ -34,7 +34,7 @@ impl AwsProvider {
         out.extend(
             vpcs.vpcs()
                 .iter()
-                .filter_map(|v| listed("network", v.vpc_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Network, v.vpc_id(), &tag_map(v.tags()))),
         );
         let subnets = ec2
             .describe_subnets()
@@ -46,7 +46,7 @@ impl AwsProvider {
             subnets
                 .subnets()
                 .iter()
-                .filter_map(|v| listed("subnet", v.subnet_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Subnet, v.subnet_id(), &tag_map(v.tags()))),
         );
         let groups = ec2
             .describe_security_groups()
@@ -58,7 +58,7 @@ impl AwsProvider {
             groups
                 .security_groups()
                 .iter()
-                .filter_map(|v| listed("firewall", v.group_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Firewall, v.group_id(), &tag_map(v.tags()))),
         );
         let instances = ec2
             .describe_instances()
@@ -77,7 +77,7 @@ impl AwsProvider {
                         Some(aws_sdk_ec2::types::InstanceStateName::Terminated)
                     )
                 })
-                .filter_map(|v| listed("server", v.instance_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Server, v.instance_id(), &tag_map(v.tags()))),
         );
         let addrs = ec2
             .describe_addresses()
@@ -89,7 +89,7 @@ impl AwsProvider {
             addrs
                 .addresses()
                 .iter()
-                .filter_map(|v| listed("ip_address", v.allocation_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::IpAddress, v.allocation_id(), &tag_map(v.tags()))),
         );
         let keys = ec2
             .describe_key_pairs()
@@ -100,7 +100,7 @@ impl AwsProvider {
         out.extend(
             keys.key_pairs()
                 .iter()
-                .filter_map(|v| listed("key_pair", v.key_name(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::KeyPair, v.key_name(), &tag_map(v.tags()))),
         );
         let vols = ec2
             .describe_volumes()
@@ -113,7 +113,7 @@ impl AwsProvider {
             vols.volumes()
                 .iter()
                 .filter(|v| v.attachments().is_empty())
-                .filter_map(|v| listed("volume", v.volume_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Volume, v.volume_id(), &tag_map(v.tags()))),
         );
         let snaps = ec2
             .describe_snapshots()
@@ -126,7 +126,7 @@ impl AwsProvider {
             snaps
                 .snapshots()
                 .iter()
-                .filter_map(|v| listed("snapshot", v.snapshot_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Snapshot, v.snapshot_id(), &tag_map(v.tags()))),
         );
         let images = ec2
             .describe_images()
@@ -139,23 +139,23 @@ impl AwsProvider {
             images
                 .images()
                 .iter()
-                .filter_map(|v| listed("image", v.image_id(), &tag_map(v.tags()))),
+                .filter_map(|v| listed(Kind::Image, v.image_id(), &tag_map(v.tags()))),
         );
         for (arn, tags) in self.tagged_load_balancers().await? {
             if tags.get(DEPLOYMENT_TAG).map(String::as_str) == Some(deployment) {
-                out.extend(listed("load_balancer", Some(&arn), &tags));
+                out.extend(listed(Kind::LoadBalancer, Some(&arn), &tags));
             }
         }
         // Listed under its balancer's type, whose delete knows a group.
         for (arn, tags) in self.orphan_target_groups(deployment).await? {
-            out.extend(listed("load_balancer", Some(&arn), &tags));
+            out.extend(listed(Kind::LoadBalancer, Some(&arn), &tags));
         }
         for (id, ..) in self.zones().await? {
             let Some(tags) = gone(self.zone_tags(&id).await)? else {
                 continue;
             };
             if tags.get(DEPLOYMENT_TAG).map(String::as_str) == Some(deployment) {
-                out.extend(listed("dns_zone", Some(&id), &tags));
+                out.extend(listed(Kind::DnsZone, Some(&id), &tags));
             }
         }
         for db in self.all_databases().await? {
@@ -165,7 +165,7 @@ impl AwsProvider {
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                 .collect();
             if db.db_instance_status() != Some("deleting") && tags_match(&tags, deployment) {
-                out.extend(listed("database", db.db_instance_identifier(), &tags));
+                out.extend(listed(Kind::Database, db.db_instance_identifier(), &tags));
             }
         }
         let buckets = self
@@ -181,7 +181,7 @@ impl AwsProvider {
                 continue;
             };
             if tags_match(&tags, deployment) {
-                out.extend(listed("bucket", Some(name), &tags));
+                out.extend(listed(Kind::Bucket, Some(name), &tags));
             }
         }
         let secrets = self
@@ -204,7 +204,7 @@ impl AwsProvider {
                 .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                 .collect();
             if s.deleted_date().is_none() && tags_match(&tags, deployment) {
-                out.extend(listed("secret", s.arn(), &tags));
+                out.extend(listed(Kind::Secret, s.arn(), &tags));
             }
         }
         out.extend(self.list_iam(deployment).await?);

@@ -13,6 +13,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
     TargetTypeEnum,
 };
 use cairn_engine::provider::*;
+use cairn_engine::schema::balancer::{
+    Algorithm, ListenProtocol, LoadBalancer as LoadBalancerProps,
+};
 use serde_json::json;
 
 use crate::AwsProvider;
@@ -46,22 +49,10 @@ fn not_an_instance(address: &str, region: &str) -> ProviderError {
     ))
 }
 
-/// (address, port) of each backend.
-fn backends(p: &Json) -> Vec<(String, i32)> {
-    let default_port = prop_i64(p, "backend_port").unwrap_or(80) as i32;
-    prop(p, "backends")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|b| match b {
-            Json::String(a) => Some((a.clone(), default_port)),
-            Json::Object(_) => Some((
-                prop_str(b, "address")?.to_string(),
-                prop_i64(b, "port").map_or(default_port, |p| p as i32),
-            )),
-            _ => None,
-        })
-        .collect()
+/// The balancer's properties in the engine's typed model, the one the
+/// local target reads too (and the evaluator, at file:line:col).
+fn model(p: &Json) -> ProviderResult<LoadBalancerProps> {
+    LoadBalancerProps::read(p).map_err(|e| permanent(format!("load balancer {e}")))
 }
 
 /// The health check as ELB takes it. Its limits are the engine's
@@ -69,25 +60,32 @@ fn backends(p: &Json) -> Vec<(String, i32)> {
 /// evaluated, at the value); asked again here before any call, for a
 /// properties object that did not come through a template (an import).
 struct HealthCheck {
+    path: String,
+    port: Option<String>,
     interval: i32,
     timeout: i32,
-    healthy: Option<i32>,
-    unhealthy: Option<i32>,
+    healthy: i32,
+    unhealthy: i32,
 }
 
-fn health_check(hc: &Json) -> ProviderResult<HealthCheck> {
-    let breaches =
-        cairn_engine::schema::limits::check("aws", "load_balancer", &json!({ "health_check": hc }));
+fn health_check(p: &Json, lb: &LoadBalancerProps) -> ProviderResult<HealthCheck> {
+    let breaches = cairn_engine::schema::limits::check(
+        "aws",
+        "load_balancer",
+        &json!({ "health_check": p.get("health_check") }),
+    );
     if let Some(b) = breaches.into_iter().next() {
         return Err(permanent(b.message));
     }
-    let interval = prop_secs(hc, "interval").unwrap_or(30);
-    let count = |key: &str| prop_i64(hc, key).map(|n| n as i32);
+    let hc = &lb.health_check;
+    let whole = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
     Ok(HealthCheck {
-        interval,
-        timeout: prop_secs(hc, "timeout").unwrap_or(5.min(interval - 1)),
-        healthy: count("healthy"),
-        unhealthy: count("unhealthy"),
+        path: hc.path.clone(),
+        port: hc.port.map(|p| p.to_string()),
+        interval: hc.interval.as_secs().try_into().unwrap_or(i32::MAX),
+        timeout: hc.timeout.as_secs().try_into().unwrap_or(i32::MAX),
+        healthy: whole(hc.healthy),
+        unhealthy: whole(hc.unhealthy),
     })
 }
 
@@ -165,7 +163,11 @@ impl AwsProvider {
         &self,
         p: &Json,
     ) -> ProviderResult<(Vec<(String, i32, String)>, Option<String>)> {
-        let wanted = backends(p);
+        let lb = model(p)?;
+        let wanted: Vec<(String, i32)> = lb
+            .targets()
+            .map(|(address, port)| (address.to_string(), i32::from(port)))
+            .collect();
         let addresses: Vec<String> = wanted.iter().map(|(a, _)| a.clone()).collect();
         let found = self.instances_with(&addresses).await?;
         let mut out = Vec::new();
@@ -183,12 +185,12 @@ impl AwsProvider {
     pub(crate) async fn create_load_balancer(&self, req: &CreateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
         // Refused before anything is made.
-        health_check(prop(p, "health_check").unwrap_or(&json!({})))?;
-        let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
-        let http = prop_str(&listen, "protocol").unwrap_or("http") == "http";
-        let port = prop_i64(&listen, "port").unwrap_or(80) as i32;
+        let model = model(p)?;
+        health_check(p, &model)?;
+        let http = model.listen.protocol == ListenProtocol::Http;
+        let port = i32::from(model.listen.port);
         let (targets, backends_vpc) = self.targets(p).await?;
-        let mut subnets = prop_strs(p, "subnets");
+        let mut subnets = model.subnets.clone();
         if subnets.is_empty() {
             for (_, _, s) in &targets {
                 if !subnets.contains(s) {
@@ -214,8 +216,9 @@ impl AwsProvider {
         let tags = create_tags(&req.tags, &req.token);
         // Names derived from the token: a retried create asks for the same
         // names, which ELB answers with what exists instead of a second.
-        let name = prop_str(p, "name")
-            .map(str::to_string)
+        let name = model
+            .name
+            .clone()
             .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, NAME_MAX));
         let tg_name = derived_name(
             &req.deployment,
@@ -366,8 +369,8 @@ impl AwsProvider {
             self.set_target_group_attributes(&arn, p).await?;
             return Ok(arn);
         }
-        let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
-        let checks = health_check(&hc)?;
+        let model = model(p)?;
+        let checks = health_check(p, &model)?;
         let protocol = if http {
             ProtocolEnum::Http
         } else {
@@ -379,16 +382,16 @@ impl AwsProvider {
             .create_target_group()
             .name(name)
             .protocol(protocol.clone())
-            .port(prop_i64(p, "backend_port").unwrap_or(80) as i32)
+            .port(i32::from(model.backend_port))
             .vpc_id(vpc)
             .target_type(TargetTypeEnum::Instance)
             .health_check_protocol(protocol)
-            .set_health_check_path(http.then(|| prop_str(&hc, "path").unwrap_or("/").to_string()))
-            .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-            .set_health_check_interval_seconds(Some(checks.interval))
-            .set_health_check_timeout_seconds(Some(checks.timeout))
-            .set_healthy_threshold_count(checks.healthy)
-            .set_unhealthy_threshold_count(checks.unhealthy)
+            .set_health_check_path(http.then_some(checks.path))
+            .set_health_check_port(checks.port)
+            .health_check_interval_seconds(checks.interval)
+            .health_check_timeout_seconds(checks.timeout)
+            .healthy_threshold_count(checks.healthy)
+            .unhealthy_threshold_count(checks.unhealthy)
             .set_tags(Some(elb_tags(tags)))
             .send()
             .await
@@ -404,17 +407,15 @@ impl AwsProvider {
     }
 
     async fn set_target_group_attributes(&self, arn: &str, p: &Json) -> ProviderResult<()> {
-        let mut attrs = vec![];
-        if let Some(d) = prop_secs(p, "drain_timeout") {
-            attrs.push(
-                TargetGroupAttribute::builder()
-                    .key("deregistration_delay.timeout_seconds")
-                    .value(d.to_string())
-                    .build(),
-            );
-        }
-        if prop_str(p, "algorithm") == Some("least_connections")
-            && prop(p, "listen").and_then(|l| prop_str(l, "protocol")) != Some("tcp")
+        let model = model(p)?;
+        let mut attrs = vec![
+            TargetGroupAttribute::builder()
+                .key("deregistration_delay.timeout_seconds")
+                .value(model.drain_timeout.as_secs().to_string())
+                .build(),
+        ];
+        if model.algorithm == Algorithm::LeastConnections
+            && model.listen.protocol != ListenProtocol::Tcp
         {
             attrs.push(
                 TargetGroupAttribute::builder()
@@ -678,7 +679,7 @@ impl AwsProvider {
         };
         let tgs = self.target_groups_of(arn).await?;
         let tg = tgs.first();
-        let mut p = blank("load_balancer");
+        let mut p = blank(Kind::LoadBalancer);
         p.insert("name".into(), json!(lb.load_balancer_name()));
         p.insert("listen".into(), json!({"protocol": protocol, "port": port}));
         p.insert("algorithm".into(), json!("weighted_round_robin"));
@@ -826,19 +827,20 @@ impl AwsProvider {
             }
             self.register(&tg, &want).await?;
         }
+        let model = model(p)?;
         if req.changed.iter().any(|c| c == "health_check") {
-            let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
-            let checks = health_check(&hc)?;
+            let checks = health_check(p, &model)?;
+            let http = model.listen.protocol == ListenProtocol::Http;
             self.c
                 .elb
                 .modify_target_group()
                 .target_group_arn(&tg)
-                .set_health_check_path(prop_str(&hc, "path").map(str::to_string))
-                .set_health_check_port(prop_i64(&hc, "port").map(|p| p.to_string()))
-                .set_health_check_interval_seconds(Some(checks.interval))
-                .set_health_check_timeout_seconds(Some(checks.timeout))
-                .set_healthy_threshold_count(checks.healthy)
-                .set_unhealthy_threshold_count(checks.unhealthy)
+                .set_health_check_path(http.then_some(checks.path))
+                .set_health_check_port(checks.port)
+                .health_check_interval_seconds(checks.interval)
+                .health_check_timeout_seconds(checks.timeout)
+                .healthy_threshold_count(checks.healthy)
+                .unhealthy_threshold_count(checks.unhealthy)
                 .send()
                 .await
                 .map_err(|e| classify("ModifyTargetGroup", e))?;
@@ -855,7 +857,7 @@ impl AwsProvider {
                 .elb
                 .set_security_groups()
                 .load_balancer_arn(&req.id)
-                .set_security_groups(Some(prop_strs(p, "firewalls")))
+                .set_security_groups(Some(model.firewalls.clone()))
                 .send()
                 .await
                 .map_err(|e| classify("SetSecurityGroups", e))?;
@@ -886,10 +888,7 @@ impl AwsProvider {
                 .await
                 .map_err(|e| classify("AddTags", e))?;
         }
-        let port = prop(p, "listen")
-            .and_then(|l| prop_i64(l, "port"))
-            .unwrap_or(80) as i32;
-        Ok(lb_attributes(&lb, port))
+        Ok(lb_attributes(&lb, i32::from(model.listen.port)))
     }
 
     pub(crate) async fn delete_load_balancer(&self, req: &DeleteRequest) -> ProviderResult<()> {

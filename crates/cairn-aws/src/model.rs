@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_engine::provider::{Json, ProviderError, ProviderResult};
-use cairn_engine::schema::lookup;
+pub use cairn_engine::schema::Kind;
 use sha2::{Digest, Sha256};
 
 /// The tag that names the create that made a resource: `find` looks for it.
@@ -49,28 +49,16 @@ pub fn required<'a>(p: &'a Json, name: &str) -> ProviderResult<&'a str> {
     prop_str(p, name).ok_or_else(|| permanent(format!("`{name}` is required")))
 }
 
-/// A duration property (`5s`, `2m`, or seconds) in whole seconds.
-pub fn prop_secs(p: &Json, name: &str) -> Option<i32> {
-    match prop(p, name)? {
-        Json::Number(n) => n.as_f64().map(|s| s.round() as i32),
-        Json::String(s) => cairn_engine::schema::parse_duration_ms(s).map(|ms| (ms / 1000) as i32),
-        _ => None,
-    }
-}
-
 /// Every property of `kind` as the template holds them after defaults:
 /// all keys present, `null` where unset. `read` fills this in, so a
 /// property-by-property comparison with the state lines up.
-pub fn blank(kind: &str) -> serde_json::Map<String, Json> {
-    lookup(kind)
-        .map(|s| {
-            s.properties
-                .iter()
-                .filter(|p| p.name != "tags")
-                .map(|p| (p.name.to_string(), Json::Null))
-                .collect()
-        })
-        .unwrap_or_default()
+pub fn blank(kind: Kind) -> serde_json::Map<String, Json> {
+    kind.schema()
+        .properties
+        .iter()
+        .filter(|p| p.name != "tags")
+        .map(|p| (p.name.to_string(), Json::Null))
+        .collect()
 }
 
 /// The tags a resource is created with: the engine's (deployment,
@@ -176,7 +164,7 @@ mod tests {
 
     #[test]
     fn blank_has_every_property_but_tags() {
-        let b = blank("firewall");
+        let b = blank(Kind::Firewall);
         assert!(b.contains_key("ingress") && !b.contains_key("tags"));
     }
 }

@@ -184,7 +184,7 @@ impl AwsProvider {
             return Ok(None);
         };
         let tags = tag_map(vpc.tags());
-        let mut p = blank("network");
+        let mut p = blank(Kind::Network);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert("cidr".into(), json!(vpc.cidr_block()));
         p.insert(
@@ -345,7 +345,7 @@ impl AwsProvider {
             return Ok(None);
         };
         let tags = tag_map(s.tags());
-        let mut p = blank("subnet");
+        let mut p = blank(Kind::Subnet);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert("network".into(), json!(s.vpc_id()));
         p.insert("cidr".into(), json!(s.cidr_block()));

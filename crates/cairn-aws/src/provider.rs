@@ -10,7 +10,6 @@ use serde_json::json;
 use crate::config::{AwsSettings, Clients};
 use crate::ec2::by_tag;
 use crate::error::{AwsError, classify};
-use crate::iam::{PROFILE, ROLE};
 use crate::model::*;
 use crate::shared_reads::SharedReads;
 
@@ -43,26 +42,6 @@ pub struct AwsProvider {
     pub(crate) shared: SharedReads,
 }
 
-const KINDS: &[&str] = &[
-    "network",
-    "subnet",
-    "firewall",
-    "server",
-    "ip_address",
-    "load_balancer",
-    "dns_zone",
-    "dns_record",
-    "database",
-    "bucket",
-    "secret",
-    "key_pair",
-    "volume",
-    "snapshot",
-    "image",
-    ROLE,
-    PROFILE,
-];
-
 impl AwsProvider {
     pub async fn connect(settings: &AwsSettings) -> Result<AwsProvider, AwsError> {
         let c = Clients::load(settings).await?;
@@ -82,16 +61,12 @@ impl AwsProvider {
         &self.c
     }
 
-    fn unsupported(kind: &str) -> ProviderError {
-        permanent(format!("the aws target does not make `{kind}` resources"))
-    }
-
     /// The id an earlier create with this token left, if any.
-    async fn find_id(&self, kind: &str, token: &str) -> ProviderResult<Option<String>> {
+    async fn find_id(&self, kind: Kind, token: &str) -> ProviderResult<Option<String>> {
         let tag = by_tag(TOKEN_TAG, token);
         let ec2 = &self.c.ec2;
         Ok(match kind {
-            "network" => ec2
+            Kind::Network => ec2
                 .describe_vpcs()
                 .filters(tag)
                 .send()
@@ -101,7 +76,7 @@ impl AwsProvider {
                 .first()
                 .and_then(|v| v.vpc_id())
                 .map(str::to_string),
-            "subnet" => ec2
+            Kind::Subnet => ec2
                 .describe_subnets()
                 .filters(tag)
                 .send()
@@ -111,7 +86,7 @@ impl AwsProvider {
                 .first()
                 .and_then(|v| v.subnet_id())
                 .map(str::to_string),
-            "firewall" => ec2
+            Kind::Firewall => ec2
                 .describe_security_groups()
                 .filters(tag)
                 .send()
@@ -121,11 +96,11 @@ impl AwsProvider {
                 .first()
                 .and_then(|v| v.group_id())
                 .map(str::to_string),
-            "server" => self
+            Kind::Server => self
                 .instance_by_token(token)
                 .await?
                 .and_then(|i| i.instance_id().map(str::to_string)),
-            "ip_address" => ec2
+            Kind::IpAddress => ec2
                 .describe_addresses()
                 .filters(tag)
                 .send()
@@ -135,46 +110,46 @@ impl AwsProvider {
                 .first()
                 .and_then(|v| v.allocation_id())
                 .map(str::to_string),
-            "key_pair" => self.find_key_pair(token).await?,
-            "volume" | "snapshot" | "image" => self.find_storage(kind, token).await?,
-            "load_balancer" => self.find_load_balancer(token).await?,
-            "dns_zone" => self.find_zone(token).await?,
+            Kind::KeyPair => self.find_key_pair(token).await?,
+            Kind::Volume | Kind::Snapshot | Kind::Image => self.find_storage(kind, token).await?,
+            Kind::LoadBalancer => self.find_load_balancer(token).await?,
+            Kind::DnsZone => self.find_zone(token).await?,
             // UPSERT of the same record set is idempotent: a retried create
             // cannot make a second one, so there is nothing to recover.
-            "dns_record" => None,
-            "database" => self.find_database(token).await?,
-            "bucket" => self.find_bucket(token).await?,
-            "secret" => self.find_secret(token).await?,
-            ROLE | PROFILE => self.find_iam(kind, token, None).await?,
-            other => return Err(Self::unsupported(other)),
+            Kind::DnsRecord => None,
+            Kind::Database => self.find_database(token).await?,
+            Kind::Bucket => self.find_bucket(token).await?,
+            Kind::Secret => self.find_secret(token).await?,
+            Kind::AwsIamRole | Kind::AwsIamInstanceProfile => {
+                self.find_iam(kind, token, None).await?
+            }
         })
     }
 
     async fn read_kind(
         &self,
-        kind: &str,
+        kind: Kind,
         id: &str,
         req: &ReadRequest,
     ) -> ProviderResult<Option<Observed>> {
         match kind {
-            "network" => self.read_network(id).await,
-            "subnet" => self.read_subnet(id).await,
-            "firewall" => self.read_firewall(id).await,
-            "server" => self.read_server(id).await,
-            "ip_address" => self.read_ip_address(id).await,
-            "key_pair" => self.read_key_pair(id).await,
-            "volume" => self.read_volume(id).await,
-            "snapshot" => self.read_snapshot(id).await,
-            "image" => self.read_image(id).await,
-            "load_balancer" => self.read_load_balancer(id).await,
-            "dns_zone" => self.read_zone(id).await,
-            "dns_record" => self.read_record(id).await,
-            "database" => self.read_database(id).await,
-            "bucket" => self.read_bucket(id, req).await,
-            "secret" => self.read_secret(id).await,
-            ROLE => self.read_role(id).await,
-            PROFILE => self.read_instance_profile(id).await,
-            other => Err(Self::unsupported(other)),
+            Kind::Network => self.read_network(id).await,
+            Kind::Subnet => self.read_subnet(id).await,
+            Kind::Firewall => self.read_firewall(id).await,
+            Kind::Server => self.read_server(id).await,
+            Kind::IpAddress => self.read_ip_address(id).await,
+            Kind::KeyPair => self.read_key_pair(id).await,
+            Kind::Volume => self.read_volume(id).await,
+            Kind::Snapshot => self.read_snapshot(id).await,
+            Kind::Image => self.read_image(id).await,
+            Kind::LoadBalancer => self.read_load_balancer(id).await,
+            Kind::DnsZone => self.read_zone(id).await,
+            Kind::DnsRecord => self.read_record(id).await,
+            Kind::Database => self.read_database(id).await,
+            Kind::Bucket => self.read_bucket(id, req).await,
+            Kind::Secret => self.read_secret(id).await,
+            Kind::AwsIamRole => self.read_role(id).await,
+            Kind::AwsIamInstanceProfile => self.read_instance_profile(id).await,
         }
     }
 }
@@ -198,39 +173,42 @@ impl Provider for AwsProvider {
         // the earlier attempt left half done (waiting, listener, targets).
         // IAM names what it makes, so a retried role or profile meets its
         // name taken, and adopts it when the token tag is ours.
+        let finishes_itself = matches!(
+            req.kind,
+            Kind::Server
+                | Kind::LoadBalancer
+                | Kind::Database
+                | Kind::AwsIamRole
+                | Kind::AwsIamInstanceProfile
+        );
         if req.may_exist
-            && req.kind != "server"
-            && req.kind != "load_balancer"
-            && req.kind != "database"
-            && req.kind != ROLE
-            && req.kind != PROFILE
-            && let Some(id) = self.find_id(&req.kind, &req.token).await?
+            && !finishes_itself
+            && let Some(id) = self.find_id(req.kind, &req.token).await?
         {
             tracing::info!(address = %req.address, %id, "adopting what an earlier attempt made");
             self.finish_steps(&req, &id).await?;
             return self
-                .finish_found(&req.kind, &req.deployment, &req.address, id)
+                .finish_found(req.kind, &req.deployment, &req.address, id)
                 .await;
         }
-        let attributes = match req.kind.as_str() {
-            "network" => self.create_network(&req).await?,
-            "subnet" => self.create_subnet(&req).await?,
-            "firewall" => self.create_firewall(&req).await?,
-            "server" => self.create_server(&req).await?,
-            "ip_address" => self.create_ip_address(&req).await?,
-            "key_pair" => self.create_key_pair(&req).await?,
-            "volume" => self.create_volume(&req).await?,
-            "snapshot" => self.create_snapshot(&req).await?,
-            "image" => self.create_image(&req).await?,
-            "load_balancer" => self.create_load_balancer(&req).await?,
-            "dns_zone" => self.create_zone(&req).await?,
-            "dns_record" => self.create_record(&req).await?,
-            "database" => self.create_database(&req).await?,
-            "bucket" => self.create_bucket(&req).await?,
-            "secret" => self.create_secret(&req).await?,
-            ROLE => self.create_role(&req).await?,
-            PROFILE => self.create_instance_profile(&req).await?,
-            other => return Err(Self::unsupported(other)),
+        let attributes = match req.kind {
+            Kind::Network => self.create_network(&req).await?,
+            Kind::Subnet => self.create_subnet(&req).await?,
+            Kind::Firewall => self.create_firewall(&req).await?,
+            Kind::Server => self.create_server(&req).await?,
+            Kind::IpAddress => self.create_ip_address(&req).await?,
+            Kind::KeyPair => self.create_key_pair(&req).await?,
+            Kind::Volume => self.create_volume(&req).await?,
+            Kind::Snapshot => self.create_snapshot(&req).await?,
+            Kind::Image => self.create_image(&req).await?,
+            Kind::LoadBalancer => self.create_load_balancer(&req).await?,
+            Kind::DnsZone => self.create_zone(&req).await?,
+            Kind::DnsRecord => self.create_record(&req).await?,
+            Kind::Database => self.create_database(&req).await?,
+            Kind::Bucket => self.create_bucket(&req).await?,
+            Kind::Secret => self.create_secret(&req).await?,
+            Kind::AwsIamRole => self.create_role(&req).await?,
+            Kind::AwsIamInstanceProfile => self.create_instance_profile(&req).await?,
         };
         let id = attributes["id"]
             .as_str()
@@ -240,66 +218,64 @@ impl Provider for AwsProvider {
     }
 
     async fn read(&self, req: ReadRequest) -> ProviderResult<Option<Observed>> {
-        self.read_kind(&req.kind, &req.id, &req).await
+        self.read_kind(req.kind, &req.id, &req).await
     }
 
     async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
-        match req.kind.as_str() {
-            "network" => self.update_network(&req).await,
-            "subnet" => self.update_subnet(&req).await,
-            "firewall" => self.update_firewall(&req).await,
-            "server" => self.update_server(&req).await,
-            "ip_address" => self.update_ip_address(&req).await,
-            "key_pair" => self.update_key_pair(&req).await,
-            "volume" | "snapshot" | "image" => self.update_storage(&req).await,
-            "load_balancer" => self.update_load_balancer(&req).await,
-            "dns_zone" => self.update_zone(&req).await,
-            "dns_record" => self.create_record_upsert(&req.properties).await,
-            "database" => self.update_database(&req).await,
-            "bucket" => self.update_bucket(&req).await,
-            "secret" => self.update_secret(&req).await,
-            ROLE => self.update_role(&req).await,
-            PROFILE => self.update_instance_profile(&req).await,
-            other => Err(Self::unsupported(other)),
+        match req.kind {
+            Kind::Network => self.update_network(&req).await,
+            Kind::Subnet => self.update_subnet(&req).await,
+            Kind::Firewall => self.update_firewall(&req).await,
+            Kind::Server => self.update_server(&req).await,
+            Kind::IpAddress => self.update_ip_address(&req).await,
+            Kind::KeyPair => self.update_key_pair(&req).await,
+            Kind::Volume | Kind::Snapshot | Kind::Image => self.update_storage(&req).await,
+            Kind::LoadBalancer => self.update_load_balancer(&req).await,
+            Kind::DnsZone => self.update_zone(&req).await,
+            Kind::DnsRecord => self.create_record_upsert(&req.properties).await,
+            Kind::Database => self.update_database(&req).await,
+            Kind::Bucket => self.update_bucket(&req).await,
+            Kind::Secret => self.update_secret(&req).await,
+            Kind::AwsIamRole => self.update_role(&req).await,
+            Kind::AwsIamInstanceProfile => self.update_instance_profile(&req).await,
         }
     }
 
     async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
         tracing::debug!(address = %req.address, kind = %req.kind, id = %req.id, "delete");
-        match req.kind.as_str() {
-            "network" => self.delete_network(&req.id).await,
-            "subnet" => self.delete_subnet(&req.id).await,
-            "firewall" => self.delete_firewall(&req.id).await,
-            "server" => self.delete_server(&req.id).await,
-            "ip_address" => self.delete_ip_address(&req.id).await,
-            "key_pair" => self.delete_key_pair(&req.id).await,
-            "volume" => self.delete_volume(&req.id).await,
-            "snapshot" => self.delete_snapshot(&req.id).await,
-            "image" => self.delete_image(&req.id).await,
-            "load_balancer" => self.delete_load_balancer(&req).await,
-            "dns_zone" => self.delete_zone(&req.id).await,
-            "dns_record" => self.delete_record(&req).await,
-            "database" => self.delete_database(&req.id).await,
-            "bucket" => self.delete_bucket(&req.id).await,
-            "secret" => self.delete_secret(&req.id).await,
-            ROLE => self.delete_role(&req.id).await,
-            PROFILE => self.delete_instance_profile(&req.id).await,
-            other => Err(Self::unsupported(other)),
+        match req.kind {
+            Kind::Network => self.delete_network(&req.id).await,
+            Kind::Subnet => self.delete_subnet(&req.id).await,
+            Kind::Firewall => self.delete_firewall(&req.id).await,
+            Kind::Server => self.delete_server(&req.id).await,
+            Kind::IpAddress => self.delete_ip_address(&req.id).await,
+            Kind::KeyPair => self.delete_key_pair(&req.id).await,
+            Kind::Volume => self.delete_volume(&req.id).await,
+            Kind::Snapshot => self.delete_snapshot(&req.id).await,
+            Kind::Image => self.delete_image(&req.id).await,
+            Kind::LoadBalancer => self.delete_load_balancer(&req).await,
+            Kind::DnsZone => self.delete_zone(&req.id).await,
+            Kind::DnsRecord => self.delete_record(&req).await,
+            Kind::Database => self.delete_database(&req.id).await,
+            Kind::Bucket => self.delete_bucket(&req.id).await,
+            Kind::Secret => self.delete_secret(&req.id).await,
+            Kind::AwsIamRole => self.delete_role(&req.id).await,
+            Kind::AwsIamInstanceProfile => self.delete_instance_profile(&req.id).await,
         }
     }
 
     async fn find(&self, req: FindRequest) -> ProviderResult<Option<Created>> {
-        let found = match req.kind.as_str() {
+        let found = match req.kind {
             // The name derived from the token first: one call, no listing.
-            ROLE | PROFILE => {
-                self.find_iam(&req.kind, &req.token, Some((&req.deployment, &req.address)))
+            Kind::AwsIamRole | Kind::AwsIamInstanceProfile => {
+                self.find_iam(req.kind, &req.token, Some((&req.deployment, &req.address)))
                     .await?
             }
-            _ => self.find_id(&req.kind, &req.token).await?,
+            _ => self.find_id(req.kind, &req.token).await?,
         };
         match found {
             Some(id) => self
-                .finish_found(&req.kind, &req.deployment, &req.address, id)
+                .finish_found(req.kind, &req.deployment, &req.address, id)
                 .await
                 .map(Some),
             None => Ok(None),
@@ -325,13 +301,13 @@ impl AwsProvider {
         let read = ReadRequest {
             deployment: req.deployment.clone(),
             address: req.address.clone(),
-            kind: req.kind.clone(),
+            kind: req.kind,
             id: id.to_string(),
         };
-        let Some(live) = self.read_kind(&req.kind, id, &read).await? else {
+        let Some(live) = self.read_kind(req.kind, id, &read).await? else {
             return Ok(());
         };
-        let schema = lookup(&req.kind);
+        let schema = req.kind.schema();
         let changed: Vec<String> = req
             .properties
             .as_object()
@@ -339,7 +315,7 @@ impl AwsProvider {
             .flatten()
             .filter(|(k, want)| {
                 let in_place = schema
-                    .and_then(|s| s.property(k))
+                    .property(k)
                     .is_some_and(|p| !p.force_new && !p.sensitive);
                 in_place && !want.is_null() && live.properties.get(k.as_str()) != Some(want)
             })
@@ -352,7 +328,7 @@ impl AwsProvider {
         self.update(UpdateRequest {
             deployment: req.deployment.clone(),
             address: req.address.clone(),
-            kind: req.kind.clone(),
+            kind: req.kind,
             id: id.to_string(),
             prior: live.properties,
             properties: req.properties.clone(),
@@ -367,7 +343,7 @@ impl AwsProvider {
 
     async fn finish_found(
         &self,
-        kind: &str,
+        kind: Kind,
         deployment: &str,
         address: &str,
         id: String,
@@ -375,7 +351,7 @@ impl AwsProvider {
         let req = ReadRequest {
             deployment: deployment.into(),
             address: address.into(),
-            kind: kind.into(),
+            kind,
             id: id.clone(),
         };
         let attributes = match self.read_kind(kind, &id, &req).await? {
@@ -385,7 +361,8 @@ impl AwsProvider {
         Ok(Created { id, attributes })
     }
 
-    pub fn kinds() -> &'static [&'static str] {
-        KINDS
+    /// Every kind: the aws target makes the portable ones and its own.
+    pub fn kinds() -> &'static [Kind] {
+        &Kind::ALL
     }
 }

@@ -15,13 +15,13 @@ use crate::model::*;
 impl AwsProvider {
     pub(crate) async fn find_storage(
         &self,
-        kind: &str,
+        kind: Kind,
         token: &str,
     ) -> ProviderResult<Option<String>> {
         let tag = by_tag(TOKEN_TAG, token);
         let ec2 = &self.c.ec2;
         Ok(match kind {
-            "volume" => ec2
+            Kind::Volume => ec2
                 .describe_volumes()
                 .filters(tag)
                 .send()
@@ -31,7 +31,7 @@ impl AwsProvider {
                 .first()
                 .and_then(|v| v.volume_id())
                 .map(str::to_string),
-            "snapshot" => ec2
+            Kind::Snapshot => ec2
                 .describe_snapshots()
                 .owner_ids("self")
                 .filters(tag)
@@ -116,7 +116,7 @@ impl AwsProvider {
             return Ok(None);
         };
         let tags = tag_map(v.tags());
-        let mut p = blank("volume");
+        let mut p = blank(Kind::Volume);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert("size_gb".into(), json!(v.size()));
         p.insert(
@@ -187,7 +187,7 @@ impl AwsProvider {
             return Ok(None);
         };
         let tags = tag_map(s.tags());
-        let mut p = blank("snapshot");
+        let mut p = blank(Kind::Snapshot);
         p.insert("name".into(), json!(tags.get("Name")));
         p.insert("volume".into(), json!(s.volume_id()));
         Ok(Some(Observed {
@@ -267,7 +267,7 @@ impl AwsProvider {
             return Ok(None);
         }
         let tags = tag_map(i.tags());
-        let mut p = blank("image");
+        let mut p = blank(Kind::Image);
         p.insert("name".into(), json!(i.name()));
         p.insert("server".into(), json!(i.source_instance_id()));
         Ok(Some(Observed {
@@ -318,7 +318,7 @@ impl AwsProvider {
         let r = ReadRequest {
             deployment: req.deployment.clone(),
             address: req.address.clone(),
-            kind: req.kind.clone(),
+            kind: req.kind,
             id: req.id.clone(),
         };
         let o = match req.kind.as_str() {
@@ -565,7 +565,7 @@ impl AwsProvider {
             Err(ProviderError::NotFound(_)) => true,
             Err(e) => return Err(e),
         };
-        let mut p = blank("bucket");
+        let mut p = blank(Kind::Bucket);
         p.insert("name".into(), json!(name));
         p.insert(
             "versioning".into(),
@@ -750,7 +750,7 @@ impl AwsProvider {
             .iter()
             .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
             .collect();
-        let mut p = blank("secret");
+        let mut p = blank(Kind::Secret);
         p.insert("name".into(), json!(d.name()));
         p.insert("value".into(), json!(value.secret_string()));
         p.insert("description".into(), json!(d.description()));

@@ -226,7 +226,7 @@ mod tests {
             .create(CreateRequest {
                 deployment: "d".into(),
                 address: "lb".into(),
-                kind: "load_balancer".into(),
+                kind: crate::schema::Kind::LoadBalancer,
                 properties: json!({"backends": ["10.0.0.4", "10.0.0.5"], "backend_port": 8080}),
                 tags: Default::default(),
                 target: None,
@@ -293,7 +293,7 @@ mod tests {
             .create(CreateRequest {
                 deployment: "d".into(),
                 address: "lb".into(),
-                kind: "load_balancer".into(),
+                kind: crate::schema::Kind::LoadBalancer,
                 properties: json!({"backends": ["10.0.0.4"], "backend_port": 80}),
                 tags: Default::default(),
                 target: None,

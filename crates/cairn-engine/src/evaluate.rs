@@ -19,7 +19,7 @@ use cairn_template::{Span, Value};
 
 use crate::check::{check_keys, check_value, parse_documents, with_defaults};
 use crate::graph::{DeclGraph, DeclId, DeclKind};
-use crate::schema::{ResourceSchema, lookup, portable_kinds, target_kinds, target_of};
+use crate::schema::{Kind, ResourceSchema, portable_kinds, target_kinds, target_of};
 
 /// How a resource expands into instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub struct Instance {
     pub address: String,
     pub resource: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Kind,
     pub key: InstanceKey,
     pub properties: IndexMap<String, Value>,
     pub tags: IndexMap<String, Value>,
@@ -65,7 +65,7 @@ pub struct Instance {
 pub struct DesiredResource {
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Kind,
     pub mode: Mode,
     pub data_holding: bool,
     /// Resources this one depends on, directly or through variables.
@@ -181,7 +181,8 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
     // Types first: references to a resource of unknown type cannot be checked.
     let mut schemas: HashMap<&str, &'static ResourceSchema> = HashMap::new();
     for (name, r) in &template.resources {
-        match lookup(&r.kind.text) {
+        // The one place a type string becomes a kind.
+        match Kind::parse(&r.kind.text).map(Kind::schema) {
             Some(s) => {
                 if let Some(only) = target_of(s.kind)
                     && only != loaded.env.target
@@ -391,6 +392,63 @@ fn node_at<'n>(props_node: &'n Node, path: &[crate::schema::limits::Step]) -> &'
         }
     }
     node
+}
+
+/// Reads the properties of a kind with a typed model
+/// ([`crate::schema::typed`]) as every target will, and reports a fault at
+/// the value it names. Values not known yet are left out and read again
+/// once they are; a fault that may come from leaving them out is not one.
+fn check_typed(
+    kind: Kind,
+    props: &IndexMap<String, Value>,
+    props_node: &Node,
+    d: &mut Diagnostics,
+) {
+    use crate::schema::typed::{At, PropError};
+    let read: fn(&serde_json::Value) -> Result<(), PropError> = match kind {
+        Kind::LoadBalancer => |p| crate::schema::balancer::LoadBalancer::read(p).map(|_| ()),
+        Kind::DnsRecord => |p| crate::schema::dns::DnsRecord::read(p).map(|_| ()),
+        _ => return,
+    };
+    let mut unknown = Vec::new();
+    let json: serde_json::Map<String, serde_json::Value> = props
+        .iter()
+        .filter_map(|(k, v)| match v.to_json_revealed() {
+            Some(j) => Some((k.clone(), j)),
+            None => {
+                unknown.push(k.as_str());
+                None
+            }
+        })
+        .collect();
+    let Err(e) = read(&serde_json::Value::Object(json)) else {
+        return;
+    };
+    let about_unknown = match e.path.first() {
+        Some(At::Key(k)) => unknown.contains(&k.as_str()),
+        _ => !unknown.is_empty(),
+    };
+    if about_unknown {
+        return;
+    }
+    let mut node = props_node;
+    for step in &e.path {
+        let next = match step {
+            At::Key(k) => node.get(k),
+            At::Index(i) => node.as_seq().and_then(|items| items.get(*i)),
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    d.push(
+        Diagnostic::new(
+            Code::Constraint,
+            format!("{} `{}`: {}", kind, e.path_text(), e.message),
+        )
+        .at(node.span, "this value"),
+    );
 }
 
 /// A firewall's rules, checked the same way for every target
@@ -766,7 +824,7 @@ fn evaluate_resource<'a>(
     };
     let mut out = DesiredResource {
         name: name.to_string(),
-        kind: schema.kind.to_string(),
+        kind: Kind::of(schema),
         mode,
         data_holding: schema.data_holding,
         depends_on,
@@ -885,17 +943,24 @@ fn evaluate_resource<'a>(
                 continue;
             }
         };
+        let before = cx.d.len();
         for p in schema.properties {
             if let Some(v) = props.get(p.name) {
                 let node = props_node.get(p.name).unwrap_or(props_node);
                 check_value(&p.ty, p.name, v, node, &mut cx.d);
             }
         }
+        let shapes_fit = cx.d.len() == before;
         check_target_limits(&cx.loaded.env, schema.kind, &props, props_node, &mut cx.d);
         check_firewall_rules(schema.kind, &props, props_node, &mut cx.d);
         let mut props = props;
         parse_documents(schema, &mut props, props_node, &mut cx.d);
         let mut properties = with_defaults(schema, props);
+        if shapes_fit {
+            // What the shapes allow but the kind's model does not (a port
+            // of 0, a duration of `2x`): the same read the targets make.
+            check_typed(Kind::of(schema), &properties, props_node, &mut cx.d);
+        }
         let mut tags: IndexMap<String, Value> = cx
             .loaded
             .env
@@ -962,7 +1027,7 @@ fn evaluate_resource<'a>(
         out.instances.push(Instance {
             address,
             resource: name.to_string(),
-            kind: schema.kind.to_string(),
+            kind: Kind::of(schema),
             key,
             properties,
             tags,
@@ -1193,6 +1258,54 @@ resources:
                 "cairn::target_limit 11:18: health_check.timeout 1s: ELB wants 2s or more and less than the interval (2s) (environment `aws` deploys to aws)",
             ]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn typed_models_refuse_a_value_at_it_and_wait_for_unknown_ones() {
+        let dir = dir(r#"cairn: 1
+resources:
+  net: {type: network, properties: {cidr: 10.0.0.0/16}}
+  sub: {type: subnet, properties: {network: "{{ net.id }}", cidr: 10.0.1.0/24}}
+  web: {type: server, count: 2, properties: {image: debian-12, subnet: "{{ sub.id }}"}}
+  lb:
+    type: load_balancer
+    properties:
+      listen: {port: 70000}
+      backends: "{{ web | map(attribute='address') | list }}"
+      backend_port: 8080
+  zone: {type: dns_zone, properties: {name: example.test}}
+  www:
+    type: dns_record
+    properties: {zone: "{{ zone.id }}", name: www, type: A, values: ["{{ lb.address }}"]}
+"#);
+        for env in ["dev", "aws"] {
+            let (loaded, r) = evaluate_in(&dir, env);
+            let d = r.expect_err("a port of 70000");
+            let found: Vec<String> = d
+                .iter()
+                .map(|d| {
+                    let at = loaded.sources.location(d.span().unwrap());
+                    let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
+                    format!(
+                        "{} {}:{}: {}",
+                        d.code.as_str(),
+                        line_col[1],
+                        line_col[0],
+                        d.message
+                    )
+                })
+                .collect();
+            // The backends and the record's zone and value are not known
+            // yet: nothing is said about them.
+            assert_eq!(
+                found,
+                [
+                    "cairn::constraint 9:22: load_balancer `listen.port`: 70000 is not a port number (1 to 65535)"
+                ],
+                "{env}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -15,7 +15,7 @@ use crate::apply::RunContext;
 use crate::provider::{Json, ProviderError, ReadRequest};
 use crate::retry::with_retries;
 use crate::run::{LeaseTerms, hold_lease};
-use crate::schema::{ResourceSchema, lookup, portable_kinds, target_kinds, target_of};
+use crate::schema::{Kind, ResourceSchema, lookup, portable_kinds, target_kinds, target_of};
 use crate::store::{Owner, ResourceRecord, RunRecord, StoreError};
 
 /// What to adopt, checked: a portable type, the target's id, and a resource
@@ -212,7 +212,7 @@ async fn read(cx: &RunContext, req: &ImportRequest, target: &str) -> Result<Impo
     let read = ReadRequest {
         deployment: cx.deployment.clone(),
         address: req.address.clone(),
-        kind: schema.kind.to_string(),
+        kind: Kind::of(schema),
         id: req.id.clone(),
     };
     let not_found = || ImportError::NotFound {

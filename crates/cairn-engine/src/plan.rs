@@ -12,7 +12,7 @@ use cairn_template::value::{SECRET_TEXT, UNKNOWN_TEXT};
 
 use crate::evaluate::{Desired, Instance, KnownAttributes};
 use crate::provider::Json;
-use crate::schema::{ResourceSchema, lookup};
+use crate::schema::ResourceSchema;
 use crate::store::ResourceRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,14 +204,12 @@ pub fn plan(
         for r in desired.resources.values() {
             for i in &r.instances {
                 seen.insert(&i.address);
-                let Some(schema) = lookup(&i.kind) else {
-                    continue;
-                };
+                let schema = i.kind.schema();
                 let change = match by_address.get(i.address.as_str()) {
                     None => ResourceChange {
                         address: i.address.clone(),
                         resource: i.resource.clone(),
-                        kind: i.kind.clone(),
+                        kind: i.kind.to_string(),
                         action: Action::Create,
                         id: None,
                         diff: create_diff(i),
@@ -240,7 +238,7 @@ pub fn plan(
                         ResourceChange {
                             address: i.address.clone(),
                             resource: i.resource.clone(),
-                            kind: i.kind.clone(),
+                            kind: i.kind.to_string(),
                             action,
                             id: Some(rec.id.clone()),
                             diff,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::ResourceSchema;
+use crate::schema::{Kind, ResourceSchema};
 
 pub type Json = serde_json::Value;
 
@@ -16,7 +16,7 @@ pub type Json = serde_json::Value;
 pub struct CreateRequest {
     pub deployment: String,
     pub address: String,
-    pub kind: String,
+    pub kind: Kind,
     /// Desired properties with defaults filled and secrets revealed.
     pub properties: Json,
     pub tags: BTreeMap<String, String>,
@@ -54,7 +54,7 @@ pub struct Created {
 pub struct ReadRequest {
     pub deployment: String,
     pub address: String,
-    pub kind: String,
+    pub kind: Kind,
     pub id: String,
 }
 
@@ -70,7 +70,7 @@ pub struct Observed {
 pub struct UpdateRequest {
     pub deployment: String,
     pub address: String,
-    pub kind: String,
+    pub kind: Kind,
     pub id: String,
     pub prior: Json,
     pub properties: Json,
@@ -87,7 +87,7 @@ pub struct UpdateRequest {
 pub struct DeleteRequest {
     pub deployment: String,
     pub address: String,
-    pub kind: String,
+    pub kind: Kind,
     pub id: String,
     pub properties: Json,
     pub token: String,
@@ -98,14 +98,14 @@ pub struct DeleteRequest {
 pub struct FindRequest {
     pub deployment: String,
     pub address: String,
-    pub kind: String,
+    pub kind: Kind,
     pub token: String,
 }
 
 /// A live resource carrying a deployment's tags (for `--prune` and orphan search).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Listed {
-    pub kind: String,
+    pub kind: Kind,
     pub id: String,
     /// The `cairn:resource` tag: which address it was made for.
     pub address: Option<String>,
@@ -173,6 +173,39 @@ pub trait Provider: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_written_before_kinds_were_typed_still_read() {
+        // As a journal, a saved daemon call or an older cairn wrote them.
+        let old = r#"{"deployment":"d","address":"role","kind":"aws.iam_role","properties":{},
+            "tags":{},"target":null,"token":"t"}"#;
+        let req: CreateRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(req.kind, Kind::AwsIamRole);
+        assert!(
+            req.may_exist,
+            "absent on the wire: an earlier attempt may exist"
+        );
+        let again = serde_json::to_value(&req).unwrap();
+        assert_eq!(again["kind"], "aws.iam_role");
+        let listed: Vec<Listed> = serde_json::from_str(
+            r#"[{"kind":"server","id":"i-1","address":"web[0]"},{"kind":"dns_record","id":"r","address":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (listed[0].kind, listed[1].kind),
+            (Kind::Server, Kind::DnsRecord)
+        );
+        // A type this cairn does not know is refused by name.
+        let e = serde_json::from_str::<ReadRequest>(
+            r#"{"deployment":"d","address":"a","kind":"aws.route_table","id":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown resource type `aws.route_table`"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn errors_cross_the_wire() {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::apply::RunContext;
 use crate::provider::{DeleteRequest, FindRequest, ProviderError, ReadRequest};
+use crate::schema::Kind;
 use crate::store::{JournalOp, JournalOutcome};
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +40,9 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
         .collect();
     let mut out = Vec::new();
     for e in open {
+        let kind = e
+            .typed_kind()
+            .map_err(|err| format!("recovering {}: {err}", e.address))?;
         let finding = match e.op {
             JournalOp::Create => {
                 let found = cx
@@ -46,7 +50,7 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
                     .find(FindRequest {
                         deployment: e.deployment.clone(),
                         address: e.address.clone(),
-                        kind: e.kind.clone(),
+                        kind,
                         token: e.token.clone(),
                     })
                     .await
@@ -59,7 +63,7 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
                     Some(c) => {
                         // Made but never recorded: remove it; the plan creates
                         // it again with the template's current values.
-                        delete_orphan(cx, &e.address, &e.kind, &c.id, &e.token).await?;
+                        delete_orphan(cx, &e.address, kind, &c.id, &e.token).await?;
                         format!("{} was created but not recorded; deleted it", c.id)
                     }
                 }
@@ -71,7 +75,7 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
                     .read(ReadRequest {
                         deployment: e.deployment.clone(),
                         address: e.address.clone(),
-                        kind: e.kind.clone(),
+                        kind,
                         id: id.clone(),
                     })
                     .await;
@@ -91,7 +95,7 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
                     (true, Some(_)) => format!("{id} still exists and stays in the state"),
                     (true, None) => {
                         // A replaced resource's old half: nothing records it.
-                        delete_orphan(cx, &e.address, &e.kind, &id, &e.token).await?;
+                        delete_orphan(cx, &e.address, kind, &id, &e.token).await?;
                         format!("{id} was meant to be deleted and was not recorded; deleted it")
                     }
                 }
@@ -125,14 +129,14 @@ pub async fn reconcile(cx: &RunContext) -> Result<Vec<Reconciled>, String> {
 async fn delete_orphan(
     cx: &RunContext,
     address: &str,
-    kind: &str,
+    kind: Kind,
     id: &str,
     token: &str,
 ) -> Result<(), String> {
     let req = DeleteRequest {
         deployment: cx.deployment.clone(),
         address: address.to_string(),
-        kind: kind.to_string(),
+        kind,
         id: id.to_string(),
         properties: serde_json::Value::Null,
         token: format!("{token}-recover"),

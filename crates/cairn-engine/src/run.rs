@@ -334,10 +334,18 @@ async fn read_all(
     for (i, r) in records.iter().enumerate() {
         let (provider, limit, policy) =
             (cx.provider.clone(), limit.clone(), cx.options.retry.clone());
+        let kind = match r.typed_kind() {
+            Ok(kind) => kind,
+            Err(e) => {
+                let e = crate::provider::ProviderError::Permanent(format!("{}: {e}", r.address));
+                running.spawn(async move { (i, Err(e)) });
+                continue;
+            }
+        };
         let req = ReadRequest {
             deployment: cx.deployment.clone(),
             address: r.address.clone(),
-            kind: r.kind.clone(),
+            kind,
             id: r.id.clone(),
         };
         running.spawn(async move {
@@ -414,8 +422,8 @@ async fn orphans(
         .filter(|l| !known.iter().any(|r| r.id == l.id && r.kind == l.kind))
         .map(|l| ResourceRecord {
             address: format!("orphan:{}:{}", l.kind, l.id),
-            data_holding: crate::schema::lookup(&l.kind).is_some_and(|s| s.data_holding),
-            kind: l.kind,
+            data_holding: l.kind.schema().data_holding,
+            kind: l.kind.to_string(),
             id: l.id,
             properties: Json::Object(Default::default()),
             attributes: Json::Object(Default::default()),

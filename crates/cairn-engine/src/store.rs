@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::schema::{Kind, UnknownKind};
+
 /// Seconds since the Unix epoch (the engine injects the clock).
 pub type Timestamp = i64;
 
@@ -34,6 +36,15 @@ pub struct ResourceRecord {
     pub data_holding: bool,
     pub prevent_destroy: bool,
     pub create_before_destroy: bool,
+}
+
+impl ResourceRecord {
+    /// The record's type as a [`Kind`]. The state keeps the type string;
+    /// one this cairn does not know (written by a newer one) is an error
+    /// where the record is acted on, not where the state is read.
+    pub fn typed_kind(&self) -> Result<Kind, UnknownKind> {
+        self.kind.parse()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +111,13 @@ pub struct JournalEntry {
     pub id: Option<String>,
     pub started_at: Timestamp,
     pub outcome: Option<JournalOutcome>,
+}
+
+impl JournalEntry {
+    /// The entry's type as a [`Kind`] (see [`ResourceRecord::typed_kind`]).
+    pub fn typed_kind(&self) -> Result<Kind, UnknownKind> {
+        self.kind.parse()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crate::backend::{BackendControl, BackendRef, BackendState, DrainReport, backends_of};
 use crate::provider::*;
-use crate::schema::{ResourceSchema, lookup};
+use crate::schema::{Kind, ResourceSchema, lookup};
 use crate::store::*;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeResource {
-    pub kind: String,
+    pub kind: Kind,
     pub address: String,
     pub properties: Json,
     pub tags: BTreeMap<String, String>,
@@ -96,10 +96,11 @@ impl FakeProvider {
         Ok(())
     }
 
-    fn attributes(kind: &str, id: &str, n: u64) -> Json {
+    fn attributes(kind: Kind, id: &str, n: u64) -> Json {
         let mut m = serde_json::Map::new();
         m.insert("id".into(), Json::String(id.into()));
-        if let Some(s) = lookup(kind) {
+        {
+            let s = kind.schema();
             for a in s.attributes.iter().filter(|a| a.name != "id") {
                 let v = match a.name {
                     "address" | "private_ip" | "public_ip" => {
@@ -240,7 +241,7 @@ impl Provider for FakeProvider {
                 .unwrap_or(0);
             return Ok(Created {
                 id: id.clone(),
-                attributes: Self::attributes(&r.kind, id, n),
+                attributes: Self::attributes(r.kind, id, n),
             });
         }
         let n = self.next.fetch_add(1, Ordering::SeqCst) + 1;
@@ -249,7 +250,7 @@ impl Provider for FakeProvider {
         cloud.insert(
             id.clone(),
             FakeResource {
-                kind: req.kind.clone(),
+                kind: req.kind,
                 address: req.address,
                 properties: req.properties,
                 tags: req.tags,
@@ -257,7 +258,7 @@ impl Provider for FakeProvider {
             },
         );
         Ok(Created {
-            attributes: Self::attributes(&req.kind, &id, n),
+            attributes: Self::attributes(req.kind, &id, n),
             id,
         })
     }
@@ -274,7 +275,7 @@ impl Provider for FakeProvider {
                 .unwrap_or(0);
             Observed {
                 properties: r.properties.clone(),
-                attributes: Self::attributes(&r.kind, &req.id, n),
+                attributes: Self::attributes(r.kind, &req.id, n),
                 tags: r.tags.clone(),
             }
         }))
@@ -295,7 +296,7 @@ impl Provider for FakeProvider {
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        Ok(Self::attributes(&req.kind, &req.id, n))
+        Ok(Self::attributes(req.kind, &req.id, n))
     }
 
     async fn delete(&self, req: DeleteRequest) -> ProviderResult<()> {
@@ -323,7 +324,7 @@ impl Provider for FakeProvider {
                     .unwrap_or(0);
                 Created {
                     id: id.clone(),
-                    attributes: Self::attributes(&r.kind, id, n),
+                    attributes: Self::attributes(r.kind, id, n),
                 }
             }))
     }
@@ -335,7 +336,7 @@ impl Provider for FakeProvider {
             .iter()
             .filter(|(_, r)| r.tags.get("cairn:deployment").map(String::as_str) == Some(deployment))
             .map(|(id, r)| Listed {
-                kind: r.kind.clone(),
+                kind: r.kind,
                 id: id.clone(),
                 address: r.tags.get("cairn:resource").cloned(),
             })

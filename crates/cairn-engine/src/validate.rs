@@ -27,7 +27,7 @@ pub fn validate(loaded: &Loaded) -> Result<(Validation, Desired), Diagnostics> {
     let desired = evaluate(loaded, &NoAttributes)?;
     let mut types: IndexMap<String, usize> = IndexMap::new();
     for i in desired.instances() {
-        *types.entry(i.kind.clone()).or_default() += 1;
+        *types.entry(i.kind.to_string()).or_default() += 1;
     }
     types.sort_keys();
     let v = Validation {

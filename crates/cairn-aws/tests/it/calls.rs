@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cairn_aws::AwsProvider;
 use cairn_engine::provider::*;
+use cairn_engine::schema::Kind;
 use serde_json::{Value as Json, json};
 
 use crate::moto::Moto;
@@ -26,7 +27,7 @@ async fn found(p: &AwsProvider, kind: &str, address: &str, token: &str) -> Optio
     p.find(FindRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         token: token.into(),
     })
     .await
@@ -37,7 +38,7 @@ fn delete_req(kind: &str, id: &str, properties: Json) -> DeleteRequest {
     DeleteRequest {
         deployment: "d".into(),
         address: kind.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         id: id.into(),
         properties,
         token: "del".into(),
@@ -344,7 +345,7 @@ async fn a_record_is_deleted_as_recorded_or_as_found_when_it_changed() {
     p.update(UpdateRequest {
         deployment: "d".into(),
         address: "www".into(),
-        kind: "dns_record".into(),
+        kind: Kind::DnsRecord,
         id: www.id.clone(),
         prior: props(&["10.0.0.1"]),
         properties: props(&["10.0.0.9", "10.0.0.8"]),

@@ -43,7 +43,7 @@ fn update(
     UpdateRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         id: id.into(),
         prior: prior.clone(),
         properties: properties.clone(),
@@ -140,7 +140,7 @@ async fn iam_role_profile_and_server_lifecycle() {
         .find(FindRequest {
             deployment: "d".into(),
             address: "app_role".into(),
-            kind: ROLE.into(),
+            kind: ROLE.parse().unwrap(),
             token: "t-role".into(),
         })
         .await
@@ -318,7 +318,7 @@ async fn iam_role_profile_and_server_lifecycle() {
             .await
             .unwrap()
             .iter()
-            .any(|l| l.kind.starts_with("aws."))
+            .any(|l| l.kind.as_str().starts_with("aws."))
     );
 
     // Delete: the role while still in the profile and with its policies;
@@ -326,7 +326,7 @@ async fn iam_role_profile_and_server_lifecycle() {
     let delete = |kind: &str, address: &str, id: &str| DeleteRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         id: id.into(),
         properties: Json::Null,
         token: format!("t-{address}-delete"),
@@ -353,7 +353,7 @@ async fn iam_role_profile_and_server_lifecycle() {
             .await
             .unwrap()
             .iter()
-            .any(|l| l.kind.starts_with("aws.")),
+            .any(|l| l.kind.as_str().starts_with("aws.")),
         "nothing of IAM left"
     );
 }

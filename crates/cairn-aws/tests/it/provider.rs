@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use cairn_aws::AwsProvider;
 use cairn_engine::provider::*;
+use cairn_engine::schema::Kind;
 use serde_json::{Value as Json, json};
 
 use crate::moto::Moto;
@@ -20,7 +21,7 @@ pub(crate) fn req(kind: &str, address: &str, token: &str, properties: Json) -> C
     CreateRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         properties,
         tags: tags("d", address),
         target: None,
@@ -34,7 +35,7 @@ pub(crate) fn read_req(kind: &str, id: &str) -> ReadRequest {
     ReadRequest {
         deployment: "d".into(),
         address: kind.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         id: id.into(),
     }
 }
@@ -120,7 +121,7 @@ async fn a_second_create_with_the_same_token_makes_no_second_instance() {
         .find(FindRequest {
             deployment: "d".into(),
             address: "web[0]".into(),
-            kind: "server".into(),
+            kind: Kind::Server,
             token: "tok-web".into(),
         })
         .await
@@ -131,7 +132,7 @@ async fn a_second_create_with_the_same_token_makes_no_second_instance() {
         .find(FindRequest {
             deployment: "d".into(),
             address: "web[1]".into(),
-            kind: "server".into(),
+            kind: Kind::Server,
             token: "tok-other".into(),
         })
         .await
@@ -192,7 +193,7 @@ async fn a_rule_added_behind_cairns_back_is_read_and_removed_by_update() {
     p.update(UpdateRequest {
         deployment: "d".into(),
         address: "web_fw".into(),
-        kind: "firewall".into(),
+        kind: Kind::Firewall,
         id: fw.id.clone(),
         prior: props.clone(),
         properties: props.clone(),
@@ -374,7 +375,7 @@ async fn data_and_keys_round_trip_and_everything_is_listed_then_deleted() {
     assert_eq!(k.attributes["fingerprint"], key.attributes["fingerprint"]);
 
     let mut listed = p.list("d").await.unwrap();
-    listed.sort_by(|a, b| a.kind.cmp(&b.kind));
+    listed.sort_by_key(|l| l.kind);
     let kinds: Vec<&str> = listed.iter().map(|l| l.kind.as_str()).collect();
     assert_eq!(kinds, ["bucket", "key_pair", "secret"]);
     assert!(
@@ -388,7 +389,7 @@ async fn data_and_keys_round_trip_and_everything_is_listed_then_deleted() {
         let del = DeleteRequest {
             deployment: "d".into(),
             address: l.address.clone().unwrap_or_default(),
-            kind: l.kind.clone(),
+            kind: l.kind,
             id: l.id.clone(),
             properties: Json::Null,
             token: "del".into(),
@@ -446,7 +447,7 @@ async fn an_elastic_ip_moves_between_servers_and_is_released() {
     let update = |prior: Json, server: Json| UpdateRequest {
         deployment: "d".into(),
         address: "admin_ip".into(),
-        kind: "ip_address".into(),
+        kind: Kind::IpAddress,
         id: ip.id.clone(),
         prior,
         properties: json!({"name": null, "server": server}),
@@ -478,7 +479,7 @@ async fn an_elastic_ip_moves_between_servers_and_is_released() {
     let del = DeleteRequest {
         deployment: "d".into(),
         address: "admin_ip".into(),
-        kind: "ip_address".into(),
+        kind: Kind::IpAddress,
         id: ip.id.clone(),
         properties: Json::Null,
         token: "t-ip-d".into(),
@@ -614,7 +615,7 @@ async fn volumes_snapshots_and_images_round_trip() {
         .await
         .unwrap()
         .into_iter()
-        .map(|l| (l.kind, l.id))
+        .map(|l| (l.kind.to_string(), l.id))
         .collect();
     listed.sort();
     for (kind, id) in [
@@ -650,7 +651,7 @@ async fn volumes_snapshots_and_images_round_trip() {
         let del = DeleteRequest {
             deployment: "d".into(),
             address: kind.into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             id: id.clone(),
             properties: Json::Null,
             token: format!("del-{id}"),

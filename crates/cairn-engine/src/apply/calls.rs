@@ -192,7 +192,7 @@ pub(super) async fn create(
     let req = CreateRequest {
         deployment: cx.deployment.clone(),
         address: instance.address.clone(),
-        kind: instance.kind.clone(),
+        kind: instance.kind,
         properties,
         tags: tags_of(instance),
         target: instance
@@ -213,7 +213,7 @@ pub(super) async fn create(
         cx,
         Intent {
             address: &instance.address,
-            kind: &instance.kind,
+            kind: instance.kind.as_str(),
             op: JournalOp::Create,
             token: &token,
             id: None,
@@ -253,7 +253,7 @@ pub(super) async fn journaled_delete(
     let req = DeleteRequest {
         deployment: cx.deployment.clone(),
         address: r.address.clone(),
-        kind: r.kind.clone(),
+        kind: r.typed_kind().map_err(|e| format!("{}: {e}", r.address))?,
         id: r.id.clone(),
         properties: revealed_properties(r),
         token: token.clone(),
@@ -309,7 +309,9 @@ pub(super) async fn journaled_update(
     let req = UpdateRequest {
         deployment: cx.deployment.clone(),
         address: current.address.clone(),
-        kind: current.kind.clone(),
+        kind: current
+            .typed_kind()
+            .map_err(|e| format!("{}: {e}", current.address))?,
         id: current.id.clone(),
         prior: revealed_properties(current),
         properties,

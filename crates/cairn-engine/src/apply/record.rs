@@ -41,7 +41,7 @@ pub fn record_for(
     }
     ResourceRecord {
         address: instance.address.clone(),
-        kind: instance.kind.clone(),
+        kind: instance.kind.to_string(),
         id: id.to_string(),
         properties: Json::Object(properties),
         attributes: Json::Object(attrs),

@@ -93,7 +93,9 @@ async fn recreate(cx: &RunContext, before: &ResourceRecord) -> Result<ResourceRe
     let req = CreateRequest {
         deployment: cx.deployment.clone(),
         address: before.address.clone(),
-        kind: before.kind.clone(),
+        kind: before
+            .typed_kind()
+            .map_err(|e| format!("{}: {e}", before.address))?,
         properties: revealed_properties(before),
         tags: before.tags.clone(),
         target: None,

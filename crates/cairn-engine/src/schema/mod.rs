@@ -7,11 +7,16 @@
 use serde::Serialize;
 
 mod aws;
+pub mod balancer;
+pub mod dns;
 pub mod firewall;
+mod kind;
 pub mod limits;
 mod portable;
+pub mod typed;
 
 pub use aws::AWS;
+pub use kind::{Kind, UnknownKind};
 pub use portable::PORTABLE;
 
 /// Target-specific types, by target. A type's kind starts with its

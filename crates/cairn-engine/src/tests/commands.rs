@@ -8,6 +8,7 @@ use cairn_template::LoadOptions;
 use super::{World, fast_retries};
 use crate::plan::PlanOptions;
 use crate::run::{RunError, RunOptions, RunOutcome, up};
+use crate::schema::Kind;
 use crate::store::{Owner, StateStore, StoreError};
 
 const TEMPLATE: &str = r#"
@@ -204,7 +205,7 @@ async fn refresh_forgets_what_was_deleted_behind_our_back_and_recreates_it() {
         .delete(DeleteRequest {
             deployment: cx.deployment.clone(),
             address: "web[1]".into(),
-            kind: "server".into(),
+            kind: Kind::Server,
             id: web1,
             properties: serde_json::Value::Null,
             token: "by hand".into(),
@@ -360,7 +361,7 @@ async fn drift_reports_a_deleted_resource() {
         .delete(DeleteRequest {
             deployment: cx.deployment.clone(),
             address: "keys".into(),
-            kind: "key_pair".into(),
+            kind: Kind::KeyPair,
             id: keys.clone(),
             properties: serde_json::Value::Null,
             token: "by hand".into(),
@@ -398,7 +399,7 @@ async fn prune_deletes_live_resources_tagged_for_the_deployment_that_the_state_d
     let make = |deployment: &str, kind: &str, token: &str| CreateRequest {
         deployment: deployment.to_string(),
         address: "lost".into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         properties: serde_json::json!({"cidr": "10.7.0.0/16", "image": "x", "subnet": "y"}),
         tags: [
             ("cairn:deployment".to_string(), deployment.to_string()),
@@ -466,7 +467,7 @@ async fn prune_deletes_live_resources_tagged_for_the_deployment_that_the_state_d
         .delete(crate::provider::DeleteRequest {
             deployment: "someone-else".into(),
             address: "lost".into(),
-            kind: "network".into(),
+            kind: Kind::Network,
             id: other,
             properties: serde_json::Value::Null,
             token: "by hand".into(),
@@ -545,4 +546,40 @@ async fn what_the_target_chose_or_does_not_report_is_not_drift() {
     let found = crate::run::drift(&cx).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].properties[0].path, "size");
+}
+
+#[tokio::test]
+async fn a_record_of_a_type_this_cairn_does_not_know_is_named_not_acted_on() {
+    // State written by a newer cairn: the record still loads (the type is a
+    // string on disk); acting on it says which record and why.
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    let mut net = w
+        .store
+        .resources(&cx.deployment)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "network")
+        .unwrap();
+    net.kind = "aws.route_table".into();
+    assert!(net.typed_kind().is_err());
+    w.store.put_resource(&cx.deployment, &net).unwrap();
+    let before = w.provider.inventory();
+    let err = up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "{}: unknown resource type `aws.route_table`",
+            net.address
+        )),
+        "{err}"
+    );
+    // Nothing was made, changed or deleted.
+    assert_eq!(w.provider.inventory(), before);
 }

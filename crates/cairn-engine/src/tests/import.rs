@@ -39,7 +39,7 @@ async fn made_elsewhere(w: &World, kind: &str, properties: Json) -> String {
         .create(CreateRequest {
             deployment: "someone-else".into(),
             address: "elsewhere".into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             properties,
             tags: BTreeMap::from([("team".to_string(), "web".to_string())]),
             target: None,

@@ -21,7 +21,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_engine::provider::*;
-use cairn_engine::schema::{ResourceSchema, portable};
+use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
+use cairn_engine::schema::{Kind, ResourceSchema, portable};
 use ipnet::IpNet;
 use serde_json::json;
 
@@ -295,7 +296,7 @@ impl Cloud {
             }
         }
         // Again, now that the load balancers have their source addresses.
-        if let Err(e) = self.refresh_host_firewall("load_balancer").await {
+        if let Err(e) = self.refresh_host_firewall(Kind::LoadBalancer).await {
             problems.push(e.to_string());
         }
         problems
@@ -322,12 +323,16 @@ impl Cloud {
 
     /// With `runc` isolation, replaces the kernel's firewall rules after a
     /// change of a `kind` that they depend on.
-    async fn refresh_host_firewall(&self, kind: &str) -> ProviderResult<()> {
+    async fn refresh_host_firewall(&self, kind: Kind) -> ProviderResult<()> {
         match &self.hosts {
             Some(h)
                 if matches!(
                     kind,
-                    "firewall" | "server" | "load_balancer" | "network" | "database"
+                    Kind::Firewall
+                        | Kind::Server
+                        | Kind::LoadBalancer
+                        | Kind::Network
+                        | Kind::Database
                 ) =>
             {
                 h.apply_firewall(|| self.snapshot()).await
@@ -351,30 +356,32 @@ impl Cloud {
 
     /// The zone name of a `dns_record`'s `zone` (an id).
     fn zone_name(&self, p: &Json) -> ProviderResult<String> {
-        let id = prop_str(p, "zone").ok_or_else(|| permanent("`zone` is required"))?;
-        let zone = self.get(id, "dns_zone")?;
+        let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
+        let zone = self.get(&record.zone, "dns_zone")?;
         Ok(prop_str(&zone.properties, "name")
             .unwrap_or_default()
             .to_string())
     }
 
+    /// The record set a `dns_record`'s properties describe, read in the
+    /// engine's typed model (the one the aws target reads too).
     fn record_set(p: &Json) -> ProviderResult<RecordSet> {
-        let rtype: RecordType = prop_str(p, "type")
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: crate::dns::DnsError| permanent(e.to_string()))?;
+        use cairn_engine::schema::dns::RecordType as Portable;
+        let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
         Ok(RecordSet {
-            name: prop_str(p, "name").unwrap_or("@").to_string(),
-            rtype,
-            ttl: prop(p, "ttl").and_then(Json::as_u64).unwrap_or(300) as u32,
-            values: prop(p, "values")
-                .and_then(Json::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            name: record.name,
+            rtype: match record.rtype {
+                Portable::A => RecordType::A,
+                Portable::Aaaa => RecordType::Aaaa,
+                Portable::Cname => RecordType::Cname,
+                Portable::Txt => RecordType::Txt,
+                Portable::Mx => RecordType::Mx,
+                Portable::Ns => RecordType::Ns,
+                Portable::Srv => RecordType::Srv,
+                Portable::Caa => RecordType::Caa,
+            },
+            ttl: record.ttl,
+            values: record.values,
         })
     }
 
@@ -525,8 +532,8 @@ impl Cloud {
         req: &CreateRequest,
     ) -> ProviderResult<(Json, Option<Ipv4Addr>)> {
         let p = &req.properties;
-        match req.kind.as_str() {
-            "network" => {
+        match req.kind {
+            Kind::Network => {
                 let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
                 {
                     let st = self.lock();
@@ -549,7 +556,7 @@ impl Cloud {
                 }
                 Ok((json!({"id": id}), None))
             }
-            "subnet" => {
+            Kind::Subnet => {
                 let (net, net_cidr) = self.network_of(p)?;
                 let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
                 if !net_cidr.contains(&cidr) {
@@ -573,17 +580,17 @@ impl Cloud {
                 }
                 Ok((json!({"id": id}), None))
             }
-            "firewall" => {
+            Kind::Firewall => {
                 self.network_of(p)?;
                 firewall::check_rules(&self.lock(), p).map_err(permanent)?;
                 Ok((json!({"id": id}), None))
             }
-            "ip_address" => {
+            Kind::IpAddress => {
                 let ip = self.allocate_ip(id)?;
                 self.associate(id, ip, p).await?;
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
-            "server" => match &self.hosts {
+            Kind::Server => match &self.hosts {
                 Some(hosts) => {
                     let (net, _, address) =
                         isolation::Hosts::reserve_address(&mut self.lock(), id, p)?;
@@ -605,7 +612,7 @@ impl Cloud {
                 }
                 None => self.make_server(id, req).await,
             },
-            "dns_zone" => {
+            Kind::DnsZone => {
                 let name = prop_str(p, "name").unwrap_or_default();
                 let clash = self.lock().of_kind("dns_zone").any(|z| {
                     prop_str(&z.properties, "name").map(|n| n.trim_end_matches('.'))
@@ -621,11 +628,11 @@ impl Cloud {
                     .map_err(|e| permanent(e.to_string()))?;
                 Ok((json!({"id": id, "name_servers": ["localhost."]}), None))
             }
-            "dns_record" => {
+            Kind::DnsRecord => {
                 let fqdn = self.put_record(p)?;
                 Ok((json!({"id": id, "fqdn": fqdn}), None))
             }
-            "load_balancer" => {
+            Kind::LoadBalancer => {
                 Self::check_access(&self.lock(), p)?;
                 let ip = self.allocate_ip(id)?;
                 let wanted = prop(p, "listen")
@@ -638,7 +645,7 @@ impl Cloud {
                     Some(ip),
                 ))
             }
-            "database" => {
+            Kind::Database => {
                 let ip = self.allocate_ip(id)?;
                 if let Err(e) = self.start_database(id, ip, p).await {
                     // Nothing half-made: no cluster directory stays behind.
@@ -660,13 +667,13 @@ impl Cloud {
                     Some(ip),
                 ))
             }
-            "key_pair" => {
+            Kind::KeyPair => {
                 let mut a = services::key_pair(p)?;
                 a["id"] = json!(id);
                 Ok((a, None))
             }
-            "secret" => Ok((json!({"id": id, "version": "1"}), None)),
-            "bucket" => {
+            Kind::Secret => Ok((json!({"id": id, "version": "1"}), None)),
+            Kind::Bucket => {
                 let dir = self.dirs.of("bucket", id);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| permanent(format!("bucket {id}: {e}")))?;
@@ -675,7 +682,7 @@ impl Cloud {
                     None,
                 ))
             }
-            "volume" => {
+            Kind::Volume => {
                 let dir = self.dirs.of("volume", id);
                 if let Some(snap) = prop_str(p, "snapshot") {
                     let s = self.get(snap, "snapshot")?;
@@ -687,7 +694,7 @@ impl Cloud {
                 }
                 Ok((json!({"id": id, "path": dir.display().to_string()}), None))
             }
-            "snapshot" => {
+            Kind::Snapshot => {
                 let vol_id =
                     prop_str(p, "volume").ok_or_else(|| permanent("`volume` is required"))?;
                 let vol = self.get(vol_id, "volume")?;
@@ -701,14 +708,14 @@ impl Cloud {
                     None,
                 ))
             }
-            "image" if let Some(hosts) = &self.hosts => {
+            Kind::Image if let Some(hosts) = &self.hosts => {
                 let server_id =
                     prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;
                 let server = self.get(server_id, "server")?;
                 hosts.capture_image(id, &server).await?;
                 Ok((json!({"id": id}), None))
             }
-            "image" => {
+            Kind::Image => {
                 let server_id =
                     prop_str(p, "server").ok_or_else(|| permanent("`server` is required"))?;
                 let server = self.get(server_id, "server")?;
@@ -721,9 +728,9 @@ impl Cloud {
                 let _ = std::fs::remove_file(self.dirs.of("image", id).join("console.log"));
                 Ok((json!({"id": id}), None))
             }
-            other => Err(permanent(format!(
-                "the local target does not make `{other}` resources in this build"
-            ))),
+            // Validation refuses these for a local environment already; a
+            // request that reaches here anyway (a hand-made call) is refused.
+            kind @ (Kind::AwsIamRole | Kind::AwsIamInstanceProfile) => Err(unsupported(kind)),
         }
     }
 
@@ -807,8 +814,13 @@ impl Cloud {
     }
 
     async fn unmake(&self, r: &LocalResource) -> ProviderResult<()> {
-        match r.kind.as_str() {
-            "server" => {
+        // Kept as its type string in the cloud's record; every record was
+        // made from a request of a kind this build knows.
+        let Some(kind) = Kind::parse(&r.kind) else {
+            return Ok(());
+        };
+        match kind {
+            Kind::Server => {
                 if let Some(ip) = r.ip {
                     self.disassociate_server(ip).await;
                 }
@@ -821,27 +833,29 @@ impl Cloud {
                 let _ = self.servers.stop(&r.id, Duration::from_secs(5)).await;
                 remove_dir(&self.dirs.of("server", &r.id))
             }
-            "network" => match &self.hosts {
+            Kind::Network => match &self.hosts {
                 Some(hosts) => hosts.remove_network(r).await,
                 None => Ok(()),
             },
-            "bucket" | "volume" | "snapshot" | "image" => remove_dir(&self.dirs.of(&r.kind, &r.id)),
-            "load_balancer" => {
+            Kind::Bucket | Kind::Volume | Kind::Snapshot | Kind::Image => {
+                remove_dir(&self.dirs.of(&r.kind, &r.id))
+            }
+            Kind::LoadBalancer => {
                 self.stop_lb(&r.id).await;
                 Ok(())
             }
-            "ip_address" => {
+            Kind::IpAddress => {
                 self.disassociate(&r.id).await;
                 Ok(())
             }
-            "database" => self.stop_database(r, true).await,
-            "dns_zone" => {
+            Kind::Database => self.stop_database(r, true).await,
+            Kind::DnsZone => {
                 let _ = self
                     .zones
                     .remove_zone(prop_str(&r.properties, "name").unwrap_or_default());
                 Ok(())
             }
-            "dns_record" => {
+            Kind::DnsRecord => {
                 if let (Ok(zone), Ok(set)) = (
                     self.zone_name(&r.properties),
                     Self::record_set(&r.properties),
@@ -850,9 +864,20 @@ impl Cloud {
                 }
                 Ok(())
             }
-            _ => Ok(()),
+            // Records only: nothing outside the cloud's record to remove.
+            Kind::Subnet | Kind::Firewall | Kind::KeyPair | Kind::Secret => Ok(()),
+            kind @ (Kind::AwsIamRole | Kind::AwsIamInstanceProfile) => Err(unsupported(kind)),
         }
     }
+}
+
+/// A type of another target: validation refuses it for a local
+/// environment, so only a hand-made call gets here.
+fn unsupported(kind: Kind) -> ProviderError {
+    permanent(format!(
+        "the local target does not make `{kind}` resources: it is a type of the {} target",
+        kind.target().unwrap_or("aws")
+    ))
 }
 
 fn remove_dir(dir: &Path) -> ProviderResult<()> {
@@ -898,7 +923,7 @@ impl Provider for Cloud {
         };
         if let Some(r) = earlier {
             // A retry after the firewall could not be replaced: again.
-            self.refresh_host_firewall(&req.kind).await?;
+            self.refresh_host_firewall(req.kind).await?;
             return Ok(Created {
                 id: r.id,
                 attributes: r.attributes,
@@ -908,7 +933,7 @@ impl Provider for Cloud {
             Some(h) => Some(h.changing().await),
             None => None,
         };
-        let id = self.lock().new_id(&req.kind);
+        let id = self.lock().new_id(req.kind.as_str());
         let made = self.make(&id, &req).await;
         let (attributes, ip) = match made {
             Ok(made) => made,
@@ -919,7 +944,7 @@ impl Provider for Cloud {
         };
         let record = LocalResource {
             id: id.clone(),
-            kind: req.kind.clone(),
+            kind: req.kind.to_string(),
             deployment: req.deployment.clone(),
             address: req.address.clone(),
             token: req.token.clone(),
@@ -940,7 +965,7 @@ impl Provider for Cloud {
         self.save(&record, next_id)?;
         drop(changing);
         self.refresh_access();
-        self.refresh_host_firewall(&req.kind).await?;
+        self.refresh_host_firewall(req.kind).await?;
         Ok(Created { id, attributes })
     }
 
@@ -963,20 +988,35 @@ impl Provider for Cloud {
     }
 
     async fn update(&self, req: UpdateRequest) -> ProviderResult<Json> {
-        match req.kind.as_str() {
-            "dns_record" => {
+        match req.kind {
+            Kind::DnsRecord => {
                 self.put_record(&req.properties)?;
             }
-            "load_balancer" => self.update_lb(&req.id, &req.properties).await?,
-            "ip_address" => {
+            Kind::LoadBalancer => self.update_lb(&req.id, &req.properties).await?,
+            Kind::IpAddress => {
                 let ip = self.get(&req.id, "ip_address")?.ip;
                 let ip = ip.ok_or_else(|| permanent(format!("{} has no address", req.id)))?;
                 self.associate(&req.id, ip, &req.properties).await?
             }
-            "firewall" => {
+            Kind::Firewall => {
                 firewall::check_rules(&self.lock(), &req.properties).map_err(permanent)?
             }
-            _ => {}
+            // Every other property of these that can change in place is
+            // bookkeeping (flags, sizes, tags, values): the record below.
+            Kind::Network
+            | Kind::Subnet
+            | Kind::Server
+            | Kind::DnsZone
+            | Kind::Database
+            | Kind::Bucket
+            | Kind::Secret
+            | Kind::KeyPair
+            | Kind::Volume
+            | Kind::Snapshot
+            | Kind::Image => {}
+            kind @ (Kind::AwsIamRole | Kind::AwsIamInstanceProfile) => {
+                return Err(unsupported(kind));
+            }
         }
         let (attributes, changed, next_id) = {
             let mut st = self.lock();
@@ -995,7 +1035,7 @@ impl Provider for Cloud {
         };
         self.save(&changed, next_id)?;
         self.refresh_access();
-        self.refresh_host_firewall(&req.kind).await?;
+        self.refresh_host_firewall(req.kind).await?;
         Ok(attributes)
     }
 
@@ -1017,7 +1057,9 @@ impl Provider for Cloud {
             .map_err(ProviderError::Transient)?;
         drop(changing);
         self.refresh_access();
-        self.refresh_host_firewall(&r.kind).await?;
+        if let Some(kind) = Kind::parse(&r.kind) {
+            self.refresh_host_firewall(kind).await?;
+        }
         if let Some(hosts) = &self.hosts {
             hosts.down_if_idle(|| self.snapshot()).await?;
         }
@@ -1037,10 +1079,12 @@ impl Provider for Cloud {
             .resources
             .values()
             .filter(|r| r.deployment == deployment)
-            .map(|r| Listed {
-                kind: r.kind.clone(),
-                id: r.id.clone(),
-                address: Some(r.address.clone()),
+            .filter_map(|r| {
+                Some(Listed {
+                    kind: Kind::parse(&r.kind)?,
+                    id: r.id.clone(),
+                    address: Some(r.address.clone()),
+                })
             })
             .collect())
     }

@@ -9,8 +9,8 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop, prop_str};
-use crate::lb::{LbConfig, LoadBalancer};
+use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop_str};
+use crate::lb::{Algorithm, Backend, HealthCheck, LbConfig, LoadBalancer, Protocol};
 use crate::postgres::{Cluster, ClusterSpec};
 
 /// PostgreSQL's port.
@@ -22,62 +22,42 @@ pub struct RunningLb {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The balancer's settings from the resource's properties.
+/// The balancer's settings from the resource's properties, read in the
+/// engine's typed model (the one the aws target and the evaluator read).
 pub fn lb_config(p: &Json) -> ProviderResult<LbConfig> {
-    let backend_port = prop(p, "backend_port").and_then(Json::as_u64).unwrap_or(80);
+    use cairn_engine::schema::balancer::{self as model, LoadBalancer as Props};
+    let props = Props::read(p).map_err(|e| permanent(format!("load balancer {e}")))?;
     let mut backends = Vec::new();
-    for b in prop(p, "backends")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (address, weight, port) = match b {
-            Json::String(a) => (a.clone(), 1, backend_port),
-            Json::Object(_) => (
-                prop_str(b, "address").unwrap_or_default().to_string(),
-                prop(b, "weight").and_then(Json::as_u64).unwrap_or(1),
-                prop(b, "port")
-                    .and_then(Json::as_u64)
-                    .unwrap_or(backend_port),
-            ),
-            _ => continue,
-        };
-        let ip: Ipv4Addr = address
+    for b in &props.backends {
+        let ip: Ipv4Addr = b
+            .address
             .parse()
-            .map_err(|_| permanent(format!("backend `{address}` is not an IPv4 address")))?;
-        backends.push(json!({"addr": format!("{ip}:{port}"), "weight": weight}));
+            .map_err(|_| permanent(format!("backend `{}` is not an IPv4 address", b.address)))?;
+        let addr = SocketAddr::from((ip, b.port_or(props.backend_port)));
+        backends.push(Backend::new(addr, b.weight));
     }
-    let hc = prop(p, "health_check").cloned().unwrap_or(json!({}));
-    let mut health = serde_json::Map::new();
-    for key in [
-        "path",
-        "interval",
-        "timeout",
-        "healthy",
-        "unhealthy",
-        "port",
-    ] {
-        if let Some(v) = prop(&hc, key) {
-            let v = match v {
-                // A number of seconds, as the schema allows for durations.
-                Json::Number(n) if key == "interval" || key == "timeout" => {
-                    Json::String(format!("{n}s"))
-                }
-                other => other.clone(),
-            };
-            health.insert(key.into(), v);
-        }
-    }
-    let listen = prop(p, "listen").cloned().unwrap_or(json!({}));
-    let config = json!({
-        "protocol": prop_str(&listen, "protocol").unwrap_or("http"),
-        "algorithm": prop_str(p, "algorithm").unwrap_or("weighted_round_robin"),
-        "backends": backends,
-        "health": Json::Object(health),
-        "drain_timeout": prop(p, "drain_timeout").cloned().unwrap_or(json!("10s")),
-    });
-    let config: LbConfig = serde_json::from_value(config)
-        .map_err(|e| permanent(format!("load balancer settings: {e}")))?;
+    let hc = &props.health_check;
+    let config = LbConfig {
+        protocol: match props.listen.protocol {
+            model::ListenProtocol::Http => Protocol::Http,
+            model::ListenProtocol::Tcp => Protocol::Tcp,
+        },
+        algorithm: match props.algorithm {
+            model::Algorithm::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
+            model::Algorithm::RoundRobin => Algorithm::RoundRobin,
+            model::Algorithm::LeastConnections => Algorithm::LeastConnections,
+        },
+        backends,
+        health: HealthCheck {
+            path: hc.path.clone(),
+            interval: hc.interval,
+            timeout: hc.timeout,
+            healthy: hc.healthy,
+            unhealthy: hc.unhealthy,
+            port: hc.port,
+        },
+        drain_timeout: props.drain_timeout,
+    };
     if let Err(errors) = config.validate() {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(permanent(format!(

@@ -30,7 +30,7 @@ async fn remove(cloud: &Cloud, kind: &str, id: impl Into<String>) {
         .delete(DeleteRequest {
             deployment: "d".into(),
             address: kind.into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             id: id.into(),
             properties: Json::Null,
             token: "delete".into(),
@@ -43,7 +43,7 @@ fn req(kind: &str, address: &str, properties: Json) -> CreateRequest {
     CreateRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         properties,
         tags: BTreeMap::from([("cairn:deployment".into(), "d".into())]),
         target: None,
@@ -332,7 +332,7 @@ async fn zones_and_records_follow_the_resources_and_come_back_after_a_restart() 
         .update(UpdateRequest {
             deployment: "d".into(),
             address: "www".into(),
-            kind: "dns_record".into(),
+            kind: Kind::DnsRecord,
             id: www.id.clone(),
             prior: json!({}),
             properties: json!({"zone": zone.id, "name": "www", "type": "A", "ttl": 60, "values": ["127.42.0.10"]}),
@@ -597,7 +597,7 @@ async fn secret_values_are_sealed_on_disk_and_back_after_a_restart() {
     let read = |id: &str, kind: &str| ReadRequest {
         deployment: "d".into(),
         address: kind.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         id: id.into(),
     };
     let s = cloud
@@ -761,7 +761,7 @@ async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
         .update(UpdateRequest {
             deployment: "d".into(),
             address: "lb_fw".into(),
-            kind: "firewall".into(),
+            kind: Kind::Firewall,
             id: lb_fw.id.clone(),
             prior: Json::Null,
             properties: fw_props,
@@ -893,7 +893,7 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
                 .read(ReadRequest {
                     deployment: "d".into(),
                     address: "web".into(),
-                    kind: "server".into(),
+                    kind: Kind::Server,
                     id,
                 })
                 .await
@@ -909,7 +909,7 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
     let move_to = |from: &str, to: &str| UpdateRequest {
         deployment: "d".into(),
         address: "pub".into(),
-        kind: "ip_address".into(),
+        kind: Kind::IpAddress,
         id: ip.id.clone(),
         prior: json!({"server": from}),
         properties: json!({"server": to}),

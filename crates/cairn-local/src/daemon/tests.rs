@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cairn_engine::provider::*;
+use cairn_engine::schema::Kind;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,7 @@ fn create(kind: &str, address: &str, properties: serde_json::Value) -> CreateReq
     CreateRequest {
         deployment: "d".into(),
         address: address.into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         properties,
         tags: BTreeMap::new(),
         target: None,
@@ -117,7 +118,7 @@ async fn the_api_needs_the_token_and_serves_the_provider() {
             .read(ReadRequest {
                 deployment: "d".into(),
                 address: "net".into(),
-                kind: "network".into(),
+                kind: Kind::Network,
                 id: net.id.clone()
             })
             .await

@@ -41,7 +41,7 @@ pub fn run(t: &TemplateArgs, format: GraphFormat, global: &GlobalArgs) -> Result
             .values()
             .map(|r| GraphNode {
                 name: r.name.clone(),
-                kind: r.kind.clone(),
+                kind: r.kind.to_string(),
                 instances: r.instances.len(),
             })
             .collect(),

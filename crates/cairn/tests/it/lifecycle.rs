@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cairn_engine::provider::{CreateRequest, Listed, Provider, UpdateRequest};
+use cairn_engine::schema::Kind;
 use cairn_local::cloud::LocalDirs;
 use cairn_local::daemon::client::LocalClient;
 use serde_json::{Value as J, json};
@@ -89,7 +90,7 @@ fn drift_names_the_changed_property_and_up_puts_it_back() {
         c.update(UpdateRequest {
             deployment: deployment_of(&dir),
             address: "www".into(),
-            kind: "dns_record".into(),
+            kind: Kind::DnsRecord,
             id: id.clone(),
             prior: www["properties"].clone(),
             properties: changed,
@@ -141,7 +142,7 @@ fn import_adopts_a_bucket_made_elsewhere_and_writes_yaml_that_plans_clean() {
         c.create(CreateRequest {
             deployment: "someone-else".into(),
             address: "assets".into(),
-            kind: "bucket".into(),
+            kind: Kind::Bucket,
             properties: json!({"name": "team-assets", "versioning": true, "public": false}),
             tags: BTreeMap::new(),
             target: None,
@@ -333,7 +334,7 @@ fn prune_deletes_what_is_tagged_for_the_deployment_but_not_in_its_state() {
         c.create(CreateRequest {
             deployment: deployment.clone(),
             address: "old".into(),
-            kind: "bucket".into(),
+            kind: Kind::Bucket,
             properties: json!({"name": "left-behind"}),
             tags: [
                 ("cairn:deployment".to_string(), deployment.clone()),

@@ -1,0 +1,112 @@
+//! A `dns_record`'s properties as one typed model, read once for every
+//! target ([`typed::read`](super::typed::read)): the zone, the name
+//! relative to it, the record type, the TTL and the values.
+
+use serde::Deserialize;
+
+use super::typed::{self, PropError, ttl};
+
+/// The record types the portable `dns_record` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RecordType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "CNAME")]
+    Cname,
+    #[serde(rename = "TXT")]
+    Txt,
+    #[serde(rename = "MX")]
+    Mx,
+    #[serde(rename = "NS")]
+    Ns,
+    #[serde(rename = "SRV")]
+    Srv,
+    #[serde(rename = "CAA")]
+    Caa,
+}
+
+impl RecordType {
+    /// As DNS and the template spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Txt => "TXT",
+            RecordType::Mx => "MX",
+            RecordType::Ns => "NS",
+            RecordType::Srv => "SRV",
+            RecordType::Caa => "CAA",
+        }
+    }
+
+    /// Whether its values are addresses (and may instead name a load
+    /// balancer, which a target answers with an alias).
+    pub fn is_address(self) -> bool {
+        matches!(self, RecordType::A | RecordType::Aaaa)
+    }
+}
+
+/// A `dns_record`'s properties.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DnsRecord {
+    /// The zone's id.
+    pub zone: String,
+    /// Relative to the zone; `@` for the apex.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: RecordType,
+    #[serde(default = "five_minutes", deserialize_with = "ttl")]
+    pub ttl: u32,
+    pub values: Vec<String>,
+}
+
+fn five_minutes() -> u32 {
+    300
+}
+
+impl DnsRecord {
+    /// Reads a `dns_record`'s properties (as a request carries them).
+    pub fn read(props: &serde_json::Value) -> Result<DnsRecord, PropError> {
+        typed::read(props)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_record_reads_with_the_schema_defaults() {
+        let r = DnsRecord::read(
+            &json!({"zone": "z-1", "name": "www", "type": "AAAA", "ttl": null, "values": ["::1"]}),
+        )
+        .unwrap();
+        assert_eq!(r.rtype, RecordType::Aaaa);
+        assert_eq!((r.rtype.as_str(), r.ttl), ("AAAA", 300));
+        assert!(r.rtype.is_address() && !RecordType::Txt.is_address());
+    }
+
+    #[test]
+    fn a_bad_record_is_named_by_its_path() {
+        let bad = |p| DnsRecord::read(&p).unwrap_err().to_string();
+        assert!(
+            bad(json!({"zone": "z", "name": "a", "type": "PTR", "values": []}))
+                .starts_with("type: unknown variant `PTR`, expected one of `A`, `AAAA`"),
+        );
+        assert_eq!(
+            bad(json!({"zone": "z", "name": "a", "type": "A", "ttl": -5, "values": []})),
+            "ttl: -5 is not a TTL: whole seconds, 0 or more"
+        );
+        assert_eq!(
+            bad(json!({"zone": "z", "name": "a", "type": "A", "values": ["1.2.3.4", 5]})),
+            "values[1]: invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            bad(json!({"zone": "z", "type": "A", "values": []})),
+            "properties: missing field `name`"
+        );
+    }
+}
