@@ -29,12 +29,20 @@ pub(crate) struct Local {
     pub(crate) state: String,
 }
 
-static NEXT_POOL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+static NEXT_POOL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// This run's first pool: from the pid, so that two test runs on one machine
-/// (other checkouts) rarely ask for the same blocks.
-fn first_pool() -> u8 {
-    64 + (std::process::id() % 8) as u8 * 20
+/// The pools tests take: 127.64.0.0/16 to 127.253.0.0/16.
+const POOLS: std::ops::RangeInclusive<u32> = 64..=253;
+
+/// The next test's pool. This run starts at a place from the pid, so that
+/// two test runs on one machine (other checkouts) rarely ask for the same
+/// blocks, and goes round the range (a run has far fewer local tests than
+/// pools).
+fn next_pool() -> u8 {
+    let span = POOLS.end() - POOLS.start() + 1;
+    let n =
+        (std::process::id() % 8) * 20 + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    u8::try_from(POOLS.start() + n % span).expect("pools are below 256")
 }
 
 impl Local {
@@ -43,8 +51,7 @@ impl Local {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         let dns_port = free_dns_port();
-        let pool = (first_pool() + NEXT_POOL.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
-            .to_string();
+        let pool = next_pool().to_string();
         Local {
             state: root.join("state.db").to_str().unwrap().to_string(),
             root,
