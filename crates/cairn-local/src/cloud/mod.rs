@@ -466,6 +466,52 @@ impl Cloud {
         Ok(ip)
     }
 
+    /// Checks that `cidr` overlaps no recorded block of its kind in its
+    /// scope (a network's deployment, a subnet's network) nor one another
+    /// create is making right now, and claims it until this create is
+    /// recorded or fails, in one hold of the lock.
+    fn reserve_block(
+        &self,
+        id: &str,
+        kind: &'static str,
+        scope: &str,
+        cidr: IpNet,
+        address: &str,
+    ) -> ProviderResult<()> {
+        let mut st = self.lock();
+        let recorded = st.of_kind(kind).filter(|r| match kind {
+            "network" => r.deployment == scope,
+            _ => prop_str(&r.properties, "network") == Some(scope),
+        });
+        for other in recorded {
+            let o = parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
+            if overlaps(&cidr, &o) {
+                return Err(ProviderError::Conflict(format!(
+                    "{kind} {cidr} overlaps {o} of {} ({})",
+                    other.address, other.id
+                )));
+            }
+        }
+        for (other_id, b) in &st.reserved_blocks {
+            if b.kind == kind && b.scope == scope && overlaps(&cidr, &b.cidr) {
+                return Err(ProviderError::Conflict(format!(
+                    "{kind} {cidr} overlaps {} of {} ({other_id}), being made right now",
+                    b.cidr, b.address
+                )));
+            }
+        }
+        st.reserved_blocks.insert(
+            id.to_string(),
+            model::ReservedBlock {
+                kind,
+                scope: scope.to_string(),
+                cidr,
+                address: address.to_string(),
+            },
+        );
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, CloudState> {
         self.state.lock().expect("cloud state lock")
     }
@@ -535,22 +581,7 @@ impl Cloud {
         match req.kind {
             Kind::Network => {
                 let cidr = parse_cidr(prop_str(p, "cidr").unwrap_or_default())?;
-                {
-                    let st = self.lock();
-                    for other in st
-                        .of_kind("network")
-                        .filter(|n| n.deployment == req.deployment)
-                    {
-                        let o =
-                            parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
-                        if overlaps(&cidr, &o) {
-                            return Err(ProviderError::Conflict(format!(
-                                "network {cidr} overlaps {o} of {} ({})",
-                                other.address, other.id
-                            )));
-                        }
-                    }
-                }
+                self.reserve_block(id, "network", &req.deployment, cidr, &req.address)?;
                 if let Some(hosts) = &self.hosts {
                     hosts.make_network(id, cidr).await?;
                 }
@@ -565,19 +596,7 @@ impl Cloud {
                         net.address
                     )));
                 }
-                let st = self.lock();
-                for other in st
-                    .of_kind("subnet")
-                    .filter(|s| prop_str(&s.properties, "network") == Some(&net.id))
-                {
-                    let o = parse_cidr(prop_str(&other.properties, "cidr").unwrap_or_default())?;
-                    if overlaps(&cidr, &o) {
-                        return Err(ProviderError::Conflict(format!(
-                            "subnet {cidr} overlaps {o} of {} ({})",
-                            other.address, other.id
-                        )));
-                    }
-                }
+                self.reserve_block(id, "subnet", &net.id, cidr, &req.address)?;
                 Ok((json!({"id": id}), None))
             }
             Kind::Firewall => {

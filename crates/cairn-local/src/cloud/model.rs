@@ -31,6 +31,19 @@ pub struct LocalResource {
     pub sensitive: Vec<String>,
 }
 
+/// An address block a create under way has claimed.
+#[derive(Debug, Clone)]
+pub struct ReservedBlock {
+    /// `network` or `subnet`.
+    pub kind: &'static str,
+    /// Where blocks must not overlap: the deployment of a network, the
+    /// network id of a subnet.
+    pub scope: String,
+    pub cidr: ipnet::IpNet,
+    /// The address of the resource being made, for the error.
+    pub address: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CloudState {
     /// The second octet of this cloud's addresses (127.P.0.0/16), chosen
@@ -46,6 +59,11 @@ pub struct CloudState {
     /// The same for servers' addresses inside their subnets.
     #[serde(skip)]
     pub reserved_private: BTreeMap<String, String>,
+    /// The same for networks' and subnets' address blocks, by the id of
+    /// the create: two parallel creates must not both pass the overlap
+    /// check before either is recorded.
+    #[serde(skip)]
+    pub reserved_blocks: BTreeMap<String, ReservedBlock>,
     /// On disk only: each resource's sensitive values, sealed (see
     /// `seal`). Empty in memory, where the values are back in place.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -88,6 +106,7 @@ impl CloudState {
     pub fn release(&mut self, id: &str) {
         self.reserved.retain(|_, owner| owner != id);
         self.reserved_private.retain(|_, owner| owner != id);
+        self.reserved_blocks.remove(id);
     }
 
     pub fn new_id(&mut self, kind: &str) -> String {

@@ -101,6 +101,73 @@ async fn address_blocks_are_checked_for_containment_and_overlap() {
     assert!(matches!(net2, ProviderError::Conflict(_)));
 }
 
+#[tokio::test]
+async fn a_block_being_made_is_claimed_until_recorded_or_failed() {
+    let (_f, cloud) = fixture("claims");
+    let (net, _) = network(&cloud).await;
+    let block = |c: &str| c.parse::<IpNet>().unwrap();
+    cloud
+        .reserve_block("subnet-a", "subnet", &net, block("10.20.2.0/24"), "a")
+        .unwrap();
+    // Another create asking for an overlapping block meanwhile is refused,
+    // one for a block elsewhere or in another network is not.
+    let err = cloud
+        .reserve_block("subnet-b", "subnet", &net, block("10.20.2.128/25"), "b")
+        .unwrap_err();
+    assert!(err.to_string().contains("being made right now"), "{err}");
+    cloud
+        .reserve_block("subnet-c", "subnet", &net, block("10.20.3.0/24"), "c")
+        .unwrap();
+    cloud
+        .reserve_block(
+            "subnet-d",
+            "subnet",
+            "network-other",
+            block("10.20.2.0/24"),
+            "d",
+        )
+        .unwrap();
+    // The first create failed: its claim ends.
+    cloud.lock().release("subnet-a");
+    cloud
+        .reserve_block("subnet-b", "subnet", &net, block("10.20.2.128/25"), "b")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_creates_of_overlapping_subnets_make_one() {
+    let (_f, cloud) = fixture("parallel-blocks");
+    let cloud = std::sync::Arc::new(cloud);
+    let (net, _) = network(&cloud).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (cloud, net) = (cloud.clone(), net.clone());
+            tokio::spawn(async move {
+                let cidr = if i % 2 == 0 {
+                    "10.20.4.0/24"
+                } else {
+                    "10.20.4.0/25"
+                };
+                cloud
+                    .create(req(
+                        "subnet",
+                        &format!("s{i}"),
+                        json!({"network": net, "cidr": cidr}),
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    let mut made = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => made += 1,
+            Err(e) => assert!(matches!(e, ProviderError::Conflict(_)), "{e}"),
+        }
+    }
+    assert_eq!(made, 1);
+}
+
 /// A free port on an address, for a test server.
 fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind((ip, 0))
