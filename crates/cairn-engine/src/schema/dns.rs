@@ -2,13 +2,15 @@
 //! target ([`typed::read`](super::typed::read)): the zone, the name
 //! relative to it, the record type, the TTL and the values.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::typed::{self, PropError, ttl};
 
-/// The record types the portable `dns_record` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The record types the portable `dns_record` takes, and the local DNS
+/// server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RecordType {
+    #[serde(rename = "A")]
     A,
     #[serde(rename = "AAAA")]
     Aaaa,
@@ -27,6 +29,18 @@ pub enum RecordType {
 }
 
 impl RecordType {
+    /// Every type, in the order error messages list them.
+    pub const ALL: [Self; 8] = [
+        Self::A,
+        Self::Aaaa,
+        Self::Cname,
+        Self::Txt,
+        Self::Mx,
+        Self::Ns,
+        Self::Srv,
+        Self::Caa,
+    ];
+
     /// As DNS and the template spell it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,6 +59,30 @@ impl RecordType {
     /// balancer, which a target answers with an alias).
     pub fn is_address(self) -> bool {
         matches!(self, RecordType::A | RecordType::Aaaa)
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record type name that is none of [`RecordType::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported DNS record type {0:?}: expected one of A, AAAA, CNAME, TXT, MX, NS, SRV, CAA")]
+pub struct UnsupportedRecordType(pub String);
+
+/// Parses a type name case-insensitively (`"mx"`, `"MX"`).
+impl std::str::FromStr for RecordType {
+    type Err = UnsupportedRecordType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| UnsupportedRecordType(s.to_owned()))
     }
 }
 

@@ -72,12 +72,6 @@ pub enum DnsError {
         reason: String,
     },
 
-    /// A record type this server does not serve.
-    #[error(
-        "unsupported DNS record type {rtype:?}: expected one of A, AAAA, CNAME, TXT, MX, NS, SRV, CAA"
-    )]
-    UnsupportedType { rtype: String },
-
     /// A listener of the server failed.
     #[error("DNS server failed: {0}")]
     Server(#[source] hickory_server::net::NetError),

@@ -1,93 +1,24 @@
 //! The data of the zone model, as the provider and the daemon's store see it:
 //! plain serde values in the notation people write.
 
-use std::{fmt, str::FromStr};
-
 use hickory_server::proto::rr::RecordType as WireType;
 use serde::{Deserialize, Serialize};
 
-use super::DnsError;
+/// The record types the local DNS server serves: the portable
+/// `dns_record`'s, one enum for the template and the server.
+pub use cairn_engine::schema::dns::RecordType;
 
-/// The record types the local DNS server serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum RecordType {
-    #[serde(rename = "A")]
-    A,
-    #[serde(rename = "AAAA")]
-    Aaaa,
-    #[serde(rename = "CNAME")]
-    Cname,
-    #[serde(rename = "TXT")]
-    Txt,
-    #[serde(rename = "MX")]
-    Mx,
-    #[serde(rename = "NS")]
-    Ns,
-    #[serde(rename = "SRV")]
-    Srv,
-    #[serde(rename = "CAA")]
-    Caa,
-}
-
-impl RecordType {
-    /// Every supported type, in the order error messages list them.
-    pub const ALL: [Self; 8] = [
-        Self::A,
-        Self::Aaaa,
-        Self::Cname,
-        Self::Txt,
-        Self::Mx,
-        Self::Ns,
-        Self::Srv,
-        Self::Caa,
-    ];
-
-    /// The type's name as DNS writes it (`"AAAA"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "A",
-            Self::Aaaa => "AAAA",
-            Self::Cname => "CNAME",
-            Self::Txt => "TXT",
-            Self::Mx => "MX",
-            Self::Ns => "NS",
-            Self::Srv => "SRV",
-            Self::Caa => "CAA",
-        }
-    }
-
-    pub(super) fn wire(self) -> WireType {
-        match self {
-            Self::A => WireType::A,
-            Self::Aaaa => WireType::AAAA,
-            Self::Cname => WireType::CNAME,
-            Self::Txt => WireType::TXT,
-            Self::Mx => WireType::MX,
-            Self::Ns => WireType::NS,
-            Self::Srv => WireType::SRV,
-            Self::Caa => WireType::CAA,
-        }
-    }
-}
-
-impl fmt::Display for RecordType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Parses a type name case-insensitively (`"mx"`, `"MX"`).
-impl FromStr for RecordType {
-    type Err = DnsError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| DnsError::UnsupportedType {
-                rtype: s.to_owned(),
-            })
+/// The type as hickory writes it on the wire.
+pub(super) fn wire(t: RecordType) -> WireType {
+    match t {
+        RecordType::A => WireType::A,
+        RecordType::Aaaa => WireType::AAAA,
+        RecordType::Cname => WireType::CNAME,
+        RecordType::Txt => WireType::TXT,
+        RecordType::Mx => WireType::MX,
+        RecordType::Ns => WireType::NS,
+        RecordType::Srv => WireType::SRV,
+        RecordType::Caa => WireType::CAA,
     }
 }
 

@@ -164,7 +164,8 @@ pub(super) fn parse_value(
             if tokens < 3 {
                 return Err(invalid(EXPECTED.into()));
             }
-            RData::try_from_str(rtype.wire(), text).map_err(|e| invalid(format!("{EXPECTED}: {e}")))
+            RData::try_from_str(super::model::wire(rtype), text)
+                .map_err(|e| invalid(format!("{EXPECTED}: {e}")))
         }
     }
 }
