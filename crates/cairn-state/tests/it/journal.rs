@@ -3,7 +3,12 @@
 
 use cairn_engine::store::{JournalEntry, JournalOp, JournalOutcome};
 
-fn entry(deployment: &str, address: &str, op: JournalOp, started_at: i64) -> JournalEntry {
+pub(crate) fn entry(
+    deployment: &str,
+    address: &str,
+    op: JournalOp,
+    started_at: i64,
+) -> JournalEntry {
     JournalEntry {
         seq: 0,
         deployment: deployment.into(),
