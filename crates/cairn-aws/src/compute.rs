@@ -8,6 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine as _;
 use cairn_engine::provider::*;
+use cairn_engine::schema::server::{Server, Size};
 use serde_json::json;
 
 use crate::AwsProvider;
@@ -50,25 +51,24 @@ const IMAGES: &[(&str, &str, &str)] = &[
 ];
 
 /// Portable sizes → burstable general-purpose types.
-const SIZES: &[(&str, &str)] = &[
-    ("nano", "t3.nano"),
-    ("micro", "t3.micro"),
-    ("small", "t3.small"),
-    ("medium", "t3.medium"),
-    ("large", "t3.large"),
-    ("xlarge", "t3.xlarge"),
-];
-
-pub fn instance_type(size: &str) -> Option<&'static str> {
-    SIZES.iter().find(|(s, _)| *s == size).map(|(_, t)| *t)
+pub fn instance_type(size: Size) -> &'static str {
+    match size {
+        Size::Nano => "t3.nano",
+        Size::Micro => "t3.micro",
+        Size::Small => "t3.small",
+        Size::Medium => "t3.medium",
+        Size::Large => "t3.large",
+        Size::Xlarge => "t3.xlarge",
+    }
 }
 
-fn size_of(instance_type: &str) -> String {
-    SIZES
-        .iter()
-        .find(|(_, t)| *t == instance_type)
-        .map_or(instance_type, |(s, _)| *s)
-        .to_string()
+/// The portable size of an instance type, or the type itself when it is
+/// none of them (an instance made outside cairn, or with `instance_type`).
+fn size_of(itype: &str) -> String {
+    Size::ALL
+        .into_iter()
+        .find(|s| instance_type(*s) == itype)
+        .map_or_else(|| itype.to_string(), |s| s.as_str().to_string())
 }
 
 /// The attributes of an instance, as on the local target: `address` is the
@@ -205,25 +205,23 @@ impl AwsProvider {
             None => self.run_instance(req).await?,
         };
         let running = self.wait_running(&id).await?;
-        for (n, vol) in prop_strs(p, "volumes").iter().enumerate() {
+        let server = Server::read(p).map_err(|e| permanent(format!("server {e}")))?;
+        for (n, vol) in server.volumes.iter().enumerate() {
             self.attach_volume(&id, vol, n).await?;
         }
         Ok(server_attributes(&running))
     }
 
     async fn run_instance(&self, req: &CreateRequest) -> ProviderResult<String> {
-        let p = &req.properties;
-        let image_name = required(p, "image")?;
-        let image = self.resolve_image(image_name).await?;
+        let server = Server::read(&req.properties).map_err(|e| permanent(format!("server {e}")))?;
+        let image = self.resolve_image(&server.image).await?;
         let target = req.target.clone().unwrap_or(Json::Null);
-        let size = prop_str(p, "size").unwrap_or("small");
-        let itype = prop_str(&target, "instance_type")
-            .map(str::to_string)
-            .or_else(|| instance_type(size).map(str::to_string))
-            .ok_or_else(|| permanent(format!("size `{size}` has no instance type")))?;
-        let mut tags = with_name(&create_tags(&req.tags, &req.token), prop_str(p, "name"));
-        tags.insert(IMAGE_TAG.into(), image_name.into());
-        let user_data = prop_str(p, "user_data")
+        let itype = prop_str(&target, "instance_type").unwrap_or(instance_type(server.size));
+        let mut tags = with_name(&create_tags(&req.tags, &req.token), server.name.as_deref());
+        tags.insert(IMAGE_TAG.into(), server.image.clone());
+        let user_data = server
+            .user_data
+            .as_ref()
             .map(|u| base64::engine::general_purpose::STANDARD.encode(u.as_bytes()));
         // `aws: {iam_instance_profile: NAME}`: the role its programs act as.
         let profile = prop_str(&target, "iam_instance_profile").map(|name| {
@@ -236,14 +234,14 @@ impl AwsProvider {
             .ec2
             .run_instances()
             .image_id(image)
-            .instance_type(InstanceType::from(itype.as_str()))
+            .instance_type(InstanceType::from(itype))
             .min_count(1)
             .max_count(1)
-            .subnet_id(required(p, "subnet")?)
-            .set_security_group_ids(Some(prop_strs(p, "firewalls")).filter(|v| !v.is_empty()))
-            .set_key_name(prop_str(p, "key_pair").map(str::to_string))
+            .subnet_id(server.subnet)
+            .set_security_group_ids(Some(server.firewalls).filter(|v| !v.is_empty()))
+            .set_key_name(server.key_pair)
             .set_user_data(user_data)
-            .set_private_ip_address(prop_str(p, "address").map(str::to_string))
+            .set_private_ip_address(server.address.map(|a| a.to_string()))
             .set_iam_instance_profile(profile)
             .client_token(&req.token)
             .tag_specifications(spec(ResourceType::Instance, &tags))
@@ -747,7 +745,7 @@ mod tests {
 
     #[test]
     fn sizes_map_both_ways() {
-        assert_eq!(instance_type("small"), Some("t3.small"));
+        assert_eq!(instance_type(Size::Small), "t3.small");
         assert_eq!(size_of("t3.small"), "small");
         assert_eq!(size_of("m7g.large"), "m7g.large");
         assert_eq!(device(0), "/dev/sdf");

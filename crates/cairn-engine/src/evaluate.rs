@@ -408,6 +408,7 @@ fn check_typed(
     let read: fn(&serde_json::Value) -> Result<(), PropError> = match kind {
         Kind::LoadBalancer => |p| crate::schema::balancer::LoadBalancer::read(p).map(|_| ()),
         Kind::DnsRecord => |p| crate::schema::dns::DnsRecord::read(p).map(|_| ()),
+        Kind::Server => |p| crate::schema::server::Server::read(p).map(|_| ()),
         _ => return,
     };
     let mut unknown = Vec::new();

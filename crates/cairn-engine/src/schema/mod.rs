@@ -13,6 +13,7 @@ pub mod firewall;
 mod kind;
 pub mod limits;
 mod portable;
+pub mod server;
 pub mod typed;
 
 pub use aws::AWS;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use cairn_engine::provider::*;
 use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
+use cairn_engine::schema::server::Server;
 use cairn_engine::schema::{Kind, ResourceSchema, portable};
 use ipnet::IpNet;
 use serde_json::json;
@@ -758,20 +759,13 @@ impl Cloud {
         id: &str,
         req: &CreateRequest,
     ) -> ProviderResult<(Json, Option<Ipv4Addr>)> {
-        let p = &req.properties;
-        let subnet_id = prop_str(p, "subnet").ok_or_else(|| permanent("`subnet` is required"))?;
-        let subnet = self.get(subnet_id, "subnet")?;
+        let server = Server::read(&req.properties).map_err(|e| permanent(format!("server {e}")))?;
+        let subnet = self.get(&server.subnet, "subnet")?;
         let subnet_cidr = parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?;
-        let fixed = match prop_str(p, "address") {
-            Some(fixed) => {
-                let ip: Ipv4Addr = fixed
-                    .parse()
-                    .map_err(|_| permanent(format!("`address` {fixed} is not an IPv4 address")))?;
-                addresses::valid_fixed(ip).map_err(permanent)?;
-                Some(ip)
-            }
-            None => None,
-        };
+        let fixed = server.address;
+        if let Some(ip) = fixed {
+            addresses::valid_fixed(ip).map_err(permanent)?;
+        }
         let ip = self.reserve_ip(id, fixed)?;
         // The address inside its subnet, as a cloud would give: the first
         // host after those clouds reserve that no other server has.
@@ -797,8 +791,8 @@ impl Cloud {
             ip
         };
         let sandbox = self.dirs.of("server", id);
-        if let Some(image) = prop_str(p, "image").filter(|i| i.starts_with("image-")) {
-            let img = self.get(image, "image")?;
+        if server.image.starts_with("image-") {
+            let img = self.get(&server.image, "image")?;
             copy_tree(&self.dirs.of("image", &img.id), &sandbox)
                 .map_err(|e| permanent(format!("server {id}: {e}")))?;
         }
@@ -806,7 +800,7 @@ impl Cloud {
             name: id.to_string(),
             address: ip,
             sandbox: sandbox.clone(),
-            user_data: prop_str(p, "user_data").unwrap_or_default().to_string(),
+            user_data: server.user_data.unwrap_or_default(),
             path: self.path.clone(),
         };
         self.servers
