@@ -6,10 +6,7 @@
 //!
 //! `cargo bench -p cairn-state --bench engine [-- N ...] [--store sqlite|postgres]`
 //! (default 1000 10000, both stores). PostgreSQL is a throwaway cluster on
-//! loopback (`tests/support/pg_cluster.rs`, `fsync` on), stopped at the end.
-
-#[path = "../tests/support/pg_cluster.rs"]
-mod pg_cluster;
+//! loopback (cairn-test-support's `pg_cluster`, `fsync` on), stopped at the end.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +18,7 @@ use cairn_engine::store::StateStore;
 use cairn_engine::testing::FakeProvider;
 use cairn_state::{KeySource, PgStore, PgUrl, SqliteStore};
 use cairn_template::{LoadOptions, load};
-use pg_cluster::Cluster;
+use cairn_test_support::pg_cluster::Cluster;
 
 fn template(n: usize) -> String {
     let subnets = (n / 100).max(1);

@@ -1,41 +1,24 @@
-//! Real OpenSSH servers for a test, through `scripts/test-hosts`: started
-//! on the test's own loopback range in its own directory, stopped when the
-//! fixture is dropped (a failing test included).
+//! cairn-test-support's sshd test hosts, with this crate's view of them:
+//! their inventory and known hosts loaded, and an SSH target per host.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use cairn_orch::Inventory;
 use cairn_orch::transport::{KnownHosts, SshTarget};
+pub use cairn_test_support::test_hosts::connections_to;
 
 pub struct TestHosts {
-    pub dir: PathBuf,
-    pub inventory: Inventory,
-    pub known_hosts: Arc<KnownHosts>,
-    base: String,
-    port: u16,
+    hosts: cairn_test_support::test_hosts::TestHosts,
+    inventory: Inventory,
+    known_hosts: Arc<KnownHosts>,
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-hosts")
-}
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(script())
-        .args(args)
-        .output()
-        .expect("scripts/test-hosts runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scripts/test-hosts {args:?} failed:\n{text}"
-    );
-    text
+impl Deref for TestHosts {
+    type Target = cairn_test_support::test_hosts::TestHosts;
+    fn deref(&self) -> &Self::Target {
+        &self.hosts
+    }
 }
 
 impl TestHosts {
@@ -46,37 +29,14 @@ impl TestHosts {
     }
 
     pub fn up_on_port(name: &str, n: usize, base: &str, port: u16) -> TestHosts {
-        // Named by the test, not the run: servers a killed earlier run left
-        // on this range are stopped by their pid files first.
-        let dir = std::env::temp_dir().join(format!("cairn-orch-test-hosts-{name}"));
-        let d = dir.to_str().unwrap();
-        if dir.exists() {
-            run(&["down", "--dir", d]);
-            std::fs::remove_dir_all(&dir).unwrap();
+        let hosts = cairn_test_support::test_hosts::TestHosts::up_on_port(name, n, base, port);
+        let inventory = Inventory::load(&hosts.inventory_file()).expect("inventory.ini");
+        let known_hosts = Arc::new(KnownHosts::load(&[hosts.known_hosts_file()]).unwrap());
+        TestHosts {
+            hosts,
+            inventory,
+            known_hosts,
         }
-        // Made before the servers start, so that they stop if a step below
-        // panics.
-        let mut hosts = TestHosts {
-            dir: dir.clone(),
-            inventory: Inventory::new(),
-            known_hosts: Arc::new(KnownHosts::new()),
-            base: base.to_string(),
-            port,
-        };
-        let port = port.to_string();
-        run(&[
-            "up",
-            &n.to_string(),
-            "--dir",
-            d,
-            "--base",
-            base,
-            "--port",
-            &port,
-        ]);
-        hosts.inventory = Inventory::load(&dir.join("inventory.ini")).expect("inventory.ini");
-        hosts.known_hosts = Arc::new(KnownHosts::load(&[dir.join("known_hosts")]).unwrap());
-        hosts
     }
 
     /// `hI` as its inventory line says, checked against the written
@@ -89,83 +49,4 @@ impl TestHosts {
     pub fn address(&self, name: &str) -> String {
         self.target(name).address
     }
-
-    pub fn client_key(&self) -> PathBuf {
-        self.dir.join("id_ed25519")
-    }
-
-    /// `hI`'s host public key line (`TYPE BASE64 COMMENT`).
-    pub fn host_key(&self, name: &str) -> String {
-        std::fs::read_to_string(
-            self.dir
-                .join("hosts")
-                .join(name)
-                .join("ssh_host_ed25519_key.pub"),
-        )
-        .unwrap()
-        .trim()
-        .to_string()
-    }
-
-    /// The host dies at once, with its sessions (SIGKILL).
-    pub fn kill(&self, name: &str) {
-        run(&["kill", name, "--dir", self.dir.to_str().unwrap()]);
-    }
-
-    /// Starts again what is not running.
-    pub fn restart(&self, n: usize) {
-        run(&[
-            "up",
-            &n.to_string(),
-            "--dir",
-            self.dir.to_str().unwrap(),
-            "--base",
-            &self.base,
-            "--port",
-            &self.port.to_string(),
-        ]);
-    }
-
-    pub fn sshd_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join("hosts").join(name).join("sshd.log"))
-            .unwrap_or_default()
-    }
-
-    /// A key pair no server accepts.
-    pub fn stranger_key(&self) -> PathBuf {
-        let path = self.dir.join("stranger");
-        if !path.exists() {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&path)
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        path
-    }
-}
-
-impl Drop for TestHosts {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["down", "--dir"])
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Established TCP connections from here to `address:22`.
-pub fn connections_to(address: &str) -> usize {
-    let out = Command::new("ss")
-        .args(["-tnH", "state", "established", "dst"])
-        .arg(format!("{address}:22"))
-        .output()
-        .expect("ss runs");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
 }

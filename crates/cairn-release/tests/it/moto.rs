@@ -1,14 +1,26 @@
-//! The moto server of the tests (shared with the other suites that use
-//! moto) and the clients this crate's tests make on it.
+//! The moto server of the tests (cairn-test-support's) and the clients
+//! this crate's tests make on it.
 
-#[path = "../../../cairn-aws/tests/support/moto_server.rs"]
-mod moto_server;
+use std::ops::Deref;
 
 use aws_sdk_s3::config::Credentials;
 use cairn_release::artifact::{S3Settings, S3Store};
-pub use moto_server::Moto;
+
+/// A moto server for one test, with this crate's clients on it.
+pub struct Moto(cairn_test_support::moto::Moto);
+
+impl Deref for Moto {
+    type Target = cairn_test_support::moto::Moto;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 impl Moto {
+    pub fn start() -> Moto {
+        Moto(cairn_test_support::moto::Moto::start())
+    }
+
     pub fn settings(&self) -> S3Settings {
         S3Settings {
             region: Some("us-east-1".into()),

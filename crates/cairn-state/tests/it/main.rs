@@ -5,8 +5,7 @@
 //! on a SQLite file and once on a PostgreSQL database (a throwaway cluster
 //! from `tests/support/pg_cluster.rs`, stopped when the tests are done).
 
-#[path = "../support/pg_cluster.rs"]
-pub mod pg_cluster;
+pub use cairn_test_support::pg_cluster;
 
 mod history;
 mod journal;

@@ -205,15 +205,15 @@ fn a_server_that_stays_down_fails_calls_after_a_deadline_then_at_once() {
             && err.contains("did not open again within 10 s"),
         "{err}"
     );
-    // It waited for the server to come back, and not forever.
+    // It waited for the server to come back (and returned: not forever).
+    assert!(waited >= Duration::from_secs(8), "{waited:?}");
+    // Having given up, the next call fails without waiting again (its
+    // error does not say it waited).
+    let err = store.lease("prod").unwrap_err().to_string();
     assert!(
-        (Duration::from_secs(8)..Duration::from_secs(30)).contains(&waited),
-        "{waited:?}"
+        err.contains("is the server running and reachable") && !err.contains("did not open again"),
+        "{err}"
     );
-    // Having given up, the next call fails without waiting again.
-    let t = Instant::now();
-    assert!(store.lease("prod").is_err());
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // And once the server is back, the store works again, nothing lost.
     cluster.resume();
     assert_eq!(store.resources("prod").unwrap(), [resource("a", "s")]);

@@ -2,54 +2,27 @@
 //! through the SDK; a second `up` plans nothing; `destroy` leaves nothing.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
-use crate::{Output, cairn_env, repo_root};
+use crate::{Output, cairn_env};
 
-/// A moto server on a free loopback port, stopped when dropped.
+/// A moto server (cairn-test-support's) with this test's own state
+/// directory, removed when dropped.
 pub(crate) struct Moto {
-    port: u16,
+    _server: cairn_test_support::moto::Moto,
     pub(crate) url: String,
     pub(crate) root: PathBuf,
 }
 
-/// `MOTO_PEERS`, else `shared/peers` beside the checkout, else the
-/// project's copy (a CI machine may have only the project).
-fn peers() -> PathBuf {
-    if let Some(p) = std::env::var_os("MOTO_PEERS") {
-        return PathBuf::from(p);
-    }
-    let shared = repo_root().join("../shared/peers");
-    if shared.join("moto-up.sh").is_file() {
-        shared
-    } else {
-        repo_root().join("scripts/peers")
-    }
-}
-
 impl Moto {
     pub(crate) fn start(name: &str) -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new(peers().join("moto-up.sh"))
-            .arg(port.to_string())
-            .output()
-            .expect("moto-up.sh runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let server = cairn_test_support::moto::Moto::start();
         let root = std::env::temp_dir().join(format!("cairn-aws-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         Moto {
-            port,
-            url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            url: server.url.clone(),
+            _server: server,
             root,
         }
     }
@@ -99,9 +72,6 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = Command::new(peers().join("moto-down.sh"))
-            .arg(self.port.to_string())
-            .output();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

@@ -20,12 +20,12 @@ mod inventory;
 mod lifecycle;
 mod local;
 mod orch;
-#[path = "../../../cairn-state/tests/support/pg_cluster.rs"]
-pub mod pg_cluster;
 mod release;
 mod state;
 mod state_pg;
 mod test_cmd;
+
+pub use cairn_test_support::pg_cluster;
 
 use std::path::Path;
 use std::process::Command;

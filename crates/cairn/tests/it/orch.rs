@@ -3,14 +3,12 @@
 //! own loopback range.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value as J;
 
-#[path = "../../../cairn-orch/tests/it/test_hosts.rs"]
-#[allow(dead_code)]
-mod test_hosts;
-
-use test_hosts::TestHosts;
+use cairn_test_support::poll::wait_until;
+use cairn_test_support::test_hosts::TestHosts;
 
 use crate::{Output, cairn_env};
 
@@ -218,6 +216,13 @@ fn fifty_hosts_one_killed_mid_run_one_with_a_wrong_host_key_fail_alone() {
     };
     std::fs::write(&known, text.replace(&key(&h7), &key(&h8))).unwrap();
 
+    // Each host says it started (by the address it was reached at).
+    let started = PathBuf::from(s.path("started"));
+    std::fs::create_dir_all(&started).unwrap();
+    let script = format!(
+        "touch {}/$(echo $SSH_CONNECTION | cut -d' ' -f3); sleep 3; echo done",
+        started.display()
+    );
     let child = {
         let inv = hosts.dir.join("inventory.ini");
         let state = s.path("state.db");
@@ -235,7 +240,7 @@ fn fifty_hosts_one_killed_mid_run_one_with_a_wrong_host_key_fail_alone() {
                 "-o",
                 "json",
                 "--",
-                "sleep 3; echo done",
+                &script,
             ],
             &[("CAIRN_KEY_FILE", &key)],
         )
@@ -245,7 +250,9 @@ fn fifty_hosts_one_killed_mid_run_one_with_a_wrong_host_key_fail_alone() {
         .unwrap()
     };
     // h3 dies while its command sleeps.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_until("h3 running its command", Duration::from_secs(60), || {
+        started.join("127.0.51.3").exists()
+    });
     hosts.kill("h3");
     let out = child.wait_with_output().unwrap();
     let out = Output {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_engine::store::{Owner, ResourceRecord, RunRecord, StateStore};
 use cairn_orch::job::JobStore;
 use cairn_state::{KeySource, SqliteStore, Transfer};
+use cairn_test_support::poll::wait_until;
 use serde_json::json;
 
 use crate::cairn_env;
@@ -21,6 +22,7 @@ use crate::lifecycle::{
     spawn_up,
 };
 use crate::local::Local;
+
 use crate::pg_cluster::{Cluster, PASSWORD, SUPERUSER};
 
 fn record(address: &str) -> ResourceRecord {
@@ -336,6 +338,7 @@ fn the_database_restarted_in_the_middle_of_up_loses_nothing_and_the_rerun_conver
     ];
     for (round, (mode, restart, [n, web])) in rounds.into_iter().enumerate() {
         let params = ["-p", n, "-p", web];
+        let earlier = recorded(&cluster, "up_restart");
         let child = spawn_up(
             &l,
             &dir,
@@ -350,8 +353,16 @@ fn the_database_restarted_in_the_middle_of_up_loses_nothing_and_the_rerun_conver
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Let it journal a step or two.
-        std::thread::sleep(Duration::from_millis(500));
+        // Restart once it has journalled a step of this round.
+        wait_until(
+            &format!("{mode}: a journal entry of this run"),
+            Duration::from_secs(30),
+            || {
+                recorded(&cluster, "up_restart")
+                    .difference(&earlier)
+                    .any(|line| line.starts_with("journal "))
+            },
+        );
         let before = recorded(&cluster, "up_restart");
         let mut child = child;
         assert!(

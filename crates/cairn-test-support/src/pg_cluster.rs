@@ -3,22 +3,19 @@
 //! here must survive a power cut, but a server crash must lose no commit), a database per test, and the server
 //! stopped (and its directory removed) when the last handle is dropped.
 //!
-//! Standard library only, so that any crate's tests can include it:
-//! `#[path = "…/cairn-state/tests/support/pg_cluster.rs"] mod pg_cluster;`.
 //! It finds the programs as cairn-local does (`CAIRN_PG_BIN`, else Debian's
 //! `/usr/lib/postgresql/*/bin`, newest first, else `initdb` on PATH) and,
 //! run as root, runs them as the `postgres` user through `setpriv` (initdb
 //! refuses root). `scripts/install-postgres` installs them.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 /// The superuser every test cluster has, and its password (scram over TCP).
 pub const SUPERUSER: &str = "cairn";
@@ -106,14 +103,6 @@ fn id_of(flag: &str) -> u32 {
         "no `postgres` user to run PostgreSQL as (root refuses): run scripts/install-postgres"
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());

@@ -1,10 +1,12 @@
 //! A moto server for one test: started by `moto-up.sh` on a free loopback
 //! port, stopped by `moto-down.sh` when the guard drops (even on panic).
-//! Shared by the test suites that talk to moto (cairn-aws, cairn-release)
-//! through `#[path]`; each adds the clients it needs in an `impl Moto`.
+//! Each suite that talks to moto (cairn-aws, cairn-release, the CLI's)
+//! wraps it with the clients it needs.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use crate::{free_port, repo_root};
 
 pub struct Moto {
     pub port: u16,
@@ -13,23 +15,17 @@ pub struct Moto {
 
 /// Where the peers' scripts are: `MOTO_PEERS`, else `shared/peers` beside
 /// the checkout (as the design says), else the project's copy.
-fn peers() -> PathBuf {
+pub fn peers() -> PathBuf {
     if let Some(p) = std::env::var_os("MOTO_PEERS") {
         return PathBuf::from(p);
     }
-    // crates/<crate> → the checkout.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = repo_root();
     let shared = root.join("../shared/peers");
     if shared.join("moto-up.sh").is_file() {
         shared
     } else {
         root.join("scripts/peers")
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().unwrap().port()
 }
 
 impl Moto {
