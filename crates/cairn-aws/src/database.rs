@@ -5,6 +5,7 @@
 
 use aws_sdk_rds::types::{DbInstance, Tag};
 use cairn_engine::provider::*;
+use cairn_engine::schema::database::{Database, DbSize};
 use serde_json::json;
 
 use crate::AwsProvider;
@@ -14,23 +15,32 @@ use crate::model::*;
 /// RDS identifiers: at most 63 characters.
 const NAME_MAX: usize = 63;
 
-const SIZES: &[(&str, &str)] = &[
-    ("micro", "db.t3.micro"),
-    ("small", "db.t3.small"),
-    ("medium", "db.t3.medium"),
-    ("large", "db.t3.large"),
-];
-
-fn class_of(size: &str) -> Option<&'static str> {
-    SIZES.iter().find(|(s, _)| *s == size).map(|(_, c)| *c)
+/// Portable sizes → burstable DB instance classes.
+fn class_of(size: DbSize) -> &'static str {
+    match size {
+        DbSize::Micro => "db.t3.micro",
+        DbSize::Small => "db.t3.small",
+        DbSize::Medium => "db.t3.medium",
+        DbSize::Large => "db.t3.large",
+    }
 }
 
+/// The portable size of a class, or the class itself when it is none of
+/// them (`instance_class` given, or a database made outside cairn).
 fn size_of(class: &str) -> String {
-    SIZES
-        .iter()
-        .find(|(_, c)| *c == class)
-        .map_or(class, |(s, _)| *s)
-        .to_string()
+    DbSize::ALL
+        .into_iter()
+        .find(|s| class_of(*s) == class)
+        .map_or_else(|| class.to_string(), |s| s.as_str().to_string())
+}
+
+/// RDS counts storage in an `i32`.
+fn storage(gb: u32) -> ProviderResult<i32> {
+    i32::try_from(gb).map_err(|_| permanent(format!("storage_gb {gb} is more than RDS takes")))
+}
+
+fn read(p: &Json) -> ProviderResult<Database> {
+    Database::read(p).map_err(|e| permanent(format!("database {e}")))
 }
 
 fn db_attributes(db: &DbInstance) -> Json {
@@ -58,21 +68,18 @@ impl AwsProvider {
     }
 
     pub(crate) async fn create_database(&self, req: &CreateRequest) -> ProviderResult<Json> {
-        let p = &req.properties;
+        let db = read(&req.properties)?;
         let target = req.target.clone().unwrap_or(Json::Null);
-        let id = prop_str(p, "name")
-            .map(str::to_string)
+        let id = db
+            .name
+            .clone()
             .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, NAME_MAX));
         let tags: Vec<Tag> = create_tags(&req.tags, &req.token)
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        let size = prop_str(p, "size").unwrap_or("small");
-        let class = prop_str(&target, "instance_class")
-            .map(str::to_string)
-            .or_else(|| class_of(size).map(str::to_string))
-            .ok_or_else(|| permanent(format!("size `{size}` has no DB instance class")))?;
-        let subnets = prop_strs(p, "subnets");
+        let class = prop_str(&target, "instance_class").unwrap_or(class_of(db.size));
+        let subnets = db.subnets;
         let group = if subnets.is_empty() {
             None
         } else {
@@ -97,15 +104,15 @@ impl AwsProvider {
             .rds
             .create_db_instance()
             .db_instance_identifier(&id)
-            .engine(required(p, "engine")?)
-            .set_engine_version(prop_str(p, "version").map(str::to_string))
+            .engine(db.engine.as_str())
+            .set_engine_version(db.version)
             .db_instance_class(class)
-            .allocated_storage(prop_i64(p, "storage_gb").unwrap_or(10) as i32)
-            .db_name(prop_str(p, "database").unwrap_or("app"))
-            .master_username(prop_str(p, "owner").unwrap_or("app"))
-            .master_user_password(required(p, "owner_password")?)
+            .allocated_storage(storage(db.storage_gb)?)
+            .db_name(db.database)
+            .master_username(db.owner)
+            .master_user_password(db.owner_password)
             .set_db_subnet_group_name(group)
-            .set_vpc_security_group_ids(Some(prop_strs(p, "firewalls")).filter(|f| !f.is_empty()))
+            .set_vpc_security_group_ids(Some(db.firewalls).filter(|f| !f.is_empty()))
             .publicly_accessible(false)
             .set_tags(Some(tags))
             .send()
@@ -226,7 +233,7 @@ impl AwsProvider {
     }
 
     pub(crate) async fn update_database(&self, req: &UpdateRequest) -> ProviderResult<Json> {
-        let p = &req.properties;
+        let db = read(&req.properties)?;
         let changed = |k: &str| req.changed.iter().any(|c| c == k);
         if changed("size")
             || changed("storage_gb")
@@ -237,24 +244,14 @@ impl AwsProvider {
                 .rds
                 .modify_db_instance()
                 .db_instance_identifier(&req.id)
-                .set_db_instance_class(
-                    changed("size")
-                        .then(|| {
-                            class_of(prop_str(p, "size").unwrap_or("small")).map(str::to_string)
-                        })
-                        .flatten(),
-                )
+                .set_db_instance_class(changed("size").then(|| class_of(db.size).to_string()))
                 .set_allocated_storage(
                     changed("storage_gb")
-                        .then(|| prop_i64(p, "storage_gb").map(|n| n as i32))
-                        .flatten(),
+                        .then(|| storage(db.storage_gb))
+                        .transpose()?,
                 )
-                .set_master_user_password(
-                    changed("owner_password")
-                        .then(|| prop_str(p, "owner_password").map(str::to_string))
-                        .flatten(),
-                )
-                .set_vpc_security_group_ids(changed("firewalls").then(|| prop_strs(p, "firewalls")))
+                .set_master_user_password(changed("owner_password").then_some(db.owner_password))
+                .set_vpc_security_group_ids(changed("firewalls").then_some(db.firewalls))
                 .apply_immediately(true)
                 .send()
                 .await
@@ -347,7 +344,7 @@ mod tests {
 
     #[test]
     fn sizes_map_to_classes_and_back() {
-        assert_eq!(class_of("small"), Some("db.t3.small"));
+        assert_eq!(class_of(DbSize::Small), "db.t3.small");
         assert_eq!(size_of("db.t3.small"), "small");
         assert_eq!(size_of("db.r6g.large"), "db.r6g.large");
     }

@@ -409,6 +409,7 @@ fn check_typed(
         Kind::LoadBalancer => |p| crate::schema::balancer::LoadBalancer::read(p).map(|_| ()),
         Kind::DnsRecord => |p| crate::schema::dns::DnsRecord::read(p).map(|_| ()),
         Kind::Server => |p| crate::schema::server::Server::read(p).map(|_| ()),
+        Kind::Database => |p| crate::schema::database::Database::read(p).map(|_| ()),
         _ => return,
     };
     let mut unknown = Vec::new();

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 mod aws;
 pub mod balancer;
+pub mod database;
 pub mod dns;
 pub mod firewall;
 mod kind;

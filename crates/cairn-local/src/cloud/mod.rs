@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_engine::provider::*;
+use cairn_engine::schema::database::Database;
 use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
 use cairn_engine::schema::server::Server;
 use cairn_engine::schema::{Kind, ResourceSchema, portable};
@@ -666,6 +667,10 @@ impl Cloud {
                 ))
             }
             Kind::Database => {
+                // The shared rules (names both targets accept, storage of
+                // 1 GB or more) before anything is made; a cluster already
+                // recorded is started from its record as it is.
+                Database::read(p).map_err(|e| permanent(format!("database {e}")))?;
                 let ip = self.allocate_ip(id)?;
                 if let Err(e) = self.start_database(id, ip, p).await {
                     // Nothing half-made: no cluster directory stays behind.
