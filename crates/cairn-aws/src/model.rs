@@ -26,10 +26,6 @@ pub fn prop_str<'a>(p: &'a Json, name: &str) -> Option<&'a str> {
     prop(p, name).and_then(Json::as_str)
 }
 
-pub fn prop_i64(p: &Json, name: &str) -> Option<i64> {
-    prop(p, name).and_then(Json::as_i64)
-}
-
 pub fn prop_bool(p: &Json, name: &str) -> bool {
     prop(p, name).and_then(Json::as_bool).unwrap_or(false)
 }

@@ -5,12 +5,22 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{ImageState, ResourceType, SnapshotState, VolumeState};
 use cairn_engine::provider::*;
+use cairn_engine::schema::storage::Volume;
 use serde_json::json;
 
 use crate::AwsProvider;
 use crate::ec2::{by_tag, retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
+
+fn read_volume(p: &Json) -> ProviderResult<Volume> {
+    Volume::read(p).map_err(|e| permanent(format!("volume {e}")))
+}
+
+/// EBS counts gigabytes in an `i32`.
+fn ebs_size(gb: u32) -> ProviderResult<i32> {
+    i32::try_from(gb).map_err(|_| permanent(format!("size_gb {gb} is more than EBS takes")))
+}
 
 impl AwsProvider {
     pub(crate) async fn find_storage(
@@ -71,19 +81,19 @@ impl AwsProvider {
     }
 
     pub(crate) async fn create_volume(&self, req: &CreateRequest) -> ProviderResult<Json> {
-        let p = &req.properties;
-        let zone = match prop_str(p, "zone") {
-            Some(z) => z.to_string(),
+        let volume = read_volume(&req.properties)?;
+        let zone = match volume.zone {
+            Some(z) => z,
             None => self.first_zone().await?,
         };
-        let tags = with_name(&create_tags(&req.tags, &req.token), prop_str(p, "name"));
+        let tags = with_name(&create_tags(&req.tags, &req.token), volume.name.as_deref());
         let out = self
             .c
             .ec2
             .create_volume()
             .availability_zone(zone)
-            .size(prop_i64(p, "size_gb").unwrap_or(1) as i32)
-            .set_snapshot_id(prop_str(p, "snapshot").map(str::to_string))
+            .size(ebs_size(volume.size_gb)?)
+            .set_snapshot_id(volume.snapshot)
             .client_token(&req.token)
             .tag_specifications(spec(ResourceType::Volume, &tags))
             .send()
@@ -305,11 +315,12 @@ impl AwsProvider {
     pub(crate) async fn update_storage(&self, req: &UpdateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
         if req.kind == "volume" && req.changed.iter().any(|c| c == "size_gb") {
+            let size = ebs_size(read_volume(p)?.size_gb)?;
             self.c
                 .ec2
                 .modify_volume()
                 .volume_id(&req.id)
-                .set_size(prop_i64(p, "size_gb").map(|n| n as i32))
+                .size(size)
                 .send()
                 .await
                 .map_err(|e| classify("ModifyVolume", e))?;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
-use super::typed::{self, PropError};
+use super::typed::{self, PropError, gigabytes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,15 +83,6 @@ fn ten() -> u32 {
 
 fn app() -> String {
     "app".into()
-}
-
-/// Storage in whole gigabytes, 1 or more.
-fn gigabytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = i64::deserialize(d).map_err(|_| D::Error::custom("expected gigabytes (1 or more)"))?;
-    u32::try_from(n)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| D::Error::custom(format!("{n} is not a size in gigabytes: 1 or more")))
 }
 
 /// A name the database makes: 1 to 63 ASCII letters, digits and

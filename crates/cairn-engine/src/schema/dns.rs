@@ -86,6 +86,25 @@ impl std::str::FromStr for RecordType {
     }
 }
 
+/// A `dns_zone`'s properties.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DnsZone {
+    /// The domain (`example.test`).
+    pub name: String,
+    /// Answered only inside the cloud's networks.
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl DnsZone {
+    /// Reads a `dns_zone`'s properties (as a request carries them).
+    pub fn read(props: &serde_json::Value) -> Result<DnsZone, PropError> {
+        typed::read(props)
+    }
+}
+
 /// A `dns_record`'s properties.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DnsRecord {

@@ -8,13 +8,16 @@ use serde::Serialize;
 
 mod aws;
 pub mod balancer;
+pub mod credentials;
 pub mod database;
 pub mod dns;
 pub mod firewall;
 mod kind;
 pub mod limits;
+pub mod network;
 mod portable;
 pub mod server;
+pub mod storage;
 pub mod typed;
 
 pub use aws::AWS;

@@ -140,6 +140,22 @@ pub(crate) fn weight<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         .map_err(|_| D::Error::custom(format!("{n} is not a weight: 0 (no traffic) or more")))
 }
 
+/// An IPv4 block written as `10.20.0.0/16`.
+pub(crate) fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<ipnet::Ipv4Net, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map_err(|_| D::Error::custom(format!("`{s}` is not an IPv4 block such as 10.20.0.0/16")))
+}
+
+/// A size in whole gigabytes, 1 or more.
+pub(crate) fn gigabytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = i64::deserialize(d).map_err(|_| D::Error::custom("expected gigabytes (1 or more)"))?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a size in gigabytes: 1 or more")))
+}
+
 /// A DNS TTL: whole seconds, 0 or more.
 pub(crate) fn ttl<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = i64::deserialize(d).map_err(|_| D::Error::custom("expected a TTL in seconds"))?;
