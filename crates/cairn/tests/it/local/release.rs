@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_test_support::poll::wait_until;
+
 use super::hosts::{RuncCloud, free_cidr, one_network, unready, web_firewalls};
 
 /// The webapp's servers and app, on a CIDR of the test's own and the
@@ -140,6 +142,16 @@ impl Load {
         }
     }
 
+    /// Answers (and failures) so far.
+    fn answered(&self) -> usize {
+        self.answers.lock().unwrap().len()
+    }
+
+    /// Whether a client still sends (none past its count or time limit).
+    fn running(&self) -> bool {
+        self.threads.iter().any(|t| !t.is_finished())
+    }
+
     fn finish(self) -> Vec<Result<String, String>> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -214,7 +226,9 @@ fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
     // v2 in batches of one under load: no request fails, every answer is
     // v1 or v2.
     let load = Load::start(&front, 4, 20_000, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the load answered", Duration::from_secs(30), || {
+        load.answered() >= 20
+    });
     let started = Instant::now();
     let running = c.spawn(&[
         "release", "hello", "v2", "-C", &t, "--batch", "1", "-o", "json",
@@ -240,7 +254,11 @@ fn release_in_batches_with_zero_failed_requests_roll_back_refuse_tampering() {
         stderr: String::from_utf8_lossy(&v2.stderr).into_owned(),
     };
     let took = started.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    // Some answers after the release, from v2 alone.
+    let at = load.answered();
+    wait_until("answers after the release", Duration::from_secs(30), || {
+        load.answered() >= at + 20 || !load.running()
+    });
     let answers = load.finish();
     assert_eq!(v2.code, 0, "{}", v2.snapshot());
     let record: serde_json::Value = serde_json::from_str(&v2.stdout).unwrap();
