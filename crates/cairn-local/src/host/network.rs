@@ -766,6 +766,12 @@ mod tests {
             Some(a[0]),
             "the same cloud gets the same block"
         );
+        let full = HostError::NoPublicBlock { cloud: "c".into() };
+        assert_eq!(
+            full.to_string(),
+            "no free /24 in 198.18.0.0/15 for the public addresses of cloud `c`: every one \
+             overlaps a route of the machine (see `ip route`)"
+        );
     }
 
     #[test]

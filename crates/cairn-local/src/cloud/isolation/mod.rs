@@ -326,27 +326,9 @@ impl Hosts {
     }
 
     /// Takes the recorded public addresses' block back (its `unreachable`
-    /// route again if the machine lost it); an address made by an older
-    /// cairn on the machine's loopback is a problem to report.
+    /// route again if the machine lost it).
     async fn restore_public_block(&self, state: &CloudState) -> Vec<String> {
-        let mut problems = Vec::new();
-        let mut block = None;
-        for r in state.of_kind("ip_address") {
-            let Some(ip) = r.ip else { continue };
-            if !network::PUBLIC_RANGE.contains(&ip) {
-                problems.push(format!(
-                    "{}: public address {ip} was made by an earlier cairn on the machine's \
-                     loopback and no longer answers; destroy it and make it again (`cairn \
-                     destroy` and `cairn up` of its deployment)",
-                    r.id
-                ));
-                continue;
-            }
-            let of_ip = Ipv4Net::new(ip, network::PUBLIC_BLOCK_LEN)
-                .map(|n| n.trunc())
-                .unwrap_or_default();
-            block.get_or_insert(of_ip);
-        }
+        let (block, mut problems) = recorded_public_block(state);
         let Some(block) = block else {
             return problems;
         };
@@ -960,6 +942,31 @@ impl Hosts {
     }
 }
 
+/// The block of the recorded public addresses, and a problem for each
+/// made by an earlier cairn on the machine's loopback (no longer
+/// answering).
+fn recorded_public_block(state: &CloudState) -> (Option<Ipv4Net>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut block = None;
+    for r in state.of_kind("ip_address") {
+        let Some(ip) = r.ip else { continue };
+        if !network::PUBLIC_RANGE.contains(&ip) {
+            problems.push(format!(
+                "{}: public address {ip} was made by an earlier cairn on the machine's loopback \
+                 and no longer answers; make it again (`cairn destroy` and `cairn up` of its \
+                 deployment)",
+                r.id
+            ));
+            continue;
+        }
+        let of_ip = Ipv4Net::new(ip, network::PUBLIC_BLOCK_LEN)
+            .map(|n| n.trunc())
+            .unwrap_or_default();
+        block.get_or_insert(of_ip);
+    }
+    (block, problems)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -1038,6 +1045,25 @@ mod tests {
         );
         let err = Hosts::reserve_address(&mut st, "s6", &json!({"subnet": "nope"})).unwrap_err();
         assert!(err.to_string().contains("no subnet nope"), "{err}");
+    }
+
+    #[test]
+    fn the_public_block_is_the_recorded_addresses_and_loopback_ones_are_reported() {
+        let mut st = CloudState::default();
+        assert_eq!(recorded_public_block(&st), (None, vec![]));
+        put(&mut st, "p1", "ip_address", json!({}), Some("198.19.3.7"));
+        put(&mut st, "p2", "ip_address", json!({}), Some("198.19.3.9"));
+        put(&mut st, "old", "ip_address", json!({}), Some("127.43.0.5"));
+        let (block, problems) = recorded_public_block(&st);
+        assert_eq!(block, Some("198.19.3.0/24".parse().unwrap()));
+        assert_eq!(
+            problems,
+            [
+                "old: public address 127.43.0.5 was made by an earlier cairn on the machine's \
+              loopback and no longer answers; make it again (`cairn destroy` and `cairn up` of \
+              its deployment)"
+            ]
+        );
     }
 
     #[test]
