@@ -581,6 +581,7 @@ impl Hosts {
         address: Ipv4Addr,
         authorized_key: Option<String>,
     ) -> ProviderResult<Json> {
+        let t0 = std::time::Instant::now();
         let image = self.image_root(p).await?;
         let cloud = self.net().await?;
         let hostname = Self::hostname(id, p);
@@ -592,6 +593,7 @@ impl Hosts {
             .add_server(net, id, address)
             .await
             .map_err(|e| host_err(&format!("server {id}"), e))?;
+        let t_net = t0.elapsed();
         let started = async {
             let fail = |e| host_err(&format!("server {id}"), e);
             server.mount_root().await.map_err(fail)?;
@@ -607,7 +609,15 @@ impl Hosts {
                     .map_err(fail)?;
             }
             self.enrol_agent(id, &server.rootfs()).map_err(permanent)?;
+            let t_root = t0.elapsed();
             server.start().await.map_err(fail)?;
+            tracing::debug!(
+                server = id,
+                net_ms = t_net.as_millis() as u64,
+                root_ms = (t_root - t_net).as_millis() as u64,
+                start_ms = (t0.elapsed() - t_root).as_millis() as u64,
+                "server made"
+            );
             Ok::<_, ProviderError>(host_key)
         }
         .await;
