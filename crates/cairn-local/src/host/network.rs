@@ -427,12 +427,15 @@ impl CloudNet {
         Cmd::new("ip").args(["netns", "add", ns]).run().await?;
         ip_in(ns, &["link", "set", "lo", "up"]).run().await?;
         // br_netfilter: without it, traffic between two servers on one
-        // bridge bypasses the firewall (set per bridge too).
+        // bridge bypasses the firewall (set per bridge too). No rate limit
+        // on the firewall's rejections: a source refused again within the
+        // second must still learn at once, not wait for a timeout.
         Cmd::in_netns(ns, "sysctl")
             .args([
                 "-qw",
                 "net.ipv4.ip_forward=1",
                 "net.bridge.bridge-nf-call-iptables=1",
+                "net.ipv4.icmp_ratelimit=0",
             ])
             .run()
             .await?;

@@ -76,6 +76,11 @@ async fn public_addresses_reach_servers_from_the_machine_and_servers_through_the
     let _machine = MACHINE.lock().await;
     let mut g = Guard::default();
     let (cloud, net) = cloud_with_network(&mut g, "public", 4).await;
+    // Refusals are never rate-limited in the cloud namespace (the
+    // machine's own setting is left alone).
+    let limit =
+        stdout(Cmd::in_netns(&cloud.netns, "sysctl").args(["-n", "net.ipv4.icmp_ratelimit"])).await;
+    assert_eq!(limit.trim(), "0");
     let id = format!("test-{}-public", std::process::id());
     let block = network::claim_public_block(&id).await.unwrap();
     let b = block.to_string();
