@@ -335,6 +335,7 @@ impl Cloud {
                         | Kind::LoadBalancer
                         | Kind::Network
                         | Kind::Database
+                        | Kind::IpAddress
                 ) =>
             {
                 h.apply_firewall(|| self.snapshot()).await
@@ -466,6 +467,38 @@ impl Cloud {
         };
         st.reserved.insert(ip, id.to_string());
         Ok(ip)
+    }
+
+    /// The first free address of `block` (the public addresses' block of
+    /// a `runc` cloud), reserved like [`Cloud::allocate_ip`]'s.
+    fn reserve_public(&self, id: &str, block: ipnet::Ipv4Net) -> ProviderResult<Ipv4Addr> {
+        let mut st = self.lock();
+        let taken: std::collections::HashSet<Ipv4Addr> = st.taken_ips().collect();
+        let ip = block
+            .hosts()
+            .find(|ip| !taken.contains(ip))
+            .ok_or_else(|| {
+                permanent(format!(
+                    "no public address left in this cloud's block {block} ({} addresses)",
+                    block.hosts().count()
+                ))
+            })?;
+        st.reserved.insert(ip, id.to_string());
+        Ok(ip)
+    }
+
+    /// With `runc` isolation, gives the public addresses' block back once
+    /// no address of it is recorded or being made.
+    async fn release_public_block(&self) {
+        let Some(hosts) = &self.hosts else { return };
+        let released = hosts
+            .release_public_block_if_unused(|block| {
+                self.lock().taken_ips().any(|ip| block.contains(&ip))
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!("{e}");
+        }
     }
 
     /// Checks that `cidr` overlaps no recorded block of its kind in its
@@ -607,8 +640,19 @@ impl Cloud {
                 Ok((json!({"id": id}), None))
             }
             Kind::IpAddress => {
-                let ip = self.allocate_ip(id)?;
-                self.associate(id, ip, p).await?;
+                let ip = match &self.hosts {
+                    Some(hosts) => {
+                        hosts
+                            .public_address(|block| self.reserve_public(id, block))
+                            .await?
+                    }
+                    None => self.allocate_ip(id)?,
+                };
+                if let Err(e) = self.associate(id, ip, p).await {
+                    self.lock().release(id);
+                    self.release_public_block().await;
+                    return Err(e);
+                }
                 Ok((json!({"id": id, "address": ip.to_string()}), Some(ip)))
             }
             Kind::Server => match &self.hosts {
@@ -1077,6 +1121,10 @@ impl Provider for Cloud {
         self.refresh_access();
         if let Some(kind) = Kind::parse(&r.kind) {
             self.refresh_host_firewall(kind).await?;
+        }
+        if r.kind == "ip_address" {
+            // After the table: no translation into the block is left.
+            self.release_public_block().await;
         }
         if let Some(hosts) = &self.hosts {
             hosts.down_if_idle(|| self.snapshot()).await?;

@@ -7,14 +7,12 @@
 //! kernel's socket table (`/proc/net/tcp`) a few times a second; a port it
 //! opens later is forwarded from the next look, one it closes stops being.
 //!
-//! With `runc` isolation the server is a host of its own: its socket table
-//! is its network namespace's (looked up from inside it, where a socket on
-//! 0.0.0.0 is the server's too: sshd's), and each connection is carried
-//! to it from inside the cloud's namespace, as cairn's orchestration
-//! reaches servers. The firewall is enforced here, at the public address,
-//! by the connection's real source: the kernel rules at the server's own
-//! address see the cloud namespace instead, which they let through as the
-//! cloud's own (see `host::dial`).
+//! That is `process` isolation, where a server is a process on the
+//! machine's loopback. With `runc` isolation the kernel does it instead: a
+//! public address is an address of the cloud's own block routed into its
+//! namespace and translated there to the server's (see `host::firewall`),
+//! every port and protocol, the firewalls judging the real source; here
+//! only the association is checked.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -30,48 +28,9 @@ use cairn_engine::provider::{Json, ProviderResult};
 use super::firewall::{self, Ingress};
 use super::relay::relay;
 use super::{Cloud, CloudState, permanent, prop_str};
-use crate::host::dial;
 
 /// How often the server's listening ports are looked up.
 const LOOK_EVERY: Duration = Duration::from_millis(250);
-
-/// How a public address reaches its server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// On the machine's own network stack (`process` isolation).
-    Machine,
-    /// In network namespaces (`runc` isolation): the server's own, where
-    /// its ports are looked up, and the cloud's, where connections to it
-    /// are made.
-    Netns {
-        /// The server's namespace.
-        server: std::path::PathBuf,
-        /// The cloud's namespace.
-        cloud: std::path::PathBuf,
-    },
-}
-
-impl Reach {
-    async fn ports(&self, server: Ipv4Addr) -> Vec<u16> {
-        match self {
-            Reach::Machine => listening_ports(server),
-            Reach::Netns { server: ns, .. } => {
-                // A server being restarted has no namespace for a moment:
-                // nothing to forward until it is back.
-                dial::listening_ports_in(ns, server)
-                    .await
-                    .unwrap_or_default()
-            }
-        }
-    }
-
-    async fn connect(&self, to: SocketAddr) -> std::io::Result<TcpStream> {
-        match self {
-            Reach::Machine => TcpStream::connect(to).await,
-            Reach::Netns { cloud, .. } => dial::connect_in(cloud, to, CONNECT_TIMEOUT).await,
-        }
-    }
-}
 
 /// How long a connection to the server may take to be made.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,21 +46,10 @@ pub struct PublicAddress {
 
 impl PublicAddress {
     /// Starts forwarding `public` to `server`'s listening ports.
-    pub fn start(
-        public: Ipv4Addr,
-        server: Ipv4Addr,
-        ingress: Ingress,
-        reach: Reach,
-    ) -> PublicAddress {
+    pub fn start(public: Ipv4Addr, server: Ipv4Addr, ingress: Ingress) -> PublicAddress {
         let ingress = Arc::new(RwLock::new(ingress));
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(forward(
-            public,
-            server,
-            ingress.clone(),
-            Arc::new(reach),
-            cancel.clone(),
-        ));
+        let task = tokio::spawn(forward(public, server, ingress.clone(), cancel.clone()));
         PublicAddress {
             server,
             ingress,
@@ -142,13 +90,12 @@ async fn forward(
     public: Ipv4Addr,
     server: Ipv4Addr,
     ingress: Arc<RwLock<Ingress>>,
-    reach: Arc<Reach>,
     cancel: CancellationToken,
 ) {
     let mut open: HashMap<u16, CancellationToken> = HashMap::new();
     let mut tasks = JoinSet::new();
     loop {
-        let ports = reach.ports(server).await;
+        let ports = listening_ports(server);
         open.retain(|port, stop| {
             let keep = ports.contains(port);
             if !keep {
@@ -164,14 +111,7 @@ async fn forward(
                 Ok(listener) => {
                     let stop = cancel.child_token();
                     open.insert(port, stop.clone());
-                    tasks.spawn(serve(
-                        listener,
-                        server,
-                        port,
-                        ingress.clone(),
-                        reach.clone(),
-                        stop,
-                    ));
+                    tasks.spawn(serve(listener, server, port, ingress.clone(), stop));
                 }
                 // Tried again at the next look.
                 Err(e) => tracing::debug!("public address {public}:{port}: {e}"),
@@ -191,7 +131,6 @@ async fn serve(
     server: Ipv4Addr,
     port: u16,
     ingress: Arc<RwLock<Ingress>>,
-    reach: Arc<Reach>,
     stop: CancellationToken,
 ) {
     let what = format!("public address port {port} to {server}");
@@ -202,9 +141,16 @@ async fn serve(
             .access(port.into())
             .allows(peer.ip())
     };
-    let dial = move || {
-        let reach = reach.clone();
-        async move { reach.connect(SocketAddr::from((server, port))).await }
+    let dial = move || async move {
+        let to = SocketAddr::from((server, port));
+        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{to} did not answer"),
+                ))
+            })
     };
     relay(listener, stop, what, admit, dial).await
 }
@@ -234,6 +180,11 @@ impl Cloud {
                 Some((ip, firewall::ingress(&st, &s.properties).0))
             }
         };
+        if self.hosts.is_some() {
+            // The kernel translates it: the cloud's table, replaced once
+            // this change is recorded.
+            return Ok(());
+        }
         let old = self.publics.lock().expect("publics lock").remove(id);
         let old = match (old, &target) {
             (Some(old), Some((ip, ingress))) if old.server == *ip => {
@@ -250,11 +201,7 @@ impl Cloud {
             old.stop().await;
         }
         if let Some((ip, ingress)) = target {
-            let reach = match (&self.hosts, prop_str(p, "server")) {
-                (Some(hosts), Some(server)) => hosts.reach(server),
-                _ => Reach::Machine,
-            };
-            let started = PublicAddress::start(public, ip, ingress, reach);
+            let started = PublicAddress::start(public, ip, ingress);
             self.publics
                 .lock()
                 .expect("publics lock")
@@ -360,7 +307,7 @@ mod tests {
             port.into(),
             vec!["127.83.1.0/24".parse().unwrap()],
         )]);
-        let pa = PublicAddress::start(public, server, only, Reach::Machine);
+        let pa = PublicAddress::start(public, server, only);
         let to = SocketAddr::from((public, port));
         let allowed = Ipv4Addr::new(127, 83, 1, 9);
         assert_eq!(until_forwarded(allowed, to).await.unwrap(), "hello");

@@ -1033,3 +1033,28 @@ async fn a_public_address_moves_between_servers_and_stops_with_its_server_or_its
     );
     cloud.shutdown().await;
 }
+
+#[test]
+fn public_addresses_of_a_block_are_reserved_until_it_is_full() {
+    let (_f, cloud) = fixture("public-block");
+    let block: ipnet::Ipv4Net = "198.18.9.0/30".parse().unwrap();
+    assert_eq!(
+        cloud.reserve_public("a", block).unwrap(),
+        Ipv4Addr::new(198, 18, 9, 1)
+    );
+    assert_eq!(
+        cloud.reserve_public("b", block).unwrap(),
+        Ipv4Addr::new(198, 18, 9, 2)
+    );
+    let err = cloud.reserve_public("c", block).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no public address left in this cloud's block 198.18.9.0/30 (2 addresses)"
+    );
+    // A create that fails gives its address back.
+    cloud.lock().release("a");
+    assert_eq!(
+        cloud.reserve_public("c", block).unwrap(),
+        Ipv4Addr::new(198, 18, 9, 1)
+    );
+}

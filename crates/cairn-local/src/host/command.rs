@@ -90,12 +90,21 @@ impl Cmd {
             command: self.line(),
             source,
         };
+        let started = std::time::Instant::now();
         let mut child = command.spawn().map_err(spawn_error)?;
         if let (Some(bytes), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
             pipe.write_all(bytes).await.map_err(spawn_error)?;
             drop(pipe);
         }
-        child.wait_with_output().await.map_err(spawn_error)
+        let out = child.wait_with_output().await.map_err(spawn_error);
+        // Where the time of a hundred servers made at once goes.
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            program = %self.program.to_string_lossy(),
+            "{}",
+            self.line()
+        );
+        out
     }
 
     /// Runs the command; a non-zero exit is an error with its stderr.

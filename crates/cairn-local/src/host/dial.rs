@@ -71,45 +71,6 @@ pub async fn listen_in(netns: &Path, addr: SocketAddr) -> io::Result<tokio::net:
     tokio::net::TcpListener::from_std(listener)
 }
 
-/// The TCP ports listened on in the network namespace at `netns` at
-/// `address` or at every address (0.0.0.0, and `::`, which takes IPv4
-/// too unless IPV6_V6ONLY): in a server's own namespace, unlike the
-/// machine's, a socket on every address is the server's.
-pub async fn listening_ports_in(netns: &Path, address: std::net::Ipv4Addr) -> io::Result<Vec<u16>> {
-    in_netns(netns, move || {
-        // A thread's own net directory is its namespace's (/proc/self/net
-        // would be the process leader's, the machine's).
-        let tid = nix::unistd::gettid();
-        let table =
-            procfs::process::Process::new_with_root(format!("/proc/self/task/{tid}").into())
-                .map_err(io::Error::other)?;
-        let listen = procfs::net::TcpState::Listen;
-        let mut ports: Vec<u16> = table
-            .tcp()
-            .map_err(io::Error::other)?
-            .iter()
-            .filter(|e| e.state == listen)
-            .filter(|e| {
-                e.local_address.ip() == std::net::IpAddr::V4(address)
-                    || e.local_address.ip().is_unspecified()
-            })
-            .map(|e| e.local_address.port())
-            .collect();
-        // An IPv6 table is absent when IPv6 is off.
-        if let Ok(v6) = table.tcp6() {
-            ports.extend(
-                v6.iter()
-                    .filter(|e| e.state == listen && e.local_address.ip().is_unspecified())
-                    .map(|e| e.local_address.port()),
-            );
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        Ok(ports)
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,13 +88,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_namespace_is_named_when_listening_or_looking_up_ports() {
+    async fn a_missing_namespace_is_named_when_listening() {
         let ns = Path::new("/run/netns/cairn-no-such-namespace");
         let err = listen_in(ns, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("cairn-no-such-namespace"), "{err}");
-        let err = listening_ports_in(ns, std::net::Ipv4Addr::LOCALHOST)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("cairn-no-such-namespace"), "{err}");

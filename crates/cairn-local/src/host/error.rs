@@ -93,6 +93,16 @@ pub enum HostError {
         cloud: String,
     },
 
+    /// No free block for a cloud's public addresses.
+    #[error(
+        "no free /24 in 198.18.0.0/15 for the public addresses of cloud `{cloud}`: every one \
+         overlaps a route of the machine (see `ip route`)"
+    )]
+    NoPublicBlock {
+        /// The cloud's id.
+        cloud: String,
+    },
+
     /// A server's address that does not fit its network.
     #[error(
         "address {address} is not a usable host address of {subnet} (the gateway is {gateway})"

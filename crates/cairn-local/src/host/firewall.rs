@@ -15,6 +15,15 @@
 //! databases, on addresses of the link) are reached at its `input` hook
 //! instead, from a server or from the machine; their rules are the same
 //! kind, in chains of their own.
+//!
+//! Public addresses are the same table's: each is translated to its
+//! server's address as it enters the cloud namespace (`prerouting`, and
+//! `output` for the cloud's own connections), before the `forward` hook, so
+//! the rules at the server's address judge it with its real source, every
+//! protocol alike. A server that reaches itself through its public address
+//! is masqueraded onto its gateway (a packet from its own address would be
+//! dropped by its kernel as a martian). What is addressed to the public
+//! range and translated to nobody is refused.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,6 +33,7 @@ use ipnet::Ipv4Net;
 
 use super::HostError;
 use super::command::Cmd;
+use super::network::PUBLIC_RANGE;
 
 /// The table's name in the cloud namespace (one per namespace).
 pub const TABLE: &str = "cairn";
@@ -96,6 +106,9 @@ pub struct Ruleset {
     /// The cloud's network blocks: an address in them with no server
     /// behind it is refused too.
     pub networks: Vec<Ipv4Net>,
+    /// Each public address that answers for a server: the server's own
+    /// address, by public address.
+    pub publics: BTreeMap<Ipv4Addr, Ipv4Addr>,
     /// The networks with `internet: true`: the only sources that may
     /// leave through [`Ruleset::way_out`].
     pub internet: Vec<Ipv4Net>,
@@ -147,11 +160,29 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
         }
         s.push_str("\t}\n");
     }
-    s.push_str(
-        "\tchain forward {\n\
+    if !rules.publics.is_empty() {
+        let map = rules
+            .publics
+            .iter()
+            .map(|(public, private)| format!("{public} : {private}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // `dstnat` is -100; nft 1.0.6 takes the name at prerouting only.
+        for hook in ["prerouting", "output"] {
+            let _ = writeln!(
+                s,
+                "\tchain {hook} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n\
+                 \t\tdnat ip to ip daddr map {{ {map} }}\n\t}}"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\tchain forward {{\n\
          \t\ttype filter hook forward priority filter; policy accept;\n\
          \t\tct state established,related accept\n\
-         \t\tct state invalid drop\n",
+         \t\tct state invalid drop\n\
+         \t\tip daddr {PUBLIC_RANGE} reject with icmpx type admin-prohibited"
     );
     if let Some(dev) = &rules.way_out {
         let dev = quoted_device(dev)?;
@@ -192,13 +223,28 @@ pub fn render(rules: &Ruleset) -> Result<String, HostError> {
             verdicts.join(", ")
         );
     }
+    let mut masquerade = Vec::new();
+    if !rules.publics.is_empty() {
+        let hairpins: std::collections::BTreeSet<&Ipv4Addr> = rules.publics.values().collect();
+        let pairs = hairpins
+            .iter()
+            .map(|a| format!("{a} . {a}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        masquerade.push(format!("ip saddr . ip daddr {{ {pairs} }} masquerade"));
+    }
     if let Some(dev) = &rules.way_out {
+        masquerade.push(format!("oifname {} masquerade", quoted_device(dev)?));
+    }
+    if !masquerade.is_empty() {
         let _ = writeln!(
             s,
-            "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-             \t\toifname {} masquerade\n\t}}",
-            quoted_device(dev)?
+            "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;"
         );
+        for rule in masquerade {
+            let _ = writeln!(s, "\t\t{rule}");
+        }
+        s.push_str("\t}\n");
     }
     s.push_str(&chains);
     s.push_str("}\n");
@@ -384,6 +430,7 @@ table inet cairn {
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tct state established,related accept
 \t\tct state invalid drop
+\t\tip daddr 198.18.0.0/15 reject with icmpx type admin-prohibited
 \t\tip daddr vmap { 10.20.1.10 : jump s0_web_0_, 10.20.1.20 : accept }
 \t\tip daddr { 10.20.1.0/24 } reject with icmpx type admin-prohibited
 \t}
@@ -409,6 +456,7 @@ table inet cairn {
         };
         let text = render(&rules).unwrap();
         let forward = "\t\tct state invalid drop
+\t\tip daddr 198.18.0.0/15 reject with icmpx type admin-prohibited
 \t\tiifname \"tap0\" drop
 \t\toifname \"tap0\" ip saddr { 10.20.2.0/24 } accept
 \t\toifname \"tap0\" reject with icmpx type admin-prohibited
@@ -519,6 +567,45 @@ table inet cairn {
         );
         // No service: no input chain at all.
         assert!(!render(&Ruleset::default()).unwrap().contains("input"));
+    }
+
+    #[test]
+    fn public_addresses_are_translated_before_the_rules_and_hairpins_masqueraded() {
+        let rules = Ruleset {
+            publics: BTreeMap::from([
+                (ip("198.18.7.1"), ip("10.20.1.10")),
+                (ip("198.18.7.2"), ip("10.20.1.11")),
+            ]),
+            way_out: Some("tap0".into()),
+            ..Ruleset::default()
+        };
+        let text = render(&rules).unwrap();
+        for hook in ["prerouting", "output"] {
+            let chain = format!(
+                "\tchain {hook} {{
+\t\ttype nat hook {hook} priority -100; policy accept;
+\t\tdnat ip to ip daddr map {{ 198.18.7.1 : 10.20.1.10, 198.18.7.2 : 10.20.1.11 }}
+\t}}"
+            );
+            assert!(text.contains(&chain), "{text}");
+        }
+        assert!(
+            text.contains(
+                "\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tip saddr . ip daddr { 10.20.1.10 . 10.20.1.10, 10.20.1.11 . 10.20.1.11 } masquerade
+\t\toifname \"tap0\" masquerade
+\t}"
+            ),
+            "{text}"
+        );
+        // Without public addresses: no translation, the range refused.
+        let none = render(&Ruleset::default()).unwrap();
+        assert!(
+            !none.contains("dnat") && !none.contains("postrouting"),
+            "{none}"
+        );
+        assert!(none.contains("ip daddr 198.18.0.0/15 reject"), "{none}");
     }
 
     #[test]

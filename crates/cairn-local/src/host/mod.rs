@@ -27,6 +27,8 @@ pub mod runtime;
 pub mod ssh;
 
 #[cfg(test)]
+mod public_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::HostError;

@@ -15,6 +15,16 @@
 //! to a cloud CIDR ever leaves the machine; it goes only when the network
 //! is destroyed. A CIDR overlapping the machine's own routes is refused.
 //!
+//! A cloud's public addresses come from a /24 of its own in RFC 2544's
+//! 198.18.0.0/15 (reserved for network testing, never on the internet),
+//! routed into the cloud namespace the same way (`unreachable` while the
+//! daemon is down), where the firewall's table translates each to its
+//! server's address. Servers reach them too: their default route is the
+//! gateway, in the cloud namespace. Every bridge port is in hairpin mode:
+//! a server's packet to a public address that leads back to a server on
+//! the same bridge is bridged back out (br_netfilter), also out of the
+//! port it came in by when the server reaches itself.
+//!
 //! Names are derived from the cloud's id (a hash), so two clouds never
 //! clash; interface names stay within the kernel's 15 characters.
 
@@ -32,6 +42,16 @@ use super::command::Cmd;
 /// route (metric 100) is preferred while the cloud is up.
 pub const UNREACHABLE_METRIC: u32 = 4000;
 const VIA_METRIC: u32 = 100;
+
+/// Where clouds' public addresses come from: RFC 2544's block for
+/// network testing, which no network on the internet uses.
+pub const PUBLIC_RANGE: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(198, 18, 0, 0), 15) {
+    Ok(net) => net,
+    Err(_) => panic!("198.18.0.0/15 is a block"),
+};
+
+/// The size of a cloud's block of public addresses.
+pub const PUBLIC_BLOCK_LEN: u8 = 24;
 
 /// `ip -n NS ARGS`: a command in namespace `ns`.
 fn ip_in(ns: &str, args: &[&str]) -> Cmd {
@@ -194,6 +214,68 @@ pub async fn release_cidr(cidr: Ipv4Net) -> Result<(), HostError> {
     .await
 }
 
+/// Claims a /24 of [`PUBLIC_RANGE`] for cloud `id`'s public addresses:
+/// the one its id hashes to, else the next one no route of the machine
+/// overlaps, with an `unreachable` route that stays (daemon up or down)
+/// until [`release_cidr`]. Adding that route is the claim: of two clouds
+/// choosing at once, the second finds it there and takes the next block.
+pub async fn claim_public_block(id: &str) -> Result<Ipv4Net, HostError> {
+    let routes = machine_routes().await?;
+    for block in public_blocks(id) {
+        if overlapping_route(&routes, block, &[]).is_some() {
+            continue;
+        }
+        let cmd = Cmd::new("ip")
+            .args(["route", "add", "unreachable"])
+            .arg(block.to_string())
+            .args(["metric", &UNREACHABLE_METRIC.to_string()]);
+        let out = cmd.output().await?;
+        if out.status.success() {
+            return Ok(block);
+        }
+        if !String::from_utf8_lossy(&out.stderr).contains("File exists") {
+            cmd.check(&out)?;
+        }
+    }
+    Err(HostError::NoPublicBlock {
+        cloud: id.to_string(),
+    })
+}
+
+/// Every /24 of [`PUBLIC_RANGE`], from the one cloud `id` hashes to on.
+pub fn public_blocks(id: &str) -> impl Iterator<Item = Ipv4Net> {
+    let count = 1u32 << (PUBLIC_BLOCK_LEN - PUBLIC_RANGE.prefix_len());
+    let digest = Sha256::digest(id.as_bytes());
+    let start = u32::from(u16::from_be_bytes([digest[0], digest[1]]));
+    let base = u32::from(PUBLIC_RANGE.network());
+    (0..count).filter_map(move |i| {
+        let n = (start + i) % count;
+        Ipv4Net::new(Ipv4Addr::from(base + (n << 8)), PUBLIC_BLOCK_LEN).ok()
+    })
+}
+
+/// Re-claims a cloud's recorded public block after the machine lost its
+/// route (a reboot); refused if something else took it meanwhile.
+pub async fn reclaim_public_block(block: Ipv4Net) -> Result<(), HostError> {
+    let routes = machine_routes().await?;
+    let held = routes.iter().any(|r| {
+        r.kind.as_deref() == Some("unreachable")
+            && r.dst == block.to_string()
+            && r.metric == Some(UNREACHABLE_METRIC)
+    });
+    if held {
+        return Ok(());
+    }
+    check_cidr_free("the public addresses' block", block, &[]).await?;
+    Cmd::new("ip")
+        .args(["route", "add", "unreachable"])
+        .arg(block.to_string())
+        .args(["metric", &UNREACHABLE_METRIC.to_string()])
+        .run()
+        .await?;
+    Ok(())
+}
+
 /// Runs a removal; "it is not there" counts as done.
 async fn ignore_missing(cmd: Cmd) -> Result<(), HostError> {
     let output = cmd.output().await?;
@@ -345,12 +427,15 @@ impl CloudNet {
         Cmd::new("ip").args(["netns", "add", ns]).run().await?;
         ip_in(ns, &["link", "set", "lo", "up"]).run().await?;
         // br_netfilter: without it, traffic between two servers on one
-        // bridge bypasses the firewall (set per bridge too).
+        // bridge bypasses the firewall (set per bridge too). No rate limit
+        // on the firewall's rejections: a source refused again within the
+        // second must still learn at once, not wait for a timeout.
         Cmd::in_netns(ns, "sysctl")
             .args([
                 "-qw",
                 "net.ipv4.ip_forward=1",
                 "net.bridge.bridge-nf-call-iptables=1",
+                "net.ipv4.icmp_ratelimit=0",
             ])
             .run()
             .await?;
@@ -462,6 +547,44 @@ impl CloudNet {
         ignore_missing(ip_in(&self.netns, &["link", "del", &net.bridge()])).await
     }
 
+    /// Routes a block of public addresses into the cloud namespace (from
+    /// the machine's address on the link, so the firewalls see the machine
+    /// as the source). Idempotent.
+    pub async fn route_public(&self, block: Ipv4Net) -> Result<(), HostError> {
+        Cmd::new("ip")
+            .args(["route", "replace"])
+            .arg(block.to_string())
+            .args([
+                "via",
+                &self.cloud_address().to_string(),
+                "dev",
+                &self.host_if,
+                "src",
+                &self.host_address().to_string(),
+            ])
+            .args(["metric", &VIA_METRIC.to_string()])
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the route of a block of public addresses into the cloud.
+    pub async fn unroute_public(&self, block: Ipv4Net) -> Result<(), HostError> {
+        ignore_missing(
+            Cmd::new("ip")
+                .args(["route", "del"])
+                .arg(block.to_string())
+                .args([
+                    "via",
+                    &self.cloud_address().to_string(),
+                    "dev",
+                    &self.host_if,
+                ])
+                .args(["metric", &VIA_METRIC.to_string()]),
+        )
+        .await
+    }
+
     /// The names server `name` gets on this cloud.
     pub fn server_net(
         &self,
@@ -524,6 +647,9 @@ impl CloudNet {
             vec![
                 format!("link add {} type veth peer name eth0 netns {sns}", s.veth),
                 format!("link set {} master {} up", s.veth, net.bridge()),
+                // A public address that leads back to the server itself
+                // goes back out of the port it came in by.
+                format!("link set {} type bridge_slave hairpin on", s.veth),
             ],
         )
         .run()
@@ -624,6 +750,31 @@ mod tests {
         assert!(n.check_address(Ipv4Addr::new(10, 250, 1, 255)).is_err());
         assert!(Network::new("tiny", net("10.0.0.0/31")).is_err());
         assert!(Network::new("a/b", net("10.0.0.0/24")).is_err());
+    }
+
+    #[test]
+    fn public_blocks_are_every_24_of_the_test_range_from_the_clouds_own() {
+        let a: Vec<Ipv4Net> = public_blocks("pool-a/cloud-1").collect();
+        assert_eq!(a.len(), 512);
+        assert!(
+            a.iter()
+                .all(|b| PUBLIC_RANGE.contains(b) && b.prefix_len() == 24)
+        );
+        let distinct: std::collections::BTreeSet<_> = a.iter().collect();
+        assert_eq!(distinct.len(), 512);
+        let b: Vec<Ipv4Net> = public_blocks("pool-b/cloud-1").collect();
+        assert_ne!(a[0], b[0], "two clouds start apart");
+        assert_eq!(
+            public_blocks("pool-a/cloud-1").next(),
+            Some(a[0]),
+            "the same cloud gets the same block"
+        );
+        let full = HostError::NoPublicBlock { cloud: "c".into() };
+        assert_eq!(
+            full.to_string(),
+            "no free /24 in 198.18.0.0/15 for the public addresses of cloud `c`: every one \
+             overlaps a route of the machine (see `ip route`)"
+        );
     }
 
     #[test]

@@ -403,6 +403,7 @@ impl Server {
             .arg(&self.spec.id);
         // With terminal false and -d, runc hands its own stdio to the init:
         // the console log, which also gets runc's own errors.
+        let started = Instant::now();
         let status = Command::new("runc")
             .args(["run", "-d", "--bundle"])
             .arg(self.bundle())
@@ -418,6 +419,12 @@ impl Server {
                 command: cmd.line(),
                 source,
             })?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            program = "runc",
+            "{}",
+            cmd.line()
+        );
         if status.success() {
             return Ok(());
         }

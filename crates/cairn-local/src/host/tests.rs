@@ -20,10 +20,10 @@ use super::runtime::{Server, ServerSpec};
 use super::{HostError, image, preflight, ssh};
 
 /// One real test at a time: they share the machine's routes and 2 cores.
-static MACHINE: Mutex<()> = Mutex::const_new(());
+pub(super) static MACHINE: Mutex<()> = Mutex::const_new(());
 
 /// Why this machine cannot run the real tests, if it cannot.
-fn unready(extra_tools: &[&str]) -> Option<String> {
+pub(super) fn unready(extra_tools: &[&str]) -> Option<String> {
     if let Err(e) = preflight() {
         return Some(e.to_string());
     }
@@ -43,17 +43,18 @@ macro_rules! skip_unless_ready {
         }
     };
 }
+pub(super) use skip_unless_ready;
 
 /// Commands that undo what a test made, run in reverse order on drop,
 /// whatever happened; each may find its object already gone.
 #[derive(Default)]
-struct Guard {
+pub(super) struct Guard {
     undo: Vec<Vec<String>>,
     dirs: Vec<PathBuf>,
 }
 
 impl Guard {
-    fn undo(&mut self, cmd: &[&str]) {
+    pub(super) fn undo(&mut self, cmd: &[&str]) {
         self.undo.push(cmd.iter().map(|s| s.to_string()).collect());
     }
 }
@@ -91,7 +92,7 @@ fn cloud_id(test: &str) -> String {
 }
 
 /// A cloud namespace with one network, each undone by the guard.
-async fn cloud_with_network(g: &mut Guard, test: &str, k: u32) -> (CloudNet, Network) {
+pub(super) async fn cloud_with_network(g: &mut Guard, test: &str, k: u32) -> (CloudNet, Network) {
     let id = cloud_id(test);
     let cloud = CloudNet::new(&id, network::choose_link(&id).await.unwrap());
     let net = Network::new("net", free_cidr(k).await).unwrap();
@@ -105,13 +106,13 @@ async fn cloud_with_network(g: &mut Guard, test: &str, k: u32) -> (CloudNet, Net
     (cloud, net)
 }
 
-fn host(net: &Network, n: u8) -> Ipv4Addr {
+pub(super) fn host(net: &Network, n: u8) -> Ipv4Addr {
     let o = net.cidr.network().octets();
     Ipv4Addr::new(o[0], o[1], o[2], n)
 }
 
 /// Whether a TCP connection from the machine to `addr` is accepted.
-async fn connects(addr: SocketAddr) -> bool {
+pub(super) async fn connects(addr: SocketAddr) -> bool {
     matches!(
         tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
         Ok(Ok(_))
@@ -135,7 +136,7 @@ async fn connects_from(netns: &str, addr: SocketAddr) -> bool {
         .unwrap_or(false)
 }
 
-async fn stdout(cmd: Cmd) -> String {
+pub(super) async fn stdout(cmd: Cmd) -> String {
     cmd.run().await.unwrap()
 }
 

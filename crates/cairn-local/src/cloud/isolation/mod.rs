@@ -15,7 +15,10 @@
 //! namespace's nftables table. Load balancers stay in the daemon and reach
 //! backends through the machine's route into the cloud namespace, each from
 //! a source address of its own on that link so that the firewalls tell it
-//! apart from the machine itself.
+//! apart from the machine itself. Public addresses come from a block of
+//! the cloud's own in 198.18.0.0/15, claimed with the first and released
+//! with the last, routed into the cloud namespace like the networks and
+//! translated there by the same table.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -211,6 +214,13 @@ pub struct Hosts {
     agents: super::agents::Agents,
     /// The master's listener on the link while it is up.
     link_master: std::sync::Mutex<Option<master::LinkMaster>>,
+    /// The block the cloud's public addresses come from, while it holds
+    /// one (claimed with the first public address, released with the
+    /// last): routed into the cloud namespace whenever that is up.
+    public_block: std::sync::Mutex<Option<Ipv4Net>>,
+    /// Held while the public block is claimed or released, and while a
+    /// public address is reserved in it.
+    public_claim: tokio::sync::Mutex<()>,
 }
 
 /// The DNS listener on the link: its stop, and its task.
@@ -252,7 +262,82 @@ impl Hosts {
             shape: tokio::sync::RwLock::new(()),
             agents,
             link_master: std::sync::Mutex::new(None),
+            public_block: std::sync::Mutex::new(None),
+            public_claim: tokio::sync::Mutex::new(()),
         })
+    }
+
+    fn public_block_now(&self) -> Option<Ipv4Net> {
+        *self.public_block.lock().expect("public block lock")
+    }
+
+    /// A public address, reserved by `reserve` in the cloud's public block
+    /// (which it picks a free address of, under the cloud's lock). The
+    /// first claims the block: an `unreachable` route that keeps it on the
+    /// machine until the last public address goes, and its route into the
+    /// cloud namespace.
+    pub async fn public_address(
+        &self,
+        reserve: impl FnOnce(Ipv4Net) -> ProviderResult<Ipv4Addr>,
+    ) -> ProviderResult<Ipv4Addr> {
+        let _claim = self.public_claim.lock().await;
+        let block = match self.public_block_now() {
+            Some(block) => block,
+            None => {
+                let block = network::claim_public_block(&self.id)
+                    .await
+                    .map_err(|e| host_err("the cloud's public addresses", e))?;
+                *self.public_block.lock().expect("public block lock") = Some(block);
+                if let Some(cloud) = self.net_if_up().await
+                    && let Err(e) = cloud.route_public(block).await
+                {
+                    *self.public_block.lock().expect("public block lock") = None;
+                    let _ = network::release_cidr(block).await;
+                    return Err(host_err("the cloud's public addresses", e));
+                }
+                tracing::info!(%block, "public addresses' block claimed");
+                block
+            }
+        };
+        reserve(block)
+    }
+
+    /// Releases the public block once `used` (asked under the claim) says
+    /// no address of it is recorded or being made.
+    pub async fn release_public_block_if_unused(
+        &self,
+        used: impl FnOnce(Ipv4Net) -> bool,
+    ) -> ProviderResult<()> {
+        let _claim = self.public_claim.lock().await;
+        let Some(block) = self.public_block_now() else {
+            return Ok(());
+        };
+        if used(block) {
+            return Ok(());
+        }
+        let fail = |e| ProviderError::Transient(format!("the cloud's public addresses: {e}"));
+        if let Some(cloud) = self.net_if_up().await {
+            cloud.unroute_public(block).await.map_err(fail)?;
+        }
+        network::release_cidr(block).await.map_err(fail)?;
+        *self.public_block.lock().expect("public block lock") = None;
+        tracing::info!(%block, "public addresses' block released");
+        Ok(())
+    }
+
+    /// Takes the recorded public addresses' block back (its `unreachable`
+    /// route again if the machine lost it).
+    async fn restore_public_block(&self, state: &CloudState) -> Vec<String> {
+        let (block, mut problems) = recorded_public_block(state);
+        let Some(block) = block else {
+            return problems;
+        };
+        let _claim = self.public_claim.lock().await;
+        match network::reclaim_public_block(block).await {
+            Ok(()) => *self.public_block.lock().expect("public block lock") = Some(block),
+            Err(e) => problems.push(format!("the cloud's public addresses {block}: {e}")),
+        }
+        problems
     }
 
     /// The cloud namespace and link, made when first needed. What a
@@ -275,6 +360,14 @@ impl Hosts {
             return Err(fail(e));
         }
         if let Err(e) = self.serve_master_on_link(&net).await {
+            self.stop_dns_on_link().await;
+            let _ = net.down().await;
+            return Err(fail(e));
+        }
+        if let Some(block) = self.public_block_now()
+            && let Err(e) = net.route_public(block).await
+        {
+            self.stop_master_on_link().await;
             self.stop_dns_on_link().await;
             let _ = net.down().await;
             return Err(fail(e));
@@ -488,6 +581,7 @@ impl Hosts {
         address: Ipv4Addr,
         authorized_key: Option<String>,
     ) -> ProviderResult<Json> {
+        let t0 = std::time::Instant::now();
         let image = self.image_root(p).await?;
         let cloud = self.net().await?;
         let hostname = Self::hostname(id, p);
@@ -499,6 +593,7 @@ impl Hosts {
             .add_server(net, id, address)
             .await
             .map_err(|e| host_err(&format!("server {id}"), e))?;
+        let t_net = t0.elapsed();
         let started = async {
             let fail = |e| host_err(&format!("server {id}"), e);
             server.mount_root().await.map_err(fail)?;
@@ -514,7 +609,15 @@ impl Hosts {
                     .map_err(fail)?;
             }
             self.enrol_agent(id, &server.rootfs()).map_err(permanent)?;
+            let t_root = t0.elapsed();
             server.start().await.map_err(fail)?;
+            tracing::debug!(
+                server = id,
+                net_ms = t_net.as_millis() as u64,
+                root_ms = (t_root - t_net).as_millis() as u64,
+                start_ms = (t0.elapsed() - t_root).as_millis() as u64,
+                "server made"
+            );
             Ok::<_, ProviderError>(host_key)
         }
         .await;
@@ -609,17 +712,6 @@ impl Hosts {
         cloud.remove_server(&snet).await.map_err(fail)?;
         self.servers.lock().expect("servers lock").remove(&r.id);
         Ok(())
-    }
-
-    /// How a public address reaches server `id`: its namespace and the
-    /// cloud's (their names do not change across restarts).
-    pub fn reach(&self, id: &str) -> super::public::Reach {
-        let cloud = CloudNet::new(&self.id, Ipv4Net::default());
-        let server = cloud.server_names(id, Ipv4Net::default());
-        super::public::Reach::Netns {
-            server: server.netns_path(),
-            cloud: PathBuf::from("/run/netns").join(&cloud.netns),
-        }
     }
 
     /// runc's status of each server the daemon runs (`running`, `stopped`...).
@@ -801,7 +893,8 @@ impl Hosts {
     /// Brings back the networks and servers of `state` after a restart,
     /// and their firewall. Problems are returned, one per resource.
     pub async fn restore(&self, state: &CloudState) -> Vec<String> {
-        let mut problems = Vec::new();
+        // Before the namespace comes up, which routes the block into it.
+        let mut problems = self.restore_public_block(state).await;
         let networks: Vec<&LocalResource> = state.of_kind("network").collect();
         let servers: Vec<&LocalResource> = state.of_kind("server").collect();
         if networks.is_empty() && servers.is_empty() {
@@ -857,6 +950,31 @@ impl Hosts {
         }
         self.link.lock().expect("link lock").lb_sources.clear();
     }
+}
+
+/// The block of the recorded public addresses, and a problem for each
+/// made by an earlier cairn on the machine's loopback (no longer
+/// answering).
+fn recorded_public_block(state: &CloudState) -> (Option<Ipv4Net>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut block = None;
+    for r in state.of_kind("ip_address") {
+        let Some(ip) = r.ip else { continue };
+        if !network::PUBLIC_RANGE.contains(&ip) {
+            problems.push(format!(
+                "{}: public address {ip} was made by an earlier cairn on the machine's loopback \
+                 and no longer answers; make it again (`cairn destroy` and `cairn up` of its \
+                 deployment)",
+                r.id
+            ));
+            continue;
+        }
+        let of_ip = Ipv4Net::new(ip, network::PUBLIC_BLOCK_LEN)
+            .map(|n| n.trunc())
+            .unwrap_or_default();
+        block.get_or_insert(of_ip);
+    }
+    (block, problems)
 }
 
 #[cfg(test)]
@@ -937,6 +1055,25 @@ mod tests {
         );
         let err = Hosts::reserve_address(&mut st, "s6", &json!({"subnet": "nope"})).unwrap_err();
         assert!(err.to_string().contains("no subnet nope"), "{err}");
+    }
+
+    #[test]
+    fn the_public_block_is_the_recorded_addresses_and_loopback_ones_are_reported() {
+        let mut st = CloudState::default();
+        assert_eq!(recorded_public_block(&st), (None, vec![]));
+        put(&mut st, "p1", "ip_address", json!({}), Some("198.19.3.7"));
+        put(&mut st, "p2", "ip_address", json!({}), Some("198.19.3.9"));
+        put(&mut st, "old", "ip_address", json!({}), Some("127.43.0.5"));
+        let (block, problems) = recorded_public_block(&st);
+        assert_eq!(block, Some("198.19.3.0/24".parse().unwrap()));
+        assert_eq!(
+            problems,
+            [
+                "old: public address 127.43.0.5 was made by an earlier cairn on the machine's \
+              loopback and no longer answers; make it again (`cairn destroy` and `cairn up` of \
+              its deployment)"
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! by membership of another firewall (servers by their address, load
 //! balancers by their source address on the link); a server without
 //! firewalls is open. The cloud's databases, which listen in the cloud
-//! namespace itself, are held to their firewalls the same way.
+//! namespace itself, are held to their firewalls the same way. Each public
+//! address associated with a server is translated to the server's address,
+//! where those rules judge it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,6 +15,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::super::{CloudState, LocalResource, firewall, prop, prop_str};
 use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
+use crate::host::network::PUBLIC_RANGE;
 
 /// Where the cloud's own things are on its link: each load balancer's
 /// source address (on the machine's end) and each database's listening
@@ -127,9 +130,27 @@ pub fn ruleset(state: &CloudState, link: &LinkAddresses) -> Ruleset {
         servers,
         services,
         networks,
+        publics: publics(state),
         internet,
         way_out: None,
     }
+}
+
+/// Each public address (in the public range: one made by an older cairn
+/// on the machine's loopback is not translated) whose server is recorded,
+/// to that server's address.
+fn publics(state: &CloudState) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+    state
+        .of_kind("ip_address")
+        .filter_map(|r| {
+            let public = r.ip.filter(|ip| PUBLIC_RANGE.contains(ip))?;
+            let server = state
+                .resources
+                .get(prop_str(&r.properties, "server")?)
+                .filter(|s| s.kind == "server")?;
+            Some((public, server.ip?))
+        })
+        .collect()
 }
 
 /// One ingress rule of a firewall as an nftables rule; `None` for a rule
@@ -296,5 +317,30 @@ mod tests {
         assert_eq!(open.policy, Policy::Open);
         let script = nft::render(&rules).unwrap();
         assert!(script.contains("tcp dport 8080 ip saddr @"), "{script}");
+        assert!(rules.publics.is_empty());
+    }
+
+    #[test]
+    fn public_addresses_lead_to_their_recorded_servers_only() {
+        let mut st = CloudState::default();
+        placed(&mut st);
+        put(&mut st, "web", "server", json!({}), Some("10.9.1.10"));
+        put(&mut st, "other", "server", json!({}), Some("10.9.1.11"));
+        let public = |st: &mut CloudState, id: &str, server: Json, ip: &str| {
+            put(st, id, "ip_address", json!({ "server": server }), Some(ip));
+        };
+        public(&mut st, "p1", json!("web"), "198.18.4.1");
+        public(&mut st, "p2", json!("other"), "198.18.4.2");
+        public(&mut st, "p3", Json::Null, "198.18.4.3");
+        public(&mut st, "p4", json!("gone"), "198.18.4.4");
+        public(&mut st, "old", json!("web"), "127.5.0.9");
+        let rules = ruleset(&st, &LinkAddresses::default());
+        assert_eq!(
+            rules.publics,
+            BTreeMap::from([
+                (Ipv4Addr::new(198, 18, 4, 1), Ipv4Addr::new(10, 9, 1, 10)),
+                (Ipv4Addr::new(198, 18, 4, 2), Ipv4Addr::new(10, 9, 1, 11)),
+            ])
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! What reaches a `runc` server and what a server reaches, through the
 //! binary: the database from the servers (and still from the machine) at
-//! its endpoint, a public address forwarding into a server (SSH with a real
-//! OpenSSH client and strict host key checking, HTTP), and the firewalls
-//! at every one of those addresses, a rule change applying at the next
-//! connect. Skipped, saying why, when the machine cannot run `runc`
-//! servers or has no PostgreSQL.
+//! its endpoint, a public address leading into a server from the machine
+//! and from servers (SSH with a real OpenSSH client and strict host key
+//! checking, HTTP, a server reaching itself), and the firewalls at every
+//! one of those addresses, a rule change applying at the next connect.
+//! Skipped, saying why, when the machine cannot run `runc` servers or has
+//! no PostgreSQL.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,6 +44,19 @@ fn template(cidr: &str) -> String {
   other:
     type: server
     properties: {{name: other, image: host, size: small, subnet: "{{{{ sub.id }}}}"}}
+  client_fw:
+    type: firewall
+    properties:
+      network: "{{{{ net.id }}}}"
+      ingress: []
+  client:
+    type: server
+    properties:
+      name: client
+      image: host
+      size: small
+      subnet: "{{{{ sub.id }}}}"
+      firewalls: ["{{{{ client_fw.id }}}}"]
   public:
     type: ip_address
     properties: {{server: "{{{{ web.id }}}}"}}
@@ -64,7 +78,12 @@ outputs:
   key: {{value: "{{{{ deployer.private_key }}}}", secret: true}}
 "#,
         one_network(cidr),
-        web_firewalls(8080)
+        // Members of client_fw may reach web on 8080 too.
+        web_firewalls(8080).replace(
+            "        - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n",
+            "        - {protocol: tcp, port: 8080, from: \"{{ client_fw.id }}\"}\n        \
+             - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n",
+        )
     )
 }
 
@@ -153,6 +172,17 @@ fn runc_servers_reach_the_database_and_a_public_address_reaches_them_through_fir
     let web = c.json(&["show", &t, "--address", "web"]);
     let own = web["attributes"]["address"].as_str().unwrap().to_string();
     let host_key = web["attributes"]["host_key"].as_str().unwrap().to_string();
+    // A public address of the test range (RFC 2544), in a block of the
+    // cloud's own, routed into its namespace: the guard removes its route
+    // too if the test fails.
+    let ip: std::net::Ipv4Addr = public.parse().unwrap();
+    assert_eq!(
+        ip.octets()[0..2],
+        [198, 18 + (ip.octets()[1] & 1)],
+        "{public}"
+    );
+    let block = format!("{}.0/24", public.rsplit_once('.').unwrap().0);
+    c.also_cidr(&block);
     assert!(answers(&front, Duration::from_secs(20)), "the LB answers");
 
     // The database from a server its firewall allows; not from one it
@@ -210,6 +240,14 @@ fn runc_servers_reach_the_database_and_a_public_address_reaches_them_through_fir
         !answers(&public_http, Duration::from_secs(1)),
         "the machine got HTTP through the public address past web_fw"
     );
+    assert!(!connects(&public_http), "refused at once, in the kernel");
+    // From servers: one not allowed is refused at the public address as at
+    // the own one; a member of client_fw gets through both; web reaches
+    // itself through its public address (22 is open to all).
+    assert!(!connects_from(&c, "other", &public, "8080"));
+    assert!(connects_from(&c, "client", &public, "8080"));
+    assert!(connects_from(&c, "client", &own, "8080"));
+    assert!(connects_from(&c, "web", &public, "22"));
 
     // A rule change applies at the next connect: 8080 and 5432 open to
     // anyone. The machine gets HTTP at both of web[0]'s addresses, the
@@ -223,6 +261,7 @@ fn runc_servers_reach_the_database_and_a_public_address_reaches_them_through_fir
     );
     assert!(answers(&format!("{own}:8080"), Duration::from_secs(2)));
     assert!(connects_from(&c, "other", &own, "8080"));
+    assert!(connects_from(&c, "other", &public, "8080"));
     assert!(connects_from(&c, "other", db_host, db_port));
     let out = select_one(&c, None, &endpoint);
     assert_eq!(
@@ -255,6 +294,19 @@ fn runc_servers_reach_the_database_and_a_public_address_reaches_them_through_fir
     assert!(
         answers(&public_http, Duration::from_secs(20)),
         "public again"
+    );
+
+    // While the daemon is stopped, the block stays on the machine.
+    let out = c.run(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let route = std::process::Command::new("ip")
+        .args(["route", "get", &public])
+        .output()
+        .unwrap();
+    assert!(
+        !route.status.success(),
+        "{public} left the machine's keeping: {}",
+        String::from_utf8_lossy(&route.stdout)
     );
 
     let out = c.run(&["destroy", &t, "--yes", "--allow-data-loss", "-o", "none"]);
