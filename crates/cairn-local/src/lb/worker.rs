@@ -1,8 +1,11 @@
 //! Thread per core: the balancer's traffic runs on `threads` workers, each a
-//! thread with its own single-threaded tokio runtime that accepts from the
-//! balancer's listening socket (every worker holds a duplicate of it; the
-//! kernel wakes the workers and one of them wins each connection) and
-//! serves what it accepted to the end. A worker owns its connections to
+//! thread with its own single-threaded tokio runtime that accepts on its own
+//! listening socket and serves what it accepted to the end. The sockets
+//! form one SO_REUSEPORT group on the balancer's address (the caller's
+//! listener joins it), so the kernel spreads new connections over the
+//! workers and wakes only the one it picked; where that cannot be set up a
+//! worker holds a duplicate of the caller's socket instead (every such
+//! worker is woken, one wins the connection). A worker owns its connections to
 //! backends too (`Upstream` keeps one idle pool per worker), so a request's
 //! client side, its backend side and hyper's connection tasks all run on
 //! one thread: nothing wakes a task on another core, as in nginx's workers
@@ -83,19 +86,7 @@ impl Workers {
             threads: Vec::new(),
             inline: JoinSet::new(),
         };
-        // Duplicates first: the original goes to the last worker, so that
-        // a failed duplicate only means fewer workers.
-        let mut sockets = Vec::with_capacity(threads.max(1));
-        for _ in 1..threads {
-            match listener.try_clone() {
-                Ok(s) => sockets.push(s),
-                Err(e) => {
-                    tracing::warn!("load balancer: fewer worker threads ({e})");
-                    break;
-                }
-            }
-        }
-        sockets.push(listener);
+        let mut sockets = sockets(listener, threads.max(1), Share::ReusePort);
         if threads == 0 {
             let socket = sockets.pop().expect("the listener");
             workers
@@ -134,6 +125,73 @@ impl Workers {
             log_panic(done);
         }
     }
+}
+
+/// How workers share the balancer's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Share {
+    /// A socket each, in one SO_REUSEPORT group with the caller's.
+    ReusePort,
+    /// Duplicates of the caller's socket.
+    Duplicate,
+}
+
+/// Listening sockets for `n` workers on `listener`'s address, the caller's
+/// own among them. A socket that cannot be made as `share` asks is a
+/// duplicate instead; fewer than `n` only when even that fails.
+pub(super) fn sockets(
+    listener: std::net::TcpListener,
+    n: usize,
+    share: Share,
+) -> Vec<std::net::TcpListener> {
+    let mut share = share;
+    let addr = listener.local_addr();
+    if share == Share::ReusePort
+        && let Err(e) = socket2::SockRef::from(&listener).set_reuse_port(true)
+    {
+        tracing::debug!("load balancer: workers share one socket (SO_REUSEPORT: {e})");
+        share = Share::Duplicate;
+    }
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 1..n {
+        if share == Share::ReusePort {
+            match addr
+                .as_ref()
+                .map_err(|e| e.kind().into())
+                .and_then(|&a| reuse_port(a))
+            {
+                Ok(s) => {
+                    sockets.push(s);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("load balancer: workers share one socket (SO_REUSEPORT: {e})");
+                    share = Share::Duplicate;
+                }
+            }
+        }
+        match listener.try_clone() {
+            Ok(s) => sockets.push(s),
+            Err(e) => {
+                tracing::warn!("load balancer: fewer worker threads ({e})");
+                break;
+            }
+        }
+    }
+    sockets.push(listener);
+    sockets
+}
+
+/// A listening socket on `addr` in its SO_REUSEPORT group.
+fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // tokio's `TcpListener::bind` backlog, as the caller's socket has.
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 type SpawnError = (std::io::Error, std::net::TcpListener);
@@ -278,4 +336,59 @@ fn spawn_connection(
         )),
         Protocol::Tcp => conns.spawn(tcp::splice(shared.clone(), worker.index, stream, peer)),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    /// Connections accepted through each socket, after `clients` connect.
+    fn spread(share: Share, clients: usize) -> Vec<usize> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sockets = sockets(listener, 3, share);
+        assert_eq!(sockets.len(), 3);
+        for s in &sockets {
+            assert_eq!(s.local_addr().unwrap(), addr);
+        }
+        let held: Vec<_> = (0..clients)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let counts = sockets
+            .iter()
+            .map(|s| {
+                let mut n = 0;
+                // Bounded: at most every client once.
+                for _ in 0..=clients {
+                    match s.accept() {
+                        Ok(_) => n += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+                n
+            })
+            .collect();
+        drop(held);
+        counts
+    }
+
+    #[test]
+    fn reuse_port_sockets_each_get_connections() {
+        let counts = spread(Share::ReusePort, 60);
+        assert_eq!(counts.iter().sum::<usize>(), 60, "{counts:?}");
+        // Spread by a hash of the client's address and port: 60 in one of
+        // three would be a 1 in 10^28 chance.
+        assert!(counts.iter().filter(|&&n| n > 0).count() > 1, "{counts:?}");
+    }
+
+    #[test]
+    fn duplicates_share_one_queue() {
+        let counts = spread(Share::Duplicate, 20);
+        // One queue: the first socket drains it.
+        assert_eq!(counts, vec![20, 0, 0]);
+    }
 }
