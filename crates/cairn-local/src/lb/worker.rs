@@ -144,7 +144,8 @@ pub(super) fn sockets(
     n: usize,
     share: Share,
 ) -> Vec<std::net::TcpListener> {
-    let mut share = share;
+    // One worker needs no group.
+    let mut share = if n > 1 { share } else { Share::Duplicate };
     let addr = listener.local_addr();
     if share == Share::ReusePort
         && let Err(e) = socket2::SockRef::from(&listener).set_reuse_port(true)
