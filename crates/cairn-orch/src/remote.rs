@@ -72,7 +72,47 @@ impl Exec {
         argv.extend(["sh".to_string(), "-c".to_string(), self.script.clone()]);
         argv
     }
+
+    /// The script as a program and its arguments, when it is one simple
+    /// command `sh` would only split into words and look up on `PATH`
+    /// (`hostname`, `systemctl restart web`): a transport that starts
+    /// processes itself may start it without a shell, one process start
+    /// fewer (README, "Agents": a `sh -c` costs as much as the command).
+    /// `None` for anything else (quotes, expansions, redirections, several
+    /// commands, an assignment, a shell keyword or a builtin other than
+    /// `true`/`false`, `become_user`): those need `sh`.
+    pub fn direct_argv(&self) -> Option<Vec<String>> {
+        if self.become_user.is_some() {
+            return None;
+        }
+        let line = self.script.trim_end_matches(['\n', ' ', '\t']);
+        let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:+@%=".contains(c);
+        if line.is_empty() || !line.chars().all(|c| plain(c) || c == ' ' || c == '\t') {
+            return None;
+        }
+        let words: Vec<String> = line
+            .split([' ', '\t'])
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect();
+        let program = words.first()?;
+        if program.contains('=') || SHELL_WORDS.contains(&program.as_str()) {
+            return None;
+        }
+        Some(words)
+    }
 }
+
+/// The first words `sh` reads as its own (keywords and `dash`'s and
+/// POSIX's builtins), save `true` and `false`, whose programs do the same:
+/// a script starting with one of these is run by `sh`.
+const SHELL_WORDS: &[&str] = &[
+    "!", ".", ":", "alias", "bg", "break", "case", "cd", "chdir", "command", "continue", "do",
+    "done", "echo", "elif", "else", "esac", "eval", "exec", "exit", "export", "fc", "fg", "fi",
+    "for", "function", "getopts", "hash", "if", "in", "jobs", "kill", "local", "printf", "pwd",
+    "read", "readonly", "return", "select", "set", "shift", "test", "then", "times", "trap",
+    "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+];
 
 /// What a script did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -215,5 +255,59 @@ mod tests {
             ["sudo", "-n", "-H", "-u", "root", "--", "sh", "-c", "id -u"]
         );
         assert_eq!(Exec::new("id -u").argv(), ["sh", "-c", "id -u"]);
+    }
+
+    #[test]
+    fn only_a_plain_simple_command_goes_without_a_shell() {
+        let direct = |s: &str| Exec::new(s).direct_argv();
+        assert_eq!(direct("true\n"), Some(vec!["true".to_string()]));
+        assert_eq!(
+            direct("systemctl  restart web@1.service\n"),
+            Some(
+                ["systemctl", "restart", "web@1.service"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            direct("dd if=/dev/zero of=/tmp/x,y count=1"),
+            Some(
+                ["dd", "if=/dev/zero", "of=/tmp/x,y", "count=1"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        for needs_sh in [
+            "",
+            "\n",
+            "echo $HOME",
+            "echo hi",
+            "cd /tmp",
+            "FOO=1 env",
+            "ls *.txt",
+            "ls ~",
+            "a; b",
+            "a\nb",
+            "a && b",
+            "a | b",
+            "a > f",
+            "a 'b c'",
+            "a \"b\"",
+            "a \\n",
+            "a # comment",
+            "if true",
+            "exit 3",
+            "$(id)",
+            "`id`",
+            "{ a; }",
+        ] {
+            assert_eq!(direct(needs_sh), None, "{needs_sh:?}");
+        }
+        assert_eq!(
+            Exec::new("id -u")
+                .become_user(Some("root".into()))
+                .direct_argv(),
+            None
+        );
     }
 }

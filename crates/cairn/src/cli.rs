@@ -686,6 +686,63 @@ pub struct AgentArgs {
     pub debounce_ms: u64,
 }
 
+impl AgentArgs {
+    /// These arguments as a command line again: `cairn agent` hands them
+    /// (and `verbose` as `-v`s) to the `cairn-agent` binary.
+    pub fn to_args(&self, verbose: u8) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        let mut opt = |name: &str, value: std::ffi::OsString| {
+            a.push(name.into());
+            a.push(value);
+        };
+        if let Some(m) = &self.master {
+            opt("--master", m.into());
+        }
+        if let Some(b) = &self.bus {
+            opt("--bus", b.into());
+        }
+        if let Some(n) = self.bench {
+            opt("--bench", n.to_string().into());
+        }
+        if let Some(id) = &self.id {
+            opt("--id", id.into());
+        }
+        if let Some(d) = &self.dir {
+            opt("--dir", d.into());
+        }
+        if let Some(f) = &self.master_fingerprint {
+            opt("--master-fingerprint", f.into());
+        }
+        if let Some(t) = &self.token_file {
+            opt("--token-file", t.into());
+        }
+        opt("--heartbeat", self.heartbeat.to_string().into());
+        opt("--service-events", self.service_events.clone().into());
+        opt("--debounce-ms", self.debounce_ms.to_string().into());
+        if verbose > 0 {
+            a.push(format!("-{}", "v".repeat(usize::from(verbose.min(3)))).into());
+        }
+        a
+    }
+}
+
+/// `cairn-agent`: the agent alone, as a small binary of its own (`cairn
+/// agent` runs it when it lies beside `cairn`), with the arguments of
+/// `cairn agent`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn-agent",
+    version,
+    about = "cairn's agent: connects out to a cairn master (or a NATS bus) and runs the jobs it is sent on this host"
+)]
+pub struct AgentCli {
+    /// More logging on stderr (-v, -vv, -vvv; or CAIRN_LOG)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
     /// Every key with its status (the default)

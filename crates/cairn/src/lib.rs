@@ -14,6 +14,34 @@ use clap::Parser;
 
 pub use report::{CliError, Status};
 
+/// `cairn-agent`'s main: the agent alone (see [`cli::AgentCli`]).
+pub fn agent_main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::AgentCli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                Status::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
+    report::init_tracing(cli.verbose);
+    match commands::run_agent(&cli.agent) {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(e) => {
+            let status = e.status();
+            report::print_error(&e, report::use_color(false));
+            ExitCode::from(status.code())
+        }
+    }
+}
+
 /// Parses arguments, runs the command, renders any error, maps the exit code.
 pub fn main_with<I, T>(args: I) -> ExitCode
 where

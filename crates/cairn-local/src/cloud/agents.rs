@@ -230,13 +230,19 @@ impl Agents {
         self.enrol(id, &dir)?;
         let cairn = std::env::current_exe()
             .map_err(|e| format!("server {id}'s agent: no cairn binary to run: {e}"))?;
+        // The small agent binary when it is beside cairn (it ships with
+        // it), else `cairn agent`.
+        let program = match agent::binary_beside(&cairn) {
+            Some(bin) => quote(&bin.to_string_lossy()),
+            None => format!("{} agent", quote(&cairn.to_string_lossy())),
+        };
         let script = format!(
             // Its pid (the same after `exec`) for the next daemon, should
             // this one be killed without stopping it.
-            "#!/bin/sh\necho $$ > {}\nexec {} agent --master {} --master-fingerprint {} --id {} \
+            "#!/bin/sh\necho $$ > {}\nexec {} --master {} --master-fingerprint {} --id {} \
              --dir {} --service-events {}\n",
             quote(&dir.join(PID_FILE).to_string_lossy()),
-            quote(&cairn.to_string_lossy()),
+            program,
             self.inner.listen,
             self.inner.fingerprint,
             quote(id),
@@ -302,7 +308,11 @@ fn stop_leftover(dir: &Path) {
     let ours = procfs::process::Process::new(pid)
         .and_then(|p| p.cmdline())
         .is_ok_and(|cmd| {
-            cmd.iter().any(|a| a == "agent") && cmd.iter().any(|a| Path::new(a) == dir)
+            let agent = cmd.iter().any(|a| a == "agent")
+                || cmd
+                    .first()
+                    .is_some_and(|a| Path::new(a).file_name() == Some(agent::BINARY.as_ref()));
+            agent && cmd.iter().any(|a| Path::new(a) == dir)
         });
     if ours {
         tracing::warn!(

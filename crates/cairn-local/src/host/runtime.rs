@@ -30,6 +30,8 @@ pub const USER_DATA_PATH: &str = "/etc/cairn/user_data";
 pub const SSH_MARKER: &str = "/etc/cairn/ssh";
 /// Where the cairn binary is mounted inside every server.
 pub const CAIRN_PATH: &str = "/usr/local/bin/cairn";
+/// Where the agent's binary is mounted, beside it (when it ships).
+pub const AGENT_PATH: &str = "/usr/local/bin/cairn-agent";
 
 /// PID 1 of a server: cairn's own init (`cairn init`, see
 /// `crate::init`) from the bind-mounted binary. It runs `user_data` once,
@@ -204,6 +206,21 @@ impl Server {
 
     /// The bundle's config.json.
     pub fn config(&self) -> Json {
+        let mut config = self.config_base();
+        // The small agent binary, when it ships beside cairn: the init's
+        // `cairn agent` runs it (README, "Agents").
+        if let Some(agent) = cairn_orch::agent::binary_beside(&self.spec.cairn_binary)
+            && let Some(mounts) = config["mounts"].as_array_mut()
+        {
+            mounts.push(
+                json!({ "destination": AGENT_PATH, "type": "bind", "source": agent,
+                                "options": ["bind", "ro"] }),
+            );
+        }
+        config
+    }
+
+    fn config_base(&self) -> Json {
         let caps = CAPABILITIES;
         let mut env = vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
@@ -628,6 +645,35 @@ mod tests {
             assert!(mounts.iter().any(|m| m["destination"] == d), "{d}");
         }
         assert_eq!(config["linux"]["cgroupsPath"], "cairn-ab12/cairn-ab12-web0");
+    }
+
+    /// The agent's binary is mounted beside cairn's when it ships with it,
+    /// and not otherwise (the init's `cairn agent` then runs in place).
+    #[test]
+    fn the_agent_binary_is_mounted_when_it_lies_beside_cairn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec();
+        spec.cairn_binary = dir.path().join("cairn");
+        std::fs::write(&spec.cairn_binary, "#!").unwrap();
+        let agent_mounts = |spec: ServerSpec| {
+            let config = Server::new(spec).unwrap().config();
+            config["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["destination"] == AGENT_PATH)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert!(agent_mounts(spec.clone()).is_empty());
+        std::fs::write(dir.path().join("cairn-agent"), "#!").unwrap();
+        let mounts = agent_mounts(spec);
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        assert_eq!(
+            mounts[0]["source"],
+            dir.path().join("cairn-agent").display().to_string()
+        );
+        assert_eq!(mounts[0]["options"], json!(["bind", "ro"]));
     }
 
     #[test]

@@ -1,139 +1,22 @@
 //! `cairn agent`: connects out to the master, proves its key, heartbeats,
 //! runs the jobs it is sent on this host with the same modules and states
-//! as the SSH transport (on [`LocalHost`]), and reconnects with jitter.
+//! as the SSH transport ([`super::work`]), and reconnects with jitter.
 //! It also reports events: files its jobs manage that change on disk and
 //! the init's service state changes ([`super::watch`]), queued while the
 //! master is away (bounded) and sent over the same connection.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::protocol::{self, JobKind, JobMessage, MAX_FRAME, ToAgent, ToMaster, VERSION, now_ms};
+use super::config::{AgentConfig, EVENT_QUEUE, jitter};
+use super::guard::Guard;
+use super::protocol::{self, JobMessage, MAX_FRAME, ToAgent, ToMaster, VERSION, now_ms};
 use super::tls::{self, Identity, MASTER_NAME, PinnedMaster};
 use super::watch::{self, Outgoing, Watch};
-use crate::job::{self, HostResult};
-use crate::module::{self, RunContext};
-use crate::transport::local::LocalHost;
-
-/// How far ahead a job's expiry may be: the nonce window is kept until
-/// expiry, so an expiry years away would pin its nonce (and memory) forever.
-pub const MAX_EXPIRY_AHEAD_MS: u64 = 24 * 3600 * 1000;
-
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// The master's `HOST:PORT`.
-    pub master: String,
-    /// The id this agent claims (its hosts' inventory name).
-    pub id: String,
-    /// Its key pair and the pinned master fingerprint.
-    pub dir: PathBuf,
-    /// The master's key fingerprint; without it, the first one seen is
-    /// saved to `DIR/master.fingerprint` and pinned from then on.
-    pub master_fingerprint: Option<String>,
-    /// A pre-shared enrolment token the master accepts instead of an
-    /// operator's `cairn keys accept`.
-    pub token: Option<String>,
-    pub heartbeat: Duration,
-    /// The init's service event file to tail (`/run/cairn/events.jsonl`);
-    /// `None`: none.
-    pub service_events: Option<PathBuf>,
-    /// How long a watched directory must be quiet before its changes are
-    /// looked at.
-    pub debounce: Duration,
-    /// `nats://ADDR`: meet the masters on this bus instead of `master`.
-    pub bus: Option<String>,
-}
-
-impl AgentConfig {
-    /// The defaults of `cairn agent`: no pinned fingerprint (trust on first
-    /// use), no token, a 5 s heartbeat, the init's event file at
-    /// `/run/cairn/events.jsonl`, a 300 ms debounce.
-    pub fn new(master: impl Into<String>, id: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
-        AgentConfig {
-            master: master.into(),
-            id: id.into(),
-            dir: dir.into(),
-            master_fingerprint: None,
-            token: None,
-            heartbeat: Duration::from_secs(5),
-            service_events: Some(PathBuf::from("/run/cairn/events.jsonl")),
-            debounce: Duration::from_millis(300),
-            bus: None,
-        }
-    }
-}
-
-/// How many events wait for the master at most.
-pub const EVENT_QUEUE: usize = 1024;
-
-/// Checks every job message before anything runs: for this agent, not
-/// expired, not seen before. Nonces are kept until their message expires
-/// (after which the expiry check alone refuses a replay).
-#[derive(Debug)]
-pub struct Guard {
-    id: String,
-    seen: HashMap<String, u64>,
-}
-
-impl Guard {
-    pub fn new(id: impl Into<String>) -> Guard {
-        Guard {
-            id: id.into(),
-            seen: HashMap::new(),
-        }
-    }
-
-    pub fn check(&mut self, msg: &JobMessage, now: u64) -> Result<(), String> {
-        self.admit(
-            &format!("job {}", msg.job_id),
-            &msg.target,
-            msg.expires_at,
-            &msg.nonce,
-            now,
-        )
-    }
-
-    /// The checks of [`Guard::check`] on any message that names a target,
-    /// an expiry and a nonce (`what` names it in the reason).
-    pub fn admit(
-        &mut self,
-        what: &str,
-        target: &str,
-        expires_at: u64,
-        nonce: &str,
-        now: u64,
-    ) -> Result<(), String> {
-        self.seen.retain(|_, expiry| *expiry > now);
-        if target != self.id {
-            return Err(format!(
-                "{what} is for `{target}`, not for this agent (`{}`)",
-                self.id
-            ));
-        }
-        if expires_at <= now {
-            return Err(format!("{what} expired {} ms ago", now - expires_at));
-        }
-        if expires_at > now + MAX_EXPIRY_AHEAD_MS {
-            return Err(format!(
-                "{what} expires too far ahead ({} ms)",
-                expires_at - now
-            ));
-        }
-        if nonce.len() < 16 {
-            return Err(format!("{what}: nonce too short"));
-        }
-        if self.seen.contains_key(nonce) {
-            return Err(format!("{what}: nonce {nonce} already seen (replay)"));
-        }
-        self.seen.insert(nonce.to_string(), expires_at);
-        Ok(())
-    }
-}
+use super::work::run_job_managing;
 
 /// What the agent does with one frame from an authenticated master: a job
 /// that passes the [`Guard`] is returned to run; anything else is answered
@@ -162,107 +45,6 @@ pub enum Handled {
     Run(JobMessage),
     Reply(ToMaster),
     Ignore,
-}
-
-/// Runs a job on this host, as `id`, until `deadline` (unix ms).
-pub async fn run_job(id: &str, kind: JobKind, deadline: u64) -> HostResult {
-    run_job_managing(id, kind, deadline).await.0
-}
-
-/// What files a job manages (the paths of its `file` modules, none in a
-/// dry run) and the state file they come from.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Manages {
-    pub paths: Vec<String>,
-    pub state: Option<String>,
-}
-
-fn is_file_module(name: &str) -> bool {
-    name == "file" || name.starts_with("file.")
-}
-
-/// The path a `file` module's arguments name.
-fn file_path(args: &module::Args) -> Option<String> {
-    ["path", "name", "dest"]
-        .iter()
-        .find_map(|k| args.get(*k).and_then(|v| v.as_str()).map(str::to_string))
-}
-
-/// [`run_job`], and what files it manages.
-pub async fn run_job_managing(id: &str, kind: JobKind, deadline: u64) -> (HostResult, Manages) {
-    let left = Duration::from_millis(deadline.saturating_sub(now_ms()).max(1000));
-    let host = LocalHost::new(id).with_timeout(left);
-    match kind {
-        JobKind::Module {
-            name,
-            args,
-            check,
-            become_user,
-        } => {
-            let manages = Manages {
-                paths: (is_file_module(&name) && !check)
-                    .then(|| file_path(&args))
-                    .flatten()
-                    .into_iter()
-                    .collect(),
-                state: None,
-            };
-            let ctx = RunContext {
-                check,
-                become_user,
-                watch_fired: false,
-            };
-            let r = match module::load(&name, &args) {
-                Ok(m) => job::module_result(id, m.run(&host, &ctx).await),
-                Err(e) => job::failed(id, e.to_string()),
-            };
-            (r, manages)
-        }
-        JobKind::State {
-            file_name,
-            source,
-            vars,
-            check,
-            become_user,
-        } => {
-            let ctx = RunContext {
-                check,
-                become_user,
-                watch_fired: false,
-            };
-            // The loader sees every state's module and arguments as
-            // rendered: the file states' paths are what the file manages.
-            let seen = std::sync::Mutex::new(Vec::new());
-            let loader = |name: &str, args: &module::Args| {
-                if is_file_module(name)
-                    && let Some(p) = file_path(args)
-                {
-                    seen.lock().unwrap_or_else(|p| p.into_inner()).push(p);
-                }
-                module::load(name, args)
-            };
-            let r = job::apply_state_file_with(
-                &host,
-                Path::new(&file_name),
-                &source,
-                vars,
-                &ctx,
-                &loader,
-            )
-            .await;
-            let mut paths = seen.into_inner().unwrap_or_else(|p| p.into_inner());
-            if check {
-                paths.clear();
-            }
-            (
-                r,
-                Manages {
-                    paths,
-                    state: Some(file_name),
-                },
-            )
-        }
-    }
 }
 
 /// How a session with the master ended.
@@ -359,12 +141,6 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result
             Ok(())
         }
     }
-}
-
-/// `base` plus up to `spread` milliseconds, random.
-pub(crate) fn jitter(base: u64, spread: u64) -> Duration {
-    let r = u64::from_str_radix(&tls::random_hex()[..8], 16).unwrap_or(0);
-    Duration::from_millis(base + r % (spread + 1))
 }
 
 async fn session(
@@ -470,7 +246,12 @@ async fn session(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::agent::guard::MAX_EXPIRY_AHEAD_MS;
+    use crate::agent::protocol::JobKind;
+    use crate::agent::work::run_job;
 
     fn job(target: &str, nonce: &str, expires_at: u64, marker: &Path) -> ToAgent {
         let mut args = crate::module::Args::new();
@@ -553,7 +334,7 @@ mod tests {
             later,
         ));
         assert!(r.contains("expired"), "{r}");
-        assert!(guard.seen.is_empty());
+        assert_eq!(guard.nonces_kept(), 0);
         assert!(!marker.exists());
     }
 }

@@ -84,7 +84,7 @@ pub enum ToMaster {
 }
 
 /// One job for one agent. Every field is checked by the agent's
-/// [`Guard`](super::agent::Guard) before anything runs.
+/// [`Guard`](super::guard::Guard) before anything runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: String,

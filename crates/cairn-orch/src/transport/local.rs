@@ -1,5 +1,7 @@
 //! This machine as a host: every script is `sh -c` in a child process
-//! (started straight, not through a shell that reads a command line).
+//! (started straight, not through a shell that reads a command line), or,
+//! when it is one plain command, that command alone
+//! ([`Exec::direct_argv`]).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -41,27 +43,42 @@ impl Remote for LocalHost {
             host: self.name.clone(),
             reason,
         };
-        let argv = exec.argv();
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            // The host's name as the inventory knows it (an agent's id; many
-            // agents may share a machine in a bench).
-            .env("CAIRN_HOST", &self.name)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| other(format!("cannot start {}: {e}", argv[0])))?;
-        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // No input: /dev/null, not a pipe and a task to close it (a
+        // process start is most of what a job costs an agent).
+        let piped = exec.stdin.is_some();
+        let start = |argv: &[String]| {
+            tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                // The host's name as the inventory knows it (an agent's id; many
+                // agents may share a machine in a bench).
+                .env("CAIRN_HOST", &self.name)
+                .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+        };
+        // A plain command starts without `sh`; one that does not start
+        // (not found, not executable, a script without `#!`) is left to
+        // `sh`, whose messages and exit status (127, 126) it then gets.
+        let direct = exec.direct_argv().and_then(|argv| start(&argv).ok());
+        let mut child = match direct {
+            Some(child) => child,
+            None => {
+                let argv = exec.argv();
+                start(&argv).map_err(|e| other(format!("cannot start {}: {e}", argv[0])))?
+            }
+        };
+        let stdin = child.stdin.take();
         let input = exec.stdin.unwrap_or_default();
         // Written beside the wait, so a script that fills its stdout pipe
         // before reading all its stdin cannot deadlock us.
         let feed = async move {
             // A script that exits without reading its stdin closes the pipe:
             // not our error.
-            let _ = stdin.write_all(&input).await;
-            drop(stdin);
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(&input).await;
+            }
         };
         let after = exec.timeout.unwrap_or(self.timeout);
         let run = async {
@@ -97,6 +114,51 @@ mod tests {
         assert_eq!(out.status, Some(3));
         assert_eq!(out.stdout_str(), "got hi\n");
         assert_eq!(out.stderr_str(), "err\n");
+    }
+
+    /// A plain command runs without `sh`: its parent is this process (under
+    /// `sh -c`, `dash` forks it); one that is not found or not executable
+    /// gets `sh`'s message and status, as before.
+    #[tokio::test]
+    async fn a_plain_command_starts_without_a_shell_and_a_missing_one_as_sh_says() {
+        let h = LocalHost::new("here");
+        let out = h.exec(Exec::new("cat /proc/self/stat\n")).await.unwrap();
+        let ppid: u32 = out.stdout_str().split(' ').nth(3).unwrap().parse().unwrap();
+        assert_eq!(ppid, std::process::id(), "{}", out.stdout_str());
+        let out = h
+            .exec(Exec::new("no-such-program-here --x\n"))
+            .await
+            .unwrap();
+        assert_eq!(out.status, Some(127));
+        assert!(
+            out.stderr_str().contains("not found"),
+            "{}",
+            out.stderr_str()
+        );
+        // Not executable: `sh`'s 126. Executable without `#!`: `sh` runs
+        // it as a script, as it always did.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "echo from-a-script\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let run = Exec::new(format!("{}\n", script.display()));
+        let out = h.exec(run.clone()).await.unwrap();
+        assert_eq!(out.status, Some(126), "{out:?}");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = h.exec(run).await.unwrap();
+        assert_eq!(out.status, Some(0), "{out:?}");
+        assert_eq!(out.stdout_str(), "from-a-script\n");
+    }
+
+    #[tokio::test]
+    async fn without_input_a_script_reads_an_empty_stdin() {
+        let h = LocalHost::new("here");
+        let out = h.exec(Exec::new("wc -c; echo done")).await.unwrap();
+        assert_eq!(
+            out.stdout_str().split_whitespace().collect::<Vec<_>>(),
+            ["0", "done"]
+        );
     }
 
     #[tokio::test]

@@ -134,7 +134,28 @@ fn hostname() -> Result<String, CliError> {
         .map_err(|e| CliError::Usage(format!("no hostname ({e}): give --id or --name")))
 }
 
-pub fn agent(args: &AgentArgs) -> Result<Status, CliError> {
+/// `cairn agent`: the small `cairn-agent` binary beside this one in its
+/// place (same pid, a fraction of the memory, see README "Agents"), else
+/// the agent in this process.
+pub fn agent(args: &AgentArgs, verbose: u8) -> Result<Status, CliError> {
+    use std::os::unix::process::CommandExt;
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| agent::binary_beside(&exe))
+    {
+        let err = std::process::Command::new(&bin)
+            .args(args.to_args(verbose))
+            .exec();
+        tracing::warn!(
+            "cannot run {} ({err}): running the agent in this process",
+            bin.display()
+        );
+    }
+    run_agent(args)
+}
+
+/// The agent in this process (`cairn-agent`, or `cairn agent` without it).
+pub fn run_agent(args: &AgentArgs) -> Result<Status, CliError> {
     let id = match &args.id {
         Some(id) => id.clone(),
         None => hostname()?,

@@ -25,6 +25,11 @@ use cairn_template::LoadOptions;
 use crate::cli::{Cli, Command, ENV_PARAM_PREFIX, TemplateArgs};
 use crate::report::{CliError, Status};
 
+/// `cairn-agent`: the agent in this process.
+pub fn run_agent(args: &crate::cli::AgentArgs) -> Result<Status, CliError> {
+    agents::run_agent(args)
+}
+
 pub fn run(cli: &Cli) -> Result<Status, CliError> {
     match &cli.command {
         Command::Validate(t) => validate::run(t, &cli.global),
@@ -125,7 +130,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Releases { app, dir } => release::releases(app.as_deref(), dir, &cli.global),
         Command::Heal(args) => heal::heal(args, &cli.global),
         Command::Master(args) => agents::master(args, &cli.global),
-        Command::Agent(args) => agents::agent(args),
+        Command::Agent(args) => agents::agent(args, cli.global.verbose),
         Command::Keys { action, master } => agents::keys(action.as_ref(), master, &cli.global),
         Command::Events(args) => agents::events(args, &cli.global),
         Command::Init => init::init(),

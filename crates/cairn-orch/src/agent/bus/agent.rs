@@ -18,11 +18,13 @@ use super::{
     ToAgentBus, ToMasterBus, check_token, ctl_subject, enrolment_proof, event_subject,
     hello_subject, job_subject,
 };
-use crate::agent::agent::{AgentConfig, EVENT_QUEUE, Guard, jitter, run_job_managing};
+use crate::agent::config::{AgentConfig, EVENT_QUEUE, jitter};
+use crate::agent::guard::Guard;
 use crate::agent::protocol::{ToAgent, ToMaster, VERSION, now_ms};
 use crate::agent::seal::{self, Signer};
 use crate::agent::tls::{self, Identity};
 use crate::agent::watch::{self, Outgoing, Watch};
+use crate::agent::work::run_job_managing;
 use crate::job::HostResult;
 
 /// How many finished jobs an agent keeps the result of (to answer a job

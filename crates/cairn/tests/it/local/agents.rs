@@ -166,8 +166,10 @@ fn agent_processes(c: &dyn Cloud, id: &str) -> Vec<i32> {
                 || container
                     .as_ref()
                     .is_some_and(|c| cgroup.is_ok_and(|g| g.contains(c.as_str())));
-            ours && cmd.iter().any(|a| a == "agent")
-                && cmd.windows(2).any(|w| w[0] == "--id" && w[1] == id)
+            // `cairn agent`, or the `cairn-agent` it runs (beside cairn).
+            let agent = cmd.iter().any(|a| a == "agent")
+                || cmd.first().is_some_and(|a| a.ends_with("/cairn-agent"));
+            ours && agent && cmd.windows(2).any(|w| w[0] == "--id" && w[1] == id)
         })
         .map(|p| p.pid)
         .collect()
