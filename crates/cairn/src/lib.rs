@@ -14,22 +14,33 @@ use clap::Parser;
 
 pub use report::{CliError, Status};
 
+/// The command line as `C` reads it; on `--help`, `--version` or a usage
+/// error, what clap printed and the exit code to leave with.
+fn parse<C, I, T>(args: I) -> Result<C, ExitCode>
+where
+    C: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    C::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(if e.use_stderr() {
+            Status::Usage.code()
+        } else {
+            0
+        })
+    })
+}
+
 /// `cairn-agent`'s main: the agent alone (see [`cli::AgentCli`]).
 pub fn agent_main<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match cli::AgentCli::try_parse_from(args) {
+    let cli = match parse::<cli::AgentCli, _, _>(args) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                Status::Usage.code()
-            } else {
-                0
-            });
-        }
+        Err(code) => return code,
     };
     report::init_tracing(cli.verbose);
     match commands::run_agent(&cli.agent) {
@@ -48,16 +59,9 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let cli = match parse::<cli::Cli, _, _>(args) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                Status::Usage.code()
-            } else {
-                0
-            });
-        }
+        Err(code) => return code,
     };
     report::init_tracing(cli.global.verbose);
     let color = report::use_color(cli.global.no_color);

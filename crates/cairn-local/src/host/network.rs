@@ -193,6 +193,12 @@ pub async fn check_cidr_free(
 /// stays (daemon up or down) until [`release_cidr`].
 pub async fn reserve_cidr(cidr: Ipv4Net) -> Result<(), HostError> {
     check_cidr_free("network", cidr, &[]).await?;
+    add_unreachable(cidr).await
+}
+
+/// The `unreachable` route that holds a block on the machine (cairn's
+/// metric, so it is told apart from anyone else's).
+async fn add_unreachable(cidr: Ipv4Net) -> Result<(), HostError> {
     Cmd::new("ip")
         .args(["route", "add", "unreachable"])
         .arg(cidr.to_string())
@@ -267,13 +273,7 @@ pub async fn reclaim_public_block(block: Ipv4Net) -> Result<(), HostError> {
         return Ok(());
     }
     check_cidr_free("the public addresses' block", block, &[]).await?;
-    Cmd::new("ip")
-        .args(["route", "add", "unreachable"])
-        .arg(block.to_string())
-        .args(["metric", &UNREACHABLE_METRIC.to_string()])
-        .run()
-        .await?;
-    Ok(())
+    add_unreachable(block).await
 }
 
 /// Runs a removal; "it is not there" counts as done.
