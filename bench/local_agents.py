@@ -4,7 +4,9 @@
 A fresh local cloud (its own directory, DNS port and address pool) with N
 servers; after `cairn up` returns, polls the cloud's master (`cairn events
 --local`) until every server's agent has connected, and prints how long
-that took, then `cairn run all --via agent -- true` on all of them, and
+that took, then `cairn run all --via agent -- true` on all of them (with
+runc also `--via ssh`, the servers' sshd with the deployment's key pair,
+in the same run), and
 each agent process's resident memory (VmRSS; RssAnon is its own, the rest
 the binary's pages in the page cache, shared by every agent), and the
 daemon's, which serves the master.
@@ -22,7 +24,7 @@ TEMPLATE = """cairn: 1
 parameters:
   count: {type: int, min: 1, max: 1000, default: 20}
 resources:
-  net: {type: network, properties: {cidr: %(cidr)s}}
+%(key)s  net: {type: network, properties: {cidr: %(cidr)s}}
   sub: {type: subnet, properties: {network: "{{ net.id }}", cidr: %(cidr)s}}
   web:
     type: server
@@ -30,7 +32,7 @@ resources:
     properties:
       image: host
       subnet: "{{ sub.id }}"
-      user_data: |
+%(key_ref)s      user_data: |
         #!/bin/sh
         exec sleep 1000000
 """
@@ -69,7 +71,8 @@ def agents(d):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().split(b"\0")
-            if b"agent" not in cmd or b"--master" not in cmd:
+            is_agent = b"agent" in cmd or any(a.endswith(b"cairn-agent") for a in cmd)
+            if not is_agent or b"--master" not in cmd:
                 continue
             with open(f"/proc/{pid}/status") as f:
                 st = {k: (v.split() or ["0"])[0] for k, v in
@@ -93,8 +96,14 @@ def main():
         cidr = free_runc_cidr()
     tdir = os.path.join(d, "t")
     os.makedirs(tdir)
+    # runc servers run sshd with a key pair, so that the same command
+    # also goes over SSH in the same run.
+    key, key_ref = "", ""
+    if isolation == "runc":
+        key = "  key: {type: key_pair, properties: {name: bench-agents}}\n"
+        key_ref = '      key_pair: "{{ key.id }}"\n'
     with open(os.path.join(tdir, "cairn.yaml"), "w") as f:
-        f.write(TEMPLATE % {"cidr": cidr})
+        f.write(TEMPLATE % {"cidr": cidr, "key": key, "key_ref": key_ref})
     cairn = timed_cairn(env)
     try:
         dt, _ = cairn("up", tdir, "--yes", "-p", f"count={n}")
@@ -112,6 +121,10 @@ def main():
         dt, job = cairn("run", "all", "-C", tdir, "--via", "agent", "--", "true")
         bad = [h for h in job["hosts"] if h["status"] not in ("changed", "ok")]
         print(f"`cairn run all --via agent -- true` on {n}: {dt:.2f} s, {len(bad)} not ok")
+        if isolation == "runc":
+            dt, job = cairn("run", "all", "-C", tdir, "--via", "ssh", "--", "true")
+            bad = [h for h in job["hosts"] if h["status"] not in ("changed", "ok")]
+            print(f"`cairn run all --via ssh -- true` on {n}, same run: {dt:.2f} s, {len(bad)} not ok")
         procs = agents(os.path.realpath(d))
         if procs:
             rss = sorted(p[1] for p in procs)
