@@ -1236,6 +1236,23 @@ resources:
         (loaded, r)
     }
 
+    /// Each diagnostic as `CODE LINE:COL: MESSAGE` (the file left out).
+    fn code_line_col(loaded: &Loaded, d: &Diagnostics) -> Vec<String> {
+        d.iter()
+            .map(|d| {
+                let at = loaded.sources.location(d.span().unwrap());
+                let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
+                format!(
+                    "{} {}:{}: {}",
+                    d.code.as_str(),
+                    line_col[1],
+                    line_col[0],
+                    d.message
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn a_value_the_target_refuses_is_an_error_at_it_for_that_target_only() {
         let dir = dir(r#"cairn: 1
@@ -1254,20 +1271,7 @@ resources:
         assert!(local.is_ok(), "the local balancer takes 2s");
         let (loaded, r) = evaluate_in(&dir, "aws");
         let d = r.expect_err("ELB refuses a 2s interval");
-        let found: Vec<String> = d
-            .iter()
-            .map(|d| {
-                let at = loaded.sources.location(d.span().unwrap());
-                let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
-                format!(
-                    "{} {}:{}: {}",
-                    d.code.as_str(),
-                    line_col[1],
-                    line_col[0],
-                    d.message
-                )
-            })
-            .collect();
+        let found = code_line_col(&loaded, &d);
         assert_eq!(
             found,
             [
@@ -1299,20 +1303,7 @@ resources:
         for env in ["dev", "aws"] {
             let (loaded, r) = evaluate_in(&dir, env);
             let d = r.expect_err("a port of 70000");
-            let found: Vec<String> = d
-                .iter()
-                .map(|d| {
-                    let at = loaded.sources.location(d.span().unwrap());
-                    let line_col = at.rsplitn(3, ':').take(2).collect::<Vec<_>>();
-                    format!(
-                        "{} {}:{}: {}",
-                        d.code.as_str(),
-                        line_col[1],
-                        line_col[0],
-                        d.message
-                    )
-                })
-                .collect();
+            let found = code_line_col(&loaded, &d);
             // The backends and the record's zone and value are not known
             // yet: nothing is said about them.
             assert_eq!(
