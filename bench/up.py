@@ -18,6 +18,7 @@ count once in total) of its processes (its init and `http-echo`).
 
 Usage: bench/up.py [--runc] [N ...]   (default: 200)
 Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 201).
+Servers are processes; with `--runc` they are hosts (root needed).
 Prints wall times of `local start`, `up`, a no-op `up`, `destroy`, and the
 daemon's peak RSS.
 """
@@ -79,9 +80,12 @@ def peak_rss_mb(pid):
 
 def cloud_env(d, pool):
     """The environment of a fresh local cloud and state under `d`, with its
-    own DNS port and address pool, and none of the caller's CAIRN_ settings."""
+    own DNS port and address pool, and none of the caller's CAIRN_ settings.
+    Its servers are processes unless BENCH_ISOLATION (or the caller, after)
+    says `runc`: a new cloud would otherwise choose runc where it can."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env.update({
+        "CAIRN_LOCAL_ISOLATION": os.environ.get("BENCH_ISOLATION", "process"),
         "CAIRN_LOCAL_DIR": os.path.join(d, "local"),
         "CAIRN_STATE": os.path.join(d, "state.db"),
         "CAIRN_KEY_FILE": os.path.join(d, "key"),

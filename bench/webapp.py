@@ -7,7 +7,8 @@ and address pool), so `up` starts the daemon itself, and stops it at the end.
 Runs with the database (its initdb included) and with `--exclude db`.
 
 Usage: bench/webapp.py [RUNS]   (default: 5)
-Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 203).
+Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 203),
+BENCH_ISOLATION (`process`, the default here, or `runc`: the servers as hosts).
 Prints, per variant, the wall time of `up` and the time from its start to
 the first 200 (polled every 10 ms once `up` has returned): min, median, max.
 """

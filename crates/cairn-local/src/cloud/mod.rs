@@ -129,7 +129,8 @@ impl Cloud {
     }
 
     /// Opens a cloud with the isolation asked for: a new cloud records it
-    /// (`process` when none is asked for), an existing one refuses the
+    /// (when none is asked for, `runc` if the machine can run it, else
+    /// `process`: [`isolation::choose`]), an existing one refuses the
     /// other. `runc` isolation needs root, `runc` and `nft` (the error
     /// names what is missing).
     pub fn open_with(
@@ -159,6 +160,7 @@ impl Cloud {
             recorded.as_deref(),
             !state.resources.is_empty(),
             isolation,
+            host::preflight,
         )
         .map_err(|e| e.to_string())?;
         let zones = Zones::new();

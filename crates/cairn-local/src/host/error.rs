@@ -86,6 +86,24 @@ pub enum HostError {
         route: String,
     },
 
+    /// A CIDR that overlaps a block another local network holds (of this
+    /// cloud or another one on the machine).
+    #[error(
+        "{what} {cidr} overlaps `{route}`, a block another network of a local cloud holds (this \
+         cloud's or another's): with servers as hosts (`runc` isolation) a block is routed to one \
+         network on a machine, as with Docker's networks; give this network another block (for \
+         example a parameter per environment), or deploy it in a cloud whose servers are \
+         processes (CAIRN_LOCAL_ISOLATION=process with a CAIRN_LOCAL_DIR of its own)"
+    )]
+    CidrHeld {
+        /// What the block is for.
+        what: String,
+        /// The block asked for.
+        cidr: Ipv4Net,
+        /// The route that holds it, as `ip route` prints it.
+        route: String,
+    },
+
     /// No free link network for the host <-> cloud link.
     #[error("no free 169.254.x.0/24 block for the host link of cloud `{cloud}`")]
     NoLinkNet {

@@ -180,12 +180,30 @@ pub async fn check_cidr_free(
     let routes = machine_routes().await?;
     match overlapping_route(&routes, cidr, ignore_devs) {
         None => Ok(()),
-        Some(route) => Err(HostError::CidrOverlap {
-            what: what.to_string(),
-            cidr,
-            route: route.describe(),
-        }),
+        Some(route) => Err(overlap(what, cidr, route)),
     }
+}
+
+/// The error for `cidr` overlapping `route`: a block a local network
+/// holds (one of this cloud's or another's) is told apart from the
+/// machine's own routes, because what to do differs.
+fn overlap(what: &str, cidr: Ipv4Net, route: &Route) -> HostError {
+    let cairns = (route.kind.as_deref() == Some("unreachable")
+        && route.metric == Some(UNREACHABLE_METRIC))
+        || route.dev.as_deref().is_some_and(is_link_dev);
+    let (what, route) = (what.to_string(), route.describe());
+    if cairns {
+        HostError::CidrHeld { what, cidr, route }
+    } else {
+        HostError::CidrOverlap { what, cidr, route }
+    }
+}
+
+/// Whether `dev` is the machine's end of a cloud's link (`ch` and the
+/// eight hex digits of the cloud's tag: [`CloudNet::new`]).
+fn is_link_dev(dev: &str) -> bool {
+    dev.strip_prefix("ch")
+        .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Reserves a network's CIDR when the network is made: refused if it
@@ -734,6 +752,34 @@ mod tests {
             overlapping_route(&routes, net("192.0.2.0/24"), &["eth0"]).map(Route::describe),
             None
         );
+    }
+
+    #[test]
+    fn a_block_a_local_network_holds_is_told_apart_from_the_machines_routes() {
+        let mut routes = parse_routes(ROUTES).unwrap();
+        routes.extend(
+            parse_routes(r#"[{"dst":"10.30.0.0/16","dev":"ch0a1b2c3d","flags":[]}]"#).unwrap(),
+        );
+        let error = |c: &str| {
+            let route = overlapping_route(&routes, net(c), &[]).unwrap();
+            overlap("network", net(c), route)
+        };
+        assert!(matches!(error("10.20.0.0/16"), HostError::CidrHeld { .. }));
+        assert!(matches!(error("10.30.1.0/24"), HostError::CidrHeld { .. }));
+        let held = error("10.20.0.0/16").to_string();
+        assert!(
+            held.starts_with(
+                "network 10.20.0.0/16 overlaps `unreachable 10.20.0.0/16 metric 4000`, a block \
+                 another network of a local cloud holds"
+            ),
+            "{held}"
+        );
+        assert!(held.contains("CAIRN_LOCAL_ISOLATION=process"), "{held}");
+        assert!(matches!(
+            error("192.0.2.0/24"),
+            HostError::CidrOverlap { .. }
+        ));
+        assert!(!is_link_dev("chrome01") && !is_link_dev("eth0") && is_link_dev("chdeadbeef"));
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub const ENV_LOCAL_POOL: &str = "CAIRN_LOCAL_POOL";
 pub const ENV_LOCAL_ISOLATION: &str = "CAIRN_LOCAL_ISOLATION";
 
 /// The isolation a daemon that `up` starts gives a new cloud:
-/// `CAIRN_LOCAL_ISOLATION`, else none asked for (the cloud's own, `process`
-/// for a new one).
+/// `CAIRN_LOCAL_ISOLATION`, else none asked for (the cloud's own; for a new
+/// one `runc` where the machine can run it, else `process`).
 pub fn isolation_from_env() -> Result<Option<Isolation>, CliError> {
     match std::env::var(ENV_LOCAL_ISOLATION) {
         Ok(text) if !text.is_empty() => text
@@ -73,9 +73,38 @@ pub async fn ensure_started(
         .env(ENV_LOCAL_DIR, &dirs.root)
         .envs(pool.map(|p| (ENV_LOCAL_POOL, p.to_string())))
         .envs(isolation.map(|i| (ENV_LOCAL_ISOLATION, i.to_string())));
-    launch::ensure_started(dirs, isolation, daemon)
+    let new_cloud = read_isolation(dirs).is_none();
+    let client = launch::ensure_started(dirs, isolation, daemon)
         .await
-        .map_err(CliError::failure)
+        .map_err(CliError::failure)?;
+    if new_cloud && isolation.is_none() && read_isolation(dirs).as_deref() == Some("process") {
+        eprintln!("{}", process_notice(dirs, cairn_local::host::preflight()));
+    }
+    Ok(client)
+}
+
+fn read_isolation(dirs: &LocalDirs) -> Option<String> {
+    cairn_local::cloud::read_isolation(&dirs.state())
+        .ok()
+        .flatten()
+}
+
+/// What a user is told once, when a new cloud could not make its servers
+/// hosts: why, and how to choose either way.
+fn process_notice(
+    dirs: &LocalDirs,
+    runc: Result<(), cairn_local::host::error::HostError>,
+) -> String {
+    let why = match runc {
+        Err(e) => e.to_string(),
+        Ok(()) => "the daemon could not check the machine (see its daemon.log)".to_string(),
+    };
+    format!(
+        "note: the new local cloud in {} runs its servers as processes on this machine \
+         (`process` isolation), not as hosts of their own: {why}. \
+         Set {ENV_LOCAL_ISOLATION}=process to choose this and not be told again.",
+        dirs.root.display()
+    )
 }
 
 pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError> {
@@ -127,7 +156,13 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
         } => {
             let c = rt.block_on(ensure_started(&dirs, *dns, *pool, *isolation))?;
             emit(
-                serde_json::json!({"running": true, "pid": c.published.pid, "api": c.published.api, "dns": c.published.dns}),
+                serde_json::json!({
+                    "running": true,
+                    "pid": c.published.pid,
+                    "api": c.published.api,
+                    "dns": c.published.dns,
+                    "isolation": read_isolation(&dirs),
+                }),
                 global,
             )?;
             Ok(Status::Success)
@@ -214,7 +249,13 @@ fn exec(dirs: &LocalDirs, server: &str, command: &[String]) -> Result<Status, Cl
         .map(|i| i.parse::<Isolation>())
         .transpose()
         .map_err(CliError::failure)?
-        .unwrap_or_default();
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "no local cloud in {}: nothing has been deployed there (or {ENV_LOCAL_DIR} names \
+                 another directory)",
+                dirs.root.display()
+            ))
+        })?;
     if isolation != Isolation::Runc {
         return Err(CliError::Usage(format!(
             "`cairn local exec` needs `runc` isolation: the local cloud in {} runs its servers \

@@ -60,7 +60,12 @@ pub fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
             cmd.env_remove(k);
         }
     }
+    // A new local cloud makes its servers hosts (`runc`) where the machine
+    // can, and one CIDR can be routed by one cloud only: the suite's many
+    // clouds, all deploying the webapp's 10.20.0.0/16 at once, run as
+    // processes unless a test asks otherwise (`vars` come after).
     cmd.env("NO_COLOR", "1")
+        .env("CAIRN_LOCAL_ISOLATION", "process")
         .envs(vars.iter().copied())
         .args(args);
     cmd

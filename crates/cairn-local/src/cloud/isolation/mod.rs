@@ -51,11 +51,10 @@ use names::{machine_nameservers, resolv_conf};
 pub use rules::{LinkAddresses, ruleset};
 
 /// How a cloud runs its servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
     /// A supervised process on a loopback address, sharing the machine's
     /// filesystem, processes and network stack.
-    #[default]
     Process,
     /// A container started by runc: its own root, hostname, processes and
     /// network namespace, with an address of its subnet.
@@ -117,12 +116,16 @@ pub enum IsolationError {
 
 /// The isolation a cloud runs with: the recorded one, else the one asked
 /// for (a cloud with no record of it and resources already is an old
-/// process cloud). Refuses a mismatch.
+/// process cloud), else, for a new cloud, `runc` when the machine can run
+/// it (`runc_ready`: root and the tools) and `process` when it cannot.
+/// Servers are hosts wherever that is possible; a machine without root
+/// still gets a working cloud. Refuses a mismatch.
 pub fn choose(
     dir: &str,
     recorded: Option<&str>,
     has_resources: bool,
     asked: Option<Isolation>,
+    runc_ready: impl FnOnce() -> Result<(), HostError>,
 ) -> Result<Isolation, IsolationError> {
     let made = match recorded {
         Some(text) => Some(text.parse()?),
@@ -136,7 +139,14 @@ pub fn choose(
             asked,
         }),
         (Some(made), _) => Ok(made),
-        (None, asked) => Ok(asked.unwrap_or_default()),
+        (None, Some(asked)) => Ok(asked),
+        (None, None) => match runc_ready() {
+            Ok(()) => Ok(Isolation::Runc),
+            Err(e) => {
+                tracing::warn!("a new cloud in {dir} runs its servers as processes: {e}");
+                Ok(Isolation::Process)
+            }
+        },
     }
 }
 
@@ -988,18 +998,41 @@ mod tests {
     #[test]
     fn the_isolation_is_chosen_once_and_a_mismatch_is_refused() {
         use Isolation::*;
-        assert_eq!(choose("/d", None, false, None).unwrap(), Process);
-        assert_eq!(choose("/d", None, false, Some(Runc)).unwrap(), Runc);
-        assert_eq!(choose("/d", Some("runc"), true, None).unwrap(), Runc);
-        assert_eq!(choose("/d", None, true, None).unwrap(), Process);
-        let err = choose("/d", Some("runc"), true, Some(Process)).unwrap_err();
+        let ready = || Ok(());
+        let not_root = || {
+            Err(HostError::Missing {
+                what: vec!["root".into()],
+                packages: vec![],
+            })
+        };
+        // A new cloud: servers are hosts where the machine can run them.
+        assert_eq!(choose("/d", None, false, None, ready).unwrap(), Runc);
+        assert_eq!(choose("/d", None, false, None, not_root).unwrap(), Process);
+        // Asked for: that, whatever the machine (runc's own check comes later).
+        assert_eq!(choose("/d", None, false, Some(Runc), ready).unwrap(), Runc);
+        assert_eq!(
+            choose("/d", None, false, Some(Process), ready).unwrap(),
+            Process
+        );
+        // Made: what it was made with, whatever the machine can do now.
+        assert_eq!(
+            choose("/d", Some("runc"), true, None, not_root).unwrap(),
+            Runc
+        );
+        assert_eq!(
+            choose("/d", Some("process"), true, None, ready).unwrap(),
+            Process
+        );
+        // Resources and no record: a cloud made before the record said.
+        assert_eq!(choose("/d", None, true, None, ready).unwrap(), Process);
+        let err = choose("/d", Some("runc"), true, Some(Process), ready).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the local cloud in /d was made with `runc` isolation and cannot run with `process`; \
              use another directory (CAIRN_LOCAL_DIR) for a `process` cloud, or destroy this \
              one's deployments, stop it and remove /d"
         );
-        let err = choose("/d", None, true, Some(Runc)).unwrap_err();
+        let err = choose("/d", None, true, Some(Runc), ready).unwrap_err();
         assert!(err.to_string().contains("made with `process`"), "{err}");
         let err = "docker".parse::<Isolation>().unwrap_err();
         assert_eq!(

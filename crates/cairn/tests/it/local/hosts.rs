@@ -743,7 +743,10 @@ fn runc_bad_input_is_refused_with_nothing_half_made() {
         .filter_map(|r| r.block())
         .find(|b| {
             let o = b.addr().octets();
-            !(o[0] == 10 && o[1] == 251 || o[0] == 169 && o[1] == 254)
+            // Not a block of a test's cloud: networks, links, public blocks.
+            !(o[0] == 10 && o[1] == 251
+                || o[0] == 169 && o[1] == 254
+                || o[0] == 198 && (o[1] == 18 || o[1] == 19))
         })
         .expect("the machine has a route to a block (its own link)");
     let t = c.template(
@@ -820,6 +823,29 @@ fn runc_bad_input_is_refused_with_nothing_half_made() {
         out.stdout
     );
 
+    // Two deployments, one block: the second network is refused, saying
+    // that a local network holds it and what to do; the first stays.
+    let cidr6 = free_cidr(6);
+    let first = c.template("held-1", &one_network(&cidr6), &cidr6);
+    let out = c.run(&["up", &first, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let second = c.template("held-2", &one_network(&cidr6), &cidr6);
+    let out = c.run(&["up", &second, "--yes", "-o", "json"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stdout.contains(&format!("network {cidr6} overlaps `"))
+            && out
+                .stdout
+                .contains("a block another network of a local cloud holds")
+            && out.stdout.contains("give this network another block"),
+        "{}",
+        out.stdout
+    );
+    let routes = sh("ip", &["route", "show", "table", "all"]);
+    assert!(routes.contains(&format!("unreachable {cidr6}")), "{routes}");
+    let out = c.run(&["destroy", &first, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
     // Each failed `up` rolled back: no server, mount or container, no
     // directory of one.
     let netns = c.netns();
@@ -847,15 +873,28 @@ fn runc_bad_input_is_refused_with_nothing_half_made() {
 
 #[test]
 fn runc_isolation_names_what_the_machine_lacks_and_exec_needs_it() {
-    // Process cloud (any machine): exec says it needs runc.
+    // No cloud yet: exec says so.
     let l = Local::new("exec-process");
     let out = l.run(&["local", "exec", "web[0]", "--", "hostname"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("`cairn local exec` needs `runc` isolation"),
+        out.stderr.contains("no local cloud in ")
+            && out.stderr.contains("nothing has been deployed there"),
         "{}",
         out.stderr
+    );
+    // Process cloud (any machine): exec says it needs runc.
+    let out = l.run(&["local", "start", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let exec = l.run(&["local", "exec", "web[0]", "--", "hostname"]);
+    let out = l.run(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(exec.code, 2, "{}", exec.stderr);
+    assert!(
+        exec.stderr
+            .contains("`cairn local exec` needs `runc` isolation"),
+        "{}",
+        exec.stderr
     );
     let out = l.run(&["local", "start", "--isolation", "docker"]);
     assert_eq!(out.code, 2);
@@ -902,6 +941,77 @@ fn runc_isolation_names_what_the_machine_lacks_and_exec_needs_it() {
     assert!(
         !l.root.join("local/daemon.json").exists(),
         "no daemon started"
+    );
+
+    // Not root, nothing asked for: a new cloud still starts, with its
+    // servers as processes, and says why once.
+    let mine = l.root.join("nobody");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::os::unix::fs::chown(&mine, Some(65534), Some(65534)).unwrap();
+    let mut vars = l.vars();
+    vars.retain(|(k, _)| *k != "CAIRN_LOCAL_DIR");
+    vars.push(("CAIRN_LOCAL_DIR", mine.join("local").display().to_string()));
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = crate::command(args, &[]);
+        cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .env_remove("CAIRN_LOCAL_ISOLATION");
+        let args: Vec<String> = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([exe.display().to_string()])
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect();
+        Command::new("setpriv")
+            .args(&args)
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .current_dir("/")
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["local", "start", "-o", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stopped = as_nobody(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(started["isolation"], "process", "{started}");
+    assert!(
+        stderr.contains("runs its servers as processes on this machine")
+            && stderr.contains("local servers as hosts need root (")
+            && stderr.contains("CAIRN_LOCAL_ISOLATION=process"),
+        "{stderr}"
+    );
+    assert_eq!(stopped.status.code(), Some(0), "{stopped:?}");
+    // Told once: the cloud is made, its isolation recorded.
+    let again = as_nobody(&["local", "start", "-o", "json"]);
+    let _ = as_nobody(&["local", "stop", "-o", "none"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
+
+/// Where the machine can run them, a new cloud's servers are hosts without
+/// asking: `runc` is what a cloud is made with when nothing says otherwise.
+#[test]
+fn a_new_cloud_makes_its_servers_hosts_where_the_machine_can() {
+    skip_unless_ready!();
+    let c = RuncCloud::new("hosts-default");
+    let vars = c.local.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut start = crate::command(&["local", "start", "-o", "json"], &vars);
+    start.env_remove("CAIRN_LOCAL_ISOLATION");
+    let out = start.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(started["isolation"], "runc", "{started}");
+    assert!(!stderr.contains("note:"), "{stderr}");
+    // Asking for the other one now is refused: the cloud was made.
+    let out = c.local.run(&["local", "start"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("was made with `runc` isolation"),
+        "{}",
+        out.stderr
     );
 }
 
