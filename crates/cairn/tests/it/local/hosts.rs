@@ -1112,3 +1112,124 @@ fn cairn_test_runs_command_tests_on_runc_servers() {
     assert_eq!(r["destroyed"], true, "{r}");
     assert_eq!(c.json(&["local", "status"]), serde_json::json!([]));
 }
+
+/// A /16 no route of the machine overlaps, for a template that cuts /24s
+/// out of its network (the webapp): from 10.160.0.0/16 up, from the pid.
+fn free_block16() -> String {
+    let routes = machine_routes();
+    (0..80u32)
+        .map(|i| (std::process::id() * 7 + i) % 80 + 160)
+        .map(|x| format!("10.{x}.0.0/16"))
+        .find(|n| overlapping_route(&routes, n.parse().unwrap(), &[]).is_none())
+        .expect("a free 10.x.0.0/16")
+}
+
+/// The webapp itself (examples/webapp on `image: host`, on a block of the
+/// test's own), its servers as hosts: both answer through the load
+/// balancer, each has its own name for `local exec` and for `cairn run`;
+/// once it is destroyed, `cairn test` deploys a throwaway copy and passes
+/// every test of the template, `web_hostname` included (it needs hosts);
+/// nothing of the cloud stays on the machine.
+#[test]
+fn the_webapp_runs_on_hosts_and_passes_its_own_tests() {
+    skip_unless_ready!();
+    let mut c = RuncCloud::new("hosts-webapp");
+    let webapp = super::WEBAPP.to_string();
+    let block = free_block16();
+    c.cidrs.push(block.clone());
+    c.templates.push(webapp.clone());
+    let cidr = format!("cidr={block}");
+    let params = ["-p", "image=host", "-p", &cidr];
+    let mut up = vec!["up", &webapp, "--yes", "--exclude", "db", "-o", "none"];
+    up.extend(params);
+    let out = c.run(&up);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let lb = c.json(&["show", &webapp, "--address", "lb"]);
+    let front = format!(
+        "{}:{}",
+        lb["attributes"]["address"].as_str().unwrap(),
+        lb["attributes"]["port"]
+    );
+    wait_both(&front, Duration::from_secs(30));
+    let web0 = c.json(&["show", &webapp, "--address", "web[0]"]);
+    let name = web0["properties"]["name"].as_str().unwrap().to_string();
+    let address = web0["attributes"]["address"].as_str().unwrap();
+    let second: u8 = block.split('.').nth(1).unwrap().parse().unwrap();
+    assert!(
+        address.starts_with(&format!("10.{second}.1.")),
+        "{address} in the web subnet of {block}"
+    );
+    let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, name.as_str()),
+        "{}",
+        out.stderr
+    );
+    let out = c.run(&[
+        "run",
+        "-C",
+        &webapp,
+        "G@role:web",
+        "-o",
+        "json",
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ran: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut names: Vec<&str> = ran["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["stdout"].as_str().unwrap().trim())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{ran}");
+    assert!(
+        names[0].ends_with("-web-0") && names[1].ends_with("-web-1"),
+        "{ran}"
+    );
+
+    let out = c.run(&[
+        "destroy",
+        &webapp,
+        "--yes",
+        "--allow-data-loss",
+        "-o",
+        "none",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // `cairn test`: a throwaway copy in the same cloud (the block is free
+    // again; the zone too), every test of the template passing.
+    let out = c.run(&[
+        "test",
+        &webapp,
+        "-p",
+        "image=host",
+        "-p",
+        &cidr,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["failed"], &report["skipped"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{report}"
+    );
+    let hostname = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "web_hostname");
+    assert_eq!(hostname.unwrap()["status"], "passed", "{report}");
+
+    let out = c.run(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let left = c.leftovers();
+    assert!(left.is_empty(), "left on the machine: {left:?}");
+}
