@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use cairn_engine::plan::{Action, Plan};
 use cairn_local::cloud::{Isolation, LocalDirs, LocalResource};
 use cairn_local::daemon::client::LocalClient;
 use cairn_local::daemon::{DaemonConfig, launch};
@@ -215,7 +216,7 @@ fn image(name: &str, global: &GlobalArgs) -> Result<Status, CliError> {
     let cache = ImageCache::new(root);
     let started = std::time::Instant::now();
     let image = runtime()?
-        .block_on(cache.resolve(name, &mut |line: &str| eprintln!("{name}: {line}")))
+        .block_on(build_image(&cache, name))
         .map_err(|e| match e {
             HostError::UnknownImage { .. } => CliError::Usage(e.to_string()),
             other => CliError::failure(other),
@@ -229,6 +230,71 @@ fn image(name: &str, global: &GlobalArgs) -> Result<Status, CliError> {
         global,
     )?;
     Ok(Status::Success)
+}
+
+/// `name` from `cache`, built first if needed, each line of the build on
+/// stderr.
+async fn build_image(
+    cache: &cairn_local::host::image::ImageCache,
+    name: &str,
+) -> Result<cairn_local::host::image::Image, cairn_local::host::error::HostError> {
+    cache
+        .resolve(name, &mut |line: &str| eprintln!("{name}: {line}"))
+        .await
+}
+
+/// The images that the servers `plan` creates or replaces ask for by name
+/// (`debian-12`), each once; an image given as an expression not yet known
+/// (`{{ snap.id }}`) is the cloud's own and never built.
+pub fn images_of(plan: &Plan) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for change in &plan.changes {
+        if change.kind != "server" || !matches!(change.action, Action::Create | Action::Replace) {
+            continue;
+        }
+        for d in change.diff.iter().filter(|d| d.path == "image") {
+            if let Some(serde_json::Value::String(name)) = &d.after
+                && name != cairn_template::value::UNKNOWN_TEXT
+            {
+                names.insert(name.clone());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Builds, in the foreground with its progress on stderr, each image the
+/// plan's new servers need that this machine's cache lacks, before the
+/// apply: the daemon would build it too, but with its progress only in its
+/// log, and a first `up` would wait a minute saying nothing. A `process`
+/// cloud uses no image. A failed build is said here and left to the
+/// server's create, which tries again and fails with the same reason.
+pub async fn prepare_images(plan: &Plan) {
+    use cairn_local::host::image::ImageCache;
+    let Ok(dirs) = local_dirs() else { return };
+    if read_isolation(&dirs).as_deref() != Some("runc") {
+        return;
+    }
+    let Some(root) = ImageCache::default_root() else {
+        return;
+    };
+    let cache = ImageCache::new(root);
+    for name in images_of(plan) {
+        if !matches!(cache.lookup(&name), Ok(None)) {
+            continue; // `host`, built already, or unknown (the create says so)
+        }
+        eprintln!(
+            "Building image {name} (once per machine; `cairn local image {name}` does it ahead)"
+        );
+        let started = std::time::Instant::now();
+        match build_image(&cache, &name).await {
+            Ok(_) => eprintln!(
+                "Built image {name} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("image {name}: {e}"),
+        }
+    }
 }
 
 /// A server of the cloud's record by id or by its address in a deployment.
@@ -279,5 +345,56 @@ fn exec(dirs: &LocalDirs, server: &str, command: &[String]) -> Result<Status, Cl
             let signal = status.signal().unwrap_or(0);
             Ok(Status::Exited(128u8.saturating_add(signal as u8)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_engine::plan::{PropertyDiff, ResourceChange, Summary};
+    use serde_json::json;
+
+    use super::*;
+
+    fn change(kind: &str, action: Action, image: serde_json::Value) -> ResourceChange {
+        ResourceChange {
+            address: format!("{kind}[0]"),
+            resource: kind.to_string(),
+            kind: kind.to_string(),
+            action,
+            id: None,
+            diff: vec![PropertyDiff {
+                path: "image".into(),
+                before: None,
+                after: Some(image),
+                force_new: true,
+            }],
+            replace_because: vec![],
+            replace_requested: false,
+            depends_on: vec![],
+            data_holding: false,
+            create_before_destroy: false,
+        }
+    }
+
+    #[test]
+    fn the_images_to_build_are_those_new_servers_ask_for_by_name_once() {
+        let plan = Plan {
+            deployment: "d".into(),
+            state_serial: 0,
+            changes: vec![
+                change("server", Action::Create, json!("debian-12")),
+                change("server", Action::Replace, json!("debian-12")),
+                change("server", Action::Create, json!("host")),
+                // Unknown until the image resource is made: the cloud's own.
+                change("server", Action::Create, json!("(known after apply)")),
+                change("server", Action::Create, serde_json::Value::Null),
+                // Not a new server, or not a server.
+                change("server", Action::Update, json!("ubuntu-24")),
+                change("server", Action::Delete, json!("ubuntu-24")),
+                change("image", Action::Create, json!("ubuntu-24")),
+            ],
+            summary: Summary::default(),
+        };
+        assert_eq!(images_of(&plan), ["debian-12", "host"]);
     }
 }

@@ -210,15 +210,20 @@ fn execute(
         let tg = target(t, global).await?;
         let cx = context(&tg, Some(apply))?;
         let yes = apply.yes;
+        let local = tg.target == "local";
         let mut confirm = move |plan: &Plan| {
             eprint!("{}", view::describe(plan));
-            if yes {
-                return true;
+            let go = yes || {
+                eprint!("Apply these changes? Only `yes` goes on: ");
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+            };
+            if go && local {
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::block_in_place(|| handle.block_on(super::local::prepare_images(plan)));
             }
-            eprint!("Apply these changes? Only `yes` goes on: ");
-            let _ = std::io::stderr().flush();
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+            go
         };
         let (outcome, reconciled) = run_up(&cx, &load, &opts, &mut confirm)
             .await

@@ -1047,6 +1047,11 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     let started = Instant::now();
     let out = c.run(&["up", &t, "--yes", "-o", "none"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("Building image"),
+        "cached: {}",
+        out.stderr
+    );
     let up_took = started.elapsed();
     let outputs = c.json(&["output", &t]);
     let front = outputs["front"].as_str().unwrap().to_string();
@@ -1232,4 +1237,42 @@ fn the_webapp_runs_on_hosts_and_passes_its_own_tests() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let left = c.leftovers();
     assert!(left.is_empty(), "left on the machine: {left:?}");
+}
+
+/// `up` builds the images its new servers need in the foreground, saying
+/// so, rather than leaving the daemon to build them with its progress in
+/// its log. Here the cache cannot be made (under /proc): the CLI says why,
+/// the server's create fails with the same reason, nothing stays.
+#[test]
+fn up_builds_a_missing_image_in_the_foreground_and_says_why_it_could_not() {
+    skip_unless_ready!();
+    let mut c = RuncCloud::new("hosts-image-build");
+    c.extra
+        .push(("XDG_CACHE_HOME", "/proc/cairn-no-cache-here".to_string()));
+    let cidr = free_cidr(8);
+    let yaml = template(&cidr, "")
+        .replace("image: host", "image: debian-12")
+        .replace("count: 2", "count: 1");
+    let t = c.template("build", &yaml, &cidr);
+    let out = c.run(&["up", &t, "--yes", "-o", "json"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("Building image debian-12 (once per machine;")
+            && out.stderr.contains("image debian-12: ")
+            && out
+                .stderr
+                .contains("/proc/cairn-no-cache-here/cairn/images"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("/proc/cairn-no-cache-here/cairn/images"),
+        "the create fails for the same reason: {}",
+        out.stdout
+    );
+    let out = c.run(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(c.leftovers().is_empty(), "{:?}", c.leftovers());
 }
