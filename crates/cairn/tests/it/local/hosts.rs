@@ -1017,7 +1017,7 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
 
     let cidr = free_cidr(5);
     // No key pair: the server must not run sshd.
-    let yaml = template(&cidr, "")
+    let yaml = with_www(&template(&cidr, ""))
         .replace("image: host", "image: debian-12")
         .replace("count: 2", "count: 1")
         .replace("      key_pair: \"{{ deployer.id }}\"\n", "");
@@ -1050,6 +1050,8 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     assert!(out.stdout.starts_with("12."), "{}", out.snapshot());
     let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
     assert_eq!(out.stdout.trim(), "web-0");
+    // The image's own curl and resolver reach the balancer.
+    answers_in(&c, &["web[0]"], &front);
     let out = c.run(&["local", "exec", "web[0]", "--", "ps", "-eo", "comm"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
