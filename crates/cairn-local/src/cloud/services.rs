@@ -115,6 +115,10 @@ impl Cloud {
         } else {
             wanted
         };
+        // tokio's bind sets SO_REUSEADDR: a daemon started again within a
+        // minute of traffic finds the last one's connections in TIME-WAIT
+        // on this address and port, which a socket without it (or one whose
+        // accepted connections lacked it) cannot bind past.
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, port)))
             .await
             .map_err(|e| {
