@@ -281,16 +281,22 @@ impl Cloud {
         }
         for r in lbs {
             let port = r.attributes.get("port").and_then(Json::as_u64).unwrap_or(0) as u16;
-            if let Err(e) = self
-                .start_lb(
-                    &r.id,
-                    r.ip.unwrap_or(Ipv4Addr::LOCALHOST),
-                    port,
-                    &r.properties,
-                )
-                .await
-            {
-                problems.push(format!("{}: {e}", r.id));
+            let at = r.ip.or(Some(Ipv4Addr::LOCALHOST));
+            match self.start_lb(&r.id, at, port, &r.properties).await {
+                // A `runc` balancer whose link moved (its block was taken
+                // while the cloud was stopped), or one an earlier cairn
+                // put on loopback: the address the deployment knows is
+                // stale.
+                Ok((now, _)) if r.ip != Some(now) => {
+                    problems.push(format!(
+                        "{}: the load balancer now listens at {now} (was {}): the next `cairn                          up` reads the new address",
+                        r.id,
+                        r.ip.map_or("-".to_string(), |a| a.to_string())
+                    ));
+                    self.move_ip(&r.id, now);
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e}", r.id)),
             }
         }
         for r in publics {
@@ -299,7 +305,7 @@ impl Cloud {
                 problems.push(format!("{}: {e}", r.id));
             }
         }
-        // Again, now that the load balancers have their source addresses.
+        // Again, now that the load balancers have their addresses.
         if let Err(e) = self.refresh_host_firewall(Kind::LoadBalancer).await {
             problems.push(e.to_string());
         }
@@ -573,6 +579,15 @@ impl Cloud {
         }
     }
 
+    /// Records that resource `id` is now at `ip` (its `address` attribute
+    /// too), as [`Cloud::set_attributes`] does.
+    fn move_ip(&self, id: &str, ip: Ipv4Addr) {
+        if let Some(r) = self.lock().resources.get_mut(id) {
+            r.ip = Some(ip);
+        }
+        self.set_attributes(id, json!({"address": ip.to_string()}));
+    }
+
     fn save(&self, r: &LocalResource, next_id: u64) -> ProviderResult<()> {
         self.record
             .put(r, next_id)
@@ -701,12 +716,16 @@ impl Cloud {
             }
             Kind::LoadBalancer => {
                 Self::check_access(&self.lock(), p)?;
-                let ip = self.allocate_ip(id)?;
+                // A `runc` cloud's balancer is on its link instead.
+                let at = match &self.hosts {
+                    Some(_) => None,
+                    None => Some(self.allocate_ip(id)?),
+                };
                 let wanted = prop(p, "listen")
                     .and_then(|l| l.get("port"))
                     .and_then(Json::as_u64)
                     .unwrap_or(80) as u16;
-                let port = self.start_lb(id, ip, wanted, p).await?;
+                let (ip, port) = self.start_lb(id, at, wanted, p).await?;
                 Ok((
                     json!({"id": id, "address": ip.to_string(), "port": port, "dns_name": format!("{id}.lb.cairn.local")}),
                     Some(ip),

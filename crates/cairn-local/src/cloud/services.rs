@@ -73,21 +73,52 @@ fn is_root() -> bool {
 }
 
 impl Cloud {
-    /// Binds the listener and starts proxying. A port below 1024 maps to a
-    /// free high port when cairn is not root (the `port` attribute says which).
+    /// Binds the listener and starts proxying; returns where it listens.
+    /// A port below 1024 maps to a free high port when cairn is not root
+    /// (the `port` attribute says which). With `process` isolation it
+    /// listens at `at`, its loopback address. With `runc` isolation it
+    /// listens at its address on the cloud's link (`at`, the one recorded,
+    /// when still free there; see `Hosts::lb_address`), which servers
+    /// reach too, and connects to backends from it.
     pub(super) async fn start_lb(
+        &self,
+        id: &str,
+        at: Option<Ipv4Addr>,
+        wanted: u16,
+        p: &Json,
+    ) -> ProviderResult<(Ipv4Addr, u16)> {
+        let config = lb_config(p)?;
+        let ip = match &self.hosts {
+            // Added to the link before the bind below.
+            Some(hosts) => hosts.lb_address(id, at).await?,
+            None => at.ok_or_else(|| permanent(format!("load balancer {id} has no address")))?,
+        };
+        let listening = self.listen_lb(id, ip, wanted, config, p).await;
+        if listening.is_err()
+            && let Some(hosts) = &self.hosts
+        {
+            hosts.release_lb_address(id).await;
+        }
+        listening.map(|port| (ip, port))
+    }
+
+    async fn listen_lb(
         &self,
         id: &str,
         ip: Ipv4Addr,
         wanted: u16,
+        config: LbConfig,
         p: &Json,
     ) -> ProviderResult<u16> {
-        let config = lb_config(p)?;
         let port = if wanted < 1024 && !is_root() {
             0
         } else {
             wanted
         };
+        // tokio's bind sets SO_REUSEADDR: a daemon started again within a
+        // minute of traffic finds the last one's connections in TIME-WAIT
+        // on this address and port, which a socket without it (or one whose
+        // accepted connections lacked it) cannot bind past.
         let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, port)))
             .await
             .map_err(|e| {
@@ -98,8 +129,8 @@ impl Cloud {
             .map_err(|e| permanent(e.to_string()))?
             .port();
         let lb = LoadBalancer::new(config);
-        if let Some(hosts) = &self.hosts {
-            lb.set_source(Some(hosts.lb_source(id).await?));
+        if self.hosts.is_some() {
+            lb.set_source(Some(ip));
         }
         // Set before the first accept: a restored balancer is never open
         // for a moment to sources its firewalls refuse.
@@ -213,7 +244,7 @@ impl Cloud {
             let _ = tokio::time::timeout(Duration::from_secs(15), r.task).await;
         }
         if let Some(hosts) = &self.hosts {
-            hosts.release_lb_source(id).await;
+            hosts.release_lb_address(id).await;
         }
     }
 

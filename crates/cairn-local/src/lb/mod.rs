@@ -2,7 +2,8 @@
 //! splice in front of a set of backends, with smooth weighted round robin
 //! (or round robin, or least connections), active health checks and
 //! connection draining. The daemon runs one per `load_balancer` resource, on
-//! that resource's own loopback address.
+//! that resource's own address: loopback in a `process` cloud, the machine's
+//! end of the cloud's link in a `runc` one (see `cloud::isolation`).
 //!
 //! - **Health.** With checks on (a non-zero `health.interval`), one task per
 //!   backend probes it every interval (HTTP `GET path` answered 2xx/3xx, or a
@@ -40,8 +41,8 @@
 //!   health checks, drains, backend connections) lives in a `JoinSet` that
 //!   `serve` owns and empties before it returns.
 //!
-//! Never: decides where it listens (the caller binds the listener, on
-//! loopback), or spawns a task it does not join.
+//! Never: decides where it listens (the caller binds the listener), or
+//! spawns a task it does not join.
 
 mod access;
 mod admin;

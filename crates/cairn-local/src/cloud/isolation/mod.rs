@@ -12,10 +12,12 @@
 //! `unreachable` route that stays until the network is destroyed, also
 //! while the daemon is stopped), a server gets an address of its subnet,
 //! and every change that affects the firewalls replaces the cloud
-//! namespace's nftables table. Load balancers stay in the daemon and reach
-//! backends through the machine's route into the cloud namespace, each from
-//! a source address of its own on that link so that the firewalls tell it
-//! apart from the machine itself. Public addresses come from a block of
+//! namespace's nftables table. Load balancers stay in the daemon, each on
+//! an address of its own on the machine's end of the cloud's link: the
+//! machine has it, servers reach it through their gateway, and it is the
+//! source of the balancer's connections to backends (through the machine's
+//! route into the cloud namespace), so that the firewalls tell it apart
+//! from the machine itself. Public addresses come from a block of
 //! the cloud's own in 198.18.0.0/15, claimed with the first and released
 //! with the last, routed into the cloud namespace like the networks and
 //! translated there by the same table.
@@ -180,7 +182,7 @@ fn v4(net: IpNet, what: &str) -> ProviderResult<Ipv4Net> {
 }
 
 /// The parts of a `runc` cloud that live outside its record: the network
-/// namespace, the load balancers' source addresses, the servers' runtime
+/// namespace, the load balancers' addresses, the servers' runtime
 /// handles.
 pub struct Hosts {
     id: String,
@@ -190,8 +192,7 @@ pub struct Hosts {
     /// The cloud namespace and its link, once up (after the first network,
     /// or at restore).
     net: tokio::sync::Mutex<Option<CloudNet>>,
-    /// Each load balancer's source address and each database's address
-    /// on the link.
+    /// Each load balancer's and each database's address on the link.
     link: std::sync::Mutex<LinkAddresses>,
     /// Each database's listener in the cloud namespace.
     db_listeners: std::sync::Mutex<HashMap<String, databases::Listener>>,
@@ -745,41 +746,45 @@ impl Hosts {
         out
     }
 
-    /// A source address of its own on the link for load balancer `id`
-    /// (added to the machine's end of the link), so that firewalls can
-    /// allow it and not the machine.
-    pub async fn lb_source(&self, id: &str) -> ProviderResult<Ipv4Addr> {
+    /// Load balancer `id`'s address on the machine's end of the link: it
+    /// listens there and connects to backends from there. The machine has
+    /// it as its own; servers reach it through their gateway and the link;
+    /// the firewalls tell the balancer apart from the machine by it.
+    /// `wanted` (its recorded address) when it is on the link and free,
+    /// else the lowest free one from the link's 10th address up. Added to
+    /// the link before it is returned, so a listener can bind at once.
+    pub async fn lb_address(&self, id: &str, wanted: Option<Ipv4Addr>) -> ProviderResult<Ipv4Addr> {
         let cloud = self.net().await?;
-        let source = {
+        let address = {
             let mut link = self.link.lock().expect("link lock");
-            if let Some(ip) = link.lb_sources.get(id) {
+            if let Some(ip) = link.balancers.get(id) {
                 return Ok(*ip);
             }
-            let used = link.taken();
-            let base = u32::from(cloud.link.network());
-            let ip = (10..cloud.link.hosts().count() as u32)
-                .map(|n| Ipv4Addr::from(base + n))
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| permanent("no source address left on the cloud's link"))?;
-            link.lb_sources.insert(id.to_string(), ip);
+            let ip = pick_lb_address(cloud.link, &link.taken(), wanted).ok_or_else(|| {
+                permanent("no address left on the cloud's link for a load balancer")
+            })?;
+            link.balancers.insert(id.to_string(), ip);
             ip
         };
         let added = Cmd::new("ip")
             .args(["addr", "replace"])
-            .arg(format!("{source}/{}", cloud.link.prefix_len()))
+            .arg(format!("{address}/{}", cloud.link.prefix_len()))
             .args(["dev", &cloud.host_if])
             .run()
             .await;
         if let Err(e) = added {
-            self.link.lock().expect("link lock").lb_sources.remove(id);
-            return Err(host_err(&format!("load balancer {id}'s source address"), e));
+            self.link.lock().expect("link lock").balancers.remove(id);
+            return Err(host_err(
+                &format!("load balancer {id}'s address {address}"),
+                e,
+            ));
         }
-        Ok(source)
+        Ok(address)
     }
 
-    /// Gives back a removed load balancer's source address.
-    pub async fn release_lb_source(&self, id: &str) {
-        let Some(ip) = self.link.lock().expect("link lock").lb_sources.remove(id) else {
+    /// Takes a stopped or removed load balancer's address off the link.
+    pub async fn release_lb_address(&self, id: &str) {
+        let Some(ip) = self.link.lock().expect("link lock").balancers.remove(id) else {
             return;
         };
         if let Some(cloud) = self.net_if_up().await {
@@ -958,8 +963,25 @@ impl Hosts {
         {
             tracing::warn!("taking the cloud's network namespace down: {e}");
         }
-        self.link.lock().expect("link lock").lb_sources.clear();
+        self.link.lock().expect("link lock").balancers.clear();
     }
+}
+
+/// A load balancer's address on `link`: `wanted` when it is one of the
+/// link's host addresses from the 10th up and not in `used` (the low ones
+/// are the machine's and the cloud namespace's ends), else the lowest
+/// free one from the 10th up; `None` when the link is full.
+fn pick_lb_address(link: Ipv4Net, used: &[Ipv4Addr], wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let base = u32::from(link.network());
+    let usable = |ip: &Ipv4Addr| {
+        let n = u32::from(*ip).wrapping_sub(base);
+        link.contains(ip) && n >= 10 && *ip != link.broadcast() && !used.contains(ip)
+    };
+    wanted.filter(usable).or_else(|| {
+        (10..u32::from(link.broadcast()).wrapping_sub(base))
+            .map(|n| Ipv4Addr::from(base + n))
+            .find(usable)
+    })
 }
 
 /// The block of the recorded public addresses, and a problem for each
@@ -1107,6 +1129,32 @@ mod tests {
               its deployment)"
             ]
         );
+    }
+
+    #[test]
+    fn a_balancer_keeps_its_link_address_when_free_else_takes_the_lowest_from_the_tenth() {
+        let link: Ipv4Net = "169.254.7.0/24".parse().unwrap();
+        let at = |n: u8| Ipv4Addr::new(169, 254, 7, n);
+        assert_eq!(pick_lb_address(link, &[], None), Some(at(10)));
+        assert_eq!(
+            pick_lb_address(link, &[at(10), at(254)], None),
+            Some(at(11))
+        );
+        // Its address before a restart, when it is still free.
+        assert_eq!(pick_lb_address(link, &[at(10)], Some(at(42))), Some(at(42)));
+        // Taken meanwhile, one of the link's ends, off the link (the link
+        // moved, or an earlier cairn's loopback address): a new one.
+        assert_eq!(pick_lb_address(link, &[at(42)], Some(at(42))), Some(at(10)));
+        assert_eq!(pick_lb_address(link, &[], Some(at(1))), Some(at(10)));
+        assert_eq!(pick_lb_address(link, &[], Some(at(255))), Some(at(10)));
+        let elsewhere = Ipv4Addr::new(169, 254, 8, 42);
+        assert_eq!(pick_lb_address(link, &[], Some(elsewhere)), Some(at(10)));
+        let loopback = Ipv4Addr::new(127, 43, 0, 5);
+        assert_eq!(pick_lb_address(link, &[], Some(loopback)), Some(at(10)));
+        // A full link: none.
+        let all: Vec<Ipv4Addr> = (10..=254).map(at).collect();
+        assert_eq!(pick_lb_address(link, &all, None), None);
+        assert_eq!(pick_lb_address(link, &all[1..], None), Some(at(10)));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The nftables rules of a `runc` cloud, from its record: each server
 //! with firewalls lets in only what their ingress rules allow, by CIDR or
 //! by membership of another firewall (servers by their address, load
-//! balancers by their source address on the link); a server without
+//! balancers by their address on the link); a server without
 //! firewalls is open. The cloud's databases, which listen in the cloud
 //! namespace itself, are held to their firewalls the same way. Each public
 //! address associated with a server is translated to the server's address,
@@ -18,12 +18,13 @@ use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules,
 use crate::host::network::PUBLIC_RANGE;
 
 /// Where the cloud's own things are on its link: each load balancer's
-/// source address (on the machine's end) and each database's listening
-/// address (in the cloud namespace), by resource id.
+/// address (on the machine's end: it listens there and connects to
+/// backends from there) and each database's listening address (in the
+/// cloud namespace), by resource id.
 #[derive(Debug, Clone, Default)]
 pub struct LinkAddresses {
-    /// Load balancers' source addresses.
-    pub lb_sources: BTreeMap<String, Ipv4Addr>,
+    /// Load balancers' addresses.
+    pub balancers: BTreeMap<String, Ipv4Addr>,
     /// Databases' addresses.
     pub databases: BTreeMap<String, Ipv4Addr>,
 }
@@ -32,7 +33,7 @@ impl LinkAddresses {
     /// Every address handed out, to balancers and databases alike (both
     /// come from the same link).
     pub fn taken(&self) -> Vec<Ipv4Addr> {
-        self.lb_sources
+        self.balancers
             .values()
             .chain(self.databases.values())
             .copied()
@@ -72,7 +73,7 @@ fn policy_of(state: &CloudState, r: &LocalResource) -> Policy {
 /// The nftables rules of a `runc` cloud: each server with firewalls lets
 /// in only what their ingress rules allow, by CIDR or by membership of
 /// another firewall (servers by their address, load balancers by their
-/// source address on the link); a server without firewalls is open; each
+/// address on the link); a server without firewalls is open; each
 /// database the same, at its address in the cloud namespace.
 pub fn ruleset(state: &CloudState, link: &LinkAddresses) -> Ruleset {
     let mut members: BTreeMap<String, Vec<Ipv4Addr>> = state
@@ -82,7 +83,7 @@ pub fn ruleset(state: &CloudState, link: &LinkAddresses) -> Ruleset {
     for r in state.resources.values() {
         let address = match r.kind.as_str() {
             "server" => r.ip,
-            "load_balancer" => link.lb_sources.get(&r.id).copied(),
+            "load_balancer" => link.balancers.get(&r.id).copied(),
             _ => None,
         };
         let Some(address) = address else { continue };
@@ -269,7 +270,7 @@ mod tests {
         put(&mut st, "db-open", "database", json!({}), Some("127.5.0.4"));
         put(&mut st, "db-gone", "database", json!({}), Some("127.5.0.5"));
         let link = LinkAddresses {
-            lb_sources: BTreeMap::from([("lb".to_string(), Ipv4Addr::new(169, 254, 3, 10))]),
+            balancers: BTreeMap::from([("lb".to_string(), Ipv4Addr::new(169, 254, 3, 10))]),
             databases: BTreeMap::from([
                 ("db".to_string(), Ipv4Addr::new(169, 254, 3, 253)),
                 ("db-open".to_string(), Ipv4Addr::new(169, 254, 3, 252)),

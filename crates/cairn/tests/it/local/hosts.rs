@@ -307,6 +307,45 @@ pub(super) fn wait_both(front: &str, limit: Duration) -> Duration {
     start.elapsed()
 }
 
+/// The main test's template: [`template`] and a zone whose `www` is the
+/// balancer's address.
+fn with_www(yaml: &str) -> String {
+    yaml.replace(
+        "outputs:\n",
+        &format!(
+            "  zone:\n    type: dns_zone\n    properties: {{name: {ZONE}}}\n  www:\n    \
+             type: dns_record\n    properties: {{zone: \"{{{{ zone.id }}}}\", name: www, type: A, \
+             ttl: 60, values: [\"{{{{ lb.address }}}}\"]}}\noutputs:\n"
+        ),
+    )
+}
+
+const ZONE: &str = "hosts.test";
+
+/// `curl URL` inside `server` (its own network namespace: its own
+/// routes, its own 127.0.0.0/8, the cloud's DNS): its exit code and body.
+fn curl_in(c: &RuncCloud, server: &str, url: &str) -> (i32, String) {
+    let out = c.run(&["local", "exec", server, "--", "curl", "-sS", "-m", "5", url]);
+    (out.code, format!("{}{}", out.stdout, out.stderr))
+}
+
+/// Asserts that `url` answers from a backend inside every server of
+/// `servers`, by the balancer's address and by its name.
+fn answers_in(c: &RuncCloud, servers: &[&str], front: &str) {
+    for server in servers {
+        for url in [
+            format!("http://{front}/"),
+            format!("http://www.{ZONE}:{}/", front.rsplit(':').next().unwrap()),
+        ] {
+            let (code, body) = curl_in(c, server, &url);
+            assert!(
+                code == 0 && body.contains("hello from"),
+                "{url} from {server}: exit {code}: {body}"
+            );
+        }
+    }
+}
+
 pub(super) fn connects(addr: &str) -> bool {
     std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).is_ok()
 }
@@ -365,7 +404,7 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     skip_unless_ready!();
     let mut c = RuncCloud::new("hosts");
     let cidr = free_cidr(1);
-    let t = c.template("hosts", &template(&cidr, ""), &cidr);
+    let t = c.template("hosts", &with_www(&template(&cidr, "")), &cidr);
 
     let started = Instant::now();
     let up = c.json(&["up", &t, "--yes"]);
@@ -393,6 +432,22 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
     assert_eq!(web0["attributes"]["private_ip"], a0.as_str());
     let host_key = web0["attributes"]["host_key"].as_str().unwrap().to_string();
     assert!(host_key.starts_with("ssh-ed25519 "), "{host_key}");
+
+    // The balancer listens on the cloud's link, not on the machine's
+    // loopback (a server's 127.0.0.0/8 is its own): the machine and the
+    // servers reach it there, by address and by the zone's name for it.
+    let lb_ip: std::net::Ipv4Addr = front.split(':').next().unwrap().parse().unwrap();
+    assert!(lb_ip.is_link_local(), "{front}");
+    let dig = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &c.local.dns_port.to_string()])
+        .args([&format!("www.{ZONE}"), "A", "+short", "+time=2", "+tries=1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&dig.stdout).trim(),
+        lb_ip.to_string()
+    );
+    answers_in(&c, &["web[0]", "web[1]"], &front);
 
     // Its hostname, its own /etc, its own processes.
     let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
@@ -508,6 +563,8 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
         "runc: local start + both answering again: {} ms",
         (started.elapsed()).as_millis().max(again.as_millis())
     );
+    // The same address, back on the link before the balancer listened.
+    answers_in(&c, &["web[0]"], &front);
     let out = c.run(&["local", "exec", "web[0]", "--", "cat", &marker]);
     assert_eq!(out.stdout.trim(), "kept", "{}", out.stderr);
     let out = c.run(&[
@@ -553,7 +610,7 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
 
     // A rule change applies at the next connect: web_fw opens 8080 to
     // anyone, the machine gets through.
-    let opened = template(&cidr, "").replace(
+    let opened = with_www(&template(&cidr, "")).replace(
         "        - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n",
         "        - {protocol: tcp, port: 22, from: 0.0.0.0/0}\n        - {protocol: tcp, port: 8080, from: 0.0.0.0/0}\n",
     );
@@ -565,10 +622,42 @@ fn runc_servers_are_hosts_behind_the_load_balancer_and_leave_nothing() {
         "the opened rule lets the machine in"
     );
 
+    // The balancer's own firewall holds servers to it too: lb_fw lets in
+    // the server on the subnet's .10 only; the other gets no answer, nor
+    // does the machine.
+    let prefix10 = format!("{prefix}10");
+    let narrowed = opened.replace(
+        "        - {protocol: tcp, port: 80, from: 0.0.0.0/0}\n",
+        &format!("        - {{protocol: tcp, port: 80, from: {prefix10}/32}}\n"),
+    );
+    c.local.template("hosts", &narrowed);
+    let out = c.run(&["up", &t, "--yes", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (allowed, refused) = if a0 == prefix10 {
+        ("web[0]", "web[1]")
+    } else {
+        ("web[1]", "web[0]")
+    };
+    answers_in(&c, &[allowed], &front);
+    let (code, body) = curl_in(&c, refused, &format!("http://{front}/"));
+    assert!(
+        code != 0 && !body.contains("hello from"),
+        "{refused} got through the balancer's firewall: exit {code}: {body}"
+    );
+    assert!(
+        !get(&front).is_some_and(|b| ok(&b)),
+        "the machine got through the balancer's firewall"
+    );
+
     // Destroy: nothing of the cloud remains on the machine.
     let out = c.run(&["destroy", &t, "--yes", "-o", "none"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(c.leftovers(), Vec::<String>::new());
+    let addresses = sh("ip", &["-o", "-4", "addr"]);
+    assert!(
+        !addresses.contains(&format!(" {lb_ip}/")),
+        "the balancer's address is left: {addresses}"
+    );
     assert!(
         !c.local
             .root
@@ -1038,7 +1127,7 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
 
     let cidr = free_cidr(5);
     // No key pair: the server must not run sshd.
-    let yaml = template(&cidr, "")
+    let yaml = with_www(&template(&cidr, ""))
         .replace("image: host", "image: debian-12")
         .replace("count: 2", "count: 1")
         .replace("      key_pair: \"{{ deployer.id }}\"\n", "");
@@ -1076,6 +1165,8 @@ fn a_runc_server_runs_on_debian_12_and_serves_with_the_mounted_cairn() {
     assert!(out.stdout.starts_with("12."), "{}", out.snapshot());
     let out = c.run(&["local", "exec", "web[0]", "--", "hostname"]);
     assert_eq!(out.stdout.trim(), "web-0");
+    // The image's own curl and resolver reach the balancer.
+    answers_in(&c, &["web[0]"], &front);
     let out = c.run(&["local", "exec", "web[0]", "--", "ps", "-eo", "comm"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
