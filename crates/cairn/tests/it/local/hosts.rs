@@ -1263,6 +1263,25 @@ fn the_webapp_runs_on_hosts_and_passes_its_own_tests() {
         "{}",
         out.stderr
     );
+    // A server reaches the site by its name, through the cloud's DNS and
+    // the load balancer, as a client outside does.
+    let out = c.run(&[
+        "local",
+        "exec",
+        "web[1]",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "http://www.example.test/",
+    ]);
+    assert!(
+        out.code == 0 && out.stdout.contains("hello from"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
     let out = c.run(&[
         "run",
         "-C",
