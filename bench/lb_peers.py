@@ -8,7 +8,10 @@ are configured in front of the very same two backends, also at 3:1. wrk
 (2 threads, 64 connections, 10 s each) then measures each front:
 keep-alive, and with `Connection: close`. Printed per front: requests/s,
 p50 and p99 latency, non-2xx/socket errors, and cairn's ratio to the better
-peer; then the weighted split of 400 sequential requests (300/100 expected).
+peer, and the CPU time each front spent per request (user + system, from
+/proc, all its processes and threads): on a machine shared with other work
+that figure moves much less than requests/s. Then the weighted split of
+400 sequential requests (300/100 expected).
 
 Usage: bench/lb_peers.py [SECONDS]    (default 10)
 Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204).
@@ -114,6 +117,44 @@ backend app
     return path
 
 
+def cpu_seconds(pids):
+    """User + system CPU time of `pids` (all their threads), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def family(pid):
+    """`pid` and its children (nginx's workers)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid == pid:
+                kids.append(int(entry))
+    return [pid, *kids]
+
+
+def listener_pid(host, port):
+    """The process listening on host:port (cairn's daemon), from ss."""
+    out = subprocess.run(["ss", "-Htlnp", f"src {host}:{port}"], capture_output=True, text=True).stdout
+    m = re.search(r"pid=(\d+)", out)
+    if not m:
+        raise SystemExit(f"no process found listening on {host}:{port}")
+    return int(m.group(1))
+
+
 def wrk(url, seconds, close):
     args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", "--timeout", "5s", url]
     if close:
@@ -185,16 +226,24 @@ def main():
         for url in fronts.values():
             u = urllib.parse.urlparse(url)
             wait_port(u.hostname, u.port)
-        print(f"{'mode':<11} {'front':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        u = urllib.parse.urlparse(fronts["cairn"])
+        pids = {"cairn": [listener_pid(u.hostname, u.port)], "nginx": family(procs[0].pid),
+                "haproxy": [procs[1].pid]}
+        print(f"load average at start: {os.getloadavg()[0]:.1f}")
+        print(f"{'mode':<11} {'front':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}")
         for close in (False, True):
             mode = "close" if close else "keep-alive"
             results = {}
             for name, url in fronts.items():
+                cpu = cpu_seconds(pids[name])
                 results[name] = wrk(url, seconds, close)
+                cpu = cpu_seconds(pids[name]) - cpu
                 rps, p50, p99, errs = results[name]
-                print(f"{mode:<11} {name:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errs:>7}", flush=True)
+                per = cpu / max(rps * seconds, 1) * 1e6
+                print(f"{mode:<11} {name:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errs:>7} {per:>11.1f}", flush=True)
             best = max(results["nginx"][0], results["haproxy"][0])
-            print(f"{mode:<11} cairn / better peer: {results['cairn'][0] / best:.2f}x", flush=True)
+            print(f"{mode:<11} cairn / better peer: {results['cairn'][0] / best:.2f}x "
+                  f"(load average now {os.getloadavg()[0]:.1f})", flush=True)
         print("split of 400 requests at 3:1 (web0/web1):")
         for name, url in fronts.items():
             print(f"  {name:<8} {split(url)}", flush=True)

@@ -35,11 +35,15 @@
 //! - **Access.** `set_access` limits which sources may connect (the
 //!   resource's firewalls); a refused client is reset before any backend is
 //!   picked. See `access`.
+//! - **Threads.** Traffic runs on one worker thread per core, each owning
+//!   the connections it accepted and its own connections to backends (see
+//!   `worker`); health checks and drains run on the caller's runtime.
 //! - **Shutdown.** Cancel the token given to `serve`: it stops accepting,
 //!   lets open requests finish (idle keep-alive connections close) up to
 //!   `drain_timeout`, cuts the rest and returns. Every task (connections,
 //!   health checks, drains, backend connections) lives in a `JoinSet` that
-//!   `serve` owns and empties before it returns.
+//!   `serve` or a worker owns and empties, and `serve` returns once every
+//!   worker's thread is done with its sockets.
 //!
 //! Never: decides where it listens (the caller binds the listener), or
 //! spawns a task it does not join.
@@ -53,13 +57,13 @@ mod pick;
 mod proxy;
 mod tcp;
 mod upstream;
+mod worker;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +75,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use worker::Workers;
 
 pub use access::Access;
 pub use admin::UnknownBackend;
@@ -113,9 +118,8 @@ pub(super) struct Shared {
     /// Signals `serve` that the table changed: start or stop health checks,
     /// start drains.
     changed: tokio::sync::Notify,
-    /// Tasks driving HTTP connections to backends (kept for reuse), reaped
-    /// as they end and cut when `serve` returns.
-    drivers: Mutex<JoinSet<()>>,
+    /// Worker threads `serve` runs; 0: one worker on the caller's runtime.
+    threads: usize,
     serving: AtomicBool,
     next_id: AtomicU64,
     /// Checked on every accept; apart from the table so that an accept
@@ -169,6 +173,13 @@ impl LoadBalancer {
     /// A balancer for `config`. Nothing runs until `serve`; with health
     /// checks on, every backend is out until its first passing check.
     pub fn new(config: LbConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(config, cores)
+    }
+
+    /// A balancer whose `serve` runs `threads` worker threads (0: one
+    /// worker on the caller's runtime, no thread of its own).
+    pub fn with_threads(config: LbConfig, threads: usize) -> Self {
         let shared = Arc::new(Shared {
             table: Mutex::new(Table {
                 config: LbConfig {
@@ -182,7 +193,7 @@ impl LoadBalancer {
                 unstarted: Vec::new(),
             }),
             changed: tokio::sync::Notify::new(),
-            drivers: Mutex::new(JoinSet::new()),
+            threads,
             serving: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             access: Mutex::new(Access::Open),
@@ -219,7 +230,10 @@ impl LoadBalancer {
                 None => {
                     added += 1;
                     let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-                    (Upstream::new(id, b.addr, !checks_on), Slot::new(b.weight))
+                    (
+                        Upstream::new(id, b.addr, !checks_on, self.shared.workers()),
+                        Slot::new(b.weight),
+                    )
                 }
             };
             if !checks_on {
@@ -312,50 +326,37 @@ impl LoadBalancer {
             tracing::error!("load balancer is already serving; not serving a second listener");
             return;
         }
-        let _serving = Serving(&self.shared);
+        let cut = CancellationToken::new();
+        let _serving = Serving(&self.shared, cut.clone());
         let local = listener
             .local_addr()
             .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
         let protocol = lock(&self.shared.table).config.protocol;
+        let listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(address = %local, "load balancer cannot take its listener over: {e}");
+                return;
+            }
+        };
+        let stop = CancellationToken::new();
+        let mut traffic = Workers::start(&self.shared, listener, self.shared.threads, &stop, &cut);
         tracing::info!(address = %local, ?protocol, "load balancer serving on {local}");
 
-        let mut conns = JoinSet::new();
         let mut workers = JoinSet::new();
         let mut checks = HashMap::new();
-        let conn_stop = shutdown.child_token();
         self.reconcile(&mut workers, &mut checks);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.shared.changed.notified() => self.reconcile(&mut workers, &mut checks),
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_connection(&mut conns, stream, peer, &conn_stop),
-                    Err(e) => {
-                        // Out of descriptors and the like: back off, don't spin.
-                        tracing::warn!(address = %local, "accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(done) = conns.join_next() => log_panic(done),
                 Some(done) = workers.join_next() => log_panic(done),
             }
         }
 
-        drop(listener);
-        let deadline = Instant::now() + lock(&self.shared.table).config.drain_timeout;
-        tracing::info!(address = %local, open = conns.len(), "load balancer stopping");
-        conn_stop.cancel();
-        let finished = tokio::time::timeout_at(deadline, async {
-            while let Some(done) = conns.join_next().await {
-                log_panic(done);
-            }
-        })
-        .await
-        .is_ok();
-        if !finished {
-            tracing::warn!(address = %local, cut = conns.len(), "drain deadline passed; cutting connections");
-            conns.shutdown().await;
-        }
+        tracing::info!(address = %local, "load balancer stopping");
+        stop.cancel();
+        traffic.wait().await;
         workers.shutdown().await;
         // The drain tasks went with the workers, and every connection is
         // gone: finish the drains here.
@@ -367,32 +368,7 @@ impl LoadBalancer {
         for d in drains {
             d.up.kill();
         }
-        let mut drivers = std::mem::take(&mut *lock(&self.shared.drivers));
-        drivers.shutdown().await;
         tracing::info!(address = %local, "load balancer stopped");
-    }
-
-    fn spawn_connection(
-        &self,
-        conns: &mut JoinSet<()>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        stop: &CancellationToken,
-    ) {
-        if !lock(&self.shared.access).allows(peer.ip()) {
-            tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
-            // A reset, not an orderly close: the client learns at once that
-            // it was refused rather than reading an empty answer.
-            let _ = stream.set_zero_linger();
-            return;
-        }
-        let _ = stream.set_nodelay(true);
-        let shared = self.shared.clone();
-        let protocol = lock(&shared.table).config.protocol;
-        match protocol {
-            Protocol::Http => conns.spawn(proxy::serve_http(shared, stream, peer, stop.clone())),
-            Protocol::Tcp => conns.spawn(tcp::splice(shared, stream, peer)),
-        };
     }
 
     /// Brings the worker tasks in line with the table: one health check task
@@ -435,13 +411,13 @@ impl std::fmt::Debug for LoadBalancer {
     }
 }
 
-/// Marks the balancer free to serve again, and cuts backend connections,
-/// however `serve` ends (also when its future is dropped).
-struct Serving<'a>(&'a Shared);
+/// Marks the balancer free to serve again, and cuts what the workers still
+/// run, however `serve` ends (also when its future is dropped).
+struct Serving<'a>(&'a Shared, CancellationToken);
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        drop(std::mem::take(&mut *lock(&self.0.drivers)));
+        self.1.cancel();
         self.0.serving.store(false, Ordering::Release);
     }
 }
@@ -539,19 +515,8 @@ impl Shared {
         result
     }
 
-    /// Runs a task driving a backend connection; it ends with the connection
-    /// or when the backend's drain ends.
-    fn spawn_driver(&self, up: &Upstream, conn: impl Future<Output = ()> + Send + 'static) {
-        let killed = up.killed();
-        let mut drivers = lock(&self.drivers);
-        while let Some(done) = drivers.try_join_next() {
-            log_panic(done);
-        }
-        drivers.spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = killed => {}
-            }
-        });
+    /// How many idle pools each backend keeps: one per worker.
+    fn workers(&self) -> usize {
+        self.threads.max(1)
     }
 }

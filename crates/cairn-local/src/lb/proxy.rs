@@ -25,6 +25,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::Shared;
 use super::upstream::{InFlight, Upstream};
+use super::worker::Worker;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,13 +46,20 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// asks it to finish the request under way and close.
 pub(super) async fn serve_http(
     shared: Arc<Shared>,
+    worker: Arc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
+    // Made once per connection, not per request.
+    let client_ip =
+        HeaderValue::try_from(peer.ip().to_string()).expect("an address is a valid header");
     let service = service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
+        let (shared, worker, client_ip) = (shared.clone(), worker.clone(), client_ip.clone());
+        async move {
+            let resp = handle(&shared, &worker, peer, &client_ip, req).await;
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = server::Builder::new()
         .timer(TokioTimer::new())
@@ -71,10 +79,12 @@ pub(super) async fn serve_http(
 
 async fn handle(
     shared: &Shared,
+    worker: &Worker,
     peer: SocketAddr,
+    client_ip: &HeaderValue,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let mut outgoing = match Outgoing::new(req, peer).await {
+    let mut outgoing = match Outgoing::new(req, peer, client_ip).await {
         Ok(o) => o,
         Err(resp) => return resp,
     };
@@ -88,11 +98,11 @@ async fn handle(
         let up = flight.upstream().clone();
         tried.push(up.id);
         let attempt = tokio::select! {
-            r = forward(shared, &up, req) => r,
-            _ = up.killed() => Err(Failure::Sent("cut at the end of the backend's drain".into())),
+            r = forward(shared, worker, &up, req) => r,
+            _ = up.killed(worker.index) => Err(Failure::Sent("cut at the end of the backend's drain".into())),
         };
         match attempt {
-            Ok((resp, sender)) => return respond(resp, flight, sender),
+            Ok((resp, sender)) => return respond(resp, flight, worker.index, sender),
             Err(Failure::NotSent(req, e)) => {
                 outgoing.give_back(*req);
                 last_error = e;
@@ -124,15 +134,14 @@ enum Failure {
 /// Sends `req` on a kept connection to `up`, or a new one.
 async fn forward(
     shared: &Shared,
+    worker: &Worker,
     up: &Arc<Upstream>,
     mut req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, client::SendRequest<RequestBody>), Failure> {
-    if let Some(host) = HeaderValue::from_str(&up.addr.to_string()).ok()
-        && !req.headers().contains_key(header::HOST)
-    {
-        req.headers_mut().insert(header::HOST, host);
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut().insert(header::HOST, up.host.clone());
     }
-    while let Some(mut sender) = up.take_idle() {
+    while let Some(mut sender) = up.take_idle(worker.index) {
         // Kept connections are ready once their last response ended; one
         // that is not soon is stuck (say, still sending a request body).
         if !matches!(timeout(POOLED_READY, sender.ready()).await, Ok(Ok(()))) {
@@ -156,7 +165,7 @@ async fn forward(
         Err(e) => return Err(Failure::NotSent(Box::new(req), format!("handshake: {e}"))),
     };
     let addr = up.addr;
-    shared.spawn_driver(up, async move {
+    worker.spawn_driver(up, async move {
         if let Err(e) = conn.await {
             tracing::debug!(backend = %addr, "backend connection ended: {e}");
         }
@@ -173,17 +182,19 @@ async fn forward(
 fn respond(
     resp: Response<Incoming>,
     flight: InFlight,
+    worker: usize,
     sender: client::SendRequest<RequestBody>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let killed = Box::pin(flight.upstream().killed());
+    let killed = Box::pin(flight.upstream().killed(worker));
     Response::from_parts(
         parts,
         ResponseBody::Backend(Box::new(Relay {
             body,
             done: false,
             sender: Some(sender),
+            worker,
             killed,
             flight,
         })),
@@ -217,13 +228,17 @@ enum Outgoing {
 }
 
 impl Outgoing {
-    async fn new(req: Request<Incoming>, peer: SocketAddr) -> Result<Self, Response<ResponseBody>> {
+    async fn new(
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        client_ip: &HeaderValue,
+    ) -> Result<Self, Response<ResponseBody>> {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         // The balancer already answered any `Expect: 100-continue` itself.
         headers.remove(header::EXPECT);
-        forwarded_for(&mut headers, peer);
+        forwarded_for(&mut headers, client_ip);
         let uri = origin_form(&parts.uri);
         let method = parts.method;
         let small = body.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY);
@@ -297,20 +312,20 @@ fn origin_form(uri: &Uri) -> Uri {
 
 /// Appends the client's address to `X-Forwarded-For` (joining any it had),
 /// and sets `X-Forwarded-Proto` when missing.
-fn forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
+fn forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
     let prior: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let value = if prior.is_empty() {
-        ip
+    if prior.is_empty() {
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
     } else {
-        format!("{}, {ip}", prior.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, v);
+        let ip = client_ip.to_str().unwrap_or_default();
+        let value = format!("{}, {ip}", prior.join(", "));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
     }
     headers
         .entry(X_FORWARDED_PROTO)
@@ -393,6 +408,8 @@ pub(super) struct Relay {
     body: Incoming,
     done: bool,
     sender: Option<client::SendRequest<RequestBody>>,
+    /// Whose pool the connection goes back to.
+    worker: usize,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
     flight: InFlight,
 }
@@ -455,7 +472,7 @@ impl Drop for Relay {
             && let Some(sender) = self.sender.take()
             && !self.flight.upstream().is_retired()
         {
-            self.flight.upstream().put_idle(sender);
+            self.flight.upstream().put_idle(self.worker, sender);
         }
     }
 }

@@ -12,7 +12,12 @@ use super::Shared;
 /// Backends tried per connection when connecting fails.
 const ATTEMPTS: usize = 2;
 
-pub(super) async fn splice(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+pub(super) async fn splice(
+    shared: Arc<Shared>,
+    worker: usize,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) {
     let mut tried = Vec::with_capacity(ATTEMPTS);
     while tried.len() < ATTEMPTS {
         let Some(flight) = shared.pick(&tried) else {
@@ -34,7 +39,7 @@ pub(super) async fn splice(shared: Arc<Shared>, mut client: TcpStream, peer: Soc
                 ),
                 Err(e) => tracing::debug!(backend = %up.addr, %peer, "tcp connection ended: {e}"),
             },
-            _ = up.killed() => {
+            _ = up.killed(worker) => {
                 tracing::info!(backend = %up.addr, %peer, "tcp connection cut at the drain deadline");
             }
         }

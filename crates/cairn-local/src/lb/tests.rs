@@ -24,6 +24,7 @@ use super::bench::Client;
 use super::*;
 
 mod drain;
+mod workers;
 
 /// The health check interval in these tests.
 const TICK: Duration = Duration::from_millis(100);

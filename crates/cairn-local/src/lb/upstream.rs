@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderValue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::proxy::RequestBody;
 
-/// Idle keep-alive connections kept per backend; more are closed.
+/// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 32;
 
 pub(super) struct Upstream {
@@ -37,7 +38,14 @@ pub(super) struct Upstream {
     probe_now: Notify,
     /// Cancelled when the drain ends: whatever still runs is cut.
     kill: CancellationToken,
-    pool: Mutex<Pool>,
+    /// `kill`'s children, one per worker: every request waits on one, and
+    /// a token per worker keeps those waits off a lock all workers share.
+    kills: Box<[CancellationToken]>,
+    /// `Host` for requests that came without one.
+    pub host: HeaderValue,
+    /// Idle connections, one pool per worker: a connection is driven by a
+    /// task on the worker that opened it, and only that worker reuses it.
+    pools: Box<[Mutex<Pool>]>,
 }
 
 #[derive(Default)]
@@ -58,8 +66,12 @@ struct Pool {
 impl Upstream {
     /// `healthy` is false when health checks are on: a backend takes no
     /// traffic before its first passing check.
-    pub fn new(id: u64, addr: SocketAddr, healthy: bool) -> Arc<Self> {
+    pub fn new(id: u64, addr: SocketAddr, healthy: bool, workers: usize) -> Arc<Self> {
+        let kill = CancellationToken::new();
+        let workers = workers.max(1);
         Arc::new(Self {
+            kills: (0..workers).map(|_| kill.child_token()).collect(),
+            host: HeaderValue::try_from(addr.to_string()).expect("an address is a valid header"),
             id,
             addr,
             healthy: AtomicBool::new(healthy),
@@ -69,8 +81,8 @@ impl Upstream {
             retired: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             probe_now: Notify::new(),
-            kill: CancellationToken::new(),
-            pool: Mutex::default(),
+            kill,
+            pools: (0..workers).map(|_| Mutex::default()).collect(),
         })
     }
 
@@ -119,9 +131,11 @@ impl Upstream {
     /// The caller holds the table lock, so no pick can race with this.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        let mut pool = lock(&self.pool);
-        pool.closed = true;
-        pool.idle.clear();
+        for pool in &self.pools {
+            let mut pool = lock(pool);
+            pool.closed = true;
+            pool.idle.clear();
+        }
     }
 
     pub fn is_retired(&self) -> bool {
@@ -137,7 +151,9 @@ impl Upstream {
         if drained {
             // After the mark: a `put_idle` that takes the pool lock later
             // sees the mark, one that took it earlier is cleared here.
-            lock(&self.pool).idle.clear();
+            for pool in &self.pools {
+                lock(pool).idle.clear();
+            }
         }
         was
     }
@@ -165,8 +181,9 @@ impl Upstream {
         self.kill.cancel();
     }
 
-    pub fn killed(&self) -> WaitForCancellationFutureOwned {
-        self.kill.clone().cancelled_owned()
+    /// Resolves once `kill` is called; `worker` is the caller's.
+    pub fn killed(&self, worker: usize) -> WaitForCancellationFutureOwned {
+        self.kills[worker].clone().cancelled_owned()
     }
 
     /// Waits until nothing is in flight or `deadline` passes; true when idle.
@@ -186,9 +203,9 @@ impl Upstream {
         }
     }
 
-    /// A kept connection, if any is still open.
-    pub fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
-        let mut pool = lock(&self.pool);
+    /// A kept connection of `worker`'s, if any is still open.
+    pub fn take_idle(&self, worker: usize) -> Option<SendRequest<RequestBody>> {
+        let mut pool = lock(&self.pools[worker]);
         while let Some(sender) = pool.idle.pop() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -197,9 +214,9 @@ impl Upstream {
         None
     }
 
-    /// Keeps a connection whose last exchange completed.
-    pub fn put_idle(&self, sender: SendRequest<RequestBody>) {
-        let mut pool = lock(&self.pool);
+    /// Keeps a connection of `worker`'s whose last exchange completed.
+    pub fn put_idle(&self, worker: usize, sender: SendRequest<RequestBody>) {
+        let mut pool = lock(&self.pools[worker]);
         if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
             pool.idle.push(sender);
         }

@@ -1,0 +1,181 @@
+//! Worker threads: the pick stays one sequence across them, a worker on the
+//! caller's runtime serves as well, and stopping (or dropping `serve`)
+//! leaves no connection open on either side.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// `start` with a chosen number of worker threads.
+async fn start_with(config: LbConfig, threads: usize) -> Running {
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let lb = LoadBalancer::with_threads(config, threads);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (lb, stop) = (lb.clone(), stop.clone());
+        async move { lb.serve(listener, stop).await }
+    });
+    Running {
+        lb,
+        addr,
+        stop,
+        task,
+    }
+}
+
+/// An HTTP backend answering "c" that counts its open connections.
+async fn counting_backend() -> (TestServer, Arc<AtomicUsize>) {
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (token, count) = (stop.clone(), open.clone());
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                _ = token.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let (count, token) = (count.clone(), token.clone());
+            conns.spawn(async move {
+                let service = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"c"))))
+                });
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = token.cancelled() => {}
+                }
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+            while conns.try_join_next().is_some() {}
+        }
+        conns.shutdown().await;
+    });
+    (TestServer { addr, stop, task }, open)
+}
+
+/// Requests on `n` connections at once, each connection kept open until all
+/// have their answer (so that they spread over the workers).
+async fn parallel_requests(addr: SocketAddr, n: usize) -> Vec<Client> {
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        set.spawn(async move {
+            let mut client = Client::new(addr);
+            let answer = client.request(Method::GET, "/", "").await;
+            (client, answer)
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(done) = set.join_next().await {
+        let (client, answer) = done.unwrap();
+        assert_eq!(answer.unwrap().0, StatusCode::OK);
+        clients.push(client);
+    }
+    clients
+}
+
+#[tokio::test]
+async fn split_is_exact_across_worker_threads() {
+    let a = http_backend("a").await;
+    let b = http_backend("b").await;
+    let mut cfg = config(&[(a.addr, 3), (b.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start_with(cfg, 4).await;
+
+    // A new connection per request: they land on any of the 4 workers, and
+    // the one smooth weighted sequence still gives 3 of every 4 to a.
+    let mut to_a = 0;
+    for _ in 0..400 {
+        let (status, body) = get(lb.addr, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        to_a += usize::from(body == "a");
+    }
+    assert_eq!(to_a, 300);
+
+    lb.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_on_the_callers_runtime_serves_and_stops() {
+    let a = http_backend("a").await;
+    let mut cfg = config(&[(a.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start_with(cfg, 0).await;
+    let report = bench_requests(lb.addr, "/", 200, 4).await;
+    assert_eq!(report.failures, 0, "{report:?}");
+    let addr = lb.addr;
+    lb.stop().await;
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_closes_every_connection_of_every_worker() {
+    let (c, open) = counting_backend().await;
+    let mut cfg = config(&[(c.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start_with(cfg, 3).await;
+
+    // 24 connections at once: backend connections kept on several workers.
+    let clients = parallel_requests(lb.addr, 24).await;
+    assert!(open.load(Ordering::SeqCst) > 0);
+    let addr = lb.addr;
+    lb.stop().await;
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
+    // `serve` returned after every worker's runtime was gone; the backend
+    // sees the last FIN shortly after.
+    let closed = eventually(Duration::from_secs(3), || open.load(Ordering::SeqCst) == 0).await;
+    assert!(
+        closed.is_some(),
+        "{} backend connections left open",
+        open.load(Ordering::SeqCst)
+    );
+    drop(clients);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_serve_cuts_every_worker() {
+    let (c, open) = counting_backend().await;
+    let mut cfg = config(&[(c.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start_with(cfg, 2).await;
+    let clients = parallel_requests(lb.addr, 8).await;
+    assert!(open.load(Ordering::SeqCst) > 0);
+
+    lb.task.abort();
+    let _ = lb.task.await;
+    let gone = eventually(Duration::from_secs(3), || open.load(Ordering::SeqCst) == 0).await;
+    assert!(
+        gone.is_some(),
+        "{} backend connections left open",
+        open.load(Ordering::SeqCst)
+    );
+    let refused = eventually(Duration::from_secs(3), || {
+        std::net::TcpStream::connect(lb.addr).is_err()
+    })
+    .await;
+    assert!(refused.is_some(), "still listening after serve was dropped");
+    drop(clients);
+    // The same balancer can serve again.
+    let listener = bind().await;
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (lb, stop) = (lb.lb.clone(), stop.clone());
+        async move { lb.serve(listener, stop).await }
+    });
+    assert_eq!(get(addr, "/").await, (StatusCode::OK, "c".into()));
+    stop.cancel();
+    task.await.unwrap();
+    c.stop().await;
+}

@@ -1,0 +1,400 @@
+//! Thread per core: the balancer's traffic runs on `threads` workers, each a
+//! thread with its own single-threaded tokio runtime that accepts on its own
+//! listening socket and serves what it accepted to the end. The sockets
+//! form one SO_REUSEPORT group on the balancer's address (the caller's
+//! listener joins it), so the kernel spreads new connections over the
+//! workers and wakes only the one it picked; where that cannot be set up a
+//! worker holds a duplicate of the caller's socket instead (every such
+//! worker is woken, one wins the connection). A worker owns its connections to
+//! backends too (`Upstream` keeps one idle pool per worker), so a request's
+//! client side, its backend side and hyper's connection tasks all run on
+//! one thread: nothing wakes a task on another core, as in nginx's workers
+//! or HAProxy's threads. What the workers share (the table with its picks,
+//! health, access, drains) stays behind the `Shared` locks and atomics.
+//!
+//! With `threads` 0 the one worker runs on the caller's runtime instead (the
+//! fallback when no thread can be started, and a setting tests use).
+//!
+//! Stopping: `stop` ends accepting, lets what is open finish for up to the
+//! drain timeout, then cuts the rest; `cut` (the serve future was dropped)
+//! ends everything at once. A worker's thread reports back once its runtime
+//! is gone, so every socket it had is closed by then.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::upstream::{Upstream, lock};
+use super::{Protocol, Shared, log_panic, proxy, tcp};
+
+/// One worker as its connections see it.
+pub(super) struct Worker {
+    /// Which of the `Upstream` idle pools is this worker's.
+    pub index: usize,
+    /// Tasks driving this worker's HTTP connections to backends (kept for
+    /// reuse), reaped as they end; they go with the worker's runtime.
+    drivers: Mutex<JoinSet<()>>,
+}
+
+impl Worker {
+    /// Runs a task driving a backend connection; it ends with the connection
+    /// or when the backend's drain ends.
+    pub fn spawn_driver(
+        &self,
+        up: &Upstream,
+        conn: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let killed = up.killed(self.index);
+        let mut drivers = lock(&self.drivers);
+        while let Some(done) = drivers.try_join_next() {
+            log_panic(done);
+        }
+        drivers.spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                _ = killed => {}
+            }
+        });
+    }
+}
+
+/// The running workers of one `serve`.
+pub(super) struct Workers {
+    /// One per worker thread: closed when the thread's runtime is gone.
+    threads: Vec<oneshot::Receiver<()>>,
+    /// The worker on the caller's runtime, when no thread runs one.
+    inline: JoinSet<()>,
+}
+
+impl Workers {
+    /// Starts up to `threads` workers on `listener` (at least one: on the
+    /// caller's runtime when no thread starts).
+    pub fn start(
+        shared: &Arc<Shared>,
+        listener: std::net::TcpListener,
+        threads: usize,
+        stop: &CancellationToken,
+        cut: &CancellationToken,
+    ) -> Self {
+        let mut workers = Self {
+            threads: Vec::new(),
+            inline: JoinSet::new(),
+        };
+        let mut sockets = sockets(listener, threads.max(1), Share::ReusePort);
+        if threads == 0 {
+            let socket = sockets.pop().expect("the listener");
+            workers
+                .inline
+                .spawn(run(shared.clone(), 0, socket, stop.clone(), cut.clone()));
+            return workers;
+        }
+        for (index, socket) in sockets.into_iter().enumerate() {
+            match spawn_thread(shared, index, socket, stop, cut) {
+                Ok(done) => workers.threads.push(done),
+                Err((e, socket)) => {
+                    tracing::warn!(
+                        "load balancer: worker {index} runs on the daemon's runtime: no thread ({e})"
+                    );
+                    workers.inline.spawn(run(
+                        shared.clone(),
+                        index,
+                        socket,
+                        stop.clone(),
+                        cut.clone(),
+                    ));
+                }
+            }
+        }
+        workers
+    }
+
+    /// Resolves once every worker has ended (after `stop` or `cut`).
+    pub async fn wait(&mut self) {
+        for done in self.threads.drain(..) {
+            // An error only says the thread ended without reporting (it
+            // panicked): it is gone all the same.
+            let _ = done.await;
+        }
+        while let Some(done) = self.inline.join_next().await {
+            log_panic(done);
+        }
+    }
+}
+
+/// How workers share the balancer's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Share {
+    /// A socket each, in one SO_REUSEPORT group with the caller's.
+    ReusePort,
+    /// Duplicates of the caller's socket.
+    Duplicate,
+}
+
+/// Listening sockets for `n` workers on `listener`'s address, the caller's
+/// own among them. A socket that cannot be made as `share` asks is a
+/// duplicate instead; fewer than `n` only when even that fails.
+pub(super) fn sockets(
+    listener: std::net::TcpListener,
+    n: usize,
+    share: Share,
+) -> Vec<std::net::TcpListener> {
+    // One worker needs no group.
+    let mut share = if n > 1 { share } else { Share::Duplicate };
+    let addr = listener.local_addr();
+    if share == Share::ReusePort
+        && let Err(e) = socket2::SockRef::from(&listener).set_reuse_port(true)
+    {
+        tracing::debug!("load balancer: workers share one socket (SO_REUSEPORT: {e})");
+        share = Share::Duplicate;
+    }
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 1..n {
+        if share == Share::ReusePort {
+            match addr
+                .as_ref()
+                .map_err(|e| e.kind().into())
+                .and_then(|&a| reuse_port(a))
+            {
+                Ok(s) => {
+                    sockets.push(s);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("load balancer: workers share one socket (SO_REUSEPORT: {e})");
+                    share = Share::Duplicate;
+                }
+            }
+        }
+        match listener.try_clone() {
+            Ok(s) => sockets.push(s),
+            Err(e) => {
+                tracing::warn!("load balancer: fewer worker threads ({e})");
+                break;
+            }
+        }
+    }
+    sockets.push(listener);
+    sockets
+}
+
+/// A listening socket on `addr` in its SO_REUSEPORT group.
+fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    // As tokio's own listener: without it, the connections this socket
+    // accepted and closed first (HTTP/1.0 answers) sit in TIME-WAIT on the
+    // address, and a balancer started again within a minute (`cairn local
+    // stop` + `start`) cannot bind it.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // tokio's `TcpListener::bind` backlog, as the caller's socket has.
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+type SpawnError = (std::io::Error, std::net::TcpListener);
+
+fn spawn_thread(
+    shared: &Arc<Shared>,
+    index: usize,
+    socket: std::net::TcpListener,
+    stop: &CancellationToken,
+    cut: &CancellationToken,
+) -> Result<oneshot::Receiver<()>, SpawnError> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return Err((e, socket)),
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    // Both come back to the caller if the thread does not start.
+    let handoff = Arc::new(Mutex::new(Some((runtime, socket))));
+    let (shared, stop, cut, theirs) = (shared.clone(), stop.clone(), cut.clone(), handoff.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("cairn-lb-{index}"))
+        .spawn(move || {
+            let (runtime, socket) = lock(&theirs).take().expect("handed over once");
+            runtime.block_on(run(shared, index, socket, stop, cut));
+            // Every connection, backend connection and timer of this
+            // worker goes with its runtime, before the report.
+            drop(runtime);
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => Ok(done_rx),
+        Err(e) => {
+            let (runtime, socket) = lock(&handoff)
+                .take()
+                .expect("a thread that never started left them");
+            // Not a blocking drop: this runs on the caller's runtime.
+            runtime.shutdown_background();
+            Err((e, socket))
+        }
+    }
+}
+
+/// One worker: accepts and serves until `stop`, then drains until the drain
+/// timeout, or until `cut`.
+async fn run(
+    shared: Arc<Shared>,
+    index: usize,
+    socket: std::net::TcpListener,
+    stop: CancellationToken,
+    cut: CancellationToken,
+) {
+    let worker = Arc::new(Worker {
+        index,
+        drivers: Mutex::new(JoinSet::new()),
+    });
+    tokio::select! {
+        _ = serve(&shared, &worker, socket, &stop) => {}
+        _ = cut.cancelled() => {}
+    }
+    let mut drivers = std::mem::take(&mut *lock(&worker.drivers));
+    drivers.shutdown().await;
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    worker: &Arc<Worker>,
+    socket: std::net::TcpListener,
+    stop: &CancellationToken,
+) {
+    let listener = match TcpListener::from_std(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(
+                worker = worker.index,
+                "load balancer worker cannot listen: {e}"
+            );
+            return;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_or_else(|e| format!("(unknown address: {e})"), |a| a.to_string());
+    let mut conns = JoinSet::new();
+    let conn_stop = CancellationToken::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(shared, worker, &mut conns, stream, peer, &conn_stop),
+                Err(e) => {
+                    // Out of descriptors and the like: back off, don't spin.
+                    tracing::warn!(address = %local, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(done) = conns.join_next() => log_panic(done),
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + lock(&shared.table).config.drain_timeout;
+    conn_stop.cancel();
+    let finished = tokio::time::timeout_at(deadline, async {
+        while let Some(done) = conns.join_next().await {
+            log_panic(done);
+        }
+    })
+    .await
+    .is_ok();
+    if !finished {
+        tracing::warn!(address = %local, cut = conns.len(), "drain deadline passed; cutting connections");
+        conns.shutdown().await;
+    }
+}
+
+fn spawn_connection(
+    shared: &Arc<Shared>,
+    worker: &Arc<Worker>,
+    conns: &mut JoinSet<()>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: &CancellationToken,
+) {
+    if !lock(&shared.access).allows(peer.ip()) {
+        tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
+        // A reset, not an orderly close: the client learns at once that
+        // it was refused rather than reading an empty answer.
+        let _ = stream.set_zero_linger();
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let protocol = lock(&shared.table).config.protocol;
+    match protocol {
+        Protocol::Http => conns.spawn(proxy::serve_http(
+            shared.clone(),
+            worker.clone(),
+            stream,
+            peer,
+            stop.clone(),
+        )),
+        Protocol::Tcp => conns.spawn(tcp::splice(shared.clone(), worker.index, stream, peer)),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    /// Connections accepted through each socket, after `clients` connect.
+    fn spread(share: Share, clients: usize) -> Vec<usize> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sockets = sockets(listener, 3, share);
+        assert_eq!(sockets.len(), 3);
+        for s in &sockets {
+            assert_eq!(s.local_addr().unwrap(), addr);
+        }
+        let held: Vec<_> = (0..clients)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let counts = sockets
+            .iter()
+            .map(|s| {
+                let mut n = 0;
+                // Bounded: at most every client once.
+                for _ in 0..=clients {
+                    match s.accept() {
+                        Ok(_) => n += 1,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+                n
+            })
+            .collect();
+        drop(held);
+        counts
+    }
+
+    #[test]
+    fn reuse_port_sockets_each_get_connections() {
+        let counts = spread(Share::ReusePort, 60);
+        assert_eq!(counts.iter().sum::<usize>(), 60, "{counts:?}");
+        // Spread by a hash of the client's address and port: 60 in one of
+        // three would be a 1 in 10^28 chance.
+        assert!(counts.iter().filter(|&&n| n > 0).count() > 1, "{counts:?}");
+    }
+
+    #[test]
+    fn duplicates_share_one_queue() {
+        let counts = spread(Share::Duplicate, 20);
+        // One queue: the first socket drains it.
+        assert_eq!(counts, vec![20, 0, 0]);
+    }
+}
