@@ -89,8 +89,7 @@ impl Recipe {
     /// the build's inputs.
     pub fn key(&self) -> String {
         let digest = Sha256::digest(self.mmdebstrap_args().join("\n").as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        format!("{}-{hex}", self.name)
+        format!("{}-{}", self.name, hex::encode(&digest[..6]))
     }
 }
 

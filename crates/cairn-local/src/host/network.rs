@@ -60,11 +60,7 @@ fn ip_in(ns: &str, args: &[&str]) -> Cmd {
 
 /// `n` bytes of the SHA-256 of `s`, as hex.
 fn short_hash(s: &str, n: usize) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .take(n)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&Sha256::digest(s.as_bytes())[..n])
 }
 
 /// A name usable in a namespace's file name and in messages.
