@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::args::ArgReader;
 use super::host::{self, kv};
 use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
-use crate::remote::{Remote, quote};
+use crate::remote::{Output, Remote, quote};
 
 /// Content larger than this is compared by hash only, and shown in a diff
 /// as its size and hash.
@@ -598,15 +598,24 @@ impl Module for File {
     }
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
-        let out = host::must(
-            "file",
-            "reading the path",
-            host,
-            ctx,
-            self.probe_script(),
-            None,
-        )
-        .await?;
+        let probed = host::run(host, ctx, self.probe_script(), None, None).await?;
+        self.run_probed(host, ctx, probed).await
+    }
+
+    fn probe(&self) -> Option<String> {
+        Some(self.probe_script())
+    }
+
+    async fn run_probed(
+        &self,
+        host: &dyn Remote,
+        ctx: &RunContext,
+        probed: Output,
+    ) -> Result<Outcome, ModuleError> {
+        if !probed.success() {
+            return Err(host::failed("file", "reading the path", &probed));
+        }
+        let out = probed;
         let now = File::parse(&out.stdout);
         let plan = self
             .plan(&now)
