@@ -154,7 +154,7 @@ async fn file_probes_read_the_same_batched_as_alone() {
     ];
     let files: Vec<File> = paths
         .iter()
-        .map(|p| File::new(&args(&[("path", &d.s(p)), ("state", "file")])).unwrap())
+        .map(|p| File::new(&args(&[("path", &d.s(p)), ("content", "x")])).unwrap())
         .collect();
     let scripts: Vec<String> = files.iter().map(File::probe_script).collect();
     let refs: Vec<&str> = scripts.iter().map(String::as_str).collect();
