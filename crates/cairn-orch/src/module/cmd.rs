@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::args::ArgReader;
 use super::host::{self, kv};
 use super::{Args, Module, ModuleError, Outcome, RunContext};
-use crate::remote::{Remote, quote};
+use crate::remote::{Output, Remote, quote};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cmd {
@@ -132,23 +132,56 @@ impl Module for Cmd {
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
         if self.has_guards() && !ctx.watch_fired {
-            let out = host::must(
-                "cmd",
-                "checking creates/unless/onlyif",
-                host,
-                ctx,
-                self.probe_script(),
-                None,
-            )
-            .await?;
-            if let Some(reason) = self.skip_reason(&Cmd::parse(&out.stdout_str()), ctx.watch_fired)
-            {
-                return Ok(Outcome {
-                    summary: reason,
-                    ..Outcome::default()
-                });
+            let probed = host::run(host, ctx, self.probe_script(), None, None).await?;
+            if let Some(skipped) = self.judge(&probed)? {
+                return Ok(skipped);
             }
         }
+        self.apply(host, ctx).await
+    }
+
+    /// Only `creates`, a test of a path: `unless` and `onlyif` are the
+    /// user's commands, and run only when the state does, at its turn.
+    fn probe(&self) -> Option<String> {
+        (self.creates.is_some() && self.unless.is_none() && self.onlyif.is_none())
+            .then(|| self.probe_script())
+    }
+
+    async fn run_probed(
+        &self,
+        host: &dyn Remote,
+        ctx: &RunContext,
+        probed: Output,
+    ) -> Result<Outcome, ModuleError> {
+        if self.has_guards()
+            && !ctx.watch_fired
+            && let Some(skipped) = self.judge(&probed)?
+        {
+            return Ok(skipped);
+        }
+        self.apply(host, ctx).await
+    }
+}
+
+impl Cmd {
+    /// What the guards' probe says: skip (with why), or run.
+    fn judge(&self, probed: &Output) -> Result<Option<Outcome>, ModuleError> {
+        if !probed.success() {
+            return Err(host::failed(
+                "cmd",
+                "checking creates/unless/onlyif",
+                probed,
+            ));
+        }
+        Ok(self
+            .skip_reason(&Cmd::parse(&probed.stdout_str()), false)
+            .map(|reason| Outcome {
+                summary: reason,
+                ..Outcome::default()
+            }))
+    }
+
+    async fn apply(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
         if ctx.check {
             return Ok(Outcome {
                 changed: true,

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::args::ArgReader;
 use super::host::{self, kv};
 use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
-use crate::remote::{Remote, quote};
+use crate::remote::{Output, Remote, quote};
 
 /// Content larger than this is compared by hash only, and shown in a diff
 /// as its size and hash.
@@ -237,8 +237,15 @@ impl File {
         })
     }
 
+    /// What is at the path (shell tests, no process), whether its
+    /// directory exists, a link's target; the `stat` and the content only
+    /// for what the plan reads: a managed file's content, size, mode and
+    /// owner (a rewrite keeps the old mode and owner), and the mode and
+    /// owner of any path when they are given. Each process costs the host
+    /// about as much as an exec's own overhead, so a directory or a link
+    /// with nothing else asked of it costs none but `readlink`.
     pub fn probe_script(&self) -> String {
-        format!(
+        let mut s = format!(
             r#"p={p}
 if [ -L "$p" ]; then echo kind=link; printf 'target=%s\n' "$(readlink "$p")"
 elif [ -d "$p" ]; then echo kind=dir
@@ -246,14 +253,26 @@ elif [ -f "$p" ]; then echo kind=file
 elif [ -e "$p" ]; then echo kind=other
 else echo kind=absent; fi
 if [ -d {parent} ]; then echo parent=1; fi
-if [ -e "$p" ] || [ -L "$p" ]; then
+"#,
+            p = quote(&self.path),
+            parent = quote(&parent(&self.path)),
+        );
+        let managed = self.state == State::Managed;
+        if managed || self.mode.is_some() || self.owner.is_some() || self.group.is_some() {
+            s.push_str(
+                r#"if [ -e "$p" ] || [ -L "$p" ]; then
   i=$(stat -c 'size=%s
 mode=%a
 owner=%U
 group=%G' "$p")
   printf '%s\n' "$i"
 fi
-if [ -f "$p" ] && [ ! -L "$p" ]; then
+"#,
+            );
+        }
+        if managed {
+            s.push_str(&format!(
+                r#"if [ -f "$p" ] && [ ! -L "$p" ]; then
   size=${{i#size=}}
   size=${{size%%[!0-9]*}}
   if [ "$size" -lt {limit} ]; then
@@ -264,11 +283,11 @@ if [ -f "$p" ] && [ ! -L "$p" ]; then
   fi
 fi
 "#,
-            p = quote(&self.path),
-            parent = quote(&parent(&self.path)),
-            limit = DIFF_LIMIT,
-            mark = quote(CONTENT_MARK),
-        )
+                limit = DIFF_LIMIT,
+                mark = quote(CONTENT_MARK),
+            ));
+        }
+        s
     }
 
     pub fn parse(stdout: &[u8]) -> Reading {
@@ -598,15 +617,24 @@ impl Module for File {
     }
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError> {
-        let out = host::must(
-            "file",
-            "reading the path",
-            host,
-            ctx,
-            self.probe_script(),
-            None,
-        )
-        .await?;
+        let probed = host::run(host, ctx, self.probe_script(), None, None).await?;
+        self.run_probed(host, ctx, probed).await
+    }
+
+    fn probe(&self) -> Option<String> {
+        Some(self.probe_script())
+    }
+
+    async fn run_probed(
+        &self,
+        host: &dyn Remote,
+        ctx: &RunContext,
+        probed: Output,
+    ) -> Result<Outcome, ModuleError> {
+        if !probed.success() {
+            return Err(host::failed("file", "reading the path", &probed));
+        }
+        let out = probed;
         let now = File::parse(&out.stdout);
         let plan = self
             .plan(&now)

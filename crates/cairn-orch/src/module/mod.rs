@@ -12,6 +12,11 @@
 //! The same modules run over SSH, through the agent and against a local
 //! shell: they know a host only as [`Remote`].
 //!
+//! A module whose read is a plain probe says so ([`Module::probe`]); a
+//! state apply then runs the probes of a host's states together, in one
+//! exec, and hands each module its output ([`Module::run_probed`]): an
+//! exec costs a host more than the few processes a probe starts.
+//!
 //! [`load`] checks a module's arguments before any host is touched and
 //! takes Ansible's names (`file`, `pkg`, `path=`) as well as Salt's
 //! `module.function` ones (`file.managed`, `pkg.installed`, `name=`);
@@ -24,7 +29,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as J};
 use thiserror::Error;
 
-use crate::remote::{Remote, TransportError};
+use crate::remote::{Output, Remote, TransportError};
 
 /// How a module is run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,6 +132,31 @@ pub trait Module: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
 
     async fn run(&self, host: &dyn Remote, ctx: &RunContext) -> Result<Outcome, ModuleError>;
+
+    /// The script [`Module::run`] starts with to read the host, when it
+    /// only reads, depends on nothing but the module's arguments, and may
+    /// run even if the state is then skipped: a state apply then runs it
+    /// ahead, in one exec with other states' probes, and hands its output
+    /// to [`Module::run_probed`]. `None` (the default): the module reads
+    /// the host itself, in `run`.
+    fn probe(&self) -> Option<String> {
+        None
+    }
+
+    /// [`Module::run`] from `probed`, what [`Module::probe`]'s script did
+    /// on this host (its status and stderr too), with nothing changed
+    /// there since: the same outcome and the same errors as `run`, without
+    /// the probe's exec. It makes at most one exec, its apply step, so the
+    /// caller can tell from it whether the host may have changed.
+    async fn run_probed(
+        &self,
+        host: &dyn Remote,
+        ctx: &RunContext,
+        probed: Output,
+    ) -> Result<Outcome, ModuleError> {
+        let _ = probed;
+        self.run(host, ctx).await
+    }
 }
 
 /// Module arguments as given: `key=value` words on the command line, or a

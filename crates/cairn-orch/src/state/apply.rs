@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::ahead::Ahead;
 use super::error::{StateError, StateErrorKind};
 use super::{RequisiteKind, StateFile};
 use crate::module::{Args, Module, ModuleError, Outcome, RunContext};
@@ -196,11 +197,14 @@ impl Prepared<'_> {
     /// Runs the states on `host` one at a time in [`StateFile::states`]
     /// order. Never fails as a whole: what went wrong is in each state's
     /// report, and states that do not depend on a failed one still run.
+    /// The states' probes are read ahead in as few execs as exactness
+    /// allows (see `ahead.rs`).
     pub async fn apply(&self, host: &dyn Remote, ctx: &RunContext) -> HostReport {
         let states = &self.file.states;
         let mut done: Vec<Option<StateReport>> = vec![None; states.len()];
         let mut reports = Vec::with_capacity(states.len());
-        for &i in &self.file.order {
+        let mut ahead = Ahead::new(&self.modules);
+        for (pos, &i) in self.file.order.iter().enumerate() {
             let state = &states[i];
             // Tokio's clock, not the wall clock: durations only, and paused
             // tests see none pass.
@@ -258,7 +262,9 @@ impl Prepared<'_> {
                         watch_fired: fired,
                         ..ctx.clone()
                     };
-                    let result = self.modules[i].run(host, &run_ctx).await;
+                    let result = ahead
+                        .run(&*self.modules[i], &self.file.order[pos..], host, &run_ctx)
+                        .await;
                     let duration = started.elapsed();
                     let (result, outcome, error) = match result {
                         // A watcher in a dry run would fire: that is a

@@ -18,7 +18,9 @@ use serde::Serialize;
 
 use crate::module::Args;
 
+mod ahead;
 mod apply;
+mod batch;
 mod error;
 mod order;
 mod parse;

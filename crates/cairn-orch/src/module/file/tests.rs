@@ -424,3 +424,28 @@ async fn the_probe_sends_back_only_small_text() {
         "{r:?}"
     );
 }
+
+/// A process costs the host about what an exec's own overhead does: the
+/// probe starts `stat` and `cat` only for what the plan reads.
+#[test]
+fn the_probe_starts_only_the_processes_the_plan_needs() {
+    let script = |a: &[(&str, &str)]| file(a).probe_script();
+    let dir = script(&[("path", "/d"), ("state", "directory")]);
+    let link = script(&[("path", "/l"), ("target", "/t")]);
+    for s in [&dir, &link] {
+        assert!(!s.contains("stat ") && !s.contains("cat "), "{s}");
+    }
+    let owned = script(&[("path", "/d"), ("state", "directory"), ("owner", "root")]);
+    assert!(
+        owned.contains("stat ") && !owned.contains("cat "),
+        "{owned}"
+    );
+    let managed = script(&[("path", "/f"), ("content", "x")]);
+    assert!(
+        managed.contains("stat ") && managed.contains("cat "),
+        "{managed}"
+    );
+    for s in [&dir, &link, &owned, &managed] {
+        assert_sh(s);
+    }
+}
