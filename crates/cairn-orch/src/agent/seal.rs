@@ -86,7 +86,7 @@ pub fn key_fingerprint(public: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(ED25519_SPKI_PREFIX);
     h.update(public);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 fn signed_bytes(subject: &str, body: &[u8]) -> Vec<u8> {

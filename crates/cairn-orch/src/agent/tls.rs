@@ -113,11 +113,7 @@ pub fn private_dir(dir: &Path) -> Result<(), String> {
 pub fn fingerprint(cert: &CertificateDer<'_>) -> Result<String, rustls::Error> {
     let parsed = ParsedCertificate::try_from(cert)?;
     let spki = parsed.subject_public_key_info();
-    Ok(hex(&Sha256::digest(spki.as_ref())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(Sha256::digest(spki.as_ref())))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -281,7 +277,7 @@ pub fn random_hex() -> String {
     let mut b = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
         .expect("the system's random source works");
-    hex(&b)
+    hex::encode(b)
 }
 
 #[cfg(test)]

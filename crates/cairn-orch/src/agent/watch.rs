@@ -64,14 +64,10 @@ impl Seen {
     fn describe(&self) -> String {
         match self {
             Seen::Absent => "absent".into(),
-            Seen::File(h) => format!("sha256:{}", hex(h)),
+            Seen::File(h) => format!("sha256:{}", hex::encode(h)),
             Seen::Other => "not a regular file".into(),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A path a job manages.

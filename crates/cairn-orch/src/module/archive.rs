@@ -104,11 +104,7 @@ impl Archive {
     }
 
     pub fn marker_path(&self) -> String {
-        let h: String = Sha256::digest(self.source.as_bytes())
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let h = hex::encode(&Sha256::digest(self.source.as_bytes())[..6]);
         format!("{}/.cairn-archive-{h}", self.dest.trim_end_matches('/'))
     }
 

@@ -48,7 +48,7 @@ impl Batch {
     pub fn new(lead: Option<&str>, probes: &[&str]) -> Option<Batch> {
         let mut bytes = [0u8; 16];
         SystemRandom::new().fill(&mut bytes).ok()?;
-        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = hex::encode(bytes);
         Some(Batch::with_nonce(nonce, lead, probes))
     }
 
