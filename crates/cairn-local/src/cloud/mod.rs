@@ -116,16 +116,16 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
 }
 
 impl Cloud {
-    /// Opens (or creates) the local cloud in `dirs` and brings back every
-    /// server it had.
+    /// Opens (or creates) the `process` cloud in `dirs` and brings back
+    /// every server it had.
     pub fn open(dirs: LocalDirs, path: Vec<PathBuf>) -> Result<Cloud, String> {
         Cloud::open_with_pool(dirs, path, DEFAULT_POOL)
     }
 
-    /// Opens a cloud; a new one takes its addresses from 127.`pool`.0.0/16,
-    /// an existing one keeps the block it was made with.
+    /// Opens a `process` cloud; a new one takes its addresses from
+    /// 127.`pool`.0.0/16, an existing one keeps the block it was made with.
     pub fn open_with_pool(dirs: LocalDirs, path: Vec<PathBuf>, pool: u8) -> Result<Cloud, String> {
-        Cloud::open_with(dirs, path, pool, None)
+        Cloud::open_with(dirs, path, pool, Some(Isolation::Process))
     }
 
     /// Opens a cloud with the isolation asked for: a new cloud records it

@@ -29,7 +29,7 @@ async fn start(
         dns: "127.0.0.1:0".parse().unwrap(),
         path: vec![],
         pool,
-        isolation: None,
+        isolation: Some(crate::cloud::Isolation::Process),
         agents: false,
     };
     let task = tokio::spawn(run(config, shutdown.clone()));
@@ -155,7 +155,7 @@ async fn a_second_cloud_on_the_same_pool_is_refused_and_names_the_first() {
             dns: "127.0.0.1:0".parse().unwrap(),
             path: vec![],
             pool: 45,
-            isolation: None,
+            isolation: Some(crate::cloud::Isolation::Process),
             agents: false,
         },
         CancellationToken::new(),
