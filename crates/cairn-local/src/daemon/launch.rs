@@ -196,6 +196,7 @@ mod tests {
             pid: child.id(),
             api: "127.0.0.1:1".parse().unwrap(),
             dns: "127.0.0.1:2".parse().unwrap(),
+            problems: vec![],
         };
         std::fs::write(
             published_path(&dirs),

@@ -23,6 +23,11 @@ pub struct Published {
     pub pid: u32,
     pub api: SocketAddr,
     pub dns: SocketAddr,
+    /// What the start could not bring back (a balancer whose port another
+    /// program took meanwhile, ...), one line each: the command that
+    /// started the daemon says them, rather than only its log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +111,8 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     {
         tracing::error!("servers run without agents: {e}");
     }
-    for problem in cloud.restore().await {
+    let problems = cloud.restore().await;
+    for problem in &problems {
         tracing::error!("restoring the local cloud: {problem}");
     }
     let holder = format!(
@@ -120,6 +126,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         pid: std::process::id(),
         api: api_addr,
         dns: dns_addr,
+        problems,
     };
     let text = serde_json::to_vec(&published).map_err(|e| e.to_string())?;
     let tmp = published_path(&config.dirs).with_extension("json.tmp");

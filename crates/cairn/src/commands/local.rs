@@ -75,13 +75,29 @@ pub async fn ensure_started(
         .envs(pool.map(|p| (ENV_LOCAL_POOL, p.to_string())))
         .envs(isolation.map(|i| (ENV_LOCAL_ISOLATION, i.to_string())));
     let new_cloud = read_isolation(dirs).is_none();
+    let before = published_pid(dirs);
     let client = launch::ensure_started(dirs, isolation, daemon)
         .await
         .map_err(CliError::failure)?;
     if new_cloud && isolation.is_none() && read_isolation(dirs).as_deref() == Some("process") {
         eprintln!("{}", process_notice(dirs, cairn_local::host::preflight()));
     }
+    // Said by the command that started it, once, not by every command
+    // that finds it running.
+    if before != Some(client.published.pid) {
+        for problem in &client.published.problems {
+            eprintln!("warning: the local cloud started without all it had: {problem}");
+        }
+    }
     Ok(client)
+}
+
+/// The pid a daemon published in `dirs`, running or not.
+fn published_pid(dirs: &LocalDirs) -> Option<u32> {
+    let text = std::fs::read_to_string(cairn_local::daemon::published_path(dirs)).ok()?;
+    serde_json::from_str::<cairn_local::daemon::Published>(&text)
+        .ok()
+        .map(|p| p.pid)
 }
 
 fn read_isolation(dirs: &LocalDirs) -> Option<String> {
@@ -155,7 +171,16 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
             pool,
             isolation,
         } => {
+            let before = published_pid(&dirs);
             let c = rt.block_on(ensure_started(&dirs, *dns, *pool, *isolation))?;
+            // What a start that happened here could not bring back; a
+            // daemon found running was reported by the command that
+            // started it.
+            let problems = if before == Some(c.published.pid) {
+                &[][..]
+            } else {
+                &c.published.problems[..]
+            };
             emit(
                 serde_json::json!({
                     "running": true,
@@ -163,10 +188,16 @@ pub fn run(action: &LocalAction, global: &GlobalArgs) -> Result<Status, CliError
                     "api": c.published.api,
                     "dns": c.published.dns,
                     "isolation": read_isolation(&dirs),
+                    "problems": problems,
                 }),
                 global,
             )?;
-            Ok(Status::Success)
+            // Running, but not with all it had: a script must notice.
+            Ok(if problems.is_empty() {
+                Status::Success
+            } else {
+                Status::Failure
+            })
         }
         LocalAction::Stop => {
             let out = match launch::stop(&dirs) {

@@ -257,3 +257,47 @@ fn up_replace_makes_a_new_server_and_the_balancer_follows() {
     );
     l.destroy(&t);
 }
+
+/// A balancer whose address another program took while the cloud was
+/// stopped: `local start` brings the rest back, says which balancer it
+/// could not and why, and exits 1; once the port is free, the next start
+/// brings it back and exits 0.
+#[test]
+fn a_start_that_cannot_bring_a_balancer_back_says_so_and_fails() {
+    let l = Local::new("lb-taken");
+    let t = l.template("taken", WEIGHTED);
+    assert_eq!(l.json(&["up", &t, "--yes"])["result"], "applied");
+    let front = l.front(&t, "lb");
+    let out = l.run(&["local", "stop", "-o", "none"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let squatter = std::net::TcpListener::bind(&front).unwrap();
+    let out = l.run(&["local", "start", "-o", "json"]);
+    let again = l.run(&["local", "start", "-o", "json"]);
+    let stopped = l.run(&["local", "stop", "-o", "none"]);
+    drop(squatter);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: the local cloud started without all it had: ")
+            && out.stderr.contains(&front),
+        "{}",
+        out.stderr
+    );
+    let started: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(started["running"], true, "{started}");
+    assert_eq!(
+        started["problems"].as_array().unwrap().len(),
+        1,
+        "{started}"
+    );
+    // Found running, it is not this command's start to report.
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("warning:"), "{}", again.stderr);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+
+    let out = l.run(&["local", "start", "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_serving(&front, "from-", Duration::from_secs(20));
+    l.destroy(&t);
+}
