@@ -153,7 +153,7 @@ pub async fn status(cloud: &Cloud) -> serde_json::Value {
                 "type": r.kind,
                 "deployment": r.deployment,
                 "address": r.address,
-                "ip": r.ip,
+                "ip": reached_at(r),
                 "health": match (r.kind.as_str(), server) {
                     ("server", _) if cloud.isolation() == crate::cloud::Isolation::Runc => hosts
                         .get(&r.id)
@@ -174,6 +174,19 @@ pub async fn status(cloud: &Cloud) -> serde_json::Value {
         "servers": servers,
         "isolation": cloud.isolation().as_str(),
     })
+}
+
+/// Where a user reaches a resource: its `address` attribute when that is
+/// an IP address (a `runc` database's endpoint on the cloud's link, not
+/// the loopback address its PostgreSQL listens on), else the loopback
+/// address it owns.
+fn reached_at(r: &crate::cloud::LocalResource) -> Option<String> {
+    r.attributes
+        .get("address")
+        .and_then(|a| a.as_str())
+        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .map(String::from)
+        .or_else(|| r.ip.map(|ip| ip.to_string()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -232,5 +245,40 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ProviderResult<T> {
         Err(e) => Err(ProviderError::Transient(format!(
             "bad answer from the local cloud: {e}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::reached_at;
+    use crate::cloud::LocalResource;
+
+    fn resource(attributes: serde_json::Value, ip: Option<&str>) -> LocalResource {
+        LocalResource {
+            id: "database-00001".into(),
+            kind: "database".into(),
+            deployment: "d".into(),
+            address: "db".into(),
+            token: "t".into(),
+            properties: json!({}),
+            attributes,
+            tags: Default::default(),
+            ip: ip.map(|i| i.parse().unwrap()),
+            sensitive: vec![],
+        }
+    }
+
+    #[test]
+    fn a_resource_is_shown_where_it_is_reached() {
+        // A runc database: its endpoint on the link, not its loopback.
+        let db = resource(json!({"address": "169.254.3.254"}), Some("127.42.0.2"));
+        assert_eq!(reached_at(&db).as_deref(), Some("169.254.3.254"));
+        // No address attribute (or not an IP): the loopback it owns.
+        let lb = resource(json!({"port": 80}), Some("127.42.0.4"));
+        assert_eq!(reached_at(&lb).as_deref(), Some("127.42.0.4"));
+        let named = resource(json!({"address": "www.example.test"}), None);
+        assert_eq!(reached_at(&named), None);
     }
 }
