@@ -528,36 +528,13 @@ impl CloudNet {
             .run()
             .await?;
         ip_in(ns, &["link", "set", &bridge, "up"]).run().await?;
-        Cmd::new("ip")
-            .args(["route", "add"])
-            .arg(net.cidr.to_string())
-            .args([
-                "via",
-                &self.cloud_address().to_string(),
-                "dev",
-                &self.host_if,
-            ])
-            .args(["metric", &VIA_METRIC.to_string()])
-            .run()
-            .await?;
+        self.link_route("add", net.cidr).run().await?;
         Ok(())
     }
 
     /// Removes a network's bridge and route (its servers first).
     pub async fn remove_network(&self, net: &Network) -> Result<(), HostError> {
-        ignore_missing(
-            Cmd::new("ip")
-                .args(["route", "del"])
-                .arg(net.cidr.to_string())
-                .args([
-                    "via",
-                    &self.cloud_address().to_string(),
-                    "dev",
-                    &self.host_if,
-                ])
-                .args(["metric", &VIA_METRIC.to_string()]),
-        )
-        .await?;
+        ignore_missing(self.link_route("del", net.cidr)).await?;
         ignore_missing(ip_in(&self.netns, &["link", "del", &net.bridge()])).await
     }
 
@@ -565,18 +542,8 @@ impl CloudNet {
     /// the machine's address on the link, so the firewalls see the machine
     /// as the source). Idempotent.
     pub async fn route_public(&self, block: Ipv4Net) -> Result<(), HostError> {
-        Cmd::new("ip")
-            .args(["route", "replace"])
-            .arg(block.to_string())
-            .args([
-                "via",
-                &self.cloud_address().to_string(),
-                "dev",
-                &self.host_if,
-                "src",
-                &self.host_address().to_string(),
-            ])
-            .args(["metric", &VIA_METRIC.to_string()])
+        self.link_route("replace", block)
+            .args(["src", &self.host_address().to_string()])
             .run()
             .await?;
         Ok(())
@@ -584,19 +551,18 @@ impl CloudNet {
 
     /// Removes the route of a block of public addresses into the cloud.
     pub async fn unroute_public(&self, block: Ipv4Net) -> Result<(), HostError> {
-        ignore_missing(
-            Cmd::new("ip")
-                .args(["route", "del"])
-                .arg(block.to_string())
-                .args([
-                    "via",
-                    &self.cloud_address().to_string(),
-                    "dev",
-                    &self.host_if,
-                ])
-                .args(["metric", &VIA_METRIC.to_string()]),
-        )
-        .await
+        ignore_missing(self.link_route("del", block)).await
+    }
+
+    /// `ip route VERB BLOCK` through the link into the cloud namespace, at
+    /// cairn's metric (so that `del` takes this route and no other).
+    fn link_route(&self, verb: &str, block: Ipv4Net) -> Cmd {
+        Cmd::new("ip")
+            .args(["route", verb])
+            .arg(block.to_string())
+            .args(["via", &self.cloud_address().to_string()])
+            .args(["dev", &self.host_if])
+            .args(["metric", &VIA_METRIC.to_string()])
     }
 
     /// The names server `name` gets on this cloud.

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use super::command::Cmd;
-use super::firewall::{self, Ingress, Policy, Protocol, Ruleset, ServerRules, Source};
+use super::firewall::{self, Ingress, Protocol, Ruleset, Source};
 use super::network::{self, PUBLIC_RANGE};
-use super::tests::{Guard, MACHINE, cloud_with_network, host, skip_unless_ready, stdout, unready};
+use super::tests::{
+    Guard, MACHINE, cloud_with_network, guarded_and_open, host, skip_unless_ready, stdout, unready,
+};
 
 /// Answers each TCP connection and UDP datagram on port 8080 with the
 /// address it came from.
@@ -137,22 +139,8 @@ async fn public_addresses_reach_servers_from_the_machine_and_servers_through_the
             }
         }
         Ruleset {
-            members: BTreeMap::from([("peers".to_string(), peers)]),
-            servers: vec![
-                ServerRules {
-                    name: "a".into(),
-                    addresses: vec![a_addr],
-                    policy: Policy::Only(ingress),
-                },
-                ServerRules {
-                    name: "b".into(),
-                    addresses: vec![b_addr],
-                    policy: Policy::Open,
-                },
-            ],
-            networks: vec![net.cidr],
             publics: BTreeMap::from([(pa, a_addr), (pb, b_addr)]),
-            ..Ruleset::default()
+            ..guarded_and_open(peers, (a_addr, ingress), b_addr, net.cidr)
         }
     };
     firewall::apply(&cloud.netns, &rules(vec![c_addr], false))

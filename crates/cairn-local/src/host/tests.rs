@@ -286,23 +286,7 @@ async fn the_firewall_lets_in_only_what_its_rules_allow_and_changes_at_once() {
                 from: Source::Cidr(Ipv4Net::from(cloud.host_address())),
             });
         }
-        Ruleset {
-            members: BTreeMap::from([("peers".to_string(), peers)]),
-            servers: vec![
-                ServerRules {
-                    name: "a".into(),
-                    addresses: vec![a_addr],
-                    policy: Policy::Only(ingress),
-                },
-                ServerRules {
-                    name: "b".into(),
-                    addresses: vec![b_addr],
-                    policy: Policy::Open,
-                },
-            ],
-            networks: vec![net.cidr],
-            ..Ruleset::default()
-        }
+        guarded_and_open(peers, (a_addr, ingress), b_addr, net.cidr)
     };
     let t = Instant::now();
     firewall::apply(&cloud.netns, &rules(vec![b_addr], false))
@@ -748,4 +732,32 @@ async fn a_server_runs_on_debian_12_when_the_image_is_built() {
     cloud.remove_network(&net).await.unwrap();
     cloud.down().await.unwrap();
     network::release_cidr(net.cidr).await.unwrap();
+}
+
+/// The firewall tests' two servers on network `cidr`: `a` (at its address)
+/// takes only `ingress`, where `peers` are the members of the firewall
+/// "peers"; `b` is open.
+pub(super) fn guarded_and_open(
+    peers: Vec<Ipv4Addr>,
+    (a_addr, ingress): (Ipv4Addr, Vec<Ingress>),
+    b_addr: Ipv4Addr,
+    cidr: Ipv4Net,
+) -> Ruleset {
+    Ruleset {
+        members: BTreeMap::from([("peers".to_string(), peers)]),
+        servers: vec![
+            ServerRules {
+                name: "a".into(),
+                addresses: vec![a_addr],
+                policy: Policy::Only(ingress),
+            },
+            ServerRules {
+                name: "b".into(),
+                addresses: vec![b_addr],
+                policy: Policy::Open,
+            },
+        ],
+        networks: vec![cidr],
+        ..Ruleset::default()
+    }
 }
