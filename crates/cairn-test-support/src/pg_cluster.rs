@@ -343,6 +343,9 @@ impl Cluster {
                 sql,
             ])
             .env("PGPASSWORD", PASSWORD)
+            // Bounded: a wedged server fails the test instead of hanging it.
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGOPTIONS", "-c statement_timeout=60000")
             .output()
             .expect("running psql");
         assert!(

@@ -13,6 +13,11 @@ pub struct TestHosts {
     pub dir: PathBuf,
     base: String,
     port: u16,
+    /// Held while the servers run: another run of the same test on this
+    /// machine (a second suite beside CI) waits for it instead of tearing
+    /// down servers that are in use. The kernel drops it when the process
+    /// dies, so a killed run holds nothing.
+    _lock: std::fs::File,
 }
 
 fn script() -> PathBuf {
@@ -47,6 +52,7 @@ impl TestHosts {
         // Named by the test, not the run: servers a killed earlier run left
         // on this range are stopped by their pid files first.
         let dir = std::env::temp_dir().join(format!("cairn-orch-test-hosts-{name}"));
+        let lock = lock_range(&dir);
         let d = dir.to_str().unwrap();
         if dir.exists() {
             run(&["down", "--dir", d]);
@@ -58,6 +64,7 @@ impl TestHosts {
             dir: dir.clone(),
             base: base.to_string(),
             port,
+            _lock: lock,
         };
         let port = port.to_string();
         run(&[
@@ -149,6 +156,21 @@ impl Drop for TestHosts {
     }
 }
 
+/// Waits for, then takes, the lock beside `dir` (not inside it: the
+/// directory is removed and made again under the lock).
+fn lock_range(dir: &std::path::Path) -> std::fs::File {
+    let path = dir.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    file
+}
+
 /// Established TCP connections from here to `address:22`.
 pub fn connections_to(address: &str) -> usize {
     let out = Command::new("ss")
@@ -161,4 +183,29 @@ pub fn connections_to(address: &str) -> usize {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_of_a_test_waits_for_the_first_to_let_its_hosts_go() {
+        let dir =
+            std::env::temp_dir().join(format!("cairn-test-hosts-lock-{}", std::process::id()));
+        let held = lock_range(&dir);
+        let other = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.with_extension("lock"))
+            .unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "a second holder got the lock while the first held it"
+        );
+        drop(held);
+        other
+            .try_lock()
+            .expect("the lock is free once the first lets go");
+        std::fs::remove_file(dir.with_extension("lock")).unwrap();
+    }
 }

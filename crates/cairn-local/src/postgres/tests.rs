@@ -127,8 +127,13 @@ async fn psql(cluster: &Cluster, user: &str, password: &str, sql: &str) -> Psql 
         .arg(&spec.database)
         .arg("-c")
         .arg(sql)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    // A server that accepts and then never answers would hang the suite:
+    // the connect timeout above does not cover a query.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
         .await
+        .unwrap_or_else(|_| panic!("psql {sql:?} did not finish within 60 s"))
         .unwrap();
     Psql {
         ok: out.status.success(),
