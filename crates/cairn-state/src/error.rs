@@ -19,3 +19,10 @@ impl<T> Context<T> for Result<T, serde_json::Error> {
         self.map_err(|e| StoreError::Storage(format!("{what}: malformed JSON: {e}")))
     }
 }
+
+/// A job import that would overwrite one the target store already holds.
+pub(crate) fn job_already(id: &str) -> StoreError {
+    StoreError::Storage(format!(
+        "the target already holds job {id} (pass --force to replace it)"
+    ))
+}

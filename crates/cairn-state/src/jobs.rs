@@ -192,7 +192,7 @@ pub(crate) fn import(
                 )
                 .ctx("looking for a job")?;
             if there {
-                return Err(crate::transfer::job_already(&job.id));
+                return Err(crate::error::job_already(&job.id));
             }
         }
         save(tx, job)?;

@@ -136,12 +136,6 @@ pub fn job_tables(jobs: &[JobRecord]) -> Vec<TableCheck> {
     ]
 }
 
-pub(crate) fn job_already(id: &str) -> StoreError {
-    StoreError::Storage(format!(
-        "the target already holds job {id} (pass --force to replace it)"
-    ))
-}
-
 /// What `state migrate` needs from a store beyond [`StateStore`].
 ///
 /// [`StateStore`]: cairn_engine::store::StateStore

@@ -1,8 +1,8 @@
 use std::fs;
 use std::sync::Arc;
 
+use cairn_release::artifact::store::verify_stored;
 use cairn_release::artifact::store::{PutOutcome, StoreUrl};
-use cairn_release::artifact::verify::verify_stored;
 use cairn_release::artifact::{ArtifactStore, DirStore, SigningKey, open_store};
 use cairn_release::{ReleaseError, VerifyError};
 

@@ -119,7 +119,7 @@ pub(crate) fn import(tx: &mut Tx<'_>, jobs: &[JobRecord], replace: bool) -> Stor
                 WHAT,
             )?;
             if col::<bool>(&row, 0, WHAT)? {
-                return Err(crate::transfer::job_already(&job.id));
+                return Err(crate::error::job_already(&job.id));
             }
         }
         save(tx, job)?;

@@ -23,7 +23,8 @@ use cairn_engine::store::ResourceRecord;
 use cairn_orch::{Inventory, Target};
 use cairn_release::app::Servers;
 use cairn_release::artifact::host_script::{install_command, install_script};
-use cairn_release::artifact::verify::{verify_manifest, verify_stored};
+use cairn_release::artifact::store::verify_stored;
+use cairn_release::artifact::verify::verify_manifest;
 use cairn_release::artifact::{
     self, ArtifactStore, BuildSpec, SigningKey, default_version, open_store,
 };
