@@ -170,6 +170,11 @@ pub enum Command {
         /// Also delete live resources tagged for this deployment that the state does not know
         #[arg(long)]
         prune: bool,
+        /// Read every live resource before planning the deletes (by
+        /// default a destroy reads nothing first: deleting what is already
+        /// gone counts as done)
+        #[arg(long)]
+        refresh: bool,
     },
     /// Deploy the template to a fresh local deployment, run its `tests:`,
     /// report, and destroy everything (also on failure or Ctrl-C)

@@ -77,12 +77,17 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
             template,
             apply,
             prune,
+            refresh,
         } => {
+            // Pulumi's choice, not Terraform's: a destroy uses nothing a
+            // refresh learns (live values), and what is gone already is
+            // found by its delete (not found = done), so reading every
+            // resource first only doubles the calls.
             let change = crate::cli::ChangeArgs {
                 targets: vec![],
                 excludes: vec![],
                 replace: vec![],
-                no_refresh: false,
+                no_refresh: !*refresh,
                 prune: *prune,
             };
             deploy::up(template, &change, apply, true, &cli.global)

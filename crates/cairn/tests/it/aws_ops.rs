@@ -325,6 +325,89 @@ async fn drift_on_aws_shows_a_rule_added_behind_cairns_back_and_up_removes_it() 
     ]));
 }
 
+/// Takes a server and the secret away behind cairn's back; returns how
+/// many resources the state records.
+async fn remove_two_behind_cairns_back(moto: &Moto) -> usize {
+    let id = |address: &str| {
+        let shown = json(&moto.run(&[
+            "show",
+            WEBAPP,
+            "-e",
+            "aws",
+            "--address",
+            address,
+            "-o",
+            "json",
+        ]));
+        shown["id"].as_str().unwrap().to_string()
+    };
+    let (server, secret) = (id("web[0]"), id("session_key"));
+    let c = moto.clients().await;
+    c.ec2
+        .terminate_instances()
+        .instance_ids(&server)
+        .send()
+        .await
+        .unwrap();
+    c.secrets
+        .delete_secret()
+        .secret_id(&secret)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    recorded(moto, &moto.url, &[])
+        .values()
+        .map(BTreeSet::len)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_reads_nothing_first_and_what_went_behind_its_back_counts_as_deleted() {
+    let moto = Moto::start("destroy-refresh");
+    let destroy = |extra: &[&str]| {
+        let mut args = vec![
+            "destroy",
+            WEBAPP,
+            "-e",
+            "aws",
+            "--yes",
+            "--allow-data-loss",
+            "-o",
+            "json",
+        ];
+        args.extend(extra);
+        json(&moto.run(&args))
+    };
+
+    // By default the deletes find out: all the state's resources are
+    // deleted, the two already gone among them (not found = done).
+    json(&moto.run(&["up", WEBAPP, "-e", "aws", "--yes", "-o", "json"]));
+    let recorded_before = remove_two_behind_cairns_back(&moto).await;
+    let gone = destroy(&[]);
+    assert_eq!(gone["counts"]["deleted"], recorded_before, "{gone}");
+    let left = inventory(&moto).await;
+    assert!(
+        left.values().all(BTreeSet::is_empty),
+        "left behind: {left:?}"
+    );
+
+    // `--refresh` reads first: the two leave the state before the plan.
+    json(&moto.run(&["up", WEBAPP, "-e", "aws", "--yes", "-o", "json"]));
+    let recorded_before = remove_two_behind_cairns_back(&moto).await;
+    let refreshed = destroy(&["--refresh"]);
+    assert_eq!(
+        refreshed["counts"]["deleted"],
+        recorded_before - 2,
+        "{refreshed}"
+    );
+    let left = inventory(&moto).await;
+    assert!(
+        left.values().all(BTreeSet::is_empty),
+        "left behind: {left:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn import_on_aws_adopts_an_instance_and_a_bucket_and_writes_their_yaml() {
     let moto = Moto::start("import");
