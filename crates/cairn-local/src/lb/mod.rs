@@ -515,6 +515,15 @@ impl Shared {
         result
     }
 
+    /// Closes `worker`'s kept connections to every backend, draining ones
+    /// included.
+    fn close_idle(&self, worker: usize) {
+        let t = lock(&self.table);
+        for up in t.upstreams.iter().chain(t.draining.iter().map(|d| &d.up)) {
+            up.close_idle(worker);
+        }
+    }
+
     /// How many idle pools each backend keeps: one per worker.
     fn workers(&self) -> usize {
         self.threads.max(1)
