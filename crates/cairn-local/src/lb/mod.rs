@@ -41,9 +41,11 @@
 //! - **Shutdown.** Cancel the token given to `serve`: it stops accepting,
 //!   lets open requests finish (idle keep-alive connections close) up to
 //!   `drain_timeout`, cuts the rest and returns. Every task (connections,
-//!   health checks, drains, backend connections) lives in a `JoinSet` that
-//!   `serve` or a worker owns and empties, and `serve` returns once every
-//!   worker's thread is done with its sockets.
+//!   health checks, drains) lives in a `JoinSet` that `serve` or a worker
+//!   owns and empties; a backend connection is driven by the client
+//!   connection's task that uses it, and the idle ones are closed when
+//!   their worker ends, so `serve` returns once every worker's thread is
+//!   done with its sockets.
 //!
 //! Never: decides where it listens (the caller binds the listener), or
 //! spawns a task it does not join.
