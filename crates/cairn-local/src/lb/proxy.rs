@@ -210,6 +210,11 @@ impl Conn {
         }
     }
 
+    /// Idle: its last exchange is over both ways.
+    fn wants_next(&self) -> bool {
+        self.driver.is_some() && self.sender.is_ready()
+    }
+
     pub fn is_open(&self) -> bool {
         self.driver.is_some() && !self.sender.is_closed()
     }
@@ -509,6 +514,14 @@ impl Body for ResponseBody {
             }
             Some(Ok(frame)) => {
                 relay.done = relay.body.is_end_stream();
+                if relay.done
+                    && let Some(conn) = relay.conn.as_mut()
+                {
+                    // Once more after the end: the connection takes the
+                    // response's end and, when its request has gone out
+                    // too, asks for the next one (`Drop` keeps it only then).
+                    conn.drive(cx);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
@@ -534,10 +547,14 @@ impl Body for ResponseBody {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // Only a connection whose response was read to the end is reusable;
-        // a half-read one is closed by dropping it.
+        // Only a connection whose response was read to the end and whose
+        // request went out whole is reusable; any other is closed by
+        // dropping it. (Nobody drives a kept one: a request body still
+        // being sent, the backend having answered early, would stall there
+        // with the client connection it comes from.)
         if (self.done || self.body.is_end_stream())
             && let Some(conn) = self.conn.take()
+            && conn.wants_next()
             && !self.flight.upstream().is_retired()
         {
             self.flight.upstream().put_idle(self.worker, conn);
