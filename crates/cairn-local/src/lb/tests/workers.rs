@@ -61,6 +61,55 @@ async fn counting_backend() -> (TestServer, Arc<AtomicUsize>) {
     (TestServer { addr, stop, task }, open)
 }
 
+#[tokio::test]
+async fn sequential_requests_share_one_backend_connection() {
+    let (backend, _open) = counting_backend().await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    // A front that counts the connections it forwards to the backend.
+    let front = bind().await;
+    let front_addr = front.local_addr().unwrap();
+    let relay = tokio::spawn({
+        let (accepted, to) = (accepted.clone(), backend.addr);
+        async move {
+            let mut pipes = JoinSet::new();
+            // Bounded: one per request at most, and a spare.
+            for _ in 0..21 {
+                let Ok((mut inbound, _)) = front.accept().await else {
+                    break;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                pipes.spawn(async move {
+                    let mut outbound = TcpStream::connect(to).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+            pipes.shutdown().await;
+        }
+    });
+    let mut cfg = config(&[(front_addr, 1)]);
+    cfg.health = HealthCheck::off();
+    let lb = start_with(cfg, 1).await;
+
+    let mut client = Client::new(lb.addr);
+    for _ in 0..20 {
+        let (status, body) = client.request(Method::GET, "/", "").await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "c"),
+            "after {} accepted",
+            accepted.load(Ordering::SeqCst)
+        );
+    }
+    // Each request took the kept connection back from the last one.
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    drop(client);
+    lb.stop().await;
+    relay.abort();
+    let _ = relay.await;
+    backend.stop().await;
+}
+
 /// Requests on `n` connections at once, each connection kept open until all
 /// have their answer (so that they spread over the workers).
 async fn parallel_requests(addr: SocketAddr, n: usize) -> Vec<Client> {
