@@ -13,6 +13,6 @@ pub mod ssh;
 pub use known_hosts::KnownHosts;
 pub use shell::Shell;
 pub use ssh::{
-    DialFn, Dialer, HostKeyPolicy, KeyPassphrase, SshAuth, SshHost, SshOptions, SshPool, SshStream,
-    SshTarget, TcpDialer,
+    DialFn, Dialer, HostKeyPolicy, KeyFiles, KeyPassphrase, SshAuth, SshHost, SshOptions, SshPool,
+    SshStream, SshTarget, TcpDialer,
 };

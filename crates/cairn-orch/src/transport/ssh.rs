@@ -178,6 +178,62 @@ pub struct SshOptions {
     pub max_channels: usize,
     /// Decrypts key files ([`SshAuth::KeyFile`]) stored encrypted.
     pub key_passphrase: Option<KeyPassphrase>,
+    /// Key files as read: shared by every host given clones of these
+    /// options, so a run reads (and decrypts) each file once.
+    pub key_files: KeyFiles,
+}
+
+/// Key files read once for all hosts: an encrypted key's KDF costs tens of
+/// ms of CPU by design, and paid per host it made 196 of 200 hosts miss
+/// their connect timeout (README, "Orchestration").
+#[derive(Clone, Default)]
+pub struct KeyFiles(Arc<StdMutex<KeyFileMap>>);
+
+type KeyFileMap = HashMap<(PathBuf, Option<Arc<str>>), Arc<tokio::sync::OnceCell<KeyFile>>>;
+
+impl fmt::Debug for KeyFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyFiles(..)")
+    }
+}
+
+/// What reading a key file gave.
+#[derive(Clone)]
+enum KeyFile {
+    Key(Arc<PrivateKey>),
+    Encrypted,
+    NotDecrypted(String),
+    Unusable(String),
+}
+
+impl KeyFiles {
+    async fn load(&self, path: &Path, passphrase: Option<&KeyPassphrase>) -> KeyFile {
+        let pass = passphrase.map(|p| p.0.clone());
+        let cell = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((path.to_path_buf(), pass.clone()))
+                .or_default()
+                .clone()
+        };
+        let path = path.to_path_buf();
+        cell.get_or_init(|| async move {
+            let had_pass = pass.is_some();
+            // Off the runtime's threads: the KDF would hold one up.
+            let read = tokio::task::spawn_blocking(move || {
+                russh::keys::load_secret_key(&path, pass.as_deref())
+            })
+            .await;
+            match read {
+                Ok(Ok(key)) => KeyFile::Key(Arc::new(key)),
+                Ok(Err(russh::keys::Error::KeyIsEncrypted)) => KeyFile::Encrypted,
+                Ok(Err(e)) if had_pass => KeyFile::NotDecrypted(e.to_string()),
+                Ok(Err(e)) => KeyFile::Unusable(e.to_string()),
+                Err(e) => KeyFile::Unusable(e.to_string()),
+            }
+        })
+        .await
+        .clone()
+    }
 }
 
 /// A passphrase for encrypted key files; nothing prints it.
@@ -205,6 +261,7 @@ impl Default for SshOptions {
             keepalive_max: 3,
             max_channels: 10,
             key_passphrase: None,
+            key_files: KeyFiles::default(),
         }
     }
 }
@@ -501,7 +558,7 @@ impl SshHost {
             match auth {
                 SshAuth::Key { pem, label } => match russh::keys::decode_secret_key(pem, None) {
                     Ok(key) => {
-                        if self.try_key(handle, key).await.map_err(lost)? {
+                        if self.try_key(handle, Arc::new(key)).await.map_err(lost)? {
                             return Ok(());
                         }
                         tried.push(format!("{label} (refused)"));
@@ -510,22 +567,24 @@ impl SshHost {
                 },
                 SshAuth::KeyFile(path) => {
                     let shown = path.display();
-                    let passphrase = self.options.key_passphrase.as_ref().map(|p| &*p.0);
-                    match russh::keys::load_secret_key(path, passphrase) {
-                        Ok(key) => {
+                    let passphrase = self.options.key_passphrase.as_ref();
+                    match self.options.key_files.load(path, passphrase).await {
+                        KeyFile::Key(key) => {
                             if self.try_key(handle, key).await.map_err(lost)? {
                                 return Ok(());
                             }
                             tried.push(format!("key file {shown} (refused)"));
                         }
-                        Err(russh::keys::Error::KeyIsEncrypted) => tried.push(format!(
+                        KeyFile::Encrypted => tried.push(format!(
                             "key file {shown} (encrypted, and no passphrase was given: set \
                              CAIRN_SSH_KEY_PASSPHRASE, or load it into ssh-agent with `ssh-add {shown}`)"
                         )),
-                        Err(e) if passphrase.is_some() => tried.push(format!(
+                        KeyFile::NotDecrypted(e) => tried.push(format!(
                             "key file {shown} (not decrypted with the passphrase given: {e})"
                         )),
-                        Err(e) => tried.push(format!("key file {shown} (unusable: {e})")),
+                        KeyFile::Unusable(e) => {
+                            tried.push(format!("key file {shown} (unusable: {e})"))
+                        }
                     }
                 }
                 SshAuth::Agent(socket) => {
@@ -552,13 +611,17 @@ impl SshHost {
         })
     }
 
-    async fn try_key(&self, handle: &mut Handle, key: PrivateKey) -> Result<bool, russh::Error> {
+    async fn try_key(
+        &self,
+        handle: &mut Handle,
+        key: Arc<PrivateKey>,
+    ) -> Result<bool, russh::Error> {
         let hash = if key.algorithm().is_rsa() {
             handle.best_supported_rsa_hash().await?.flatten()
         } else {
             None
         };
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        let key = PrivateKeyWithHashAlg::new(key, hash);
         Ok(handle
             .authenticate_publickey(self.target.user.clone(), key)
             .await?

@@ -580,6 +580,19 @@ async fn an_encrypted_key_file_needs_its_passphrase() {
     assert_eq!(out.stdout_str(), "in\n");
     // The options print without it.
     assert!(!format!("{:?}", with(Some("open sesame"))).contains("sesame"));
+    // Read (and its KDF run) once for all hosts given the same options:
+    // the file gone bad after the first, the second still logs in with
+    // what was read; options of their own read it anew.
+    let shared = with(Some("open sesame"));
+    run(shared.clone()).await.unwrap();
+    std::fs::write(&key, "not a key any more\n").unwrap();
+    let out = run(shared.clone()).await.unwrap();
+    assert_eq!(out.stdout_str(), "in\n");
+    let anew = reason(run(with(Some("open sesame"))).await.unwrap_err());
+    assert!(
+        anew.contains("not decrypted") || anew.contains("unusable"),
+        "{anew}"
+    );
 }
 
 /// A host's shell runs scripts in turn on one channel: byte-exact output
