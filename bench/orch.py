@@ -72,10 +72,19 @@ Environment:
                   --no-default-features
   BENCH_TOOLS     which tools, in order (default cairn,pyinfra,ansible)
   BENCH_TIMEOUT   seconds any one command may take (default 1200)
-  BENCH_BASE      first test host address (default 127.0.30.1)
+  BENCH_BASE      first test host address (default 127.0.30.1, or 10.250.0.1
+                  with BENCH_RTT_MS)
+  BENCH_RTT_MS    0 (default): the hosts on loopback. MS > 0: the hosts in a
+                  network namespace the bench makes (`cairnbench`, scripts/
+                  test-hosts --netns --rtt-ms), over a link on which every
+                  round trip costs MS, for every tool alike; the link's
+                  forwarder (scripts/delay-link, user space: this kernel
+                  has no netem) is on the same 2 cores, and its CPU is
+                  printed as `link CPU`
   BENCH_HOSTS_DIR test-hosts' directory (default /tmp/cairn-orch-bench;
                   host keys are made once there and reused)
   ANSIBLE_FORKS   Ansible's -f (default min(N, 50))
+  BENCH_SEPARATE  0: skip `cairn run x4` (for quicker A/B runs of cairn)
   BENCH_VENV      the venv (default ~/.cache/cairn/orch-bench-venv)
 
 Cold cost: the venv (ansible-core and pyinfra from PyPI, pinned below) is
@@ -85,8 +94,9 @@ scripts/test-hosts makes the host keys once per host (a few seconds for
 200). A full run (N=50 and N=200, three tools) takes ~15-20 minutes, about
 9 of them Ansible's two playbook runs at N=200.
 
-Talks only to 127.0.0.0/8: every host is an sshd on a loopback address.
-The test hosts are stopped at the end, on failure too.
+Talks only to 127.0.0.0/8 (every host an sshd on a loopback address), or
+with BENCH_RTT_MS to 10.250.0.0/16 inside the namespace it made. The test
+hosts are stopped at the end, on failure too, and the namespace removed.
 """
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
@@ -96,7 +106,10 @@ TEST_HOSTS = os.path.join(ROOT, "scripts", "test-hosts")
 PINS = ["ansible-core==2.19.14", "pyinfra==3.10.0"]
 VENV = os.environ.get("BENCH_VENV", os.path.expanduser("~/.cache/cairn/orch-bench-venv"))
 TIMEOUT = float(os.environ.get("BENCH_TIMEOUT", "1200"))
-BASE = os.environ.get("BENCH_BASE", "127.0.30.1")
+RTT_MS = int(os.environ.get("BENCH_RTT_MS", "0"))
+NETNS = "cairnbench" if RTT_MS > 0 else None
+NET_PREFIX = "10.250." if NETNS else "127."
+BASE = os.environ.get("BENCH_BASE", "10.250.0.1" if NETNS else "127.0.30.1")
 HOSTS_DIR = os.environ.get("BENCH_HOSTS_DIR", "/tmp/cairn-orch-bench")
 TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "cairn,pyinfra,ansible").split(",") if t]
 TARGET_ROOT = "/tmp/cairn-bench"
@@ -114,13 +127,15 @@ def log(msg):
 # ---------------------------------------------------------------- running
 
 HOST_PIDS = []  # the test hosts' sshd listeners
+LINK_PIDS = []  # the delayed link's forwarder, if any
 
 
-def host_cpu():
+def host_cpu(roots=None):
     """CPU seconds the test hosts have spent so far: every sshd listener,
     the connections and sessions under it and the commands they ran (live
     processes' own time plus what their reaped children left them)."""
-    if not HOST_PIDS:
+    roots = HOST_PIDS if roots is None else roots
+    if not roots:
         return 0.0
     stats = {}
     for pid in os.listdir("/proc"):
@@ -136,7 +151,7 @@ def host_cpu():
     children = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [p for p in HOST_PIDS if p in stats]
+    total, todo = 0, [p for p in roots if p in stats]
     while todo:
         pid = todo.pop()
         total += stats[pid][1]
@@ -146,21 +161,22 @@ def host_cpu():
 
 class Run:
     """One command's wall seconds, output, peak RSS (MB, its largest
-    process), its own CPU seconds and the test hosts' CPU seconds."""
+    process), its own CPU seconds, the test hosts' CPU seconds and the
+    delayed link's."""
 
-    def __init__(self, secs=0.0, rc=0, out="", err="", rss=0.0, cpu=0.0, hcpu=0.0):
+    def __init__(self, secs=0.0, rc=0, out="", err="", rss=0.0, cpu=0.0, hcpu=0.0, lcpu=0.0):
         self.secs, self.rc, self.out, self.err = secs, rc, out, err
-        self.rss, self.cpu, self.hcpu = rss, cpu, hcpu
+        self.rss, self.cpu, self.hcpu, self.lcpu = rss, cpu, hcpu, lcpu
 
     def __add__(self, other):
         return Run(self.secs + other.secs, 0, "", "", max(self.rss, other.rss),
-                   self.cpu + other.cpu, self.hcpu + other.hcpu)
+                   self.cpu + other.cpu, self.hcpu + other.hcpu, self.lcpu + other.lcpu)
 
 
 def run(argv, env=None, cwd=None, timeout=TIMEOUT, check=True):
     """Runs argv in its own process group, bounded by `timeout`: a Run."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        h0 = host_cpu()
+        h0, l0 = host_cpu(), host_cpu(LINK_PIDS)
         start = time.monotonic()
         p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err,
                              stdin=subprocess.DEVNULL, start_new_session=True)
@@ -187,13 +203,14 @@ def run(argv, env=None, cwd=None, timeout=TIMEOUT, check=True):
         # The hosts reap their sessions' processes as connections close.
         time.sleep(0.1)
         hcpu = host_cpu() - h0
+        lcpu = host_cpu(LINK_PIDS) - l0
         out.seek(0)
         err.seek(0)
         o = out.read().decode(errors="replace")
         e = err.read().decode(errors="replace")
     if check and rc != 0:
         raise BenchError(f"{' '.join(argv[:6])} ... exited {rc}\n--- stdout\n{o[-3000:]}\n--- stderr\n{e[-3000:]}")
-    return Run(secs, rc, o, e, rusage.ru_maxrss / 1024, rusage.ru_utime + rusage.ru_stime, hcpu)
+    return Run(secs, rc, o, e, rusage.ru_maxrss / 1024, rusage.ru_utime + rusage.ru_stime, hcpu, lcpu)
 
 
 # ---------------------------------------------------------------- venv
@@ -239,14 +256,17 @@ def read_inventory(d):
                 continue
             kv = dict(p.split("=", 1) for p in parts[1:])
             addr = kv["ansible_host"]
-            if not addr.startswith("127."):
-                raise BenchError(f"{parts[0]} is at {addr}, outside 127.0.0.0/8")
+            if not addr.startswith(NET_PREFIX):
+                raise BenchError(f"{parts[0]} is at {addr}, outside {NET_PREFIX}*")
             hosts.append((parts[0], addr, kv["ansible_ssh_private_key_file"]))
     return hosts
 
 
 def check_free(n):
     """No sshd of someone else's on the addresses the bench will use."""
+    if NETNS:
+        # test-hosts refuses a namespace of that name it did not make.
+        return
     a, b, c, d = (int(x) for x in BASE.split("."))
     first = (a << 24) + (b << 16) + (c << 8) + d
     for i in range(n):
@@ -264,18 +284,24 @@ def check_free(n):
 
 def hosts_up(n):
     check_free(n)
-    r = run([TEST_HOSTS, "up", str(n), "--dir", HOSTS_DIR, "--base", BASE], timeout=300)
+    net = ["--netns", NETNS, "--rtt-ms", str(RTT_MS)] if NETNS else []
+    r = run([TEST_HOSTS, "up", str(n), "--dir", HOSTS_DIR, "--base", BASE, *net], timeout=300)
     log(f"orch: {r.out.strip()}")
     hosts = read_inventory(HOSTS_DIR)
     HOST_PIDS.clear()
     for i in range(1, len(hosts) + 1):
         with open(os.path.join(HOSTS_DIR, "hosts", f"h{i}", "sshd.pid")) as f:
             HOST_PIDS.append(int(f.read().strip()))
+    LINK_PIDS.clear()
+    if NETNS:
+        with open(os.path.join(HOSTS_DIR, "delay-link.pid")) as f:
+            LINK_PIDS.append(int(f.read().strip()))
     return hosts
 
 
 def hosts_down():
     HOST_PIDS.clear()
+    LINK_PIDS.clear()
     try:
         subprocess.run([TEST_HOSTS, "down", "--dir", HOSTS_DIR], timeout=120,
                        stdout=subprocess.DEVNULL, check=False)
@@ -534,9 +560,10 @@ def bench(n, work):
         for step, do in (("raw", t.raw), ("first", lambda: t.tasks(True)), ("second", lambda: t.tasks(False))):
             row[step] = r = do()
             log(f"orch: N={n} {tool} {step}: {r.secs:.2f}s wall, {r.cpu:.2f}s tool CPU, "
-                f"{r.hcpu:.2f}s hosts CPU, {r.rss:.1f} MB")
+                f"{r.hcpu:.2f}s hosts CPU, {r.rss:.1f} MB"
+                + (f", {r.lcpu:.2f}s link CPU" if NETNS else ""))
         clean(tool)
-        if tool == "cairn":
+        if tool == "cairn" and os.environ.get("BENCH_SEPARATE", "1") != "0":
             clean("cairn-run")
             row["run4_first"] = t.separate(True)
             row["run4_second"] = t.separate(False)
@@ -578,7 +605,8 @@ def report(results):
     if not results:
         return
     load = os.getloadavg()
-    print(f"cairn orchestration bench: {os.cpu_count()} CPUs, load average "
+    where = f"hosts in namespace {NETNS}, round trip {RTT_MS} ms" if NETNS else "hosts on loopback"
+    print(f"cairn orchestration bench: {os.cpu_count()} CPUs, {where}, load average "
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; each figure is one run")
     print("wall seconds per step; cpu = the tool's own CPU seconds / the test hosts' "
           "(sshd, shells, commands) for that step")
@@ -590,6 +618,11 @@ def report(results):
             cpu = " ".join(f"{r[k].cpu:>6.2f}/{r[k].hcpu:<7.2f}" for k in ("raw", "first", "second"))
             print(f"{tool:<8}{n:>5}{r['raw'].secs:>8.2f}{r['first'].secs:>13.2f}{r['second'].secs:>13.2f}"
                   f"{rss:>13.1f} {cpu}")
+    if NETNS:
+        for n, rows in results.items():
+            for tool, r in rows.items():
+                print(f"link CPU (delay-link) N={n} {tool}: " + ", ".join(
+                    f"{k} {r[k].lcpu:.2f}s" for k in ("raw", "first", "second")))
     for n, rows in results.items():
         c = rows.get("cairn")
         if c and "run4_first" in c:

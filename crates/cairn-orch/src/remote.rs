@@ -216,6 +216,19 @@ pub trait Remote: Send + Sync {
     /// Runs one script to its end. Many may run at once on one host (over
     /// SSH: one channel each on the host's one connection).
     async fn exec(&self, exec: Exec) -> Result<Output, TransportError>;
+
+    /// A shell kept open on the host, as `become_user`, to run scripts in
+    /// turn without an exec each (see [`Shell`]); `None` when this
+    /// transport has none, and then every script is an exec.
+    ///
+    /// [`Shell`]: crate::transport::Shell
+    async fn shell(
+        &self,
+        become_user: Option<String>,
+    ) -> Result<Option<crate::transport::Shell>, TransportError> {
+        let _ = become_user;
+        Ok(None)
+    }
 }
 
 /// POSIX single quoting: `it's` → `'it'\''s'`.

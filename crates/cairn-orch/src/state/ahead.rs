@@ -19,15 +19,25 @@
 //! `unless`, which runs a command of the user's, should run only if the
 //! state does; `pkg`, `service` and the others, several scripts each) runs
 //! as on its own, and counts as a change unless it reported none.
+//!
+//! Where the transport keeps a shell open ([`Remote::shell`]: SSH, this
+//! machine), the reads and the steps of probed states are its requests,
+//! one after another, instead of an exec each: a host's states cost one
+//! exec however many change (a new channel, session and login shell per
+//! step were most of a change's cost on the host, and two round trips
+//! each). A shell that breaks (lost, timed out) leaves the states after
+//! it to execs of their own.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use tokio::sync::Mutex as AsyncMutex;
 
 use super::batch::{Batch, Split};
 use crate::module::{Module, ModuleError, Outcome, RunContext};
 use crate::remote::{Exec, Output, Remote, TransportError};
+use crate::transport::Shell;
 
 /// The most probes in one exec: a file's probe may bring back 64 KiB.
 const MOST: usize = 64;
@@ -41,6 +51,8 @@ pub(crate) struct Ahead {
     epoch: u64,
     /// A batch came back garbled: this host probes state by state.
     off: bool,
+    /// The host's shell, once asked for (`None` inside: it has none).
+    shell: Option<Option<AsyncMutex<Shell>>>,
 }
 
 impl Ahead {
@@ -50,7 +62,29 @@ impl Ahead {
             read: vec![None; modules.len()],
             epoch: 0,
             off: false,
+            shell: None,
         }
+    }
+
+    /// Ends the host's shell, if one was opened.
+    pub async fn finish(self) {
+        if let Some(Some(shell)) = self.shell {
+            shell.into_inner().close().await;
+        }
+    }
+
+    /// The host's shell: asked for on first use. A transport that cannot
+    /// start one now fails the state as its exec would have.
+    async fn open_shell(
+        &mut self,
+        host: &dyn Remote,
+        ctx: &RunContext,
+    ) -> Result<(), TransportError> {
+        if self.shell.is_none() {
+            let shell = host.shell(ctx.become_user.clone()).await?;
+            self.shell = Some(shell.map(AsyncMutex::new));
+        }
+        Ok(())
     }
 
     /// Runs state `order[0]` on `host`; `order[1..]` are the states after
@@ -79,6 +113,7 @@ impl Ahead {
             .find(|&j| self.probes[j].is_some());
         let rider = Rider {
             host,
+            shell: self.shell.as_ref().and_then(Option::as_ref),
             probe: next.and_then(|j| self.probes[j].clone()),
             execs: AtomicUsize::new(0),
             carried: Mutex::new(None),
@@ -136,7 +171,9 @@ impl Ahead {
             return Ok(());
         };
         let exec = Exec::new(batch.script()).become_user(ctx.become_user.clone());
-        let out = host.exec(exec).await?;
+        self.open_shell(host, ctx).await?;
+        let shell = self.shell.as_ref().and_then(Option::as_ref);
+        let out = exec_in(shell, host, exec).await?;
         match batch.split(&out) {
             Some(split) => {
                 for (j, out) in wanted.into_iter().zip(split.probes) {
@@ -155,10 +192,27 @@ impl Ahead {
     }
 }
 
+/// `exec` in the host's shell when there is one that can run it, else an
+/// exec of its own.
+async fn exec_in(
+    shell: Option<&AsyncMutex<Shell>>,
+    host: &dyn Remote,
+    exec: Exec,
+) -> Result<Output, TransportError> {
+    if let Some(shell) = shell {
+        let mut shell = shell.lock().await;
+        if shell.fits(&exec) {
+            return shell.run(exec).await;
+        }
+    }
+    host.exec(exec).await
+}
+
 /// The host as a probed module sees it: its first exec (its apply step)
 /// carries the next state's probe, run after it in the same exec.
 struct Rider<'a> {
     host: &'a dyn Remote,
+    shell: Option<&'a AsyncMutex<Shell>>,
     probe: Option<String>,
     execs: AtomicUsize,
     carried: Mutex<Option<Output>>,
@@ -177,15 +231,17 @@ impl Remote for Rider<'_> {
             _ => None,
         };
         let Some(batch) = batch else {
-            return self.host.exec(exec).await;
+            return exec_in(self.shell, self.host, exec).await;
         };
-        let out = self
-            .host
-            .exec(Exec {
+        let out = exec_in(
+            self.shell,
+            self.host,
+            Exec {
                 script: batch.script().to_string(),
                 ..exec
-            })
-            .await?;
+            },
+        )
+        .await?;
         match batch.split(&out) {
             Some(Split {
                 lead: Some(lead),

@@ -197,8 +197,9 @@ impl Prepared<'_> {
     /// Runs the states on `host` one at a time in [`StateFile::states`]
     /// order. Never fails as a whole: what went wrong is in each state's
     /// report, and states that do not depend on a failed one still run.
-    /// The states' probes are read ahead in as few execs as exactness
-    /// allows (see `ahead.rs`).
+    /// The states' probes are read ahead in as few scripts as exactness
+    /// allows, in one shell kept open where the transport has one (see
+    /// `ahead.rs`).
     pub async fn apply(&self, host: &dyn Remote, ctx: &RunContext) -> HostReport {
         let states = &self.file.states;
         let mut done: Vec<Option<StateReport>> = vec![None; states.len()];
@@ -304,6 +305,7 @@ impl Prepared<'_> {
             done[i] = Some(report.clone());
             reports.push(report);
         }
+        ahead.finish().await;
         HostReport {
             host: host.name().to_string(),
             check: ctx.check,

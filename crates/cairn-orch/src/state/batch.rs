@@ -5,9 +5,11 @@
 //! shell (README, "Orchestration": a few ms of CPU each, where a `stat`
 //! costs well under one), so a host's states read it in one script. Each
 //! part runs apart, so an `exit` or a `set -e` in one ends only that one:
-//! a probe in a subshell, with /dev/null for stdin; the leading part, an
-//! apply step, in a `sh` of its own with the exec's stdin (a file's
-//! content comes that way). After each part the script prints a frame line on stdout,
+//! each in a subshell, as `eval` of its text (its line numbers start at 1,
+//! as alone); a probe with /dev/null for stdin, the leading part, an apply
+//! step, with the exec's stdin (a file's content comes that way) and none
+//! of the batch's variables. A subshell is a fork; a `sh -c` of its own
+//! was that and a program start more for every change. After each part the script prints a frame line on stdout,
 //! `\n<nonce> <tag> <status>\n`, and one on stderr, `\n<nonce> <tag>\n`,
 //! so each part's output, errors and exit status come back apart and
 //! byte-exact (a binary file, a file without a last newline, an empty
@@ -64,10 +66,11 @@ impl Batch {
             ));
         };
         if let Some(lead) = lead {
-            // A shell of its own, as the transport would start for it
-            // alone: the step may be a user's command, and its errors, a
-            // syntax error included, read as they would.
-            s.push_str(&format!("sh -c {}\nr=$?\n", quote(lead)));
+            // The step may be a user's command: it sees none of our
+            // variables (the nonce least of all), and reads as alone but
+            // that dash names `eval` in a syntax error or a command not
+            // found (`sh: 1: eval: foo: not found`).
+            s.push_str(&format!("( unset N r; eval {} )\nr=$?\n", quote(lead)));
             frame(&mut s, LEAD, "$r");
         }
         for (k, probe) in probes.iter().enumerate() {

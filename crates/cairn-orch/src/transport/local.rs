@@ -7,8 +7,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
+use super::shell::{Chunk, Pipe, Shell};
 use crate::remote::{Exec, Output, Remote, TransportError};
 
 /// Runs scripts on this machine.
@@ -97,6 +100,88 @@ impl Remote for LocalHost {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
+        let argv = Shell::argv(become_user.as_deref());
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("CAIRN_HOST", &self.name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Other {
+                host: self.name.clone(),
+                reason: format!("cannot start {}: {e}", argv[0]),
+            })?;
+        let pipe = LocalPipe {
+            host: self.name.clone(),
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+        };
+        Shell::start(self.name.clone(), Box::new(pipe), become_user, self.timeout).await
+    }
+}
+
+/// `sh -s` as a child of this process.
+struct LocalPipe {
+    host: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    /// `None` once it reached its end.
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+}
+
+#[async_trait]
+impl Pipe for LocalPipe {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        let lost = |e: String| TransportError::Dropped {
+            host: self.host.clone(),
+            reason: format!("writing to the shell: {e}"),
+        };
+        let stdin = self.stdin.as_mut().ok_or_else(|| lost("closed".into()))?;
+        stdin
+            .write_all(&bytes)
+            .await
+            .map_err(|e| lost(e.to_string()))
+    }
+
+    async fn read(&mut self) -> Result<Chunk, TransportError> {
+        let (mut o, mut e) = (
+            BytesMut::with_capacity(16 * 1024),
+            BytesMut::with_capacity(4096),
+        );
+        loop {
+            let got = match (&mut self.stdout, &mut self.stderr) {
+                (None, None) => return Ok(Chunk::Closed),
+                (Some(out), None) => (true, out.read_buf(&mut o).await),
+                (None, Some(err)) => (false, err.read_buf(&mut e).await),
+                (Some(out), Some(err)) => tokio::select! {
+                    r = out.read_buf(&mut o) => (true, r),
+                    r = err.read_buf(&mut e) => (false, r),
+                },
+            };
+            match got {
+                (true, Ok(n)) if n > 0 => return Ok(Chunk::Stdout(o.freeze())),
+                (false, Ok(n)) if n > 0 => return Ok(Chunk::Stderr(e.freeze())),
+                // At its end (or unreadable, which ends it too).
+                (true, _) => self.stdout = None,
+                (false, _) => self.stderr = None,
+            }
+        }
+    }
+
+    async fn close(&mut self, kill: bool) {
+        self.stdin = None;
+        if kill {
+            let _ = self.child.start_kill();
+        }
+        let _ = self.child.wait().await;
     }
 }
 

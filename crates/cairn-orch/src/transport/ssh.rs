@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use russh::client;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
@@ -28,10 +29,12 @@ use russh::keys::{
     Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
 };
 use russh::{ChannelMsg, Preferred, Sig};
+use russh::{ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use super::known_hosts::{self, KnownHosts, Verdict};
+use super::shell::{Chunk, Pipe, Shell};
 use crate::inventory::Host;
 use crate::remote::{Exec, Output, Remote, TransportError};
 
@@ -175,6 +178,62 @@ pub struct SshOptions {
     pub max_channels: usize,
     /// Decrypts key files ([`SshAuth::KeyFile`]) stored encrypted.
     pub key_passphrase: Option<KeyPassphrase>,
+    /// Key files as read: shared by every host given clones of these
+    /// options, so a run reads (and decrypts) each file once.
+    pub key_files: KeyFiles,
+}
+
+/// Key files read once for all hosts: an encrypted key's KDF costs tens of
+/// ms of CPU by design, and paid per host it made 196 of 200 hosts miss
+/// their connect timeout (README, "Orchestration").
+#[derive(Clone, Default)]
+pub struct KeyFiles(Arc<StdMutex<KeyFileMap>>);
+
+type KeyFileMap = HashMap<(PathBuf, Option<Arc<str>>), Arc<tokio::sync::OnceCell<KeyFile>>>;
+
+impl fmt::Debug for KeyFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyFiles(..)")
+    }
+}
+
+/// What reading a key file gave.
+#[derive(Clone)]
+enum KeyFile {
+    Key(Arc<PrivateKey>),
+    Encrypted,
+    NotDecrypted(String),
+    Unusable(String),
+}
+
+impl KeyFiles {
+    async fn load(&self, path: &Path, passphrase: Option<&KeyPassphrase>) -> KeyFile {
+        let pass = passphrase.map(|p| p.0.clone());
+        let cell = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry((path.to_path_buf(), pass.clone()))
+                .or_default()
+                .clone()
+        };
+        let path = path.to_path_buf();
+        cell.get_or_init(|| async move {
+            let had_pass = pass.is_some();
+            // Off the runtime's threads: the KDF would hold one up.
+            let read = tokio::task::spawn_blocking(move || {
+                russh::keys::load_secret_key(&path, pass.as_deref())
+            })
+            .await;
+            match read {
+                Ok(Ok(key)) => KeyFile::Key(Arc::new(key)),
+                Ok(Err(russh::keys::Error::KeyIsEncrypted)) => KeyFile::Encrypted,
+                Ok(Err(e)) if had_pass => KeyFile::NotDecrypted(e.to_string()),
+                Ok(Err(e)) => KeyFile::Unusable(e.to_string()),
+                Err(e) => KeyFile::Unusable(e.to_string()),
+            }
+        })
+        .await
+        .clone()
+    }
 }
 
 /// A passphrase for encrypted key files; nothing prints it.
@@ -202,6 +261,7 @@ impl Default for SshOptions {
             keepalive_max: 3,
             max_channels: 10,
             key_passphrase: None,
+            key_files: KeyFiles::default(),
         }
     }
 }
@@ -255,7 +315,7 @@ pub struct SshHost {
     options: SshOptions,
     dialer: Arc<dyn Dialer>,
     state: Mutex<State>,
-    channels: Semaphore,
+    channels: Arc<Semaphore>,
     connections: AtomicUsize,
     /// `State::attempts`, readable without the lock.
     attempts: AtomicU64,
@@ -288,7 +348,7 @@ impl fmt::Debug for SshHost {
 impl SshHost {
     pub fn new(target: SshTarget, options: SshOptions, dialer: Arc<dyn Dialer>) -> SshHost {
         SshHost {
-            channels: Semaphore::new(options.max_channels.max(1)),
+            channels: Arc::new(Semaphore::new(options.max_channels.max(1))),
             target,
             options,
             dialer,
@@ -441,6 +501,7 @@ impl SshHost {
 
     async fn open(&self) -> Result<Handle, TransportError> {
         let t = &self.target;
+        tracing::trace!(host = %t.name, "connecting");
         let limit = self.options.connect_timeout;
         let stream = match tokio::time::timeout(limit, self.dialer.dial(&t.address, t.port)).await {
             Ok(Ok(s)) => s,
@@ -465,6 +526,9 @@ impl SshHost {
             policy: t.host_key_policy,
             seen: self.seen_key.clone(),
         };
+        // Each phase's end, for finding where a run's time goes
+        // (CAIRN_LOG=cairn_orch::transport::ssh=trace).
+        tracing::trace!(host = %t.name, "TCP connected");
         let handshake = async {
             let mut handle = client::connect_stream(Arc::new(self.config()), stream, checker)
                 .await
@@ -472,7 +536,9 @@ impl SshHost {
                     HandlerError::HostKey(e) => e,
                     HandlerError::Ssh(e) => self.err_unreachable(format!("SSH handshake: {e}")),
                 })?;
+            tracing::trace!(host = %t.name, "SSH handshake done");
             self.authenticate(&mut handle).await?;
+            tracing::trace!(host = %t.name, "authenticated");
             Ok::<_, TransportError>(handle)
         };
         match tokio::time::timeout(limit, handshake).await {
@@ -492,7 +558,7 @@ impl SshHost {
             match auth {
                 SshAuth::Key { pem, label } => match russh::keys::decode_secret_key(pem, None) {
                     Ok(key) => {
-                        if self.try_key(handle, key).await.map_err(lost)? {
+                        if self.try_key(handle, Arc::new(key)).await.map_err(lost)? {
                             return Ok(());
                         }
                         tried.push(format!("{label} (refused)"));
@@ -501,22 +567,24 @@ impl SshHost {
                 },
                 SshAuth::KeyFile(path) => {
                     let shown = path.display();
-                    let passphrase = self.options.key_passphrase.as_ref().map(|p| &*p.0);
-                    match russh::keys::load_secret_key(path, passphrase) {
-                        Ok(key) => {
+                    let passphrase = self.options.key_passphrase.as_ref();
+                    match self.options.key_files.load(path, passphrase).await {
+                        KeyFile::Key(key) => {
                             if self.try_key(handle, key).await.map_err(lost)? {
                                 return Ok(());
                             }
                             tried.push(format!("key file {shown} (refused)"));
                         }
-                        Err(russh::keys::Error::KeyIsEncrypted) => tried.push(format!(
+                        KeyFile::Encrypted => tried.push(format!(
                             "key file {shown} (encrypted, and no passphrase was given: set \
                              CAIRN_SSH_KEY_PASSPHRASE, or load it into ssh-agent with `ssh-add {shown}`)"
                         )),
-                        Err(e) if passphrase.is_some() => tried.push(format!(
+                        KeyFile::NotDecrypted(e) => tried.push(format!(
                             "key file {shown} (not decrypted with the passphrase given: {e})"
                         )),
-                        Err(e) => tried.push(format!("key file {shown} (unusable: {e})")),
+                        KeyFile::Unusable(e) => {
+                            tried.push(format!("key file {shown} (unusable: {e})"))
+                        }
                     }
                 }
                 SshAuth::Agent(socket) => {
@@ -543,13 +611,17 @@ impl SshHost {
         })
     }
 
-    async fn try_key(&self, handle: &mut Handle, key: PrivateKey) -> Result<bool, russh::Error> {
+    async fn try_key(
+        &self,
+        handle: &mut Handle,
+        key: Arc<PrivateKey>,
+    ) -> Result<bool, russh::Error> {
         let hash = if key.algorithm().is_rsa() {
             handle.best_supported_rsa_hash().await?.flatten()
         } else {
             None
         };
-        let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+        let key = PrivateKeyWithHashAlg::new(key, hash);
         Ok(handle
             .authenticate_publickey(self.target.user.clone(), key)
             .await?
@@ -689,10 +761,47 @@ impl Remote for SshHost {
 
     async fn exec(&self, exec: Exec) -> Result<Output, TransportError> {
         let after = exec.timeout.unwrap_or(self.options.command_timeout);
-        // Never closed, so acquiring cannot fail; held until the script ends.
-        let _channel = self
+        let (channel, _permit) = self.channel().await?;
+        tracing::trace!(host = %self.target.name, "channel open");
+        let out = self.run(channel, exec, after).await;
+        tracing::trace!(host = %self.target.name, "exec done");
+        out
+    }
+
+    async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
+        let (channel, permit) = self.channel().await?;
+        let (rx, tx) = channel.split();
+        tx.exec(true, Shell::command_line(become_user.as_deref()))
+            .await
+            .map_err(|e| self.err_dropped(format!("starting a shell: {e}")))?;
+        let pipe = SshPipe {
+            host: self.target.name.clone(),
+            rx,
+            tx,
+            _permit: permit,
+        };
+        Shell::start(
+            self.target.name.clone(),
+            Box::new(pipe),
+            become_user,
+            self.options.command_timeout,
+        )
+        .await
+    }
+}
+
+impl SshHost {
+    /// A session channel on the host's connection (made or made again if
+    /// lost), and the permit that counts it against `max_channels`.
+    async fn channel(
+        &self,
+    ) -> Result<(russh::Channel<client::Msg>, OwnedSemaphorePermit), TransportError> {
+        // Never closed, so acquiring cannot fail; held until the channel's
+        // work ends.
+        let permit = self
             .channels
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| self.err_other(e.to_string()))?;
         let (handle, attempt, fresh) = self.session().await?;
@@ -715,7 +824,56 @@ impl Remote for SshHost {
             }
             Err(e) => return Err(self.err_other(format!("opening a channel: {e}"))),
         };
-        self.run(channel, exec, after).await
+        Ok((channel, permit))
+    }
+}
+
+/// A shell's channel.
+struct SshPipe {
+    host: String,
+    rx: ChannelReadHalf,
+    tx: ChannelWriteHalf<client::Msg>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[async_trait]
+impl Pipe for SshPipe {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), TransportError> {
+        self.tx
+            .data_bytes(bytes)
+            .await
+            .map_err(|e| TransportError::Dropped {
+                host: self.host.clone(),
+                reason: format!("writing to the shell: {e}"),
+            })
+    }
+
+    async fn read(&mut self) -> Result<Chunk, TransportError> {
+        loop {
+            match self.rx.wait().await {
+                Some(ChannelMsg::Data { data }) => return Ok(Chunk::Stdout(data)),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    return Ok(Chunk::Stderr(data));
+                }
+                Some(ChannelMsg::Failure) => {
+                    return Err(TransportError::Other {
+                        host: self.host.clone(),
+                        reason: "the host refused to start a shell".into(),
+                    });
+                }
+                Some(ChannelMsg::Close) | None => return Ok(Chunk::Closed),
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn close(&mut self, kill: bool) {
+        if kill {
+            let _ = self.tx.signal(Sig::KILL).await;
+        } else {
+            let _ = self.tx.eof().await;
+        }
+        let _ = self.tx.close().await;
     }
 }
 

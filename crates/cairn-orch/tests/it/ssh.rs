@@ -580,4 +580,79 @@ async fn an_encrypted_key_file_needs_its_passphrase() {
     assert_eq!(out.stdout_str(), "in\n");
     // The options print without it.
     assert!(!format!("{:?}", with(Some("open sesame"))).contains("sesame"));
+    // Read (and its KDF run) once for all hosts given the same options:
+    // the file gone bad after the first, the second still logs in with
+    // what was read; options of their own read it anew.
+    let shared = with(Some("open sesame"));
+    run(shared.clone()).await.unwrap();
+    std::fs::write(&key, "not a key any more\n").unwrap();
+    let out = run(shared.clone()).await.unwrap();
+    assert_eq!(out.stdout_str(), "in\n");
+    let anew = reason(run(with(Some("open sesame"))).await.unwrap_err());
+    assert!(
+        anew.contains("not decrypted") || anew.contains("unusable"),
+        "{anew}"
+    );
+}
+
+/// A host's shell runs scripts in turn on one channel: byte-exact output
+/// and input, statuses, nothing carried from one script to the next; one
+/// session in sshd's log for all of them; a script that outlives its time
+/// breaks the shell, not the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_runs_scripts_in_turn_on_one_channel() {
+    let th = TestHosts::up("shell", 1, "127.0.46.1");
+    let h = host(th.target("h1"));
+    let mut shell = h.shell(None).await.unwrap().expect("SSH keeps a shell");
+    let out = shell
+        .run(Exec::new(
+            "x=1; echo out; echo err >&2; printf 'no newline'; exit 3",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.status, out.stdout_str(), out.stderr_str()),
+        (Some(3), "out\nno newline".into(), "err\n".into())
+    );
+    let out = shell
+        .run(Exec::new(
+            "echo \"${x-unset} ${N-unset} ${T-unset}\"; id -un",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "unset unset unset\nroot\n");
+    // Input larger than a channel window, and binary; then input a script
+    // does not read, and no input at all.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = shell
+        .run(Exec::new("cat").stdin(big.clone()))
+        .await
+        .unwrap();
+    assert!(
+        out.success() && out.stdout == big,
+        "{} bytes",
+        out.stdout.len()
+    );
+    let out = shell
+        .run(Exec::new("echo skipped").stdin(vec![0u8; 100_000]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "skipped\n");
+    let out = shell.run(Exec::new("wc -c")).await.unwrap();
+    assert_eq!(out.stdout_str().trim(), "0");
+    let sessions = th.sshd_log("h1").matches("Starting session").count();
+    let mut late = Exec::new("sleep 30");
+    late.timeout = Some(Duration::from_millis(300));
+    let err = shell.run(late).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::CommandTimeout { .. }),
+        "{err}"
+    );
+    let err = shell.run(Exec::new("true")).await.unwrap_err();
+    assert!(matches!(err, TransportError::Other { .. }), "{err}");
+    shell.close().await;
+    assert_eq!(sessions, 1, "sshd log:\n{}", th.sshd_log("h1"));
+    let out = h.exec(Exec::new("echo still")).await.unwrap();
+    assert_eq!(out.stdout_str(), "still\n");
+    assert_eq!(h.connections_opened(), 1);
 }

@@ -2,8 +2,8 @@
 //! reports the states give probing one at a time.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -11,12 +11,16 @@ use crate::module::testkit::{Fake, Scratch};
 use crate::module::{self, Args, Module, ModuleError, Outcome, RunContext};
 use crate::remote::{Exec, Output, Remote, TransportError};
 use crate::state::{HostReport, RenderContext, StateFile, StateResult};
+use crate::transport::Shell;
 use crate::transport::local::LocalHost;
 
-/// This machine, counting execs and keeping their scripts.
+/// This machine, counting execs (a shell opened is one) and the scripts
+/// run in its shells, which it keeps or not (`shells`).
 struct Counting {
     host: LocalHost,
+    shells: bool,
     execs: AtomicUsize,
+    in_shells: Arc<AtomicUsize>,
     scripts: Mutex<Vec<String>>,
 }
 
@@ -24,15 +28,33 @@ impl Counting {
     fn new() -> Counting {
         Counting {
             host: LocalHost::new("local"),
+            shells: true,
             execs: AtomicUsize::new(0),
+            in_shells: Arc::new(AtomicUsize::new(0)),
             scripts: Mutex::new(Vec::new()),
         }
     }
 
-    /// Execs since the last call.
+    /// A transport without shells: every script an exec.
+    fn without_shells() -> Counting {
+        Counting {
+            shells: false,
+            ..Counting::new()
+        }
+    }
+
+    /// Execs since the last call (shells opened included).
     fn take(&self) -> usize {
+        self.take_both().0
+    }
+
+    /// Execs, and scripts run in shells, since the last call.
+    fn take_both(&self) -> (usize, usize) {
         self.scripts.lock().unwrap().clear();
-        self.execs.swap(0, Ordering::SeqCst)
+        (
+            self.execs.swap(0, Ordering::SeqCst),
+            self.in_shells.swap(0, Ordering::SeqCst),
+        )
     }
 }
 
@@ -46,6 +68,15 @@ impl Remote for Counting {
         self.execs.fetch_add(1, Ordering::SeqCst);
         self.scripts.lock().unwrap().push(exec.script.clone());
         self.host.exec(exec).await
+    }
+
+    async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
+        if !self.shells {
+            return Ok(None);
+        }
+        self.execs.fetch_add(1, Ordering::SeqCst);
+        let shell = self.host.shell(become_user).await?;
+        Ok(shell.map(|s| s.counted(self.in_shells.clone())))
     }
 }
 
@@ -110,12 +141,46 @@ motd-link:
     )
 }
 
+/// In the host's shell: one exec for the four tasks, changed or not, and
+/// in it one script to read them all and one per change (each carrying
+/// the next state's read).
+#[tokio::test]
+async fn four_tasks_cost_one_exec_in_the_hosts_shell() {
+    let d = Scratch::new();
+    let file = parse(&four(&d));
+    let prepared = file.prepare(&module::load).unwrap();
+    let host = Counting::new();
+    let run = RunContext::default();
+    let first = prepared.apply(&host, &run).await;
+    assert_eq!(first.count(StateResult::Changed), 4, "{first:#?}");
+    assert_eq!(host.take_both(), (1, 5), "one shell: one read, four steps");
+    assert_eq!(
+        std::fs::read_to_string(d.path("h1/motd.link")).unwrap(),
+        "hello from cairn\n"
+    );
+    let second = prepared.apply(&host, &run).await;
+    assert_eq!(second.count(StateResult::Changed), 0, "{second:#?}");
+    assert_eq!(host.take_both(), (1, 1), "one shell: one read");
+    let check = RunContext {
+        check: true,
+        ..RunContext::default()
+    };
+    std::fs::write(d.path("h1/motd"), "edited\n").unwrap();
+    let dry = prepared.apply(&host, &check).await;
+    assert_eq!(dry.count(StateResult::Changed), 1, "{dry:#?}");
+    assert_eq!(host.take_both(), (1, 1));
+    // Probing one at a time needs no shell: four execs, and a step.
+    let one_by_one = file.prepare(&alone).unwrap().apply(&host, &run).await;
+    assert_eq!(one_by_one.count(StateResult::Changed), 1);
+    assert_eq!(host.take_both(), (5, 0));
+}
+
 #[tokio::test]
 async fn four_tasks_read_the_host_in_one_exec() {
     let d = Scratch::new();
     let file = parse(&four(&d));
     let prepared = file.prepare(&module::load).unwrap();
-    let host = Counting::new();
+    let host = Counting::without_shells();
     let run = RunContext::default();
 
     // Each state's probe after the first rides on the step before it, and
@@ -230,51 +295,12 @@ gone:
     let file = parse(&text);
     let ahead = file.prepare(&module::load).unwrap();
     let one_by_one = file.prepare(&alone).unwrap();
-    let host = Counting::new();
-    let run = RunContext::default();
-    let check = RunContext {
-        check: true,
-        ..RunContext::default()
-    };
-    // Between runs, the host drifts: the same drift for both.
-    let drifts: [fn(&Scratch); 4] = [
-        |_| {},
-        |_| {},
-        |d| {
-            std::fs::remove_file(d.path("a/stamp")).unwrap();
-            std::fs::write(d.path("a/motd"), "drifted\n").unwrap();
-            std::fs::remove_file(d.path("a/last")).unwrap();
-        },
-        |d| std::fs::write(d.path("a/copy"), "drifted\n").unwrap(),
-    ];
-    for round in 0..drifts.len() {
-        for ctx in [&check, &run] {
-            let mut reports = Vec::new();
-            let mut execs = Vec::new();
-            for prepared in [&ahead, &one_by_one] {
-                // The same start for both.
-                let _ = std::fs::remove_dir_all(d.path("a"));
-                for (i, earlier) in drifts.iter().enumerate().take(round + 1) {
-                    if i > 0 {
-                        // Replay the runs and drifts that came before.
-                        prepared.apply(&host, &run).await;
-                    }
-                    earlier(&d);
-                }
-                host.take();
-                reports.push(timeless(prepared.apply(&host, ctx).await));
-                execs.push(host.take());
-            }
-            assert_eq!(reports[0], reports[1], "round {round}, check {}", ctx.check);
-            assert!(
-                execs[0] < execs[1],
-                "round {round}: {} execs ahead, {} one at a time",
-                execs[0],
-                execs[1]
-            );
-        }
+    for host in [Counting::new(), Counting::without_shells()] {
+        same_reports(&d, &ahead, &one_by_one, &host).await;
     }
     // What the runs above were about.
+    let host = Counting::new();
+    let run = RunContext::default();
     let _ = std::fs::remove_dir_all(d.path("a"));
     let r = ahead.apply(&host, &run).await;
     assert_eq!(
@@ -312,6 +338,59 @@ gone:
         "{err}"
     );
     assert!(!d.path("a/log").exists(), "`unless` held it back");
+}
+
+/// The reports of `ahead` and `one_by_one` from the same start, run after
+/// run, and the first in fewer execs.
+async fn same_reports(
+    d: &Scratch,
+    ahead: &crate::state::Prepared<'_>,
+    one_by_one: &crate::state::Prepared<'_>,
+    host: &Counting,
+) {
+    let run = RunContext::default();
+    let check = RunContext {
+        check: true,
+        ..RunContext::default()
+    };
+    // Between runs, the host drifts: the same drift for both.
+    let drifts: [fn(&Scratch); 4] = [
+        |_| {},
+        |_| {},
+        |d| {
+            std::fs::remove_file(d.path("a/stamp")).unwrap();
+            std::fs::write(d.path("a/motd"), "drifted\n").unwrap();
+            std::fs::remove_file(d.path("a/last")).unwrap();
+        },
+        |d| std::fs::write(d.path("a/copy"), "drifted\n").unwrap(),
+    ];
+    for round in 0..drifts.len() {
+        for ctx in [&check, &run] {
+            let mut reports = Vec::new();
+            let mut execs = Vec::new();
+            for prepared in [ahead, one_by_one] {
+                // The same start for both.
+                let _ = std::fs::remove_dir_all(d.path("a"));
+                for (i, earlier) in drifts.iter().enumerate().take(round + 1) {
+                    if i > 0 {
+                        // Replay the runs and drifts that came before.
+                        prepared.apply(host, &run).await;
+                    }
+                    earlier(d);
+                }
+                host.take();
+                reports.push(timeless(prepared.apply(host, ctx).await));
+                execs.push(host.take());
+            }
+            assert_eq!(reports[0], reports[1], "round {round}, check {}", ctx.check);
+            assert!(
+                execs[0] < execs[1],
+                "round {round}: {} execs ahead, {} one at a time",
+                execs[0],
+                execs[1]
+            );
+        }
+    }
 }
 
 /// A host that cannot run anything fails each state with what its own
