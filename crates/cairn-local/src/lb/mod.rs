@@ -41,11 +41,9 @@
 //! - **Shutdown.** Cancel the token given to `serve`: it stops accepting,
 //!   lets open requests finish (idle keep-alive connections close) up to
 //!   `drain_timeout`, cuts the rest and returns. Every task (connections,
-//!   health checks, drains) lives in a `JoinSet` that `serve` or a worker
-//!   owns and empties; a backend connection is driven by the client
-//!   connection's task that uses it, and the idle ones are closed when
-//!   their worker ends, so `serve` returns once every worker's thread is
-//!   done with its sockets.
+//!   health checks, drains, backend connections) lives in a `JoinSet` that
+//!   `serve` or a worker owns and empties, and `serve` returns once every
+//!   worker's thread is done with its sockets.
 //!
 //! Never: decides where it listens (the caller binds the listener), or
 //! spawns a task it does not join.
@@ -515,15 +513,6 @@ impl Shared {
             }
         }
         result
-    }
-
-    /// Closes `worker`'s kept connections to every backend, draining ones
-    /// included.
-    fn close_idle(&self, worker: usize) {
-        let t = lock(&self.table);
-        for up in t.upstreams.iter().chain(t.draining.iter().map(|d| &d.up)) {
-            up.close_idle(worker);
-        }
     }
 
     /// How many idle pools each backend keeps: one per worker.

@@ -102,7 +102,7 @@ async fn handle(
             _ = up.killed(worker.index) => Err(Failure::Sent("cut at the end of the backend's drain".into())),
         };
         match attempt {
-            Ok((resp, conn)) => return respond(resp, flight, worker.index, conn),
+            Ok((resp, sender)) => return respond(resp, flight, worker.index, sender),
             Err(Failure::NotSent(req, e)) => {
                 outgoing.give_back(*req);
                 last_error = e;
@@ -137,18 +137,18 @@ async fn forward(
     worker: &Worker,
     up: &Arc<Upstream>,
     mut req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, Conn), Failure> {
+) -> Result<(Response<Incoming>, client::SendRequest<RequestBody>), Failure> {
     if !req.headers().contains_key(header::HOST) {
         req.headers_mut().insert(header::HOST, up.host.clone());
     }
-    while let Some(mut conn) = up.take_idle(worker.index) {
+    while let Some(mut sender) = up.take_idle(worker.index) {
         // Kept connections are ready once their last response ended; one
         // that is not soon is stuck (say, still sending a request body).
-        if !matches!(timeout(POOLED_READY, conn.ready()).await, Ok(Ok(()))) {
+        if !matches!(timeout(POOLED_READY, sender.ready()).await, Ok(Ok(()))) {
             continue;
         }
-        match conn.send(req).await {
-            Ok(resp) => return Ok((resp, conn)),
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, sender)),
             // Closed by the backend before the request went out: next one.
             Err(mut e) => match e.take_message() {
                 Some(back) => req = back,
@@ -160,17 +160,18 @@ async fn forward(
         Ok(s) => s,
         Err(e) => return Err(Failure::NotSent(Box::new(req), format!("connect: {e}"))),
     };
-    let (sender, driver) = match client::handshake(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match client::handshake(TokioIo::new(stream)).await {
         Ok(pair) => pair,
         Err(e) => return Err(Failure::NotSent(Box::new(req), format!("handshake: {e}"))),
     };
-    let mut conn = Conn {
-        sender,
-        driver: Some(driver),
-        backend: up.addr,
-    };
-    match conn.send(req).await {
-        Ok(resp) => Ok((resp, conn)),
+    let addr = up.addr;
+    worker.spawn_driver(up, async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(backend = %addr, "backend connection ended: {e}");
+        }
+    });
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
         Err(mut e) => match e.take_message() {
             Some(back) => Err(Failure::NotSent(Box::new(back), e.into_error().to_string())),
             None => Err(Failure::Sent(e.into_error().to_string())),
@@ -178,80 +179,11 @@ async fn forward(
     }
 }
 
-/// An HTTP/1.1 connection to a backend, driven by whichever task uses it:
-/// the client connection's task that sends a request on it polls it while
-/// it waits for the response and while the response body is relayed, so
-/// a request never wakes a second task (hyper's usual driver task) and
-/// the backend socket's readiness wakes the one task that waits on it. An
-/// idle connection in a pool is polled by nobody; a backend that closed it
-/// meanwhile is found out by `ready` before the next request goes out.
-pub(super) struct Conn {
-    sender: client::SendRequest<RequestBody>,
-    /// None once it ended (closed or failed): the connection is done.
-    driver: Option<client::Connection<TokioIo<TcpStream>, RequestBody>>,
-    backend: SocketAddr,
-}
-
-impl Conn {
-    /// Drives the connection; true while it is still open.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(driver) = self.driver.as_mut() else {
-            return false;
-        };
-        match Pin::new(driver).poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(result) => {
-                if let Err(e) = result {
-                    tracing::debug!(backend = %self.backend, "backend connection ended: {e}");
-                }
-                self.driver = None;
-                false
-            }
-        }
-    }
-
-    /// Idle: its last exchange is over both ways.
-    fn wants_next(&self) -> bool {
-        self.driver.is_some() && self.sender.is_ready()
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.driver.is_some() && !self.sender.is_closed()
-    }
-
-    /// Resolves once a request can go out (an error: the connection ended).
-    async fn ready(&mut self) -> hyper::Result<()> {
-        std::future::poll_fn(|cx| {
-            // The driver first: it reads what the backend sent meanwhile (a
-            // close) and tells the sender it wants the next request.
-            self.drive(cx);
-            self.sender.poll_ready(cx)
-        })
-        .await
-    }
-
-    /// Sends `req` and waits for the response head, driving the connection.
-    async fn send(
-        &mut self,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>> {
-        let response = self.sender.try_send_request(req);
-        tokio::pin!(response);
-        std::future::poll_fn(|cx| {
-            // A driver that ended has answered (or dropped, returning the
-            // request) every request it held, so `response` resolves.
-            self.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-}
-
 fn respond(
     resp: Response<Incoming>,
     flight: InFlight,
     worker: usize,
-    conn: Conn,
+    sender: client::SendRequest<RequestBody>,
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -261,7 +193,7 @@ fn respond(
         ResponseBody::Backend(Box::new(Relay {
             body,
             done: false,
-            conn: Some(conn),
+            sender: Some(sender),
             worker,
             killed,
             flight,
@@ -468,14 +400,14 @@ pub(super) enum ResponseBody {
     Backend(Box<Relay>),
 }
 
-/// A backend's response body on its way to the client. It drives the
-/// backend connection the body comes from, holds the request's in-flight
-/// count until it is done, gives the connection back for reuse when the
-/// body ended cleanly, and fails when the backend's drain deadline cuts it.
+/// A backend's response body on its way to the client. It holds the request's
+/// in-flight count until it is done, gives the connection back for reuse when
+/// the body ended cleanly, and fails when the backend's drain deadline cuts
+/// it.
 pub(super) struct Relay {
     body: Incoming,
     done: bool,
-    conn: Option<Conn>,
+    sender: Option<client::SendRequest<RequestBody>>,
     /// Whose pool the connection goes back to.
     worker: usize,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -502,11 +434,6 @@ impl Body for ResponseBody {
                 Err("the backend was cut at its drain deadline".into()),
             ));
         }
-        // Feeds `body`; one that ended takes the body's end (or its error)
-        // with it.
-        if let Some(conn) = relay.conn.as_mut() {
-            conn.drive(cx);
-        }
         match ready!(Pin::new(&mut relay.body).poll_frame(cx)) {
             None => {
                 relay.done = true;
@@ -514,14 +441,6 @@ impl Body for ResponseBody {
             }
             Some(Ok(frame)) => {
                 relay.done = relay.body.is_end_stream();
-                if relay.done
-                    && let Some(conn) = relay.conn.as_mut()
-                {
-                    // Once more after the end: the connection takes the
-                    // response's end and, when its request has gone out
-                    // too, asks for the next one (`Drop` keeps it only then).
-                    conn.drive(cx);
-                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
@@ -547,17 +466,13 @@ impl Body for ResponseBody {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // Only a connection whose response was read to the end and whose
-        // request went out whole is reusable; any other is closed by
-        // dropping it. (Nobody drives a kept one: a request body still
-        // being sent, the backend having answered early, would stall there
-        // with the client connection it comes from.)
+        // Only a connection whose response was read to the end is reusable;
+        // a half-read one is closed by dropping its sender.
         if (self.done || self.body.is_end_stream())
-            && let Some(conn) = self.conn.take()
-            && conn.wants_next()
+            && let Some(sender) = self.sender.take()
             && !self.flight.upstream().is_retired()
         {
-            self.flight.upstream().put_idle(self.worker, conn);
+            self.flight.upstream().put_idle(self.worker, sender);
         }
     }
 }

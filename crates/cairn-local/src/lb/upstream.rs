@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::HeaderValue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::proxy::Conn;
+use super::proxy::RequestBody;
 
 /// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 32;
@@ -58,7 +59,7 @@ struct Counters {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<Conn>,
+    idle: Vec<SendRequest<RequestBody>>,
     closed: bool,
 }
 
@@ -203,29 +204,22 @@ impl Upstream {
     }
 
     /// A kept connection of `worker`'s, if any is still open.
-    pub fn take_idle(&self, worker: usize) -> Option<Conn> {
+    pub fn take_idle(&self, worker: usize) -> Option<SendRequest<RequestBody>> {
         let mut pool = lock(&self.pools[worker]);
-        while let Some(conn) = pool.idle.pop() {
-            if conn.is_open() {
-                return Some(conn);
+        while let Some(sender) = pool.idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
             }
         }
         None
     }
 
     /// Keeps a connection of `worker`'s whose last exchange completed.
-    pub fn put_idle(&self, worker: usize, conn: Conn) {
+    pub fn put_idle(&self, worker: usize, sender: SendRequest<RequestBody>) {
         let mut pool = lock(&self.pools[worker]);
-        if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE && conn.is_open() {
-            pool.idle.push(conn);
+        if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
+            pool.idle.push(sender);
         }
-    }
-
-    /// Closes `worker`'s kept connections: the worker is ending, and its
-    /// sockets go with it.
-    pub fn close_idle(&self, worker: usize) {
-        let idle = std::mem::take(&mut lock(&self.pools[worker]).idle);
-        drop(idle);
     }
 }
 
