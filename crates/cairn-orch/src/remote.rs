@@ -52,25 +52,14 @@ impl Exec {
     /// `sh`, through `sudo -n` when becoming another user. `-n`: a sudo that
     /// wants a password fails at once instead of hanging on a prompt.
     pub fn command_line(&self) -> String {
-        let sh = format!("sh -c {}", quote(&self.script));
-        match &self.become_user {
-            Some(user) => format!("sudo -n -H -u {} -- {sh}", quote(user)),
-            None => sh,
-        }
+        line(&self.argv())
     }
 
     /// [`Exec::command_line`] as the arguments of a process, for a
     /// transport that starts it itself (this machine): one `sh` for the
     /// script, not a second one to read the line first.
     pub fn argv(&self) -> Vec<String> {
-        let mut argv = vec![];
-        if let Some(user) = &self.become_user {
-            argv.extend(["sudo", "-n", "-H", "-u"].map(String::from));
-            argv.push(user.clone());
-            argv.push("--".into());
-        }
-        argv.extend(["sh".to_string(), "-c".to_string(), self.script.clone()]);
-        argv
+        as_user(self.become_user.as_deref(), ["sh", "-c", &self.script])
     }
 
     /// The script as a program and its arguments, when it is one simple
@@ -229,6 +218,25 @@ pub trait Remote: Send + Sync {
         let _ = become_user;
         Ok(None)
     }
+}
+
+/// `command` run as `user` when one is given: through `sudo -n` (a sudo
+/// that wants a password fails at once instead of hanging on a prompt).
+pub(crate) fn as_user<'a>(
+    user: Option<&str>,
+    command: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut argv = vec![];
+    if let Some(user) = user {
+        argv.extend(["sudo", "-n", "-H", "-u", user, "--"].map(String::from));
+    }
+    argv.extend(command.into_iter().map(String::from));
+    argv
+}
+
+/// `argv` as one line for a shell to split back into the same words.
+pub(crate) fn line(argv: &[String]) -> String {
+    argv.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 /// POSIX single quoting: `it's` → `'it'\''s'`.

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::remote::{Exec, Output, TransportError, quote};
+use crate::remote::{Exec, Output, TransportError, as_user, line, quote};
 
 /// What a transport reads from a shell's exec.
 #[derive(Debug)]
@@ -83,22 +83,12 @@ impl Shell {
     /// The command line a transport runs for a shell: `sh -s`, through
     /// `sudo -n` when becoming another user.
     pub fn command_line(become_user: Option<&str>) -> String {
-        match become_user {
-            Some(user) => format!("sudo -n -H -u {} -- sh -s", quote(user)),
-            None => "sh -s".to_string(),
-        }
+        line(&Shell::argv(become_user))
     }
 
     /// [`Shell::command_line`] as a program and its arguments.
     pub fn argv(become_user: Option<&str>) -> Vec<String> {
-        let mut argv = vec![];
-        if let Some(user) = become_user {
-            argv.extend(["sudo", "-n", "-H", "-u"].map(String::from));
-            argv.push(user.to_string());
-            argv.push("--".into());
-        }
-        argv.extend(["sh", "-s"].map(String::from));
-        argv
+        as_user(become_user, ["sh", "-s"])
     }
 
     /// Over `pipe`, an exec of [`Shell::command_line`]; `timeout`: a
