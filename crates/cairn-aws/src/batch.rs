@@ -1,4 +1,5 @@
-//! Reads of one kind that arrive together leave as one call.
+//! Calls of one kind that arrive together leave as one call: reads by id
+//! ([`Batcher`]) and writes to one place ([`WriteBatcher`]).
 //!
 //! A refresh reads every resource at once and the creates of thirty servers
 //! each poll their instance until it runs: one `DescribeInstances` per
@@ -114,6 +115,151 @@ async fn drain<V: Clone + Send + 'static>(queue: Arc<Mutex<Queue<V>>>, fetch: Fe
     }
 }
 
+type Sent<O> = Pin<Box<dyn Future<Output = Vec<ProviderResult<O>>> + Send>>;
+type SendFn<I, O> = Arc<dyn Fn(String, Vec<I>) -> Sent<O> + Send + Sync>;
+type Pending<I, O> = (I, oneshot::Sender<ProviderResult<O>>);
+/// What waits, by place; a place is present while a task sends its calls.
+type Places<I, O> = Arc<Mutex<HashMap<String, Vec<Pending<I, O>>>>>;
+
+/// Coalesces writes to one place (a hosted zone's record sets, a region's
+/// instances to terminate) into calls of up to `max` items, as [`Batcher`]
+/// does reads: the first writer waits for no one, the others for at most
+/// the call before theirs. Each writer gets its own item's answer: `send`
+/// answers every item, in order (when one bad item fails a whole call,
+/// `send` tries the items alone to say which).
+///
+/// Writes made at once are the rule, not the exception: a destroy deletes
+/// thirty servers, or every record of a zone, the moment what depends on
+/// them is gone, and a region's API limits calls, not items.
+pub(crate) struct WriteBatcher<I, O> {
+    places: Places<I, O>,
+    send: SendFn<I, O>,
+    max: usize,
+}
+
+impl<I: Send + 'static, O: Send + 'static> WriteBatcher<I, O> {
+    /// `send` makes one call for these items at this place.
+    pub(crate) fn new<F, Fut>(max: usize, send: F) -> WriteBatcher<I, O>
+    where
+        F: Fn(String, Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<ProviderResult<O>>> + Send + 'static,
+    {
+        WriteBatcher {
+            places: Arc::new(Mutex::new(HashMap::new())),
+            send: Arc::new(move |place, items| Box::pin(send(place, items))),
+            max: max.max(1),
+        }
+    }
+
+    /// Writes `item` at `place`, with whatever else is written there now.
+    pub(crate) async fn write(&self, place: &str, item: I) -> ProviderResult<O> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+            match places.get_mut(place) {
+                Some(waiting) => {
+                    waiting.push((item, tx));
+                    false
+                }
+                None => {
+                    places.insert(place.to_string(), vec![(item, tx)]);
+                    true
+                }
+            }
+        };
+        if start {
+            let sending = Sending {
+                places: self.places.clone(),
+                place: place.to_string(),
+                ended: false,
+            };
+            tokio::spawn(sending.run(self.send.clone(), self.max));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ProviderError::Transient(
+                "a batched write was dropped before it answered".into(),
+            ))
+        })
+    }
+}
+
+/// The task sending one place's calls until no one waits there.
+struct Sending<I, O> {
+    places: Places<I, O>,
+    place: String,
+    /// It left the map itself; otherwise (a panic) its drop does, so that
+    /// the next writer starts a new task instead of waiting on no one.
+    ended: bool,
+}
+
+impl<I, O> Sending<I, O> {
+    async fn run(mut self, send: SendFn<I, O>, max: usize) {
+        loop {
+            // Writers made ready by the same event join this call.
+            tokio::task::yield_now().await;
+            let batch: Vec<Pending<I, O>> = {
+                let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+                let waiting = places
+                    .get_mut(&self.place)
+                    .expect("a place stays while its task runs");
+                if waiting.is_empty() {
+                    places.remove(&self.place);
+                    self.ended = true;
+                    return;
+                }
+                let n = waiting.len().min(max);
+                waiting.drain(..n).collect()
+            };
+            let (items, writers): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+            let mut answers = send(self.place.clone(), items).await.into_iter();
+            for writer in writers {
+                let answer = answers.next().unwrap_or_else(|| {
+                    Err(ProviderError::Permanent(
+                        "a batched write got no answer of its own".into(),
+                    ))
+                });
+                // A writer that gave up (its future dropped) needs no answer.
+                let _ = writer.send(answer);
+            }
+        }
+    }
+}
+
+impl<I, O> Drop for Sending<I, O> {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Its writers' senders go with the entry: they get an error.
+            self.places
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.place);
+        }
+    }
+}
+
+/// One call for all `items`, else, when it fails for a reason one item may
+/// be alone to blame, one call per item. A retryable failure (throttled, a
+/// network fault) is every item's: trying them alone would only add calls.
+pub(crate) async fn all_or_each<I, F, Fut>(items: &[I], call: F) -> Vec<ProviderResult<()>>
+where
+    F: Fn(&[I]) -> Fut,
+    Fut: Future<Output = ProviderResult<()>>,
+{
+    match call(items).await {
+        Ok(()) => items.iter().map(|_| Ok(())).collect(),
+        Err(e) if items.len() == 1 || e.is_retryable() => {
+            items.iter().map(|_| Err(e.clone())).collect()
+        }
+        Err(_) => {
+            let mut each = Vec::with_capacity(items.len());
+            for item in items {
+                each.push(call(std::slice::from_ref(item)).await);
+            }
+            each
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +351,139 @@ mod tests {
         assert_eq!(b.get("a").await, Ok(Some(1)));
         assert_eq!(b.get("b").await, Ok(None));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_made_during_a_call_go_out_together_per_place_and_each_gets_its_own() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (logged, held) = (calls.clone(), gate.clone());
+        let w = Arc::new(WriteBatcher::new(
+            100,
+            move |place: String, items: Vec<u32>| {
+                let first = {
+                    let mut calls = logged.lock().unwrap();
+                    calls.push((place.clone(), items.len()));
+                    calls.len() == 1
+                };
+                let held = held.clone();
+                async move {
+                    if first {
+                        held.acquire().await.unwrap().forget();
+                    }
+                    // Odd items are refused: each writer must get its own.
+                    items
+                        .into_iter()
+                        .map(|i| {
+                            if i % 2 == 0 {
+                                Ok(format!("{place} {i}"))
+                            } else {
+                                Err(ProviderError::Permanent(format!("{i} refused")))
+                            }
+                        })
+                        .collect()
+                }
+            },
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        let write = |tasks: &mut tokio::task::JoinSet<_>, place: &'static str, i: u32| {
+            let w = w.clone();
+            tasks.spawn(async move { (place, i, w.write(place, i).await) });
+        };
+        write(&mut tasks, "a", 0);
+        until("the first call", || calls.lock().unwrap().len() == 1).await;
+        for i in 1..250 {
+            write(&mut tasks, "a", i);
+        }
+        // Another place does not wait for the first's call.
+        write(&mut tasks, "b", 7);
+        until("250 writes waiting at a", || {
+            w.places.lock().unwrap().get("a").map(Vec::len) == Some(249)
+        })
+        .await;
+        until("b's call", || calls.lock().unwrap().len() == 2).await;
+        gate.add_permits(1);
+        let mut answered = 0;
+        while let Some(done) = tasks.join_next().await {
+            let (place, i, got) = done.unwrap();
+            if i % 2 == 0 {
+                assert_eq!(got.unwrap(), format!("{place} {i}"));
+            } else {
+                assert_eq!(got, Err(ProviderError::Permanent(format!("{i} refused"))));
+            }
+            answered += 1;
+        }
+        assert_eq!(answered, 251);
+        let calls = calls.lock().unwrap().clone();
+        let at = |p: &str| -> Vec<usize> {
+            calls
+                .iter()
+                .filter(|(c, _)| c == p)
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        assert_eq!(at("a"), vec![1, 100, 100, 49]);
+        assert_eq!(at("b"), vec![1]);
+        until("every place idle", || w.places.lock().unwrap().is_empty()).await;
+    }
+
+    #[tokio::test]
+    async fn a_call_that_panics_fails_its_writers_and_the_next_write_starts_again() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let w = WriteBatcher::new(10, move |_place, items: Vec<u32>| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(n > 0, "the first call panics");
+                items.into_iter().map(Ok).collect()
+            }
+        });
+        assert!(matches!(
+            w.write("p", 1).await,
+            Err(ProviderError::Transient(_))
+        ));
+        assert_eq!(w.write("p", 2).await, Ok(2));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A call of `all_or_each` that refuses any slice holding a 0, and
+    /// records the sizes it was called with.
+    async fn refusing_zero(
+        items: &[u32],
+        error: ProviderError,
+    ) -> (Vec<ProviderResult<()>>, Vec<usize>) {
+        let sizes = Mutex::new(Vec::new());
+        let out = all_or_each(items, |slice| {
+            sizes.lock().unwrap().push(slice.len());
+            let refused = slice.contains(&0);
+            let error = error.clone();
+            async move { if refused { Err(error) } else { Ok(()) } }
+        })
+        .await;
+        (out, sizes.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn one_refused_item_is_found_by_trying_each_alone_a_retryable_failure_is_everyones() {
+        let gone = ProviderError::NotFound("i-0 is gone".into());
+        let (out, sizes) = refusing_zero(&[3, 0, 5], gone.clone()).await;
+        assert_eq!(out, vec![Ok(()), Err(gone.clone()), Ok(())]);
+        assert_eq!(sizes, vec![3, 1, 1, 1]);
+
+        let (out, sizes) = refusing_zero(&[3, 5], gone.clone()).await;
+        assert_eq!(out, vec![Ok(()), Ok(())]);
+        assert_eq!(sizes, vec![2]);
+
+        let throttled = ProviderError::Throttled {
+            retry_after: None,
+            message: "slow down".into(),
+        };
+        let (out, sizes) = refusing_zero(&[3, 0, 5], throttled.clone()).await;
+        assert_eq!(out, vec![Err(throttled.clone()); 3]);
+        assert_eq!(sizes, vec![3], "no call per item for a retryable failure");
+
+        let (out, sizes) = refusing_zero(&[0], gone.clone()).await;
+        assert_eq!(out, vec![Err(gone)]);
+        assert_eq!(sizes, vec![1]);
     }
 }

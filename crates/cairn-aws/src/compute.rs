@@ -412,14 +412,8 @@ impl AwsProvider {
     }
 
     pub(crate) async fn delete_server(&self, id: &str) -> ProviderResult<()> {
-        let r = self
-            .c
-            .ec2
-            .terminate_instances()
-            .instance_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("TerminateInstances", e));
+        // With the other servers deleted now: one call for them all.
+        let r = self.writes.terminations.write("", id.to_string()).await;
         if gone(r)?.is_none() {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 //! no fixed address to put in a plain record.
 
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType, Tag,
+    AliasTarget, Change, ChangeAction, ResourceRecord, ResourceRecordSet, RrType, Tag,
     TagResourceType,
 };
 use cairn_engine::provider::*;
@@ -15,6 +15,7 @@ use crate::AwsProvider;
 use crate::error::{classify, gone};
 use crate::model::*;
 use crate::shared_reads::zone_record_sets;
+use crate::shared_writes::change_record_sets;
 
 fn zone_id(id: &str) -> &str {
     id.trim_start_matches("/hostedzone/")
@@ -272,20 +273,13 @@ impl AwsProvider {
     }
 
     async fn change(&self, zone: &str, changes: Vec<Change>) -> ProviderResult<()> {
-        self.c
-            .route53
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder()
-                    .set_changes(Some(changes))
-                    .build()
-                    .map_err(|e| permanent(e.to_string()))?,
-            )
-            .send()
-            .await
-            .map_err(|e| classify("ChangeResourceRecordSets", e))?;
-        Ok(())
+        change_record_sets(&self.c.route53, zone, changes).await
+    }
+
+    /// One change to one record set, sent with the zone's other changes
+    /// made now.
+    async fn change_one(&self, zone: &str, change: Change) -> ProviderResult<()> {
+        self.writes.record_changes.write(zone, change).await
     }
 
     /// The record set the properties describe (an alias when its one value
@@ -342,15 +336,13 @@ impl AwsProvider {
     pub(crate) async fn create_record_upsert(&self, p: &Json) -> ProviderResult<Json> {
         let (id, set) = self.record_set(p).await?;
         let fqdn = set.name().to_string();
-        self.change(
+        self.change_one(
             required(p, "zone")?,
-            vec![
-                Change::builder()
-                    .action(ChangeAction::Upsert)
-                    .resource_record_set(set)
-                    .build()
-                    .map_err(|e| permanent(e.to_string()))?,
-            ],
+            Change::builder()
+                .action(ChangeAction::Upsert)
+                .resource_record_set(set)
+                .build()
+                .map_err(|e| permanent(e.to_string()))?,
         )
         .await?;
         Ok(json!({"id": id, "fqdn": fqdn}))
@@ -421,7 +413,7 @@ impl AwsProvider {
                 .resource_record_set(set)
                 .build()
                 .map_err(|e| permanent(e.to_string()))?;
-            match self.change(zone, vec![delete]).await {
+            match self.change_one(zone, delete).await {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::debug!(
                     id,
@@ -433,15 +425,13 @@ impl AwsProvider {
             return Ok(());
         };
         let r = self
-            .change(
+            .change_one(
                 zone,
-                vec![
-                    Change::builder()
-                        .action(ChangeAction::Delete)
-                        .resource_record_set(set)
-                        .build()
-                        .map_err(|e| permanent(e.to_string()))?,
-                ],
+                Change::builder()
+                    .action(ChangeAction::Delete)
+                    .resource_record_set(set)
+                    .build()
+                    .map_err(|e| permanent(e.to_string()))?,
             )
             .await;
         gone(r)?;

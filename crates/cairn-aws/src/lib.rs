@@ -24,6 +24,7 @@ mod network;
 mod provider;
 mod read_retry;
 mod shared_reads;
+mod shared_writes;
 mod storage;
 
 pub use config::{AwsSettings, Clients};

@@ -12,6 +12,7 @@ use crate::ec2::by_tag;
 use crate::error::{AwsError, classify};
 use crate::model::*;
 use crate::shared_reads::SharedReads;
+use crate::shared_writes::SharedWrites;
 
 /// How long each kind of create or delete may take before it counts as
 /// failed (the engine then rolls back or reports).
@@ -40,6 +41,7 @@ pub struct AwsProvider {
     pub(crate) c: Clients,
     pub(crate) waits: Waits,
     pub(crate) shared: SharedReads,
+    pub(crate) writes: SharedWrites,
 }
 
 impl AwsProvider {
@@ -47,6 +49,7 @@ impl AwsProvider {
         let c = Clients::load(settings).await?;
         Ok(AwsProvider {
             shared: SharedReads::new(&c),
+            writes: SharedWrites::new(&c),
             c,
             waits: Waits::default(),
         })

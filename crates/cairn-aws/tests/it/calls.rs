@@ -2,7 +2,8 @@
 //! attempt, yet recovery (an intent journaled, the answer lost) finds what
 //! it made by its token; what a create knows is not read back; reads of
 //! many resources share calls and each still gets its own; deletes that
-//! try the one call first fall back when it does not fit.
+//! try the one call first fall back when it does not fit; deletes made at
+//! once share calls, and one that does not fit fails only itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -369,6 +370,127 @@ async fn a_record_is_deleted_as_recorded_or_as_found_when_it_changed() {
     p.delete(delete_req("dns_zone", &zone.id, Json::Null))
         .await
         .unwrap();
+}
+
+/// Every delete at once (as a destroy makes them), answers in order.
+async fn delete_all(p: &Arc<AwsProvider>, deletes: Vec<DeleteRequest>) -> Vec<ProviderResult<()>> {
+    let mut calls = tokio::task::JoinSet::new();
+    let n = deletes.len();
+    for (i, d) in deletes.into_iter().enumerate() {
+        let p = p.clone();
+        calls.spawn(async move { (i, p.delete(d).await) });
+    }
+    let mut out: Vec<_> = (0..n).map(|_| Ok(())).collect();
+    while let Some(done) = calls.join_next().await {
+        let (i, r) = done.unwrap();
+        out[i] = r;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletes_made_at_once_share_calls_and_one_that_does_not_fit_fails_only_itself() {
+    let moto = Moto::start();
+    let p = Arc::new(moto.provider().await);
+
+    // Servers: three real ones and an id that never was (gone is done),
+    // terminated together.
+    let (_, sub) = crate::provider::network(&p).await;
+    let props = json!({"image": "ami-1e749f67", "size": "small", "subnet": sub, "firewalls": []});
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let made = p
+            .create(first(
+                "server",
+                &format!("web[{i}]"),
+                &format!("t-web{i}"),
+                props.clone(),
+            ))
+            .await
+            .unwrap();
+        ids.push(made.id);
+    }
+    ids.push("i-0123456789abcdef0".into());
+    let deletes = ids
+        .iter()
+        .map(|id| delete_req("server", id, Json::Null))
+        .collect();
+    let out = delete_all(&p, deletes).await;
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    let seen = read_all(&p, &ids[..3]).await;
+    assert!(
+        seen.iter().all(|o| matches!(o, Ok(None))),
+        "terminated: {seen:?}"
+    );
+
+    // Records: two deleted as recorded, one changed behind cairn's back
+    // (its recorded values no longer match: Route 53 refuses a batch
+    // holding it), and one never made.
+    let zone = p
+        .create(first(
+            "dns_zone",
+            "zone",
+            "tz",
+            json!({"name": "batch.test"}),
+        ))
+        .await
+        .unwrap();
+    let record = |name: &str, value: &str| json!({"zone": zone.id, "name": name, "type": "A", "ttl": 60, "values": [value]});
+    let mut made = Vec::new();
+    for name in ["a", "b", "c"] {
+        let r = p
+            .create(first(
+                "dns_record",
+                name,
+                &format!("t-{name}"),
+                record(name, "10.0.0.1"),
+            ))
+            .await
+            .unwrap();
+        made.push(r.id);
+    }
+    p.update(UpdateRequest {
+        deployment: "d".into(),
+        address: "c".into(),
+        kind: Kind::DnsRecord,
+        id: made[2].clone(),
+        prior: record("c", "10.0.0.1"),
+        properties: record("c", "10.0.0.9"),
+        tags: BTreeMap::new(),
+        changed: vec!["values".into()],
+        token: "tu".into(),
+        sensitive: Vec::new(),
+    })
+    .await
+    .unwrap();
+    let never = made[0].replace("a.batch.test", "never.batch.test");
+    let mut deletes: Vec<DeleteRequest> = ["a", "b", "c"]
+        .iter()
+        .zip(&made)
+        .map(|(name, id)| delete_req("dns_record", id, record(name, "10.0.0.1")))
+        .collect();
+    deletes.push(delete_req(
+        "dns_record",
+        &never,
+        record("never", "10.0.0.1"),
+    ));
+    let out = delete_all(&p, deletes).await;
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    let sets = p
+        .clients()
+        .route53
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone.id)
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<&str> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.r#type().as_str() == "A")
+        .map(|s| s.name())
+        .collect();
+    assert!(left.is_empty(), "left: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
