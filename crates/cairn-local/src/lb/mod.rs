@@ -53,6 +53,7 @@ mod admin;
 mod bench;
 mod config;
 mod health;
+mod http1;
 mod pick;
 mod proxy;
 mod tcp;
@@ -513,6 +514,15 @@ impl Shared {
             }
         }
         result
+    }
+
+    /// Closes worker `worker`'s kept backend connections, of backends
+    /// configured and draining alike.
+    fn close_idle(&self, worker: usize) {
+        let t = lock(&self.table);
+        for up in t.upstreams.iter().chain(t.draining.iter().map(|d| &d.up)) {
+            up.close_idle(worker);
+        }
     }
 
     /// How many idle pools each backend keeps: one per worker.

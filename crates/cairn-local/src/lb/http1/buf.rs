@@ -1,0 +1,102 @@
+//! A read buffer a connection keeps for its whole life: read into, parsed
+//! in place, consumed from the front.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes `start..end` of `data` are read and not yet consumed.
+pub(in crate::lb) struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// It grows up to this (a large head, a buffered body), never beyond.
+    max: usize,
+}
+
+impl ReadBuf {
+    pub fn new(initial: usize, max: usize) -> Self {
+        Self {
+            data: vec![0; initial],
+            start: 0,
+            end: 0,
+            max: max.max(initial),
+        }
+    }
+
+    pub fn filled(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Drops the first `n` unread bytes.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            // Empty: the next read starts at the front, so a connection
+            // that reads whole messages never moves a byte.
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads once from `r` (0: end of stream), making room first: unread
+    /// bytes move to the front, then the buffer grows up to its maximum.
+    /// A full buffer at its maximum is an error the caller sees as a too
+    /// large message.
+    pub async fn read_from<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<usize> {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.data.len() < self.max {
+                let grown = (self.data.len() * 2).clamp(1024, self.max);
+                self.data.resize(grown, 0);
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "read buffer full",
+                ));
+            }
+        }
+        let n = r.read(&mut self.data[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grows_to_its_maximum_then_refuses() {
+        let mut buf = ReadBuf::new(1024, 4096);
+        let mut src: &[u8] = &[7u8; 10_000];
+        let mut total = 0;
+        loop {
+            match buf.read_from(&mut src).await {
+                Ok(n) => total += n,
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::OutOfMemory);
+                    break;
+                }
+            }
+        }
+        assert_eq!((total, buf.len()), (4096, 4096));
+        buf.consume(4000);
+        assert_eq!(buf.read_from(&mut src).await.unwrap(), 4000);
+        assert_eq!(buf.len(), 4096);
+        buf.consume(4096);
+        assert!(buf.is_empty());
+    }
+}
