@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -171,7 +171,7 @@ impl<'a> Conn<'a> {
             let idle = self.client_buf.is_empty();
             tokio::select! {
                 biased;
-                read = self.client_buf.read_from(&mut self.client) => match read {
+                read = self.client_buf.read_socket(&mut self.client) => match read {
                     Ok(0) => return None,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
@@ -249,7 +249,7 @@ impl<'a> Conn<'a> {
             match outcome {
                 Ok(keep) => {
                     self.client_buf.consume(buffered);
-                    return keep;
+                    return self.client.write_all(&self.response).await.is_ok() && keep;
                 }
                 Err(Failure::Broken(e)) => {
                     tracing::debug!(peer = %self.peer, "answer cut short: {e}");
@@ -293,7 +293,7 @@ impl<'a> Conn<'a> {
             return false;
         }
         while self.client_buf.len() < n {
-            match self.client_buf.read_from(&mut self.client).await {
+            match self.client_buf.read_socket(&mut self.client).await {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(e) => {
@@ -378,7 +378,7 @@ impl<'a> Conn<'a> {
             let (mut from, mut to) = backend.split();
             let mut peek = [0u8; 1];
             let sent = tokio::select! {
-                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, false) => Some(r),
+                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, false, false) => Some(r),
                 // An answer (or a close) before the body is all sent: relay
                 // it, and end both connections after it.
                 _ = from.peek(&mut peek) => None,
@@ -428,7 +428,7 @@ impl<'a> Conn<'a> {
                 }
             }
             let nothing_yet = self.backend_buf.is_empty();
-            let why = match self.backend_buf.read_from(&mut backend).await {
+            let why = match self.backend_buf.read_socket(&mut backend).await {
                 Ok(0) => "closed before answering".to_string(),
                 Ok(_) => continue,
                 Err(e) => format!("reading the response: {e}"),
@@ -462,28 +462,32 @@ impl<'a> Conn<'a> {
             }
         };
         self.backend_buf.consume(taken);
-        self.answered = true;
-        if let Err(e) = self.client.write_all(&self.response).await {
-            self.backend_buf.consume(self.backend_buf.len());
-            return Err(Failure::Broken(format!("writing the response: {e}")));
+        if !body.is_done() {
+            self.answered = true;
+            if let Err(e) = self.client.write_all(&self.response).await {
+                return Err(Failure::Broken(format!("writing the response: {e}")));
+            }
+            let relayed = relay(
+                &mut body,
+                &mut backend,
+                &mut self.backend_buf,
+                &mut self.client,
+                &mut self.response,
+                resp.dechunk,
+                true,
+            )
+            .await;
+            if let Err(e) = relayed {
+                return Err(Failure::Broken(format!(
+                    "relaying the response body: {e:?}"
+                )));
+            }
         }
-        let relayed = relay(
-            &mut body,
-            &mut backend,
-            &mut self.backend_buf,
-            &mut self.client,
-            &mut self.response,
-            resp.dechunk,
-        )
-        .await;
-        let clean = relayed.is_ok() && self.backend_buf.is_empty();
-        self.backend_buf.consume(self.backend_buf.len());
-        if let Err(e) = relayed {
-            return Err(Failure::Broken(format!(
-                "relaying the response body: {e:?}"
-            )));
-        }
-        if clean && resp.reusable && !early && !up.is_retired() {
+        // The answer's last bytes (or all of it) are still in `response`:
+        // the caller writes them once the request is out of flight, as
+        // hyper did, so that a client which has its whole answer never
+        // sees the backend still busy.
+        if self.backend_buf.is_empty() && resp.reusable && !early && !up.is_retired() {
             up.put_idle(self.worker.index, backend);
         }
         Ok(resp.keep_alive)
@@ -515,42 +519,53 @@ fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
 
 /// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`.
 /// With `dechunk`, only the body's data goes out (for HTTP/1.0 clients),
-/// through `scratch`.
-async fn relay<R, W>(
+/// through `scratch`. With `hold_last`, the body's last bytes are left in
+/// `scratch` for the caller to write.
+async fn relay<W>(
     body: &mut Body,
-    src: &mut R,
+    src: &mut TcpStream,
     buf: &mut ReadBuf,
     dst: &mut W,
     scratch: &mut Vec<u8>,
     dechunk: bool,
+    hold_last: bool,
 ) -> Result<(), RelayError>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     loop {
+        scratch.clear();
         if !buf.is_empty() {
-            let n = if dechunk {
-                scratch.clear();
+            if dechunk {
                 let n = body
                     .take(buf.filled(), Some(scratch))
                     .map_err(RelayError::Framing)?;
+                buf.consume(n);
+                if body.is_done() && hold_last {
+                    return Ok(());
+                }
                 dst.write_all(scratch).await.map_err(RelayError::Write)?;
-                n
             } else {
                 let n = body.take(buf.filled(), None).map_err(RelayError::Framing)?;
+                if body.is_done() && hold_last {
+                    scratch.extend_from_slice(&buf.filled()[..n]);
+                    buf.consume(n);
+                    return Ok(());
+                }
                 dst.write_all(&buf.filled()[..n])
                     .await
                     .map_err(RelayError::Write)?;
-                n
-            };
-            buf.consume(n);
+                buf.consume(n);
+            }
         }
         if body.is_done() {
             return Ok(());
         }
-        match buf.read_from(src).await {
-            Ok(0) => return body.eof().map_err(RelayError::Framing),
+        match buf.read_socket(src).await {
+            Ok(0) => {
+                scratch.clear();
+                return body.eof().map_err(RelayError::Framing);
+            }
             Ok(_) => {}
             Err(e) => return Err(RelayError::Read(e)),
         }

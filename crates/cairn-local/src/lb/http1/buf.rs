@@ -3,7 +3,8 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, Interest};
+use tokio::net::TcpStream;
 
 /// Bytes `start..end` of `data` are read and not yet consumed.
 pub(in crate::lb) struct ReadBuf {
@@ -53,6 +54,33 @@ impl ReadBuf {
     /// A full buffer at its maximum is an error the caller sees as a too
     /// large message.
     pub async fn read_from<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<usize> {
+        self.make_room()?;
+        let n = r.read(&mut self.data[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// `read_from` a socket. A read that returns less than the room it was
+    /// given found the socket drained, so its readiness is cleared at once
+    /// (as nginx does): the next read then waits for the next epoll event
+    /// instead of making a system call only to hear it would block, one
+    /// such call saved per message each way. New data after this read
+    /// raises a new edge-triggered event, and an end of stream already seen
+    /// stays ready (tokio never clears it), so nothing is missed.
+    pub async fn read_socket(&mut self, s: &mut TcpStream) -> io::Result<usize> {
+        self.make_room()?;
+        let room = self.data.len() - self.end;
+        let n = s.read(&mut self.data[self.end..]).await?;
+        self.end += n;
+        if n > 0 && n < room {
+            let _ = s.try_io(Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+        Ok(n)
+    }
+
+    fn make_room(&mut self) -> io::Result<()> {
         if self.end == self.data.len() {
             if self.start > 0 {
                 self.data.copy_within(self.start..self.end, 0);
@@ -68,9 +96,7 @@ impl ReadBuf {
                 ));
             }
         }
-        let n = r.read(&mut self.data[self.end..]).await?;
-        self.end += n;
-        Ok(n)
+        Ok(())
     }
 }
 
