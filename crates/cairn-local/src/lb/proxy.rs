@@ -15,6 +15,7 @@
 //! allocates nothing per request once a connection's buffers are grown.
 //! See the README's "Design decisions".
 
+use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,7 +32,7 @@ use super::Shared;
 use super::http1::{
     self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
 };
-use super::upstream::Upstream;
+use super::upstream::{Upstream, lock};
 use super::worker::Worker;
 
 /// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole
@@ -50,6 +51,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// buffered bodies.
 const CLIENT_BUF: usize = 8 * 1024;
 const BACKEND_BUF: usize = 16 * 1024;
+/// Rewritten heads: most fit, a larger one grows the buffer.
+const HEAD_BUF: usize = 2 * 1024;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -62,16 +65,19 @@ pub(super) async fn serve_http(
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
+    let bufs = lock(&worker.spare).pop().unwrap_or_else(Buffers::new);
+    let mut client_ip = ClientIp([0; 48], 0);
+    let _ = write!(client_ip, "{}", peer.ip());
     let mut conn = Conn {
         shared: &shared,
         worker: &worker,
         peer,
         client: stream,
-        client_buf: ReadBuf::new(CLIENT_BUF, MAX_HEAD + MAX_REPLAY),
-        backend_buf: ReadBuf::new(BACKEND_BUF, MAX_HEAD),
-        request: Vec::with_capacity(1024),
-        response: Vec::with_capacity(1024),
-        client_ip: peer.ip().to_string(),
+        client_buf: bufs.client,
+        backend_buf: bufs.backend,
+        request: bufs.request,
+        response: bufs.response,
+        client_ip,
         answered: false,
         body_touched: false,
     };
@@ -84,6 +90,75 @@ pub(super) async fn serve_http(
         if !conn.exchange(head, &stop).await || stop.is_cancelled() {
             break;
         }
+    }
+    drop(conn.client);
+    let mut bufs = Buffers {
+        client: conn.client_buf,
+        backend: conn.backend_buf,
+        request: conn.request,
+        response: conn.response,
+    };
+    if bufs.reset() {
+        let mut spare = lock(&worker.spare);
+        if spare.len() < MAX_SPARE {
+            spare.push(bufs);
+        }
+    }
+}
+
+/// Buffers a worker keeps between connections (see `Buffers`).
+const MAX_SPARE: usize = 64;
+
+/// One connection's buffers. Its worker keeps them when the connection
+/// ends, so that a new connection (one per request with `Connection:
+/// close`) allocates and zeroes nothing; buffers grown past their first
+/// sizes are freed instead, so what a worker keeps stays small.
+pub(super) struct Buffers {
+    client: ReadBuf,
+    backend: ReadBuf,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Self {
+            client: ReadBuf::new(CLIENT_BUF, MAX_HEAD + MAX_REPLAY),
+            backend: ReadBuf::new(BACKEND_BUF, MAX_HEAD),
+            request: Vec::with_capacity(HEAD_BUF),
+            response: Vec::with_capacity(HEAD_BUF),
+        }
+    }
+
+    /// Empties them; whether they are at their first sizes, to be kept.
+    fn reset(&mut self) -> bool {
+        self.request.clear();
+        self.response.clear();
+        self.client.reset() == CLIENT_BUF
+            && self.backend.reset() == BACKEND_BUF
+            && self.request.capacity() <= HEAD_BUF
+            && self.response.capacity() <= HEAD_BUF
+    }
+}
+
+/// The client's address as text for `X-Forwarded-For`, on the stack.
+struct ClientIp([u8; 48], usize);
+
+impl ClientIp {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
+
+impl std::fmt::Write for ClientIp {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.1 + s.len();
+        self.0
+            .get_mut(self.1..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.1 = end;
+        Ok(())
     }
 }
 
@@ -101,7 +176,7 @@ struct Conn<'a> {
     request: Vec<u8>,
     /// The response head as it goes to the client, and scratch space.
     response: Vec<u8>,
-    client_ip: String,
+    client_ip: ClientIp,
     /// Whether any of the answer reached the client: after that a failure
     /// can only end the connection.
     answered: bool,

@@ -37,6 +37,9 @@ use super::{Protocol, Shared, log_panic, proxy, tcp};
 pub(super) struct Worker {
     /// Which of the `Upstream` idle pools is this worker's.
     pub index: usize,
+    /// Buffers of connections that ended, for the next ones (only this
+    /// worker's thread takes the lock).
+    pub spare: Mutex<Vec<proxy::Buffers>>,
 }
 
 /// Closes the worker's kept backend connections however `run` ends (also
@@ -237,7 +240,10 @@ async fn run(
     stop: CancellationToken,
     cut: CancellationToken,
 ) {
-    let worker = Arc::new(Worker { index });
+    let worker = Arc::new(Worker {
+        index,
+        spare: Mutex::default(),
+    });
     let _pools = ClosePools(&shared, index);
     tokio::select! {
         _ = serve(&shared, &worker, socket, &stop) => {}

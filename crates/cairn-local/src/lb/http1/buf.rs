@@ -37,6 +37,13 @@ impl ReadBuf {
         self.start == self.end
     }
 
+    /// Forgets what it holds; its size, for whoever keeps it for reuse.
+    pub fn reset(&mut self) -> usize {
+        self.start = 0;
+        self.end = 0;
+        self.data.len()
+    }
+
     /// Drops the first `n` unread bytes.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
