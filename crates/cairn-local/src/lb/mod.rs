@@ -131,6 +131,9 @@ pub(super) struct Shared {
     /// own namespaces, the balancer's firewalls tell it apart from the
     /// machine by this address.
     source: Mutex<Option<std::net::Ipv4Addr>>,
+    /// How long an HTTP client has to send a request head, in ms (see
+    /// `proxy::HEAD_TIMEOUT`; tests shorten it).
+    head_timeout_ms: AtomicU64,
 }
 
 impl Shared {
@@ -199,6 +202,7 @@ impl LoadBalancer {
             next_id: AtomicU64::new(0),
             access: Mutex::new(Access::Open),
             source: Mutex::new(None),
+            head_timeout_ms: AtomicU64::new(proxy::HEAD_TIMEOUT.as_millis() as u64),
         });
         let lb = Self { shared };
         lb.update(config);
@@ -276,6 +280,15 @@ impl LoadBalancer {
     /// `Shared::source`).
     pub fn set_source(&self, source: Option<std::net::Ipv4Addr>) {
         *lock(&self.shared.source) = source;
+    }
+
+    /// How long an HTTP client has to send a request head, for connections
+    /// accepted from now on.
+    #[cfg(test)]
+    fn set_head_timeout(&self, timeout: Duration) {
+        self.shared
+            .head_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn access(&self) -> Access {

@@ -20,6 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ const ATTEMPTS: usize = 2;
 /// As hyper's server had it: a client has this long to send a request head,
 /// counted from when the balancer starts waiting for it, so an idle
 /// keep-alive connection is closed after it too.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// First sizes of a connection's buffers; they grow only for large heads or
 /// buffered bodies.
@@ -78,13 +79,14 @@ pub(super) async fn serve_http(
         request: bufs.request,
         response: bufs.response,
         client_ip,
+        head_timeout: Duration::from_millis(shared.head_timeout_ms.load(Ordering::Relaxed)),
         answered: false,
         body_touched: false,
     };
     // One registration and one timer for the connection's life, not one per
     // request.
     let stopped = stop.cancelled();
-    let deadline = tokio::time::sleep(HEAD_TIMEOUT);
+    let deadline = tokio::time::sleep(conn.head_timeout);
     tokio::pin!(stopped, deadline);
     while let Some(head) = conn.read_head(stopped.as_mut(), deadline.as_mut()).await {
         if !conn.exchange(head, &stop).await || stop.is_cancelled() {
@@ -177,6 +179,7 @@ struct Conn<'a> {
     /// The response head as it goes to the client, and scratch space.
     response: Vec<u8>,
     client_ip: ClientIp,
+    head_timeout: Duration,
     /// Whether any of the answer reached the client: after that a failure
     /// can only end the connection.
     answered: bool,
@@ -218,11 +221,12 @@ impl<'a> Conn<'a> {
         mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
         mut deadline: Pin<&mut Sleep>,
     ) -> Option<RequestHead> {
-        // Moved only when it is over a second stale, so back-to-back
-        // requests do not touch the timer each time.
+        // Moved only when it is over a thirtieth stale (a second of 30),
+        // so back-to-back requests do not touch the timer each time.
         let now = Instant::now();
-        if deadline.deadline() < now + HEAD_TIMEOUT - Duration::from_secs(1) {
-            deadline.as_mut().reset(now + HEAD_TIMEOUT);
+        let timeout = self.head_timeout;
+        if deadline.deadline() < now + timeout - timeout / 30 {
+            deadline.as_mut().reset(now + timeout);
         }
         loop {
             if !self.client_buf.is_empty() {
@@ -259,7 +263,7 @@ impl<'a> Conn<'a> {
                     }
                 },
                 _ = deadline.as_mut() => {
-                    tracing::debug!(peer = %self.peer, "no request head within {HEAD_TIMEOUT:?}");
+                    tracing::debug!(peer = %self.peer, "no request head within {:?}", self.head_timeout);
                     return None;
                 }
                 _ = stopped.as_mut(), if idle => return None,

@@ -629,3 +629,36 @@ async fn an_early_answer_to_a_streamed_body_is_relayed_and_both_connections_clos
         .unwrap();
     lb.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_sends_no_whole_head_in_time_is_closed() {
+    let b = raw_backend(|_, _| ok_text("b")).await;
+    let lb = front(b.server.addr).await;
+    lb.lb.set_head_timeout(Duration::from_millis(300));
+    // Half a head, then nothing: closed without an answer.
+    let started = Instant::now();
+    let text = exchange(lb.addr, b"GET / HTTP/1.1\r\nhost: x\r\n").await;
+    assert_eq!(text, "");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    // An idle keep-alive connection is closed after the same time.
+    let mut stream = TcpStream::connect(lb.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let text = read_all(&mut stream).await;
+    assert_eq!(text, "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(b.received().len(), 1);
+    lb.stop().await;
+    b.server.stop().await;
+}
