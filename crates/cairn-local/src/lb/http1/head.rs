@@ -3,6 +3,9 @@
 //! written again into the proxy's reusable output buffer with the headers
 //! that describe one connection (hop-by-hop) left out.
 
+use std::cell::Cell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use httparse::{EMPTY_HEADER, Header, Status};
 
 use super::body::Framing;
@@ -278,11 +281,16 @@ pub(in crate::lb) fn parse_response(
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
     for h in headers {
         if is(h.name, "content-length") || conn.drops(h.name, headers) {
             continue;
         }
+        has_date |= is(h.name, "date");
         header(out, h.name.as_bytes(), h.value);
+    }
+    if !has_date {
+        date_header(out);
     }
     match framing {
         Framing::Empty => {
@@ -329,6 +337,7 @@ pub(in crate::lb) fn write_local(
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    date_header(out);
     length_header(out, text.len() as u64);
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
@@ -337,6 +346,31 @@ pub(in crate::lb) fn write_local(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(text.as_bytes());
+}
+
+/// `date: <IMF-fixdate>`, which hyper's server added to every answer without
+/// one, as a proxy should (RFC 9110 §6.6.1). Formatted once a second per
+/// thread, not per answer.
+fn date_header(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let text = DATE.with(|date| {
+        let (at, mut text) = date.get();
+        if at != secs {
+            let formatted = httpdate::fmt_http_date(now);
+            if formatted.len() == text.len() {
+                text.copy_from_slice(formatted.as_bytes());
+                date.set((secs, text));
+            }
+        }
+        text
+    });
+    if text[0] != 0 {
+        header(out, b"date", &text);
+    }
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -539,7 +573,49 @@ mod tests {
     fn response(input: &str, plan: ResponsePlan) -> Result<(ResponseHead, String), HeadError> {
         let mut out = Vec::new();
         let head = parse_response(input.as_bytes(), plan, &mut out)?.expect("complete");
-        Ok((head, String::from_utf8(out).unwrap()))
+        Ok((head, undated(&String::from_utf8(out).unwrap())))
+    }
+
+    /// `text` without the `date` line the balancer adds.
+    fn undated(text: &str) -> String {
+        match text.find("\r\ndate: ") {
+            Some(i) => {
+                let end = i + 2 + text[i + 2..].find("\r\n").unwrap();
+                format!("{}{}", &text[..i], &text[end..])
+            }
+            None => text.to_string(),
+        }
+    }
+
+    #[test]
+    fn answers_get_a_date_unless_they_have_one() {
+        let mut out = Vec::new();
+        parse_response(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            PLAN,
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let date = text
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("date: "))
+            .expect(&text);
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        let mut out = Vec::new();
+        let had =
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Dec 2026 03:00:00 GMT\r\ncontent-length: 0\r\n\r\n";
+        parse_response(had.as_bytes(), PLAN, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text.to_ascii_lowercase().matches("\r\ndate: ").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("Date: Sun, 06 Dec 2026 03:00:00 GMT"),
+            "{text}"
+        );
     }
 
     const PLAN: ResponsePlan = ResponsePlan {
@@ -806,7 +882,7 @@ mod tests {
         let mut out = Vec::new();
         write_local(&mut out, 0, (503, "Service Unavailable"), "none\n", false);
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            undated(&String::from_utf8(out).unwrap()),
             "HTTP/1.0 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
              content-length: 5\r\nconnection: close\r\n\r\nnone\n"
         );
