@@ -11,13 +11,15 @@ p50 and p99 latency, non-2xx/socket errors, and cairn's ratio to the better
 peer, and the CPU time each front spent per request (user + system, from
 /proc, all its processes and threads): on a machine shared with other work
 that figure moves much less than requests/s. Then the weighted split of
-400 sequential requests (300/100 expected).
+400 sequential requests (300/100 expected), and last the failed requests
+of each front while the second backend is killed under load (wrk on all
+three fronts at once, so that each sees the same kill).
 
 Usage: bench/lb_peers.py [SECONDS]    (default 10)
 Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204).
 Everything listens on loopback; every server it starts is stopped at the end.
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from up import CAIRN, cloud_env, free_port  # noqa: E402
@@ -160,6 +162,11 @@ def wrk(url, seconds, close):
     if close:
         args[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out):
+    """(requests/s, p50 ms, p99 ms, errors) from wrk's report."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def pct(p):
@@ -177,6 +184,22 @@ def wrk(url, seconds, close):
     if m:
         errors += sum(int(x) for x in m.groups())
     return rps, pct(50), pct(99), errors
+
+
+def kill_under_load(fronts, seconds, victim):
+    """wrk on every front at once while backend process `victim` is killed a
+    third of the way in: (requests, errors) per front."""
+    runs = {name: subprocess.Popen(["wrk", "-t1", "-c16", f"-d{seconds}s", "--timeout", "5s", url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for name, url in fronts.items()}
+    time.sleep(seconds / 3)
+    os.kill(victim, signal.SIGKILL)
+    results = {}
+    for name, p in runs.items():
+        out = p.communicate(timeout=seconds + 60)[0]
+        m = re.search(r"(\d+) requests in", out)
+        results[name] = (int(m.group(1)) if m else 0, parse_wrk(out)[3])
+    return results
 
 
 def split(url, n=400):
@@ -247,6 +270,13 @@ def main():
         print("split of 400 requests at 3:1 (web0/web1):")
         for name, url in fronts.items():
             print(f"  {name:<8} {split(url)}", flush=True)
+        host, port = webs[1].rsplit(":", 1)
+        victim = listener_pid(host, int(port))
+        kill_seconds = max(seconds // 2, 3)
+        print(f"web1 killed under load (wrk -t1 -c16 on every front at once, {kill_seconds} s, "
+              f"killed after {kill_seconds / 3:.1f} s): requests, failed (errors + non-2xx)")
+        for name, (n, errs) in kill_under_load(fronts, kill_seconds, victim).items():
+            print(f"  {name:<8} {n} requests, {errs} failed", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -53,6 +53,7 @@ mod admin;
 mod bench;
 mod config;
 mod health;
+mod http1;
 mod pick;
 mod proxy;
 mod tcp;
@@ -130,6 +131,9 @@ pub(super) struct Shared {
     /// own namespaces, the balancer's firewalls tell it apart from the
     /// machine by this address.
     source: Mutex<Option<std::net::Ipv4Addr>>,
+    /// How long an HTTP client has to send a request head, in ms (see
+    /// `proxy::HEAD_TIMEOUT`; tests shorten it).
+    head_timeout_ms: AtomicU64,
 }
 
 impl Shared {
@@ -198,6 +202,7 @@ impl LoadBalancer {
             next_id: AtomicU64::new(0),
             access: Mutex::new(Access::Open),
             source: Mutex::new(None),
+            head_timeout_ms: AtomicU64::new(proxy::HEAD_TIMEOUT.as_millis() as u64),
         });
         let lb = Self { shared };
         lb.update(config);
@@ -275,6 +280,15 @@ impl LoadBalancer {
     /// `Shared::source`).
     pub fn set_source(&self, source: Option<std::net::Ipv4Addr>) {
         *lock(&self.shared.source) = source;
+    }
+
+    /// How long an HTTP client has to send a request head, for connections
+    /// accepted from now on.
+    #[cfg(test)]
+    fn set_head_timeout(&self, timeout: Duration) {
+        self.shared
+            .head_timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn access(&self) -> Access {
@@ -513,6 +527,15 @@ impl Shared {
             }
         }
         result
+    }
+
+    /// Closes worker `worker`'s kept backend connections, of backends
+    /// configured and draining alike.
+    fn close_idle(&self, worker: usize) {
+        let t = lock(&self.table);
+        for up in t.upstreams.iter().chain(t.draining.iter().map(|d| &d.up)) {
+            up.close_idle(worker);
+        }
     }
 
     /// How many idle pools each backend keeps: one per worker.

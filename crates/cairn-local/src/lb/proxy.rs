@@ -1,46 +1,61 @@
-//! HTTP mode: a reverse proxy. Each client request picks a backend, goes out
-//! on a kept (or new) HTTP/1.1 connection to it with hop-by-hop headers
-//! dropped and `X-Forwarded-For`/`-Proto` added, and its response streams
-//! back. The request counts as in flight until the response body is sent.
+//! HTTP mode: a reverse proxy on the balancer's own HTTP/1.1 path (`http1`).
+//! One task per client connection reads a request head into the
+//! connection's buffer, picks a backend, writes the rewritten head (and a
+//! body small enough to replay) on a kept connection to it or a new one,
+//! relays a larger body by its framing, then writes the response head and
+//! relays its body back the same way. Requests on one connection are served
+//! one at a time, so pipelined ones are answered in order; what follows a
+//! head stays in the buffer for the next turn. The request counts as in
+//! flight until its response body is sent, and a backend's connection goes
+//! back to this worker's pool only when both directions of the exchange
+//! ended cleanly and the backend did not ask to close it.
+//!
+//! Why not hyper here: its server and client connections cost a task, a
+//! channel hop and several allocations per request on each side; this path
+//! allocates nothing per request once a connection's buffers are grown.
+//! See the README's "Design decisions".
 
-use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1 as client;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::server::conn::http1 as server;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::Shared;
-use super::upstream::{InFlight, Upstream};
+use super::http1::{
+    self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
+};
+use super::upstream::{Upstream, lock};
 use super::worker::Worker;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Request bodies up to this size are buffered so an idempotent request can
-/// be replayed on another backend.
-const MAX_REPLAY: u64 = 64 * 1024;
-
-/// How long a kept connection may take to be ready for the next request.
-const POOLED_READY: Duration = Duration::from_secs(1);
+/// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole
+/// before they are sent, so the request can be replayed on another backend.
+const MAX_REPLAY: usize = 64 * 1024;
 
 /// Attempts per request: the first backend and one other.
 const ATTEMPTS: usize = 2;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// As hyper's server had it: a client has this long to send a request head,
+/// counted from when the balancer starts waiting for it, so an idle
+/// keep-alive connection is closed after it too.
+pub(super) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// First sizes of a connection's buffers; they grow only for large heads or
+/// buffered bodies.
+const CLIENT_BUF: usize = 8 * 1024;
+const BACKEND_BUF: usize = 16 * 1024;
+/// Rewritten heads: most fit, a larger one grows the buffer.
+const HEAD_BUF: usize = 2 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serves one client connection (keep-alive) until it closes, or until `stop`
 /// asks it to finish the request under way and close.
@@ -51,428 +66,587 @@ pub(super) async fn serve_http(
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
-    // Made once per connection, not per request.
-    let client_ip =
-        HeaderValue::try_from(peer.ip().to_string()).expect("an address is a valid header");
-    let service = service_fn(move |req| {
-        let (shared, worker, client_ip) = (shared.clone(), worker.clone(), client_ip.clone());
-        async move {
-            let resp = handle(&shared, &worker, peer, &client_ip, req).await;
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let conn = server::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let bufs = lock(&worker.spare).pop().unwrap_or_else(Buffers::new);
+    let mut client_ip = ClientIp([0; 48], 0);
+    let _ = write!(client_ip, "{}", peer.ip());
+    let mut conn = Conn {
+        shared: &shared,
+        worker: &worker,
+        peer,
+        client: stream,
+        client_buf: bufs.client,
+        backend_buf: bufs.backend,
+        request: bufs.request,
+        response: bufs.response,
+        client_ip,
+        head_timeout: Duration::from_millis(shared.head_timeout_ms.load(Ordering::Relaxed)),
+        answered: false,
+        body_touched: false,
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, "client connection ended: {e}");
-    }
-}
-
-async fn handle(
-    shared: &Shared,
-    worker: &Worker,
-    peer: SocketAddr,
-    client_ip: &HeaderValue,
-    req: Request<Incoming>,
-) -> Response<ResponseBody> {
-    let mut outgoing = match Outgoing::new(req, peer, client_ip).await {
-        Ok(o) => o,
-        Err(resp) => return resp,
-    };
-    let mut tried: Vec<u64> = Vec::with_capacity(ATTEMPTS);
-    let mut last_error = String::new();
-    while tried.len() < ATTEMPTS {
-        let Some(flight) = shared.pick(&tried) else {
+    // One registration and one timer for the connection's life, not one per
+    // request.
+    let stopped = stop.cancelled();
+    let deadline = tokio::time::sleep(conn.head_timeout);
+    tokio::pin!(stopped, deadline);
+    while let Some(head) = conn.read_head(stopped.as_mut(), deadline.as_mut()).await {
+        if !conn.exchange(head, &stop).await || stop.is_cancelled() {
             break;
-        };
-        let Some(req) = outgoing.next() else { break };
-        let up = flight.upstream().clone();
-        tried.push(up.id);
-        let attempt = tokio::select! {
-            r = forward(shared, worker, &up, req) => r,
-            _ = up.killed(worker.index) => Err(Failure::Sent("cut at the end of the backend's drain".into())),
-        };
-        match attempt {
-            Ok((resp, sender)) => return respond(resp, flight, worker.index, sender),
-            Err(Failure::NotSent(req, e)) => {
-                outgoing.give_back(*req);
-                last_error = e;
-            }
-            Err(Failure::Sent(e)) => {
-                last_error = e;
-                if !outgoing.replayable() {
-                    break;
-                }
-            }
         }
-        tracing::debug!(backend = %up.addr, "request failed: {last_error}");
     }
-    if tried.is_empty() {
-        local(StatusCode::SERVICE_UNAVAILABLE, "no healthy backend\n")
-    } else {
-        tracing::warn!(%peer, "bad gateway: {last_error}");
-        local(StatusCode::BAD_GATEWAY, "bad gateway: the backend failed\n")
+    drop(conn.client);
+    let mut bufs = Buffers {
+        client: conn.client_buf,
+        backend: conn.backend_buf,
+        request: conn.request,
+        response: conn.response,
+    };
+    if bufs.reset() {
+        let mut spare = lock(&worker.spare);
+        if spare.len() < MAX_SPARE {
+            spare.push(bufs);
+        }
     }
 }
 
+/// Buffers a worker keeps between connections (see `Buffers`).
+const MAX_SPARE: usize = 64;
+
+/// One connection's buffers. Its worker keeps them when the connection
+/// ends, so that a new connection (one per request with `Connection:
+/// close`) allocates and zeroes nothing; buffers grown past their first
+/// sizes are freed instead, so what a worker keeps stays small.
+pub(super) struct Buffers {
+    client: ReadBuf,
+    backend: ReadBuf,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+impl Buffers {
+    fn new() -> Self {
+        Self {
+            client: ReadBuf::new(CLIENT_BUF, MAX_HEAD + MAX_REPLAY),
+            backend: ReadBuf::new(BACKEND_BUF, MAX_HEAD),
+            request: Vec::with_capacity(HEAD_BUF),
+            response: Vec::with_capacity(HEAD_BUF),
+        }
+    }
+
+    /// Empties them; whether they are at their first sizes, to be kept.
+    fn reset(&mut self) -> bool {
+        self.request.clear();
+        self.response.clear();
+        self.client.reset() == CLIENT_BUF
+            && self.backend.reset() == BACKEND_BUF
+            && self.request.capacity() <= HEAD_BUF
+            && self.response.capacity() <= HEAD_BUF
+    }
+}
+
+/// The client's address as text for `X-Forwarded-For`, on the stack.
+struct ClientIp([u8; 48], usize);
+
+impl ClientIp {
+    fn as_bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
+
+impl std::fmt::Write for ClientIp {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.1 + s.len();
+        self.0
+            .get_mut(self.1..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.1 = end;
+        Ok(())
+    }
+}
+
+/// One client connection and its reusable buffers.
+struct Conn<'a> {
+    shared: &'a Shared,
+    worker: &'a Worker,
+    peer: SocketAddr,
+    client: TcpStream,
+    client_buf: ReadBuf,
+    /// Empty between exchanges: a backend connection goes back to the pool
+    /// only when nothing of it is left unread.
+    backend_buf: ReadBuf,
+    /// The request head as it goes to a backend (and a replayable body).
+    request: Vec<u8>,
+    /// The response head as it goes to the client, and scratch space.
+    response: Vec<u8>,
+    client_ip: ClientIp,
+    head_timeout: Duration,
+    /// Whether any of the answer reached the client: after that a failure
+    /// can only end the connection.
+    answered: bool,
+    /// Whether any of a streamed request body was read: after that the
+    /// request cannot go to another backend.
+    body_touched: bool,
+}
+
+/// Why an attempt on one backend failed.
+#[derive(Debug)]
 enum Failure {
-    /// The request never left: it comes back for another backend.
-    NotSent(Box<Request<RequestBody>>, String),
+    /// Never sent (no connection): another backend gets it.
+    NotSent(String),
+    /// A kept connection the backend had closed: nothing was answered and
+    /// the request can be sent again whole on another connection.
+    Stale(String),
     /// The backend may have seen (part of) it.
     Sent(String),
+    /// The client's connection failed or sent a broken body.
+    Client(String),
+    /// After the answer began: the client's connection can only be closed.
+    Broken(String),
 }
 
-/// Sends `req` on a kept connection to `up`, or a new one.
-async fn forward(
-    shared: &Shared,
-    worker: &Worker,
-    up: &Arc<Upstream>,
-    mut req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, client::SendRequest<RequestBody>), Failure> {
-    if !req.headers().contains_key(header::HOST) {
-        req.headers_mut().insert(header::HOST, up.host.clone());
-    }
-    while let Some(mut sender) = up.take_idle(worker.index) {
-        // Kept connections are ready once their last response ended; one
-        // that is not soon is stuck (say, still sending a request body).
-        if !matches!(timeout(POOLED_READY, sender.ready()).await, Ok(Ok(()))) {
-            continue;
+/// A relay's failure, by side.
+#[derive(Debug)]
+enum RelayError {
+    Read(io::Error),
+    Framing(BodyError),
+    Write(io::Error),
+}
+
+impl<'a> Conn<'a> {
+    /// The next request head, or `None` once the connection is to close
+    /// (closed by the client, timed out, stopping while idle, or a head the
+    /// balancer refused and answered).
+    async fn read_head(
+        &mut self,
+        mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> Option<RequestHead> {
+        // Moved only when it is over a thirtieth stale (a second of 30),
+        // so back-to-back requests do not touch the timer each time.
+        let now = Instant::now();
+        let timeout = self.head_timeout;
+        if deadline.deadline() < now + timeout - timeout / 30 {
+            deadline.as_mut().reset(now + timeout);
         }
-        match sender.try_send_request(req).await {
-            Ok(resp) => return Ok((resp, sender)),
-            // Closed by the backend before the request went out: next one.
-            Err(mut e) => match e.take_message() {
-                Some(back) => req = back,
-                None => return Err(Failure::Sent(e.into_error().to_string())),
-            },
-        }
-    }
-    let stream = match shared.connect(up).await {
-        Ok(s) => s,
-        Err(e) => return Err(Failure::NotSent(Box::new(req), format!("connect: {e}"))),
-    };
-    let (mut sender, conn) = match client::handshake(TokioIo::new(stream)).await {
-        Ok(pair) => pair,
-        Err(e) => return Err(Failure::NotSent(Box::new(req), format!("handshake: {e}"))),
-    };
-    let addr = up.addr;
-    worker.spawn_driver(up, async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(backend = %addr, "backend connection ended: {e}");
-        }
-    });
-    match sender.try_send_request(req).await {
-        Ok(resp) => Ok((resp, sender)),
-        Err(mut e) => match e.take_message() {
-            Some(back) => Err(Failure::NotSent(Box::new(back), e.into_error().to_string())),
-            None => Err(Failure::Sent(e.into_error().to_string())),
-        },
-    }
-}
-
-fn respond(
-    resp: Response<Incoming>,
-    flight: InFlight,
-    worker: usize,
-    sender: client::SendRequest<RequestBody>,
-) -> Response<ResponseBody> {
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let killed = Box::pin(flight.upstream().killed(worker));
-    Response::from_parts(
-        parts,
-        ResponseBody::Backend(Box::new(Relay {
-            body,
-            done: false,
-            sender: Some(sender),
-            worker,
-            killed,
-            flight,
-        })),
-    )
-}
-
-fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::Local(Some(Bytes::from_static(
-        text.as_bytes(),
-    ))));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-/// A client request made ready for backends, once.
-enum Outgoing {
-    /// No body, or a small buffered one: can be sent again.
-    Replay {
-        method: Method,
-        uri: Uri,
-        headers: HeaderMap,
-        body: Option<Bytes>,
-    },
-    /// A streamed body: sent at most once (it is handed back if it never
-    /// left).
-    Stream(Option<Request<RequestBody>>),
-}
-
-impl Outgoing {
-    async fn new(
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        client_ip: &HeaderValue,
-    ) -> Result<Self, Response<ResponseBody>> {
-        let (parts, body) = req.into_parts();
-        let mut headers = parts.headers;
-        strip_hop_by_hop(&mut headers);
-        // The balancer already answered any `Expect: 100-continue` itself.
-        headers.remove(header::EXPECT);
-        forwarded_for(&mut headers, client_ip);
-        let uri = origin_form(&parts.uri);
-        let method = parts.method;
-        let small = body.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY);
-        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if body.is_end_stream() {
-            return Ok(Self::Replay {
-                method,
-                uri,
-                headers,
-                body: None,
-            });
-        }
-        if idempotent && small {
-            let bytes = match body.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    tracing::debug!(%peer, "reading the request body: {e}");
-                    return Err(local(StatusCode::BAD_REQUEST, "unreadable request body\n"));
+        loop {
+            if !self.client_buf.is_empty() {
+                let parsed = http1::parse_request(
+                    self.client_buf.filled(),
+                    self.client_ip.as_bytes(),
+                    &mut self.request,
+                );
+                match parsed {
+                    Ok(Some(head)) => {
+                        self.client_buf.consume(head.len);
+                        return Some(head);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.refuse(&e).await;
+                        return None;
+                    }
                 }
+            }
+            let idle = self.client_buf.is_empty();
+            tokio::select! {
+                biased;
+                read = self.client_buf.read_socket(&mut self.client) => match read {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                        self.refuse(&HeadError::TooLarge).await;
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, "client connection ended: {e}");
+                        return None;
+                    }
+                },
+                _ = deadline.as_mut() => {
+                    tracing::debug!(peer = %self.peer, "no request head within {:?}", self.head_timeout);
+                    return None;
+                }
+                _ = stopped.as_mut(), if idle => return None,
+            }
+        }
+    }
+
+    /// Answers a head the balancer will not forward, and the connection
+    /// closes after it: where its body would end is unknown.
+    async fn refuse(&mut self, e: &HeadError) {
+        tracing::debug!(peer = %self.peer, "refused a request: {e}");
+        http1::write_local(&mut self.response, 1, e.status(), &format!("{e}\n"), false);
+        let _ = self.client.write_all(&self.response).await;
+    }
+
+    /// Forwards one request and relays its answer; whether the client's
+    /// connection carries on.
+    async fn exchange(&mut self, head: RequestHead, stop: &CancellationToken) -> bool {
+        let base = self.request.len();
+        self.answered = false;
+        self.body_touched = false;
+        // A small body of a request safe to repeat is read whole first, so
+        // it can be replayed; any other is streamed once.
+        let (replay, buffered) = match head.framing {
+            Framing::Empty => (true, 0),
+            Framing::Length(n) if n == 0 || (head.idempotent && n <= MAX_REPLAY as u64) => {
+                let n = n as usize;
+                if !self.buffer_body(n, &head).await {
+                    return false;
+                }
+                (true, n)
+            }
+            _ => (false, 0),
+        };
+        let mut tried = [0u64; ATTEMPTS];
+        let mut attempts = 0;
+        let mut last_error = String::new();
+        while attempts < ATTEMPTS {
+            let Some(flight) = self.shared.pick(&tried[..attempts]) else {
+                break;
             };
-            return Ok(Self::Replay {
-                method,
-                uri,
-                headers,
-                body: (!bytes.is_empty()).then_some(bytes),
+            let up = flight.upstream();
+            tried[attempts] = up.id;
+            attempts += 1;
+            let killed = up.killed(self.worker.index);
+            let outcome = tokio::select! {
+                r = self.attempt(up, &head, base, replay, buffered, stop) => Some(r),
+                _ = killed => None,
+            };
+            let outcome = outcome.unwrap_or_else(|| {
+                let why = "cut at the end of the backend's drain".to_string();
+                Err(if self.answered {
+                    Failure::Broken(why)
+                } else {
+                    Failure::Sent(why)
+                })
+            });
+            // The request stays in flight until here: its answer is sent.
+            drop(flight);
+            // Whatever a failed exchange left unread goes with its connection.
+            self.backend_buf.consume(self.backend_buf.len());
+            match outcome {
+                Ok(keep) => {
+                    self.client_buf.consume(buffered);
+                    return self.client.write_all(&self.response).await.is_ok() && keep;
+                }
+                Err(Failure::Broken(e)) => {
+                    tracing::debug!(peer = %self.peer, "answer cut short: {e}");
+                    return false;
+                }
+                Err(Failure::Client(e)) => {
+                    tracing::debug!(peer = %self.peer, "client connection failed: {e}");
+                    return false;
+                }
+                Err(Failure::NotSent(e) | Failure::Stale(e)) => last_error = e,
+                Err(Failure::Sent(e)) => {
+                    last_error = e;
+                    if !replay {
+                        break;
+                    }
+                }
+            }
+            tracing::debug!(peer = %self.peer, "request failed: {last_error}");
+        }
+        // Without the whole body read, where the next request starts is
+        // unknown: such a connection closes after the answer.
+        let keep = head.keep_alive && replay && !stop.is_cancelled();
+        let (status, text) = if attempts == 0 {
+            ((503, "Service Unavailable"), "no healthy backend\n")
+        } else {
+            tracing::warn!(peer = %self.peer, "bad gateway: {last_error}");
+            ((502, "Bad Gateway"), "bad gateway: the backend failed\n")
+        };
+        http1::write_local(&mut self.response, head.minor, status, text, keep);
+        self.client_buf.consume(buffered);
+        self.client.write_all(&self.response).await.is_ok() && keep
+    }
+
+    /// Reads a body of `n` bytes into the client buffer (after the head,
+    /// which is consumed). False: the client went away.
+    async fn buffer_body(&mut self, n: usize, head: &RequestHead) -> bool {
+        if head.expect_continue
+            && self.client_buf.len() < n
+            && self.client.write_all(CONTINUE).await.is_err()
+        {
+            return false;
+        }
+        while self.client_buf.len() < n {
+            match self.client_buf.read_socket(&mut self.client).await {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, "reading a request body: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The request on one backend: on a kept connection, or a new one. A
+    /// kept connection the backend closed while it sat idle fails before
+    /// any answer; the request then goes again on the next kept connection
+    /// or a new one, when it can be sent again whole.
+    async fn attempt(
+        &mut self,
+        up: &Arc<Upstream>,
+        head: &RequestHead,
+        base: usize,
+        replay: bool,
+        buffered: usize,
+        stop: &CancellationToken,
+    ) -> Result<bool, Failure> {
+        let host = (!head.has_host).then(|| up.host.as_bytes());
+        http1::finish_request(&mut self.request, base, host);
+        // Head and body in one write.
+        self.request
+            .extend_from_slice(&self.client_buf.filled()[..buffered]);
+        loop {
+            let (backend, kept) = match take_kept(up, self.worker.index) {
+                Some(s) => (s, true),
+                None => match self.shared.connect(up).await {
+                    Ok(s) => (s, false),
+                    Err(e) => return Err(Failure::NotSent(format!("connect: {e}"))),
+                },
+            };
+            match self
+                .exchange_on(backend, up, head, replay, kept, stop)
+                .await
+            {
+                Err(Failure::Stale(e)) if kept => {
+                    tracing::debug!(backend = %up.addr, "kept connection closed by the backend: {e}");
+                }
+                Err(Failure::Stale(e)) => return Err(Failure::Sent(e)),
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One exchange on one backend connection, which goes back to the pool
+    /// when it ended cleanly.
+    async fn exchange_on(
+        &mut self,
+        mut backend: TcpStream,
+        up: &Upstream,
+        head: &RequestHead,
+        replay: bool,
+        kept: bool,
+        stop: &CancellationToken,
+    ) -> Result<bool, Failure> {
+        debug_assert!(self.backend_buf.is_empty());
+        if let Err(e) = backend.write_all(&self.request).await {
+            // Nothing of a streamed body was read yet either.
+            return Err(if kept {
+                Failure::Stale(format!("sending the request: {e}"))
+            } else {
+                Failure::NotSent(format!("sending the request: {e}"))
             });
         }
-        let mut req = Request::new(RequestBody::Stream(body));
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = Version::HTTP_11;
-        *req.headers_mut() = headers;
-        Ok(Self::Stream(Some(req)))
-    }
-
-    fn next(&mut self) -> Option<Request<RequestBody>> {
-        match self {
-            Self::Replay {
-                method,
-                uri,
-                headers,
-                body,
-            } => {
-                let mut req = Request::new(RequestBody::Full(body.clone()));
-                *req.method_mut() = method.clone();
-                *req.uri_mut() = uri.clone();
-                *req.version_mut() = Version::HTTP_11;
-                *req.headers_mut() = headers.clone();
-                Some(req)
+        // Whether the backend answered before the whole body was sent.
+        let mut early = false;
+        if !replay {
+            self.body_touched = true;
+            if head.expect_continue
+                && self.client_buf.is_empty()
+                && let Err(e) = self.client.write_all(CONTINUE).await
+            {
+                return Err(Failure::Client(e.to_string()));
             }
-            Self::Stream(req) => req.take(),
+            let mut body = Body::new(head.framing);
+            let (mut from, mut to) = backend.split();
+            let mut peek = [0u8; 1];
+            let sent = tokio::select! {
+                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, false, false) => Some(r),
+                // An answer (or a close) before the body is all sent: relay
+                // it, and end both connections after it.
+                _ = from.peek(&mut peek) => None,
+            };
+            match sent {
+                None => early = true,
+                Some(Ok(())) => {}
+                Some(Err(RelayError::Write(e))) => {
+                    return Err(Failure::Sent(format!("sending the request body: {e}")));
+                }
+                Some(Err(RelayError::Read(e))) => {
+                    return Err(Failure::Client(format!("reading the request body: {e}")));
+                }
+                Some(Err(RelayError::Framing(e))) => {
+                    // The backend has part of it; the client hears why.
+                    let text = format!("{e}\n");
+                    http1::write_local(
+                        &mut self.response,
+                        head.minor,
+                        (400, "Bad Request"),
+                        &text,
+                        false,
+                    );
+                    let _ = self.client.write_all(&self.response).await;
+                    return Err(Failure::Client(format!("request body: {e}")));
+                }
+            }
         }
-    }
-
-    fn give_back(&mut self, req: Request<RequestBody>) {
-        if let Self::Stream(slot) = self {
-            *slot = Some(req);
-        }
-    }
-
-    fn replayable(&self) -> bool {
-        matches!(self, Self::Replay { .. })
-    }
-}
-
-/// `/path?query`, whatever form the client used.
-fn origin_form(uri: &Uri) -> Uri {
-    uri.path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
-}
-
-/// Appends the client's address to `X-Forwarded-For` (joining any it had),
-/// and sets `X-Forwarded-Proto` when missing.
-fn forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    let prior: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if prior.is_empty() {
-        headers.insert(X_FORWARDED_FOR, client_ip.clone());
-    } else {
-        let ip = client_ip.to_str().unwrap_or_default();
-        let value = format!("{}, {ip}", prior.join(", "));
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-    }
-    headers
-        .entry(X_FORWARDED_PROTO)
-        .or_insert(HeaderValue::from_static("http"));
-}
-
-/// Drops the headers that describe one connection, not the message: those
-/// the `Connection` header names and the standard hop-by-hop set.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-}
-
-/// The body of a request to a backend.
-pub(super) enum RequestBody {
-    Full(Option<Bytes>),
-    Stream(Incoming),
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Full(bytes) => bytes.is_none(),
-            Self::Stream(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Stream(body) => body.size_hint(),
-        }
-    }
-}
-
-/// The body of a response to a client.
-pub(super) enum ResponseBody {
-    /// The balancer's own answer (502, 503).
-    Local(Option<Bytes>),
-    Backend(Box<Relay>),
-}
-
-/// A backend's response body on its way to the client. It holds the request's
-/// in-flight count until it is done, gives the connection back for reuse when
-/// the body ended cleanly, and fails when the backend's drain deadline cuts
-/// it.
-pub(super) struct Relay {
-    body: Incoming,
-    done: bool,
-    sender: Option<client::SendRequest<RequestBody>>,
-    /// Whose pool the connection goes back to.
-    worker: usize,
-    killed: Pin<Box<WaitForCancellationFutureOwned>>,
-    flight: InFlight,
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let relay = match self.get_mut() {
-            Self::Local(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Backend(relay) => relay,
+        let plan = ResponsePlan {
+            minor: head.minor,
+            is_head: head.is_head,
+            keep_alive: head.keep_alive && !early && !stop.is_cancelled(),
         };
-        if relay.done {
-            return Poll::Ready(None);
-        }
-        if relay.killed.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(
-                Err("the backend was cut at its drain deadline".into()),
-            ));
-        }
-        match ready!(Pin::new(&mut relay.body).poll_frame(cx)) {
-            None => {
-                relay.done = true;
-                Poll::Ready(None)
+        let resp = loop {
+            if !self.backend_buf.is_empty() {
+                match http1::parse_response(self.backend_buf.filled(), plan, &mut self.response) {
+                    Ok(Some(r)) if r.informational => {
+                        self.backend_buf.consume(r.len);
+                        continue;
+                    }
+                    Ok(Some(r)) => break r,
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.backend_buf.consume(self.backend_buf.len());
+                        return Err(Failure::Sent(format!("response from {}: {e}", up.addr)));
+                    }
+                }
             }
-            Some(Ok(frame)) => {
-                relay.done = relay.body.is_end_stream();
-                Poll::Ready(Some(Ok(frame)))
+            let nothing_yet = self.backend_buf.is_empty();
+            let why = match self.backend_buf.read_socket(&mut backend).await {
+                Ok(0) => "closed before answering".to_string(),
+                Ok(_) => continue,
+                Err(e) => format!("reading the response: {e}"),
+            };
+            self.backend_buf.consume(self.backend_buf.len());
+            return Err(if nothing_yet && !self.body_touched {
+                Failure::Stale(why)
+            } else {
+                Failure::Sent(why)
+            });
+        };
+        self.backend_buf.consume(resp.len);
+        // The body bytes already read go out with the head, in one write.
+        let mut body = Body::new(resp.framing);
+        let taken = if resp.dechunk {
+            body.take(self.backend_buf.filled(), Some(&mut self.response))
+        } else {
+            body.take(self.backend_buf.filled(), None).inspect(|&n| {
+                self.response
+                    .extend_from_slice(&self.backend_buf.filled()[..n]);
+            })
+        };
+        let taken = match taken {
+            Ok(n) => n,
+            Err(e) => {
+                self.backend_buf.consume(self.backend_buf.len());
+                return Err(Failure::Sent(format!(
+                    "response body from {}: {e}",
+                    up.addr
+                )));
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Local(bytes) => bytes.is_none(),
-            Self::Backend(relay) => relay.done || relay.body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Local(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+        };
+        self.backend_buf.consume(taken);
+        if !body.is_done() {
+            self.answered = true;
+            if let Err(e) = self.client.write_all(&self.response).await {
+                return Err(Failure::Broken(format!("writing the response: {e}")));
             }
-            Self::Backend(relay) => relay.body.size_hint(),
+            let relayed = relay(
+                &mut body,
+                &mut backend,
+                &mut self.backend_buf,
+                &mut self.client,
+                &mut self.response,
+                resp.dechunk,
+                true,
+            )
+            .await;
+            if let Err(e) = relayed {
+                return Err(Failure::Broken(format!(
+                    "relaying the response body: {e:?}"
+                )));
+            }
         }
+        // The answer's last bytes (or all of it) are still in `response`:
+        // the caller writes them once the request is out of flight, as
+        // hyper did, so that a client which has its whole answer never
+        // sees the backend still busy.
+        if self.backend_buf.is_empty() && resp.reusable && !early && !up.is_retired() {
+            up.put_idle(self.worker.index, backend);
+        }
+        Ok(resp.keep_alive)
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        // Only a connection whose response was read to the end is reusable;
-        // a half-read one is closed by dropping its sender.
-        if (self.done || self.body.is_end_stream())
-            && let Some(sender) = self.sender.take()
-            && !self.flight.upstream().is_retired()
-        {
-            self.flight.upstream().put_idle(self.worker, sender);
+/// A kept connection of `worker`'s to `up` that still looks open: one the
+/// backend closed (or wrote to out of turn) while it sat idle is dropped.
+/// The check costs no system call unless the socket was reported readable.
+fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
+    while let Some(stream) = up.take_idle(worker) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let open = match stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness can be left over from the last read of the answer:
+            // a read that would block proves the connection idle and clears it.
+            Poll::Ready(Ok(())) => matches!(
+                stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        };
+        if open {
+            return Some(stream);
+        }
+    }
+    None
+}
+
+/// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`.
+/// With `dechunk`, only the body's data goes out (for HTTP/1.0 clients),
+/// through `scratch`. With `hold_last`, the body's last bytes are left in
+/// `scratch` for the caller to write.
+async fn relay<W>(
+    body: &mut Body,
+    src: &mut TcpStream,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    scratch: &mut Vec<u8>,
+    dechunk: bool,
+    hold_last: bool,
+) -> Result<(), RelayError>
+where
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        scratch.clear();
+        if !buf.is_empty() {
+            if dechunk {
+                let n = body
+                    .take(buf.filled(), Some(scratch))
+                    .map_err(RelayError::Framing)?;
+                buf.consume(n);
+                if body.is_done() && hold_last {
+                    return Ok(());
+                }
+                dst.write_all(scratch).await.map_err(RelayError::Write)?;
+            } else {
+                let n = body.take(buf.filled(), None).map_err(RelayError::Framing)?;
+                if body.is_done() && hold_last {
+                    scratch.extend_from_slice(&buf.filled()[..n]);
+                    buf.consume(n);
+                    return Ok(());
+                }
+                dst.write_all(&buf.filled()[..n])
+                    .await
+                    .map_err(RelayError::Write)?;
+                buf.consume(n);
+            }
+        }
+        if body.is_done() {
+            return Ok(());
+        }
+        match buf.read_socket(src).await {
+            Ok(0) => {
+                scratch.clear();
+                return body.eof().map_err(RelayError::Framing);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(RelayError::Read(e)),
         }
     }
 }

@@ -24,6 +24,7 @@ use super::bench::Client;
 use super::*;
 
 mod drain;
+mod wire;
 mod workers;
 
 /// The health check interval in these tests.

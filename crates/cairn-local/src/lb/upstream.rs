@@ -7,13 +7,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::HeaderValue;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-
-use super::proxy::RequestBody;
 
 /// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 32;
@@ -42,9 +39,10 @@ pub(super) struct Upstream {
     /// a token per worker keeps those waits off a lock all workers share.
     kills: Box<[CancellationToken]>,
     /// `Host` for requests that came without one.
-    pub host: HeaderValue,
-    /// Idle connections, one pool per worker: a connection is driven by a
-    /// task on the worker that opened it, and only that worker reuses it.
+    pub host: String,
+    /// Idle connections, one pool per worker: a connection is registered
+    /// with the runtime of the worker that opened it, and only that worker
+    /// reuses it.
     pools: Box<[Mutex<Pool>]>,
 }
 
@@ -59,7 +57,7 @@ struct Counters {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<SendRequest<RequestBody>>,
+    idle: Vec<TcpStream>,
     closed: bool,
 }
 
@@ -71,7 +69,7 @@ impl Upstream {
         let workers = workers.max(1);
         Arc::new(Self {
             kills: (0..workers).map(|_| kill.child_token()).collect(),
-            host: HeaderValue::try_from(addr.to_string()).expect("an address is a valid header"),
+            host: addr.to_string(),
             id,
             addr,
             healthy: AtomicBool::new(healthy),
@@ -203,23 +201,24 @@ impl Upstream {
         }
     }
 
-    /// A kept connection of `worker`'s, if any is still open.
-    pub fn take_idle(&self, worker: usize) -> Option<SendRequest<RequestBody>> {
-        let mut pool = lock(&self.pools[worker]);
-        while let Some(sender) = pool.idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
-            }
-        }
-        None
+    /// A kept connection of `worker`'s, if any (the caller checks it is
+    /// still open: see `proxy::take_kept`).
+    pub fn take_idle(&self, worker: usize) -> Option<TcpStream> {
+        lock(&self.pools[worker]).idle.pop()
     }
 
     /// Keeps a connection of `worker`'s whose last exchange completed.
-    pub fn put_idle(&self, worker: usize, sender: SendRequest<RequestBody>) {
+    pub fn put_idle(&self, worker: usize, stream: TcpStream) {
         let mut pool = lock(&self.pools[worker]);
-        if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE && !sender.is_closed() {
-            pool.idle.push(sender);
+        if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE {
+            pool.idle.push(stream);
         }
+    }
+
+    /// Closes `worker`'s kept connections: its runtime is ending, and
+    /// nobody else may use them.
+    pub fn close_idle(&self, worker: usize) {
+        lock(&self.pools[worker]).idle.clear();
     }
 }
 

@@ -7,9 +7,9 @@
 //! worker holds a duplicate of the caller's socket instead (every such
 //! worker is woken, one wins the connection). A worker owns its connections to
 //! backends too (`Upstream` keeps one idle pool per worker), so a request's
-//! client side, its backend side and hyper's connection tasks all run on
-//! one thread: nothing wakes a task on another core, as in nginx's workers
-//! or HAProxy's threads. What the workers share (the table with its picks,
+//! client side and backend side run in one task on one thread: nothing
+//! wakes a task on another core, as in nginx's workers or HAProxy's
+//! threads. What the workers share (the table with its picks,
 //! health, access, drains) stays behind the `Shared` locks and atomics.
 //!
 //! With `threads` 0 the one worker runs on the caller's runtime instead (the
@@ -30,37 +30,25 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::upstream::{Upstream, lock};
+use super::upstream::lock;
 use super::{Protocol, Shared, log_panic, proxy, tcp};
 
 /// One worker as its connections see it.
 pub(super) struct Worker {
     /// Which of the `Upstream` idle pools is this worker's.
     pub index: usize,
-    /// Tasks driving this worker's HTTP connections to backends (kept for
-    /// reuse), reaped as they end; they go with the worker's runtime.
-    drivers: Mutex<JoinSet<()>>,
+    /// Buffers of connections that ended, for the next ones (only this
+    /// worker's thread takes the lock).
+    pub spare: Mutex<Vec<proxy::Buffers>>,
 }
 
-impl Worker {
-    /// Runs a task driving a backend connection; it ends with the connection
-    /// or when the backend's drain ends.
-    pub fn spawn_driver(
-        &self,
-        up: &Upstream,
-        conn: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
-        let killed = up.killed(self.index);
-        let mut drivers = lock(&self.drivers);
-        while let Some(done) = drivers.try_join_next() {
-            log_panic(done);
-        }
-        drivers.spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = killed => {}
-            }
-        });
+/// Closes the worker's kept backend connections however `run` ends (also
+/// when its future is dropped): they belong to its runtime.
+struct ClosePools<'a>(&'a Shared, usize);
+
+impl Drop for ClosePools<'_> {
+    fn drop(&mut self) {
+        self.0.close_idle(self.1);
     }
 }
 
@@ -254,14 +242,13 @@ async fn run(
 ) {
     let worker = Arc::new(Worker {
         index,
-        drivers: Mutex::new(JoinSet::new()),
+        spare: Mutex::default(),
     });
+    let _pools = ClosePools(&shared, index);
     tokio::select! {
         _ = serve(&shared, &worker, socket, &stop) => {}
         _ = cut.cancelled() => {}
     }
-    let mut drivers = std::mem::take(&mut *lock(&worker.drivers));
-    drivers.shutdown().await;
 }
 
 async fn serve(
