@@ -243,19 +243,31 @@ async fn first_attempts_look_for_nothing_yet_recovery_finds_each_by_its_token() 
     assert_eq!(balancers.load_balancers().len(), 1);
 }
 
-/// Every read at once (as a refresh does), answers in order.
-async fn read_all(p: &Arc<AwsProvider>, ids: &[String]) -> Vec<ProviderResult<Option<Observed>>> {
-    let mut reads = tokio::task::JoinSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (p, id) = (p.clone(), id.clone());
-        reads.spawn(async move { (i, p.read(read_req("server", &id)).await) });
+/// Every call at once (as a refresh or a destroy makes them), answers in
+/// order.
+async fn at_once<T: Send + 'static>(
+    calls: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let mut running = tokio::task::JoinSet::new();
+    for (i, call) in calls.into_iter().enumerate() {
+        running.spawn(async move { (i, call.await) });
     }
-    let mut out: Vec<_> = ids.iter().map(|_| Ok(None)).collect();
-    while let Some(done) = reads.join_next().await {
+    let mut out: Vec<Option<T>> = (0..running.len()).map(|_| None).collect();
+    while let Some(done) = running.join_next().await {
         let (i, r) = done.unwrap();
-        out[i] = r;
+        out[i] = Some(r);
     }
-    out
+    out.into_iter()
+        .map(|r| r.expect("every call answered"))
+        .collect()
+}
+
+async fn read_all(p: &Arc<AwsProvider>, ids: &[String]) -> Vec<ProviderResult<Option<Observed>>> {
+    at_once(ids.iter().map(|id| {
+        let (p, id) = (p.clone(), id.clone());
+        async move { p.read(read_req("server", &id)).await }
+    }))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -372,20 +384,12 @@ async fn a_record_is_deleted_as_recorded_or_as_found_when_it_changed() {
         .unwrap();
 }
 
-/// Every delete at once (as a destroy makes them), answers in order.
 async fn delete_all(p: &Arc<AwsProvider>, deletes: Vec<DeleteRequest>) -> Vec<ProviderResult<()>> {
-    let mut calls = tokio::task::JoinSet::new();
-    let n = deletes.len();
-    for (i, d) in deletes.into_iter().enumerate() {
+    at_once(deletes.into_iter().map(|d| {
         let p = p.clone();
-        calls.spawn(async move { (i, p.delete(d).await) });
-    }
-    let mut out: Vec<_> = (0..n).map(|_| Ok(())).collect();
-    while let Some(done) = calls.join_next().await {
-        let (i, r) = done.unwrap();
-        out[i] = r;
-    }
-    out
+        async move { p.delete(d).await }
+    }))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -59,6 +59,22 @@ pub(in crate::lb) struct RequestHead {
     pub has_host: bool,
 }
 
+/// The length of a head `httparse` read from `available` bytes, `None`
+/// while it is not all there; too large past [`MAX_HEAD`] bytes or
+/// [`MAX_HEADERS`] headers, whether complete or not.
+fn head_len(
+    parsed: Result<Status<usize>, httparse::Error>,
+    available: usize,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(Status::Complete(n)) if n <= MAX_HEAD => Ok(Some(n)),
+        Ok(Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Ok(Status::Partial) if available >= MAX_HEAD => Err(HeadError::TooLarge),
+        Ok(Status::Partial) => Ok(None),
+        Err(e) => Err(HeadError::Invalid(parse_error(e))),
+    }
+}
+
 /// Parses a request head at the start of `input` and writes it into `out`
 /// as it goes to a backend, up to but without the `Host` it may need and the
 /// empty line that ends it (see `finish_request`). `None`: the head is not
@@ -70,14 +86,8 @@ pub(in crate::lb) fn parse_request(
 ) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(input) {
-        Ok(Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(Status::Partial) if input.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
-        Ok(Status::Partial) => return Ok(None),
-        Err(e) => return Err(HeadError::Invalid(parse_error(e))),
+    let Some(len) = head_len(req.parse(input), input.len())? else {
+        return Ok(None);
     };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Invalid("incomplete request line"));
@@ -218,14 +228,8 @@ pub(in crate::lb) fn parse_response(
 ) -> Result<Option<ResponseHead>, HeadError> {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(input) {
-        Ok(Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(Status::Partial) if input.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
-        Ok(Status::Partial) => return Ok(None),
-        Err(e) => return Err(HeadError::Invalid(parse_error(e))),
+    let Some(len) = head_len(resp.parse(input), input.len())? else {
+        return Ok(None);
     };
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(HeadError::Invalid("incomplete status line"));
