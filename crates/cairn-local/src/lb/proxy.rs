@@ -34,7 +34,6 @@ use super::http1::{
     self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
 };
 use super::upstream::{Upstream, lock};
-use super::worker::Worker;
 
 /// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole
 /// before they are sent, so the request can be replayed on another backend.
@@ -56,6 +55,24 @@ const BACKEND_BUF: usize = 16 * 1024;
 const HEAD_BUF: usize = 2 * 1024;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// One worker (`super::worker`) as its HTTP connections see it.
+pub(super) struct Worker {
+    /// Which of the `Upstream` idle pools is this worker's.
+    pub index: usize,
+    /// Buffers of connections that ended, for the next ones (only this
+    /// worker's thread takes the lock).
+    pub spare: std::sync::Mutex<Vec<Buffers>>,
+}
+
+impl Worker {
+    pub(super) fn new(index: usize) -> Self {
+        Self {
+            index,
+            spare: std::sync::Mutex::default(),
+        }
+    }
+}
 
 /// Serves one client connection (keep-alive) until it closes, or until `stop`
 /// asks it to finish the request under way and close.

@@ -30,17 +30,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::proxy::{self, Worker};
 use super::upstream::lock;
-use super::{Protocol, Shared, log_panic, proxy, tcp};
-
-/// One worker as its connections see it.
-pub(super) struct Worker {
-    /// Which of the `Upstream` idle pools is this worker's.
-    pub index: usize,
-    /// Buffers of connections that ended, for the next ones (only this
-    /// worker's thread takes the lock).
-    pub spare: Mutex<Vec<proxy::Buffers>>,
-}
+use super::{Protocol, Shared, log_panic, tcp};
 
 /// Closes the worker's kept backend connections however `run` ends (also
 /// when its future is dropped): they belong to its runtime.
@@ -240,10 +232,7 @@ async fn run(
     stop: CancellationToken,
     cut: CancellationToken,
 ) {
-    let worker = Arc::new(Worker {
-        index,
-        spare: Mutex::default(),
-    });
+    let worker = Arc::new(Worker::new(index));
     let _pools = ClosePools(&shared, index);
     tokio::select! {
         _ = serve(&shared, &worker, socket, &stop) => {}

@@ -5,23 +5,13 @@
 //! are only followed here; for an HTTP/1.0 client the chunk data alone is
 //! handed out, since such a client cannot read chunked framing.
 
-/// How a message's body is delimited (RFC 9112 §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::lb) enum Framing {
-    /// No body: a request without `Content-Length` or `Transfer-Encoding`,
-    /// the answer to `HEAD`, 1xx, 204, 304.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// A response without length: it ends when the backend closes.
-    UntilClose,
-}
+use super::head::{Framing, MAX_HEAD};
 
 /// Chunk extensions longer than this on one size line are refused: nobody
 /// needs them, and they would let a peer make us scan without end.
 const MAX_EXTENSION: usize = 4096;
 /// The trailer section's limit, as a head's.
-const MAX_TRAILERS: usize = super::head::MAX_HEAD;
+const MAX_TRAILERS: usize = MAX_HEAD;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(in crate::lb) enum BodyError {

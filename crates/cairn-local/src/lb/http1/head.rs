@@ -8,7 +8,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use httparse::{EMPTY_HEADER, Header, Status};
 
-use super::body::Framing;
+/// How a message's body is delimited (RFC 9112 §6), as its head says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::lb) enum Framing {
+    /// No body: a request without `Content-Length` or `Transfer-Encoding`,
+    /// the answer to `HEAD`, 1xx, 204, 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// A response without length: it ends when the backend closes.
+    UntilClose,
+}
 
 /// The largest head accepted from a client or a backend.
 pub(in crate::lb) const MAX_HEAD: usize = 64 * 1024;

@@ -15,9 +15,9 @@ mod body;
 mod buf;
 mod head;
 
-pub(super) use body::{Body, BodyError, Framing};
+pub(super) use body::{Body, BodyError};
 pub(super) use buf::ReadBuf;
 pub(super) use head::{
-    HeadError, MAX_HEAD, RequestHead, ResponsePlan, finish_request, parse_request, parse_response,
-    write_local,
+    Framing, HeadError, MAX_HEAD, RequestHead, ResponsePlan, finish_request, parse_request,
+    parse_response, write_local,
 };
