@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{Json, ProviderResult};
+use serde_json::Value as Json;
+
+use crate::provider::error::ProviderResult;
 
 /// One backend of a balancer, as the template lists it: an address and the
 /// port traffic goes to.
@@ -182,7 +184,7 @@ pub async fn restore_and_wait(
             return Ok(started.elapsed());
         }
         if started.elapsed() >= within {
-            return Err(crate::provider::ProviderError::Permanent(format!(
+            return Err(crate::provider::error::ProviderError::Permanent(format!(
                 "{backend} takes no traffic {within:?} after it was put back into load balancer {lb_id} (it is {state:?})"
             )));
         }

@@ -5,9 +5,9 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{expect_map, expect_string, key_name, unknown_key};
 use crate::node::Node;
 use crate::params::{Origin, ParamInput};
+use crate::shape::{expect_map, expect_string, key_name, unknown_key};
 use crate::source::{FileId, Span};
 
 pub const ENV_KEYS: &[&str] = &[
@@ -133,7 +133,7 @@ fn scalar_string(n: &Node, d: &mut Diagnostics) -> Option<String> {
         | crate::node::NodeKind::Float(_)
         | crate::node::NodeKind::Bool(_) => Some(n.scalar_text()),
         _ => {
-            d.push(crate::model::type_error(n, "a string"));
+            d.push(crate::shape::type_error(n, "a string"));
             None
         }
     }

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod model;
 pub mod node;
 pub mod params;
+mod shape;
 pub mod source;
 pub mod value;
 pub mod yaml;

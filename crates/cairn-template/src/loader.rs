@@ -377,7 +377,7 @@ fn param_file_inputs(sources: &mut Sources, path: &Path) -> Result<Vec<ParamInpu
         _ => &node,
     };
     let mut d = Diagnostics::default();
-    let Some(entries) = crate::model::expect_map(map, "a parameter file", &mut d) else {
+    let Some(entries) = crate::shape::expect_map(map, "a parameter file", &mut d) else {
         return Err(d);
     };
     Ok(entries

@@ -9,8 +9,8 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Name, expect_map, expect_string, key_name, type_error, unknown_key};
 use crate::node::{Node, NodeKind};
+use crate::shape::{Name, expect_map, expect_string, key_name, type_error, unknown_key};
 use crate::source::Span;
 use crate::value::Value;
 

@@ -10,8 +10,6 @@ use std::ops::Range;
 use miette::{LabeledSpan, NamedSource, SourceSpan};
 use thiserror::Error;
 
-use super::render::Source;
-
 /// What kind of mistake a [`StateError`] reports; the miette code users grep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StateErrorKind {
@@ -108,7 +106,7 @@ impl StateError {
     pub(crate) fn at(
         kind: StateErrorKind,
         message: impl Into<String>,
-        source: &Source,
+        source: &impl Places,
         range: Range<usize>,
         label: impl Into<String>,
     ) -> StateError {
@@ -120,7 +118,7 @@ impl StateError {
     pub(crate) fn at_original(
         kind: StateErrorKind,
         message: impl Into<String>,
-        source: &Source,
+        source: &impl Places,
         range: Range<usize>,
         label: impl Into<String>,
     ) -> StateError {
@@ -156,7 +154,7 @@ impl StateError {
     /// Another place that takes part (each member of a cycle).
     pub(crate) fn also(
         mut self,
-        source: &Source,
+        source: &impl Places,
         range: Range<usize>,
         label: impl Into<String>,
     ) -> StateError {
@@ -243,4 +241,11 @@ pub(crate) struct Place<'a> {
     pub text: &'a str,
     pub span: SourceSpan,
     pub location: Location,
+}
+
+/// A text errors point into (a state file, `super::render::Source`): where
+/// a byte range of it lands, as rendered or as written.
+pub(crate) trait Places {
+    fn place(&self, range: Range<usize>) -> Place<'_>;
+    fn place_original(&self, range: Range<usize>) -> Place<'_>;
 }

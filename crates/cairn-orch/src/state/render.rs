@@ -17,7 +17,7 @@ use miette::SourceSpan;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value as Mj};
 use serde_json::{Map, Value as J};
 
-use super::error::{Location, Place, StateError, StateErrorKind};
+use super::error::{Location, Place, Places, StateError, StateErrorKind};
 
 /// What a state file's Jinja sees for one host.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -264,4 +264,13 @@ fn nth_line(text: &str, n: usize) -> &str {
     let rest = &text[from..];
     let line = rest.split('\n').next().unwrap_or("");
     line.strip_suffix('\r').unwrap_or(line)
+}
+impl Places for Source {
+    fn place(&self, range: Range<usize>) -> Place<'_> {
+        Source::place(self, range)
+    }
+
+    fn place_original(&self, range: Range<usize>) -> Place<'_> {
+        Source::place_original(self, range)
+    }
 }

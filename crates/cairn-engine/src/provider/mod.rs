@@ -4,11 +4,13 @@
 //! a provider reports what kind of failure it saw.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{Kind, ResourceSchema};
+
+pub(crate) mod error;
+pub use error::{ProviderError, ProviderResult};
 
 pub type Json = serde_json::Value;
 
@@ -111,39 +113,6 @@ pub struct Listed {
     pub address: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
-pub enum ProviderError {
-    /// A network fault or 5xx: worth retrying.
-    #[error("transient: {0}")]
-    Transient(String),
-    /// Slow down; retry after the given time when the target said.
-    #[error("throttled: {message}")]
-    Throttled {
-        retry_after: Option<Duration>,
-        message: String,
-    },
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The request clashes with something that exists (a name, an address).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// Retrying will not help.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl ProviderError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Transient(_) | ProviderError::Throttled { .. }
-        )
-    }
-}
-
-pub type ProviderResult<T> = Result<T, ProviderError>;
-
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
     /// `local`, `aws`, ...
@@ -205,20 +174,5 @@ mod tests {
                 .contains("unknown resource type `aws.route_table`"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn errors_cross_the_wire() {
-        for e in [
-            ProviderError::Transient("reset".into()),
-            ProviderError::Throttled {
-                retry_after: Some(Duration::from_millis(1500)),
-                message: "slow down".into(),
-            },
-            ProviderError::Conflict("address in use".into()),
-        ] {
-            let text = serde_json::to_string(&e).unwrap();
-            assert_eq!(serde_json::from_str::<ProviderError>(&text).unwrap(), e);
-        }
     }
 }
