@@ -278,7 +278,17 @@ impl AwsProvider {
 
     /// One change to one record set, sent with the zone's other changes
     /// made now.
-    async fn change_one(&self, zone: &str, change: Change) -> ProviderResult<()> {
+    async fn change_one(
+        &self,
+        zone: &str,
+        action: ChangeAction,
+        set: ResourceRecordSet,
+    ) -> ProviderResult<()> {
+        let change = Change::builder()
+            .action(action)
+            .resource_record_set(set)
+            .build()
+            .map_err(|e| permanent(e.to_string()))?;
         self.writes.record_changes.write(zone, change).await
     }
 
@@ -336,15 +346,8 @@ impl AwsProvider {
     pub(crate) async fn create_record_upsert(&self, p: &Json) -> ProviderResult<Json> {
         let (id, set) = self.record_set(p).await?;
         let fqdn = set.name().to_string();
-        self.change_one(
-            required(p, "zone")?,
-            Change::builder()
-                .action(ChangeAction::Upsert)
-                .resource_record_set(set)
-                .build()
-                .map_err(|e| permanent(e.to_string()))?,
-        )
-        .await?;
+        self.change_one(required(p, "zone")?, ChangeAction::Upsert, set)
+            .await?;
         Ok(json!({"id": id, "fqdn": fqdn}))
     }
 
@@ -408,12 +411,7 @@ impl AwsProvider {
         if let Ok((recorded_id, set)) = self.record_set(&req.properties).await
             && recorded_id == id
         {
-            let delete = Change::builder()
-                .action(ChangeAction::Delete)
-                .resource_record_set(set)
-                .build()
-                .map_err(|e| permanent(e.to_string()))?;
-            match self.change_one(zone, delete).await {
+            match self.change_one(zone, ChangeAction::Delete, set).await {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::debug!(
                     id,
@@ -424,16 +422,7 @@ impl AwsProvider {
         let Some(set) = self.find_record(id).await? else {
             return Ok(());
         };
-        let r = self
-            .change_one(
-                zone,
-                Change::builder()
-                    .action(ChangeAction::Delete)
-                    .resource_record_set(set)
-                    .build()
-                    .map_err(|e| permanent(e.to_string()))?,
-            )
-            .await;
+        let r = self.change_one(zone, ChangeAction::Delete, set).await;
         gone(r)?;
         Ok(())
     }
