@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use miette::Diagnostic;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// One script to run on a host.
@@ -128,7 +129,8 @@ impl Output {
 
 /// Why a host could not run a script at all (a script that ran and failed
 /// is an [`Output`] with a non-zero status, not an error).
-#[derive(Debug, Error, Diagnostic, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Diagnostic, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TransportError {
     #[error("{host}: unreachable: {reason}")]
     #[diagnostic(code(cairn::orch::unreachable))]

@@ -237,6 +237,12 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<JobsAction>,
     },
+    /// The SSH connections kept between runs (`run --keep-connections`):
+    /// list them, or stop the keeper (closing them all)
+    Connections {
+        #[command(subcommand)]
+        action: Option<ConnectionsAction>,
+    },
     /// Build an app into a signed artifact, and list, show or verify them
     Artifact {
         #[command(subcommand)]
@@ -418,6 +424,13 @@ pub struct HostArgs {
     /// Dry run: say what would change, change nothing
     #[arg(long)]
     pub check: bool,
+    /// Keep each host's SSH connection open this long once idle (`60s`,
+    /// `5m`; `0`: not kept), held by a keeper process of this user's, so
+    /// that the next run within that time starts without connecting (as
+    /// OpenSSH's ControlPersist keeps them for Ansible). See `cairn
+    /// connections`
+    #[arg(long, value_name = "DURATION", env = "CAIRN_KEEP_CONNECTIONS", value_parser = parse_keep)]
+    pub keep_connections: Option<std::time::Duration>,
     /// How hosts are reached: over SSH, through their agents (the host name
     /// is the agent id), or auto (the agent when it is connected, else SSH).
     /// Default: auto on a deployment of the local target (its servers run
@@ -426,6 +439,35 @@ pub struct HostArgs {
     pub via: Option<Via>,
     #[command(flatten)]
     pub master: MasterDirArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsAction {
+    /// Every kept connection: host, whether open, requests served, idle
+    List,
+    /// Close every kept connection and end the keeper
+    Stop,
+    /// The keeper itself (started by `run --keep-connections`)
+    #[command(hide = true)]
+    Serve,
+}
+
+/// `60s`, `5m`, `1h`, `250ms`, or bare seconds; `0` for not at all.
+fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (say 60s, 5m or 1h)"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(n.saturating_mul(ms)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,6 +17,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use russh::keys::{Algorithm, PublicKey};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Entries of one or more files, in the order read.
@@ -55,6 +56,16 @@ enum Pattern {
 pub struct KnownHostsError {
     pub path: String,
     pub source: std::io::Error,
+}
+
+/// One line that names a host (see [`KnownHosts::lines_for`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownLine {
+    /// `FILE:LINE`, for messages.
+    pub origin: String,
+    pub revoked: bool,
+    /// `TYPE BASE64`.
+    pub key: String,
 }
 
 /// What the files say of a key a host presented.
@@ -139,6 +150,45 @@ impl KnownHosts {
             }
         }
         mismatch.unwrap_or(Verdict::Unknown)
+    }
+
+    /// The lines that name the host reached at `host` and `port`, as
+    /// [`KnownHosts::applying`] takes them back: all a check of that host
+    /// reads, for a process that checks it on our behalf (the connection
+    /// keeper) without the whole files.
+    pub fn lines_for(&self, host: &str, port: u16) -> Vec<KnownLine> {
+        let name = lookup_name(host, port);
+        self.entries
+            .iter()
+            .filter(|e| e.matches(&name))
+            .map(|e| KnownLine {
+                origin: e.origin.clone(),
+                revoked: e.revoked,
+                key: openssh_line(&e.key),
+            })
+            .collect()
+    }
+
+    /// The lines [`KnownHosts::lines_for`] gave, as naming `host` at
+    /// `port` exactly (in their order; one that does not parse is
+    /// skipped, as in a file).
+    pub fn applying(host: &str, port: u16, lines: &[KnownLine]) -> KnownHosts {
+        let glob = lookup_name(host, port).to_ascii_lowercase();
+        let entries = lines
+            .iter()
+            .filter_map(|l| {
+                Some(Entry {
+                    origin: l.origin.clone(),
+                    revoked: l.revoked,
+                    patterns: vec![Pattern::Glob {
+                        negated: false,
+                        glob: glob.clone(),
+                    }],
+                    key: parse_public_key(&l.key)?,
+                })
+            })
+            .collect();
+        KnownHosts { entries }
     }
 
     /// The key algorithms lines give for the host, so that the server is
@@ -380,5 +430,34 @@ mod tests {
         );
         assert!(glob_match(b"10.0.*.?", b"10.0.33.7"));
         assert!(!glob_match(b"10.0.*.?", b"10.0.33.17"));
+    }
+
+    #[test]
+    fn the_lines_for_one_host_judge_it_as_the_files_do() {
+        let mut kh = KnownHosts::new();
+        kh.add(
+            &format!("*.example.com,!bad.example.com {ED1}\n@revoked * {ED2}\nother.org {ED2}\n[web.example.com]:2222 {ED2}\n"),
+            "kh",
+        );
+        for (host, port) in [
+            ("web.example.com", 22),
+            ("bad.example.com", 22),
+            ("web.example.com", 2222),
+            ("10.1.2.3", 22),
+        ] {
+            let lines = kh.lines_for(host, port);
+            let alone = KnownHosts::applying(host, port, &lines);
+            for k in [ED1, ED2] {
+                assert_eq!(
+                    alone.check(host, port, &key(k)),
+                    kh.check(host, port, &key(k)),
+                    "{host}:{port}"
+                );
+            }
+            assert_eq!(alone.algorithms(host, port), kh.algorithms(host, port));
+        }
+        // Only what names the host travels: not other.org's line.
+        assert_eq!(kh.lines_for("web.example.com", 22).len(), 2);
+        assert_eq!(kh.lines_for("web.example.com", 22)[0].origin, "kh:1");
     }
 }

@@ -5,6 +5,7 @@
 //! [`known_hosts`] files and a deployment's record. Both keep a [`shell`]
 //! open on request, for a host's states to run their scripts in turn.
 
+pub mod kept;
 pub mod known_hosts;
 pub mod local;
 pub mod shell;

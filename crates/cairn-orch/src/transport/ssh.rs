@@ -244,6 +244,12 @@ impl KeyPassphrase {
     pub fn new(passphrase: impl Into<Arc<str>>) -> KeyPassphrase {
         KeyPassphrase(passphrase.into())
     }
+
+    /// The passphrase itself, for the connection keeper (sent on its
+    /// private socket, never printed).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for KeyPassphrase {
@@ -373,6 +379,13 @@ impl SshHost {
     /// connected.
     pub fn host_key(&self) -> Option<String> {
         self.seen_key.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// Whether a connection is open now (`false` while one is being made).
+    pub fn is_connected(&self) -> bool {
+        self.state
+            .try_lock()
+            .is_ok_and(|s| s.live.as_ref().is_some_and(|l| !l.handle.is_closed()))
     }
 
     /// Connects now rather than on the first exec (a no-op when connected).
@@ -769,20 +782,10 @@ impl Remote for SshHost {
     }
 
     async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
-        let (channel, permit) = self.channel().await?;
-        let (rx, tx) = channel.split();
-        tx.exec(true, Shell::command_line(become_user.as_deref()))
-            .await
-            .map_err(|e| self.err_dropped(format!("starting a shell: {e}")))?;
-        let pipe = SshPipe {
-            host: self.target.name.clone(),
-            rx,
-            tx,
-            _permit: permit,
-        };
+        let pipe = self.pipe(become_user.as_deref()).await?;
         Shell::start(
             self.target.name.clone(),
-            Box::new(pipe),
+            pipe,
             become_user,
             self.options.command_timeout,
         )
@@ -791,6 +794,22 @@ impl Remote for SshHost {
 }
 
 impl SshHost {
+    /// An exec of [`Shell::command_line`], its stdin open: what a
+    /// [`Shell`] runs over (here, or in a process that relays it).
+    pub async fn pipe(&self, become_user: Option<&str>) -> Result<Box<dyn Pipe>, TransportError> {
+        let (channel, permit) = self.channel().await?;
+        let (rx, tx) = channel.split();
+        tx.exec(true, Shell::command_line(become_user))
+            .await
+            .map_err(|e| self.err_dropped(format!("starting a shell: {e}")))?;
+        Ok(Box::new(SshPipe {
+            host: self.target.name.clone(),
+            rx,
+            tx,
+            _permit: permit,
+        }))
+    }
+
     /// A session channel on the host's connection (made or made again if
     /// lost), and the permit that counts it against `max_channels`.
     async fn channel(

@@ -1,6 +1,7 @@
 //! cairn-orch's integration tests: one binary, a module per area.
 
 mod inventory;
+mod kept;
 mod ssh;
 mod test_hosts;
 

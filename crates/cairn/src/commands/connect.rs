@@ -11,11 +11,16 @@
 //! A server of a deployment on the local target is reached from inside the
 //! cloud's network namespace at its private address (a bastion for free);
 //! see `cairn_local::host::dial`.
+//!
+//! With `--keep-connections`, every SSH host goes through this user's
+//! connection keeper (`cairn_orch::transport::kept`), started here in the
+//! background when none runs; `cairn connections` lists and stops it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use cairn_orch::inventory::Host;
+use cairn_orch::transport::kept::{self, KeptHost, Spec};
 use cairn_orch::transport::known_hosts::KnownHosts;
 use cairn_orch::transport::local::LocalHost;
 use cairn_orch::transport::ssh::{
@@ -25,8 +30,9 @@ use cairn_orch::{Remote, TransportError};
 use cairn_template::loader::Deployment;
 
 use super::jobs::seconds;
-use crate::cli::HostArgs;
-use crate::report::CliError;
+use crate::cli::{ConnectionsAction, GlobalArgs, HostArgs};
+use crate::output::emit;
+use crate::report::{CliError, Status};
 
 pub struct Connector {
     known: Arc<KnownHosts>,
@@ -43,6 +49,9 @@ pub struct Connector {
     /// this machine (`process` isolation): nothing to log in to.
     local_processes: bool,
     timeout: std::time::Duration,
+    /// The keeper's socket and how long it keeps a connection once idle
+    /// (`--keep-connections`).
+    kept: Option<(PathBuf, std::time::Duration)>,
 }
 
 impl Connector {
@@ -95,6 +104,10 @@ impl Connector {
             cloud_netns,
             local_processes,
             timeout: seconds(args.timeout),
+            kept: match args.keep_connections.filter(|d| !d.is_zero()) {
+                Some(keep_for) => keeper_socket()?.map(|socket| (socket, keep_for)),
+                None => None,
+            },
         })
     }
 
@@ -145,15 +158,142 @@ impl Connector {
         }
         auth.extend(self.defaults.iter().cloned().map(SshAuth::KeyFile));
         target.auth = auth;
-        let dialer: Arc<dyn Dialer> = match (&self.cloud_netns, from_deployment) {
-            (Some(ns), true) => Arc::new(NetnsDialer {
-                netns: ns.clone(),
-                timeout: self.options.connect_timeout,
-            }),
-            _ => Arc::new(TcpDialer),
+        let via = match (&self.cloud_netns, from_deployment) {
+            (Some(ns), true) => Some(ns.clone()),
+            _ => None,
         };
+        if let Some((socket, keep_for)) = &self.kept {
+            let spec = Spec::new(&target, &self.options, via);
+            return Arc::new(KeptHost::new(socket.clone(), spec, *keep_for));
+        }
+        let dialer = dialer(via.as_deref(), self.options.connect_timeout);
         Arc::new(SshHost::new(target, self.options.clone(), dialer))
     }
+}
+
+/// How a host is dialed: from inside the local cloud's namespace `via`,
+/// else over this machine's network.
+fn dialer(via: Option<&std::path::Path>, timeout: std::time::Duration) -> Arc<dyn Dialer> {
+    match via {
+        Some(ns) => Arc::new(NetnsDialer {
+            netns: ns.to_path_buf(),
+            timeout,
+        }),
+        None => Arc::new(TcpDialer),
+    }
+}
+
+/// The keeper's directory: `CAIRN_KEEPER_DIR`, else the user's runtime
+/// directory's (see `cairn_orch::transport::kept::default_dir`).
+fn keeper_dir() -> PathBuf {
+    std::env::var_os("CAIRN_KEEPER_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(kept::default_dir)
+}
+
+/// How long a keeper just started may take to listen.
+const KEEPER_START: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The socket of this user's keeper, started in the background (its own
+/// process group, so a Ctrl-C at this terminal does not reach it; its log
+/// in `keeper.log` beside the socket) if none answers. `None`, with a
+/// warning, when it cannot start: the run connects on its own then.
+fn keeper_socket() -> Result<Option<PathBuf>, CliError> {
+    let dir = keeper_dir();
+    kept::private_dir(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let socket = kept::socket_path(&dir);
+    let answers = || std::os::unix::net::UnixStream::connect(&socket).is_ok();
+    if answers() {
+        return Ok(Some(socket));
+    }
+    let log_path = dir.join("keeper.log");
+    let started = (|| {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.args(["connections", "serve"])
+            .env("CAIRN_KEEPER_DIR", &dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.spawn()
+    })();
+    let mut child = match started {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: the connection keeper did not start ({e}); connecting directly");
+            return Ok(None);
+        }
+    };
+    let deadline = std::time::Instant::now() + KEEPER_START;
+    while std::time::Instant::now() < deadline {
+        if answers() {
+            return Ok(Some(socket));
+        }
+        // Ended at once: another keeper won the race (it answers soon), or
+        // it failed (its log says why).
+        if let Ok(Some(status)) = child.try_wait()
+            && !status.success()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!(
+        "cairn: the connection keeper did not answer on {} (see {}); connecting directly",
+        socket.display(),
+        log_path.display()
+    );
+    Ok(None)
+}
+
+/// `cairn connections [list|stop|serve]`.
+pub fn connections(
+    action: Option<&ConnectionsAction>,
+    global: &GlobalArgs,
+) -> Result<Status, CliError> {
+    let dir = keeper_dir();
+    let socket = kept::socket_path(&dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::failure)?;
+    match action.unwrap_or(&ConnectionsAction::List) {
+        ConnectionsAction::List => {
+            let kept = runtime
+                .block_on(kept::kept_connections(&socket))
+                .map_err(CliError::failure)?;
+            emit(
+                serde_json::to_value(kept.unwrap_or_default()).map_err(CliError::failure)?,
+                global,
+            )?;
+        }
+        ConnectionsAction::Stop => {
+            let stopped = runtime
+                .block_on(kept::stop_keeper(&socket))
+                .map_err(CliError::failure)?;
+            if !stopped {
+                eprintln!("no connection keeper runs ({})", socket.display());
+            }
+        }
+        ConnectionsAction::Serve => {
+            runtime.block_on(async {
+                let Some(bound) = kept::keeper::bind(&dir).map_err(CliError::failure)? else {
+                    // Another keeper holds the directory: it serves.
+                    return Ok::<(), CliError>(());
+                };
+                tracing::info!(socket = %bound.socket().display(), "connection keeper listening");
+                let dialers: kept::keeper::Dialers = Arc::new(dialer);
+                Arc::new(kept::Keeper::new(dialers)).serve(bound).await;
+                Ok(())
+            })?;
+        }
+    }
+    Ok(Status::Success)
 }
 
 /// A host cairn knows it cannot reach, saying why, without trying.

@@ -130,6 +130,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
                 },
         } => migrate::migrate(from, to, deployment.as_deref(), *force, &cli.global),
         Command::Jobs { action } => jobs::jobs(action.as_ref(), &cli.global),
+        Command::Connections { action } => connect::connections(action.as_ref(), &cli.global),
         Command::Artifact { action } => release::artifact(action, &cli.global),
         Command::Release { action, args } => release::release(action.as_ref(), args, &cli.global),
         Command::Releases { app, dir } => release::releases(app.as_deref(), dir, &cli.global),

@@ -732,6 +732,7 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
         connect_timeout: o.connect_timeout,
         timeout: o.timeout,
         check: false,
+        keep_connections: None,
         via: Some(Via::Ssh),
         master: MasterDirArg {
             master_dir: None,

@@ -478,6 +478,7 @@ impl DeploymentHosts {
             connect_timeout: 10,
             timeout: 300,
             check: false,
+            keep_connections: None,
             via: Some(Via::Ssh),
             master: MasterDirArg {
                 master_dir: None,

@@ -36,6 +36,11 @@ impl Drop for Scratch {
 
 /// `cairn ARGS -i inventory --known-hosts ... --state ...`.
 fn orch(hosts: &TestHosts, scratch: &Scratch, args: &[&str]) -> Output {
+    orch_env(hosts, scratch, args, &[])
+}
+
+/// [`orch`] with more environment variables.
+fn orch_env(hosts: &TestHosts, scratch: &Scratch, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let inv = hosts.dir.join("inventory.ini");
     let known = hosts.dir.join("known_hosts");
     let state = scratch.path("state.db");
@@ -52,7 +57,9 @@ fn orch(hosts: &TestHosts, scratch: &Scratch, args: &[&str]) -> Output {
         &state,
     ];
     all.splice(at..at, extra);
-    cairn_env(&all, &[("CAIRN_KEY_FILE", &key)])
+    let mut env = vec![("CAIRN_KEY_FILE", key.as_str())];
+    env.extend_from_slice(vars);
+    cairn_env(&all, &env)
 }
 
 /// `cairn jobs ...` on the scratch state.
@@ -389,4 +396,142 @@ fn a_hanging_command_times_out_and_a_host_with_no_server_is_unreachable() {
         h2["error"].as_str().unwrap().contains("unreachable"),
         "{h2}"
     );
+}
+
+/// `--keep-connections`: the first run leaves each host's connection with
+/// a keeper process, the next runs (a command, a state applied twice) log
+/// in nowhere; a keeper killed with SIGKILL is replaced by the next run;
+/// `cairn connections stop` ends it. Bad values and an open keeper
+/// directory are refused before any host is touched.
+#[test]
+fn kept_connections_spare_the_next_runs_their_logins_and_stop_ends_them() {
+    let hosts = TestHosts::up("cli-kept", 2, "127.0.54.1");
+    let s = Scratch::new("kept");
+    let keeper_dir = s.path("keeper");
+    let env = [("CAIRN_KEEPER_DIR", keeper_dir.as_str())];
+    let logins = |name: &str| hosts.sshd_log(name).matches("Accepted publickey").count();
+    let keeper_pid = || -> i32 {
+        std::fs::read_to_string(Path::new(&keeper_dir).join("keeper.lock"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    let raw = [
+        "run",
+        "all",
+        "--keep-connections",
+        "30s",
+        "-o",
+        "json",
+        "--",
+        "hostname",
+    ];
+
+    for _ in 0..2 {
+        let out = orch_env(&hosts, &s, &raw, &env);
+        assert_eq!(out.code, 0, "{}", out.snapshot());
+        assert_eq!(count(&job(&out), "changed"), 2);
+    }
+    // A state, applied twice: its host's shell relayed through the keeper.
+    let sls = s.path("site.sls");
+    let out_dir = s.path("out");
+    std::fs::write(
+        &sls,
+        format!(
+            "motd:\n  file.managed:\n    - name: {out_dir}/{{{{ host }}}}/motd\n    - makedirs: true\n    \
+             - content: \"kept {{{{ host }}}}\\n\"\n"
+        ),
+    )
+    .unwrap();
+    let apply = [
+        "state",
+        "apply",
+        "all",
+        &sls,
+        "--keep-connections",
+        "30s",
+        "-o",
+        "json",
+    ];
+    let out = orch_env(&hosts, &s, &apply, &env);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(count(&job(&out), "changed"), 2, "{}", out.snapshot());
+    let out = orch_env(&hosts, &s, &apply, &env);
+    assert_eq!(count(&job(&out), "ok"), 2, "{}", out.snapshot());
+    assert_eq!(
+        std::fs::read_to_string(format!("{out_dir}/h1/motd")).unwrap(),
+        "kept h1\n"
+    );
+    assert_eq!(
+        (logins("h1"), logins("h2")),
+        (1, 1),
+        "one login each for four runs"
+    );
+
+    let out = cairn_env(&["connections", "list", "-o", "json"], &env);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let list: J = serde_json::from_str(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(
+        list.iter()
+            .all(|c| c["opened"] == 1 && c["connected"] == true),
+        "{list:?}"
+    );
+    let out = cairn_env(&["connections", "list", "-o", "table"], &env);
+    assert!(
+        out.stdout.contains("Keep For") && out.stdout.contains("30.0 s"),
+        "{}",
+        out.snapshot()
+    );
+
+    // Killed: the next run starts another keeper in its place.
+    let pid = keeper_pid();
+    assert!(alive(pid));
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until("the keeper dies", Duration::from_secs(10), || !alive(pid));
+    let out = orch_env(&hosts, &s, &raw, &env);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(count(&job(&out), "changed"), 2);
+    assert_eq!((logins("h1"), logins("h2")), (2, 2));
+    let second = keeper_pid();
+    assert_ne!(second, pid);
+
+    let out = cairn_env(&["connections", "stop"], &env);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    wait_until("the keeper ends", Duration::from_secs(10), || {
+        !alive(second)
+    });
+    assert!(!Path::new(&keeper_dir).join("keeper.sock").exists());
+    let out = cairn_env(&["connections", "stop"], &env);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("no connection keeper runs"),
+        "{}",
+        out.snapshot()
+    );
+
+    // Refused before any host is touched.
+    let mut bad = raw;
+    bad[3] = "5x";
+    let out = orch_env(&hosts, &s, &bad, &env);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(
+        out.stderr.contains("unknown unit `x`"),
+        "{}",
+        out.snapshot()
+    );
+    let open = s.path("open");
+    std::fs::create_dir_all(&open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = orch_env(&hosts, &s, &raw, &[("CAIRN_KEEPER_DIR", open.as_str())]);
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    assert!(out.stderr.contains("mode 755"), "{}", out.snapshot());
+    assert_eq!((logins("h1"), logins("h2")), (2, 2));
 }
