@@ -70,7 +70,10 @@ Environment:
   CAIRN_BIN       the cairn binary (default target/release/cairn); build it
                   without the AWS SDK: cargo build --release -p cairn
                   --no-default-features
-  BENCH_TOOLS     which tools, in order (default cairn,pyinfra,ansible)
+  BENCH_TOOLS     which tools, in order (default cairn,pyinfra,ansible;
+                  also cairn-kept: cairn with --keep-connections, whose
+                  first command connects and the rest run on the kept
+                  connections, plus the raw command again on them)
   BENCH_TIMEOUT   seconds any one command may take (default 1200)
   BENCH_BASE      first test host address (default 127.0.30.1, or 10.250.0.1
                   with BENCH_RTT_MS)
@@ -318,20 +321,20 @@ def clean(tool):
 STATE_FILE = """\
 conf-dir:
   file.directory:
-    - name: {root}/cairn/{{{{ host }}}}/conf.d
+    - name: {root}/{tool}/{{{{ host }}}}/conf.d
     - makedirs: true
 motd:
   file.managed:
-    - name: {root}/cairn/{{{{ host }}}}/motd
+    - name: {root}/{tool}/{{{{ host }}}}/motd
     - contents: {motd}
 stamp:
   cmd.run:
-    - name: date > {root}/cairn/{{{{ host }}}}/stamp
-    - creates: {root}/cairn/{{{{ host }}}}/stamp
+    - name: date > {root}/{tool}/{{{{ host }}}}/stamp
+    - creates: {root}/{tool}/{{{{ host }}}}/stamp
 motd-link:
   file.symlink:
-    - name: {root}/cairn/{{{{ host }}}}/motd.link
-    - target: {root}/cairn/{{{{ host }}}}/motd
+    - name: {root}/{tool}/{{{{ host }}}}/motd.link
+    - target: {root}/{tool}/{{{{ host }}}}/motd
 """
 
 
@@ -350,7 +353,8 @@ class Cairn:
                          "--known-hosts", os.path.join(HOSTS_DIR, "known_hosts"), "-f", str(n)]
         self.sls = os.path.join(work, "bench.sls")
         with open(self.sls, "w") as f:
-            f.write(STATE_FILE.format(root=TARGET_ROOT, motd=json.dumps(MOTD.format(tool="cairn"))))
+            f.write(STATE_FILE.format(root=TARGET_ROOT, tool=self.name,
+                                      motd=json.dumps(MOTD.format(tool="cairn"))))
 
     def _job(self, argv):
         r = run(self.base + argv, env=self.env, cwd=self.work)
@@ -394,6 +398,52 @@ class Cairn:
         if not expect_changed and changed:
             raise BenchError(f"cairn run x4: second run changed {changed} task(s)")
         return total
+
+
+class CairnKept(Cairn):
+    """cairn with --keep-connections: the raw command connects (and leaves
+    the connections with cairn's keeper process), the tasks run on kept
+    connections, and `raw_again` repeats the raw command on them. The
+    keeper is a process of its own, not the command's child: its CPU (from
+    /proc, before and after each command) is added to the tool's, and its
+    peak RSS shown beside the command's."""
+    name = "cairn-kept"
+
+    def __init__(self, work, n, hosts):
+        super().__init__(work, n, hosts)
+        self.keeper_dir = os.path.join(work, "keeper")
+        self.env["CAIRN_KEEPER_DIR"] = self.keeper_dir
+        self.hostargs += ["--keep-connections", "120s"]
+
+    def _keeper(self):
+        """(pid, CPU seconds, peak RSS MB) of the running keeper, or None."""
+        try:
+            with open(os.path.join(self.keeper_dir, "keeper.lock")) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/status") as f:
+                hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+        except (OSError, ValueError, StopIteration):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        return pid, (int(fields[11]) + int(fields[12])) / tick, hwm / 1024
+
+    def _job(self, argv):
+        before = self._keeper()
+        r, job = super()._job(argv)
+        after = self._keeper()
+        if after:
+            same = before and before[0] == after[0]
+            r.cpu += after[1] - (before[1] if same else 0.0)
+            self.keeper_rss = max(getattr(self, "keeper_rss", 0.0), after[2])
+        return r, job
+
+    def raw_again(self):
+        return self.raw()
+
+    def stop(self):
+        run([CAIRN, "connections", "stop"], env=self.env, cwd=self.work, check=False)
 
 
 def check_changes(tool, hosts, n, changed, expect_changed):
@@ -553,15 +603,23 @@ def bench(n, work):
         raise BenchError(f"test-hosts made {len(hosts)} hosts, not {n}")
     rows = {}
     for tool in TOOLS:
-        cls = {"cairn": Cairn, "pyinfra": Pyinfra, "ansible": Ansible}[tool]
+        cls = {"cairn": Cairn, "cairn-kept": CairnKept, "pyinfra": Pyinfra, "ansible": Ansible}[tool]
         t = cls(work, n, hosts)
         clean(tool)
         row = {}
-        for step, do in (("raw", t.raw), ("first", lambda: t.tasks(True)), ("second", lambda: t.tasks(False))):
-            row[step] = r = do()
-            log(f"orch: N={n} {tool} {step}: {r.secs:.2f}s wall, {r.cpu:.2f}s tool CPU, "
-                f"{r.hcpu:.2f}s hosts CPU, {r.rss:.1f} MB"
-                + (f", {r.lcpu:.2f}s link CPU" if NETNS else ""))
+        steps = [("raw", t.raw), ("first", lambda: t.tasks(True)), ("second", lambda: t.tasks(False))]
+        if tool == "cairn-kept":
+            steps.append(("raw_again", t.raw_again))
+        try:
+            for step, do in steps:
+                row[step] = r = do()
+                log(f"orch: N={n} {tool} {step}: {r.secs:.2f}s wall, {r.cpu:.2f}s tool CPU, "
+                    f"{r.hcpu:.2f}s hosts CPU, {r.rss:.1f} MB"
+                    + (f", {r.lcpu:.2f}s link CPU" if NETNS else ""))
+        finally:
+            if tool == "cairn-kept":
+                row["keeper_rss"] = getattr(t, "keeper_rss", 0.0)
+                t.stop()
         clean(tool)
         if tool == "cairn" and os.environ.get("BENCH_SEPARATE", "1") != "0":
             clean("cairn-run")
@@ -614,7 +672,7 @@ def report(results):
     print(f"{head}  cpu raw        cpu 1st        cpu 2nd")
     for n, rows in results.items():
         for tool, r in rows.items():
-            rss = max(r[k].rss for k in r)
+            rss = max(r[k].rss for k in r if isinstance(r[k], Run))
             cpu = " ".join(f"{r[k].cpu:>6.2f}/{r[k].hcpu:<7.2f}" for k in ("raw", "first", "second"))
             print(f"{tool:<8}{n:>5}{r['raw'].secs:>8.2f}{r['first'].secs:>13.2f}{r['second'].secs:>13.2f}"
                   f"{rss:>13.1f} {cpu}")
@@ -624,13 +682,26 @@ def report(results):
                 print(f"link CPU (delay-link) N={n} {tool}: " + ", ".join(
                     f"{k} {r[k].lcpu:.2f}s" for k in ("raw", "first", "second")))
     for n, rows in results.items():
+        k = rows.get("cairn-kept")
+        if k:
+            print(f"cairn-kept N={n}: raw on kept connections {k['raw_again'].secs:.2f}s "
+                  f"(cpu {k['raw_again'].cpu:.2f}/{k['raw_again'].hcpu:.2f}); "
+                  f"the keeper's peak RSS {k['keeper_rss']:.1f} MB")
+            for tool in ("pyinfra", "ansible"):
+                r = rows.get(tool)
+                if r:
+                    print(f"{tool}/cairn-kept N={n}: raw (connecting) {r['raw'].secs / k['raw'].secs:.1f}x, "
+                          f"raw (kept) {r['raw'].secs / k['raw_again'].secs:.1f}x, "
+                          f"tasks 1st {r['first'].secs / k['first'].secs:.1f}x, "
+                          f"tasks 2nd {r['second'].secs / k['second'].secs:.1f}x")
+    for n, rows in results.items():
         c = rows.get("cairn")
         if c and "run4_first" in c:
             print(f"cairn N={n}: the four tasks as four `cairn run` calls (one shared path): "
                   f"1st {c['run4_first'].secs:.2f}s, 2nd {c['run4_second'].secs:.2f}s")
     for n, rows in results.items():
         c = rows.get("cairn")
-        if not c:
+        if not c or "raw" not in c:
             continue
         for tool in ("pyinfra", "ansible"):
             r = rows.get(tool)

@@ -1,5 +1,6 @@
-//! Hosts over SSH, in process (russh): no `ssh` binary, no ControlMaster
-//! sockets on disk.
+//! Hosts over SSH, in process (russh): no `ssh` binary. Connections live
+//! as long as the process that made them; [`super::kept`] keeps them
+//! between runs in a process of their own.
 //!
 //! One connection per host, many channels: every [`Remote::exec`] opens a
 //! session channel on the host's one connection, so fifty scripts at once

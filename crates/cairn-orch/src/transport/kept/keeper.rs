@@ -309,8 +309,8 @@ impl Keeper {
                     become_user,
                     timeout: timeout_ms.map(Duration::from_millis),
                 };
-                // A run that goes away (killed, interrupted) takes its
-                // command with it, as its own connection's end would.
+                // A run that goes away (killed, interrupted) is not
+                // waited for: the connection is free for the next one.
                 let mut probe = [0u8; 1];
                 let out = tokio::select! {
                     out = kept.0.host.exec(exec) => out,
