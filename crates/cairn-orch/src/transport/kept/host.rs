@@ -41,10 +41,7 @@ impl KeptHost {
     }
 
     fn lost(&self, e: impl std::fmt::Display) -> TransportError {
-        TransportError::Dropped {
-            host: self.spec.name.clone(),
-            reason: format!("the connection keeper ({}): {e}", self.socket.display()),
-        }
+        lost(&self.spec.name, &self.socket, e)
     }
 
     fn keep_for_ms(&self) -> u64 {
@@ -148,10 +145,16 @@ struct KeptPipe {
 
 impl KeptPipe {
     fn lost(&self, e: impl std::fmt::Display) -> TransportError {
-        TransportError::Dropped {
-            host: self.host.clone(),
-            reason: format!("the connection keeper ({}): {e}", self.socket.display()),
-        }
+        lost(&self.host, &self.socket, e)
+    }
+}
+
+/// The keeper failed `host`'s request (gone, or answering out of turn):
+/// the host's connection is as good as lost to this run.
+fn lost(host: &str, socket: &Path, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Dropped {
+        host: host.to_string(),
+        reason: format!("the connection keeper ({}): {e}", socket.display()),
     }
 }
 
