@@ -56,6 +56,31 @@ impl Exec {
         line(&self.argv())
     }
 
+    /// [`Exec::command_line`] with `mark` in the script's environment
+    /// (`CAIRN_RUN=MARK`, through `env`, which any login shell and sudo's
+    /// reset environment pass on): every process the script starts
+    /// inherits it, so that a script stopped at its timeout can be found
+    /// with all it started ([`Exec::reaper`]), where SSH's signal reaches
+    /// only the session's first process.
+    pub fn marked_command_line(&self, mark: &str) -> String {
+        let env = format!("{RUN_MARK}={mark}");
+        line(&as_user(
+            self.become_user.as_deref(),
+            ["env", &env, "sh", "-c", &self.script],
+        ))
+    }
+
+    /// The script that kills every process marked with `mark` (see
+    /// [`Exec::marked_command_line`]), as the same user: Linux's `/proc`,
+    /// `grep -z` and `kill`, nothing else needed on the host.
+    pub fn reaper(mark: &str, become_user: Option<String>) -> Exec {
+        Exec::new(format!(
+            "for d in /proc/[0-9]*; do grep -qxz {m} \"$d/environ\" 2>/dev/null && kill -KILL \"${{d#/proc/}}\" 2>/dev/null; done; true",
+            m = quote(&format!("{RUN_MARK}={mark}")),
+        ))
+        .become_user(become_user)
+    }
+
     /// [`Exec::command_line`] as the arguments of a process, for a
     /// transport that starts it itself (this machine): one `sh` for the
     /// script, not a second one to read the line first.
@@ -92,6 +117,10 @@ impl Exec {
         Some(words)
     }
 }
+
+/// The environment variable that marks a script's processes (see
+/// [`Exec::marked_command_line`]).
+pub const RUN_MARK: &str = "CAIRN_RUN";
 
 /// The first words `sh` reads as its own (keywords and `dash`'s and
 /// POSIX's builtins), save `true` and `false`, whose programs do the same:
@@ -278,6 +307,10 @@ mod tests {
             ["sudo", "-n", "-H", "-u", "root", "--", "sh", "-c", "id -u"]
         );
         assert_eq!(Exec::new("id -u").argv(), ["sh", "-c", "id -u"]);
+        assert_eq!(
+            e.marked_command_line("ab12"),
+            "sudo -n -H -u root -- env CAIRN_RUN=ab12 sh -c 'id -u'"
+        );
     }
 
     #[test]

@@ -694,8 +694,9 @@ impl SshHost {
         // would go in `tokio::io::copy`'s 8 KiB pieces, four times the
         // packets (and the time) for an artifact of 50 MB.
         let input = exec.stdin.take().unwrap_or_default();
+        let mark = run_mark();
         let work = async {
-            tx.exec(true, exec.command_line())
+            tx.exec(true, exec.marked_command_line(&mark))
                 .await
                 .map_err(|e| self.err_dropped(format!("starting the command: {e}")))?;
             // Fed beside the reading: a script that writes much before it
@@ -758,6 +759,18 @@ impl SshHost {
                 // script ends when it next writes to the closed channel.
                 let _ = tx.signal(Sig::KILL).await;
                 let _ = tx.close().await;
+                // What the script started (a `sleep` under its `sh`, a
+                // server it ran in the background) would outlive the
+                // signal: found by its mark and killed, in an exec of its
+                // own on the same connection, bounded like a connection.
+                let reap = Exec::reaper(&mark, exec.become_user.clone());
+                let reaped = async {
+                    let (channel, _permit) = self.channel().await?;
+                    self.run(channel, reap, self.options.connect_timeout).await
+                };
+                if let Err(e) = Box::pin(reaped).await {
+                    tracing::warn!(host = %self.target.name, error = %e, "the timed-out command's processes may still run");
+                }
                 Err(TransportError::CommandTimeout {
                     host: self.target.name.clone(),
                     after,
@@ -895,6 +908,20 @@ impl Pipe for SshPipe {
         }
         let _ = self.tx.close().await;
     }
+}
+
+/// A mark for one command's processes: 64 random bits, hex.
+fn run_mark() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness, the time: the mark need only be unlikely to
+    // name another command's processes, not secret.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes = (now.as_nanos() as u64).to_be_bytes();
+    }
+    hex::encode(bytes)
 }
 
 fn is_lost(e: &russh::Error) -> bool {

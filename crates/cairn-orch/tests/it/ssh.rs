@@ -395,13 +395,24 @@ async fn a_stopped_host_is_unreachable_at_once() {
 async fn a_hanging_script_times_out_and_the_connection_stays_usable() {
     let th = TestHosts::up("timeout", 1, "127.0.41.1");
     let h = host(th.target("h1"));
-    let mut e = Exec::new("sleep 30");
+    // A command under the script's `sh`, and one it left in the
+    // background (as a start script leaves a server).
+    let running = |what: &str| {
+        std::process::Command::new("pgrep")
+            .args(["-f", what])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let mut e = Exec::new("(sleep 29.61 &); sleep 29.62");
     e.timeout = Some(Duration::from_millis(500));
     let err = h.exec(e).await.unwrap_err();
     assert!(
         matches!(err, TransportError::CommandTimeout { after, .. } if after == Duration::from_millis(500)),
         "{err}"
     );
+    // Gone with it, not left running on the host.
+    assert!(!running("sleep 29.61") && !running("sleep 29.62"));
     let out = h.exec(Exec::new("echo still")).await.unwrap();
     assert_eq!(out.stdout_str(), "still\n");
     assert_eq!(h.connections_opened(), 1);
