@@ -289,10 +289,19 @@ impl<'a> Conn<'a> {
     }
 
     /// Answers a head the balancer will not forward, and the connection
-    /// closes after it: where its body would end is unknown.
+    /// closes after it: where its body would end is unknown. The answer is
+    /// in the client's version when its request line says it (an HTTP/1.0
+    /// client may not read a 1.1 answer), else in 1.1.
     async fn refuse(&mut self, e: &HeadError) {
         tracing::debug!(peer = %self.peer, "refused a request: {e}");
-        http1::write_local(&mut self.response, 1, e.status(), &format!("{e}\n"), false);
+        let minor = http1::request_minor(self.client_buf.filled()).unwrap_or(1);
+        http1::write_local(
+            &mut self.response,
+            minor,
+            e.status(),
+            &format!("{e}\n"),
+            false,
+        );
         let _ = self.client.write_all(&self.response).await;
     }
 

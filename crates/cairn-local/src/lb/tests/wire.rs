@@ -240,12 +240,18 @@ async fn requests_that_could_be_smuggled_are_refused_and_the_connection_closed()
             format!("{request}GET / HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
         )
         .await;
+        // In the client's version.
+        let version = request[..request.find('\r').unwrap()]
+            .rsplit(' ')
+            .next()
+            .unwrap();
         assert!(
-            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            text.starts_with(&format!("{version} {status} ")),
             "{request:?}: {text}"
         );
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
-        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+        let status_lines = text.split("\r\n").filter(|l| l.starts_with("HTTP/1."));
+        assert_eq!(status_lines.count(), 1, "{text}");
     }
     assert!(b.received().is_empty(), "{:?}", b.received());
 
@@ -670,4 +676,62 @@ async fn a_client_that_sends_no_whole_head_in_time_is_closed() {
     assert_eq!(b.received().len(), 1);
     lb.stop().await;
     b.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_balancers_own_answers_are_in_the_clients_http_version() {
+    let b = raw_backend(|_, path| match path {
+        "/garbage" => (b"HTTP/1.1 2000 What\r\n\r\n".to_vec(), Then::KeepOpen),
+        _ => ok_text("b"),
+    })
+    .await;
+    let lb = front(b.server.addr).await;
+    let many = format!("GET / HTTP/1.0\r\n{}\r\n", "x-h: 1\r\n".repeat(120));
+    let long = format!("GET / HTTP/1.0\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    for (request, status) in [
+        (
+            "GET / HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        (
+            "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        ("GET / HTTP/1.0\r\nbad header\r\n\r\n", "HTTP/1.0 400 "),
+        ("CONNECT example.com:443 HTTP/1.0\r\n\r\n", "HTTP/1.0 501 "),
+        (&many, "HTTP/1.0 431 "),
+        (&long, "HTTP/1.0 431 "),
+        // Asking to keep the connection does not keep a refused one.
+        (
+            "GET / HTTP/1.0\r\nconnection: keep-alive\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        // The balancer's 502 too.
+        ("GET /garbage HTTP/1.0\r\n\r\n", "HTTP/1.0 502 "),
+        // No version to be had from the request line: 1.1.
+        ("GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 400 "),
+        ("GET /\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+    ] {
+        let text = exchange(lb.addr, request.as_bytes()).await;
+        let line = &request[..request.find('\n').unwrap()];
+        assert!(text.starts_with(status), "{line:?}: {text:.200}");
+        assert!(
+            text.contains("\r\nconnection: close\r\n"),
+            "{line:?}: {text:.200}"
+        );
+    }
+    assert_eq!(b.received().len(), 1, "only /garbage reached the backend");
+    lb.stop().await;
+    b.server.stop().await;
+
+    // And its 503, with no backend at all.
+    let lb = start(config(&[])).await;
+    let text = exchange(lb.addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    lb.stop().await;
 }
