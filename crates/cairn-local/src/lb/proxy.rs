@@ -482,8 +482,11 @@ impl<'a> Conn<'a> {
             let mut body = Body::new(head.framing);
             let (mut from, mut to) = backend.split();
             let mut peek = [0u8; 1];
+            // Nothing of an earlier exchange is to go out before the body.
+            self.response.clear();
+            let mut wrote = false;
             let sent = tokio::select! {
-                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, false, false) => Some(r),
+                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, To::Backend, &mut wrote) => Some(r),
                 // An answer (or a close) before the body is all sent: relay
                 // it, and end both connections after it.
                 _ = from.peek(&mut peek) => None,
@@ -546,46 +549,32 @@ impl<'a> Conn<'a> {
             });
         };
         self.backend_buf.consume(resp.len);
-        // The body bytes already read go out with the head, in one write.
+        // The head waits in `response` for the body bytes already read:
+        // they go out together, in one write.
         let mut body = Body::new(resp.framing);
-        let taken = if resp.dechunk {
-            body.take(self.backend_buf.filled(), Some(&mut self.response))
-        } else {
-            body.take(self.backend_buf.filled(), None).inspect(|&n| {
-                self.response
-                    .extend_from_slice(&self.backend_buf.filled()[..n]);
-            })
-        };
-        let taken = match taken {
-            Ok(n) => n,
-            Err(e) => {
-                self.backend_buf.consume(self.backend_buf.len());
+        let relayed = relay(
+            &mut body,
+            &mut backend,
+            &mut self.backend_buf,
+            &mut self.client,
+            &mut self.response,
+            To::Client {
+                dechunk: resp.dechunk,
+            },
+            &mut self.answered,
+        )
+        .await;
+        match relayed {
+            Ok(()) => {}
+            // Nothing reached the client yet: it can still hear 502.
+            Err(RelayError::Framing(e)) if !self.answered => {
                 return Err(Failure::Sent(format!(
                     "response body from {}: {e}",
                     up.addr
                 )));
             }
-        };
-        self.backend_buf.consume(taken);
-        if !body.is_done() {
-            self.answered = true;
-            if let Err(e) = self.client.write_all(&self.response).await {
-                return Err(Failure::Broken(format!("writing the response: {e}")));
-            }
-            let relayed = relay(
-                &mut body,
-                &mut backend,
-                &mut self.backend_buf,
-                &mut self.client,
-                &mut self.response,
-                resp.dechunk,
-                true,
-            )
-            .await;
-            if let Err(e) = relayed {
-                return Err(Failure::Broken(format!(
-                    "relaying the response body: {e:?}"
-                )));
+            Err(e) => {
+                return Err(Failure::Broken(format!("relaying the response: {e:?}")));
             }
         }
         // The answer's last bytes (or all of it) are still in `response`:
@@ -622,55 +611,72 @@ fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
     None
 }
 
-/// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`.
-/// With `dechunk`, only the body's data goes out (for HTTP/1.0 clients),
-/// through `scratch`. With `hold_last`, the body's last bytes are left in
-/// `scratch` for the caller to write.
+/// Where `relay` sends a body.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// A request body, as it came.
+    Backend,
+    /// An answer's body: its data alone with `dechunk` (for HTTP/1.0
+    /// clients), and its last bytes left for the caller to write once the
+    /// request is out of flight.
+    Client { dechunk: bool },
+}
+
+/// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`,
+/// after what `scratch` holds (a response head waiting for the body's first
+/// bytes, to go out in one write). For `To::Client`, the body's last bytes
+/// are left in `scratch` for the caller to write. `wrote` is set before the
+/// first write to `dst`.
 async fn relay<W>(
     body: &mut Body,
     src: &mut TcpStream,
     buf: &mut ReadBuf,
     dst: &mut W,
     scratch: &mut Vec<u8>,
-    dechunk: bool,
-    hold_last: bool,
+    to: To,
+    wrote: &mut bool,
 ) -> Result<(), RelayError>
 where
     W: AsyncWrite + Unpin,
 {
+    let (dechunk, hold_last) = match to {
+        To::Backend => (false, false),
+        To::Client { dechunk } => (dechunk, true),
+    };
     loop {
-        scratch.clear();
         if !buf.is_empty() {
             if dechunk {
                 let n = body
                     .take(buf.filled(), Some(scratch))
                     .map_err(RelayError::Framing)?;
                 buf.consume(n);
-                if body.is_done() && hold_last {
-                    return Ok(());
-                }
-                dst.write_all(scratch).await.map_err(RelayError::Write)?;
             } else {
                 let n = body.take(buf.filled(), None).map_err(RelayError::Framing)?;
-                if body.is_done() && hold_last {
-                    scratch.extend_from_slice(&buf.filled()[..n]);
-                    buf.consume(n);
-                    return Ok(());
+                let bytes = &buf.filled()[..n];
+                if scratch.is_empty() && !(hold_last && body.is_done()) {
+                    // Nothing waits and the caller holds nothing back:
+                    // straight from the read buffer.
+                    *wrote = true;
+                    dst.write_all(bytes).await.map_err(RelayError::Write)?;
+                } else {
+                    scratch.extend_from_slice(bytes);
                 }
-                dst.write_all(&buf.filled()[..n])
-                    .await
-                    .map_err(RelayError::Write)?;
                 buf.consume(n);
             }
+        }
+        if hold_last && body.is_done() {
+            return Ok(());
+        }
+        if !scratch.is_empty() {
+            *wrote = true;
+            dst.write_all(scratch).await.map_err(RelayError::Write)?;
+            scratch.clear();
         }
         if body.is_done() {
             return Ok(());
         }
         match buf.read_socket(src).await {
-            Ok(0) => {
-                scratch.clear();
-                return body.eof().map_err(RelayError::Framing);
-            }
+            Ok(0) => return body.eof().map_err(RelayError::Framing),
             Ok(_) => {}
             Err(e) => return Err(RelayError::Read(e)),
         }
