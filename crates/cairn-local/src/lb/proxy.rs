@@ -39,6 +39,21 @@ use super::upstream::{Upstream, lock};
 /// before they are sent, so the request can be replayed on another backend.
 const MAX_REPLAY: usize = 64 * 1024;
 
+/// A request that cannot be sent again (its body streamed) goes only on a
+/// kept connection idle for at most this long, else on a new one. A
+/// backend closes an idle connection when its keep-alive timeout fires; if
+/// that crosses the request on the wire, the request is lost with the
+/// connection, and one whose body was streamed cannot be retried: the
+/// client would get a 502. Closes that already arrived are seen before
+/// reuse (`take_kept`); the crossing can only happen at the backend's
+/// timeout, and the shortest common one is gunicorn's 2 s (Node, Apache
+/// and uvicorn: 5 s; nginx: 75 s). One second stays clear of it while a
+/// busy backend's connections (reused within milliseconds) are still
+/// reused; the price is a new connection for a streamed request after a
+/// quiet second. Replayable requests take any kept connection: a lost one
+/// is retried.
+const FRESH_FOR_STREAMED: Duration = Duration::from_secs(1);
+
 /// Attempts per request: the first backend and one other.
 const ATTEMPTS: usize = 2;
 
@@ -428,8 +443,9 @@ impl<'a> Conn<'a> {
         // Head and body in one write.
         self.request
             .extend_from_slice(&self.client_buf.filled()[..buffered]);
+        let max_idle = (!replay).then_some(FRESH_FOR_STREAMED);
         loop {
-            let (backend, kept) = match take_kept(up, self.worker.index) {
+            let (backend, kept) = match take_kept(up, self.worker.index, max_idle) {
                 Some(s) => (s, true),
                 None => match self.shared.connect(up).await {
                     Ok(s) => (s, false),
@@ -588,11 +604,12 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// A kept connection of `worker`'s to `up` that still looks open: one the
-/// backend closed (or wrote to out of turn) while it sat idle is dropped.
-/// The check costs no system call unless the socket was reported readable.
-fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
-    while let Some(stream) = up.take_idle(worker) {
+/// A kept connection of `worker`'s to `up` that still looks open (and, with
+/// `max_idle`, was idle no longer): one the backend closed (or wrote to out
+/// of turn) while it sat idle is dropped. The check costs no system call
+/// unless the socket was reported readable.
+fn take_kept(up: &Upstream, worker: usize, max_idle: Option<Duration>) -> Option<TcpStream> {
+    while let Some(stream) = up.take_idle(worker, max_idle) {
         let mut cx = Context::from_waker(Waker::noop());
         let open = match stream.poll_read_ready(&mut cx) {
             Poll::Pending => true,

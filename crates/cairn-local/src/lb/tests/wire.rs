@@ -14,6 +14,11 @@ enum Then {
     /// Keeps the connection, then closes it while it sits idle (as a
     /// backend's keep-alive timeout does).
     CloseIdleAfter(Duration),
+    /// Keeps the connection, but a request that comes after it sat idle
+    /// longer than this is dropped with it unanswered: the backend's
+    /// keep-alive timeout fired as the request crossed it on the wire (the
+    /// race, made certain).
+    TimeOutIdleAfter(Duration),
 }
 
 /// The answer to a request, by method and path.
@@ -64,12 +69,16 @@ async fn raw_backend(script: Script) -> RawBackend {
             let log = log.clone();
             conns.spawn(async move {
                 let mut buf = Vec::new();
+                let mut timeout_at = None;
                 // Bounded: a test sends a handful of requests.
                 for _ in 0..100 {
                     let Some((req, used)) = read_request(&mut stream, &mut buf).await else {
                         return;
                     };
                     buf.drain(..used);
+                    if timeout_at.is_some_and(|at| Instant::now() > at) {
+                        return;
+                    }
                     let line = req.head.lines().next().unwrap_or_default().to_string();
                     let mut parts = line.split(' ');
                     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -85,6 +94,7 @@ async fn raw_backend(script: Script) -> RawBackend {
                             sleep(d).await;
                             return;
                         }
+                        Then::TimeOutIdleAfter(d) => timeout_at = Some(Instant::now() + d),
                     }
                 }
             });
@@ -740,4 +750,39 @@ async fn the_balancers_own_answers_are_in_the_clients_http_version() {
     assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
     assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
     lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_request_does_not_go_on_a_connection_idle_long_enough_to_time_out() {
+    // A backend whose keep-alive timeout (1.2 s) fires just as a request
+    // comes on a connection idle that long.
+    let b = raw_backend(|_, _| {
+        let (reply, _) = ok_text("b");
+        (reply, Then::TimeOutIdleAfter(Duration::from_millis(1200)))
+    })
+    .await;
+    let lb = front(b.server.addr).await;
+    let mut client = Client::new(lb.addr);
+    // POST with a body: streamed, so it cannot be sent again.
+    let (post, body) = (Method::POST, "not replayable");
+    let ok = Ok((StatusCode::OK, "b".to_string()));
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    // Just used: the kept connection takes it.
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
+    // Idle past the backend's timeout: it goes on a new connection (on the
+    // kept one, the backend would drop it and the client get a 502).
+    sleep(Duration::from_millis(1300)).await;
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(b.received().len(), 3);
+
+    // A request that can be sent again still takes the old kept
+    // connections: lost on each, it is sent again, on a third.
+    sleep(Duration::from_millis(1300)).await;
+    assert_eq!(client.request(Method::GET, "/", "").await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(b.received().len(), 4);
+    lb.stop().await;
+    b.server.stop().await;
 }
