@@ -16,29 +16,25 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use cairn_engine::provider::{ProviderError, ProviderResult};
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 /// Ids per call: EC2 takes up to 200 values per filter.
 const MAX_IDS: usize = 100;
 
-type Fetched<V> = Pin<Box<dyn Future<Output = ProviderResult<HashMap<String, V>>> + Send>>;
-type Fetch<V> = Arc<dyn Fn(Vec<String>) -> Fetched<V> + Send + Sync>;
-type Waiter<V> = (String, oneshot::Sender<ProviderResult<Option<V>>>);
-
-struct Queue<V> {
-    waiting: Vec<Waiter<V>>,
-    /// A task is sending calls for the queue.
-    running: bool,
-}
+/// The one place every read of a [`Batcher`] queues at: a batcher reads
+/// one kind of resource through one client, so its reads all may share a
+/// call. The name is never sent anywhere.
+const READS: &str = "";
 
 /// Coalesces reads by id into calls of up to [`MAX_IDS`] ids.
 pub(crate) struct Batcher<V> {
-    queue: Arc<Mutex<Queue<V>>>,
-    fetch: Fetch<V>,
+    calls: Coalescer<String, Option<V>>,
 }
 
 impl<V: Clone + Send + 'static> Batcher<V> {
@@ -48,78 +44,42 @@ impl<V: Clone + Send + 'static> Batcher<V> {
         F: Fn(Vec<String>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ProviderResult<HashMap<String, V>>> + Send + 'static,
     {
+        let fetch = Arc::new(fetch);
         Batcher {
-            queue: Arc::new(Mutex::new(Queue {
-                waiting: Vec::new(),
-                running: false,
-            })),
-            fetch: Arc::new(move |ids| Box::pin(fetch(ids))),
+            // Every read waiting goes in the next call, whatever their
+            // number: `in_chunks` splits them by what EC2 takes.
+            calls: Coalescer::new("read", usize::MAX, move |_, ids| {
+                in_chunks(fetch.clone(), ids)
+            }),
         }
     }
 
     /// The resource with this id, `None` when the call did not return it.
     pub(crate) async fn get(&self, id: &str) -> ProviderResult<Option<V>> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.waiting.push((id.to_string(), tx));
-            !std::mem::replace(&mut q.running, true)
-        };
-        if start {
-            tokio::spawn(drain(self.queue.clone(), self.fetch.clone()));
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(ProviderError::Transient(
-                "a batched read was dropped before it answered".into(),
-            ))
-        })
+        self.calls.call(READS, id.to_string()).await
     }
 }
 
-/// Sends calls until no one waits.
-async fn drain<V: Clone + Send + 'static>(queue: Arc<Mutex<Queue<V>>>, fetch: Fetch<V>) {
-    loop {
-        // Askers woken by the same event (a poll's timer, a refresh's
-        // spawn) are ready together: let them join this call.
-        tokio::task::yield_now().await;
-        let batch = {
-            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-            if q.waiting.is_empty() {
-                q.running = false;
-                return;
-            }
-            std::mem::take(&mut q.waiting)
-        };
-        let mut ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-        ids.sort();
-        ids.dedup();
-        let mut found = HashMap::new();
-        let mut failed = None;
-        for chunk in ids.chunks(MAX_IDS) {
-            match fetch(chunk.to_vec()).await {
-                Ok(part) => found.extend(part),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
-        for (id, tx) in batch {
-            let answer = match &failed {
-                Some(e) => Err(e.clone()),
-                None => Ok(found.get(&id).cloned()),
-            };
-            // An asker that gave up (its future dropped) needs no answer.
-            let _ = tx.send(answer);
+/// Each asker's answer from calls of up to [`MAX_IDS`] distinct ids: an id
+/// asked twice is asked for once. A failed call fails every asker.
+async fn in_chunks<V, F, Fut>(fetch: Arc<F>, ids: Vec<String>) -> Vec<ProviderResult<Option<V>>>
+where
+    V: Clone,
+    F: Fn(Vec<String>) -> Fut,
+    Fut: Future<Output = ProviderResult<HashMap<String, V>>>,
+{
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    let mut found = HashMap::new();
+    for chunk in distinct.chunks(MAX_IDS) {
+        match fetch(chunk.to_vec()).await {
+            Ok(part) => found.extend(part),
+            Err(e) => return ids.iter().map(|_| Err(e.clone())).collect(),
         }
     }
+    ids.iter().map(|id| Ok(found.get(id).cloned())).collect()
 }
-
-type Sent<O> = Pin<Box<dyn Future<Output = Vec<ProviderResult<O>>> + Send>>;
-type SendFn<I, O> = Arc<dyn Fn(String, Vec<I>) -> Sent<O> + Send + Sync>;
-type Pending<I, O> = (I, oneshot::Sender<ProviderResult<O>>);
-/// What waits, by place; a place is present while a task sends its calls.
-type Places<I, O> = Arc<Mutex<HashMap<String, Vec<Pending<I, O>>>>>;
 
 /// Coalesces writes to one place (a hosted zone's record sets, a region's
 /// instances to terminate) into calls of up to `max` items, as [`Batcher`]
@@ -131,11 +91,7 @@ type Places<I, O> = Arc<Mutex<HashMap<String, Vec<Pending<I, O>>>>>;
 /// Writes made at once are the rule, not the exception: a destroy deletes
 /// thirty servers, or every record of a zone, the moment what depends on
 /// them is gone, and a region's API limits calls, not items.
-pub(crate) struct WriteBatcher<I, O> {
-    places: Places<I, O>,
-    send: SendFn<I, O>,
-    max: usize,
-}
+pub(crate) struct WriteBatcher<I, O>(Coalescer<I, O>);
 
 impl<I: Send + 'static, O: Send + 'static> WriteBatcher<I, O> {
     /// `send` makes one call for these items at this place.
@@ -144,15 +100,48 @@ impl<I: Send + 'static, O: Send + 'static> WriteBatcher<I, O> {
         F: Fn(String, Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<ProviderResult<O>>> + Send + 'static,
     {
-        WriteBatcher {
-            places: Arc::new(Mutex::new(HashMap::new())),
-            send: Arc::new(move |place, items| Box::pin(send(place, items))),
-            max: max.max(1),
-        }
+        WriteBatcher(Coalescer::new("write", max, send))
     }
 
     /// Writes `item` at `place`, with whatever else is written there now.
     pub(crate) async fn write(&self, place: &str, item: I) -> ProviderResult<O> {
+        self.0.call(place, item).await
+    }
+}
+
+type Sent<O> = Pin<Box<dyn Future<Output = Vec<ProviderResult<O>>> + Send>>;
+type SendFn<I, O> = Arc<dyn Fn(String, Vec<I>) -> Sent<O> + Send + Sync>;
+type Pending<I, O> = (I, oneshot::Sender<ProviderResult<O>>);
+/// What waits, by place; a place is present while a task sends its calls.
+type Places<I, O> = Arc<Mutex<HashMap<String, Vec<Pending<I, O>>>>>;
+
+/// What both batchers are: items queued by place while a call for that
+/// place is in flight go in its next call, up to `max` at a time, each
+/// item with its own answer.
+struct Coalescer<I, O> {
+    places: Places<I, O>,
+    send: SendFn<I, O>,
+    max: usize,
+    /// "read" or "write", for the errors its callers see.
+    what: &'static str,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
+    fn new<F, Fut>(what: &'static str, max: usize, send: F) -> Coalescer<I, O>
+    where
+        F: Fn(String, Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<ProviderResult<O>>> + Send + 'static,
+    {
+        Coalescer {
+            places: Arc::new(Mutex::new(HashMap::new())),
+            send: Arc::new(move |place, items| Box::pin(send(place, items))),
+            max: max.max(1),
+            what,
+        }
+    }
+
+    /// `item`'s answer from the next call at `place`.
+    async fn call(&self, place: &str, item: I) -> ProviderResult<O> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,12 +162,13 @@ impl<I: Send + 'static, O: Send + 'static> WriteBatcher<I, O> {
                 place: place.to_string(),
                 ended: false,
             };
-            tokio::spawn(sending.run(self.send.clone(), self.max));
+            tokio::spawn(sending.run(self.send.clone(), self.max, self.what));
         }
         rx.await.unwrap_or_else(|_| {
-            Err(ProviderError::Transient(
-                "a batched write was dropped before it answered".into(),
-            ))
+            Err(ProviderError::Transient(format!(
+                "a batched {} was dropped before it answered",
+                self.what
+            )))
         })
     }
 }
@@ -187,15 +177,16 @@ impl<I: Send + 'static, O: Send + 'static> WriteBatcher<I, O> {
 struct Sending<I, O> {
     places: Places<I, O>,
     place: String,
-    /// It left the map itself; otherwise (a panic) its drop does, so that
-    /// the next writer starts a new task instead of waiting on no one.
+    /// It left the map itself; otherwise (the runtime dropped it) its drop
+    /// does, so that the next caller starts a new task instead of waiting
+    /// on no one.
     ended: bool,
 }
 
 impl<I, O> Sending<I, O> {
-    async fn run(mut self, send: SendFn<I, O>, max: usize) {
+    async fn run(mut self, send: SendFn<I, O>, max: usize, what: &str) {
         loop {
-            // Writers made ready by the same event join this call.
+            // Callers made ready by the same event join this call.
             tokio::task::yield_now().await;
             let batch: Vec<Pending<I, O>> = {
                 let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,16 +201,39 @@ impl<I, O> Sending<I, O> {
                 let n = waiting.len().min(max);
                 waiting.drain(..n).collect()
             };
-            let (items, writers): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
-            let mut answers = send(self.place.clone(), items).await.into_iter();
-            for writer in writers {
+            let (items, callers): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
+            // A panic in one call (a bug) fails that call's items, not the
+            // place: the items queued behind it still get their call. No
+            // state of ours is held across it, so nothing is left half-made.
+            let sent = AssertUnwindSafe(send(self.place.clone(), items))
+                .catch_unwind()
+                .await;
+            let mut answers = match sent {
+                Ok(answers) => answers.into_iter(),
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let e = ProviderError::Permanent(format!(
+                        "the call for a batched {what} panicked (a bug in cairn): {why}"
+                    ));
+                    callers
+                        .iter()
+                        .map(|_| Err(e.clone()))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                }
+            };
+            for caller in callers {
                 let answer = answers.next().unwrap_or_else(|| {
-                    Err(ProviderError::Permanent(
-                        "a batched write got no answer of its own".into(),
-                    ))
+                    Err(ProviderError::Permanent(format!(
+                        "a batched {what} got no answer of its own"
+                    )))
                 });
-                // A writer that gave up (its future dropped) needs no answer.
-                let _ = writer.send(answer);
+                // A caller that gave up (its future dropped) needs no answer.
+                let _ = caller.send(answer);
             }
         }
     }
@@ -228,7 +242,7 @@ impl<I, O> Sending<I, O> {
 impl<I, O> Drop for Sending<I, O> {
     fn drop(&mut self) {
         if !self.ended {
-            // Its writers' senders go with the entry: they get an error.
+            // Its callers' senders go with the entry: they get an error.
             self.places
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -313,7 +327,7 @@ mod tests {
         // asked twice) waits for the next call.
         ask(&mut tasks, 2);
         until("250 queued reads", || {
-            b.queue.lock().unwrap().waiting.len() == 250
+            b.calls.places.lock().unwrap().get(READS).map(Vec::len) == Some(250)
         })
         .await;
         gate.add_permits(1);
@@ -328,7 +342,10 @@ mod tests {
         // One call for the first read, then 249 distinct ids in calls of
         // at most 100.
         assert_eq!(*sizes.lock().unwrap(), vec![1, 100, 100, 49]);
-        until("the batcher idle", || !b.queue.lock().unwrap().running).await;
+        until("the batcher idle", || {
+            b.calls.places.lock().unwrap().is_empty()
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -398,7 +415,7 @@ mod tests {
         // Another place does not wait for the first's call.
         write(&mut tasks, "b", 7);
         until("250 writes waiting at a", || {
-            w.places.lock().unwrap().get("a").map(Vec::len) == Some(249)
+            w.0.places.lock().unwrap().get("a").map(Vec::len) == Some(249)
         })
         .await;
         until("b's call", || calls.lock().unwrap().len() == 2).await;
@@ -424,7 +441,7 @@ mod tests {
         };
         assert_eq!(at("a"), vec![1, 100, 100, 49]);
         assert_eq!(at("b"), vec![1]);
-        until("every place idle", || w.places.lock().unwrap().is_empty()).await;
+        until("every place idle", || w.0.places.lock().unwrap().is_empty()).await;
     }
 
     #[tokio::test]
@@ -438,12 +455,63 @@ mod tests {
                 items.into_iter().map(Ok).collect()
             }
         });
-        assert!(matches!(
+        assert_eq!(
             w.write("p", 1).await,
-            Err(ProviderError::Transient(_))
-        ));
+            Err(ProviderError::Permanent(
+                "the call for a batched write panicked (a bug in cairn): the first call panics"
+                    .into()
+            ))
+        );
         assert_eq!(w.write("p", 2).await, Ok(2));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_panics_fails_its_askers_and_the_reads_behind_it_get_their_call() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (counted, held) = (calls.clone(), gate.clone());
+        let b = Arc::new(Batcher::new(move |ids: Vec<String>| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let held = held.clone();
+            async move {
+                if n == 0 {
+                    held.acquire().await.unwrap().forget();
+                    panic!("describe of {ids:?} panics");
+                }
+                Ok(ids.into_iter().map(|id| (id, 1)).collect())
+            }
+        }));
+        let bounded = |b: Arc<Batcher<i32>>, id: &'static str| async move {
+            tokio::time::timeout(std::time::Duration::from_secs(10), b.get(id))
+                .await
+                .unwrap_or_else(|_| panic!("the read of {id} hung"))
+        };
+        let first = tokio::spawn(bounded(b.clone(), "a"));
+        until("the first call", || calls.load(Ordering::SeqCst) == 1).await;
+        // Asked while the call that will panic is in flight.
+        let behind = tokio::spawn(bounded(b.clone(), "b"));
+        until("a read queued behind it", || {
+            b.calls.places.lock().unwrap().get(READS).map(Vec::len) == Some(1)
+        })
+        .await;
+        gate.add_permits(1);
+        assert_eq!(
+            first.await.unwrap(),
+            Err(ProviderError::Permanent(
+                "the call for a batched read panicked (a bug in cairn): \
+                 describe of [\"a\"] panics"
+                    .into()
+            ))
+        );
+        assert_eq!(behind.await.unwrap(), Ok(Some(1)));
+        // Once idle, a read starts a call anew.
+        until("the batcher idle", || {
+            b.calls.places.lock().unwrap().is_empty()
+        })
+        .await;
+        assert_eq!(bounded(b.clone(), "c").await, Ok(Some(1)));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     /// A call of `all_or_each` that refuses any slice holding a 0, and

@@ -15,6 +15,7 @@ use crate::AwsProvider;
 use crate::ec2::{by_tag, filter, retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::shared_writes::REGION;
 
 /// The image a server was asked for, when it was a name: `read` reports
 /// it instead of the AMI id the name resolved to.
@@ -413,7 +414,7 @@ impl AwsProvider {
 
     pub(crate) async fn delete_server(&self, id: &str) -> ProviderResult<()> {
         // With the other servers deleted now: one call for them all.
-        let r = self.writes.terminations.write("", id.to_string()).await;
+        let r = self.writes.terminations.write(REGION, id.to_string()).await;
         if gone(r)?.is_none() {
             return Ok(());
         }

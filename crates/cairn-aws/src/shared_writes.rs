@@ -17,8 +17,13 @@ use crate::model::permanent;
 /// refused call's fallback short.
 const MAX_ITEMS: usize = 100;
 
+/// The place every termination queues at. The provider's clients are made
+/// for one region, and `TerminateInstances` takes any of its instances in
+/// one call, so all terminations share one queue; the name is never sent.
+pub(crate) const REGION: &str = "";
+
 pub(crate) struct SharedWrites {
-    /// Instance ids to terminate (one place: the provider's region).
+    /// Instance ids to terminate, all at [`REGION`].
     pub(crate) terminations: WriteBatcher<String, ()>,
     /// Record set changes, by hosted zone id.
     pub(crate) record_changes: WriteBatcher<Change, ()>,

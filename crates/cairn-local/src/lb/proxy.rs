@@ -39,6 +39,21 @@ use super::upstream::{Upstream, lock};
 /// before they are sent, so the request can be replayed on another backend.
 const MAX_REPLAY: usize = 64 * 1024;
 
+/// A request that cannot be sent again (its body streamed) goes only on a
+/// kept connection idle for at most this long, else on a new one. A
+/// backend closes an idle connection when its keep-alive timeout fires; if
+/// that crosses the request on the wire, the request is lost with the
+/// connection, and one whose body was streamed cannot be retried: the
+/// client would get a 502. Closes that already arrived are seen before
+/// reuse (`take_kept`); the crossing can only happen at the backend's
+/// timeout, and the shortest common one is gunicorn's 2 s (Node, Apache
+/// and uvicorn: 5 s; nginx: 75 s). One second stays clear of it while a
+/// busy backend's connections (reused within milliseconds) are still
+/// reused; the price is a new connection for a streamed request after a
+/// quiet second. Replayable requests take any kept connection: a lost one
+/// is retried.
+const FRESH_FOR_STREAMED: Duration = Duration::from_secs(1);
+
 /// Attempts per request: the first backend and one other.
 const ATTEMPTS: usize = 2;
 
@@ -289,10 +304,19 @@ impl<'a> Conn<'a> {
     }
 
     /// Answers a head the balancer will not forward, and the connection
-    /// closes after it: where its body would end is unknown.
+    /// closes after it: where its body would end is unknown. The answer is
+    /// in the client's version when its request line says it (an HTTP/1.0
+    /// client may not read a 1.1 answer), else in 1.1.
     async fn refuse(&mut self, e: &HeadError) {
         tracing::debug!(peer = %self.peer, "refused a request: {e}");
-        http1::write_local(&mut self.response, 1, e.status(), &format!("{e}\n"), false);
+        let minor = http1::request_minor(self.client_buf.filled()).unwrap_or(1);
+        http1::write_local(
+            &mut self.response,
+            minor,
+            e.status(),
+            &format!("{e}\n"),
+            false,
+        );
         let _ = self.client.write_all(&self.response).await;
     }
 
@@ -419,8 +443,9 @@ impl<'a> Conn<'a> {
         // Head and body in one write.
         self.request
             .extend_from_slice(&self.client_buf.filled()[..buffered]);
+        let max_idle = (!replay).then_some(FRESH_FOR_STREAMED);
         loop {
-            let (backend, kept) = match take_kept(up, self.worker.index) {
+            let (backend, kept) = match take_kept(up, self.worker.index, max_idle) {
                 Some(s) => (s, true),
                 None => match self.shared.connect(up).await {
                     Ok(s) => (s, false),
@@ -473,8 +498,11 @@ impl<'a> Conn<'a> {
             let mut body = Body::new(head.framing);
             let (mut from, mut to) = backend.split();
             let mut peek = [0u8; 1];
+            // Nothing of an earlier exchange is to go out before the body.
+            self.response.clear();
+            let mut wrote = false;
             let sent = tokio::select! {
-                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, false, false) => Some(r),
+                r = relay(&mut body, &mut self.client, &mut self.client_buf, &mut to, &mut self.response, To::Backend, &mut wrote) => Some(r),
                 // An answer (or a close) before the body is all sent: relay
                 // it, and end both connections after it.
                 _ = from.peek(&mut peek) => None,
@@ -537,46 +565,32 @@ impl<'a> Conn<'a> {
             });
         };
         self.backend_buf.consume(resp.len);
-        // The body bytes already read go out with the head, in one write.
+        // The head waits in `response` for the body bytes already read:
+        // they go out together, in one write.
         let mut body = Body::new(resp.framing);
-        let taken = if resp.dechunk {
-            body.take(self.backend_buf.filled(), Some(&mut self.response))
-        } else {
-            body.take(self.backend_buf.filled(), None).inspect(|&n| {
-                self.response
-                    .extend_from_slice(&self.backend_buf.filled()[..n]);
-            })
-        };
-        let taken = match taken {
-            Ok(n) => n,
-            Err(e) => {
-                self.backend_buf.consume(self.backend_buf.len());
+        let relayed = relay(
+            &mut body,
+            &mut backend,
+            &mut self.backend_buf,
+            &mut self.client,
+            &mut self.response,
+            To::Client {
+                dechunk: resp.dechunk,
+            },
+            &mut self.answered,
+        )
+        .await;
+        match relayed {
+            Ok(()) => {}
+            // Nothing reached the client yet: it can still hear 502.
+            Err(RelayError::Framing(e)) if !self.answered => {
                 return Err(Failure::Sent(format!(
                     "response body from {}: {e}",
                     up.addr
                 )));
             }
-        };
-        self.backend_buf.consume(taken);
-        if !body.is_done() {
-            self.answered = true;
-            if let Err(e) = self.client.write_all(&self.response).await {
-                return Err(Failure::Broken(format!("writing the response: {e}")));
-            }
-            let relayed = relay(
-                &mut body,
-                &mut backend,
-                &mut self.backend_buf,
-                &mut self.client,
-                &mut self.response,
-                resp.dechunk,
-                true,
-            )
-            .await;
-            if let Err(e) = relayed {
-                return Err(Failure::Broken(format!(
-                    "relaying the response body: {e:?}"
-                )));
+            Err(e) => {
+                return Err(Failure::Broken(format!("relaying the response: {e:?}")));
             }
         }
         // The answer's last bytes (or all of it) are still in `response`:
@@ -590,11 +604,12 @@ impl<'a> Conn<'a> {
     }
 }
 
-/// A kept connection of `worker`'s to `up` that still looks open: one the
-/// backend closed (or wrote to out of turn) while it sat idle is dropped.
-/// The check costs no system call unless the socket was reported readable.
-fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
-    while let Some(stream) = up.take_idle(worker) {
+/// A kept connection of `worker`'s to `up` that still looks open (and, with
+/// `max_idle`, was idle no longer): one the backend closed (or wrote to out
+/// of turn) while it sat idle is dropped. The check costs no system call
+/// unless the socket was reported readable.
+fn take_kept(up: &Upstream, worker: usize, max_idle: Option<Duration>) -> Option<TcpStream> {
+    while let Some(stream) = up.take_idle(worker, max_idle) {
         let mut cx = Context::from_waker(Waker::noop());
         let open = match stream.poll_read_ready(&mut cx) {
             Poll::Pending => true,
@@ -613,55 +628,72 @@ fn take_kept(up: &Upstream, worker: usize) -> Option<TcpStream> {
     None
 }
 
-/// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`.
-/// With `dechunk`, only the body's data goes out (for HTTP/1.0 clients),
-/// through `scratch`. With `hold_last`, the body's last bytes are left in
-/// `scratch` for the caller to write.
+/// Where `relay` sends a body.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    /// A request body, as it came.
+    Backend,
+    /// An answer's body: its data alone with `dechunk` (for HTTP/1.0
+    /// clients), and its last bytes left for the caller to write once the
+    /// request is out of flight.
+    Client { dechunk: bool },
+}
+
+/// Relays the rest of `body` from `src` (what `buf` holds first) to `dst`,
+/// after what `scratch` holds (a response head waiting for the body's first
+/// bytes, to go out in one write). For `To::Client`, the body's last bytes
+/// are left in `scratch` for the caller to write. `wrote` is set before the
+/// first write to `dst`.
 async fn relay<W>(
     body: &mut Body,
     src: &mut TcpStream,
     buf: &mut ReadBuf,
     dst: &mut W,
     scratch: &mut Vec<u8>,
-    dechunk: bool,
-    hold_last: bool,
+    to: To,
+    wrote: &mut bool,
 ) -> Result<(), RelayError>
 where
     W: AsyncWrite + Unpin,
 {
+    let (dechunk, hold_last) = match to {
+        To::Backend => (false, false),
+        To::Client { dechunk } => (dechunk, true),
+    };
     loop {
-        scratch.clear();
         if !buf.is_empty() {
             if dechunk {
                 let n = body
                     .take(buf.filled(), Some(scratch))
                     .map_err(RelayError::Framing)?;
                 buf.consume(n);
-                if body.is_done() && hold_last {
-                    return Ok(());
-                }
-                dst.write_all(scratch).await.map_err(RelayError::Write)?;
             } else {
                 let n = body.take(buf.filled(), None).map_err(RelayError::Framing)?;
-                if body.is_done() && hold_last {
-                    scratch.extend_from_slice(&buf.filled()[..n]);
-                    buf.consume(n);
-                    return Ok(());
+                let bytes = &buf.filled()[..n];
+                if scratch.is_empty() && !(hold_last && body.is_done()) {
+                    // Nothing waits and the caller holds nothing back:
+                    // straight from the read buffer.
+                    *wrote = true;
+                    dst.write_all(bytes).await.map_err(RelayError::Write)?;
+                } else {
+                    scratch.extend_from_slice(bytes);
                 }
-                dst.write_all(&buf.filled()[..n])
-                    .await
-                    .map_err(RelayError::Write)?;
                 buf.consume(n);
             }
+        }
+        if hold_last && body.is_done() {
+            return Ok(());
+        }
+        if !scratch.is_empty() {
+            *wrote = true;
+            dst.write_all(scratch).await.map_err(RelayError::Write)?;
+            scratch.clear();
         }
         if body.is_done() {
             return Ok(());
         }
         match buf.read_socket(src).await {
-            Ok(0) => {
-                scratch.clear();
-                return body.eof().map_err(RelayError::Framing);
-            }
+            Ok(0) => return body.eof().map_err(RelayError::Framing),
             Ok(_) => {}
             Err(e) => return Err(RelayError::Read(e)),
         }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -57,7 +58,9 @@ struct Counters {
 
 #[derive(Default)]
 struct Pool {
-    idle: Vec<TcpStream>,
+    /// With when each went idle; the last is the most recent, so ages grow
+    /// towards the front.
+    idle: Vec<(TcpStream, Instant)>,
     closed: bool,
 }
 
@@ -201,17 +204,24 @@ impl Upstream {
         }
     }
 
-    /// A kept connection of `worker`'s, if any (the caller checks it is
-    /// still open: see `proxy::take_kept`).
-    pub fn take_idle(&self, worker: usize) -> Option<TcpStream> {
-        lock(&self.pools[worker]).idle.pop()
+    /// A kept connection of `worker`'s, if any, the most recently used
+    /// first; with `max_idle`, only one idle for at most that long (older
+    /// ones stay for requests that can be sent again). The caller checks it
+    /// is still open: see `proxy::take_kept`.
+    pub fn take_idle(&self, worker: usize, max_idle: Option<Duration>) -> Option<TcpStream> {
+        let mut pool = lock(&self.pools[worker]);
+        let &(_, since) = pool.idle.last()?;
+        if max_idle.is_some_and(|max| since.elapsed() > max) {
+            return None;
+        }
+        pool.idle.pop().map(|(stream, _)| stream)
     }
 
     /// Keeps a connection of `worker`'s whose last exchange completed.
     pub fn put_idle(&self, worker: usize, stream: TcpStream) {
         let mut pool = lock(&self.pools[worker]);
         if !pool.closed && !self.is_drained() && pool.idle.len() < MAX_IDLE {
-            pool.idle.push(stream);
+            pool.idle.push((stream, Instant::now()));
         }
     }
 

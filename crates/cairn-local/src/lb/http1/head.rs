@@ -166,6 +166,17 @@ pub(in crate::lb) fn parse_request(
     }))
 }
 
+/// The HTTP/1.`minor` of the request line at the start of `input` when that
+/// line is whole and well formed, whatever follows it: the version the
+/// balancer answers a head it refuses in. `None` when the line is not.
+pub(in crate::lb) fn request_minor(input: &[u8]) -> Option<u8> {
+    let line = &input[..=input.iter().position(|&b| b == b'\n')?];
+    // The line alone, no room for headers: a well formed one parses up to
+    // where the headers would start and stops there, wanting more.
+    let mut req = httparse::Request::new(&mut []);
+    req.parse(line).ok().and(req.version)
+}
+
 /// Ends a request head `parse_request` wrote (truncated back to `base`
 /// bytes first, so that every attempt starts from the same head): the
 /// backend's address as `Host` when the client gave none, and the empty line.
@@ -771,6 +782,23 @@ mod tests {
         let long = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(MAX_HEAD));
         assert_eq!(request(&long).unwrap_err(), HeadError::TooLarge);
         assert_eq!(HeadError::TooLarge.status().0, 431);
+    }
+
+    #[test]
+    fn a_refused_heads_version_is_read_from_its_request_line_alone() {
+        for (input, minor) in [
+            ("GET / HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n", Some(0)),
+            ("GET / HTTP/1.0\nbad header", Some(0)),
+            ("CONNECT a:443 HTTP/1.1\r\n", Some(1)),
+            ("GET / HTTP/1.0", None),
+            ("GET / HTTP/1.0\r", None),
+            ("GET / HTTP/1.0x\r\n", None),
+            ("GET / HTTP/2.0\r\n\r\n", None),
+            ("GET /\r\n\r\n", None),
+            ("", None),
+        ] {
+            assert_eq!(request_minor(input.as_bytes()), minor, "{input:?}");
+        }
     }
 
     #[test]

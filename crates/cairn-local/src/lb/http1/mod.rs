@@ -19,5 +19,5 @@ pub(super) use body::{Body, BodyError};
 pub(super) use buf::ReadBuf;
 pub(super) use head::{
     Framing, HeadError, MAX_HEAD, RequestHead, ResponsePlan, finish_request, parse_request,
-    parse_response, write_local,
+    parse_response, request_minor, write_local,
 };

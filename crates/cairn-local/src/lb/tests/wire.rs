@@ -14,6 +14,11 @@ enum Then {
     /// Keeps the connection, then closes it while it sits idle (as a
     /// backend's keep-alive timeout does).
     CloseIdleAfter(Duration),
+    /// Keeps the connection, but a request that comes after it sat idle
+    /// longer than this is dropped with it unanswered: the backend's
+    /// keep-alive timeout fired as the request crossed it on the wire (the
+    /// race, made certain).
+    TimeOutIdleAfter(Duration),
 }
 
 /// The answer to a request, by method and path.
@@ -64,12 +69,16 @@ async fn raw_backend(script: Script) -> RawBackend {
             let log = log.clone();
             conns.spawn(async move {
                 let mut buf = Vec::new();
+                let mut timeout_at = None;
                 // Bounded: a test sends a handful of requests.
                 for _ in 0..100 {
                     let Some((req, used)) = read_request(&mut stream, &mut buf).await else {
                         return;
                     };
                     buf.drain(..used);
+                    if timeout_at.is_some_and(|at| Instant::now() > at) {
+                        return;
+                    }
                     let line = req.head.lines().next().unwrap_or_default().to_string();
                     let mut parts = line.split(' ');
                     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -85,6 +94,7 @@ async fn raw_backend(script: Script) -> RawBackend {
                             sleep(d).await;
                             return;
                         }
+                        Then::TimeOutIdleAfter(d) => timeout_at = Some(Instant::now() + d),
                     }
                 }
             });
@@ -240,12 +250,18 @@ async fn requests_that_could_be_smuggled_are_refused_and_the_connection_closed()
             format!("{request}GET / HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
         )
         .await;
+        // In the client's version.
+        let version = request[..request.find('\r').unwrap()]
+            .rsplit(' ')
+            .next()
+            .unwrap();
         assert!(
-            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            text.starts_with(&format!("{version} {status} ")),
             "{request:?}: {text}"
         );
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
-        assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+        let status_lines = text.split("\r\n").filter(|l| l.starts_with("HTTP/1."));
+        assert_eq!(status_lines.count(), 1, "{text}");
     }
     assert!(b.received().is_empty(), "{:?}", b.received());
 
@@ -545,6 +561,12 @@ async fn responses_that_could_be_misread_are_answered_502() {
             Then::KeepOpen,
         ),
         "/garbage" => (b"HTTP/1.1 2000 What\r\n\r\n".to_vec(), Then::KeepOpen),
+        // Broken framing in the body bytes that came with the head: nothing
+        // went to the client yet, so it can still hear 502.
+        "/bad-chunk" => (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcdX\r\n".to_vec(),
+            Then::KeepOpen,
+        ),
         "/huge" => {
             let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
             for _ in 0..1000 {
@@ -557,7 +579,7 @@ async fn responses_that_could_be_misread_are_answered_502() {
     })
     .await;
     let lb = front(b.server.addr).await;
-    for path in ["/both", "/lengths", "/garbage", "/huge"] {
+    for path in ["/both", "/lengths", "/garbage", "/bad-chunk", "/huge"] {
         // POST with a body: not replayed, so the backend sees it once.
         let (status, body) = Client::new(lb.addr)
             .request(Method::POST, path, "x")
@@ -569,7 +591,7 @@ async fn responses_that_could_be_misread_are_answered_502() {
             "{path}"
         );
     }
-    assert_eq!(b.received().len(), 4);
+    assert_eq!(b.received().len(), 5);
     assert_eq!(get(lb.addr, "/").await, (StatusCode::OK, "fine".into()));
     lb.stop().await;
     b.server.stop().await;
@@ -668,6 +690,99 @@ async fn a_client_that_sends_no_whole_head_in_time_is_closed() {
         started.elapsed()
     );
     assert_eq!(b.received().len(), 1);
+    lb.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_balancers_own_answers_are_in_the_clients_http_version() {
+    let b = raw_backend(|_, path| match path {
+        "/garbage" => (b"HTTP/1.1 2000 What\r\n\r\n".to_vec(), Then::KeepOpen),
+        _ => ok_text("b"),
+    })
+    .await;
+    let lb = front(b.server.addr).await;
+    let many = format!("GET / HTTP/1.0\r\n{}\r\n", "x-h: 1\r\n".repeat(120));
+    let long = format!("GET / HTTP/1.0\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    for (request, status) in [
+        (
+            "GET / HTTP/1.0\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        (
+            "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        ("GET / HTTP/1.0\r\nbad header\r\n\r\n", "HTTP/1.0 400 "),
+        ("CONNECT example.com:443 HTTP/1.0\r\n\r\n", "HTTP/1.0 501 "),
+        (&many, "HTTP/1.0 431 "),
+        (&long, "HTTP/1.0 431 "),
+        // Asking to keep the connection does not keep a refused one.
+        (
+            "GET / HTTP/1.0\r\nconnection: keep-alive\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.0 400 ",
+        ),
+        // The balancer's 502 too.
+        ("GET /garbage HTTP/1.0\r\n\r\n", "HTTP/1.0 502 "),
+        // No version to be had from the request line: 1.1.
+        ("GET / HTTP/2.0\r\n\r\n", "HTTP/1.1 400 "),
+        ("GET /\r\n\r\n", "HTTP/1.1 400 "),
+        (
+            "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+    ] {
+        let text = exchange(lb.addr, request.as_bytes()).await;
+        let line = &request[..request.find('\n').unwrap()];
+        assert!(text.starts_with(status), "{line:?}: {text:.200}");
+        assert!(
+            text.contains("\r\nconnection: close\r\n"),
+            "{line:?}: {text:.200}"
+        );
+    }
+    assert_eq!(b.received().len(), 1, "only /garbage reached the backend");
+    lb.stop().await;
+    b.server.stop().await;
+
+    // And its 503, with no backend at all.
+    let lb = start(config(&[])).await;
+    let text = exchange(lb.addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    lb.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_request_does_not_go_on_a_connection_idle_long_enough_to_time_out() {
+    // A backend whose keep-alive timeout (1.2 s) fires just as a request
+    // comes on a connection idle that long.
+    let b = raw_backend(|_, _| {
+        let (reply, _) = ok_text("b");
+        (reply, Then::TimeOutIdleAfter(Duration::from_millis(1200)))
+    })
+    .await;
+    let lb = front(b.server.addr).await;
+    let mut client = Client::new(lb.addr);
+    // POST with a body: streamed, so it cannot be sent again.
+    let (post, body) = (Method::POST, "not replayable");
+    let ok = Ok((StatusCode::OK, "b".to_string()));
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    // Just used: the kept connection takes it.
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
+    // Idle past the backend's timeout: it goes on a new connection (on the
+    // kept one, the backend would drop it and the client get a 502).
+    sleep(Duration::from_millis(1300)).await;
+    assert_eq!(client.request(post.clone(), "/", body).await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(b.received().len(), 3);
+
+    // A request that can be sent again still takes the old kept
+    // connections: lost on each, it is sent again, on a third.
+    sleep(Duration::from_millis(1300)).await;
+    assert_eq!(client.request(Method::GET, "/", "").await, ok);
+    assert_eq!(b.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(b.received().len(), 4);
     lb.stop().await;
     b.server.stop().await;
 }
