@@ -122,6 +122,20 @@ impl Exec {
 /// [`Exec::marked_command_line`]).
 pub const RUN_MARK: &str = "CAIRN_RUN";
 
+/// A mark for one command's processes: 64 random bits, hex.
+pub(crate) fn run_mark() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness, the time: the mark need only be unlikely to
+    // name another command's processes, not secret.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes = (now.as_nanos() as u64).to_be_bytes();
+    }
+    hex::encode(bytes)
+}
+
 /// The first words `sh` reads as its own (keywords and `dash`'s and
 /// POSIX's builtins), save `true` and `false`, whose programs do the same:
 /// a script starting with one of these is run by `sh`.
@@ -311,6 +325,12 @@ mod tests {
             e.marked_command_line("ab12"),
             "sudo -n -H -u root -- env CAIRN_RUN=ab12 sh -c 'id -u'"
         );
+        use crate::transport::Shell;
+        assert_eq!(
+            Shell::command_line(Some("root"), Some("ab12")),
+            "sudo -n -H -u root -- env CAIRN_RUN=ab12 sh -s"
+        );
+        assert_eq!(Shell::command_line(None, None), "sh -s");
     }
 
     #[test]

@@ -202,7 +202,16 @@ async fn exec_in(
     if let Some(shell) = shell {
         let mut shell = shell.lock().await;
         if shell.fits(&exec) {
-            return shell.run(exec).await;
+            let out = shell.run(exec).await;
+            // The shell was killed at the step's timeout; what the step
+            // started carries the shell's mark, and goes too.
+            if let (Err(TransportError::CommandTimeout { .. }), Some(mark)) = (&out, shell.mark()) {
+                let reap = Exec::reaper(mark, shell.become_user().map(str::to_string));
+                if let Err(e) = host.exec(reap).await {
+                    tracing::warn!(host = host.name(), error = %e, "the timed-out step's processes may still run");
+                }
+            }
+            return out;
         }
     }
     host.exec(exec).await

@@ -17,3 +17,25 @@ pub use ssh::{
     DialFn, Dialer, HostKeyPolicy, KeyFiles, KeyPassphrase, SshAuth, SshHost, SshOptions, SshPool,
     SshStream, SshTarget, TcpDialer,
 };
+
+/// Raises this process's open-file limit to what the system allows (the
+/// hard limit): every host reached holds a socket for the whole run (and
+/// the keeper one per kept connection), and a desktop session's default
+/// soft limit (1,024) is below a fleet's size. Returns the limit now in
+/// force; on failure the old one stands (the error is logged).
+pub fn allow_many_connections() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => hard,
+        Err(e) => {
+            tracing::debug!(soft, hard, error = %e, "open-file limit not raised");
+            soft
+        }
+    }
+}

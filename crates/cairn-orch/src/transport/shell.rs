@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::remote::{Exec, Output, TransportError, as_user, line, quote};
+use crate::remote::{Exec, Output, RUN_MARK, TransportError, as_user, line, quote};
 
 /// What a transport reads from a shell's exec.
 #[derive(Debug)]
@@ -68,6 +68,7 @@ pub struct Shell {
     broken: bool,
     /// Bumped by every script run (see [`Shell::counted`]).
     runs: Option<Arc<AtomicUsize>>,
+    mark: Option<String>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -82,8 +83,18 @@ impl std::fmt::Debug for Shell {
 impl Shell {
     /// The command line a transport runs for a shell: `sh -s`, through
     /// `sudo -n` when becoming another user.
-    pub fn command_line(become_user: Option<&str>) -> String {
-        line(&Shell::argv(become_user))
+    /// With a `mark`, the shell and every script it runs carry it in
+    /// their environment, as a marked exec does
+    /// ([`Exec::marked_command_line`]): a step past its time is killed
+    /// with all it started ([`Exec::reaper`]).
+    pub fn command_line(become_user: Option<&str>, mark: Option<&str>) -> String {
+        match mark {
+            None => line(&Shell::argv(become_user)),
+            Some(mark) => {
+                let env = format!("{RUN_MARK}={mark}");
+                line(&as_user(become_user, ["env", &env, "sh", "-s"]))
+            }
+        }
     }
 
     /// [`Shell::command_line`] as a program and its arguments.
@@ -119,7 +130,24 @@ impl Shell {
             timeout,
             broken: false,
             runs: None,
+            mark: None,
         }))
+    }
+
+    /// Says that the transport started this shell with `mark` (see
+    /// [`Shell::command_line`]).
+    pub fn marked(mut self, mark: String) -> Shell {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// The mark of this shell's processes, if its transport gave one.
+    pub fn mark(&self) -> Option<&str> {
+        self.mark.as_deref()
+    }
+
+    pub fn become_user(&self) -> Option<&str> {
+        self.become_user.as_deref()
     }
 
     /// Counts every script this shell runs in `runs` (for callers that

@@ -694,7 +694,7 @@ impl SshHost {
         // would go in `tokio::io::copy`'s 8 KiB pieces, four times the
         // packets (and the time) for an artifact of 50 MB.
         let input = exec.stdin.take().unwrap_or_default();
-        let mark = run_mark();
+        let mark = crate::remote::run_mark();
         let work = async {
             tx.exec(true, exec.marked_command_line(&mark))
                 .await
@@ -796,24 +796,30 @@ impl Remote for SshHost {
     }
 
     async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
-        let pipe = self.pipe(become_user.as_deref()).await?;
-        Shell::start(
+        let mark = crate::remote::run_mark();
+        let pipe = self.pipe(become_user.as_deref(), Some(&mark)).await?;
+        let shell = Shell::start(
             self.target.name.clone(),
             pipe,
             become_user,
             self.options.command_timeout,
         )
-        .await
+        .await?;
+        Ok(shell.map(|s| s.marked(mark)))
     }
 }
 
 impl SshHost {
     /// An exec of [`Shell::command_line`], its stdin open: what a
     /// [`Shell`] runs over (here, or in a process that relays it).
-    pub async fn pipe(&self, become_user: Option<&str>) -> Result<Box<dyn Pipe>, TransportError> {
+    pub async fn pipe(
+        &self,
+        become_user: Option<&str>,
+        mark: Option<&str>,
+    ) -> Result<Box<dyn Pipe>, TransportError> {
         let (channel, permit) = self.channel().await?;
         let (rx, tx) = channel.split();
-        tx.exec(true, Shell::command_line(become_user))
+        tx.exec(true, Shell::command_line(become_user, mark))
             .await
             .map_err(|e| self.err_dropped(format!("starting a shell: {e}")))?;
         Ok(Box::new(SshPipe {
@@ -908,20 +914,6 @@ impl Pipe for SshPipe {
         }
         let _ = self.tx.close().await;
     }
-}
-
-/// A mark for one command's processes: 64 random bits, hex.
-fn run_mark() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness, the time: the mark need only be unlikely to
-    // name another command's processes, not secret.
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        bytes = (now.as_nanos() as u64).to_be_bytes();
-    }
-    hex::encode(bytes)
 }
 
 fn is_lost(e: &russh::Error) -> bool {

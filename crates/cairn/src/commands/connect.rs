@@ -65,6 +65,7 @@ impl Connector {
             _ => vec![],
         };
         let known = KnownHosts::load(&files).map_err(|e| CliError::Usage(e.to_string()))?;
+        cairn_orch::transport::allow_many_connections();
         let defaults = home
             .iter()
             .flat_map(|h| [h.join(".ssh/id_ed25519"), h.join(".ssh/id_rsa")])
@@ -287,6 +288,7 @@ pub fn connections(
                     return Ok::<(), CliError>(());
                 };
                 tracing::info!(socket = %bound.socket().display(), "connection keeper listening");
+                cairn_orch::transport::allow_many_connections();
                 let dialers: kept::keeper::Dialers = Arc::new(dialer);
                 Arc::new(kept::Keeper::new(dialers)).serve(bound).await;
                 Ok(())

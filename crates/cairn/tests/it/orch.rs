@@ -396,6 +396,56 @@ fn a_hanging_command_times_out_and_a_host_with_no_server_is_unreachable() {
         h2["error"].as_str().unwrap().contains("unreachable"),
         "{h2}"
     );
+
+    // What a command past its time started goes with it: under its `sh`
+    // and in the background, from `run` and from a state's step in its
+    // host's shell (`creates` makes it a step read ahead in that shell).
+    let running = |what: &str| {
+        std::process::Command::new("pgrep")
+            .args(["-f", what])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let out = orch(
+        &hosts,
+        &s,
+        &[
+            "run",
+            "h1",
+            "-T",
+            "1",
+            "-o",
+            "json",
+            "--",
+            "(sleep 29.41 &); sleep 29.42",
+        ],
+    );
+    assert_eq!(
+        job(&out)["hosts"][0]["status"],
+        "failed",
+        "{}",
+        out.snapshot()
+    );
+    assert!(!running("sleep 29.41") && !running("sleep 29.42"));
+    let sls = s.path("hang.sls");
+    std::fs::write(
+        &sls,
+        format!(
+            "hang:\n  cmd.run:\n    - name: (sleep 29.43 &); sleep 29.44\n    - creates: {}\n",
+            s.path("never")
+        ),
+    )
+    .unwrap();
+    let out = orch(
+        &hosts,
+        &s,
+        &["state", "apply", "h1", &sls, "-T", "1", "-o", "json"],
+    );
+    let h1 = &job(&out)["hosts"][0];
+    assert_eq!(h1["status"], "failed", "{}", out.snapshot());
+    assert!(h1.to_string().contains("ran past 1s"), "{h1}");
+    assert!(!running("sleep 29.43") && !running("sleep 29.44"));
 }
 
 /// `--keep-connections`: the first run leaves each host's connection with
@@ -534,4 +584,38 @@ fn kept_connections_spare_the_next_runs_their_logins_and_stop_ends_them() {
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(out.stderr.contains("mode 755"), "{}", out.snapshot());
     assert_eq!((logins("h1"), logins("h2")), (2, 2));
+}
+
+/// A run holds a socket per host: started with an open-file limit below
+/// the hosts' count (as a desktop session's 1,024 is below a fleet's), it
+/// raises its own to the hard limit and reaches every host.
+#[test]
+fn a_run_raises_its_open_file_limit_to_reach_more_hosts_than_it_allowed() {
+    let hosts = TestHosts::up("cli-nofile", 40, "127.0.55.1");
+    let s = Scratch::new("nofile");
+    let inv = hosts.dir.join("inventory.ini");
+    let known = hosts.dir.join("known_hosts");
+    let state = s.path("state.db");
+    let key = s.path("key");
+    let bin =
+        std::env::var("CAIRN_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cairn").into());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 24 && exec "$@""#)
+        .arg("sh")
+        .args([bin.as_str(), "run", "all", "-o", "json", "-i"])
+        .arg(&inv)
+        .arg("--known-hosts")
+        .arg(&known)
+        .args(["--state", &state, "--", "sleep 1; echo up"])
+        .env("CAIRN_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let out = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(count(&job(&out), "changed"), 40, "{}", out.snapshot());
 }

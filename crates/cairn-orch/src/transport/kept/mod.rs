@@ -250,6 +250,8 @@ enum Request {
         host: Box<Spec>,
         keep_for_ms: u64,
         become_user: Option<String>,
+        /// See [`crate::transport::Shell::command_line`].
+        mark: Option<String>,
     },
     List,
     Stop,
