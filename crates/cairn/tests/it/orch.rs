@@ -584,6 +584,21 @@ fn kept_connections_spare_the_next_runs_their_logins_and_stop_ends_them() {
     assert_eq!(out.code, 2, "{}", out.snapshot());
     assert!(out.stderr.contains("mode 755"), "{}", out.snapshot());
     assert_eq!((logins("h1"), logins("h2")), (2, 2));
+
+    // A keeper that cannot start (its lock file is a directory): the run
+    // says so and connects on its own.
+    let broken = s.path("broken");
+    std::fs::create_dir_all(Path::new(&broken).join("keeper.lock")).unwrap();
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = orch_env(&hosts, &s, &raw, &[("CAIRN_KEEPER_DIR", broken.as_str())]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    assert_eq!(count(&job(&out), "changed"), 2);
+    assert!(
+        out.stderr.contains("did not answer") && out.stderr.contains("connecting directly"),
+        "{}",
+        out.snapshot()
+    );
+    assert_eq!((logins("h1"), logins("h2")), (3, 3));
 }
 
 /// A run holds a socket per host: started with an open-file limit below
