@@ -685,6 +685,7 @@ impl SshHost {
     async fn run(
         &self,
         channel: russh::Channel<client::Msg>,
+        handle: Arc<Handle>,
         mut exec: Exec,
         after: Duration,
     ) -> Result<Output, TransportError> {
@@ -695,6 +696,9 @@ impl SshHost {
         // packets (and the time) for an artifact of 50 MB.
         let input = exec.stdin.take().unwrap_or_default();
         let mark = crate::remote::run_mark();
+        let mut abandoned = ReapOnDrop {
+            armed: Some((handle, Exec::reaper(&mark, exec.become_user.clone()))),
+        };
         let work = async {
             tx.exec(true, exec.marked_command_line(&mark))
                 .await
@@ -750,7 +754,10 @@ impl SshHost {
                 never = feed => match never {},
             }
         };
-        match tokio::time::timeout(after, work).await {
+        let ended = tokio::time::timeout(after, work).await;
+        // Waited for to its end or its time: not abandoned.
+        abandoned.armed = None;
+        match ended {
             Ok(r) => r,
             Err(_) => {
                 // The channel goes, the connection stays for the next exec.
@@ -765,8 +772,9 @@ impl SshHost {
                 // own on the same connection, bounded like a connection.
                 let reap = Exec::reaper(&mark, exec.become_user.clone());
                 let reaped = async {
-                    let (channel, _permit) = self.channel().await?;
-                    self.run(channel, reap, self.options.connect_timeout).await
+                    let (channel, _permit, handle) = self.channel().await?;
+                    self.run(channel, handle, reap, self.options.connect_timeout)
+                        .await
                 };
                 if let Err(e) = Box::pin(reaped).await {
                     tracing::warn!(host = %self.target.name, error = %e, "the timed-out command's processes may still run");
@@ -788,9 +796,9 @@ impl Remote for SshHost {
 
     async fn exec(&self, exec: Exec) -> Result<Output, TransportError> {
         let after = exec.timeout.unwrap_or(self.options.command_timeout);
-        let (channel, _permit) = self.channel().await?;
+        let (channel, _permit, handle) = self.channel().await?;
         tracing::trace!(host = %self.target.name, "channel open");
-        let out = self.run(channel, exec, after).await;
+        let out = self.run(channel, handle, exec, after).await;
         tracing::trace!(host = %self.target.name, "exec done");
         out
     }
@@ -817,7 +825,7 @@ impl SshHost {
         become_user: Option<&str>,
         mark: Option<&str>,
     ) -> Result<Box<dyn Pipe>, TransportError> {
-        let (channel, permit) = self.channel().await?;
+        let (channel, permit, _) = self.channel().await?;
         let (rx, tx) = channel.split();
         tx.exec(true, Shell::command_line(become_user, mark))
             .await
@@ -832,9 +840,7 @@ impl SshHost {
 
     /// A session channel on the host's connection (made or made again if
     /// lost), and the permit that counts it against `max_channels`.
-    async fn channel(
-        &self,
-    ) -> Result<(russh::Channel<client::Msg>, OwnedSemaphorePermit), TransportError> {
+    async fn channel(&self) -> Result<Opened, TransportError> {
         // Never closed, so acquiring cannot fail; held until the channel's
         // work ends.
         let permit = self
@@ -853,17 +859,58 @@ impl SshHost {
                 drop(handle);
                 self.forget(attempt).await;
                 let (handle, _, _) = self.session().await?;
-                handle
+                let channel = handle
                     .channel_open_session()
                     .await
-                    .map_err(|e| self.err_dropped(format!("opening a channel: {e}")))?
+                    .map_err(|e| self.err_dropped(format!("opening a channel: {e}")))?;
+                return Ok((channel, permit, handle));
             }
             Err(e) if handle.is_closed() || is_lost(&e) => {
                 return Err(self.err_dropped(format!("opening a channel: {e}")));
             }
             Err(e) => return Err(self.err_other(format!("opening a channel: {e}"))),
         };
-        Ok((channel, permit))
+        Ok((channel, permit, handle))
+    }
+}
+
+/// A session channel, the permit that counts it, and the connection it
+/// is on.
+type Opened = (
+    russh::Channel<client::Msg>,
+    OwnedSemaphorePermit,
+    Arc<Handle>,
+);
+
+/// A command whose caller stopped waiting before it ended (a run that went
+/// away while the keeper ran its command) is killed with all it started,
+/// as one past its timeout is: russh drops the channel without a word, and
+/// the command would run on.
+struct ReapOnDrop {
+    armed: Option<(Arc<Handle>, Exec)>,
+}
+
+impl Drop for ReapOnDrop {
+    fn drop(&mut self) {
+        let Some((handle, reap)) = self.armed.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let work = async {
+                let mut channel = handle.channel_open_session().await.ok()?;
+                channel.exec(true, reap.command_line()).await.ok()?;
+                while let Some(msg) = channel.wait().await {
+                    if matches!(msg, ChannelMsg::Close) {
+                        break;
+                    }
+                }
+                Some(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
+        });
     }
 }
 

@@ -201,10 +201,16 @@ async fn a_command_past_its_time_or_left_by_its_run_ends_and_the_connection_stay
         matches!(err, TransportError::CommandTimeout { .. }),
         "{err}"
     );
-    // Runs that go away mid-command: the keeper stops waiting for them and
-    // the connection serves the next. (The command runs to its end on the
-    // host, as after its run's own connection dropped: sshd stops nothing
-    // that has no terminal.)
+    // Runs that go away mid-command: the keeper stops waiting for them,
+    // their commands are killed with all they started (as at a timeout),
+    // and the connection serves the next.
+    let running = |what: &str| {
+        std::process::Command::new("pgrep")
+            .args(["-f", what])
+            .status()
+            .unwrap()
+            .success()
+    };
     let marker = "sleep 29.77";
     let socket = socket_path(&dir);
     for _ in 0..3 {
@@ -221,8 +227,9 @@ async fn a_command_past_its_time_or_left_by_its_run_ends_and_the_connection_stay
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(in_use, 1);
-        // Past the channel's opening.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_until("the command runs", Duration::from_secs(10), || {
+            running(marker)
+        });
         gone.abort();
         let mut in_use = 1;
         for _ in 0..250 {
@@ -236,16 +243,17 @@ async fn a_command_past_its_time_or_left_by_its_run_ends_and_the_connection_stay
             in_use, 0,
             "the abandoned command still holds the connection"
         );
+        wait_until(
+            "the abandoned command is killed",
+            Duration::from_secs(10),
+            || !running(marker),
+        );
     }
     let out = h.exec(Exec::new("echo still")).await.unwrap();
     assert_eq!(out.stdout_str(), "still\n");
     assert_eq!(logins(&th, "h1"), 1);
     assert!(stop_keeper(&socket).await.unwrap());
     served.await.unwrap();
-    // What the abandoned commands started, gone with the test.
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", marker])
-        .status();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

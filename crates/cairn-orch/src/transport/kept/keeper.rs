@@ -310,7 +310,9 @@ impl Keeper {
                     timeout: timeout_ms.map(Duration::from_millis),
                 };
                 // A run that goes away (killed, interrupted) is not
-                // waited for: the connection is free for the next one.
+                // waited for: its command is killed with all it started
+                // (the exec, dropped, reaps them) and the connection is
+                // free for the next one.
                 let mut probe = [0u8; 1];
                 let out = tokio::select! {
                     out = kept.0.host.exec(exec) => out,
