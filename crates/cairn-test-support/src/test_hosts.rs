@@ -172,6 +172,16 @@ fn lock_range(dir: &std::path::Path) -> std::fs::File {
 }
 
 /// Established TCP connections from here to `address:22`.
+/// Whether a process whose command line matches `pattern` runs on this
+/// machine (where the test hosts run theirs): `pgrep -f`.
+pub fn running(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", pattern])
+        .status()
+        .expect("pgrep runs")
+        .success()
+}
+
 pub fn connections_to(address: &str) -> usize {
     let out = Command::new("ss")
         .args(["-tnH", "state", "established", "dst"])

@@ -14,7 +14,7 @@ use cairn_orch::{Exec, Remote, TransportError};
 use cairn_test_support::poll::wait_until;
 
 use crate::scratch;
-use crate::test_hosts::{TestHosts, connections_to};
+use crate::test_hosts::{TestHosts, connections_to, running};
 
 fn tcp() -> Dialers {
     Arc::new(|_, _| Arc::new(TcpDialer))
@@ -204,13 +204,6 @@ async fn a_command_past_its_time_or_left_by_its_run_ends_and_the_connection_stay
     // Runs that go away mid-command: the keeper stops waiting for them,
     // their commands are killed with all they started (as at a timeout),
     // and the connection serves the next.
-    let running = |what: &str| {
-        std::process::Command::new("pgrep")
-            .args(["-f", what])
-            .status()
-            .unwrap()
-            .success()
-    };
     let marker = "sleep 29.77";
     let socket = socket_path(&dir);
     for _ in 0..3 {

@@ -14,7 +14,7 @@ use cairn_orch::{Exec, Remote, TransportError};
 
 use cairn_test_support::poll::wait_until;
 
-use crate::test_hosts::{TestHosts, connections_to};
+use crate::test_hosts::{TestHosts, connections_to, running};
 
 fn host(target: SshTarget) -> SshHost {
     SshHost::new(target, SshOptions::default(), Arc::new(TcpDialer))
@@ -397,13 +397,6 @@ async fn a_hanging_script_times_out_and_the_connection_stays_usable() {
     let h = host(th.target("h1"));
     // A command under the script's `sh`, and one it left in the
     // background (as a start script leaves a server).
-    let running = |what: &str| {
-        std::process::Command::new("pgrep")
-            .args(["-f", what])
-            .status()
-            .unwrap()
-            .success()
-    };
     let mut e = Exec::new("(sleep 29.61 &); sleep 29.62");
     e.timeout = Some(Duration::from_millis(500));
     let err = h.exec(e).await.unwrap_err();

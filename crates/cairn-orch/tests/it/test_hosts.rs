@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cairn_orch::Inventory;
 use cairn_orch::transport::{KnownHosts, SshTarget};
-pub use cairn_test_support::test_hosts::connections_to;
+pub use cairn_test_support::test_hosts::{connections_to, running};
 
 pub struct TestHosts {
     hosts: cairn_test_support::test_hosts::TestHosts,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value as J;
 
 use cairn_test_support::poll::wait_until;
-use cairn_test_support::test_hosts::TestHosts;
+use cairn_test_support::test_hosts::{TestHosts, running};
 
 use crate::{Output, cairn_env};
 
@@ -400,13 +400,6 @@ fn a_hanging_command_times_out_and_a_host_with_no_server_is_unreachable() {
     // What a command past its time started goes with it: under its `sh`
     // and in the background, from `run` and from a state's step in its
     // host's shell (`creates` makes it a step read ahead in that shell).
-    let running = |what: &str| {
-        std::process::Command::new("pgrep")
-            .args(["-f", what])
-            .status()
-            .unwrap()
-            .success()
-    };
     let out = orch(
         &hosts,
         &s,
