@@ -268,6 +268,9 @@ pub fn connections(
             let kept = runtime
                 .block_on(kept::kept_connections(&socket))
                 .map_err(CliError::failure)?;
+            if kept.is_none() {
+                eprintln!("no connection keeper runs ({})", socket.display());
+            }
             emit(
                 serde_json::to_value(kept.unwrap_or_default()).map_err(CliError::failure)?,
                 global,

@@ -558,6 +558,18 @@ fn kept_connections_spare_the_next_runs_their_logins_and_stop_ends_them() {
         "{}",
         out.snapshot()
     );
+    let out = cairn_env(&["connections", "list", "-o", "json"], &env);
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, "[]"),
+        "{}",
+        out.snapshot()
+    );
+    assert!(
+        out.stderr.contains("no connection keeper runs"),
+        "{}",
+        out.snapshot()
+    );
 
     // Refused before any host is touched.
     let mut bad = raw;
