@@ -70,8 +70,8 @@ Environment:
   CAIRN_BIN       the cairn binary (default target/release/cairn); build it
                   without the AWS SDK: cargo build --release -p cairn
                   --no-default-features
-  BENCH_TOOLS     which tools, in order (default cairn,pyinfra,ansible;
-                  also cairn-kept: cairn with --keep-connections, whose
+  BENCH_TOOLS     which tools, in order (default cairn,cairn-kept,pyinfra,
+                  ansible; cairn-kept is cairn with --keep-connections, whose
                   first command connects and the rest run on the kept
                   connections, plus the raw command again on them)
   BENCH_TIMEOUT   seconds any one command may take (default 1200)
@@ -114,7 +114,7 @@ NETNS = "cairnbench" if RTT_MS > 0 else None
 NET_PREFIX = "10.250." if NETNS else "127."
 BASE = os.environ.get("BENCH_BASE", "10.250.0.1" if NETNS else "127.0.30.1")
 HOSTS_DIR = os.environ.get("BENCH_HOSTS_DIR", "/tmp/cairn-orch-bench")
-TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "cairn,pyinfra,ansible").split(",") if t]
+TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "cairn,cairn-kept,pyinfra,ansible").split(",") if t]
 TARGET_ROOT = "/tmp/cairn-bench"
 MOTD = "Welcome to a cairn bench host.\nManaged by {tool}; do not edit.\n"
 
@@ -668,13 +668,13 @@ def report(results):
           f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; each figure is one run")
     print("wall seconds per step; cpu = the tool's own CPU seconds / the test hosts' "
           "(sshd, shells, commands) for that step")
-    head = f"{'tool':<8}{'N':>5}{'raw s':>8}{'tasks 1st s':>13}{'tasks 2nd s':>13}{'peak RSS MB':>13}"
+    head = f"{'tool':<10}{'N':>5}{'raw s':>8}{'tasks 1st s':>13}{'tasks 2nd s':>13}{'peak RSS MB':>13}"
     print(f"{head}  cpu raw        cpu 1st        cpu 2nd")
     for n, rows in results.items():
         for tool, r in rows.items():
             rss = max(r[k].rss for k in r if isinstance(r[k], Run))
             cpu = " ".join(f"{r[k].cpu:>6.2f}/{r[k].hcpu:<7.2f}" for k in ("raw", "first", "second"))
-            print(f"{tool:<8}{n:>5}{r['raw'].secs:>8.2f}{r['first'].secs:>13.2f}{r['second'].secs:>13.2f}"
+            print(f"{tool:<10}{n:>5}{r['raw'].secs:>8.2f}{r['first'].secs:>13.2f}{r['second'].secs:>13.2f}"
                   f"{rss:>13.1f} {cpu}")
     if NETNS:
         for n, rows in results.items():
