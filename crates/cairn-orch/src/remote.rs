@@ -325,12 +325,6 @@ mod tests {
             e.marked_command_line("ab12"),
             "sudo -n -H -u root -- env CAIRN_RUN=ab12 sh -c 'id -u'"
         );
-        use crate::transport::Shell;
-        assert_eq!(
-            Shell::command_line(Some("root"), Some("ab12")),
-            "sudo -n -H -u root -- env CAIRN_RUN=ab12 sh -s"
-        );
-        assert_eq!(Shell::command_line(None, None), "sh -s");
     }
 
     #[test]

@@ -204,8 +204,10 @@ async fn exec_in(
         if shell.fits(&exec) {
             let out = shell.run(exec).await;
             // The shell was killed at the step's timeout; what the step
-            // started carries the shell's mark, and goes too.
-            if let (Err(TransportError::CommandTimeout { .. }), Some(mark)) = (&out, shell.mark()) {
+            // started carries the step's mark, and goes too.
+            if let (Err(TransportError::CommandTimeout { .. }), Some(mark)) =
+                (&out, shell.last_mark())
+            {
                 let reap = Exec::reaper(mark, shell.become_user().map(str::to_string));
                 if let Err(e) = host.exec(reap).await {
                     tracing::warn!(host = host.name(), error = %e, "the timed-out step's processes may still run");

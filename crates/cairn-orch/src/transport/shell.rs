@@ -68,7 +68,7 @@ pub struct Shell {
     broken: bool,
     /// Bumped by every script run (see [`Shell::counted`]).
     runs: Option<Arc<AtomicUsize>>,
-    mark: Option<String>,
+    last_mark: Option<String>,
 }
 
 impl std::fmt::Debug for Shell {
@@ -83,18 +83,8 @@ impl std::fmt::Debug for Shell {
 impl Shell {
     /// The command line a transport runs for a shell: `sh -s`, through
     /// `sudo -n` when becoming another user.
-    /// With a `mark`, the shell and every script it runs carry it in
-    /// their environment, as a marked exec does
-    /// ([`Exec::marked_command_line`]): a step past its time is killed
-    /// with all it started ([`Exec::reaper`]).
-    pub fn command_line(become_user: Option<&str>, mark: Option<&str>) -> String {
-        match mark {
-            None => line(&Shell::argv(become_user)),
-            Some(mark) => {
-                let env = format!("{RUN_MARK}={mark}");
-                line(&as_user(become_user, ["env", &env, "sh", "-s"]))
-            }
-        }
+    pub fn command_line(become_user: Option<&str>) -> String {
+        line(&Shell::argv(become_user))
     }
 
     /// [`Shell::command_line`] as a program and its arguments.
@@ -130,20 +120,16 @@ impl Shell {
             timeout,
             broken: false,
             runs: None,
-            mark: None,
+            last_mark: None,
         }))
     }
 
-    /// Says that the transport started this shell with `mark` (see
-    /// [`Shell::command_line`]).
-    pub fn marked(mut self, mark: String) -> Shell {
-        self.mark = Some(mark);
-        self
-    }
-
-    /// The mark of this shell's processes, if its transport gave one.
-    pub fn mark(&self) -> Option<&str> {
-        self.mark.as_deref()
+    /// The mark of the last script's processes (see
+    /// [`Exec::marked_command_line`]): each script runs with a mark of its
+    /// own, so that one past its time can be killed with all it started
+    /// ([`Exec::reaper`]) and nothing an earlier script left running.
+    pub fn last_mark(&self) -> Option<&str> {
+        self.last_mark.as_deref()
     }
 
     pub fn become_user(&self) -> Option<&str> {
@@ -209,16 +195,19 @@ impl Shell {
     async fn request(&mut self, exec: Exec) -> Result<Output, TransportError> {
         let input = exec.stdin.filter(|b| !b.is_empty());
         let script = quote(&exec.script);
+        let mark = crate::remote::run_mark();
+        let mark_it = format!("export {RUN_MARK}={mark}");
+        self.last_mark = Some(mark);
         let text = match &input {
             None => format!(
-                "( unset N T; eval {script} ) </dev/null\nprintf '\\n%s end %d\\n' \"$N\" \"$?\"\n\
+                "( unset N T; {mark_it}; eval {script} ) </dev/null\nprintf '\\n%s end %d\\n' \"$N\" \"$?\"\n\
                  printf '\\n%s end\\n' \"$N\" >&2\n"
             ),
             Some(bytes) => format!(
                 "if [ -z \"$T\" ]; then T=$(mktemp) || exit 1; fi\n\
                  printf '\\n%s data\\n' \"$N\"\n\
                  head -c {len} >\"$T\" || exit 1\n\
-                 ( unset N T; eval {script} ) <\"$T\"\nr=$?\n: >\"$T\"\n\
+                 ( unset N T; {mark_it}; eval {script} ) <\"$T\"\nr=$?\n: >\"$T\"\n\
                  printf '\\n%s end %d\\n' \"$N\" \"$r\"\nprintf '\\n%s end\\n' \"$N\" >&2\n",
                 len = bytes.len()
             ),

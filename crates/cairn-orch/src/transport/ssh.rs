@@ -39,8 +39,10 @@ use super::shell::{Chunk, Pipe, Shell};
 use crate::inventory::Host;
 use crate::remote::{Exec, Output, Remote, TransportError};
 
-/// One way to prove who we are, tried in the order given.
-#[derive(Clone)]
+/// One way to prove who we are, tried in the order given. Serialized for
+/// the connection keeper only (on its private socket): a key file is read
+/// by the keeper (the same user), a key held in memory travels whole.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SshAuth {
     /// An OpenSSH private key held in memory (a deployment's key pair);
     /// `label` names it in messages, the key itself never is.
@@ -756,7 +758,7 @@ impl SshHost {
         };
         let ended = tokio::time::timeout(after, work).await;
         // Waited for to its end or its time: not abandoned.
-        abandoned.armed = None;
+        let reaper = abandoned.armed.take();
         match ended {
             Ok(r) => r,
             Err(_) => {
@@ -768,16 +770,12 @@ impl SshHost {
                 let _ = tx.close().await;
                 // What the script started (a `sleep` under its `sh`, a
                 // server it ran in the background) would outlive the
-                // signal: found by its mark and killed, in an exec of its
-                // own on the same connection, bounded like a connection.
-                let reap = Exec::reaper(&mark, exec.become_user.clone());
-                let reaped = async {
-                    let (channel, _permit, handle) = self.channel().await?;
-                    self.run(channel, handle, reap, self.options.connect_timeout)
-                        .await
-                };
-                if let Err(e) = Box::pin(reaped).await {
-                    tracing::warn!(host = %self.target.name, error = %e, "the timed-out command's processes may still run");
+                // signal: found by its mark and killed, on the same
+                // connection, before the timeout is reported.
+                if let Some((handle, reap)) = reaper
+                    && reap_on(&handle, &reap).await.is_none()
+                {
+                    tracing::warn!(host = %self.target.name, "the timed-out command's processes may still run");
                 }
                 Err(TransportError::CommandTimeout {
                     host: self.target.name.clone(),
@@ -804,30 +802,24 @@ impl Remote for SshHost {
     }
 
     async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
-        let mark = crate::remote::run_mark();
-        let pipe = self.pipe(become_user.as_deref(), Some(&mark)).await?;
-        let shell = Shell::start(
+        let pipe = self.pipe(become_user.as_deref()).await?;
+        Shell::start(
             self.target.name.clone(),
             pipe,
             become_user,
             self.options.command_timeout,
         )
-        .await?;
-        Ok(shell.map(|s| s.marked(mark)))
+        .await
     }
 }
 
 impl SshHost {
     /// An exec of [`Shell::command_line`], its stdin open: what a
     /// [`Shell`] runs over (here, or in a process that relays it).
-    pub async fn pipe(
-        &self,
-        become_user: Option<&str>,
-        mark: Option<&str>,
-    ) -> Result<Box<dyn Pipe>, TransportError> {
+    pub async fn pipe(&self, become_user: Option<&str>) -> Result<Box<dyn Pipe>, TransportError> {
         let (channel, permit, _) = self.channel().await?;
         let (rx, tx) = channel.split();
-        tx.exec(true, Shell::command_line(become_user, mark))
+        tx.exec(true, Shell::command_line(become_user))
             .await
             .map_err(|e| self.err_dropped(format!("starting a shell: {e}")))?;
         Ok(Box::new(SshPipe {
@@ -898,20 +890,27 @@ impl Drop for ReapOnDrop {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
-            let work = async {
-                let mut channel = handle.channel_open_session().await.ok()?;
-                channel.exec(true, reap.command_line()).await.ok()?;
-                while let Some(msg) = channel.wait().await {
-                    if matches!(msg, ChannelMsg::Close) {
-                        break;
-                    }
-                }
-                Some(())
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
-        });
+        runtime.spawn(async move { reap_on(&handle, &reap).await });
     }
+}
+
+/// How long killing a command's processes may take.
+const REAP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `reap` ([`Exec::reaper`]) on the connection to its end; `None`
+/// when it could not (the connection lost, or past [`REAP_LIMIT`]).
+async fn reap_on(handle: &Handle, reap: &Exec) -> Option<()> {
+    let work = async {
+        let mut channel = handle.channel_open_session().await.ok()?;
+        channel.exec(true, reap.command_line()).await.ok()?;
+        while let Some(msg) = channel.wait().await {
+            if matches!(msg, ChannelMsg::Close) {
+                return Some(());
+            }
+        }
+        None
+    };
+    tokio::time::timeout(REAP_LIMIT, work).await.ok().flatten()
 }
 
 /// A shell's channel.

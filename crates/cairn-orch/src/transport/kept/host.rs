@@ -104,12 +104,10 @@ impl Remote for KeptHost {
     }
 
     async fn shell(&self, become_user: Option<String>) -> Result<Option<Shell>, TransportError> {
-        let mark = crate::remote::run_mark();
         let request = Request::Shell {
             host: Box::new((*self.spec).clone()),
             keep_for_ms: self.keep_for_ms(),
             become_user: become_user.clone(),
-            mark: Some(mark.clone()),
         };
         let (mut r, w) = self.ask(&request).await?;
         match wire::read(&mut r).await.map_err(|e| self.lost(e))? {
@@ -127,14 +125,13 @@ impl Remote for KeptHost {
             r,
             w,
         };
-        let shell = Shell::start(
+        Shell::start(
             self.spec.name.clone(),
             Box::new(pipe),
             become_user,
             Duration::from_millis(self.spec.command_timeout_ms),
         )
-        .await?;
-        Ok(shell.map(|s| s.marked(mark)))
+        .await
     }
 }
 

@@ -335,15 +335,9 @@ impl Keeper {
                 host,
                 keep_for_ms,
                 become_user,
-                mark,
             } => {
                 let kept = self.kept(*host, keep_for_ms);
-                match kept
-                    .0
-                    .host
-                    .pipe(become_user.as_deref(), mark.as_deref())
-                    .await
-                {
+                match kept.0.host.pipe(become_user.as_deref()).await {
                     Ok(pipe) => {
                         wire::write_message(&mut w, &Reply::Opened).await?;
                         relay(pipe, r, w).await

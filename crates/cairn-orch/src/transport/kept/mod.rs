@@ -110,7 +110,7 @@ pub struct Spec {
     pub address: String,
     pub port: u16,
     pub user: String,
-    pub auth: Vec<AuthSpec>,
+    pub auth: Vec<SshAuth>,
     /// For key files stored encrypted (`CAIRN_SSH_KEY_PASSPHRASE`).
     pub passphrase: Option<String>,
     /// The known_hosts lines that name this host, nothing else.
@@ -139,16 +139,6 @@ impl std::fmt::Debug for Spec {
     }
 }
 
-/// A credential as the keeper gets it; a key file is read by the keeper
-/// (the same user), a key held in memory travels on the private socket.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AuthSpec {
-    Key { pem: String, label: String },
-    KeyFile { path: PathBuf },
-    Agent { socket: PathBuf },
-}
-
 impl Spec {
     pub fn new(target: &SshTarget, options: &SshOptions, via: Option<PathBuf>) -> Spec {
         let ms = |d: Duration| d.as_millis().min(u64::MAX as u128) as u64;
@@ -157,20 +147,7 @@ impl Spec {
             address: target.address.clone(),
             port: target.port,
             user: target.user.clone(),
-            auth: target
-                .auth
-                .iter()
-                .map(|a| match a {
-                    SshAuth::Key { pem, label } => AuthSpec::Key {
-                        pem: pem.clone(),
-                        label: label.clone(),
-                    },
-                    SshAuth::KeyFile(path) => AuthSpec::KeyFile { path: path.clone() },
-                    SshAuth::Agent(socket) => AuthSpec::Agent {
-                        socket: socket.clone(),
-                    },
-                })
-                .collect(),
+            auth: target.auth.clone(),
             passphrase: options
                 .key_passphrase
                 .as_ref()
@@ -195,18 +172,7 @@ impl Spec {
 
     pub fn target(&self) -> SshTarget {
         let mut t = SshTarget::new(&self.name, &self.address, &self.user).port(self.port);
-        t.auth = self
-            .auth
-            .iter()
-            .map(|a| match a {
-                AuthSpec::Key { pem, label } => SshAuth::Key {
-                    pem: pem.clone(),
-                    label: label.clone(),
-                },
-                AuthSpec::KeyFile { path } => SshAuth::KeyFile(path.clone()),
-                AuthSpec::Agent { socket } => SshAuth::Agent(socket.clone()),
-            })
-            .collect();
+        t.auth = self.auth.clone();
         t.known_hosts =
             std::sync::Arc::new(KnownHosts::applying(&self.address, self.port, &self.known));
         t.host_key = self.host_key.clone();
@@ -250,8 +216,6 @@ enum Request {
         host: Box<Spec>,
         keep_for_ms: u64,
         become_user: Option<String>,
-        /// See [`crate::transport::Shell::command_line`].
-        mark: Option<String>,
     },
     List,
     Stop,
