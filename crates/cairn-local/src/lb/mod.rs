@@ -516,15 +516,11 @@ impl Shared {
                 format!("no connection within {CONNECT_TIMEOUT:?}"),
             )),
         };
-        match &result {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-            }
-            Err(e) => {
-                if self.health().is_some() {
-                    self.record(up, false, &format!("connecting for traffic: {e}"));
-                }
-            }
+        // `connect_to` set the new connection's TCP_NODELAY.
+        if let Err(e) = &result
+            && self.health().is_some()
+        {
+            self.record(up, false, &format!("connecting for traffic: {e}"));
         }
         result
     }

@@ -115,6 +115,7 @@ pub(super) async fn serve_http(
         answered: false,
         body_touched: false,
     };
+    conn.client_buf.read_arrived(&conn.client);
     // One registration and one timer for the connection's life, not one per
     // request.
     let stopped = stop.cancelled();
