@@ -581,6 +581,12 @@ pub struct ReleaseOptions {
     /// Seconds one step on a host may run
     #[arg(short = 'T', long, default_value_t = 300)]
     pub timeout: u64,
+    /// Keep each host's SSH connection open this long once idle (`60s`,
+    /// `5m`; `0`: not kept), as `cairn run --keep-connections` does: the
+    /// next release, rollback or run within that time starts without
+    /// connecting. See `cairn connections`
+    #[arg(long, value_name = "DURATION", env = "CAIRN_KEEP_CONNECTIONS", value_parser = parse_keep)]
+    pub keep_connections: Option<std::time::Duration>,
 }
 
 /// `cairn heal APP`.

@@ -732,7 +732,7 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
         connect_timeout: o.connect_timeout,
         timeout: o.timeout,
         check: false,
-        keep_connections: None,
+        keep_connections: o.keep_connections,
         via: Some(Via::Ssh),
         master: MasterDirArg {
             master_dir: None,

@@ -107,6 +107,9 @@ fn release_options(a: &HealArgs) -> ReleaseOptions {
         private_key: a.private_key.clone(),
         connect_timeout: a.connect_timeout,
         timeout: a.timeout,
+        // Not offered by `cairn heal`, a process that runs for as long as it
+        // heals.
+        keep_connections: None,
     }
 }
 

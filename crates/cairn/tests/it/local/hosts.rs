@@ -58,7 +58,7 @@ pub(super) struct RuncCloud {
     templates: Vec<String>,
     cidrs: Vec<String>,
     /// More environment for every command (an image cache of the test's).
-    extra: Vec<(&'static str, String)>,
+    pub(super) extra: Vec<(&'static str, String)>,
 }
 
 impl RuncCloud {

@@ -593,11 +593,57 @@ fn an_app_as_a_unit_is_supervised_by_the_servers_init() {
         .unwrap()
         .to_string();
     c.json(&["artifact", "build", "hello", "--version", "v1", &t]);
-    let out = first_release(&c, &["release", "hello", "v1", "-C", &t, "-o", "json"]);
+    // The release leaves its connection with a keeper (the test's own
+    // directory), which the next command uses instead of logging in.
+    let keeper = c.root().join("keeper").display().to_string();
+    c.extra.push(("CAIRN_KEEPER_DIR", keeper));
+    let _stop = StopKeeper(&c);
+    let out = first_release(
+        &c,
+        &[
+            "release",
+            "hello",
+            "v1",
+            "-C",
+            &t,
+            "--keep-connections",
+            "60s",
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.snapshot());
     let (code, body) = get(&front).unwrap();
     assert_eq!(code, 200);
     assert!(body.starts_with("hello v1 from web-0"), "{body}");
+    let kept = || {
+        let list = c.json(&["connections", "list"]);
+        let list = list.as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{list:?}");
+        let one = &list[0];
+        assert_eq!(one["connected"], true, "{one}");
+        (
+            one["opened"].as_u64().unwrap(),
+            one["requests"].as_u64().unwrap(),
+        )
+    };
+    let (opened, served) = kept();
+    let out = c.run(&[
+        "run",
+        "-C",
+        &t,
+        "all",
+        "--via",
+        "ssh",
+        "--keep-connections",
+        "60s",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.snapshot());
+    let (opened_after, served_after) = kept();
+    assert_eq!(opened_after, opened, "the run connected again");
+    assert!(served_after > served, "{served} -> {served_after}");
 
     let exec = |args: &[&str]| {
         let mut all = vec!["local", "exec", "web[0]", "--"];
@@ -628,5 +674,14 @@ fn an_app_as_a_unit_is_supervised_by_the_servers_init() {
             now.snapshot()
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ends the test's connection keeper, however the test ends.
+struct StopKeeper<'a>(&'a RuncCloud);
+
+impl Drop for StopKeeper<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["connections", "stop"]);
     }
 }
