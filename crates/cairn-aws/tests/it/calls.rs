@@ -602,3 +602,117 @@ async fn a_zone_is_deleted_at_once_or_emptied_first() {
         .await
         .unwrap();
 }
+
+/// The internet gateways and public route tables carrying this token.
+async fn internet_parts(p: &AwsProvider, token: &str) -> (Vec<String>, Vec<String>) {
+    let by_token = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:cairn:token")
+        .values(token)
+        .build();
+    let igws = p
+        .clients()
+        .ec2
+        .describe_internet_gateways()
+        .filters(by_token.clone())
+        .send()
+        .await
+        .unwrap();
+    let tables = p
+        .clients()
+        .ec2
+        .describe_route_tables()
+        .filters(by_token)
+        .send()
+        .await
+        .unwrap();
+    (
+        igws.internet_gateways()
+            .iter()
+            .filter_map(|g| g.internet_gateway_id().map(str::to_string))
+            .collect(),
+        tables
+            .route_tables()
+            .iter()
+            .filter_map(|t| t.route_table_id().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// A network with internet ends with its gateway attached and its own
+/// table routing to it, and deleting it leaves neither; a VPC refused
+/// leaves no gateway behind (a create that makes them in another order
+/// must clean up).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_with_internet_is_made_and_deleted_whole() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let net = p
+        .create(first(
+            "network",
+            "net",
+            "n-1",
+            json!({"cidr": "10.50.0.0/16", "internet": true}),
+        ))
+        .await
+        .unwrap();
+    let (igws, tables) = internet_parts(&p, "n-1").await;
+    assert_eq!((igws.len(), tables.len()), (1, 1));
+    let igw = p
+        .clients()
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(&igws[0])
+        .send()
+        .await
+        .unwrap();
+    let attached: Vec<&str> = igw.internet_gateways()[0]
+        .attachments()
+        .iter()
+        .filter_map(|a| a.vpc_id())
+        .collect();
+    assert_eq!(attached, [net.id.as_str()]);
+    let table = p
+        .clients()
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(&tables[0])
+        .send()
+        .await
+        .unwrap();
+    let table = &table.route_tables()[0];
+    assert_eq!(table.vpc_id(), Some(net.id.as_str()));
+    assert!(
+        table
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == Some(igws[0].as_str())),
+        "{:?}",
+        table.routes()
+    );
+    let read = p.read(read_req("network", &net.id)).await.unwrap().unwrap();
+    assert_eq!(read.properties["internet"], true);
+
+    p.delete(delete_req("network", &net.id, Json::Null))
+        .await
+        .unwrap();
+    assert_eq!(internet_parts(&p, "n-1").await, (vec![], vec![]));
+    assert!(
+        p.read(read_req("network", &net.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // EC2 refuses a /8: no gateway is left of it.
+    let refused = p
+        .create(first(
+            "network",
+            "bad",
+            "n-2",
+            json!({"cidr": "10.0.0.0/8", "internet": true}),
+        ))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(internet_parts(&p, "n-2").await, (vec![], vec![]));
+}
