@@ -716,3 +716,103 @@ async fn a_network_with_internet_is_made_and_deleted_whole() {
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(internet_parts(&p, "n-2").await, (vec![], vec![]));
 }
+
+/// A target group by hand in the balancer's VPC, tagged for `address`.
+async fn hand_made_group(p: &AwsProvider, name: &str, vpc: &str, address: &str) -> String {
+    let tag = |k: &str, v: &str| {
+        aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
+    p.clients()
+        .elb
+        .create_target_group()
+        .name(name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .tags(tag("cairn:deployment", "d"))
+        .tags(tag("cairn:resource", address))
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string()
+}
+
+async fn target_groups(p: &AwsProvider) -> Vec<String> {
+    let mut arns: Vec<String> = p
+        .clients()
+        .elb
+        .describe_target_groups()
+        .send()
+        .await
+        .unwrap()
+        .target_groups()
+        .iter()
+        .filter_map(|t| t.target_group_arn().map(str::to_string))
+        .collect();
+    arns.sort();
+    arns
+}
+
+/// A balancer's delete lists the target groups once: it deletes the ones
+/// the balancer uses and the unused ones made for the same resource (an
+/// interrupted create's, or a retried delete's whose balancer went
+/// first), and leaves another resource's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_balancer_goes_with_its_groups_and_what_an_earlier_attempt_left() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let (vpc, sub) = crate::provider::network(&p).await;
+    let props = json!({
+        "listen": {"protocol": "http", "port": 80},
+        "subnets": [sub],
+        "backend_port": 8080,
+        "health_check": {"path": "/", "interval": "5s"},
+    });
+    let lb = p
+        .create(first(
+            "load_balancer",
+            "load_balancer",
+            "l-1",
+            props.clone(),
+        ))
+        .await
+        .unwrap();
+    let left = hand_made_group(&p, "left-by-a-create", &vpc, "load_balancer").await;
+    let other = hand_made_group(&p, "another-resources", &vpc, "lb2").await;
+    assert_eq!(target_groups(&p).await.len(), 3);
+    p.delete(delete_req("load_balancer", &lb.id, props.clone()))
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await, std::slice::from_ref(&other));
+    assert!(!target_groups(&p).await.contains(&left));
+
+    // The balancer deleted by an attempt that died before its group: the
+    // retried delete finds the group by its tags.
+    let lb = p
+        .create(first(
+            "load_balancer",
+            "load_balancer",
+            "l-2",
+            props.clone(),
+        ))
+        .await
+        .unwrap();
+    p.clients()
+        .elb
+        .delete_load_balancer()
+        .load_balancer_arn(&lb.id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await.len(), 2);
+    p.delete(delete_req("load_balancer", &lb.id, props))
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await, [other]);
+}
