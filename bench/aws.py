@@ -25,7 +25,9 @@ PORT = os.environ.get("BENCH_MOTO_PORT", "5093")
 STATE = os.environ.get("MOTO_STATE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-run"))
 LOG = os.path.join(STATE, f"moto-{PORT}.log")
 VENV_PY = os.path.join(os.environ.get("MOTO_VENV", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-venv")), "bin", "python")
-REQUEST = re.compile(r'"(GET|POST|PUT|DELETE|HEAD) ')
+# werkzeug colours some status lines (a 204's `"\x1b[35m\x1b[1mPUT ...`):
+# those are calls too.
+REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|POST|PUT|DELETE|HEAD) ')
 
 
 def calls_so_far():

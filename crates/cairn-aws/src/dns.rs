@@ -70,10 +70,12 @@ impl AwsProvider {
             .send()
             .await
             .map_err(|e| classify("CreateHostedZone", e))?;
-        let id = out
+        let zone = out
             .hosted_zone()
-            .map(|z| zone_id(z.id()).to_string())
             .ok_or_else(|| permanent("CreateHostedZone returned no zone"))?;
+        let id = zone_id(zone.id()).to_string();
+        // The records made in it next need its name: the answer has it.
+        self.shared.zone_names.know(&id, zone.name().to_string());
         self.tag_zone(&id, &create_tags(&req.tags, &req.token), &[])
             .await?;
         let ns: Vec<String> = out
@@ -210,8 +212,15 @@ impl AwsProvider {
     }
 
     pub(crate) async fn delete_zone(&self, id: &str) -> ProviderResult<()> {
-        // Route 53 deletes only an empty zone: every record but the apex
-        // NS and SOA (which it made) goes first, whoever made it.
+        // Route 53 deletes only an empty zone, and a zone's records have
+        // gone before it in a destroy: the delete is tried first, the zone
+        // emptied only when Route 53 says it is not.
+        match self.delete_hosted_zone(id).await {
+            Err(e) if e.to_string().contains("HostedZoneNotEmpty") => {}
+            other => return other,
+        }
+        // Every record but the apex NS and SOA (which it made) goes first,
+        // whoever made it.
         let Some(sets) = gone(self.record_sets(id).await)? else {
             return Ok(());
         };
@@ -236,6 +245,10 @@ impl AwsProvider {
         if !changes.is_empty() {
             self.change(id, changes).await?;
         }
+        self.delete_hosted_zone(id).await
+    }
+
+    async fn delete_hosted_zone(&self, id: &str) -> ProviderResult<()> {
         let r = self
             .c
             .route53
@@ -297,13 +310,22 @@ impl AwsProvider {
     async fn record_set(&self, p: &Json) -> ProviderResult<(String, ResourceRecordSet)> {
         // The engine's typed model, the one the local target reads too.
         let record = DnsRecordProps::read(p).map_err(|e| permanent(format!("dns record {e}")))?;
-        let zone = record.zone.as_str();
-        let zone_name = self.zone_name(zone).await?;
+        let zone_name = self.zone_name(&record.zone).await?;
         let name = fqdn(&zone_name, &record.name);
+        self.record_set_named(&record, &name).await
+    }
+
+    /// [`Self::record_set`] under a fully qualified name already known.
+    async fn record_set_named(
+        &self,
+        record: &DnsRecordProps,
+        name: &str,
+    ) -> ProviderResult<(String, ResourceRecordSet)> {
+        let zone = record.zone.as_str();
         let rtype = record.rtype.as_str();
         let values = &record.values;
         let mut set = ResourceRecordSet::builder()
-            .name(&name)
+            .name(name)
             .r#type(RrType::from(rtype));
         let alias = match values.as_slice() {
             [one] if record.rtype.is_address() && one.parse::<std::net::IpAddr>().is_err() => {
@@ -335,7 +357,7 @@ impl AwsProvider {
             }
         }
         let set = set.build().map_err(|e| permanent(e.to_string()))?;
-        Ok((record_id(zone, &name, rtype), set))
+        Ok((record_id(zone, name, rtype), set))
     }
 
     pub(crate) async fn create_record(&self, req: &CreateRequest) -> ProviderResult<Json> {
@@ -403,12 +425,20 @@ impl AwsProvider {
 
     pub(crate) async fn delete_record(&self, req: &DeleteRequest) -> ProviderResult<()> {
         let id = req.id.as_str();
-        let (zone, ..) = split_record_id(id)?;
+        let (zone, name, rtype) = split_record_id(id)?;
         // Route 53 deletes a record set given exactly as it is: the recorded
-        // properties (refreshed before a destroy) say that in one call. Only
-        // when they no longer match (changed behind cairn's back, or gone)
-        // is the zone listed for what is there.
-        if let Ok((recorded_id, set)) = self.record_set(&req.properties).await
+        // properties say that in one call, under the name the id holds (no
+        // need to ask the zone's name). Only when they no longer match
+        // (changed behind cairn's back, or gone) is the zone listed for
+        // what is there.
+        let recorded = DnsRecordProps::read(&req.properties)
+            .ok()
+            .filter(|r| zone_id(&r.zone) == zone && r.rtype.as_str() == rtype);
+        let recorded = match recorded {
+            Some(r) => self.record_set_named(&r, name).await.ok(),
+            None => None,
+        };
+        if let Some((recorded_id, set)) = recorded
             && recorded_id == id
         {
             match self.change_one(zone, ChangeAction::Delete, set).await {

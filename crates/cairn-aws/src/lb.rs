@@ -630,25 +630,16 @@ impl AwsProvider {
             .collect())
     }
 
-    /// Target groups made for this deployment's resource that no balancer
-    /// but `arn` (the one being deleted) uses: what a delete interrupted
-    /// after its balancer went left behind (they can no longer be found
-    /// through the balancer, and moto keeps listing the deleted balancer).
-    async fn unused_target_groups(
+    /// Those of these target groups whose tags say they were made for this
+    /// deployment's resource (no call for none).
+    async fn made_for(
         &self,
-        arn: &str,
+        groups: &[String],
         deployment: &str,
         address: &str,
     ) -> ProviderResult<Vec<String>> {
-        let unused: Vec<String> = self
-            .all_target_groups()
-            .await?
-            .iter()
-            .filter(|t| t.load_balancer_arns().iter().all(|a| a == arn))
-            .filter_map(|t| t.target_group_arn().map(str::to_string))
-            .collect();
         Ok(self
-            .elb_tags_of(&unused)
+            .elb_tags_of(groups)
             .await?
             .into_iter()
             .filter(|(_, tags)| {
@@ -906,11 +897,21 @@ impl AwsProvider {
             gone(r)?;
             return Ok(());
         }
-        let mut tgs: Vec<String> = self
-            .target_groups_of(arn)
-            .await?
+        // One listing, taken while the balancer still names its groups,
+        // says both which groups it uses and which no balancer uses: those
+        // made for this resource are what a retried delete (its balancer
+        // gone) or an interrupted create left behind.
+        let all = self.all_target_groups().await?;
+        let group_arn = |t: &TargetGroup| t.target_group_arn().map(str::to_string);
+        let mut tgs: Vec<String> = all
             .iter()
-            .filter_map(|t| t.target_group_arn().map(str::to_string))
+            .filter(|t| t.load_balancer_arns().iter().any(|a| a == arn))
+            .filter_map(group_arn)
+            .collect();
+        let unattached: Vec<String> = all
+            .iter()
+            .filter(|t| t.load_balancer_arns().is_empty())
+            .filter_map(group_arn)
             .collect();
         let r = self
             .c
@@ -927,10 +928,8 @@ impl AwsProvider {
             || async { Ok(self.load_balancer(arn).await?.is_none().then_some(())) },
         )
         .await?;
-        // A retried delete finds the balancer gone and its groups no longer
-        // attached to it: look for them by their tags.
         for tg in self
-            .unused_target_groups(arn, &req.deployment, &req.address)
+            .made_for(&unattached, &req.deployment, &req.address)
             .await?
         {
             if !tgs.contains(&tg) {

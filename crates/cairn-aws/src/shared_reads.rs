@@ -198,6 +198,19 @@ impl Memo {
             .clone();
         cell.get_or_try_init(look_up).await.cloned()
     }
+
+    /// Records what a look-up would say, learnt from another answer (a
+    /// create's); a value already there stays.
+    pub(crate) fn know(&self, key: &str, value: String) {
+        let cell = self
+            .cells
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let _ = cell.set(value);
+    }
 }
 
 #[cfg(test)]

@@ -345,7 +345,11 @@ async fn a_record_is_deleted_as_recorded_or_as_found_when_it_changed() {
             .collect::<Vec<_>>()
     };
     assert_eq!(names().await, ["www.calls.test."]);
-    p.delete(delete_req("dns_record", &www.id, props(&["10.0.0.1"])))
+    // A provider that never asked the zone's name (a destroy's): the id
+    // holds the record's full name.
+    let fresh = moto.provider().await;
+    fresh
+        .delete(delete_req("dns_record", &www.id, props(&["10.0.0.1"])))
         .await
         .unwrap();
     assert!(names().await.is_empty());
@@ -529,4 +533,286 @@ async fn a_bucket_with_objects_is_emptied_then_deleted() {
     p.delete(delete_req("bucket", &bucket.id, Json::Null))
         .await
         .unwrap();
+}
+
+/// A zone is deleted in one call when its records have gone before it, and
+/// emptied first when one is left (made outside cairn).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_is_deleted_at_once_or_emptied_first() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let zones = || async {
+        p.clients()
+            .route53
+            .list_hosted_zones()
+            .send()
+            .await
+            .unwrap()
+            .hosted_zones()
+            .len()
+    };
+    let empty = p
+        .create(first("dns_zone", "a", "za", json!({"name": "empty.test"})))
+        .await
+        .unwrap();
+    let left = p
+        .create(first("dns_zone", "b", "zb", json!({"name": "left.test"})))
+        .await
+        .unwrap();
+    assert_eq!(zones().await, 2);
+    let set = aws_sdk_route53::types::ResourceRecordSet::builder()
+        .name("by-hand.left.test.")
+        .r#type(aws_sdk_route53::types::RrType::Txt)
+        .ttl(60)
+        .resource_records(
+            aws_sdk_route53::types::ResourceRecord::builder()
+                .value("\"made outside cairn\"")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    p.clients()
+        .route53
+        .change_resource_record_sets()
+        .hosted_zone_id(&left.id)
+        .change_batch(
+            aws_sdk_route53::types::ChangeBatch::builder()
+                .changes(
+                    aws_sdk_route53::types::Change::builder()
+                        .action(aws_sdk_route53::types::ChangeAction::Create)
+                        .resource_record_set(set)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for zone in [&empty, &left] {
+        p.delete(delete_req("dns_zone", &zone.id, Json::Null))
+            .await
+            .unwrap();
+    }
+    assert_eq!(zones().await, 0);
+    // Gone already: done.
+    p.delete(delete_req("dns_zone", &left.id, Json::Null))
+        .await
+        .unwrap();
+}
+
+/// The internet gateways and public route tables carrying this token.
+async fn internet_parts(p: &AwsProvider, token: &str) -> (Vec<String>, Vec<String>) {
+    let by_token = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:cairn:token")
+        .values(token)
+        .build();
+    let igws = p
+        .clients()
+        .ec2
+        .describe_internet_gateways()
+        .filters(by_token.clone())
+        .send()
+        .await
+        .unwrap();
+    let tables = p
+        .clients()
+        .ec2
+        .describe_route_tables()
+        .filters(by_token)
+        .send()
+        .await
+        .unwrap();
+    (
+        igws.internet_gateways()
+            .iter()
+            .filter_map(|g| g.internet_gateway_id().map(str::to_string))
+            .collect(),
+        tables
+            .route_tables()
+            .iter()
+            .filter_map(|t| t.route_table_id().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// A network with internet ends with its gateway attached and its own
+/// table routing to it, and deleting it leaves neither; a VPC refused
+/// leaves no gateway behind (a create that makes them in another order
+/// must clean up).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_with_internet_is_made_and_deleted_whole() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let net = p
+        .create(first(
+            "network",
+            "net",
+            "n-1",
+            json!({"cidr": "10.50.0.0/16", "internet": true}),
+        ))
+        .await
+        .unwrap();
+    let (igws, tables) = internet_parts(&p, "n-1").await;
+    assert_eq!((igws.len(), tables.len()), (1, 1));
+    let igw = p
+        .clients()
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(&igws[0])
+        .send()
+        .await
+        .unwrap();
+    let attached: Vec<&str> = igw.internet_gateways()[0]
+        .attachments()
+        .iter()
+        .filter_map(|a| a.vpc_id())
+        .collect();
+    assert_eq!(attached, [net.id.as_str()]);
+    let table = p
+        .clients()
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(&tables[0])
+        .send()
+        .await
+        .unwrap();
+    let table = &table.route_tables()[0];
+    assert_eq!(table.vpc_id(), Some(net.id.as_str()));
+    assert!(
+        table
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == Some(igws[0].as_str())),
+        "{:?}",
+        table.routes()
+    );
+    let read = p.read(read_req("network", &net.id)).await.unwrap().unwrap();
+    assert_eq!(read.properties["internet"], true);
+
+    p.delete(delete_req("network", &net.id, Json::Null))
+        .await
+        .unwrap();
+    assert_eq!(internet_parts(&p, "n-1").await, (vec![], vec![]));
+    assert!(
+        p.read(read_req("network", &net.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // EC2 refuses a /8: no gateway is left of it.
+    let refused = p
+        .create(first(
+            "network",
+            "bad",
+            "n-2",
+            json!({"cidr": "10.0.0.0/8", "internet": true}),
+        ))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(internet_parts(&p, "n-2").await, (vec![], vec![]));
+}
+
+/// A target group by hand in the balancer's VPC, tagged for `address`.
+async fn hand_made_group(p: &AwsProvider, name: &str, vpc: &str, address: &str) -> String {
+    let tag = |k: &str, v: &str| {
+        aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+    };
+    p.clients()
+        .elb
+        .create_target_group()
+        .name(name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .tags(tag("cairn:deployment", "d"))
+        .tags(tag("cairn:resource", address))
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string()
+}
+
+async fn target_groups(p: &AwsProvider) -> Vec<String> {
+    let mut arns: Vec<String> = p
+        .clients()
+        .elb
+        .describe_target_groups()
+        .send()
+        .await
+        .unwrap()
+        .target_groups()
+        .iter()
+        .filter_map(|t| t.target_group_arn().map(str::to_string))
+        .collect();
+    arns.sort();
+    arns
+}
+
+/// A balancer's delete lists the target groups once: it deletes the ones
+/// the balancer uses and the unused ones made for the same resource (an
+/// interrupted create's, or a retried delete's whose balancer went
+/// first), and leaves another resource's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_balancer_goes_with_its_groups_and_what_an_earlier_attempt_left() {
+    let moto = Moto::start();
+    let p = moto.provider().await;
+    let (vpc, sub) = crate::provider::network(&p).await;
+    let props = json!({
+        "listen": {"protocol": "http", "port": 80},
+        "subnets": [sub],
+        "backend_port": 8080,
+        "health_check": {"path": "/", "interval": "5s"},
+    });
+    let lb = p
+        .create(first(
+            "load_balancer",
+            "load_balancer",
+            "l-1",
+            props.clone(),
+        ))
+        .await
+        .unwrap();
+    let left = hand_made_group(&p, "left-by-a-create", &vpc, "load_balancer").await;
+    let other = hand_made_group(&p, "another-resources", &vpc, "lb2").await;
+    assert_eq!(target_groups(&p).await.len(), 3);
+    p.delete(delete_req("load_balancer", &lb.id, props.clone()))
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await, std::slice::from_ref(&other));
+    assert!(!target_groups(&p).await.contains(&left));
+
+    // The balancer deleted by an attempt that died before its group: the
+    // retried delete finds the group by its tags.
+    let lb = p
+        .create(first(
+            "load_balancer",
+            "load_balancer",
+            "l-2",
+            props.clone(),
+        ))
+        .await
+        .unwrap();
+    p.clients()
+        .elb
+        .delete_load_balancer()
+        .load_balancer_arn(&lb.id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await.len(), 2);
+    p.delete(delete_req("load_balancer", &lb.id, props))
+        .await
+        .unwrap();
+    assert_eq!(target_groups(&p).await, [other]);
 }
