@@ -5,16 +5,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
 use cairn_template::Diagnostics;
 
 use super::node::{NodeOutcome, Step, run_node};
-use super::order::{dependencies, users};
+use super::order::{dependencies, heights, users};
 use super::rollback::{delete_old, undo_early_replace, undo_step};
 use super::{ApplyEvent, ApplyReport, Counts, ResourceResult, RunContext, Status};
 use crate::evaluate::{Desired, Instance, KnownAttributes};
@@ -59,7 +57,7 @@ enum Ran {
     Node(Box<NodeOutcome>),
     /// The delete of the node's old half, not the node itself.
     OldHalf(Result<(), String>),
-    /// Not started: the lease was lost while the task waited its turn.
+    /// Not started: the lease was found lost as the task began.
     NotStarted { reason: String, old_half: bool },
 }
 
@@ -72,6 +70,9 @@ pub(super) struct Walk<'a> {
     deps: Vec<Vec<usize>>,
     /// For each node, what must move on before its old half goes.
     users: Vec<Vec<usize>>,
+    /// For each node, its longest chain of waiters (see [`heights`]): the
+    /// tallest ready nodes start first.
+    height: Vec<usize>,
     state: Vec<NodeState>,
     old_halves: Vec<OldHalf>,
     /// The state as the walk goes: what the template is evaluated against.
@@ -82,7 +83,8 @@ pub(super) struct Walk<'a> {
     done_steps: Vec<(usize, Step)>,
     /// Something failed or the lease was lost: no new task starts.
     failed: bool,
-    limit: Arc<Semaphore>,
+    /// How many tasks may run at once (`--parallelism`).
+    parallelism: usize,
     running: JoinSet<Joined>,
 }
 
@@ -93,9 +95,11 @@ impl<'a> Walk<'a> {
             .iter()
             .filter(|c| c.action != Action::NoOp)
             .collect();
+        let deps = dependencies(&nodes);
         Walk {
             cx,
-            deps: dependencies(&nodes),
+            height: heights(&deps),
+            deps,
             users: users(&nodes),
             state: vec![NodeState::Pending; nodes.len()],
             old_halves: vec![OldHalf::None; nodes.len()],
@@ -106,7 +110,7 @@ impl<'a> Walk<'a> {
             results: vec![None; nodes.len()],
             done_steps: Vec::new(),
             failed: false,
-            limit: Arc::new(Semaphore::new(cx.options.parallelism.max(1))),
+            parallelism: cx.options.parallelism.max(1),
             running: JoinSet::new(),
             nodes,
         }
@@ -127,11 +131,22 @@ impl<'a> Walk<'a> {
         if self.failed {
             return;
         }
-        let ready = self.ready();
+        // The walk hands out the parallelism itself, rather than spawning
+        // every ready node to wait for a permit: a node that becomes ready
+        // later but stands on a longer chain must not queue behind leaves
+        // that were ready before it, and what waits has not started (a
+        // failure in the meantime leaves it as it was).
+        let mut ready = self.ready();
+        ready.truncate(self.free());
         if !ready.is_empty() {
             self.start_nodes(ready, evaluate);
         }
         self.start_old_halves();
+    }
+
+    /// How many more tasks may start now.
+    fn free(&self) -> usize {
+        self.parallelism.saturating_sub(self.running.len())
     }
 
     /// The next task to end; `None` once none is running.
@@ -139,9 +154,10 @@ impl<'a> Walk<'a> {
         self.running.join_next().await
     }
 
-    /// Pending nodes whose dependencies are done.
+    /// Pending nodes whose dependencies are done, the tallest first (plan
+    /// order among equals).
     fn ready(&self) -> Vec<usize> {
-        (0..self.nodes.len())
+        let mut ready: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| {
                 self.state[i] == NodeState::Pending
                     && self.deps[i].iter().all(|&d| {
@@ -155,7 +171,9 @@ impl<'a> Walk<'a> {
                                 ))
                     })
             })
-            .collect()
+            .collect();
+        ready.sort_by_key(|&i| std::cmp::Reverse(self.height[i]));
+        ready
     }
 
     /// Evaluates the template against the walk's state (deletes need no
@@ -212,6 +230,9 @@ impl<'a> Walk<'a> {
     /// Starts deleting the old halves whose users are all done.
     fn start_old_halves(&mut self) {
         for i in 0..self.nodes.len() {
+            if self.free() == 0 {
+                return;
+            }
             let ready = matches!(self.old_halves[i], OldHalf::Waiting(..))
                 && self.users[i]
                     .iter()
@@ -230,16 +251,15 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Runs `work` for node `index` once the parallelism allows and if the
-    /// run still holds the lease.
+    /// Runs `work` for node `index` (the walk has a slot for it) if the run
+    /// still holds the lease.
     fn spawn<F, Fut>(&mut self, index: usize, old_half: bool, work: F)
     where
         F: FnOnce(RunContext) -> Fut + Send + 'static,
         Fut: Future<Output = Ran> + Send,
     {
-        let (cx, permit) = (self.cx.clone(), self.limit.clone());
+        let cx = self.cx.clone();
         self.running.spawn(async move {
-            let _permit = permit.acquire_owned().await;
             if let Err(reason) = cx.still_holds_lease().await {
                 return Joined {
                     index,

@@ -98,6 +98,49 @@ async fn up_creates_everything_and_a_second_plan_is_empty() {
     );
 }
 
+/// Buckets declared (and planned) before a chain of three.
+const CHAIN: &str = r#"
+cairn: 1
+resources:
+  a:
+    type: bucket
+    count: 3
+    properties: {versioning: false}
+  net:
+    type: network
+    properties: {cidr: 10.30.0.0/16}
+  sub:
+    type: subnet
+    properties: {network: "{{ net.id }}", cidr: 10.30.1.0/24}
+  web:
+    type: server
+    properties: {image: debian-12, subnet: "{{ sub.id }}"}
+"#;
+
+/// The tallest ready nodes start first: one step at a time, the network
+/// that a subnet and then a server wait for goes before the buckets that
+/// nothing waits for, and its subnet before them too.
+#[tokio::test]
+async fn the_longest_chain_starts_first() {
+    let w = World::new(CHAIN);
+    let one_at_a_time = ApplyOptions {
+        parallelism: 1,
+        ..fast_retries()
+    };
+    let (_, report) = w.up(&[], one_at_a_time).await;
+    assert!(report.ok, "{report:?}");
+    let order: Vec<String> = w
+        .provider
+        .create_calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(address, _)| address.clone())
+        .collect();
+    assert_eq!(order.len(), 6, "{order:?}");
+    assert_eq!(order[..2], ["net", "sub"], "{order:?}");
+}
+
 #[tokio::test]
 async fn secrets_are_kept_apart_in_records() {
     let w = World::new(TEMPLATE);
