@@ -4,10 +4,12 @@
 
 mod addresses;
 pub mod agents;
+mod dirs;
 mod drain;
 mod firewall;
 mod isolation;
 mod model;
+mod props;
 mod public;
 mod record;
 mod relay;
@@ -16,7 +18,7 @@ mod services;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,36 +34,12 @@ use crate::dns::{RecordSet, RecordType, Zones, record_fqdn};
 use crate::host;
 use crate::supervisor::{ServerSpec, Supervisor};
 pub use addresses::DEFAULT_POOL;
+pub use dirs::LocalDirs;
+use dirs::{copy_tree, remove_dir};
 pub use isolation::{Isolation, IsolationError, cloud_id, container_id};
 pub use model::{CloudState, LocalResource};
+use props::{overlaps, parse_cidr, permanent, prop, prop_str};
 pub use record::{read_isolation, read_resources};
-
-/// Where the local cloud keeps everything.
-#[derive(Debug, Clone)]
-pub struct LocalDirs {
-    pub root: PathBuf,
-}
-
-impl LocalDirs {
-    pub fn new(root: impl Into<PathBuf>) -> LocalDirs {
-        LocalDirs { root: root.into() }
-    }
-    /// The cloud's record of its resources (see `record`).
-    pub fn state(&self) -> PathBuf {
-        self.root.join("cloud.db")
-    }
-    /// Where an earlier cairn kept that record, migrated on first open.
-    fn legacy_state(&self) -> PathBuf {
-        self.root.join("cloud.json")
-    }
-    /// The key that seals the record's secret values.
-    pub fn key(&self) -> PathBuf {
-        self.root.join("cloud.key")
-    }
-    pub fn of(&self, kind: &str, id: &str) -> PathBuf {
-        self.root.join(format!("{kind}s")).join(id)
-    }
-}
 
 pub struct Cloud {
     dirs: LocalDirs,
@@ -85,34 +63,6 @@ pub struct Cloud {
     hosts: Option<isolation::Hosts>,
     /// The cloud's master and its servers' agents.
     agents: agents::Agents,
-}
-
-fn permanent(msg: impl Into<String>) -> ProviderError {
-    ProviderError::Permanent(msg.into())
-}
-
-fn prop<'a>(p: &'a Json, name: &str) -> Option<&'a Json> {
-    p.get(name).filter(|v| !v.is_null())
-}
-
-fn prop_str<'a>(p: &'a Json, name: &str) -> Option<&'a str> {
-    prop(p, name).and_then(Json::as_str)
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
-    std::fs::create_dir_all(to)?;
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            bytes += copy_tree(&entry.path(), &target)?;
-        } else if kind.is_file() {
-            bytes += std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(bytes)
 }
 
 impl Cloud {
@@ -961,27 +911,6 @@ fn unsupported(kind: Kind) -> ProviderError {
         "the local target does not make `{kind}` resources: it is a type of the {} target",
         kind.target().unwrap_or("aws")
     ))
-}
-
-fn remove_dir(dir: &Path) -> ProviderResult<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ProviderError::Transient(format!(
-            "cannot remove {}: {e}",
-            dir.display()
-        ))),
-    }
-}
-
-fn parse_cidr(s: &str) -> ProviderResult<IpNet> {
-    s.parse::<IpNet>()
-        .map(|n| n.trunc())
-        .map_err(|_| permanent(format!("`{s}` is not a network in CIDR notation")))
-}
-
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
 }
 
 #[async_trait::async_trait]

@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 
 use cairn_engine::provider::{Json, ProviderResult};
 
+use super::Cloud;
 use super::firewall::{self, Ingress};
+use super::model::CloudState;
+use super::props::{permanent, prop_str};
 use super::relay::relay;
-use super::{Cloud, CloudState, permanent, prop_str};
 
 /// How often the server's listening ports are looked up.
 const LOOK_EVERY: Duration = Duration::from_millis(250);

@@ -9,7 +9,11 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop_str};
+use super::Cloud;
+use super::dirs::remove_dir;
+use super::firewall;
+use super::model::{CloudState, LocalResource};
+use super::props::{permanent, prop_str};
 use crate::lb::{Algorithm, Backend, HealthCheck, LbConfig, LoadBalancer, Protocol};
 use crate::postgres::{Cluster, ClusterSpec};
 
@@ -336,7 +340,7 @@ impl Cloud {
                 .destroy()
                 .await
                 .map_err(|e| ProviderError::Transient(e.to_string()))?;
-            super::remove_dir(&self.dirs.of("database", &r.id))
+            remove_dir(&self.dirs.of("database", &r.id))
         } else {
             cluster
                 .stop()

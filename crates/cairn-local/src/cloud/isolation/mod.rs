@@ -33,7 +33,9 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::json;
 
-use super::{CloudState, LocalDirs, LocalResource, permanent, prop_str};
+use crate::cloud::dirs::{LocalDirs, remove_dir};
+use crate::cloud::model::{CloudState, LocalResource};
+use crate::cloud::props::{parse_cidr, permanent, prop_str};
 use crate::host::command::Cmd;
 use crate::host::firewall::{self as nft, Ruleset};
 use crate::host::image::ImageCache;
@@ -394,7 +396,7 @@ impl Hosts {
 
     fn network(r: &LocalResource) -> ProviderResult<Network> {
         let cidr = v4(
-            super::parse_cidr(prop_str(&r.properties, "cidr").unwrap_or_default())?,
+            parse_cidr(prop_str(&r.properties, "cidr").unwrap_or_default())?,
             "network",
         )?;
         Network::new(&r.id, cidr).map_err(|e| host_err(&r.id, e))
@@ -486,7 +488,7 @@ impl Hosts {
             .filter(|r| r.kind == "network")
             .ok_or_else(|| permanent(format!("there is no network {net_id} in the local cloud")))?;
         let cidr = v4(
-            super::parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?,
+            parse_cidr(prop_str(&subnet.properties, "cidr").unwrap_or_default())?,
             "subnet",
         )?;
         Ok((Self::network(net)?, cidr, subnet))
@@ -716,7 +718,7 @@ impl Hosts {
     /// namespace and veth.
     pub async fn remove_server(&self, r: &LocalResource) -> ProviderResult<()> {
         let Some((server, snet, cloud)) = self.handle(r).await else {
-            return super::remove_dir(&self.dirs.of("server", &r.id));
+            return remove_dir(&self.dirs.of("server", &r.id));
         };
         let fail = |e| ProviderError::Transient(format!("removing server {}: {e}", r.id));
         server.destroy().await.map_err(fail)?;
