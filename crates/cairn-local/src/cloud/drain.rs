@@ -10,7 +10,7 @@ use std::time::Duration;
 use cairn_engine::backend::{BackendControl, BackendRef, BackendState, DrainReport};
 use cairn_engine::provider::{ProviderError, ProviderResult};
 
-use super::Cloud;
+use super::base::Cloud;
 use super::props::permanent;
 use crate::lb::{LoadBalancer, UnknownBackend};
 

@@ -1,8 +1,15 @@
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cairn_engine::provider::*;
+use cairn_engine::schema::Kind;
+use ipnet::IpNet;
+use serde_json::json;
+
 use super::*;
+use crate::dns::RecordType;
 
 static NEXT_POOL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
