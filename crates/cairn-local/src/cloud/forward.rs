@@ -11,8 +11,8 @@
 //! machine's loopback. With `runc` isolation the kernel does it instead: a
 //! public address is an address of the cloud's own block routed into its
 //! namespace and translated there to the server's (see `host::firewall`),
-//! every port and protocol, the firewalls judging the real source; here
-//! only the association is checked.
+//! every port and protocol, the firewalls judging the real source; `public`
+//! only checks the association.
 //!
 //! This file is the forwarding itself (`PublicAddress`), below the cloud
 //! that holds one per associated address (`public`).

@@ -1,7 +1,8 @@
 //! The parts of a `runc` cloud that live outside its record (`Hosts`),
-//! and the names its kernel objects take. The other files of `isolation`
-//! are `impl Hosts` blocks, each a part of it (its network, servers,
-//! firewall table...), above this one.
+//! and the names its kernel objects take. Above this file, the other files
+//! of `isolation` (all but `mode`, `rules` and `listeners`, below it) are
+//! `impl Hosts` blocks, each a part of it (its network, servers, firewall
+//! table...).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
