@@ -4,6 +4,27 @@
 //! are real PostgreSQL clusters.
 //!
 //! Never: listens on anything but loopback.
+//!
+//! Modules depend one way, each on those below it only, and so do the
+//! files inside a module: no file imports one that imports it back, and a
+//! child never takes a name from its parent's `mod.rs` (what siblings share
+//! has a file of its own; a `mod.rs` declares, re-exports, and at most
+//! composes its children, as `daemon::run` does). A new capability goes
+//! in the lowest layer that has every name it needs:
+//!
+//! ```text
+//! daemon      api · client, launch (on published, wire) · pool
+//!   │
+//! cloud       provider, lifecycle → make → services, public, zones, drain
+//!   │           (impl Cloud parts) → base (the Cloud struct, its bookkeeping)
+//!   │         → isolation (runc servers as hosts: Hosts, its own layers)
+//!   │         → agents, forward, balancer, firewall, relay
+//!   │         → record, seal → model, dirs, props, addresses
+//!   ▼
+//! lb, dns, postgres, supervisor           init (a runc server's PID 1)
+//! host (runc, netns, nft, images, ...)  ◄──┘
+//! random, echo
+//! ```
 
 pub mod cloud;
 pub mod daemon;

@@ -37,7 +37,7 @@ use cairn_orch::agent::tls::{Identity, MASTER_NAME};
 use cairn_orch::agent::{self, AdminReply, AdminRequest, KeyAction, MasterConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::LocalDirs;
+use super::dirs::LocalDirs;
 use crate::supervisor::{ServerSpec, Supervisor};
 
 /// The master's port, on its loopback address and on a `runc` cloud's

@@ -10,7 +10,8 @@ use std::time::Duration;
 use cairn_engine::backend::{BackendControl, BackendRef, BackendState, DrainReport};
 use cairn_engine::provider::{ProviderError, ProviderResult};
 
-use super::{Cloud, permanent};
+use super::base::Cloud;
+use super::props::permanent;
 use crate::lb::{LoadBalancer, UnknownBackend};
 
 impl Cloud {

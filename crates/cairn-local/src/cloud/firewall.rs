@@ -12,7 +12,8 @@ use cairn_engine::provider::Json;
 use cairn_engine::schema::firewall::{self as schema, Direction, PortRange, Protocol};
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{CloudState, prop};
+use super::model::CloudState;
+use super::props::prop;
 use crate::lb::Access;
 
 /// Checks every rule of a firewall's properties as the engine reads them

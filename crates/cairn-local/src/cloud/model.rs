@@ -136,6 +136,15 @@ impl CloudState {
     }
 }
 
+/// Resources by id, for `cairn local status`.
+pub fn inventory(state: &CloudState) -> BTreeMap<String, (String, String, Option<Ipv4Addr>)> {
+    state
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), (r.kind.clone(), r.address.clone(), r.ip)))
+        .collect()
+}
+
 /// Records a resource of deployment `d` whose address and token are its id
 /// (for the cloud's unit tests).
 #[cfg(test)]

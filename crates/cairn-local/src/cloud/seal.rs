@@ -20,7 +20,7 @@ use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde_json::json;
 
-use super::{CloudState, LocalResource};
+use super::model::{CloudState, LocalResource};
 
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;

@@ -9,68 +9,17 @@ use cairn_engine::provider::{Json, ProviderError, ProviderResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cloud, CloudState, LocalResource, firewall, permanent, prop_str};
-use crate::lb::{Algorithm, Backend, HealthCheck, LbConfig, LoadBalancer, Protocol};
+use super::balancer::{RunningLb, is_root, lb_config};
+use super::base::Cloud;
+use super::dirs::remove_dir;
+use super::firewall;
+use super::model::{CloudState, LocalResource};
+use super::props::{permanent, prop_str};
+use crate::lb::{LbConfig, LoadBalancer};
 use crate::postgres::{Cluster, ClusterSpec};
 
 /// PostgreSQL's port.
 pub const DB_PORT: u16 = 5432;
-
-pub struct RunningLb {
-    pub lb: LoadBalancer,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// The balancer's settings from the resource's properties, read in the
-/// engine's typed model (the one the aws target and the evaluator read).
-pub fn lb_config(p: &Json) -> ProviderResult<LbConfig> {
-    use cairn_engine::schema::balancer::{self as model, LoadBalancer as Props};
-    let props = Props::read(p).map_err(|e| permanent(format!("load balancer {e}")))?;
-    let mut backends = Vec::new();
-    for b in &props.backends {
-        let ip: Ipv4Addr = b
-            .address
-            .parse()
-            .map_err(|_| permanent(format!("backend `{}` is not an IPv4 address", b.address)))?;
-        let addr = SocketAddr::from((ip, b.port_or(props.backend_port)));
-        backends.push(Backend::new(addr, b.weight));
-    }
-    let hc = &props.health_check;
-    let config = LbConfig {
-        protocol: match props.listen.protocol {
-            model::ListenProtocol::Http => Protocol::Http,
-            model::ListenProtocol::Tcp => Protocol::Tcp,
-        },
-        algorithm: match props.algorithm {
-            model::Algorithm::WeightedRoundRobin => Algorithm::WeightedRoundRobin,
-            model::Algorithm::RoundRobin => Algorithm::RoundRobin,
-            model::Algorithm::LeastConnections => Algorithm::LeastConnections,
-        },
-        backends,
-        health: HealthCheck {
-            path: hc.path.clone(),
-            interval: hc.interval,
-            timeout: hc.timeout,
-            healthy: hc.healthy,
-            unhealthy: hc.unhealthy,
-            port: hc.port,
-        },
-        drain_timeout: props.drain_timeout,
-    };
-    if let Err(errors) = config.validate() {
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(permanent(format!(
-            "load balancer settings: {}",
-            text.join("; ")
-        )));
-    }
-    Ok(config)
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 impl Cloud {
     /// Binds the listener and starts proxying; returns where it listens.
@@ -256,6 +205,11 @@ impl Cloud {
             .map(|r| serde_json::to_value(r.lb.status()).unwrap_or_default())
     }
 
+    /// The backends' health of a load balancer, for `cairn local status`.
+    pub fn load_balancer_status(&self, id: &str) -> Option<Json> {
+        self.lb_status(id)
+    }
+
     fn cluster_spec(&self, id: &str, ip: Ipv4Addr, p: &Json) -> ClusterSpec {
         ClusterSpec {
             data_dir: self.dirs.of("database", id).join("data"),
@@ -336,7 +290,7 @@ impl Cloud {
                 .destroy()
                 .await
                 .map_err(|e| ProviderError::Transient(e.to_string()))?;
-            super::remove_dir(&self.dirs.of("database", &r.id))
+            remove_dir(&self.dirs.of("database", &r.id))
         } else {
             cluster
                 .stop()

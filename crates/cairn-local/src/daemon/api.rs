@@ -13,29 +13,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use cairn_engine::backend::{BackendControl, BackendRef};
+use cairn_engine::backend::BackendControl;
 use cairn_engine::provider::{Provider, ProviderError, ProviderResult};
 
+use super::wire::BackendCall;
 use crate::cloud::Cloud;
 
 type Reply = Response<Full<Bytes>>;
-
-/// The body of the `/v1/backend/*` calls.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BackendCall {
-    /// The `load_balancer` resource's id.
-    pub lb_id: String,
-    pub backend: BackendRef,
-    /// How long a drain waits for what is in flight (drain only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Duration>,
-}
 
 fn reply(status: StatusCode, body: impl Serialize) -> Reply {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -229,23 +219,6 @@ pub async fn serve(
     }
     while conns.join_next().await.is_some() {}
     Ok(())
-}
-
-/// For the client: turns a reply body into the provider's result.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ProviderResult<T> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    enum Envelope<T> {
-        Ok(T),
-        Err(ProviderError),
-    }
-    match serde_json::from_slice::<Envelope<T>>(bytes) {
-        Ok(Envelope::Ok(v)) => Ok(v),
-        Ok(Envelope::Err(e)) => Err(e),
-        Err(e) => Err(ProviderError::Transient(format!(
-            "bad answer from the local cloud: {e}"
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use cairn_engine::backend::{BackendControl, BackendRef, BackendState, DrainRepor
 use cairn_engine::provider::*;
 use cairn_engine::schema::{ResourceSchema, portable};
 
-use super::api::BackendCall;
-use super::{Published, published_path, token_path};
+use super::published::{Published, published_path, token_path};
+use super::wire::{BackendCall, decode};
 use crate::cloud::LocalDirs;
 
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ impl LocalClient {
                 String::from_utf8_lossy(&bytes)
             )));
         }
-        super::api::decode(&bytes)
+        decode(&bytes)
     }
 
     pub async fn status(&self) -> Result<Json, String> {

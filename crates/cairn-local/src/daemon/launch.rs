@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::client::LocalClient;
-use super::{Published, published_path};
+use super::published::{Published, published_path};
 use crate::cloud::{Isolation, IsolationError, LocalDirs};
 
 /// How long a new daemon may take to answer.

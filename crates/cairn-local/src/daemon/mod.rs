@@ -6,29 +6,18 @@ mod api;
 pub mod client;
 pub mod launch;
 pub mod pool;
+mod published;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::{Cloud, Isolation, LocalDirs};
-
-/// What a running daemon publishes in its directory (`daemon.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub pid: u32,
-    pub api: SocketAddr,
-    pub dns: SocketAddr,
-    /// What the start could not bring back (a balancer whose port another
-    /// program took meanwhile, ...), one line each: the command that
-    /// started the daemon says them, rather than only its log.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
-}
+pub use published::{Published, published_path, token_path};
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -48,14 +37,6 @@ pub struct DaemonConfig {
 }
 
 pub const DEFAULT_DNS: &str = "127.0.0.1:8053";
-
-pub fn published_path(dirs: &LocalDirs) -> PathBuf {
-    dirs.root.join("daemon.json")
-}
-
-pub fn token_path(dirs: &LocalDirs) -> PathBuf {
-    dirs.root.join("token")
-}
 
 /// A fresh random token, written 0600 before anything listens.
 fn write_token(dirs: &LocalDirs) -> Result<String, String> {

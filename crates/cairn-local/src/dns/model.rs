@@ -4,6 +4,17 @@
 use hickory_server::proto::rr::RecordType as WireType;
 use serde::{Deserialize, Serialize};
 
+/// TTL of the synthetic SOA record, and the negative-caching TTL it announces
+/// (RFC 2308). Short, so that a resolver that cached "no such name" sees a
+/// record created a moment later: this is a development cloud.
+pub const NEGATIVE_TTL: u32 = 5;
+
+/// TTL of the synthetic apex NS record (used when the zone has no `@ NS`).
+pub const DEFAULT_NS_TTL: u32 = 3600;
+
+/// The largest TTL DNS allows (RFC 2181 section 8).
+pub const MAX_TTL: u32 = i32::MAX as u32;
+
 /// The record types the local DNS server serves: the portable
 /// `dns_record`'s, one enum for the template and the server.
 pub use cairn_engine::schema::dns::RecordType;

@@ -11,7 +11,8 @@ use hickory_server::{
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::{DnsError, Zones};
+use super::error::DnsError;
+use super::zones::Zones;
 
 /// A TCP client that sends nothing for this long is disconnected (hickory's
 /// own default).

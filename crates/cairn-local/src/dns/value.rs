@@ -8,7 +8,8 @@ use hickory_server::proto::rr::{
     rdata::{A, AAAA, CNAME, MX, NS, SRV, TXT},
 };
 
-use super::{DnsError, RecordType};
+use super::error::DnsError;
+use super::model::RecordType;
 
 /// A zone name as the canonical absolute, lowercase name (`example.test.`).
 pub(super) fn zone_origin(zone: &str) -> Result<Name, DnsError> {

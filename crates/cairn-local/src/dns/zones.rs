@@ -24,11 +24,11 @@ use hickory_server::{
     zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType},
 };
 
-use super::{
-    DEFAULT_NS_TTL, DnsError, MAX_TTL, NEGATIVE_TTL, RecordSet, RecordType, ZoneSnapshot,
-    ZonesSnapshot,
-    value::{display_name, owner_name, parse_value, zone_origin},
+use super::error::DnsError;
+use super::model::{
+    DEFAULT_NS_TTL, MAX_TTL, NEGATIVE_TTL, RecordSet, RecordType, ZoneSnapshot, ZonesSnapshot,
 };
+use super::value::{display_name, owner_name, parse_value, zone_origin};
 
 /// The zones the local DNS server is authoritative for. A cheap handle:
 /// clones share the same zones, so the daemon keeps one and gives one to

@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::HostError;
+use super::error::HostError;
 
 /// A command line to run: program, arguments, optional stdin.
 #[derive(Debug, Clone)]

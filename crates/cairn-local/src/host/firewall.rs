@@ -31,8 +31,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::HostError;
 use super::command::Cmd;
+use super::error::HostError;
 use super::network::PUBLIC_RANGE;
 
 /// The table's name in the cloud namespace (one per namespace).

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use super::HostError;
+use super::error::HostError;
 
 /// The name of the image that is the machine's own root.
 pub const HOST: &str = "host";

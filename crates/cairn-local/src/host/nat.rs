@@ -25,8 +25,8 @@ use ipnet::Ipv4Net;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::HostError;
 use super::command::find_program;
+use super::error::HostError;
 
 /// The tap device's block inside the cloud namespace; its `.2` is the way
 /// out, `.3` slirp4netns's DNS forwarder, `.100` the namespace's address.

@@ -35,8 +35,8 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::HostError;
 use super::command::Cmd;
+use super::error::HostError;
 
 /// Metric of the route that keeps a cloud CIDR on the machine; the `via`
 /// route (metric 100) is preferred while the cloud is up.

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use tokio::process::Command;
 
-use super::HostError;
 use super::command::Cmd;
+use super::error::HostError;
 
 /// Where runc, run as root without `--root`, keeps its containers' state.
 const RUNC_ROOT: &str = "/run/runc";

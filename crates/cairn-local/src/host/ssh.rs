@@ -11,7 +11,7 @@ use std::path::Path;
 use ssh_key::private::{Ed25519Keypair, KeypairData};
 use ssh_key::{LineEnding, PrivateKey, PublicKey};
 
-use super::HostError;
+use super::error::HostError;
 use super::runtime::SSH_MARKER;
 
 /// The host key's path inside a server.

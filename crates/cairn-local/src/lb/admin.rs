@@ -13,7 +13,7 @@ use std::time::Duration;
 use cairn_engine::backend::{BackendState, DrainReport};
 use tokio::time::Instant;
 
-use super::LoadBalancer;
+use super::balancer::LoadBalancer;
 use super::upstream::lock;
 
 /// The address is not one of the balancer's configured backends.

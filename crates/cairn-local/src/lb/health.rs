@@ -13,8 +13,9 @@ use hyper::header;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use super::config::Protocol;
+use super::shared::Shared;
 use super::upstream::Upstream;
-use super::{Protocol, Shared};
 
 pub(super) async fn run(shared: Arc<Shared>, up: Arc<Upstream>) {
     // The first probe goes out at once, so a new backend is put in as soon

@@ -29,10 +29,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::Shared;
 use super::http1::{
     self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
 };
+use super::shared::Shared;
 use super::upstream::{Upstream, lock};
 
 /// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole

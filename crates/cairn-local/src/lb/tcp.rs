@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
-use super::Shared;
+use super::shared::Shared;
 
 /// Backends tried per connection when connecting fails.
 const ATTEMPTS: usize = 2;

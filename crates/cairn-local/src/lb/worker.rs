@@ -30,9 +30,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::config::Protocol;
 use super::proxy::{self, Worker};
+use super::shared::{Shared, log_panic};
+use super::tcp;
 use super::upstream::lock;
-use super::{Protocol, Shared, log_panic, tcp};
 
 /// Closes the worker's kept backend connections however `run` ends (also
 /// when its future is dropped): they belong to its runtime.

@@ -17,7 +17,7 @@ use super::config::{
 };
 use super::error::PgError;
 use super::os::{PG_ENV_VARS, RunAs, process_alive, process_cmdline, random_hex, signal};
-use super::{ClusterSpec, SUPERUSER};
+use super::spec::{ClusterSpec, SUPERUSER};
 
 /// Files cairn keeps in the data directory (PostgreSQL ignores them).
 const MARKER_FILE: &str = "cairn-cluster.json";

@@ -20,20 +20,15 @@ use cairn_engine::provider::ProviderResult;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::super::relay::relay;
-
-use super::{Hosts, host_err, permanent};
+use super::hosts::{Hosts, host_err};
+use super::listeners::Listener;
+use crate::cloud::props::permanent;
+use crate::cloud::relay::relay;
 use crate::host::command::Cmd;
 use crate::host::dial;
 
 /// PostgreSQL's port, at the link address as on loopback.
 pub const PORT: u16 = 5432;
-
-/// A database's listener in the cloud namespace.
-pub(super) struct Listener {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
 
 impl Hosts {
     /// Chooses database `id`'s address on the link: `wanted` (the one it

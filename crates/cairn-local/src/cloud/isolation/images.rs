@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use cairn_engine::provider::{Json, ProviderResult};
 
-use super::{Cmd, HostError, Hosts, LocalResource, host_err, permanent, prop_str};
+use super::hosts::{Hosts, host_err};
+use crate::cloud::model::LocalResource;
+use crate::cloud::props::{permanent, prop_str};
+use crate::host::HostError;
+use crate::host::command::Cmd;
 
 /// What a server's root is made of.
 pub(super) struct ImageRoot {

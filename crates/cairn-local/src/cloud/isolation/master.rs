@@ -15,12 +15,11 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::super::agents::{AGENT_DIR, MASTER_PORT};
-use super::super::relay::relay;
-use super::{CloudNet, HostError, Hosts};
-
-/// The listener on the link: its stop and its task.
-pub(super) type LinkMaster = (CancellationToken, tokio::task::JoinHandle<()>);
+use super::hosts::Hosts;
+use crate::cloud::agents::{AGENT_DIR, MASTER_PORT};
+use crate::cloud::relay::relay;
+use crate::host::HostError;
+use crate::host::network::CloudNet;
 
 impl Hosts {
     /// Where servers reach the master: the machine's end of the link.

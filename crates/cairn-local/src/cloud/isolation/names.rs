@@ -5,7 +5,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{CloudNet, HostError, Hosts};
+use super::hosts::Hosts;
+use crate::host::HostError;
+use crate::host::network::CloudNet;
 
 /// A server's `/etc/resolv.conf`: the cloud's DNS on the link first (its
 /// zones; it refuses other names, and the resolver moves on), then the

@@ -13,7 +13,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use cairn_engine::provider::Json;
 use ipnet::{IpNet, Ipv4Net};
 
-use super::super::{CloudState, LocalResource, firewall, prop, prop_str};
+use crate::cloud::firewall;
+use crate::cloud::model::{CloudState, LocalResource};
+use crate::cloud::props::{prop, prop_str};
 use crate::host::firewall::{self as nft, Policy, Protocol, Ruleset, ServerRules, Source};
 use crate::host::network::PUBLIC_RANGE;
 
