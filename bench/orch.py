@@ -720,8 +720,11 @@ def report(results):
                 print(f"goal at N=200, {tool} >= {want}x cairn's wall time: {', '.join(steps)}")
     # A first contact's handshakes are the hosts' CPU whoever the client is,
     # and the hosts share this machine's cores with the tool: no client's
-    # wall time can go below that CPU over the cores.
-    first = next((goal[t] for t in ("cairn", "cairn-kept") if t in goal), None)
+    # wall time can go below that CPU over the cores. From `cairn` only: a
+    # connection's CPU shows in /proc when its sshd exits (measured: 100
+    # kept connections showed 0.37 s open and 1.70 s more once closed), so
+    # cairn-kept's first contact is counted short.
+    first = goal.get("cairn")
     if first:
         cores = os.cpu_count() or 1
         line = (f"floor at N=200: the hosts' CPU for cairn's first contact ({first['raw'].hcpu:.2f}s) "
