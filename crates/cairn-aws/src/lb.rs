@@ -903,7 +903,7 @@ impl AwsProvider {
         // gone) or an interrupted create left behind.
         let all = self.all_target_groups().await?;
         let group_arn = |t: &TargetGroup| t.target_group_arn().map(str::to_string);
-        let mut tgs: Vec<String> = all
+        let tgs: Vec<String> = all
             .iter()
             .filter(|t| t.load_balancer_arns().iter().any(|a| a == arn))
             .filter_map(group_arn)
@@ -928,16 +928,32 @@ impl AwsProvider {
             || async { Ok(self.load_balancer(arn).await?.is_none().then_some(())) },
         )
         .await?;
-        for tg in self
+        // Its own groups first: they are known without their tags, so a
+        // failure below cannot leave them.
+        self.delete_target_groups(&tgs).await?;
+        // The tags of groups unattached before the wait: another delete
+        // may have taken one since, and a batch naming a group gone fails
+        // whole. That is not this balancer being gone (which the engine
+        // would take for done): the next attempt lists again.
+        let left = match self
             .made_for(&unattached, &req.deployment, &req.address)
-            .await?
+            .await
         {
-            if !tgs.contains(&tg) {
-                tgs.push(tg);
+            Ok(left) => left,
+            Err(ProviderError::NotFound(m)) => {
+                return Err(ProviderError::Transient(format!(
+                    "a target group went while its tags were read: {m}"
+                )));
             }
-        }
+            Err(e) => return Err(e),
+        };
+        self.delete_target_groups(&left).await
+    }
+
+    /// Deletes target groups; one already gone counts as deleted.
+    async fn delete_target_groups(&self, arns: &[String]) -> ProviderResult<()> {
         // A target group can go only once no balancer uses it.
-        for tg_arn in &tgs {
+        for tg_arn in arns {
             let r = self
                 .c
                 .elb

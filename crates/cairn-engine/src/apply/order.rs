@@ -62,11 +62,11 @@ pub(super) fn users(nodes: &[&ResourceChange]) -> Vec<Vec<usize>> {
 
 /// For each node, how many nodes the longest chain of waiters starting at it
 /// holds, itself included: a network that subnets, servers and a balancer
-/// wait for one after another is 4, a bucket nothing waits for 1. The walk
-/// starts the tallest ready nodes first (the critical path first, as list
-/// schedulers do), so that a long chain does not wait for a free slot, or
-/// in a provider's own queue, behind leaves that could as well run beside
-/// it. Every node counts as one step: what a step costs
+/// wait for one after another is 4, a bucket nothing waits for 1. Of the
+/// nodes ready at once, the walk gives the free slots to the tallest first
+/// (the critical path first, as list schedulers do), so that a long chain
+/// does not wait behind leaves that could as well run beside it. Every
+/// node counts as one step: what a step costs
 /// is not known before it runs. A cycle (the plan refuses one) would count
 /// its nodes once.
 pub(super) fn heights(deps: &[Vec<usize>]) -> Vec<usize> {

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 
 use cairn_template::Diagnostics;
@@ -57,7 +59,7 @@ enum Ran {
     Node(Box<NodeOutcome>),
     /// The delete of the node's old half, not the node itself.
     OldHalf(Result<(), String>),
-    /// Not started: the lease was found lost as the task began.
+    /// Not started: the lease was lost while the task waited its turn.
     NotStarted { reason: String, old_half: bool },
 }
 
@@ -70,8 +72,8 @@ pub(super) struct Walk<'a> {
     deps: Vec<Vec<usize>>,
     /// For each node, what must move on before its old half goes.
     users: Vec<Vec<usize>>,
-    /// For each node, its longest chain of waiters (see [`heights`]): the
-    /// tallest ready nodes start first.
+    /// For each node, its longest chain of waiters (see [`heights`]): of
+    /// the nodes ready at once, the tallest take the free slots first.
     height: Vec<usize>,
     state: Vec<NodeState>,
     old_halves: Vec<OldHalf>,
@@ -83,8 +85,7 @@ pub(super) struct Walk<'a> {
     done_steps: Vec<(usize, Step)>,
     /// Something failed or the lease was lost: no new task starts.
     failed: bool,
-    /// How many tasks may run at once (`--parallelism`).
-    parallelism: usize,
+    limit: Arc<Semaphore>,
     running: JoinSet<Joined>,
 }
 
@@ -110,7 +111,7 @@ impl<'a> Walk<'a> {
             results: vec![None; nodes.len()],
             done_steps: Vec::new(),
             failed: false,
-            parallelism: cx.options.parallelism.max(1),
+            limit: Arc::new(Semaphore::new(cx.options.parallelism.max(1))),
             running: JoinSet::new(),
             nodes,
         }
@@ -131,22 +132,14 @@ impl<'a> Walk<'a> {
         if self.failed {
             return;
         }
-        // The walk hands out the parallelism itself, rather than spawning
-        // every ready node to wait for a permit: a node that becomes ready
-        // later but stands on a longer chain must not queue behind leaves
-        // that were ready before it, and what waits has not started (a
-        // failure in the meantime leaves it as it was).
-        let mut ready = self.ready();
-        ready.truncate(self.free());
+        // Every ready node starts now, on one evaluation of the template,
+        // and waits for a slot in its task (the walk taking them in as
+        // they come would evaluate the template once per node).
+        let ready = self.ready();
         if !ready.is_empty() {
             self.start_nodes(ready, evaluate);
         }
         self.start_old_halves();
-    }
-
-    /// How many more tasks may start now.
-    fn free(&self) -> usize {
-        self.parallelism.saturating_sub(self.running.len())
     }
 
     /// The next task to end; `None` once none is running.
@@ -230,9 +223,6 @@ impl<'a> Walk<'a> {
     /// Starts deleting the old halves whose users are all done.
     fn start_old_halves(&mut self) {
         for i in 0..self.nodes.len() {
-            if self.free() == 0 {
-                return;
-            }
             let ready = matches!(self.old_halves[i], OldHalf::Waiting(..))
                 && self.users[i]
                     .iter()
@@ -251,15 +241,24 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Runs `work` for node `index` (the walk has a slot for it) if the run
-    /// still holds the lease.
+    /// Runs `work` for node `index` once the parallelism allows and if the
+    /// run still holds the lease.
     fn spawn<F, Fut>(&mut self, index: usize, old_half: bool, work: F)
     where
         F: FnOnce(RunContext) -> Fut + Send + 'static,
         Fut: Future<Output = Ran> + Send,
     {
-        let cx = self.cx.clone();
+        // A slot free now is taken here, in the order the walk starts nodes
+        // (the tallest first), not in whatever order the runtime first
+        // polls the tasks; the others wait for one, first come first
+        // served.
+        let (cx, limit) = (self.cx.clone(), self.limit.clone());
+        let free = limit.clone().try_acquire_owned().ok();
         self.running.spawn(async move {
+            let _permit = match free {
+                Some(p) => Ok(p),
+                None => limit.acquire_owned().await,
+            };
             if let Err(reason) = cx.still_holds_lease().await {
                 return Joined {
                     index,

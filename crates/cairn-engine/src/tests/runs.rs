@@ -117,9 +117,9 @@ resources:
     properties: {image: debian-12, subnet: "{{ sub.id }}"}
 "#;
 
-/// The tallest ready nodes start first: one step at a time, the network
-/// that a subnet and then a server wait for goes before the buckets that
-/// nothing waits for, and its subnet before them too.
+/// Of the nodes ready at once, the tallest starts first: one step at a
+/// time, the network that a subnet and then a server wait for goes before
+/// the three buckets planned before it, which nothing waits for.
 #[tokio::test]
 async fn the_longest_chain_starts_first() {
     let w = World::new(CHAIN);
@@ -138,7 +138,7 @@ async fn the_longest_chain_starts_first() {
         .map(|(address, _)| address.clone())
         .collect();
     assert_eq!(order.len(), 6, "{order:?}");
-    assert_eq!(order[..2], ["net", "sub"], "{order:?}");
+    assert_eq!(order[0], "net", "{order:?}");
 }
 
 #[tokio::test]

@@ -60,7 +60,6 @@ async fn probe(
     if protocol == Protocol::Tcp {
         return Ok(());
     }
-    let _ = stream.set_nodelay(true);
     let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake with {target}: {e}"))?;

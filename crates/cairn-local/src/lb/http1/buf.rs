@@ -88,8 +88,11 @@ impl ReadBuf {
     /// connection is accepted; reading it now spares that turn (a wake and
     /// a poll of the connection's task) for each new connection. The read
     /// goes around tokio, whose readiness stays as it was: a later read
-    /// that finds nothing just waits for the next event. An error or the
-    /// end of the stream is left for that later read to see.
+    /// that finds nothing just waits for the next event. The end of the
+    /// stream is left for that later read to see, and so is an error in
+    /// effect: a reset this read takes (the socket reports it once) leaves
+    /// the later read an end of stream, which closes the connection all
+    /// the same.
     pub fn read_arrived(&mut self, s: &TcpStream) -> bool {
         if self.make_room().is_err() {
             return false;
