@@ -189,27 +189,22 @@ impl Memo {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<String, ProviderError>>,
     {
-        let cell = self
-            .cells
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_try_init(look_up).await.cloned()
+        self.cell(key).get_or_try_init(look_up).await.cloned()
     }
 
     /// Records what a look-up would say, learnt from another answer (a
     /// create's); a value already there stays.
     pub(crate) fn know(&self, key: &str, value: String) {
-        let cell = self
-            .cells
+        let _ = self.cell(key).set(value);
+    }
+
+    fn cell(&self, key: &str) -> Arc<OnceCell<String>> {
+        self.cells
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key.to_string())
             .or_default()
-            .clone();
-        let _ = cell.set(value);
+            .clone()
     }
 }
 
