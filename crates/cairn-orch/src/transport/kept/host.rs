@@ -52,14 +52,10 @@ impl KeptHost {
         &self,
         request: &Request,
     ) -> Result<(OwnedReadHalf, OwnedWriteHalf), TransportError> {
-        let stream = UnixStream::connect(&self.socket)
+        let stream = send(&self.socket, request)
             .await
             .map_err(|e| self.lost(e))?;
-        let (r, mut w) = stream.into_split();
-        wire::write_message(&mut w, request)
-            .await
-            .map_err(|e| self.lost(e))?;
-        Ok((r, w))
+        Ok(stream.into_split())
     }
 }
 
@@ -185,10 +181,19 @@ impl Pipe for KeptPipe {
     }
 }
 
+/// A connection to the keeper on `socket`, `request` sent on it.
+async fn send(socket: &Path, request: &Request) -> std::io::Result<UnixStream> {
+    let mut stream = UnixStream::connect(socket).await?;
+    wire::write_message(&mut stream, request).await?;
+    Ok(stream)
+}
+
 /// One request that needs no host; `None` when no keeper listens.
 async fn ask_keeper(socket: &Path, request: &Request) -> Result<Option<Reply>, KeeperError> {
-    let mut stream = match UnixStream::connect(socket).await {
+    let mut stream = match send(socket, request).await {
         Ok(s) => s,
+        // No socket, or no one behind it: from the connect (a write
+        // fails otherwise).
         Err(e)
             if matches!(
                 e.kind(),
@@ -199,9 +204,6 @@ async fn ask_keeper(socket: &Path, request: &Request) -> Result<Option<Reply>, K
         }
         Err(e) => return Err(keeper_io(socket, e)),
     };
-    wire::write_message(&mut stream, request)
-        .await
-        .map_err(|e| keeper_io(socket, e))?;
     match wire::read(&mut stream)
         .await
         .map_err(|e| keeper_io(socket, e))?
