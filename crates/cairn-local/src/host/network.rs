@@ -345,6 +345,26 @@ impl Network {
         format!("b{}", short_hash(&self.name, 6))
     }
 
+    /// The gateway's MAC address: the bridge's, set when it is made.
+    /// Left to the kernel, a bridge takes the lowest MAC of its ports and
+    /// changes it when a lower one joins. Servers keep the old one in
+    /// their neighbour tables, and the bridge drops what they send to it
+    /// (a frame to another port's MAC is not for the host): every packet
+    /// they route through the gateway is lost until their entry expires,
+    /// up to a minute. Derived from the network's name, so that a bridge
+    /// made again after a restart keeps it too. Locally administered,
+    /// unicast.
+    pub fn gateway_mac(&self) -> String {
+        let digest = Sha256::digest(format!("gateway of {}", self.name).as_bytes());
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&digest[..6]);
+        mac[0] = (mac[0] & 0xfc) | 0x02;
+        mac.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// Checks that `address` is one a server can have here.
     pub fn check_address(&self, address: Ipv4Addr) -> Result<(), HostError> {
         let usable = self.cidr.contains(&address)
@@ -514,6 +534,8 @@ impl CloudNet {
                 "link",
                 "add",
                 &bridge,
+                "address",
+                &net.gateway_mac(),
                 "type",
                 "bridge",
                 "nf_call_iptables",
@@ -690,6 +712,24 @@ mod tests {
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_gateway_mac_is_its_networks_own_local_and_unicast() {
+        let a = Network::new("net-a", net("10.1.0.0/24")).unwrap();
+        let b = Network::new("net-b", net("10.1.0.0/24")).unwrap();
+        let mac = a.gateway_mac();
+        assert_eq!(mac.len(), 17, "{mac}");
+        let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+        assert_eq!(first & 0x03, 0x02, "locally administered, unicast: {mac}");
+        // The same network made again (a restart) has the same one.
+        assert_eq!(
+            mac,
+            Network::new("net-a", net("10.2.0.0/24"))
+                .unwrap()
+                .gateway_mac()
+        );
+        assert_ne!(mac, b.gateway_mac());
     }
 
     #[test]

@@ -232,6 +232,72 @@ async fn a_cloud_network_routes_its_cidr_and_leaves_nothing_behind() {
     assert!(!routes.contains(&net.cidr.to_string()), "{routes}");
 }
 
+/// The bridge's MAC address, as `ip` shows it.
+async fn mac_of(netns: &str, dev: &str) -> String {
+    let shown = stdout(Cmd::new("ip").args(["-n", netns, "-br", "link", "show", dev])).await;
+    shown
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn servers_keep_reaching_through_their_gateway_when_others_join() {
+    skip_unless_ready!("python3");
+    let _machine = MACHINE.lock().await;
+    let mut g = Guard::default();
+    let (cloud, net) = cloud_with_network(&mut g, "mac", 5).await;
+    let mut servers = Vec::new();
+    for (n, name) in [(10, "a"), (11, "b"), (12, "c")] {
+        let s = cloud.server_net(&net, name, host(&net, n)).unwrap();
+        g.undo(&["ip", "netns", "del", &s.netns]);
+        servers.push(cloud.add_server(&net, name, host(&net, n)).await.unwrap());
+    }
+    let bridge = net.bridge();
+    let gateway = mac_of(&cloud.netns, &bridge).await;
+    assert_eq!(gateway, net.gateway_mac());
+    // Something behind the gateway: a listener in the cloud namespace on
+    // an address of its own (as a database's).
+    let behind = SocketAddr::from((Ipv4Addr::new(169, 254, 250, 9), 5432));
+    Cmd::new("ip")
+        .args([
+            "-n",
+            &cloud.netns,
+            "addr",
+            "add",
+            "169.254.250.9/32",
+            "dev",
+            "lo",
+        ])
+        .run()
+        .await
+        .unwrap();
+    let _listener = super::dial::listen_in(&PathBuf::from("/run/netns").join(&cloud.netns), behind)
+        .await
+        .unwrap();
+    // a learns the gateway's MAC while b's port has the lowest MAC of the
+    // bridge's ports; then c's gets a lower one. A bridge left to the
+    // kernel would take c's and drop what a sends to b's.
+    let set_mac = |veth: &str, mac: &str| {
+        Cmd::new("ip").args(["-n", &cloud.netns, "link", "set", veth, "address", mac])
+    };
+    set_mac(&servers[1].veth, "00:00:00:00:00:02")
+        .run()
+        .await
+        .unwrap();
+    assert!(connects_from(&servers[0].netns, behind).await);
+    set_mac(&servers[2].veth, "00:00:00:00:00:01")
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(mac_of(&cloud.netns, &bridge).await, gateway);
+    assert!(
+        connects_from(&servers[0].netns, behind).await,
+        "a server lost its way out when another joined the network"
+    );
+}
+
 #[tokio::test]
 async fn the_firewall_lets_in_only_what_its_rules_allow_and_changes_at_once() {
     skip_unless_ready!("python3");
