@@ -2,7 +2,9 @@
 """Benchmark the aws target on a fresh moto server: `cairn up` and `destroy`
 of bench/aws-scale at n=1 (11 resources) and n=10 (74), wall time, API calls
 (counted from moto's request log) and calls/s; then the same topology done
-one call at a time by bench/aws_sequential.py, and the ratio.
+one call at a time by bench/aws_sequential.py, and the ratio; then moto's
+own CPU for each side's calls, which bounds the ratio when moto is called
+directly (it answers on one core at a time).
 
 Usage: bench/aws.py [N ...]    (default: 1 10)
 BENCH_LATENCY_MS=50 puts a loopback proxy in front of moto that holds every
@@ -24,6 +26,7 @@ if not os.path.exists(os.path.join(PEERS, "moto-up.sh")):
 PORT = os.environ.get("BENCH_MOTO_PORT", "5093")
 STATE = os.environ.get("MOTO_STATE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-run"))
 LOG = os.path.join(STATE, f"moto-{PORT}.log")
+PIDFILE = os.path.join(STATE, f"moto-{PORT}.pid")
 VENV_PY = os.path.join(os.environ.get("MOTO_VENV", os.path.join(os.path.expanduser("~"), ".cache", "peers", "moto-venv")), "bin", "python")
 # werkzeug colours some status lines (a 204's `"\x1b[35m\x1b[1mPUT ...`):
 # those are calls too.
@@ -33,6 +36,17 @@ REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|POST|PUT|DELETE|HEAD) ')
 def calls_so_far():
     with open(LOG, errors="replace") as f:
         return sum(1 for line in f if REQUEST.search(line))
+
+
+def moto_cpu():
+    """moto's CPU seconds so far (user + system, all its threads). moto
+    answers on one core at a time (Python's lock): a client that keeps it
+    busy cannot go faster than the CPU its calls cost it."""
+    with open(PIDFILE) as f:
+        pid = f.read().strip()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset(endpoint):
@@ -108,7 +122,7 @@ def warm(endpoint):
 
 
 def timed(args, env):
-    before = calls_so_far()
+    before, cpu = calls_so_far(), moto_cpu()
     with ACTIONS_LOCK:
         ACTIONS.clear()
     t = time.time()
@@ -118,7 +132,7 @@ def timed(args, env):
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
     with ACTIONS_LOCK:
         actions = dict(ACTIONS)
-    return took, calls_so_far() - before, out.stdout, actions
+    return took, calls_so_far() - before, out.stdout, actions, moto_cpu() - cpu
 
 
 def main():
@@ -137,14 +151,16 @@ def main():
         for n in sizes:
             reset(endpoint)
             warm(endpoint)
-            up_s, up_calls, out, up_actions = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
+            up_s, up_calls, out, up_actions, up_cpu = timed([CAIRN, "up", template, "-e", "aws", "-p", f"n={n}", "--yes", "-o", "json"], env)
             resources = json.loads(out)["counts"]["created"]
-            down_s, down_calls, _, down_actions = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
+            down_s, down_calls, _, down_actions, down_cpu = timed([CAIRN, "destroy", template, "-e", "aws", "-p", f"n={n}", "--yes", "--allow-data-loss", "-o", "none"], env)
             reset(endpoint)
             warm(endpoint)
+            cpu = moto_cpu()
             seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), via, str(n)],
                                             capture_output=True, text=True, check=True).stdout)
-            rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq))
+            seq["cpu"] = moto_cpu() - cpu
+            rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq, up_cpu + down_cpu))
             breakdowns.append((n, up_actions, down_actions))
     finally:
         if proxy:
@@ -154,11 +170,18 @@ def main():
     print("| n | resources | cairn up | calls | calls/s | cairn destroy | calls | calls per resource (up + destroy) "
           "| one call at a time (up + down) | calls | ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, res, up_s, up_c, down_s, down_c, seq in rows:
+    for n, res, up_s, up_c, down_s, down_c, seq, _ in rows:
         total, seq_total = up_s + down_s, seq["up_s"] + seq["down_s"]
         print(f"| {n} | {res} | {up_s:.2f} s | {up_c} | {up_c / up_s:.0f} | {down_s:.2f} s | {down_c} | "
               f"{up_c / res:.2f} + {down_c / res:.2f} | {seq['up_s']:.2f} + {seq['down_s']:.2f} s | {seq['calls']} | "
               f"{seq_total / total:.2f}x |")
+    # What bounds the ratio when moto answers at once: its own CPU per run.
+    print("\n| n | moto's CPU for cairn (up + destroy) | cairn's wall | moto's CPU for one at a time | its wall "
+          "| ratio bound (moto's CPU, one at a time / cairn) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n, _, up_s, _, down_s, _, seq, cpu in rows:
+        print(f"| {n} | {cpu:.2f} s | {up_s + down_s:.2f} s | {seq['cpu']:.2f} s | "
+              f"{seq['up_s'] + seq['down_s']:.2f} s | {seq['cpu'] / cpu:.2f}x |")
     for n, up_a, down_a in breakdowns if by_action else []:
         print(f"\ncairn's calls by action at n={n}:")
         print("| action | up | destroy |")
