@@ -177,8 +177,61 @@ impl RuncCloud {
     }
 }
 
+impl RuncCloud {
+    /// What the cloud's network looked like, for a failed test's output:
+    /// the links with their MACs, addresses and neighbours of the cloud
+    /// namespace and of each server's, the firewall table and the
+    /// daemon's last lines. Each part bounded.
+    fn network_now(&self) -> String {
+        let netns = self.netns();
+        let head = |text: String, lines: usize| -> String {
+            text.lines().take(lines).collect::<Vec<_>>().join("\n")
+        };
+        let mut out = String::from("--- the cloud's network at the failure ---\n");
+        for (what, args) in [
+            ("links", vec!["-n", &netns, "-br", "link"]),
+            ("addresses", vec!["-n", &netns, "-br", "-4", "addr"]),
+            ("neighbours", vec!["-n", &netns, "neigh"]),
+        ] {
+            out.push_str(&format!(
+                "{what} ({netns}):\n{}\n",
+                head(sh("ip", &args), 40)
+            ));
+        }
+        let servers = sh("ip", &["netns", "list"]);
+        for server in servers
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+            .filter(|n| n.starts_with(&format!("{netns}-")))
+            .take(8)
+        {
+            out.push_str(&format!(
+                "{server}: {} | neighbours: {}\n",
+                sh("ip", &["-n", server, "-br", "-4", "addr", "show", "eth0"]).trim(),
+                sh("ip", &["-n", server, "neigh"])
+                    .trim()
+                    .replace('\n', "; ")
+            ));
+        }
+        let rules = sh("ip", &["netns", "exec", &netns, "nft", "list", "ruleset"]);
+        out.push_str(&format!("firewall:\n{}\n", head(rules, 60)));
+        let log = std::fs::read_to_string(self.dirs().root.join("daemon.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        out.push_str("daemon.log, last lines:\n");
+        for line in tail.iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 impl Drop for RuncCloud {
     fn drop(&mut self) {
+        // A failed test says what the network was before it goes.
+        if std::thread::panicking() {
+            eprintln!("{}", self.network_now());
+        }
         for t in self.templates.iter().rev() {
             let _ = self.run(&["destroy", t, "--yes", "--allow-data-loss", "-o", "none"]);
         }
