@@ -232,7 +232,7 @@ async fn a_cloud_network_routes_its_cidr_and_leaves_nothing_behind() {
     assert!(!routes.contains(&net.cidr.to_string()), "{routes}");
 }
 
-/// The bridge's MAC address, as `ip` shows it.
+/// Link `dev`'s MAC address in `netns`, as `ip` shows it.
 async fn mac_of(netns: &str, dev: &str) -> String {
     let shown = stdout(Cmd::new("ip").args(["-n", netns, "-br", "link", "show", dev])).await;
     shown

@@ -175,9 +175,7 @@ impl RuncCloud {
         }
         left
     }
-}
 
-impl RuncCloud {
     /// What the cloud's network looked like, for a failed test's output:
     /// the links with their MACs, addresses and neighbours of the cloud
     /// namespace and of each server's, the firewall table and the
