@@ -25,7 +25,8 @@ use serde::{Serialize, Serializer};
 
 use super::ahead::Ahead;
 use super::error::{StateError, StateErrorKind};
-use super::{RequisiteKind, StateFile};
+use super::file::StateFile;
+use super::resolved::RequisiteKind;
 use crate::module::{Args, Module, ModuleError, Outcome, RunContext};
 use crate::remote::Remote;
 

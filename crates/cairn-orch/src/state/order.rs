@@ -7,9 +7,9 @@
 //! target forward only as far as needed, as Salt's recursive requisite
 //! calls do.
 
-use super::State;
 use super::error::{StateError, StateErrorKind};
 use super::render::Source;
+use super::resolved::State;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mark {
@@ -63,7 +63,7 @@ fn cycle(
 ) -> StateError {
     let start = path.iter().position(|&(s, _)| s == to).unwrap_or(0);
     // Each member with the requisite (the one just taken) that leads on.
-    let members: Vec<(usize, &super::Requisite)> = path[start..]
+    let members: Vec<(usize, &super::resolved::Requisite)> = path[start..]
         .iter()
         .map(|&(s, next)| (s, &states[s].requisites[next - 1]))
         .collect();

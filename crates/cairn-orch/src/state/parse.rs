@@ -26,7 +26,7 @@ use serde_json::Value as J;
 
 use super::error::{StateError, StateErrorKind};
 use super::render::Source;
-use super::{Requisite, RequisiteKind, State};
+use super::resolved::{Requisite, RequisiteKind, State};
 use crate::module::Args;
 
 /// A requisite as written, before its target is looked up.

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::{Value as J, json};
 
 use super::*;
-use crate::module::{Module, ModuleError, Outcome, RunContext};
+use crate::module::{Args, Module, ModuleError, Outcome, RunContext};
 use crate::remote::{Exec, Remote, quote};
 use crate::transport::local::LocalHost;
 

@@ -8,7 +8,10 @@ use ipnet::IpNet;
 use regex::Regex;
 use serde_json::Value as J;
 
-use super::{Candidate, TargetError, glob, start_anchored};
+use super::anchored::start_anchored;
+use super::candidate::Candidate;
+use super::error::TargetError;
+use super::glob;
 
 /// A compound expression.
 #[derive(Debug, Clone)]

@@ -33,67 +33,23 @@
 //!
 //! Matching always returns hosts in inventory order, each once.
 
+mod anchored;
+mod candidate;
 mod compound;
+mod error;
 pub mod glob;
 mod pattern;
 
-use std::net::IpAddr;
-
-use miette::{Diagnostic, SourceSpan};
-use serde_json::Value as J;
-use thiserror::Error;
-
+pub use candidate::Candidate;
 pub use compound::Expr;
+pub use error::TargetError;
 pub use pattern::{Pattern, PatternKind, PatternOp, Subscript};
-
-/// What matching needs to know of a host.
-pub trait Candidate {
-    fn name(&self) -> &str;
-    /// Every address it has (private, public, ...); those that do not parse
-    /// as IP addresses are left out.
-    fn addresses(&self) -> Vec<IpAddr>;
-    /// Every group it is in, directly or through a child group, `all`
-    /// included.
-    fn groups(&self) -> &[String];
-    /// A grain: a tag or a variable by key.
-    fn grain(&self, key: &str) -> Option<&J>;
-}
 
 /// A parsed target expression.
 #[derive(Debug, Clone)]
 pub enum Target {
     Compound(Expr),
     Patterns(Vec<Pattern>),
-}
-
-/// A target expression that does not parse, at a byte offset.
-#[derive(Debug, Clone, PartialEq, Eq, Error, Diagnostic)]
-#[error("expr:1:{column}: {message}")]
-#[diagnostic(code(cairn::target::syntax))]
-pub struct TargetError {
-    /// Byte offset in the expression.
-    pub offset: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    pub message: String,
-    #[source_code]
-    pub expr: String,
-    #[label("{message}")]
-    pub span: SourceSpan,
-}
-
-impl TargetError {
-    pub(crate) fn new(expr: &str, offset: usize, len: usize, message: impl Into<String>) -> Self {
-        let offset = offset.min(expr.len());
-        let column = expr[..offset].chars().count() + 1;
-        TargetError {
-            offset,
-            column,
-            message: message.into(),
-            expr: expr.to_string(),
-            span: (offset, len).into(),
-        }
-    }
 }
 
 impl Target {
@@ -131,20 +87,6 @@ pub fn is_compound(expr: &str) -> bool {
         || expr
             .split_whitespace()
             .any(|w| matches!(w, "and" | "or" | "not"))
-}
-
-/// Regex anchored at the start (`re.match`), with the error's own message
-/// (its last line, without the caret drawing).
-pub(crate) fn start_anchored(re: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{re})")).map_err(|e| match e {
-        regex::Error::Syntax(s) => s
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().trim_start_matches("error: ").to_string())
-            .unwrap_or(s),
-        other => other.to_string(),
-    })
 }
 
 #[cfg(test)]

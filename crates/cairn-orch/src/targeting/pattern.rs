@@ -5,7 +5,10 @@ use std::net::Ipv6Addr;
 
 use regex::Regex;
 
-use super::{Candidate, TargetError, glob, start_anchored};
+use super::anchored::start_anchored;
+use super::candidate::Candidate;
+use super::error::TargetError;
+use super::glob;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatternOp {
