@@ -9,8 +9,10 @@ use bytes::Bytes;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::error::{KeeperError, keeper_io};
+use super::protocol::{KeptConnection, Reply, Request, ShellInput};
+use super::spec::Spec;
 use super::wire::{self, MESSAGE, STDERR, STDIN, STDOUT};
-use super::{KeeperError, KeptConnection, Reply, Request, ShellInput, Spec, keeper_io};
 use crate::remote::{Exec, Output, Remote, TransportError};
 use crate::transport::shell::{Chunk, Pipe, Shell};
 

@@ -14,11 +14,11 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc};
 
+use super::dir::{private_dir, socket_path};
+use super::error::{KeeperError, keeper_io};
+use super::protocol::{KeptConnection, Reply, Request, ShellInput};
+use super::spec::Spec;
 use super::wire::{self, MESSAGE, STDERR, STDIN, STDOUT};
-use super::{
-    KeeperError, KeptConnection, Reply, Request, ShellInput, Spec, keeper_io, private_dir,
-    socket_path,
-};
 use crate::remote::{Exec, Remote};
 use crate::transport::shell::{Chunk, Pipe};
 use crate::transport::ssh::{Dialer, KeyFiles, SshHost};

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// A JSON message ([`super::Request`], [`super::Reply`], [`super::ShellInput`]).
+/// A JSON message ([`super::protocol::Request`], [`super::protocol::Reply`],
+/// [`super::protocol::ShellInput`]).
 pub const MESSAGE: u8 = 0;
 /// Bytes for the script's (or the shell's) stdin.
 pub const STDIN: u8 = 1;
