@@ -14,10 +14,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{
-    ToAgentBus, ToMasterBus, check_token, ctl_subject, enrolment_proof, event_subject,
-    hello_subject, job_subject,
-};
+use super::connect::connect;
+use super::enrol::enrolment_proof;
+use super::envelope::{ToAgentBus, ToMasterBus};
+use super::subject::{check_token, ctl_subject, event_subject, hello_subject, job_subject};
 use crate::agent::config::{AgentConfig, EVENT_QUEUE, jitter};
 use crate::agent::guard::Guard;
 use crate::agent::protocol::{ToAgent, ToMaster, VERSION, now_ms};
@@ -98,7 +98,7 @@ pub async fn run(
         [one] => format!("cairn-agent {}", one.id),
         many => format!("cairn-agent x{}", many.len()),
     };
-    let client = super::connect(url, &name).await?;
+    let client = connect(url, &name).await?;
     for cfg in cfgs {
         let identity = Identity::load_or_create(&cfg.dir, "agent", &cfg.id)?;
         tracing::info!(id = %cfg.id, fingerprint = %identity.fingerprint, "agent key");

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
-use super::{Conn, MasterConfig, Shared, agent_event, lock, publish};
+use super::config::MasterConfig;
+use super::hub::{Conn, Shared, agent_event, lock, publish};
 use crate::agent::bus::{
     self, Freshness, MASTERS_GROUP, MAX_SKEW_MS, ToAgentBus, ToMasterBus, absent_subject,
     check_enrolment_proof, ctl_subject, job_subject, result_subject, subject_id,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::{AdminReply, AdminRequest, admin_socket};
+use super::admin::{AdminReply, AdminRequest, admin_socket};
 use crate::agent::event::Event;
 use crate::agent::protocol::{self, MAX_FRAME};
 

@@ -29,207 +29,35 @@
 //! see every published event and run their jobs through the same dispatch
 //! as the CLI's (see [`react`]).
 
+mod admin;
 mod bus;
 mod client;
+mod config;
+mod dispatch;
+mod hub;
 mod react;
 
+pub use admin::{AdminReply, AdminRequest, admin_socket, keys_offline};
 pub use client::{AdminError, Batch, admin_sockets, ask, ask_all, follow};
+pub use config::MasterConfig;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
-use super::event::{self, Event, EventLog, MAX_EVENT, RateLimit, TagGlob};
-use super::keys::{Admission, KeyAction, KeyEntry, KeyStore};
-use super::protocol::{
-    self, JobKind, JobMessage, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION, now_ms,
-};
-use super::reactor::Reactors;
+use super::event::{Event, EventLog, RateLimit};
+use super::keys::{Admission, KeyAction, KeyStore};
+use super::protocol::{self, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION};
 use super::tls::{self, Identity};
-use crate::job::{self, HostResult, JobStore};
+use crate::job;
 
-#[derive(Clone)]
-pub struct MasterConfig {
-    pub listen: String,
-    pub dir: PathBuf,
-    /// A pre-shared enrolment token: an agent showing it is accepted
-    /// without `cairn keys accept`.
-    pub token: Option<String>,
-    /// An agent silent this long is dropped (it heartbeats more often).
-    pub silence: Duration,
-    /// Events one agent may send: `event_burst` at once, then `event_rate`
-    /// a second; past that they are dropped, with a log line.
-    pub event_rate: f64,
-    pub event_burst: u32,
-    /// How many recent events `cairn events` shows; the log file
-    /// `DIR/events.jsonl` is rotated past `events_max_bytes`.
-    pub events_keep: usize,
-    pub events_max_bytes: u64,
-    /// Reactors, checked when the master starts.
-    pub reactors: Option<Arc<Reactors>>,
-    /// Where reactions' jobs are recorded (as `cairn run`'s are).
-    pub jobs: Option<Arc<dyn JobStore>>,
-    /// `nats://ADDR`: agents are served on this bus instead of `listen`
-    /// ([`super::bus`]); the directory is then shared with the fleet's
-    /// other masters.
-    pub bus: Option<String>,
-    /// This master's name among the fleet's (its result subject and its
-    /// own directory `DIR/masters/NAME`).
-    pub name: String,
-}
-
-impl MasterConfig {
-    /// The defaults of `cairn master`, listening on `listen` with its state
-    /// in `dir`.
-    pub fn new(listen: impl Into<String>, dir: impl Into<PathBuf>) -> MasterConfig {
-        MasterConfig {
-            listen: listen.into(),
-            dir: dir.into(),
-            token: None,
-            silence: Duration::from_secs(30),
-            event_rate: 20.0,
-            event_burst: 100,
-            events_keep: 1000,
-            events_max_bytes: 16 << 20,
-            reactors: None,
-            jobs: None,
-            bus: None,
-            name: "master".into(),
-        }
-    }
-
-    /// Where this master keeps what is its own (admin socket, events):
-    /// the directory, or on a bus, where masters share the directory,
-    /// `DIR/masters/NAME`.
-    pub fn own_dir(&self) -> PathBuf {
-        match &self.bus {
-            None => self.dir.clone(),
-            Some(_) => self.dir.join("masters").join(&self.name),
-        }
-    }
-}
-
-/// A request on the admin socket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum AdminRequest {
-    Keys,
-    Key {
-        action: KeyAction,
-        id: String,
-    },
-    /// The ids of the agents connected now.
-    Connected,
-    /// Run a job on one agent and wait for its result.
-    Run {
-        job_id: String,
-        host: String,
-        kind: JobKind,
-        timeout_ms: u64,
-    },
-    /// Many hosts' jobs on this one connection (`cairn run` on a fleet):
-    /// after it the client sends `Run` frames as it starts hosts, and the
-    /// master answers each with a `Result` (its `host` names it) as it
-    /// comes, in any order. One connection per job instead of one per host.
-    Batch,
-    /// The recent events a tag glob matches; with `follow`, then every new
-    /// one as it comes, one `Event` reply each, until the client closes.
-    Events {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tag: Option<String>,
-        #[serde(default)]
-        follow: bool,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum AdminReply {
-    Keys {
-        keys: Vec<KeyEntry>,
-    },
-    Key {
-        entry: Option<KeyEntry>,
-    },
-    Connected {
-        ids: Vec<String>,
-    },
-    Result {
-        result: HostResult,
-    },
-    Events {
-        events: Vec<Event>,
-    },
-    Event {
-        event: Event,
-    },
-    /// A follower fell behind by this many events (they are in the log
-    /// file).
-    Lagged {
-        missed: u64,
-    },
-    Error {
-        message: String,
-    },
-}
-
-/// One accepted agent's live connection.
-struct Conn {
-    serial: u64,
-    tx: mpsc::UnboundedSender<ToAgent>,
-    kill: Arc<Notify>,
-    /// Jobs sent on this connection and not answered yet.
-    jobs: HashMap<String, oneshot::Sender<HostResult>>,
-}
-
-struct Registry {
-    keys: KeyStore,
-    conns: HashMap<String, Conn>,
-    serial: u64,
-}
-
-/// What every task of the master shares. Lock order: `registry`, then
-/// `events`, never the other way.
-struct Hub {
-    registry: Mutex<Registry>,
-    events: Mutex<EventLog>,
-    /// Every published event goes to the reactors' task too.
-    react: Option<mpsc::Sender<Event>>,
-}
-
-type Shared = Arc<Hub>;
-
-fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Registry> {
-    r.registry.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn events(r: &Shared) -> std::sync::MutexGuard<'_, EventLog> {
-    r.events.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Records an event and hands it to the reactors.
-fn publish(hub: &Shared, event: Event) {
-    if let Some(react) = &hub.react
-        && let Err(e) = react.try_send(event.clone())
-    {
-        tracing::warn!(tag = %event.tag, "not reacted to: the reactors' queue is {}", match e {
-            mpsc::error::TrySendError::Full(_) => "full (1,024 events behind)",
-            mpsc::error::TrySendError::Closed(_) => "closed",
-        });
-    }
-    events(hub).publish(event);
-}
-
-/// The admin socket of the master whose directory is `dir`.
-pub fn admin_socket(dir: &Path) -> PathBuf {
-    dir.join("admin.sock")
-}
+use dispatch::dispatch;
+use hub::{Conn, Hub, Registry, Shared, agent_event, lock, publish};
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(cfg: MasterConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
@@ -539,43 +367,6 @@ async fn agent_connection(
     Ok(())
 }
 
-/// An event an accepted agent sent: refused (with a log line) when too
-/// large, over its rate or badly tagged; else published as the agent's.
-fn agent_event(
-    hub: &Shared,
-    id: &str,
-    limit: &mut RateLimit,
-    tag: String,
-    data: serde_json::Value,
-) {
-    let size = event::event_size(&tag, &data);
-    if size > MAX_EVENT {
-        tracing::warn!(%id, "refused an event from {id}: {}", event::EventRefused::TooLarge(size));
-        return;
-    }
-    let now = Instant::now();
-    if !limit.take(now) {
-        if limit.should_log(now) {
-            tracing::warn!(%id, dropped = limit.dropped, "dropping events from {id}: over its rate");
-        }
-        return;
-    }
-    match event::agent_tag(id, &tag) {
-        Ok(tag) => publish(
-            hub,
-            Event {
-                tag,
-                time: event::now_rfc3339(),
-                source: id.to_string(),
-                host: Some(id.to_string()),
-                reaction: None,
-                data,
-            },
-        ),
-        Err(e) => tracing::warn!(%id, "refused an event from {id}: {e}"),
-    }
-}
-
 async fn admin_connection(mut s: UnixStream, owner: u32, registry: &Shared) -> Result<(), String> {
     let cred = s.peer_cred().map_err(|e| e.to_string())?;
     if cred.uid() != owner && cred.uid() != 0 {
@@ -696,106 +487,6 @@ async fn batch(s: UnixStream, registry: &Shared) -> Result<(), String> {
     };
     let ((), written) = tokio::join!(reader, writer);
     written
-}
-
-/// Sends a job to one agent and waits for its result, at most `timeout_ms`;
-/// publishes `cairn/job/JID/started` when it is sent and
-/// `cairn/job/JID/ret/HOST` with its outcome. `reaction`: the job is a
-/// reaction's (its events say so, and reactors leave them alone).
-async fn dispatch(
-    registry: &Shared,
-    job_id: String,
-    host: &str,
-    kind: JobKind,
-    timeout_ms: u64,
-    reaction: Option<&str>,
-) -> HostResult {
-    let function = match &kind {
-        JobKind::Module { name, .. } => name.clone(),
-        JobKind::State { file_name, .. } => format!("state.apply {file_name}"),
-    };
-    let jid = job_id.clone();
-    let result = send_job(registry, job_id, host, kind, timeout_ms, |hub| {
-        let mut e = Event::master(
-            format!("cairn/job/{jid}/started"),
-            Some(host),
-            serde_json::json!({ "host": host, "function": function }),
-        );
-        e.reaction = reaction.map(str::to_string);
-        publish(hub, e);
-    })
-    .await;
-    let mut e = Event::master(
-        format!("cairn/job/{jid}/ret/{host}"),
-        Some(host),
-        serde_json::json!({
-            "host": host,
-            "status": result.status.as_str(),
-            "rc": result.rc,
-            "error": result.error,
-            "summary": result.detail.get("summary"),
-            "duration_ms": result.duration_ms,
-        }),
-    );
-    e.reaction = reaction.map(str::to_string);
-    publish(registry, e);
-    result
-}
-
-async fn send_job(
-    registry: &Shared,
-    job_id: String,
-    host: &str,
-    kind: JobKind,
-    timeout_ms: u64,
-    sent: impl FnOnce(&Shared),
-) -> HostResult {
-    let (tx, rx) = oneshot::channel();
-    {
-        let mut r = lock(registry);
-        let Some(conn) = r.conns.get_mut(host) else {
-            return job::unreachable(host, "agent not connected".into());
-        };
-        if conn.jobs.contains_key(&job_id) {
-            return job::failed(host, format!("job {job_id} is already running on it"));
-        }
-        let msg = JobMessage {
-            job_id: job_id.clone(),
-            target: host.to_string(),
-            expires_at: now_ms() + timeout_ms,
-            nonce: tls::random_hex(),
-            kind,
-        };
-        if conn.tx.send(ToAgent::Job(msg)).is_err() {
-            return job::unreachable(host, "agent disconnected".into());
-        }
-        conn.jobs.insert(job_id.clone(), tx);
-    }
-    sent(registry);
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => job::unreachable(host, "agent disconnected during the job".into()),
-        Err(_) => {
-            if let Some(c) = lock(registry).conns.get_mut(host) {
-                c.jobs.remove(&job_id);
-            }
-            job::unreachable(
-                host,
-                format!("no answer within {}s", timeout_ms as f64 / 1000.0),
-            )
-        }
-    }
-}
-
-/// `cairn keys` when no master runs: the key list on disk.
-pub fn keys_offline(dir: &Path, action: Option<(KeyAction, &str)>) -> Result<AdminReply, String> {
-    let mut keys = KeyStore::open(dir)?;
-    Ok(match action {
-        None => AdminReply::Keys { keys: keys.list() },
-        Some((a, id)) => AdminReply::Key {
-            entry: keys.apply(id, a)?,
-        },
-    })
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
-use super::{AdminReply, Shared, TagGlob, dispatch, events, lock};
+use super::admin::AdminReply;
+use super::dispatch::dispatch;
+use super::hub::{Shared, events, lock};
 use crate::agent::event::Event;
+use crate::agent::event::TagGlob;
 use crate::agent::protocol;
 use crate::agent::reactor::{Reaction, Reactors};
 use crate::job::{JobRecord, JobStore};

@@ -1,6 +1,10 @@
 //! The master against crafted peers: what is served, what is refused.
 
+use tokio::sync::oneshot;
+
 use super::*;
+use crate::agent::event::MAX_EVENT;
+use crate::agent::protocol::JobKind;
 use crate::agent::tls::PinnedMaster;
 
 async fn start() -> (tempfile::TempDir, String, oneshot::Sender<()>) {
