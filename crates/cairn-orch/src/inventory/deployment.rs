@@ -17,7 +17,9 @@
 use cairn_engine::store::{ResourceRecord, StateStore};
 use serde_json::{Value as J, json};
 
-use super::{Host, Inventory, InventoryError, PrivateKey};
+use super::error::InventoryError;
+use super::host::{Host, PrivateKey};
+use super::merge::Inventory;
 
 /// The hosts of one deployment's state.
 pub fn from_store(

@@ -17,7 +17,10 @@
 
 use serde_json::Value as J;
 
-use super::{Host, Inventory, InventoryError, range};
+use super::error::InventoryError;
+use super::host::Host;
+use super::merge::Inventory;
+use super::range;
 
 enum Section {
     Hosts(String),

@@ -8,7 +8,9 @@ use std::process::Command;
 
 use serde_json::{Map, Value as J};
 
-use super::{Host, Inventory, InventoryError};
+use super::error::InventoryError;
+use super::host::Host;
+use super::merge::Inventory;
 
 pub fn run(path: &Path) -> Result<Inventory, InventoryError> {
     let shown = path.display().to_string();

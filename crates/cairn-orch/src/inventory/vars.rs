@@ -2,7 +2,7 @@
 
 use serde_json::Value as J;
 
-use super::Host;
+use super::host::Host;
 
 /// The variables that set a [`Host`]'s fields instead of staying variables.
 pub const CONNECTION_VARS: &[&str] = &[
@@ -16,6 +16,13 @@ pub const CONNECTION_VARS: &[&str] = &[
     "ansible_private_key_file",
     "ansible_become",
 ];
+
+impl Host {
+    /// Sets a host variable, a connection variable going to its field.
+    pub fn set_var(&mut self, key: &str, value: J) -> Result<(), String> {
+        set(self, key, value)
+    }
+}
 
 pub fn set(host: &mut Host, key: &str, value: J) -> Result<(), String> {
     match key {

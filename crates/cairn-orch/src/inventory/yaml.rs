@@ -16,7 +16,10 @@
 
 use serde_json::{Map, Value as J};
 
-use super::{Host, Inventory, InventoryError, range};
+use super::error::InventoryError;
+use super::host::Host;
+use super::merge::Inventory;
+use super::range;
 
 pub fn parse(path: &str, text: &str) -> Result<Inventory, InventoryError> {
     let doc = cairn_template::yaml::from_str(text).map_err(|e| InventoryError::Syntax {
