@@ -13,6 +13,7 @@
 //! them; the engine stays unaware of orchestration.
 
 pub mod agent;
+mod exec;
 pub mod inventory;
 pub mod job;
 pub mod module;

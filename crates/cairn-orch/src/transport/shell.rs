@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::remote::{Exec, Output, RUN_MARK, TransportError, as_user, line, quote};
+use crate::exec::{Exec, Output, RUN_MARK, TransportError, as_user, line, quote};
 
 /// What a transport reads from a shell's exec.
 #[derive(Debug)]
@@ -195,7 +195,7 @@ impl Shell {
     async fn request(&mut self, exec: Exec) -> Result<Output, TransportError> {
         let input = exec.stdin.filter(|b| !b.is_empty());
         let script = quote(&exec.script);
-        let mark = crate::remote::run_mark();
+        let mark = crate::exec::run_mark();
         let mark_it = format!("export {RUN_MARK}={mark}");
         self.last_mark = Some(mark);
         let text = match &input {
