@@ -11,9 +11,11 @@ use async_trait::async_trait;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
+use super::outcome::{Diff, Outcome};
 use crate::remote::{Remote, quote};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

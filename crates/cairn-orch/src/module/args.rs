@@ -3,9 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value as J;
+use serde_json::{Map, Value as J};
 
-use super::{Args, ModuleError};
+use super::error::ModuleError;
+
+/// Module arguments as given: `key=value` words on the command line, or a
+/// state's mapping. Values stay JSON; each module coerces (`yes`/`true`).
+pub type Args = Map<String, J>;
 
 /// Reads one module's arguments; [`ArgReader::finish`] then rejects any key
 /// nothing asked for, so a typo (`mdoe=0644`) is an error, not a no-op.

@@ -6,9 +6,11 @@
 
 use async_trait::async_trait;
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Module, ModuleError, Outcome, RunContext};
+use super::outcome::Outcome;
 use crate::remote::{Output, Remote, quote};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,13 @@
 //! Rendering a [`Diff`](super::Diff) for people.
 
-use super::Diff;
+use super::outcome::Diff;
+
+impl Diff {
+    /// A unified diff of `before` and `after` for text, or `before -> after`.
+    pub fn render(&self) -> String {
+        render(self)
+    }
+}
 
 pub fn render(d: &Diff) -> String {
     match (&d.before, &d.after) {

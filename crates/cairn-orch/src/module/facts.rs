@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 use serde_json::{Value as J, json};
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Module, ModuleError, Outcome, RunContext};
+use super::outcome::Outcome;
 use crate::remote::Remote;
 
 const IP_MARK: &str = "--cairn-ip--\n";

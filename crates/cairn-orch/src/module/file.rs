@@ -14,9 +14,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
+use super::outcome::{Diff, Outcome};
 use crate::remote::{Output, Remote, quote};
 
 /// Content larger than this is compared by hash only, and shown in a diff

@@ -3,10 +3,12 @@
 
 use async_trait::async_trait;
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
+use super::outcome::{Diff, Outcome};
 use super::user::{Plan, run_plan, valid_name};
-use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
 use crate::remote::{Remote, quote};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

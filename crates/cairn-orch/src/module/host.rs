@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use crate::remote::{Exec, Output, Remote};
 
-use super::{ModuleError, RunContext};
+use super::contract::RunContext;
+use super::error::ModuleError;
 
 pub(crate) async fn run(
     host: &dyn Remote,

@@ -8,9 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Module, ModuleError, Outcome, RunContext};
+use super::outcome::Outcome;
 use crate::remote::{Remote, quote};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use crate::remote::{Exec, Output, Remote, TransportError};
 use crate::transport::local::LocalHost;
 
-use super::{Args, Module, ModuleError, Outcome, RunContext};
+use super::args::Args;
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
+use super::outcome::Outcome;
 
 /// A host that answers from a queue of canned outputs and records every
 /// script, for modules that must not change this machine (pkg, service,
@@ -99,7 +102,7 @@ pub fn check() -> RunContext {
 }
 
 pub async fn run(name: &str, a: &[(&str, &str)], ctx: &RunContext) -> Result<Outcome, ModuleError> {
-    let m: Box<dyn Module> = super::load(name, &args(a)).unwrap();
+    let m: Box<dyn Module> = super::names::load(name, &args(a)).unwrap();
     m.run(&local(), ctx).await
 }
 

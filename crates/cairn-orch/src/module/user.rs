@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 
-use super::args::ArgReader;
+use super::args::{ArgReader, Args};
+use super::contract::{Module, RunContext};
+use super::error::ModuleError;
 use super::host::{self, kv};
-use super::{Args, Diff, Module, ModuleError, Outcome, RunContext};
+use super::outcome::{Diff, Outcome};
 use crate::remote::{Remote, quote};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
