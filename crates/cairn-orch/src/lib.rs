@@ -22,11 +22,12 @@
 //! name it needs:
 //!
 //! ```text
-//! agent      agent (→ bus::agent, watch, work) · master (serve → bus,
-//!   │          react → dispatch → hub; client → admin; config) → reactor,
-//!   │          keys, tls → seal, event, guard → protocol
+//! agent      agent (→ bus::agent, watch, work) · master (serve → direct,
+//!   │          bus, admin_conn → react → dispatch → hub; client → admin;
+//!   │          config) → reactor, keys, tls → seal, event, guard → protocol
 //!   ▼
-//! job        outcome (a host's run: a module, or states) · execute → record
+//! job        outcome (a host's run: a module, or states) · execute, store
+//!   │          → record
 //!   │
 //! state      apply → ahead → batch · file → parse, order → render → error;
 //!   │          resolved (the states and their requisites)

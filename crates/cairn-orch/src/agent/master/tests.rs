@@ -1,11 +1,17 @@
 //! The master against crafted peers: what is served, what is refused.
 
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::agent::event::MAX_EVENT;
-use crate::agent::protocol::JobKind;
+use crate::agent::event::{Event, MAX_EVENT};
+use crate::agent::keys::KeyAction;
+use crate::agent::protocol::{self, JobKind, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION};
 use crate::agent::tls::PinnedMaster;
+use crate::job;
 
 async fn start() -> (tempfile::TempDir, String, oneshot::Sender<()>) {
     start_with(|_| {}).await
