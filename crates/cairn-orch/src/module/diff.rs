@@ -1,4 +1,4 @@
-//! Rendering a [`Diff`](super::Diff) for people.
+//! Rendering a [`Diff`] for people.
 
 use super::outcome::Diff;
 

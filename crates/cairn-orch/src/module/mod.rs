@@ -22,6 +22,8 @@
 //! `module.function` ones (`file.managed`, `pkg.installed`, `name=`);
 //! [`parse_kv`] reads the CLI's `key=value` words, and [`raw`] makes a
 //! `cmd` of a raw command line.
+//!
+//! [`Remote`]: crate::remote::Remote
 
 pub mod archive;
 mod args;

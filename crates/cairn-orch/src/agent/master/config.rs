@@ -29,7 +29,7 @@ pub struct MasterConfig {
     /// Where reactions' jobs are recorded (as `cairn run`'s are).
     pub jobs: Option<Arc<dyn JobStore>>,
     /// `nats://ADDR`: agents are served on this bus instead of `listen`
-    /// ([`super::bus`]); the directory is then shared with the fleet's
+    /// ([`crate::agent::bus`]); the directory is then shared with the fleet's
     /// other masters.
     pub bus: Option<String>,
     /// This master's name among the fleet's (its result subject and its

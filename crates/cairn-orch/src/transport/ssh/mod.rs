@@ -17,6 +17,8 @@
 //! `dial` (the byte stream under SSH), `checker` (the host key's judge
 //! during the handshake), `host` (the connection and its channels),
 //! `pool` (one host per inventory name).
+//!
+//! [`Remote::exec`]: crate::remote::Remote::exec
 
 mod checker;
 mod dial;
