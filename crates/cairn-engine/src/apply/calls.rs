@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use cairn_template::Value;
 use cairn_template::value::SECRET_TEXT;
 
-use super::ApplyEvent;
-use super::RunContext;
+use super::context::RunContext;
+use super::events::ApplyEvent;
 use super::record::{
     instance_properties, record_for, revealed_properties, secret_property_names, tags_of,
 };

@@ -5,8 +5,8 @@ use crate::plan::{Action, ResourceChange};
 use crate::schema::portable;
 use crate::store::ResourceRecord;
 
-use super::RunContext;
 use super::calls::{create, delete, not_attempted, old_delete_intent, update};
+use super::context::RunContext;
 
 /// The net effect of one node: before and after, for the state and rollback.
 #[derive(Debug, Clone)]

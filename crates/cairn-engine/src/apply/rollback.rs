@@ -1,10 +1,10 @@
 //! Undoing what a failed run did, and the old halves of
 //! create-before-destroy replacements.
 
-use super::RunContext;
 use super::calls::{
     Intent, delete, journaled, journaled_delete, journaled_update, not_attempted, token,
 };
+use super::context::RunContext;
 use super::node::Step;
 use super::record::{revealed_properties, secret_property_names};
 use crate::plan::ResourceChange;

@@ -13,10 +13,12 @@ use tokio::task::{JoinError, JoinSet};
 
 use cairn_template::Diagnostics;
 
+use super::context::RunContext;
+use super::events::ApplyEvent;
 use super::node::{NodeOutcome, Step, run_node};
 use super::order::{dependencies, heights, users};
+use super::report::{ApplyReport, Counts, ResourceResult, Status};
 use super::rollback::{delete_old, undo_early_replace, undo_step};
-use super::{ApplyEvent, ApplyReport, Counts, ResourceResult, RunContext, Status};
 use crate::evaluate::{Desired, Instance, KnownAttributes};
 use crate::plan::{Action, Plan, ResourceChange, StateAttributes};
 use crate::store::ResourceRecord;
