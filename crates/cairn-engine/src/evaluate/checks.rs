@@ -1,7 +1,14 @@
 //! What the schema and the target decide about an instance: unknown types,
 //! types of another target, typed properties, target limits, firewall rules.
 
-use super::*;
+use indexmap::IndexMap;
+
+use cairn_template::Value;
+use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean, suggest};
+use cairn_template::model::ResourceDecl;
+use cairn_template::node::Node;
+
+use crate::schema::{Kind, portable_kinds, target_kinds};
 
 pub(super) fn unknown_type(r: &ResourceDecl) -> Diagnostic {
     let kind = &r.kind.text;

@@ -1,7 +1,23 @@
 //! One resource evaluated into its instances (`count`, `for_each`,
 //! `condition`), each checked, then published for the expressions after it.
 
-use super::*;
+use indexmap::IndexMap;
+use minijinja::value::Value as Mj;
+
+use cairn_template::diagnostic::{Code, Diagnostic, did_you_mean};
+use cairn_template::expr::{Scope, Session, to_mj};
+use cairn_template::model::ResourceDecl;
+use cairn_template::node::Node;
+use cairn_template::{Span, Value};
+
+use crate::check::{check_value, parse_documents, with_defaults};
+use crate::schema::{Kind, ResourceSchema};
+
+use super::checks::{check_firewall_rules, check_target_limits, check_typed};
+use super::context::Ctx;
+use super::desired::{
+    DesiredResource, Instance, InstanceKey, KnownAttributes, LifecycleValues, Mode,
+};
 
 /// Evaluates a value that must be known now (count, for_each, condition).
 pub(super) fn eval_known<'a>(

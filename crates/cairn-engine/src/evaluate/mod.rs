@@ -7,166 +7,31 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use indexmap::IndexMap;
-use minijinja::value::Value as Mj;
-use serde::Serialize;
 
-use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean, suggest};
-use cairn_template::expr::{Evaluator, NameLookup, Reference, SCOPE_NAMES, Scope, Session, to_mj};
-use cairn_template::loader::{Deployment, Loaded};
-use cairn_template::model::{ResourceDecl, Template};
-use cairn_template::node::Node;
-use cairn_template::{Span, Value};
+use cairn_template::Value;
+use cairn_template::diagnostic::{Code, Diagnostic, Diagnostics};
+use cairn_template::expr::{Evaluator, Scope, to_mj};
+use cairn_template::loader::Loaded;
 
-use crate::check::{check_keys, check_value, parse_documents, with_defaults};
-use crate::graph::{DeclGraph, DeclId, DeclKind};
-use crate::schema::{Kind, ResourceSchema, portable_kinds, target_kinds, target_of};
+use crate::check::check_keys;
+use crate::graph::DeclKind;
+use crate::schema::{Kind, ResourceSchema, target_of};
 
 mod checks;
+mod context;
+mod desired;
 mod instances;
 mod references;
 
-use checks::*;
-use instances::*;
-use references::*;
+pub use desired::{
+    Desired, DesiredResource, Instance, InstanceKey, KnownAttributes, LifecycleValues, Mode,
+    NoAttributes, OutputValue,
+};
 
-/// How a resource expands into instances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Single,
-    Count,
-    ForEach,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(untagged)]
-pub enum InstanceKey {
-    None,
-    Index(i64),
-    Key(String),
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LifecycleValues {
-    pub prevent_destroy: bool,
-    pub create_before_destroy: bool,
-    pub ignore_changes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Instance {
-    /// `web[0]`, `sites["blog"]`, or the resource name.
-    pub address: String,
-    pub resource: String,
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    pub key: InstanceKey,
-    pub properties: IndexMap<String, Value>,
-    pub tags: IndexMap<String, Value>,
-    pub lifecycle: LifecycleValues,
-    /// Target-only fields, by target.
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    pub target: IndexMap<String, Value>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DesiredResource {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    pub mode: Mode,
-    pub data_holding: bool,
-    /// Resources this one depends on, directly or through variables.
-    pub depends_on: Vec<String>,
-    pub instances: Vec<Instance>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputValue {
-    pub value: Value,
-    pub secret: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-/// What the template asks for, fully evaluated (up to unknowns).
-#[derive(Debug, Serialize)]
-pub struct Desired {
-    pub deployment: Deployment,
-    pub variables: IndexMap<String, Value>,
-    pub resources: IndexMap<String, DesiredResource>,
-    pub outputs: IndexMap<String, OutputValue>,
-    /// Each app's declaration, evaluated (`cairn release` reads it).
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    pub apps: IndexMap<String, Value>,
-    /// Each test's declaration, evaluated (`cairn test` reads it once the
-    /// deployment is up, when its references are known).
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    pub tests: IndexMap<String, Value>,
-    #[serde(skip)]
-    pub graph: DeclGraph,
-    /// The names expressions saw, for evaluating more expressions later (`cairn eval`).
-    #[serde(skip)]
-    pub scope: Arc<dyn NameLookup>,
-}
-
-impl Desired {
-    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
-        self.resources.values().flat_map(|r| r.instances.iter())
-    }
-}
-
-/// Attributes the target already reported for instances (from the state).
-/// During `validate` there are none, and every computed attribute is unknown.
-pub trait KnownAttributes {
-    fn attributes(&self, address: &str) -> Option<IndexMap<String, Value>>;
-}
-
-pub struct NoAttributes;
-
-impl KnownAttributes for NoAttributes {
-    fn attributes(&self, _: &str) -> Option<IndexMap<String, Value>> {
-        None
-    }
-}
-
-/// The names an expression sees; resources and variables are filled in as
-/// evaluation walks the graph.
-#[derive(Debug)]
-struct Names {
-    params: Mj,
-    deployment: Mj,
-    /// Every variable evaluated so far, converted once per variable (not
-    /// once per read: `vars.prefix` is read by every instance).
-    vars: RwLock<Mj>,
-    resources: RwLock<HashMap<String, Mj>>,
-}
-
-impl NameLookup for Names {
-    fn lookup(&self, name: &str) -> Option<Mj> {
-        match name {
-            "params" => Some(self.params.clone()),
-            "deployment" => Some(self.deployment.clone()),
-            "vars" => self.vars.read().ok().map(|v| v.clone()),
-            _ => self.resources.read().ok()?.get(name).cloned(),
-        }
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = vec!["params".into(), "deployment".into(), "vars".into()];
-        if let Ok(r) = self.resources.read() {
-            v.extend(r.keys().cloned());
-        }
-        v
-    }
-}
-
-struct Ctx<'a> {
-    loaded: &'a Loaded,
-    template: &'a Template,
-    names: Arc<Names>,
-    d: Diagnostics,
-}
+use checks::{target_mismatch, unknown_type};
+use context::{Ctx, Names};
+use instances::evaluate_resource;
+use references::{build_graph, resource_dependencies};
 
 /// Evaluates a loaded template. Reports every error it can find.
 pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired, Diagnostics> {
@@ -321,10 +186,6 @@ pub fn evaluate(loaded: &Loaded, known: &dyn KnownAttributes) -> Result<Desired,
         graph,
         scope: names,
     })
-}
-
-fn contains(outer: Span, inner: Span) -> bool {
-    outer.file == inner.file && outer.start <= inner.start && inner.end <= outer.end
 }
 
 #[cfg(test)]

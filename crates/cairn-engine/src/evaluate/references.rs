@@ -1,7 +1,18 @@
 //! References between declarations: each is checked against what it names
 //! and becomes an edge of the graph that orders evaluation.
 
-use super::*;
+use std::collections::HashMap;
+
+use cairn_template::Span;
+use cairn_template::diagnostic::{Code, Diagnostic, did_you_mean};
+use cairn_template::expr::{Evaluator, Reference, SCOPE_NAMES, Session};
+use cairn_template::node::Node;
+
+use crate::graph::{DeclGraph, DeclId, DeclKind};
+use crate::schema::ResourceSchema;
+
+use super::context::Ctx;
+use super::desired::Mode;
 
 /// Collects references, checks each names something real, and adds edges.
 pub(super) fn build_graph<'a>(
@@ -266,4 +277,8 @@ pub(super) fn resource_dependencies(g: &DeclGraph, id: &DeclId) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+fn contains(outer: Span, inner: Span) -> bool {
+    outer.file == inner.file && outer.start <= inner.start && inner.end <= outer.end
 }
