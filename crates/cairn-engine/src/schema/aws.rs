@@ -2,7 +2,7 @@
 //! A template that uses one deploys only to aws (`validate -e ENV` says so
 //! for an environment of another target).
 
-use super::{Attr, Prop, PropType as T, ResourceSchema, attr, prop};
+use super::definition::{Attr, Prop, PropType as T, ResourceSchema, attr, prop};
 
 /// An IAM policy document: a map, or its JSON text (parsed when the
 /// template is evaluated, so both spellings are the same value).

@@ -11,7 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{ResourceSchema, lookup};
+use super::catalog::lookup;
+use super::definition::ResourceSchema;
 
 /// One resource type: the portable ones, then those of one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@
 
 use serde_json::Value as Json;
 
-use super::parse_duration_ms;
+use super::parse::parse_duration_ms;
 
 /// One value refused: by a target, or by a portable rule (see `firewall`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! implement every one of them, with the same computed attributes where they
 //! mean the same thing.
 
-use super::{Attr, Prop, PropType as T, ResourceSchema, attr, prop, secret_attr};
+use super::definition::{Attr, Prop, PropType as T, ResourceSchema, attr, prop, secret_attr};
 
 const ID: Attr = attr("id", "the target's identifier");
 const NAME: Prop = prop("name", T::String)

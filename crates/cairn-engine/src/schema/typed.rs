@@ -105,7 +105,7 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
                 "{s} is not a duration: a number of seconds is 0 or more"
             )));
         }
-        Written::Text(t) => super::parse_duration_ms(&t).ok_or_else(|| {
+        Written::Text(t) => super::parse::parse_duration_ms(&t).ok_or_else(|| {
             D::Error::custom(format!(
                 "`{t}` is not a duration such as `30s`, `2m` or `500ms`"
             ))
