@@ -21,7 +21,7 @@ use minijinja::value::{Rest, Value};
 use minijinja::{Error, ErrorKind};
 use uuid::Uuid;
 
-use super::{expect_str, invalid, ordinal};
+use super::args::{expect_str, invalid, ordinal};
 
 /// ARM's namespace for `guid()`.
 const ARM_GUID_NAMESPACE: Uuid = Uuid::from_u128(0x11fb06fb_712d_4ddd_98c7_e71bbd588830);

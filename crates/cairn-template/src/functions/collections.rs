@@ -5,7 +5,7 @@ use indexmap::{IndexMap, IndexSet};
 use minijinja::value::{Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
-use super::{
+use super::args::{
     expect_int, invalid, is_list, is_map, list_items, map_pairs, ordinal, type_name, wrong_type,
 };
 

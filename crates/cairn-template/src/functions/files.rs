@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use minijinja::Error;
 use minijinja::value::Value;
 
-use super::{expect_str, invalid};
+use super::args::{expect_str, invalid};
 
 /// `file(path)`: the UTF-8 text of `path`, relative to `base_dir`.
 pub fn file(base_dir: &Path, path: Value) -> Result<String, Error> {

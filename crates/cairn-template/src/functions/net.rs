@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use minijinja::Error;
 use minijinja::value::Value;
 
-use super::{expect_int, expect_str, invalid};
+use super::args::{expect_int, expect_str, invalid};
 
 /// A parsed, truncated network prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

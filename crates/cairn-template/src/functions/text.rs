@@ -11,7 +11,9 @@ use base64::Engine as _;
 use minijinja::Error;
 use minijinja::value::{Rest, Value, ValueKind};
 
-use super::{expect_int, expect_str, invalid, is_list, list_items, ordinal, type_name, wrong_type};
+use super::args::{
+    expect_int, expect_str, invalid, is_list, list_items, ordinal, type_name, wrong_type,
+};
 
 /// The longest string `pad_left` builds, so a typo cannot exhaust memory.
 pub const MAX_PAD_LENGTH: i128 = 1 << 20;

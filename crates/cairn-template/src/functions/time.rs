@@ -19,7 +19,7 @@ use minijinja::Error;
 use minijinja::value::Value;
 use time::{Date, Month, OffsetDateTime, SignedDuration, Time, UtcOffset};
 
-use super::{expect_str, invalid};
+use super::args::{expect_str, invalid};
 
 /// ARM's default `utcNow` format.
 pub const DEFAULT_UTC_NOW_FORMAT: &str = "yyyyMMddTHHmmssZ";
