@@ -9,7 +9,7 @@ pub struct FunctionContext {
     /// directory). Paths may not leave it.
     pub base_dir: PathBuf,
     /// The clock `utc_now()` reads; the library never reads the system clock.
-    pub now: time::OffsetDateTime,
+    pub now: ::time::OffsetDateTime,
     /// Whether `utc_now` is available at all. ARM allows `utcNow` only in
     /// parameter defaults, so callers turn this on only while evaluating
     /// those.
