@@ -8,7 +8,8 @@ use cairn_engine::store::{Owner, StoreResult};
 use serde::Serialize;
 
 use crate::error::Context;
-use crate::pg::{PgStore, col};
+use crate::pg::PgStore;
+use crate::pg::connection::col;
 use crate::store::SqliteStore;
 
 /// One deployment as `cairn list --all-deployments` shows it.

@@ -263,7 +263,7 @@ impl Transfer for PgStore {
         let dump = dump.clone();
         self.tx("importing a deployment", move |tx, sealer| {
             let d = dump.name.as_str();
-            if crate::pg::holds(tx, d)? {
+            if pg_resources::holds(tx, d)? {
                 if !replace {
                     return Err(already(d));
                 }
@@ -296,7 +296,7 @@ impl Transfer for PgStore {
     fn holds(&self, deployment: &str) -> StoreResult<bool> {
         let d = deployment.to_owned();
         self.tx("looking for a deployment", move |tx, _| {
-            crate::pg::holds(tx, &d)
+            pg_resources::holds(tx, &d)
         })
     }
 

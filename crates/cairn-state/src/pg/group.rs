@@ -13,7 +13,7 @@ use std::sync::mpsc;
 
 use cairn_engine::store::{StoreError, StoreResult};
 
-use super::{Conn, Tx};
+use super::connection::{Conn, Tx};
 
 /// One write queued for a group.
 pub(super) struct Write {

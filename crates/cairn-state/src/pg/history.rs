@@ -4,8 +4,8 @@
 
 use cairn_engine::store::{Owner, RunRecord, StoreError, StoreResult};
 
+use super::connection::{Tx, col};
 use super::resources::lock_deployment;
-use super::{Tx, col};
 use crate::columns::{from_json, to_json};
 
 const COLUMNS: &str = "serial, deployment, run_id, command, owner_user, owner_host, owner_pid,

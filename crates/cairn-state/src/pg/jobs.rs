@@ -4,7 +4,8 @@
 use cairn_engine::store::StoreResult;
 use cairn_orch::job::{HostResult, JobRecord, JobStore, JobStoreError, JobSummary, Tally};
 
-use super::{PgStore, Tx, col};
+use super::connection::{Tx, col};
+use super::store::PgStore;
 use crate::columns::{from_json, to_json};
 
 type R<T> = Result<T, JobStoreError>;

@@ -3,8 +3,8 @@
 
 use cairn_engine::store::{JournalEntry, JournalOutcome, StoreError, StoreResult};
 
+use super::connection::{Tx, col};
 use super::resources::ensure_deployment;
-use super::{Tx, col};
 use crate::journal::{op_from, op_name};
 
 pub(crate) fn intent(tx: &mut Tx<'_>, entry: &JournalEntry) -> StoreResult<i64> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_engine::store::{Lease, Owner, StoreError, StoreResult, Timestamp};
 
+use super::connection::{Tx, col};
 use super::resources::lock_deployment;
-use super::{Tx, col};
 use crate::lease::{expiry, granted, may_acquire, may_take_over};
 
 pub(crate) fn get(tx: &mut Tx<'_>, deployment: &str) -> StoreResult<Option<Lease>> {

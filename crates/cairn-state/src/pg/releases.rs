@@ -4,7 +4,8 @@
 use cairn_release::heal::{HealRecord, HealStore};
 use cairn_release::record::{ReleaseRecord, ReleaseStore, ReleaseStoreError, StoredKey};
 
-use super::{PgStore, col};
+use super::connection::col;
+use super::store::PgStore;
 use crate::columns::{from_json, to_json};
 use crate::seal::Row;
 

@@ -2,7 +2,7 @@
 
 use cairn_engine::store::{ResourceRecord, StoreResult};
 
-use super::{Tx, col};
+use super::connection::{Tx, col};
 use crate::columns::{from_json, to_json};
 use crate::seal::{Row, Sealer};
 
@@ -194,4 +194,15 @@ pub(crate) fn delete_deployment(tx: &mut Tx<'_>, deployment: &str) -> StoreResul
         "removing the deployment",
     )?;
     Ok(())
+}
+
+/// Whether the database has a row for `deployment` (`crate::transfer`).
+pub(crate) fn holds(tx: &mut Tx<'_>, deployment: &str) -> StoreResult<bool> {
+    const WHAT: &str = "looking for a deployment";
+    let row = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM deployments WHERE name = $1)",
+        &[&deployment],
+        WHAT,
+    )?;
+    col(&row, 0, WHAT)
 }

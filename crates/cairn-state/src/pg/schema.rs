@@ -11,7 +11,7 @@
 
 use cairn_engine::store::{StoreError, StoreResult};
 
-use super::{Conn, Tx, col};
+use super::connection::{Conn, Tx, col};
 use crate::key::KeySource;
 use crate::seal::{Row, Sealer};
 

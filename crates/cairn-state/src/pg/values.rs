@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use cairn_engine::store::StoreResult;
 
+use super::connection::{Tx, col};
 use super::resources::ensure_deployment;
-use super::{Tx, col};
 use crate::columns::{from_json, to_json};
 use crate::seal::{Row, Sealer};
 
