@@ -8,21 +8,12 @@
 //! (an `AwsProvider` on the moto server, an `Inventory` of the test hosts),
 //! so this crate never links a second copy of a cairn crate into a test.
 
+mod checkout;
 pub mod moto;
 pub mod pg_cluster;
 pub mod poll;
+mod port;
 pub mod test_hosts;
 
-use std::path::PathBuf;
-
-/// The checkout this crate is built from (scripts, examples, peers).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed
-/// again, so a server started next can bind it).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
-    l.local_addr().expect("a bound address").port()
-}
+pub use checkout::repo_root;
+pub use port::free_port;

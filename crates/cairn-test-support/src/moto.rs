@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{free_port, repo_root};
+use crate::checkout::repo_root;
+use crate::port::free_port;
 
 pub struct Moto {
     pub port: u16,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::port::free_port;
 
 /// The superuser every test cluster has, and its password (scram over TCP).
 pub const SUPERUSER: &str = "cairn";

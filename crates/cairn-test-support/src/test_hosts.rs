@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::repo_root;
+use crate::checkout::repo_root;
 
 pub struct TestHosts {
     pub dir: PathBuf,
