@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::artifact::manifest::Manifest;
 use crate::artifact::pack::{ManifestHead, pack};
 use crate::artifact::sign::{Signature, SigningKey};
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 /// How many lines of a failed build's output its error carries.
 const LAST_LINES: usize = 20;
@@ -89,8 +89,8 @@ impl Built {
 /// background process holding its output open keeps this waiting, as a
 /// terminal would.
 pub fn build(spec: &BuildSpec, key: &SigningKey, on_line: &mut dyn FnMut(&str)) -> Result<Built> {
-    crate::artifact::check_name("app", &spec.app)?;
-    crate::artifact::check_name("version", &spec.version)?;
+    crate::artifact::name::check_name("app", &spec.app)?;
+    crate::artifact::name::check_name("version", &spec.version)?;
     check_output(spec)?;
     let dir = match &spec.work_dir {
         Some(w) => tempfile::Builder::new()

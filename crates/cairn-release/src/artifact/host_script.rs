@@ -26,7 +26,7 @@ use base64::Engine as _;
 
 use crate::artifact::manifest::{INSTALLED_MANIFEST, Manifest, sha256_hex};
 use crate::artifact::sign::{PublicKey, Signature};
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 /// How the script ended; each failure also prints one line on stderr,
 /// starting `cairn-install: `.
@@ -88,10 +88,10 @@ pub fn install_script(
             "install path `{install_path}` must be absolute, without control characters"
         )));
     }
-    crate::artifact::check_name("version", version)?;
+    crate::artifact::name::check_name("version", version)?;
     let manifest = Manifest::from_bytes(manifest_bytes)?;
     if manifest.version != version {
-        return Err(crate::VerifyError::WrongArtifact {
+        return Err(crate::error::VerifyError::WrongArtifact {
             expected: format!("{} {version}", manifest.app),
             found: format!("{} {}", manifest.app, manifest.version),
         }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 /// The manifest format this crate writes and reads.
 pub const FORMAT: u32 = 1;
@@ -97,8 +97,8 @@ impl Manifest {
                 self.format
             ));
         }
-        crate::artifact::check_name("app", &self.app)?;
-        crate::artifact::check_name("version", &self.version)?;
+        crate::artifact::name::check_name("app", &self.app)?;
+        crate::artifact::name::check_name("version", &self.version)?;
         if time::OffsetDateTime::parse(
             &self.created_at,
             &time::format_description::well_known::Rfc3339,

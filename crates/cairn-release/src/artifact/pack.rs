@@ -12,7 +12,7 @@ use ring::digest::{Context, SHA256};
 use crate::artifact::manifest::{
     ArchiveDigest, FORMAT, FileEntry, INSTALLED_MANIFEST, Manifest, check_path,
 };
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 /// zstd's default: most of the size win of higher levels at a fraction of
 /// their time (artifacts are built once, but built while someone waits).
@@ -32,8 +32,8 @@ pub struct ManifestHead {
 /// what went in. Sockets, FIFOs and devices are refused: they cannot be
 /// part of a release.
 pub fn pack(dir: &Path, archive: &Path, head: ManifestHead) -> Result<Manifest> {
-    crate::artifact::check_name("app", &head.app)?;
-    crate::artifact::check_name("version", &head.version)?;
+    crate::artifact::name::check_name("app", &head.app)?;
+    crate::artifact::name::check_name("version", &head.version)?;
     let file = File::create(archive).map_err(ReleaseError::io(archive))?;
     let hashing = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, file),

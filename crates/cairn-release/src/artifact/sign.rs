@@ -9,7 +9,7 @@ use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 
-use crate::{ReleaseError, Result, VerifyError};
+use crate::error::{ReleaseError, Result, VerifyError};
 
 /// SubjectPublicKeyInfo DER for ed25519 (RFC 8410) up to the key itself:
 /// SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (32 bytes) }.

@@ -13,7 +13,7 @@ use ring::digest::{Context, SHA256};
 
 use crate::artifact::manifest::{FileEntry, Manifest};
 use crate::artifact::sign::{PublicKey, Signature};
-use crate::{ReleaseError, Result, VerifyError};
+use crate::error::{ReleaseError, Result, VerifyError};
 
 /// The signature over exactly these bytes, then their parse.
 pub fn verify_manifest(bytes: &[u8], signature: &Signature, key: &PublicKey) -> Result<Manifest> {

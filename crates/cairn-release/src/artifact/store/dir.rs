@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{
+use super::contract::{
     ARCHIVE_FILE, ArchiveReader, ArtifactStore, MANIFEST_FILE, PutOutcome, SIGNATURE_FILE,
-    StoredManifest, check_put, compare_existing,
+    StoredManifest,
 };
+use super::put_check::{check_put, compare_existing};
 use crate::artifact::manifest::Manifest;
 use crate::artifact::sign::Signature;
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 #[derive(Debug, Clone)]
 pub struct DirStore {
@@ -34,8 +35,8 @@ impl DirStore {
     }
 
     fn version_dir(&self, app: &str, version: &str) -> Result<PathBuf> {
-        crate::artifact::check_name("app", app)?;
-        crate::artifact::check_name("version", version)?;
+        crate::artifact::name::check_name("app", app)?;
+        crate::artifact::name::check_name("version", version)?;
         Ok(self.root.join(app).join(version))
     }
 
@@ -168,7 +169,7 @@ fn names(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<String>> {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             continue;
         };
-        if crate::artifact::check_name("name", &name).is_ok() && keep(&entry.path()) {
+        if crate::artifact::name::check_name("name", &name).is_ok() && keep(&entry.path()) {
             names.push(name);
         }
     }
@@ -226,7 +227,7 @@ impl ArtifactStore for DirStore {
     }
 
     async fn list(&self, app: &str) -> Result<Vec<String>> {
-        crate::artifact::check_name("app", app)?;
+        crate::artifact::name::check_name("app", app)?;
         let dir = self.root.join(app);
         blocking(move || names(&dir, |p| p.join(MANIFEST_FILE).is_file())).await
     }

@@ -23,13 +23,14 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{
+use super::contract::{
     ARCHIVE_FILE, ArchiveReader, ArtifactStore, MANIFEST_FILE, PutOutcome, SIGNATURE_FILE,
-    StoredManifest, check_put, compare_existing,
+    StoredManifest,
 };
+use super::put_check::{check_put, compare_existing};
 use crate::artifact::manifest::Manifest;
 use crate::artifact::sign::Signature;
-use crate::{ReleaseError, Result};
+use crate::error::{ReleaseError, Result};
 
 /// Overrides of what the AWS environment and shared config say.
 #[derive(Debug, Clone, Default)]
@@ -120,8 +121,8 @@ impl S3Store {
     }
 
     fn key(&self, app: &str, version: &str, name: &str) -> Result<String> {
-        crate::artifact::check_name("app", app)?;
-        crate::artifact::check_name("version", version)?;
+        crate::artifact::name::check_name("app", app)?;
+        crate::artifact::name::check_name("version", version)?;
         Ok(format!("{}{version}/{name}", self.app_prefix(app)))
     }
 
@@ -317,14 +318,14 @@ impl ArtifactStore for S3Store {
     }
 
     async fn list(&self, app: &str) -> Result<Vec<String>> {
-        crate::artifact::check_name("app", app)?;
+        crate::artifact::name::check_name("app", app)?;
         let prefix = self.app_prefix(app);
         let suffix = format!("/{MANIFEST_FILE}");
         let (keys, _) = self.keys(&prefix, None).await?;
         let mut versions: Vec<String> = keys
             .iter()
             .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix(&suffix))
-            .filter(|v| crate::artifact::check_name("version", v).is_ok())
+            .filter(|v| crate::artifact::name::check_name("version", v).is_ok())
             .map(str::to_string)
             .collect();
         versions.sort();
@@ -341,7 +342,7 @@ impl ArtifactStore for S3Store {
         let mut apps: Vec<String> = common
             .iter()
             .filter_map(|p| p.strip_prefix(&prefix)?.strip_suffix('/'))
-            .filter(|a| crate::artifact::check_name("app", a).is_ok())
+            .filter(|a| crate::artifact::name::check_name("app", a).is_ok())
             .map(str::to_string)
             .collect();
         apps.sort();
