@@ -22,6 +22,28 @@
 //! Never: talks to a cloud API itself (the target's provider does), decides
 //! where the signing key lives (the state seals it), prints, or switches a
 //! host before its artifact verified there.
+//!
+//! Files import one way, each only from those below it: no file imports one
+//! that imports it back, and a child never takes a name from its parent's
+//! `mod.rs` or from this file (what siblings share has a file of its own;
+//! `artifact/store/mod.rs` declares, re-exports, and composes its children
+//! in `open_store`). `scripts/module-graph crates/cairn-release/src` checks
+//! it.
+//!
+//! ```text
+//! rollout    mod → script → app; mod → record
+//! heal       → app, record
+//!
+//! artifact   store   open_store → dir, s3 → put_check → verify;
+//!   │          │     verify_stored → verify, pack; url
+//!   │          ▼     dir, s3, put_check, verify_stored → contract
+//!   │        build → pack; host_script; verify → pack
+//!   │          (contract, build, host_script, verify → manifest, sign)
+//!   ▼
+//!            manifest → name → error; sign → error
+//!
+//! app, record, error take nothing from this crate
+//! ```
 
 pub mod app;
 pub mod artifact;

@@ -20,6 +20,30 @@
 //! Never: reads environment variables or the clock (the CLI picks the key
 //! file and the engine passes `now`), prints.
 //!
+//! Files import one way, each only from those below it: no file imports one
+//! that imports it back, and a child never takes a name from its parent's
+//! `mod.rs` or from this file (what siblings share has a file of its own:
+//! `pg/connection.rs`, `columns.rs`, `seal.rs`). `scripts/module-graph
+//! crates/cairn-state/src` checks it.
+//!
+//! ```text
+//! location   Location, Store → overview, transfer, both stores, key
+//!   ▼
+//! transfer   → both stores and their table modules (history, jobs,
+//! overview     journal, resources, values); overview → both stores
+//!   ▼
+//! pg         store (PgStore) → history, journal, lease, values →
+//!   │          resources → connection → tls, url; group, schema →
+//!   │          connection; jobs, releases → store; journal and lease
+//!   │          take SQLite's rules
+//!   ▼
+//! SQLite     store (SqliteStore) → history, journal, lease, values →
+//! (top-level   resources → columns → error; group, schema → seal;
+//!  files)      jobs, releases → store
+//!   ▼
+//! seal → key (secrets sealed for both stores)
+//! ```
+//!
 //! [`StateStore`]: cairn_engine::store::StateStore
 
 mod columns;

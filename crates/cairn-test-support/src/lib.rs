@@ -7,6 +7,13 @@
 //! Standard library only: the suites add their own crate's clients on top
 //! (an `AwsProvider` on the moto server, an `Inventory` of the test hosts),
 //! so this crate never links a second copy of a cairn crate into a test.
+//!
+//! Files import one way: `scripts/module-graph crates/cairn-test-support/src`
+//! checks it.
+//!
+//! ```text
+//! moto → checkout, port · pg_cluster → port · test_hosts → checkout · poll
+//! ```
 
 mod checkout;
 pub mod moto;

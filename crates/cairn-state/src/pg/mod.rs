@@ -30,6 +30,8 @@
 //!
 //! All tables live in the PostgreSQL schema `cairn`, so the state can share
 //! a database with other things; many deployments share one database.
+//!
+//! [`StateStore`]: cairn_engine::store::StateStore
 
 pub(crate) mod connection;
 mod group;

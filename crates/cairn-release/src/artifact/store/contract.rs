@@ -57,6 +57,8 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
     ) -> Result<PutOutcome>;
 
     /// [`ReleaseError::NotFound`] when the version is not there.
+    ///
+    /// [`ReleaseError::NotFound`]: crate::ReleaseError::NotFound
     async fn get_manifest(&self, app: &str, version: &str) -> Result<StoredManifest>;
 
     /// Writes the archive to a new file at `to`; returns its size.
