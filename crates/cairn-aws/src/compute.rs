@@ -11,10 +11,10 @@ use cairn_engine::provider::*;
 use cairn_engine::schema::server::{Server, Size};
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::ec2::{by_tag, filter, retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 use crate::shared_writes::REGION;
 
 /// The image a server was asked for, when it was a name: `read` reports

@@ -8,9 +8,9 @@ use cairn_engine::provider::*;
 use cairn_engine::schema::database::{Database, DbSize};
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 
 /// RDS identifiers: at most 63 characters.
 const NAME_MAX: usize = 63;

@@ -11,9 +11,9 @@ use cairn_engine::provider::*;
 use cairn_engine::schema::dns::DnsRecord as DnsRecordProps;
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 use crate::shared_reads::zone_record_sets;
 use crate::shared_writes::change_record_sets;
 

@@ -21,9 +21,9 @@ use cairn_engine::backend::{BackendControl, BackendRef, BackendState, DrainRepor
 use cairn_engine::provider::{ProviderError, ProviderResult};
 use tokio::time::Instant;
 
-use crate::AwsProvider;
 use crate::error::classify;
 use crate::model::permanent;
+use crate::provider::AwsProvider;
 
 const DRAINED_TAG: &str = "cairn:drained:";
 

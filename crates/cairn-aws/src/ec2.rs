@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use cairn_engine::provider::ProviderResult;
 
-use crate::Clients;
+use crate::config::Clients;
 use crate::error::classify;
 use crate::model::TOKEN_TAG;
 

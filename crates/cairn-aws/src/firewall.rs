@@ -9,11 +9,11 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, ResourceType, UserIdG
 use cairn_engine::provider::*;
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::ec2::{retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
 use crate::network::dependency_is_transient;
+use crate::provider::AwsProvider;
 
 /// Which way a rule goes; the engine reads rules the same way for every
 /// target (`cairn_engine::schema::firewall`).

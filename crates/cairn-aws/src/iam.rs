@@ -17,9 +17,9 @@ use aws_sdk_iam::types::{Role, Tag};
 use cairn_engine::provider::*;
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 
 /// Role names: 64 characters of `[\w+=,.@-]`; derived names fit.
 const ROLE_NAME_MAX: usize = 64;

@@ -3,10 +3,10 @@
 
 use cairn_engine::provider::*;
 
-use crate::AwsProvider;
 use crate::ec2::{by_tag, tag_map};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 
 fn listed(
     kind: Kind,

@@ -18,11 +18,11 @@ use cairn_engine::schema::balancer::{
 };
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::drain::drained_targets;
 use crate::ec2::{filter, filter_any};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 use crate::shared_reads::live_instances;
 
 /// ELB names: at most 32 characters.

@@ -5,10 +5,10 @@ use aws_sdk_ec2::types::{ResourceType, Subnet, VpcState};
 use cairn_engine::provider::*;
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::ec2::{by_tag, filter, retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 
 /// Marks the route table cairn made for a network's public subnets.
 const ROLE_TAG: &str = "cairn:role";

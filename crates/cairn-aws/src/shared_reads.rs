@@ -11,8 +11,8 @@ use aws_sdk_route53::types::ResourceRecordSet;
 use cairn_engine::provider::{ProviderError, ProviderResult};
 use tokio::sync::OnceCell;
 
-use crate::Clients;
 use crate::batch::Batcher;
+use crate::config::Clients;
 use crate::ec2::filter_any;
 use crate::error::{classify, gone};
 

@@ -8,8 +8,8 @@
 use aws_sdk_route53::types::{Change, ChangeBatch};
 use cairn_engine::provider::ProviderResult;
 
-use crate::Clients;
 use crate::batch::{WriteBatcher, all_or_each};
+use crate::config::Clients;
 use crate::error::classify;
 use crate::model::permanent;
 

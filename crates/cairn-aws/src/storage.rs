@@ -8,10 +8,10 @@ use cairn_engine::provider::*;
 use cairn_engine::schema::storage::Volume;
 use serde_json::json;
 
-use crate::AwsProvider;
 use crate::ec2::{by_tag, retag, spec, tag_map, with_name};
 use crate::error::{classify, gone};
 use crate::model::*;
+use crate::provider::AwsProvider;
 
 fn read_volume(p: &Json) -> ProviderResult<Volume> {
     Volume::read(p).map_err(|e| permanent(format!("volume {e}")))
