@@ -29,7 +29,6 @@ use cairn_orch::transport::ssh::{
 use cairn_orch::{Remote, TransportError};
 use cairn_template::loader::Deployment;
 
-use super::jobs::seconds;
 use crate::cli::{ConnectionsAction, GlobalArgs, HostArgs};
 use crate::output::emit;
 use crate::report::{CliError, Status};
@@ -341,4 +340,9 @@ impl Dialer for NetnsDialer {
                 .await?;
         Ok(Box::new(stream))
     }
+}
+
+/// How long a connection attempt may take.
+pub fn seconds(s: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(s.max(1))
 }

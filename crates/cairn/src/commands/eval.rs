@@ -19,7 +19,7 @@ pub fn run(expr: &str, t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, 
     let has_template = template_path(&t.dir).is_ok();
     let (mut sources, names, functions): (Sources, Arc<dyn NameLookup>, FunctionContext) =
         if has_template {
-            let loaded = cairn_template::load(&super::load_options(t))?;
+            let loaded = cairn_template::load(&super::template_options::load_options(t))?;
             let (_, desired) = validate(&loaded).map_err(|diagnostics| CliError::Template {
                 sources: loaded.sources.clone(),
                 diagnostics,

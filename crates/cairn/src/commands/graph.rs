@@ -30,7 +30,7 @@ pub struct ResourceGraph {
 }
 
 pub fn run(t: &TemplateArgs, format: GraphFormat, global: &GlobalArgs) -> Result<Status, CliError> {
-    let loaded = cairn_template::load(&super::load_options(t))?;
+    let loaded = cairn_template::load(&super::template_options::load_options(t))?;
     let (_, desired) = validate(&loaded).map_err(|diagnostics| CliError::Template {
         sources: loaded.sources.clone(),
         diagnostics,

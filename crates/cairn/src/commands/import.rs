@@ -150,7 +150,7 @@ fn write_into_template(t: &TemplateArgs, name: &str, yaml: &str) -> Result<PathB
     let original = std::fs::read_to_string(&path)
         .map_err(|e| CliError::failure(format!("reading {}: {e}", path.display())))?;
     let updated = insert_resource(&original, yaml);
-    let mut opts = super::load_options(t);
+    let mut opts = super::template_options::load_options(t);
     opts.template_text = Some(updated.clone());
     match cairn_template::load(&opts) {
         Ok(loaded) if loaded.template.resources.contains_key(name) => {}

@@ -18,7 +18,7 @@ use cairn_orch::{Remote, Target};
 use cairn_state::Store;
 use serde_json::{Map, Value as J, json};
 
-use super::connect::Connector;
+use super::connect::{Connector, seconds};
 use super::hosts;
 use super::state::{open_location, state_location};
 use crate::cli::{Format, GlobalArgs, HostArgs, JobsAction, RunArgs, Via};
@@ -79,16 +79,6 @@ pub fn run(args: &RunArgs, global: &GlobalArgs) -> Result<Status, CliError> {
             become_user: ctx.become_user.clone(),
         },
     )
-}
-
-/// `cairn state apply TARGET FILE`.
-pub fn state_apply(
-    hosts: &HostArgs,
-    file: &Path,
-    vars: &[String],
-    global: &GlobalArgs,
-) -> Result<Status, CliError> {
-    super::state_files::apply(hosts, file, vars, global)
 }
 
 /// What a job runs, for its record.
@@ -454,9 +444,4 @@ pub(super) fn job_id() -> String {
 
 fn usage(e: ModuleError) -> CliError {
     CliError::Usage(e.to_string())
-}
-
-/// How long a connection attempt may take.
-pub fn seconds(s: u64) -> Duration {
-    Duration::from_secs(s.max(1))
 }

@@ -17,12 +17,11 @@ mod migrate;
 mod release;
 mod state;
 mod state_files;
+mod template_options;
 mod test;
 mod validate;
 
-use cairn_template::LoadOptions;
-
-use crate::cli::{Cli, Command, ENV_PARAM_PREFIX, TemplateArgs};
+use crate::cli::{Cli, Command};
 use crate::report::{CliError, Status};
 
 /// `cairn-agent`: the agent in this process.
@@ -118,7 +117,7 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
         Command::Run(args) => jobs::run(args, &cli.global),
         Command::State {
             action: crate::cli::StateAction::Apply { hosts, file, vars },
-        } => jobs::state_apply(hosts, file, vars, &cli.global),
+        } => state_files::state_apply(hosts, file, vars, &cli.global),
         Command::State {
             action:
                 crate::cli::StateAction::Migrate {
@@ -171,26 +170,4 @@ pub fn run(cli: &Cli) -> Result<Status, CliError> {
     }
 }
 
-/// Load options from the arguments, the `CAIRN_PARAM_*` variables and the clock.
-pub fn load_options(t: &TemplateArgs) -> LoadOptions {
-    let mut opts = LoadOptions::new(&t.dir);
-    opts.env = t.env.clone();
-    opts.params = t.params.clone();
-    opts.param_files = t.param_files.clone();
-    let mut env_params: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with(ENV_PARAM_PREFIX) && k.len() > ENV_PARAM_PREFIX.len())
-        .collect();
-    env_params.sort();
-    opts.env_params = env_params;
-    opts.now = time::OffsetDateTime::now_utc();
-    opts.deployment = deployment_override();
-    opts
-}
-
-/// `CAIRN_DEPLOYMENT`, when set: the deployment's name instead of the
-/// environment's.
-pub fn deployment_override() -> Option<String> {
-    std::env::var(crate::cli::ENV_DEPLOYMENT)
-        .ok()
-        .filter(|n| !n.is_empty())
-}
+pub use template_options::{deployment_override, load_options};

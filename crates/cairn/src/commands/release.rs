@@ -80,7 +80,7 @@ pub(super) fn load_app(
     let records = store
         .resources(&deployment.name)
         .map_err(CliError::failure)?;
-    let mut opts = super::load_options(t);
+    let mut opts = super::template_options::load_options(t);
     opts.generated = store
         .generated_secrets(&deployment.name)
         .map_err(CliError::failure)?

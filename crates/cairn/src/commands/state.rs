@@ -129,7 +129,7 @@ pub fn open(t: &TemplateArgs, global: &GlobalArgs) -> Result<Opened, CliError> {
     let store = open_location(&state_location(global, &dir)?)?;
     Ok(Opened {
         store,
-        deployment: super::deployment_override().unwrap_or(deployment.name),
+        deployment: super::template_options::deployment_override().unwrap_or(deployment.name),
     })
 }
 

@@ -14,6 +14,16 @@ use super::jobs::{JobSpec, job};
 use crate::cli::{GlobalArgs, HostArgs};
 use crate::report::{CliError, Status};
 
+/// `cairn state apply TARGET FILE`.
+pub fn state_apply(
+    hosts: &HostArgs,
+    file: &Path,
+    vars: &[String],
+    global: &GlobalArgs,
+) -> Result<Status, CliError> {
+    apply(hosts, file, vars, global)
+}
+
 pub fn apply(
     hosts: &HostArgs,
     file: &Path,

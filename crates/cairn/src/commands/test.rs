@@ -61,7 +61,7 @@ pub fn run(args: &TestArgs, global: &GlobalArgs) -> Result<Status, CliError> {
         )));
     }
     let name = format!("{}-test-{}", located.name, suffix()?);
-    let mut load = super::load_options(t);
+    let mut load = super::template_options::load_options(t);
     load.deployment = Some(name.clone());
     // A bad `tests:` entry, or a test naming what does not exist, is a
     // template error (exit 2) before anything is made.

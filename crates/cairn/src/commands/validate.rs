@@ -5,7 +5,7 @@ use crate::output::emit;
 use crate::report::{CliError, Status};
 
 pub fn run(t: &TemplateArgs, global: &GlobalArgs) -> Result<Status, CliError> {
-    let loaded = cairn_template::load(&super::load_options(t))?;
+    let loaded = cairn_template::load(&super::template_options::load_options(t))?;
     let (summary, _) = validate(&loaded).map_err(|diagnostics| CliError::Template {
         sources: loaded.sources.clone(),
         diagnostics,

@@ -27,7 +27,7 @@ pub fn plan(
     global: &GlobalArgs,
 ) -> Result<Status, CliError> {
     let rt = tokio::runtime::Runtime::new().map_err(CliError::failure)?;
-    let load = super::load_options(t);
+    let load = super::template_options::load_options(t);
     let (plan, tg) = rt.block_on(async {
         let tg = target(t, global).await?;
         let cx = context(&tg, None)?;
@@ -66,7 +66,13 @@ pub fn up(
 ) -> Result<Status, CliError> {
     let command = if destroy { "destroy" } else { "up" };
     let opts = run_options(command, change, destroy, Some(apply));
-    execute(t, global, super::load_options(t), opts, apply)
+    execute(
+        t,
+        global,
+        super::template_options::load_options(t),
+        opts,
+        apply,
+    )
 }
 
 /// `cairn apply FILE`.
@@ -102,7 +108,13 @@ pub fn apply_saved(
         yes: true,
         ..apply.clone()
     };
-    execute(&t, &global_for_plan, super::load_options(&t), opts, &apply)
+    execute(
+        &t,
+        &global_for_plan,
+        super::template_options::load_options(&t),
+        opts,
+        &apply,
+    )
 }
 
 /// `cairn rollback --to N`: the template document and parameter values run
@@ -153,7 +165,7 @@ pub fn rollback(
             .map_err(CliError::failure)?,
     )
     .map_err(|e| CliError::failure(format!("writing {}: {e}", params_file.display())))?;
-    let mut load = super::load_options(t);
+    let mut load = super::template_options::load_options(t);
     load.template_text = Some(text);
     load.param_files.insert(0, params_file.clone());
     let change = ChangeArgs {

@@ -46,7 +46,7 @@ pub(super) fn save(
     plan: &Plan,
 ) -> Result<(), CliError> {
     // Which `-p` values are secret is the template's to say.
-    let mut load = super::super::load_options(t);
+    let mut load = super::super::template_options::load_options(t);
     load.generated = tg
         .store
         .generated_secrets(&tg.deployment)

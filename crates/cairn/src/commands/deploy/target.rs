@@ -52,7 +52,7 @@ pub(crate) struct Target {
 pub(crate) async fn target(t: &TemplateArgs, global: &GlobalArgs) -> Result<Target, CliError> {
     let (dir, mut deployment) =
         cairn_template::loader::locate_deployment(&t.dir, t.env.as_deref())?;
-    if let Some(name) = super::super::deployment_override() {
+    if let Some(name) = super::super::template_options::deployment_override() {
         deployment.name = name;
     }
     let provider: Arc<dyn Provider> = match deployment.target.as_str() {

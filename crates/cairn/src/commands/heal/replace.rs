@@ -83,7 +83,7 @@ impl Healer {
                 false
             }
         };
-        let load = crate::commands::load_options(&self.t);
+        let load = crate::commands::template_options::load_options(&self.t);
         let (outcome, _) = up_leased(leased, &load, &opts, &mut confirm)
             .await
             .map_err(|e| format!("the engine could not replace {address}: {e}"))?;
