@@ -6,6 +6,23 @@
 //! error kinds. It must never retry on its own beyond one SDK attempt (the
 //! engine's policy runs), never print or store credentials, and never
 //! create twice for one idempotency token.
+//!
+//! Files import one way, each only from those below it: no file imports one
+//! that imports it back, and none takes a name from this `lib.rs`, which
+//! only declares and re-exports. `scripts/module-graph crates/cairn-aws/src`
+//! checks it. Each resource file adds `impl AwsProvider` blocks; the
+//! provider reaches them by method calls, which the script does not see.
+//!
+//! ```text
+//! resources  compute, network, storage, firewall (→ network), lb (→ drain),
+//!   │          dns, database, iam, inventory, drain
+//!   ▼
+//! provider   AwsProvider, Waits (→ shared_reads, shared_writes)
+//!   ▼
+//! shared     shared_reads, shared_writes (→ batch) · ec2 (tags, filters)
+//!   ▼
+//! config     AwsSettings, Clients (→ read_retry) · model · error
+//! ```
 
 mod batch;
 mod compute;
