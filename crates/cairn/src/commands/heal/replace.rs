@@ -16,7 +16,7 @@ use cairn_release::app::Hooks;
 use cairn_release::record::ReleaseOutcome;
 use cairn_release::rollout::{self, BatchSize, Host, Rollout};
 
-use super::{Healer, Server, note, print_event, text};
+use super::healer::{Healer, Server, note, print_event, text};
 use crate::commands::deploy::owner;
 use crate::commands::release::{balancer, staged_payload};
 
