@@ -1,6 +1,22 @@
 //! The `cairn` command line: clap commands, output formats, JMESPath
 //! queries, diagnostics rendering. Every command is a thin call into a
 //! library crate; this crate owns only how things are asked for and shown.
+//!
+//! Files import one way, as in every crate of the workspace (checked by
+//! `scripts/module-graph crates/cairn/src`):
+//!
+//! ```text
+//! lib        main, agent_main
+//!   │
+//! commands   a file or folder per command (deploy/, release, heal/,
+//!   │          jobs, state_files, connect, ...); one that builds on
+//!   │          another imports it (heal → release → deploy); what every
+//!   │          command loads a template with is template_options
+//!   ▼
+//! output (formats, --query) · report (CliError, Status, diagnostics)
+//!   ▼
+//! cli        clap's arguments
+//! ```
 
 pub mod cli;
 pub mod commands;
