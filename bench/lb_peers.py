@@ -15,8 +15,15 @@ that figure moves much less than requests/s. Then the weighted split of
 of each front while the second backend is killed under load (wrk on all
 three fronts at once, so that each sees the same kill).
 
+With BENCH_SYSCALLS=1 it then counts each front's system calls per
+request (strace -c on all its processes and threads, during a 3 s wrk run
+of each mode): what a front asks of the kernel for one request, a figure
+that does not move with the machine's load. strace slows the fronts many
+times over, so that run's requests/s mean nothing and are not printed.
+
 Usage: bench/lb_peers.py [SECONDS]    (default 10)
-Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204).
+Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204),
+BENCH_SYSCALLS (1: also count system calls per request).
 Everything listens on loopback; every server it starts is stopped at the end.
 """
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
@@ -51,7 +58,7 @@ resources:
 def need(*tools):
     missing = [t for t in tools if shutil.which(t) is None and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
-        pkgs = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy"}
+        pkgs = {"wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy", "strace": "strace"}
         subprocess.run(["apt-get", "install", "-y", "-q", *[pkgs[m] for m in missing]], check=True,
                        stdout=subprocess.DEVNULL)
 
@@ -202,6 +209,58 @@ def kill_under_load(fronts, seconds, victim):
     return results
 
 
+def threads(pids):
+    """Every thread of `pids`: strace -p follows only the threads it names."""
+    tids = []
+    for pid in pids:
+        try:
+            tids += [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+    return tids
+
+
+def syscalls_per_request(pids, url, close, seconds=3):
+    """{syscall: calls per request} of `pids` over a wrk run, from strace -c."""
+    out = os.path.join(tempfile.mkdtemp(prefix="cairn-bench-strace-"), "summary")
+    args = ["strace", "-c", "-f", "-o", out]
+    for tid in threads(pids):
+        args += ["-p", str(tid)]
+    tracer = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # strace attaches thread by thread
+    wargs = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--timeout", "5s", url]
+    if close:
+        wargs[1:1] = ["-H", "Connection: close"]
+    report = subprocess.run(wargs, capture_output=True, text=True, timeout=seconds + 60).stdout
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    m = re.search(r"(\d+) requests in", report)
+    requests = max(int(m.group(1)) if m else 0, 1)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            # "% time seconds usecs/call calls [errors] syscall"
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+    shutil.rmtree(os.path.dirname(out), ignore_errors=True)
+    return {name: n / requests for name, n in calls.items()}
+
+
+def print_syscalls(fronts, pids):
+    for close in (False, True):
+        mode = "close" if close else "keep-alive"
+        per = {name: syscalls_per_request(pids[name], url, close) for name, url in fronts.items()}
+        names = sorted({c for counts in per.values() for c in counts},
+                       key=lambda c: -max(counts.get(c, 0) for counts in per.values()))
+        print(f"system calls per request, {mode} (strace -c, wrk -t2 -c64, 3 s):")
+        print(f"  {'call':<16}" + "".join(f"{name:>9}" for name in fronts))
+        for c in names:
+            if max(counts.get(c, 0) for counts in per.values()) >= 0.01:
+                print(f"  {c:<16}" + "".join(f"{per[name].get(c, 0):>9.2f}" for name in fronts))
+        print(f"  {'in all':<16}" + "".join(f"{sum(per[name].values()):>9.2f}" for name in fronts), flush=True)
+
+
 def split(url, n=400):
     counts = {}
     for _ in range(n):
@@ -270,6 +329,9 @@ def main():
         print("split of 400 requests at 3:1 (web0/web1):")
         for name, url in fronts.items():
             print(f"  {name:<8} {split(url)}", flush=True)
+        if os.environ.get("BENCH_SYSCALLS") == "1":
+            need("strace")
+            print_syscalls(fronts, pids)
         host, port = webs[1].rsplit(":", 1)
         victim = listener_pid(host, int(port))
         kill_seconds = max(seconds // 2, 3)

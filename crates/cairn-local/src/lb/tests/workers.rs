@@ -228,3 +228,48 @@ async fn dropping_serve_cuts_every_worker() {
     task.await.unwrap();
     c.stop().await;
 }
+
+/// A client connection idle between requests is closed as soon as the
+/// balancer stops, on every worker, not at the drain timeout: each waits
+/// on its worker's stop, which must wake it.
+#[tokio::test]
+async fn stopping_closes_idle_connections_at_once_not_at_the_drain_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let a = http_backend("a").await;
+    let mut cfg = config(&[(a.addr, 1)]);
+    cfg.health = HealthCheck::off();
+    cfg.drain_timeout = Duration::from_secs(60);
+    let lb = start_with(cfg, 3).await;
+    // Raw connections, each answered once and then left idle; 12 of them
+    // land on more than one worker (the kernel spreads them by port).
+    let mut idle = Vec::new();
+    for _ in 0..12 {
+        let mut s = TcpStream::connect(lb.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"\r\n\r\na") {
+            let n = timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed before answering: {answer:?}");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        idle.push(s);
+    }
+    // `Running::stop` allows 10 s, the drain timeout is 60 s.
+    lb.stop().await;
+    for mut s in idle {
+        let mut buf = [0u8; 16];
+        let n = timeout(Duration::from_secs(1), s.read(&mut buf))
+            .await
+            .expect("the idle connection was closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "no end of stream: {:?}", &buf[..n]);
+    }
+    a.stop().await;
+}
