@@ -49,7 +49,7 @@
 //! spawns a task it does not join.
 //!
 //! Files, lowest first: each uses only those before it. `config`,
-//! `access`, `pick`, `http1` (the wire), `signal` · `upstream` (a backend and its
+//! `access`, `pick`, `http1` (the wire) · `upstream` (a backend and its
 //! kept connections) · `shared` (what the tasks share with the handle) ·
 //! `health`, `tcp`, `proxy` · `worker` · `balancer` (the handle,
 //! `LoadBalancer`) · `admin` (drain and restore on request), `bench`.
@@ -64,7 +64,6 @@ mod http1;
 mod pick;
 mod proxy;
 mod shared;
-mod signal;
 mod tcp;
 mod upstream;
 mod worker;

@@ -27,12 +27,12 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::http1::{
     self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
 };
 use super::shared::Shared;
-use super::signal::Signal;
 use super::upstream::{Upstream, lock};
 
 /// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole
@@ -78,9 +78,6 @@ pub(super) struct Worker {
     /// Buffers of connections that ended, for the next ones (only this
     /// worker's thread takes the lock).
     pub spare: std::sync::Mutex<Vec<Buffers>>,
-    /// Set when the worker stops accepting: its connections finish the
-    /// request under way and close (idle ones at once).
-    pub stopping: Signal,
 }
 
 impl Worker {
@@ -88,19 +85,18 @@ impl Worker {
         Self {
             index,
             spare: std::sync::Mutex::default(),
-            stopping: Signal::default(),
         }
     }
 }
 
-/// Serves one client connection (keep-alive) until it closes, or until its
-/// worker is `stopping`: the request under way is finished, then the
-/// connection closes.
+/// Serves one client connection (keep-alive) until it closes, or until `stop`
+/// asks it to finish the request under way and close.
 pub(super) async fn serve_http(
     shared: Arc<Shared>,
     worker: Arc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
+    stop: CancellationToken,
 ) {
     let bufs = lock(&worker.spare).pop().unwrap_or_else(Buffers::new);
     let mut client_ip = ClientIp([0; 48], 0);
@@ -122,11 +118,11 @@ pub(super) async fn serve_http(
     conn.client_buf.read_arrived(&conn.client);
     // One registration and one timer for the connection's life, not one per
     // request.
-    let stopped = worker.stopping.wait();
+    let stopped = stop.cancelled();
     let deadline = tokio::time::sleep(conn.head_timeout);
     tokio::pin!(stopped, deadline);
     while let Some(head) = conn.read_head(stopped.as_mut(), deadline.as_mut()).await {
-        if !conn.exchange(head).await || worker.stopping.is_set() {
+        if !conn.exchange(head, &stop).await || stop.is_cancelled() {
             break;
         }
     }
@@ -255,7 +251,7 @@ impl<'a> Conn<'a> {
     /// balancer refused and answered).
     async fn read_head(
         &mut self,
-        mut stopped: Pin<&mut impl Future<Output = ()>>,
+        mut stopped: Pin<&mut WaitForCancellationFuture<'_>>,
         mut deadline: Pin<&mut Sleep>,
     ) -> Option<RequestHead> {
         // Moved only when it is over a thirtieth stale (a second of 30),
@@ -327,7 +323,7 @@ impl<'a> Conn<'a> {
 
     /// Forwards one request and relays its answer; whether the client's
     /// connection carries on.
-    async fn exchange(&mut self, head: RequestHead) -> bool {
+    async fn exchange(&mut self, head: RequestHead, stop: &CancellationToken) -> bool {
         let base = self.request.len();
         self.answered = false;
         self.body_touched = false;
@@ -356,7 +352,7 @@ impl<'a> Conn<'a> {
             attempts += 1;
             let killed = up.killed(self.worker.index);
             let outcome = tokio::select! {
-                r = self.attempt(up, &head, base, replay, buffered) => Some(r),
+                r = self.attempt(up, &head, base, replay, buffered, stop) => Some(r),
                 _ = killed => None,
             };
             let outcome = outcome.unwrap_or_else(|| {
@@ -396,7 +392,7 @@ impl<'a> Conn<'a> {
         }
         // Without the whole body read, where the next request starts is
         // unknown: such a connection closes after the answer.
-        let keep = head.keep_alive && replay && !self.worker.stopping.is_set();
+        let keep = head.keep_alive && replay && !stop.is_cancelled();
         let (status, text) = if attempts == 0 {
             ((503, "Service Unavailable"), "no healthy backend\n")
         } else {
@@ -441,6 +437,7 @@ impl<'a> Conn<'a> {
         base: usize,
         replay: bool,
         buffered: usize,
+        stop: &CancellationToken,
     ) -> Result<bool, Failure> {
         let host = (!head.has_host).then(|| up.host.as_bytes());
         http1::finish_request(&mut self.request, base, host);
@@ -456,7 +453,10 @@ impl<'a> Conn<'a> {
                     Err(e) => return Err(Failure::NotSent(format!("connect: {e}"))),
                 },
             };
-            match self.exchange_on(backend, up, head, replay, kept).await {
+            match self
+                .exchange_on(backend, up, head, replay, kept, stop)
+                .await
+            {
                 Err(Failure::Stale(e)) if kept => {
                     tracing::debug!(backend = %up.addr, "kept connection closed by the backend: {e}");
                 }
@@ -475,6 +475,7 @@ impl<'a> Conn<'a> {
         head: &RequestHead,
         replay: bool,
         kept: bool,
+        stop: &CancellationToken,
     ) -> Result<bool, Failure> {
         debug_assert!(self.backend_buf.is_empty());
         if let Err(e) = backend.write_all(&self.request).await {
@@ -534,7 +535,7 @@ impl<'a> Conn<'a> {
         let plan = ResponsePlan {
             minor: head.minor,
             is_head: head.is_head,
-            keep_alive: head.keep_alive && !early && !self.worker.stopping.is_set(),
+            keep_alive: head.keep_alive && !early && !stop.is_cancelled(),
         };
         let resp = loop {
             if !self.backend_buf.is_empty() {

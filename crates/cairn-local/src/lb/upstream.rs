@@ -11,8 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use super::signal::Signal;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Idle keep-alive connections kept per backend and worker; more are closed.
 const MAX_IDLE: usize = 32;
@@ -35,10 +34,11 @@ pub(super) struct Upstream {
     /// Asks the health check task for a probe now rather than at the next
     /// interval (a restored backend should not wait a whole interval).
     probe_now: Notify,
-    /// Set when the drain ends, whatever still runs is cut: one per
-    /// worker, as every request waits on one, and a signal per worker keeps
-    /// those waits off a lock all workers share.
-    kills: Box<[Signal]>,
+    /// Cancelled when the drain ends: whatever still runs is cut.
+    kill: CancellationToken,
+    /// `kill`'s children, one per worker: every request waits on one, and
+    /// a token per worker keeps those waits off a lock all workers share.
+    kills: Box<[CancellationToken]>,
     /// `Host` for requests that came without one.
     pub host: String,
     /// Idle connections, one pool per worker: a connection is registered
@@ -68,9 +68,10 @@ impl Upstream {
     /// `healthy` is false when health checks are on: a backend takes no
     /// traffic before its first passing check.
     pub fn new(id: u64, addr: SocketAddr, healthy: bool, workers: usize) -> Arc<Self> {
+        let kill = CancellationToken::new();
         let workers = workers.max(1);
         Arc::new(Self {
-            kills: (0..workers).map(|_| Signal::default()).collect(),
+            kills: (0..workers).map(|_| kill.child_token()).collect(),
             host: addr.to_string(),
             id,
             addr,
@@ -81,6 +82,7 @@ impl Upstream {
             retired: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             probe_now: Notify::new(),
+            kill,
             pools: (0..workers).map(|_| Mutex::default()).collect(),
         })
     }
@@ -177,15 +179,12 @@ impl Upstream {
 
     /// Cuts everything still running to this backend.
     pub fn kill(&self) {
-        for kill in &self.kills {
-            kill.set();
-        }
+        self.kill.cancel();
     }
 
-    /// Resolves once `kill` is called; `worker` is the caller's, and the
-    /// task polling it the same throughout (see `Signal::wait`).
-    pub async fn killed(&self, worker: usize) {
-        self.kills[worker].wait().await;
+    /// Resolves once `kill` is called; `worker` is the caller's.
+    pub fn killed(&self, worker: usize) -> WaitForCancellationFutureOwned {
+        self.kills[worker].clone().cancelled_owned()
     }
 
     /// Waits until nothing is in flight or `deadline` passes; true when idle.

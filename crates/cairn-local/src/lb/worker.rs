@@ -273,14 +273,10 @@ async fn serve(
         .tcp_nodelay()
         .unwrap_or(false);
     let mut conns = JoinSet::new();
-    // One wait for the whole accept loop: a new one per turn would register
-    // with `stop`, which every worker shares, and take its lock twice for
-    // each connection.
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
+    let conn_stop = CancellationToken::new();
     loop {
         tokio::select! {
-            _ = stopped.as_mut() => break,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if !inherits_nodelay {
@@ -288,7 +284,7 @@ async fn serve(
                         // must not wait for Nagle's algorithm.
                         let _ = stream.set_nodelay(true);
                     }
-                    spawn_connection(shared, worker, &mut conns, stream, peer);
+                    spawn_connection(shared, worker, &mut conns, stream, peer, &conn_stop);
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, don't spin.
@@ -301,7 +297,7 @@ async fn serve(
     }
     drop(listener);
     let deadline = Instant::now() + lock(&shared.table).config.drain_timeout;
-    worker.stopping.set();
+    conn_stop.cancel();
     let finished = tokio::time::timeout_at(deadline, async {
         while let Some(done) = conns.join_next().await {
             log_panic(done);
@@ -321,6 +317,7 @@ fn spawn_connection(
     conns: &mut JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
+    stop: &CancellationToken,
 ) {
     if !lock(&shared.access).allows(peer.ip()) {
         tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
@@ -336,6 +333,7 @@ fn spawn_connection(
             worker.clone(),
             stream,
             peer,
+            stop.clone(),
         )),
         Protocol::Tcp => conns.spawn(tcp::splice(shared.clone(), worker.index, stream, peer)),
     };
