@@ -9,6 +9,7 @@ keep a busy machine's swings out of the comparison as far as they can be;
 CPU per request moves much less with the load than requests/s.
 
 Usage: bench/lb_ab.py BIN_A BIN_B [ROUNDS] [SECONDS]   (defaults 8 rounds, 3 s)
+BENCH_MODES=close (or keep-alive) runs one mode only.
 Everything listens on loopback; both clouds are destroyed and stopped at
 the end.
 """
@@ -75,8 +76,11 @@ def main():
             s.up()
         print(f"A: {sides[0].binary}\nB: {sides[1].binary}\nload average at start: {os.getloadavg()[0]:.1f}")
         print(f"{'mode':<11} {'run':>3} {'side':<4} {'req/s':>8} {'user µs/req':>12} {'sys µs/req':>11} {'p99 ms':>7} {'errors':>6}")
+        modes = os.environ.get("BENCH_MODES", "keep-alive,close").split(",")
         for close in (False, True):
             mode = "close" if close else "keep-alive"
+            if mode not in modes:
+                continue
             got = {s.name: [] for s in sides}
             for i in range(rounds):
                 # Who goes first alternates too.

@@ -370,7 +370,12 @@ impl<'a> Conn<'a> {
             match outcome {
                 Ok(keep) => {
                     self.client_buf.consume(buffered);
-                    return self.client.write_all(&self.response).await.is_ok() && keep;
+                    if keep || head.keep_alive || !replay {
+                        let written = self.client.write_all(&self.response).await.is_ok();
+                        return written && keep;
+                    }
+                    self.write_last().await;
+                    return false;
                 }
                 Err(Failure::Broken(e)) => {
                     tracing::debug!(peer = %self.peer, "answer cut short: {e}");
@@ -402,6 +407,34 @@ impl<'a> Conn<'a> {
         http1::write_local(&mut self.response, head.minor, status, text, keep);
         self.client_buf.consume(buffered);
         self.client.write_all(&self.response).await.is_ok() && keep
+    }
+
+    /// Writes the answer's last bytes on a connection that closes right
+    /// after them because the client asked (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive) and sent all it had to. Sent with
+    /// MSG_MORE, they wait in the socket for the close, whose FIN the
+    /// kernel then puts on the same segment (`tcp_send_fin` tacks it onto
+    /// an unsent one): the client gets its answer and the end of the stream
+    /// in one packet, where a write and a close send two, and both ends
+    /// handle a packet and a wake-up less for each such request. Only with
+    /// the client's bytes all read (one that asked to close sends no more):
+    /// a close with unread data resets the connection, and the kernel would
+    /// drop the answer still waiting with it.
+    async fn write_last(&mut self) {
+        if self.client_buf.is_empty() {
+            let socket = socket2::SockRef::from(&self.client);
+            match socket.send_with_flags(&self.response, nix::libc::MSG_MORE) {
+                Ok(n) if n == self.response.len() => return,
+                // The rest as usual: a plain write sends what waits too.
+                Ok(n) => {
+                    let _ = self.client.write_all(&self.response[n..]).await;
+                    return;
+                }
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return,
+                Err(_) => {}
+            }
+        }
+        let _ = self.client.write_all(&self.response).await;
     }
 
     /// Reads a body of `n` bytes into the client buffer (after the head,

@@ -786,3 +786,51 @@ async fn a_streamed_request_does_not_go_on_a_connection_idle_long_enough_to_time
     lb.stop().await;
     b.server.stop().await;
 }
+
+/// An answer to a client that asked to close goes out with its last bytes
+/// held for the close's FIN (`Conn::write_last`): small, large, and large
+/// to a client that reads late through a small window (the relay waits on
+/// a full socket before those last bytes), the client gets every byte,
+/// then the end of the stream.
+#[tokio::test]
+async fn a_large_answer_to_a_client_that_asked_to_close_arrives_whole() {
+    const LEN: usize = 4 << 20;
+    let b = raw_backend(|_, path| {
+        let len = if path == "/small" { 5 } else { LEN };
+        let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
+        answer.resize(answer.len() + len, b'q');
+        (answer, Then::KeepOpen)
+    })
+    .await;
+    let lb = front(b.server.addr).await;
+    for (path, len, wait) in [("/small", 5, 0), ("/large", LEN, 0), ("/large", LEN, 300)] {
+        // A small receive window keeps the balancer's socket full.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if wait > 0 {
+            socket.set_recv_buffer_size(4096).unwrap();
+        }
+        let mut stream = socket.connect(lb.addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+        // A client that reads late: the balancer's writes fill the buffers.
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let text = read_all(&mut stream).await;
+        let body = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{path} after {wait} ms: no head in {:?}",
+                    &text[..text.len().min(200)]
+                )
+            })
+            .1;
+        assert_eq!(body.len(), len, "{path} after {wait} ms");
+        assert!(body.bytes().all(|c| c == b'q'), "{path} after {wait} ms");
+    }
+    lb.stop().await;
+    b.server.stop().await;
+}
