@@ -239,10 +239,15 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// A balancer with a worker thread per core, serving on a fresh port.
 async fn start(config: LbConfig) -> Running {
+    serve_on_fresh_port(LoadBalancer::new(config)).await
+}
+
+/// `lb` serving on a fresh loopback port until `Running::stop`.
+async fn serve_on_fresh_port(lb: LoadBalancer) -> Running {
     let listener = bind().await;
     let addr = listener.local_addr().unwrap();
-    let lb = LoadBalancer::new(config);
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let (lb, stop) = (lb.clone(), stop.clone());

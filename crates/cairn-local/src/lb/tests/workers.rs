@@ -8,20 +8,7 @@ use super::*;
 
 /// `start` with a chosen number of worker threads.
 async fn start_with(config: LbConfig, threads: usize) -> Running {
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
-    let lb = LoadBalancer::with_threads(config, threads);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (lb, stop) = (lb.clone(), stop.clone());
-        async move { lb.serve(listener, stop).await }
-    });
-    Running {
-        lb,
-        addr,
-        stop,
-        task,
-    }
+    serve_on_fresh_port(LoadBalancer::with_threads(config, threads)).await
 }
 
 /// An HTTP backend answering "c" that counts its open connections.
@@ -216,16 +203,9 @@ async fn dropping_serve_cuts_every_worker() {
     assert!(refused.is_some(), "still listening after serve was dropped");
     drop(clients);
     // The same balancer can serve again.
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (lb, stop) = (lb.lb.clone(), stop.clone());
-        async move { lb.serve(listener, stop).await }
-    });
-    assert_eq!(get(addr, "/").await, (StatusCode::OK, "c".into()));
-    stop.cancel();
-    task.await.unwrap();
+    let again = serve_on_fresh_port(lb.lb.clone()).await;
+    assert_eq!(get(again.addr, "/").await, (StatusCode::OK, "c".into()));
+    again.stop().await;
     c.stop().await;
 }
 
