@@ -51,6 +51,23 @@ fn config(backends: &[(SocketAddr, u32)]) -> LbConfig {
     }
 }
 
+/// `config` with health checks off: every backend takes traffic at once.
+fn unchecked(backends: &[(SocketAddr, u32)]) -> LbConfig {
+    LbConfig {
+        health: HealthCheck::off(),
+        ..config(backends)
+    }
+}
+
+/// `config` with every backend at weight 1, picked by `algorithm`.
+fn even(addrs: &[SocketAddr], algorithm: Algorithm) -> LbConfig {
+    let weighted: Vec<(SocketAddr, u32)> = addrs.iter().map(|&a| (a, 1)).collect();
+    LbConfig {
+        algorithm,
+        ..config(&weighted)
+    }
+}
+
 // ----- backends -----
 
 /// A test server; `stop` closes its listener and its connections.
@@ -74,15 +91,26 @@ async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
-/// An HTTP backend answering its name; `/slow` after 300 ms, `/slower` after
-/// 2 s, `/headers` and `/echo` describe the request they got.
-async fn http_backend(name: &str) -> TestServer {
-    http_backend_on(bind().await, name)
+/// What a test server does with its open connections when it is stopped.
+#[derive(Clone, Copy)]
+enum OnStop {
+    /// Waits for each to end (their handler watches the stop token), as a
+    /// server shutting down gracefully does.
+    Finish,
+    /// Cuts them at once.
+    Cut,
 }
 
-fn http_backend_on(listener: TcpListener, name: &str) -> TestServer {
+/// A server on `listener` until stopped: each connection it accepts goes
+/// to a task of its own, `conn(stream, stop)` (called as it is accepted).
+/// Stopping closes the listener, then deals with the open connections as
+/// `on_stop` says.
+fn test_server<F, Fut>(listener: TcpListener, on_stop: OnStop, conn: F) -> TestServer
+where
+    F: Fn(TcpStream, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let addr = listener.local_addr().unwrap();
-    let name: Arc<str> = name.into();
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move {
@@ -95,26 +123,41 @@ fn http_backend_on(listener: TcpListener, name: &str) -> TestServer {
                     Err(_) => continue,
                 },
             };
-            let name = name.clone();
-            let token = token.clone();
-            conns.spawn(async move {
-                let service = service_fn(move |req| answer(name.clone(), req));
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = token.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
-            });
+            conns.spawn(conn(stream, token.clone()));
             while conns.try_join_next().is_some() {}
         }
         drop(listener);
-        while conns.join_next().await.is_some() {}
+        match on_stop {
+            OnStop::Finish => while conns.join_next().await.is_some() {},
+            OnStop::Cut => conns.shutdown().await,
+        }
     });
     TestServer { addr, stop, task }
+}
+
+/// An HTTP backend answering its name; `/slow` after 300 ms, `/slower` after
+/// 2 s, `/headers` and `/echo` describe the request they got.
+async fn http_backend(name: &str) -> TestServer {
+    http_backend_on(bind().await, name)
+}
+
+fn http_backend_on(listener: TcpListener, name: &str) -> TestServer {
+    let name: Arc<str> = name.into();
+    test_server(listener, OnStop::Finish, move |stream, stop| {
+        let name = name.clone();
+        async move {
+            let service = service_fn(move |req| answer(name.clone(), req));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }
+    })
 }
 
 async fn answer(
@@ -160,69 +203,31 @@ async fn answer(
 
 /// A TCP backend: says its name on a line, then echoes.
 async fn tcp_backend(name: &str) -> TestServer {
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
     let name = format!("{name}\n");
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let mut stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            let name = name.clone();
-            conns.spawn(async move {
-                if stream.write_all(name.as_bytes()).await.is_ok() {
-                    let (mut r, mut w) = stream.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                }
-            });
-            while conns.try_join_next().is_some() {}
+    test_server(bind().await, OnStop::Cut, move |mut stream, _| {
+        let name = name.clone();
+        async move {
+            if stream.write_all(name.as_bytes()).await.is_ok() {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
         }
-        conns.shutdown().await;
-    });
-    TestServer { addr, stop, task }
+    })
 }
 
 /// A backend that passes `GET /health` and drops every other request's
 /// connection without answering.
 async fn crashing_backend() -> TestServer {
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            conns.spawn(async move {
-                let mut reader = BufReader::new(stream);
-                let mut line = String::new();
-                if reader.read_line(&mut line).await.is_ok() && line.starts_with("GET /health ") {
-                    let _ = reader
-                        .get_mut()
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                }
-            });
-            while conns.try_join_next().is_some() {}
+    test_server(bind().await, OnStop::Cut, |stream, _| async move {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.is_ok() && line.starts_with("GET /health ") {
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
         }
-        conns.shutdown().await;
-    });
-    TestServer { addr, stop, task }
+    })
 }
 
 /// An address nothing listens on.
@@ -259,6 +264,14 @@ async fn serve_on_fresh_port(lb: LoadBalancer) -> Running {
         stop,
         task,
     }
+}
+
+/// `start`, then waits until every backend in `config` is healthy.
+async fn start_healthy(config: LbConfig) -> Running {
+    let addrs: Vec<SocketAddr> = config.backends.iter().map(|b| b.addr).collect();
+    let lb = start(config).await;
+    lb.wait_healthy(&addrs).await;
+    lb
 }
 
 impl Running {
@@ -326,22 +339,29 @@ struct Load {
 }
 
 fn load(addr: SocketAddr, workers: usize) -> Load {
+    load_of(addr, workers, |_, _| "/")
+}
+
+/// `load` where worker `w`'s `i`th request is a GET of `path(w, i)`; a
+/// failure names its path.
+fn load_of(addr: SocketAddr, workers: usize, path: fn(usize, usize) -> &'static str) -> Load {
     let stop = CancellationToken::new();
     let mut set = JoinSet::new();
-    for _ in 0..workers {
+    for w in 0..workers {
         let stop = stop.clone();
         set.spawn(async move {
             let mut client = Client::new(addr);
             let mut outcomes = Vec::new();
-            for _ in 0..2_000 {
+            for i in 0..2_000 {
                 if stop.is_cancelled() {
                     break;
                 }
+                let path = path(w, i);
                 let at = Instant::now();
-                let result = match client.request(Method::GET, "/", "").await {
+                let result = match client.request(Method::GET, path, "").await {
                     Ok((StatusCode::OK, body)) => Ok(body),
-                    Ok((status, body)) => Err(format!("{status}: {body}")),
-                    Err(e) => Err(e),
+                    Ok((status, body)) => Err(format!("{path}: {status}: {body}")),
+                    Err(e) => Err(format!("{path}: {e}")),
                 };
                 outcomes.push(Outcome { at, result });
                 sleep(Duration::from_millis(5)).await;
@@ -384,8 +404,7 @@ fn answered_by<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>, name: &str) 
 async fn weighted_round_robin_splits_3_to_1() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
-    let lb = start(config(&[(a.addr, 3), (b.addr, 1)])).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(config(&[(a.addr, 3), (b.addr, 1)])).await;
 
     let mut client = Client::new(lb.addr);
     let mut to_a = 0;
@@ -406,8 +425,7 @@ async fn stopped_backend_is_taken_out_and_put_back() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
     let a_addr = a.addr;
-    let lb = start(config(&[(a.addr, 1), (b.addr, 1)])).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(config(&[(a.addr, 1), (b.addr, 1)])).await;
     let traffic = load(lb.addr, 3);
     sleep(Duration::from_millis(200)).await;
 
@@ -463,8 +481,7 @@ async fn stopped_backend_is_taken_out_and_put_back() {
 async fn health_checks_alone_take_a_backend_out_within_two_intervals() {
     let a = http_backend("a").await;
     let a_addr = a.addr;
-    let lb = start(config(&[(a.addr, 1)])).await;
-    lb.wait_healthy(&[a.addr]).await;
+    let lb = start_healthy(config(&[(a.addr, 1)])).await;
 
     // No traffic: only the probes can notice.
     a.stop().await;
@@ -518,10 +535,8 @@ async fn checks_off_then_on_again_restarts_the_probes() {
 async fn removed_backend_finishes_its_slow_requests() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg.clone()).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let mut cfg = even(&[a.addr, b.addr], Algorithm::RoundRobin);
+    let lb = start_healthy(cfg.clone()).await;
 
     let mut slow = JoinSet::new();
     for _ in 0..8 {
@@ -562,8 +577,7 @@ async fn removed_backend_finishes_its_slow_requests() {
 async fn drain_timeout_cuts_what_is_left() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
+    let mut cfg = unchecked(&[(a.addr, 1)]);
     cfg.drain_timeout = Duration::from_millis(200);
     let lb = start(cfg.clone()).await;
 
@@ -655,11 +669,9 @@ async fn scaling_2_to_4_to_1_under_load_fails_nothing() {
 async fn tcp_mode_splices_both_ways() {
     let a = tcp_backend("a").await;
     let b = tcp_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
+    let mut cfg = even(&[a.addr, b.addr], Algorithm::RoundRobin);
     cfg.protocol = Protocol::Tcp;
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(cfg).await;
 
     let mut names = Vec::new();
     for i in 0..2 {
@@ -736,9 +748,7 @@ async fn no_healthy_backend_answers_503() {
 #[tokio::test]
 async fn forwards_method_path_headers_and_body() {
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start(cfg).await;
+    let lb = start(unchecked(&[(a.addr, 1)])).await;
 
     let mut client = Client::new(lb.addr);
     let (status, body) = client
@@ -782,10 +792,7 @@ async fn forwards_method_path_headers_and_body() {
 async fn retries_once_only_what_is_safe_to_repeat() {
     let bad = crashing_backend().await;
     let good = http_backend("good").await;
-    let mut cfg = config(&[(bad.addr, 1), (good.addr, 1)]);
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[bad.addr, good.addr]).await;
+    let lb = start_healthy(even(&[bad.addr, good.addr], Algorithm::RoundRobin)).await;
 
     let mut client = Client::new(lb.addr);
     for _ in 0..4 {
@@ -813,10 +820,7 @@ async fn retries_once_only_what_is_safe_to_repeat() {
 async fn least_connections_avoids_the_busy_backend() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    cfg.algorithm = Algorithm::LeastConnections;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(even(&[a.addr, b.addr], Algorithm::LeastConnections)).await;
 
     let addr = lb.addr;
     let slow = tokio::spawn(async move { get(addr, "/slow").await });
@@ -850,9 +854,7 @@ async fn least_connections_avoids_the_busy_backend() {
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_then_returns() {
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start(cfg).await;
+    let lb = start(unchecked(&[(a.addr, 1)])).await;
 
     // An idle keep-alive client must not hold shutdown up.
     let mut idle = Client::new(lb.addr);
@@ -878,9 +880,7 @@ async fn shutdown_finishes_in_flight_requests_then_returns() {
 #[tokio::test]
 async fn benchmark_reports_throughput() {
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start(cfg).await;
+    let lb = start(unchecked(&[(a.addr, 1)])).await;
     let report = bench_requests(lb.addr, "/", 300, 4).await;
     assert_eq!(report.failures, 0, "{report:?}");
     assert!(
@@ -909,9 +909,7 @@ async fn get_from(source: &str, addr: SocketAddr) -> std::io::Result<String> {
 #[tokio::test]
 async fn firewalls_refuse_sources_they_do_not_allow() {
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start(cfg).await;
+    let lb = start(unchecked(&[(a.addr, 1)])).await;
     let allowed = "127.0.0.1";
     let other = "127.77.0.9";
 
@@ -939,9 +937,8 @@ async fn firewalls_refuse_sources_they_do_not_allow() {
 
     // The same check guards the TCP splice.
     let t = tcp_backend("t").await;
-    let mut cfg = config(&[(t.addr, 1)]);
+    let mut cfg = unchecked(&[(t.addr, 1)]);
     cfg.protocol = Protocol::Tcp;
-    cfg.health = HealthCheck::off();
     let tcp = start(cfg).await;
     tcp.lb
         .set_access(Access::Only(vec!["127.0.0.1/32".parse().unwrap()]));

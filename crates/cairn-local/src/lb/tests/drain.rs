@@ -90,96 +90,55 @@ async fn counting_backend(name: &str) -> (TestServer, Arc<Counts>) {
 }
 
 fn counting_backend_on(listener: TcpListener, name: &str, counts: Arc<Counts>) -> TestServer {
-    let addr = listener.local_addr().unwrap();
     let name = Bytes::from(name.to_string());
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            let (name, counts, token) = (name.clone(), counts.clone(), token.clone());
-            conns.spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (name, counts) = (name.clone(), counts.clone());
-                    async move {
-                        let path = req.uri().path().to_string();
-                        let active = (path != "/health").then(|| Active::new(&counts));
-                        let delay = match path.as_str() {
-                            "/slow" => {
-                                sleep(Duration::from_millis(300)).await;
-                                Duration::ZERO
-                            }
-                            "/slower" => {
-                                sleep(Duration::from_secs(2)).await;
-                                Duration::ZERO
-                            }
-                            "/slowbody" => Duration::from_millis(300),
-                            _ => Duration::ZERO,
-                        };
-                        Ok::<_, Infallible>(Response::new(Delayed {
-                            text: Some(name),
-                            delay: Box::pin(sleep(delay)),
-                            active,
-                        }))
-                    }
-                });
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = token.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+    test_server(listener, OnStop::Finish, move |stream, stop| {
+        let (name, counts) = (name.clone(), counts.clone());
+        async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (name, counts) = (name.clone(), counts.clone());
+                async move {
+                    let path = req.uri().path().to_string();
+                    let active = (path != "/health").then(|| Active::new(&counts));
+                    let delay = match path.as_str() {
+                        "/slow" => {
+                            sleep(Duration::from_millis(300)).await;
+                            Duration::ZERO
+                        }
+                        "/slower" => {
+                            sleep(Duration::from_secs(2)).await;
+                            Duration::ZERO
+                        }
+                        "/slowbody" => Duration::from_millis(300),
+                        _ => Duration::ZERO,
+                    };
+                    Ok::<_, Infallible>(Response::new(Delayed {
+                        text: Some(name),
+                        delay: Box::pin(sleep(delay)),
+                        active,
+                    }))
                 }
             });
-            while conns.try_join_next().is_some() {}
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         }
-        drop(listener);
-        while conns.join_next().await.is_some() {}
-    });
-    TestServer { addr, stop, task }
+    })
 }
 
 /// Client loops like `load`, where every eighth request is slow (`/slow`
 /// or `/slowbody` in turn), so slow requests are often in flight.
 fn mixed_load(addr: SocketAddr, workers: usize) -> Load {
-    let stop = CancellationToken::new();
-    let mut set = JoinSet::new();
-    for w in 0..workers {
-        let stop = stop.clone();
-        set.spawn(async move {
-            let mut client = Client::new(addr);
-            let mut outcomes = Vec::new();
-            for i in 0..2_000 {
-                if stop.is_cancelled() {
-                    break;
-                }
-                let path = match (i + w) % 16 {
-                    7 => "/slow",
-                    15 => "/slowbody",
-                    _ => "/",
-                };
-                let at = Instant::now();
-                let result = match client.request(Method::GET, path, "").await {
-                    Ok((StatusCode::OK, body)) => Ok(body),
-                    Ok((status, body)) => Err(format!("{path}: {status}: {body}")),
-                    Err(e) => Err(format!("{path}: {e}")),
-                };
-                outcomes.push(Outcome { at, result });
-                sleep(Duration::from_millis(5)).await;
-            }
-            outcomes
-        });
-    }
-    Load { stop, workers: set }
+    load_of(addr, workers, |w, i| match (i + w) % 16 {
+        7 => "/slow",
+        15 => "/slowbody",
+        _ => "/",
+    })
 }
 
 fn in_flight(lb: &Running, addr: SocketAddr) -> usize {
@@ -191,10 +150,7 @@ async fn a_drained_backend_finishes_its_requests_takes_no_new_ones_and_comes_bac
     let (a, a_counts) = counting_backend("a").await;
     let (b, b_counts) = counting_backend("b").await;
     let a_addr = a.addr;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(even(&[a.addr, b.addr], Algorithm::RoundRobin)).await;
     let traffic = mixed_load(lb.addr, 4);
     sleep(Duration::from_millis(200)).await;
 
@@ -299,10 +255,7 @@ async fn a_drained_backend_finishes_its_requests_takes_no_new_ones_and_comes_bac
 async fn a_drain_that_times_out_cuts_nothing_and_reports_what_is_left() {
     let (a, _) = counting_backend("a").await;
     let (b, _) = counting_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(even(&[a.addr, b.addr], Algorithm::RoundRobin)).await;
 
     let mut slower = JoinSet::new();
     for _ in 0..2 {
@@ -353,8 +306,7 @@ async fn unknown_backends_are_refused_and_drain_and_restore_are_idempotent() {
     let (a, _) = counting_backend("a").await;
     let (b, b_counts) = counting_backend("b").await;
     let cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    let lb = start(cfg.clone()).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(cfg.clone()).await;
 
     let stranger = dead_addr().await;
     assert_eq!(
@@ -406,9 +358,7 @@ async fn unknown_backends_are_refused_and_drain_and_restore_are_idempotent() {
     assert_eq!(lb.lb.restore_backend(a.addr), Err(UnknownBackend(a.addr)));
 
     // With checks off a restored backend is in at once.
-    let mut off = config(&[(a.addr, 1)]);
-    off.health = HealthCheck::off();
-    lb.lb.update(off);
+    lb.lb.update(unchecked(&[(a.addr, 1)]));
     lb.lb
         .drain_backend(a.addr, Duration::from_secs(1))
         .await
@@ -426,9 +376,8 @@ async fn unknown_backends_are_refused_and_drain_and_restore_are_idempotent() {
 async fn a_drained_tcp_backend_keeps_its_connection_until_the_client_closes_it() {
     let a = tcp_backend("a").await;
     let b = tcp_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
+    let mut cfg = even(&[a.addr, b.addr], Algorithm::RoundRobin);
     cfg.protocol = Protocol::Tcp;
-    cfg.algorithm = Algorithm::RoundRobin;
     cfg.health = HealthCheck::off();
     let lb = start(cfg).await;
 
@@ -486,10 +435,7 @@ async fn a_drained_tcp_backend_keeps_its_connection_until_the_client_closes_it()
 async fn drain_latency_figures() {
     let (a, a_counts) = counting_backend("a").await;
     let (b, _) = counting_backend("b").await;
-    let mut cfg = config(&[(a.addr, 1), (b.addr, 1)]);
-    cfg.algorithm = Algorithm::RoundRobin;
-    let lb = start(cfg).await;
-    lb.wait_healthy(&[a.addr, b.addr]).await;
+    let lb = start_healthy(even(&[a.addr, b.addr], Algorithm::RoundRobin)).await;
 
     let mut idle = Vec::new();
     for _ in 0..20 {

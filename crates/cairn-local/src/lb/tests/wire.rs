@@ -49,61 +49,46 @@ impl RawBackend {
 /// chunked body, found without the balancer's code) and writes what `script`
 /// says, byte for byte.
 async fn raw_backend(script: Script) -> RawBackend {
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let accepted = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
-    let (token, log, count) = (stop.clone(), received.clone(), accepted.clone());
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let mut stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let log = log.clone();
-            conns.spawn(async move {
-                let mut buf = Vec::new();
-                let mut timeout_at = None;
-                // Bounded: a test sends a handful of requests.
-                for _ in 0..100 {
-                    let Some((req, used)) = read_request(&mut stream, &mut buf).await else {
-                        return;
-                    };
-                    buf.drain(..used);
-                    if timeout_at.is_some_and(|at| Instant::now() > at) {
-                        return;
-                    }
-                    let line = req.head.lines().next().unwrap_or_default().to_string();
-                    let mut parts = line.split(' ');
-                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    let (reply, then) = script(method, path);
-                    log.lock().unwrap().push(req);
-                    if stream.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                    match then {
-                        Then::KeepOpen => {}
-                        Then::Close => return,
-                        Then::CloseIdleAfter(d) => {
-                            sleep(d).await;
-                            return;
-                        }
-                        Then::TimeOutIdleAfter(d) => timeout_at = Some(Instant::now() + d),
-                    }
+    let (log, count) = (received.clone(), accepted.clone());
+    let server = test_server(bind().await, OnStop::Cut, move |mut stream, _| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let log = log.clone();
+        async move {
+            let mut buf = Vec::new();
+            let mut timeout_at = None;
+            // Bounded: a test sends a handful of requests.
+            for _ in 0..100 {
+                let Some((req, used)) = read_request(&mut stream, &mut buf).await else {
+                    return;
+                };
+                buf.drain(..used);
+                if timeout_at.is_some_and(|at| Instant::now() > at) {
+                    return;
                 }
-            });
-            while conns.try_join_next().is_some() {}
+                let line = req.head.lines().next().unwrap_or_default().to_string();
+                let mut parts = line.split(' ');
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let (reply, then) = script(method, path);
+                log.lock().unwrap().push(req);
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+                match then {
+                    Then::KeepOpen => {}
+                    Then::Close => return,
+                    Then::CloseIdleAfter(d) => {
+                        sleep(d).await;
+                        return;
+                    }
+                    Then::TimeOutIdleAfter(d) => timeout_at = Some(Instant::now() + d),
+                }
+            }
         }
-        conns.shutdown().await;
     });
     RawBackend {
-        server: TestServer { addr, stop, task },
+        server,
         received,
         accepted,
     }
@@ -195,9 +180,7 @@ async fn read_all(stream: &mut TcpStream) -> String {
 
 /// The balancer, checks off, in front of one backend.
 async fn front(backend: SocketAddr) -> Running {
-    let mut cfg = config(&[(backend, 1)]);
-    cfg.health = HealthCheck::off();
-    start(cfg).await
+    start(unchecked(&[(backend, 1)])).await
 }
 
 fn ok_text(text: &str) -> (Vec<u8>, Then) {

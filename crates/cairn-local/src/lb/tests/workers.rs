@@ -13,39 +13,24 @@ async fn start_with(config: LbConfig, threads: usize) -> Running {
 
 /// An HTTP backend answering "c" that counts its open connections.
 async fn counting_backend() -> (TestServer, Arc<AtomicUsize>) {
-    let listener = bind().await;
-    let addr = listener.local_addr().unwrap();
     let open = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
-    let (token, count) = (stop.clone(), open.clone());
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            count.fetch_add(1, Ordering::SeqCst);
-            let (count, token) = (count.clone(), token.clone());
-            conns.spawn(async move {
-                let service = service_fn(|_req: Request<Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"c"))))
-                });
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = token.cancelled() => {}
-                }
-                count.fetch_sub(1, Ordering::SeqCst);
+    let count = open.clone();
+    let server = test_server(bind().await, OnStop::Cut, move |stream, stop| {
+        count.fetch_add(1, Ordering::SeqCst);
+        let count = count.clone();
+        async move {
+            let service = service_fn(|_req: Request<Incoming>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"c"))))
             });
-            while conns.try_join_next().is_some() {}
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+            count.fetch_sub(1, Ordering::SeqCst);
         }
-        conns.shutdown().await;
     });
-    (TestServer { addr, stop, task }, open)
+    (server, open)
 }
 
 #[tokio::test]
@@ -73,9 +58,7 @@ async fn sequential_requests_share_one_backend_connection() {
             pipes.shutdown().await;
         }
     });
-    let mut cfg = config(&[(front_addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start_with(cfg, 1).await;
+    let lb = start_with(unchecked(&[(front_addr, 1)]), 1).await;
 
     let mut client = Client::new(lb.addr);
     for _ in 0..20 {
@@ -121,9 +104,7 @@ async fn parallel_requests(addr: SocketAddr, n: usize) -> Vec<Client> {
 async fn split_is_exact_across_worker_threads() {
     let a = http_backend("a").await;
     let b = http_backend("b").await;
-    let mut cfg = config(&[(a.addr, 3), (b.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start_with(cfg, 4).await;
+    let lb = start_with(unchecked(&[(a.addr, 3), (b.addr, 1)]), 4).await;
 
     // A new connection per request: they land on any of the 4 workers, and
     // the one smooth weighted sequence still gives 3 of every 4 to a.
@@ -143,9 +124,7 @@ async fn split_is_exact_across_worker_threads() {
 #[tokio::test]
 async fn a_worker_on_the_callers_runtime_serves_and_stops() {
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start_with(cfg, 0).await;
+    let lb = start_with(unchecked(&[(a.addr, 1)]), 0).await;
     let report = bench_requests(lb.addr, "/", 200, 4).await;
     assert_eq!(report.failures, 0, "{report:?}");
     let addr = lb.addr;
@@ -157,9 +136,7 @@ async fn a_worker_on_the_callers_runtime_serves_and_stops() {
 #[tokio::test]
 async fn stopping_closes_every_connection_of_every_worker() {
     let (c, open) = counting_backend().await;
-    let mut cfg = config(&[(c.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start_with(cfg, 3).await;
+    let lb = start_with(unchecked(&[(c.addr, 1)]), 3).await;
 
     // 24 connections at once: backend connections kept on several workers.
     let clients = parallel_requests(lb.addr, 24).await;
@@ -182,9 +159,7 @@ async fn stopping_closes_every_connection_of_every_worker() {
 #[tokio::test]
 async fn dropping_serve_cuts_every_worker() {
     let (c, open) = counting_backend().await;
-    let mut cfg = config(&[(c.addr, 1)]);
-    cfg.health = HealthCheck::off();
-    let lb = start_with(cfg, 2).await;
+    let lb = start_with(unchecked(&[(c.addr, 1)]), 2).await;
     let clients = parallel_requests(lb.addr, 8).await;
     assert!(open.load(Ordering::SeqCst) > 0);
 
