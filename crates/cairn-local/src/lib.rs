@@ -36,3 +36,6 @@ pub mod lb;
 pub mod postgres;
 pub mod random;
 pub mod supervisor;
+/// Loopback servers for the tests of every module.
+#[cfg(test)]
+mod test_server;

@@ -1,4 +1,6 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cairn_engine::provider::*;
@@ -8,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::LocalClient;
 use super::*;
+use crate::test_server::{OnStop, TestServer, serve_http1, test_server};
 
 fn dirs(name: &str) -> LocalDirs {
     let root = std::env::temp_dir().join(format!("cairn-daemon-{name}-{}", std::process::id()));
@@ -181,69 +184,34 @@ async fn a_second_cloud_on_the_same_pool_is_refused_and_names_the_first() {
 
 /// A backend for the balancer tests: answers its name, `/slow` after
 /// 400 ms; counts what reaches it (health probes aside).
-async fn named_backend(
-    name: &'static str,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+async fn named_backend(name: &'static str) -> (TestServer, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let arrived = std::sync::Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
-    let (count, token) = (arrived.clone(), stop.clone());
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            let (count, token) = (count.clone(), token.clone());
-            conns.spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let count = count.clone();
-                        async move {
-                            match req.uri().path() {
-                                "/health" => {}
-                                "/slow" => {
-                                    count.fetch_add(1, Ordering::SeqCst);
-                                    tokio::time::sleep(Duration::from_millis(400)).await;
-                                }
-                                _ => {
-                                    count.fetch_add(1, Ordering::SeqCst);
-                                }
-                            }
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(name)),
-                            ))
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let count = arrived.clone();
+    let server = test_server(listener, OnStop::Finish, move |stream, stop| {
+        let count = count.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let count = count.clone();
+                async move {
+                    match req.uri().path() {
+                        "/health" => {}
+                        "/slow" => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(400)).await;
                         }
-                    },
-                );
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = token.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
+                        _ => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from(name)),
+                    ))
                 }
             });
-            while conns.try_join_next().is_some() {}
-        }
-        drop(listener);
-        while conns.join_next().await.is_some() {}
+        serve_http1(stream, service, stop)
     });
-    (addr, arrived, stop, task)
+    (server, arrived)
 }
 
 /// `GET path` over HTTP/1.0: the body, or None on any failure.
@@ -269,8 +237,9 @@ async fn a_backend_is_drained_and_restored_through_the_api() {
     use std::sync::atomic::Ordering;
     let d = dirs("drain");
     let (shutdown, task, client) = start(&d, 57).await;
-    let (a_addr, a_count, a_stop, a_task) = named_backend("a").await;
-    let (b_addr, _, b_stop, b_task) = named_backend("b").await;
+    let (a_server, a_count) = named_backend("a").await;
+    let (b_server, _) = named_backend("b").await;
+    let (a_addr, b_addr) = (a_server.addr, b_server.addr);
     let a = BackendRef::new("127.0.0.1", a_addr.port());
     let b = BackendRef::new("127.0.0.1", b_addr.port());
     let lb = client
@@ -435,9 +404,7 @@ async fn a_backend_is_drained_and_restored_through_the_api() {
 
     shutdown.cancel();
     task.await.unwrap().unwrap();
-    for (stop, task) in [(a_stop, a_task), (b_stop, b_task)] {
-        stop.cancel();
-        task.await.unwrap();
-    }
+    a_server.stop().await;
+    b_server.stop().await;
     let _ = std::fs::remove_dir_all(&d.root);
 }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bench::Client;
 use super::*;
+use crate::test_server::{OnStop, TestServer, serve_http1, test_server};
 
 mod drain;
 mod wire;
@@ -70,69 +71,8 @@ fn even(addrs: &[SocketAddr], algorithm: Algorithm) -> LbConfig {
 
 // ----- backends -----
 
-/// A test server; `stop` closes its listener and its connections.
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn stop(self) {
-        self.stop.cancel();
-        let abort = self.task.abort_handle();
-        if timeout(Duration::from_secs(3), self.task).await.is_err() {
-            abort.abort();
-        }
-    }
-}
-
 async fn bind() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
-
-/// What a test server does with its open connections when it is stopped.
-#[derive(Clone, Copy)]
-enum OnStop {
-    /// Waits for each to end (their handler watches the stop token), as a
-    /// server shutting down gracefully does.
-    Finish,
-    /// Cuts them at once.
-    Cut,
-}
-
-/// A server on `listener` until stopped: each connection it accepts goes
-/// to a task of its own, `conn(stream, stop)` (called as it is accepted).
-/// Stopping closes the listener, then deals with the open connections as
-/// `on_stop` says.
-fn test_server<F, Fut>(listener: TcpListener, on_stop: OnStop, conn: F) -> TestServer
-where
-    F: Fn(TcpStream, CancellationToken) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = token.cancelled() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((s, _)) => s,
-                    Err(_) => continue,
-                },
-            };
-            conns.spawn(conn(stream, token.clone()));
-            while conns.try_join_next().is_some() {}
-        }
-        drop(listener);
-        match on_stop {
-            OnStop::Finish => while conns.join_next().await.is_some() {},
-            OnStop::Cut => conns.shutdown().await,
-        }
-    });
-    TestServer { addr, stop, task }
 }
 
 /// An HTTP backend answering its name; `/slow` after 300 ms, `/slower` after
@@ -147,15 +87,7 @@ fn http_backend_on(listener: TcpListener, name: &str) -> TestServer {
         let name = name.clone();
         async move {
             let service = service_fn(move |req| answer(name.clone(), req));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_http1(stream, service, stop).await
         }
     })
 }
@@ -228,6 +160,15 @@ async fn crashing_backend() -> TestServer {
                 .await;
         }
     })
+}
+
+/// A connection to `addr` and the first line it says (a TCP backend's
+/// name, newline and all).
+async fn greeted(addr: SocketAddr) -> (String, BufReader<TcpStream>) {
+    let mut stream = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    (line, stream)
 }
 
 /// An address nothing listens on.
@@ -675,10 +616,7 @@ async fn tcp_mode_splices_both_ways() {
 
     let mut names = Vec::new();
     for i in 0..2 {
-        let stream = TcpStream::connect(lb.addr).await.unwrap();
-        let mut stream = BufReader::new(stream);
-        let mut name = String::new();
-        stream.read_line(&mut name).await.unwrap();
+        let (name, mut stream) = greeted(lb.addr).await;
         names.push(name.trim().to_string());
         let ping = format!("ping {i}\n");
         stream.get_mut().write_all(ping.as_bytes()).await.unwrap();

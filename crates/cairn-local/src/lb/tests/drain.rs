@@ -118,15 +118,7 @@ fn counting_backend_on(listener: TcpListener, name: &str, counts: Arc<Counts>) -
                     }))
                 }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_http1(stream, service, stop).await
         }
     })
 }
@@ -384,9 +376,7 @@ async fn a_drained_tcp_backend_keeps_its_connection_until_the_client_closes_it()
     // Two connections, one to each; find the one on a.
     let mut conns = Vec::new();
     for _ in 0..2 {
-        let mut s = BufReader::new(TcpStream::connect(lb.addr).await.unwrap());
-        let mut name = String::new();
-        s.read_line(&mut name).await.unwrap();
+        let (name, s) = greeted(lb.addr).await;
         conns.push((name.trim().to_string(), s));
     }
     let i = conns.iter().position(|(n, _)| n == "a").expect("one on a");
@@ -407,10 +397,7 @@ async fn a_drained_tcp_backend_keeps_its_connection_until_the_client_closes_it()
     on_a.read_line(&mut echoed).await.unwrap();
     assert_eq!(echoed, "still here\n");
     for _ in 0..3 {
-        let mut s = BufReader::new(TcpStream::connect(lb.addr).await.unwrap());
-        let mut name = String::new();
-        s.read_line(&mut name).await.unwrap();
-        assert_eq!(name, "b\n");
+        assert_eq!(greeted(lb.addr).await.0, "b\n");
     }
     drop(on_a);
     let report = timeout(Duration::from_secs(5), drain)

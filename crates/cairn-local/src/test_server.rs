@@ -1,0 +1,95 @@
+//! Servers that tests start on loopback and stop again, each connection a
+//! task of its own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+/// A test server; `stop` closes its listener and its connections.
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        let abort = self.task.abort_handle();
+        if timeout(Duration::from_secs(3), self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// What a test server does with its open connections when it is stopped.
+#[derive(Clone, Copy)]
+pub(crate) enum OnStop {
+    /// Waits for each to end (their handler watches the stop token), as a
+    /// server shutting down gracefully does.
+    Finish,
+    /// Cuts them at once.
+    Cut,
+}
+
+/// A server on `listener` until stopped: each connection it accepts goes
+/// to a task of its own, `conn(stream, stop)` (called as it is accepted).
+/// Stopping closes the listener, then deals with the open connections as
+/// `on_stop` says.
+pub(crate) fn test_server<F, Fut>(listener: TcpListener, on_stop: OnStop, conn: F) -> TestServer
+where
+    F: Fn(TcpStream, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                _ = token.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(_) => continue,
+                },
+            };
+            conns.spawn(conn(stream, token.clone()));
+            while conns.try_join_next().is_some() {}
+        }
+        drop(listener);
+        match on_stop {
+            OnStop::Finish => while conns.join_next().await.is_some() {},
+            OnStop::Cut => conns.shutdown().await,
+        }
+    });
+    TestServer { addr, stop, task }
+}
+
+/// Serves HTTP/1.1 on `stream` with `service`; once `stop` is cancelled,
+/// lets the request in flight finish, then closes (a graceful shutdown).
+pub(crate) async fn serve_http1<S>(stream: TcpStream, service: S, stop: CancellationToken)
+where
+    S: HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
