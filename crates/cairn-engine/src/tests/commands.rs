@@ -6,6 +6,7 @@ use std::time::Duration;
 use cairn_template::LoadOptions;
 
 use super::{World, fast_retries};
+use crate::apply::RunContext;
 use crate::plan::PlanOptions;
 use crate::run::{RunError, RunOptions, RunOutcome, up};
 use crate::schema::Kind;
@@ -68,6 +69,16 @@ fn load_opts(w: &World, params: &[&str]) -> LoadOptions {
     o
 }
 
+/// `TEMPLATE` up with its defaults, and the context it ran in.
+async fn deployed() -> (World, RunContext) {
+    let w = World::new(TEMPLATE);
+    let cx = w.context(fast_retries());
+    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
+        .await
+        .unwrap();
+    (w, cx)
+}
+
 #[tokio::test]
 async fn a_generated_secret_is_stable_and_never_recorded_in_clear() {
     let w = World::new(TEMPLATE);
@@ -89,12 +100,7 @@ async fn a_generated_secret_is_stable_and_never_recorded_in_clear() {
     let secret = w.store.generated_secrets(&cx.deployment).unwrap()["db_password"].clone();
     assert_eq!(secret.len(), 24);
     // The database got the generated value.
-    let db = w
-        .provider
-        .inventory()
-        .into_values()
-        .find(|r| r.kind == "database")
-        .unwrap();
+    let db = w.first_of_kind("database");
     assert_eq!(db.properties["owner_password"], secret.as_str());
     // Nothing printable holds it: outputs, history, plan.
     assert_eq!(outputs["db_url"], "(secret)");
@@ -188,11 +194,7 @@ async fn declining_changes_nothing_and_a_stale_plan_is_refused() {
 
 #[tokio::test]
 async fn refresh_forgets_what_was_deleted_behind_our_back_and_recreates_it() {
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     let web1 = w
         .provider
         .inventory()
@@ -290,11 +292,7 @@ fn id_of(w: &World, address: &str) -> String {
 #[tokio::test]
 async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() {
     use crate::run::{DriftStatus, drift, plan};
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     assert!(
         drift(&cx).await.unwrap().is_empty(),
         "no drift right after up"
@@ -351,11 +349,7 @@ async fn drift_names_the_property_changed_behind_our_back_and_up_puts_it_back() 
 async fn drift_reports_a_deleted_resource() {
     use crate::provider::{DeleteRequest, Provider};
     use crate::run::{DriftStatus, drift};
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     let keys = id_of(&w, "keys");
     w.provider
         .delete(DeleteRequest {
@@ -391,11 +385,7 @@ async fn drift_reports_a_deleted_resource() {
 #[tokio::test]
 async fn prune_deletes_live_resources_tagged_for_the_deployment_that_the_state_does_not_know() {
     use crate::provider::{CreateRequest, Provider};
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     let make = |deployment: &str, kind: &str, token: &str| CreateRequest {
         deployment: deployment.to_string(),
         address: "lost".into(),
@@ -515,11 +505,7 @@ async fn a_saved_plan_applies_only_while_planning_again_gives_the_same_changes()
 #[tokio::test]
 async fn refresh_reads_are_retried_when_throttled() {
     use std::sync::atomic::Ordering;
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     w.provider.throttle_next.store(4, Ordering::SeqCst);
     assert!(crate::run::drift(&cx).await.unwrap().is_empty());
     assert_eq!(w.provider.throttle_next.load(Ordering::SeqCst), 0);
@@ -527,11 +513,7 @@ async fn refresh_reads_are_retried_when_throttled() {
 
 #[tokio::test]
 async fn what_the_target_chose_or_does_not_report_is_not_drift() {
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     let web0 = id_of(&w, "web[0]");
     // The template left `name` unset: the target's choice is its own.
     w.provider
@@ -552,11 +534,7 @@ async fn what_the_target_chose_or_does_not_report_is_not_drift() {
 async fn a_record_of_a_type_this_cairn_does_not_know_is_named_not_acted_on() {
     // State written by a newer cairn: the record still loads (the type is a
     // string on disk); acting on it says which record and why.
-    let w = World::new(TEMPLATE);
-    let cx = w.context(fast_retries());
-    up(&cx, &load_opts(&w, &[]), &options("up"), &mut |_| true)
-        .await
-        .unwrap();
+    let (w, cx) = deployed().await;
     let mut net = w
         .store
         .resources(&cx.deployment)

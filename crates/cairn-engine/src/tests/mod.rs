@@ -17,7 +17,7 @@ use crate::plan::{Plan, PlanFailure, PlanOptions, plan_with};
 use crate::recover::reconcile;
 use crate::retry::RetryPolicy;
 use crate::store::StateStore;
-use crate::testing::{FakeProvider, MemoryStore};
+use crate::testing::{FakeProvider, FakeResource, MemoryStore};
 
 static WORLDS: AtomicU64 = AtomicU64::new(0);
 
@@ -105,6 +105,34 @@ impl World {
             .unwrap_or_else(|e| panic!("plan failed: {e:?}"));
         let report = apply(&cx, &plan, &prior, &mut |k| evaluate(&loaded, k)).await;
         (plan, report)
+    }
+
+    /// Every later create of `address` fails, until the test clears
+    /// `provider.fail_create`.
+    pub fn fail_creating(&self, address: &str) {
+        self.provider
+            .fail_create
+            .lock()
+            .unwrap()
+            .insert(address.into());
+    }
+
+    /// The first resource of `kind` in the fake cloud.
+    pub fn first_of_kind(&self, kind: &str) -> FakeResource {
+        self.provider
+            .inventory()
+            .into_values()
+            .find(|r| r.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} in the cloud"))
+    }
+
+    /// How many resources of `kind` the fake cloud holds.
+    pub fn count_of_kind(&self, kind: &str) -> usize {
+        self.provider
+            .inventory()
+            .values()
+            .filter(|r| r.kind == kind)
+            .count()
     }
 
     /// The state and the fake cloud's inventory agree: every record names a

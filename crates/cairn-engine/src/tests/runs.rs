@@ -5,6 +5,7 @@ use super::{World, fast_retries};
 use crate::apply::{ApplyOptions, OnFailure, Status};
 use crate::plan::{Action, PlanError, PlanFailure, PlanOptions};
 use crate::store::StateStore;
+use crate::testing::FakeResource;
 
 /// 34 resources with 12 servers: a network, 4 subnets, a firewall, N servers, a load
 /// balancer, a zone, per-server DNS records, a database and a bucket.
@@ -83,12 +84,7 @@ async fn up_creates_everything_and_a_second_plan_is_empty() {
             .collect::<Vec<_>>()
     );
     // Inputs used attributes of what was created before them.
-    let lb = w
-        .provider
-        .inventory()
-        .into_values()
-        .find(|r| r.kind == "load_balancer")
-        .unwrap();
+    let lb = w.first_of_kind("load_balancer");
     assert_eq!(lb.properties["backends"].as_array().unwrap().len(), 12);
     assert!(
         lb.properties["backends"][0]
@@ -182,14 +178,7 @@ async fn scaling_updates_dependents_and_deletes_the_rest() {
             .any(|c| c.address == "lb" && c.action == Action::Update)
     );
     w.assert_state_matches_reality();
-    assert_eq!(
-        w.provider
-            .inventory()
-            .values()
-            .filter(|r| r.kind == "server")
-            .count(),
-        3
-    );
+    assert_eq!(w.count_of_kind("server"), 3);
 }
 
 #[tokio::test]
@@ -224,18 +213,14 @@ async fn a_failure_rolls_back_to_the_previous_deployment() {
     let w = World::new(TEMPLATE);
     w.up(&["web_count=2"], fast_retries()).await;
     let before = w.provider.inventory();
-    w.provider
-        .fail_create
-        .lock()
-        .unwrap()
-        .insert("web[4]".into());
+    w.fail_creating("web[4]");
     let (_, report) = w.up(&["web_count=6"], fast_retries()).await;
     assert!(!report.ok);
     assert!(report.rolled_back, "{report:?}");
     assert_eq!(count(&report, Status::Failed), 1);
     w.assert_state_matches_reality();
     let after = w.provider.inventory();
-    let kinds = |m: &std::collections::BTreeMap<String, crate::testing::FakeResource>| {
+    let kinds = |m: &std::collections::BTreeMap<String, FakeResource>| {
         let mut v: Vec<(String, String)> = m
             .values()
             .map(|r| (r.address.clone(), r.properties.to_string()))
@@ -254,11 +239,7 @@ async fn a_failure_rolls_back_to_the_previous_deployment() {
 async fn a_failure_with_keep_leaves_what_succeeded() {
     let w = World::new(TEMPLATE);
     w.up(&["web_count=2"], fast_retries()).await;
-    w.provider
-        .fail_create
-        .lock()
-        .unwrap()
-        .insert("web[4]".into());
+    w.fail_creating("web[4]");
     let opts = ApplyOptions {
         on_failure: OnFailure::Keep,
         ..fast_retries()
@@ -266,12 +247,7 @@ async fn a_failure_with_keep_leaves_what_succeeded() {
     let (_, report) = w.up(&["web_count=6"], opts).await;
     assert!(!report.ok && !report.rolled_back);
     w.assert_state_matches_reality();
-    let servers = w
-        .provider
-        .inventory()
-        .values()
-        .filter(|r| r.kind == "server")
-        .count();
+    let servers = w.count_of_kind("server");
     assert!((2..6).contains(&servers), "{servers}");
     // The next run without the fault converges.
     w.provider.fail_create.lock().unwrap().clear();
@@ -424,15 +400,7 @@ fn killed_runs_converge_without_orphans_or_duplicates() {
             "trial {trial}: not converged"
         );
         let expected_servers = if setup == 1 { 2 } else { 6 };
-        assert_eq!(
-            w.provider
-                .inventory()
-                .values()
-                .filter(|r| r.kind == "server")
-                .count(),
-            expected_servers,
-            "trial {trial}"
-        );
+        assert_eq!(w.count_of_kind("server"), expected_servers, "trial {trial}");
         assert!(w.store.open_journal(&w.deployment()).unwrap().is_empty());
     }
     assert!(
@@ -495,26 +463,32 @@ async fn create_before_destroy_deletes_old_halves_after_their_users_moved() {
     }
 }
 
+/// The run after `two_servers_up_and_web2_failing`: three servers, every one
+/// replaced.
+const THREE_ON_A_NEW_IMAGE: &[&str] = &["web_count=3", "image=debian-13"];
+
+/// Two servers up, and web[2]'s create made to fail: the load balancer
+/// waits for web[2], so in a run to `THREE_ON_A_NEW_IMAGE` the old halves of
+/// web[0] and web[1] are still waiting when the run fails. Also the cloud
+/// as it was before that run.
+async fn two_servers_up_and_web2_failing()
+-> (World, std::collections::BTreeMap<String, FakeResource>) {
+    let w = World::new(TEMPLATE);
+    w.up(&["web_count=2"], fast_retries()).await;
+    let before = w.provider.inventory();
+    w.fail_creating("web[2]");
+    (w, before)
+}
+
 /// A failure before the old halves went: the rollback deletes the new
 /// servers and keeps the old ones (the same ids, never recreated).
 #[tokio::test]
 async fn a_rollback_before_the_old_halves_went_keeps_them() {
-    let w = World::new(TEMPLATE);
-    w.up(&["web_count=2"], fast_retries()).await;
-    let before = w.provider.inventory();
-    // web[2]'s create fails; the load balancer waits for it, so the old
-    // halves of web[0] and web[1] are still waiting when the run fails.
-    w.provider
-        .fail_create
-        .lock()
-        .unwrap()
-        .insert("web[2]".into());
-    let (_, report) = w
-        .up(&["web_count=3", "image=debian-13"], fast_retries())
-        .await;
+    let (w, before) = two_servers_up_and_web2_failing().await;
+    let (_, report) = w.up(THREE_ON_A_NEW_IMAGE, fast_retries()).await;
     assert!(!report.ok && report.rolled_back, "{report:?}");
     w.assert_state_matches_reality();
-    let ids = |m: &std::collections::BTreeMap<String, crate::testing::FakeResource>| {
+    let ids = |m: &std::collections::BTreeMap<String, FakeResource>| {
         m.keys().cloned().collect::<Vec<_>>()
     };
     assert_eq!(ids(&w.provider.inventory()), ids(&before));
@@ -523,9 +497,7 @@ async fn a_rollback_before_the_old_halves_went_keeps_them() {
         "an open journal entry remains"
     );
     w.provider.fail_create.lock().unwrap().clear();
-    let (_, report) = w
-        .up(&["web_count=3", "image=debian-13"], fast_retries())
-        .await;
+    let (_, report) = w.up(THREE_ON_A_NEW_IMAGE, fast_retries()).await;
     assert!(report.ok, "{report:?}");
     w.assert_state_matches_reality();
 }
@@ -534,19 +506,12 @@ async fn a_rollback_before_the_old_halves_went_keeps_them() {
 /// old halves, recorded nowhere, are deleted rather than left as orphans.
 #[tokio::test]
 async fn keep_after_a_failure_deletes_the_waiting_old_halves() {
-    let w = World::new(TEMPLATE);
-    w.up(&["web_count=2"], fast_retries()).await;
-    let before = w.provider.inventory();
-    w.provider
-        .fail_create
-        .lock()
-        .unwrap()
-        .insert("web[2]".into());
+    let (w, before) = two_servers_up_and_web2_failing().await;
     let opts = ApplyOptions {
         on_failure: OnFailure::Keep,
         ..fast_retries()
     };
-    let (_, report) = w.up(&["web_count=3", "image=debian-13"], opts).await;
+    let (_, report) = w.up(THREE_ON_A_NEW_IMAGE, opts).await;
     assert!(!report.ok && !report.rolled_back, "{report:?}");
     w.assert_state_matches_reality();
     let old_servers: Vec<&String> = before
@@ -608,12 +573,7 @@ async fn replace_makes_a_new_instance_and_what_uses_it_follows() {
         .unwrap()
         .attributes["address"]
         .clone();
-    let lb = w
-        .provider
-        .inventory()
-        .into_values()
-        .find(|r| r.kind == "load_balancer")
-        .unwrap();
+    let lb = w.first_of_kind("load_balancer");
     assert!(
         lb.properties["backends"]
             .as_array()
