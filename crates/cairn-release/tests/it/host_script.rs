@@ -49,16 +49,20 @@ fn run(command: &str, stdin: Vec<u8>, path: Option<&Path>) -> Run {
     }
 }
 
-fn install(install: &Path, a: &Artifact, key: &SigningKey, archive: Vec<u8>) -> Run {
-    let script = install_script(
+/// The script that installs `a`, signed with `key`, at `install`.
+fn script_for(install: &Path, a: &Artifact, key: &SigningKey) -> String {
+    install_script(
         install.to_str().unwrap(),
         &a.manifest.version,
         &a.bytes,
         &a.signature,
         &key.public(),
     )
-    .unwrap();
-    run(&script, archive, None)
+    .unwrap()
+}
+
+fn install(install: &Path, a: &Artifact, key: &SigningKey, archive: Vec<u8>) -> Run {
+    run(&script_for(install, a, key), archive, None)
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -86,11 +90,27 @@ fn assert_one_line(stderr: &str, expect: &str) {
     );
 }
 
-#[test]
-fn a_good_artifact_is_installed_and_a_second_install_is_a_no_op() {
+/// A temporary directory, a fresh key, and in the directory "web" v1 of
+/// the "one" tree, signed with that key.
+fn web_v1() -> (tempfile::TempDir, SigningKey, Artifact) {
     let tmp = tempfile::tempdir().unwrap();
     let key = SigningKey::generate().unwrap();
     let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    (tmp, key, a)
+}
+
+/// The install was refused with `exit` and one line naming `expect`, and
+/// left nothing under `target`.
+#[track_caller]
+fn assert_refused(r: &Run, exit: InstallExit, expect: &str, target: &Path) {
+    assert_eq!(r.exit, exit, "{}", r.stderr);
+    assert_one_line(&r.stderr, expect);
+    assert_untouched(target);
+}
+
+#[test]
+fn a_good_artifact_is_installed_and_a_second_install_is_a_no_op() {
+    let (tmp, key, a) = web_v1();
     let target = tmp.path().join("srv/web");
     let archive = fs::read(&a.archive).unwrap();
 
@@ -141,34 +161,33 @@ fn a_good_artifact_is_installed_and_a_second_install_is_a_no_op() {
 
 #[test]
 fn a_tampered_archive_byte_is_refused_before_anything_is_unpacked() {
-    let tmp = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
-    let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    let (tmp, key, a) = web_v1();
     let target = tmp.path().join("srv");
     let mut archive = fs::read(&a.archive).unwrap();
     let at = archive.len() / 2;
     archive[at] ^= 0x01;
     let r = install(&target, &a, &key, archive.clone());
-    assert_eq!(r.exit, InstallExit::ChecksumMismatch, "{}", r.stderr);
-    assert_one_line(
-        &r.stderr,
+    assert_refused(
+        &r,
+        InstallExit::ChecksumMismatch,
         &format!("the manifest says {}", a.manifest.archive.sha256),
+        &target,
     );
-    assert_untouched(&target);
 
     archive[at] ^= 0x01;
     archive.truncate(archive.len() - 1);
     let r = install(&target, &a, &key, archive);
-    assert_eq!(r.exit, InstallExit::ChecksumMismatch, "{}", r.stderr);
-    assert_one_line(&r.stderr, "bytes, the manifest says");
-    assert_untouched(&target);
+    assert_refused(
+        &r,
+        InstallExit::ChecksumMismatch,
+        "bytes, the manifest says",
+        &target,
+    );
 }
 
 #[test]
 fn a_tampered_manifest_or_another_key_fails_the_signature() {
-    let tmp = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
-    let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    let (tmp, key, a) = web_v1();
     let target = tmp.path().join("srv");
     let archive = fs::read(&a.archive).unwrap();
 
@@ -183,15 +202,16 @@ fn a_tampered_manifest_or_another_key_fails_the_signature() {
         archive: a.archive.clone(),
     };
     let r = install(&target, &tampered, &key, archive.clone());
-    assert_eq!(r.exit, InstallExit::BadSignature, "{}", r.stderr);
-    assert_one_line(&r.stderr, &format!("with the public key {}", key.public()));
-    assert_untouched(&target);
+    assert_refused(
+        &r,
+        InstallExit::BadSignature,
+        &format!("with the public key {}", key.public()),
+        &target,
+    );
 
     let other = SigningKey::generate().unwrap();
     let r = install(&target, &a, &other, archive);
-    assert_eq!(r.exit, InstallExit::BadSignature, "{}", r.stderr);
-    assert_one_line(&r.stderr, "bad signature");
-    assert_untouched(&target);
+    assert_refused(&r, InstallExit::BadSignature, "bad signature", &target);
 }
 
 #[test]
@@ -199,9 +219,7 @@ fn a_file_unlike_its_signed_checksum_is_named() {
     // A manifest signed with the right key that does not match its archive's
     // files (a packer bug, or a key that signed the wrong thing): the
     // per-file check after unpacking catches it.
-    let tmp = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
-    let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    let (tmp, key, a) = web_v1();
     let mut m = a.manifest.clone();
     let i = m
         .files
@@ -218,16 +236,16 @@ fn a_file_unlike_its_signed_checksum_is_named() {
     };
     let target = tmp.path().join("srv");
     let r = install(&target, &bad, &key, fs::read(&a.archive).unwrap());
-    assert_eq!(r.exit, InstallExit::ChecksumMismatch, "{}", r.stderr);
-    assert_one_line(
-        &r.stderr,
+    assert_refused(
+        &r,
+        InstallExit::ChecksumMismatch,
         &format!(
             "file public/index.html has sha256 {}, the manifest says {}",
             a.manifest.files[i].sha256,
             "ab".repeat(32)
         ),
+        &target,
     );
-    assert_untouched(&target);
 }
 
 #[test]
@@ -265,9 +283,7 @@ fn a_version_that_exists_with_other_content_is_refused() {
 
 #[test]
 fn a_missing_tool_is_named_with_its_package() {
-    let tmp = tempfile::tempdir().unwrap();
-    let key = SigningKey::generate().unwrap();
-    let a = artifact(tmp.path(), "web", "v1", "one", &key);
+    let (tmp, key, a) = web_v1();
     let bin = tmp.path().join("bin");
     fs::create_dir(&bin).unwrap();
     // Every tool the script uses but zstd.
@@ -294,14 +310,7 @@ fn a_missing_tool_is_named_with_its_package() {
         std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
     let target = tmp.path().join("srv");
-    let script = install_script(
-        target.to_str().unwrap(),
-        "v1",
-        &a.bytes,
-        &a.signature,
-        &key.public(),
-    )
-    .unwrap();
+    let script = script_for(&target, &a, &key);
     let r = run(&script, fs::read(&a.archive).unwrap(), Some(&bin));
     assert_eq!(r.exit, InstallExit::MissingTool, "{}", r.stderr);
     assert_one_line(
@@ -340,14 +349,7 @@ fn a_full_disk_is_reported_as_such_and_leaves_no_release() {
     let a = artifact_of(tmp.path(), &tree, "web", "v1", &key);
     let target = tmp.path().join("small");
     fs::create_dir(&target).unwrap();
-    let script = install_script(
-        target.to_str().unwrap(),
-        "v1",
-        &a.bytes,
-        &a.signature,
-        &key.public(),
-    )
-    .unwrap();
+    let script = script_for(&target, &a, &key);
     let script_file = tmp.path().join("install.sh");
     fs::write(&script_file, &script).unwrap();
     let wrapper = format!(
@@ -410,14 +412,7 @@ fn a_script_beyond_one_argument_s_limit_goes_ahead_of_the_archive_on_stdin() {
     }
     let a = artifact_of(tmp.path(), &tree, "web", "v7", &key);
     let target = tmp.path().join("srv");
-    let script = install_script(
-        target.to_str().unwrap(),
-        "v7",
-        &a.bytes,
-        &a.signature,
-        &key.public(),
-    )
-    .unwrap();
+    let script = script_for(&target, &a, &key);
     assert!(script.len() > 128 * 1024, "{} bytes", script.len());
     let mut stdin = script.clone().into_bytes();
     stdin.extend(fs::read(&a.archive).unwrap());
