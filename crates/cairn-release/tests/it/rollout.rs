@@ -3,7 +3,7 @@
 //! real signals to stop it, real HTTP for the health gate.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use cairn_orch::remote::{Exec, Output, Remote};
 use cairn_orch::transport::local::LocalHost;
 use cairn_release::app::AppSpec;
 use cairn_release::record::{HostOutcome, ReleaseOutcome};
-use cairn_release::rollout::{self, BatchSize, Host, Payload, Rollout, Stage};
+use cairn_release::rollout::{self, BatchSize, Finished, Host, Payload, Rollout, Stage};
 use serde_json::json;
 
 fn free_port() -> u16 {
@@ -119,29 +119,31 @@ fn stop(install: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
+/// A temporary directory, an install path in it ("srv") and an app there
+/// on a free loopback port whose health check asks for `health`.
+fn local_app(health: &str) -> (tempfile::TempDir, PathBuf, u16, AppSpec) {
     let dir = tempfile::tempdir().unwrap();
     let install = dir.path().join("srv");
     let port = free_port();
-    let a = app(&install, port, "/index.html");
+    let a = app(&install, port, health);
+    (dir, install, port, a)
+}
 
-    let v1 = rollout::run(rollout(
-        &a,
-        payload(&install, "v1", &[("index.html", "v1")]),
-        &install,
-    ))
-    .await;
+/// Rolls version `v` of `tree` out to this machine.
+async fn release(a: &AppSpec, install: &Path, v: &str, tree: &[(&str, &str)]) -> Finished {
+    rollout::run(rollout(a, payload(install, v, tree), install)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
+    let (_dir, install, port, a) = local_app("/index.html");
+
+    let v1 = release(&a, &install, "v1", &[("index.html", "v1")]).await;
     assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.events);
     assert_eq!(get(port), "v1");
     assert_eq!(v1.hosts[0].from_version, None);
 
-    let v2 = rollout::run(rollout(
-        &a,
-        payload(&install, "v2", &[("index.html", "v2")]),
-        &install,
-    ))
-    .await;
+    let v2 = release(&a, &install, "v2", &[("index.html", "v2")]).await;
     assert_eq!(v2.outcome, ReleaseOutcome::Succeeded, "{:?}", v2.events);
     assert_eq!(v2.hosts[0].from_version.as_deref(), Some("v1"));
     assert_eq!(get(port), "v2");
@@ -162,12 +164,7 @@ async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
     );
 
     // v3 has no index.html: its health check fails, the host goes back.
-    let v3 = rollout::run(rollout(
-        &a,
-        payload(&install, "v3", &[("other", "v3")]),
-        &install,
-    ))
-    .await;
+    let v3 = release(&a, &install, "v3", &[("other", "v3")]).await;
     assert_eq!(v3.outcome, ReleaseOutcome::RolledBack, "{:?}", v3.events);
     assert_eq!(v3.hosts[0].outcome, HostOutcome::Failed);
     let why = v3.hosts[0].message.clone().unwrap();
@@ -206,12 +203,7 @@ async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
 
     // keep: 2 — the two newest (v5, v4) and the one v5 replaced (v2)
     // stay; v1 and v3 go.
-    let v5 = rollout::run(rollout(
-        &a,
-        payload(&install, "v5", &[("index.html", "v5")]),
-        &install,
-    ))
-    .await;
+    let v5 = release(&a, &install, "v5", &[("index.html", "v5")]).await;
     assert_eq!(v5.outcome, ReleaseOutcome::Succeeded, "{:?}", v5.events);
     let mut left: Vec<String> = std::fs::read_dir(install.join("releases"))
         .unwrap()
@@ -225,16 +217,8 @@ async fn releases_switch_roll_back_on_a_failed_health_check_and_prune() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_that_fails_switches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let install = dir.path().join("srv");
-    let port = free_port();
-    let a = app(&install, port, "/");
-    let v1 = rollout::run(rollout(
-        &a,
-        payload(&install, "v1", &[("index.html", "v1")]),
-        &install,
-    ))
-    .await;
+    let (_dir, install, port, a) = local_app("/");
+    let v1 = release(&a, &install, "v1", &[("index.html", "v1")]).await;
     assert_eq!(v1.outcome, ReleaseOutcome::Succeeded);
     let mut bad = payload(&install, "v2", &[("index.html", "v2")]);
     if let Some(stage) = &mut bad.stage {
@@ -268,10 +252,7 @@ fn batch_sizes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_that_lost_its_lease_starts_no_more_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let install = dir.path().join("srv");
-    let port = free_port();
-    let a = app(&install, port, "/");
+    let (_dir, install, _, a) = local_app("/");
     let mut r = rollout(
         &a,
         payload(&install, "v1", &[("index.html", "v1")]),
@@ -492,21 +473,19 @@ async fn a_host_whose_staging_fails_stops_the_release_before_any_switch() {
 /// switching anything, and fails, saying why, when its release is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_tells_a_killed_service_and_restart_host_brings_it_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let install = dir.path().join("srv");
-    let port = free_port();
-    let a = app(&install, port, "/index.html");
+    let (dir, install, port, a) = local_app("/index.html");
     // A service with a child of its own: a restart stops the whole group.
     let child_pid = dir.path().join("child.pid");
     let serve = format!(
         "sleep 600 &\necho $! > {}\nexec python3 -m http.server \"$PORT\" --bind \"$CAIRN_ADDRESS\"\n",
         child_pid.display()
     );
-    let v1 = rollout::run(rollout(
+    let v1 = release(
         &a,
-        payload(&install, "v1", &[("index.html", "v1"), ("serve", &serve)]),
         &install,
-    ))
+        "v1",
+        &[("index.html", "v1"), ("serve", &serve)],
+    )
     .await;
     assert_eq!(v1.outcome, ReleaseOutcome::Succeeded, "{:?}", v1.events);
     let host = Host {
