@@ -15,6 +15,16 @@ fn template(dir: &std::path::Path, apps: &str) -> String {
 
 const HELLO: &str = "  hello:\n    build: {command: \"mkdir -p out && cp serve.sh out/\", dir: app, output: out}\n    install: /srv/hello\n    service: exec sh serve.sh\n    port: 8081\n    servers: \"G@role:web\"\n";
 
+/// `out` is a refusal of bad input (exit 2) whose stderr says each of
+/// `says`.
+#[track_caller]
+fn assert_refused(out: &crate::Output, says: &[&str]) {
+    assert_eq!(out.code, 2, "{}", out.snapshot());
+    for s in says {
+        assert!(out.stderr.contains(s), "stderr lacks {s:?}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn bad_apps_and_releases_are_refused_with_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();
@@ -27,17 +37,13 @@ fn bad_apps_and_releases_are_refused_with_what_to_fix() {
         "  hello:\n    instal: /srv/hello\n    servers: web\n",
     );
     let out = env(&["validate", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr.contains("unknown key `instal` in an app"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("cairn.yaml:8:5"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("app `hello` has no `install`"),
-        "{}",
-        out.stderr
+    assert_refused(
+        &out,
+        &[
+            "unknown key `instal` in an app",
+            "cairn.yaml:8:5",
+            "app `hello` has no `install`",
+        ],
     );
 
     // A value of the wrong kind says which and what it must be.
@@ -46,68 +52,41 @@ fn bad_apps_and_releases_are_refused_with_what_to_fix() {
         &HELLO.replace("port: 8081", "port: 99999"),
     );
     let out = env(&["release", "hello", "v1", "-C", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr
-            .contains("app `hello`: `port` must be a port, 1 to 65535"),
-        "{}",
-        out.stderr
-    );
+    assert_refused(&out, &["app `hello`: `port` must be a port, 1 to 65535"]);
 
     let t = template(&tmp.path().join("ok"), HELLO);
     let out = env(&["release", "nope", "v1", "-C", &t]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr
-            .contains("no app `nope` in the template (its apps: hello)"),
-        "{}",
-        out.stderr
-    );
+    assert_refused(&out, &["no app `nope` in the template (its apps: hello)"]);
 
     let out = env(&["release", "hello", "v9", "-C", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr.contains("hello v9 is not in the artifact store"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("cairn artifact list hello"),
-        "{}",
-        out.stderr
+    assert_refused(
+        &out,
+        &[
+            "hello v9 is not in the artifact store",
+            "cairn artifact list hello",
+        ],
     );
 
     let out = env(&["release", "hello", "v1", "-C", &t, "--batch", "0%"]);
-    assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("`0%` is not a batch size"),
-        "{}",
-        out.stderr
-    );
+    assert_refused(&out, &["`0%` is not a batch size"]);
 
     // Built once; the same version with other content is refused, the
     // same content again is not.
-    let built = env(&[
-        "artifact",
-        "build",
-        "hello",
-        "--version",
-        "v1",
-        &t,
-        "-o",
-        "json",
-    ]);
+    let build_v1 = || {
+        env(&[
+            "artifact",
+            "build",
+            "hello",
+            "--version",
+            "v1",
+            &t,
+            "-o",
+            "json",
+        ])
+    };
+    let built = build_v1();
     assert_eq!(built.code, 0, "{}", built.snapshot());
-    let again = env(&[
-        "artifact",
-        "build",
-        "hello",
-        "--version",
-        "v1",
-        &t,
-        "-o",
-        "json",
-    ]);
+    let again = build_v1();
     assert_eq!(again.code, 0, "{}", again.snapshot());
     let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(again["stored"], false);
@@ -160,19 +139,13 @@ fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
 
     let t = template(&tmp.path().join("ok"), &healthy);
     let out = env(&["heal", "nope", "-C", &t, "--once"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr
-            .contains("no app `nope` in the template (its apps: hello)"),
-        "{}",
-        out.stderr
-    );
+    assert_refused(&out, &["no app `nope` in the template (its apps: hello)"]);
     let out = env(&["heal", "hello", "-C", &t, "--once"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr.contains("hello has no release in `dev` yet: nothing to heal to (`cairn release hello VERSION -e dev`)"),
-        "{}",
-        out.stderr
+    assert_refused(
+        &out,
+        &[
+            "hello has no release in `dev` yet: nothing to heal to (`cairn release hello VERSION -e dev`)",
+        ],
     );
     // The history of an app never healed is empty, not an error.
     let out = env(&["heal", "hello", "-C", &t, "--history", "-o", "json"]);
@@ -181,12 +154,9 @@ fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
 
     let t = template(&tmp.path().join("nopolicy"), HELLO);
     let out = env(&["heal", "hello", "-C", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr
-            .contains("app `hello` has no `heal` policy: add `heal: {grace: 30s}`"),
-        "{}",
-        out.stderr
+    assert_refused(
+        &out,
+        &["app `hello` has no `heal` policy: add `heal: {grace: 30s}`"],
     );
 
     let t = template(
@@ -194,35 +164,19 @@ fn heal_refuses_what_it_cannot_heal_with_what_to_fix() {
         &format!("{HELLO}    heal: {{grace: 1s}}\n"),
     );
     let out = env(&["validate", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr
-            .contains("app `hello` has `heal` but no `health`"),
-        "{}",
-        out.stderr
+    assert_refused(
+        &out,
+        &["app `hello` has `heal` but no `health`", "cairn.yaml:13:5"],
     );
-    assert!(out.stderr.contains("cairn.yaml:13:5"), "{}", out.stderr);
     let out = env(&["heal", "hello", "-C", &t, "--once"]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr.contains("has `heal` but no `health`"),
-        "{}",
-        out.stderr
-    );
+    assert_refused(&out, &["has `heal` but no `health`"]);
 
     let t = template(
         &tmp.path().join("typo"),
         &healthy.replace("grace: 1s", "grase: 1s"),
     );
     let out = env(&["validate", &t]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(
-        out.stderr
-            .contains("unknown key `grase` in an app's `heal`"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("grace"), "{}", out.stderr);
+    assert_refused(&out, &["unknown key `grase` in an app's `heal`", "grace"]);
 }
 
 /// `store: bucket:NAME` on aws: the artifacts go into the deployment's own
@@ -259,8 +213,7 @@ async fn an_aws_deployments_own_bucket_keeps_the_artifacts() {
         "-e",
         "aws",
     ]);
-    assert_eq!(out.code, 2, "{}", out.snapshot());
-    assert!(out.stderr.contains("has no bucket yet"), "{}", out.stderr);
+    assert_refused(&out, &["has no bucket yet"]);
 
     let up = run(&["up", &t, "-e", "aws", "--yes", "-o", "none"]);
     assert_eq!(up.code, 0, "{}", up.snapshot());
