@@ -20,6 +20,15 @@ fn host(target: SshTarget) -> SshHost {
     SshHost::new(target, SshOptions::default(), Arc::new(TcpDialer))
 }
 
+/// Runs `true` over a new connection to `target`: whether it succeeded, or
+/// why the connection failed.
+async fn run_true(target: SshTarget) -> Result<bool, TransportError> {
+    host(target)
+        .exec(Exec::new("true"))
+        .await
+        .map(|out| out.success())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_a_script_and_returns_stdout_stderr_and_status() {
     let th = TestHosts::up("run", 1, "127.0.31.1");
@@ -158,7 +167,7 @@ async fn a_wrong_recorded_host_key_is_a_mismatch() {
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::new()))
         .host_key(Some(th.host_key("h2")));
-    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    let err = run_true(target).await.unwrap_err();
     match &err {
         TransportError::HostKeyMismatch {
             expected_from,
@@ -177,13 +186,7 @@ async fn a_wrong_recorded_host_key_is_a_mismatch() {
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::new()))
         .host_key(Some(th.host_key("h1")));
-    assert!(
-        host(target)
-            .exec(Exec::new("true"))
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(run_true(target).await.unwrap());
     // And a right record does not outvote a known_hosts line that says
     // otherwise.
     let known = th.dir.join("known_hosts.h2");
@@ -196,7 +199,7 @@ async fn a_wrong_recorded_host_key_is_a_mismatch() {
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::load(&[&known]).unwrap()))
         .host_key(Some(th.host_key("h1")));
-    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    let err = run_true(target).await.unwrap_err();
     assert!(
         matches!(err, TransportError::HostKeyMismatch { .. }),
         "{err}"
@@ -221,7 +224,7 @@ async fn a_known_hosts_mismatch_names_the_file_and_line() {
     let target = th
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::load(&[&file]).unwrap()));
-    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    let err = run_true(target).await.unwrap_err();
     match &err {
         TransportError::HostKeyMismatch { expected_from, .. } => {
             assert_eq!(expected_from, &format!("known_hosts {}:3", file.display()));
@@ -246,13 +249,7 @@ async fn a_known_hosts_mismatch_names_the_file_and_line() {
     let target = th
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::load(&[&hashed]).unwrap()));
-    assert!(
-        host(target)
-            .exec(Exec::new("true"))
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(run_true(target).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,20 +259,14 @@ async fn a_host_on_another_port_is_known_as_host_port() {
     assert_eq!(target.port, 2222);
     let text = std::fs::read_to_string(th.dir.join("known_hosts")).unwrap();
     assert!(text.starts_with("[127.0.45.1]:2222 "), "{text}");
-    assert!(
-        host(target)
-            .exec(Exec::new("true"))
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(run_true(target).await.unwrap());
     // The same key under the bare address does not vouch for port 2222.
     let bare = th.dir.join("known_hosts.bare");
     std::fs::write(&bare, format!("127.0.45.1 {}\n", th.host_key("h1"))).unwrap();
     let target = th
         .target("h1")
         .known_hosts(Arc::new(KnownHosts::load(&[&bare]).unwrap()));
-    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    let err = run_true(target).await.unwrap_err();
     assert!(
         matches!(err, TransportError::HostKeyUnknown { .. }),
         "{err}"
@@ -286,10 +277,7 @@ async fn a_host_on_another_port_is_known_as_host_port() {
 async fn an_unknown_host_key_is_refused_unless_accept_new() {
     let th = TestHosts::up("unknown", 1, "127.0.37.1");
     let target = th.target("h1").known_hosts(Arc::new(KnownHosts::new()));
-    let err = host(target.clone())
-        .exec(Exec::new("true"))
-        .await
-        .unwrap_err();
+    let err = run_true(target.clone()).await.unwrap_err();
     assert!(
         matches!(err, TransportError::HostKeyUnknown { .. }),
         "{err}"
@@ -307,10 +295,7 @@ async fn a_wrong_client_key_is_an_auth_error_and_the_next_credential_is_tried() 
     let th = TestHosts::up("auth", 1, "127.0.38.1");
     let mut target = th.target("h1");
     target.auth = vec![SshAuth::KeyFile(th.stranger_key())];
-    let err = host(target.clone())
-        .exec(Exec::new("true"))
-        .await
-        .unwrap_err();
+    let err = run_true(target.clone()).await.unwrap_err();
     match &err {
         TransportError::Auth { user, reason, .. } => {
             assert_eq!(user, "root");
@@ -376,10 +361,7 @@ async fn an_ssh_agent_signs_for_us() {
 async fn a_stopped_host_is_unreachable_at_once() {
     let th = TestHosts::up("stopped", 1, "127.0.40.1");
     th.kill("h1");
-    let err = host(th.target("h1"))
-        .exec(Exec::new("true"))
-        .await
-        .unwrap_err();
+    let err = run_true(th.target("h1")).await.unwrap_err();
     // Refused at once, not the connect timeout's "no answer".
     assert!(
         matches!(&err, TransportError::Unreachable { reason, .. } if reason.contains("refused")),
@@ -387,7 +369,7 @@ async fn a_stopped_host_is_unreachable_at_once() {
     );
     // Nobody listens there at all: also unreachable.
     let target = SshTarget::new("nowhere", "127.0.40.250", "root");
-    let err = host(target).exec(Exec::new("true")).await.unwrap_err();
+    let err = run_true(target).await.unwrap_err();
     assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
 }
 
