@@ -21,26 +21,18 @@ async fn a_load_balancer_spreads_requests_over_real_servers() {
         let s = who_server(&cloud, &sub, port, i).await;
         addrs.push(s.attributes["address"].as_str().unwrap().to_string());
     }
-    let lb = cloud
-        .create(req(
-            "load_balancer",
-            "lb",
-            json!({
-                "listen": {"protocol": "http", "port": 8080},
-                "backends": addrs,
-                "backend_port": port,
-                // Checks slow enough that a loaded machine (a probe of
-                // 90 ms timing out) does not take a backend out mid-count.
-                "health_check": {"path": "/who.txt", "interval": "500ms", "timeout": "450ms", "healthy": 1, "unhealthy": 3},
-            }),
-        ))
-        .await
-        .unwrap();
-    let front = format!(
-        "{}:{}",
-        lb.attributes["address"].as_str().unwrap(),
-        lb.attributes["port"]
-    );
+    let front = load_balancer(
+        &cloud,
+        json!({
+            "listen": {"protocol": "http", "port": 8080},
+            "backends": addrs,
+            "backend_port": port,
+            // Checks slow enough that a loaded machine (a probe of
+            // 90 ms timing out) does not take a backend out mid-count.
+            "health_check": {"path": "/who.txt", "interval": "500ms", "timeout": "450ms", "healthy": 1, "unhealthy": 3},
+        }),
+    )
+    .await;
     // Both backends pass their first checks (each may start late on a
     // loaded machine), then traffic alternates.
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
@@ -192,25 +184,17 @@ async fn a_load_balancer_lets_in_only_what_its_firewalls_allow() {
         .create(req("firewall", "lb_fw", fw_props.clone()))
         .await
         .unwrap();
-    let lb = cloud
-        .create(req(
-            "load_balancer",
-            "lb",
-            json!({
-                "listen": {"protocol": "http", "port": 8080},
-                "backends": [web.attributes["address"]],
-                "backend_port": port,
-                "firewalls": [lb_fw.id],
-                "health_check": {"path": "/who.txt", "interval": "100ms", "timeout": "90ms", "healthy": 1, "unhealthy": 2},
-            }),
-        ))
-        .await
-        .unwrap();
-    let front = format!(
-        "{}:{}",
-        lb.attributes["address"].as_str().unwrap(),
-        lb.attributes["port"]
-    );
+    let front = load_balancer(
+        &cloud,
+        json!({
+            "listen": {"protocol": "http", "port": 8080},
+            "backends": [web.attributes["address"]],
+            "backend_port": port,
+            "firewalls": [lb_fw.id],
+            "health_check": {"path": "/who.txt", "interval": "100ms", "timeout": "90ms", "healthy": 1, "unhealthy": 2},
+        }),
+    )
+    .await;
 
     // From the client's address (a member of the source firewall): served.
     let mut served = false;

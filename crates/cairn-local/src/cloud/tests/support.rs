@@ -122,6 +122,19 @@ pub(super) async fn who_server(cloud: &Cloud, sub: &str, port: u16, i: usize) ->
 
 /// `GET path` from a chosen loopback source address, as a server on its
 /// own address would connect.
+/// Creates load balancer "lb" with `properties`: its front, address:port.
+pub(super) async fn load_balancer(cloud: &Cloud, properties: Json) -> String {
+    let lb = cloud
+        .create(req("load_balancer", "lb", properties))
+        .await
+        .unwrap();
+    format!(
+        "{}:{}",
+        lb.attributes["address"].as_str().unwrap(),
+        lb.attributes["port"]
+    )
+}
+
 pub(super) async fn http_get_from(source: &str, addr: &str, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4()?;
