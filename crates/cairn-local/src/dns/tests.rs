@@ -150,16 +150,16 @@ fn record(name: &str, rtype: RecordType, ttl: u32, values: &[&str]) -> RecordSet
     }
 }
 
+/// Adds or replaces a record set of example.test.
+fn put(zones: &Zones, rrset: RecordSet) {
+    zones.upsert_record("example.test", rrset).unwrap();
+}
+
 /// The design's example: `www.example.test A` → the load balancer, TTL 60.
 fn example_zones() -> Zones {
     let zones = Zones::new();
     zones.upsert_zone("example.test").unwrap();
-    zones
-        .upsert_record(
-            "example.test",
-            record("www", RecordType::A, 60, &[LB_ADDRESS]),
-        )
-        .unwrap();
+    put(&zones, record("www", RecordType::A, 60, &[LB_ADDRESS]));
     zones
 }
 
@@ -204,12 +204,10 @@ async fn a_record_is_answered_with_its_ttl_over_udp_and_tcp() {
 #[tokio::test]
 async fn aaaa_record() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record("www", RecordType::Aaaa, 120, &["::1", "2001:db8::10"]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("www", RecordType::Aaaa, 120, &["::1", "2001:db8::10"]),
+    );
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         let response = server
@@ -233,18 +231,11 @@ async fn aaaa_record() {
 #[tokio::test]
 async fn cname_is_followed_inside_the_zone() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record("app", RecordType::Cname, 300, &["www"]),
-        )
-        .unwrap();
-    zones
-        .upsert_record(
-            "example.test",
-            record("docs", RecordType::Cname, 30, &["app.example.test."]),
-        )
-        .unwrap();
+    put(&zones, record("app", RecordType::Cname, 300, &["www"]));
+    put(
+        &zones,
+        record("docs", RecordType::Cname, 30, &["app.example.test."]),
+    );
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         // Asking for A at an alias gets the whole chain and the address.
@@ -278,12 +269,10 @@ async fn cname_is_followed_inside_the_zone() {
 async fn txt_records_keep_their_text_including_long_text() {
     let zones = example_zones();
     let long = "k=".to_owned() + &"x".repeat(600);
-    zones
-        .upsert_record(
-            "example.test",
-            record("@", RecordType::Txt, 300, &["v=spf1 -all", &long]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("@", RecordType::Txt, 300, &["v=spf1 -all", &long]),
+    );
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         let response = server.ask(transport, "example.test.", WireType::TXT).await;
@@ -318,23 +307,16 @@ async fn txt_records_keep_their_text_including_long_text() {
 #[tokio::test]
 async fn mx_record_with_absolute_and_relative_exchanges() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record(
-                "@",
-                RecordType::Mx,
-                3600,
-                &["10 mail.example.test.", "20 backup-mail"],
-            ),
-        )
-        .unwrap();
-    zones
-        .upsert_record(
-            "example.test",
-            record("mail", RecordType::A, 60, &["127.0.10.6"]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record(
+            "@",
+            RecordType::Mx,
+            3600,
+            &["10 mail.example.test.", "20 backup-mail"],
+        ),
+    );
+    put(&zones, record("mail", RecordType::A, 60, &["127.0.10.6"]));
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         let response = server.ask(transport, "example.test.", WireType::MX).await;
@@ -366,17 +348,15 @@ async fn mx_record_with_absolute_and_relative_exchanges() {
 #[tokio::test]
 async fn srv_record() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record(
-                "_sip._tcp",
-                RecordType::Srv,
-                600,
-                &["10 5 5060 sip.example.test."],
-            ),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record(
+            "_sip._tcp",
+            RecordType::Srv,
+            600,
+            &["10 5 5060 sip.example.test."],
+        ),
+    );
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         let response = server
@@ -395,12 +375,10 @@ async fn srv_record() {
 #[tokio::test]
 async fn caa_and_apex_ns_records() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record("@", RecordType::Caa, 3600, &["0 issue \"letsencrypt.org\""]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("@", RecordType::Caa, 3600, &["0 issue \"letsencrypt.org\""]),
+    );
     let server = TestServer::start(&zones).await;
     let response = server
         .ask(Transport::Udp, "example.test.", WireType::CAA)
@@ -422,12 +400,10 @@ async fn caa_and_apex_ns_records() {
         answers(&response),
         [format!("example.test. {DEFAULT_NS_TTL} NS localhost.")]
     );
-    zones
-        .upsert_record(
-            "example.test",
-            record("@", RecordType::Ns, 600, &["ns1.example.test.", "ns2"]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("@", RecordType::Ns, 600, &["ns1.example.test.", "ns2"]),
+    );
     let response = server
         .ask(Transport::Tcp, "example.test.", WireType::NS)
         .await;
@@ -468,12 +444,7 @@ async fn missing_name_is_nxdomain_with_the_soa() {
 #[tokio::test]
 async fn existing_name_without_the_type_is_empty_noerror_with_the_soa() {
     let zones = example_zones();
-    zones
-        .upsert_record(
-            "example.test",
-            record("a.b", RecordType::A, 60, &["127.0.0.9"]),
-        )
-        .unwrap();
+    put(&zones, record("a.b", RecordType::A, 60, &["127.0.0.9"]));
     let server = TestServer::start(&zones).await;
     for transport in BOTH {
         let response = server
@@ -554,36 +525,21 @@ async fn every_change_is_visible_to_the_next_query() {
     let a = |message: &Message| answers(message);
 
     // Replace the value.
-    zones
-        .upsert_record(
-            "example.test",
-            record("www", RecordType::A, 60, &["127.0.10.7"]),
-        )
-        .unwrap();
+    put(&zones, record("www", RecordType::A, 60, &["127.0.10.7"]));
     let response = server
         .ask(Transport::Udp, "www.example.test.", WireType::A)
         .await;
     assert_eq!(a(&response), ["www.example.test. 60 A 127.0.10.7"]);
 
     // Change the TTL.
-    zones
-        .upsert_record(
-            "example.test",
-            record("www", RecordType::A, 5, &["127.0.10.7"]),
-        )
-        .unwrap();
+    put(&zones, record("www", RecordType::A, 5, &["127.0.10.7"]));
     let response = server
         .ask(Transport::Tcp, "www.example.test.", WireType::A)
         .await;
     assert_eq!(a(&response), ["www.example.test. 5 A 127.0.10.7"]);
 
     // Add a name.
-    zones
-        .upsert_record(
-            "example.test",
-            record("api", RecordType::A, 60, &["127.0.10.8"]),
-        )
-        .unwrap();
+    put(&zones, record("api", RecordType::A, 60, &["127.0.10.8"]));
     let response = server
         .ask(Transport::Udp, "api.example.test.", WireType::A)
         .await;
@@ -628,12 +584,7 @@ async fn upserting_what_is_there_changes_nothing() {
     let zones = example_zones();
     let before = zones.snapshot();
     zones.upsert_zone("example.test.").unwrap();
-    zones
-        .upsert_record(
-            "example.test",
-            record("www", RecordType::A, 60, &[LB_ADDRESS]),
-        )
-        .unwrap();
+    put(&zones, record("www", RecordType::A, 60, &[LB_ADDRESS]));
     assert_eq!(zones.snapshot(), before, "same records, same serial");
     assert_eq!(
         zones.record("example.test", "WWW", RecordType::A).unwrap(),
@@ -887,12 +838,7 @@ fn invalid_record_sets_names_and_zones_are_rejected() {
         ),
         "DNS record www.example.test CNAME: www.example.test already has a A record, and a CNAME must be the only record at its name"
     );
-    zones
-        .upsert_record(
-            "example.test",
-            record("alias", RecordType::Cname, 60, &["www"]),
-        )
-        .unwrap();
+    put(&zones, record("alias", RecordType::Cname, 60, &["www"]));
     assert_eq!(
         err(
             "example.test",
@@ -983,25 +929,16 @@ fn record_types_and_fqdns() {
 async fn names_ending_in_the_zone_and_wildcards() {
     let zones = example_zones();
     // Both mean `www.example.test`: the record set is replaced, not doubled.
-    zones
-        .upsert_record(
-            "example.test",
-            record("www.example.test", RecordType::A, 60, &["127.0.10.9"]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("www.example.test", RecordType::A, 60, &["127.0.10.9"]),
+    );
     assert_eq!(zones.records("example.test").unwrap().len(), 1);
-    zones
-        .upsert_record(
-            "example.test",
-            record("alias", RecordType::Cname, 60, &["www.example.test"]),
-        )
-        .unwrap();
-    zones
-        .upsert_record(
-            "example.test",
-            record("*.apps", RecordType::A, 60, &[LB_ADDRESS]),
-        )
-        .unwrap();
+    put(
+        &zones,
+        record("alias", RecordType::Cname, 60, &["www.example.test"]),
+    );
+    put(&zones, record("*.apps", RecordType::A, 60, &[LB_ADDRESS]));
     let server = TestServer::start(&zones).await;
     let response = server
         .ask(Transport::Udp, "alias.example.test.", WireType::A)
