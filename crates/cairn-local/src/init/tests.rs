@@ -91,7 +91,7 @@ impl TestInit {
     }
 
     async fn status(&self, name: &str) -> ServiceStatus {
-        self.ok(Request::Status { name: name.into() }).await
+        self.ok(status(name)).await
     }
 
     /// Polls the status until `f` holds (bounded).
@@ -175,6 +175,18 @@ fn start(name: &str) -> Request {
 
 fn stop(name: &str) -> Request {
     Request::Stop { name: name.into() }
+}
+
+fn reload(name: &str) -> Request {
+    Request::Reload { name: name.into() }
+}
+
+fn enable(name: &str) -> Request {
+    Request::Enable { name: name.into() }
+}
+
+fn status(name: &str) -> Request {
+    Request::Status { name: name.into() }
 }
 
 const SLEEPER: &str = "[Unit]\nDescription=sleeps\n[Service]\n\
@@ -382,11 +394,7 @@ async fn exec_stop_exec_reload_and_hup() {
         ),
     );
     let pid = init.ok(start("managed")).await.pid.unwrap();
-    let r = init
-        .ok(Request::Reload {
-            name: "managed".into(),
-        })
-        .await;
+    let r = init.ok(reload("managed")).await;
     assert_eq!(r.pid, Some(pid));
     assert_eq!(
         std::fs::read_to_string(&marks).unwrap(),
@@ -404,20 +412,12 @@ async fn exec_stop_exec_reload_and_hup() {
         "[Service]\nExecStart=/bin/sleep 1000\nExecReload=/bin/false\n",
     );
     init.ok(start("failing-reload")).await;
-    let e = init
-        .err(Request::Reload {
-            name: "failing-reload".into(),
-        })
-        .await;
+    let e = init.err(reload("failing-reload")).await;
     assert_eq!(
         e,
         ServiceError::Failed("failing-reload: reload failed: exited 1".into())
     );
-    let e = init
-        .err(Request::Reload {
-            name: "managed".into(),
-        })
-        .await;
+    let e = init.err(reload("managed")).await;
     assert_eq!(e.to_string(), "managed is inactive, it cannot be reloaded");
 
     // No ExecReload: HUP to the main process.
@@ -426,7 +426,7 @@ async fn exec_stop_exec_reload_and_hup() {
         "[Service]\nExecStart=/bin/sh -c 'trap \"echo got HUP\" HUP; while :; do sleep 0.05; done'\n",
     );
     init.ok(start("hup")).await;
-    init.ok(Request::Reload { name: "hup".into() }).await;
+    init.ok(reload("hup")).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !init.log("hup").contains("got HUP") {
         assert!(Instant::now() < deadline, "{}", init.log("hup"));
@@ -441,11 +441,7 @@ async fn enable_links_like_systemctl_and_enabled_services_start_at_boot() {
     let dir = tmp.path();
     let init = TestInit::start(dir).await;
     init.unit("sleeper", SLEEPER);
-    let s = init
-        .ok(Request::Enable {
-            name: "sleeper".into(),
-        })
-        .await;
+    let s = init.ok(enable("sleeper")).await;
     assert_eq!((s.enabled, s.state.as_str()), (true, "inactive"));
     let link = dir.join("etc/multi-user.target.wants/sleeper.service");
     assert_eq!(
@@ -453,17 +449,10 @@ async fn enable_links_like_systemctl_and_enabled_services_start_at_boot() {
         dir.join("etc/sleeper.service")
     );
     // Again: nothing changes.
-    init.ok(Request::Enable {
-        name: "sleeper".into(),
-    })
-    .await;
+    init.ok(enable("sleeper")).await;
 
     init.unit("plain", "[Service]\nExecStart=/bin/sleep 1000\n");
-    let e = init
-        .err(Request::Enable {
-            name: "plain".into(),
-        })
-        .await;
+    let e = init.err(enable("plain")).await;
     assert!(
         e.to_string()
             .contains("plain has no WantedBy= in an [Install] section"),
@@ -471,10 +460,7 @@ async fn enable_links_like_systemctl_and_enabled_services_start_at_boot() {
     );
     // A unit in the second directory links to its own path there.
     std::fs::write(dir.join("lib/vendor.service"), SLEEPER).unwrap();
-    init.ok(Request::Enable {
-        name: "vendor".into(),
-    })
-    .await;
+    init.ok(enable("vendor")).await;
     assert_eq!(
         std::fs::read_link(dir.join("etc/multi-user.target.wants/vendor.service")).unwrap(),
         dir.join("lib/vendor.service")
@@ -511,11 +497,7 @@ async fn unknown_and_broken_units_and_bad_names_are_clear_errors() {
             .starts_with("no service `nope`: no nope.service in "),
         "{e}"
     );
-    let e = init
-        .err(Request::Status {
-            name: "nope".into(),
-        })
-        .await;
+    let e = init.err(status("nope")).await;
     assert!(matches!(e, ServiceError::Unknown(_)));
 
     init.unit(
