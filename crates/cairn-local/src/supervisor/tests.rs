@@ -19,6 +19,25 @@ fn spec(name: &str, user_data: &str) -> ServerSpec {
     }
 }
 
+/// A supervisor that has started server `name` from `user_data`, and the
+/// server's sandbox.
+fn supervising(name: &str, user_data: &str) -> (Supervisor, std::path::PathBuf) {
+    let sup = Supervisor::new();
+    let s = spec(name, user_data);
+    let dir = s.sandbox.clone();
+    sup.start(s).unwrap();
+    (sup, dir)
+}
+
+/// `supervising`, once the server has stayed up for 200 ms.
+async fn running(name: &str, user_data: &str) -> (Supervisor, std::path::PathBuf) {
+    let (sup, dir) = supervising(name, user_data);
+    sup.wait_ready(name, Duration::from_millis(200), Duration::from_secs(5))
+        .await
+        .unwrap();
+    (sup, dir)
+}
+
 /// Running, not a zombie: an orphan killed here is reparented to PID 1,
 /// which in a container may never reap it.
 fn alive(pid: u32) -> bool {
@@ -35,20 +54,11 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_killed_server_is_restarted_and_the_event_recorded() {
-    let sup = Supervisor::new();
-    let s = spec(
+    let (sup, dir) = running(
         "restart",
         "#!/bin/sh\necho \"up on $CAIRN_ADDRESS\"\nexec sleep 30\n",
-    );
-    let dir = s.sandbox.clone();
-    sup.start(s).unwrap();
-    sup.wait_ready(
-        "restart",
-        Duration::from_millis(200),
-        Duration::from_secs(5),
     )
-    .await
-    .unwrap();
+    .await;
     let first = sup.status()[0].pid.unwrap();
     nix::sys::signal::kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
     let mut back = None;
@@ -86,10 +96,7 @@ async fn a_killed_server_is_restarted_and_the_event_recorded() {
 
 #[tokio::test]
 async fn an_init_that_exits_at_once_is_not_ready_and_its_log_is_shown() {
-    let sup = Supervisor::new();
-    let s = spec("quits", "echo 'missing config file' >&2\nexit 3\n");
-    let dir = s.sandbox.clone();
-    sup.start(s).unwrap();
+    let (sup, dir) = supervising("quits", "echo 'missing config file' >&2\nexit 3\n");
     let err = sup
         .wait_ready("quits", Duration::from_millis(300), Duration::from_secs(5))
         .await
@@ -103,13 +110,7 @@ async fn an_init_that_exits_at_once_is_not_ready_and_its_log_is_shown() {
 
 #[tokio::test]
 async fn stop_takes_down_the_whole_process_group() {
-    let sup = Supervisor::new();
-    let s = spec("group", "sleep 30 &\necho $! > child.pid\nexec sleep 30\n");
-    let dir = s.sandbox.clone();
-    sup.start(s).unwrap();
-    sup.wait_ready("group", Duration::from_millis(200), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (sup, dir) = running("group", "sleep 30 &\necho $! > child.pid\nexec sleep 30\n").await;
     let init = sup.status()[0].pid.unwrap();
     let child: u32 = std::fs::read_to_string(dir.join("child.pid"))
         .unwrap()
@@ -134,16 +135,7 @@ async fn stop_takes_down_the_whole_process_group() {
 
 #[tokio::test]
 async fn cloud_config_writes_files_and_runs_commands() {
-    let sup = Supervisor::new();
-    let s = spec(
-        "cloud",
-        "#cloud-config\nwrite_files:\n  - path: /etc/app.conf\n    content: \"port=8080\\n\"\n    permissions: '0600'\nruncmd:\n  - echo configured > done.txt\n  - [sh, -c, 'exec sleep 30']\n",
-    );
-    let dir = s.sandbox.clone();
-    sup.start(s).unwrap();
-    sup.wait_ready("cloud", Duration::from_millis(200), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (sup, dir) = running("cloud", "#cloud-config\nwrite_files:\n  - path: /etc/app.conf\n    content: \"port=8080\\n\"\n    permissions: '0600'\nruncmd:\n  - echo configured > done.txt\n  - [sh, -c, 'exec sleep 30']\n").await;
     assert_eq!(
         std::fs::read_to_string(dir.join("etc/app.conf")).unwrap(),
         "port=8080\n"
@@ -185,10 +177,7 @@ use std::os::unix::fs::PermissionsExt;
 
 #[tokio::test]
 async fn an_init_that_cannot_start_is_not_ready_and_says_why() {
-    let sup = Supervisor::new();
-    let s = spec("noexec", "#!/nonexistent/interpreter\nsleep 30\n");
-    let dir = s.sandbox.clone();
-    sup.start(s).unwrap();
+    let (sup, dir) = supervising("noexec", "#!/nonexistent/interpreter\nsleep 30\n");
     let err = sup
         .wait_ready("noexec", Duration::from_millis(100), Duration::from_secs(5))
         .await
