@@ -2,7 +2,6 @@
 //! volumes, snapshots, images, key pairs.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use cairn_engine::provider::*;
 use serde_json::json;
@@ -31,14 +30,7 @@ async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_r
     assert!(ip.starts_with("127.1"), "{ip}");
     assert_eq!(web.attributes["private_ip"], "10.20.1.4");
     // The process binds its own address, so a short wait for it to listen.
-    let mut body = None;
-    for _ in 0..100 {
-        body = get(&format!("{ip}:{port}")).await;
-        if body.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = first_answer(&format!("{ip}:{port}")).await;
     assert!(body.unwrap().contains(&format!("hi from {ip}")));
     // Idempotent per token.
     let again = cloud
@@ -60,14 +52,7 @@ async fn a_server_runs_its_user_data_on_its_own_address_and_comes_back_after_a_r
     drop(cloud);
     let cloud = Cloud::open(LocalDirs::new(&f.root), vec![]).unwrap();
     assert!(cloud.restore().await.is_empty());
-    let mut back = None;
-    for _ in 0..100 {
-        back = get(&format!("{ip}:{port}")).await;
-        if back.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let back = first_answer(&format!("{ip}:{port}")).await;
     assert!(
         back.is_some(),
         "the server did not come back at {ip}:{port}"

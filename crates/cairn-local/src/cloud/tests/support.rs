@@ -147,6 +147,17 @@ pub(super) async fn http_get_from(source: &str, addr: &str, path: &str) -> std::
     Ok(out)
 }
 
+/// What `get` answers once `addr` listens (waiting at most 5 s).
+pub(super) async fn first_answer(addr: &str) -> Option<String> {
+    for _ in 0..100 {
+        if let Some(answer) = get(addr).await {
+            return Some(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 /// Waits (at most 5 s) until `addr` serves `/who.txt` with `text`.
 pub(super) async fn serves(addr: &str, text: &str) -> bool {
     for _ in 0..100 {
