@@ -216,6 +216,11 @@ impl TempDir {
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
+
+    /// Writes `text` to `name`, a path inside the directory.
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.0.join(name), text).unwrap();
+    }
 }
 
 impl Drop for TempDir {
@@ -362,16 +367,11 @@ fn uses_facts_reads_every_file_and_every_branch() {
         }
     }
     let dir = TempDir::new("uses-facts");
-    std::fs::write(
-        dir.0.join("base.sls"),
+    dir.write(
+        "base.sls",
         "base:\n  cmd.run:\n    - name: echo {% if facts.os is defined %}x{% endif %}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.0.join("top.sls"),
-        "include: [base.sls]\napp:\n  cmd.run: []\n",
-    )
-    .unwrap();
+    );
+    dir.write("top.sls", "include: [base.sls]\napp:\n  cmd.run: []\n");
     let f = StateFile::load(&dir.0.join("top.sls"), &RenderContext::new("h1")).unwrap();
     assert!(f.uses_facts(), "an included file's use counts");
 }
@@ -380,16 +380,11 @@ fn uses_facts_reads_every_file_and_every_branch() {
 fn include_reads_files_relative_to_the_state_file() {
     let dir = TempDir::new("include");
     std::fs::create_dir_all(dir.0.join("common")).unwrap();
-    std::fs::write(
-        dir.0.join("common/base.sls"),
+    dir.write(
+        "common/base.sls",
         "base:\n  cmd.run:\n    - name: echo {{ host }}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.0.join("top.sls"),
-        "include:\n  - common/base.sls\n  - ./common/base.sls\napp:\n  cmd.run:\n    - require:\n      - cmd: base\n",
-    )
-    .unwrap();
+    );
+    dir.write("top.sls", "include:\n  - common/base.sls\n  - ./common/base.sls\napp:\n  cmd.run:\n    - require:\n      - cmd: base\n");
     let f = StateFile::load(&dir.0.join("top.sls"), &RenderContext::new("h1")).unwrap();
     assert_eq!(run_order(&f), ["base", "app"]);
     assert_eq!(f.get("base").unwrap().args["name"], json!("echo h1"));
@@ -397,17 +392,16 @@ fn include_reads_files_relative_to_the_state_file() {
     let loc = f.location("base").unwrap();
     assert!(loc.file.ends_with("base.sls") && loc.line == 1, "{loc}");
 
-    std::fs::write(
-        dir.0.join("twice.sls"),
+    dir.write(
+        "twice.sls",
         "include: [common/base.sls]\nbase:\n  cmd.run: []\n",
-    )
-    .unwrap();
+    );
     let e = StateFile::load(&dir.0.join("twice.sls"), &RenderContext::new("h1")).unwrap_err();
     assert_eq!((e.kind(), at(&e)), (StateErrorKind::DuplicateId, (2, 1)));
     let help = miette::Diagnostic::help(&e).unwrap().to_string();
     assert!(help.contains("base.sls:1:1: first here"), "{help}");
 
-    std::fs::write(dir.0.join("bad.sls"), "include:\n  - missing.sls\n").unwrap();
+    dir.write("bad.sls", "include:\n  - missing.sls\n");
     let e = StateFile::load(&dir.0.join("bad.sls"), &RenderContext::new("h1")).unwrap_err();
     assert_eq!((e.kind(), at(&e)), (StateErrorKind::Read, (2, 5)));
 }
