@@ -66,16 +66,7 @@ async fn runs_one_after_another_share_one_connection_and_its_shell() {
             .await
             .unwrap()
             .expect("a kept host has shells");
-        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        let out = shell
-            .run(Exec::new("cat").stdin(big.clone()))
-            .await
-            .unwrap();
-        assert!(
-            out.success() && out.stdout == big,
-            "{} bytes",
-            out.stdout.len()
-        );
+        crate::assert_cat_relays_3_mb(&mut shell).await;
         let out = shell.run(Exec::new("echo two; exit 2")).await.unwrap();
         assert_eq!((out.status, out.stdout_str()), (Some(2), "two\n".into()));
         shell.close().await;

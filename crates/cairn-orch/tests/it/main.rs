@@ -21,3 +21,18 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// `cat` through `shell` gives back 3 MB of binary input (more than an SSH
+/// channel's window) byte for byte.
+pub async fn assert_cat_relays_3_mb(shell: &mut cairn_orch::transport::Shell) {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let out = shell
+        .run(cairn_orch::Exec::new("cat").stdin(big.clone()))
+        .await
+        .unwrap();
+    assert!(
+        out.success() && out.stdout == big,
+        "{} bytes",
+        out.stdout.len()
+    );
+}
