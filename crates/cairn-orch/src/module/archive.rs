@@ -252,7 +252,7 @@ impl Module for Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::module::testkit::{Scratch, args, assert_sh, check, run};
+    use crate::module::testkit::{Scratch, args, assert_sh, check, run, sh};
 
     fn archive(pairs: &[(&str, &str)]) -> Archive {
         Archive::new(&args(pairs)).unwrap()
@@ -313,20 +313,6 @@ mod tests {
         assert_eq!(
             archive(&[("source", "/x.bin"), ("dest", "/d"), ("format", "zip")]).format,
             Format::Zip
-        );
-    }
-
-    fn sh(dir: &std::path::Path, script: &str) {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
         );
     }
 

@@ -68,6 +68,27 @@ impl Remote for Fake {
     }
 }
 
+/// Runs `script` with `sh -c` in `dir` (a git identity set, for scripts
+/// that commit), asserts it succeeded, and gives its trimmed stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Asserts `script` parses as POSIX sh (`sh -n`), without running it.
 pub fn assert_sh(script: &str) {
     let out = std::process::Command::new("sh")

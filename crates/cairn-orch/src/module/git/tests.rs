@@ -1,5 +1,5 @@
 use super::*;
-use crate::module::testkit::{Scratch, args, assert_sh, check, local};
+use crate::module::testkit::{Scratch, args, assert_sh, check, local, sh};
 
 fn git(pairs: &[(&str, &str)]) -> Git {
     Git::new(&args(pairs)).unwrap()
@@ -71,25 +71,6 @@ fn resolves_refs_from_ls_remote() {
         ]))
         .is_err()
     );
-}
-
-fn sh(dir: &std::path::Path, script: &str) -> String {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// A bare repository with one commit on `main`, and a work tree to push
