@@ -192,8 +192,7 @@ async fn stopping_closes_idle_connections_at_once_not_at_the_drain_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let a = http_backend("a").await;
-    let mut cfg = config(&[(a.addr, 1)]);
-    cfg.health = HealthCheck::off();
+    let mut cfg = unchecked(&[(a.addr, 1)]);
     cfg.drain_timeout = Duration::from_secs(60);
     let lb = start_with(cfg, 3).await;
     // Raw connections, each answered once and then left idle; 12 of them
