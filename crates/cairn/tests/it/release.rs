@@ -201,50 +201,24 @@ async fn an_aws_deployments_own_bucket_keeps_the_artifacts() {
     .unwrap();
     std::fs::create_dir_all(dir.join("env")).unwrap();
     std::fs::write(dir.join("env/aws.yaml"), "target: aws\nregion: us-east-1\n").unwrap();
-    let run = |args: &[&str]| moto.run(args);
+    // `cairn CMD.. TEMPLATE -e aws REST..` against moto.
+    let on_aws =
+        |cmd: &[&str], rest: &[&str]| moto.run(&[cmd, &[t.as_str(), "-e", "aws"], rest].concat());
 
-    let out = run(&[
-        "artifact",
-        "build",
-        "hello",
-        "--version",
-        "v1",
-        &t,
-        "-e",
-        "aws",
-    ]);
+    let out = on_aws(&["artifact", "build", "hello", "--version", "v1"], &[]);
     assert_refused(&out, &["has no bucket yet"]);
 
-    let up = run(&["up", &t, "-e", "aws", "--yes", "-o", "none"]);
+    let up = on_aws(&["up"], &["--yes", "-o", "none"]);
     assert_eq!(up.code, 0, "{}", up.snapshot());
-    let out = run(&[
-        "artifact",
-        "build",
-        "hello",
-        "--version",
-        "v1",
-        &t,
-        "-e",
-        "aws",
-        "-o",
-        "json",
-    ]);
+    let out = on_aws(
+        &["artifact", "build", "hello", "--version", "v1"],
+        &["-o", "json"],
+    );
     assert_eq!(out.code, 0, "{}", out.snapshot());
     let built: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let bucket: serde_json::Value = serde_json::from_str(
-        &run(&[
-            "show",
-            &t,
-            "-e",
-            "aws",
-            "--address",
-            "artifacts",
-            "-o",
-            "json",
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let bucket: serde_json::Value =
+        serde_json::from_str(&on_aws(&["show"], &["--address", "artifacts", "-o", "json"]).stdout)
+            .unwrap();
     let name = bucket["id"].as_str().unwrap();
     assert_eq!(
         built["store"].as_str().unwrap(),
@@ -268,21 +242,10 @@ async fn an_aws_deployments_own_bucket_keeps_the_artifacts() {
         keys.iter().any(|k| k.ends_with("manifest.json")),
         "{keys:?}"
     );
-    let out = run(&[
-        "artifact", "verify", "hello", "v1", &t, "-e", "aws", "-o", "json",
-    ]);
+    let out = on_aws(&["artifact", "verify", "hello", "v1"], &["-o", "json"]);
     assert_eq!(out.code, 0, "{}", out.snapshot());
     assert!(out.stdout.contains(built["digest"].as_str().unwrap()));
 
-    let down = run(&[
-        "destroy",
-        &t,
-        "-e",
-        "aws",
-        "--yes",
-        "--allow-data-loss",
-        "-o",
-        "none",
-    ]);
+    let down = on_aws(&["destroy"], &["--yes", "--allow-data-loss", "-o", "none"]);
     assert_eq!(down.code, 0, "{}", down.snapshot());
 }
