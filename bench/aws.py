@@ -11,8 +11,21 @@ BENCH_LATENCY_MS=50 puts a loopback proxy in front of moto that holds every
 call that long, as a region's API endpoint does; moto itself answers in a
 few milliseconds, one call at a time, which hides what parallelism buys.
 BENCH_BY_ACTION=1 sends every call through that proxy (with no added latency
-unless BENCH_LATENCY_MS says so) and prints cairn's calls by API action, for
-`up` and `destroy` at each size: where the calls go, not a timing.
+unless BENCH_LATENCY_MS says so) and prints, by API action, the calls and
+the CPU moto spent answering them, for cairn's `up` and `destroy` and for
+the one-call-at-a-time script at each size: where the calls and moto's
+time go, not a timing. In this mode the proxy forwards one call at a time
+(a lock around each) and reads moto's CPU clock before sending the call
+and after reading the whole answer, so each delta is that call's: moto's
+parse, work, rendering and log line, and the thread it starts for the
+connection. moto's CPU is its process clock (every thread's, in ns, the
+same user + system as /proc/PID/stat without its 10 ms ticks). What
+moto does after the answer leaves (the thread ending) lands in the next
+call's delta; the serializing slows cairn's calls (they queue in the
+proxy), so this mode's walls and ratios are not timings either.
+BENCH_CALL_LOG=FILE (with BENCH_BY_ACTION=1) also writes one JSON line per
+call to FILE: action, moto's CPU ms, request and answer bytes, and the
+request's first 400 bytes (which ids or filters it asked for).
 Needs a release build (cargo build --release -p cairn) or CAIRN_BIN.
 Starts and stops its own moto (../shared/peers/moto-up.sh) on loopback.
 """
@@ -38,15 +51,21 @@ def calls_so_far():
         return sum(1 for line in f if REQUEST.search(line))
 
 
+MOTO_PID = None
+
+
 def moto_cpu():
-    """moto's CPU seconds so far (user + system, all its threads). moto
-    answers on one core at a time (Python's lock): a client that keeps it
-    busy cannot go faster than the CPU its calls cost it."""
-    with open(PIDFILE) as f:
-        pid = f.read().strip()
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """moto's CPU seconds so far (user + system, all its threads, those
+    ended too). moto answers on one core at a time (Python's lock): a
+    client that keeps it busy cannot go faster than the CPU its calls cost
+    it. Read from the process's CPU clock (Linux's clock_getcpuclockid(pid)
+    is ((~pid) << 3) | 2), precise to the nanosecond, where /proc/PID/stat
+    counts 10 ms ticks, too coarse for one call."""
+    global MOTO_PID
+    if MOTO_PID is None:
+        with open(PIDFILE) as f:
+            MOTO_PID = int(f.read().strip())
+    return time.clock_gettime(((~MOTO_PID) << 3) | 2)
 
 
 def reset(endpoint):
@@ -72,14 +91,18 @@ def action_of(method, path, headers, body):
     return f"s3 {method} {kind}{'?' + query if query else ''}"
 
 
-ACTIONS = {}
+ACTIONS = {}  # action -> [calls, moto's CPU seconds (measured only when serialized)]
 ACTIONS_LOCK = threading.Lock()
+CALL_LOG = open(os.environ["BENCH_CALL_LOG"], "a") if os.environ.get("BENCH_CALL_LOG") else None
 
 
-def latency_proxy(upstream, delay):
+def latency_proxy(upstream, delay, serialize):
     """A threaded loopback proxy that forwards each request after `delay` s,
-    counting requests by action in ACTIONS."""
+    counting requests by action in ACTIONS; with `serialize`, one request
+    at a time, each with the CPU moto spent between sending it and
+    reading its whole answer."""
     target = urllib.parse.urlparse(upstream)
+    one_at_a_time = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -90,14 +113,24 @@ def latency_proxy(upstream, delay):
         def forward(self):
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             action = action_of(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            with ACTIONS_LOCK:
-                ACTIONS[action] = ACTIONS.get(action, 0) + 1
             if delay:
                 time.sleep(delay)
-            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
-            conn.request(self.command, self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
-            answer = conn.getresponse()
-            data = answer.read()
+            if serialize:
+                with one_at_a_time:
+                    cpu = moto_cpu()
+                    answer, data = self.upstream(body)
+                    cpu = moto_cpu() - cpu
+            else:
+                answer, data, cpu = *self.upstream(body), 0.0
+            with ACTIONS_LOCK:
+                seen = ACTIONS.setdefault(action, [0, 0.0])
+                seen[0] += 1
+                seen[1] += cpu
+                if CALL_LOG:
+                    request = urllib.parse.unquote_plus((self.path + " " + body.decode(errors="replace"))[:400])
+                    CALL_LOG.write(json.dumps({"action": action, "ms": round(cpu * 1000, 2), "request_bytes": len(body),
+                                               "answer_bytes": len(data), "request": request}) + "\n")
+                    CALL_LOG.flush()
             self.send_response(answer.status)
             for k, v in answer.getheaders():
                 if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -105,7 +138,15 @@ def latency_proxy(upstream, delay):
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-            conn.close()
+
+        def upstream(self, body):
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            try:
+                conn.request(self.command, self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
+                answer = conn.getresponse()
+                return answer, answer.read()
+            finally:
+                conn.close()
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
 
@@ -131,7 +172,7 @@ def timed(args, env):
     if out.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{out.stderr}")
     with ACTIONS_LOCK:
-        actions = dict(ACTIONS)
+        actions = {a: tuple(v) for a, v in ACTIONS.items()}
     return took, calls_so_far() - before, out.stdout, actions, moto_cpu() - cpu
 
 
@@ -141,7 +182,7 @@ def main():
     work = tempfile.mkdtemp(prefix="cairn-bench-aws-")
     latency = float(os.environ.get("BENCH_LATENCY_MS", "0")) / 1000
     by_action = os.environ.get("BENCH_BY_ACTION") == "1"
-    proxy, via = (latency_proxy(endpoint, latency) if latency or by_action else (None, endpoint))
+    proxy, via = (latency_proxy(endpoint, latency, by_action) if latency or by_action else (None, endpoint))
     env = dict(os.environ, AWS_ENDPOINT_URL=via, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
                CAIRN_STATE=os.path.join(work, "state.db"), CAIRN_KEY_FILE=os.path.join(work, "key"), NO_COLOR="1")
@@ -157,11 +198,15 @@ def main():
             reset(endpoint)
             warm(endpoint)
             cpu = moto_cpu()
+            with ACTIONS_LOCK:
+                ACTIONS.clear()
             seq = json.loads(subprocess.run([VENV_PY, os.path.join(ROOT, "bench", "aws_sequential.py"), via, str(n)],
                                             capture_output=True, text=True, check=True).stdout)
             seq["cpu"] = moto_cpu() - cpu
+            with ACTIONS_LOCK:
+                seq_actions = {a: tuple(v) for a, v in ACTIONS.items()}
             rows.append((n, resources, up_s, up_calls, down_s, down_calls, seq, up_cpu + down_cpu))
-            breakdowns.append((n, up_actions, down_actions))
+            breakdowns.append((n, up_actions, down_actions, seq_actions))
     finally:
         if proxy:
             proxy.shutdown()
@@ -182,12 +227,25 @@ def main():
     for n, _, up_s, _, down_s, _, seq, cpu in rows:
         print(f"| {n} | {cpu:.2f} s | {up_s + down_s:.2f} s | {seq['cpu']:.2f} s | "
               f"{seq['up_s'] + seq['down_s']:.2f} s | {seq['cpu'] / cpu:.2f}x |")
-    for n, up_a, down_a in breakdowns if by_action else []:
-        print(f"\ncairn's calls by action at n={n}:")
-        print("| action | up | destroy |")
-        print("|---|---:|---:|")
-        for a in sorted(set(up_a) | set(down_a), key=lambda a: -(up_a.get(a, 0) + down_a.get(a, 0))):
-            print(f"| {a} | {up_a.get(a, 0)} | {down_a.get(a, 0)} |")
+    for n, up_a, down_a, seq_a in breakdowns if by_action else []:
+        print(f"\ncalls and moto's CPU by action at n={n} (calls serialized through the proxy):")
+        print(by_action_table([("cairn up", up_a), ("cairn destroy", down_a), ("one at a time (up + down)", seq_a)]))
+
+
+def by_action_table(columns):
+    """Markdown: per action, each column's calls, moto's CPU ms for them and
+    ms per call; most CPU first, totals last."""
+    def cells(calls, cpu):
+        return f"{calls} | {cpu * 1000:.0f} | {cpu * 1000 / calls:.1f}" if calls else " | | "
+    actions = set().union(*(c for _, c in columns))
+    order = sorted(actions, key=lambda a: -sum(c.get(a, (0, 0.0))[1] for _, c in columns))
+    lines = ["| action | " + " | ".join(f"{name}: calls | ms | ms/call" for name, _ in columns) + " |",
+             "|---|" + "---:|---:|---:|" * len(columns)]
+    for a in order:
+        lines.append(f"| {a} | " + " | ".join(cells(*c.get(a, (0, 0.0))) for _, c in columns) + " |")
+    totals = [(sum(v[0] for v in c.values()), sum(v[1] for v in c.values())) for _, c in columns]
+    lines.append("| **in all** | " + " | ".join(cells(*t) for t in totals) + " |")
+    return "\n".join(lines)
 
 
 main()

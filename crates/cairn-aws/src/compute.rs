@@ -206,6 +206,7 @@ impl AwsProvider {
             None => self.run_instance(req).await?,
         };
         let running = self.wait_running(&id).await?;
+        self.shared.running.saw(&running);
         let server = Server::read(p).map_err(|e| permanent(format!("server {e}")))?;
         for (n, vol) in server.volumes.iter().enumerate() {
             self.attach_volume(&id, vol, n).await?;
@@ -329,8 +330,10 @@ impl AwsProvider {
 
     pub(crate) async fn read_server(&self, id: &str) -> ProviderResult<Option<Observed>> {
         let Some(i) = self.instance(id).await? else {
+            self.shared.running.forget(id);
             return Ok(None);
         };
+        self.shared.running.saw(&i);
         let tags = tag_map(i.tags());
         let root = i.root_device_name().unwrap_or_default();
         let volumes: Vec<&str> = i
@@ -413,6 +416,8 @@ impl AwsProvider {
     }
 
     pub(crate) async fn delete_server(&self, id: &str) -> ProviderResult<()> {
+        // A balancer made later in this run must not take it for running.
+        self.shared.running.forget(id);
         // With the other servers deleted now: one call for them all.
         let r = self.writes.terminations.write(REGION, id.to_string()).await;
         if gone(r)?.is_none() {

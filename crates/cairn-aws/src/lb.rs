@@ -23,7 +23,7 @@ use crate::ec2::{filter, filter_any};
 use crate::error::{classify, gone};
 use crate::model::*;
 use crate::provider::AwsProvider;
-use crate::shared_reads::live_instances;
+use crate::shared_reads::{RunningInstance, live_instances};
 
 /// ELB names: at most 32 characters.
 const NAME_MAX: usize = 32;
@@ -32,15 +32,6 @@ fn elb_tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
     map.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect()
-}
-
-/// The running instance behind a backend address.
-#[derive(Debug, Clone)]
-struct Backend {
-    id: String,
-    subnet: String,
-    vpc: Option<String>,
-    private_ip: String,
 }
 
 fn not_an_instance(address: &str, region: &str) -> ProviderError {
@@ -107,14 +98,18 @@ impl AwsProvider {
             .ok_or_else(|| not_an_instance(address, &self.c.region))
     }
 
-    /// The running instances that have these addresses, by address: one
-    /// call for all the private addresses, one more for those that were
-    /// not (public addresses).
+    /// The running instances that have these addresses, by address: those
+    /// this run saw running at a private address, then one call for all
+    /// the other private addresses, one more for those that were not
+    /// (public addresses).
     async fn instances_with(
         &self,
         addresses: &[String],
-    ) -> ProviderResult<BTreeMap<String, Backend>> {
-        let mut found = BTreeMap::new();
+    ) -> ProviderResult<BTreeMap<String, RunningInstance>> {
+        let mut found: BTreeMap<String, RunningInstance> = addresses
+            .iter()
+            .filter_map(|a| Some((a.clone(), self.shared.running.at(a)?)))
+            .collect();
         for key in ["private-ip-address", "ip-address"] {
             let missing: Vec<String> = addresses
                 .iter()
@@ -138,12 +133,7 @@ impl AwsProvider {
                     .await
                     .map_err(|e| classify("DescribeInstances", e))?;
                 for i in reservations.iter().flat_map(|r| r.instances()) {
-                    let backend = Backend {
-                        id: i.instance_id().unwrap_or_default().to_string(),
-                        subnet: i.subnet_id().unwrap_or_default().to_string(),
-                        vpc: i.vpc_id().map(str::to_string),
-                        private_ip: i.private_ip_address().unwrap_or_default().to_string(),
-                    };
+                    let backend = RunningInstance::of(i);
                     let address = match key {
                         "ip-address" => i.public_ip_address(),
                         _ => i.private_ip_address(),

@@ -1,7 +1,8 @@
 //! Reads the provider's concurrent calls share: describes of instances,
 //! VPCs, subnets, security groups and a zone's record sets batched across
 //! callers ([`Batcher`]), and what does not change while cairn runs,
-//! looked up once (the AMI an image name stands for, a hosted zone's name).
+//! looked up once (the AMI an image name stands for, a hosted zone's name);
+//! and the instances this run saw running, by address ([`SeenRunning`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ pub(crate) struct SharedReads {
     pub(crate) images: Memo,
     /// Hosted zone names by zone id.
     pub(crate) zone_names: Memo,
+    /// Instances seen running, by private address.
+    pub(crate) running: SeenRunning,
 }
 
 impl SharedReads {
@@ -103,6 +106,7 @@ impl SharedReads {
             record_sets,
             images: Memo::default(),
             zone_names: Memo::default(),
+            running: SeenRunning::default(),
         }
     }
 }
@@ -114,8 +118,20 @@ fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> Option<&str>) -> HashMap<String, T
         .collect()
 }
 
+/// Every state but `terminated`.
+const LIVE_STATES: [InstanceStateName; 5] = [
+    InstanceStateName::Pending,
+    InstanceStateName::Running,
+    InstanceStateName::ShuttingDown,
+    InstanceStateName::Stopping,
+    InstanceStateName::Stopped,
+];
+
 /// The instances with these ids that are not terminated (a terminated one
-/// stays visible for a while, but is gone for cairn).
+/// stays visible for a while, but is gone for cairn). EC2 leaves the
+/// terminated out of its answer: a destroy's wait for thirty terminations
+/// would otherwise have each poll describe all thirty in full (on moto,
+/// which answers one call at a time, 110 ms of its CPU in a 400 ms destroy).
 pub(crate) async fn live_instances(
     ec2: aws_sdk_ec2::Client,
     ids: Vec<String>,
@@ -123,9 +139,11 @@ pub(crate) async fn live_instances(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    let live: Vec<String> = LIVE_STATES.iter().map(|s| s.as_str().to_string()).collect();
     let pages = ec2
         .describe_instances()
         .filters(filter_any("instance-id", &ids))
+        .filters(filter_any("instance-state-name", &live))
         .into_paginator()
         .items()
         .send()
@@ -146,6 +164,66 @@ pub(crate) async fn live_instances(
             .collect(),
         |i: &Instance| i.instance_id(),
     ))
+}
+
+/// A running instance, as a balancer's target needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunningInstance {
+    pub(crate) id: String,
+    pub(crate) subnet: String,
+    pub(crate) vpc: Option<String>,
+    pub(crate) private_ip: String,
+}
+
+impl RunningInstance {
+    pub(crate) fn of(i: &Instance) -> RunningInstance {
+        RunningInstance {
+            id: i.instance_id().unwrap_or_default().to_string(),
+            subnet: i.subnet_id().unwrap_or_default().to_string(),
+            vpc: i.vpc_id().map(str::to_string),
+            private_ip: i.private_ip_address().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// The instances this run saw running (a create's wait, a read), by
+/// private address: a balancer made in the same run resolves its backends
+/// (the servers' addresses) from them instead of describing every backend
+/// again, which for thirty servers is a describe of thirty instances in
+/// full. An instance cairn terminates is forgotten first. One ended by
+/// someone else in between is registered as it would have been had it
+/// ended just after a describe: ELB refuses it and the create fails.
+#[derive(Default)]
+pub(crate) struct SeenRunning {
+    by_address: Mutex<HashMap<String, RunningInstance>>,
+}
+
+impl SeenRunning {
+    /// Remembers `i` if it runs, forgets it otherwise.
+    pub(crate) fn saw(&self, i: &Instance) {
+        let running = matches!(
+            i.state().and_then(|s| s.name()),
+            Some(InstanceStateName::Running)
+        );
+        let seen = RunningInstance::of(i);
+        let mut by_address = self.lock();
+        by_address.retain(|_, r| r.id != seen.id);
+        if running && !seen.id.is_empty() && !seen.private_ip.is_empty() {
+            by_address.insert(seen.private_ip.clone(), seen);
+        }
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.lock().retain(|_, r| r.id != id);
+    }
+
+    pub(crate) fn at(&self, address: &str) -> Option<RunningInstance> {
+        self.lock().get(address).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunningInstance>> {
+        self.by_address.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// All record sets of a zone, every page.

@@ -3,7 +3,9 @@
 //! it made by its token; what a create knows is not read back; reads of
 //! many resources share calls and each still gets its own; deletes that
 //! try the one call first fall back when it does not fit; deletes made at
-//! once share calls, and one that does not fit fails only itself.
+//! once share calls, and one that does not fit fails only itself; a
+//! balancer's backends this run saw running are not described again, and
+//! terminated instances are not described at all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use serde_json::{Value as Json, json};
 
 use crate::moto::Moto;
 use crate::provider::{read_req, req};
+use crate::recorder::Recorder;
 
 /// A run's first attempt: nothing can exist yet.
 fn first(kind: &str, address: &str, token: &str, properties: Json) -> CreateRequest {
@@ -815,4 +818,100 @@ async fn a_balancer_goes_with_its_groups_and_what_an_earlier_attempt_left() {
         .await
         .unwrap();
     assert_eq!(target_groups(&p).await, [other]);
+}
+
+fn balancer(address: &str, backends: &[&str]) -> CreateRequest {
+    first(
+        "load_balancer",
+        address,
+        &format!("r-{address}"),
+        json!({
+            "listen": {"protocol": "http", "port": 80},
+            "backends": backends,
+            "backend_port": 8080,
+            "health_check": {"path": "/", "interval": "5s"},
+        }),
+    )
+}
+
+/// The describes that looked instances up by private address, as asked.
+fn by_private_address(recorder: &Recorder) -> Vec<String> {
+    recorder
+        .asked()
+        .iter()
+        .flat_map(|c| c.split("Action=").map(str::to_string).collect::<Vec<_>>())
+        .filter(|r| r.starts_with("DescribeInstances") && r.contains("private-ip-address"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_this_run_saw_running_are_not_described_again_nor_terminated_ones_at_all() {
+    let moto = Moto::start();
+    let recorder = Recorder::start(&moto.url);
+    let p = moto.provider_via(&recorder.url).await;
+    let (_, sub) = crate::provider::network(&p).await;
+    let props = json!({"image": "ami-1e749f67", "size": "small", "subnet": sub, "firewalls": []});
+    let (s0, s1) = tokio::join!(
+        p.create(first("server", "web[0]", "v-web0", props.clone())),
+        p.create(first("server", "web[1]", "v-web1", props.clone())),
+    );
+    let (s0, s1) = (s0.unwrap(), s1.unwrap());
+    // Made by another run: this one never saw it.
+    let other = moto
+        .provider()
+        .await
+        .create(first("server", "web[2]", "v-web2", props))
+        .await
+        .unwrap();
+    let address = |c: &Created| c.attributes["address"].as_str().unwrap().to_string();
+    let (a0, a1, a2) = (address(&s0), address(&s1), address(&other));
+
+    let lb = p.create(balancer("lb", &[&a0, &a1, &a2])).await.unwrap();
+    // Only the server this run did not make was looked up by its address.
+    let asked = by_private_address(&recorder);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].contains(&a2), "{}", asked[0]);
+    assert!(
+        !asked[0].contains(&a0) && !asked[0].contains(&a1),
+        "{}",
+        asked[0]
+    );
+    // And each backend is its own instance.
+    let l = p
+        .read(read_req("load_balancer", &lb.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut backends: Vec<&str> = l.properties["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    backends.sort();
+    let mut want = vec![a0.as_str(), a1.as_str(), a2.as_str()];
+    want.sort();
+    assert_eq!(backends, want);
+
+    // A server this run terminated is no longer taken for running.
+    p.delete(delete_req("server", &s1.id, Json::Null))
+        .await
+        .unwrap();
+    let refused = p.create(balancer("lb2", &[&a1])).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("not the address of a running instance"),
+        "{refused}"
+    );
+    // The wait for its termination asked EC2 for the live ones only: no
+    // answer described a terminated instance.
+    let asked = recorder.asked().concat();
+    assert!(asked.contains("Action=TerminateInstances"));
+    for answer in recorder.answered() {
+        assert!(
+            !answer.contains("<name>terminated</name>"),
+            "an answer described a terminated instance"
+        );
+    }
 }

@@ -6,3 +6,4 @@ mod drain;
 mod iam;
 mod moto;
 mod provider;
+mod recorder;

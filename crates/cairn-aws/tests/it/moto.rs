@@ -32,8 +32,17 @@ impl Moto {
     }
 
     pub async fn provider(&self) -> AwsProvider {
+        self.provider_via(&self.url.clone()).await
+    }
+
+    /// A provider whose calls go to `endpoint` (a relay in front of moto).
+    pub async fn provider_via(&self, endpoint: &str) -> AwsProvider {
         let short = std::time::Duration::from_secs(60);
-        AwsProvider::connect(&self.settings())
+        let settings = AwsSettings {
+            endpoint_url: Some(endpoint.to_string()),
+            ..self.settings()
+        };
+        AwsProvider::connect(&settings)
             .await
             .expect("clients")
             .with_waits(Waits {
