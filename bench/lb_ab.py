@@ -17,15 +17,7 @@ import json, os, shutil, statistics, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from up import cloud_env  # noqa: E402
-from lb_peers import TEMPLATE, listener_pid, need, wait_port, wrk  # noqa: E402
-
-
-def cpu(pid):
-    """(user, system) CPU seconds of `pid`, all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
+from lb_peers import TEMPLATE, cpu_times, listener_pid, need, wait_port, wrk  # noqa: E402
 
 
 class Side:
@@ -52,9 +44,9 @@ class Side:
         self.pid = listener_pid(lb["address"], lb["port"])
 
     def run(self, seconds, close):
-        before = cpu(self.pid)
+        before = cpu_times([self.pid])
         rps, _, p99, errors = wrk(self.url, seconds, close)
-        after = cpu(self.pid)
+        after = cpu_times([self.pid])
         n = max(rps * seconds, 1)
         return rps, (after[0] - before[0]) / n * 1e6, (after[1] - before[1]) / n * 1e6, p99, errors
 

@@ -126,18 +126,24 @@ backend app
     return path
 
 
-def cpu_seconds(pids):
-    """User + system CPU time of `pids` (all their threads), in seconds."""
+def cpu_times(pids):
+    """(user, system) CPU time of `pids` (all their threads), in seconds."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / ticks, system / ticks
+
+
+def cpu_seconds(pids):
+    """User + system CPU time of `pids` (all their threads), in seconds."""
+    return sum(cpu_times(pids))
 
 
 def family(pid):

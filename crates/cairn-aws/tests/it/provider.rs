@@ -40,6 +40,23 @@ pub(crate) fn read_req(kind: &str, id: &str) -> ReadRequest {
     }
 }
 
+/// The backends a balancer reads back with, sorted.
+pub(crate) async fn backends_of(p: &AwsProvider, lb: &str) -> Vec<String> {
+    let seen = p
+        .read(read_req("load_balancer", lb))
+        .await
+        .unwrap()
+        .expect("the balancer exists");
+    let mut backends: Vec<String> = seen.properties["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    backends.sort();
+    backends
+}
+
 /// A VPC and a subnet to put things in.
 pub(crate) async fn network(p: &AwsProvider) -> (String, String) {
     let net = p
