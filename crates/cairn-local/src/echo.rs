@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+use crate::http::serve_http1;
 
 /// Serves until `shutdown` is cancelled; in-flight connections finish.
 pub async fn serve(
@@ -40,15 +40,7 @@ pub async fn serve(
                     )
                 }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_http1(stream, service, stop).await;
         });
         // Reap finished connections so the set does not grow without bound.
         while conns.try_join_next().is_some() {}

@@ -23,7 +23,7 @@
 //!   ▼
 //! lb, dns, postgres, supervisor           init (a runc server's PID 1)
 //! host (runc, netns, nft, images, ...)  ◄──┘
-//! random, echo
+//! random, echo, http
 //! ```
 
 pub mod cloud;
@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod dns;
 pub mod echo;
 pub mod host;
+mod http;
 pub mod init;
 pub mod lb;
 pub mod postgres;

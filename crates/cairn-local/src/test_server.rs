@@ -4,10 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::HttpService;
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
@@ -72,24 +68,4 @@ where
         }
     });
     TestServer { addr, stop, task }
-}
-
-/// Serves HTTP/1.1 on `stream` with `service`; once `stop` is cancelled,
-/// lets the request in flight finish, then closes (a graceful shutdown).
-pub(crate) async fn serve_http1<S>(stream: TcpStream, service: S, stop: CancellationToken)
-where
-    S: HttpService<Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::ResBody: 'static,
-    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
 }

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -24,6 +22,7 @@ use cairn_engine::provider::{Provider, ProviderError, ProviderResult};
 
 use super::wire::BackendCall;
 use crate::cloud::Cloud;
+use crate::http::serve_http1;
 
 type Reply = Response<Full<Bytes>>;
 
@@ -205,15 +204,7 @@ pub async fn serve(
                     Ok::<_, std::convert::Infallible>(handle(req, cloud, token, stop).await)
                 }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_http1(stream, service, stop).await;
         });
         while conns.try_join_next().is_some() {}
     }

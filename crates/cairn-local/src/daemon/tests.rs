@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::LocalClient;
 use super::*;
-use crate::test_server::{OnStop, TestServer, serve_http1, test_server};
+use crate::http::serve_http1;
+use crate::test_server::{OnStop, TestServer, test_server};
 
 fn dirs(name: &str) -> LocalDirs {
     let root = std::env::temp_dir().join(format!("cairn-daemon-{name}-{}", std::process::id()));

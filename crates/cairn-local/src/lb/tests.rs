@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::bench::Client;
 use super::*;
-use crate::test_server::{OnStop, TestServer, serve_http1, test_server};
+use crate::http::serve_http1;
+use crate::test_server::{OnStop, TestServer, test_server};
 
 mod drain;
 mod wire;
