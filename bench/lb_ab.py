@@ -2,9 +2,9 @@
 """Two builds of cairn's load balancer, side by side: each in its own local
 cloud with its own two backends (bench/lb_peers.py's template), both up at
 once, then short wrk runs (2 threads, 64 connections) alternating between
-them, ROUNDS times per mode. Printed per run and as medians: requests/s and
+them, ROUNDS times per mode. Printed per run and as medians: requests/s,
 the balancer's CPU per request, user and system apart (from /proc, all the
-daemon's threads). Alternating runs in the same minutes, and the medians,
+daemon's threads), and wrk's p99 latency. Alternating runs in the same minutes, and the medians,
 keep a busy machine's swings out of the comparison as far as they can be;
 CPU per request moves much less with the load than requests/s.
 
@@ -82,10 +82,11 @@ def main():
                     print(f"{mode:<11} {i + 1:>3} {s.name:<4} {r[0]:>8.0f} {r[1]:>12.2f} {r[2]:>11.2f} {r[3]:>7.2f} {r[4]:>6}", flush=True)
             med = {k: [statistics.median(x[j] for x in v) for j in range(4)] for k, v in got.items()}
             a, b = med["A"], med["B"]
-            print(f"{mode:<11} medians: A {a[0]:.0f} req/s, {a[1]:.2f} + {a[2]:.2f} µs/req; "
-                  f"B {b[0]:.0f} req/s, {b[1]:.2f} + {b[2]:.2f} µs/req; "
+            print(f"{mode:<11} medians: A {a[0]:.0f} req/s, {a[1]:.2f} + {a[2]:.2f} µs/req, p99 {a[3]:.2f} ms; "
+                  f"B {b[0]:.0f} req/s, {b[1]:.2f} + {b[2]:.2f} µs/req, p99 {b[3]:.2f} ms; "
                   f"B/A req/s {b[0] / a[0]:.3f}, CPU/req {(b[1] + b[2]) / (a[1] + a[2]):.3f}, "
-                  f"user {b[1] / a[1]:.3f} (load average now {os.getloadavg()[0]:.1f})", flush=True)
+                  f"user {b[1] / a[1]:.3f}, p99 {b[3] / a[3]:.3f} (load average now {os.getloadavg()[0]:.1f})",
+                  flush=True)
     finally:
         for s in sides:
             s.down()

@@ -21,12 +21,17 @@ of each mode): what a front asks of the kernel for one request, a figure
 that does not move with the machine's load. strace slows the fronts many
 times over, so that run's requests/s mean nothing and are not printed.
 
+With BENCH_ROUNDS=N each mode runs N rounds (each front once a round, the
+order turning), then prints each front's medians and in how many rounds
+cairn led the better peer on requests/s and on p99: one run's p99 moves
+with whatever else the machine did in those seconds.
+
 Usage: bench/lb_peers.py [SECONDS]    (default 10)
 Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204),
-BENCH_SYSCALLS (1: also count system calls per request).
+BENCH_SYSCALLS (1: also count system calls per request), BENCH_ROUNDS (default 1).
 Everything listens on loopback; every server it starts is stopped at the end.
 """
-import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from up import CAIRN, cloud_env, free_port  # noqa: E402
@@ -276,6 +281,23 @@ def split(url, n=400):
     return "/".join(f"{counts.get(k, 0)}" for k in sorted(counts))
 
 
+def print_medians(mode, runs):
+    """Each front's medians over the rounds, and in how many rounds cairn
+    led the better peer on requests/s and on p99 (the same round's runs)."""
+    med = {name: [statistics.median(x[j] for x in got) for j in range(5)] for name, got in runs.items()}
+    for name, m in med.items():
+        print(f"{mode:<11} {name:<8} median {m[0]:>9.0f} {m[1]:>8.2f} {m[2]:>8.2f} {'':>7} {m[4]:>11.1f}")
+    n = len(runs["cairn"])
+    rounds = list(zip(runs["cairn"], runs["nginx"], runs["haproxy"]))
+    ahead = sum(c[0] >= max(x[0], h[0]) for c, x, h in rounds)
+    tail = sum(c[2] <= min(x[2], h[2]) for c, x, h in rounds)
+    ratios = [c[0] / max(x[0], h[0]) for c, x, h in rounds]
+    p99s = [c[2] / min(x[2], h[2]) for c, x, h in rounds]
+    print(f"{mode:<11} over {n} rounds: cairn / better peer req/s median {statistics.median(ratios):.2f}x, "
+          f"ahead in {ahead}; cairn p99 / best peer's median {statistics.median(p99s):.2f}x, "
+          f"no worse in {tail} (load average now {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     if not os.path.exists(CAIRN):
@@ -319,19 +341,28 @@ def main():
                 "haproxy": [procs[1].pid]}
         print(f"load average at start: {os.getloadavg()[0]:.1f}")
         print(f"{'mode':<11} {'front':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}")
+        rounds = int(os.environ.get("BENCH_ROUNDS", "1"))
         for close in (False, True):
             mode = "close" if close else "keep-alive"
-            results = {}
-            for name, url in fronts.items():
-                cpu = cpu_seconds(pids[name])
-                results[name] = wrk(url, seconds, close)
-                cpu = cpu_seconds(pids[name]) - cpu
-                rps, p50, p99, errs = results[name]
-                per = cpu / max(rps * seconds, 1) * 1e6
-                print(f"{mode:<11} {name:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errs:>7} {per:>11.1f}", flush=True)
-            best = max(results["nginx"][0], results["haproxy"][0])
-            print(f"{mode:<11} cairn / better peer: {results['cairn'][0] / best:.2f}x "
-                  f"(load average now {os.getloadavg()[0]:.1f})", flush=True)
+            runs = {name: [] for name in fronts}
+            for r in range(rounds):
+                # Who goes first turns round, so that no front always
+                # follows the same one.
+                names = list(fronts)
+                names = names[r % len(names):] + names[:r % len(names)]
+                for name in names:
+                    cpu = cpu_seconds(pids[name])
+                    rps, p50, p99, errs = wrk(fronts[name], seconds, close)
+                    cpu = cpu_seconds(pids[name]) - cpu
+                    per = cpu / max(rps * seconds, 1) * 1e6
+                    runs[name].append((rps, p50, p99, errs, per))
+                    print(f"{mode:<11} {name:<8} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {errs:>7} {per:>11.1f}", flush=True)
+                last = {name: got[-1] for name, got in runs.items()}
+                best = max(last["nginx"][0], last["haproxy"][0])
+                print(f"{mode:<11} cairn / better peer: {last['cairn'][0] / best:.2f}x "
+                      f"(load average now {os.getloadavg()[0]:.1f})", flush=True)
+            if rounds > 1:
+                print_medians(mode, runs)
         print("split of 400 requests at 3:1 (web0/web1):")
         for name, url in fronts.items():
             print(f"  {name:<8} {split(url)}", flush=True)

@@ -36,8 +36,10 @@
 //!   resource's firewalls); a refused client is reset before any backend is
 //!   picked. See `access`.
 //! - **Threads.** Traffic runs on one worker thread per core, each owning
-//!   the connections it accepted and its own connections to backends (see
-//!   `worker`); health checks and drains run on the caller's runtime.
+//!   the connections it serves and its own connections to backends (see
+//!   `worker`); a kept-alive connection moves between requests to a
+//!   worker holding fewer (see `spread`). Health checks and drains run on
+//!   the caller's runtime.
 //! - **Shutdown.** Cancel the token given to `serve`: it stops accepting,
 //!   lets open requests finish (idle keep-alive connections close) up to
 //!   `drain_timeout`, cuts the rest and returns. Every task (connections,
@@ -50,7 +52,8 @@
 //!
 //! Files, lowest first: each uses only those before it. `config`,
 //! `access`, `pick`, `http1` (the wire) · `upstream` (a backend and its
-//! kept connections) · `shared` (what the tasks share with the handle) ·
+//! kept connections) · `shared` (what the tasks share with the handle),
+//! `spread` (each worker's open connections) ·
 //! `health`, `tcp`, `proxy` · `worker` · `balancer` (the handle,
 //! `LoadBalancer`) · `admin` (drain and restore on request), `bench`.
 
@@ -64,6 +67,7 @@ mod http1;
 mod pick;
 mod proxy;
 mod shared;
+mod spread;
 mod tcp;
 mod upstream;
 mod worker;

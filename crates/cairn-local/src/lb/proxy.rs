@@ -33,6 +33,7 @@ use super::http1::{
     self, Body, BodyError, Framing, HeadError, MAX_HEAD, ReadBuf, RequestHead, ResponsePlan,
 };
 use super::shared::Shared;
+use super::spread::Spread;
 use super::upstream::{Upstream, lock};
 
 /// Request bodies up to this size (of GET, HEAD, OPTIONS) are read whole
@@ -78,26 +79,38 @@ pub(super) struct Worker {
     /// Buffers of connections that ended, for the next ones (only this
     /// worker's thread takes the lock).
     pub spare: std::sync::Mutex<Vec<Buffers>>,
+    /// Every worker's open connections.
+    pub spread: Arc<Spread>,
 }
 
 impl Worker {
-    pub(super) fn new(index: usize) -> Self {
+    pub(super) fn new(index: usize, spread: Arc<Spread>) -> Self {
         Self {
             index,
             spare: std::sync::Mutex::default(),
+            spread,
         }
     }
 }
 
+/// A kept-alive client connection to be served on another worker from its
+/// next request on (see `super::spread`).
+pub(super) struct Move {
+    pub stream: TcpStream,
+    pub to: usize,
+}
+
 /// Serves one client connection (keep-alive) until it closes, or until `stop`
-/// asks it to finish the request under way and close.
+/// asks it to finish the request under way and close. Between two requests
+/// it may leave for a worker that holds fewer connections: then the
+/// connection comes back to be handed over.
 pub(super) async fn serve_http(
     shared: Arc<Shared>,
     worker: Arc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
-) {
+) -> Option<Move> {
     let bufs = lock(&worker.spare).pop().unwrap_or_else(Buffers::new);
     let mut client_ip = ClientIp([0; 48], 0);
     let _ = write!(client_ip, "{}", peer.ip());
@@ -121,12 +134,31 @@ pub(super) async fn serve_http(
     let stopped = stop.cancelled();
     let deadline = tokio::time::sleep(conn.head_timeout);
     tokio::pin!(stopped, deadline);
+    let mut moving = None;
     while let Some(head) = conn.read_head(stopped.as_mut(), deadline.as_mut()).await {
         if !conn.exchange(head, &stop).await || stop.is_cancelled() {
             break;
         }
+        // Only with nothing of the next request read yet: the bytes in
+        // this worker's buffer would not go with the socket.
+        if conn.client_buf.is_empty() {
+            let to = worker.spread.pick(worker.index);
+            if to != worker.index {
+                moving = Some(to);
+                break;
+            }
+        }
     }
-    drop(conn.client);
+    let moved = match moving {
+        Some(to) => Some(Move {
+            stream: conn.client,
+            to,
+        }),
+        None => {
+            drop(conn.client);
+            None
+        }
+    };
     let mut bufs = Buffers {
         client: conn.client_buf,
         backend: conn.backend_buf,
@@ -139,6 +171,7 @@ pub(super) async fn serve_http(
             spare.push(bufs);
         }
     }
+    moved
 }
 
 /// Buffers a worker keeps between connections (see `Buffers`).

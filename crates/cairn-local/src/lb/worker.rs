@@ -1,16 +1,19 @@
 //! Thread per core: the balancer's traffic runs on `threads` workers, each a
 //! thread with its own single-threaded tokio runtime that accepts on its own
-//! listening socket and serves what it accepted to the end. The sockets
-//! form one SO_REUSEPORT group on the balancer's address (the caller's
-//! listener joins it), so the kernel spreads new connections over the
-//! workers and wakes only the one it picked; where that cannot be set up a
-//! worker holds a duplicate of the caller's socket instead (every such
-//! worker is woken, one wins the connection). A worker owns its connections to
-//! backends too (`Upstream` keeps one idle pool per worker), so a request's
-//! client side and backend side run in one task on one thread: nothing
-//! wakes a task on another core, as in nginx's workers or HAProxy's
-//! threads. What the workers share (the table with its picks,
-//! health, access, drains) stays behind the `Shared` locks and atomics.
+//! listening socket and serves what it accepted. The sockets form one
+//! SO_REUSEPORT group on the balancer's address (the caller's listener
+//! joins it), so the kernel spreads new connections over the workers and
+//! wakes only the one it picked; where that cannot be set up a worker holds
+//! a duplicate of the caller's socket instead (every such worker is woken,
+//! one wins the connection). The hash leaves the workers a few connections
+//! apart, so a worker holding more hands kept-alive ones over to the
+//! emptiest between two requests, through that one's inbox (`spread`).
+//! A worker owns its connections to backends too (`Upstream` keeps one
+//! idle pool per worker), so a request's client side and backend side run
+//! in one task on one thread: nothing wakes a task on another core, as in
+//! nginx's workers or HAProxy's threads. What the workers share (the table
+//! with its picks, health, access, drains) stays behind the `Shared` locks
+//! and atomics.
 //!
 //! With `threads` 0 the one worker runs on the caller's runtime instead (the
 //! fallback when no thread can be started, and a setting tests use).
@@ -25,14 +28,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Protocol;
-use super::proxy::{self, Worker};
+use super::proxy::{self, Move, Worker};
 use super::shared::{Shared, log_panic};
+use super::spread::{Handed, Held, Spread};
 use super::tcp;
 use super::upstream::lock;
 
@@ -52,6 +56,9 @@ pub(super) struct Workers {
     threads: Vec<oneshot::Receiver<()>>,
     /// The worker on the caller's runtime, when no thread runs one.
     inline: JoinSet<()>,
+    /// How many connections each worker holds.
+    #[cfg(test)]
+    pub(super) spread: Arc<Spread>,
 }
 
 impl Workers {
@@ -64,34 +71,41 @@ impl Workers {
         stop: &CancellationToken,
         cut: &CancellationToken,
     ) -> Self {
+        let sockets = sockets(listener, threads.max(1), Share::ReusePort);
+        let (spread, inboxes) = Spread::new(sockets.len());
         let mut workers = Self {
             threads: Vec::new(),
             inline: JoinSet::new(),
+            #[cfg(test)]
+            spread: spread.clone(),
         };
-        let mut sockets = sockets(listener, threads.max(1), Share::ReusePort);
-        if threads == 0 {
-            let socket = sockets.pop().expect("the listener");
+        for (index, (socket, inbox)) in sockets.into_iter().zip(inboxes).enumerate() {
+            let traffic = Traffic {
+                shared: shared.clone(),
+                spread: spread.clone(),
+                index,
+                socket,
+                inbox,
+            };
+            let traffic = if threads == 0 {
+                traffic
+            } else {
+                match spawn_thread(traffic, stop, cut) {
+                    Ok(done) => {
+                        workers.threads.push(done);
+                        continue;
+                    }
+                    Err((e, traffic)) => {
+                        tracing::warn!(
+                            "load balancer: worker {index} runs on the daemon's runtime: no thread ({e})"
+                        );
+                        traffic
+                    }
+                }
+            };
             workers
                 .inline
-                .spawn(run(shared.clone(), 0, socket, stop.clone(), cut.clone()));
-            return workers;
-        }
-        for (index, socket) in sockets.into_iter().enumerate() {
-            match spawn_thread(shared, index, socket, stop, cut) {
-                Ok(done) => workers.threads.push(done),
-                Err((e, socket)) => {
-                    tracing::warn!(
-                        "load balancer: worker {index} runs on the daemon's runtime: no thread ({e})"
-                    );
-                    workers.inline.spawn(run(
-                        shared.clone(),
-                        index,
-                        socket,
-                        stop.clone(),
-                        cut.clone(),
-                    ));
-                }
-            }
+                .spawn(run(traffic, stop.clone(), cut.clone()));
         }
         workers
     }
@@ -190,12 +204,21 @@ fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-type SpawnError = (std::io::Error, std::net::TcpListener);
+/// What one worker starts with.
+struct Traffic {
+    shared: Arc<Shared>,
+    spread: Arc<Spread>,
+    index: usize,
+    /// Its own listening socket.
+    socket: std::net::TcpListener,
+    /// Connections other workers accepted for it.
+    inbox: mpsc::UnboundedReceiver<Handed>,
+}
+
+type SpawnError = (std::io::Error, Traffic);
 
 fn spawn_thread(
-    shared: &Arc<Shared>,
-    index: usize,
-    socket: std::net::TcpListener,
+    traffic: Traffic,
     stop: &CancellationToken,
     cut: &CancellationToken,
 ) -> Result<oneshot::Receiver<()>, SpawnError> {
@@ -204,65 +227,58 @@ fn spawn_thread(
         .build()
     {
         Ok(r) => r,
-        Err(e) => return Err((e, socket)),
+        Err(e) => return Err((e, traffic)),
     };
     let (done_tx, done_rx) = oneshot::channel();
+    let name = format!("cairn-lb-{}", traffic.index);
     // Both come back to the caller if the thread does not start.
-    let handoff = Arc::new(Mutex::new(Some((runtime, socket))));
-    let (shared, stop, cut, theirs) = (shared.clone(), stop.clone(), cut.clone(), handoff.clone());
-    let spawned = std::thread::Builder::new()
-        .name(format!("cairn-lb-{index}"))
-        .spawn(move || {
-            let (runtime, socket) = lock(&theirs).take().expect("handed over once");
-            runtime.block_on(run(shared, index, socket, stop, cut));
-            // Every connection, backend connection and timer of this
-            // worker goes with its runtime, before the report.
-            drop(runtime);
-            let _ = done_tx.send(());
-        });
+    let handoff = Arc::new(Mutex::new(Some((runtime, traffic))));
+    let (stop, cut, theirs) = (stop.clone(), cut.clone(), handoff.clone());
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let (runtime, traffic) = lock(&theirs).take().expect("handed over once");
+        runtime.block_on(run(traffic, stop, cut));
+        // Every connection, backend connection and timer of this
+        // worker goes with its runtime, before the report.
+        drop(runtime);
+        let _ = done_tx.send(());
+    });
     match spawned {
         Ok(_) => Ok(done_rx),
         Err(e) => {
-            let (runtime, socket) = lock(&handoff)
+            let (runtime, traffic) = lock(&handoff)
                 .take()
                 .expect("a thread that never started left them");
             // Not a blocking drop: this runs on the caller's runtime.
             runtime.shutdown_background();
-            Err((e, socket))
+            Err((e, traffic))
         }
     }
 }
 
 /// One worker: accepts and serves until `stop`, then drains until the drain
 /// timeout, or until `cut`.
-async fn run(
-    shared: Arc<Shared>,
-    index: usize,
-    socket: std::net::TcpListener,
-    stop: CancellationToken,
-    cut: CancellationToken,
-) {
-    let worker = Arc::new(Worker::new(index));
-    let _pools = ClosePools(&shared, index);
+async fn run(traffic: Traffic, stop: CancellationToken, cut: CancellationToken) {
+    let worker = Arc::new(Worker::new(traffic.index, traffic.spread.clone()));
+    let shared = traffic.shared.clone();
+    let _pools = ClosePools(&shared, traffic.index);
     tokio::select! {
-        _ = serve(&shared, &worker, socket, &stop) => {}
+        _ = serve(traffic, &worker, &stop) => {}
         _ = cut.cancelled() => {}
     }
 }
 
-async fn serve(
-    shared: &Arc<Shared>,
-    worker: &Arc<Worker>,
-    socket: std::net::TcpListener,
-    stop: &CancellationToken,
-) {
+async fn serve(traffic: Traffic, worker: &Arc<Worker>, stop: &CancellationToken) {
+    let Traffic {
+        shared,
+        spread,
+        index,
+        socket,
+        mut inbox,
+    } = traffic;
     let listener = match TcpListener::from_std(socket) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!(
-                worker = worker.index,
-                "load balancer worker cannot listen: {e}"
-            );
+            tracing::error!(worker = index, "load balancer worker cannot listen: {e}");
             return;
         }
     };
@@ -274,17 +290,24 @@ async fn serve(
         .unwrap_or(false);
     let mut conns = JoinSet::new();
     let conn_stop = CancellationToken::new();
+    let mut accepts = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    accepts += 1;
+                    if !lock(&shared.access).allows(peer.ip()) {
+                        refuse(stream, peer);
+                        continue;
+                    }
                     if !inherits_nodelay {
                         // Requests and responses are small writes that
                         // must not wait for Nagle's algorithm.
                         let _ = stream.set_nodelay(true);
                     }
-                    spawn_connection(shared, worker, &mut conns, stream, peer, &conn_stop);
+                    let held = spread.hold(index);
+                    spawn_connection(&shared, worker, &mut conns, stream, peer, held, &conn_stop);
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, don't spin.
@@ -292,10 +315,23 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
+            Some(Handed { stream, peer, held }) = inbox.recv() => match TcpStream::from_std(stream) {
+                Ok(stream) => spawn_connection(&shared, worker, &mut conns, stream, peer, held, &conn_stop),
+                Err(e) => tracing::warn!(%peer, "a connection handed over cannot be served: {e}"),
+            },
             Some(done) = conns.join_next() => log_panic(done),
         }
     }
     drop(listener);
+    // Connections handed over but not yet taken close with the inbox, as
+    // those still in the listener's queue do.
+    drop(inbox);
+    tracing::debug!(
+        worker = index,
+        accepted = accepts,
+        moved_between_workers = spread.moved(),
+        "load balancer worker stopped accepting"
+    );
     let deadline = Instant::now() + lock(&shared.table).config.drain_timeout;
     conn_stop.cancel();
     let finished = tokio::time::timeout_at(deadline, async {
@@ -311,31 +347,57 @@ async fn serve(
     }
 }
 
+fn refuse(stream: TcpStream, peer: SocketAddr) {
+    tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
+    // A reset, not an orderly close: the client learns at once that it was
+    // refused rather than reading an empty answer.
+    let _ = stream.set_zero_linger();
+}
+
+/// Gives a kept-alive connection to worker `to`. Where that cannot be done
+/// (it stopped, as this one is about to) the connection closes between two
+/// requests, which a keep-alive client is ready for.
+fn hand_over(spread: &Arc<Spread>, stream: TcpStream, peer: SocketAddr, to: usize) {
+    match stream.into_std() {
+        Ok(stream) => {
+            if spread.hand(to, stream, peer).is_err() {
+                tracing::debug!(%peer, "a connection closes: worker {to} stopped");
+            }
+        }
+        Err(e) => tracing::warn!(%peer, "a connection cannot be handed over: {e}"),
+    }
+}
+
 fn spawn_connection(
     shared: &Arc<Shared>,
     worker: &Arc<Worker>,
     conns: &mut JoinSet<()>,
     stream: TcpStream,
     peer: SocketAddr,
+    held: Held,
     stop: &CancellationToken,
 ) {
-    if !lock(&shared.access).allows(peer.ip()) {
-        tracing::debug!(%peer, "connection refused by the load balancer's firewalls");
-        // A reset, not an orderly close: the client learns at once that
-        // it was refused rather than reading an empty answer.
-        let _ = stream.set_zero_linger();
-        return;
-    }
     let protocol = lock(&shared.table).config.protocol;
+    let shared = shared.clone();
     match protocol {
-        Protocol::Http => conns.spawn(proxy::serve_http(
-            shared.clone(),
-            worker.clone(),
-            stream,
-            peer,
-            stop.clone(),
-        )),
-        Protocol::Tcp => conns.spawn(tcp::splice(shared.clone(), worker.index, stream, peer)),
+        Protocol::Http => {
+            let serve = proxy::serve_http(shared, worker.clone(), stream, peer, stop.clone());
+            let spread = worker.spread.clone();
+            conns.spawn(async move {
+                let moved = serve.await;
+                drop(held);
+                if let Some(Move { stream, to }) = moved {
+                    hand_over(&spread, stream, peer, to);
+                }
+            })
+        }
+        Protocol::Tcp => {
+            let splice = tcp::splice(shared, worker.index, stream, peer);
+            conns.spawn(async move {
+                splice.await;
+                drop(held);
+            })
+        }
     };
 }
 
