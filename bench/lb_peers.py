@@ -21,6 +21,9 @@ of each mode): what a front asks of the kernel for one request, a figure
 that does not move with the machine's load. strace slows the fronts many
 times over, so that run's requests/s mean nothing and are not printed.
 
+Before any of it, each front gets one uncounted second of wrk in each
+mode (BENCH_WARMUP=0: none), so that no front pays for going first.
+
 With BENCH_ROUNDS=N each mode runs N rounds (each front once a round, the
 order turning), then prints each front's medians and in how many rounds
 cairn led the better peer on requests/s and on p99: one run's p99 moves
@@ -28,7 +31,8 @@ with whatever else the machine did in those seconds.
 
 Usage: bench/lb_peers.py [SECONDS]    (default 10)
 Environment: CAIRN_BIN (default target/release/cairn), BENCH_POOL (default 204),
-BENCH_SYSCALLS (1: also count system calls per request), BENCH_ROUNDS (default 1).
+BENCH_SYSCALLS (1: also count system calls per request), BENCH_ROUNDS (default 1),
+BENCH_WARMUP (default 1).
 Everything listens on loopback; every server it starts is stopped at the end.
 """
 import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, urllib.request
@@ -281,6 +285,18 @@ def split(url, n=400):
     return "/".join(f"{counts.get(k, 0)}" for k in sorted(counts))
 
 
+def warm_up(fronts):
+    """One uncounted second of wrk through each front, in both modes, so
+    that no front pays for going first (cairn, first in every round,
+    showed a keep-alive p99 of 4.6-6.4 ms in its first run and 1.6-1.9 ms
+    in its next seven). BENCH_WARMUP=0: none."""
+    if os.environ.get("BENCH_WARMUP", "1") == "0":
+        return
+    for close in (False, True):
+        for url in fronts.values():
+            wrk(url, 1, close)
+
+
 def print_medians(mode, runs):
     """Each front's medians over the rounds, and in how many rounds cairn
     led the better peer on requests/s and on p99 (the same round's runs)."""
@@ -339,6 +355,7 @@ def main():
         u = urllib.parse.urlparse(fronts["cairn"])
         pids = {"cairn": [listener_pid(u.hostname, u.port)], "nginx": family(procs[0].pid),
                 "haproxy": [procs[1].pid]}
+        warm_up(fronts)
         print(f"load average at start: {os.getloadavg()[0]:.1f}")
         print(f"{'mode':<11} {'front':<8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/req':>11}")
         rounds = int(os.environ.get("BENCH_ROUNDS", "1"))
