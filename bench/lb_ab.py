@@ -66,6 +66,11 @@ def main():
     try:
         for s in sides:
             s.up()
+        # One uncounted second in each mode (see lb_peers.warm_up): a
+        # side's first run pays for its backends' first connections.
+        for close in (False, True):
+            for s in sides:
+                wrk(s.url, 1, close)
         print(f"A: {sides[0].binary}\nB: {sides[1].binary}\nload average at start: {os.getloadavg()[0]:.1f}")
         print(f"{'mode':<11} {'run':>3} {'side':<4} {'req/s':>8} {'user µs/req':>12} {'sys µs/req':>11} {'p99 ms':>7} {'errors':>6}")
         modes = os.environ.get("BENCH_MODES", "keep-alive,close").split(",")
