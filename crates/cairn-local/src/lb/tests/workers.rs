@@ -228,24 +228,60 @@ async fn stopping_closes_idle_connections_at_once_not_at_the_drain_timeout() {
     a.stop().await;
 }
 
+/// Two workers on a fresh port in front of one counting backend, worker 0
+/// as if it held 30 connections already: the kernel's hash gives it about
+/// half of what comes, and what is kept alive it must pass on.
+struct Uneven {
+    backend: TestServer,
+    workers: super::super::worker::Workers,
+    spread: Arc<super::super::spread::Spread>,
+    pretend: Vec<super::super::spread::Held>,
+    stop: CancellationToken,
+    addr: SocketAddr,
+}
+
+impl Uneven {
+    async fn start() -> Self {
+        let (backend, _open) = counting_backend().await;
+        let lb = LoadBalancer::with_threads(unchecked(&[(backend.addr, 1)]), 2);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let workers = super::super::worker::Workers::start(
+            &lb.shared,
+            listener,
+            2,
+            &stop,
+            &CancellationToken::new(),
+        );
+        let spread = workers.spread.clone();
+        let pretend = (0..30).map(|_| spread.hold(0)).collect();
+        Self {
+            backend,
+            workers,
+            spread,
+            pretend,
+            stop,
+            addr,
+        }
+    }
+
+    async fn stop(mut self) {
+        drop(self.pretend);
+        self.stop.cancel();
+        self.workers.wait().await;
+        self.backend.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_worker_holding_more_connections_moves_kept_ones_to_the_emptier() {
-    let (backend, _open) = counting_backend().await;
-    let lb = LoadBalancer::with_threads(unchecked(&[(backend.addr, 1)]), 2);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, cut) = (CancellationToken::new(), CancellationToken::new());
-    let mut workers = super::super::worker::Workers::start(&lb.shared, listener, 2, &stop, &cut);
-    let spread = workers.spread.clone();
-    // Worker 0 as if it held 30 connections already: the kernel's hash
-    // gives it about half of what comes, and after their first answer it
-    // must pass those on.
-    let pretend: Vec<_> = (0..30).map(|_| spread.hold(0)).collect();
-
+    let uneven = Uneven::start().await;
+    let spread = uneven.spread.clone();
     let mut clients = Vec::new();
     for i in 0..30 {
-        let mut client = Client::new(addr);
+        let mut client = Client::new(uneven.addr);
         let (status, body) = client.request(Method::GET, "/", "").await.unwrap();
         assert_eq!((status, body.as_str()), (StatusCode::OK, "c"), "client {i}");
         clients.push(client);
@@ -266,30 +302,20 @@ async fn a_worker_holding_more_connections_moves_kept_ones_to_the_emptier() {
     }
     assert!(even(), "{:?}", spread.counts());
 
-    drop((pretend, clients));
-    let emptied = eventually(Duration::from_secs(5), || spread.counts() == [0, 0]).await;
+    drop(clients);
+    let emptied = eventually(Duration::from_secs(5), || spread.counts() == [30, 0]).await;
     assert!(emptied.is_some(), "still counted: {:?}", spread.counts());
-    stop.cancel();
-    workers.wait().await;
-    backend.stop().await;
+    uneven.stop().await;
+    assert_eq!(spread.counts(), [0, 0]);
 }
 
 #[tokio::test]
 async fn connections_that_ask_to_close_never_move() {
-    let (backend, _open) = counting_backend().await;
-    let lb = LoadBalancer::with_threads(unchecked(&[(backend.addr, 1)]), 2);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, cut) = (CancellationToken::new(), CancellationToken::new());
-    let mut workers = super::super::worker::Workers::start(&lb.shared, listener, 2, &stop, &cut);
-    let spread = workers.spread.clone();
-    let pretend: Vec<_> = (0..30).map(|_| spread.hold(0)).collect();
-
+    let uneven = Uneven::start().await;
     // One request each, then the close: nothing to move, so both workers
     // served what the hash gave them.
     for i in 0..20 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut stream = TcpStream::connect(uneven.addr).await.unwrap();
         stream
             .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
             .await
@@ -298,14 +324,11 @@ async fn connections_that_ask_to_close_never_move() {
         stream.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "client {i}: {answer}");
     }
+    let spread = uneven.spread.clone();
     let emptied = eventually(Duration::from_secs(5), || spread.counts() == [30, 0]).await;
     assert!(emptied.is_some(), "{:?}", spread.counts());
     // About half went through worker 0 (all 20 to worker 1 by the hash
     // is a one in a million chance), and none of them moved.
     assert_eq!(spread.moved(), 0);
-
-    drop(pretend);
-    stop.cancel();
-    workers.wait().await;
-    backend.stop().await;
+    uneven.stop().await;
 }
