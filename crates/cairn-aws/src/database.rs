@@ -3,6 +3,8 @@
 //! token (or is the `name`), which RDS keeps unique: a retried create
 //! meets the first one instead of making a second.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_rds::types::{DbInstance, Tag};
 use cairn_engine::provider::*;
 use cairn_engine::schema::database::{Database, DbSize};
@@ -32,6 +34,12 @@ fn size_of(class: &str) -> String {
         .into_iter()
         .find(|s| class_of(*s) == class)
         .map_or_else(|| class.to_string(), |s| s.as_str().to_string())
+}
+
+fn rds_tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
+    map.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
 }
 
 /// RDS counts storage in an `i32`.
@@ -74,10 +82,7 @@ impl AwsProvider {
             .name
             .clone()
             .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, NAME_MAX));
-        let tags: Vec<Tag> = create_tags(&req.tags, &req.token)
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
+        let tags = rds_tags(&create_tags(&req.tags, &req.token));
         let class = prop_str(&target, "instance_class").unwrap_or(class_of(db.size));
         let subnets = db.subnets;
         let group = if subnets.is_empty() {
@@ -259,13 +264,7 @@ impl AwsProvider {
         }
         let db = self.wait_available(&req.id).await?;
         if let Some(arn) = db.db_instance_arn() {
-            let current: Vec<String> = db
-                .tag_list()
-                .iter()
-                .filter_map(|t| t.key())
-                .filter(|k| *k != TOKEN_TAG && !req.tags.contains_key(*k))
-                .map(str::to_string)
-                .collect();
+            let current = stale_tag_keys(db.tag_list().iter().filter_map(|t| t.key()), &req.tags);
             if !current.is_empty() {
                 self.c
                     .rds
@@ -280,12 +279,7 @@ impl AwsProvider {
                 .rds
                 .add_tags_to_resource()
                 .resource_name(arn)
-                .set_tags(Some(
-                    req.tags
-                        .iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect(),
-                ))
+                .set_tags(Some(rds_tags(&req.tags)))
                 .send()
                 .await
                 .map_err(|e| classify("AddTagsToResource", e))?;

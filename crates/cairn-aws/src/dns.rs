@@ -202,11 +202,7 @@ impl AwsProvider {
 
     pub(crate) async fn update_zone(&self, req: &UpdateRequest) -> ProviderResult<Json> {
         let current = self.zone_tags(&req.id).await?;
-        let remove: Vec<String> = current
-            .keys()
-            .filter(|k| *k != TOKEN_TAG && !req.tags.contains_key(*k))
-            .cloned()
-            .collect();
+        let remove = stale_tag_keys(current.keys().map(String::as_str), &req.tags);
         self.tag_zone(&req.id, &req.tags, &remove).await?;
         Ok(json!({"id": req.id}))
     }

@@ -8,7 +8,7 @@ use cairn_engine::provider::ProviderResult;
 
 use crate::config::Clients;
 use crate::error::classify;
-use crate::model::TOKEN_TAG;
+use crate::model::stale_tag_keys;
 
 pub fn tags(map: &BTreeMap<String, String>) -> Vec<Tag> {
     map.iter()
@@ -75,11 +75,8 @@ pub async fn retag(
         .send()
         .await
         .map_err(|e| classify("DescribeTags", e))?;
-    let stale: Vec<Tag> = current
-        .tags()
-        .iter()
-        .filter_map(|t| t.key())
-        .filter(|k| *k != TOKEN_TAG && !desired.contains_key(*k))
+    let stale: Vec<Tag> = stale_tag_keys(current.tags().iter().filter_map(|t| t.key()), desired)
+        .into_iter()
         .map(|k| Tag::builder().key(k).build())
         .collect();
     if !stale.is_empty() {

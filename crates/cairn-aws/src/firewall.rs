@@ -156,9 +156,7 @@ fn rules_of(p: &Json, key: &str, dir: Direction) -> ProviderResult<Vec<Rule>> {
 impl AwsProvider {
     pub(crate) async fn create_firewall(&self, req: &CreateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
-        let name = prop_str(p, "name")
-            .map(str::to_string)
-            .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, 255));
+        let name = name_or_derived(req, 255);
         let description = prop_str(p, "description")
             .map(str::to_string)
             .unwrap_or_else(|| format!("cairn firewall {}", req.address));

@@ -92,30 +92,12 @@ fn document_text(v: &Json) -> String {
     }
 }
 
-fn has_token(tags: &BTreeMap<String, String>, token: &str) -> bool {
-    tags.get(TOKEN_TAG).map(String::as_str) == Some(token)
-}
-
-fn role_name(req: &CreateRequest) -> String {
-    prop_str(&req.properties, "name")
-        .map(str::to_string)
-        .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, ROLE_NAME_MAX))
-}
-
-fn profile_name(req: &CreateRequest) -> String {
-    prop_str(&req.properties, "name")
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            derived_name(&req.deployment, &req.address, &req.token, PROFILE_NAME_MAX)
-        })
-}
-
 impl AwsProvider {
     // ---- roles ------------------------------------------------------------
 
     pub(crate) async fn create_role(&self, req: &CreateRequest) -> ProviderResult<Json> {
         let p = &req.properties;
-        let name = role_name(req);
+        let name = name_or_derived(req, ROLE_NAME_MAX);
         let trust = prop(p, "assume_role_policy")
             .map(document_text)
             .ok_or_else(|| permanent("`assume_role_policy` is required"))?;
@@ -542,7 +524,7 @@ impl AwsProvider {
         &self,
         req: &CreateRequest,
     ) -> ProviderResult<Json> {
-        let name = profile_name(req);
+        let name = name_or_derived(req, PROFILE_NAME_MAX);
         let made = self
             .c
             .iam
@@ -829,17 +811,13 @@ fn missing_is_permanent(e: ProviderError) -> ProviderError {
     }
 }
 
-/// Tag keys to remove and tags to set for `have` to become `want`. The
-/// token tag stays: it is how `find` knows the resource.
+/// Tag keys to remove and tags to set for `have` to become `want` (the
+/// token tag stays).
 fn tag_changes(
     have: &BTreeMap<String, String>,
     want: &BTreeMap<String, String>,
 ) -> (Vec<String>, BTreeMap<String, String>) {
-    let stale = have
-        .keys()
-        .filter(|k| k.as_str() != TOKEN_TAG && !want.contains_key(*k))
-        .cloned()
-        .collect();
+    let stale = stale_tag_keys(have.keys().map(String::as_str), want);
     let set = want
         .iter()
         .filter(|(k, v)| have.get(*k) != Some(v))

@@ -524,7 +524,7 @@ impl AwsProvider {
 
     pub(crate) async fn find_load_balancer(&self, token: &str) -> ProviderResult<Option<String>> {
         for (arn, tags) in self.tagged_load_balancers().await? {
-            if tags.get(TOKEN_TAG).map(String::as_str) == Some(token) {
+            if has_token(&tags, token) {
                 return Ok(Some(arn));
             }
         }
@@ -755,20 +755,13 @@ impl AwsProvider {
         &self,
         arn: &str,
     ) -> ProviderResult<BTreeMap<String, String>> {
-        let out = self
-            .c
-            .elb
-            .describe_tags()
-            .resource_arns(arn)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeTags", e))?;
-        Ok(out
-            .tag_descriptions()
-            .iter()
-            .flat_map(|d| d.tags())
-            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-            .collect())
+        Ok(self
+            .elb_tags_of(&[arn.to_string()])
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, tags)| tags)
+            .unwrap_or_default())
     }
 
     pub(crate) async fn update_load_balancer(&self, req: &UpdateRequest) -> ProviderResult<Json> {
@@ -844,11 +837,7 @@ impl AwsProvider {
                 .map_err(|e| classify("SetSecurityGroups", e))?;
         }
         let current = self.tagged_load_balancers_one(&req.id).await?;
-        let remove: Vec<String> = current
-            .keys()
-            .filter(|k| *k != TOKEN_TAG && !req.tags.contains_key(*k))
-            .cloned()
-            .collect();
+        let remove = stale_tag_keys(current.keys().map(String::as_str), &req.tags);
         if !remove.is_empty() {
             self.c
                 .elb

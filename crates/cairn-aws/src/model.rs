@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use cairn_engine::provider::{Json, ProviderError, ProviderResult};
+use cairn_engine::provider::{CreateRequest, Json, ProviderError, ProviderResult};
 pub use cairn_engine::schema::Kind;
 use sha2::{Digest, Sha256};
 
@@ -66,6 +66,23 @@ pub fn create_tags(tags: &BTreeMap<String, String>, token: &str) -> BTreeMap<Str
     all
 }
 
+/// Whether these tags say the create with `token` made the resource.
+pub fn has_token(tags: &BTreeMap<String, String>, token: &str) -> bool {
+    tags.get(TOKEN_TAG).map(String::as_str) == Some(token)
+}
+
+/// The keys of `have` that `want` no longer has: the tags an update
+/// removes. The token tag stays: it is how `find` knows the resource.
+pub fn stale_tag_keys<'a>(
+    have: impl IntoIterator<Item = &'a str>,
+    want: &BTreeMap<String, String>,
+) -> Vec<String> {
+    have.into_iter()
+        .filter(|k| *k != TOKEN_TAG && !want.contains_key(*k))
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -108,6 +125,14 @@ pub fn derived_name(deployment: &str, address: &str, token: &str, max: usize) ->
         format!("c{stem}")
     };
     format!("{stem}-{suffix}")
+}
+
+/// The `name` the template gave, else one derived from the create's
+/// token ([`derived_name`]).
+pub fn name_or_derived(req: &CreateRequest, max: usize) -> String {
+    prop_str(&req.properties, "name")
+        .map(str::to_string)
+        .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, max))
 }
 
 /// Polls `check` until it says ready (`Some`), or fails at the deadline.
@@ -156,6 +181,13 @@ mod tests {
         assert!(long.len() <= 32, "{long}");
         let digits = derived_name("1st", "x", "t", 63);
         assert!(digits.starts_with('c'), "{digits}");
+    }
+
+    #[test]
+    fn stale_tags_keep_the_token() {
+        let want: BTreeMap<String, String> = [("team".to_string(), "api".to_string())].into();
+        let stale = stale_tag_keys([TOKEN_TAG, "team", "old", DEPLOYMENT_TAG], &want);
+        assert_eq!(stale, ["old", DEPLOYMENT_TAG]);
     }
 
     #[test]

@@ -17,6 +17,17 @@ fn read_volume(p: &Json) -> ProviderResult<Volume> {
     Volume::read(p).map_err(|e| permanent(format!("volume {e}")))
 }
 
+fn secret_tags(map: &BTreeMap<String, String>) -> Vec<aws_sdk_secretsmanager::types::Tag> {
+    map.iter()
+        .map(|(k, v)| {
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
 /// EBS counts gigabytes in an `i32`.
 fn ebs_size(gb: u32) -> ProviderResult<i32> {
     i32::try_from(gb).map_err(|_| permanent(format!("size_gb {gb} is more than EBS takes")))
@@ -224,9 +235,7 @@ impl AwsProvider {
         let p = &req.properties;
         // AMI names are unique per account and region: the token's name
         // makes a retried create fail as a duplicate instead of a second.
-        let name = prop_str(p, "name")
-            .map(str::to_string)
-            .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, 128));
+        let name = name_or_derived(req, 128);
         let tags = with_name(&create_tags(&req.tags, &req.token), prop_str(p, "name"));
         // Only the image carries the deployment's tags: its snapshots so
         // tagged would be listed as snapshots of the deployment that its
@@ -354,9 +363,7 @@ impl AwsProvider {
         let p = &req.properties;
         // Bucket names are global: derived from the token, so a retried
         // create meets its own bucket (BucketAlreadyOwnedByYou).
-        let name = prop_str(p, "name")
-            .map(str::to_string)
-            .unwrap_or_else(|| derived_name(&req.deployment, &req.address, &req.token, 63));
+        let name = name_or_derived(req, 63);
         let mut call = self.c.s3.create_bucket().bucket(&name);
         // us-east-1 is the one region that refuses its own constraint.
         if self.c.region != "us-east-1" {
@@ -526,7 +533,7 @@ impl AwsProvider {
                 Some(t) => t,
                 None => continue,
             };
-            if tags.get(TOKEN_TAG).map(String::as_str) == Some(token) {
+            if has_token(&tags, token) {
                 return Ok(Some(name.to_string()));
             }
         }
@@ -682,15 +689,10 @@ impl AwsProvider {
     // ---- Secrets Manager ----
 
     pub(crate) async fn create_secret(&self, req: &CreateRequest) -> ProviderResult<Json> {
-        use aws_sdk_secretsmanager::types::Tag;
         let p = &req.properties;
         let name = prop_str(p, "name")
             .map(str::to_string)
             .unwrap_or_else(|| format!("cairn/{}/{}", req.deployment, req.address));
-        let tags: Vec<Tag> = create_tags(&req.tags, &req.token)
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
         let out = self
             .c
             .secrets
@@ -700,7 +702,7 @@ impl AwsProvider {
             .set_description(prop_str(p, "description").map(str::to_string))
             // Secrets Manager's own idempotency token (32-64 characters).
             .client_request_token(&digest(&[&req.token])[..64])
-            .set_tags(Some(tags))
+            .set_tags(Some(secret_tags(&create_tags(&req.tags, &req.token))))
             .send()
             .await
             .map_err(|e| classify("CreateSecret", e))?;
@@ -773,7 +775,6 @@ impl AwsProvider {
     }
 
     pub(crate) async fn update_secret(&self, req: &UpdateRequest) -> ProviderResult<Json> {
-        use aws_sdk_secretsmanager::types::Tag;
         let p = &req.properties;
         let mut version = None;
         if req.changed.iter().any(|c| c == "value") {
@@ -804,12 +805,7 @@ impl AwsProvider {
             .secrets
             .tag_resource()
             .secret_id(&req.id)
-            .set_tags(Some(
-                req.tags
-                    .iter()
-                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
+            .set_tags(Some(secret_tags(&req.tags)))
             .send()
             .await
             .map_err(|e| classify("TagResource", e))?;
