@@ -12,8 +12,9 @@
 //! parses them, so what it reports compares with the template's maps.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
-use aws_sdk_iam::types::{Role, Tag};
+use aws_sdk_iam::types::{InstanceProfile, Role, Tag};
 use cairn_engine::provider::*;
 use serde_json::json;
 
@@ -114,19 +115,8 @@ impl AwsProvider {
             .map_err(|e| classify("CreateRole", e));
         let arn = match made {
             Ok(out) => out.role().map(|r| r.arn().to_string()),
-            // A retried create meets the role its first attempt made: ours
-            // when it carries our token, someone else's otherwise.
             Err(ProviderError::Conflict(m)) => {
-                let Some(live) = self.role(&name).await? else {
-                    return Err(ProviderError::Conflict(m));
-                };
-                if !has_token(&tag_map(live.tags()), &req.token) {
-                    return Err(ProviderError::Conflict(format!(
-                        "{m} (a role named `{name}` exists that cairn did not make for {})",
-                        req.address
-                    )));
-                }
-                tracing::info!(address = %req.address, %name, "adopting the role of an earlier attempt");
+                let live = adopt(req, ROLE, &name, m, self.role(&name).await?, Role::tags)?;
                 // The first attempt may have died before its policies.
                 self.set_role_trust(&name, p, &live).await?;
                 Some(live.arn().to_string())
@@ -479,8 +469,8 @@ impl AwsProvider {
         Ok(())
     }
 
-    /// Every role with its tags. ListRoles leaves tags out on AWS, so each
-    /// role's are listed on their own: one call per role in the account.
+    /// Every role with its tags: one tag call per role in the account (see
+    /// [`with_tags`]).
     async fn tagged_roles(&self) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
         let roles = self
             .c
@@ -492,30 +482,19 @@ impl AwsProvider {
             .try_collect()
             .await
             .map_err(|e| classify("ListRoles", e))?;
-        let mut out = Vec::with_capacity(roles.len());
-        for role in roles {
-            let tags = if role.tags().is_empty() {
-                let r = self
-                    .c
-                    .iam
-                    .list_role_tags()
-                    .role_name(role.role_name())
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(|e| classify("ListRoleTags", e));
-                match gone(r)? {
-                    Some(t) => tag_map(&t),
-                    None => continue,
-                }
-            } else {
-                tag_map(role.tags())
-            };
-            out.push((role.role_name().to_string(), tags));
-        }
-        Ok(out)
+        with_tags(&roles, Role::role_name, Role::tags, |name| async move {
+            self.c
+                .iam
+                .list_role_tags()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| classify("ListRoleTags", e))
+        })
+        .await
     }
 
     // ---- instance profiles ------------------------------------------------
@@ -540,16 +519,14 @@ impl AwsProvider {
                 Vec::new(),
             ),
             Err(ProviderError::Conflict(m)) => {
-                let Some(live) = self.profile(&name).await? else {
-                    return Err(ProviderError::Conflict(m));
-                };
-                if !has_token(&tag_map(live.tags()), &req.token) {
-                    return Err(ProviderError::Conflict(format!(
-                        "{m} (an instance profile named `{name}` exists that cairn did not make for {})",
-                        req.address
-                    )));
-                }
-                tracing::info!(address = %req.address, %name, "adopting the instance profile of an earlier attempt");
+                let live = adopt(
+                    req,
+                    PROFILE,
+                    &name,
+                    m,
+                    self.profile(&name).await?,
+                    InstanceProfile::tags,
+                )?;
                 let roles = live
                     .roles()
                     .iter()
@@ -564,10 +541,7 @@ impl AwsProvider {
         Ok(json!({"id": name, "arn": arn}))
     }
 
-    async fn profile(
-        &self,
-        name: &str,
-    ) -> ProviderResult<Option<aws_sdk_iam::types::InstanceProfile>> {
+    async fn profile(&self, name: &str) -> ProviderResult<Option<InstanceProfile>> {
         let r = self
             .c
             .iam
@@ -699,7 +673,7 @@ impl AwsProvider {
     }
 
     /// Every instance profile with its tags (one tag call per profile, as
-    /// for roles).
+    /// for roles: see [`with_tags`]).
     async fn tagged_profiles(&self) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>> {
         let profiles = self
             .c
@@ -711,12 +685,12 @@ impl AwsProvider {
             .try_collect()
             .await
             .map_err(|e| classify("ListInstanceProfiles", e))?;
-        let mut out = Vec::with_capacity(profiles.len());
-        for profile in profiles {
-            let name = profile.instance_profile_name();
-            let tags = if profile.tags().is_empty() {
-                let r = self
-                    .c
+        with_tags(
+            &profiles,
+            InstanceProfile::instance_profile_name,
+            InstanceProfile::tags,
+            |name| async move {
+                self.c
                     .iam
                     .list_instance_profile_tags()
                     .instance_profile_name(name)
@@ -725,17 +699,10 @@ impl AwsProvider {
                     .send()
                     .try_collect()
                     .await
-                    .map_err(|e| classify("ListInstanceProfileTags", e));
-                match gone(r)? {
-                    Some(t) => tag_map(&t),
-                    None => continue,
-                }
-            } else {
-                tag_map(profile.tags())
-            };
-            out.push((name.to_string(), tags));
-        }
-        Ok(out)
+                    .map_err(|e| classify("ListInstanceProfileTags", e))
+            },
+        )
+        .await
     }
 
     // ---- both -------------------------------------------------------------
@@ -801,6 +768,69 @@ impl AwsProvider {
     }
 }
 
+/// How messages name an entity of `kind`: with its article, and bare.
+fn noun(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        ROLE => ("a role", "role"),
+        _ => ("an instance profile", "instance profile"),
+    }
+}
+
+/// A create that met `EntityAlreadyExists` (`conflict`), as a retried
+/// create meets what its first attempt made: `live`, the entity of that
+/// name, is adopted when it carries this create's token; anything else of
+/// that name is someone else's, and a conflict.
+fn adopt<T>(
+    req: &CreateRequest,
+    kind: Kind,
+    name: &str,
+    conflict: String,
+    live: Option<T>,
+    tags: impl Fn(&T) -> &[Tag],
+) -> ProviderResult<T> {
+    let Some(live) = live else {
+        return Err(ProviderError::Conflict(conflict));
+    };
+    let (a_kind, kind) = noun(kind);
+    if !has_token(&tag_map(tags(&live)), &req.token) {
+        return Err(ProviderError::Conflict(format!(
+            "{conflict} ({a_kind} named `{name}` exists that cairn did not make for {})",
+            req.address
+        )));
+    }
+    tracing::info!(address = %req.address, %name, "adopting the {kind} of an earlier attempt");
+    Ok(live)
+}
+
+/// Each listed entity's name and tags. ListRoles and ListInstanceProfiles
+/// leave tags out on AWS, so an entity listed without any has its own
+/// listed (`list_tags`, one call each); one deleted in between is left out.
+async fn with_tags<T, Listing>(
+    listed: &[T],
+    name: impl Fn(&T) -> &str,
+    tags: impl Fn(&T) -> &[Tag],
+    // Takes the name owned: a future borrowing it would not be `Send` for
+    // every lifetime, which the provider's `async_trait` futures must be.
+    list_tags: impl Fn(String) -> Listing,
+) -> ProviderResult<Vec<(String, BTreeMap<String, String>)>>
+where
+    Listing: Future<Output = ProviderResult<Vec<Tag>>>,
+{
+    let mut out = Vec::with_capacity(listed.len());
+    for entity in listed {
+        let name = name(entity);
+        let tags = match tags(entity) {
+            [] => match gone(list_tags(name.to_string()).await)? {
+                Some(t) => tag_map(&t),
+                None => continue,
+            },
+            some => tag_map(some),
+        };
+        out.push((name.to_string(), tags));
+    }
+    Ok(out)
+}
+
 /// A policy or role named in the template that IAM does not have: not the
 /// resource being changed gone (which `NotFound` would tell the engine),
 /// but a wrong name that retrying will not fix.
@@ -842,6 +872,33 @@ mod tests {
         // Neither: reported as text, so a comparison shows it.
         assert_eq!(document("%zz"), json!("%zz"));
         assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn only_an_entity_with_this_creates_token_is_adopted() {
+        let req: CreateRequest = serde_json::from_value(json!({
+            "deployment": "d", "address": "app_role", "kind": "aws.iam_role",
+            "properties": {}, "tags": {}, "target": null, "token": "t-1",
+        }))
+        .unwrap();
+        let tagged =
+            |token: &str| vec![Tag::builder().key(TOKEN_TAG).value(token).build().unwrap()];
+        let met = |kind, name, live: Option<Vec<Tag>>| {
+            adopt(&req, kind, name, "exists".into(), live, Vec::as_slice)
+        };
+        assert_eq!(met(ROLE, "r", Some(tagged("t-1"))).unwrap(), tagged("t-1"));
+        let conflict = |m: &str| ProviderError::Conflict(m.into());
+        assert_eq!(met(ROLE, "r", None).unwrap_err(), conflict("exists"));
+        assert_eq!(
+            met(PROFILE, "p", Some(tagged("t-2"))).unwrap_err(),
+            conflict(
+                "exists (an instance profile named `p` exists that cairn did not make for app_role)"
+            )
+        );
+        assert_eq!(
+            met(ROLE, "r", Some(Vec::new())).unwrap_err(),
+            conflict("exists (a role named `r` exists that cairn did not make for app_role)")
+        );
     }
 
     #[test]
