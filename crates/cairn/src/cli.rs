@@ -556,6 +556,20 @@ pub struct ReleaseOptions {
     /// Seconds to wait for a drained backend's requests in flight
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    #[command(flatten)]
+    pub servers: AppServers,
+    /// Keep each host's SSH connection open this long once idle (`60s`,
+    /// `5m`; `0`: not kept), as `cairn run --keep-connections` does: the
+    /// next release, rollback or run within that time starts without
+    /// connecting. See `cairn connections`
+    #[arg(long, value_name = "DURATION", env = "CAIRN_KEEP_CONNECTIONS", value_parser = parse_keep)]
+    pub keep_connections: Option<std::time::Duration>,
+}
+
+/// An app's deployment and how cairn reaches its servers: what `release`,
+/// `release rollback` and `heal` share.
+#[derive(Debug, Args, Clone)]
+pub struct AppServers {
     /// The deployment's directory
     #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
@@ -581,12 +595,6 @@ pub struct ReleaseOptions {
     /// Seconds one step on a host may run
     #[arg(short = 'T', long, default_value_t = 300)]
     pub timeout: u64,
-    /// Keep each host's SSH connection open this long once idle (`60s`,
-    /// `5m`; `0`: not kept), as `cairn run --keep-connections` does: the
-    /// next release, rollback or run within that time starts without
-    /// connecting. See `cairn connections`
-    #[arg(long, value_name = "DURATION", env = "CAIRN_KEEP_CONNECTIONS", value_parser = parse_keep)]
-    pub keep_connections: Option<std::time::Duration>,
 }
 
 /// `cairn heal APP`.
@@ -600,31 +608,8 @@ pub struct HealArgs {
     /// Instead: the app's heal incidents in this environment, newest first
     #[arg(long, conflicts_with = "once")]
     pub history: bool,
-    /// The deployment's directory
-    #[arg(short = 'C', long = "dir", value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
-    /// The deployment's environment
-    #[arg(short = 'e', long = "env")]
-    pub env: Option<String>,
-    /// Set a parameter (repeatable)
-    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
-    pub params: Vec<String>,
-    /// A known_hosts file (servers cairn made are checked against the key
-    /// it recorded)
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// Connect as this user (default: the inventory's, else root)
-    #[arg(short = 'u', long = "user")]
-    pub user: Option<String>,
-    /// A private key file to authenticate with
-    #[arg(long = "private-key", value_name = "FILE")]
-    pub private_key: Option<PathBuf>,
-    /// Seconds a host may take to answer a connection
-    #[arg(long, default_value_t = 10)]
-    pub connect_timeout: u64,
-    /// Seconds one step on a host may run
-    #[arg(short = 'T', long, default_value_t = 300)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub servers: AppServers,
     /// Seconds to wait for a drained backend's requests in flight
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,

@@ -408,9 +408,9 @@ pub fn release(
 
 pub(super) fn template_args(o: &ReleaseOptions) -> TemplateArgs {
     TemplateArgs {
-        dir: o.dir.clone(),
-        env: o.env.clone(),
-        params: o.params.clone(),
+        dir: o.servers.dir.clone(),
+        env: o.servers.env.clone(),
+        params: o.servers.params.clone(),
         param_files: Vec::new(),
     }
 }
@@ -485,7 +485,7 @@ fn roll_out(
 
     // Its hosts, in the inventory's order.
     let host_args = host_args(o, &app);
-    let loaded = super::hosts::load(&o.dir, o.env.as_deref(), &[], global)?;
+    let loaded = super::hosts::load(&o.servers.dir, o.servers.env.as_deref(), &[], global)?;
     let inv = &loaded.inventory;
     let selected = select_hosts(inv, &app)?;
     let connector = Connector::new(&host_args, loaded.deployment.as_ref())?;
@@ -720,17 +720,17 @@ pub(super) fn host_args(o: &ReleaseOptions, app: &AppSpec) -> HostArgs {
             Servers::Names(n) => n.join(","),
         },
         inventory: Vec::new(),
-        dir: o.dir.clone(),
-        env: o.env.clone(),
-        known_hosts: o.known_hosts.clone(),
-        user: o.user.clone(),
-        private_key: o.private_key.clone(),
+        dir: o.servers.dir.clone(),
+        env: o.servers.env.clone(),
+        known_hosts: o.servers.known_hosts.clone(),
+        user: o.servers.user.clone(),
+        private_key: o.servers.private_key.clone(),
         r#become: false,
         become_user: None,
         forks: 256,
         max_fail: None,
-        connect_timeout: o.connect_timeout,
-        timeout: o.timeout,
+        connect_timeout: o.servers.connect_timeout,
+        timeout: o.servers.timeout,
         check: false,
         keep_connections: o.keep_connections,
         via: Some(Via::Ssh),

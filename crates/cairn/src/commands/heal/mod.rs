@@ -54,7 +54,7 @@ pub fn heal(args: &HealArgs, global: &GlobalArgs) -> Result<Status, CliError> {
             args.app, cx.deployment.env, args.app, cx.deployment.env
         )));
     }
-    let loaded = super::hosts::load(&o.dir, o.env.as_deref(), &[], global)?;
+    let loaded = super::hosts::load(&o.servers.dir, o.servers.env.as_deref(), &[], global)?;
     let connector = Connector::new(&host_args(&o, &cx.app), loaded.deployment.as_ref())?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -88,14 +88,7 @@ fn release_options(a: &HealArgs) -> ReleaseOptions {
         batch: "1".into(),
         max_fail: 0,
         drain_timeout: a.drain_timeout,
-        dir: a.dir.clone(),
-        env: a.env.clone(),
-        params: a.params.clone(),
-        known_hosts: a.known_hosts.clone(),
-        user: a.user.clone(),
-        private_key: a.private_key.clone(),
-        connect_timeout: a.connect_timeout,
-        timeout: a.timeout,
+        servers: a.servers.clone(),
         // Not offered by `cairn heal`, a process that runs for as long as it
         // heals.
         keep_connections: None,
