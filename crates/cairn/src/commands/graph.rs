@@ -71,14 +71,20 @@ pub fn run(t: &TemplateArgs, format: GraphFormat, global: &GlobalArgs) -> Result
     Ok(Status::Success)
 }
 
+/// How both formats show a resource's instance count: nothing for one,
+/// ` ×N` otherwise.
+fn instances(n: usize) -> String {
+    if n == 1 {
+        String::new()
+    } else {
+        format!(" ×{n}")
+    }
+}
+
 fn dot(g: &ResourceGraph) -> String {
     let mut s = String::from("digraph cairn {\n  rankdir = \"BT\";\n  node [shape = box];\n");
     for n in &g.nodes {
-        let count = if n.instances == 1 {
-            String::new()
-        } else {
-            format!(" ×{}", n.instances)
-        };
+        let count = instances(n.instances);
         s.push_str(&format!(
             "  \"{}\" [label = \"{}\\n({}{count})\"];\n",
             n.name, n.name, n.kind
@@ -94,11 +100,7 @@ fn dot(g: &ResourceGraph) -> String {
 fn mermaid(g: &ResourceGraph) -> String {
     let mut s = String::from("flowchart BT\n");
     for n in &g.nodes {
-        let count = if n.instances == 1 {
-            String::new()
-        } else {
-            format!(" ×{}", n.instances)
-        };
+        let count = instances(n.instances);
         s.push_str(&format!(
             "  {}[\"{} ({}{count})\"]\n",
             n.name, n.name, n.kind
