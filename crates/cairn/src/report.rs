@@ -51,6 +51,20 @@ impl CliError {
         CliError::Failure(anyhow::anyhow!("{e}"))
     }
 
+    /// The error as text inside another message (a heal incident's
+    /// trail, a test's report), which goes on after it: without colour,
+    /// a failure with its causes.
+    pub fn into_message(self) -> String {
+        match self {
+            CliError::Usage(m) => m,
+            CliError::Failure(e) => format!("{e:#}"),
+            CliError::Template {
+                sources,
+                diagnostics,
+            } => render_diagnostics(&sources, &diagnostics, false),
+        }
+    }
+
     pub fn status(&self) -> Status {
         match self {
             CliError::Template { .. } | CliError::Usage(_) => Status::Usage,

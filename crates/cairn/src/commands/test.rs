@@ -418,7 +418,7 @@ fn planned_tests(cx: &RunContext, load: &LoadOptions) -> Result<Vec<Planned>, St
 async fn destroy(tg: &Target, apply: &ApplyArgs, load: &LoadOptions) -> Result<(), String> {
     // A run of its own (a new run id): the `up` above may have been
     // dropped half-way, and its journal is reconciled first.
-    let cx = context(tg, Some(apply)).map_err(say)?;
+    let cx = context(tg, Some(apply)).map_err(CliError::into_message)?;
     match run_up(&cx, load, &run_options("destroy", true), &mut |_| true).await {
         Ok((RunOutcome::Applied { report, .. }, _)) if !report.ok => Err(report
             .resources
@@ -485,7 +485,7 @@ impl DeploymentHosts {
                 local: false,
             },
         };
-        let connector = Connector::new(&args, Some(deployment)).map_err(say)?;
+        let connector = Connector::new(&args, Some(deployment)).map_err(CliError::into_message)?;
         Ok(DeploymentHosts {
             inventory,
             connector,
@@ -510,17 +510,5 @@ impl cairn_suite::Hosts for DeploymentHosts {
                 .map(|h| self.connector.remote(&self.inventory.connection(h)))
                 .collect(),
         )
-    }
-}
-
-/// A CLI error as one line, for a message that goes on.
-fn say(e: CliError) -> String {
-    match e {
-        CliError::Usage(m) => m,
-        CliError::Failure(e) => format!("{e:#}"),
-        CliError::Template {
-            sources,
-            diagnostics,
-        } => crate::report::render_diagnostics(&sources, &diagnostics, false),
     }
 }

@@ -127,7 +127,7 @@ impl Healer {
             if let Err(e) = self.pass().await {
                 // A state or template that cannot be read now may be
                 // readable next time: a controller keeps going.
-                eprintln!(" ! this pass failed: {}", text(e));
+                eprintln!(" ! this pass failed: {}", e.into_message());
             }
             if stop.load(Ordering::SeqCst) {
                 break;
@@ -492,17 +492,5 @@ impl Healer {
 
     pub(super) fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.o.drain_timeout.max(1))
-    }
-}
-
-/// An error as one line of an incident's trail.
-pub(super) fn text(e: CliError) -> String {
-    match e {
-        CliError::Usage(m) => m,
-        CliError::Failure(e) => format!("{e:#}"),
-        CliError::Template {
-            sources,
-            diagnostics,
-        } => crate::report::render_diagnostics(&sources, &diagnostics, false),
     }
 }

@@ -16,9 +16,10 @@ use cairn_release::app::Hooks;
 use cairn_release::record::ReleaseOutcome;
 use cairn_release::rollout::{self, BatchSize, Host, Rollout};
 
-use super::healer::{Healer, Server, note, print_event, text};
+use super::healer::{Healer, Server, note, print_event};
 use crate::commands::deploy::owner;
 use crate::commands::release::{balancer, staged_payload};
+use crate::report::CliError;
 
 /// How long a new server may take to accept a connection after the engine
 /// made it (sshd starting in a fresh container or VM).
@@ -41,24 +42,29 @@ impl Healer {
         })?;
         // The version to install is the one live now, not the one when the
         // incident opened: a release may have run in between.
-        let version = self.current_version().map_err(text)?.ok_or_else(|| {
-            format!(
-                "{} has no release in `{}`",
-                self.app(),
-                self.cx.deployment.env
-            )
-        })?;
+        let version = self
+            .current_version()
+            .map_err(CliError::into_message)?
+            .ok_or_else(|| {
+                format!(
+                    "{} has no release in `{}`",
+                    self.app(),
+                    self.cx.deployment.env
+                )
+            })?;
         r.version = Some(version.clone());
         // Checked before the old server goes: an artifact that cannot be
         // installed would leave the app one server short.
-        let payload = staged_payload(&self.cx, &version).await.map_err(text)?;
+        let payload = staged_payload(&self.cx, &version)
+            .await
+            .map_err(CliError::into_message)?;
         note(
             r,
             "replace",
             true,
             format!("replacing {address} (`cairn up --replace {address}`)"),
         );
-        self.save(r).map_err(text)?;
+        self.save(r).map_err(CliError::into_message)?;
 
         let opts = RunOptions {
             command: "heal".into(),
@@ -109,7 +115,7 @@ impl Healer {
         }
 
         // The new server, as the state records it now.
-        let fresh = self.servers().map_err(text)?;
+        let fresh = self.servers().map_err(CliError::into_message)?;
         let new = fresh
             .into_iter()
             .find(|s| s.resource.as_deref() == Some(address.as_str()))
@@ -129,7 +135,7 @@ impl Healer {
                 r.server_id.as_deref().unwrap_or("?")
             ),
         );
-        self.save(r).map_err(text)?;
+        self.save(r).map_err(CliError::into_message)?;
         reachable(&new.host).await?;
         note(r, "reachable", true, format!("{} answers", new.host.name));
 
@@ -142,7 +148,8 @@ impl Healer {
             .store
             .resources(self.deployment())
             .map_err(|e| e.to_string())?;
-        let balancer = balancer(&self.tg, &app, self.drain_timeout(), &records).map_err(text)?;
+        let balancer = balancer(&self.tg, &app, self.drain_timeout(), &records)
+            .map_err(CliError::into_message)?;
         let fence_cx = leased.clone();
         let finished = rollout::run(Rollout {
             app,
