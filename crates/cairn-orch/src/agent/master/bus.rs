@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
 use super::config::MasterConfig;
-use super::hub::{Conn, Shared, agent_event, lock, publish};
+use super::hub::{Conn, Shared, agent_event, lock, publish, refused_job};
 use crate::agent::bus::{
     self, Freshness, MASTERS_GROUP, MAX_SKEW_MS, ToAgentBus, ToMasterBus, absent_subject,
     check_enrolment_proof, ctl_subject, job_subject, result_subject, subject_id,
@@ -387,11 +387,8 @@ impl Bus {
                 (job_id, result)
             }
             ToMaster::Refused { job_id, reason } => {
-                tracing::warn!(%id, job = %job_id, "agent refused a job: {reason}");
-                (
-                    job_id,
-                    job::failed(&id, format!("agent refused the job: {reason}")),
-                )
+                let result = refused_job(&id, &job_id, &reason);
+                (job_id, result)
             }
             other => {
                 tracing::warn!(%id, "refused a message on {subject}: {other:?} is not a result");

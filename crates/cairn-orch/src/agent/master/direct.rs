@@ -11,12 +11,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use super::config::MasterConfig;
-use super::hub::{Conn, Shared, agent_event, lock, publish};
+use super::hub::{Conn, Shared, agent_event, lock, publish, refused_job};
 use crate::agent::event::{Event, RateLimit};
 use crate::agent::keys::Admission;
 use crate::agent::protocol::{self, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION};
 use crate::agent::tls::{self, Identity};
-use crate::job;
 
 /// Serves agents over mutual TLS on `cfg.listen`.
 pub(super) async fn listen(
@@ -209,11 +208,8 @@ async fn agent_connection(
                     (job_id, result)
                 }
                 ToMaster::Refused { job_id, reason } => {
-                    tracing::warn!(%id, job = %job_id, "agent refused a job: {reason}");
-                    (
-                        job_id,
-                        job::failed(&id, format!("agent refused the job: {reason}")),
-                    )
+                    let result = refused_job(&id, &job_id, &reason);
+                    (job_id, result)
                 }
                 ToMaster::Hello { .. } => return "a second hello".to_string(),
             };

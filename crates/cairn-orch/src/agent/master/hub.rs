@@ -59,6 +59,13 @@ pub(super) fn publish(hub: &Shared, event: Event) {
     events(hub).publish(event);
 }
 
+/// An agent's refusal of a job, as both transports take it: logged, and
+/// the job's result for that host a failure that says so.
+pub(super) fn refused_job(id: &str, job_id: &str, reason: &str) -> HostResult {
+    tracing::warn!(%id, job = %job_id, "agent refused a job: {reason}");
+    crate::job::failed(id, format!("agent refused the job: {reason}"))
+}
+
 /// An event an accepted agent sent: refused (with a log line) when too
 /// large, over its rate or badly tagged; else published as the agent's.
 pub(super) fn agent_event(
@@ -93,5 +100,20 @@ pub(super) fn agent_event(
             },
         ),
         Err(e) => tracing::warn!(%id, "refused an event from {id}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::job::HostStatus;
+
+    #[test]
+    fn a_refused_job_is_the_hosts_failure_saying_why() {
+        let r = super::refused_job("a1", "j1", "no module `nope`");
+        assert_eq!((r.host.as_str(), r.status), ("a1", HostStatus::Failed));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("agent refused the job: no module `nope`")
+        );
     }
 }
