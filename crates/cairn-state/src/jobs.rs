@@ -87,13 +87,7 @@ fn tally(tx: &Connection, id: &str) -> cairn_engine::store::StoreResult<(usize, 
         let (status, n) = row.ctx(WHAT)?;
         let n = n as usize;
         total += n;
-        match status.as_str() {
-            "changed" => t.changed += n,
-            "ok" => t.ok += n,
-            "failed" => t.failed += n,
-            "unreachable" => t.unreachable += n,
-            _ => t.skipped += n,
-        }
+        t.add_named(&status, n);
     }
     Ok((total, t))
 }

@@ -25,6 +25,14 @@ pub enum HostStatus {
 }
 
 impl HostStatus {
+    pub const ALL: [HostStatus; 5] = [
+        HostStatus::Changed,
+        HostStatus::Ok,
+        HostStatus::Failed,
+        HostStatus::Unreachable,
+        HostStatus::Skipped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             HostStatus::Changed => "changed",
@@ -90,15 +98,31 @@ impl Tally {
     pub fn of(hosts: &[HostResult]) -> Tally {
         let mut t = Tally::default();
         for h in hosts {
-            *match h.status {
-                HostStatus::Changed => &mut t.changed,
-                HostStatus::Ok => &mut t.ok,
-                HostStatus::Failed => &mut t.failed,
-                HostStatus::Unreachable => &mut t.unreachable,
-                HostStatus::Skipped => &mut t.skipped,
-            } += 1;
+            *t.count(h.status) += 1;
         }
         t
+    }
+
+    /// Adds `n` hosts that ended as the status named `name` (by
+    /// [`HostStatus::as_str`]: the stores keep the name beside each result,
+    /// to count without parsing them); a name it does not know counts as
+    /// skipped.
+    pub fn add_named(&mut self, name: &str, n: usize) {
+        let status = HostStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or(HostStatus::Skipped);
+        *self.count(status) += n;
+    }
+
+    fn count(&mut self, status: HostStatus) -> &mut usize {
+        match status {
+            HostStatus::Changed => &mut self.changed,
+            HostStatus::Ok => &mut self.ok,
+            HostStatus::Failed => &mut self.failed,
+            HostStatus::Unreachable => &mut self.unreachable,
+            HostStatus::Skipped => &mut self.skipped,
+        }
     }
 
     /// Whether the job as a whole failed: any host failed, was unreachable
@@ -189,4 +213,26 @@ pub fn new_id() -> JobId {
         t.second(),
         t.microsecond()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_counts_by_the_names_the_stores_keep() {
+        let mut t = Tally::default();
+        for (i, s) in HostStatus::ALL.into_iter().enumerate() {
+            t.add_named(s.as_str(), i + 1);
+        }
+        t.add_named("no such status", 10);
+        let want = Tally {
+            changed: 1,
+            ok: 2,
+            failed: 3,
+            unreachable: 4,
+            skipped: 5 + 10,
+        };
+        assert_eq!(t, want);
+    }
 }

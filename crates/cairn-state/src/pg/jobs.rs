@@ -63,13 +63,7 @@ fn tally(tx: &mut Tx<'_>, id: &str) -> StoreResult<(usize, Tally)> {
         let status: &str = col(row, 0, WHAT)?;
         let n = col::<i64>(row, 1, WHAT)? as usize;
         total += n;
-        match status {
-            "changed" => t.changed += n,
-            "ok" => t.ok += n,
-            "failed" => t.failed += n,
-            "unreachable" => t.unreachable += n,
-            _ => t.skipped += n,
-        }
+        t.add_named(status, n);
     }
     Ok((total, t))
 }
