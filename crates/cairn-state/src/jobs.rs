@@ -118,6 +118,23 @@ fn head(row: &rusqlite::Row<'_>) -> rusqlite::Result<Head> {
     ))
 }
 
+/// A job's row and its hosts' results as the record.
+fn record(head: Head, hosts: Vec<HostResult>) -> cairn_engine::store::StoreResult<JobRecord> {
+    let (id, kind, target, function, args, check, user, started_at, finished_at) = head;
+    Ok(JobRecord {
+        args: from_json(&args, "job arguments")?,
+        id,
+        kind,
+        target,
+        function,
+        check,
+        user,
+        started_at,
+        finished_at,
+        hosts,
+    })
+}
+
 const HEAD: &str =
     "SELECT id, kind, target, function, args, check_only, user, started_at, finished_at FROM jobs";
 
@@ -150,22 +167,10 @@ pub(crate) fn all(tx: &Connection) -> cairn_engine::store::StoreResult<Vec<JobRe
     }
     heads
         .into_iter()
-        .map(
-            |(id, kind, target, function, args, check, user, started_at, finished_at)| {
-                Ok(JobRecord {
-                    args: from_json(&args, "job arguments")?,
-                    hosts: hosts.remove(&id).unwrap_or_default(),
-                    id,
-                    kind,
-                    target,
-                    function,
-                    check,
-                    user,
-                    started_at,
-                    finished_at,
-                })
-            },
-        )
+        .map(|head| {
+            let of_job = hosts.remove(&head.0).unwrap_or_default();
+            record(head, of_job)
+        })
         .collect()
 }
 
@@ -238,24 +243,11 @@ impl JobStore for SqliteStore {
                 .query_row(&format!("{HEAD} WHERE id = ?1"), [id], head)
                 .optional()
                 .ctx("reading a job")?;
-            let Some((id, kind, target, function, args, check, user, started_at, finished_at)) =
-                found
-            else {
+            let Some(head) = found else {
                 return Ok(None);
             };
-            let hosts = hosts(tx, &id)?;
-            Ok(Some(JobRecord {
-                args: from_json(&args, "job arguments")?,
-                id,
-                kind,
-                target,
-                function,
-                check,
-                user,
-                started_at,
-                finished_at,
-                hosts,
-            }))
+            let hosts = hosts(tx, &head.0)?;
+            record(head, hosts).map(Some)
         })
         .map_err(err)
     }
