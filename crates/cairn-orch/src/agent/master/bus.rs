@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
 use super::config::MasterConfig;
-use super::hub::{Conn, Shared, agent_event, lock, publish, refused_job};
+use super::hub::{Conn, Shared, agent_event, answered_by, lock, publish, refused_job};
 use crate::agent::bus::{
     self, Freshness, MASTERS_GROUP, MAX_SKEW_MS, ToAgentBus, ToMasterBus, absent_subject,
     check_enrolment_proof, ctl_subject, job_subject, result_subject, subject_id,
@@ -382,10 +382,7 @@ impl Bus {
         let id = body.id.clone();
         self.present(&id, &fingerprint);
         let (job_id, result) = match body.msg {
-            ToMaster::Result { job_id, mut result } => {
-                result.host = id.clone();
-                (job_id, result)
-            }
+            ToMaster::Result { job_id, result } => (job_id, answered_by(&id, result)),
             ToMaster::Refused { job_id, reason } => {
                 let result = refused_job(&id, &job_id, &reason);
                 (job_id, result)

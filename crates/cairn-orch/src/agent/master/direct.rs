@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 use super::config::MasterConfig;
-use super::hub::{Conn, Shared, agent_event, lock, publish, refused_job};
+use super::hub::{Conn, Shared, agent_event, answered_by, lock, publish, refused_job};
 use crate::agent::event::{Event, RateLimit};
 use crate::agent::keys::Admission;
 use crate::agent::protocol::{self, MAX_FRAME, MAX_HELLO, ToAgent, ToMaster, VERSION};
@@ -203,10 +203,7 @@ async fn agent_connection(
                     agent_event(registry, &id, &mut limit, tag, data);
                     continue;
                 }
-                ToMaster::Result { job_id, mut result } => {
-                    result.host = id.clone();
-                    (job_id, result)
-                }
+                ToMaster::Result { job_id, result } => (job_id, answered_by(&id, result)),
                 ToMaster::Refused { job_id, reason } => {
                     let result = refused_job(&id, &job_id, &reason);
                     (job_id, result)

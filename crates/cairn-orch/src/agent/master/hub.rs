@@ -59,6 +59,13 @@ pub(super) fn publish(hub: &Shared, event: Event) {
     events(hub).publish(event);
 }
 
+/// A job's result as the agent `id` sent it, its host set to that id: the
+/// host is the one whose key was checked, whatever the result says.
+pub(super) fn answered_by(id: &str, mut result: HostResult) -> HostResult {
+    result.host = id.to_string();
+    result
+}
+
 /// An agent's refusal of a job, as both transports take it: logged, and
 /// the job's result for that host a failure that says so.
 pub(super) fn refused_job(id: &str, job_id: &str, reason: &str) -> HostResult {
@@ -106,6 +113,12 @@ pub(super) fn agent_event(
 #[cfg(test)]
 mod tests {
     use crate::job::HostStatus;
+
+    #[test]
+    fn a_result_is_the_host_whose_key_was_checked() {
+        let claimed = crate::job::failed("someone-else", "x".into());
+        assert_eq!(super::answered_by("a1", claimed).host, "a1");
+    }
 
     #[test]
     fn a_refused_job_is_the_hosts_failure_saying_why() {
