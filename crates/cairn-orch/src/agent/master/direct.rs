@@ -53,6 +53,22 @@ pub(super) async fn listen(
     }
 }
 
+/// Tells the agent why it is refused (if it still listens), and ends its
+/// connection with that reason.
+async fn refuse(
+    tls: &mut (impl tokio::io::AsyncWrite + Unpin),
+    reason: String,
+) -> Result<(), String> {
+    let _ = protocol::write(
+        tls,
+        &ToAgent::Refused {
+            reason: reason.clone(),
+        },
+    )
+    .await;
+    Err(reason)
+}
+
 async fn agent_connection(
     tcp: tokio::net::TcpStream,
     acceptor: &tokio_rustls::TlsAcceptor,
@@ -102,14 +118,7 @@ async fn agent_connection(
         Some(id) if id == claimed => id,
         Some(id) => {
             let reason = format!("key {fingerprint} is accepted as `{id}`, not `{claimed}`");
-            let _ = protocol::write(
-                &mut tls,
-                &ToAgent::Refused {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
-            return Err(reason);
+            return refuse(&mut tls, reason).await;
         }
         None => {
             let auto = cfg.token.is_some() && token == cfg.token;
@@ -133,14 +142,7 @@ async fn agent_connection(
                 }
                 Admission::Refused(reason) => {
                     let reason = format!("`{claimed}` ({fingerprint}) refused: {reason}");
-                    let _ = protocol::write(
-                        &mut tls,
-                        &ToAgent::Refused {
-                            reason: reason.clone(),
-                        },
-                    )
-                    .await;
-                    return Err(reason);
+                    return refuse(&mut tls, reason).await;
                 }
             }
         }
