@@ -220,6 +220,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ids_made_in_one_process_are_all_different_and_keep_increasing() {
+        // Threads making ids at once meet in the same microsecond, where
+        // the time alone would give two of them one id.
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..2000).map(|_| new_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all = std::collections::BTreeSet::new();
+        for t in threads {
+            let ids = t.join().unwrap();
+            for pair in ids.windows(2) {
+                assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+            }
+            assert!(
+                ids.iter()
+                    .all(|id| id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()))
+            );
+            all.extend(ids);
+        }
+        assert_eq!(all.len(), 8000);
+    }
+
+    #[test]
     fn a_tally_counts_by_the_names_the_stores_keep() {
         let mut t = Tally::default();
         for (i, s) in HostStatus::ALL.into_iter().enumerate() {

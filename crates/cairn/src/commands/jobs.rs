@@ -130,7 +130,7 @@ where
         .clone()
         .or_else(|| args.r#become.then(|| "root".to_string()));
     let mut record = JobRecord {
-        id: job_id(),
+        id: job::new_id(),
         kind: spec.kind.to_string(),
         target: args.target.clone(),
         function: spec.function,
@@ -425,21 +425,6 @@ fn state_dir(dir: &Path) -> Result<std::path::PathBuf, CliError> {
 
 fn open_store(dir: &Path, global: &GlobalArgs) -> Result<Box<dyn Store>, CliError> {
     open_location(&state_location(global, dir)?)
-}
-
-/// Salt's job id form: the start time to the microsecond, UTC.
-pub(super) fn job_id() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.microsecond()
-    )
 }
 
 fn usage(e: ModuleError) -> CliError {

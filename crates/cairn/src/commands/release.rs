@@ -848,5 +848,5 @@ pub fn releases(app: Option<&str>, dir: &Path, global: &GlobalArgs) -> Result<St
 pub(super) fn release_id() -> String {
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
-    format!("{}-{}", super::jobs::job_id(), hex::encode(r))
+    format!("{}-{}", cairn_orch::job::new_id(), hex::encode(r))
 }
