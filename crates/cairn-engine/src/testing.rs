@@ -473,7 +473,10 @@ impl StateStore for MemoryStore {
         ttl: Duration,
         now: Timestamp,
     ) -> StoreResult<Lease> {
-        let taken_first = |l: &Lease| l.run_id != from_run_id;
+        // As the real stores' `may_take_over`: refused only when a third run
+        // took it first (a free lease, or one this run already holds, is
+        // taken).
+        let taken_first = |l: &Lease| l.run_id != from_run_id && l.run_id != run_id;
         self.hold(deployment, owner, run_id, operation, ttl, now, taken_first)
     }
     fn renew_lease(
