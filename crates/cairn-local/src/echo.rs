@@ -91,11 +91,6 @@ mod tests {
         assert!(out.ends_with("hello from 0\n"), "{out}");
         shutdown.cancel();
         server.await.unwrap().unwrap();
-        // The listener is closed: its address can be bound again. (Not a
-        // refused connect: a connect to a free loopback port can, once in
-        // a long while, pick that very port as its source and connect to
-        // itself, which once failed this test in CI.)
-        let again = TcpListener::bind(addr).await;
-        assert!(again.is_ok(), "still listening: {again:?}");
+        assert!(crate::test_server::unbound(addr), "still listening");
     }
 }

@@ -1,5 +1,6 @@
 //! Servers that tests start on loopback and stop again, each connection a
 //! task of its own.
+//! And `unbound`: whether a server stopped listening.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,4 +69,16 @@ where
         }
     });
     TestServer { addr, stop, task }
+}
+
+/// Whether nothing listens on `addr` any more: it can be bound again.
+/// Not a refused connect: a connect to a free loopback port can, once in a long
+/// while, pick that very port as its source and connect to itself (it
+/// failed a test in CI so).
+pub(crate) fn unbound(addr: SocketAddr) -> bool {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // The closed connections of the server that listened there may sit in
+    // TIME-WAIT on the port.
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&addr.into()).is_ok()
 }

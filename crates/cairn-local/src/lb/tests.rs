@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::bench::Client;
 use super::*;
 use crate::http::serve_http1;
-use crate::test_server::{OnStop, TestServer, test_server};
+use crate::test_server::{OnStop, TestServer, test_server, unbound};
 
 mod drain;
 mod wire;
@@ -244,17 +244,6 @@ impl Running {
             self.lb.status()
         );
     }
-}
-
-/// Whether nothing listens on `addr` any more: it can be bound again. Not
-/// a refused connect: a connect to a free loopback port can, once in a long
-/// while, pick that very port as its source and connect to itself (it
-/// failed a test in CI so).
-fn unbound(addr: SocketAddr) -> bool {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    // The balancer's closed connections may sit in TIME-WAIT on the port.
-    socket.set_reuse_address(true).unwrap();
-    socket.bind(&addr.into()).is_ok()
 }
 
 /// Polls `f` every 5 ms until it holds (how long it took) or `limit` passes.
