@@ -82,8 +82,7 @@ impl Workers {
         for (index, (socket, inbox)) in sockets.into_iter().zip(inboxes).enumerate() {
             let traffic = Traffic {
                 shared: shared.clone(),
-                spread: spread.clone(),
-                index,
+                worker: Arc::new(Worker::new(index, spread.clone())),
                 socket,
                 inbox,
             };
@@ -207,8 +206,8 @@ fn reuse_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 /// What one worker starts with.
 struct Traffic {
     shared: Arc<Shared>,
-    spread: Arc<Spread>,
-    index: usize,
+    /// Its index, spare buffers and the spread it shares.
+    worker: Arc<Worker>,
     /// Its own listening socket.
     socket: std::net::TcpListener,
     /// Connections other workers accepted for it.
@@ -230,7 +229,7 @@ fn spawn_thread(
         Err(e) => return Err((e, traffic)),
     };
     let (done_tx, done_rx) = oneshot::channel();
-    let name = format!("cairn-lb-{}", traffic.index);
+    let name = format!("cairn-lb-{}", traffic.worker.index);
     // Both come back to the caller if the thread does not start.
     let handoff = Arc::new(Mutex::new(Some((runtime, traffic))));
     let (stop, cut, theirs) = (stop.clone(), cut.clone(), handoff.clone());
@@ -258,23 +257,22 @@ fn spawn_thread(
 /// One worker: accepts and serves until `stop`, then drains until the drain
 /// timeout, or until `cut`.
 async fn run(traffic: Traffic, stop: CancellationToken, cut: CancellationToken) {
-    let worker = Arc::new(Worker::new(traffic.index, traffic.spread.clone()));
     let shared = traffic.shared.clone();
-    let _pools = ClosePools(&shared, traffic.index);
+    let _pools = ClosePools(&shared, traffic.worker.index);
     tokio::select! {
-        _ = serve(traffic, &worker, &stop) => {}
+        _ = serve(traffic, &stop) => {}
         _ = cut.cancelled() => {}
     }
 }
 
-async fn serve(traffic: Traffic, worker: &Arc<Worker>, stop: &CancellationToken) {
+async fn serve(traffic: Traffic, stop: &CancellationToken) {
     let Traffic {
         shared,
-        spread,
-        index,
+        worker,
         socket,
         mut inbox,
     } = traffic;
+    let (worker, index) = (&worker, worker.index);
     let listener = match TcpListener::from_std(socket) {
         Ok(l) => l,
         Err(e) => {
@@ -306,7 +304,7 @@ async fn serve(traffic: Traffic, worker: &Arc<Worker>, stop: &CancellationToken)
                         // must not wait for Nagle's algorithm.
                         let _ = stream.set_nodelay(true);
                     }
-                    let held = spread.hold(index);
+                    let held = worker.spread.hold(index);
                     spawn_connection(&shared, worker, &mut conns, stream, peer, held, &conn_stop);
                 }
                 Err(e) => {
@@ -329,7 +327,7 @@ async fn serve(traffic: Traffic, worker: &Arc<Worker>, stop: &CancellationToken)
     tracing::debug!(
         worker = index,
         accepted = accepts,
-        moved_between_workers = spread.moved(),
+        moved_between_workers = worker.spread.moved(),
         "load balancer worker stopped accepting"
     );
     let deadline = Instant::now() + lock(&shared.table).config.drain_timeout;
