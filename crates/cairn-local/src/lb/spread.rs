@@ -36,9 +36,17 @@ pub(super) struct Handed {
     pub held: Held,
 }
 
+/// One worker's count of open connections, alone on its cache line(s):
+/// each worker changes its own on every connection it opens and closes
+/// (tens of thousands a second with `Connection: close`), and two counts
+/// side by side would bounce one line between the cores.
+#[repr(align(128))]
+#[derive(Default)]
+struct Count(AtomicUsize);
+
 /// Each worker's open connections, and a way to hand it one.
 pub(super) struct Spread {
-    open: Vec<AtomicUsize>,
+    open: Vec<Count>,
     inboxes: Vec<mpsc::UnboundedSender<Handed>>,
     /// Connections handed over so far.
     moved: AtomicU64,
@@ -48,7 +56,7 @@ impl Spread {
     /// A spread over `n` workers, with each worker's inbox (in order).
     pub fn new(n: usize) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Handed>>) {
         let (inboxes, receivers) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
-        let open = (0..n).map(|_| AtomicUsize::new(0)).collect();
+        let open = (0..n).map(|_| Count::default()).collect();
         (
             Arc::new(Self {
                 open,
@@ -63,11 +71,11 @@ impl Spread {
     /// from its next request on: the emptiest when `worker` holds at least
     /// `SLACK` more.
     pub fn pick(&self, worker: usize) -> usize {
-        let mine = self.open[worker].load(Ordering::Relaxed);
+        let mine = self.open[worker].0.load(Ordering::Relaxed);
         let (emptiest, theirs) = self
             .open
             .iter()
-            .map(|n| n.load(Ordering::Relaxed))
+            .map(|n| n.0.load(Ordering::Relaxed))
             .enumerate()
             .min_by_key(|&(_, n)| n)
             .expect("at least one worker");
@@ -81,7 +89,7 @@ impl Spread {
     /// Counts a connection as `worker`'s until the guard drops (with the
     /// connection's task, however that ends).
     pub fn hold(self: &Arc<Self>, worker: usize) -> Held {
-        self.open[worker].fetch_add(1, Ordering::Relaxed);
+        self.open[worker].0.fetch_add(1, Ordering::Relaxed);
         Held {
             spread: self.clone(),
             worker,
@@ -114,7 +122,7 @@ impl Spread {
     pub fn counts(&self) -> Vec<usize> {
         self.open
             .iter()
-            .map(|n| n.load(Ordering::Relaxed))
+            .map(|n| n.0.load(Ordering::Relaxed))
             .collect()
     }
 }
@@ -127,7 +135,9 @@ pub(super) struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.spread.open[self.worker].fetch_sub(1, Ordering::Relaxed);
+        self.spread.open[self.worker]
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
