@@ -71,14 +71,26 @@ where
     TestServer { addr, stop, task }
 }
 
-/// Whether nothing listens on `addr` any more: it can be bound again.
-/// Not a refused connect: a connect to a free loopback port can, once in a long
-/// while, pick that very port as its source and connect to itself (it
-/// failed a test in CI so).
+/// Whether nothing listens on `addr` any more, within 5 s: it can be bound
+/// again. Polled, because a listener its server closed can live on for a
+/// moment in a process that another test thread is starting: the child
+/// holds a copy of every descriptor until its exec closes them (CLOEXEC).
+/// That is the most likely cause of two CI failures of a check made once,
+/// one a connect that was answered, one a bind that was refused.
 pub(crate) fn unbound(addr: SocketAddr) -> bool {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    // The closed connections of the server that listened there may sit in
-    // TIME-WAIT on the port.
-    socket.set_reuse_address(true).unwrap();
-    socket.bind(&addr.into()).is_ok()
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        // The closed connections of the server that listened there may sit
+        // in TIME-WAIT on the port.
+        socket.set_reuse_address(true).unwrap();
+        if socket.bind(&addr.into()).is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -171,8 +171,7 @@ async fn dropping_serve_cuts_every_worker() {
         "{} backend connections left open",
         open.load(Ordering::SeqCst)
     );
-    let refused = eventually(Duration::from_secs(3), || unbound(lb.addr)).await;
-    assert!(refused.is_some(), "still listening after serve was dropped");
+    assert!(unbound(lb.addr), "still listening after serve was dropped");
     drop(clients);
     // The same balancer can serve again.
     let again = serve_on_fresh_port(lb.lb.clone()).await;
